@@ -1,0 +1,36 @@
+# pouwchain developer entry points. Every target creates .venv on first use.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: run test lint typecheck pytest bench demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make run: the main job (until the node exists, a single-process mining demo)
+run: $(STAMP)
+	$(BIN)/pouwchain demo
+
+## make test: lint, type-check and the whole test suite
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check pouw consensus contracts node swarm testnet tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy pouw consensus contracts node swarm testnet
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+## make bench: every benchmark, tables on stdout
+bench: $(STAMP)
+	$(BIN)/python bench/pouw_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

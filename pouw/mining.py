@@ -1,0 +1,280 @@
+"""Mining: exact products of caller-supplied matmul jobs, with winning tickets on the way.
+
+A session holds one commitment (the consensus layer passes the hash of the header being
+mined). Each job returns its exact product; winning tickets are reported through a
+callback as soon as their chunk is done. set_commitment() switches to a new tip: the
+running job still finishes its product (the work is useful) but stops reporting tickets
+for the stale commitment.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pouw.backends import Backend, get_backend
+from pouw.certificate import Certificate
+from pouw.errors import OperandError
+from pouw.hashing import derive_seed
+from pouw.merkle import block_path, matrix_root
+from pouw.noise import (
+    LIMB_BASE,
+    denoise_operands,
+    fold_left,
+    fold_right,
+    noise_factors,
+    noisy_left,
+    noisy_right,
+)
+from pouw.params import (
+    MAX_TARGET,
+    TILE_H,
+    TILE_W,
+    VALUE_MAX,
+    VALUE_MIN,
+    PouwParams,
+    default_r,
+    win_bound,
+)
+from pouw.tickets import (
+    advance_states,
+    candidate_mask,
+    initial_states,
+    ticket_keys,
+    ticket_value,
+)
+
+#: Accumulator panel size in bytes: large enough for efficient GEMMs, small enough to
+#: keep the fold and denoise passes in cache (measured in bench/pouw_overhead.py).
+PANEL_BYTES = 16 * 1024 * 1024
+
+PHASES = ("commit", "noise", "product", "tickets", "denoise")
+
+
+@dataclass(frozen=True)
+class WinningTicket:
+    """A ticket at or under target × weight, with the certificate that proves it."""
+
+    value: int
+    certificate: Certificate
+
+
+@dataclass
+class MiningResult:
+    """One job's exact product and what mining it yielded."""
+
+    product: np.ndarray  # int32 m×n, equal to the int64 reference A·B
+    params: PouwParams
+    commitment: bytes
+    root_a: bytes
+    root_b: bytes
+    wins: list[WinningTicket]
+    tickets_evaluated: int
+    stale: bool
+    backend: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def certificates(self) -> list[Certificate]:
+        return [w.certificate for w in self.wins]
+
+
+def check_operands(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return int8 C-contiguous copies/views of A and B or raise OperandError."""
+    for name, x in (("A", a), ("B", b)):
+        if not isinstance(x, np.ndarray) or x.ndim != 2:
+            raise OperandError(f"operand {name} must be a 2-D numpy array")
+        if not np.issubdtype(x.dtype, np.integer):
+            raise OperandError(f"operand {name} must have an integer dtype, got {x.dtype}")
+        if x.size and (x.min() < VALUE_MIN or x.max() > VALUE_MAX):
+            raise OperandError(f"operand {name} has entries outside [{VALUE_MIN}, {VALUE_MAX}]")
+    if a.shape[1] != b.shape[0]:
+        raise OperandError(f"inner dimensions differ: A is {a.shape}, B is {b.shape}")
+    return (np.ascontiguousarray(a, dtype=np.int8), np.ascontiguousarray(b, dtype=np.int8))
+
+
+def operand_roots(a: np.ndarray, b: np.ndarray) -> tuple[bytes, bytes]:
+    """Merkle roots of A's rows and B's columns (what a block header commits to)."""
+    a8, b8 = check_operands(a, b)
+    return matrix_root(a8)[0], matrix_root(np.ascontiguousarray(b8.T))[0]
+
+
+class MiningSession:
+    """Mines a stream of matmul jobs under one (switchable) commitment."""
+
+    def __init__(
+        self,
+        *,
+        commitment: bytes,
+        target: int,
+        backend: Backend | str | None = None,
+        r: int | None = None,
+        panel_rows: int | None = None,
+        max_wins: int = 1,
+        on_ticket: Callable[[WinningTicket], None] | None = None,
+    ) -> None:
+        self.backend: Backend = (
+            backend if backend is not None and not isinstance(backend, str)
+            else get_backend(backend or "auto")
+        )
+        self.r = r
+        self.panel_rows = panel_rows
+        self.max_wins = max_wins
+        self.on_ticket = on_ticket
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._commitment = b""
+        self._target = 0
+        self.set_commitment(commitment, target=target)
+
+    def set_commitment(self, commitment: bytes, *, target: int | None = None) -> None:
+        """Mine for a new commitment from the next chunk on (thread-safe)."""
+        if len(commitment) != 32:
+            raise ValueError("commitment must be 32 bytes")
+        if target is not None and not 0 <= target <= MAX_TARGET:
+            raise ValueError("target must be in [0, 2^256 - 1]")
+        with self._lock:
+            self._commitment = commitment
+            if target is not None:
+                self._target = target
+            self._epoch += 1
+
+    def _current(self) -> tuple[int, bytes, int]:
+        with self._lock:
+            return self._epoch, self._commitment, self._target
+
+    def stream(self, jobs: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[MiningResult]:
+        """Mine each job in turn, yielding its result."""
+        for a, b in jobs:
+            yield self.mine(a, b)
+
+    def mine(self, a: np.ndarray, b: np.ndarray) -> MiningResult:
+        """Compute A·B exactly under the current commitment, reporting winning tickets."""
+        timings = dict.fromkeys(PHASES, 0.0)
+        started = time.perf_counter()
+        a8, b8 = check_operands(a, b)
+        m, k = a8.shape
+        n = b8.shape[1]
+        params = PouwParams(m=m, k=k, n=n, r=self.r or default_r(k))
+        params.validate()
+        epoch, commitment, target = self._current()
+        dev = self.backend
+
+        t = time.perf_counter()
+        bt = np.ascontiguousarray(b8.T)
+        root_a, levels_a = matrix_root(a8)
+        root_b, levels_b = matrix_root(bt)
+        timings["commit"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        seed = derive_seed(commitment=commitment, params_bytes=params.to_bytes(),
+                           root_a=root_a, root_b=root_b)
+        f = noise_factors(seed, params)
+        a_noisy = noisy_left(a8, f)
+        b_noisy = noisy_right(b8, f)
+        r = params.r
+        a_chunks = [dev.put(np.ascontiguousarray(a_noisy[:, c * r:(c + 1) * r]))
+                    for c in range(params.chunks)]
+        b_chunks = [dev.put(b_noisy[c * r:(c + 1) * r]) for c in range(params.chunks)]
+        lefts, rights = denoise_operands(fold_left(a_noisy, f), fold_right(b8, f), f, k=k)
+        lefts_dev = [dev.put(x) for x in lefts]
+        rights_dev = [dev.put(x) for x in rights]
+        mixer_key, hash_key = ticket_keys(seed)
+        timings["noise"] = time.perf_counter() - t
+
+        bound = win_bound(target, params)
+        wins: list[WinningTicket] = []
+        looking = self.max_wins > 0
+        stale = False
+        evaluated = 0
+        product = np.empty((m, n), dtype=np.int32)
+        panel = self.panel_rows or max(TILE_H, min(m, PANEL_BYTES // (4 * n)) // TILE_H * TILE_H)
+        col_tiles = np.arange(params.tile_cols)
+        for p0 in range(0, m, panel):
+            p1 = min(m, p0 + panel)
+            row_tiles = np.arange(p0 // TILE_H, p1 // TILE_H)
+            states = initial_states(mixer_key, row_tiles[:, None], col_tiles[None, :])
+            acc = None
+            for c in range(params.chunks):
+                t = time.perf_counter()
+                acc = dev.accumulate(acc, dev_rows(a_chunks[c], p0, p1), b_chunks[c])
+                t2 = time.perf_counter()
+                timings["product"] += t2 - t
+                if looking:
+                    states = advance_states(states, dev.fold(acc), c)
+                    evaluated += states.size
+                    if self._current()[0] != epoch:
+                        looking, stale = False, True
+                    else:
+                        for win in self._check(states, bound, c, row_tiles, params, hash_key,
+                                               commitment, target, root_a, root_b, a8, bt,
+                                               levels_a, levels_b, self.max_wins - len(wins)):
+                            wins.append(win)
+                            if self.on_ticket is not None:
+                                self.on_ticket(win)
+                        looking = len(wins) < self.max_wins
+                timings["tickets"] += time.perf_counter() - t2
+            t = time.perf_counter()
+            parts = [dev.product(dev_rows(left, p0, p1), right)
+                     for left, right in zip(lefts_dev, rights_dev, strict=True)]
+            product[p0:p1] = dev.subtract_horner(acc, parts, LIMB_BASE)
+            timings["denoise"] += time.perf_counter() - t
+        timings["total"] = time.perf_counter() - started
+        return MiningResult(
+            product=product, params=params, commitment=commitment, root_a=root_a,
+            root_b=root_b, wins=wins, tickets_evaluated=evaluated, stale=stale,
+            backend=dev.name, timings=timings,
+        )
+
+    @staticmethod
+    def _check(
+        states: np.ndarray, bound: int, chunk: int, row_tiles: np.ndarray, params: PouwParams,
+        hash_key: bytes, commitment: bytes, target: int, root_a: bytes, root_b: bytes,
+        a8: np.ndarray, bt: np.ndarray, levels_a: list[list[bytes]],
+        levels_b: list[list[bytes]], limit: int,
+    ) -> Iterator[WinningTicket]:
+        """Winning tickets among this chunk's tiles, in row-major tile order."""
+        found = 0
+        for i, j in np.argwhere(candidate_mask(states, bound)):
+            tile_row, tile_col = int(row_tiles[i]), int(j)
+            value = ticket_value(hash_key, tile_row=tile_row, tile_col=tile_col, chunk=chunk,
+                                 state=int(states[i, j]))
+            if value > bound:
+                continue
+            cert = Certificate(
+                params=params, commitment=commitment, root_a=root_a, root_b=root_b,
+                target=target, tile_row=tile_row, tile_col=tile_col, chunk=chunk,
+                rows_a=a8[tile_row * TILE_H:(tile_row + 1) * TILE_H].tobytes(),
+                cols_b=bt[tile_col * TILE_W:(tile_col + 1) * TILE_W].tobytes(),
+                path_a=tuple(block_path(levels_a, block=tile_row, block_size=TILE_H)),
+                path_b=tuple(block_path(levels_b, block=tile_col, block_size=TILE_W)),
+            )
+            yield WinningTicket(value=value, certificate=cert)
+            found += 1
+            if found >= limit:
+                return
+
+
+def dev_rows(x: object, lo: int, hi: int) -> object:
+    """Rows [lo, hi) of a device array (numpy, torch and cupy all slice alike)."""
+    return x[lo:hi]  # type: ignore[index]
+
+
+def mine_product(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    commitment: bytes,
+    target: int,
+    r: int | None = None,
+    backend: Backend | str | None = None,
+    max_wins: int = 1,
+) -> MiningResult:
+    """Mine a single job: the exact product and up to max_wins winning certificates."""
+    session = MiningSession(commitment=commitment, target=target, backend=backend, r=r,
+                            max_wins=max_wins)
+    return session.mine(a, b)

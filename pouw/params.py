@@ -1,0 +1,111 @@
+"""Protocol constants and job parameters of the PoUW scheme (see docs/pouw.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pouw.errors import ParamsError
+
+SCHEME_VERSION = 1
+
+#: Operand entries lie in [VALUE_MIN, VALUE_MAX] (int7); after adding noise in [-64, 64]
+#: every noisy entry lies in [-128, 127] and is stored as int8.
+VALUE_MIN = -64
+VALUE_MAX = 63
+
+#: Output tile of one ticket: TILE_H rows of A by TILE_W columns of B.
+TILE_H = 8
+TILE_W = 4
+
+#: Chunk size r (also the noise rank) is a power of two in this range.
+R_MIN = 16
+R_MAX = 1024
+
+#: Shape bounds. K_MAX keeps certificates small and every int32 accumulator exact.
+K_MAX = 16384
+MN_MAX = 65536
+
+#: Rows of E_L (and columns of F_R) expanded from one XOF call.
+NOISE_BLOCK = 64
+
+#: Top bits of a ticket that come from the vectorised tile mixer (the rest from BLAKE2b).
+PREFILTER_BITS = 16
+
+MAX_TARGET = 2**256 - 1
+
+
+def _is_power_of_two(x: int) -> bool:
+    return x > 0 and (x & (x - 1)) == 0
+
+
+@dataclass(frozen=True)
+class PouwParams:
+    """Shape of one mined product C = A·B with A m×k, B k×n, in chunks of r along k."""
+
+    m: int
+    k: int
+    n: int
+    r: int
+
+    def validate(self) -> None:
+        """Raise ParamsError unless every bound in docs/pouw.md holds."""
+        for name in ("m", "k", "n", "r"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ParamsError(f"{name} must be an int, got {type(value).__name__}")
+        if not _is_power_of_two(self.r) or not R_MIN <= self.r <= R_MAX:
+            raise ParamsError(f"r={self.r} must be a power of two in [{R_MIN}, {R_MAX}]")
+        if not 0 < self.k <= K_MAX or self.k % self.r:
+            raise ParamsError(f"k={self.k} must be a positive multiple of r={self.r}, <= {K_MAX}")
+        if not 0 < self.m <= MN_MAX or self.m % TILE_H:
+            raise ParamsError(f"m={self.m} must be a positive multiple of {TILE_H}, <= {MN_MAX}")
+        if not 0 < self.n <= MN_MAX or self.n % TILE_W:
+            raise ParamsError(f"n={self.n} must be a positive multiple of {TILE_W}, <= {MN_MAX}")
+
+    @property
+    def chunks(self) -> int:
+        """Number of r-chunks along k: tickets per tile."""
+        return self.k // self.r
+
+    @property
+    def tile_rows(self) -> int:
+        return self.m // TILE_H
+
+    @property
+    def tile_cols(self) -> int:
+        return self.n // TILE_W
+
+    @property
+    def ticket_weight(self) -> int:
+        """Multiply-accumulates one ticket stands for: one tile over one chunk."""
+        return TILE_H * TILE_W * self.r
+
+    @property
+    def tickets(self) -> int:
+        """Tickets the whole product yields."""
+        return self.tile_rows * self.tile_cols * self.chunks
+
+    def to_bytes(self) -> bytes:
+        """Fixed-width encoding bound into the seed."""
+        fields = (SCHEME_VERSION, self.m, self.k, self.n, self.r)
+        return b"".join(v.to_bytes(4, "big") for v in fields)
+
+
+def default_r(k: int) -> int:
+    """Chunk size used when the caller does not choose: measured best on CPU (bench/)."""
+    r = R_MAX
+    while r > R_MIN and (k % r or k // r < 16):
+        r //= 2
+    while r > R_MIN and k % r:
+        r //= 2
+    return r
+
+
+def win_bound(target: int, params: PouwParams) -> int:
+    """A ticket wins when its 256-bit value is at most target × ticket weight (capped)."""
+    return min(target * params.ticket_weight, MAX_TARGET)
+
+
+def work_of_target(target: int) -> int:
+    """Expected multiply-accumulates to find one winning ticket at this target."""
+    return 2**256 // (target + 1)

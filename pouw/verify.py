@@ -1,0 +1,78 @@
+"""Certificate verification: recompute one tile's transcript, h·w·(ℓ+1)·r MACs.
+
+The cost depends on k and the tile, never on m or n (beyond log-length Merkle paths).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pouw.certificate import Certificate
+from pouw.errors import CertificateError, ParamsError
+from pouw.hashing import derive_seed
+from pouw.merkle import bind_root, leaf_hashes, root_from_block
+from pouw.noise import noise_factors, noisy_left, noisy_right
+from pouw.params import TILE_H, TILE_W, VALUE_MAX, VALUE_MIN, win_bound
+from pouw.tickets import advance_states, fold_tiles, initial_states, ticket_keys, ticket_value
+
+
+def tile_ticket(cert: Certificate) -> int:
+    """The ticket value of the certificate's tile at its chunk (no target check)."""
+    p = cert.params
+    rows = np.frombuffer(cert.rows_a, dtype=np.int8).reshape(TILE_H, p.k)
+    cols = np.frombuffer(cert.cols_b, dtype=np.int8).reshape(TILE_W, p.k)
+    seed = derive_seed(
+        commitment=cert.commitment, params_bytes=p.to_bytes(), root_a=cert.root_a,
+        root_b=cert.root_b,
+    )
+    row0, col0 = cert.tile_row * TILE_H, cert.tile_col * TILE_W
+    f = noise_factors(seed, p, rows=(row0, row0 + TILE_H), cols=(col0, col0 + TILE_W),
+                      chunks=cert.chunk + 1)
+    a_noisy = noisy_left(rows, f).astype(np.int64)
+    b_noisy = noisy_right(np.ascontiguousarray(cols.T), f).astype(np.int64)
+    mixer_key, hash_key = ticket_keys(seed)
+    state = initial_states(mixer_key, np.array([cert.tile_row]), np.array([cert.tile_col]))
+    acc = np.zeros((TILE_H, TILE_W), dtype=np.int64)
+    for c in range(cert.chunk + 1):
+        lo, hi = c * p.r, (c + 1) * p.r
+        acc += a_noisy[:, lo:hi] @ b_noisy[lo:hi]
+        state = advance_states(state, fold_tiles(acc.astype(np.int32)).reshape(1), c)
+    return ticket_value(hash_key, tile_row=cert.tile_row, tile_col=cert.tile_col,
+                        chunk=cert.chunk, state=int(state[0]))
+
+
+def verify_certificate(cert: Certificate, *, commitment: bytes, target: int) -> int:
+    """Check every rule; return the winning ticket value or raise CertificateError."""
+    p = cert.params
+    try:
+        p.validate()  # job shape must be within the documented bounds
+    except ParamsError as exc:
+        raise CertificateError(f"bad job parameters: {exc}") from exc
+    if cert.commitment != commitment:  # certificate must be bound to this commitment
+        raise CertificateError("certificate commits to a different block")
+    if cert.target != target:  # certificate must be mined at the required target
+        raise CertificateError("certificate target differs from the required target")
+    if not 0 <= cert.tile_row < p.tile_rows or not 0 <= cert.tile_col < p.tile_cols:
+        raise CertificateError("tile index outside the output grid")  # tile must exist
+    if not 0 <= cert.chunk < p.chunks:  # chunk must exist
+        raise CertificateError("chunk index outside the product")
+    rows = np.frombuffer(cert.rows_a, dtype=np.int8).reshape(TILE_H, p.k)
+    cols = np.frombuffer(cert.cols_b, dtype=np.int8).reshape(TILE_W, p.k)
+    for name, values in (("A", rows), ("B", cols)):  # operands must lie in [-64, 63]
+        if values.min() < VALUE_MIN or values.max() > VALUE_MAX:
+            raise CertificateError(f"operand {name} entry outside [{VALUE_MIN}, {VALUE_MAX}]")
+    try:
+        tree_a = root_from_block(leaf_hashes(rows), block=cert.tile_row, path=list(cert.path_a),
+                                 total_rows=p.m)
+        tree_b = root_from_block(leaf_hashes(cols), block=cert.tile_col, path=list(cert.path_b),
+                                 total_rows=p.n)
+    except ValueError as exc:
+        raise CertificateError(str(exc)) from exc
+    if bind_root(tree_a, rows=p.m, row_len=p.k) != cert.root_a:  # rows must open root_a
+        raise CertificateError("rows of A do not match root_a")
+    if bind_root(tree_b, rows=p.n, row_len=p.k) != cert.root_b:  # columns must open root_b
+        raise CertificateError("columns of B do not match root_b")
+    value = tile_ticket(cert)
+    if value > win_bound(target, p):  # ticket must beat target × weight
+        raise CertificateError("ticket does not beat the target")
+    return value

@@ -1,1 +1,33 @@
-"""contracts package."""
+"""Native contracts: transaction payload kinds and their state transitions.
+
+`PAYLOAD_KINDS` is the one registry (kind id -> payload class + apply function) that both
+transaction decoding and the state transition use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from contracts.bank import TRANSFER, Transfer
+from contracts.base import Payload, PayloadKind, TxContext
+from contracts.registry import REGISTER_SWARM_NODE, RegisterSwarmNode
+from contracts.staking import BEGIN_UNSTAKE, STAKE, WITHDRAW, BeginUnstake, Stake, Withdraw
+
+PAYLOAD_KINDS: Mapping[int, PayloadKind] = {
+    kind.cls.KIND_ID: kind
+    for kind in (TRANSFER, STAKE, BEGIN_UNSTAKE, WITHDRAW, REGISTER_SWARM_NODE)
+}
+PAYLOAD_CLASSES: Mapping[int, type[Payload]] = {k: v.cls for k, v in PAYLOAD_KINDS.items()}
+
+__all__ = [
+    "PAYLOAD_CLASSES",
+    "PAYLOAD_KINDS",
+    "BeginUnstake",
+    "Payload",
+    "PayloadKind",
+    "RegisterSwarmNode",
+    "Stake",
+    "Transfer",
+    "TxContext",
+    "Withdraw",
+]

@@ -1,0 +1,38 @@
+"""Chain parameters: every number the consensus rules depend on, fixed at genesis."""
+
+from __future__ import annotations
+
+import dataclasses
+
+MAX_TARGET = 2**256 - 1
+MEDIAN_TIME_SPAN = 11  # timestamps must exceed the median of this many ancestors
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ChainParams:
+    """Consensus parameters of one network (all integers: no floats in consensus)."""
+
+    chain_id: int
+    target_block_time: int  # seconds
+    initial_target: int  # 256-bit target of the first mined block
+    unbonding_delay: int  # blocks between begin_unstake and withdrawable
+    min_difficulty: bool = False  # testnet escape hatch, consumed by the difficulty rule
+    block_subsidy: int = 50_000_000
+    max_block_size: int = 4_000_000  # bytes of the canonical block encoding
+    max_future_block_time: int = 60  # seconds a timestamp may run ahead of the local clock
+    min_node_stake: int = 1  # bonded stake needed to register a swarm node
+    max_unbonding_entries: int = 16  # bounds the per-account unbonding list
+    block_version: int = 1
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "min_difficulty":
+                if type(value) is not bool:
+                    raise ValueError("min_difficulty must be a bool")
+            elif type(value) is not int or value < 0:
+                raise ValueError(f"{f.name} must be a non-negative int")
+        if not 0 < self.initial_target <= MAX_TARGET:
+            raise ValueError("initial_target must be in [1, 2**256 - 1]")
+        if self.chain_id >= 2**64 or self.target_block_time == 0:
+            raise ValueError("chain_id must fit u64 and target_block_time must be positive")

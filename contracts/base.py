@@ -1,0 +1,51 @@
+"""What a native contract is: a payload class plus a function applying it to the state.
+
+Payload kinds are registered in ``contracts/__init__.py`` (kind id -> `PayloadKind`); adding a
+kind is a new payload class, an apply function, and one registry line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from consensus.errors import TransactionError
+from consensus.params import ChainParams
+
+if TYPE_CHECKING:  # only for types: consensus.state imports contracts at run time
+    from consensus.state import State
+
+MAX_U64 = 2**64 - 1
+
+
+class Payload:
+    """Base of transaction payloads; ``KIND_ID`` is the wire tag of the kind."""
+
+    KIND_ID: ClassVar[int]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TxContext:
+    """What an apply function may know besides the payload: who, when, and the rules."""
+
+    sender: bytes
+    height: int
+    params: ChainParams
+
+
+ApplyFn = Callable[["State", Any, TxContext], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class PayloadKind:
+    """Registry entry: the payload class and its state transition."""
+
+    cls: type[Payload]
+    apply: ApplyFn
+
+
+def require(condition: bool, rule: str, message: str = "") -> None:
+    """Raise `TransactionError` naming ``rule`` unless ``condition`` holds."""
+    if not condition:
+        raise TransactionError(rule, message)

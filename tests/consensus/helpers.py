@@ -1,0 +1,126 @@
+"""Test chain builder: dev genesis over a dict, and a real (tiny) PoUW miner for blocks.
+
+One implementation shared by the tests and the vector generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from consensus.block import Block, BlockHeader, header_commitment, transactions_root
+from consensus.genesis import GenesisConfig, build_genesis, dev_config, dev_seed
+from consensus.interfaces import MemoryKV
+from consensus.params import ChainParams
+from consensus.state import State, apply_block_transactions
+from consensus.tx import Transaction, public_key, sign_transaction
+from contracts import Payload
+from pouw import mine_product, operand_roots
+
+SHAPE = (8, 64, 8, 16)  # m, k, n, r: the smallest shape pouw accepts, mines in milliseconds
+MINER_SEED = dev_seed(99)
+MINER = public_key(MINER_SEED)
+
+
+@dataclasses.dataclass
+class Chain:
+    """A dev chain in memory: state, params and the headers connected so far."""
+
+    config: GenesisConfig
+    kv: MemoryKV
+    state: State
+    headers: list[BlockHeader]
+
+    @property
+    def params(self) -> ChainParams:
+        return self.config.params
+
+    @property
+    def tip(self) -> BlockHeader:
+        return self.headers[-1]
+
+    def timestamps(self) -> list[int]:
+        return [h.timestamp for h in self.headers[-11:]]
+
+
+def new_chain(config: GenesisConfig | None = None) -> Chain:
+    config = config or dev_config()
+    kv = MemoryKV()
+    state = State(kv)
+    genesis = build_genesis(config, state)
+    return Chain(config=config, kv=kv, state=state, headers=[genesis.header])
+
+
+def tx(
+    index: int, nonce: int, payload: Payload, *, fee: int = 10, chain_id: int = 1337
+) -> Transaction:
+    """A transaction signed by dev account ``index``."""
+    return sign_transaction(
+        dev_seed(index), chain_id=chain_id, nonce=nonce, fee=fee, payload=payload
+    )
+
+
+def post_state_root(
+    chain: Chain, txs: Sequence[Transaction], *, height: int, miner: bytes
+) -> bytes:
+    """The root after applying ``txs``, computed on the chain's state and rolled back."""
+    chain.state.begin_block()
+    try:
+        apply_block_transactions(chain.state, txs, height=height, miner=miner, params=chain.params)
+        return chain.state.root()
+    finally:
+        chain.state.abort_block()
+
+
+def mine_header(header: BlockHeader, *, seed: int = 0) -> BlockHeader:
+    """Fill in operand roots and shape, then mine a certificate for the header's commitment."""
+    m, k, n, r = SHAPE
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-64, 64, size=(m, k), dtype=np.int8)
+    b = rng.integers(-64, 64, size=(k, n), dtype=np.int8)
+    root_a, root_b = operand_roots(a, b)
+    header = dataclasses.replace(header, root_a=root_a, root_b=root_b, m=m, k=k, n=n, r=r,
+                                 certificate=b"")
+    result = mine_product(a, b, commitment=header_commitment(header), target=header.target, r=r)
+    if not result.certificates:
+        raise RuntimeError("no winning ticket: use MAX_TARGET in tests")
+    return dataclasses.replace(header, certificate=result.certificates[0].encode())
+
+
+def make_block(
+    chain: Chain,
+    txs: Sequence[Transaction] = (),
+    *,
+    timestamp: int | None = None,
+    miner: bytes = MINER,
+    seed: int = 0,
+    **header_overrides: object,
+) -> Block:
+    """A valid next block on the chain's tip (unless ``header_overrides`` break it).
+
+    Overrides apply before mining, so the certificate still matches the header.
+    """
+    parent = chain.tip
+    height = parent.height + 1
+    header = BlockHeader(
+        version=chain.params.block_version,
+        chain_id=chain.params.chain_id,
+        height=height,
+        parent_hash=parent.block_id(),
+        timestamp=parent.timestamp + chain.params.target_block_time if timestamp is None
+        else timestamp,
+        target=chain.params.initial_target,
+        tx_root=transactions_root(txs),
+        state_root=post_state_root(chain, txs, height=height, miner=miner),
+        miner=miner,
+        root_a=bytes(32),
+        root_b=bytes(32),
+        m=0,
+        k=0,
+        n=0,
+        r=0,
+    )
+    header = dataclasses.replace(header, **header_overrides)  # type: ignore[arg-type]
+    return Block(header=mine_header(header, seed=seed), transactions=tuple(txs))

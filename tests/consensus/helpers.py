@@ -14,8 +14,9 @@ from consensus.block import Block, BlockHeader, header_commitment, transactions_
 from consensus.genesis import GenesisConfig, build_genesis, dev_config, dev_seed
 from consensus.interfaces import MemoryKV
 from consensus.params import ChainParams
-from consensus.state import State, apply_block_transactions
+from consensus.state import BlockUndo, State, apply_block_transactions
 from consensus.tx import Transaction, public_key, sign_transaction
+from consensus.validation import validate_block
 from contracts import Payload
 from pouw import mine_product, operand_roots
 
@@ -43,6 +44,24 @@ class Chain:
 
     def timestamps(self) -> list[int]:
         return [h.timestamp for h in self.headers[-11:]]
+
+    def validate(self, block: Block, *, now: int | None = None) -> BlockUndo:
+        """Full validation against the tip, with dev difficulty (the params' initial target)."""
+        return validate_block(
+            self.state,
+            block,
+            parent=self.tip,
+            recent_timestamps=self.timestamps(),
+            now=block.header.timestamp if now is None else now,
+            expected_target=self.params.initial_target,
+            params=self.params,
+        )
+
+    def connect(self, block: Block, *, now: int | None = None) -> BlockUndo:
+        """Validate and make ``block`` the new tip."""
+        undo = self.validate(block, now=now)
+        self.headers.append(block.header)
+        return undo
 
 
 def new_chain(config: GenesisConfig | None = None) -> Chain:
@@ -74,8 +93,13 @@ def post_state_root(
         chain.state.abort_block()
 
 
-def mine_header(header: BlockHeader, *, seed: int = 0) -> BlockHeader:
-    """Fill in operand roots and shape, then mine a certificate for the header's commitment."""
+def mine_header(
+    header: BlockHeader, *, seed: int = 0, cert_target: int | None = None
+) -> BlockHeader:
+    """Fill in operand roots and shape, then mine a certificate for the header's commitment.
+
+    ``cert_target`` mines at another target than the header's (to test that rule).
+    """
     m, k, n, r = SHAPE
     rng = np.random.default_rng(seed)
     a = rng.integers(-64, 64, size=(m, k), dtype=np.int8)
@@ -83,7 +107,8 @@ def mine_header(header: BlockHeader, *, seed: int = 0) -> BlockHeader:
     root_a, root_b = operand_roots(a, b)
     header = dataclasses.replace(header, root_a=root_a, root_b=root_b, m=m, k=k, n=n, r=r,
                                  certificate=b"")
-    result = mine_product(a, b, commitment=header_commitment(header), target=header.target, r=r)
+    target = header.target if cert_target is None else cert_target
+    result = mine_product(a, b, commitment=header_commitment(header), target=target, r=r)
     if not result.certificates:
         raise RuntimeError("no winning ticket: use MAX_TARGET in tests")
     return dataclasses.replace(header, certificate=result.certificates[0].encode())
@@ -100,7 +125,8 @@ def make_block(
 ) -> Block:
     """A valid next block on the chain's tip (unless ``header_overrides`` break it).
 
-    Overrides apply before mining, so the certificate still matches the header.
+    Overrides apply before mining, so the certificate still matches the header; a
+    ``state_root`` override also skips applying ``txs`` (they may be invalid).
     """
     parent = chain.tip
     height = parent.height + 1
@@ -113,7 +139,8 @@ def make_block(
         else timestamp,
         target=chain.params.initial_target,
         tx_root=transactions_root(txs),
-        state_root=post_state_root(chain, txs, height=height, miner=miner),
+        state_root=header_overrides.pop("state_root", None)  # type: ignore[arg-type]
+        or post_state_root(chain, txs, height=height, miner=miner),
         miner=miner,
         root_a=bytes(32),
         root_b=bytes(32),

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import plyvel
 
@@ -216,3 +216,31 @@ class WriteBatch:
             self.commit()
         else:
             self.discard()
+
+
+class ReadOnlyKV(Protocol):
+    """Anything with point reads (a Database, a WriteBatch, a prefixed view)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+
+class Overlay:
+    """A throwaway ``KeyValueStore`` over a read-only base: writes stay in memory.
+
+    For dry runs (mempool admission, block templates) that must never touch the database.
+    """
+
+    def __init__(self, base: ReadOnlyKV) -> None:
+        self._base = base
+        self._writes: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._writes:
+            return self._writes[key]
+        return self._base.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._writes[bytes(key)] = bytes(value)
+
+    def delete(self, key: bytes) -> None:
+        self._writes[bytes(key)] = None

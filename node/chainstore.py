@@ -1,0 +1,421 @@
+"""The chain store: blocks, the block tree, undo data, the state and the tip, in one LevelDB.
+
+Crash safety comes from one rule: every change of the canonical chain is ONE atomic LevelDB
+batch. ``connect_block`` writes the block (if new), its undo data, the state changes, the
+height index and the new tip together; ``disconnect_block`` writes the restored state, the
+removed index entry and the parent as tip together. A process killed at any point therefore
+reopens on the previous or the new tip, never a mix. A reorg is a sequence of such batches:
+a crash half way leaves a consistent (shorter) chain, and reopening resumes the reorg, because
+the fork choice is rebuilt from the stored tree and the store moves to its best tip.
+
+Key layout::
+
+    blk/<id>        canonical encoding of the Block
+    tree/<id>       msgpack [parent_id, height, work, cumulative_work, seen, timestamp]
+    undo/<id>       BlockUndo of a connected block
+    hgt/<u64 be>    block id of the canonical block at that height
+    bad/<id>        marker: the block broke a consensus rule on connect
+    s/...           the consensus state (``consensus.state`` layout under this prefix)
+    meta/tip        id of the tip the state corresponds to
+    meta/genesis    id of the genesis block (which network this directory belongs to)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgpack
+
+from consensus.block import Block, BlockHeader, work_of
+from consensus.difficulty import Anchor, DifficultyParams, required_target
+from consensus.errors import ConsensusError, HeaderError
+from consensus.forkchoice import BlockTree, Reorg, TreeEntry
+from consensus.genesis import GenesisConfig, build_genesis
+from consensus.interfaces import MemoryKV, PrefixedKV
+from consensus.params import MEDIAN_TIME_SPAN, ChainParams
+from consensus.state import BlockUndo, State
+from consensus.validation import check_body, check_certificate, check_header, connect_block
+from node.db import Database, DatabaseError, WriteBatch
+from node.mempool import Mempool, TipView
+
+BLOCK = b"blk/"
+TREE = b"tree/"
+UNDO = b"undo/"
+HEIGHT = b"hgt/"
+BAD = b"bad/"
+STATE = b"s/"
+TIP_KEY = b"meta/tip"
+GENESIS_KEY = b"meta/genesis"
+
+# Blocks per halflife of the ASERT rule when the network does not say otherwise: 288 blocks,
+# the ratio of aserti3-2d (2 days of 10-minute blocks).
+DEFAULT_HALFLIFE_BLOCKS = 288
+
+Hook = Callable[[str], None]
+
+
+class ChainStoreError(DatabaseError):
+    """The store is inconsistent with its configuration (wrong network, missing data)."""
+
+
+def _height_key(height: int) -> bytes:
+    return HEIGHT + height.to_bytes(8, "big")
+
+
+def default_difficulty(params: ChainParams) -> DifficultyParams:
+    """The difficulty parameters the node derives from the chain parameters."""
+    return DifficultyParams(
+        target_block_time=params.target_block_time,
+        halflife=DEFAULT_HALFLIFE_BLOCKS * params.target_block_time,
+        dev_min_difficulty=params.min_difficulty,
+    )
+
+
+@dataclass
+class ChainUpdate:
+    """What one ``add_block`` changed: blocks connected and disconnected (in that order)."""
+
+    connected: list[Block] = field(default_factory=list)
+    disconnected: list[Block] = field(default_factory=list)
+    invalid: list[bytes] = field(default_factory=list)
+
+    def merge(self, other: ChainUpdate) -> None:
+        self.connected.extend(other.connected)
+        self.disconnected.extend(other.disconnected)
+        self.invalid.extend(other.invalid)
+
+
+@dataclass
+class _Meta:
+    """In-memory facts about a stored block the fork choice and header checks need."""
+
+    timestamp: int
+
+
+class ChainStore:
+    """The node's chain: open it on a data directory, feed it blocks."""
+
+    def __init__(self, db: Database, *, genesis: GenesisConfig,
+                 difficulty: DifficultyParams | None = None, max_orphans: int = 256,
+                 hook: Hook | None = None) -> None:
+        self.db = db
+        self.config = genesis
+        self.params = genesis.params
+        self.difficulty = difficulty or default_difficulty(self.params)
+        self.max_orphans = max_orphans
+        self._hook = hook
+        self._orphans: dict[bytes, Block] = {}
+        genesis_block = build_genesis(genesis, State(MemoryKV()))
+        self.genesis_id = genesis_block.header.block_id()
+        self.genesis_header = genesis_block.header
+        stored = db.get(GENESIS_KEY)
+        if stored is None:
+            self._init_genesis(genesis_block)
+        elif stored != self.genesis_id:
+            raise ChainStoreError(
+                f"data directory {db.path} belongs to another network "
+                f"(genesis {stored.hex()[:16]}, expected {self.genesis_id.hex()[:16]})")
+        self._timestamps: dict[bytes, int] = {}
+        self.tree = self._load_tree()
+        tip = db.get(TIP_KEY)
+        if tip is None or tip not in self.tree:
+            raise ChainStoreError("stored tip is missing from the block tree")
+        self._tip_id = tip
+        self._tip_header = self._header(tip)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, genesis: GenesisConfig,
+             difficulty: DifficultyParams | None = None, hook: Hook | None = None) -> ChainStore:
+        """Open (or create) a store and finish any reorg a crash interrupted."""
+        db = Database(path)
+        try:
+            store = cls(db, genesis=genesis, difficulty=difficulty, hook=hook)
+            store.resume()
+        except BaseException:
+            db.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _fire(self, point: str) -> None:
+        if self._hook is not None:
+            self._hook(point)
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _init_genesis(self, block: Block) -> None:
+        batch = self.db.batch()
+        state = self._state(batch)
+        build_genesis(self.config, state)
+        block_id = block.header.block_id()
+        work = work_of(block.header.target)
+        self._put_block(batch, block, TreeEntry(block_id=block_id, parent_id=None, height=0,
+                                                work=work, cumulative_work=work, seen=0))
+        batch.put(_height_key(0), block_id)
+        batch.put(TIP_KEY, block_id)
+        batch.put(GENESIS_KEY, block_id)
+        batch.commit()
+
+    def _load_tree(self) -> BlockTree:
+        entries = []
+        for key, value in self.db.iterate_prefix(TREE):
+            block_id = key[len(TREE):]
+            parent, height, work, cumulative, seen, timestamp = msgpack.unpackb(value)
+            entries.append(TreeEntry(block_id=block_id, parent_id=parent or None, height=height,
+                                     work=int.from_bytes(work, "big"),
+                                     cumulative_work=int.from_bytes(cumulative, "big"),
+                                     seen=seen))
+            self._timestamps[block_id] = timestamp
+        invalid = [key[len(BAD):] for key, _ in self.db.iterate_prefix(BAD)]
+        return BlockTree.restore(entries, invalid=invalid, max_orphans=self.max_orphans)
+
+    def _put_block(self, batch: WriteBatch, block: Block, entry: TreeEntry) -> None:
+        """Stage a block and its tree entry (idempotent: same bytes for the same id)."""
+        batch.put(BLOCK + entry.block_id, block.encode())
+        record = [entry.parent_id or b"", entry.height, _u256(entry.work),
+                  _u256(entry.cumulative_work), entry.seen, block.header.timestamp]
+        batch.put(TREE + entry.block_id, msgpack.packb(record, use_bin_type=True))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    @property
+    def tip_id(self) -> bytes:
+        return self._tip_id
+
+    @property
+    def tip_header(self) -> BlockHeader:
+        return self._tip_header
+
+    @property
+    def height(self) -> int:
+        return int(self._tip_header.height)
+
+    def state_view(self) -> PrefixedKV:
+        """The tip state for reads (do not write through it: use a batch)."""
+        return PrefixedKV(self.db, STATE)
+
+    def tip_view(self) -> TipView:
+        """What the mempool checks transactions against: tip state and next height."""
+        return TipView(state_kv=self.state_view(), height=self.height + 1)
+
+    def state_root(self) -> bytes:
+        return State(self.state_view()).root()
+
+    def get_block(self, block_id: bytes) -> Block | None:
+        raw = self.db.get(BLOCK + block_id)
+        return None if raw is None else Block.decode(raw)
+
+    def _block(self, block_id: bytes) -> Block:
+        block = self.get_block(block_id)
+        if block is None:
+            raise ChainStoreError(f"block {block_id.hex()} missing")
+        return block
+
+    def _header(self, block_id: bytes) -> BlockHeader:
+        return self._block(block_id).header
+
+    def block_id_at(self, height: int) -> bytes | None:
+        """Id of the canonical block at ``height`` (None above the tip)."""
+        return self.db.get(_height_key(height))
+
+    def has_block(self, block_id: bytes) -> bool:
+        return block_id in self.tree or block_id in self._orphans
+
+    def expected_target(self, *, parent_id: bytes, timestamp: int) -> int:
+        """The target the difficulty rule requires of a child of ``parent_id``."""
+        parent = self.tree.entry(parent_id)
+        anchor = Anchor(height=0,
+                        parent_time=self.genesis_header.timestamp - self.params.target_block_time,
+                        target=self.genesis_header.target)
+        return required_target(params=self.difficulty, anchor=anchor, parent_height=parent.height,
+                               parent_time=self._timestamps[parent_id], block_time=timestamp)
+
+    def recent_timestamps(self, parent_id: bytes) -> list[int]:
+        """Timestamps of the last MEDIAN_TIME_SPAN blocks ending at ``parent_id``, oldest first."""
+        stamps: list[int] = []
+        entry: TreeEntry | None = self.tree.entry(parent_id)
+        while entry is not None and len(stamps) < MEDIAN_TIME_SPAN:
+            stamps.append(self._timestamps[entry.block_id])
+            entry = None if entry.parent_id is None else self.tree.entry(entry.parent_id)
+        stamps.reverse()
+        return stamps
+
+    # -- receiving blocks ------------------------------------------------------------------------
+
+    def add_block(self, block: Block, *, now: int) -> ChainUpdate:
+        """Check a block's header, body and certificate, store it, and follow the fork choice.
+
+        A block with an unknown parent waits in a bounded orphan pool. Raises a
+        `ConsensusError` for a block that breaks a context rule (it is not stored).
+        """
+        update = ChainUpdate()
+        pending = [block]
+        first = True
+        while pending:
+            current = pending.pop()
+            try:
+                update.merge(self._add_one(current, now=now))
+            except ConsensusError:
+                if first:
+                    raise
+            first = False
+            children = [b for b in self._orphans.values()
+                        if b.header.parent_hash == current.header.block_id()]
+            for child in children:
+                del self._orphans[child.header.block_id()]
+            pending.extend(children)
+        return update
+
+    def _add_one(self, block: Block, *, now: int) -> ChainUpdate:
+        header = block.header
+        block_id = header.block_id()
+        # a known block changes nothing
+        if block_id in self.tree or block_id in self._orphans:
+            return ChainUpdate()
+        parent_id = header.parent_hash
+        # an unknown parent: hold the block until the parent arrives
+        if parent_id not in self.tree:
+            self._orphans[block_id] = block
+            while len(self._orphans) > self.max_orphans:
+                del self._orphans[next(iter(self._orphans))]
+            return ChainUpdate()
+        # a child of an invalid block is invalid
+        if self.tree.is_invalid(parent_id):
+            raise HeaderError("header.parent_invalid", parent_id.hex())
+        parent = self._header(parent_id)
+        check_header(header, parent=parent, recent_timestamps=self.recent_timestamps(parent_id),
+                     now=now,
+                     expected_target=self.expected_target(parent_id=parent_id,
+                                                          timestamp=header.timestamp),
+                     params=self.params)
+        check_body(block, params=self.params)
+        check_certificate(header)
+        work = work_of(header.target)
+        self.tree.add(block_id, parent_id=parent_id, work=work)
+        with self.db.batch() as batch:
+            self._put_block(batch, block, self.tree.entry(block_id))
+        self._timestamps[block_id] = header.timestamp
+        return self.resume()
+
+    def resume(self) -> ChainUpdate:
+        """Move the stored tip to the fork choice's best valid tip, block by block.
+
+        A block that fails the state transition is marked invalid (stored) and the store moves
+        to the next best tip.
+        """
+        update = ChainUpdate()
+        while self._tip_id != self.tree.tip:
+            reorg = self.tree.path(self._tip_id, self.tree.tip)
+            for block_id in reorg.old_canonical:
+                update.disconnected.append(self.disconnect_block(block_id))
+            for block_id in reorg.new_canonical:
+                block = self._block(block_id)
+                try:
+                    self.connect_block(block)
+                except ConsensusError:
+                    self._mark_invalid(block_id)
+                    update.invalid.append(block_id)
+                    break
+                update.connected.append(block)
+        return update
+
+    def _mark_invalid(self, block_id: bytes) -> Reorg:
+        self.db.put(BAD + block_id, b"")
+        return self.tree.invalidate(block_id)
+
+    # -- the two atomic chain operations ---------------------------------------------------------
+
+    def _state(self, batch: WriteBatch) -> State:
+        return State(PrefixedKV(batch, STATE))
+
+    def connect_block(self, block: Block) -> BlockUndo:
+        """Apply a child of the tip: ONE batch with block, undo, state, height index and tip."""
+        header = block.header
+        block_id = header.block_id()
+        # only a child of the tip can be connected
+        if header.parent_hash != self._tip_id:
+            raise ChainStoreError("connect_block: not a child of the tip")
+        self._fire("connect:begin")
+        batch = self.db.batch()
+        state = self._state(batch)
+        undo = connect_block(state, block, params=self.params)
+        self._fire("connect:state_applied")
+        if block_id not in self.tree:
+            work = work_of(header.target)
+            self.tree.add(block_id, parent_id=header.parent_hash, work=work)
+            self._timestamps[block_id] = header.timestamp
+        self._put_block(batch, block, self.tree.entry(block_id))
+        batch.put(UNDO + block_id, undo.encode())
+        batch.put(_height_key(header.height), block_id)
+        batch.put(TIP_KEY, block_id)
+        self._fire("connect:before_commit")
+        batch.commit()
+        self._fire("connect:after_commit")
+        self._tip_id = block_id
+        self._tip_header = header
+        return undo
+
+    def disconnect_block(self, block_id: bytes | None = None) -> Block:
+        """Undo the tip: ONE batch with restored state, height index removal and the parent."""
+        block_id = self._tip_id if block_id is None else block_id
+        # only the tip can be disconnected, and never genesis
+        if block_id != self._tip_id or block_id == self.genesis_id:
+            raise ChainStoreError("disconnect_block: not the tip, or genesis")
+        self._fire("disconnect:begin")
+        block = self._block(block_id)
+        raw_undo = self.db.get(UNDO + block_id)
+        if raw_undo is None:
+            raise ChainStoreError(f"undo data of {block_id.hex()} missing")
+        undo = BlockUndo.decode(raw_undo)
+        parent = self._header(block.header.parent_hash)
+        batch = self.db.batch()
+        state = self._state(batch)
+        state.apply_undo(undo)
+        self._fire("disconnect:state_applied")
+        # the restored state must be exactly the parent's post-state
+        if state.root() != parent.state_root:
+            raise ChainStoreError("undo data does not restore the parent's state root")
+        batch.delete(UNDO + block_id)
+        batch.delete(_height_key(block.header.height))
+        batch.put(TIP_KEY, parent.block_id())
+        self._fire("disconnect:before_commit")
+        batch.commit()
+        self._fire("disconnect:after_commit")
+        self._tip_id = parent.block_id()
+        self._tip_header = parent
+        return block
+
+    def canonical_ids(self) -> list[bytes]:
+        """Ids of the canonical chain from genesis to the tip (from the height index)."""
+        ids = []
+        for height in range(self.height + 1):
+            block_id = self.block_id_at(height)
+            if block_id is None:
+                raise ChainStoreError(f"height index missing at {height}")
+            ids.append(block_id)
+        return ids
+
+
+def _u256(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+def update_mempool(mempool: Mempool, update: ChainUpdate, *, tip: TipView, now: int) -> None:
+    """Replay a chain update on the mempool.
+
+    Transactions of the newly connected blocks leave the pool (with whatever they made
+    invalid); transactions of disconnected blocks that the new chain did not include go back
+    in, if they are still valid against the new tip.
+    """
+    confirmed = [tx for block in update.connected for tx in block.transactions]
+    mempool.remove_confirmed(confirmed, tip=tip)
+    confirmed_ids = {tx.id() for tx in confirmed}
+    returning = [tx for block in update.disconnected for tx in block.transactions
+                 if tx.id() not in confirmed_ids]
+    # each sender's nonces must ascend (stable sort keeps block order otherwise)
+    returning.sort(key=lambda tx: tx.nonce)
+    mempool.readd(returning, tip=tip, now=now)

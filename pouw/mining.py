@@ -24,11 +24,11 @@ from pouw.merkle import block_path, matrix_root
 from pouw.noise import (
     LIMB_BASE,
     denoise_operands,
-    fold_left,
-    fold_right,
+    left_wide_factor,
     noise_factors,
     noisy_left,
     noisy_right,
+    right_wide_factor,
 )
 from pouw.params import (
     MAX_TARGET,
@@ -165,7 +165,7 @@ class MiningSession:
         dev = self.backend
 
         t = time.perf_counter()
-        bt = np.ascontiguousarray(b8.T)
+        bt = transpose_int8(b8)
         root_a, levels_a = matrix_root(a8)
         root_b, levels_b = matrix_root(bt)
         timings["commit"] = time.perf_counter() - t
@@ -180,7 +180,10 @@ class MiningSession:
         a_chunks = [dev.put(np.ascontiguousarray(a_noisy[:, c * r:(c + 1) * r]))
                     for c in range(params.chunks)]
         b_chunks = [dev.put(b_noisy[c * r:(c + 1) * r]) for c in range(params.chunks)]
-        lefts, rights = denoise_operands(fold_left(a_noisy, f), fold_right(b8, f), f, k=k)
+        # Y = A'·F_L and Z = E_R·B: products with signed-permutation stacks, m·k·r MACs
+        y = dev.to_numpy(dev.product(dev.put(a_noisy), dev.put(right_wide_factor(f))))
+        z = dev.to_numpy(dev.product(dev.put(left_wide_factor(f)), dev.put(b8)))
+        lefts, rights = denoise_operands(y, z, f, k=k)
         lefts_dev = [dev.put(x) for x in lefts]
         rights_dev = [dev.put(x) for x in rights]
         mixer_key, hash_key = ticket_keys(seed)
@@ -257,6 +260,13 @@ class MiningSession:
             found += 1
             if found >= limit:
                 return
+
+
+def transpose_int8(x: np.ndarray) -> np.ndarray:
+    """A C-contiguous transpose; torch's blocked copy is ~10x faster than numpy's here."""
+    import torch
+
+    return np.asarray(torch.from_numpy(x).t().contiguous().numpy())
 
 
 def dev_rows(x: object, lo: int, hi: int) -> object:

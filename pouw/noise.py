@@ -100,38 +100,44 @@ def noise_factors(
     )
 
 
+def _signed_index(perm: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """Flat indices into [X, -X]: position i of chunk c takes column perm[c,i] of X or -X."""
+    r = perm.shape[1]
+    return (perm + r * (sign < 0)).reshape(-1)
+
+
 def noisy_left(a: np.ndarray, f: NoiseFactors) -> np.ndarray:
     """A' = A + E as int8 (rows of A matching f.left; first chunks·r columns)."""
     chunks, r = f.perm_e.shape
-    e = f.left[:, f.perm_e] * f.sign_e  # (rows, chunks, r)
-    out: np.ndarray = a[:, : chunks * r] + e.reshape(a.shape[0], chunks * r)
+    doubled = np.concatenate([f.left, -f.left], axis=1)
+    e = np.take(doubled, _signed_index(f.perm_e, f.sign_e), axis=1)
+    out: np.ndarray = a[:, : chunks * r] + e
     return out
 
 
 def noisy_right(b: np.ndarray, f: NoiseFactors) -> np.ndarray:
     """B' = B + F as int8 (columns of B matching f.right; first chunks·r rows)."""
     chunks, r = f.perm_f.shape
-    noise = f.right[f.perm_f] * f.sign_f[:, :, None]  # (chunks, r, cols)
-    out: np.ndarray = b[: chunks * r] + noise.reshape(chunks * r, b.shape[1])
+    doubled = np.concatenate([f.right, -f.right], axis=0)
+    noise = np.take(doubled, _signed_index(f.perm_f, f.sign_f), axis=0)
+    out: np.ndarray = b[: chunks * r] + noise
     return out
 
 
-def fold_left(a_noisy: np.ndarray, f: NoiseFactors) -> np.ndarray:
-    """Y = A'·F_L (rows×r, int32): signed permuted column sums, k additions per row."""
+def right_wide_factor(f: NoiseFactors) -> np.ndarray:
+    """F_L (k×r int8): F[cr+i, :] = sign_f[c,i]·F_R[perm_f[c,i], :], so Y = A'·F_L."""
     chunks, r = f.perm_f.shape
-    y = np.zeros((a_noisy.shape[0], r), dtype=np.int32)
-    for c in range(chunks):
-        y[:, f.perm_f[c]] += a_noisy[:, c * r : (c + 1) * r].astype(np.int32) * f.sign_f[c]
-    return y
+    out = np.zeros((chunks * r, r), dtype=np.int8)
+    out[np.arange(chunks * r), f.perm_f.reshape(-1)] = f.sign_f.reshape(-1)
+    return out
 
 
-def fold_right(b: np.ndarray, f: NoiseFactors) -> np.ndarray:
-    """Z = E_R·B (r×cols, int32): signed permuted row sums, k additions per column."""
+def left_wide_factor(f: NoiseFactors) -> np.ndarray:
+    """E_R (r×k int8): E[:, cr+i] = sign_e[c,i]·E_L[:, perm_e[c,i]], so Z = E_R·B."""
     chunks, r = f.perm_e.shape
-    z = np.zeros((r, b.shape[1]), dtype=np.int32)
-    for c in range(chunks):
-        z[f.perm_e[c]] += b[c * r : (c + 1) * r].astype(np.int32) * f.sign_e[c][:, None]
-    return z
+    out = np.zeros((r, chunks * r), dtype=np.int8)
+    out[f.perm_e.reshape(-1), np.arange(chunks * r)] = f.sign_e.reshape(-1)
+    return out
 
 
 def limb_count(bound: int) -> int:

@@ -103,7 +103,8 @@ def noise_factors(
 def _signed_index(perm: np.ndarray, sign: np.ndarray) -> np.ndarray:
     """Flat indices into [X, -X]: position i of chunk c takes column perm[c,i] of X or -X."""
     r = perm.shape[1]
-    return (perm + r * (sign < 0)).reshape(-1)
+    flat: np.ndarray = (perm + r * (sign < 0)).reshape(-1)
+    return flat
 
 
 def noisy_left(a: np.ndarray, f: NoiseFactors) -> np.ndarray:

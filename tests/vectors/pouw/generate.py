@@ -42,7 +42,9 @@ def commitment_of(name: str) -> bytes:
     return hashlib.sha256(b"pouw-vector:" + name.encode()).digest()
 
 
-def build(name: str, m: int, k: int, n: int, r: int, target: int, backend: str) -> dict[str, object]:
+def build(
+    name: str, m: int, k: int, n: int, r: int, target: int, backend: str
+) -> dict[str, object]:
     a, b = operands(name, m, k, n)
     commitment = commitment_of(name)
     result = mine_product(a, b, commitment=commitment, target=target, r=r, backend=backend,

@@ -256,3 +256,24 @@ def test_ids_are_domain_separated() -> None:
     assert len(object_id(s)) == 32
     with pytest.raises(ValueError):
         tagged_hash(b"x" * 17, b"")
+
+
+def test_block_round_trip_with_transactions() -> None:
+    from consensus.block import Block
+    from consensus.genesis import dev_seed
+    from consensus.tx import sign_transaction
+
+    header = BlockHeader(
+        version=1, chain_id=1, height=1, parent_hash=bytes(32), timestamp=5, target=2**255,
+        tx_root=bytes(32), state_root=bytes(32), miner=bytes(32), root_a=bytes(32),
+        root_b=bytes(32), m=8, k=64, n=8, r=16, certificate=b"cert",
+    )
+    txs = tuple(
+        sign_transaction(dev_seed(0), chain_id=1, nonce=i, fee=1, payload=Withdraw())
+        for i in range(20)
+    )
+    block = Block(header=header, transactions=txs)
+    data = block.encode()
+    assert Block.decode(data) == block
+    with pytest.raises(EncodingError):
+        Block.decode(data, max_size=len(data) - 1)

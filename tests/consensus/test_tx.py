@@ -9,7 +9,7 @@ import pytest
 from consensus.errors import TransactionError
 from consensus.genesis import dev_seed
 from consensus.tx import SIGNING_DOMAIN, Transaction, public_key, sign_transaction
-from contracts import RegisterSwarmNode, Stake, Transfer
+from contracts import BeginUnstake, RegisterSwarmNode, Stake, Transfer, Withdraw
 
 SEED = dev_seed(1)
 
@@ -77,3 +77,25 @@ def test_signature_from_other_key_fails() -> None:
     forged = dataclasses.replace(_tx(), signature=other.signature)
     with pytest.raises(TransactionError, match=r"tx\.signature"):
         forged.verify_signature()
+
+
+def test_payload_registry_is_consistent() -> None:
+    """Each registered kind id maps to its class, whose apply function is registered with it."""
+    from contracts import PAYLOAD_CLASSES, PAYLOAD_KINDS
+
+    assert set(PAYLOAD_KINDS) == {0, 1, 2, 3, 4}
+    for kind_id, kind in PAYLOAD_KINDS.items():
+        assert kind.cls.KIND_ID == kind_id
+        assert PAYLOAD_CLASSES[kind_id] is kind.cls
+        assert callable(kind.apply)
+
+
+def test_every_kind_signs_and_round_trips() -> None:
+    payloads = [Transfer(to=bytes(32), amount=1), Stake(amount=1), BeginUnstake(amount=1),
+                Withdraw(), RegisterSwarmNode(models=(bytes(32),), endpoint=b"e")]
+    for payload in payloads:
+        t = sign_transaction(SEED, chain_id=1, nonce=0, fee=0, payload=payload)
+        t.verify_signature()
+        assert Transaction.decode(t.encode()) == t
+    ids = {sign_transaction(SEED, chain_id=1, nonce=0, fee=0, payload=p).id() for p in payloads}
+    assert len(ids) == len(payloads)

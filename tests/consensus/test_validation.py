@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_valid_chain_connects_and_disconnects(chain: Chain) -> None:
         ({"timestamp": 1_700_000_000}, "header.timestamp_median"),
     ],
 )
-def test_header_rules(chain: Chain, override: dict[str, object], rule: str) -> None:
+def test_header_rules(chain: Chain, override: dict[str, Any], rule: str) -> None:
     expect_rule(chain, make_block(chain, **override), rule)
 
 
@@ -99,7 +100,7 @@ def test_certificate_bound_to_header(chain: Chain) -> None:
     block = make_block(chain)
     for change in ({"timestamp": block.header.timestamp + 1}, {"miner": C},
                    {"state_root": bytes(32)}):
-        moved = dataclasses.replace(block.header, **change)  # type: ignore[arg-type]
+        moved = dataclasses.replace(block.header, **change)
         assert header_commitment(moved) != header_commitment(block.header)
         with pytest.raises(ConsensusError) as info:
             check_certificate(moved)

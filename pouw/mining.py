@@ -152,8 +152,18 @@ class MiningSession:
         for a, b in jobs:
             yield self.mine(a, b)
 
-    def mine(self, a: np.ndarray, b: np.ndarray) -> MiningResult:
-        """Compute A·B exactly under the current commitment, reporting winning tickets."""
+    def mine(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        *,
+        commit: Callable[[bytes, bytes, PouwParams], bytes] | None = None,
+    ) -> MiningResult:
+        """Compute A·B exactly under the current commitment, reporting winning tickets.
+
+        `commit(root_a, root_b, params)`, if given, returns the commitment for this job once
+        the operand roots are known: a miner puts them into the block header it hashes.
+        """
         timings = dict.fromkeys(PHASES, 0.0)
         started = time.perf_counter()
         a8, b8 = check_operands(a, b)
@@ -168,6 +178,10 @@ class MiningSession:
         bt = transpose_int8(b8)
         root_a, levels_a = matrix_root(a8)
         root_b, levels_b = matrix_root(bt)
+        if commit is not None:
+            commitment = commit(root_a, root_b, params)
+            if len(commitment) != 32:
+                raise ValueError("commit() must return 32 bytes")
         timings["commit"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -113,3 +113,21 @@ def test_set_commitment_is_thread_safe_and_validates() -> None:
         t.join()
     a, b = random_operands(8, 16, 4)
     assert session.mine(a, b).commitment in {bytes([i]) * 32 for i in range(8)}
+
+
+def test_commit_callback_binds_the_job_to_its_roots() -> None:
+    """A miner builds the header from the operand roots, then mines under its hash."""
+    seen: list[tuple[bytes, bytes]] = []
+
+    def commit(root_a: bytes, root_b: bytes, params: PouwParams) -> bytes:
+        seen.append((root_a, root_b))
+        return derive_seed(commitment=COMMITMENT, params_bytes=params.to_bytes(),
+                           root_a=root_a, root_b=root_b)
+
+    session = MiningSession(commitment=COMMITMENT, target=MAX_TARGET >> 13, r=32, max_wins=1)
+    a, b = random_operands(32, 128, 16, seed=21)
+    result = session.mine(a, b, commit=commit)
+    assert seen == [(result.root_a, result.root_b)]
+    assert result.commitment == commit(result.root_a, result.root_b, result.params)
+    for cert in result.certificates:
+        verify_certificate(cert, commitment=result.commitment, target=MAX_TARGET >> 13)

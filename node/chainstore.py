@@ -53,7 +53,8 @@ GENESIS_KEY = b"meta/genesis"
 # the ratio of aserti3-2d (2 days of 10-minute blocks).
 DEFAULT_HALFLIFE_BLOCKS = 288
 
-Hook = Callable[[str], None]
+# Called at named points inside connect/disconnect (crash tests inject kills there).
+Hook = Callable[["ChainStore", str], None]
 
 
 class ChainStoreError(DatabaseError):
@@ -143,7 +144,7 @@ class ChainStore:
 
     def _fire(self, point: str) -> None:
         if self._hook is not None:
-            self._hook(point)
+            self._hook(self, point)
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -309,18 +310,28 @@ class ChainStore:
         """
         update = ChainUpdate()
         while self._tip_id != self.tree.tip:
-            reorg = self.tree.path(self._tip_id, self.tree.tip)
-            for block_id in reorg.old_canonical:
-                update.disconnected.append(self.disconnect_block(block_id))
-            for block_id in reorg.new_canonical:
-                block = self._block(block_id)
-                try:
-                    self.connect_block(block)
-                except ConsensusError:
-                    self._mark_invalid(block_id)
-                    update.invalid.append(block_id)
-                    break
-                update.connected.append(block)
+            update.merge(self.walk_to(self.tree.tip))
+        return update
+
+    def walk_to(self, block_id: bytes) -> ChainUpdate:
+        """Disconnect down to the fork point, then connect up to ``block_id``.
+
+        Each step is one atomic batch. Stops early at a block that fails the state transition
+        (marked invalid, reported in ``invalid``).
+        """
+        update = ChainUpdate()
+        reorg = self.tree.path(self._tip_id, block_id)
+        for old_id in reorg.old_canonical:
+            update.disconnected.append(self.disconnect_block(old_id))
+        for new_id in reorg.new_canonical:
+            block = self._block(new_id)
+            try:
+                self.connect_block(block)
+            except ConsensusError:
+                self._mark_invalid(new_id)
+                update.invalid.append(new_id)
+                break
+            update.connected.append(block)
         return update
 
     def _mark_invalid(self, block_id: bytes) -> Reorg:

@@ -11,6 +11,7 @@ the fork choice is rebuilt from the stored tree and the store moves to its best 
 Key layout::
 
     blk/<id>        canonical encoding of the Block
+    hdr/<id>        canonical encoding of its header (cheap parent lookups)
     tree/<id>       msgpack [parent_id, height, work, cumulative_work, seen, timestamp]
     undo/<id>       BlockUndo of a connected block
     hgt/<u64 be>    block id of the canonical block at that height
@@ -23,6 +24,7 @@ Key layout::
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +43,7 @@ from node.db import Database, DatabaseError, WriteBatch
 from node.mempool import Mempool, TipView
 
 BLOCK = b"blk/"
+HEADER = b"hdr/"
 TREE = b"tree/"
 UNDO = b"undo/"
 HEIGHT = b"hgt/"
@@ -52,6 +55,7 @@ GENESIS_KEY = b"meta/genesis"
 # Blocks per halflife of the ASERT rule when the network does not say otherwise: 288 blocks,
 # the ratio of aserti3-2d (2 days of 10-minute blocks).
 DEFAULT_HALFLIFE_BLOCKS = 288
+RECENT_BLOCKS = 16
 
 # Called at named points inside connect/disconnect (crash tests inject kills there).
 Hook = Callable[["ChainStore", str], None]
@@ -108,6 +112,8 @@ class ChainStore:
         self.max_orphans = max_orphans
         self._hook = hook
         self._orphans: dict[bytes, Block] = {}
+        # blocks recently received or connected: a reorg right after add_block needs no decode
+        self._recent: OrderedDict[bytes, Block] = OrderedDict()
         genesis_block = build_genesis(genesis, State(MemoryKV()))
         self.genesis_id = genesis_block.header.block_id()
         self.genesis_header = genesis_block.header
@@ -177,6 +183,7 @@ class ChainStore:
     def _put_block(self, batch: WriteBatch, block: Block, entry: TreeEntry) -> None:
         """Stage a block and its tree entry (idempotent: same bytes for the same id)."""
         batch.put(BLOCK + entry.block_id, block.encode())
+        batch.put(HEADER + entry.block_id, block.header.encode())
         record = [entry.parent_id or b"", entry.height, _u256(entry.work),
                   _u256(entry.cumulative_work), entry.seen, block.header.timestamp]
         batch.put(TREE + entry.block_id, msgpack.packb(record, use_bin_type=True))
@@ -211,13 +218,25 @@ class ChainStore:
         return None if raw is None else Block.decode(raw)
 
     def _block(self, block_id: bytes) -> Block:
-        block = self.get_block(block_id)
+        block = self._recent.get(block_id) or self.get_block(block_id)
         if block is None:
             raise ChainStoreError(f"block {block_id.hex()} missing")
         return block
 
+    def _remember(self, block_id: bytes, block: Block) -> None:
+        self._recent[block_id] = block
+        self._recent.move_to_end(block_id)
+        while len(self._recent) > RECENT_BLOCKS:
+            self._recent.popitem(last=False)
+
     def _header(self, block_id: bytes) -> BlockHeader:
-        return self._block(block_id).header
+        cached = self._recent.get(block_id)
+        if cached is not None:
+            return cached.header
+        raw = self.db.get(HEADER + block_id)
+        if raw is None:
+            raise ChainStoreError(f"header {block_id.hex()} missing")
+        return BlockHeader.decode(raw)
 
     def block_id_at(self, height: int) -> bytes | None:
         """Id of the canonical block at ``height`` (None above the tip)."""
@@ -300,6 +319,7 @@ class ChainStore:
         with self.db.batch() as batch:
             self._put_block(batch, block, self.tree.entry(block_id))
         self._timestamps[block_id] = header.timestamp
+        self._remember(block_id, block)
         return self.resume()
 
     def resume(self) -> ChainUpdate:
@@ -359,7 +379,9 @@ class ChainStore:
             work = work_of(header.target)
             self.tree.add(block_id, parent_id=header.parent_hash, work=work)
             self._timestamps[block_id] = header.timestamp
-        self._put_block(batch, block, self.tree.entry(block_id))
+        # a block received through add_block is stored already
+        if self.db.get(TREE + block_id) is None:
+            self._put_block(batch, block, self.tree.entry(block_id))
         batch.put(UNDO + block_id, undo.encode())
         batch.put(_height_key(header.height), block_id)
         batch.put(TIP_KEY, block_id)
@@ -368,6 +390,7 @@ class ChainStore:
         self._fire("connect:after_commit")
         self._tip_id = block_id
         self._tip_header = header
+        self._remember(block_id, block)
         return undo
 
     def disconnect_block(self, block_id: bytes | None = None) -> Block:

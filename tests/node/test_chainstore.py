@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from consensus.block import work_of
+from consensus.difficulty import MAX_TARGET
 from consensus.errors import ConsensusError
 from consensus.genesis import dev_config, dev_seed
-from consensus.state import root_from_items
+from consensus.state import State, root_from_items
 from consensus.tx import public_key
+from consensus.validation import connect_block
 from node.chainstore import STATE, ChainStore, ChainStoreError, update_mempool
 from node.mempool import Mempool
 from tests.consensus.helpers import Chain, make_block, new_chain
@@ -32,8 +35,6 @@ def assert_same_state(store: ChainStore, chain: Chain) -> None:
 
 
 def balance(store: ChainStore, index: int) -> int:
-    from consensus.state import State
-
     return State(store.state_view()).account(public_key(dev_seed(index))).balance
 
 
@@ -169,4 +170,60 @@ def test_context_rules_reject_before_storing(tmp_path: Path) -> None:
     wrong_target = make_block(a, [], target=2**256 - 2)
     with pytest.raises(ConsensusError, match=r"header\.target"):
         store.add_block(wrong_target, now=NOW)
+    store.close()
+
+
+def test_difficulty_rule_is_enforced(tmp_path: Path) -> None:
+
+    initial = 2**254
+    config = dev_config(initial_target=initial, min_difficulty=False)
+    base = new_chain(config)
+    store = ChainStore.open(tmp_path / "db", genesis=config)
+    halflife = store.difficulty.halflife
+    t = base.config.params.target_block_time
+    # Block 1 is on schedule (its target is the anchor's) but one halflife late.
+    a = fork(base)
+    late = make_block(a, [], timestamp=base.tip.timestamp + t + halflife)
+    store.add_block(late, now=NOW)
+    connect_block(a.state, late, params=a.params)
+    a.headers.append(late.header)
+    # Block 2: the parent was a halflife behind schedule, so the target doubles.
+    stale_target = make_block(a, [], seed=1)
+    with pytest.raises(ConsensusError, match=r"header\.target"):
+        store.add_block(stale_target, now=NOW)
+    easier = make_block(a, [], seed=2, target=2 * initial)
+    store.add_block(easier, now=NOW)
+    assert store.tip_id == easier.header.block_id()
+    assert store.tree.entry(store.tip_id).work == work_of(2 * initial) < work_of(initial)
+    store.close()
+
+
+def test_dev_chain_minimum_difficulty_escape(tmp_path: Path) -> None:
+
+    config = dev_config(initial_target=2**254, min_difficulty=True)
+    base = new_chain(config)
+    store = ChainStore.open(tmp_path / "db", genesis=config)
+    t = config.params.target_block_time
+    a = fork(base)
+    # More than 2T after the parent: the dev chain accepts the easiest target...
+    escape = make_block(a, [], timestamp=base.tip.timestamp + 2 * t + 1, target=MAX_TARGET)
+    store.add_block(escape, now=NOW)
+    assert store.tip_id == escape.header.block_id()
+    # ...and such a block weighs 1, against 3 for a block at the real target.
+    assert store.tree.entry(store.tip_id).work == 1
+    assert store.tree.entry(store.tip_id).work < work_of(2**254) == 3
+    # Exactly 2T after the parent is not enough.
+    b = fork(base)
+    too_early = make_block(b, [], timestamp=base.tip.timestamp + 2 * t, target=MAX_TARGET,
+                           seed=3)
+    with pytest.raises(ConsensusError, match=r"header\.target"):
+        store.add_block(too_early, now=NOW)
+    # With the escape off (the real network), the same late block is refused.
+    strict = dev_config(initial_target=2**254, min_difficulty=False)
+    strict_store = ChainStore.open(tmp_path / "strict", genesis=strict)
+    c = fork(new_chain(strict))
+    late = make_block(c, [], timestamp=c.tip.timestamp + 2 * t + 1, target=MAX_TARGET)
+    with pytest.raises(ConsensusError, match=r"header\.target"):
+        strict_store.add_block(late, now=NOW)
+    strict_store.close()
     store.close()

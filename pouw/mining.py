@@ -222,7 +222,7 @@ class MiningSession:
                 t2 = time.perf_counter()
                 timings["product"] += t2 - t
                 if looking:
-                    states = advance_states(states, dev.fold(acc), c)
+                    states = advance_states(states, dev.fold(acc))
                     evaluated += states.size
                     if self._current()[0] != epoch:
                         looking, stale = False, True

@@ -20,7 +20,6 @@ _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
 _TAIL_BITS = 256 - PREFILTER_BITS
-_TOP_SHIFT = np.uint64(64 - PREFILTER_BITS)
 
 
 def fmix64(x: np.ndarray) -> np.ndarray:
@@ -50,11 +49,16 @@ def initial_states(mixer_key: int, tile_rows: np.ndarray, tile_cols: np.ndarray)
         return fmix64(x)
 
 
-def advance_states(states: np.ndarray, folds: np.ndarray, chunk: int) -> np.ndarray:
-    """Chain one chunk's 32-bit folds into the tile states."""
+def advance_states(states: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Chain one chunk's 32-bit folds into the tile states: s = (s XOR fold) * K mod 2^64.
+
+    Multiplying by an odd constant is a bijection whose top bits depend on every input
+    bit, so the prefilter bits need the exact fold; it costs two vector ops per tile.
+    """
     with np.errstate(over="ignore"):
-        salt = np.uint64(chunk + 1) * _K_CHUNK
-        return fmix64(states ^ folds.astype(np.uint64) ^ salt)
+        x = states ^ folds.astype(np.uint64)
+        x *= _K_CHUNK
+        return x
 
 
 def fold_tiles(acc: np.ndarray) -> np.ndarray:
@@ -86,4 +90,5 @@ def ticket_value(hash_key: bytes, *, tile_row: int, tile_col: int, chunk: int, s
 def candidate_mask(states: np.ndarray, bound: int) -> np.ndarray:
     """Tiles whose ticket may be <= bound: top bits at most the bound's top bits."""
     bound_top = bound >> _TAIL_BITS
-    return (states >> _TOP_SHIFT) <= np.uint64(bound_top)
+    limit = ((bound_top + 1) << (64 - PREFILTER_BITS)) - 1
+    return states <= np.uint64(limit)

@@ -36,7 +36,7 @@ def tile_ticket(cert: Certificate) -> int:
     for c in range(cert.chunk + 1):
         lo, hi = c * p.r, (c + 1) * p.r
         acc += a_noisy[:, lo:hi] @ b_noisy[lo:hi]
-        state = advance_states(state, fold_tiles(acc.astype(np.int32)).reshape(1), c)
+        state = advance_states(state, fold_tiles(acc.astype(np.int32)).reshape(1))
     return ticket_value(hash_key, tile_row=cert.tile_row, tile_col=cert.tile_col,
                         chunk=cert.chunk, state=int(state[0]))
 

@@ -1,0 +1,313 @@
+"""A local testnet: N node processes on 127.0.0.1 sharing a fresh dev genesis.
+
+Layout of the testnet directory::
+
+    genesis.json      the network's genesis (funded keys, dev difficulty)
+    keys/             account-<i>.json seeds of the funded accounts (0600)
+    node-<i>/         each node's datadir (node.json, api.token, node.log, chain data)
+    node-<i>.out      each node's stdout/stderr
+    testnet.json      pids, ports and roles of the running nodes (for status and down)
+
+`up` reuses an existing directory (same genesis and chains, new ports) so `make run` can be
+repeated; ``fresh=True`` recreates it. This module never imports ``node``: it drives nodes
+as separate processes, exactly as a user would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from testnet.client import parse_metrics, request
+from testnet.genesis import load_keys, new_keys, write_genesis
+from testnet.process import (
+    HOST,
+    free_port,
+    node_command,
+    pid_alive,
+    pid_is_node,
+    read_node_json,
+    spawn,
+    stop_pid,
+    wait_ready,
+)
+
+FUNDED_ACCOUNTS = 8
+STATE_FILE = "testnet.json"
+
+
+class TestnetError(RuntimeError):
+    """A testnet directory that cannot be used, or nodes that failed to start."""
+
+
+@dataclasses.dataclass
+class NodeRecord:
+    """One node of the testnet as recorded in testnet.json."""
+
+    index: int
+    datadir: str
+    port: int
+    mine: bool
+    pid: int = 0
+    api: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+
+def load_state(directory: Path) -> list[NodeRecord]:
+    """The nodes recorded in ``directory/testnet.json`` (empty if none)."""
+    try:
+        raw = json.loads((directory / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [NodeRecord(**n) for n in raw.get("nodes", [])]
+
+
+def save_state(directory: Path, nodes: list[NodeRecord], *, detached: bool) -> None:
+    data = {"detached": detached, "started": int(time.time()),
+            "genesis": str(directory / "genesis.json"),
+            "nodes": [dataclasses.asdict(n) for n in nodes]}
+    tmp = directory / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(directory / STATE_FILE)
+
+
+def running_nodes(directory: Path) -> list[NodeRecord]:
+    """Recorded nodes whose process still runs (checked against its datadir, not just pid)."""
+    return [n for n in load_state(directory)
+            if n.pid and pid_alive(n.pid) and pid_is_node(n.pid, Path(n.datadir))]
+
+
+def down(directory: Path, *, out: TextIO = sys.stdout, timeout: float = 15.0) -> int:
+    """Stop every running node of the testnet (SIGTERM, wait, SIGKILL); the number stopped."""
+    nodes = running_nodes(directory)
+    for n in nodes:
+        clean = stop_pid(n.pid, timeout)
+        print(f"node-{n.index} (pid {n.pid}) {'stopped' if clean else 'killed'}", file=out)
+    if (directory / STATE_FILE).exists():
+        recorded = load_state(directory)
+        for n in recorded:
+            n.pid = 0
+            n.api = ""
+        save_state(directory, recorded, detached=False)
+    return len(nodes)
+
+
+def prepare(directory: Path, nodes: int, *, fresh: bool) -> Path:
+    """Create (or reuse) the directory's genesis and keys; the genesis path."""
+    genesis = directory / "genesis.json"
+    if directory.exists() and any(directory.iterdir()) and not genesis.exists():
+        raise TestnetError(f"{directory} exists and is not a testnet directory; "
+                           "choose another --dir")
+    if fresh and directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if not genesis.exists() or not load_keys(directory / "keys"):
+        for stale in directory.glob("node-*"):
+            if stale.is_dir():
+                shutil.rmtree(stale)  # chains of another genesis would not start
+        seeds = new_keys(directory / "keys", max(FUNDED_ACCOUNTS, nodes))
+        write_genesis(genesis, seeds)
+    return genesis
+
+
+def up(
+    directory: Path,
+    nodes: int,
+    *,
+    miners: int | None = None,
+    fresh: bool = False,
+    out: TextIO = sys.stdout,
+    ready_timeout: float = 60.0,
+) -> list[NodeRecord]:
+    """Start ``nodes`` nodes in a ring (node i dials node i-1, the last also dials node 0).
+
+    The first ``miners`` nodes mine (default: half, at least one); all validate. Nodes run
+    in their own sessions; testnet.json is written after each start so `down` can always
+    find them, even if this process is killed.
+    """
+    if nodes < 1:
+        raise TestnetError("--nodes must be at least 1")
+    mining = max(1, nodes // 2) if miners is None else miners
+    if not 0 <= mining <= nodes:
+        raise TestnetError("--miners must be between 0 and --nodes")
+    directory = directory.resolve()
+    if running_nodes(directory):
+        print(f"stopping the testnet already running in {directory}", file=out)
+        down(directory, out=out)
+    genesis = prepare(directory, nodes, fresh=fresh)
+    ports = _distinct_ports(nodes)
+    records: list[NodeRecord] = []
+    try:
+        for i in range(nodes):
+            peers = [records[i - 1].address] if i else []
+            if i == nodes - 1 and nodes > 2:
+                peers.append(records[0].address)
+            rec = NodeRecord(index=i, datadir=str(directory / f"node-{i}"), port=ports[i],
+                             mine=i < mining)
+            datadir = Path(rec.datadir)
+            datadir.mkdir(exist_ok=True)
+            cmd = node_command(datadir, rec.port, mine=rec.mine, peers=peers, genesis=genesis)
+            proc = spawn(cmd, directory / f"node-{i}.out", detach=True)
+            rec.pid = proc.pid
+            records.append(rec)
+            save_state(directory, records, detached=True)
+            info = wait_ready(datadir, proc, ready_timeout)
+            rec.api = str(info["api"])
+            save_state(directory, records, detached=True)
+            role = "miner" if rec.mine else "validator"
+            print(f"node-{i}: {role} pid {rec.pid} on {rec.address} ({rec.api})", file=out)
+    except BaseException:
+        for rec in records:
+            if rec.pid:
+                stop_pid(rec.pid)
+        raise
+    return records
+
+
+def _distinct_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+# ---------------------------------------------------------------------------- status table
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def miner_figures(status: dict[str, Any], metrics: dict[str, float]) -> tuple[float | None,
+                                                                            float | None]:
+    """(tickets per second, useful share of the work) from status.mining or /metrics."""
+    mining = status.get("mining") if isinstance(status.get("mining"), dict) else {}
+    assert isinstance(mining, dict)
+
+    def pick(*names: str) -> float | None:
+        for name in names:
+            v = _number(mining.get(name))
+            if v is not None:
+                return v
+        for name in names:
+            for key, v in metrics.items():
+                if key.endswith(name):
+                    return v
+        return None
+
+    rate = pick("tickets_per_s", "tickets_per_second")
+    useful = pick("useful_macs")
+    nonuseful = pick("nonuseful_macs", "non_useful_macs")
+    share = None
+    if useful is not None and nonuseful is not None and useful + nonuseful > 0:
+        share = useful / (useful + nonuseful)
+    return rate, share
+
+
+def status_rows(records: list[NodeRecord]) -> list[dict[str, Any]]:
+    """One row per node: what its API reports now, or why it could not be asked."""
+    rows = []
+    for rec in records:
+        row: dict[str, Any] = {"node": f"node-{rec.index}", "role": "miner" if rec.mine
+                               else "validator", "address": rec.address, "pid": rec.pid}
+        if not rec.pid or not pid_alive(rec.pid):
+            row["state"] = "stopped"
+            rows.append(row)
+            continue
+        api = rec.api or str((read_node_json(Path(rec.datadir)) or {}).get("api", ""))
+        try:
+            status = request(api, "GET", "/api/v1/status", timeout=2.0)
+        except (OSError, ValueError) as exc:
+            row["state"] = f"unreachable ({type(exc).__name__})"
+            rows.append(row)
+            continue
+        try:
+            metrics = parse_metrics(request(api, "GET", "/metrics", timeout=2.0, raw=True))
+        except (OSError, ValueError):
+            metrics = {}
+        rate, share = miner_figures(status, metrics)
+        row.update(state="syncing" if status.get("syncing") else "ok",
+                   height=status.get("height"), peers=status.get("peers"),
+                   tip=str(status.get("tip", ""))[:12], tickets_per_s=rate, useful_share=share)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The status table as fixed-width text."""
+    head = (f"{'node':<8} {'role':<9} {'address':<16} {'state':<10} {'height':>7} "
+            f"{'peers':>5} {'tip':<12} {'tickets/s':>10} {'useful':>7}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        rate = r.get("tickets_per_s")
+        share = r.get("useful_share")
+        lines.append(
+            f"{r['node']:<8} {r['role']:<9} {r['address']:<16} {r.get('state', ''):<10.10} "
+            f"{_cell(r.get('height')):>7} {_cell(r.get('peers')):>5} {r.get('tip', '-'):<12} "
+            f"{'-' if rate is None else f'{rate:.3g}':>10} "
+            f"{'-' if share is None else f'{share:.0%}':>7}")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def watch(
+    directory: Path,
+    records: list[NodeRecord],
+    *,
+    out: TextIO = sys.stdout,
+    interval: float = 1.0,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Redraw the status table every ``interval`` until Ctrl-C (or ``should_stop``)."""
+    tty = out.isatty()
+    while not should_stop():
+        table = format_table(status_rows(records))
+        stamp = time.strftime("%H:%M:%S")
+        if tty:
+            out.write("\x1b[H\x1b[2J")
+        out.write(f"pouwchain testnet {directory} at {stamp}  (Ctrl-C stops all nodes)\n"
+                  f"{table}\n")
+        if not tty:
+            out.write("\n")
+        out.flush()
+        time.sleep(interval)
+
+
+def run_foreground(directory: Path, nodes: int, *, miners: int | None, fresh: bool,
+                   out: TextIO = sys.stdout) -> int:
+    """`testnet up` without --detach: start, show the live table, stop cleanly on Ctrl-C."""
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # SIGTERM to the launcher stops the net like Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        records = up(directory, nodes, miners=miners, fresh=fresh, out=out)
+        save_state(directory.resolve(), records, detached=False)
+        watch(directory.resolve(), records, out=out)
+    except KeyboardInterrupt:
+        print("\nstopping nodes…", file=out, flush=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
+        try:
+            down(directory.resolve(), out=out)
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, previous)
+    return 0

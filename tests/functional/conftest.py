@@ -1,0 +1,35 @@
+"""Fixtures: a `TestNetwork` per test, always torn down, node logs printed on failure."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.functional.framework import TestNetwork
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember each phase's report on the item, so fixtures can see whether the test failed."""
+    report: pytest.TestReport = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def network(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestNetwork]:
+    """A fresh network directory; every node it started is stopped afterwards."""
+    net = TestNetwork(tmp_path)
+    try:
+        yield net
+    finally:
+        failed = any(getattr(request.node, f"rep_{when}", None) is not None
+                     and getattr(request.node, f"rep_{when}").failed
+                     for when in ("setup", "call"))
+        if failed:
+            for node in net.nodes:
+                print(f"\n----- {node} logs -----\n{node.log_tail()}")
+        net.teardown()

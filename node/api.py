@@ -1,0 +1,444 @@
+"""The node's JSON HTTP API (``/api/v1``) and ``/metrics``, registered on the node's app.
+
+Every failure a client can cause is a 4xx JSON body ``{"error": message, "reason": code}``
+(never a 500): identifiers are parsed strictly, bodies are read with a per-route size limit,
+and the error middleware turns aiohttp's own errors (unknown route, wrong method, body over
+``client_max_size``) into the same shape. Routes that act as the node (peers add/remove)
+require the bearer token from the data directory (``node.auth``).
+
+Binary values (ids, addresses, keys, signatures) are lowercase hex; 256-bit targets are
+``0x`` hex strings; every other number is a JSON integer. Documented in docs/api.md and
+docs/openapi.yaml (a test checks the two route sets agree).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import inspect
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from consensus.block import Block, BlockHeader
+from consensus.errors import ConsensusError
+from consensus.state import State
+from consensus.tx import Transaction
+from node.auth import ApiError, TokenAuth, create_token
+from node.chainstore import ChainStore
+from node.mempool import Mempool
+from node.metrics import render_metrics
+from node.txindex import TxIndex
+
+log = logging.getLogger("pouwchain.api")
+
+API_PREFIX = "/api/v1"
+MAX_SMALL_BODY = 64 * 1024  # JSON bodies of tx/peer routes (a tx is at most 8 KiB)
+MAX_MEMPOOL_LIST = 1000
+_HEX_RE = re.compile(r"^(0x)?[0-9a-fA-F]*$")
+
+
+class NodeConfigLike(Protocol):
+    @property
+    def datadir(self) -> Path: ...
+    @property
+    def network(self) -> str: ...
+
+
+class PeersLike(Protocol):
+    def info(self) -> list[dict[str, Any]]: ...
+    def connect(self, address: str) -> Any: ...
+    def disconnect(self, node_id: bytes) -> Any: ...
+
+
+class ApiNode(Protocol):
+    """What the API needs of the node (``node.node.Node`` provides it)."""
+
+    @property
+    def config(self) -> NodeConfigLike: ...
+    @property
+    def chain(self) -> ChainStore: ...
+    @property
+    def mempool(self) -> Mempool: ...
+    @property
+    def peers(self) -> PeersLike: ...
+    @property
+    def miner(self) -> Any: ...
+    @property
+    def syncing(self) -> bool: ...
+    @property
+    def sync_progress(self) -> float: ...
+    async def submit_transaction(self, tx: Transaction, *, origin: Any = None) -> bytes: ...
+
+
+API_KEY: web.AppKey[Api] = web.AppKey("pouwchain_api", None)
+
+
+# -- JSON views of consensus objects ---------------------------------------------------------
+
+def _kind_name(cls: type) -> str:
+    """``BeginUnstake`` -> ``begin_unstake``: the payload kind as clients name it."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+
+
+def jsonable(value: Any) -> Any:
+    """Bytes as hex, tuples as lists, dataclasses as objects, recursively."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, bool) or value is None or isinstance(value, int | float | str):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def tx_json(tx: Transaction) -> dict[str, Any]:
+    raw = tx.encode()
+    return {
+        "id": tx.id().hex(),
+        "chain_id": tx.chain_id,
+        "sender": tx.sender.hex(),
+        "nonce": tx.nonce,
+        "fee": tx.fee,
+        "kind": _kind_name(type(tx.payload)),
+        "kind_id": type(tx.payload).KIND_ID,
+        "payload": jsonable(tx.payload),
+        "signature": tx.signature.hex(),
+        "size": len(raw),
+        "raw": raw.hex(),
+    }
+
+
+def header_json(header: BlockHeader) -> dict[str, Any]:
+    out = jsonable(header)
+    out["target"] = f"0x{header.target:064x}"
+    return dict(out)
+
+
+def block_json(block: Block, *, chain: ChainStore, full_txs: bool) -> dict[str, Any]:
+    header = block.header
+    block_id = header.block_id()
+    canonical = chain.block_id_at(header.height) == block_id
+    return {
+        "id": block_id.hex(),
+        "height": header.height,
+        "canonical": canonical,
+        "confirmations": chain.height - header.height + 1 if canonical else 0,
+        "size": len(block.encode()),
+        "header": header_json(header),
+        "tx_count": len(block.transactions),
+        "txs": [tx_json(tx) if full_txs else tx.id().hex() for tx in block.transactions],
+    }
+
+
+# -- input parsing ---------------------------------------------------------------------------
+
+def parse_hex32(text: str, *, what: str) -> bytes:
+    """Exactly 32 bytes of hex (optional 0x), else a 400 naming ``what``."""
+    body = text.removeprefix("0x")
+    if len(body) != 64 or not _HEX_RE.match(body):
+        raise ApiError(400, f"bad_{what}", f"{what} must be 64 hex digits, got {text[:80]!r}")
+    return bytes.fromhex(body)
+
+
+def decode_blob(text: str, *, encoding: str | None = None) -> bytes:
+    """Hex (optional 0x) or standard/url-safe base64; ``encoding`` forces one of them."""
+    text = text.strip()
+    if encoding not in (None, "hex", "base64"):
+        raise ApiError(400, "bad_encoding", "encoding must be 'hex' or 'base64'")
+    if encoding != "base64" and _HEX_RE.match(text) and len(text.removeprefix("0x")) % 2 == 0:
+        return bytes.fromhex(text.removeprefix("0x"))
+    if encoding == "hex":
+        raise ApiError(400, "bad_hex", "not an even number of hex digits")
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(text)
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, "bad_encoding", f"neither hex nor base64: {exc}") from exc
+
+
+async def read_body(request: web.Request, *, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (413) even without a length."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "body_too_large", f"body of {request.content_length} bytes > {limit}")
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        data += chunk
+        if len(data) > limit:
+            raise ApiError(413, "body_too_large", f"body larger than {limit} bytes")
+    return bytes(data)
+
+
+async def read_json_object(request: web.Request, *, limit: int = MAX_SMALL_BODY) -> dict[str, Any]:
+    raw = await read_body(request, limit=limit)
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"body is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ApiError(400, "bad_json", "body must be a JSON object")
+    return value
+
+
+def _query_flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "0").lower() in ("1", "true", "yes")
+
+
+def _query_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ApiError(400, f"bad_{name}", f"{name} must be an integer in [{low}, {high}]")
+    return int(text)
+
+
+# -- the error middleware --------------------------------------------------------------------
+
+def error_response(status: int, reason: str, message: str,
+                   headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message, "reason": reason}, status=status,
+                             headers=dict(headers or {}))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "error"
+
+
+@web.middleware
+async def error_middleware(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                           ) -> web.StreamResponse:
+    """JSON errors for API routes; other routes (peer WebSockets) pass through untouched."""
+    if not (request.path.startswith("/api/") or request.path == "/metrics"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.reason, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") \
+            else exc.reason
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return error_response(exc.status, _slug(exc.reason), message or exc.reason, headers)
+    except Exception:
+        log.exception("API handler failed: %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error (see the node's log)")
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+class Api:
+    """The handlers, bound to one node."""
+
+    def __init__(self, node: ApiNode, *, token: str) -> None:
+        self.node = node
+        self.auth = TokenAuth(token)
+        self.token = token
+        self.txindex = TxIndex(node.chain)
+
+    def status(self) -> dict[str, Any]:
+        node = self.node
+        chain = node.chain
+        miner = node.miner
+        mining: dict[str, Any] = {"enabled": miner is not None}
+        if miner is not None:
+            mining.update(jsonable(miner.stats()))
+        return {
+            "network": node.config.network,
+            "chain_id": chain.params.chain_id,
+            "genesis": chain.genesis_id.hex(),
+            "height": chain.height,
+            "tip": chain.tip_id.hex(),
+            "tip_timestamp": chain.tip_header.timestamp,
+            "peers": len(node.peers.info()),
+            "syncing": bool(node.syncing),
+            "sync_progress": float(node.sync_progress),
+            "mempool": len(node.mempool),
+            "mining": mining,
+        }
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status())
+
+    async def get_block(self, request: web.Request) -> web.Response:
+        ref = request.match_info["ref"]
+        chain = self.node.chain
+        if ref.isdigit() and len(ref) <= 20:
+            block_id = chain.block_id_at(int(ref)) if int(ref) < 2**64 else None
+            if block_id is None:
+                raise ApiError(404, "block_not_found",
+                               f"no block at height {ref} (tip is {chain.height})")
+        elif len(ref.removeprefix("0x")) == 64:
+            block_id = parse_hex32(ref, what="block_id")
+        else:
+            raise ApiError(400, "bad_block_ref",
+                           "expected a height (decimal) or a block id (64 hex digits)")
+        block = chain.get_block(block_id)
+        if block is None:
+            raise ApiError(404, "block_not_found", f"unknown block {block_id.hex()}")
+        return web.json_response(block_json(block, chain=chain,
+                                            full_txs=_query_flag(request, "txs")))
+
+    async def get_tx(self, request: web.Request) -> web.Response:
+        tx_id = parse_hex32(request.match_info["tx_id"], what="tx_id")
+        pending = self.node.mempool.get(tx_id)
+        if pending is not None:
+            return web.json_response({"status": "pending", "tx": tx_json(pending)})
+        await self.txindex.catch_up()
+        found = self.txindex.lookup(tx_id)
+        if found is None:
+            raise ApiError(404, "tx_not_found", f"transaction {tx_id.hex()} is neither pending "
+                                                "nor on the canonical chain")
+        return web.json_response({
+            "status": "confirmed",
+            "block": found.block_id.hex(),
+            "height": found.height,
+            "index": found.index,
+            "confirmations": self.node.chain.height - found.height + 1,
+            "tx": tx_json(found.tx),
+        })
+
+    async def post_tx(self, request: web.Request) -> web.Response:
+        if request.content_type == "application/octet-stream":
+            raw = await read_body(request, limit=MAX_SMALL_BODY)
+        elif request.content_type in ("application/json", "text/plain", ""):
+            body = await read_json_object(request)
+            text = body.get("tx")
+            if not isinstance(text, str):
+                raise ApiError(400, "missing_tx", 'expected {"tx": "<hex or base64>"}')
+            encoding = body.get("encoding")
+            if encoding is not None and not isinstance(encoding, str):
+                raise ApiError(400, "bad_encoding", "encoding must be 'hex' or 'base64'")
+            raw = decode_blob(text, encoding=encoding)
+        else:
+            raise ApiError(415, "unsupported_media_type",
+                           "send application/json or application/octet-stream")
+        try:
+            tx = Transaction.decode(raw)
+        except ConsensusError as exc:
+            raise ApiError(400, "encoding", f"not a canonical transaction: {exc.message}") from exc
+        try:
+            tx_id = await self.node.submit_transaction(tx)
+        except ConsensusError as exc:
+            raise ApiError(400, f"invalid:{exc.rule}", exc.message) from exc
+        except Exception as exc:
+            reason = getattr(exc, "reason", None)
+            if not isinstance(reason, str):
+                raise
+            raise ApiError(400, reason, str(exc)) from exc
+        return web.json_response({"id": tx_id.hex(), "status": "pending"})
+
+    async def get_account(self, request: web.Request) -> web.Response:
+        address = parse_hex32(request.match_info["address"], what="address")
+        chain = self.node.chain
+        state = State(chain.state_view())
+        account = state.account(address)
+        stake = state.stake(address)
+        swarm = state.swarm_node(address)
+        pending = self.node.mempool.pending_of(address)
+        return web.json_response({
+            "address": address.hex(),
+            "height": chain.height,
+            "balance": account.balance,
+            "nonce": account.nonce,
+            "next_nonce": account.nonce + len(pending),
+            "pending_txs": len(pending),
+            "stake": {
+                "bonded": stake.bonded,
+                "unbonding": [{"amount": u.amount, "release_height": u.release_height}
+                              for u in stake.unbonding],
+                "unbonding_total": sum(u.amount for u in stake.unbonding),
+            },
+            "reputation": state.reputation(address),
+            "swarm_node": None if swarm is None else {
+                "models": [m.hex() for m in swarm.models],
+                "endpoint": swarm.endpoint.decode("utf-8", "replace"),
+            },
+        })
+
+    async def get_peers(self, request: web.Request) -> web.Response:
+        peers = jsonable(self.node.peers.info())
+        return web.json_response({"count": len(peers), "peers": peers})
+
+    async def post_peer(self, request: web.Request) -> web.Response:
+        self.auth.check(request)
+        body = await read_json_object(request)
+        address = body.get("address")
+        if not isinstance(address, str) or not 0 < len(address) <= 256:
+            raise ApiError(400, "bad_address", 'expected {"address": "host:port"}')
+        try:
+            result = self.node.peers.connect(address)
+            if inspect.isawaitable(result):
+                result = await result
+        except (ValueError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", None)
+            raise ApiError(502 if isinstance(exc, OSError | TimeoutError) else 400,
+                           reason if isinstance(reason, str) else "connect_failed",
+                           f"could not connect to {address}: {exc}") from exc
+        out: dict[str, Any] = {"connected": True, "address": address}
+        if isinstance(result, bytes):
+            out["node_id"] = result.hex()
+        return web.json_response(out)
+
+    async def delete_peer(self, request: web.Request) -> web.Response:
+        self.auth.check(request)
+        node_id = parse_hex32(request.match_info["node_id"], what="node_id")
+        known = [p.get("node_id") for p in self.node.peers.info() if isinstance(p, dict)]
+        if known and all(isinstance(k, str) for k in known) and node_id.hex() not in known:
+            raise ApiError(404, "peer_not_found", f"no connected peer {node_id.hex()}")
+        result = self.node.peers.disconnect(node_id)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is False:
+            raise ApiError(404, "peer_not_found", f"no connected peer {node_id.hex()}")
+        return web.json_response({"disconnected": True, "node_id": node_id.hex()})
+
+    async def get_mempool(self, request: web.Request) -> web.Response:
+        limit = _query_int(request, "limit", default=100, low=0, high=MAX_MEMPOOL_LIST)
+        txs = self.node.mempool.transactions()
+        sizes = [len(tx.encode()) for tx in txs]
+        listed = [{"id": tx.id().hex(), "sender": tx.sender.hex(), "nonce": tx.nonce,
+                   "fee": tx.fee, "kind": _kind_name(type(tx.payload)), "size": size}
+                  for tx, size in zip(txs[:limit], sizes[:limit], strict=True)]
+        return web.json_response({"count": len(txs), "bytes": sum(sizes), "txs": listed})
+
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        text = render_metrics(self.node)
+        return web.Response(text=text, content_type="text/plain",
+                            headers={"X-Prometheus-Format": "0.0.4"})
+
+
+def register_routes(app: web.Application, node: ApiNode, *, token: str | None = None) -> Api:
+    """Add the API routes and error middleware to ``app``; writes a fresh API token.
+
+    ``token`` defaults to a new random one written to ``<datadir>/api.token`` (mode 0600).
+    """
+    api = Api(node, token=token if token is not None else create_token(node.config.datadir))
+    app[API_KEY] = api
+    app.middlewares.append(error_middleware)
+    p = API_PREFIX
+    app.router.add_get(f"{p}/status", api.get_status)
+    app.router.add_get(f"{p}/blocks/{{ref}}", api.get_block)
+    app.router.add_get(f"{p}/txs/{{tx_id}}", api.get_tx)
+    app.router.add_post(f"{p}/txs", api.post_tx)
+    app.router.add_get(f"{p}/accounts/{{address}}", api.get_account)
+    app.router.add_get(f"{p}/peers", api.get_peers)
+    app.router.add_post(f"{p}/peers", api.post_peer)
+    app.router.add_delete(f"{p}/peers/{{node_id}}", api.delete_peer)
+    app.router.add_get(f"{p}/mempool", api.get_mempool)
+    app.router.add_get("/metrics", api.get_metrics)
+    return api

@@ -1,0 +1,93 @@
+"""``/metrics`` in the Prometheus text exposition format (version 0.0.4).
+
+Read-only numbers a scraper can graph: chain height, peers, mempool, sync progress, and the
+miner's counters (from ``node.miner.stats()``; H-C's miner reports ``blocks_mined``,
+``tickets_per_s``, ``useful_macs``, ``nonuseful_macs``, ``jobs_done``). Useful and
+non-useful work are one counter with a ``kind`` label, so their ratio is one query.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+PREFIX = "pouwchain_"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    number = float(value)
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    return repr(number)
+
+
+class MetricsText:
+    """Accumulates families: one HELP and TYPE line, then samples."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str,
+               samples: list[tuple[Mapping[str, str], Any]]) -> None:
+        full = PREFIX + name
+        self.lines.append(f"# HELP {full} {help_text}")
+        self.lines.append(f"# TYPE {full} {kind}")
+        for labels, value in samples:
+            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+            suffix = f"{{{label_text}}}" if label_text else ""
+            self.lines.append(f"{full}{suffix} {_number(value)}")
+
+    def one(self, name: str, kind: str, help_text: str, value: Any) -> None:
+        self.family(name, kind, help_text, [({}, value)])
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def render_metrics(node: Any) -> str:
+    """The node's metrics as Prometheus text."""
+    out = MetricsText()
+    chain = node.chain
+    out.family("info", "gauge", "Static facts about the node (value is always 1).",
+               [({"network": str(node.config.network), "chain_id": str(chain.params.chain_id),
+                  "genesis": chain.genesis_id.hex()}, 1)])
+    out.one("height", "gauge", "Height of the best chain tip.", chain.height)
+    out.one("tip_timestamp_seconds", "gauge", "Timestamp of the tip block.",
+            chain.tip_header.timestamp)
+    out.one("peers", "gauge", "Connected peers.", len(node.peers.info()))
+    txs = node.mempool.transactions()
+    out.one("mempool_transactions", "gauge", "Transactions waiting in the mempool.", len(txs))
+    out.one("mempool_bytes", "gauge", "Canonical bytes of the mempool's transactions.",
+            sum(len(tx.encode()) for tx in txs))
+    out.one("syncing", "gauge", "1 while the node is catching up with its peers.",
+            bool(node.syncing))
+    out.one("sync_progress", "gauge", "Sync progress from 0 to 1.", float(node.sync_progress))
+    miner = node.miner
+    stats: Mapping[str, Any] = {} if miner is None else miner.stats()
+    out.one("mining", "gauge", "1 if this node runs a miner.", miner is not None)
+    out.one("blocks_mined_total", "counter", "Blocks this node mined.",
+            int(stats.get("blocks_mined", 0)))
+    out.one("tickets_per_second", "gauge", "Current PoUW ticket evaluation rate.",
+            float(stats.get("tickets_per_s", 0.0)))
+    out.family("work_macs_total", "counter",
+               "Multiply-accumulates mined, by kind: client jobs (useful) or self-generated.",
+               [({"kind": "useful"}, int(stats.get("useful_macs", 0))),
+                ({"kind": "nonuseful"}, int(stats.get("nonuseful_macs", 0)))])
+    useful = int(stats.get("useful_macs", 0))
+    total = useful + int(stats.get("nonuseful_macs", 0))
+    out.one("useful_work_ratio", "gauge", "Share of mined MACs that were client jobs.",
+            useful / total if total else 0.0)
+    out.one("jobs_done_total", "counter", "Matmul jobs completed by this node's miner.",
+            int(stats.get("jobs_done", 0)))
+    return out.text()

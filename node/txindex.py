@@ -1,0 +1,108 @@
+"""A transaction index for the API: tx id -> (block id, position), kept beside the chain.
+
+The chain store has no tx index (consensus does not need one), so the API keeps its own in
+the same LevelDB under ``api/``. It is *self-checking* rather than transactional: an entry is
+trusted only if its block is still canonical and really holds that transaction at that
+position, so entries left behind by a reorg or a crash are harmless. Catch-up walks the
+canonical chain from the last indexed block (rewinding along parents after a reorg) to the
+tip, in bounded chunks so that a long catch-up does not stall the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import msgpack
+
+from consensus.block import Block
+from consensus.tx import Transaction
+from node.chainstore import ChainStore
+
+INDEX_PREFIX = b"api/txi/"
+TIP_KEY = b"api/txi-tip"
+CHUNK_BLOCKS = 256
+
+
+@dataclass(frozen=True)
+class TxLocation:
+    """A confirmed transaction and where it sits on the canonical chain."""
+
+    tx: Transaction
+    block_id: bytes
+    height: int
+    index: int
+
+
+class TxIndex:
+    """Persistent tx id index over a `ChainStore`; call `catch_up` before lookups."""
+
+    def __init__(self, chain: ChainStore, *, chunk_blocks: int = CHUNK_BLOCKS) -> None:
+        self.chain = chain
+        self.chunk_blocks = chunk_blocks
+        self._lock = asyncio.Lock()
+
+    def _indexed_tip(self) -> tuple[int, bytes] | None:
+        raw = self.chain.db.get(TIP_KEY)
+        if raw is None:
+            return None
+        height, block_id = msgpack.unpackb(raw)
+        return int(height), bytes(block_id)
+
+    def _fork_point(self) -> int:
+        """Height of the last indexed block that is still canonical (-1: none)."""
+        tip = self._indexed_tip()
+        if tip is None:
+            return -1
+        height, block_id = tip
+        while height >= 0 and self.chain.block_id_at(height) != block_id:
+            block = self.chain.get_block(block_id)
+            if block is None or height == 0:
+                return -1
+            height, block_id = height - 1, block.header.parent_hash
+        return height
+
+    def _index_block(self, height: int) -> bool:
+        """Index the canonical block at ``height``; False if the chain moved under us."""
+        block_id = self.chain.block_id_at(height)
+        block = None if block_id is None else self.chain.get_block(block_id)
+        if block_id is None or block is None:
+            return False
+        writes: dict[bytes, bytes | None] = {
+            INDEX_PREFIX + tx.id(): msgpack.packb([block_id, i], use_bin_type=True)
+            for i, tx in enumerate(block.transactions)
+        }
+        writes[TIP_KEY] = msgpack.packb([height, block_id], use_bin_type=True)
+        self.chain.db.write_raw(writes, sync=False)
+        return True
+
+    async def catch_up(self) -> int:
+        """Index every canonical block up to the current tip; returns the indexed height."""
+        async with self._lock:
+            height = self._fork_point()
+            while height < self.chain.height:
+                stop = min(self.chain.height, height + self.chunk_blocks)
+                while height < stop:
+                    if not self._index_block(height + 1):
+                        return height
+                    height += 1
+                await asyncio.sleep(0)  # let the network loop run between chunks
+            return height
+
+    def lookup(self, tx_id: bytes) -> TxLocation | None:
+        """Where ``tx_id`` is confirmed on the canonical chain, or None."""
+        raw = self.chain.db.get(INDEX_PREFIX + tx_id)
+        if raw is None:
+            return None
+        block_id, index = msgpack.unpackb(raw)
+        block: Block | None = self.chain.get_block(bytes(block_id))
+        if block is None or index >= len(block.transactions):
+            return None
+        height = int(block.header.height)
+        # trust the entry only if the block is canonical and holds the tx at that position
+        if self.chain.block_id_at(height) != block_id:
+            return None
+        tx = block.transactions[index]
+        if tx.id() != tx_id:
+            return None
+        return TxLocation(tx=tx, block_id=bytes(block_id), height=height, index=int(index))

@@ -47,6 +47,8 @@ STATE_FILE = "testnet.json"
 class TestnetError(RuntimeError):
     """A testnet directory that cannot be used, or nodes that failed to start."""
 
+    __test__ = False  # its name starts with "Test": keep pytest from collecting it
+
 
 @dataclasses.dataclass
 class NodeRecord:

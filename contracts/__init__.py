@@ -10,12 +10,14 @@ from collections.abc import Mapping
 
 from contracts.bank import TRANSFER, Transfer
 from contracts.base import Payload, PayloadKind, TxContext
+from contracts.jobs import JOB_CANCEL, JOB_RECEIPT, JOB_REQUEST, JobCancel, JobReceipt, JobRequest
 from contracts.registry import REGISTER_SWARM_NODE, RegisterSwarmNode
 from contracts.staking import BEGIN_UNSTAKE, STAKE, WITHDRAW, BeginUnstake, Stake, Withdraw
 
 PAYLOAD_KINDS: Mapping[int, PayloadKind] = {
     kind.cls.KIND_ID: kind
-    for kind in (TRANSFER, STAKE, BEGIN_UNSTAKE, WITHDRAW, REGISTER_SWARM_NODE)
+    for kind in (TRANSFER, STAKE, BEGIN_UNSTAKE, WITHDRAW, REGISTER_SWARM_NODE,
+                 JOB_REQUEST, JOB_RECEIPT, JOB_CANCEL)
 }
 PAYLOAD_CLASSES: Mapping[int, type[Payload]] = {k: v.cls for k, v in PAYLOAD_KINDS.items()}
 
@@ -23,6 +25,9 @@ __all__ = [
     "PAYLOAD_CLASSES",
     "PAYLOAD_KINDS",
     "BeginUnstake",
+    "JobCancel",
+    "JobReceipt",
+    "JobRequest",
     "Payload",
     "PayloadKind",
     "RegisterSwarmNode",

@@ -256,7 +256,10 @@ class MiningSession:
     ) -> Iterator[WinningTicket]:
         """Winning tickets among this chunk's tiles, in row-major tile order."""
         found = 0
-        for i, j in np.argwhere(candidate_mask(states, bound)):
+        mask = candidate_mask(states, bound)
+        if not mask.any():
+            return
+        for i, j in np.argwhere(mask):
             tile_row, tile_col = int(row_tiles[i]), int(j)
             value = ticket_value(hash_key, tile_row=tile_row, tile_col=tile_col, chunk=chunk,
                                  state=int(states[i, j]))

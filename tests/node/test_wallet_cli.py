@@ -1,0 +1,129 @@
+"""``pouwchain wallet`` as real subprocesses against a node API served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from consensus.genesis import dev_seed
+from consensus.state import State
+from consensus.tx import public_key, sign_transaction
+from contracts import BeginUnstake, Stake, Transfer
+from node.wallet import open_wallet
+from tests.node.apinode import ApiTestNode, start
+
+Client = TestClient[web.Request, web.Application]
+PASSWORD = "s3cret pass"
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[ApiTestNode]:
+    n = ApiTestNode(tmp_path / "node")
+    yield n
+    n.close()
+
+
+@pytest.fixture
+async def client(node: ApiTestNode) -> AsyncIterator[Client]:
+    c = await start(node)
+    yield c
+    await c.close()
+
+
+async def cli(*args: str, password: str | None = PASSWORD) -> tuple[int, str, str]:
+    """Run ``pouwchain ARGS`` in a child process while this loop keeps serving the API."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POUWCHAIN_")}
+    if password is not None:
+        env["POUWCHAIN_PASSWORD"] = password
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "node.cli", *args, env=env, stdin=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # no controlling terminal: getpass cannot wait on /dev/tty
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def url(client: Client) -> str:
+    return str(client.make_url("")).rstrip("/")
+
+
+async def test_wallet_lifecycle(node: ApiTestNode, client: Client, tmp_path: Path) -> None:
+    wfile = str(tmp_path / "w" / "wallet.json")
+    code, out, err = await cli("wallet", "new", "--wallet", wfile, "--kdf", "fast")
+    assert code == 0, err
+    address = bytes.fromhex(out.split("address: ")[1].strip())
+    seed_hex = open_wallet(Path(wfile), PASSWORD)._Wallet__seed.hex()  # type: ignore[attr-defined]
+    assert seed_hex not in out + err
+    assert oct(os.stat(wfile).st_mode & 0o777) == "0o600"
+    code, out, _ = await cli("wallet", "address", "--wallet", wfile, password=None)
+    assert code == 0 and out.strip() == address.hex()
+    code, _, err = await cli("wallet", "new", "--wallet", wfile, "--kdf", "fast")
+    assert code == 1 and "already exists" in err
+
+    node.mine([sign_transaction(dev_seed(1), chain_id=1337, nonce=0, fee=10,
+                                payload=Transfer(to=address, amount=1_000_000))])
+    code, out, err = await cli("wallet", "balance", "--wallet", wfile, "--node", url(client))
+    assert code == 0, err
+    assert "balance:   1000000" in out and "bonded:    0" in out
+
+    dest = public_key(dev_seed(60))
+    code, out, err = await cli("wallet", "send", dest.hex(), "500", "--fee", "10",
+                               "--wallet", wfile, "--node", url(client))
+    assert code == 0, err
+    send_id = bytes.fromhex(out.strip())
+    code, out, err = await cli("wallet", "stake", "2000", "--fee", "10",
+                               "--wallet", wfile, "--node", url(client))
+    assert code == 0, err
+    pending = node.mempool.pending_of(address)
+    assert pending[0].id() == send_id
+    assert [tx.payload for tx in pending] == [Transfer(to=dest, amount=500), Stake(amount=2000)]
+    assert [tx.nonce for tx in pending] == [0, 1]
+    node.mine(node.mempool.transactions())
+    code, out, err = await cli("wallet", "unstake", "300", "--fee", "10",
+                               "--wallet", wfile, "--node", url(client))
+    assert code == 0, err
+    assert [tx.payload for tx in node.mempool.pending_of(address)] == [BeginUnstake(amount=300)]
+    node.mine(node.mempool.transactions())
+    state = State(node.chain.state_view())
+    assert state.account(dest).balance == 500
+    assert state.account(address).balance == 1_000_000 - 500 - 2000 - 30
+    assert state.stake(address).bonded == 1700
+    assert [u.amount for u in state.stake(address).unbonding] == [300]
+    code, out, err = await cli("wallet", "balance", "--wallet", wfile, "--node", url(client))
+    assert "unbonding: 300" in out and "nonce:     3" in out
+
+
+async def test_wallet_errors(node: ApiTestNode, client: Client, tmp_path: Path) -> None:
+    wfile = str(tmp_path / "wallet.json")
+    assert (await cli("wallet", "new", "--wallet", wfile, "--kdf", "fast"))[0] == 0
+    dest = public_key(dev_seed(60)).hex()
+    code, _, err = await cli("wallet", "send", dest, "5", "--wallet", wfile,
+                             "--node", url(client), password="nope")
+    assert code == 1 and "wrong password" in err
+    code, _, err = await cli("wallet", "send", dest, "5", "--wallet", wfile,
+                             "--node", url(client), password=None)
+    assert code == 1 and "POUWCHAIN_PASSWORD" in err
+    # no funds: the node's reason comes back
+    code, _, err = await cli("wallet", "send", dest, "5", "--wallet", wfile,
+                             "--node", url(client))
+    assert code == 1 and "invalid:tx.insufficient_fee_balance" in err
+    assert len(node.mempool) == 0
+    code, _, err = await cli("wallet", "balance", "--wallet", wfile, "--node",
+                             "http://127.0.0.1:9")
+    assert code == 1 and "cannot reach the node" in err
+    code, _, err = await cli("wallet", "send", "zz", "5", "--wallet", wfile)
+    assert code == 2 and "64 hex digits" in err
+    data = Path(wfile).read_text().replace('"ciphertext": "', '"ciphertext": "00')
+    Path(wfile).write_text(data)
+    code, _, err = await cli("wallet", "stake", "5", "--wallet", wfile, "--node", url(client))
+    assert code == 1 and "checksum mismatch" in err
+    code, _, err = await cli("wallet", "address", "--wallet", str(tmp_path / "none.json"))
+    assert code == 1 and "no wallet" in err

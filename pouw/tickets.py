@@ -56,8 +56,8 @@ def advance_states(states: np.ndarray, folds: np.ndarray) -> np.ndarray:
     bit, so the prefilter bits need the exact fold; it costs two vector ops per tile.
     """
     with np.errstate(over="ignore"):
-        x = states ^ folds.astype(np.uint64)
-        x *= _K_CHUNK
+        x: np.ndarray = np.bitwise_xor(states, folds.astype(np.uint64))
+        np.multiply(x, _K_CHUNK, out=x)
         return x
 
 

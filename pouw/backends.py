@@ -142,7 +142,8 @@ class TorchBackend:
         y = torch.bitwise_xor(y[:, 0], y[:, 1]).view(rows // 8, cols // 4, 2)
         y = torch.bitwise_xor(y[..., 0], y[..., 1])
         z = y.cpu().numpy().view(np.uint32).reshape(rows // 8, cols // 4, 2)
-        return np.bitwise_xor(z[..., 0], z[..., 1])
+        folds: np.ndarray = np.bitwise_xor(z[..., 0], z[..., 1])
+        return folds
 
     def subtract_horner(self, acc: Any, parts: list[Any], base: int) -> np.ndarray:
         d = parts[-1]

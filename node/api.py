@@ -22,7 +22,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -42,6 +42,7 @@ API_PREFIX = "/api/v1"
 MAX_SMALL_BODY = 64 * 1024  # JSON bodies of tx/peer routes (a tx is at most 8 KiB)
 MAX_MEMPOOL_LIST = 1000
 _HEX_RE = re.compile(r"^(0x)?[0-9a-fA-F]*$")
+T = TypeVar("T")
 
 
 class NodeConfigLike(Protocol):
@@ -250,6 +251,15 @@ class Api:
         self.token = token
         self.txindex = TxIndex(node.chain)
 
+    async def on_chain(self, fn: Callable[[], T]) -> T:
+        """Run a read of store/mempool on the node's chain thread (their only writer), so it
+        never sees a half-applied update; inline when the node has no such thread."""
+        call = getattr(self.node, "call_chain", None)
+        if callable(call):
+            result: T = await call(fn)
+            return result
+        return fn()
+
     def status(self) -> dict[str, Any]:
         node = self.node
         chain = node.chain
@@ -257,7 +267,9 @@ class Api:
         mining: dict[str, Any] = {"enabled": miner is not None}
         if miner is not None:
             mining.update(jsonable(miner.stats()))
-        return {
+        extra = getattr(node, "status", None)  # the node's own facts (node id, listen, ...)
+        base: dict[str, Any] = dict(jsonable(extra())) if callable(extra) else {}
+        return base | {
             "network": node.config.network,
             "chain_id": chain.params.chain_id,
             "genesis": chain.genesis_id.hex(),
@@ -272,7 +284,7 @@ class Api:
         }
 
     async def get_status(self, request: web.Request) -> web.Response:
-        return web.json_response(self.status())
+        return web.json_response(await self.on_chain(self.status))
 
     async def get_block(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]
@@ -295,7 +307,7 @@ class Api:
 
     async def get_tx(self, request: web.Request) -> web.Response:
         tx_id = parse_hex32(request.match_info["tx_id"], what="tx_id")
-        pending = self.node.mempool.get(tx_id)
+        pending = await self.on_chain(lambda: self.node.mempool.get(tx_id))
         if pending is not None:
             return web.json_response({"status": "pending", "tx": tx_json(pending)})
         await self.txindex.catch_up()
@@ -336,6 +348,9 @@ class Api:
         except ConsensusError as exc:
             raise ApiError(400, f"invalid:{exc.rule}", exc.message) from exc
         except Exception as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ConsensusError):  # the node wrapped a consensus rule
+                raise ApiError(400, f"invalid:{cause.rule}", cause.message) from exc
             reason = getattr(exc, "reason", None)
             if not isinstance(reason, str):
                 raise
@@ -344,13 +359,16 @@ class Api:
 
     async def get_account(self, request: web.Request) -> web.Response:
         address = parse_hex32(request.match_info["address"], what="address")
+        return web.json_response(await self.on_chain(lambda: self.account(address)))
+
+    def account(self, address: bytes) -> dict[str, Any]:
         chain = self.node.chain
         state = State(chain.state_view())
         account = state.account(address)
         stake = state.stake(address)
         swarm = state.swarm_node(address)
         pending = self.node.mempool.pending_of(address)
-        return web.json_response({
+        return {
             "address": address.hex(),
             "height": chain.height,
             "balance": account.balance,
@@ -368,7 +386,7 @@ class Api:
                 "models": [m.hex() for m in swarm.models],
                 "endpoint": swarm.endpoint.decode("utf-8", "replace"),
             },
-        })
+        }
 
     async def get_peers(self, request: web.Request) -> web.Response:
         peers = jsonable(self.node.peers.info())
@@ -409,7 +427,7 @@ class Api:
 
     async def get_mempool(self, request: web.Request) -> web.Response:
         limit = _query_int(request, "limit", default=100, low=0, high=MAX_MEMPOOL_LIST)
-        txs = self.node.mempool.transactions()
+        txs = await self.on_chain(self.node.mempool.transactions)
         sizes = [len(tx.encode()) for tx in txs]
         listed = [{"id": tx.id().hex(), "sender": tx.sender.hex(), "nonce": tx.nonce,
                    "fee": tx.fee, "kind": _kind_name(type(tx.payload)), "size": size}
@@ -417,7 +435,7 @@ class Api:
         return web.json_response({"count": len(txs), "bytes": sum(sizes), "txs": listed})
 
     async def get_metrics(self, request: web.Request) -> web.Response:
-        text = render_metrics(self.node)
+        text = await self.on_chain(lambda: render_metrics(self.node))
         return web.Response(text=text, content_type="text/plain",
                             headers={"X-Prometheus-Format": "0.0.4"})
 

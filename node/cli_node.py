@@ -1,0 +1,86 @@
+"""``pouwchain node``: run a node until SIGINT/SIGTERM, then shut down cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import signal
+from pathlib import Path
+from typing import Any
+
+from node.config import ConfigError, NodeConfig
+from node.logging import configure_logging, get_logger, log_event
+from node.node import Node
+
+log = get_logger("cli")
+
+
+def attach_services(node: Node) -> None:
+    """Wire the optional parts (HTTP API, job service and miner) into a node before start."""
+    try:
+        api = importlib.import_module("node.api")
+    except ImportError:
+        api = None
+    if api is not None:
+        node.add_route_hook(lambda app, n: api.register_routes(app, n))
+    try:
+        miner = importlib.import_module("node.miner")
+    except ImportError:
+        miner = None
+    if miner is not None and hasattr(miner, "attach"):
+        miner.attach(node)
+
+
+def config_from_args(args: argparse.Namespace) -> NodeConfig:
+    overrides: dict[str, Any] = {
+        "network": args.network, "genesis_path": args.genesis, "host": args.host,
+        "port": args.port, "peers": args.peers, "mine": True if args.mine else None,
+        "max_peers": args.max_peers, "log_level": args.log_level,
+        "log_json": False if args.log_text else None,
+    }
+    return NodeConfig.resolve(datadir=args.datadir, config_file=args.config, **overrides)
+
+
+async def run_node(config: NodeConfig) -> int:
+    node = Node(config)
+    attach_services(node)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+        await stop.wait()
+        log_event(log, "node.signal_stop")
+    finally:
+        await node.stop()
+    return 0
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"pouwchain node: {exc}")
+        return 2
+    configure_logging(level=config.log_level, json_lines=config.log_json,
+                      file=config.datadir / "node.log")
+    return asyncio.run(run_node(config))
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("node", help="run a full node (validates, relays, serves the API)")
+    p.add_argument("--datadir", type=Path, required=True)
+    p.add_argument("--config", type=Path, default=None,
+                   help="TOML/JSON config (default: datadir/node.toml or node.json)")
+    p.add_argument("--network", default=None)
+    p.add_argument("--genesis", type=Path, default=None, help="genesis config (TOML/JSON)")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--peers", nargs="*", default=None, metavar="HOST:PORT")
+    p.add_argument("--mine", action="store_true")
+    p.add_argument("--max-peers", type=int, default=None)
+    p.add_argument("--log-level", default=None)
+    p.add_argument("--log-text", action="store_true", help="human-readable logs on stderr")
+    p.set_defaults(func=_main)

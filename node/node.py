@@ -1,0 +1,340 @@
+"""The node runtime: chain store, mempool, peers and sync behind one aiohttp application.
+
+Threading rule: every call that touches the chain store or the mempool's contents runs on a
+single "chain" worker thread (`call_chain`), so validation (signatures, PoUW certificates,
+state transitions) never blocks the event loop and the store sees one writer at a time. The
+event loop only does networking and cheap reads (LevelDB point reads are thread-safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nacl.signing
+from aiohttp import web
+
+from consensus.block import Block, BlockHeader
+from consensus.errors import ConsensusError
+from consensus.genesis import GenesisConfig, dev_config, load_genesis_config
+from consensus.tx import Transaction
+from node.chainstore import BLOCK, ChainStore, ChainUpdate, update_mempool
+from node.config import NodeConfig
+from node.logging import get_logger, log_event
+from node.mempool import Mempool, MempoolError
+from node.p2p.manager import PeerManager
+from node.p2p.peer import Peer
+from node.p2p.policy import Verdict, classify
+from node.p2p.protocol import MAX_LOCATOR
+from node.p2p.sync import Syncer
+
+log = get_logger("node")
+T = TypeVar("T")
+HEADER_PREFIX = b"hdr/"  # chain store key prefix of stored headers (falls back to blocks)
+RouteHook = Callable[[web.Application, "Node"], None]
+LifecycleHook = Callable[["Node"], Awaitable[None]]
+TipListener = Callable[[BlockHeader], None]
+
+
+class NodeRejected(ValueError):
+    """The node refused a transaction or block; ``reason`` is machine-readable."""
+
+    def __init__(self, reason: str, message: str = "", *,
+                 verdict: Verdict = Verdict.REJECT) -> None:
+        self.reason = reason
+        self.verdict = verdict
+        super().__init__(f"{reason}: {message}" if message else reason)
+
+
+def load_or_create_identity(path: Path) -> nacl.signing.SigningKey:
+    """The node's Ed25519 identity: a 32-byte seed in ``path`` (mode 0600), made on first use."""
+    if path.exists():
+        seed = path.read_bytes()
+        if len(seed) != 32:
+            raise ValueError(f"{path} is not a 32-byte key")
+        return nacl.signing.SigningKey(seed)
+    key = nacl.signing.SigningKey.generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(bytes(key))
+    return key
+
+
+def load_genesis(config: NodeConfig) -> GenesisConfig:
+    return dev_config() if config.genesis_path is None else \
+        load_genesis_config(config.genesis_path)
+
+
+class Node:
+    """A full node. Build it, let other parts add routes/hooks, then ``await start()``."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        config.datadir.mkdir(parents=True, exist_ok=True)
+        self.genesis = load_genesis(config)
+        self.identity = load_or_create_identity(config.datadir / "node.key")
+        self.node_id = bytes(self.identity.verify_key)
+        self.chain = ChainStore.open(config.datadir / "chain", genesis=self.genesis)
+        self.mempool = Mempool(params=self.chain.params)
+        self.listen_address = f"{config.host}:{config.port}" if config.port else ""
+        self.port = config.port
+        self.peers = PeerManager(self)
+        self.sync = Syncer(self)
+        self.miner: Any = None  # set by the miner's attach code when config.mine
+        self.started_at = 0.0
+        self.route_hooks: list[RouteHook] = []
+        self.start_hooks: list[LifecycleHook] = []  # awaited after the node listens
+        self.stop_hooks: list[LifecycleHook] = []  # awaited first on stop (miner, jobs)
+        self.app = web.Application(client_max_size=16 * 1024 * 1024)
+        self.app.router.add_get("/p2p", self.peers.handle_inbound)
+        self.blocks_received = 0
+        self._tip_listeners: list[TipListener] = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
+        self._runner: web.AppRunner | None = None
+        self._running = False
+
+    # -- extension points ------------------------------------------------------------------------
+
+    def add_route_hook(self, fn: RouteHook) -> None:
+        """``fn(app, node)`` is called when the app is finalised in ``start()``."""
+        self.route_hooks.append(fn)
+
+    def add_tip_listener(self, cb: TipListener) -> None:
+        """``cb(new_tip_header)`` runs on the event loop after every tip change."""
+        self._tip_listeners.append(cb)
+
+    async def call_chain(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the chain thread (the only writer of store and mempool)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for hook in self.route_hooks:
+            hook(self.app, self)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.port = int(sockets[0].getsockname()[1]) if sockets else self.config.port
+        self.listen_address = f"{self.config.host}:{self.port}"
+        self.started_at = time.time()
+        self._running = True
+        await self.peers.start()
+        self.sync.start()
+        for start_hook in self.start_hooks:
+            await start_hook(self)
+        self._write_node_json()
+        log_event(log, "node.started", listen=self.listen_address, node_id=self.node_id,
+                  height=self.chain.height, tip=self.chain.tip_id, network=self.config.network)
+
+    async def stop(self) -> None:
+        """Stop hooks, peers and sync, the server; then let the chain thread finish its
+        current batch before closing the store (every batch is atomic: always consistent)."""
+        if not self._running:
+            self._executor.shutdown(wait=True)
+            self.chain.close()
+            return
+        self._running = False
+        for hook in self.stop_hooks:
+            try:
+                await hook(self)
+            except Exception:
+                log.exception("node.stop_hook_failed")
+        await self.sync.stop()
+        await self.peers.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        self.chain.close()
+        self.config.node_json_path.unlink(missing_ok=True)
+        log_event(log, "node.stopped", height=self.chain.height)
+
+    def _write_node_json(self) -> None:
+        info = {"pid": os.getpid(), "port": self.port, "node_id": self.node_id.hex(),
+                "api": f"http://127.0.0.1:{self.port}", "listen": self.listen_address,
+                "p2p": f"ws://{self.listen_address}/p2p"}
+        tmp = self.config.node_json_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(self.config.node_json_path)
+
+    # -- status ----------------------------------------------------------------------------------
+
+    @property
+    def syncing(self) -> bool:
+        return self.sync.syncing
+
+    @property
+    def sync_progress(self) -> float:
+        return self.sync.progress
+
+    @property
+    def best_peer_height(self) -> int:
+        return self.sync.best_peer_height
+
+    def status(self) -> dict[str, Any]:
+        stats = getattr(self.miner, "stats", None)
+        return {"network": self.config.network, "chain_id": self.chain.params.chain_id,
+                "height": self.chain.height, "tip": self.chain.tip_id.hex(),
+                "peers": len(self.peers), "syncing": self.syncing,
+                "sync_progress": self.sync_progress, "best_peer_height": self.best_peer_height,
+                "mining": stats() if callable(stats) else None,
+                "node_id": self.node_id.hex(), "listen": self.listen_address,
+                "mempool": len(self.mempool), "started_at": self.started_at}
+
+    # -- transactions ----------------------------------------------------------------------------
+
+    def _admit_tx(self, tx: Transaction) -> bytes:
+        return self.mempool.add(tx, tip=self.chain.tip_view(), now=int(time.time()))
+
+    async def submit_transaction(self, tx: Transaction, *, origin: Peer | None = None) -> bytes:
+        """Validate against the tip, add to the mempool, gossip; returns the tx id.
+
+        Raises `NodeRejected` (a ValueError) with the mempool's reason.
+        """
+        try:
+            tx_id = await self.call_chain(self._admit_tx, tx)
+        except (MempoolError, ConsensusError) as exc:
+            verdict, reason = classify(exc)
+            raise NodeRejected(getattr(exc, "reason", reason), str(exc),
+                               verdict=verdict) from exc
+        self.peers.seen_txs.add(tx_id)
+        self.peers.broadcast_tx(tx, raw=tx.encode(), tx_id=tx_id, exclude=origin)
+        return tx_id
+
+    # -- blocks ----------------------------------------------------------------------------------
+
+    def _add_blocks(self, blocks: list[Block]) -> tuple[ChainUpdate, int, BaseException | None]:
+        """Chain thread: add blocks in order; stops at the first invalid one."""
+        update = ChainUpdate()
+        now = int(time.time())
+        added = 0
+        error: BaseException | None = None
+        for block in blocks:
+            try:
+                result = self.chain.add_block(block, now=now)
+            except ConsensusError as exc:
+                error = exc
+                break
+            update.merge(result)
+            if block.header.block_id() in result.invalid:
+                error = NodeRejected("block.state_invalid", "block fails the state transition")
+                break
+            added += 1
+        if update.connected or update.disconnected:
+            update_mempool(self.mempool, update, tip=self.chain.tip_view(), now=now)
+        return update, added, error
+
+    async def submit_block(self, block: Block, *, origin: Peer | None = None) -> ChainUpdate:
+        """Validate and store (chain thread), relay, update the mempool, notify listeners.
+
+        Raises `NodeRejected` for an invalid block; a duplicate returns an empty update.
+        """
+        update, _, _ = await self._process([block], origin=origin, relay=True)
+        return update
+
+    async def process_blocks(self, blocks: list[Block], *, origin: Peer | None = None,
+                             relay: bool = False) -> int:
+        """Add a batch of blocks in order (sync); returns how many were accepted."""
+        _, added, _ = await self._process(blocks, origin=origin, relay=relay)
+        return added
+
+    async def _process(self, blocks: list[Block], *, origin: Peer | None,
+                       relay: bool) -> tuple[ChainUpdate, int, BaseException | None]:
+        fresh = [b for b in blocks if not self.chain.has_block(b.header.block_id())]
+        if origin is not None:
+            for b in blocks:
+                origin.known_blocks.add(b.header.block_id())
+        if not fresh:
+            return ChainUpdate(), len(blocks), None
+        old_tip = self.chain.tip_id
+        update, added, error = await self.call_chain(self._add_blocks, fresh)
+        self.blocks_received += added
+        if self.chain.tip_id != old_tip:
+            self._tip_changed(update, origin=origin, relay=relay)
+        last = fresh[min(added, len(fresh) - 1)]
+        last_id = last.header.block_id()
+        if error is None and last_id not in self.chain.tree and self.chain.has_block(last_id):
+            # an orphan: fetch its parent from whoever sent it, and let sync look too
+            if origin is not None and not origin.closed:
+                self.peers.spawn(self.peers.fetch_blocks(origin, [last.header.parent_hash]))
+            self.sync.wake()
+        if error is not None:
+            if isinstance(error, NodeRejected):
+                raise error
+            verdict, reason = classify(error)
+            raise NodeRejected(reason, str(error), verdict=verdict) from error
+        return update, added + len(blocks) - len(fresh), None
+
+    def _tip_changed(self, update: ChainUpdate, *, origin: Peer | None, relay: bool) -> None:
+        tip = self.chain.tree.tip_entry
+        header = self.chain.tip_header
+        log_event(log, "chain.tip", level=logging.DEBUG, height=header.height,
+                  tip=self.chain.tip_id, connected=len(update.connected),
+                  disconnected=len(update.disconnected))
+        # relay the new tip to everyone who may lack it (sync relays only its last block)
+        self.peers.announce_blocks([(tip.block_id, tip.height, tip.cumulative_work)],
+                                   exclude=origin if relay else None)
+        for listener in list(self._tip_listeners):
+            try:
+                listener(header)
+            except Exception:
+                log.exception("node.tip_listener_failed")
+
+    # -- serving peers ---------------------------------------------------------------------------
+
+    def raw_block(self, block_id: bytes) -> bytes | None:
+        """Stored canonical bytes of a block (served without decoding)."""
+        raw: bytes | None = self.chain.db.get(BLOCK + block_id)
+        return raw
+
+    def _raw_header(self, block_id: bytes) -> bytes | None:
+        raw: bytes | None = self.chain.db.get(HEADER_PREFIX + block_id)
+        if raw is not None:
+            return raw
+        block = self.raw_block(block_id)
+        return None if block is None else Block.decode(block).header.encode()
+
+    def locator(self) -> list[bytes]:
+        """Canonical ids: the last 10, then doubling steps back, then genesis."""
+        height = self.chain.height
+        heights: list[int] = []
+        step = 1
+        h = height
+        while h > 0 and len(heights) < MAX_LOCATOR - 1:
+            heights.append(h)
+            if len(heights) >= 10:
+                step *= 2
+            h -= step
+        heights.append(0)
+        ids = [self.chain.block_id_at(x) for x in heights]
+        return [i for i in ids if i is not None]
+
+    def _headers_after(self, locator: list[bytes], limit: int) -> list[bytes]:
+        start = 0
+        for block_id in locator:
+            if block_id in self.chain.tree:
+                height = self.chain.tree.entry(block_id).height
+                if self.chain.block_id_at(height) == block_id:
+                    start = height
+                    break
+        out: list[bytes] = []
+        for height in range(start + 1, min(start + limit, self.chain.height) + 1):
+            canonical_id = self.chain.block_id_at(height)
+            header = None if canonical_id is None else self._raw_header(canonical_id)
+            if header is None:
+                break
+            out.append(header)
+        return out
+
+    async def headers_after(self, locator: list[bytes], *, limit: int) -> list[bytes]:
+        """Our canonical headers after the newest locator entry on our chain (sync serving)."""
+        return await asyncio.to_thread(self._headers_after, locator, limit)

@@ -1,0 +1,463 @@
+"""The peer manager: accepts and dials connections, runs the handshake policy, routes
+messages to the node, gossips transactions and block announcements, serves headers and
+blocks, keeps an address book (seeds + ADDR answers) and bans misbehaving peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from consensus.block import Block
+from consensus.errors import ConsensusError
+from consensus.tx import Transaction
+from node.config import ConfigError, parse_address
+from node.logging import get_logger, log_event
+from node.p2p.peer import WS_MAX_MSG, HandshakeRefused, LruSet, Peer, PeerClosed
+from node.p2p.policy import BanList, Verdict, addr_key, classify, node_key
+from node.p2p.protocol import (
+    MAX_ADDR,
+    MAX_BLOCKS_PER_MESSAGE,
+    MAX_FRAME,
+    MAX_HEADERS,
+    PROTOCOL_VERSION,
+    Message,
+    MsgType,
+    ProtocolError,
+    work_bytes,
+    work_int,
+)
+
+if TYPE_CHECKING:
+    from node.node import Node
+
+log = get_logger("p2p")
+MAX_CLOCK_SKEW = 30  # seconds: half the future-block limit (Hathor's rule)
+AGENT = "pouwchain/0.1"
+GOSSIP_FETCH_GAP = 8  # announcements further ahead than this are left to sync
+
+
+class ConnectError(ValueError):
+    """Dialing a peer failed; ``reason`` is short and machine-readable."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {message}" if message else reason)
+
+
+class PeerManager:
+    """All peers of one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        config = node.config
+        self.config = config
+        self.peers: dict[bytes, Peer] = {}
+        self.bans = BanList(default_seconds=config.ban_seconds)
+        self.addresses: OrderedDict[str, float] = OrderedDict()  # address -> last heard
+        self.failed: dict[str, float] = {}  # address -> monotonic time of last failed dial
+        self.seen_txs = LruSet(100_000)
+        self.requested_blocks: set[bytes] = set()
+        self.misbehaviour: list[dict[str, Any]] = []  # recent REJECTs, for tests and the API
+        self.received: Counter[str] = Counter()  # frames handled, by type name (metrics)
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dialing: set[str] = set()
+        self._stopping = False
+        for seed in config.peers:
+            self.add_address(seed)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self.spawn(self._dial_loop())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*(p.close("shutdown") for p in list(self.peers.values())),
+                             return_exceptions=True)
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._session is not None:
+            await self._session.close()
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- address book --------------------------------------------------------------------------
+
+    def add_address(self, address: str) -> bool:
+        try:
+            parse_address(address)
+        except ConfigError:
+            return False
+        if address == self.node.listen_address:
+            return False
+        self.addresses[address] = time.time()
+        self.addresses.move_to_end(address)
+        while len(self.addresses) > MAX_ADDR:
+            self.addresses.popitem(last=False)
+        return True
+
+    def connected_addresses(self) -> set[str]:
+        out = set()
+        for peer in self.peers.values():
+            if peer.listen:
+                out.add(peer.listen)
+            if peer.outbound:
+                out.add(f"{peer.host}:{peer.port}")
+        return out
+
+    async def _dial_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.config.dial_interval if self.peers else 0.2)
+            outbound = sum(1 for p in self.peers.values() if p.outbound)
+            want = min(self.config.target_outbound, self.config.max_peers) - outbound
+            if want <= 0 or len(self.peers) >= self.config.max_peers:
+                continue
+            connected = self.connected_addresses() | self._dialing
+            now = time.monotonic()
+            candidates = [a for a in self.addresses
+                          if a not in connected and now - self.failed.get(a, -1e9) > 10.0
+                          and not self.bans.is_banned(addr_key(*parse_address(a)))]
+            random.shuffle(candidates)
+            for address in candidates[:want]:
+                self.spawn(self._try_connect(address))
+
+    async def _try_connect(self, address: str) -> None:
+        try:
+            await self.connect(address)
+        except ConnectError:
+            self.failed[address] = time.monotonic()
+
+    # -- connecting ----------------------------------------------------------------------------
+
+    async def connect(self, address: str) -> bytes:
+        """Dial ``host:port`` and complete the handshake; returns the peer's node id.
+
+        The connection then keeps running in the background. Raises `ConnectError`.
+        """
+        try:
+            host, port = parse_address(address)
+        except ConfigError as exc:
+            raise ConnectError("address", str(exc)) from exc
+        if address == self.node.listen_address:
+            raise ConnectError("self", "that is our own address")
+        if self.bans.is_banned(addr_key(host, port)):
+            raise ConnectError("banned", address)
+        if self._session is None:
+            raise ConnectError("stopped", "peer manager not started")
+        self._dialing.add(address)
+        try:
+            try:
+                ws = await self._session.ws_connect(
+                    f"http://{host}:{port}/p2p", max_msg_size=WS_MAX_MSG, autoping=False,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                    # aiohttp's connect timeout: the handshake has its own
+                )
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                raise ConnectError("unreachable", f"{address}: {exc}") from exc
+            peer = self._new_peer(ws, outbound=True, host=host, port=port)
+            try:
+                await self._handshake(peer)
+            except HandshakeRefused as exc:
+                raise ConnectError(exc.reason, exc.message) from exc
+            except PeerClosed as exc:
+                raise ConnectError(exc.reason.removeprefix("refused: "), exc.reason) from exc
+            self.add_address(address)
+            self.spawn(self._serve(peer))
+            return peer.node_id
+        finally:
+            self._dialing.discard(address)
+
+    async def handle_inbound(self, request: web.Request) -> web.StreamResponse:
+        """aiohttp handler of ``GET /p2p``: one inbound peer for the life of the request."""
+        ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG, autoping=False)
+        await ws.prepare(request)
+        peername = request.transport.get_extra_info("peername") if request.transport else None
+        host, port = (peername[0], int(peername[1])) if peername else ("?", None)
+        peer = self._new_peer(ws, outbound=False, host=host, port=port)
+        try:
+            await self._handshake(peer)
+        except (HandshakeRefused, PeerClosed):
+            return ws
+        await self._serve(peer)
+        return ws
+
+    def _new_peer(self, ws: Any, *, outbound: bool, host: str, port: int | None) -> Peer:
+        return Peer(ws, outbound=outbound, host=host, port=port,
+                    ping_interval=self.config.ping_interval,
+                    ping_timeout=self.config.ping_timeout,
+                    request_timeout=self.config.request_timeout)
+
+    def hello(self) -> dict[str, Any]:
+        node = self.node
+        tip = node.chain.tree.tip_entry
+        return {"version": PROTOCOL_VERSION, "network": self.config.network,
+                "chain_id": node.chain.params.chain_id, "genesis": node.chain.genesis_id,
+                "tip": tip.block_id, "height": tip.height, "work": work_bytes(tip.cumulative_work),
+                "node_id": node.node_id, "nonce": os.urandom(32), "listen": node.listen_address,
+                "time": int(time.time()), "agent": AGENT}
+
+    async def _handshake(self, peer: Peer) -> None:
+        try:
+            await peer.handshake(hello=self.hello(), key=self.node.identity,
+                                 genesis=self.node.chain.genesis_id, check=self._check_hello,
+                                 timeout=self.config.handshake_timeout)
+        except HandshakeRefused as exc:
+            log_event(log, "peer.refused", level=logging.WARNING, reason=exc.reason,
+                      peer=peer.node_id, address=f"{peer.host}:{peer.port}", detail=exc.message)
+            if exc.ban:
+                self._ban(peer, exc.reason)
+            await peer.close(exc.reason, exc.message)
+            raise
+        except PeerClosed as exc:
+            log_event(log, "peer.handshake_closed", reason=exc.reason,
+                      address=f"{peer.host}:{peer.port}")
+            raise
+        # the duplicate check again: two handshakes with one identity may have raced
+        if peer.node_id in self.peers:
+            await peer.close("duplicate", "already connected to this node id")
+            raise HandshakeRefused("duplicate")
+        self.peers[peer.node_id] = peer
+        if peer.listen and self.config.discover:
+            self.add_address(peer.listen)
+        log_event(log, "peer.connected", peer=peer.node_id, address=f"{peer.host}:{peer.port}",
+                  outbound=peer.outbound, height=peer.best_height)
+        if self.config.discover:
+            peer.send(MsgType.GETADDR, {})
+        self.node.sync.wake()
+
+    def _check_hello(self, peer: Peer, hello: Message) -> None:
+        """Handshake policy; raises HandshakeRefused with the reason to send."""
+        node = self.node
+        if hello["version"] != PROTOCOL_VERSION:
+            raise HandshakeRefused("version", f"version {hello['version']} != {PROTOCOL_VERSION}")
+        if hello["network"] != self.config.network or \
+                hello["chain_id"] != node.chain.params.chain_id:
+            raise HandshakeRefused("network", f"network {hello['network']}/{hello['chain_id']}")
+        if hello["genesis"] != node.chain.genesis_id:
+            raise HandshakeRefused("genesis", "different genesis block")
+        if hello["node_id"] == node.node_id:
+            if hello["listen"]:
+                self.addresses.pop(str(hello["listen"]), None)
+            raise HandshakeRefused("self", "connected to ourselves")
+        if self.bans.is_banned(node_key(hello["node_id"])) or \
+                self.bans.is_banned(addr_key(peer.host, peer.port)):
+            raise HandshakeRefused("banned")
+        if hello["node_id"] in self.peers:
+            raise HandshakeRefused("duplicate", "already connected to this node id")
+        if len(self.peers) >= self.config.max_peers:
+            raise HandshakeRefused("full", "too many peers")
+        if abs(int(hello["time"]) - time.time()) > MAX_CLOCK_SKEW:
+            raise HandshakeRefused("clock", "clock skew too large")
+
+    async def _serve(self, peer: Peer) -> None:
+        try:
+            reason = await peer.run(self._dispatch, self._on_error)
+        finally:
+            if self.peers.get(peer.node_id) is peer:
+                del self.peers[peer.node_id]
+        log_event(log, "peer.disconnected", peer=peer.node_id, reason=reason)
+        self.node.sync.peer_gone(peer)
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def get(self, node_id: bytes | str) -> Peer | None:
+        key = bytes.fromhex(node_id) if isinstance(node_id, str) else node_id
+        return self.peers.get(key)
+
+    async def disconnect(self, node_id: bytes | str, *, reason: str = "requested") -> bool:
+        peer = self.get(node_id)
+        if peer is None:
+            return False
+        await peer.close(reason)
+        return True
+
+    def info(self) -> list[dict[str, Any]]:
+        return [p.info() for p in self.peers.values()]
+
+    def __len__(self) -> int:
+        return len(self.peers)
+
+    def ban(self, node_id: bytes, *, reason: str, seconds: float | None = None) -> None:
+        self.bans.ban([node_key(node_id)], reason=reason, seconds=seconds)
+
+    def _ban(self, peer: Peer, reason: str) -> None:
+        keys = [addr_key(peer.host, peer.port)]
+        if peer.node_id:
+            keys.append(node_key(peer.node_id))
+        if peer.listen:
+            with contextlib.suppress(ConfigError):
+                keys.append(addr_key(*parse_address(peer.listen)))
+        self.bans.ban(keys, reason=reason)
+        self.misbehaviour.append({"peer": peer.id_hex, "reason": reason, "time": time.time()})
+        del self.misbehaviour[:-100]
+        log_event(log, "peer.banned", level=logging.WARNING, peer=peer.node_id, reason=reason,
+                  address=f"{peer.host}:{peer.port}")
+
+    async def punish(self, peer: Peer, exc: BaseException) -> Verdict:
+        """Apply the policy to an error caused by ``peer``'s input."""
+        verdict, reason = classify(exc)
+        if verdict is Verdict.REJECT:
+            self._ban(peer, reason)
+            await peer.close(reason, str(exc)[:200])
+        else:
+            log_event(log, "peer.ignored", level=logging.DEBUG, peer=peer.node_id, reason=reason)
+        return verdict
+
+    async def _on_error(self, peer: Peer, exc: BaseException) -> None:
+        if not isinstance(exc, (ConsensusError, ProtocolError, ValueError)):
+            log.exception("p2p.handler_error", exc_info=exc)
+        await self.punish(peer, exc)
+
+    # -- gossip out ----------------------------------------------------------------------------
+
+    def broadcast_tx(self, tx: Transaction, *, raw: bytes, tx_id: bytes,
+                     exclude: Peer | None = None) -> int:
+        sent = 0
+        for peer in list(self.peers.values()):
+            if peer is exclude or tx_id in peer.known_txs:
+                continue
+            peer.known_txs.add(tx_id)
+            sent += peer.send(MsgType.TX, {"tx": raw})
+        return sent
+
+    def announce_blocks(self, items: Iterable[tuple[bytes, int, int]], *,
+                        exclude: Peer | None = None) -> int:
+        """Send INV [id, height, cumulative work] to every peer that may not have them."""
+        items = list(items)
+        sent = 0
+        for peer in list(self.peers.values()):
+            if peer is exclude:
+                continue
+            fresh = [[bid, h, work_bytes(w)] for bid, h, w in items if bid not in peer.known_blocks]
+            if not fresh:
+                continue
+            for bid, _, _ in items:
+                peer.known_blocks.add(bid)
+            sent += peer.send(MsgType.INV, {"blocks": fresh})
+        return sent
+
+    # -- messages in ---------------------------------------------------------------------------
+
+    async def _dispatch(self, peer: Peer, msg: Message) -> None:
+        self.received[msg.type.name] += 1
+        handler = _HANDLERS.get(msg.type)
+        if handler is None:
+            return  # e.g. an unsolicited HEADERS/BLOCKS answer: IGNORE
+        await handler(self, peer, msg)
+
+    async def _on_getaddr(self, peer: Peer, msg: Message) -> None:
+        addrs = list(self.connected_addresses() - {peer.listen})
+        addrs += [a for a in reversed(self.addresses) if a not in addrs and a != peer.listen]
+        peer.send(MsgType.ADDR, {"addrs": addrs[:MAX_ADDR]})
+
+    async def _on_addr(self, peer: Peer, msg: Message) -> None:
+        if self.config.discover:
+            for address in msg["addrs"]:
+                self.add_address(address)
+
+    async def _on_tx(self, peer: Peer, msg: Message) -> None:
+        raw: bytes = msg["tx"]
+        tx = Transaction.decode(raw)
+        tx_id = tx.id()
+        peer.known_txs.add(tx_id)
+        if not self.seen_txs.add(tx_id):
+            return  # IGNORE: duplicate
+        try:
+            await self.node.submit_transaction(tx, origin=peer)
+        except ValueError as exc:
+            cause = exc.__cause__ or exc
+            await self.punish(peer, cause)
+
+    async def _on_inv(self, peer: Peer, msg: Message) -> None:
+        chain = self.node.chain
+        wanted: list[bytes] = []
+        our_height = chain.tree.tip_entry.height
+        for block_id, height, work in msg["blocks"]:
+            peer.known_blocks.add(block_id)
+            if peer.update_best(tip=block_id, height=height, work=work_int(work)):
+                self.node.sync.wake()
+            if chain.has_block(block_id) or block_id in self.requested_blocks:
+                continue
+            if height > our_height + GOSSIP_FETCH_GAP:
+                continue  # far ahead: headers-first sync fetches it
+            wanted.append(block_id)
+        if wanted:
+            self.spawn(self.fetch_blocks(peer, wanted))
+
+    async def fetch_blocks(self, peer: Peer, ids: list[bytes]) -> None:
+        """Announce-then-fetch: GETDATA the ids, submit what comes back."""
+        self.requested_blocks.update(ids)
+        try:
+            try:
+                answer = await peer.request(MsgType.GETDATA, {"ids": ids})
+            except (PeerClosed, TimeoutError):
+                return
+            for raw in answer["blocks"]:
+                if peer.closed:
+                    return
+                try:
+                    block = Block.decode(raw)
+                    if block.header.block_id() not in ids:
+                        continue  # unrequested: IGNORE
+                    await self.node.submit_block(block, origin=peer)
+                except ValueError as exc:
+                    await self.punish(peer, exc.__cause__ or exc)
+                    return
+        finally:
+            self.requested_blocks.difference_update(ids)
+
+    async def _on_getdata(self, peer: Peer, msg: Message) -> None:
+        blocks: list[bytes] = []
+        missing: list[bytes] = []
+        budget = MAX_FRAME - 64 * 1024
+        for block_id in msg["ids"]:
+            raw = None if len(blocks) >= MAX_BLOCKS_PER_MESSAGE else \
+                self.node.raw_block(block_id)
+            if raw is None or len(raw) > budget:
+                missing.append(block_id)
+                continue
+            budget -= len(raw) + 8
+            blocks.append(raw)
+            peer.known_blocks.add(block_id)
+        peer.send(MsgType.BLOCKS, {"req": msg["req"], "blocks": blocks, "missing": missing})
+
+    async def _on_getheaders(self, peer: Peer, msg: Message) -> None:
+        headers = await self.node.headers_after(list(msg["locator"]), limit=MAX_HEADERS)
+        budget = MAX_FRAME - 64 * 1024
+        out: list[bytes] = []
+        for raw in headers:
+            budget -= len(raw) + 4
+            if budget < 0:
+                break
+            out.append(raw)
+        peer.send(MsgType.HEADERS, {"req": msg["req"], "headers": out})
+
+
+_HANDLERS = {
+    MsgType.GETADDR: PeerManager._on_getaddr,
+    MsgType.ADDR: PeerManager._on_addr,
+    MsgType.TX: PeerManager._on_tx,
+    MsgType.INV: PeerManager._on_inv,
+    MsgType.GETDATA: PeerManager._on_getdata,
+    MsgType.GETHEADERS: PeerManager._on_getheaders,
+}

@@ -1,0 +1,354 @@
+"""One authenticated peer connection over an aiohttp WebSocket (either direction).
+
+Each peer has a bounded send queue drained by a writer task (a slow peer never blocks the
+node: when its queue is full, gossip to it is dropped), a bounded receive queue drained by a
+processing task (backpressure reaches the socket instead of growing memory), a pinger that
+drops silent peers, and request/response matching by request id for sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+import nacl.exceptions
+import nacl.signing
+from aiohttp import WSMsgType, web
+
+from node.p2p.protocol import (
+    MAX_FRAME,
+    Message,
+    MsgType,
+    ProtocolError,
+    auth_message,
+    decode_frame,
+    encode_frame,
+    work_int,
+)
+
+WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+SEND_QUEUE = 1024  # frames
+RECV_QUEUE = 256  # frames
+KNOWN_CACHE = 20_000  # ids remembered per peer (what it has, so we do not send it back)
+WS_MAX_MSG = MAX_FRAME + 64 * 1024  # aiohttp's cap; decode_frame applies the exact limit
+CLOSE_POLICY = 4000  # WebSocket close code: closed by policy (reason in the message)
+
+
+class PeerClosed(Exception):
+    """The connection ended; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class HandshakeRefused(Exception):
+    """The handshake failed; ``reason`` is sent to the peer, ``ban`` says if it misbehaved."""
+
+    def __init__(self, reason: str, message: str = "", *, ban: bool = False) -> None:
+        self.reason = reason
+        self.message = message
+        self.ban = ban
+        super().__init__(f"{reason}: {message}" if message else reason)
+
+
+class LruSet:
+    """A bounded set that forgets the oldest entries first (seen caches)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[bytes, None] = OrderedDict()
+
+    def add(self, item: bytes) -> bool:
+        """Add; True if it was new."""
+        if item in self._items:
+            self._items.move_to_end(item)
+            return False
+        self._items[item] = None
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return True
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+Dispatch = Callable[["Peer", Message], Awaitable[None]]
+
+
+class Peer:
+    """A connection; becomes usable after `handshake`."""
+
+    def __init__(self, ws: WebSocket, *, outbound: bool, host: str, port: int | None,
+                 ping_interval: float, ping_timeout: float, request_timeout: float) -> None:
+        self.ws = ws
+        self.outbound = outbound
+        self.host = host
+        self.port = port
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.request_timeout = request_timeout
+        self.node_id = b""
+        self.listen = ""
+        self.agent = ""
+        self.best_tip = b""
+        self.best_height = 0
+        self.best_work = 0
+        self.connected_at = time.time()
+        self.last_recv = time.monotonic()
+        self.ping_ms: float | None = None
+        self.known_blocks = LruSet(KNOWN_CACHE)
+        self.known_txs = LruSet(KNOWN_CACHE)
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.dropped_sends = 0
+        self.close_reason: str | None = None
+        self._send_queue: asyncio.Queue[bytes | None] = asyncio.Queue(SEND_QUEUE)
+        self._recv_queue: asyncio.Queue[Message | None] = asyncio.Queue(RECV_QUEUE)
+        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._req_ids = itertools.count(1)
+        self._ping_nonce = 0
+        self._ping_sent = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = asyncio.Event()
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def id_hex(self) -> str:
+        return self.node_id.hex()
+
+    def update_best(self, *, tip: bytes, height: int, work: int) -> bool:
+        """Record a better tip the peer told us about; True if it improved."""
+        if work > self.best_work:
+            self.best_tip, self.best_height, self.best_work = tip, height, work
+            return True
+        return False
+
+    def info(self) -> dict[str, Any]:
+        return {"node_id": self.id_hex, "address": f"{self.host}:{self.port}",
+                "listen": self.listen, "outbound": self.outbound, "agent": self.agent,
+                "height": self.best_height, "tip": self.best_tip.hex(),
+                "connected_at": self.connected_at, "ping_ms": self.ping_ms,
+                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                "dropped_sends": self.dropped_sends}
+
+    # -- raw frames ----------------------------------------------------------------------------
+
+    async def _send_now(self, msg_type: MsgType, body: Mapping[str, Any]) -> None:
+        frame = encode_frame(msg_type, body)
+        self.bytes_out += len(frame)
+        await self.ws.send_bytes(frame)
+
+    async def _receive_one(self, timeout: float) -> Message:
+        msg = await self.ws.receive(timeout=timeout)
+        return self._parse(msg)
+
+    def _parse(self, msg: aiohttp.WSMessage) -> Message:
+        if msg.type == WSMsgType.BINARY:
+            data: bytes = msg.data
+            self.bytes_in += len(data)
+            self.last_recv = time.monotonic()
+            return decode_frame(data)
+        if msg.type == WSMsgType.TEXT:
+            raise ProtocolError("malformed", "text frame")
+        if msg.type == WSMsgType.ERROR:
+            exc = msg.data
+            code = getattr(exc, "code", None)
+            if code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                raise ProtocolError("oversized", "frame over the WebSocket limit")
+            raise ProtocolError("malformed", f"websocket error {exc}")
+        reason = "closed"
+        if msg.type == WSMsgType.CLOSE and msg.extra:
+            reason = f"closed: {msg.extra}"
+        raise PeerClosed(reason)
+
+    # -- handshake -----------------------------------------------------------------------------
+
+    async def handshake(self, *, hello: Mapping[str, Any], key: nacl.signing.SigningKey,
+                        genesis: bytes, check: Callable[[Peer, Message], None],
+                        timeout: float) -> None:
+        """HELLO both ways, ``check`` the peer's, then each signs the other's nonce.
+
+        Raises `HandshakeRefused` (the caller bans if asked, then closes with the reason)
+        or `PeerClosed`.
+        """
+        my_nonce = bytes(hello["nonce"])
+        try:
+            async with asyncio.timeout(timeout):
+                await self._send_now(MsgType.HELLO, hello)
+                their = await self._receive_one(timeout)
+                if their.type == MsgType.REJECT:
+                    raise PeerClosed(f"refused: {their['reason']}")
+                if their.type != MsgType.HELLO:
+                    raise HandshakeRefused("handshake", "expected HELLO", ban=True)
+                self.node_id = bytes(their["node_id"])
+                self.listen = str(their["listen"])
+                self.agent = str(their["agent"])
+                self.update_best(tip=their["tip"], height=their["height"],
+                                 work=work_int(their["work"]))
+                check(self, their)
+                signer = bytes(key.verify_key)
+                signature = key.sign(auth_message(nonce=their["nonce"], signer=signer,
+                                                  genesis=genesis)).signature
+                await self._send_now(MsgType.AUTH, {"signature": bytes(signature)})
+                auth = await self._receive_one(timeout)
+                if auth.type == MsgType.REJECT:
+                    raise PeerClosed(f"refused: {auth['reason']}")
+                if auth.type != MsgType.AUTH:
+                    raise HandshakeRefused("handshake", "expected AUTH", ban=True)
+                try:
+                    nacl.signing.VerifyKey(self.node_id).verify(
+                        auth_message(nonce=my_nonce, signer=self.node_id, genesis=genesis),
+                        auth["signature"])
+                except (nacl.exceptions.CryptoError, ValueError) as exc:
+                    raise HandshakeRefused("auth", "bad identity signature", ban=True) from exc
+        except TimeoutError as exc:
+            await self.close("timeout", "handshake timed out")
+            raise PeerClosed("handshake timeout") from exc
+        except ProtocolError as exc:
+            raise HandshakeRefused(f"frame.{exc.reason}", str(exc), ban=True) from exc
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self, dispatch: Dispatch,
+                  on_error: Callable[[Peer, BaseException], Awaitable[None]]) -> str:
+        """Serve the connection until it closes; returns the reason."""
+        self._tasks = [asyncio.create_task(self._writer()),
+                       asyncio.create_task(self._processor(dispatch, on_error)),
+                       asyncio.create_task(self._pinger())]
+        try:
+            while not self._closed.is_set():
+                try:
+                    raw = await self.ws.receive()
+                    msg = self._parse(raw)
+                except PeerClosed as exc:
+                    self.close_reason = self.close_reason or exc.reason
+                    break
+                except ProtocolError as exc:
+                    await on_error(self, exc)
+                    break
+                if msg.type == MsgType.PING:
+                    self.send(MsgType.PONG, {"nonce": msg["nonce"]})
+                elif msg.type == MsgType.PONG:
+                    if msg["nonce"] == self._ping_nonce and self._ping_sent:
+                        self.ping_ms = (time.monotonic() - self._ping_sent) * 1e3
+                elif msg.type in (MsgType.HEADERS, MsgType.BLOCKS) and \
+                        msg["req"] in self._pending:
+                    future = self._pending.pop(msg["req"])
+                    if not future.done():
+                        future.set_result(msg)
+                elif msg.type == MsgType.REJECT:
+                    self.close_reason = f"peer: {msg['reason']}"
+                    break
+                else:
+                    await self._recv_queue.put(msg)
+        finally:
+            await self.close(self.close_reason or "closed")
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(PeerClosed(self.close_reason or "closed"))
+            self._pending.clear()
+        return self.close_reason or "closed"
+
+    async def _writer(self) -> None:
+        while True:
+            frame = await self._send_queue.get()
+            if frame is None:
+                return
+            try:
+                await self.ws.send_bytes(frame)
+            except (ConnectionError, RuntimeError, aiohttp.ClientError):
+                self._closed.set()
+                return
+            self.bytes_out += len(frame)
+
+    async def _processor(self, dispatch: Dispatch,
+                         on_error: Callable[[Peer, BaseException], Awaitable[None]]) -> None:
+        while True:
+            msg = await self._recv_queue.get()
+            if msg is None:
+                return
+            try:
+                await dispatch(self, msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # bad input must never kill the node
+                await on_error(self, exc)
+
+    async def _pinger(self) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            if time.monotonic() - self.last_recv > self.ping_timeout:
+                await self.close("timeout", "no traffic")
+                return
+            self._ping_nonce = int.from_bytes(os.urandom(7), "big")
+            self._ping_sent = time.monotonic()
+            self.send(MsgType.PING, {"nonce": self._ping_nonce})
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send(self, msg_type: MsgType, body: Mapping[str, Any]) -> bool:
+        """Queue a frame; False (and counted) when the peer's queue is full or closed."""
+        if self._closed.is_set():
+            return False
+        try:
+            self._send_queue.put_nowait(encode_frame(msg_type, body))
+        except asyncio.QueueFull:
+            self.dropped_sends += 1
+            return False
+        return True
+
+    async def request(self, msg_type: MsgType, body: dict[str, Any],
+                      timeout: float | None = None) -> Message:
+        """Send a request with a fresh ``req`` id and wait for the answer with that id."""
+        req = next(self._req_ids)
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[req] = future
+        try:
+            if not self.send(msg_type, {**body, "req": req}):
+                raise PeerClosed("send queue full or closed")
+            async with asyncio.timeout(timeout or self.request_timeout):
+                return await future
+        finally:
+            self._pending.pop(req, None)
+
+    async def close(self, reason: str, message: str = "") -> None:
+        """Tell the peer why (best effort) and close the socket."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self.close_reason = self.close_reason or reason
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self._send_now(MsgType.REJECT, {"reason": reason[:64], "message": message[:512]}),
+                1.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self.ws.close(code=CLOSE_POLICY, message=reason[:120].encode()), 2.0)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._send_queue.put_nowait(None)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._recv_queue.put_nowait(None)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()

@@ -1,0 +1,250 @@
+"""Headers-first sync.
+
+When a peer claims more cumulative work than our best block, we send it a locator (our
+canonical chain: the last 10 ids, then exponentially further back, then genesis). The peer
+answers with up to 2000 headers following the newest locator entry on its canonical chain:
+the common ancestor found in one round trip, never block by block. We check the headers link
+up, then fetch the missing blocks in bounded batches from every peer that claims that
+height (several requests in flight), feed them to the chain store in order in the chain
+thread, and ask for the next headers from the last one received. Progress lives in the chain
+store, so a restarted node resumes from its stored tip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from consensus.block import Block, BlockHeader
+from node.logging import get_logger, log_event
+from node.p2p.peer import Peer, PeerClosed
+from node.p2p.protocol import MAX_HEADERS, MsgType, ProtocolError
+
+if TYPE_CHECKING:
+    from node.node import Node
+
+log = get_logger("sync")
+IDLE_CHECK = 5.0  # seconds between checks when nothing wakes the syncer
+
+
+def _decode_headers(raws: list[bytes]) -> list[BlockHeader]:
+    return [BlockHeader.decode(raw) for raw in raws]
+
+
+def _decode_blocks(raws: list[bytes]) -> list[Block]:
+    return [Block.decode(raw) for raw in raws]
+
+
+class Syncer:
+    """Keeps our chain at the best tip our peers know."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.syncing = False
+        self.blocks_synced = 0
+        self.started_height = 0
+        self._event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # peer id -> our tip id when that peer last had nothing for us
+        self._useless: dict[bytes, bytes] = {}
+
+    # -- control -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def peer_gone(self, peer: Peer) -> None:
+        self._useless.pop(peer.node_id, None)
+        self.wake()
+
+    @property
+    def best_peer_height(self) -> int:
+        return max((p.best_height for p in self.node.peers.peers.values()), default=0)
+
+    @property
+    def progress(self) -> float:
+        ours = self.node.chain.height
+        best = self.best_peer_height
+        if best <= ours:
+            return 1.0
+        span = max(best - self.started_height, 1)
+        return max(0.0, min(1.0, (ours - self.started_height) / span))
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(IDLE_CHECK):
+                    await self._event.wait()
+            self._event.clear()
+            try:
+                await self._sync_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sync.error")
+                await asyncio.sleep(1.0)
+
+    def _best_peer(self) -> Peer | None:
+        tree = self.node.chain.tree
+        ours = tree.tip_entry.cumulative_work
+        tip = tree.tip
+        candidates = [p for p in self.node.peers.peers.values()
+                      if p.best_work > ours and self._useless.get(p.node_id) != tip
+                      and not p.closed]
+        return max(candidates, key=lambda p: p.best_work, default=None)
+
+    async def _sync_round(self) -> None:
+        while True:
+            peer = self._best_peer()
+            if peer is None:
+                if self.syncing:
+                    log_event(log, "sync.done", height=self.node.chain.height,
+                              blocks=self.blocks_synced)
+                self.syncing = False
+                return
+            if not self.syncing:
+                self.syncing = True
+                self.started_height = self.node.chain.height
+                self.blocks_synced = 0
+                log_event(log, "sync.start", peer=peer.node_id, height=self.started_height,
+                          target=peer.best_height)
+            progressed = await self._sync_from(peer)
+            if not progressed:
+                self._useless[peer.node_id] = self.node.chain.tree.tip
+
+    async def _sync_from(self, peer: Peer) -> bool:
+        """Sync from ``peer`` until it has nothing new; True if anything was added."""
+        node = self.node
+        locator = node.locator()
+        progressed = False
+        while not peer.closed:
+            started = time.perf_counter()
+            try:
+                answer = await peer.request(MsgType.GETHEADERS, {"locator": locator})
+            except (PeerClosed, TimeoutError):
+                return progressed
+            raws: list[bytes] = answer["headers"]
+            if not raws:
+                return progressed
+            try:
+                headers = await asyncio.to_thread(_decode_headers, raws)
+                self._check_linked(headers)
+            except ValueError as exc:
+                await node.peers.punish(peer, exc)
+                return progressed
+            ids = [h.block_id() for h in headers]
+            if headers[0].parent_hash not in node.chain.tree:
+                # the peer reorged under us, or answered from an unknown fork: ask again later
+                return progressed
+            needed = [(bid, h.height) for bid, h in zip(ids, headers, strict=True)
+                      if bid not in node.chain.tree]
+            if needed:
+                added = await self._fetch_and_connect(peer, needed)
+                progressed = progressed or added > 0
+                if added < len(needed):
+                    return progressed
+                log_event(log, "sync.batch", peer=peer.node_id, blocks=added,
+                          height=node.chain.height, ms=round((time.perf_counter() - started)
+                                                             * 1e3, 1))
+            if len(raws) < MAX_HEADERS and ids[-1] == peer.best_tip:
+                return progressed
+            if len(raws) < MAX_HEADERS and not needed:
+                return progressed
+            locator = [ids[-1], *node.locator()][: len(locator) + 1]
+        return progressed
+
+    @staticmethod
+    def _check_linked(headers: list[BlockHeader]) -> None:
+        for prev, header in itertools.pairwise(headers):
+            if header.parent_hash != prev.block_id() or header.height != prev.height + 1:
+                raise ProtocolError("headers_unlinked", f"at height {header.height}")
+
+    async def _fetch_and_connect(self, main: Peer, needed: list[tuple[bytes, int]]) -> int:
+        """Fetch blocks in batches from several peers, connect them in order; count added."""
+        node = self.node
+        size = max(1, node.config.sync_batch)
+        batches = [needed[i:i + size] for i in range(0, len(needed), size)]
+        gate = asyncio.Semaphore(max(1, node.config.sync_parallel))
+        rotation = itertools.count()
+
+        async def fetch(batch: list[tuple[bytes, int]]) -> tuple[list[Block], Peer]:
+            top = batch[-1][1]
+            sources = [p for p in node.peers.peers.values()
+                       if p.best_height >= top and not p.closed] or [main]
+            source = sources[next(rotation) % len(sources)]
+            async with gate:
+                for attempt in (source, main):
+                    blocks = await self._get_blocks(attempt, [bid for bid, _ in batch])
+                    if blocks is not None:
+                        return blocks, attempt
+            return [], main
+
+        tasks = [asyncio.create_task(fetch(batch)) for batch in batches]
+        added = 0
+        try:
+            for batch, task in zip(batches, tasks, strict=True):
+                blocks, source = await task
+                if len(blocks) != len(batch):
+                    return added + await self._connect(blocks, source)
+                added += await self._connect(blocks, source)
+                if added < sum(len(b) for b in batches[: batches.index(batch) + 1]):
+                    return added
+        finally:
+            for task in tasks:
+                task.cancel()
+        return added
+
+    async def _get_blocks(self, peer: Peer, ids: list[bytes]) -> list[Block] | None:
+        """The blocks ``ids`` from ``peer`` in that order, or None (peer failed us)."""
+        try:
+            answer = await peer.request(MsgType.GETDATA, {"ids": ids})
+        except (PeerClosed, TimeoutError):
+            return None
+        raws: list[bytes] = answer["blocks"]
+        try:
+            blocks = await asyncio.to_thread(_decode_blocks, raws)
+        except ValueError as exc:
+            await self.node.peers.punish(peer, exc)
+            return None
+        by_id = {b.header.block_id(): b for b in blocks}
+        ordered = [by_id[bid] for bid in ids if bid in by_id]
+        if len(ordered) != len(ids):
+            # a partial answer (frame budget): fetch the rest from the same peer
+            rest = [bid for bid in ids if bid not in by_id]
+            if len(rest) == len(ids):
+                return None
+            more = await self._get_blocks(peer, rest)
+            if more is None:
+                return None
+            by_id.update({b.header.block_id(): b for b in more})
+            ordered = [by_id[bid] for bid in ids]
+        return ordered
+
+    async def _connect(self, blocks: list[Block], source: Peer) -> int:
+        if not blocks:
+            return 0
+        try:
+            added = await self.node.process_blocks(blocks, origin=source, relay=False)
+        except ValueError as exc:
+            await self.node.peers.punish(source, exc.__cause__ or exc)
+            return 0
+        self.blocks_synced += added
+        if added:
+            log_event(log, "sync.connected", level=logging.DEBUG, blocks=added,
+                      height=self.node.chain.height)
+        return added

@@ -1,0 +1,71 @@
+"""Gossip between real in-process nodes: transactions, blocks, orphans, no echo storms."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from consensus.block import BlockHeader
+from node.p2p.protocol import MsgType, work_bytes
+from tests.consensus.helpers import new_chain
+from tests.node.chainutil import extend, transfer
+from tests.node.nodeutil import RawPeer, start_node, wait_until
+
+
+async def test_tx_and_block_propagate_along_a_line(tmp_path: Path) -> None:
+    a = await start_node(tmp_path, "a")
+    b = await start_node(tmp_path, "b")
+    c = await start_node(tmp_path, "c")
+    tips: list[BlockHeader] = []
+    c.add_tip_listener(tips.append)
+    try:
+        await a.peers.connect(b.listen_address)
+        await c.peers.connect(b.listen_address)
+        await wait_until(lambda: len(b.peers) == 2)
+        tx = transfer(1, 0, amount=5)
+        tx_id = await a.submit_transaction(tx)
+        await wait_until(lambda: tx_id in c.mempool, what="tx at c")
+        assert tx_id in b.mempool
+        # gossip never came back to its origin, and nobody got it twice
+        await asyncio.sleep(0.2)
+        assert a.peers.received["TX"] == 0
+        assert b.peers.received["TX"] == 1 and c.peers.received["TX"] == 1
+
+        sim = new_chain()
+        block = extend(sim, [tx])
+        update = await a.submit_block(block)
+        assert [blk.header.block_id() for blk in update.connected] == [block.header.block_id()]
+        await wait_until(lambda: c.chain.height == 1, what="block at c")
+        assert b.chain.tip_id == c.chain.tip_id == a.chain.tip_id == block.header.block_id()
+        # the confirmed transaction left every mempool; c's miner hook saw the new tip
+        await wait_until(lambda: tx_id not in c.mempool and tx_id not in b.mempool)
+        assert tips and tips[-1].block_id() == block.header.block_id()
+        # announced, then fetched: each relay fetched the block exactly once
+        assert b.peers.received["INV"] >= 1 and a.peers.received["GETDATA"] == 1
+        # a duplicate submission changes nothing
+        again = await c.submit_block(block)
+        assert not again.connected
+    finally:
+        for n in (a, b, c):
+            await n.stop()
+
+
+async def test_orphan_parent_is_fetched(tmp_path: Path) -> None:
+    node = await start_node(tmp_path, "n")
+    raw = RawPeer(node)
+    sim = new_chain()
+    b1 = extend(sim)
+    b2 = extend(sim)
+    raw.blocks = {b.header.block_id(): b.encode() for b in (b1, b2)}
+    try:
+        assert (await raw.handshake()).type == MsgType.AUTH
+        # announce only the child: the node fetches it, finds it an orphan, fetches the parent
+        await raw.send(MsgType.INV, {"blocks": [[b2.header.block_id(), 2, work_bytes(3)]]})
+        serving = asyncio.create_task(raw.expect_close(timeout=10))
+        await wait_until(lambda: node.chain.height == 2, what="orphan connected")
+        assert node.chain.tip_id == b2.header.block_id()
+        assert raw.node_id in node.peers.peers  # unknown parents are not misbehaviour
+        serving.cancel()
+    finally:
+        await raw.close()
+        await node.stop()

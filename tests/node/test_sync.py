@@ -1,0 +1,119 @@
+"""Headers-first sync between real in-process nodes."""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import pytest
+
+from consensus.block import Block
+from node.node import Node
+from tests.consensus.helpers import new_chain
+from tests.node.chainutil import extend, fork
+from tests.node.nodeutil import node_config, preload, start_node, wait_until
+
+CHAIN_LENGTH = 300
+
+
+@functools.cache
+def long_chain() -> tuple[Block, ...]:
+    sim = new_chain()
+    return tuple(extend(sim, seed=i) for i in range(CHAIN_LENGTH))
+
+
+async def test_empty_node_syncs_from_two_peers(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = list(long_chain())
+    # small header batches, so sync needs several header rounds
+    monkeypatch.setattr("node.p2p.manager.MAX_HEADERS", 120)
+    monkeypatch.setattr("node.p2p.sync.MAX_HEADERS", 120)
+    a = await start_node(tmp_path, "a", sync_batch=16)
+    c = await start_node(tmp_path, "c")
+    preload(a, blocks)
+    preload(c, blocks)
+    b = await start_node(tmp_path, "b", sync_batch=16)
+    try:
+        started = time.perf_counter()
+        await b.peers.connect(a.listen_address)
+        await b.peers.connect(c.listen_address)
+        await wait_until(lambda: b.chain.height == CHAIN_LENGTH, timeout=60, what="sync")
+        elapsed = time.perf_counter() - started
+        print(f"synced {CHAIN_LENGTH} blocks in {elapsed:.2f}s: "
+              f"{CHAIN_LENGTH / elapsed:.0f} blocks/s")
+        assert b.chain.tip_id == a.chain.tip_id
+        assert b.chain.state_root() == a.chain.state_root()
+        # blocks came from both peers; headers in several rounds of at most 120
+        assert a.peers.received["GETDATA"] > 0 and c.peers.received["GETDATA"] > 0
+        headers_rounds = a.peers.received["GETHEADERS"] + c.peers.received["GETHEADERS"]
+        assert headers_rounds >= CHAIN_LENGTH // 120
+        await wait_until(lambda: not b.syncing, what="sync flag cleared")
+        assert b.sync_progress == 1.0 and b.best_peer_height == CHAIN_LENGTH
+        status = b.status()
+        assert status["height"] == CHAIN_LENGTH and status["peers"] == 2
+    finally:
+        for n in (a, b, c):
+            await n.stop()
+
+
+async def test_fork_finds_common_ancestor_and_reorgs(tmp_path: Path) -> None:
+    base = new_chain()
+    prefix = [extend(base, seed=i) for i in range(20)]
+    side_a, side_b = fork(base), fork(base)
+    fork_a = [extend(side_a, seed=100 + i) for i in range(5)]
+    fork_b = [extend(side_b, seed=200 + i) for i in range(30)]
+    a = await start_node(tmp_path, "a")
+    b = await start_node(tmp_path, "b")
+    preload(a, prefix + fork_a)
+    preload(b, prefix + fork_b)
+    try:
+        await a.peers.connect(b.listen_address)
+        await wait_until(lambda: a.chain.tip_id == b.chain.tip_id, timeout=30, what="reorg")
+        assert a.chain.height == 50
+        assert a.chain.state_root() == b.chain.state_root()
+        # the locator found the fork point in one round trip: only fork B's 30 blocks moved
+        assert a.blocks_received == 30
+        assert b.peers.received["GETHEADERS"] <= 2
+        # b did not take the lighter branch
+        assert b.chain.height == 50 and b.blocks_received == 0
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_resume_after_restart(tmp_path: Path) -> None:
+    blocks = list(long_chain())
+    a = await start_node(tmp_path, "a")
+    preload(a, blocks[:200])
+    b = await start_node(tmp_path, "b")
+    try:
+        await b.peers.connect(a.listen_address)
+        await wait_until(lambda: b.chain.height == 200, timeout=30, what="first sync")
+        await b.stop()
+        preload(a, blocks[200:])
+        b = Node(node_config(tmp_path, "b"))
+        assert b.chain.height == 200  # the store kept everything
+        await b.start()
+        await b.peers.connect(a.listen_address)
+        await wait_until(lambda: b.chain.height == CHAIN_LENGTH, timeout=30, what="resume")
+        assert b.blocks_received == CHAIN_LENGTH - 200
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_seed_discovery_reaches_tip_without_manual_connect(tmp_path: Path) -> None:
+    blocks = list(long_chain())[:40]
+    a = await start_node(tmp_path, "a")
+    preload(a, blocks)
+    b = await start_node(tmp_path, "b", peers=[a.listen_address], discover=True)
+    # c only knows b; it learns a's address from b's ADDR answer and dials it
+    c = await start_node(tmp_path, "c", peers=[b.listen_address], discover=True)
+    try:
+        await wait_until(lambda: c.chain.height == 40 and b.chain.height == 40, timeout=30,
+                         what="sync through seeds")
+        await wait_until(lambda: a.node_id in c.peers.peers, timeout=15, what="addr discovery")
+    finally:
+        for n in (a, b, c):
+            await n.stop()

@@ -73,7 +73,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 #: Modules that add subcommands: each defines `register(subparsers) -> None` and sets
 #: `func` on its parsers. One line per owner, so parts never edit each other's code.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("testnet.cli", "node.cli_node", "node.cli_wallet", "node.cli_status")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "testnet.cli", "node.cli_node", "node.cli_wallet", "node.cli_status",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

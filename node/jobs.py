@@ -1,0 +1,425 @@
+"""The matmul job service: clients' paid products, computed exactly, recorded on chain.
+
+Flow: a client uploads A and B (.npy) with a signed ``JobRequest`` transaction naming this
+node as assignee and the roots of the padded operands (`prepare_operands` gives them; the
+client runs the same function). The service checks the operands and that the transaction
+matches them, admits the transaction to the mempool (it locks the escrow once mined), and
+queues the job. A mining node's miner takes queued jobs before self-generated work, so the
+product is mined (useful work) and its operand roots appear in a block header; a node that
+does not mine computes queued jobs in its own worker thread with the same exact pouw path
+(a session with no tickets). When the product is ready and the request is on chain, the
+service signs a ``JobReceipt`` with the node's identity (the assignee), which releases the
+escrow to it and records the result hash and who computed it.
+
+Jobs live in memory (a restart forgets unfinished jobs; the escrow then returns to the
+client through ``JobCancel`` after the timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import dataclasses
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import nacl.signing
+import numpy as np
+
+from consensus.block import BlockHeader
+from consensus.state import State
+from consensus.tx import Transaction, sign_transaction
+from contracts.jobs import (
+    STATUS_CANCELLED,
+    STATUS_DONE,
+    JobReceipt,
+    JobRequest,
+    job_id_of,
+    job_record,
+    padded_shape,
+    result_hash_of,
+)
+from pouw import MiningSession, get_backend, operand_roots
+from pouw.params import VALUE_MAX, VALUE_MIN
+
+log = logging.getLogger("pouwchain.jobs")
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+
+class JobInputError(Exception):
+    """A job request the service refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, reason: str, message: str, *, status: int = 400) -> None:
+        self.reason = reason
+        self.message = message
+        self.status = status
+        super().__init__(f"{reason}: {message}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JobLimits:
+    """What one job may cost this node (memory, time)."""
+
+    max_matrix_bytes: int = 64 * 1024 * 1024  # one uploaded .npy
+    max_product_entries: int = 1 << 24  # m·n: the product is held in memory until fetched
+    max_macs: int = 1 << 36  # m·k·n: bounds compute time per job
+    max_queued: int = 64
+    max_kept: int = 1024  # finished jobs remembered (oldest forgotten first)
+    min_escrow: int = 1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PreparedOperands:
+    """Operands padded to a pouw shape, their roots, and the client's original shape."""
+
+    a: np.ndarray  # int8, m'×k'
+    b: np.ndarray  # int8, k'×n'
+    m: int
+    k: int
+    n: int
+    r: int
+    root_a: bytes
+    root_b: bytes
+
+    @property
+    def padded(self) -> tuple[int, int, int]:
+        return int(self.a.shape[0]), int(self.a.shape[1]), int(self.b.shape[1])
+
+
+def load_matrix(data: bytes, name: str, *, max_bytes: int) -> np.ndarray:
+    """Parse one .npy operand: a 2-D integer array (no pickles), else JobInputError."""
+    if len(data) > max_bytes:
+        raise JobInputError("too_large", f"{name}: {len(data)} bytes > {max_bytes}", status=413)
+    try:
+        x = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError, EOFError, OSError... on bad input
+        raise JobInputError("bad_npy", f"{name}: not a .npy array ({exc})") from exc
+    if not isinstance(x, np.ndarray) or x.ndim != 2:
+        raise JobInputError("bad_shape", f"{name}: must be a 2-D array")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise JobInputError("bad_dtype", f"{name}: must have an integer dtype, got {x.dtype}")
+    return x
+
+
+def prepare_operands(a: np.ndarray, b: np.ndarray) -> PreparedOperands:
+    """Check values and shapes, zero-pad to the pouw shape, and compute the operand roots."""
+    for name, x in (("a", a), ("b", b)):
+        if x.ndim != 2 or 0 in x.shape:
+            raise JobInputError("bad_shape", f"{name}: must be a non-empty 2-D array")
+        if x.min() < VALUE_MIN or x.max() > VALUE_MAX:
+            raise JobInputError("bad_values",
+                                f"{name}: entries must lie in [{VALUE_MIN}, {VALUE_MAX}]")
+    m, k = (int(d) for d in a.shape)
+    k_b, n = (int(d) for d in b.shape)
+    if k != k_b:
+        raise JobInputError("shape_mismatch", f"a is {m}x{k} but b is {k_b}x{n}")
+    try:
+        mp, kp, np_, r = padded_shape(m, k, n)
+    except ValueError as exc:
+        raise JobInputError("bad_shape", str(exc)) from exc
+    ap = np.zeros((mp, kp), dtype=np.int8)
+    ap[:m, :k] = a
+    bp = np.zeros((kp, np_), dtype=np.int8)
+    bp[:k, :n] = b
+    root_a, root_b = operand_roots(ap, bp)
+    return PreparedOperands(a=ap, b=bp, m=m, k=k, n=n, r=r, root_a=root_a, root_b=root_b)
+
+
+def job_request(
+    ops: PreparedOperands, *, assignee: bytes, escrow: int, timeout: int = 1000,
+    salt: bytes = bytes(32),
+) -> JobRequest:
+    """The JobRequest payload a client signs for these operands (client helper)."""
+    return JobRequest(assignee=assignee, root_a=ops.root_a, root_b=ops.root_b, m=ops.m,
+                      k=ops.k, n=ops.n, escrow=escrow, timeout=timeout, salt=salt)
+
+
+def product_hash(product: np.ndarray) -> bytes:
+    """The receipt's result hash of an exact product (canonical: little-endian int64)."""
+    m, n = product.shape
+    return result_hash_of(np.ascontiguousarray(product, dtype="<i8").tobytes(), m=m, n=n)
+
+
+def npy_bytes(x: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, x, allow_pickle=False)
+    return buf.getvalue()
+
+
+@dataclasses.dataclass(kw_only=True)
+class Job:
+    """One job as this node sees it (statuses: queued, running, done, failed)."""
+
+    job_id: bytes
+    request: JobRequest
+    requester: bytes
+    request_tx_id: bytes
+    ops: PreparedOperands
+    submitted_at: float
+    status: str = QUEUED
+    error: str = ""
+    product: np.ndarray | None = None
+    result_hash: bytes = b""
+    worker: bytes = b""
+    computed_by: str = ""  # "miner" (mined as useful work) or "worker" (plain product)
+    mined_block: bytes = b""  # id of a block whose certificate was computed on these operands
+    finished_at: float = 0.0
+    receipt_tx_id: bytes = b""
+    chain_status: str = "unconfirmed"  # then pending / done / cancelled, from the job record
+    request_height: int | None = None
+    receipt_height: int | None = None
+
+
+class JobsNode(Protocol):
+    """What the job service needs of the node (H-A's Node provides it)."""
+
+    chain: Any
+    mempool: Any
+    identity: nacl.signing.SigningKey
+
+    async def submit_transaction(self, tx: Transaction, *, origin: Any = None) -> bytes: ...
+
+    def add_tip_listener(self, cb: Callable[[BlockHeader], None]) -> None: ...
+
+
+class JobService:
+    """Queue, compute (when no miner takes them) and settle matmul jobs."""
+
+    def __init__(self, node: JobsNode, *, limits: JobLimits | None = None,
+                 receipt_fee: int = 0, backend: str = "auto") -> None:
+        self.node = node
+        self.limits = limits or JobLimits()
+        self.receipt_fee = receipt_fee
+        self.backend = backend
+        self.address = bytes(node.identity.verify_key)
+        self.jobs: collections.OrderedDict[bytes, Job] = collections.OrderedDict()
+        self._queue: collections.deque[Job] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._settling = False
+        self.compute_locally = True  # set False while a continuous miner takes the jobs
+        self.useful_macs = 0
+        self.jobs_done = 0
+        node.add_tip_listener(self._on_tip)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the worker thread that computes jobs no miner takes."""
+        self._loop = loop
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pouw-jobs", daemon=True)
+            self._thread.start()
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # -- submission (event loop) ----------------------------------------------------------------
+
+    async def submit(self, a: np.ndarray, b: np.ndarray, tx: Transaction) -> Job:
+        """Validate a paid job, admit its request transaction, queue it; JobInputError if not."""
+        payload = tx.payload
+        # the transaction must be a job request
+        if not isinstance(payload, JobRequest):
+            raise JobInputError("not_a_job_request",
+                                f"payload kind {type(payload).__name__}, expected JobRequest")
+        # the request must name this node as the one computing it
+        if payload.assignee != self.address:
+            raise JobInputError("wrong_assignee",
+                                f"request names {payload.assignee.hex()}, this node is "
+                                f"{self.address.hex()}")
+        # the escrow must meet the node's minimum
+        if payload.escrow < self.limits.min_escrow:
+            raise JobInputError("escrow_too_low",
+                                f"escrow {payload.escrow} < {self.limits.min_escrow}")
+        m, k, n = int(a.shape[0]), int(a.shape[1]), int(b.shape[1]) if b.ndim == 2 else 0
+        # the product must fit this node's limits
+        if m * n > self.limits.max_product_entries or m * k * n > self.limits.max_macs:
+            raise JobInputError("too_large", f"{m}x{k}x{n} exceeds this node's job limits",
+                                status=413)
+        ops = await asyncio.get_running_loop().run_in_executor(None, prepare_operands, a, b)
+        # the request must be for exactly these operands
+        if (payload.root_a, payload.root_b) != (ops.root_a, ops.root_b) or \
+                (payload.m, payload.k, payload.n) != (ops.m, ops.k, ops.n):
+            raise JobInputError("operands_mismatch",
+                                "the request's roots or shape are not those of the uploaded "
+                                "operands (see node.jobs.prepare_operands)")
+        job_id = job_id_of(requester=tx.sender, root_a=ops.root_a, root_b=ops.root_b,
+                           m=ops.m, k=ops.k, n=ops.n, salt=payload.salt)
+        # a job is accepted once
+        if job_id in self.jobs:
+            raise JobInputError("duplicate_job", f"job {job_id.hex()} already submitted",
+                                status=409)
+        # the node's queue must have room
+        if len(self._queue) >= self.limits.max_queued:
+            raise JobInputError("queue_full", "too many queued jobs; retry later", status=503)
+        try:
+            tx_id = await self.node.submit_transaction(tx)
+        except Exception as exc:  # mempool/consensus rejection: tell the client why
+            reason = getattr(exc, "reason", None) or getattr(exc, "rule", None) or "rejected"
+            raise JobInputError("tx_rejected", f"{reason}: {exc}") from exc
+        job = Job(job_id=job_id, request=payload, requester=tx.sender, request_tx_id=tx_id,
+                  ops=ops, submitted_at=time.time())
+        self.jobs[job_id] = job
+        self._forget_old()
+        with self._lock:
+            self._queue.append(job)
+        self._wake.set()
+        log.info("job queued", extra={"job": job_id.hex(), "shape": f"{m}x{k}x{n}"})
+        return job
+
+    def _forget_old(self) -> None:
+        finished = [j for j in self.jobs.values() if j.status in (DONE, FAILED)]
+        for job in finished[: max(0, len(self.jobs) - self.limits.max_kept)]:
+            del self.jobs[job.job_id]
+
+    # -- computing (any thread) -----------------------------------------------------------------
+
+    def take(self) -> Job | None:
+        """The oldest queued job, now running (thread-safe; the miner calls it)."""
+        with self._lock:
+            if not self._queue:
+                return None
+            job = self._queue.popleft()
+            job.status = RUNNING
+            return job
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def finish(self, job: Job, product: np.ndarray, *, computed_by: str,
+               mined_block: bytes = b"") -> None:
+        """Record a computed product (thread-safe) and settle it on the event loop."""
+        job.product = np.ascontiguousarray(product[: job.ops.m, : job.ops.n])
+        job.result_hash = product_hash(job.product)
+        job.worker = self.address
+        job.computed_by = computed_by
+        job.mined_block = mined_block
+        job.finished_at = time.time()
+        job.status = DONE
+        with self._lock:
+            self.jobs_done += 1
+            self.useful_macs += job.ops.m * job.ops.k * job.ops.n
+        self._schedule_settle()
+
+    def fail(self, job: Job, error: str) -> None:
+        job.status, job.error, job.finished_at = FAILED, error, time.time()
+
+    def _run(self) -> None:
+        """Worker: compute queued jobs when no miner is taking them (exact, no tickets)."""
+        session: MiningSession | None = None
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            while self.compute_locally and not self._stop.is_set():
+                job = self.take()
+                if job is None:
+                    break
+                try:
+                    if session is None:
+                        session = MiningSession(commitment=bytes(32), target=0, max_wins=0,
+                                                backend=get_backend(self.backend))
+                    session.r = job.ops.r
+                    result = session.mine(job.ops.a, job.ops.b)
+                    self.finish(job, result.product, computed_by="worker")
+                except Exception as exc:  # a job must never kill the worker
+                    log.exception("job failed")
+                    self.fail(job, repr(exc))
+
+    # -- settlement (event loop) ----------------------------------------------------------------
+
+    def _schedule_settle(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._spawn_settle)
+
+    def _on_tip(self, header: BlockHeader) -> None:
+        self._spawn_settle()
+
+    def _spawn_settle(self) -> None:
+        if not self._settling:
+            self._settling = True
+            task = asyncio.get_running_loop().create_task(self.settle())
+            task.add_done_callback(lambda _t: setattr(self, "_settling", False))
+
+    async def settle(self) -> None:
+        """Read job records at the tip; send receipts for computed jobs whose request landed."""
+        state = State(self.node.chain.state_view())
+        for job in list(self.jobs.values()):
+            record = job_record(state, job.job_id)
+            if record is None:
+                continue
+            job.request_height = int(record.created_height)
+            if record.status == STATUS_DONE:
+                job.chain_status = "done"
+                job.receipt_height = int(record.closed_height)
+                continue
+            if record.status == STATUS_CANCELLED:
+                job.chain_status = "cancelled"
+                continue
+            job.chain_status = "pending"
+            sent = bool(job.receipt_tx_id) and job.receipt_tx_id in self.node.mempool
+            if job.status != DONE or sent:
+                continue
+            tx = self._receipt(state, job)
+            try:
+                job.receipt_tx_id = await self.node.submit_transaction(tx)
+            except Exception as exc:  # retried at the next tip
+                log.warning("receipt not admitted: %s", exc)
+
+    def _receipt(self, state: State, job: Job) -> Transaction:
+        nonce = state.account(self.address).nonce + len(self.node.mempool.pending_of(self.address))
+        return sign_transaction(
+            bytes(self.node.identity), chain_id=self.node.chain.params.chain_id, nonce=nonce,
+            fee=self.receipt_fee,
+            payload=JobReceipt(job_id=job.job_id, result_hash=job.result_hash))
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def describe(self, job: Job, *, with_product: bool = True) -> dict[str, Any]:
+        """The JSON view of a job (GET /api/v1/jobs/{id})."""
+        out: dict[str, Any] = {
+            "id": job.job_id.hex(),
+            "status": job.status,
+            "shape": [job.ops.m, job.ops.k, job.ops.n],
+            "padded_shape": [*job.ops.padded, job.ops.r],
+            "requester": job.requester.hex(),
+            "assignee": job.request.assignee.hex(),
+            "escrow": job.request.escrow,
+            "request_tx": job.request_tx_id.hex(),
+            "error": job.error or None,
+            "computed_by": self.address.hex() if job.status == DONE else None,
+            "mode": job.computed_by or None,
+            "mined_in_block": job.mined_block.hex() or None,
+            "result_hash": job.result_hash.hex() or None,
+            "on_chain": {
+                "status": job.chain_status,
+                "request_height": job.request_height,
+                "receipt_tx": job.receipt_tx_id.hex() or None,
+                "receipt_height": job.receipt_height,
+                "worker": self.address.hex() if job.chain_status == "done" else None,
+            },
+        }
+        if with_product and job.product is not None:
+            out["product_npy_b64"] = base64.b64encode(npy_bytes(job.product)).decode()
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            queued = len(self._queue)
+        return {"queued": queued, "jobs": len(self.jobs), "jobs_done": self.jobs_done,
+                "useful_macs": self.useful_macs}

@@ -1,0 +1,475 @@
+"""The miner: block templates on the tip, mined as PoUW products in a worker thread.
+
+Each round the miner builds a template on the event loop (the chain store and mempool are
+not thread-safe, and a round's template must see one consistent tip): mempool transactions
+applied on a throwaway overlay of the tip state (never the stored state), the coinbase
+reward to the miner address, state and transaction roots, timestamp and the target the
+difficulty rule expects. The worker thread then takes a client's matmul job (useful work) or,
+if none is queued, self-generated random operands (non-useful work, reported apart), and
+mines it with ``commit`` = the header commitment once the operand roots are known. A winning
+ticket becomes the header's certificate and the block goes to ``node.submit_block`` (which
+connects and broadcasts it) right away, while the product finishes. A new tip makes the
+running job stale (``set_commitment`` on the tip listener) and the next round builds on it.
+
+Mining never runs on the event loop: results come back with ``run_coroutine_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import nacl.signing
+import numpy as np
+
+from consensus.block import (
+    MAX_HEADER_SIZE,
+    ZERO_HASH,
+    Block,
+    BlockHeader,
+    header_commitment,
+    transactions_root,
+)
+from consensus.errors import ConsensusError
+from consensus.state import State, apply_transaction
+from consensus.tx import Transaction
+from consensus.validation import median_time_past
+from contracts.bank import credit
+from node.db import Overlay
+from node.jobs import JobService
+from pouw import MiningSession, PouwParams, WinningTicket, get_backend, work_of_target
+
+log = logging.getLogger("pouwchain.miner")
+
+DEV_SHAPE = (64, 256, 64, 32)  # m, k, n, r of self-generated work: ~1 ms per job on a CPU
+FUTURE_MARGIN = 5  # seconds kept below the consensus future-timestamp bound
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MinerConfig:
+    """Miner settings; every field has a dev-friendly default."""
+
+    address: bytes | None = None  # coinbase address; None = the node identity's public key
+    shape: tuple[int, int, int, int] = DEV_SHAPE  # self-generated work (m, k, n, r)
+    backend: str = "auto"
+    max_block_txs: int = 5000
+    interval: float = 0.0  # seconds to pause between rounds
+    # When one round of self-generated work is expected to win (a dev chain's target),
+    # continuous mining paces itself to one block per this many seconds after the parent;
+    # generate() never waits.
+    trivial_block_interval: float = 3.0
+    seed: int | None = None  # rng seed of self-generated operands (tests)
+
+    def __post_init__(self) -> None:
+        m, k, n, r = self.shape
+        PouwParams(m=m, k=k, n=n, r=r).validate()
+        if self.address is not None and len(self.address) != 32:
+            raise ValueError("miner address must be a 32-byte public key")
+
+    @classmethod
+    def from_node_config(cls, config: Any) -> MinerConfig:
+        """Read optional ``miner_address`` (hex), ``mining_shape``, ``mining_backend``,
+        ``mining_interval`` from the node config; absent keys keep the defaults."""
+        kwargs: dict[str, Any] = {}
+        address = getattr(config, "miner_address", None)
+        if address:
+            kwargs["address"] = bytes.fromhex(str(address).removeprefix("0x"))
+        shape = getattr(config, "mining_shape", None)
+        if shape:
+            kwargs["shape"] = tuple(int(x) for x in shape)
+        backend = getattr(config, "mining_backend", None)
+        if backend:
+            kwargs["backend"] = str(backend)
+        interval = getattr(config, "mining_interval", None)
+        if interval is not None:
+            kwargs["interval"] = float(interval)
+        return cls(**kwargs)
+
+
+class MinerNode(Protocol):
+    """What the miner needs of the node (H-A's Node provides it)."""
+
+    config: Any
+    chain: Any  # node.chainstore.ChainStore
+    mempool: Any  # node.mempool.Mempool
+    identity: nacl.signing.SigningKey
+
+    async def submit_block(self, block: Block, *, origin: Any = None) -> Any: ...
+
+    def add_tip_listener(self, cb: Callable[[BlockHeader], None]) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Template:
+    """A block to mine: every header field but the PoUW job and certificate."""
+
+    header: BlockHeader
+    transactions: tuple[Transaction, ...]
+    parent_id: bytes
+    parent_timestamp: int
+    fees: int
+
+
+def build_template(chain: Any, mempool: Any, *, miner: bytes, now: int,
+                   max_txs: int = 5000) -> Template:
+    """A valid block template on ``chain``'s tip (run it where the chain is not changing).
+
+    Mempool transactions that no longer apply are skipped (each applies atomically). The
+    timestamp is ``now`` or, if the median-time-past rule needs it, one past the median.
+    """
+    params = chain.params
+    parent: BlockHeader = chain.tip_header
+    parent_id: bytes = chain.tip_id
+    timestamp = max(now, median_time_past(chain.recent_timestamps(parent_id)) + 1)
+    target = chain.expected_target(parent_id=parent_id, timestamp=timestamp)
+    height = parent.height + 1
+    state = State(Overlay(chain.state_view()))
+    budget = params.max_block_size - MAX_HEADER_SIZE - 1024
+    chosen: list[Transaction] = []
+    fees = 0
+    for tx in mempool.select(max_count=max_txs, max_bytes=budget):
+        try:
+            fees += apply_transaction(state, tx, height=height, params=params)
+        except ConsensusError as exc:
+            log.debug("template skips %s: %s", tx.id().hex()[:16], exc)
+            continue
+        chosen.append(tx)
+    # the same reward step as consensus.state.apply_block_transactions
+    credit(state, miner, params.block_subsidy + fees, rule="block.reward_overflow")
+    header = BlockHeader(
+        version=params.block_version, chain_id=params.chain_id, height=height,
+        parent_hash=parent_id, timestamp=timestamp, target=target,
+        tx_root=transactions_root(chosen), state_root=state.root(), miner=miner,
+        root_a=ZERO_HASH, root_b=ZERO_HASH, m=0, k=0, n=0, r=0, certificate=b"",
+    )
+    return Template(header=header, transactions=tuple(chosen), parent_id=parent_id,
+                    parent_timestamp=int(parent.timestamp), fees=fees)
+
+
+def with_job(header: BlockHeader, root_a: bytes, root_b: bytes, p: PouwParams) -> BlockHeader:
+    """The header with the PoUW job filled in (what the commitment hashes)."""
+    return dataclasses.replace(header, root_a=root_a, root_b=root_b, m=p.m, k=p.k, n=p.n, r=p.r,
+                               certificate=b"")
+
+
+class Miner:
+    """Mines blocks on the node's tip in a worker thread; see the module docstring."""
+
+    def __init__(self, node: MinerNode, *, jobs: JobService | None = None,
+                 config: MinerConfig | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.node = node
+        self.jobs = jobs
+        self.config = config or MinerConfig()
+        self.clock = clock
+        self.address = self.config.address or bytes(node.identity.verify_key)
+        self.backend = get_backend(self.config.backend)
+        self.session = MiningSession(commitment=bytes(32), target=0, backend=self.backend,
+                                     max_wins=1, on_ticket=self._on_ticket)
+        self.continuous = False
+        self._rng = np.random.default_rng(self.config.seed)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._tip_id: bytes = node.chain.tip_id
+        self._round: tuple[Template, BlockHeader] | None = None  # template + job header
+        self._round_blocks: list[bytes] = []
+        self._waiters: collections.deque[tuple[int, list[str], asyncio.Future[list[str]]]] = \
+            collections.deque()
+        # statistics
+        self.blocks_mined = 0
+        self.blocks_rejected = 0
+        self.tickets_evaluated = 0
+        self.useful_macs = 0
+        self.nonuseful_macs = 0
+        self.jobs_done = 0
+        self.rounds = 0
+        self.stale_rounds = 0
+        self.busy_seconds = 0.0
+        self._recent: collections.deque[tuple[float, int, float]] = collections.deque(maxlen=64)
+        node.add_tip_listener(self._on_tip)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop, *, continuous: bool = True) -> None:
+        """Start the worker thread; ``continuous`` mines until stopped (else only generate)."""
+        self._loop = loop
+        self.continuous = continuous
+        if self.jobs is not None and continuous:
+            self.jobs.compute_locally = False
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="pouw-miner", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Stop after the current round (a round is one product)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self.jobs is not None:
+            self.jobs.compute_locally = True
+        for _, _, fut in self._waiters:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(_cancel, fut)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._active()
+
+    def _active(self) -> bool:
+        return self.continuous or bool(self._waiters)
+
+    # -- generate -------------------------------------------------------------------------------
+
+    async def generate(self, count: int, *, timeout: float = 120.0) -> list[str]:
+        """Mine ``count`` blocks now (even if not mining continuously); their ids, in order."""
+        loop = asyncio.get_running_loop()
+        if self._thread is None:
+            self.start(loop, continuous=False)
+        fut: asyncio.Future[list[str]] = loop.create_future()
+        self._waiters.append((count, [], fut))
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        finally:
+            if not fut.done():
+                fut.cancel()
+            self._waiters = collections.deque(w for w in self._waiters if w[2] is not fut)
+
+    def _credit_block(self, block_id: bytes) -> None:
+        """On the loop: a mined block counts toward the oldest generate request."""
+        while self._waiters:
+            count, ids, fut = self._waiters[0]
+            if fut.done():
+                self._waiters.popleft()
+                continue
+            ids.append(block_id.hex())
+            if len(ids) >= count:
+                self._waiters.popleft()
+                fut.set_result(ids)
+            return
+
+    # -- tip changes (event loop) ---------------------------------------------------------------
+
+    def _on_tip(self, header: BlockHeader) -> None:
+        """New tip: the running job's tickets are for a stale header from now on."""
+        self._tip_id = header.block_id()
+        self.session.set_commitment(bytes(32))
+        self._wake.set()
+
+    def _trivial(self, target: int) -> bool:
+        m, k, n, _ = self.config.shape
+        return work_of_target(target) <= m * k * n
+
+    # -- the worker thread ----------------------------------------------------------------------
+
+    def _call(self, coro: Any, timeout: float = 60.0) -> Any:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _template(self) -> Template:
+        return build_template(self.node.chain, self.node.mempool, miner=self.address,
+                              now=int(self.clock()), max_txs=self.config.max_block_txs)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._active():
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            try:
+                self.mine_round()
+            except Exception:  # keep mining; a broken round must not kill the thread
+                if self._stop.is_set() or self._loop is None or self._loop.is_closed():
+                    return
+                log.exception("mining round failed")
+                time.sleep(0.5)
+            if self.config.interval:
+                self._stop.wait(self.config.interval)
+
+    def mine_round(self) -> None:
+        """One round (worker thread): template, one job, maybe a block."""
+        template: Template = self._call(self._template())
+        ahead = template.header.timestamp - (
+            self.clock() + self.node.chain.params.max_future_block_time - FUTURE_MARGIN)
+        if ahead > 0:  # faster than the median-time rule allows: wait for the clock
+            self._stop.wait(min(ahead, 1.0))
+            return
+        if self._trivial(template.header.target) and not self._waiters:
+            early = template.parent_timestamp + self.config.trivial_block_interval - self.clock()
+            if early > 0:  # every ticket wins: pace the dev chain instead of flooding it
+                self._wake.wait(min(early, 0.5))
+                self._wake.clear()
+                return
+        job = self.jobs.take() if self.jobs is not None else None
+        if job is not None:
+            a, b, r = job.ops.a, job.ops.b, job.ops.r
+        else:
+            m, k, n, r = self.config.shape
+            a = self._rng.integers(-64, 64, size=(m, k), dtype=np.int8)
+            b = self._rng.integers(-64, 64, size=(k, n), dtype=np.int8)
+
+        def commit(root_a: bytes, root_b: bytes, p: PouwParams) -> bytes:
+            header = with_job(template.header, root_a, root_b, p)
+            self._round = (template, header)
+            return header_commitment(header)
+
+        self._round_blocks = []
+        self.session.r = r
+        self.session.set_commitment(bytes(32), target=template.header.target)
+        started = time.perf_counter()
+        try:
+            result = self.session.mine(a, b, commit=commit)
+        except Exception as exc:
+            if job is not None and self.jobs is not None:
+                self.jobs.fail(job, repr(exc))
+            raise
+        elapsed = time.perf_counter() - started
+        macs = result.params.m * result.params.k * result.params.n
+        tickets = result.params.tickets
+        with self._lock:
+            self.rounds += 1
+            self.stale_rounds += int(result.stale)
+            self.tickets_evaluated += result.tickets_evaluated
+            self.busy_seconds += elapsed
+            self._recent.append((time.monotonic(), tickets, elapsed))
+            if job is not None:
+                useful = job.ops.m * job.ops.k * job.ops.n
+                self.useful_macs += useful
+                self.nonuseful_macs += macs - useful  # zero padding
+                self.jobs_done += 1
+            else:
+                self.nonuseful_macs += macs
+        if job is not None and self.jobs is not None:
+            mined = self._round_blocks[0] if self._round_blocks else b""
+            self.jobs.finish(job, result.product, computed_by="miner", mined_block=mined)
+
+    async def _submit(self, block: Block) -> bool:
+        await self.node.submit_block(block)
+        return bool(self.node.chain.has_block(block.header.block_id()))
+
+    def _on_ticket(self, win: WinningTicket) -> None:
+        """Worker thread, mid-product: turn the win into a block and submit it now."""
+        if self._round is None:
+            return
+        template, header = self._round
+        if template.parent_id != self._tip_id:  # the tip moved since the template was built
+            return
+        block = Block(header=dataclasses.replace(header, certificate=win.certificate.encode()),
+                      transactions=template.transactions)
+        block_id = block.header.block_id()
+        try:
+            stored = self._call(self._submit(block))
+        except Exception as exc:
+            with self._lock:
+                self.blocks_rejected += 1
+            log.warning("mined block %s rejected: %s", block_id.hex()[:16], exc)
+            return
+        if stored:
+            with self._lock:
+                self.blocks_mined += 1
+            self._round_blocks.append(block_id)
+            log.info("mined block %s at height %d (%d txs)", block_id.hex()[:16],
+                     block.header.height, len(block.transactions))
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._credit_block, block_id)
+
+    # -- stats ----------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for status and metrics; tickets_per_s is over the last 64 rounds."""
+        with self._lock:
+            recent = list(self._recent)
+            out: dict[str, Any] = {
+                "blocks_mined": self.blocks_mined,
+                "blocks_rejected": self.blocks_rejected,
+                "tickets_evaluated": self.tickets_evaluated,
+                "useful_macs": self.useful_macs,
+                "nonuseful_macs": self.nonuseful_macs,
+                "jobs_done": self.jobs_done,
+                "rounds": self.rounds,
+                "stale_rounds": self.stale_rounds,
+            }
+        busy = sum(e for _, _, e in recent)
+        out["tickets_per_s"] = round(sum(t for _, t, _ in recent) / busy, 1) if busy else 0.0
+        out["macs_per_s"] = round(self._macs_rate(), 1)
+        out["running"] = self.running
+        out["backend"] = self.backend.name
+        out["address"] = self.address.hex()
+        out["jobs_queued"] = self.jobs.pending() if self.jobs is not None else 0
+        return out
+
+    def _macs_rate(self) -> float:
+        total = self.useful_macs + self.nonuseful_macs
+        return total / self.busy_seconds if self.busy_seconds else 0.0
+
+
+def _cancel(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.cancel()
+
+
+def attach(node: Any) -> None:
+    """Create the node's JobService (always) and Miner (when ``config.mine``), register the
+    routes, and start them with the node (H-A's Node calls this once, before or in start)."""
+    from node import miner_api  # the routes import this module
+
+    jobs = JobService(node, backend=str(getattr(node.config, "mining_backend", None) or "auto"))
+    clock = getattr(node, "clock", None)  # the node's clock if it has one (tests pin it)
+    miner = Miner(node, jobs=jobs, config=MinerConfig.from_node_config(node.config),
+                  clock=clock if callable(clock) else time.time)
+    node.jobs = jobs
+    node.miner = miner if node.config.mine else None
+    mine = bool(node.config.mine)
+
+    def start() -> None:
+        loop = asyncio.get_running_loop()
+        jobs.start(loop)
+        if mine:
+            miner.start(loop, continuous=True)
+
+    async def on_startup(_app: Any) -> None:
+        start()
+
+    async def on_cleanup(_app: Any) -> None:
+        stop_all(miner, jobs)
+
+    app = getattr(node, "app", None)
+    if hasattr(node, "add_route_hook"):
+        node.add_route_hook(lambda app, node: miner_api.register(app, node, miner=miner,
+                                                                 jobs=jobs))
+    elif app is not None:
+        miner_api.register(app, node, miner=miner, jobs=jobs)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        if app is not None:
+            app.on_startup.append(on_startup)
+    else:
+        start()
+    if app is not None and not app.frozen:
+        app.on_cleanup.append(on_cleanup)
+
+
+def stop_all(miner: Miner | None, jobs: JobService | None) -> None:
+    """Stop the miner and the job worker (joins their threads)."""
+    if miner is not None:
+        miner.stop()
+    if jobs is not None:
+        jobs.stop()
+
+
+__all__ = ["DEV_SHAPE", "Miner", "MinerConfig", "Template", "attach", "build_template",
+           "stop_all", "with_job"]

@@ -1,0 +1,200 @@
+"""HTTP routes of the miner and the matmul job service (registered through the node's hook).
+
+- ``POST /api/v1/jobs/matmul``: multipart fields ``a``, ``b`` (.npy files) and ``tx`` (the
+  signed JobRequest, canonical bytes as hex, base64 or raw), or a JSON object
+  ``{"a": <npy base64>, "b": <npy base64>, "tx": <hex or base64>}``. Answers 202 with the
+  job's view. Errors are JSON ``{"error", "reason"}`` with 400/409/413/415/503.
+- ``GET /api/v1/jobs/{id}``: status (queued/running/done/failed), the exact product
+  (``product_npy_b64``, int32 .npy) when done, who computed it and the on-chain record.
+- ``GET /api/v1/miner``: the miner's stats.
+- ``POST /api/v1/miner/generate`` ``{"count": n}`` (bearer token): mine n blocks now and
+  return their ids (functional tests, like Bitcoin's ``generate``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiohttp import BodyPartReader, web
+
+from consensus.errors import EncodingError
+from consensus.tx import Transaction
+from node.auth import ApiError, TokenAuth, read_token
+from node.jobs import JobInputError, JobService, load_matrix
+from node.miner import Miner
+
+API_PREFIX = "/api/v1"
+MAX_GENERATE = 1000
+
+
+def _decode_text(text: str, what: str) -> bytes:
+    """Hex or base64 (standard or URL-safe) text to bytes."""
+    text = text.strip()
+    try:
+        return bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        pass
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4),
+                                altchars=b"-_" if ("-" in text or "_" in text) else None,
+                                validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, "bad_encoding", f"{what}: neither hex nor base64") from exc
+
+
+def _tx(raw: bytes) -> Transaction:
+    try:
+        return Transaction.decode(raw)
+    except EncodingError as exc:
+        raise ApiError(400, "bad_tx", f"tx: not a canonical transaction: {exc.message}") from exc
+
+
+async def _read_part(part: BodyPartReader, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await part.read_chunk(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"field {part.name!r} larger than {limit} bytes")
+        chunks.append(chunk)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"body larger than {limit} bytes")
+        chunks.append(chunk)
+
+
+class MinerApi:
+    """Handlers bound to one node's miner and job service."""
+
+    def __init__(self, node: Any, *, miner: Miner, jobs: JobService) -> None:
+        self.node = node
+        self.miner = miner
+        self.jobs = jobs
+
+    def _check_token(self, request: web.Request) -> None:
+        from node.api import API_KEY  # H-B's API object holds the node's token checker
+
+        api = request.app.get(API_KEY)
+        auth = api.auth if api is not None else None
+        if auth is None:
+            try:
+                auth = TokenAuth(read_token(Path(self.node.config.datadir)))
+            except OSError as exc:
+                raise ApiError(503, "no_token", "the node has no API token yet") from exc
+        auth.check(request)
+
+    async def post_matmul(self, request: web.Request) -> web.Response:
+        limit = self.jobs.limits.max_matrix_bytes
+        fields: dict[str, bytes] = {}
+        if request.content_type.startswith("multipart/"):
+            reader = await request.multipart()
+            while True:
+                part = await reader.next()
+                if part is None:
+                    break
+                if not isinstance(part, BodyPartReader) or part.name not in ("a", "b", "tx"):
+                    raise ApiError(400, "bad_field", "multipart fields are a, b and tx")
+                fields[part.name] = await _read_part(part, limit)
+            tx_field = fields.get("tx", b"")
+            try:
+                tx_raw = _decode_text(tx_field.decode("ascii"), "tx")
+            except (UnicodeDecodeError, ApiError):
+                tx_raw = tx_field  # raw canonical bytes
+        elif request.content_type == "application/json":
+            body = await _read_body(request, 2 * (limit * 4 // 3 + 4) + 65536)
+            try:
+                obj = json.loads(body)
+            except ValueError as exc:
+                raise ApiError(400, "bad_json", f"body is not JSON: {exc}") from exc
+            if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str)
+                                                    for k in ("a", "b", "tx")):
+                raise ApiError(400, "bad_json",
+                               'expected {"a": npy base64, "b": npy base64, "tx": hex/base64}')
+            for name in ("a", "b"):
+                fields[name] = _decode_text(obj[name], name)
+            tx_raw = _decode_text(obj["tx"], "tx")
+            fields["tx"] = tx_raw
+        else:
+            raise ApiError(415, "unsupported_media_type",
+                           "send multipart/form-data (a, b, tx) or application/json")
+        missing = [name for name in ("a", "b", "tx") if not fields.get(name)]
+        if missing:
+            raise ApiError(400, "missing_field", f"missing fields: {', '.join(missing)}")
+        tx = _tx(tx_raw)
+        try:
+            a = load_matrix(fields["a"], "a", max_bytes=limit)
+            b = load_matrix(fields["b"], "b", max_bytes=limit)
+            job = await self.jobs.submit(a, b, tx)
+        except JobInputError as exc:
+            raise ApiError(exc.status, exc.reason, exc.message) from exc
+        return web.json_response(self.jobs.describe(job, with_product=False), status=202)
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        text = request.match_info["job_id"]
+        try:
+            job_id = bytes.fromhex(text)
+        except ValueError:
+            job_id = b""
+        if len(job_id) != 32:
+            raise ApiError(400, "bad_job_id", "job id must be 64 hex digits")
+        job = self.jobs.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "job_not_found", f"unknown job {text}")
+        return web.json_response(self.jobs.describe(job))
+
+    async def get_miner(self, request: web.Request) -> web.Response:
+        stats = self.miner.stats()
+        stats["enabled"] = self.node.miner is not None
+        stats["jobs"] = self.jobs.stats()
+        return web.json_response(stats)
+
+    async def post_generate(self, request: web.Request) -> web.Response:
+        self._check_token(request)
+        try:
+            obj = json.loads(await _read_body(request, 4096) or b"{}")
+        except ValueError as exc:
+            raise ApiError(400, "bad_json", f"body is not JSON: {exc}") from exc
+        count = obj.get("count", 1) if isinstance(obj, dict) else None
+        if type(count) is not int or not 1 <= count <= MAX_GENERATE:
+            raise ApiError(400, "bad_count", f"count must be an integer in [1, {MAX_GENERATE}]")
+        timeout = 30.0 + 2.0 * count
+        try:
+            ids = await self.miner.generate(count, timeout=timeout)
+        except TimeoutError as exc:
+            raise ApiError(504, "timeout", f"{count} blocks not mined in {timeout:.0f} s") from exc
+        return web.json_response({"blocks": ids, "height": int(self.node.chain.height)})
+
+
+def register(app: web.Application, node: Any, *, miner: Miner, jobs: JobService) -> MinerApi:
+    """Add the job and miner routes to ``app``."""
+    api = MinerApi(node, miner=miner, jobs=jobs)
+    p = API_PREFIX
+    app.router.add_post(f"{p}/jobs/matmul", api.post_matmul)
+    app.router.add_get(f"{p}/jobs/{{job_id}}", api.get_job)
+    app.router.add_get(f"{p}/miner", api.get_miner)
+    app.router.add_post(f"{p}/miner/generate", api.post_generate)
+    return api
+
+
+def npy_b64(x: np.ndarray) -> str:
+    """Client helper: an array as base64 .npy (the JSON form of the matmul route)."""
+    from node.jobs import npy_bytes
+
+    return base64.b64encode(npy_bytes(x)).decode()

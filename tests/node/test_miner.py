@@ -1,0 +1,187 @@
+"""The miner: templates that validate, mempool transactions paid, stale switching, threading."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from consensus.block import Block, header_commitment
+from consensus.genesis import dev_config, dev_seed
+from consensus.state import State
+from consensus.tx import public_key, sign_transaction
+from contracts import Transfer
+from node.chainstore import ChainStore
+from node.miner import Miner, MinerConfig, attach, build_template, with_job
+from pouw import mine_product, operand_roots
+from tests.node.miner_host import Host
+
+GENESIS_TIME = dev_config().timestamp
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    h = Host(tmp_path, clock=lambda: GENESIS_TIME + 100)
+    yield h
+    h.close()
+
+
+def mine_template_block(host: Host, *, seed: int = 0, now: int | None = None) -> Block:
+    """A block from build_template, mined outside the Miner (checks the template alone)."""
+    import numpy as np
+
+    template = build_template(host.chain, host.mempool, miner=public_key(dev_seed(50)),
+                              now=int(host.clock()) if now is None else now)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-64, 64, size=(8, 64), dtype=np.int8)
+    b = rng.integers(-64, 64, size=(64, 8), dtype=np.int8)
+    root_a, root_b = operand_roots(a, b)
+    from pouw import PouwParams
+
+    header = with_job(template.header, root_a, root_b, PouwParams(m=8, k=64, n=8, r=16))
+    result = mine_product(a, b, commitment=header_commitment(header), target=header.target,
+                          r=16)
+    assert result.wins
+    header = dataclasses.replace(header, certificate=result.wins[0].certificate.encode())
+    return Block(header=header, transactions=template.transactions)
+
+
+def transfer(index: int, nonce: int, amount: int, fee: int) -> object:
+    return sign_transaction(dev_seed(index), chain_id=1337, nonce=nonce, fee=fee,
+                            payload=Transfer(to=public_key(dev_seed(60)), amount=amount))
+
+
+def test_template_block_is_valid_on_a_fresh_store(host: Host, tmp_path: Path) -> None:
+    tx = transfer(0, 0, 1234, 7)
+    host.mempool.add(tx, tip=host.chain.tip_view(), now=int(host.clock()))  # type: ignore[arg-type]
+    root_before = host.chain.state_root()
+    block = mine_template_block(host)
+    assert host.chain.state_root() == root_before  # the template never wrote the store
+    assert block.transactions == (tx,)
+    fresh = ChainStore.open(tmp_path / "fresh", genesis=dev_config())
+    try:
+        update = fresh.add_block(block, now=int(host.clock()))
+        assert [b.header.block_id() for b in update.connected] == [block.header.block_id()]
+        state = State(fresh.state_view())
+        params = fresh.params
+        assert state.account(public_key(dev_seed(50))).balance == params.block_subsidy + 7
+        assert state.account(public_key(dev_seed(60))).balance == 1234
+    finally:
+        fresh.close()
+
+
+def test_template_skips_transactions_that_no_longer_apply(host: Host) -> None:
+    """A block confirmed a conflicting tx before the mempool heard: the template skips it."""
+    pending = transfer(0, 0, 5, 7)
+    conflicting = transfer(0, 0, 6, 7)  # same sender and nonce
+    host.mempool.add(conflicting, tip=host.chain.tip_view(), now=0)  # type: ignore[arg-type]
+    block = mine_template_block(host)
+    assert block.transactions == (conflicting,)
+    host.mempool = type(host.mempool)(params=host.chain.params)
+    host.mempool.add(pending, tip=host.chain.tip_view(), now=0)  # type: ignore[arg-type]
+    host.chain.add_block(block, now=int(host.clock()))  # the mempool is not updated (a race)
+    second = mine_template_block(host, seed=1)
+    assert second.transactions == ()
+    host.chain.add_block(second, now=int(host.clock()))
+    assert host.chain.tip_id == second.header.block_id()
+
+
+async def test_generate_mines_blocks_and_pays_mempool_txs(host: Host) -> None:
+    miner = Miner(host, config=MinerConfig(seed=1), clock=host.clock)
+    tx = transfer(0, 0, 1000, 99)
+    host.mempool.add(tx, tip=host.chain.tip_view(), now=0)  # type: ignore[arg-type]
+    try:
+        ids = await miner.generate(3, timeout=60)
+    finally:
+        miner.stop()
+    assert len(ids) == 3
+    assert host.chain.height == 3
+    assert [host.chain.block_id_at(h).hex() for h in (1, 2, 3)] == ids  # type: ignore[union-attr]
+    first = host.chain.get_block(bytes.fromhex(ids[0]))
+    assert first is not None and first.transactions == (tx,)
+    assert len(host.mempool) == 0
+    state = State(host.chain.state_view())
+    subsidy = host.chain.params.block_subsidy
+    assert state.account(miner.address).balance == 10**12 + 3 * subsidy + 99
+    stats = miner.stats()
+    assert stats["blocks_mined"] == 3
+    assert stats["tickets_per_s"] > 0
+    assert stats["nonuseful_macs"] >= 3 * 64 * 256 * 64
+    assert stats["useful_macs"] == 0
+    assert stats["backend"] == miner.backend.name
+
+
+BIG = (2048, 8192, 2048, 512)  # ~0.2-0.5 s per product on a 2-vCPU CPU
+
+
+@pytest.fixture
+def hard_host(tmp_path: Path) -> Iterator[Host]:
+    """A chain whose target nobody meets (until the dev escape after 2 block times)."""
+    h = Host(tmp_path, genesis=dev_config(initial_target=1), clock=lambda: GENESIS_TIME + 5)
+    yield h
+    h.close()
+
+
+async def wait_for(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_tip_change_makes_the_running_job_stale(hard_host: Host) -> None:
+    host = hard_host
+    miner = Miner(host, config=MinerConfig(shape=BIG, seed=2), clock=host.clock)
+    miner.start(asyncio.get_running_loop())
+    try:
+        await wait_for(lambda: miner._round is not None)
+        first_template = miner._round[0]  # type: ignore[index]
+        assert first_template.parent_id == host.chain.genesis_id
+        # another miner's block arrives: timestamp past the dev escape, so it meets MAX_TARGET
+        block = mine_template_block(host, now=GENESIS_TIME + 30)
+        await host.submit_block(block)
+        assert host.chain.tip_id == block.header.block_id()
+        await wait_for(lambda: miner.stats()["stale_rounds"] >= 1)
+        await wait_for(lambda: miner._round is not None
+                       and miner._round[0].parent_id == block.header.block_id())
+        assert miner.stats()["blocks_mined"] == 0
+    finally:
+        miner.stop()
+    assert miner.stats()["tickets_evaluated"] > 0
+
+
+async def test_mining_does_not_starve_the_event_loop(tmp_path: Path) -> None:
+    host = Host(tmp_path, genesis=dev_config(initial_target=1), clock=lambda: GENESIS_TIME + 5,
+                mine=True, mining_shape=BIG)
+    attach(host)  # a mining node: the miner starts at once, on a target nobody meets
+    miner = host.miner
+    assert isinstance(miner, Miner) and host.jobs is not None
+    client = TestClient(TestServer(host.app))
+    await client.start_server()
+    try:
+        await wait_for(lambda: miner.stats()["rounds"] >= 1)
+        slowest = 0.0
+        rounds_before = miner.stats()["rounds"]
+        deadline = time.monotonic() + 30
+        requests = 0
+        while miner.stats()["rounds"] < rounds_before + 2:  # answer while products run
+            assert time.monotonic() < deadline
+            requests += 1
+            started = time.perf_counter()
+            response = await client.get("/api/v1/miner")
+            assert response.status == 200
+            body = await response.json()
+            slowest = max(slowest, time.perf_counter() - started)
+            await asyncio.sleep(0.02)
+        assert body["running"] is True
+        assert requests >= 5
+        print(f"slowest API answer while mining: {slowest * 1000:.1f} ms over {requests}")
+        assert slowest < 0.25, f"an API request waited {slowest:.3f} s"
+    finally:
+        await client.close()
+        host.close()

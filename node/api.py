@@ -346,15 +346,17 @@ class Api:
         try:
             tx_id = await self.node.submit_transaction(tx)
         except ConsensusError as exc:
-            raise ApiError(400, f"invalid:{exc.rule}", exc.message) from exc
+            raise ApiError(400, f"invalid:{exc.rule}",
+                           f"transaction rejected: {exc.message}") from exc
         except Exception as exc:
             cause = exc.__cause__
             if isinstance(cause, ConsensusError):  # the node wrapped a consensus rule
-                raise ApiError(400, f"invalid:{cause.rule}", cause.message) from exc
+                raise ApiError(400, f"invalid:{cause.rule}",
+                               f"transaction rejected: {cause.message}") from exc
             reason = getattr(exc, "reason", None)
             if not isinstance(reason, str):
                 raise
-            raise ApiError(400, reason, str(exc)) from exc
+            raise ApiError(400, reason, f"transaction rejected: {exc}") from exc
         return web.json_response({"id": tx_id.hex(), "status": "pending"})
 
     async def get_account(self, request: web.Request) -> web.Response:

@@ -24,9 +24,12 @@ from aiohttp import web
 from consensus.block import Block, BlockHeader
 from consensus.errors import ConsensusError
 from consensus.genesis import GenesisConfig, dev_config, load_genesis_config
+from consensus.state import State
 from consensus.tx import Transaction
+from consensus.validation import connect_block
 from node.chainstore import BLOCK, ChainStore, ChainUpdate, update_mempool
 from node.config import NodeConfig
+from node.db import Overlay
 from node.logging import get_logger, log_event
 from node.mempool import Mempool, MempoolError
 from node.p2p.manager import PeerManager
@@ -226,12 +229,26 @@ class Node:
                 break
             update.merge(result)
             if block.header.block_id() in result.invalid:
-                error = NodeRejected("block.state_invalid", "block fails the state transition")
+                error = self._diagnose(block) or NodeRejected(
+                    "block.state_invalid", "block fails the state transition")
                 break
             added += 1
         if update.connected or update.disconnected:
             update_mempool(self.mempool, update, tip=self.chain.tip_view(), now=now)
         return update, added, error
+
+    def _diagnose(self, block: Block) -> ConsensusError | None:
+        """Which rule an invalid-marked block broke: the store records only *that* it failed,
+        so replay it on a throwaway overlay of its parent's state (its parent is the tip the
+        store fell back to). Runs only for invalid blocks, whose sender is then banned."""
+        if self.chain.tip_id != block.header.parent_hash:
+            return None
+        state = State(Overlay(self.chain.state_view()))
+        try:
+            connect_block(state, block, params=self.chain.params)
+        except ConsensusError as exc:
+            return exc
+        return None
 
     async def submit_block(self, block: Block, *, origin: Peer | None = None) -> ChainUpdate:
         """Validate and store (chain thread), relay, update the mempool, notify listeners.

@@ -59,7 +59,7 @@ Attack = Callable[[RawPeer, Chain], Awaitable[None]]
 
 
 @pytest.mark.parametrize("attack, reason", [
-    (invalid_state_root, "block.state_invalid"),
+    (invalid_state_root, "state.root"),
     (bad_pouw_certificate, "certificate.commitment"),
     (bad_signature_tx, "tx.signature"),
     (garbage, "frame.malformed"),

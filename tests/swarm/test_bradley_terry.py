@@ -1,0 +1,226 @@
+"""Bradley-Terry fit: equals an independent float MLE, deterministic across processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal, getcontext
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.optimize import minimize
+from scipy.special import log_expit
+
+from swarm.bradley_terry import (
+    LN2,
+    ONE,
+    BradleyTerryFit,
+    Comparison,
+    Outcome,
+    bradley_terry_scores,
+    exp_neg,
+    sigmoid,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def judge(k: int) -> bytes:
+    return bytes([k]) * 32
+
+
+def reference_fit(
+    comparisons: list[Comparison], weights: dict[bytes, int], n: int, prior: int
+) -> np.ndarray:
+    """Independent MLE: scipy trust-region Newton on the per-comparison log-likelihood."""
+    rows = [(weights[c.judge], c.first, c.second,
+             {Outcome.FIRST_WINS: 1.0, Outcome.SECOND_WINS: 0.0, Outcome.TIE: 0.5}[c.outcome])
+            for c in comparisons if weights[c.judge] > 0]
+    w = np.array([r[0] for r in rows], dtype=float)
+    a = np.array([r[1] for r in rows], dtype=int)
+    b = np.array([r[2] for r in rows], dtype=int)
+    y = np.array([r[3] for r in rows], dtype=float)
+
+    def neg_ll(theta: np.ndarray) -> float:
+        d = theta[a] - theta[b]
+        ll = np.sum(w * (y * log_expit(d) + (1 - y) * log_expit(-d)))
+        ll += prior * np.sum(0.5 * log_expit(theta) + 0.5 * log_expit(-theta))
+        return float(-ll)
+
+    def grad(theta: np.ndarray) -> np.ndarray:
+        d = theta[a] - theta[b]
+        p = 1 / (1 + np.exp(-d))
+        r = w * (y - p)
+        g = np.zeros(n)
+        np.add.at(g, a, r)
+        np.add.at(g, b, -r)
+        g += prior * (0.5 - 1 / (1 + np.exp(-theta)))
+        return -g
+
+    def hess(theta: np.ndarray) -> np.ndarray:
+        d = theta[a] - theta[b]
+        p = 1 / (1 + np.exp(-d))
+        h = w * p * (1 - p)
+        m = np.zeros((n, n))
+        np.add.at(m, (a, a), h)
+        np.add.at(m, (b, b), h)
+        np.add.at(m, (a, b), -h)
+        np.add.at(m, (b, a), -h)
+        s = 1 / (1 + np.exp(-theta))
+        m[np.diag_indices(n)] += prior * s * (1 - s)
+        return m
+
+    result = minimize(neg_ll, np.zeros(n), jac=grad, hess=hess, method="trust-exact",
+                      options={"gtol": 1e-13, "maxiter": 1000})
+    theta = np.asarray(result.x)
+    for _ in range(5):  # polish: plain float64 Newton steps from scipy's optimum
+        theta = theta - np.linalg.solve(hess(theta), grad(theta))
+    assert np.max(np.abs(grad(theta))) < 1e-10 * max(1.0, float(w.sum()))
+    return theta
+
+
+def as_float(fit: BradleyTerryFit) -> np.ndarray:
+    return np.array([t / ONE for t in fit.theta])
+
+
+comparison_sets = st.integers(min_value=2, max_value=9).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.lists(st.integers(0, 1000), min_size=1, max_size=4),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, n - 1), st.integers(0, n - 1),
+                       st.sampled_from(list(Outcome))), min_size=0, max_size=40),
+))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(comparison_sets)
+def test_matches_independent_mle(case: tuple[int, list[int], list[tuple[int, int, int, Outcome]]],
+                                 ) -> None:
+    n, judge_weights, raw = case
+    weights = {judge(k): w for k, w in enumerate(judge_weights)}
+    comparisons = [Comparison(judge(k % len(judge_weights)), a, b, o)
+                   for k, a, b, o in raw if a != b]
+    fit = bradley_terry_scores(comparisons, weights=weights, n=n)
+    assert fit.converged
+    expected = reference_fit(comparisons, weights, n, fit.prior_weight)
+    np.testing.assert_allclose(as_float(fit), expected, atol=1e-6, rtol=0)
+
+
+def test_all_wins_and_disconnected_graph_are_finite() -> None:
+    weights = {judge(0): 10}
+    # 0 beats 1 always; {2, 3} is a separate component where 3 beats 2; 4 never compared
+    comparisons = [Comparison(judge(0), 0, 1, Outcome.FIRST_WINS),
+                   Comparison(judge(0), 1, 0, Outcome.SECOND_WINS),
+                   Comparison(judge(0), 2, 3, Outcome.SECOND_WINS)]
+    fit = bradley_terry_scores(comparisons, weights=weights, n=5)
+    assert fit.converged
+    assert fit.theta[0] > 0 > fit.theta[1]
+    assert fit.theta[3] > 0 > fit.theta[2]
+    assert fit.theta[4] == 0
+    assert fit.theta[0] == -fit.theta[1] or abs(fit.theta[0] + fit.theta[1]) < ONE >> 30
+    expected = reference_fit(comparisons, weights, 5, fit.prior_weight)
+    np.testing.assert_allclose(as_float(fit), expected, atol=1e-6, rtol=0)
+
+
+def random_round(seed: int, *, n: int = 12, judges: int = 5) -> tuple[list[Comparison],
+                                                                       dict[bytes, int]]:
+    rng = np.random.default_rng(seed)
+    quality = rng.normal(size=n)
+    weights = {judge(k): int(rng.integers(1, 10_000)) for k in range(judges)}
+    comparisons = []
+    for k in range(judges):
+        for a in range(n):
+            for b in (a + 1, a + n // 2):
+                b %= n
+                if a == b:
+                    continue
+                p = 1 / (1 + np.exp(quality[b] - quality[a]))
+                u = rng.random()
+                o = Outcome.FIRST_WINS if u < 0.9 * p else (
+                    Outcome.TIE if u < 0.9 * p + 0.1 else Outcome.SECOND_WINS)
+                comparisons.append(Comparison(judge(k), a, b, o))
+    return comparisons, weights
+
+
+def test_zero_weight_judge_changes_nothing() -> None:
+    comparisons, weights = random_round(3)
+    base = bradley_terry_scores(comparisons, weights=weights, n=12)
+    # a new judge of weight 0 who votes the exact opposite of everyone
+    flipped = [Comparison(judge(99), c.second, c.first, c.outcome) for c in comparisons]
+    with_zero = bradley_terry_scores(comparisons + flipped, weights={**weights, judge(99): 0},
+                                     n=12)
+    assert with_zero == base
+    # ...while the same judge with weight does move the strengths
+    heavy = bradley_terry_scores(comparisons + flipped,
+                                 weights={**weights, judge(99): max(weights.values())}, n=12)
+    assert heavy.theta != base.theta
+
+
+def test_judge_weights_matter() -> None:
+    # judge 0 says 0 > 1, judge 1 says 1 > 0: the heavier judge decides the order
+    comparisons = [Comparison(judge(0), 0, 1, Outcome.FIRST_WINS),
+                   Comparison(judge(1), 0, 1, Outcome.SECOND_WINS)]
+    first = bradley_terry_scores(comparisons, weights={judge(0): 3, judge(1): 1}, n=2)
+    second = bradley_terry_scores(comparisons, weights={judge(0): 1, judge(1): 3}, n=2)
+    assert first.ranking() == (0, 1)
+    assert second.ranking() == (1, 0)
+
+
+def test_input_order_does_not_matter() -> None:
+    comparisons, weights = random_round(5)
+    fit = bradley_terry_scores(comparisons, weights=weights, n=12)
+    assert bradley_terry_scores(comparisons[::-1], weights=weights, n=12) == fit
+
+
+def test_rejects_bad_input() -> None:
+    with pytest.raises(ValueError):
+        bradley_terry_scores([Comparison(judge(0), 0, 0, Outcome.TIE)], weights={judge(0): 1},
+                             n=2)
+    with pytest.raises(ValueError):
+        bradley_terry_scores([Comparison(judge(0), 0, 2, Outcome.TIE)], weights={judge(0): 1},
+                             n=2)
+    with pytest.raises(ValueError):
+        bradley_terry_scores([Comparison(judge(1), 0, 1, Outcome.TIE)], weights={judge(0): 1},
+                             n=2)
+    with pytest.raises(ValueError):
+        bradley_terry_scores([Comparison(judge(0), 0, 1, Outcome.TIE)], weights={judge(0): -1},
+                             n=2)
+
+
+def test_fixed_point_primitives() -> None:
+    getcontext().prec = 60
+    assert LN2 == int(Decimal(2).ln() * (Decimal(2) ** 64))
+    for x in (0, 1, ONE // 3, ONE, 5 * ONE, 40 * ONE + 12345):
+        exact = (Decimal(-x) / Decimal(ONE)).exp() * ONE
+        assert abs(exp_neg(x) - int(exact)) <= 2
+    assert sigmoid(0) == ONE // 2
+    assert exp_neg(100 * ONE) == 0
+    for d in (1, ONE, 3 * ONE, 50 * ONE):
+        assert abs(sigmoid(d) + sigmoid(-d) - ONE) <= 2
+
+
+CHILD = """
+import json, sys
+sys.path.insert(0, {root!r})
+from tests.swarm.test_bradley_terry import random_round
+from swarm.bradley_terry import bradley_terry_scores
+comparisons, weights = random_round(11, n=20, judges=7)
+fit = bradley_terry_scores(comparisons, weights=weights, n=20)
+print(json.dumps([str(t) for t in fit.theta] + [fit.iterations]))
+"""
+
+
+def test_bit_identical_in_separate_processes() -> None:
+    comparisons, weights = random_round(11, n=20, judges=7)
+    fit = bradley_terry_scores(comparisons, weights=weights, n=20)
+    expected = [str(t) for t in fit.theta] + [fit.iterations]
+    for hash_seed in ("0", "12345"):
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD.format(root=str(ROOT))], capture_output=True, text=True,
+            check=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+        assert json.loads(out.stdout) == expected

@@ -310,7 +310,7 @@ class Api:
         pending = await self.on_chain(lambda: self.node.mempool.get(tx_id))
         if pending is not None:
             return web.json_response({"status": "pending", "tx": tx_json(pending)})
-        await self.txindex.catch_up()
+        await self.txindex.catch_up(run=self.on_chain)
         found = self.txindex.lookup(tx_id)
         if found is None:
             raise ApiError(404, "tx_not_found", f"transaction {tx_id.hex()} is neither pending "
@@ -406,8 +406,10 @@ class Api:
                 result = await result
         except (ValueError, OSError, TimeoutError) as exc:
             reason = getattr(exc, "reason", None)
-            raise ApiError(502 if isinstance(exc, OSError | TimeoutError) else 400,
-                           reason if isinstance(reason, str) else "connect_failed",
+            reason = reason if isinstance(reason, str) else "connect_failed"
+            # the peer's machine is at fault (down, slow): 502; a refusal or bad input: 400
+            far = isinstance(exc, OSError | TimeoutError) or reason in ("unreachable", "timeout")
+            raise ApiError(502 if far else 400, reason,
                            f"could not connect to {address}: {exc}") from exc
         out: dict[str, Any] = {"connected": True, "address": address}
         if isinstance(result, bytes):

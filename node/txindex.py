@@ -11,6 +11,8 @@ tip, in bounded chunks so that a long catch-up does not stall the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgpack
@@ -22,6 +24,8 @@ from node.chainstore import ChainStore
 INDEX_PREFIX = b"api/txi/"
 TIP_KEY = b"api/txi-tip"
 CHUNK_BLOCKS = 256
+
+Runner = Callable[[Callable[[], tuple[int, bool]]], Awaitable[tuple[int, bool]]]
 
 
 @dataclass(frozen=True)
@@ -76,18 +80,29 @@ class TxIndex:
         self.chain.db.write_raw(writes, sync=False)
         return True
 
-    async def catch_up(self) -> int:
-        """Index every canonical block up to the current tip; returns the indexed height."""
+    def step(self, max_blocks: int) -> tuple[int, bool]:
+        """Index up to ``max_blocks`` more canonical blocks; (indexed height, at the tip)."""
+        height = self._fork_point()
+        stop = min(self.chain.height, height + max_blocks)
+        while height < stop:
+            if not self._index_block(height + 1):
+                return height, True  # the chain moved under us: the next call resumes
+            height += 1
+        return height, height >= self.chain.height
+
+    async def catch_up(self, *, run: Runner | None = None) -> int:
+        """Index every canonical block up to the current tip; returns the indexed height.
+
+        ``run`` executes each chunk (the node passes its chain thread, the store's only
+        writer); between chunks the event loop gets control back.
+        """
         async with self._lock:
-            height = self._fork_point()
-            while height < self.chain.height:
-                stop = min(self.chain.height, height + self.chunk_blocks)
-                while height < stop:
-                    if not self._index_block(height + 1):
-                        return height
-                    height += 1
-                await asyncio.sleep(0)  # let the network loop run between chunks
-            return height
+            while True:
+                chunk = functools.partial(self.step, self.chunk_blocks)
+                height, done = chunk() if run is None else await run(chunk)
+                if done:
+                    return height
+                await asyncio.sleep(0)
 
     def lookup(self, tx_id: bytes) -> TxLocation | None:
         """Where ``tx_id`` is confirmed on the canonical chain, or None."""

@@ -10,6 +10,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 DEFAULT_NODE_URL = "http://127.0.0.1:7645"
@@ -18,6 +19,26 @@ NODE_ENV = "POUWCHAIN_NODE"
 
 def default_node_url() -> str:
     return os.environ.get(NODE_ENV, DEFAULT_NODE_URL)
+
+
+def node_url(*, node: str | None, datadir: Path | None) -> str:
+    """The API URL to use: ``--node``, else the running node's ``<datadir>/node.json``
+    (which a node writes at start: its port may be random), else $POUWCHAIN_NODE or the
+    default."""
+    if node:
+        return node
+    if datadir is not None:
+        path = Path(datadir) / "node.json"
+        try:
+            api = json.loads(path.read_text())["api"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ApiClientError(0, "no_node_json",
+                                 f"cannot read the node's address from {path} "
+                                 f"(is a node running with --datadir {datadir}?): {exc}") from exc
+        if not isinstance(api, str):
+            raise ApiClientError(0, "no_node_json", f"{path} has no 'api' URL")
+        return api
+    return default_node_url()
 
 
 class ApiClientError(Exception):

@@ -11,9 +11,10 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
-from node.apiclient import ApiClient, ApiClientError, default_node_url
+from node.apiclient import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
 
 BAR_WIDTH = 30
 
@@ -64,8 +65,8 @@ def follow_sync(client: ApiClient, *, interval: float, out: TextIO,
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    client = ApiClient(args.node)
     try:
+        client = ApiClient(node_url(node=args.node, datadir=args.datadir))
         if args.once:
             status = client.get("/api/v1/status")
         else:
@@ -80,8 +81,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``pouwchain status``."""
     p = subparsers.add_parser("status", help="a node's status; a progress bar while syncing")
-    p.add_argument("--node", default=default_node_url(),
-                   help="node API URL (default $POUWCHAIN_NODE or %(default)s)")
+    p.add_argument("--node", default=None,
+                   help=f"node API URL (default: from --datadir, else $POUWCHAIN_NODE or "
+                        f"{DEFAULT_NODE_URL})")
+    p.add_argument("--datadir", type=Path, default=None,
+                   help="a running node's data directory (its node.json gives the URL)")
     p.add_argument("--once", action="store_true", help="one snapshot, do not follow a sync")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     p.add_argument("--json", action="store_true", help="print the raw JSON status")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import BeginUnstake, Payload, Stake, Transfer, Withdraw
-from node.apiclient import ApiClient, ApiClientError, default_node_url
+from node.apiclient import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
 from node.wallet import (
     KDF_PRESETS,
     WalletError,
@@ -73,6 +73,10 @@ def _address(text: str) -> bytes:
     return raw
 
 
+def _client(args: argparse.Namespace) -> ApiClient:
+    return ApiClient(node_url(node=args.node, datadir=args.datadir))
+
+
 def _cmd_new(args: argparse.Namespace) -> int:
     wallet = create_wallet(args.wallet, read_password(confirm=True),
                            limits=KDF_PRESETS[args.kdf])
@@ -88,7 +92,7 @@ def _cmd_address(args: argparse.Namespace) -> int:
 
 def _cmd_balance(args: argparse.Namespace) -> int:
     address = args.address if args.address is not None else wallet_address(args.wallet)
-    account = ApiClient(args.node).get(f"/api/v1/accounts/{address.hex()}")
+    account = _client(args).get(f"/api/v1/accounts/{address.hex()}")
     stake = account["stake"]
     print(f"address:   {account['address']}")
     print(f"balance:   {account['balance']}")
@@ -105,7 +109,7 @@ def _cmd_balance(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace, payload: Payload) -> int:
     """Unlock, fetch chain id and nonce, sign, post; print the transaction id."""
     wallet = open_wallet(args.wallet, read_password())
-    client = ApiClient(args.node)
+    client = _client(args)
     status: dict[str, Any] = client.get("/api/v1/status")
     account: dict[str, Any] = client.get(f"/api/v1/accounts/{wallet.address.hex()}")
     nonce = args.nonce if args.nonce is not None else int(account["next_nonce"])
@@ -154,8 +158,11 @@ def register(subparsers: Any) -> None:
         p.add_argument("--wallet", type=Path, default=default_wallet_path(),
                        help=f"wallet file (default ${WALLET_ENV} or ~/.pouwchain/wallet.json)")
         if node:
-            p.add_argument("--node", default=default_node_url(),
-                           help="node API URL (default $POUWCHAIN_NODE or %(default)s)")
+            p.add_argument("--node", default=None,
+                           help="node API URL (default: from --datadir, else "
+                                f"$POUWCHAIN_NODE or {DEFAULT_NODE_URL})")
+            p.add_argument("--datadir", type=Path, default=None,
+                           help="a running node's data directory (its node.json gives the URL)")
         if signs:
             p.add_argument("--fee", type=_fee, default=DEFAULT_FEE)
             p.add_argument("--nonce", type=int, default=None,

@@ -185,6 +185,12 @@ async def test_wallet_and_status_cli_against_the_real_node(live: Live, tmp_path:
     state = State(live.node.chain.state_view())
     assert state.account(dest).balance == 1234
     assert state.account(address).balance == 10_000 - 1234 - 5
-    code, out, err = await cli("status", "--node", live.url)
+    code, out, err = await cli("status", "--datadir", str(live.node.config.datadir))
     assert code == 0, err
     assert "height    2" in out and live.node.chain.tip_id.hex() in out
+    code, out, err = await cli("wallet", "balance", "--wallet", wfile,
+                               "--datadir", str(live.node.config.datadir))
+    assert code == 0, err
+    assert f"balance:   {10_000 - 1234 - 5}" in out
+    code, _, err = await cli("status", "--datadir", str(tmp_path / "nothing"))
+    assert code == 1 and "is a node running" in err

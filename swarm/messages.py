@@ -1,0 +1,219 @@
+"""Canonical encodings of swarm round objects (gossip and the settlement transaction).
+
+Every object is a `consensus.encoding.Canonical` dataclass, so it has exactly one byte form:
+nodes can gossip and deduplicate by id, and a settlement transaction carries the same bytes
+the nodes signed. Lists that behave like sets (payouts, slashes, openings) are strictly
+increasing, so they too have one order.
+
+Sizes are bounded by `MAX_ROUND_NODES` (answerers or judges per round) and `MAX_REVEAL`
+(one revealed answer); the settlement carries only hashes of answers, not their text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, ClassVar
+
+import nacl.exceptions
+import nacl.signing
+
+from consensus.encoding import (
+    U64,
+    Canonical,
+    FixedBytes,
+    Hash32,
+    ListOf,
+    Nested,
+    PublicKey,
+    Signature64,
+    UInt,
+    VarBytes,
+    encode,
+    tagged_hash,
+)
+
+KIND_ANSWER = 0
+KIND_JUDGMENT = 1
+KIND_NAMES = {KIND_ANSWER: "answer", KIND_JUDGMENT: "judgment"}
+
+SLASH_NO_SHOW = 0
+SLASH_EQUIVOCATION = 1
+SLASH_REASONS = {SLASH_NO_SHOW: "no_show", SLASH_EQUIVOCATION: "equivocation"}
+
+MAX_ROUND_NODES = 64
+MAX_PAIRS = 4 * MAX_ROUND_NODES  # judging_pairs gives at most 4n ordered pairs
+MAX_REVEAL = 1 << 16
+MAX_PROMPT = 1 << 16
+MAX_COMMITMENTS = 4 * MAX_ROUND_NODES  # room for equivocation evidence
+
+REQUEST_DOMAIN = b"pouwchain/swarm-request/v1\x00"
+COMMIT_DOMAIN = b"pouwchain/swarm-commit/v1\x00"
+
+NodeIds = Annotated[tuple[bytes, ...], ListOf(FixedBytes(32), MAX_ROUND_NODES)]
+SortedNodeIds = Annotated[
+    tuple[bytes, ...], ListOf(FixedBytes(32), MAX_ROUND_NODES, strictly_increasing=True)
+]
+
+
+def _verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        nacl.signing.VerifyKey(public_key).verify(message, signature)
+    except (nacl.exceptions.CryptoError, ValueError, TypeError):
+        return False
+    return True
+
+
+def prompt_hash_of(prompt: bytes) -> bytes:
+    """Hash of a prompt: the request commits to it without carrying it on chain."""
+    return tagged_hash(b"pouw/swprompt", prompt)
+
+
+@dataclasses.dataclass(frozen=True)
+class SwarmRequest(Canonical):
+    """A client's signed request; its id is the round id, and its signature authorises the fee.
+
+    ``model`` is the model id asked for (all zero: any model); ``answers``/``judges`` are how
+    many nodes to select for each role; ``nonce`` lets a client ask the same prompt again.
+    """
+
+    TAG: ClassVar[bytes] = b"pouw/swrequest"
+    chain_id: U64
+    client: PublicKey
+    model: Hash32
+    prompt_hash: Hash32
+    fee: U64
+    answers: Annotated[int, UInt(8)]
+    judges: Annotated[int, UInt(8)]
+    nonce: Hash32
+    signature: Signature64
+
+    def signing_bytes(self) -> bytes:
+        return REQUEST_DOMAIN + encode(self, omit=("signature",))
+
+    def verify_signature(self) -> bool:
+        return _verify(self.client, self.signing_bytes(), self.signature)
+
+    def round_id(self) -> bytes:
+        return self.id()
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestAnnouncement(Canonical):
+    """Gossip form of a request: the signed request plus the prompt text it hashes."""
+
+    TAG: ClassVar[bytes] = b"pouw/swannounce"
+    MAX_SIZE: ClassVar[int] = MAX_PROMPT + 1024
+    request: Annotated[SwarmRequest, Nested(SwarmRequest)]
+    prompt: Annotated[bytes, VarBytes(MAX_PROMPT)]
+
+    def prompt_matches(self) -> bool:
+        return prompt_hash_of(self.prompt) == self.request.prompt_hash
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Commitment(Canonical):
+    """A node's signed commitment to an answer or judgment of one round (see commit_reveal)."""
+
+    TAG: ClassVar[bytes] = b"pouw/swcommit"
+    round_id: Hash32
+    node: PublicKey
+    kind: Annotated[int, UInt(8)]
+    digest: Hash32
+    signature: Signature64
+
+    def signing_bytes(self) -> bytes:
+        return COMMIT_DOMAIN + encode(self, omit=("signature",))
+
+    def verify_signature(self) -> bool:
+        return _verify(self.node, self.signing_bytes(), self.signature)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reveal(Canonical):
+    """Gossip form of an opening: the salt and the full payload (answer text or outcomes)."""
+
+    TAG: ClassVar[bytes] = b"pouw/swreveal"
+    MAX_SIZE: ClassVar[int] = MAX_REVEAL + 256
+    round_id: Hash32
+    node: PublicKey
+    kind: Annotated[int, UInt(8)]
+    salt: Hash32
+    payload: Annotated[bytes, VarBytes(MAX_REVEAL)]
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class AnswerOpening(Canonical):
+    """What a settlement needs to open an answer commitment: the answer's hash, not its text."""
+
+    TAG: ClassVar[bytes] = b"pouw/swansopen"
+    node: PublicKey
+    salt: Hash32
+    answer_hash: Hash32
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class JudgmentOpening(Canonical):
+    """Opening of a judgment: one outcome byte (0 first wins, 1 second wins, 2 tie) per pair."""
+
+    TAG: ClassVar[bytes] = b"pouw/swjudgopen"
+    node: PublicKey
+    salt: Hash32
+    outcomes: Annotated[bytes, VarBytes(MAX_PAIRS)]
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Payout(Canonical):
+    TAG: ClassVar[bytes] = b"pouw/swpayout"
+    node: PublicKey
+    amount: U64
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class ReputationUpdate(Canonical):
+    """A participant's reputation after the round (absolute, not a delta: u64 has no sign)."""
+
+    TAG: ClassVar[bytes] = b"pouw/swrepupd"
+    node: PublicKey
+    score: U64
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Slash(Canonical):
+    TAG: ClassVar[bytes] = b"pouw/swslash"
+    node: PublicKey
+    amount: U64
+    reason: Annotated[int, UInt(8)]
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundOutcome(Canonical):
+    """The settlement of a round: what every validator recomputes and compares byte for byte.
+
+    ``ranking`` lists ranked answerers best first with ``scores`` (σ(θ) as 64-bit fractions);
+    ``refund`` returns to the client what nobody earned.
+    """
+
+    TAG: ClassVar[bytes] = b"pouw/swoutcome"
+    round_id: Hash32
+    ranking: NodeIds
+    scores: Annotated[tuple[int, ...], ListOf(UInt(64), MAX_ROUND_NODES)]
+    payouts: Annotated[tuple[Payout, ...], ListOf(Nested(Payout), 2 * MAX_ROUND_NODES,
+                                                  strictly_increasing=True)]
+    refund: U64
+    reputations: Annotated[tuple[ReputationUpdate, ...],
+                           ListOf(Nested(ReputationUpdate), 2 * MAX_ROUND_NODES,
+                                  strictly_increasing=True)]
+    slashes: Annotated[tuple[Slash, ...], ListOf(Nested(Slash), 2 * MAX_ROUND_NODES,
+                                                 strictly_increasing=True)]
+
+
+@dataclasses.dataclass(frozen=True)
+class EquivocationEvidence(Canonical):
+    """Two validly signed, different commitments by one node for one round and kind.
+
+    ``first < second`` (canonical order), so one pair of commitments has one evidence id.
+    """
+
+    TAG: ClassVar[bytes] = b"pouw/swequivoc"
+    first: Annotated[Commitment, Nested(Commitment)]
+    second: Annotated[Commitment, Nested(Commitment)]

@@ -33,7 +33,7 @@ from consensus.tx import Transaction
 from node.auth import ApiError, TokenAuth, create_token
 from node.chainstore import ChainStore
 from node.mempool import Mempool
-from node.metrics import render_metrics
+from node.metrics import chain_facts, render_metrics
 from node.txindex import TxIndex
 
 log = logging.getLogger("pouwchain.api")
@@ -253,7 +253,9 @@ class Api:
 
     async def on_chain(self, fn: Callable[[], T]) -> T:
         """Run a read of store/mempool on the node's chain thread (their only writer), so it
-        never sees a half-applied update; inline when the node has no such thread."""
+        never sees a half-applied update; inline when the node has no such thread.
+
+        Peer and miner state belong to the event loop: read those here, never in ``fn``."""
         call = getattr(self.node, "call_chain", None)
         if callable(call):
             result: T = await call(fn)
@@ -269,13 +271,14 @@ class Api:
             mining.update(jsonable(miner.stats()))
         extra = getattr(node, "status", None)  # the node's own facts (node id, listen, ...)
         base: dict[str, Any] = dict(jsonable(extra())) if callable(extra) else {}
+        tip = chain.tip_header  # one read: height, id and time of the same block
         return base | {
             "network": node.config.network,
             "chain_id": chain.params.chain_id,
             "genesis": chain.genesis_id.hex(),
-            "height": chain.height,
-            "tip": chain.tip_id.hex(),
-            "tip_timestamp": chain.tip_header.timestamp,
+            "height": tip.height,
+            "tip": tip.block_id().hex(),
+            "tip_timestamp": tip.timestamp,
             "peers": len(node.peers.info()),
             "syncing": bool(node.syncing),
             "sync_progress": float(node.sync_progress),
@@ -284,7 +287,7 @@ class Api:
         }
 
     async def get_status(self, request: web.Request) -> web.Response:
-        return web.json_response(await self.on_chain(self.status))
+        return web.json_response(self.status())  # attribute reads only: on the loop
 
     async def get_block(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]
@@ -327,7 +330,8 @@ class Api:
     async def post_tx(self, request: web.Request) -> web.Response:
         if request.content_type == "application/octet-stream":
             raw = await read_body(request, limit=MAX_SMALL_BODY)
-        elif request.content_type in ("application/json", "text/plain", ""):
+        elif request.content_type in ("application/json", "text/plain",
+                                      "application/x-www-form-urlencoded"):  # curl -d
             body = await read_json_object(request)
             text = body.get("tx")
             if not isinstance(text, str):
@@ -439,7 +443,8 @@ class Api:
         return web.json_response({"count": len(txs), "bytes": sum(sizes), "txs": listed})
 
     async def get_metrics(self, request: web.Request) -> web.Response:
-        text = await self.on_chain(lambda: render_metrics(self.node))
+        facts = await self.on_chain(lambda: chain_facts(self.node))
+        text = render_metrics(self.node, chain=facts)
         return web.Response(text=text, content_type="text/plain",
                             headers={"X-Prometheus-Format": "0.0.4"})
 

@@ -55,21 +55,32 @@ class MetricsText:
         return "\n".join(self.lines) + "\n"
 
 
-def render_metrics(node: Any) -> str:
-    """The node's metrics as Prometheus text."""
-    out = MetricsText()
+def chain_facts(node: Any) -> dict[str, Any]:
+    """The chain and mempool numbers (read where the chain is written: the chain thread)."""
     chain = node.chain
-    out.family("info", "gauge", "Static facts about the node (value is always 1).",
-               [({"network": str(node.config.network), "chain_id": str(chain.params.chain_id),
-                  "genesis": chain.genesis_id.hex()}, 1)])
-    out.one("height", "gauge", "Height of the best chain tip.", chain.height)
-    out.one("tip_timestamp_seconds", "gauge", "Timestamp of the tip block.",
-            chain.tip_header.timestamp)
-    out.one("peers", "gauge", "Connected peers.", len(node.peers.info()))
     txs = node.mempool.transactions()
-    out.one("mempool_transactions", "gauge", "Transactions waiting in the mempool.", len(txs))
+    return {"network": str(node.config.network), "chain_id": chain.params.chain_id,
+            "genesis": chain.genesis_id.hex(), "height": chain.tip_header.height,
+            "tip_timestamp": chain.tip_header.timestamp, "mempool_transactions": len(txs),
+            "mempool_bytes": sum(len(tx.encode()) for tx in txs)}
+
+
+def render_metrics(node: Any, *, chain: dict[str, Any] | None = None) -> str:
+    """The node's metrics as Prometheus text; ``chain`` is `chain_facts` read elsewhere
+    (peers, sync and miner numbers are read here, on the caller's thread)."""
+    facts = chain if chain is not None else chain_facts(node)
+    out = MetricsText()
+    out.family("info", "gauge", "Static facts about the node (value is always 1).",
+               [({"network": facts["network"], "chain_id": str(facts["chain_id"]),
+                  "genesis": facts["genesis"]}, 1)])
+    out.one("height", "gauge", "Height of the best chain tip.", facts["height"])
+    out.one("tip_timestamp_seconds", "gauge", "Timestamp of the tip block.",
+            facts["tip_timestamp"])
+    out.one("peers", "gauge", "Connected peers.", len(node.peers.info()))
+    out.one("mempool_transactions", "gauge", "Transactions waiting in the mempool.",
+            facts["mempool_transactions"])
     out.one("mempool_bytes", "gauge", "Canonical bytes of the mempool's transactions.",
-            sum(len(tx.encode()) for tx in txs))
+            facts["mempool_bytes"])
     out.one("syncing", "gauge", "1 while the node is catching up with its peers.",
             bool(node.syncing))
     out.one("sync_progress", "gauge", "Sync progress from 0 to 1.", float(node.sync_progress))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import os
 import stat
 from collections.abc import AsyncIterator, Iterator
@@ -130,7 +131,13 @@ async def test_post_tx_hex_base64_and_raw(node: ApiTestNode, client: Client) -> 
     resp = await client.post("/api/v1/txs", data=c.encode(),
                              headers={"Content-Type": "application/octet-stream"})
     assert (await resp.json())["id"] == c.id().hex()
-    assert [t.id() for t in node.mempool.pending_of(a.sender)] == [a.id(), b.id(), c.id()]
+    d = transfer(1, 3)
+    # what `curl -d '{"tx": ...}'` sends without a Content-Type of its own
+    resp = await client.post("/api/v1/txs", data=json.dumps({"tx": d.encode().hex()}),
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert (await resp.json())["id"] == d.id().hex()
+    assert [t.id() for t in node.mempool.pending_of(a.sender)] == [a.id(), b.id(), c.id(),
+                                                                  d.id()]
 
 
 async def test_post_tx_rejections_are_clear_400s(node: ApiTestNode, client: Client) -> None:

@@ -37,7 +37,7 @@ WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 SEND_QUEUE = 1024  # frames
 RECV_QUEUE = 256  # frames
 KNOWN_CACHE = 20_000  # ids remembered per peer (what it has, so we do not send it back)
-WS_MAX_MSG = MAX_FRAME + 64 * 1024  # aiohttp's cap; decode_frame applies the exact limit
+WS_MAX_MSG = 2 * MAX_FRAME  # aiohttp's cap; decode_frame applies the exact limit (and says so)
 CLOSE_POLICY = 4000  # WebSocket close code: closed by policy (reason in the message)
 
 

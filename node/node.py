@@ -99,6 +99,7 @@ class Node:
         self.app.router.add_get("/p2p", self.peers.handle_inbound)
         self.blocks_received = 0
         self._tip_listeners: list[TipListener] = []
+        self._readded: list[Transaction] = []  # set on the chain thread, read after it returns
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
         self._runner: web.AppRunner | None = None
         self._running = False
@@ -234,7 +235,14 @@ class Node:
                 break
             added += 1
         if update.connected or update.disconnected:
+            before = {tx.id() for tx in self.mempool.transactions()} if update.disconnected \
+                else set()
             update_mempool(self.mempool, update, tip=self.chain.tip_view(), now=now)
+            if update.disconnected:
+                # transactions a reorg put back in the pool: gossip them again, or peers
+                # that never saw them (the other side of a split) would never confirm them
+                self._readded = [tx for tx in self.mempool.transactions()
+                                 if tx.id() not in before]
         return update, added, error
 
     def _diagnose(self, block: Block) -> ConsensusError | None:
@@ -277,6 +285,9 @@ class Node:
         self.blocks_received += added
         if self.chain.tip_id != old_tip:
             self._tip_changed(update, origin=origin, relay=relay)
+        readded, self._readded = self._readded, []
+        for tx in readded:
+            self.peers.broadcast_tx(tx, raw=tx.encode(), tx_id=tx.id())
         last = fresh[min(added, len(fresh) - 1)]
         last_id = last.header.block_id()
         if error is None and last_id not in self.chain.tree and self.chain.has_block(last_id):

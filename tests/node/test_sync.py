@@ -11,7 +11,7 @@ import pytest
 from consensus.block import Block
 from node.node import Node
 from tests.consensus.helpers import new_chain
-from tests.node.chainutil import extend, fork
+from tests.node.chainutil import extend, fork, transfer
 from tests.node.nodeutil import node_config, preload, start_node, wait_until
 
 CHAIN_LENGTH = 300
@@ -61,7 +61,8 @@ async def test_fork_finds_common_ancestor_and_reorgs(tmp_path: Path) -> None:
     base = new_chain()
     prefix = [extend(base, seed=i) for i in range(20)]
     side_a, side_b = fork(base), fork(base)
-    fork_a = [extend(side_a, seed=100 + i) for i in range(5)]
+    left_only = transfer(3, 0, amount=333)
+    fork_a = [extend(side_a, [left_only] if i == 0 else [], seed=100 + i) for i in range(5)]
     fork_b = [extend(side_b, seed=200 + i) for i in range(30)]
     a = await start_node(tmp_path, "a")
     b = await start_node(tmp_path, "b")
@@ -77,6 +78,9 @@ async def test_fork_finds_common_ancestor_and_reorgs(tmp_path: Path) -> None:
         assert b.peers.received["GETHEADERS"] <= 2
         # b did not take the lighter branch
         assert b.chain.height == 50 and b.blocks_received == 0
+        # the payment only fork A confirmed went back to a's pool and was gossiped to b
+        await wait_until(lambda: left_only.id() in a.mempool and left_only.id() in b.mempool,
+                         what="re-added tx gossiped")
     finally:
         await a.stop()
         await b.stop()

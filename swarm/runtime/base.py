@@ -1,0 +1,82 @@
+"""The one interface every inference backend implements, and the values it returns.
+
+The swarm round only ever talks to an `InferenceBackend`: the built-in int-matmul model,
+an OpenAI-compatible HTTP endpoint or a local Hugging Face checkpoint look the same to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+
+class Outcome(StrEnum):
+    """A pairwise judgment: which of two answers is better (tie counts half a win each)."""
+
+    A = "A"
+    B = "B"
+    TIE = "tie"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One model's answer. token_logprob: summed log-probability of the generated tokens,
+    when the backend can tell (a confidence signal, never used for consensus)."""
+
+    text: str
+    model_id: bytes
+    token_logprob: float | None = None
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """A judge's verdict on (answer_a, answer_b) with a short human-readable reason."""
+
+    outcome: Outcome
+    reason: str
+
+
+class BackendError(Exception):
+    """The backend could not produce an answer or judgment (the node abstains)."""
+
+
+class BackendTimeout(BackendError):
+    """The backend did not respond in time."""
+
+
+class UnsupportedPrompt(BackendError):
+    """The prompt is outside what this backend can answer (e.g. not arithmetic)."""
+
+
+class UnsupportedArchitecture(BackendError):
+    """A checkpoint's architecture has no loader here."""
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """Answers questions and judges pairs of answers."""
+
+    @property
+    def model_id(self) -> bytes:
+        """32 bytes: hash of the weights file, or of the declared model name (external)."""
+        ...
+
+    async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
+        """Answer `prompt` in at most `max_tokens` tokens."""
+        ...
+
+    async def judge(self, question: str, answer_a: str, answer_b: str) -> Judgment:
+        """Which answer to `question` is better (A, B or tie), and why."""
+        ...
+
+
+def file_model_id(data: bytes) -> bytes:
+    """Model id of a weights file: SHA-256 of its bytes."""
+    return hashlib.sha256(data).digest()
+
+
+def name_model_id(name: str) -> bytes:
+    """Model id of an external model known only by its declared name."""
+    return hashlib.sha256(b"pouwchain.model-name.v1:" + name.encode()).digest()

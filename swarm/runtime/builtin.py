@@ -1,0 +1,241 @@
+"""The built-in backend: the shipped arithmetic model variants, inference as useful work.
+
+Every weight matmul goes through `matmul_hook(a_int8, b_int8)`. The default hook is a plain
+exact product; a mining node passes `mining_hook(session)` so the same products are mined
+by a pouw MiningSession (operands padded to the shapes pouw accepts, the result unpadded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+
+from pouw.mining import MiningSession
+from pouw.params import MN_MAX, R_MIN, TILE_H, TILE_W
+from swarm.runtime.arith_model import (
+    ANSWER_LEN,
+    END,
+    PROMPT_LEN,
+    MatmulHook,
+    ModelConfig,
+    decode_answer,
+    encode_answer,
+    encode_prompt,
+    exact_matmul,
+    forward,
+    quantise,
+)
+from swarm.runtime.base import (
+    Answer,
+    Judgment,
+    Outcome,
+    UnsupportedPrompt,
+    file_model_id,
+)
+from swarm.runtime.tasks import extract_integer, parse_expression
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+#: Shipped variants, worst to best (sizes and training steps in train.py).
+VARIANT_NAMES: tuple[str, ...] = ("arith-xs", "arith-s", "arith-m", "arith-l")
+#: Log-likelihood gap under which a likelihood judge calls a tie.
+TIE_MARGIN = 1e-6
+#: Score of an answer that commits to no integer the model can write.
+UNSCORABLE = -1e9
+
+
+def variant_path(name: str) -> Path:
+    return MODELS_DIR / f"{name}.safetensors"
+
+
+def _round_up(x: int, multiple: int) -> int:
+    return -(-x // multiple) * multiple
+
+
+def mining_hook(session: MiningSession) -> MatmulHook:
+    """A matmul hook that mines every product through `session`.
+
+    pouw needs m a multiple of 8, n of 4 and k a multiple of r (a power of two >= 16), so
+    operands are zero-padded (zeros leave the product unchanged) and the result cropped.
+    Row blocks beyond pouw's m bound are mined as separate jobs.
+    """
+    r = session.r or R_MIN
+
+    def hook(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        m, k = a.shape
+        n = b.shape[1]
+        kp, np_ = max(_round_up(k, r), r), _round_up(n, TILE_W)
+        bp = np.zeros((kp, np_), dtype=np.int8)
+        bp[:k, :n] = b
+        out = np.empty((m, n), dtype=np.int64)
+        step = MN_MAX
+        for lo in range(0, m, step):
+            hi = min(m, lo + step)
+            mp = _round_up(hi - lo, TILE_H)
+            ap = np.zeros((mp, kp), dtype=np.int8)
+            ap[:hi - lo, :k] = a[lo:hi]
+            out[lo:hi] = session.mine(ap, bp).product[:hi - lo, :n]
+        return out
+
+    return hook
+
+
+class ArithModel:
+    """One loaded variant: int8 weights, float scales, and the exact-int forward."""
+
+    def __init__(self, path: Path, *, matmul_hook: MatmulHook | None = None) -> None:
+        data = path.read_bytes()
+        self.path = path
+        self.model_id = file_model_id(data)
+        with safe_open(str(path), framework="pt") as f:
+            meta: dict[str, str] = f.metadata() or {}
+            self.tensors: dict[str, torch.Tensor] = {k: f.get_tensor(k) for k in f.keys()}
+        if meta.get("format") != "pouwchain-arith-v1":
+            raise ValueError(f"{path} is not a pouwchain arithmetic model")
+        self.name: str = meta.get("name", path.stem)
+        self.config = ModelConfig(**json.loads(meta["config"]))
+        self.matmul_hook: MatmulHook = matmul_hook or exact_matmul
+        #: weight operands as int8 numpy (k x n), ready for the hook
+        self._wq = {k[:-3]: v.numpy() for k, v in self.tensors.items() if k.endswith(".wq")}
+
+    def _int_linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """x (…, k) -> (…, n): int7 input per row times int7 weight, exactly, then rescale."""
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        xq, xs = quantise(x2, dim=-1)
+        prod = self.matmul_hook(xq.to(torch.int8).numpy(), self._wq[name])
+        y = torch.from_numpy(np.asarray(prod, dtype=np.int64)).to(torch.float64)
+        y = (y * xs.to(torch.float64) * self.tensors[name + ".ws"].to(torch.float64))
+        out: torch.Tensor = y.to(torch.float32) + self.tensors[name + ".b"]
+        return out.reshape(*shape[:-1], out.shape[-1])
+
+    def _float_linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Reference: the same dequantised weights in float, input unquantised."""
+        w = self.tensors[name + ".wq"].to(torch.float32) * self.tensors[name + ".ws"]
+        out: torch.Tensor = x @ w + self.tensors[name + ".b"]
+        return out
+
+    @torch.no_grad()
+    def logits(self, tokens: torch.Tensor, *, reference: bool = False) -> torch.Tensor:
+        """Logits (B, T, V); `reference` uses float matmuls instead of the int path."""
+        linear = self._float_linear if reference else self._int_linear
+        return forward(self.tensors, self.config, tokens, linear)
+
+    @torch.no_grad()
+    def generate(self, exprs: Sequence[str]) -> list[tuple[str, float]]:
+        """Greedy answers to canonical expressions: (answer text, summed log-prob)."""
+        if not exprs:
+            return []
+        tokens = torch.tensor([encode_prompt(e) for e in exprs])
+        logprob = torch.zeros(len(exprs), dtype=torch.float64)
+        done = torch.zeros(len(exprs), dtype=torch.bool)
+        for _ in range(ANSWER_LEN):
+            lp = self.logits(tokens)[:, -1].log_softmax(dim=-1)
+            best = lp.argmax(dim=-1)
+            logprob += torch.where(done, 0.0, lp.gather(1, best[:, None])[:, 0].double())
+            done |= best == END
+            tokens = torch.cat([tokens, best[:, None]], dim=1)
+        out = []
+        for row, total in zip(tokens[:, PROMPT_LEN:].tolist(), logprob.tolist(), strict=True):
+            out.append((decode_answer(row), float(total)))
+        return out
+
+    @torch.no_grad()
+    def score(self, exprs: Sequence[str], values: Sequence[int | None]) -> list[float]:
+        """Log-likelihood of each answer value given its expression (UNSCORABLE if none)."""
+        rows, idx = [], []
+        for i, (e, v) in enumerate(zip(exprs, values, strict=True)):
+            if v is None:
+                continue
+            try:
+                ans = encode_answer(v)
+            except ValueError:
+                continue
+            rows.append((encode_prompt(e), ans))
+            idx.append(i)
+        scores = [UNSCORABLE] * len(exprs)
+        if not rows:
+            return scores
+        seqs = torch.tensor([p + a + [END] * (ANSWER_LEN - len(a)) for p, a in rows])
+        lp = self.logits(seqs[:, :-1]).log_softmax(dim=-1)
+        for j, (_p, a) in enumerate(rows):
+            pos = torch.arange(PROMPT_LEN - 1, PROMPT_LEN - 1 + len(a))
+            scores[idx[j]] = float(lp[j, pos, torch.tensor(a)].double().sum())
+        return scores
+
+
+def judgment_from_scores(score_a: float, score_b: float) -> Judgment:
+    """A likelihood judgment: the answer the model finds more probable wins."""
+    reason = f"log-likelihood A={score_a:.3f} B={score_b:.3f}"
+    if math.isclose(score_a, score_b, abs_tol=TIE_MARGIN):
+        return Judgment(Outcome.TIE, reason)
+    return Judgment(Outcome.A if score_a > score_b else Outcome.B, reason)
+
+
+class BuiltinBackend:
+    """InferenceBackend over one shipped variant; heavy work runs in a worker thread."""
+
+    def __init__(self, model: ArithModel) -> None:
+        self.model = model
+
+    @classmethod
+    def load(cls, name_or_path: str | Path, *,
+             matmul_hook: MatmulHook | None = None) -> BuiltinBackend:
+        """A variant by name ("arith-m") or by path to a .safetensors file."""
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = variant_path(str(name_or_path))
+        return cls(ArithModel(path, matmul_hook=matmul_hook))
+
+    @property
+    def model_id(self) -> bytes:
+        return self.model.model_id
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def answer_many(self, prompts: Sequence[str]) -> list[Answer]:
+        """Batched, synchronous answers (evaluation); raises UnsupportedPrompt."""
+        exprs = [_expression(p) for p in prompts]
+        return [Answer(text, self.model_id, lp) for text, lp in self.model.generate(exprs)]
+
+    def judge_many(self, items: Sequence[tuple[str, str, str]]) -> list[Judgment]:
+        """Batched, synchronous likelihood judgments of (question, answer_a, answer_b)."""
+        exprs = [_expression(q) for q, _a, _b in items]
+        values = [extract_integer(a) for _q, a, _b in items]
+        values += [extract_integer(b) for _q, _a, b in items]
+        scores = self.model.score(exprs + exprs, values)
+        n = len(items)
+        return [judgment_from_scores(scores[i], scores[n + i]) for i in range(n)]
+
+    async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
+        if max_tokens < ANSWER_LEN:
+            raise UnsupportedPrompt(f"max_tokens must be at least {ANSWER_LEN}")
+        return (await asyncio.to_thread(self.answer_many, [prompt]))[0]
+
+    async def judge(self, question: str, answer_a: str, answer_b: str) -> Judgment:
+        return (await asyncio.to_thread(self.judge_many, [(question, answer_a, answer_b)]))[0]
+
+
+def _expression(prompt: str) -> str:
+    expr = parse_expression(prompt)
+    if expr is None:
+        raise UnsupportedPrompt("the built-in model answers integer arithmetic only")
+    try:
+        encode_prompt(expr)
+    except ValueError as exc:
+        raise UnsupportedPrompt(str(exc)) from exc
+    return expr
+
+
+def load_variants(names: Sequence[str] = VARIANT_NAMES, *,
+                  matmul_hook: MatmulHook | None = None) -> list[BuiltinBackend]:
+    """The shipped variants as backends (worst to best by default)."""
+    return [BuiltinBackend.load(n, matmul_hook=matmul_hook) for n in names]

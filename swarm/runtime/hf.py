@@ -1,0 +1,250 @@
+"""A local Hugging Face checkpoint directory (config.json + *.safetensors) in plain torch.
+
+Supported: GPT-2-style decoders (`model_type: "gpt2"`) with a byte-level BPE tokenizer
+(vocab.json + merges.txt, or tokenizer.json). Other architectures raise
+UnsupportedArchitecture naming what was found, so a node operator learns at start-up, not
+mid-round. Nothing is downloaded: the directory must already hold every file.
+
+Answers are greedy continuations of "Question: …\\nAnswer:"; judgments compare the mean
+per-token log-likelihood of the two answers under the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from swarm.runtime.base import (
+    Answer,
+    BackendError,
+    Judgment,
+    Outcome,
+    UnsupportedArchitecture,
+)
+
+SUPPORTED = ("gpt2",)
+PROMPT = "Question: {q}\nAnswer:"
+#: Mean log-likelihood gap under which the likelihood judge calls a tie.
+TIE_MARGIN = 1e-4
+
+# GPT-2's pre-tokeniser with \p{L} / \p{N} spelled for Python's re.
+_PRETOKEN = re.compile(
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+""")
+
+
+@lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable unicode characters."""
+    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+          + list(range(ord("®"), ord("ÿ") + 1)))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
+
+
+class ByteBPETokenizer:
+    """GPT-2 byte-level BPE: vocab (token -> id) and ranked merges."""
+
+    def __init__(self, vocab: dict[str, int], merges: Sequence[tuple[str, str]]) -> None:
+        self.vocab = vocab
+        self.inverse = {i: t for t, i in vocab.items()}
+        self.ranks = {pair: i for i, pair in enumerate(merges)}
+        self.byte_map = bytes_to_unicode()
+        self.byte_unmap = {c: b for b, c in self.byte_map.items()}
+        self._cache: dict[str, list[str]] = {}
+
+    @classmethod
+    def from_dir(cls, path: Path) -> ByteBPETokenizer:
+        if (path / "vocab.json").exists() and (path / "merges.txt").exists():
+            vocab = json.loads((path / "vocab.json").read_text())
+            lines = (path / "merges.txt").read_text().splitlines()
+            merges = [tuple(line.split()) for line in lines
+                      if line and not line.startswith("#version")]
+        elif (path / "tokenizer.json").exists():
+            model = json.loads((path / "tokenizer.json").read_text()).get("model", {})
+            if model.get("type") != "BPE":
+                raise UnsupportedArchitecture(f"tokenizer type {model.get('type')!r}")
+            vocab = model["vocab"]
+            merges = [tuple(m.split()) if isinstance(m, str) else tuple(m)
+                      for m in model["merges"]]
+        else:
+            raise BackendError(f"{path} has no vocab.json/merges.txt or tokenizer.json")
+        return cls(vocab, [(a, b) for a, b in merges])
+
+    def _bpe(self, word: str) -> list[str]:
+        if word in self._cache:
+            return self._cache[word]
+        parts = list(word)
+        while len(parts) > 1:
+            pairs = [(self.ranks.get((a, b), math.inf), i)
+                     for i, (a, b) in enumerate(itertools.pairwise(parts))]
+            rank, i = min(pairs)
+            if rank == math.inf:
+                break
+            parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        self._cache[word] = parts
+        return parts
+
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = []
+        for piece in _PRETOKEN.findall(text):
+            mapped = "".join(self.byte_map[b] for b in piece.encode("utf-8"))
+            for tok in self._bpe(mapped):
+                if tok not in self.vocab:
+                    raise BackendError(f"token {tok!r} missing from the vocabulary")
+                ids.append(self.vocab[tok])
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        chars = "".join(self.inverse.get(i, "") for i in ids)
+        return bytes(self.byte_unmap[c] for c in chars if c in self.byte_unmap).decode(
+            "utf-8", "replace")
+
+
+class GPT2:
+    """GPT-2 forward pass over a checkpoint's tensors (HF naming, Conv1D weights in x out)."""
+
+    def __init__(self, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.n_layer = int(config["n_layer"])
+        self.n_head = int(config["n_head"])
+        self.n_embd = int(config["n_embd"])
+        self.n_ctx = int(config.get("n_positions", config.get("n_ctx", 1024)))
+        self.eps = float(config.get("layer_norm_epsilon", 1e-5))
+        self.t = {k.removeprefix("transformer."): v.to(torch.float32) for k, v in
+                  tensors.items()}
+        needed = ["wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"] + [
+            f"h.{i}.{n}" for i in range(self.n_layer) for n in (
+                "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+                "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+                "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")]
+        missing = [n for n in needed if n not in self.t]
+        if missing:
+            raise BackendError(f"checkpoint lacks tensors: {', '.join(missing[:5])}")
+        self.lm_head = self.t.get("lm_head.weight", self.t["wte.weight"])
+
+    @torch.no_grad()
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) for ids (B, T)."""
+        t = self.t
+        bsz, n = ids.shape
+        if n > self.n_ctx:
+            raise BackendError(f"sequence of {n} tokens exceeds the context of {self.n_ctx}")
+        d, nh = self.n_embd, self.n_head
+        x = t["wte.weight"][ids] + t["wpe.weight"][:n]
+        for i in range(self.n_layer):
+            p = f"h.{i}."
+            h = F.layer_norm(x, (d,), t[p + "ln_1.weight"], t[p + "ln_1.bias"], self.eps)
+            qkv = (h @ t[p + "attn.c_attn.weight"] + t[p + "attn.c_attn.bias"])
+            q, k, v = qkv.view(bsz, n, 3, nh, d // nh).permute(2, 0, 3, 1, 4)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = y.transpose(1, 2).reshape(bsz, n, d)
+            x = x + y @ t[p + "attn.c_proj.weight"] + t[p + "attn.c_proj.bias"]
+            h = F.layer_norm(x, (d,), t[p + "ln_2.weight"], t[p + "ln_2.bias"], self.eps)
+            h = F.gelu(h @ t[p + "mlp.c_fc.weight"] + t[p + "mlp.c_fc.bias"],
+                       approximate="tanh")
+            x = x + h @ t[p + "mlp.c_proj.weight"] + t[p + "mlp.c_proj.bias"]
+        x = F.layer_norm(x, (d,), t["ln_f.weight"], t["ln_f.bias"], self.eps)
+        return x @ self.lm_head.T
+
+
+def checkpoint_files(path: Path) -> list[Path]:
+    files = sorted(path.glob("*.safetensors"))
+    if not (path / "config.json").exists() or not files:
+        raise BackendError(f"{path} needs config.json and *.safetensors")
+    return files
+
+
+def checkpoint_model_id(path: Path) -> bytes:
+    """SHA-256 over the weights files (sorted by name, each length-prefixed)."""
+    h = hashlib.sha256()
+    for f in checkpoint_files(path):
+        data = f.read_bytes()
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.digest()
+
+
+class HFCheckpointBackend:
+    """InferenceBackend over a local checkpoint directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        files = checkpoint_files(self.path)
+        config = json.loads((self.path / "config.json").read_text())
+        arch = config.get("model_type")
+        if arch not in SUPPORTED:
+            raise UnsupportedArchitecture(
+                f"model_type {arch!r} ({config.get('architectures')}) is not supported; "
+                f"supported: {', '.join(SUPPORTED)}")
+        tensors: dict[str, torch.Tensor] = {}
+        for f in files:
+            tensors.update(load_file(str(f)))
+        self.model = GPT2(config, tensors)
+        self.tokenizer = ByteBPETokenizer.from_dir(self.path)
+        eos = config.get("eos_token_id")
+        self.eos: int | None = int(eos) if isinstance(eos, int) else None
+        self._model_id = checkpoint_model_id(self.path)
+
+    @property
+    def model_id(self) -> bytes:
+        return self._model_id
+
+    def generate(self, prompt: str, *, max_tokens: int) -> tuple[str, float]:
+        """Greedy continuation of `prompt` (stops at EOS or a blank line)."""
+        ids = self.tokenizer.encode(PROMPT.format(q=prompt))
+        start = len(ids)
+        total = 0.0
+        for _ in range(max_tokens):
+            window = ids[-self.model.n_ctx:]
+            lp = self.model.logits(torch.tensor([window]))[0, -1].log_softmax(-1)
+            nxt = int(lp.argmax())
+            if nxt == self.eos:
+                break
+            total += float(lp[nxt])
+            ids.append(nxt)
+            if self.tokenizer.decode(ids[start:]).endswith("\n\n"):
+                break
+        return self.tokenizer.decode(ids[start:]).strip(), total
+
+    def mean_logprob(self, question: str, answer: str) -> float:
+        """Mean per-token log-likelihood of `answer` after the question prompt."""
+        prefix = self.tokenizer.encode(PROMPT.format(q=question))
+        target = self.tokenizer.encode(" " + answer.strip())
+        if not target:
+            return -math.inf
+        ids = (prefix + target)[-self.model.n_ctx:]
+        lp = self.model.logits(torch.tensor([ids[:-1]]))[0].log_softmax(-1)
+        n = min(len(target), len(ids) - 1)
+        pos = torch.arange(len(ids) - 1 - n, len(ids) - 1)
+        return float(lp[pos, torch.tensor(ids[-n:])].mean())
+
+    def judge_sync(self, question: str, answer_a: str, answer_b: str) -> Judgment:
+        a, b = self.mean_logprob(question, answer_a), self.mean_logprob(question, answer_b)
+        reason = f"mean log-likelihood A={a:.4f} B={b:.4f}"
+        if abs(a - b) <= TIE_MARGIN or (math.isinf(a) and math.isinf(b)):
+            return Judgment(Outcome.TIE, reason)
+        return Judgment(Outcome.A if a > b else Outcome.B, reason)
+
+    async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
+        text, lp = await asyncio.to_thread(self.generate, prompt, max_tokens=max_tokens)
+        return Answer(text, self.model_id, lp)
+
+    async def judge(self, question: str, answer_a: str, answer_b: str) -> Judgment:
+        return await asyncio.to_thread(self.judge_sync, question, answer_a, answer_b)

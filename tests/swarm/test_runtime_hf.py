@@ -1,0 +1,167 @@
+"""The local Hugging Face checkpoint backend on tiny GPT-2 checkpoints written here."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from swarm.runtime.base import BackendError, InferenceBackend, Outcome, UnsupportedArchitecture
+from swarm.runtime.hf import (
+    ByteBPETokenizer,
+    HFCheckpointBackend,
+    bytes_to_unicode,
+    checkpoint_model_id,
+)
+
+D, HEADS, LAYERS, CTX = 8, 2, 2, 64
+MERGES = [("Ġ", "W"), ("h", "a"), ("ha", "t"), ("ĠW", "hat")]
+
+
+def vocab() -> dict[str, int]:
+    chars = [bytes_to_unicode()[b] for b in range(256)]
+    toks = chars + [a + b for a, b in MERGES]
+    return {t: i for i, t in enumerate(toks)}
+
+
+def gpt2_tensors(seed: int, *, blank: bool = False) -> dict[str, torch.Tensor]:
+    """Random GPT-2 weights; `blank` zeroes the blocks so the model always emits '7'."""
+    g = torch.Generator().manual_seed(seed)
+    v = len(vocab())
+
+    def r(*shape: int) -> torch.Tensor:
+        x = torch.randn(*shape, generator=g) * 0.3
+        return torch.zeros(*shape) if blank else x
+
+    t = {"wte.weight": torch.randn(v, D, generator=g) * 0.3,
+         "wpe.weight": torch.randn(CTX, D, generator=g) * 0.3,
+         "ln_f.weight": 1 + r(D), "ln_f.bias": r(D)}
+    for i in range(LAYERS):
+        p = f"h.{i}."
+        t |= {p + "ln_1.weight": 1 + r(D), p + "ln_1.bias": r(D),
+              p + "attn.c_attn.weight": r(D, 3 * D), p + "attn.c_attn.bias": r(3 * D),
+              p + "attn.c_proj.weight": r(D, D), p + "attn.c_proj.bias": r(D),
+              p + "ln_2.weight": 1 + r(D), p + "ln_2.bias": r(D),
+              p + "mlp.c_fc.weight": r(D, 4 * D), p + "mlp.c_fc.bias": r(4 * D),
+              p + "mlp.c_proj.weight": r(4 * D, D), p + "mlp.c_proj.bias": r(D)}
+    if blank:
+        seven = vocab()["7"]
+        t["wte.weight"][:, 0] = 0.0
+        t["wte.weight"][seven, 0] = 10.0
+        t["ln_f.weight"] = torch.zeros(D)
+        t["ln_f.bias"] = torch.zeros(D)
+        t["ln_f.bias"][0] = 1.0
+    return t
+
+
+def write_checkpoint(path: Path, tensors: dict[str, torch.Tensor], *,
+                     model_type: str = "gpt2", tokenizer_json: bool = False) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps({
+        "model_type": model_type, "architectures": ["GPT2LMHeadModel"], "n_layer": LAYERS,
+        "n_head": HEADS, "n_embd": D, "n_positions": CTX, "vocab_size": len(vocab()),
+        "eos_token_id": None}))
+    save_file({"transformer." + k: v.contiguous() for k, v in tensors.items()},
+              str(path / "model.safetensors"))
+    if tokenizer_json:
+        (path / "tokenizer.json").write_text(json.dumps({"model": {
+            "type": "BPE", "vocab": vocab(), "merges": [f"{a} {b}" for a, b in MERGES]}}))
+    else:
+        (path / "vocab.json").write_text(json.dumps(vocab()))
+        (path / "merges.txt").write_text(
+            "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in MERGES) + "\n")
+    return path
+
+
+def reference_logits(t: dict[str, torch.Tensor], ids: list[int]) -> torch.Tensor:
+    """An independent, loop-by-loop GPT-2 forward pass (no batching, explicit softmax)."""
+    def ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        mu = x.mean()
+        return (x - mu) / torch.sqrt(((x - mu) ** 2).mean() + 1e-5) * w + b
+
+    def gelu(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+    xs = [t["wte.weight"][i] + t["wpe.weight"][p] for p, i in enumerate(ids)]
+    hd = D // HEADS
+    for layer in range(LAYERS):
+        p = f"h.{layer}."
+        qkv = [ln(x, t[p + "ln_1.weight"], t[p + "ln_1.bias"]) @ t[p + "attn.c_attn.weight"]
+               + t[p + "attn.c_attn.bias"] for x in xs]
+        new = []
+        for i, x in enumerate(xs):
+            heads: list[torch.Tensor] = []
+            for h in range(HEADS):
+                q = qkv[i][h * hd:(h + 1) * hd]
+                scores = torch.stack([q @ qkv[j][D + h * hd:D + (h + 1) * hd]
+                                      for j in range(i + 1)]) / math.sqrt(hd)
+                w = torch.exp(scores - scores.max())
+                w = w / w.sum()
+                heads.append(torch.stack([w[j] * qkv[j][2 * D + h * hd:2 * D + (h + 1) * hd]
+                                          for j in range(i + 1)]).sum(dim=0))
+            y = torch.cat(heads) @ t[p + "attn.c_proj.weight"] + t[p + "attn.c_proj.bias"]
+            new.append(x + y)
+        xs = []
+        for x in new:
+            m = gelu(ln(x, t[p + "ln_2.weight"], t[p + "ln_2.bias"]) @ t[p + "mlp.c_fc.weight"]
+                     + t[p + "mlp.c_fc.bias"])
+            xs.append(x + m @ t[p + "mlp.c_proj.weight"] + t[p + "mlp.c_proj.bias"])
+    return torch.stack([ln(x, t["ln_f.weight"], t["ln_f.bias"]) @ t["wte.weight"].T
+                        for x in xs])
+
+
+def test_tokenizer_merges_and_round_trip(tmp_path: Path) -> None:
+    for as_json in (False, True):
+        d = write_checkpoint(tmp_path / str(as_json), gpt2_tensors(0), tokenizer_json=as_json)
+        tok = ByteBPETokenizer.from_dir(d)
+        ids = tok.encode("Question: What is 2+2?\nAnswer: 4 é")
+        assert vocab()["ĠWhat"] in ids  # merges applied in rank order
+        assert vocab()["ha"] not in ids  # ...and fully
+        assert tok.decode(ids) == "Question: What is 2+2?\nAnswer: 4 é"
+
+
+def test_forward_matches_independent_reference(tmp_path: Path) -> None:
+    tensors = gpt2_tensors(1)
+    backend = HFCheckpointBackend(write_checkpoint(tmp_path, tensors))
+    ids = backend.tokenizer.encode("What is 12*3?")
+    got = backend.model.logits(torch.tensor([ids]))[0]
+    want = reference_logits(tensors, ids)
+    assert got.shape == (len(ids), len(vocab()))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+async def test_answer_and_judge(tmp_path: Path) -> None:
+    backend = HFCheckpointBackend(write_checkpoint(tmp_path, gpt2_tensors(2, blank=True)))
+    assert isinstance(backend, InferenceBackend)
+    ans = await backend.answer("What is 3+4?", max_tokens=3)
+    assert ans.text == "777"
+    assert ans.model_id == backend.model_id and ans.token_logprob is not None
+    assert ans.token_logprob > -0.1  # the model is nearly certain of "7" (3 tokens)
+    assert (await backend.judge("What is 3+4?", "7", "8")).outcome is Outcome.A
+    assert (await backend.judge("What is 3+4?", "8", "7")).outcome is Outcome.B
+    assert (await backend.judge("What is 3+4?", "7", " 7 ")).outcome is Outcome.TIE
+
+
+def test_model_id_is_the_weights_hash(tmp_path: Path) -> None:
+    a = write_checkpoint(tmp_path / "a", gpt2_tensors(3))
+    b = write_checkpoint(tmp_path / "b", gpt2_tensors(4))
+    assert HFCheckpointBackend(a).model_id == checkpoint_model_id(a)
+    assert len(checkpoint_model_id(a)) == 32
+    assert checkpoint_model_id(a) != checkpoint_model_id(b)
+
+
+def test_unsupported_and_broken_checkpoints(tmp_path: Path) -> None:
+    llama = write_checkpoint(tmp_path / "llama", gpt2_tensors(5), model_type="llama")
+    with pytest.raises(UnsupportedArchitecture, match="'llama'"):
+        HFCheckpointBackend(llama)
+    broken = gpt2_tensors(5)
+    del broken["h.1.mlp.c_fc.weight"]
+    with pytest.raises(BackendError, match=r"h\.1\.mlp\.c_fc\.weight"):
+        HFCheckpointBackend(write_checkpoint(tmp_path / "broken", broken))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BackendError, match=r"config\.json"):
+        HFCheckpointBackend(tmp_path / "empty")

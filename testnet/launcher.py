@@ -159,6 +159,9 @@ def up(
                              mine=i < mining)
             datadir = Path(rec.datadir)
             datadir.mkdir(exist_ok=True)
+            config = datadir / "node.toml"
+            if not config.exists():  # the node's own config file, here to edit by hand
+                config.write_text("# pouwchain node config (flags on the command line win)\n")
             cmd = node_command(datadir, rec.port, mine=rec.mine, peers=peers, genesis=genesis)
             proc = spawn(cmd, directory / f"node-{i}.out", detach=True)
             rec.pid = proc.pid

@@ -5,14 +5,17 @@ with its own datadir and port; `TestNetwork` wires them (`connect`, `disconnect`
 `split_network`, `join_network`) and waits for agreement (`sync_blocks`, `sync_mempools`,
 `wait_until`). Nothing is mocked: the only way in is the network and the API.
 
-Test nodes run with peer discovery off (``node.toml``), so the topology is exactly what the
-test asked for and a split network stays split until `join_network`.
+Test nodes run with peer discovery off and, unless started with seed peers, without the
+automatic dialer (``node.toml``: ``target_outbound = 0``), so the topology is exactly what the
+test asked for and a split network stays split until `join_network` (like Bitcoin Core's
+``-connect=0``). A node started with seeds dials them (and redials them) on its own.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -117,18 +120,29 @@ class TestNode:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def _write_config(self) -> None:
-        lines = [f"{k} = {json.dumps(v)}" for k, v in self.config.items()]
+    def _write_config(self, *, dial: bool) -> None:
+        config = dict(self.config)
+        if not dial:
+            config.setdefault("target_outbound", 0)
+        lines = [f"{k} = {json.dumps(v)}" for k, v in config.items()]
         (self.datadir / "node.toml").write_text("\n".join(lines) + "\n")
 
     def start(self, *, peers: Sequence[TestNode] = (), extra_args: Sequence[str] = (),
               timeout: float = DEFAULT_TIMEOUT) -> None:
         """Launch the process and wait until it serves its API (its own node.json)."""
+        self.launch(peers=peers, extra_args=extra_args)
+        self.wait_started(timeout)
+
+    def launch(self, *, peers: Sequence[TestNode] = (), extra_args: Sequence[str] = ()) -> None:
+        """Start the process without waiting (several nodes then start in parallel)."""
         assert not self.running, f"{self} already running"
-        self._write_config()
+        self._write_config(dial=bool(peers))
         cmd = node_command(self.datadir, self.port, mine=self.mine, genesis=self.genesis,
                            peers=[p.address for p in peers], extra=extra_args)
         self.proc = spawn(cmd, self.datadir.parent / f"node{self.index}.out")
+
+    def wait_started(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        assert self.proc is not None, f"{self} was not launched"
         self.info = wait_ready(self.datadir, self.proc, timeout)
 
     def stop(self, timeout: float = 30.0) -> int | None:
@@ -232,13 +246,22 @@ class TestNode:
         return result
 
     def log_tail(self, lines: int = 60) -> str:
+        """The end of node.log, and whatever the process printed that is not a log line
+        (tracebacks, startup errors)."""
         out = []
-        for path in (self.log_path, self.datadir.parent / f"node{self.index}.out"):
-            try:
-                text = path.read_text(errors="replace").splitlines()[-lines:]
-            except OSError:
-                continue
-            out.append(f"==> {path} <==\n" + "\n".join(text))
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"==> {self.log_path} <==\n" + "\n".join(text))
+        except OSError:
+            pass
+        stdout = self.datadir.parent / f"node{self.index}.out"
+        try:
+            other = [x for x in stdout.read_text(errors="replace").splitlines()
+                     if not x.startswith('{"ts":')][-lines:]
+        except OSError:
+            other = []
+        if other:
+            out.append(f"==> {stdout} (non-log output) <==\n" + "\n".join(other))
         return "\n".join(out)
 
 
@@ -262,11 +285,22 @@ class TestNetwork:
             node.start(**start_kwargs)
         return node
 
-    def add_nodes(self, count: int, **kwargs: Any) -> list[TestNode]:
-        return [self.add_node(**kwargs) for _ in range(count)]
+    def add_nodes(self, count: int, *, mine: bool = False,
+                  config: dict[str, Any] | None = None) -> list[TestNode]:
+        """``count`` unconnected nodes, started in parallel (startup is mostly imports)."""
+        nodes = [self.add_node(mine=mine, config=config, start=False) for _ in range(count)]
+        for node in nodes:
+            node.launch()
+        for node in nodes:
+            node.wait_started()
+        return nodes
 
     def teardown(self) -> None:
-        """Stop every node (SIGTERM, then SIGKILL): never leave a process behind."""
+        """Stop every node (SIGTERM to all, then wait, then SIGKILL): never leave a process
+        behind."""
+        for node in self.nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.send_signal(signal.SIGTERM)
         for node in self.nodes:
             try:
                 node.stop(timeout=10.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,11 +54,11 @@ def test_miner_figures_and_table() -> None:
                          "nonuseful_macs": 1}}
     assert miner_figures(status, {}) == (1500.0, 0.75)
     assert miner_figures({"mining": {"enabled": False}}, {}) == (None, None)
-    rows = [{"node": "node-0", "role": "miner", "address": "127.0.0.1:1", "state": "ok",
-             "height": 7, "peers": 2, "tip": "abcdef012345", "tickets_per_s": 1500.0,
-             "useful_share": 0.75},
-            {"node": "node-1", "role": "validator", "address": "127.0.0.1:2",
-             "state": "stopped"}]
+    rows: list[dict[str, Any]] = [
+        {"node": "node-0", "role": "miner", "address": "127.0.0.1:1", "state": "ok",
+         "height": 7, "peers": 2, "tip": "abcdef012345", "tickets_per_s": 1500.0,
+         "useful_share": 0.75},
+        {"node": "node-1", "role": "validator", "address": "127.0.0.1:2", "state": "stopped"}]
     table = format_table(rows)
     assert "abcdef012345" in table and "75%" in table and "1.5e+03" in table
     assert "stopped" in table.splitlines()[3]

@@ -1,0 +1,275 @@
+"""Network benchmark: block propagation across local nodes, and sync speed of a new node.
+
+Propagation: N node processes on 127.0.0.1 (a ring, meshed further by peer discovery); the
+mempools are filled with T transfers, node 0 mines one block holding them, and each node's
+log records when the block became its tip (``chain.tip`` events, debug level, wall-clock
+``ts``; all nodes share this machine's clock). The delay of a node is its ``ts`` minus the
+miner's. Repeated for several blocks; p50/p95 over all (block, node) pairs.
+
+Sync: the other nodes stop, node 0 extends its chain to S blocks, and a fresh node started
+with node 0 as its only seed catches up. Reported two ways: blocks over wall time from
+process start to reaching the tip (includes startup), and blocks over the node's own
+``sync.start`` -> ``sync.done`` interval.
+
+Usage: ``python bench/network.py [--nodes 8] [--txs 1000] [--blocks 5] [--sync-blocks 2000]
+[--json]``. Targets from issue 4: p95 <= 250 ms; sync >= 300 blocks/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from consensus.tx import Transaction, public_key, sign_transaction
+from contracts import Transfer
+from testnet.client import request
+from testnet.genesis import DEV_CHAIN_ID, write_genesis
+from testnet.process import (
+    free_port,
+    node_command,
+    read_token,
+    spawn,
+    stop_process,
+    wait_ready,
+)
+
+PER_SENDER = 16  # the mempool's per-sender limit
+P95_TARGET_MS = 250.0
+SYNC_TARGET = 300.0
+
+
+class Node:
+    """One benchmark node process."""
+
+    def __init__(self, base: Path, index: int, genesis: Path) -> None:
+        self.index = index
+        self.datadir = base / f"node{index}"
+        self.datadir.mkdir(parents=True)
+        (self.datadir / "node.toml").write_text('log_level = "debug"\n')
+        self.port = free_port()
+        self.genesis = genesis
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.api = ""
+        self.started = 0.0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, peers: list[str]) -> None:
+        cmd = node_command(self.datadir, self.port, genesis=self.genesis, peers=peers)
+        self.started = time.time()
+        self.proc = spawn(cmd, self.datadir.parent / f"node{self.index}.out")
+        self.api = str(wait_ready(self.datadir, self.proc, 60.0)["api"])
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, 20.0)
+            self.proc = None
+
+    def call(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
+        return request(self.api, method, path, token=read_token(self.datadir), body=body,
+                       timeout=timeout)
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("GET", "/api/v1/status")
+        return result
+
+    def events(self, name: str, since: int = 0) -> list[dict[str, Any]]:
+        """Log events called ``name`` written after byte offset ``since``."""
+        out = []
+        with open(self.datadir / "node.log", "rb") as f:
+            f.seek(since)
+            for line in f:
+                if name.encode() not in line:
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
+                if item.get("event") == name:
+                    out.append(item)
+        return out
+
+    def log_size(self) -> int:
+        try:
+            return (self.datadir / "node.log").stat().st_size
+        except OSError:
+            return 0
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def generate(node: Node, count: int) -> list[str]:
+    ids: list[str] = []
+    while len(ids) < count:
+        batch = min(1000, count - len(ids))
+        result = node.call("POST", "/api/v1/miner/generate", {"count": batch},
+                           timeout=60.0 + 2.0 * batch)
+        ids += [str(x) for x in result["blocks"]]
+    return ids
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def submit_all(node: Node, txs: list[Transaction]) -> None:
+    """POST the transactions (8 client threads: the HTTP round trips overlap)."""
+    def post(tx: Transaction) -> None:
+        request(node.api, "POST", "/api/v1/txs", body={"tx": tx.encode().hex()}, timeout=30.0)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(post, txs))
+
+
+def propagation(nodes: list[Node], seeds: list[bytes], nonces: list[int], *, txs: int,
+                blocks: int) -> dict[str, Any]:
+    miner = nodes[0]
+    delays_ms: list[float] = []
+    per_block: list[dict[str, Any]] = []
+    recipient = public_key(os.urandom(32))
+    for _ in range(blocks):
+        batch: list[Transaction] = []
+        for s, seed in enumerate(seeds):  # 16 each: a block empties every sender's slots
+            for _ in range(min(PER_SENDER, txs - len(batch))):
+                batch.append(sign_transaction(seed, chain_id=DEV_CHAIN_ID, nonce=nonces[s],
+                                              fee=10, payload=Transfer(to=recipient, amount=1)))
+                nonces[s] += 1
+            if len(batch) == txs:
+                break
+        submit_all(miner, batch)
+        wait_for(lambda: all(n.status()["mempool"] >= txs for n in nodes), 120,
+                 "every mempool to hold the transactions", interval=0.2)
+        offsets = [n.log_size() for n in nodes]
+        [block_id] = generate(miner, 1)
+        prefix = block_id[:16]
+
+        def arrivals(offsets: list[int] = offsets, prefix: str = prefix) -> list[float] | None:
+            times = []
+            for n, off in zip(nodes, offsets, strict=True):
+                hits = [e for e in n.events("chain.tip", off) if e.get("tip") == prefix]
+                if not hits:
+                    return None
+                times.append(float(hits[0]["ts"]))
+            return times
+
+        times = wait_for(arrivals, 60, f"block {prefix} on every node", interval=0.1)
+        block = miner.call("GET", f"/api/v1/blocks/{block_id}")
+        delays = [(t - times[0]) * 1e3 for t in times[1:]]
+        delays_ms += delays
+        per_block.append({"block": prefix, "txs": block["tx_count"], "bytes": block["size"],
+                          "max_ms": round(max(delays), 1)})
+    peers = [n.status()["peers"] for n in nodes]
+    return {"nodes": len(nodes), "blocks": per_block, "samples": len(delays_ms),
+            "p50_ms": round(percentile(delays_ms, 0.5), 1),
+            "p95_ms": round(percentile(delays_ms, 0.95), 1),
+            "max_ms": round(max(delays_ms), 1),
+            "mean_peers": round(statistics.mean(peers), 1)}
+
+
+def sync(base: Path, source: Node, genesis: Path, *, height: int) -> dict[str, Any]:
+    have = int(source.status()["height"])
+    started = time.monotonic()
+    if height > have:
+        generate(source, height - have)
+    gen_s = time.monotonic() - started
+    fresh = Node(base, 99, genesis)
+    fresh.start([source.address])
+    try:
+        wait_for(lambda: fresh.status()["height"] >= height, 600, "the fresh node to sync",
+                 interval=0.05)
+        reached = time.time()
+        wall_s = reached - fresh.started
+        starts = fresh.events("sync.start")
+        dones = fresh.events("sync.done")
+        sync_s = float(dones[-1]["ts"]) - float(starts[0]["ts"]) if starts and dones else None
+    finally:
+        fresh.stop()
+    return {"blocks": height, "generate_s": round(gen_s, 1),
+            "wall_s": round(wall_s, 2), "wall_blocks_per_s": round(height / wall_s, 1),
+            "sync_s": None if sync_s is None else round(sync_s, 2),
+            "sync_blocks_per_s": None if not sync_s else round(height / sync_s, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", type=int, default=8)
+    parser.add_argument("--txs", type=int, default=1000, help="transactions per block")
+    parser.add_argument("--blocks", type=int, default=5, help="blocks measured")
+    parser.add_argument("--sync-blocks", type=int, default=2000)
+    parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    args = parser.parse_args(argv)
+
+    senders = -(-args.txs // PER_SENDER)
+    seeds = [os.urandom(32) for _ in range(senders)]
+    nonces = [0] * senders
+    with tempfile.TemporaryDirectory(prefix="pouw-bench-net-") as tmp:
+        base = Path(tmp)
+        genesis = base / "genesis.json"
+        write_genesis(genesis, seeds)
+        nodes = [Node(base, i, genesis) for i in range(args.nodes)]
+        try:
+            for i, node in enumerate(nodes):
+                peers = [nodes[i - 1].address] if i else []
+                if i == len(nodes) - 1 and i > 1:
+                    peers.append(nodes[0].address)
+                node.start(peers)
+            wait_for(lambda: all(n.status()["peers"] >= 2 for n in nodes[1:]), 60,
+                     "the ring to connect", interval=0.2)
+            prop = propagation(nodes, seeds, nonces, txs=args.txs, blocks=args.blocks)
+            for node in nodes[1:]:
+                node.stop()
+            syn = sync(base, nodes[0], genesis, height=args.sync_blocks)
+        finally:
+            for node in nodes:
+                node.stop()
+
+    result = {"propagation": prop, "sync": syn,
+              "targets": {"p95_ms": P95_TARGET_MS, "sync_blocks_per_s": SYNC_TARGET},
+              "cpus": os.cpu_count()}
+    print(f"block propagation, {prop['nodes']} nodes (mean {prop['mean_peers']} peers), "
+          f"{args.txs} txs/block, {len(prop['blocks'])} blocks, {prop['samples']} samples")
+    print(f"  {'block':<18}{'txs':>6}{'bytes':>10}{'slowest node ms':>17}")
+    for b in prop["blocks"]:
+        print(f"  {b['block']:<18}{b['txs']:>6}{b['bytes']:>10}{b['max_ms']:>17}")
+    ok = "meets" if prop["p95_ms"] <= P95_TARGET_MS else "MISSES"
+    print(f"  p50 {prop['p50_ms']} ms  p95 {prop['p95_ms']} ms  max {prop['max_ms']} ms "
+          f"({ok} p95 <= {P95_TARGET_MS:.0f} ms)")
+    rate = syn["sync_blocks_per_s"] or syn["wall_blocks_per_s"]
+    ok = "meets" if rate >= SYNC_TARGET else "MISSES"
+    print(f"sync of {syn['blocks']} blocks by a fresh node (chain generated in "
+          f"{syn['generate_s']} s)")
+    print(f"  process start -> tip: {syn['wall_s']} s = {syn['wall_blocks_per_s']} blocks/s")
+    print(f"  sync.start -> sync.done: {syn['sync_s']} s = {syn['sync_blocks_per_s']} blocks/s "
+          f"({ok} >= {SYNC_TARGET:.0f} blocks/s)")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

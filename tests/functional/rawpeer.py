@@ -1,0 +1,143 @@
+"""A raw p2p peer for functional tests: speaks the wire protocol itself, so it can lie.
+
+Like Bitcoin Core's ``P2PInterface``: it completes the real handshake (HELLO both ways,
+Ed25519 AUTH over the node's nonce), then lets a test send any frame, including invalid
+blocks, bad signatures and bytes that are not frames at all, and observe how the node
+reacts (the REJECT reason it sends before closing, or a refused reconnection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import aiohttp
+import nacl.signing
+
+from consensus.block import Block
+from node.p2p.protocol import (
+    PROTOCOL_VERSION,
+    Message,
+    MsgType,
+    auth_message,
+    decode_frame,
+    encode_frame,
+    work_bytes,
+)
+
+
+class PeerRefused(Exception):
+    """The node closed the connection during the handshake; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class RawPeer:
+    """One WebSocket connection to ``url``/p2p with identity ``seed``."""
+
+    def __init__(self, url: str, *, seed: bytes | None = None, network: str = "dev",
+                 chain_id: int = 1337) -> None:
+        self.url = url.rstrip("/") + "/p2p"
+        self.key = nacl.signing.SigningKey(seed or os.urandom(32))
+        self.node_id = bytes(self.key.verify_key)
+        self.network = network
+        self.chain_id = chain_id
+        self.session: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.their_hello: Message | None = None
+        self.received: list[Message] = []
+
+    async def __aenter__(self) -> RawPeer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self.session is not None:
+            await self.session.close()
+        self.ws = self.session = None
+
+    async def connect(self, *, genesis: bytes | None = None, timeout: float = 10.0) -> Message:
+        """Open the socket and complete the handshake; the node's HELLO.
+
+        Raises `PeerRefused` if the node answers with REJECT or closes instead.
+        """
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(self.url, max_msg_size=0, autoping=False)
+        async with asyncio.timeout(timeout):
+            their = await self._recv_raw()
+            if their.type != MsgType.HELLO:
+                raise PeerRefused(f"expected HELLO, got {their.type.name}")
+            self.their_hello = their
+            genesis_id = genesis or bytes(their["genesis"])
+            await self.send(MsgType.HELLO, {
+                "version": PROTOCOL_VERSION, "network": self.network, "chain_id": self.chain_id,
+                "genesis": genesis_id, "tip": genesis_id, "height": 0, "work": work_bytes(1),
+                "node_id": self.node_id, "nonce": os.urandom(32), "listen": "",
+                "time": int(time.time()), "agent": "rawpeer/test"})
+            signature = self.key.sign(auth_message(nonce=bytes(their["nonce"]),
+                                                   signer=self.node_id, genesis=genesis_id))
+            await self.send(MsgType.AUTH, {"signature": bytes(signature.signature)})
+            auth = await self._recv_raw()
+            if auth.type != MsgType.AUTH:
+                raise PeerRefused(f"expected AUTH, got {auth.type.name}")
+        return their
+
+    async def _recv_raw(self, timeout: float | None = None) -> Message:
+        assert self.ws is not None
+        msg = await self.ws.receive(timeout=timeout)
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            frame = decode_frame(msg.data)
+            if frame.type == MsgType.REJECT:
+                raise PeerRefused(str(frame["reason"]))
+            return frame
+        raise PeerRefused(f"closed ({msg.type.name}: {msg.extra})")
+
+    async def send(self, msg_type: MsgType, body: dict[str, Any]) -> None:
+        await self.send_raw(encode_frame(msg_type, body))
+
+    async def send_raw(self, data: bytes) -> None:
+        assert self.ws is not None
+        await self.ws.send_bytes(data)
+
+    async def serve_until_closed(self, blocks: dict[bytes, Block] | None = None,
+                                 timeout: float = 30.0) -> str:
+        """Answer the node's requests from ``blocks`` until it closes; its REJECT reason.
+
+        GETHEADERS gets our headers, GETDATA our blocks: whichever way the node fetches
+        an announced block (gossip or headers-first sync), it receives what we want it to.
+        """
+        blocks = blocks or {}
+        assert self.ws is not None
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    msg = await self._recv_raw()
+                    self.received.append(msg)
+                    if msg.type == MsgType.PING:
+                        await self.send(MsgType.PONG, {"nonce": msg["nonce"]})
+                    elif msg.type == MsgType.GETHEADERS:
+                        headers = [b.header.encode() for b in blocks.values()]
+                        await self.send(MsgType.HEADERS, {"req": msg["req"], "headers": headers})
+                    elif msg.type == MsgType.GETDATA:
+                        found = [blocks[i].encode() for i in msg["ids"] if i in blocks]
+                        missing = [i for i in msg["ids"] if i not in blocks]
+                        await self.send(MsgType.BLOCKS, {"req": msg["req"], "blocks": found,
+                                                         "missing": missing})
+        except PeerRefused as exc:
+            return exc.reason
+        except TimeoutError:
+            return "timeout: node kept the connection open"
+
+    async def announce(self, block: Block) -> None:
+        """INV for ``block`` (claiming a little more work than genesis)."""
+        header = block.header
+        await self.send(MsgType.INV, {"blocks": [[header.block_id(), header.height,
+                                                  work_bytes(header.height + 1)]]})

@@ -1,0 +1,91 @@
+"""`pouwchain testnet up --detach | status | down`, and the foreground table stopped by Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from testnet.launcher import load_state
+from testnet.process import REPO_ROOT, pid_alive, stop_pid
+from tests.functional.framework import wait_until
+
+
+def pouwchain(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def status_rows(directory: Path) -> list[dict[str, object]]:
+    done = pouwchain("testnet", "status", "--dir", str(directory), "--json", timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows: list[dict[str, object]] = json.loads(done.stdout.splitlines()[-1])
+    return rows
+
+
+def test_detached_testnet_up_status_down(tmp_path: Path) -> None:
+    directory = tmp_path / "net"
+    try:
+        done = pouwchain("testnet", "up", "--nodes", "3", "--dir", str(directory), "--detach")
+        assert done.returncode == 0, done.stdout + done.stderr
+        records = load_state(directory)
+        assert [r.mine for r in records] == [True, False, False]  # half, at least one
+        assert all(pid_alive(r.pid) for r in records)
+        keys = sorted((directory / "keys").iterdir())
+        assert keys and all(p.stat().st_mode & 0o077 == 0 for p in keys)
+
+        # the ring is connected and the miner's blocks reach every node
+        def progressing() -> bool:
+            rows = status_rows(directory)
+            return all(r["state"] in ("ok", "syncing") and int(str(r["peers"])) >= 1
+                       and int(str(r["height"])) >= 2 for r in rows)
+
+        wait_until(progressing, 120, interval=1.0, message="testnet mines and relays")
+        table = pouwchain("testnet", "status", "--dir", str(directory), timeout=30)
+        assert table.returncode == 0 and table.stdout.count("node-") == 3, table.stdout
+
+        genesis = (directory / "genesis.json").read_text()
+        done = pouwchain("testnet", "down", "--dir", str(directory), timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "3 node(s) stopped" in done.stdout
+        assert not any(pid_alive(r.pid) for r in records)
+        assert pouwchain("testnet", "status", "--dir", str(directory)).returncode == 2
+
+        # up again on the same directory reuses the genesis and the chains
+        done = pouwchain("testnet", "up", "--nodes", "3", "--dir", str(directory), "--detach")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (directory / "genesis.json").read_text() == genesis
+        rows = status_rows(directory)
+        assert all(int(str(r["height"])) >= 2 for r in rows), rows
+    finally:
+        for r in load_state(directory):
+            if r.pid and pid_alive(r.pid):
+                stop_pid(r.pid, 10)
+
+
+def test_foreground_testnet_shows_table_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    directory = tmp_path / "net"
+    out = tmp_path / "launcher.out"
+    with open(out, "w") as sink:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "testnet", "up", "--nodes", "2", "--dir",
+             str(directory)], cwd=REPO_ROOT, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: out.read_text().count("tickets/s") >= 2, 120, interval=0.5,
+                   message="two status tables printed")
+        records = load_state(directory)
+        assert len(records) == 2 and all(pid_alive(r.pid) for r in records)
+        launcher.send_signal(signal.SIGINT)
+        assert launcher.wait(60) == 0
+        assert not any(pid_alive(r.pid) for r in records)
+        text = out.read_text()
+        assert "node-1" in text and "stopped" in text
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        for r in load_state(directory):
+            if r.pid and pid_alive(r.pid):
+                stop_pid(r.pid, 10)

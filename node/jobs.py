@@ -167,7 +167,7 @@ class Job:
     product: np.ndarray | None = None
     result_hash: bytes = b""
     worker: bytes = b""
-    computed_by: str = ""  # "miner" (mined as useful work) or "worker" (plain product)
+    computed_by: str = ""  # "mined" (a block's useful work) or "computed" (plain product)
     mined_block: bytes = b""  # id of a block whose certificate was computed on these operands
     finished_at: float = 0.0
     receipt_tx_id: bytes = b""
@@ -335,7 +335,7 @@ class JobService:
                                                 backend=get_backend(self.backend))
                     session.r = job.ops.r
                     result = session.mine(job.ops.a, job.ops.b)
-                    self.finish(job, result.product, computed_by="worker")
+                    self.finish(job, result.product, computed_by="computed")
                 except Exception as exc:  # a job must never kill the worker
                     log.exception("job failed")
                     self.fail(job, repr(exc))
@@ -358,7 +358,19 @@ class JobService:
 
     async def settle(self) -> None:
         """Read job records at the tip; send receipts for computed jobs whose request landed."""
+        from node.miner import on_chain_thread
+
+        for tx in await on_chain_thread(self.node, self._settle_step):
+            try:
+                await self.node.submit_transaction(tx)
+            except Exception as exc:  # retried at the next tip
+                log.warning("receipt not admitted: %s", exc)
+
+    def _settle_step(self) -> list[Transaction]:
+        """Chain thread: refresh each job's on-chain view; the receipts now due."""
         state = State(self.node.chain.state_view())
+        due: list[Transaction] = []
+        nonce = state.account(self.address).nonce + len(self.node.mempool.pending_of(self.address))
         for job in list(self.jobs.values()):
             record = job_record(state, job.job_id)
             if record is None:
@@ -375,18 +387,14 @@ class JobService:
             sent = bool(job.receipt_tx_id) and job.receipt_tx_id in self.node.mempool
             if job.status != DONE or sent:
                 continue
-            tx = self._receipt(state, job)
-            try:
-                job.receipt_tx_id = await self.node.submit_transaction(tx)
-            except Exception as exc:  # retried at the next tip
-                log.warning("receipt not admitted: %s", exc)
-
-    def _receipt(self, state: State, job: Job) -> Transaction:
-        nonce = state.account(self.address).nonce + len(self.node.mempool.pending_of(self.address))
-        return sign_transaction(
-            bytes(self.node.identity), chain_id=self.node.chain.params.chain_id, nonce=nonce,
-            fee=self.receipt_fee,
-            payload=JobReceipt(job_id=job.job_id, result_hash=job.result_hash))
+            tx = sign_transaction(
+                bytes(self.node.identity), chain_id=self.node.chain.params.chain_id,
+                nonce=nonce, fee=self.receipt_fee,
+                payload=JobReceipt(job_id=job.job_id, result_hash=job.result_hash))
+            nonce += 1
+            job.receipt_tx_id = tx.id()
+            due.append(tx)
+        return due
 
     # -- views ----------------------------------------------------------------------------------
 

@@ -22,8 +22,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import nacl.signing
 import numpy as np
@@ -46,6 +46,7 @@ from node.jobs import JobService
 from pouw import MiningSession, PouwParams, WinningTicket, get_backend, work_of_target
 
 log = logging.getLogger("pouwchain.miner")
+T = TypeVar("T")
 
 DEV_SHAPE = (64, 256, 64, 32)  # m, k, n, r of self-generated work: ~1 ms per job on a CPU
 FUTURE_MARGIN = 5  # seconds kept below the consensus future-timestamp bound
@@ -75,7 +76,8 @@ class MinerConfig:
     @classmethod
     def from_node_config(cls, config: Any) -> MinerConfig:
         """Read optional ``miner_address`` (hex), ``mining_shape``, ``mining_backend``,
-        ``mining_interval`` from the node config; absent keys keep the defaults."""
+        ``mining_interval``, ``mining_block_interval`` from the node config; absent keys keep
+        the defaults."""
         kwargs: dict[str, Any] = {}
         address = getattr(config, "miner_address", None)
         if address:
@@ -89,6 +91,9 @@ class MinerConfig:
         interval = getattr(config, "mining_interval", None)
         if interval is not None:
             kwargs["interval"] = float(interval)
+        block_interval = getattr(config, "mining_block_interval", None)
+        if block_interval is not None:
+            kwargs["trivial_block_interval"] = float(block_interval)
         return cls(**kwargs)
 
 
@@ -279,9 +284,13 @@ class Miner:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    async def _template(self) -> Template:
+    def _build(self) -> Template:
         return build_template(self.node.chain, self.node.mempool, miner=self.address,
                               now=int(self.clock()), max_txs=self.config.max_block_txs)
+
+    async def _template(self) -> Template:
+        """Build on the node's chain thread (the store's only writer) when it has one."""
+        return await on_chain_thread(self.node, self._build)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -354,7 +363,7 @@ class Miner:
                 self.nonuseful_macs += macs
         if job is not None and self.jobs is not None:
             mined = self._round_blocks[0] if self._round_blocks else b""
-            self.jobs.finish(job, result.product, computed_by="miner", mined_block=mined)
+            self.jobs.finish(job, result.product, computed_by="mined", mined_block=mined)
 
     async def _submit(self, block: Block) -> bool:
         await self.node.submit_block(block)
@@ -416,6 +425,16 @@ class Miner:
         return total / self.busy_seconds if self.busy_seconds else 0.0
 
 
+def on_chain_thread(node: Any, fn: Callable[[], T]) -> Awaitable[T]:
+    """Run ``fn`` where the node mutates its store and mempool (``call_chain``), or inline."""
+    call_chain = getattr(node, "call_chain", None)
+    if call_chain is not None:
+        return call_chain(fn)  # type: ignore[no-any-return]
+    fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    fut.set_result(fn())
+    return fut
+
+
 def _cancel(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.cancel()
@@ -440,11 +459,11 @@ def attach(node: Any) -> None:
         if mine:
             miner.start(loop, continuous=True)
 
-    async def on_startup(_app: Any) -> None:
+    async def start_hook(_node: Any) -> None:
         start()
 
-    async def on_cleanup(_app: Any) -> None:
-        stop_all(miner, jobs)
+    async def stop_hook(_node: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, stop_all, miner, jobs)
 
     app = getattr(node, "app", None)
     if hasattr(node, "add_route_hook"):
@@ -454,13 +473,17 @@ def attach(node: Any) -> None:
         miner_api.register(app, node, miner=miner, jobs=jobs)
     try:
         asyncio.get_running_loop()
-    except RuntimeError:
-        if app is not None:
-            app.on_startup.append(on_startup)
+    except RuntimeError:  # before the node starts: start with it
+        if hasattr(node, "start_hooks"):
+            node.start_hooks.append(start_hook)
+        elif app is not None:
+            app.on_startup.append(lambda _app: start_hook(node))
     else:
         start()
-    if app is not None and not app.frozen:
-        app.on_cleanup.append(on_cleanup)
+    if hasattr(node, "stop_hooks"):
+        node.stop_hooks.append(stop_hook)
+    elif app is not None and not app.frozen:
+        app.on_cleanup.append(lambda _app: stop_hook(node))
 
 
 def stop_all(miner: Miner | None, jobs: JobService | None) -> None:

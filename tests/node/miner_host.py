@@ -34,6 +34,7 @@ class HostConfig:
     mining_backend: str | None = None
     miner_address: str | None = None
     mining_interval: float | None = None
+    mining_block_interval: float | None = None
 
 
 class Host:

@@ -71,6 +71,7 @@ class JobLimits:
     max_macs: int = 1 << 36  # m·k·n: bounds compute time per job
     max_queued: int = 64
     max_kept: int = 1024  # finished jobs remembered (oldest forgotten first)
+    max_kept_product_bytes: int = 512 * 1024 * 1024  # older products are dropped past this
     min_escrow: int = 1
 
 
@@ -164,14 +165,16 @@ class Job:
     submitted_at: float
     status: str = QUEUED
     error: str = ""
+    padded: tuple[int, int, int, int] = (0, 0, 0, 0)  # m', k', n', r as mined
     product: np.ndarray | None = None
+    product_dropped: bool = False
     result_hash: bytes = b""
     worker: bytes = b""
     computed_by: str = ""  # "mined" (a block's useful work) or "computed" (plain product)
     mined_block: bytes = b""  # id of a block whose certificate was computed on these operands
     finished_at: float = 0.0
     receipt_tx_id: bytes = b""
-    chain_status: str = "unconfirmed"  # then pending / done / cancelled, from the job record
+    chain_status: str = "unconfirmed"  # then pending / done / expired / cancelled (record)
     request_height: int | None = None
     receipt_height: int | None = None
 
@@ -272,19 +275,27 @@ class JobService:
             reason = getattr(exc, "reason", None) or getattr(exc, "rule", None) or "rejected"
             raise JobInputError("tx_rejected", f"{reason}: {exc}") from exc
         job = Job(job_id=job_id, request=payload, requester=tx.sender, request_tx_id=tx_id,
-                  ops=ops, submitted_at=time.time())
-        self.jobs[job_id] = job
-        self._forget_old()
+                  ops=ops, submitted_at=time.time(), padded=(*ops.padded, ops.r))
         with self._lock:
+            self.jobs[job_id] = job
+            self._forget_old()
             self._queue.append(job)
         self._wake.set()
         log.info("job queued", extra={"job": job_id.hex(), "shape": f"{m}x{k}x{n}"})
         return job
 
     def _forget_old(self) -> None:
+        """Bound memory (lock held): forget the oldest finished jobs, drop old products."""
         finished = [j for j in self.jobs.values() if j.status in (DONE, FAILED)]
         for job in finished[: max(0, len(self.jobs) - self.limits.max_kept)]:
             del self.jobs[job.job_id]
+        kept = 0
+        for job in reversed(self.jobs.values()):
+            if job.product is None:
+                continue
+            kept += job.product.nbytes
+            if kept > self.limits.max_kept_product_bytes:
+                job.product, job.product_dropped = None, True
 
     # -- computing (any thread) -----------------------------------------------------------------
 
@@ -311,13 +322,22 @@ class JobService:
         job.mined_block = mined_block
         job.finished_at = time.time()
         job.status = DONE
+        self._release_operands(job)
         with self._lock:
             self.jobs_done += 1
             self.useful_macs += job.ops.m * job.ops.k * job.ops.n
+            self._forget_old()
         self._schedule_settle()
+
+    @staticmethod
+    def _release_operands(job: Job) -> None:
+        """A finished job needs its shape and roots, not its padded operands."""
+        job.ops = dataclasses.replace(job.ops, a=np.zeros((0, 0), np.int8),
+                                      b=np.zeros((0, 0), np.int8))
 
     def fail(self, job: Job, error: str) -> None:
         job.status, job.error, job.finished_at = FAILED, error, time.time()
+        self._release_operands(job)
 
     def _run(self) -> None:
         """Worker: compute queued jobs when no miner is taking them (exact, no tickets)."""
@@ -371,7 +391,10 @@ class JobService:
         state = State(self.node.chain.state_view())
         due: list[Transaction] = []
         nonce = state.account(self.address).nonce + len(self.node.mempool.pending_of(self.address))
-        for job in list(self.jobs.values()):
+        height = int(self.node.chain.height) + 1  # the height a receipt would land at
+        with self._lock:
+            jobs = list(self.jobs.values())
+        for job in jobs:
             record = job_record(state, job.job_id)
             if record is None:
                 continue
@@ -382,6 +405,9 @@ class JobService:
                 continue
             if record.status == STATUS_CANCELLED:
                 job.chain_status = "cancelled"
+                continue
+            if height > record.expiry_height:  # too late for a receipt: the client may cancel
+                job.chain_status = "expired"
                 continue
             job.chain_status = "pending"
             sent = bool(job.receipt_tx_id) and job.receipt_tx_id in self.node.mempool
@@ -404,7 +430,7 @@ class JobService:
             "id": job.job_id.hex(),
             "status": job.status,
             "shape": [job.ops.m, job.ops.k, job.ops.n],
-            "padded_shape": [*job.ops.padded, job.ops.r],
+            "padded_shape": list(job.padded),
             "requester": job.requester.hex(),
             "assignee": job.request.assignee.hex(),
             "escrow": job.request.escrow,
@@ -424,6 +450,8 @@ class JobService:
         }
         if with_product and job.product is not None:
             out["product_npy_b64"] = base64.b64encode(npy_bytes(job.product)).decode()
+        elif job.product_dropped:
+            out["product_dropped"] = True  # the node's memory budget; result_hash remains
         return out
 
     def stats(self) -> dict[str, Any]:

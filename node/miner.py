@@ -385,6 +385,7 @@ class Miner:
             with self._lock:
                 self.blocks_rejected += 1
             log.warning("mined block %s rejected: %s", block_id.hex()[:16], exc)
+            self._stop.wait(1.0)  # a bad template (clock skew?) must not spin at full speed
             return
         if stored:
             with self._lock:

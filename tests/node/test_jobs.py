@@ -283,3 +283,29 @@ async def test_generate_requires_the_token(validator: tuple[Host, TestClient[Any
                                      headers={"Authorization": f"Bearer {token}"})
         assert response.status == 400 and (await response.json())["reason"] == "bad_count"
     assert host.chain.height == 0
+
+
+async def test_old_products_are_dropped_past_the_memory_budget(
+        validator: tuple[Host, TestClient[Any, Any]]) -> None:
+    from node.jobs import JobLimits
+
+    host, client = validator
+    host.jobs.limits = JobLimits(max_kept_product_bytes=30 * 20 * 4 + 100)  # one product
+    ids = []
+    for nonce, seed in enumerate((5, 6)):
+        a, b = operands(seed)
+        response = await client.post("/api/v1/jobs/matmul",
+                                     data=multipart(a, b, request_tx(host, a, b, nonce=nonce)))
+        assert response.status == 202
+        ids.append((await response.json())["id"])
+        await wait_for(lambda job_id=ids[-1]: _computed(client, job_id))
+    first = await (await client.get(f"/api/v1/jobs/{ids[0]}")).json()
+    second = await (await client.get(f"/api/v1/jobs/{ids[1]}")).json()
+    assert first["product_dropped"] is True and "product_npy_b64" not in first
+    assert first["result_hash"]  # the hash stays: the client can still check a copy
+    assert "product_npy_b64" in second
+
+
+async def _computed(client: TestClient[Any, Any], job_id: str) -> bool:
+    view = await (await client.get(f"/api/v1/jobs/{job_id}")).json()
+    return bool(view["status"] == "done")

@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 import nacl.signing
 from aiohttp import web
 
-from consensus.block import Block, BlockHeader
+from consensus.block import Block, BlockHeader, work_of
 from consensus.errors import ConsensusError
 from consensus.genesis import GenesisConfig, dev_config, load_genesis_config
 from consensus.state import State
 from consensus.tx import Transaction
-from consensus.validation import connect_block
+from consensus.validation import check_certificate, check_header, connect_block
 from node.chainstore import BLOCK, ChainStore, ChainUpdate, update_mempool
 from node.config import NodeConfig
 from node.db import Overlay
@@ -99,6 +99,8 @@ class Node:
         self.app.router.add_get("/p2p", self.peers.handle_inbound)
         self.blocks_received = 0
         self._tip_listeners: list[TipListener] = []
+        # blocks announced early (header and proof checked, state transition running)
+        self._relaying: dict[bytes, bytes] = {}
         self._readded: list[Transaction] = []  # set on the chain thread, read after it returns
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
         self._runner: web.AppRunner | None = None
@@ -258,12 +260,67 @@ class Node:
             return exc
         return None
 
-    async def submit_block(self, block: Block, *, origin: Peer | None = None) -> ChainUpdate:
+    def _precheck(self, block: Block) -> bool:
+        """Chain thread: header rules and PoUW proof of a block extending our best tip.
+
+        True means it may be relayed before the (much slower) state transition: the early
+        relay that keeps propagation at one hop's proof check instead of one full validation
+        per hop (Bitcoin's BIP152 high-bandwidth mode makes the same trade). Raises the
+        consensus error of a bad header or proof.
+        """
+        header = block.header
+        parent_id = header.parent_hash
+        if parent_id != self.chain.tree.tip:
+            return False
+        raw_parent = self._raw_header(parent_id)
+        if raw_parent is None:
+            return False
+        check_header(header, parent=BlockHeader.decode(raw_parent),
+                     recent_timestamps=self.chain.recent_timestamps(parent_id),
+                     now=int(time.time()),
+                     expected_target=self.chain.expected_target(parent_id=parent_id,
+                                                                timestamp=header.timestamp),
+                     params=self.chain.params)
+        check_certificate(header)
+        return True
+
+    async def submit_block(self, block: Block, *, origin: Peer | None = None,
+                           raw: bytes | None = None,
+                           origin_checked_state: bool = True) -> ChainUpdate:
         """Validate and store (chain thread), relay, update the mempool, notify listeners.
 
+        A block extending our tip is announced to peers (flagged early) as soon as its header
+        and PoUW proof check out, then fully validated. ``origin_checked_state=False`` marks
+        a block that reached us through such an early announcement: if only its state
+        transition fails, the relayer is not punished (it could not know).
         Raises `NodeRejected` for an invalid block; a duplicate returns an empty update.
         """
-        update, _, _ = await self._process([block], origin=origin, relay=True)
+        block_id = block.header.block_id()
+        early = False
+        if not self.chain.has_block(block_id) and block_id not in self._relaying:
+            try:
+                early = await self.call_chain(self._precheck, block)
+            except ConsensusError as exc:
+                verdict, reason = classify(exc)
+                raise NodeRejected(reason, str(exc), verdict=verdict) from exc
+            if early:
+                self._relaying[block_id] = raw if raw is not None else block.encode()
+                if origin is not None:
+                    origin.known_blocks.add(block_id)
+                self.peers.announce_blocks(
+                    [(block_id, block.header.height,
+                      self.chain.tree.tip_entry.cumulative_work
+                      + work_of(block.header.target))], exclude=origin, early=True)
+        try:
+            update, _, _ = await self._process([block], origin=origin, relay=True)
+        except NodeRejected as exc:
+            if not origin_checked_state and exc.reason.split(".")[0] in ("state", "tx", "body",
+                                                                          "block"):
+                exc.verdict = Verdict.IGNORE
+            raise
+        finally:
+            if early:
+                self._relaying.pop(block_id, None)
         return update
 
     async def process_blocks(self, blocks: list[Block], *, origin: Peer | None = None,
@@ -321,6 +378,9 @@ class Node:
 
     def raw_block(self, block_id: bytes) -> bytes | None:
         """Stored canonical bytes of a block (served without decoding)."""
+        relaying = self._relaying.get(block_id)
+        if relaying is not None:
+            return relaying
         raw: bytes | None = self.chain.db.get(BLOCK + block_id)
         return raw
 

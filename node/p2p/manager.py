@@ -341,8 +341,11 @@ class PeerManager:
         return sent
 
     def announce_blocks(self, items: Iterable[tuple[bytes, int, int]], *,
-                        exclude: Peer | None = None) -> int:
-        """Send INV [id, height, cumulative work] to every peer that may not have them."""
+                        exclude: Peer | None = None, early: bool = False) -> int:
+        """Send INV [id, height, cumulative work] to every peer that may not have them.
+
+        ``early``: we checked only header and PoUW proof so far (see `Node.submit_block`).
+        """
         items = list(items)
         sent = 0
         for peer in list(self.peers.values()):
@@ -353,7 +356,10 @@ class PeerManager:
                 continue
             for bid, _, _ in items:
                 peer.known_blocks.add(bid)
-            sent += peer.send(MsgType.INV, {"blocks": fresh})
+            body: dict[str, Any] = {"blocks": fresh}
+            if early:
+                body["early"] = True
+            sent += peer.send(MsgType.INV, body)
         return sent
 
     # -- messages in ---------------------------------------------------------------------------
@@ -402,9 +408,9 @@ class PeerManager:
                 continue  # far ahead: headers-first sync fetches it
             wanted.append(block_id)
         if wanted:
-            self.spawn(self.fetch_blocks(peer, wanted))
+            self.spawn(self.fetch_blocks(peer, wanted, early=bool(msg.get("early", False))))
 
-    async def fetch_blocks(self, peer: Peer, ids: list[bytes]) -> None:
+    async def fetch_blocks(self, peer: Peer, ids: list[bytes], *, early: bool = False) -> None:
         """Announce-then-fetch: GETDATA the ids, submit what comes back."""
         self.requested_blocks.update(ids)
         try:
@@ -416,12 +422,14 @@ class PeerManager:
                 if peer.closed:
                     return
                 try:
-                    block = Block.decode(raw)
+                    block = await asyncio.to_thread(Block.decode, raw)
                     if block.header.block_id() not in ids:
                         continue  # unrequested: IGNORE
-                    await self.node.submit_block(block, origin=peer)
+                    await self.node.submit_block(block, origin=peer, raw=raw,
+                                                 origin_checked_state=not early)
                 except ValueError as exc:
-                    await self.punish(peer, exc.__cause__ or exc)
+                    # a NodeRejected carries the node's verdict (early relays are excused)
+                    await self.punish(peer, exc)
                     return
         finally:
             self.requested_blocks.difference_update(ids)

@@ -124,6 +124,13 @@ SCHEMAS: dict[MsgType, dict[str, Callable[[Any], bool]]] = {
 }
 
 
+# Optional fields: may be absent; checked when present.
+OPTIONAL: dict[MsgType, dict[str, Callable[[Any], bool]]] = {
+    # the sender checked only header and PoUW proof, not the state transition (early relay)
+    MsgType.INV: {"early": lambda v: type(v) is bool},
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """A decoded frame."""
@@ -133,6 +140,9 @@ class Message:
 
     def __getitem__(self, key: str) -> Any:
         return self.body[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.body.get(key, default)
 
 
 def encode_frame(msg_type: MsgType, body: Mapping[str, Any]) -> bytes:
@@ -169,10 +179,11 @@ def _check(msg_type: MsgType, body: Mapping[str, Any], size: int) -> None:
     if size > limit:
         raise ProtocolError("oversized", f"{msg_type.name} {size} > {limit} bytes")
     schema = SCHEMAS[msg_type]
-    if set(body) != set(schema):
+    optional = OPTIONAL.get(msg_type, {})
+    if not set(schema) <= set(body) <= set(schema) | set(optional):
         raise ProtocolError("malformed", f"{msg_type.name} fields {sorted(body)}")
-    for key, valid in schema.items():
-        if not valid(body[key]):
+    for key, value in body.items():
+        if not (schema.get(key) or optional[key])(value):
             raise ProtocolError("malformed", f"{msg_type.name}.{key}")
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from consensus.block import BlockHeader
+from node.node import NodeRejected
 from node.p2p.protocol import MsgType, work_bytes
-from tests.consensus.helpers import new_chain
+from tests.consensus.helpers import make_block, new_chain
 from tests.node.chainutil import extend, transfer
 from tests.node.nodeutil import RawPeer, start_node, wait_until
 
@@ -69,3 +72,37 @@ async def test_orphan_parent_is_fetched(tmp_path: Path) -> None:
     finally:
         await raw.close()
         await node.stop()
+
+
+async def test_early_relay_of_a_block_that_fails_late_bans_nobody(tmp_path: Path) -> None:
+    a = await start_node(tmp_path, "a")
+    b = await start_node(tmp_path, "b")
+    c = await start_node(tmp_path, "c")
+    try:
+        await b.peers.connect(a.listen_address)
+        await c.peers.connect(b.listen_address)
+        await wait_until(lambda: len(b.peers) == 2)
+        sim = new_chain()
+        # valid header and PoUW proof, many transactions, a state root that is a lie:
+        # a announces it early (proof checked), then its own full validation fails
+        txs = [transfer(i % 4, i // 4) for i in range(400)]
+        bad = make_block(sim, txs, state_root=bytes(32))
+        with pytest.raises(NodeRejected) as info:
+            await a.submit_block(bad)
+        assert info.value.reason == "state.root"
+        await asyncio.sleep(0.5)
+        # whoever fetched it in the meantime did not ban the honest relayer
+        assert a.node_id in b.peers.peers and b.node_id in c.peers.peers
+        assert not b.peers.bans.entries() and not c.peers.bans.entries()
+        assert b.chain.height == c.chain.height == 0
+        # b really fetched it during a's validation (served from a's relay cache), validated
+        # it and marked it invalid, and relayed it early in turn to c
+        bad_id = bad.header.block_id()
+        assert b.chain.tree.is_invalid(bad_id) and c.chain.tree.is_invalid(bad_id)
+        # a good block afterwards goes through, announced early along the line
+        good = extend(sim)
+        await a.submit_block(good)
+        await wait_until(lambda: c.chain.tip_id == good.header.block_id())
+    finally:
+        for n in (a, b, c):
+            await n.stop()

@@ -298,10 +298,51 @@ async def test_unknown_route_and_method_are_json(client: Client) -> None:
     assert "GET" in resp.headers["Allow"]
 
 
-async def test_body_over_client_max_size_is_413(client: Client) -> None:
-    resp = await client.post("/api/v1/peers", data=b"x" * (5 << 20),
-                             headers={"Content-Type": "application/json"})
-    assert resp.status in (401, 413)  # the token check may answer first
-    resp = await client.post("/api/v1/txs", data=b"x" * (5 << 20),
-                             headers={"Content-Type": "application/json"})
-    await assert_error(resp, 413, "body_too_large")
+async def test_body_over_limits_is_413(node: ApiTestNode, client: Client) -> None:
+    big = b"x" * (5 << 20)  # above the app's client_max_size and every route's own limit
+    for path, headers in (("/api/v1/peers", auth(node)), ("/api/v1/txs", {})):
+        resp = await client.post(path, data=big,
+                                 headers={"Content-Type": "application/json", **headers})
+        await assert_error(resp, 413, "body_too_large")
+
+
+async def test_a_failing_part_is_a_json_500(node: ApiTestNode, client: Client) -> None:
+    class BrokenMiner:
+        def stats(self) -> dict[str, int]:
+            raise RuntimeError("miner bug")
+
+    node.miner = BrokenMiner()  # type: ignore[assignment]
+    await assert_error(await client.get("/api/v1/status"), 500, "internal")
+
+
+NASTY = ["", "0", "-1", "1e3", "0x", "0x" + "g" * 64, "ab" * 33, "%00", "%ff" * 40, "..",
+         "a" * 5000, "18446744073709551616", "99999999999999999999", " " + "ab" * 32,
+         "\u00e9" * 32, "null", "[]"]
+
+
+async def test_garbage_never_causes_a_500(node: ApiTestNode, client: Client) -> None:
+    node.mine([transfer(1, 0)])
+    for text in NASTY:
+        for route in ("blocks", "txs", "accounts"):
+            resp = await client.get(f"/api/v1/{route}/{text}")
+            body = await resp.json()
+            if (route, text) == ("blocks", "0"):  # genesis: the one valid reference here
+                assert resp.status == 200 and body["height"] == 0
+                continue
+            assert resp.status in (400, 404), (route, text, resp.status)
+            assert body["reason"] and body["error"]
+        resp = await client.delete(f"/api/v1/peers/{text}", headers=auth(node))
+        assert resp.status in (400, 404, 405), (text, resp.status)
+        for body in ({"tx": text}, {"tx": text, "encoding": text}, {"tx": [text]}):
+            resp = await client.post("/api/v1/txs", json=body)
+            assert 400 <= resp.status < 500, (body, resp.status)
+        resp = await client.post("/api/v1/txs", data=text.encode(),
+                                 headers={"Content-Type": "application/octet-stream"})
+        assert resp.status == 400, (text, resp.status)
+        resp = await client.post("/api/v1/peers", data=text.encode(),
+                                 headers={"Content-Type": "application/json", **auth(node)})
+        assert 400 <= resp.status < 500, (text, resp.status)
+        resp = await client.get("/api/v1/mempool", params={"limit": text})
+        assert resp.status in (200, 400), (text, resp.status)
+        resp = await client.get("/api/v1/blocks/1", params={"txs": text})
+        assert resp.status == 200

@@ -47,6 +47,7 @@ MAX_NEWTON_STEPS = 64
 MAX_HALVINGS = 40
 TOLERANCE = ONE >> 40  # ≈ 9.1e-13 in θ
 PRIOR_DIVISOR = 32
+RANK_BITS = 32  # ranking compares θ rounded to 2^-32: rounding noise never orders a tie
 
 
 class Outcome(IntEnum):
@@ -76,9 +77,15 @@ class BradleyTerryFit:
     converged: bool
     prior_weight: int
 
+    def rank_keys(self) -> tuple[int, ...]:
+        """θ rounded to multiples of 2^-`RANK_BITS`: what orders answers (ties are real ties)."""
+        shift = FRACTION_BITS - RANK_BITS
+        return tuple((t + (1 << (shift - 1))) >> shift for t in self.theta)
+
     def ranking(self) -> tuple[int, ...]:
-        """Answer indices, strongest first; equal strengths keep index order."""
-        return tuple(sorted(range(len(self.theta)), key=lambda i: (-self.theta[i], i)))
+        """Answer indices, strongest first; equal (rounded) strengths keep index order."""
+        keys = self.rank_keys()
+        return tuple(sorted(range(len(keys)), key=lambda i: (-keys[i], i)))
 
     def scores(self) -> tuple[int, ...]:
         """σ(θ_i) as a 64-bit fraction: the chance of beating the virtual prior answer."""

@@ -37,11 +37,24 @@ from swarm.messages import (
 
 DIGEST_TAG = b"pouw/swdigest"
 PAYLOAD_TAG = b"pouw/swpayload"
+ANSWER_SET_TAG = b"pouw/swansset"
 
 
 def payload_hash(payload: bytes) -> bytes:
     """Hash of a revealed payload (answer text or judgment outcomes)."""
     return tagged_hash(PAYLOAD_TAG, payload)
+
+
+def answer_set_digest(answers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Digest of the judged answer set: sorted (answerer node, answer hash) pairs."""
+    return tagged_hash(ANSWER_SET_TAG, b"".join(node + h for node, h in sorted(answers)))
+
+
+def judgment_payload(answer_set: bytes, outcomes: bytes) -> bytes:
+    """The committed bytes of a judgment: answer-set digest ‖ one outcome byte per pair."""
+    if len(answer_set) != 32:
+        raise ValueError("answer set digest is 32 bytes")
+    return answer_set + outcomes
 
 
 def commitment_digest(
@@ -93,9 +106,10 @@ def answer_opening(reveal: Reveal) -> AnswerOpening:
 
 def judgment_opening(reveal: Reveal) -> JudgmentOpening:
     """The settlement form of a judgment reveal (outcomes included: settlement needs them)."""
-    if reveal.kind != KIND_JUDGMENT:
+    if reveal.kind != KIND_JUDGMENT or len(reveal.payload) < 32:
         raise ValueError("not a judgment reveal")
-    return JudgmentOpening(node=reveal.node, salt=reveal.salt, outcomes=reveal.payload)
+    return JudgmentOpening(node=reveal.node, salt=reveal.salt, answer_set=reveal.payload[:32],
+                           outcomes=reveal.payload[32:])
 
 
 def opening_matches(commitment: Commitment, opening: AnswerOpening | JudgmentOpening) -> bool:
@@ -103,7 +117,8 @@ def opening_matches(commitment: Commitment, opening: AnswerOpening | JudgmentOpe
     if isinstance(opening, AnswerOpening):
         kind, digest = KIND_ANSWER, opening.answer_hash
     else:
-        kind, digest = KIND_JUDGMENT, payload_hash(opening.outcomes)
+        kind = KIND_JUDGMENT
+        digest = payload_hash(judgment_payload(opening.answer_set, opening.outcomes))
     if commitment.kind != kind or commitment.node != opening.node:
         return False
     return commitment.digest == commitment_digest(

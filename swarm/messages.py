@@ -153,11 +153,17 @@ class AnswerOpening(Canonical):
 
 @dataclasses.dataclass(frozen=True, order=True)
 class JudgmentOpening(Canonical):
-    """Opening of a judgment: one outcome byte (0 first wins, 1 second wins, 2 tie) per pair."""
+    """Opening of a judgment: the digest of the answer set judged (`answer_set_digest`) and
+    one outcome byte (0 first wins, 1 second wins, 2 tie) per scheduled pair.
+
+    The set digest makes a judgment say which answers it ranked: a judge who saw a different
+    set of reveals is simply not counted, rather than misread.
+    """
 
     TAG: ClassVar[bytes] = b"pouw/swjudgopen"
     node: PublicKey
     salt: Hash32
+    answer_set: Hash32
     outcomes: Annotated[bytes, VarBytes(MAX_PAIRS)]
 
 

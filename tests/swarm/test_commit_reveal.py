@@ -8,9 +8,11 @@ from consensus.genesis import dev_seed
 from consensus.tx import public_key
 from swarm.commit_reveal import (
     answer_opening,
+    answer_set_digest,
     commit,
     find_equivocations,
     judgment_opening,
+    judgment_payload,
     make_evidence,
     opening_matches,
     reveal_matches,
@@ -58,12 +60,14 @@ def test_copycat_cannot_reuse_anothers_reveal() -> None:
 
 
 def test_judgment_openings_carry_outcomes() -> None:
-    c, r = commit(BOB, round_id=ROUND, kind=KIND_JUDGMENT, payload=bytes([0, 1, 2, 2]),
-                  salt=SALT_B)
+    answer_set = answer_set_digest([(public_key(ALICE), bytes(32))])
+    c, r = commit(BOB, round_id=ROUND, kind=KIND_JUDGMENT,
+                  payload=judgment_payload(answer_set, bytes([0, 1, 2, 2])), salt=SALT_B)
     opening = judgment_opening(r)
-    assert opening.outcomes == bytes([0, 1, 2, 2])
+    assert (opening.answer_set, opening.outcomes) == (answer_set, bytes([0, 1, 2, 2]))
     assert opening_matches(c, opening)
     assert not opening_matches(c, dataclasses.replace(opening, outcomes=bytes([1, 1, 2, 2])))
+    assert not opening_matches(c, dataclasses.replace(opening, answer_set=bytes(32)))
 
 
 def test_equivocation_detected_and_verifiable() -> None:

@@ -1,0 +1,344 @@
+"""Round settlement: a pure function from signed round data to payouts, reputation, slashes.
+
+Every validator runs `settle` on the data a settlement transaction carries and rejects the
+transaction unless the result is byte-identical to the one it claims, so this module is
+integers only: no floats, no clock, no randomness, no I/O. The rules (also in docs/swarm.md):
+
+Participation. A commitment counts if it is for this round, validly signed, and its author
+was selected for that role. A node with two different counting commitments of one kind is an
+*equivocator*: slashed, excluded, reputation penalty. A node with one commitment but no valid
+opening is a *no-show*: slashed, reputation penalty. A judgment opening counts only if its
+answer-set digest is that of the revealed answers and it has one outcome byte per scheduled
+pair; one for another answer set (the judge saw other reveals) is ignored without penalty,
+one with an outcome byte above 2 is a no-show. Selected nodes that never committed are not
+slashed (they may be offline); they just earn nothing and their reputation decays.
+
+Ranking. Revealed answers, in node-id order, are indexed 0..n-1; judges' outcomes follow
+`swarm.schedule.judging_pairs`. A judge's comparisons involving its own answer are dropped
+(conflict of interest). Bradley-Terry weights are the judges' reputation + ``judge_weight_base``.
+
+Money (fee F, slashed stake S, bps = 1/10000):
+* answer pool = ⌊F·answer_share_bps/10⁴⌋ + S, judge pool = F − ⌊F·answer_share_bps/10⁴⌋;
+* the top g = ⌈n/2⌉ answers are *good*; the answer at rank r < g gets weight (g − r)^1.5
+  (``isqrt((g − r)³·2³²)``) and ⌊pool·weight/Σweight⌋; the rounding dust goes to rank 0;
+* a judge with c counted comparisons scores ``agree2`` = Σ 2 per verdict equal to the
+  consensus order, 1 per half-agreement (tie vs order), 0 per opposite verdict; its merit is
+  max(0, agree2 − c) (better than chance); judges get ⌊pool·merit/Σmerit⌋, dust to the best;
+* if no answer was revealed the whole fee is refunded (slashed stake is burned); if no judge
+  has merit the judge pool is refunded.
+
+Reputation (`reputation_step` = s): rank r of n moves an answerer by ⌊s·(n−1−2r)/(n−1)⌋;
+a judge by ⌊s·(agree2 − c)/c⌋; no-shows and equivocators lose ``reputation_penalty``; the
+result is clamped to [0, 2⁶⁴−1]. `decayed_reputation` gives the decay toward a floor
+without participation, which the contract applies before a round uses a reputation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+from swarm.bradley_terry import BradleyTerryFit, Comparison, Outcome, bradley_terry_scores
+from swarm.commit_reveal import answer_set_digest, make_evidence, opening_matches
+from swarm.messages import (
+    KIND_ANSWER,
+    KIND_JUDGMENT,
+    SLASH_EQUIVOCATION,
+    SLASH_NO_SHOW,
+    AnswerOpening,
+    Commitment,
+    EquivocationEvidence,
+    JudgmentOpening,
+    Payout,
+    ReputationUpdate,
+    RoundOutcome,
+    Slash,
+    SwarmRequest,
+)
+from swarm.schedule import judging_pairs
+
+BPS = 10_000
+MAX_U64 = 2**64 - 1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SettlementParams:
+    """Every number the settlement rules depend on (integers; fixed per network)."""
+
+    answer_share_bps: int = 7_000  # the rest of the fee goes to judges
+    no_show_slash_bps: int = 500  # of bonded stake
+    equivocation_slash_bps: int = 2_000
+    reputation_step: int = 100
+    reputation_penalty: int = 400
+    judge_weight_base: int = 1  # so judges of reputation 0 still count a little
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{f.name} must be a non-negative int")
+        if max(self.answer_share_bps, self.no_show_slash_bps,
+               self.equivocation_slash_bps) > BPS:
+            raise ValueError("basis points are at most 10000")
+
+
+DEFAULT_PARAMS = SettlementParams()
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgeReport:
+    """How one judge's verdicts compared with the consensus ranking."""
+
+    node: bytes
+    counted: int  # comparisons that entered the fit (own answer excluded)
+    agree2: int  # in half-agreements, 0..2·counted
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundSettlement:
+    """`RoundOutcome` (what goes on chain) plus the details the node's round API shows."""
+
+    outcome: RoundOutcome
+    answer_nodes: tuple[bytes, ...]  # revealed answerers in index order (node id order)
+    fit: BradleyTerryFit
+    judges: tuple[JudgeReport, ...]
+    no_shows: tuple[bytes, ...]
+    equivocations: tuple[EquivocationEvidence, ...]
+
+
+def decayed_reputation(score: int, *, blocks_elapsed: int, floor: int, half_life: int) -> int:
+    """Reputation after ``blocks_elapsed`` blocks without participation.
+
+    The excess over ``floor`` halves every ``half_life`` blocks, linearly interpolated in
+    between (excess · (1 − rest / (2·half_life))), so decay is monotone and exact at every
+    whole half-life. Scores at or below the floor do not move; half_life 0 disables decay.
+    """
+    if blocks_elapsed < 0:
+        raise ValueError("blocks_elapsed must be non-negative")
+    if score <= floor or half_life <= 0:
+        return score
+    halvings, rest = divmod(blocks_elapsed, half_life)
+    if halvings >= 64:
+        return floor
+    excess = (score - floor) >> halvings
+    excess -= excess * rest // (2 * half_life)
+    return floor + excess
+
+
+def position_weight(k: int) -> int:
+    """k^1.5 in fixed point (2^16 = 1.0), floor: the pay weight of a good answer."""
+    return math.isqrt(k * k * k << 32)
+
+
+def _verdict_agreement(outcome: Outcome, theta_first: int, theta_second: int) -> int:
+    """2 if the verdict matches the consensus order, 1 if half (tie involved), 0 if opposite."""
+    consensus = (Outcome.FIRST_WINS if theta_first > theta_second else
+                 Outcome.SECOND_WINS if theta_first < theta_second else Outcome.TIE)
+    if outcome == consensus:
+        return 2
+    if Outcome.TIE in (outcome, consensus):
+        return 1
+    return 0
+
+
+def _split(pool: int, weights: Mapping[bytes, int]) -> dict[bytes, int]:
+    """⌊pool·w/Σw⌋ each; the dust goes to the heaviest (smallest node id on ties)."""
+    total = sum(weights.values())
+    shares = {node: pool * w // total for node, w in weights.items()}
+    best = min(weights, key=lambda node: (-weights[node], node))
+    shares[best] += pool - sum(shares.values())
+    return shares
+
+
+def pair_verdict(tally: Sequence[int]) -> Outcome:
+    """Weighted majority of one ordered pair's verdicts: a side needs > ½ of the weight.
+
+    Anything short of a strict majority for one side is a tie, so a coalition below half of
+    the weight cannot turn a pair the rest agree on.
+    """
+    total = sum(tally)
+    if 2 * tally[Outcome.FIRST_WINS] > total:
+        return Outcome.FIRST_WINS
+    if 2 * tally[Outcome.SECOND_WINS] > total:
+        return Outcome.SECOND_WINS
+    return Outcome.TIE
+
+
+def consensus_comparisons(
+    pairs: Sequence[tuple[int, int]], comparisons: Sequence[Comparison],
+    weights: Mapping[bytes, int],
+) -> tuple[list[Comparison], dict[bytes, int]]:
+    """One comparison per judged ordered pair: its `pair_verdict`, weighted by the total
+    weight of the judges who judged it (the pair's key stands in for the judge)."""
+    index = {pair: k for k, pair in enumerate(pairs)}
+    tallies = [[0, 0, 0] for _ in pairs]
+    for c in comparisons:
+        tallies[index[(c.first, c.second)]][c.outcome] += weights[c.judge]
+    out: list[Comparison] = []
+    pair_weights: dict[bytes, int] = {}
+    for k, ((a, b), tally) in enumerate(zip(pairs, tallies, strict=True)):
+        total = sum(tally)
+        if total == 0:
+            continue
+        key = b"pair" + k.to_bytes(4, "big")
+        out.append(Comparison(key, a, b, pair_verdict(tally)))
+        pair_weights[key] = total
+    return out, pair_weights
+
+
+def settle(
+    *,
+    request: SwarmRequest,
+    answerers: Sequence[bytes],
+    judges: Sequence[bytes],
+    commitments: Sequence[Commitment],
+    answer_openings: Sequence[AnswerOpening],
+    judgment_openings: Sequence[JudgmentOpening],
+    reputations: Mapping[bytes, int],
+    stakes: Mapping[bytes, int],
+    params: SettlementParams = DEFAULT_PARAMS,
+) -> RoundSettlement:
+    """Settle one round. ``reputations`` are current (already decayed) scores; ``stakes`` bonded.
+
+    The request's signature and the selection of ``answerers``/``judges`` are the caller's to
+    check (the contract does); everything about commitments and openings is checked here.
+    """
+    round_id = request.round_id()
+    roles = {KIND_ANSWER: frozenset(answerers), KIND_JUDGMENT: frozenset(judges)}
+
+    # 1. counting commitments, grouped by (node, kind); equivocation evidence
+    grouped: dict[tuple[bytes, int], dict[bytes, Commitment]] = {}
+    for c in sorted(set(commitments)):
+        if c.round_id != round_id or c.node not in roles.get(c.kind, frozenset()):
+            continue
+        if not c.verify_signature():
+            continue
+        grouped.setdefault((c.node, c.kind), {}).setdefault(c.digest, c)
+    evidence: list[EquivocationEvidence] = []
+    equivocators: set[bytes] = set()
+    single: dict[tuple[bytes, int], Commitment] = {}
+    for key in sorted(grouped):
+        by_digest = grouped[key]
+        if len(by_digest) > 1:
+            first, second = sorted(by_digest.values())[:2]
+            proof = make_evidence(first, second)
+            assert proof is not None
+            evidence.append(proof)
+            equivocators.add(key[0])
+        else:
+            single[key] = next(iter(by_digest.values()))
+
+    no_shows: set[bytes] = set()
+    # 2. answers: one commitment and a matching opening
+    answer_hashes: dict[bytes, bytes] = {}
+    for node in sorted(roles[KIND_ANSWER] - equivocators):
+        commitment = single.get((node, KIND_ANSWER))
+        if commitment is None:
+            continue
+        opened = [o for o in answer_openings if o.node == node and opening_matches(commitment, o)]
+        if opened:
+            answer_hashes[node] = opened[0].answer_hash  # the digest binds one answer hash
+        else:
+            no_shows.add(node)
+    revealed = sorted(answer_hashes)
+    n = len(revealed)
+    index_of = {node: i for i, node in enumerate(revealed)}
+    pairs = judging_pairs(round_id, n)
+
+    # 3. judgments: one commitment and a matching opening over this answer set
+    answer_set = answer_set_digest(answer_hashes.items())
+    verdicts: dict[bytes, bytes] = {}
+    for node in sorted(roles[KIND_JUDGMENT] - equivocators):
+        commitment = single.get((node, KIND_JUDGMENT))
+        if commitment is None:
+            continue
+        judged = [j for j in judgment_openings
+                  if j.node == node and opening_matches(commitment, j)]
+        if not judged:
+            no_shows.add(node)
+            continue
+        judgment = judged[0]
+        if judgment.answer_set != answer_set or len(judgment.outcomes) != len(pairs):
+            continue  # judged another view of the reveals: not counted, not provably bad
+        if any(v > Outcome.TIE for v in judgment.outcomes):
+            no_shows.add(node)  # a malformed judgment is as good as none
+            continue
+        verdicts[node] = judgment.outcomes
+    no_shows -= equivocators
+
+    # 4. per-pair reputation-weighted consensus verdicts, then Bradley-Terry over them
+    weights = {node: reputations.get(node, 0) + params.judge_weight_base for node in verdicts}
+    counted: dict[bytes, list[Comparison]] = {}
+    for node, outcomes in verdicts.items():
+        own = index_of.get(node)
+        counted[node] = [Comparison(node, a, b, Outcome(v))
+                         for (a, b), v in zip(pairs, outcomes, strict=True) if own not in (a, b)]
+    pair_comparisons, pair_weights = consensus_comparisons(
+        pairs, [c for cs in counted.values() for c in cs], weights)
+    fit = bradley_terry_scores(pair_comparisons, weights=pair_weights, n=n)
+    ranking = fit.ranking()
+    keys = fit.rank_keys()
+    reports = tuple(
+        JudgeReport(node=node, counted=len(cs), agree2=sum(
+            _verdict_agreement(c.outcome, keys[c.first], keys[c.second]) for c in cs))
+        for node, cs in sorted(counted.items()))
+
+    # 5. slashes (one per node: equivocation outranks no-show)
+    slashes: list[Slash] = []
+    for node in sorted(equivocators | no_shows):
+        reason, bps = ((SLASH_EQUIVOCATION, params.equivocation_slash_bps)
+                       if node in equivocators else (SLASH_NO_SHOW, params.no_show_slash_bps))
+        amount = stakes.get(node, 0) * bps // BPS
+        if amount > 0:
+            slashes.append(Slash(node=node, amount=amount, reason=reason))
+    forfeited = sum(s.amount for s in slashes)
+
+    # 6. money
+    payouts: dict[bytes, int] = {}
+    refund = request.fee
+    if n > 0:
+        answer_fee = request.fee * params.answer_share_bps // BPS
+        judge_pool = request.fee - answer_fee
+        good = (n + 1) // 2
+        answer_weights = {revealed[ranking[r]]: position_weight(good - r) for r in range(good)}
+        for node, amount in _split(answer_fee + forfeited, answer_weights).items():
+            payouts[node] = payouts.get(node, 0) + amount
+        merits = {r.node: r.agree2 - r.counted for r in reports if r.agree2 > r.counted}
+        refund = 0
+        if merits:
+            for node, amount in _split(judge_pool, merits).items():
+                payouts[node] = payouts.get(node, 0) + amount
+        else:
+            refund = judge_pool
+
+    # 7. reputation
+    deltas: dict[bytes, int] = {}
+    step = params.reputation_step
+    for r, i in enumerate(ranking):
+        deltas[revealed[i]] = step * (n - 1 - 2 * r) // (n - 1) if n > 1 else 0
+    for report in reports:
+        if report.counted:
+            delta = step * (report.agree2 - report.counted) // report.counted
+            deltas[report.node] = deltas.get(report.node, 0) + delta
+        else:
+            deltas.setdefault(report.node, 0)
+    for node in equivocators | no_shows:
+        deltas[node] = deltas.get(node, 0) - params.reputation_penalty
+    updates = tuple(
+        ReputationUpdate(node=node, score=min(MAX_U64, max(0, reputations.get(node, 0) + d)))
+        for node, d in sorted(deltas.items()))
+
+    scores = fit.scores()
+    outcome = RoundOutcome(
+        round_id=round_id,
+        ranking=tuple(revealed[i] for i in ranking),
+        scores=tuple(scores[i] for i in ranking),
+        payouts=tuple(Payout(node=node, amount=a) for node, a in sorted(payouts.items()) if a),
+        refund=refund,
+        reputations=updates,
+        slashes=tuple(slashes),
+    )
+    return RoundSettlement(outcome=outcome, answer_nodes=tuple(revealed), fit=fit,
+                           judges=reports, no_shows=tuple(sorted(no_shows)),
+                           equivocations=tuple(evidence))

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Largest (easiest) target: with it every ticket wins. Equal to ``pouw.MAX_TARGET``.
-MAX_TARGET = 2**256 - 1
+from consensus.params import ChainParams
+from pouw import MAX_TARGET as MAX_TARGET  # largest (easiest) target: every ticket wins
+
 # Fixed-point radix of the exponent: 16 fractional bits, as in aserti3-2d.
 RADIX_BITS = 16
 RADIX = 1 << RADIX_BITS
@@ -57,6 +58,15 @@ class DifficultyParams:
         # The ceiling must itself be a valid target.
         if not 1 <= self.max_target <= MAX_TARGET:
             raise ValueError("max_target must lie in [1, 2**256 - 1]")
+
+
+def chain_difficulty(params: ChainParams) -> DifficultyParams:
+    """The difficulty parameters of a network, from its chain parameters."""
+    return DifficultyParams(
+        target_block_time=params.target_block_time,
+        halflife=params.asert_halflife,
+        dev_min_difficulty=params.min_difficulty,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

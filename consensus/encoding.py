@@ -13,6 +13,13 @@ could disagree on an id, and a relayer could mutate bytes without changing meani
 Decoding checks the size before unpacking, unpacks with msgpack's length limits, converts to
 the typed object (rejecting wrong types), then re-encodes and compares: any non-minimal
 integer or length prefix, trailing byte or other non-canonical form raises `EncodingError`.
+That check is the trust boundary: bytes from the network or the disk are decoded once.
+
+Canonical objects are frozen, so their encoding and id are computed once and memoised on the
+instance (a cache outside the dataclass fields: equality, hashing and ``replace`` ignore it).
+A nested object's encoding is spliced into its container's (a msgpack array is its header
+followed by its elements' encodings), so decoding a block leaves every transaction's encoding
+cached and re-encoding the block later costs nothing.
 
 Classes declare their schema with ``typing.Annotated`` field types (``U64``, ``Hash32``...),
 so one generic ``encode``/``decode`` serves them all. Object ids are BLAKE2b-256 of the
@@ -26,7 +33,7 @@ import dataclasses
 import hashlib
 import itertools
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 import msgpack
@@ -38,12 +45,29 @@ Wire = int | bytes | list[Any]
 MAX_U64 = 2**64 - 1
 DEFAULT_MAX_SIZE = 1 << 20
 
+T = TypeVar("T")
+
 
 def tagged_hash(tag: bytes, data: bytes) -> bytes:
     """BLAKE2b-256 with a domain tag (personalization, at most 16 bytes)."""
     if not 0 < len(tag) <= 16:
         raise ValueError(f"hash tag must be 1..16 bytes, got {len(tag)}")
     return hashlib.blake2b(data, digest_size=32, person=tag).digest()
+
+
+def array_header(length: int) -> bytes:
+    """The minimal msgpack array header for ``length`` items (what ``packb`` writes)."""
+    if length < 16:
+        return bytes((0x90 | length,))
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    if length < 1 << 32:
+        return b"\xdd" + length.to_bytes(4, "big")
+    raise EncodingError(f"array of {length} items is too long for msgpack")
+
+
+def _pack(wire: Wire) -> bytes:
+    return msgpack.packb(wire, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 class Codec:
@@ -55,6 +79,18 @@ class Codec:
     def from_wire(self, raw: object) -> object:
         raise NotImplementedError
 
+    def pack(self, value: object, *, splice: bool = False) -> bytes:
+        """The field's canonical msgpack bytes (same as packing `to_wire`).
+
+        ``splice``: build nested objects' encodings one by one (memoising each) even when
+        none is memoised yet; otherwise only already-memoised lists are spliced.
+        """
+        return _pack(self.to_wire(value))
+
+    def splices(self) -> bool:
+        """Whether `pack` splices nested objects' memoised encodings (see `Nested`)."""
+        return False
+
 
 @dataclasses.dataclass(frozen=True)
 class UInt(Codec):
@@ -62,7 +98,7 @@ class UInt(Codec):
 
     bits: int = 64
 
-    def _check(self, value: object) -> int:
+    def to_wire(self, value: object) -> Wire:
         # bool is an int subclass: reject it explicitly, it is not a canonical integer.
         if type(value) is not int:
             raise EncodingError(f"expected int, got {type(value).__name__}")
@@ -70,11 +106,8 @@ class UInt(Codec):
             raise EncodingError(f"integer {value} out of range for u{self.bits}")
         return value
 
-    def to_wire(self, value: object) -> Wire:
-        return self._check(value)
-
     def from_wire(self, raw: object) -> object:
-        return self._check(raw)
+        return self.to_wire(raw)  # the same check both ways: the wire value is the value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,18 +135,15 @@ class FixedBytes(Codec):
 
     size: int
 
-    def _check(self, value: object) -> bytes:
+    def to_wire(self, value: object) -> Wire:
         if type(value) is not bytes:
             raise EncodingError(f"expected bytes, got {type(value).__name__}")
         if len(value) != self.size:
             raise EncodingError(f"expected {self.size} bytes, got {len(value)}")
         return value
 
-    def to_wire(self, value: object) -> Wire:
-        return self._check(value)
-
     def from_wire(self, raw: object) -> object:
-        return self._check(raw)
+        return self.to_wire(raw)  # the same check both ways: the wire value is the value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,18 +152,15 @@ class VarBytes(Codec):
 
     max_len: int
 
-    def _check(self, value: object) -> bytes:
+    def to_wire(self, value: object) -> Wire:
         if type(value) is not bytes:
             raise EncodingError(f"expected bytes, got {type(value).__name__}")
         if len(value) > self.max_len:
             raise EncodingError(f"byte string longer than {self.max_len}")
         return value
 
-    def to_wire(self, value: object) -> Wire:
-        return self._check(value)
-
     def from_wire(self, raw: object) -> object:
-        return self._check(raw)
+        return self.to_wire(raw)  # the same check both ways: the wire value is the value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,17 +174,33 @@ class ListOf(Codec):
     max_len: int
     strictly_increasing: bool = False
 
-    def _check_order(self, items: list[Any]) -> None:
+    def splices(self) -> bool:
+        return self.item.splices()
+
+    def _check_order(self, items: Sequence[Any]) -> None:
         if self.strictly_increasing and any(a >= b for a, b in itertools.pairwise(items)):
             raise EncodingError("list must be strictly increasing (sorted, no duplicates)")
 
-    def to_wire(self, value: object) -> Wire:
+    def _check(self, value: object) -> tuple[Any, ...]:
         if type(value) is not tuple:
             raise EncodingError(f"expected tuple, got {type(value).__name__}")
         if len(value) > self.max_len:
             raise EncodingError(f"list longer than {self.max_len}")
-        self._check_order(list(value))
-        return [self.item.to_wire(v) for v in value]
+        self._check_order(value)
+        return value
+
+    def to_wire(self, value: object) -> Wire:
+        return [self.item.to_wire(v) for v in self._check(value)]
+
+    def pack(self, value: object, *, splice: bool = False) -> bytes:
+        items = self._check(value)
+        # splice when asked, or when the items carry memoised encodings (a decoded block's
+        # transactions); fresh items (undo entries) pack faster as one msgpack call
+        if self.item.splices() and items and (splice or _memoised(items[0])):
+            item_pack = self.item.pack
+            return array_header(len(items)) + b"".join(
+                [item_pack(v, splice=splice) for v in items])
+        return _pack([self.item.to_wire(v) for v in items])
 
     def from_wire(self, raw: object) -> object:
         if type(raw) is not list:
@@ -175,10 +218,19 @@ class Nested(Codec):
 
     cls: type[Any]
 
-    def to_wire(self, value: object) -> Wire:
+    def splices(self) -> bool:
+        return True
+
+    def _check(self, value: object) -> object:
         if type(value) is not self.cls:
             raise EncodingError(f"expected {self.cls.__name__}, got {type(value).__name__}")
-        return _to_wire(value, ())
+        return value
+
+    def to_wire(self, value: object) -> Wire:
+        return _to_wire(self._check(value), ())
+
+    def pack(self, value: object, *, splice: bool = False) -> bytes:
+        return _encoding(self._check(value), splice)  # memoised on the nested object
 
     def from_wire(self, raw: object) -> object:
         return _from_wire(self.cls, raw)
@@ -218,6 +270,11 @@ PublicKey = Annotated[bytes, FixedBytes(32)]
 Signature64 = Annotated[bytes, FixedBytes(64)]
 
 _SCHEMAS: dict[type[Any], tuple[tuple[str, Codec], ...]] = {}
+_SPLICES: dict[type[Any], bool] = {}
+_WIRE: dict[type[Any], tuple[tuple[str, Callable[[object], Wire]], ...]] = {}
+# attribute names of the per-instance memo (kept in the instance __dict__, not a field)
+_ENCODING_MEMO = "_canonical_encoding"
+_ID_MEMO = "_canonical_id"
 
 
 def schema(cls: type[Any]) -> tuple[tuple[str, Codec], ...]:
@@ -240,8 +297,14 @@ def schema(cls: type[Any]) -> tuple[tuple[str, Codec], ...]:
 
 
 def _to_wire(obj: object, omit: tuple[str, ...]) -> list[Any]:
-    return [codec.to_wire(getattr(obj, name)) for name, codec in schema(type(obj))
-            if name not in omit]
+    cls = type(obj)
+    if omit:
+        return [codec.to_wire(getattr(obj, name)) for name, codec in schema(cls)
+                if name not in omit]
+    converters = _WIRE.get(cls)
+    if converters is None:
+        converters = _WIRE[cls] = tuple((name, codec.to_wire) for name, codec in schema(cls))
+    return [to_wire(getattr(obj, name)) for name, to_wire in converters]
 
 
 def _from_wire(cls: type[Any], raw: object) -> Any:
@@ -259,12 +322,62 @@ def _from_wire(cls: type[Any], raw: object) -> Any:
         raise EncodingError(f"{cls.__name__}: {exc}") from exc
 
 
+def memo(obj: object, name: str, compute: Callable[[], T]) -> T:
+    """``compute()`` once per (frozen) instance: stored in its ``__dict__`` under ``name``.
+
+    Only for values that are a pure function of the instance's fields. Instances without a
+    ``__dict__`` (slotted classes) simply recompute.
+    """
+    store: dict[str, Any] | None = getattr(obj, "__dict__", None)
+    if store is None:
+        return compute()
+    value: T | None = store.get(name)
+    if value is None:
+        value = store[name] = compute()
+    return value
+
+
+def _memoised(obj: object) -> bool:
+    store: dict[str, Any] | None = getattr(obj, "__dict__", None)
+    return store is not None and _ENCODING_MEMO in store
+
+
+def _splices(cls: type[Any]) -> bool:
+    cached = _SPLICES.get(cls)
+    if cached is None:
+        cached = _SPLICES[cls] = any(codec.splices() for _, codec in schema(cls))
+    return cached
+
+
+def _encode_fields(obj: object, omit: tuple[str, ...], splice: bool = False) -> bytes:
+    cls = type(obj)
+    if not _splices(cls):
+        return _pack(_to_wire(obj, omit))
+    fields = [(name, codec) for name, codec in schema(cls) if name not in omit]
+    return array_header(len(fields)) + b"".join(
+        [codec.pack(getattr(obj, name), splice=splice) for name, codec in fields])
+
+
+def _encoding(obj: object, splice: bool) -> bytes:
+    """The full encoding, memoised on the instance."""
+    store: dict[str, Any] | None = getattr(obj, "__dict__", None)
+    if store is None:
+        return _encode_fields(obj, (), splice)
+    data: bytes | None = store.get(_ENCODING_MEMO)
+    if data is None:
+        data = store[_ENCODING_MEMO] = _encode_fields(obj, (), splice)
+    return data
+
+
 def encode(obj: object, *, omit: tuple[str, ...] = ()) -> bytes:
-    """Canonical bytes of ``obj``; ``omit`` drops fields (unsigned tx, header commitment)."""
-    return msgpack.packb(_to_wire(obj, omit), use_bin_type=True)  # type: ignore[no-any-return]
+    """Canonical bytes of ``obj``; ``omit`` drops fields (unsigned tx, header commitment).
 
+    The full encoding is memoised on the instance (objects are frozen); partial ones are not.
+    """
+    if omit:
+        return _encode_fields(obj, omit)
+    return _encoding(obj, False)
 
-T = TypeVar("T")
 
 
 def decode(cls: type[T], data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> T:
@@ -291,7 +404,8 @@ def decode(cls: type[T], data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> T:
     except Exception as exc:  # msgpack raises several unrelated types on malformed input
         raise EncodingError(f"malformed msgpack: {exc!r}") from exc
     obj: T = _from_wire(cls, raw)
-    if encode(obj) != data:
+    # re-encode (splicing, so nested objects keep their encodings too) and compare
+    if _encoding(obj, True) != data:
         raise EncodingError(f"{cls.__name__}: non-canonical encoding", rule="non_canonical")
     return obj
 
@@ -299,7 +413,7 @@ def decode(cls: type[T], data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> T:
 def object_id(obj: object) -> bytes:
     """Domain-separated BLAKE2b-256 of the canonical bytes (tag = the class's ``TAG``)."""
     tag: bytes = type(obj).TAG  # type: ignore[attr-defined]
-    return tagged_hash(tag, encode(obj))
+    return memo(obj, _ID_MEMO, lambda: tagged_hash(tag, encode(obj)))
 
 
 class Canonical:

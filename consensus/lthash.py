@@ -16,6 +16,7 @@ colliding sets in subexponential time, so a miner could forge a state with the s
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -29,10 +30,29 @@ _DOMAIN = b"pouwchain/lthash/v1\x00"
 Lanes = npt.NDArray[np.uint16]
 
 
-def element(key: bytes, value: bytes) -> Lanes:
-    """The lane vector of one pair; the key length prefix makes (key, value) unambiguous."""
+def _element_bytes(key: bytes, value: bytes) -> bytes:
+    """SHAKE-256 expansion of one pair; the key length prefix makes (key, value) unambiguous."""
     data = _DOMAIN + len(key).to_bytes(4, "big") + key + value
-    return np.frombuffer(hashlib.shake_256(data).digest(LANE_BYTES), dtype="<u2").astype(np.uint16)
+    return hashlib.shake_256(data).digest(LANE_BYTES)
+
+
+def element(key: bytes, value: bytes) -> Lanes:
+    """The lane vector of one pair (little-endian 16-bit lanes)."""
+    return np.frombuffer(_element_bytes(key, value), dtype="<u2").astype(np.uint16)
+
+
+def lane_sum(pairs: Iterable[tuple[bytes, bytes]]) -> Lanes:
+    """Lane-wise sum mod 2**16 of many pairs' vectors, in one numpy reduction.
+
+    Each lane is summed in 64 bits (no overflow below 2**48 pairs) and reduced mod 2**16 by
+    the unsigned narrowing cast, which is exactly the wrap-around of repeated uint16 adds.
+    """
+    data = b"".join([_element_bytes(key, value) for key, value in pairs])
+    if not data:
+        return np.zeros(LANES, dtype=np.uint16)
+    rows = np.frombuffer(data, dtype="<u2").reshape(-1, LANES)
+    total: Lanes = rows.sum(axis=0, dtype=np.uint64).astype(np.uint16)
+    return total
 
 
 class LtHash:
@@ -51,6 +71,12 @@ class LtHash:
 
     def remove(self, key: bytes, value: bytes) -> None:
         self.lanes -= element(key, value)
+
+    def update(self, *, add: Iterable[tuple[bytes, bytes]] = (),
+               remove: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        """Add and remove many pairs at once (vectorised; same result as one at a time)."""
+        self.lanes += lane_sum(add)
+        self.lanes -= lane_sum(remove)
 
     def to_bytes(self) -> bytes:
         return self.lanes.astype("<u2").tobytes()

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-MAX_TARGET = 2**256 - 1
+from pouw import MAX_TARGET as MAX_TARGET  # the easiest target: defined once, by the PoUW layer
+
 MEDIAN_TIME_SPAN = 11  # timestamps must exceed the median of this many ancestors
+# ASERT halflife in target block times when the network does not say otherwise: 288 blocks,
+# the ratio of aserti3-2d (2 days of 10-minute blocks).
+DEFAULT_HALFLIFE_BLOCKS = 288
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -23,6 +27,13 @@ class ChainParams:
     min_node_stake: int = 1  # bonded stake needed to register a swarm node
     max_unbonding_entries: int = 16  # bounds the per-account unbonding list
     block_version: int = 1
+    # ASERT halflife, in target block times (see `asert_halflife` for seconds)
+    asert_halflife_blocks: int = DEFAULT_HALFLIFE_BLOCKS
+
+    @property
+    def asert_halflife(self) -> int:
+        """The ASERT halflife in seconds: the schedule error that doubles/halves the target."""
+        return self.asert_halflife_blocks * self.target_block_time
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -36,3 +47,5 @@ class ChainParams:
             raise ValueError("initial_target must be in [1, 2**256 - 1]")
         if self.chain_id >= 2**64 or self.target_block_time == 0:
             raise ValueError("chain_id must fit u64 and target_block_time must be positive")
+        if self.asert_halflife_blocks == 0:
+            raise ValueError("asert_halflife_blocks must be positive")

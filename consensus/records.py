@@ -29,6 +29,10 @@ class Account(Canonical):
     balance: U64 = 0
     nonce: U64 = 0
 
+    def with_balance(self, balance: int) -> Account:
+        """This account with another balance (``dataclasses.replace``, without its overhead)."""
+        return Account(balance=balance, nonce=self.nonce)
+
 
 @dataclasses.dataclass(frozen=True, order=True)
 class Unbonding(Canonical):

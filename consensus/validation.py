@@ -111,16 +111,20 @@ def check_body(block: Block, *, params: ChainParams) -> None:
         raise BodyError("body.tx_root")
 
 
-def connect_block(state: State, block: Block, *, params: ChainParams) -> BlockUndo:
+def connect_block(state: State, block: Block, *, params: ChainParams,
+                  signatures_verified: bool = False) -> BlockUndo:
     """Apply the block's transactions and reward; the result must match the state root.
 
     On any failure the state is restored to what it was and the error propagates.
+    ``signatures_verified``: the caller checked every transaction signature beforehand (in
+    parallel); pass it only when all of them verified, so the outcome is unchanged.
     """
     header = block.header
     state.begin_block()
     try:
         apply_block_transactions(
-            state, block.transactions, height=header.height, miner=header.miner, params=params
+            state, block.transactions, height=header.height, miner=header.miner, params=params,
+            signatures_verified=signatures_verified,
         )
         # the post-state root must equal the header's state root
         if state.root() != header.state_root:
@@ -145,6 +149,7 @@ def validate_block(
     now: int,
     expected_target: int,
     params: ChainParams,
+    signatures_verified: bool = False,
 ) -> BlockUndo:
     """Every rule, cheapest first; connects the block to ``state`` and returns its undo."""
     check_header(
@@ -157,4 +162,4 @@ def validate_block(
     )
     check_body(block, params=params)
     check_certificate(block.header)
-    return connect_block(state, block, params=params)
+    return connect_block(state, block, params=params, signatures_verified=signatures_verified)

@@ -18,7 +18,7 @@ def credit(state: State, address: bytes, amount: int, *, rule: str = "balance.ov
     account = state.account(address)
     # the new balance must fit in u64
     require(account.balance + amount <= MAX_U64, rule)
-    state.set_account(address, dataclasses.replace(account, balance=account.balance + amount))
+    state.set_account(address, account.with_balance(account.balance + amount))
 
 
 def debit(state: State, address: bytes, amount: int, *, rule: str) -> None:
@@ -26,7 +26,7 @@ def debit(state: State, address: bytes, amount: int, *, rule: str) -> None:
     account = state.account(address)
     # the balance must cover the amount
     require(account.balance >= amount, rule, f"balance {account.balance} < {amount}")
-    state.set_account(address, dataclasses.replace(account, balance=account.balance - amount))
+    state.set_account(address, account.with_balance(account.balance - amount))
 
 
 @dataclasses.dataclass(frozen=True)

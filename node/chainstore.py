@@ -25,19 +25,22 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import msgpack
 
 from consensus.block import Block, BlockHeader, work_of
-from consensus.difficulty import Anchor, DifficultyParams, required_target
+from consensus.difficulty import Anchor, DifficultyParams, chain_difficulty, required_target
 from consensus.errors import ConsensusError, HeaderError
 from consensus.forkchoice import BlockTree, Reorg, TreeEntry
 from consensus.genesis import GenesisConfig, build_genesis
 from consensus.interfaces import MemoryKV, PrefixedKV
+from consensus.params import DEFAULT_HALFLIFE_BLOCKS as DEFAULT_HALFLIFE_BLOCKS
 from consensus.params import MEDIAN_TIME_SPAN, ChainParams
-from consensus.state import BlockUndo, State
+from consensus.state import BlockUndo, RecordCache, State
+from consensus.tx import Transaction, signatures_valid
 from consensus.validation import check_body, check_certificate, check_header, connect_block
 from node.db import Database, DatabaseError, WriteBatch
 from node.mempool import Mempool, TipView
@@ -52,10 +55,11 @@ STATE = b"s/"
 TIP_KEY = b"meta/tip"
 GENESIS_KEY = b"meta/genesis"
 
-# Blocks per halflife of the ASERT rule when the network does not say otherwise: 288 blocks,
-# the ratio of aserti3-2d (2 days of 10-minute blocks).
-DEFAULT_HALFLIFE_BLOCKS = 288
 RECENT_BLOCKS = 16
+# Signature checks of a block run in a thread pool before its sequential transition (PyNaCl
+# releases the GIL while verifying); smaller blocks are checked inline by the transition.
+DEFAULT_SIGNATURE_THREADS = 2
+MIN_PARALLEL_SIGNATURES = 32
 
 # Called at named points inside connect/disconnect (crash tests inject kills there).
 Hook = Callable[["ChainStore", str], None]
@@ -71,11 +75,7 @@ def _height_key(height: int) -> bytes:
 
 def default_difficulty(params: ChainParams) -> DifficultyParams:
     """The difficulty parameters the node derives from the chain parameters."""
-    return DifficultyParams(
-        target_block_time=params.target_block_time,
-        halflife=DEFAULT_HALFLIFE_BLOCKS * params.target_block_time,
-        dev_min_difficulty=params.min_difficulty,
-    )
+    return chain_difficulty(params)
 
 
 @dataclass
@@ -104,13 +104,18 @@ class ChainStore:
 
     def __init__(self, db: Database, *, genesis: GenesisConfig,
                  difficulty: DifficultyParams | None = None, max_orphans: int = 256,
-                 hook: Hook | None = None) -> None:
+                 hook: Hook | None = None,
+                 signature_threads: int = DEFAULT_SIGNATURE_THREADS) -> None:
         self.db = db
         self.config = genesis
         self.params = genesis.params
         self.difficulty = difficulty or default_difficulty(self.params)
         self.max_orphans = max_orphans
         self._hook = hook
+        self.signature_threads = signature_threads
+        self._pool: ThreadPoolExecutor | None = None
+        # decoded state records shared by the per-block state views (see RecordCache)
+        self._records = RecordCache()
         self._orphans: dict[bytes, Block] = {}
         # blocks recently received or connected: a reorg right after add_block needs no decode
         self._recent: OrderedDict[bytes, Block] = OrderedDict()
@@ -134,18 +139,26 @@ class ChainStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, genesis: GenesisConfig,
-             difficulty: DifficultyParams | None = None, hook: Hook | None = None) -> ChainStore:
+             difficulty: DifficultyParams | None = None, hook: Hook | None = None,
+             signature_threads: int = DEFAULT_SIGNATURE_THREADS) -> ChainStore:
         """Open (or create) a store and finish any reorg a crash interrupted."""
         db = Database(path)
+        store: ChainStore | None = None
         try:
-            store = cls(db, genesis=genesis, difficulty=difficulty, hook=hook)
+            store = cls(db, genesis=genesis, difficulty=difficulty, hook=hook,
+                        signature_threads=signature_threads)
             store.resume()
         except BaseException:
+            if store is not None:
+                store.close()
             db.close()
             raise
         return store
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.db.close()
 
     def _fire(self, point: str) -> None:
@@ -361,7 +374,24 @@ class ChainStore:
     # -- the two atomic chain operations ---------------------------------------------------------
 
     def _state(self, batch: WriteBatch) -> State:
-        return State(PrefixedKV(batch, STATE))
+        return State(PrefixedKV(batch, STATE), records=self._records)
+
+    def verify_signatures(self, transactions: Sequence[Transaction]) -> bool:
+        """Check every signature in the thread pool; False if any fails or none was checked.
+
+        True lets the transition skip the signature rule (``signatures_verified``). On False
+        the transition checks signatures inline, in rule order, and reports the exact rule
+        that fails: the pool only ever speeds up a valid block.
+        """
+        threads = self.signature_threads
+        if threads < 2 or len(transactions) < MIN_PARALLEL_SIGNATURES:
+            return False
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="sigcheck")
+        chunk = -(-len(transactions) // threads)
+        futures = [self._pool.submit(signatures_valid, transactions[i:i + chunk])
+                   for i in range(0, len(transactions), chunk)]
+        return all([future.result() for future in futures])
 
     def connect_block(self, block: Block) -> BlockUndo:
         """Apply a child of the tip: ONE batch with block, undo, state, height index and tip."""
@@ -371,9 +401,10 @@ class ChainStore:
         if header.parent_hash != self._tip_id:
             raise ChainStoreError("connect_block: not a child of the tip")
         self._fire("connect:begin")
+        verified = self.verify_signatures(block.transactions)
         batch = self.db.batch()
         state = self._state(batch)
-        undo = connect_block(state, block, params=self.params)
+        undo = connect_block(state, block, params=self.params, signatures_verified=verified)
         self._fire("connect:state_applied")
         if block_id not in self.tree:
             work = work_of(header.target)

@@ -128,6 +128,9 @@ class Database:
 class WriteBatch:
     """Pending writes over a ``Database``; reads see them; ``commit`` applies them atomically.
 
+    A batch belongs to one writer for a short time (one block connect): values it reads from
+    the database are cached for its lifetime, so nothing else may write those keys meanwhile.
+
     Implements the consensus ``KeyValueStore`` protocol (``get``/``put``/``delete``). A batch is
     single-use: after ``commit`` or ``discard`` it refuses further work, so a half-used batch
     cannot be committed twice by mistake.
@@ -136,6 +139,9 @@ class WriteBatch:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._pending: dict[bytes, bytes | None] = {}
+        # values read from the database during this batch: the state transition reads a key
+        # and then writes it, so each stored key is fetched from LevelDB once per batch
+        self._read: dict[bytes, bytes | None] = {}
         self._done = False
 
     def _check_open(self) -> None:
@@ -144,9 +150,14 @@ class WriteBatch:
 
     def get(self, key: bytes) -> bytes | None:
         self._check_open()
-        if key in self._pending:
-            return self._pending[key]
-        return self._db.get(key)
+        pending = self._pending
+        if key in pending:
+            return pending[key]
+        read = self._read
+        if key in read:
+            return read[key]
+        value = read[key] = self._db.get(key)
+        return value
 
     def put(self, key: bytes, value: bytes) -> None:
         self._check_open()
@@ -198,11 +209,13 @@ class WriteBatch:
         self._db.write_raw(self._pending, sync=True)
         self._done = True
         self._pending = {}
+        self._read = {}
 
     def discard(self) -> None:
         """Drop the pending writes."""
         self._done = True
         self._pending = {}
+        self._read = {}
 
     def __enter__(self) -> WriteBatch:
         return self

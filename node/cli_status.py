@@ -53,7 +53,10 @@ def follow_sync(client: ApiClient, *, interval: float, out: TextIO,
     polls = 0
     status: dict[str, Any] = client.get("/api/v1/status")
     while status["syncing"] and (max_polls is None or polls < max_polls):
-        line = f"syncing {progress_bar(float(status['sync_progress']))}  height {status['height']}"
+        best = status.get("best_peer_height")
+        target = f"/{best}" if isinstance(best, int) and best > status["height"] else ""
+        line = (f"syncing {progress_bar(float(status['sync_progress']))}  "
+                f"height {status['height']}{target}")
         out.write(f"\r{line}" if tty else f"{line}\n")
         out.flush()
         time.sleep(interval)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from consensus.genesis import dev_seed
 from contracts import BeginUnstake, Payload, Stake, Transfer, Withdraw
 from node.apiclient import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
 from node.wallet import (
@@ -78,8 +79,9 @@ def _client(args: argparse.Namespace) -> ApiClient:
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
+    seed = None if args.dev is None else dev_seed(args.dev)
     wallet = create_wallet(args.wallet, read_password(confirm=True),
-                           limits=KDF_PRESETS[args.kdf])
+                           limits=KDF_PRESETS[args.kdf], seed=seed)
     print(f"wallet: {args.wallet}")
     print(f"address: {wallet.address.hex()}")
     return 0
@@ -173,6 +175,9 @@ def register(subparsers: Any) -> None:
     new = add("new", _cmd_new, "create a new encrypted wallet", node=False)
     new.add_argument("--kdf", choices=sorted(KDF_PRESETS), default="moderate",
                      help="argon2id cost ('fast' is insecure: tests and dev only)")
+    new.add_argument("--dev", type=int, default=None, metavar="N",
+                     help="store the well-known key of dev account N (public: dev networks "
+                          "only; funded in the dev genesis)")
     add("address", _cmd_address, "print the wallet's address", node=False)
     balance = add("balance", _cmd_balance, "balance, nonce and stake from the node")
     balance.add_argument("--address", type=_address, default=None,

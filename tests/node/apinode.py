@@ -76,8 +76,13 @@ class ApiTestNode:
         self.miner: MinerStats | None = None
         self.syncing = False
         self.sync_progress = 1.0
+        self.best_peer_height = 0
         self.app = web.Application(client_max_size=4 << 20)
         self.api: Api = register_routes(self.app, self)
+
+    def status(self) -> dict[str, object]:
+        """The node's own facts, as ``Node.status`` gives them (the API merges these)."""
+        return {"best_peer_height": self.best_peer_height, "listen": "127.0.0.1:0"}
 
     async def submit_transaction(self, tx: Transaction, *, origin: object = None) -> bytes:
         return self.mempool.add(tx, tip=self.chain.tip_view(), now=int(time.time()))

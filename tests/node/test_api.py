@@ -68,6 +68,7 @@ async def test_status_reports_chain_peers_sync_and_mining(node: ApiTestNode,
     assert body["genesis"] == node.chain.genesis_id.hex()
     assert body["peers"] == 0 and body["syncing"] is False and body["sync_progress"] == 1.0
     assert body["mining"] == {"enabled": False}
+    assert body["best_peer_height"] == 0 and body["listen"] == "127.0.0.1:0"  # node.status()
     block = node.mine([transfer(1, 0)])
     node.miner = MinerStats(blocks_mined=3, tickets_per_s=1234.5, useful_macs=10,
                             nonuseful_macs=30, jobs_done=1)

@@ -85,10 +85,10 @@ async def read_until(proc: asyncio.subprocess.Process, text: str) -> list[str]:
 
 
 async def test_status_follows_sync_until_done(node: ApiTestNode, client: Client) -> None:
-    node.syncing, node.sync_progress = True, 0.2
+    node.syncing, node.sync_progress, node.best_peer_height = True, 0.2, 5
     proc = await spawn("--node", url(client), "--interval", "0.05")
     first = await read_until(proc, "20.0%")
-    assert first[-1].startswith("syncing [") and "height 0" in first[-1]
+    assert first[-1].startswith("syncing [") and first[-1].endswith("height 0/5")
     assert proc.returncode is None  # still following: the node is syncing
     node.sync_progress = 0.7
     node.mine()

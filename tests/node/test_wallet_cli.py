@@ -127,3 +127,19 @@ async def test_wallet_errors(node: ApiTestNode, client: Client, tmp_path: Path) 
     assert code == 1 and "checksum mismatch" in err
     code, _, err = await cli("wallet", "address", "--wallet", str(tmp_path / "none.json"))
     assert code == 1 and "no wallet" in err
+
+
+async def test_dev_key_wallet_spends_genesis_funds(node: ApiTestNode, client: Client,
+                                                   tmp_path: Path) -> None:
+    wfile = str(tmp_path / "dev.json")
+    code, out, err = await cli("wallet", "new", "--dev", "3", "--wallet", wfile, "--kdf", "fast")
+    assert code == 0, err
+    assert out.split("address: ")[1].strip() == public_key(dev_seed(3)).hex()
+    code, out, err = await cli("wallet", "unstake", "1", "--wallet", wfile,
+                               "--node", url(client))
+    assert code == 1 and "invalid:unstake.insufficient_stake" in err
+    code, out, err = await cli("wallet", "stake", "10", "--wallet", wfile,
+                               "--node", url(client))
+    assert code == 0, err
+    (pending,) = node.mempool.pending_of(public_key(dev_seed(3)))
+    assert pending.payload == Stake(amount=10) and pending.id().hex() == out.strip()

@@ -200,7 +200,7 @@ def _query_int(request: web.Request, name: str, *, default: int, low: int, high:
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise ApiError(400, f"bad_{name}", f"{name} must be an integer in [{low}, {high}]")
     return int(text)
 
@@ -292,7 +292,7 @@ class Api:
     async def get_block(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]
         chain = self.node.chain
-        if ref.isdigit() and len(ref) <= 20:
+        if ref.isascii() and ref.isdigit() and len(ref) <= 20:
             block_id = chain.block_id_at(int(ref)) if int(ref) < 2**64 else None
             if block_id is None:
                 raise ApiError(404, "block_not_found",

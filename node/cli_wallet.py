@@ -52,13 +52,13 @@ def read_password(*, confirm: bool = False) -> str:
 
 
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0 or int(text) >= 2**64:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0 or int(text) >= 2**64:
         raise argparse.ArgumentTypeError(f"expected a positive integer amount, got {text!r}")
     return int(text)
 
 
 def _fee(text: str) -> int:
-    if not text.isdigit() or int(text) >= 2**64:
+    if not (text.isascii() and text.isdigit()) or int(text) >= 2**64:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer fee, got {text!r}")
     return int(text)
 

@@ -318,7 +318,7 @@ async def test_a_failing_part_is_a_json_500(node: ApiTestNode, client: Client) -
 
 NASTY = ["", "0", "-1", "1e3", "0x", "0x" + "g" * 64, "ab" * 33, "%00", "%ff" * 40, "..",
          "a" * 5000, "18446744073709551616", "99999999999999999999", " " + "ab" * 32,
-         "\u00e9" * 32, "null", "[]"]
+         "\u00e9" * 32, "null", "[]", "\u00b2", "\u0663", "1\u00b2"]
 
 
 async def test_garbage_never_causes_a_500(node: ApiTestNode, client: Client) -> None:

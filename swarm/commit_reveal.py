@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+import nacl.signing
+
 from consensus.encoding import tagged_hash
-from consensus.tx import signing_key
 from swarm.messages import (
     KIND_ANSWER,
     KIND_JUDGMENT,
@@ -75,7 +76,7 @@ def commit(
 
     The caller supplies a fresh random 32-byte ``salt`` (``secrets.token_bytes(32)``).
     """
-    key = signing_key(seed)
+    key = nacl.signing.SigningKey(seed)
     node = bytes(key.verify_key)
     digest = commitment_digest(kind=kind, round_id=round_id, node=node, salt=salt,
                                payload_digest=payload_hash(payload))

@@ -1,0 +1,168 @@
+"""Settlement transaction: validators recompute the outcome, apply money, stake, reputation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from consensus.encoding import decode, encode
+from consensus.errors import TransactionError
+from consensus.genesis import DEV_BALANCE, dev_seed
+from consensus.records import StakeRecord, SwarmNode
+from consensus.state import State
+from consensus.tx import MAX_TX_SIZE, public_key
+from contracts.base import TxContext
+from contracts.swarm import (
+    REPUTATION_FLOOR,
+    REPUTATION_HALF_LIFE,
+    SettleSwarmRound,
+    SwarmActivity,
+    apply_settle_swarm_round,
+    effective_reputation,
+    last_active,
+    settled_round,
+)
+from swarm.messages import Payout
+from swarm.settlement import decayed_reputation, settle
+from tests.consensus.helpers import Chain, new_chain
+from tests.swarm.roundkit import Round, build_round, make_request, seed
+from tests.swarm.test_settlement import STAKE, honest
+
+CLIENT_SEED = dev_seed(1)
+CLIENT = public_key(CLIENT_SEED)
+FEE = 1_000_000
+HEIGHT = 10
+
+
+def setup_round(chain: Chain, *, n: int = 5, judges: int = 4, nonce: int = 0,
+                no_show: bool = False) -> Round:
+    answers = [(seed(f"k{i}"), f"answer q={(i * 3) % n}".encode()) for i in range(n)]
+    r = build_round(
+        request=make_request(CLIENT_SEED, fee=FEE, answers=n, judges=judges, nonce=nonce),
+        answers=answers, judges=[(seed(f"kj{k}"), honest) for k in range(judges)],
+        answer_no_shows=(answers[0][0],) if no_show else ())
+    for node in r.answerers + r.judges:
+        chain.state.set_stake(node, StakeRecord(bonded=STAKE))
+        chain.state.set_swarm_node(node, SwarmNode(models=(bytes(32),)))
+        chain.state.set_reputation(node, 1000)
+    return r
+
+
+def payload_for(state: State, r: Round, *, height: int = HEIGHT) -> SettleSwarmRound:
+    nodes = r.answerers + r.judges
+    outcome = settle(
+        request=r.request, answerers=r.answerers, judges=r.judges, commitments=r.commitments,
+        answer_openings=r.answer_openings, judgment_openings=r.judgment_openings,
+        reputations={n: effective_reputation(state, n, height=height) for n in nodes},
+        stakes={n: state.stake(n).bonded for n in nodes}).outcome
+    return SettleSwarmRound(
+        request=r.request, answerers=tuple(sorted(r.answerers)), judges=tuple(sorted(r.judges)),
+        commitments=tuple(sorted(r.commitments)), answer_openings=tuple(sorted(r.answer_openings)),
+        judgment_openings=tuple(sorted(r.judgment_openings)), outcome=outcome)
+
+
+def apply(chain: Chain, payload: SettleSwarmRound, *, height: int = HEIGHT) -> None:
+    apply_settle_swarm_round(chain.state, payload,
+                             TxContext(sender=public_key(dev_seed(2)), height=height,
+                                       params=chain.params))
+
+
+def test_settlement_applies_payouts_reputation_and_marks_the_round() -> None:
+    chain = new_chain()
+    r = setup_round(chain)
+    payload = payload_for(chain.state, r)
+    assert decode(SettleSwarmRound, encode(payload)) == payload
+    assert len(encode(payload)) < MAX_TX_SIZE - 200  # fits a transaction with room to spare
+    root = chain.state.root()
+    apply(chain, payload)
+    assert chain.state.root() != root
+    pay = {p.node: p.amount for p in payload.outcome.payouts}
+    assert chain.state.account(CLIENT).balance == DEV_BALANCE - FEE
+    for node, amount in pay.items():
+        assert chain.state.account(node).balance == amount
+    assert sum(pay.values()) == FEE
+    for update in payload.outcome.reputations:
+        assert chain.state.reputation(update.node) == update.score
+        assert last_active(chain.state, update.node) == HEIGHT
+    top = payload.outcome.ranking[0]
+    assert chain.state.reputation(top) == 1100
+    record = settled_round(chain.state, r.request.round_id())
+    assert record is not None and record.outcome_id == payload.outcome.id()
+    # the same round never settles twice
+    with pytest.raises(TransactionError) as err:
+        apply(chain, payload, height=HEIGHT + 1)
+    assert err.value.rule == "swarm.already_settled"
+
+
+def test_tampered_outcome_is_rejected() -> None:
+    chain = new_chain()
+    r = setup_round(chain)
+    payload = payload_for(chain.state, r)
+    first, *rest = payload.outcome.payouts
+    greedy = dataclasses.replace(payload, outcome=dataclasses.replace(
+        payload.outcome, payouts=(Payout(node=first.node, amount=first.amount + 1), *rest)))
+    with pytest.raises(TransactionError) as err:
+        apply(chain, greedy)
+    assert err.value.rule == "swarm.settlement_mismatch"
+    # dropping a judge's opening changes the recomputed outcome: the claim must follow
+    fewer = dataclasses.replace(payload, judgment_openings=payload.judgment_openings[1:])
+    with pytest.raises(TransactionError) as err:
+        apply(chain, fewer)
+    assert err.value.rule == "swarm.settlement_mismatch"
+
+
+def test_no_show_loses_stake_on_chain() -> None:
+    chain = new_chain()
+    r = setup_round(chain, no_show=True)
+    payload = payload_for(chain.state, r)
+    (slash,) = payload.outcome.slashes
+    apply(chain, payload)
+    assert chain.state.stake(slash.node).bonded == STAKE - slash.amount
+    assert chain.state.reputation(slash.node) == 1000 - 400
+    paid = sum(p.amount for p in payload.outcome.payouts) + payload.outcome.refund
+    assert paid == FEE + slash.amount
+
+
+@pytest.mark.parametrize("rule", ["swarm.request_signature", "swarm.chain_id",
+                                  "swarm.unregistered_node", "swarm.insufficient_stake",
+                                  "swarm.insufficient_client_balance", "swarm.too_many_nodes"])
+def test_rules(rule: str) -> None:
+    chain = new_chain()
+    r = setup_round(chain)
+    payload = payload_for(chain.state, r)
+    if rule == "swarm.request_signature":
+        payload = dataclasses.replace(payload, request=dataclasses.replace(
+            payload.request, signature=bytes(64)))
+    elif rule == "swarm.chain_id":
+        r2 = setup_round(chain)
+        r2.request = make_request(CLIENT_SEED, fee=FEE, answers=5, judges=4, chain_id=7)
+        payload = dataclasses.replace(payload, request=r2.request)
+    elif rule == "swarm.unregistered_node":
+        chain.state.set_swarm_node(r.judges[0], None)
+    elif rule == "swarm.insufficient_stake":
+        chain.state.set_stake(r.judges[0], StakeRecord())
+    elif rule == "swarm.insufficient_client_balance":
+        chain.state.set_account(CLIENT, dataclasses.replace(chain.state.account(CLIENT),
+                                                            balance=FEE - 1))
+    elif rule == "swarm.too_many_nodes":
+        r.request = make_request(CLIENT_SEED, fee=FEE, answers=4, judges=4)
+        payload = dataclasses.replace(payload, request=r.request)
+    with pytest.raises(TransactionError) as err:
+        apply(chain, payload)
+    assert err.value.rule == rule
+
+
+def test_reputation_decays_between_rounds() -> None:
+    chain = new_chain()
+    r = setup_round(chain)
+    node = r.judges[0]
+    now = REPUTATION_HALF_LIFE + 10
+    chain.state._write(b"swact/" + node, SwarmActivity(10).encode())
+    assert effective_reputation(chain.state, node, height=now) == decayed_reputation(
+        1000, blocks_elapsed=REPUTATION_HALF_LIFE, floor=REPUTATION_FLOOR,
+        half_life=REPUTATION_HALF_LIFE) == REPUTATION_FLOOR + (1000 - REPUTATION_FLOOR) // 2
+    payload = payload_for(chain.state, r, height=now)
+    apply(chain, payload, height=now)
+    # the round started from the decayed score (550) and added the full-agreement step
+    assert chain.state.reputation(node) == 550 + 100

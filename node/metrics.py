@@ -84,6 +84,10 @@ def render_metrics(node: Any, *, chain: dict[str, Any] | None = None) -> str:
     out.one("syncing", "gauge", "1 while the node is catching up with its peers.",
             bool(node.syncing))
     out.one("sync_progress", "gauge", "Sync progress from 0 to 1.", float(node.sync_progress))
+    out.one("best_peer_height", "gauge", "Highest tip height a connected peer announced.",
+            int(getattr(node, "best_peer_height", 0) or 0))
+    out.one("blocks_received_total", "counter", "Blocks accepted from peers and the API.",
+            int(getattr(node, "blocks_received", 0) or 0))
     miner = node.miner
     stats: Mapping[str, Any] = {} if miner is None else miner.stats()
     out.one("mining", "gauge", "1 if this node runs a miner.", miner is not None)

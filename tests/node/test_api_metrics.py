@@ -71,8 +71,9 @@ async def test_metrics_without_miner(node: ApiTestNode, client: Client) -> None:
     tx = transfer(1, 0)
     await node.submit_transaction(tx)
     await node.peers.connect("127.0.0.1:1")
-    node.syncing, node.sync_progress = True, 0.5
+    node.syncing, node.sync_progress, node.best_peer_height = True, 0.5, 9
     m = await scrape(client)
+    assert m["pouwchain_best_peer_height"] == 9
     assert m["pouwchain_height"] == 2 and m["pouwchain_peers"] == 1
     assert m["pouwchain_mempool_transactions"] == 1
     assert m["pouwchain_mempool_bytes"] == len(tx.encode())

@@ -111,6 +111,7 @@ async def test_chain_tx_account_mempool_metrics(live: Live) -> None:
     async with live.http.get(live.url + "/metrics") as resp:
         text = await resp.text()
     assert "\npouwchain_height 1\n" in text and "\npouwchain_mempool_transactions 0\n" in text
+    assert "\npouwchain_blocks_received_total 1\n" in text
     await live.call("GET", "/api/v1/blocks/" + "00" * 32, status=404)
 
 

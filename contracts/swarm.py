@@ -22,6 +22,7 @@ State layout: ``swround/<round_id>`` -> `SettledRound`; ``swact/<addr>`` -> `Swa
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from consensus.encoding import U64, Canonical, Hash32, ListOf, Nested
@@ -102,6 +103,36 @@ def effective_reputation(state: State, address: bytes, *, height: int) -> int:
         return score
     return decayed_reputation(score, blocks_elapsed=max(0, height - since),
                               floor=REPUTATION_FLOOR, half_life=REPUTATION_HALF_LIFE)
+
+
+def build_settlement(
+    state: State,
+    *,
+    height: int,
+    request: SwarmRequest,
+    answerers: Iterable[bytes],
+    judges: Iterable[bytes],
+    commitments: Iterable[Commitment],
+    answer_openings: Iterable[AnswerOpening],
+    judgment_openings: Iterable[JudgmentOpening],
+) -> SettleSwarmRound:
+    """The payload a node sends to settle a round: inputs sorted, outcome computed on
+    ``state`` as validators will at ``height`` (the node's view of the next block)."""
+    answer_nodes = tuple(sorted(set(answerers)))
+    judge_nodes = tuple(sorted(set(judges)))
+    nodes = sorted(set(answer_nodes) | set(judge_nodes))
+    commitment_list = tuple(sorted(set(commitments)))
+    answer_list = tuple(sorted(set(answer_openings)))
+    judgment_list = tuple(sorted(set(judgment_openings)))
+    outcome = settle(
+        request=request, answerers=answer_nodes, judges=judge_nodes, commitments=commitment_list,
+        answer_openings=answer_list, judgment_openings=judgment_list,
+        reputations={node: effective_reputation(state, node, height=height) for node in nodes},
+        stakes={node: state.stake(node).bonded for node in nodes}, params=SETTLEMENT_PARAMS,
+    ).outcome
+    return SettleSwarmRound(request=request, answerers=answer_nodes, judges=judge_nodes,
+                            commitments=commitment_list, answer_openings=answer_list,
+                            judgment_openings=judgment_list, outcome=outcome)
 
 
 def _write(state: State, key: bytes, value: bytes) -> None:

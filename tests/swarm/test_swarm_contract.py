@@ -19,6 +19,7 @@ from contracts.swarm import (
     SettleSwarmRound,
     SwarmActivity,
     apply_settle_swarm_round,
+    build_settlement,
     effective_reputation,
     last_active,
     settled_round,
@@ -50,16 +51,21 @@ def setup_round(chain: Chain, *, n: int = 5, judges: int = 4, nonce: int = 0,
 
 
 def payload_for(state: State, r: Round, *, height: int = HEIGHT) -> SettleSwarmRound:
+    return build_settlement(
+        state, height=height, request=r.request, answerers=r.answerers, judges=r.judges,
+        commitments=r.commitments, answer_openings=r.answer_openings,
+        judgment_openings=r.judgment_openings)
+
+
+def test_build_settlement_equals_direct_settle() -> None:
+    chain = new_chain()
+    r = setup_round(chain)
     nodes = r.answerers + r.judges
-    outcome = settle(
+    direct = settle(
         request=r.request, answerers=r.answerers, judges=r.judges, commitments=r.commitments,
         answer_openings=r.answer_openings, judgment_openings=r.judgment_openings,
-        reputations={n: effective_reputation(state, n, height=height) for n in nodes},
-        stakes={n: state.stake(n).bonded for n in nodes}).outcome
-    return SettleSwarmRound(
-        request=r.request, answerers=tuple(sorted(r.answerers)), judges=tuple(sorted(r.judges)),
-        commitments=tuple(sorted(r.commitments)), answer_openings=tuple(sorted(r.answer_openings)),
-        judgment_openings=tuple(sorted(r.judgment_openings)), outcome=outcome)
+        reputations={n: 1000 for n in nodes}, stakes={n: STAKE for n in nodes}).outcome
+    assert payload_for(chain.state, r).outcome == direct
 
 
 def apply(chain: Chain, payload: SettleSwarmRound, *, height: int = HEIGHT) -> None:

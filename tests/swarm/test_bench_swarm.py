@@ -1,0 +1,23 @@
+"""bench/swarm_quality.py runs and ends with its JSON line (small sizes: a smoke test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_prints_table_and_json_last() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "swarm_quality.py"), "--answers", "4", "9",
+         "--judges", "3", "--repeat", "1", "--json"],
+        capture_output=True, text=True, check=True, cwd=ROOT, timeout=300)
+    lines = out.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert [row["answers"] for row in result["aggregation"]] == [4, 9]
+    assert all(row["converged"] and row["bt_ms"] > 0 for row in result["aggregation"])
+    assert result["quality"] is None  # TODO until the runtime's model variants are wired in
+    assert any(line.split()[:2] == ["9", "3"] for line in lines)

@@ -66,6 +66,9 @@ class MinerConfig:
     # generate() never waits.
     trivial_block_interval: float = 3.0
     seed: int | None = None  # rng seed of self-generated operands (tests)
+    # A template is reused (with new operands, hence a new commitment) until the tip changes
+    # or it is this old: new mempool transactions wait at most this long.
+    template_refresh: float = 1.0
 
     def __post_init__(self) -> None:
         m, k, n, r = self.shape
@@ -186,6 +189,7 @@ class Miner:
         self._lock = threading.Lock()
         self._tip_id: bytes = node.chain.tip_id
         self._round: tuple[Template, BlockHeader] | None = None  # template + job header
+        self._template_cache: tuple[Template, float] | None = None
         self._round_blocks: list[bytes] = []
         self._waiters: collections.deque[tuple[int, list[str], asyncio.Future[list[str]]]] = \
             collections.deque()
@@ -308,9 +312,19 @@ class Miner:
             if self.config.interval:
                 self._stop.wait(self.config.interval)
 
+    def _current_template(self) -> Template:
+        """The cached template while it is on the tip and fresh, else a new one."""
+        cached = self._template_cache
+        if cached is not None and cached[0].parent_id == self._tip_id and \
+                time.monotonic() - cached[1] < self.config.template_refresh:
+            return cached[0]
+        template: Template = self._call(self._template())
+        self._template_cache = (template, time.monotonic())
+        return template
+
     def mine_round(self) -> None:
         """One round (worker thread): template, one job, maybe a block."""
-        template: Template = self._call(self._template())
+        template = self._current_template()
         ahead = template.header.timestamp - (
             self.clock() + self.node.chain.params.max_future_block_time - FUTURE_MARGIN)
         if ahead > 0:  # faster than the median-time rule allows: wait for the clock

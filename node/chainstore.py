@@ -329,10 +329,14 @@ class ChainStore:
         check_certificate(header)
         work = work_of(header.target)
         self.tree.add(block_id, parent_id=parent_id, work=work)
-        with self.db.batch() as batch:
-            self._put_block(batch, block, self.tree.entry(block_id))
         self._timestamps[block_id] = header.timestamp
         self._remember(block_id, block)
+        if parent_id != self._tip_id or self.tree.tip != block_id:
+            # a side branch, or a new tip reached by a reorg: store the block now. A child of
+            # the tip that becomes the tip is stored by its connect batch (one synced write;
+            # a crash before it loses only a block nobody was told about).
+            with self.db.batch() as batch:
+                self._put_block(batch, block, self.tree.entry(block_id))
         return self.resume()
 
     def resume(self) -> ChainUpdate:
@@ -368,7 +372,11 @@ class ChainStore:
         return update
 
     def _mark_invalid(self, block_id: bytes) -> Reorg:
-        self.db.put(BAD + block_id, b"")
+        with self.db.batch() as batch:
+            # a block that was to be stored by its connect is stored with its marker
+            if self.db.get(TREE + block_id) is None:
+                self._put_block(batch, self._block(block_id), self.tree.entry(block_id))
+            batch.put(BAD + block_id, b"")
         return self.tree.invalidate(block_id)
 
     # -- the two atomic chain operations ---------------------------------------------------------

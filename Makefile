@@ -31,6 +31,7 @@ pytest: $(STAMP)
 ## make bench: every benchmark, tables on stdout
 bench: $(STAMP)
 	$(BIN)/python bench/pouw_overhead.py
+	$(BIN)/python bench/chain_validate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -209,6 +209,7 @@ class JobService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._settling = False
+        self._settle_again = False
         self.compute_locally = True  # set False while a continuous miner takes the jobs
         self.useful_macs = 0
         self.jobs_done = 0
@@ -371,10 +372,19 @@ class JobService:
         self._spawn_settle()
 
     def _spawn_settle(self) -> None:
-        if not self._settling:
-            self._settling = True
-            task = asyncio.get_running_loop().create_task(self.settle())
-            task.add_done_callback(lambda _t: setattr(self, "_settling", False))
+        """Run `settle` now, or once more after the running one (a tip may land meanwhile)."""
+        if self._settling:
+            self._settle_again = True
+            return
+        self._settling = True
+        task = asyncio.get_running_loop().create_task(self.settle())
+        task.add_done_callback(self._settled)
+
+    def _settled(self, _task: asyncio.Task[None]) -> None:
+        self._settling = False
+        if self._settle_again and not self._stop.is_set():
+            self._settle_again = False
+            self._spawn_settle()
 
     async def settle(self) -> None:
         """Read job records at the tip; send receipts for computed jobs whose request landed."""

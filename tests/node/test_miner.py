@@ -108,6 +108,8 @@ async def test_generate_mines_blocks_and_pays_mempool_txs(host: Host) -> None:
     state = State(host.chain.state_view())
     subsidy = host.chain.params.block_subsidy
     assert state.account(miner.address).balance == 10**12 + 3 * subsidy + 99
+    assert state.account(public_key(dev_seed(60))).balance == 1000
+    assert state.account(tx.sender).balance == 10**12 - 1000 - 99
     stats = miner.stats()
     assert stats["blocks_mined"] == 3
     assert stats["tickets_per_s"] > 0

@@ -328,11 +328,13 @@ class Miner:
         ahead = template.header.timestamp - (
             self.clock() + self.node.chain.params.max_future_block_time - FUTURE_MARGIN)
         if ahead > 0:  # faster than the median-time rule allows: wait for the clock
+            self._template_cache = None
             self._stop.wait(min(ahead, 1.0))
             return
         if self._trivial(template.header.target) and not self._waiters:
             early = template.parent_timestamp + self.config.trivial_block_interval - self.clock()
             if early > 0:  # every ticket wins: pace the dev chain instead of flooding it
+                self._template_cache = None  # the block, when due, gets a fresh timestamp
                 self._wake.wait(min(early, 0.5))
                 self._wake.clear()
                 return

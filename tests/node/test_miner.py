@@ -187,3 +187,38 @@ async def test_mining_does_not_starve_the_event_loop(tmp_path: Path) -> None:
     finally:
         await client.close()
         host.close()
+
+
+async def test_dev_chain_is_paced_while_every_round_wins(tmp_path: Path) -> None:
+    now = [GENESIS_TIME + 100]
+    host = Host(tmp_path, clock=lambda: now[0])
+    miner = Miner(host, config=MinerConfig(trivial_block_interval=5), clock=host.clock)
+    miner.start(asyncio.get_running_loop())
+    try:
+        await wait_for(lambda: host.chain.height == 1)
+        await asyncio.sleep(0.5)
+        assert host.chain.height == 1  # the parent is younger than 5 s on the miner's clock
+        now[0] += 5
+        await wait_for(lambda: host.chain.height == 2)
+        assert host.chain.tip_header.timestamp == GENESIS_TIME + 105
+    finally:
+        miner.stop()
+        host.close()
+
+
+async def test_miner_waits_instead_of_mining_blocks_from_the_future(tmp_path: Path) -> None:
+    """A clock behind the chain: no block until its timestamp is safely acceptable."""
+    now = [GENESIS_TIME - 60]  # a block needs timestamp > genesis: 61 s ahead of this clock
+    host = Host(tmp_path, clock=lambda: now[0])
+    miner = Miner(host, config=MinerConfig(seed=4), clock=host.clock)
+    try:
+        with pytest.raises(TimeoutError):
+            await miner.generate(1, timeout=1.5)
+        assert host.chain.height == 0
+        assert miner.stats()["blocks_rejected"] == 0
+        now[0] = GENESIS_TIME - 50  # 51 s ahead: inside the bound and the miner's margin
+        assert len(await miner.generate(2, timeout=10)) == 2
+        assert miner.stats()["blocks_rejected"] == 0
+    finally:
+        miner.stop()
+        host.close()

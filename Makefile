@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench demo clean
+.PHONY: run test lint typecheck pytest bench demo clean model
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make run: the main job (until the node exists, a single-process mining demo)
+## make run: the main job, a local testnet of 4 nodes (2 mining) with a live status table;
+## Ctrl-C stops every node cleanly. Reuses .testnet/ (delete it for a fresh chain).
 run: $(STAMP)
-	$(BIN)/pouwchain demo
+	$(BIN)/pouwchain testnet up --nodes 4 --dir .testnet
 
 ## make test: lint, type-check and the whole test suite
 test: lint typecheck pytest
@@ -32,6 +33,12 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/pouw_overhead.py
 	$(BIN)/python bench/chain_validate.py
+	$(BIN)/python bench/network.py
+
+## make model: train the built-in arithmetic model variants into swarm/models/ (CPU, minutes)
+model: $(STAMP)
+	$(BIN)/python -m swarm.runtime.train
+	$(BIN)/python -m swarm.runtime.evaluate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -138,12 +138,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def submit_all(node: Node, txs: list[Transaction]) -> None:
-    """POST the transactions (8 client threads: the HTTP round trips overlap)."""
-    def post(tx: Transaction) -> None:
-        request(node.api, "POST", "/api/v1/txs", body={"tx": tx.encode().hex()}, timeout=30.0)
+    """POST the transactions: 8 client threads, each sender's in nonce order on one thread."""
+    by_sender: dict[bytes, list[Transaction]] = {}
+    for tx in txs:
+        by_sender.setdefault(tx.sender, []).append(tx)
+
+    def post(batch: list[Transaction]) -> None:
+        for tx in batch:
+            request(node.api, "POST", "/api/v1/txs", body={"tx": tx.encode().hex()},
+                    timeout=30.0)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        list(pool.map(post, txs))
+        list(pool.map(post, by_sender.values()))
 
 
 def propagation(nodes: list[Node], seeds: list[bytes], nonces: list[int], *, txs: int,

@@ -1,9 +1,12 @@
-"""A small real node for API tests: a LevelDB ChainStore, a Mempool and an aiohttp server.
+"""Nodes for API tests, both serving on 127.0.0.1 with a real LevelDB chain.
 
-Until ``node.node.Node`` exists this stands in for it with the attributes the API contract
-names (config, chain, mempool, peers, miner, syncing, sync_progress, submit_transaction).
-Chain, mempool and HTTP server are the real ones; only the peer book and miner statistics
-are simple local objects (their owners' parts are not here yet).
+`LiveNode`: the real ``node.node.Node``, wired as ``pouwchain node`` wires it
+(``attach_services``), plus an in-memory chain twin that mines blocks for it. Most tests use
+this one.
+
+`ApiTestNode`: the API over a real ChainStore and Mempool with the attributes of the Node
+contract, for the few tests that must *set* what a real node derives from its network
+(syncing and its progress, a peer book that accepts any ``host:port``, miner counters).
 """
 
 from __future__ import annotations
@@ -14,14 +17,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from consensus.block import Block
 from consensus.tx import Transaction
-from node.api import Api, register_routes
+from node.api import API_KEY, Api, register_routes
 from node.chainstore import ChainStore, update_mempool
+from node.cli_node import attach_services
+from node.config import NodeConfig
 from node.mempool import Mempool
+from node.node import Node
 from tests.consensus.helpers import Chain, new_chain
 from tests.node.chainutil import NOW, extend
 
@@ -103,3 +110,60 @@ async def start(node: ApiTestNode) -> TestClient[web.Request, web.Application]:
     client = TestClient(TestServer(node.app, host="127.0.0.1"))
     await client.start_server()
     return client
+
+
+class LiveNode:
+    """A started real node and the chain twin that mines for it."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.sim: Chain = new_chain(node.genesis)
+        self.url = f"http://127.0.0.1:{node.port}"
+
+    @classmethod
+    async def start(cls, datadir: Path, **overrides: Any) -> LiveNode:
+        values: dict[str, Any] = {"datadir": datadir, "port": 0, "discover": False,
+                                  "log_json": False, "dial_interval": 0.2}
+        values.update(overrides)
+        node = Node(NodeConfig(**values))
+        attach_services(node)
+        await node.start()
+        return cls(node)
+
+    async def stop(self) -> None:
+        await self.node.stop()
+
+    @property
+    def chain(self) -> ChainStore:
+        return self.node.chain
+
+    @property
+    def mempool(self) -> Mempool:
+        return self.node.mempool
+
+    @property
+    def config(self) -> NodeConfig:
+        return self.node.config
+
+    @property
+    def api(self) -> Api:
+        return self.node.app[API_KEY]
+
+    @property
+    def miner(self) -> Any:
+        return self.node.miner
+
+    @miner.setter
+    def miner(self, value: Any) -> None:
+        self.node.miner = value
+
+    async def mine(self, txs: Sequence[Transaction] = (), *, seed: int = 0) -> Block:
+        """Mine the next block on the twin and submit it like a peer would."""
+        block = extend(self.sim, txs, seed=seed)
+        await self.node.submit_block(block)
+        assert self.node.chain.tip_id == block.header.block_id()
+        return block
+
+    def session(self) -> aiohttp.ClientSession:
+        """An HTTP session whose relative paths go to this node."""
+        return aiohttp.ClientSession(base_url=self.url)

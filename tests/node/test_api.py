@@ -1,4 +1,5 @@
-"""The HTTP API against a real LevelDB chain, a real mempool and a real socket on 127.0.0.1."""
+"""The HTTP API of a real node (``node.node.Node`` wired like ``pouwchain node``, LevelDB in
+tmp_path, 127.0.0.1): every route's success and error paths."""
 
 from __future__ import annotations
 
@@ -7,36 +8,35 @@ import dataclasses
 import json
 import os
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from consensus.genesis import DEV_BALANCE, DEV_STAKE, dev_seed
 from consensus.tx import public_key, sign_transaction
 from contracts import Stake
 from node.auth import read_token
-from tests.node.apinode import ApiTestNode, MinerStats, start
+from tests.node.apinode import LiveNode, MinerStats
 from tests.node.chainutil import transfer
+from tests.node.nodeutil import wait_until
 
-Client = TestClient[web.Request, web.Application]
+Client = aiohttp.ClientSession
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[ApiTestNode]:
-    n = ApiTestNode(tmp_path)
+async def node(tmp_path: Path) -> AsyncIterator[LiveNode]:
+    n = await LiveNode.start(tmp_path / "a")
     yield n
-    n.close()
+    await n.stop()
 
 
 @pytest.fixture
-async def client(node: ApiTestNode) -> AsyncIterator[Client]:
-    c = await start(node)
-    yield c
-    await c.close()
+async def client(node: LiveNode) -> AsyncIterator[Client]:
+    async with node.session() as session:
+        yield session
 
 
 async def get_json(client: Client, path: str, *, status: int = 200, **kw: Any) -> Any:
@@ -54,13 +54,13 @@ async def assert_error(resp: Any, status: int, reason: str) -> dict[str, Any]:
     return dict(body)
 
 
-def auth(node: ApiTestNode, token: str | None = None) -> dict[str, str]:
+def auth(node: LiveNode, token: str | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token or read_token(node.config.datadir)}"}
 
 
 # -- status -------------------------------------------------------------------------------------
 
-async def test_status_reports_chain_peers_sync_and_mining(node: ApiTestNode,
+async def test_status_reports_chain_peers_sync_and_mining(node: LiveNode,
                                                           client: Client) -> None:
     body = await get_json(client, "/api/v1/status")
     assert body["network"] == "dev" and body["chain_id"] == 1337
@@ -68,24 +68,24 @@ async def test_status_reports_chain_peers_sync_and_mining(node: ApiTestNode,
     assert body["genesis"] == node.chain.genesis_id.hex()
     assert body["peers"] == 0 and body["syncing"] is False and body["sync_progress"] == 1.0
     assert body["mining"] == {"enabled": False}
-    assert body["best_peer_height"] == 0 and body["listen"] == "127.0.0.1:0"  # node.status()
-    block = node.mine([transfer(1, 0)])
+    # the node's own facts (node.status()) come along
+    assert body["best_peer_height"] == 0 and body["listen"] == node.node.listen_address
+    assert body["node_id"] == node.node.node_id.hex()
+    block = await node.mine([transfer(1, 0)])
     node.miner = MinerStats(blocks_mined=3, tickets_per_s=1234.5, useful_macs=10,
                             nonuseful_macs=30, jobs_done=1)
-    node.syncing, node.sync_progress = True, 0.25
     body = await get_json(client, "/api/v1/status")
     assert body["height"] == 1 and body["tip"] == block.header.block_id().hex()
-    assert body["syncing"] is True and body["sync_progress"] == 0.25
     assert body["mining"]["enabled"] is True and body["mining"]["blocks_mined"] == 3
     assert body["mining"]["tickets_per_s"] == 1234.5
 
 
 # -- blocks -------------------------------------------------------------------------------------
 
-async def test_block_by_height_and_hash(node: ApiTestNode, client: Client) -> None:
+async def test_block_by_height_and_hash(node: LiveNode, client: Client) -> None:
     txs = [transfer(1, 0), transfer(2, 0)]
-    block = node.mine(txs)
-    node.mine()
+    block = await node.mine(txs)
+    await node.mine()
     by_height = await get_json(client, "/api/v1/blocks/1")
     block_id = block.header.block_id().hex()
     assert by_height["id"] == block_id and by_height["height"] == 1
@@ -121,7 +121,7 @@ async def test_block_errors(client: Client) -> None:
 
 # -- transactions -------------------------------------------------------------------------------
 
-async def test_post_tx_hex_base64_and_raw(node: ApiTestNode, client: Client) -> None:
+async def test_post_tx_hex_base64_and_raw(node: LiveNode, client: Client) -> None:
     a, b, c = transfer(1, 0), transfer(1, 1), transfer(1, 2)
     resp = await client.post("/api/v1/txs", json={"tx": a.encode().hex()})
     assert resp.status == 200, await resp.text()
@@ -141,7 +141,7 @@ async def test_post_tx_hex_base64_and_raw(node: ApiTestNode, client: Client) -> 
                                                                   d.id()]
 
 
-async def test_post_tx_rejections_are_clear_400s(node: ApiTestNode, client: Client) -> None:
+async def test_post_tx_rejections_are_clear_400s(node: LiveNode, client: Client) -> None:
     tx = transfer(1, 0)
     post = client.post
     await assert_error(await post("/api/v1/txs", json={"tx": "abc"}), 400, "bad_encoding")
@@ -179,7 +179,7 @@ async def test_post_tx_rejections_are_clear_400s(node: ApiTestNode, client: Clie
     assert len(node.mempool) == 1
 
 
-async def test_get_tx_pending_then_confirmed(node: ApiTestNode, client: Client) -> None:
+async def test_get_tx_pending_then_confirmed(node: LiveNode, client: Client) -> None:
     tx = transfer(2, 0, amount=77)
     unknown = "cd" * 32
     await assert_error(await client.get(f"/api/v1/txs/{tx.id().hex()}"), 404, "tx_not_found")
@@ -191,9 +191,9 @@ async def test_get_tx_pending_then_confirmed(node: ApiTestNode, client: Client) 
     assert pending["tx"]["sender"] == public_key(dev_seed(2)).hex()
     assert pending["tx"]["payload"] == {"to": public_key(dev_seed(100)).hex(), "amount": 77}
     assert bytes.fromhex(pending["tx"]["raw"]) == tx.encode()
-    node.mine()
-    block = node.mine(node.mempool.transactions())
-    node.mine()
+    await node.mine()
+    block = await node.mine(node.mempool.transactions())
+    await node.mine()
     assert len(node.mempool) == 0
     confirmed = await get_json(client, f"/api/v1/txs/{tx.id().hex()}")
     assert confirmed["status"] == "confirmed"
@@ -205,7 +205,7 @@ async def test_get_tx_pending_then_confirmed(node: ApiTestNode, client: Client) 
 
 # -- accounts -----------------------------------------------------------------------------------
 
-async def test_account_balance_nonce_stake(node: ApiTestNode, client: Client) -> None:
+async def test_account_balance_nonce_stake(node: LiveNode, client: Client) -> None:
     dev0 = public_key(dev_seed(0)).hex()
     body = await get_json(client, f"/api/v1/accounts/{dev0}")
     assert body["balance"] == DEV_BALANCE and body["nonce"] == 0 and body["next_nonce"] == 0
@@ -213,7 +213,7 @@ async def test_account_balance_nonce_stake(node: ApiTestNode, client: Client) ->
     assert body["reputation"] == 0 and body["swarm_node"] is None
     stake = sign_transaction(dev_seed(0), chain_id=1337, nonce=0, fee=10,
                              payload=Stake(amount=500))
-    node.mine([stake])
+    await node.mine([stake])
     await client.post("/api/v1/txs", json={"tx": transfer(0, 1, amount=5).encode().hex()})
     body = await get_json(client, f"/api/v1/accounts/0x{dev0}")
     assert body["balance"] == DEV_BALANCE - 510 and body["nonce"] == 1
@@ -227,38 +227,47 @@ async def test_account_balance_nonce_stake(node: ApiTestNode, client: Client) ->
 
 # -- peers and the token ------------------------------------------------------------------------
 
-async def test_token_file_is_private_and_fresh(node: ApiTestNode, tmp_path: Path) -> None:
+async def test_token_file_is_private_and_fresh(node: LiveNode, tmp_path: Path) -> None:
     path = node.config.datadir / "api.token"
     token = read_token(node.config.datadir)
     assert len(token) == 64 and bytes.fromhex(token)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert node.api.token == token
-    other = ApiTestNode(tmp_path / "second")
+    other = await LiveNode.start(tmp_path / "second")
     try:
         assert read_token(other.config.datadir) != token
     finally:
-        other.close()
+        await other.stop()
 
 
-async def test_peers_require_token(node: ApiTestNode, client: Client) -> None:
+async def test_peers_require_token(node: LiveNode, client: Client, tmp_path: Path) -> None:
     assert await get_json(client, "/api/v1/peers") == {"count": 0, "peers": []}
-    body = {"address": "127.0.0.1:9000"}
+    other = await LiveNode.start(tmp_path / "b")
+    try:
+        await peers_round_trip(node, client, other)
+    finally:
+        await other.stop()
+
+
+async def peers_round_trip(node: LiveNode, client: Client, other: LiveNode) -> None:
+    body = {"address": other.node.listen_address}
     await assert_error(await client.post("/api/v1/peers", json=body), 401, "token_required")
     await assert_error(await client.post("/api/v1/peers", json=body,
                                          headers={"Authorization": "Basic xyz"}), 401,
                        "token_required")
     await assert_error(await client.post("/api/v1/peers", json=body,
                                          headers=auth(node, "00" * 32)), 403, "bad_token")
-    assert node.peers.peers == {}
+    assert node.node.peers.info() == []
     resp = await client.post("/api/v1/peers", json=body, headers=auth(node))
     added = await resp.json()
     assert resp.status == 200 and added["connected"] is True
     node_id = added["node_id"]
+    assert node_id == other.node.node_id.hex()
     listed = await get_json(client, "/api/v1/peers")
     assert listed["count"] == 1 and listed["peers"][0]["node_id"] == node_id
     assert (await get_json(client, "/api/v1/status"))["peers"] == 1
-    await assert_error(await client.post("/api/v1/peers", json={"address": "nope"},
-                                         headers=auth(node)), 400, "connect_failed")
+    refused = await client.post("/api/v1/peers", json={"address": "nope"}, headers=auth(node))
+    assert refused.status == 400 and (await refused.json())["reason"]
     await assert_error(await client.post("/api/v1/peers", json={"addr": 1},
                                          headers=auth(node)), 400, "bad_address")
     await assert_error(await client.delete(f"/api/v1/peers/{node_id}"), 401, "token_required")
@@ -268,14 +277,14 @@ async def test_peers_require_token(node: ApiTestNode, client: Client) -> None:
                        "bad_node_id")
     resp = await client.delete(f"/api/v1/peers/{node_id}", headers=auth(node))
     assert resp.status == 200 and (await resp.json())["disconnected"] is True
-    assert node.peers.peers == {}
+    await wait_until(lambda: node.node.peers.info() == [], what="disconnect")
     await assert_error(await client.delete(f"/api/v1/peers/{node_id}", headers=auth(node)),
                        404, "peer_not_found")
 
 
 # -- mempool, unknown routes --------------------------------------------------------------------
 
-async def test_mempool_listing(node: ApiTestNode, client: Client) -> None:
+async def test_mempool_listing(node: LiveNode, client: Client) -> None:
     assert await get_json(client, "/api/v1/mempool") == {"count": 0, "bytes": 0, "txs": []}
     txs = [transfer(1, 0, fee=10), transfer(1, 1, fee=20), transfer(3, 0, fee=30)]
     for tx in txs:
@@ -299,7 +308,7 @@ async def test_unknown_route_and_method_are_json(client: Client) -> None:
     assert "GET" in resp.headers["Allow"]
 
 
-async def test_body_over_limits_is_413(node: ApiTestNode, client: Client) -> None:
+async def test_body_over_limits_is_413(node: LiveNode, client: Client) -> None:
     big = b"x" * (5 << 20)  # above the app's client_max_size and every route's own limit
     for path, headers in (("/api/v1/peers", auth(node)), ("/api/v1/txs", {})):
         resp = await client.post(path, data=big,
@@ -307,12 +316,12 @@ async def test_body_over_limits_is_413(node: ApiTestNode, client: Client) -> Non
         await assert_error(resp, 413, "body_too_large")
 
 
-async def test_a_failing_part_is_a_json_500(node: ApiTestNode, client: Client) -> None:
+async def test_a_failing_part_is_a_json_500(node: LiveNode, client: Client) -> None:
     class BrokenMiner:
         def stats(self) -> dict[str, int]:
             raise RuntimeError("miner bug")
 
-    node.miner = BrokenMiner()  # type: ignore[assignment]
+    node.miner = BrokenMiner()
     await assert_error(await client.get("/api/v1/status"), 500, "internal")
 
 
@@ -321,8 +330,8 @@ NASTY = ["", "0", "-1", "1e3", "0x", "0x" + "g" * 64, "ab" * 33, "%00", "%ff" * 
          "\u00e9" * 32, "null", "[]", "\u00b2", "\u0663", "1\u00b2"]
 
 
-async def test_garbage_never_causes_a_500(node: ApiTestNode, client: Client) -> None:
-    node.mine([transfer(1, 0)])
+async def test_garbage_never_causes_a_500(node: LiveNode, client: Client) -> None:
+    await node.mine([transfer(1, 0)])
     for text in NASTY:
         for route in ("blocks", "txs", "accounts"):
             resp = await client.get(f"/api/v1/{route}/{text}")

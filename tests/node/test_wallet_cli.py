@@ -1,40 +1,30 @@
-"""``pouwchain wallet`` as real subprocesses against a node API served on 127.0.0.1."""
+"""``pouwchain wallet`` as real subprocesses against a real node serving on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from consensus.genesis import dev_seed
 from consensus.state import State
 from consensus.tx import public_key, sign_transaction
 from contracts import BeginUnstake, Stake, Transfer
 from node.wallet import open_wallet
-from tests.node.apinode import ApiTestNode, start
+from tests.node.apinode import LiveNode
 
-Client = TestClient[web.Request, web.Application]
 PASSWORD = "s3cret pass"
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[ApiTestNode]:
-    n = ApiTestNode(tmp_path / "node")
+async def node(tmp_path: Path) -> AsyncIterator[LiveNode]:
+    n = await LiveNode.start(tmp_path / "node")
     yield n
-    n.close()
-
-
-@pytest.fixture
-async def client(node: ApiTestNode) -> AsyncIterator[Client]:
-    c = await start(node)
-    yield c
-    await c.close()
+    await n.stop()
 
 
 async def cli(*args: str, password: str | None = PASSWORD) -> tuple[int, str, str]:
@@ -51,11 +41,7 @@ async def cli(*args: str, password: str | None = PASSWORD) -> tuple[int, str, st
     return proc.returncode, out.decode(), err.decode()
 
 
-def url(client: Client) -> str:
-    return str(client.make_url("")).rstrip("/")
-
-
-async def test_wallet_lifecycle(node: ApiTestNode, client: Client, tmp_path: Path) -> None:
+async def test_wallet_lifecycle(node: LiveNode, tmp_path: Path) -> None:
     wfile = str(tmp_path / "w" / "wallet.json")
     code, out, err = await cli("wallet", "new", "--wallet", wfile, "--kdf", "fast")
     assert code == 0, err
@@ -68,52 +54,52 @@ async def test_wallet_lifecycle(node: ApiTestNode, client: Client, tmp_path: Pat
     code, _, err = await cli("wallet", "new", "--wallet", wfile, "--kdf", "fast")
     assert code == 1 and "already exists" in err
 
-    node.mine([sign_transaction(dev_seed(1), chain_id=1337, nonce=0, fee=10,
+    await node.mine([sign_transaction(dev_seed(1), chain_id=1337, nonce=0, fee=10,
                                 payload=Transfer(to=address, amount=1_000_000))])
-    code, out, err = await cli("wallet", "balance", "--wallet", wfile, "--node", url(client))
+    code, out, err = await cli("wallet", "balance", "--wallet", wfile, "--node", node.url)
     assert code == 0, err
     assert "balance:   1000000" in out and "bonded:    0" in out
 
     dest = public_key(dev_seed(60))
     code, out, err = await cli("wallet", "send", dest.hex(), "500", "--fee", "10",
-                               "--wallet", wfile, "--node", url(client))
+                               "--wallet", wfile, "--node", node.url)
     assert code == 0, err
     send_id = bytes.fromhex(out.strip())
     code, out, err = await cli("wallet", "stake", "2000", "--fee", "10",
-                               "--wallet", wfile, "--node", url(client))
+                               "--wallet", wfile, "--node", node.url)
     assert code == 0, err
     pending = node.mempool.pending_of(address)
     assert pending[0].id() == send_id
     assert [tx.payload for tx in pending] == [Transfer(to=dest, amount=500), Stake(amount=2000)]
     assert [tx.nonce for tx in pending] == [0, 1]
-    node.mine(node.mempool.transactions())
+    await node.mine(node.mempool.transactions())
     code, out, err = await cli("wallet", "unstake", "300", "--fee", "10",
-                               "--wallet", wfile, "--node", url(client))
+                               "--wallet", wfile, "--node", node.url)
     assert code == 0, err
     assert [tx.payload for tx in node.mempool.pending_of(address)] == [BeginUnstake(amount=300)]
-    node.mine(node.mempool.transactions())
+    await node.mine(node.mempool.transactions())
     state = State(node.chain.state_view())
     assert state.account(dest).balance == 500
     assert state.account(address).balance == 1_000_000 - 500 - 2000 - 30
     assert state.stake(address).bonded == 1700
     assert [u.amount for u in state.stake(address).unbonding] == [300]
-    code, out, err = await cli("wallet", "balance", "--wallet", wfile, "--node", url(client))
+    code, out, err = await cli("wallet", "balance", "--wallet", wfile, "--node", node.url)
     assert "unbonding: 300" in out and "nonce:     3" in out
 
 
-async def test_wallet_errors(node: ApiTestNode, client: Client, tmp_path: Path) -> None:
+async def test_wallet_errors(node: LiveNode, tmp_path: Path) -> None:
     wfile = str(tmp_path / "wallet.json")
     assert (await cli("wallet", "new", "--wallet", wfile, "--kdf", "fast"))[0] == 0
     dest = public_key(dev_seed(60)).hex()
     code, _, err = await cli("wallet", "send", dest, "5", "--wallet", wfile,
-                             "--node", url(client), password="nope")
+                             "--node", node.url, password="nope")
     assert code == 1 and "wrong password" in err
     code, _, err = await cli("wallet", "send", dest, "5", "--wallet", wfile,
-                             "--node", url(client), password=None)
+                             "--node", node.url, password=None)
     assert code == 1 and "POUWCHAIN_PASSWORD" in err
     # no funds: the node's reason comes back
     code, _, err = await cli("wallet", "send", dest, "5", "--wallet", wfile,
-                             "--node", url(client))
+                             "--node", node.url)
     assert code == 1 and "invalid:tx.insufficient_fee_balance" in err
     assert len(node.mempool) == 0
     code, _, err = await cli("wallet", "balance", "--wallet", wfile, "--node",
@@ -123,23 +109,23 @@ async def test_wallet_errors(node: ApiTestNode, client: Client, tmp_path: Path) 
     assert code == 2 and "64 hex digits" in err
     data = Path(wfile).read_text().replace('"ciphertext": "', '"ciphertext": "00')
     Path(wfile).write_text(data)
-    code, _, err = await cli("wallet", "stake", "5", "--wallet", wfile, "--node", url(client))
+    code, _, err = await cli("wallet", "stake", "5", "--wallet", wfile, "--node", node.url)
     assert code == 1 and "checksum mismatch" in err
     code, _, err = await cli("wallet", "address", "--wallet", str(tmp_path / "none.json"))
     assert code == 1 and "no wallet" in err
 
 
-async def test_dev_key_wallet_spends_genesis_funds(node: ApiTestNode, client: Client,
+async def test_dev_key_wallet_spends_genesis_funds(node: LiveNode,
                                                    tmp_path: Path) -> None:
     wfile = str(tmp_path / "dev.json")
     code, out, err = await cli("wallet", "new", "--dev", "3", "--wallet", wfile, "--kdf", "fast")
     assert code == 0, err
     assert out.split("address: ")[1].strip() == public_key(dev_seed(3)).hex()
     code, out, err = await cli("wallet", "unstake", "1", "--wallet", wfile,
-                               "--node", url(client))
+                               "--node", node.url)
     assert code == 1 and "invalid:unstake.insufficient_stake" in err
     code, out, err = await cli("wallet", "stake", "10", "--wallet", wfile,
-                               "--node", url(client))
+                               "--node", node.url)
     assert code == 0, err
     (pending,) = node.mempool.pending_of(public_key(dev_seed(3)))
     assert pending.payload == Stake(amount=10) and pending.id().hex() == out.strip()

@@ -151,26 +151,31 @@ def _split(pool: int, weights: Mapping[bytes, int]) -> dict[bytes, int]:
     return shares
 
 
-def pair_verdict(tally: Sequence[int]) -> Outcome:
-    """Weighted majority of one ordered pair's verdicts: a side needs > ½ of the weight.
+def pair_verdict(tally: Sequence[int]) -> tuple[Outcome, bool]:
+    """(verdict, decisive) of one ordered pair from its verdict weights [first, second, tie].
 
-    Anything short of a strict majority for one side is a tie, so a coalition below half of
-    the weight cannot turn a pair the rest agree on.
+    A side with ≥ ⅔ of the weight wins decisively; a side with a strict majority but less
+    than ⅔ *leans* (counted as half a win and half a tie, y = ¾); anything else is a tie.
+    A coalition below ⅓ cannot move a pair the others agree on out of "decisive", and one
+    below ½ cannot flip its direction, while honest margins still shape the fit.
     """
     total = sum(tally)
-    if 2 * tally[Outcome.FIRST_WINS] > total:
-        return Outcome.FIRST_WINS
-    if 2 * tally[Outcome.SECOND_WINS] > total:
-        return Outcome.SECOND_WINS
-    return Outcome.TIE
+    for side in (Outcome.FIRST_WINS, Outcome.SECOND_WINS):
+        if 3 * tally[side] >= 2 * total:
+            return side, True
+        if 2 * tally[side] > total:
+            return side, False
+    return Outcome.TIE, True
 
 
 def consensus_comparisons(
     pairs: Sequence[tuple[int, int]], comparisons: Sequence[Comparison],
     weights: Mapping[bytes, int],
 ) -> tuple[list[Comparison], dict[bytes, int]]:
-    """One comparison per judged ordered pair: its `pair_verdict`, weighted by the total
-    weight of the judges who judged it (the pair's key stands in for the judge)."""
+    """The fit's input: per judged ordered pair its `pair_verdict`, weighted by the total
+    weight W of the judges who judged it (so the weight does not depend on how they voted).
+    A decisive verdict is one comparison of weight W; a leaning one is a win of weight ⌊W/2⌋
+    plus a tie of weight W − ⌊W/2⌋. Keys ``pair‖k`` / ``lean‖k`` stand in for judges."""
     index = {pair: k for k, pair in enumerate(pairs)}
     tallies = [[0, 0, 0] for _ in pairs]
     for c in comparisons:
@@ -181,9 +186,16 @@ def consensus_comparisons(
         total = sum(tally)
         if total == 0:
             continue
+        verdict, decisive = pair_verdict(tally)
         key = b"pair" + k.to_bytes(4, "big")
-        out.append(Comparison(key, a, b, pair_verdict(tally)))
-        pair_weights[key] = total
+        out.append(Comparison(key, a, b, verdict))
+        if decisive:
+            pair_weights[key] = total
+        else:
+            lean = b"lean" + k.to_bytes(4, "big")
+            out.append(Comparison(lean, a, b, Outcome.TIE))
+            pair_weights[key] = total // 2
+            pair_weights[lean] = total - total // 2
     return out, pair_weights
 
 

@@ -23,8 +23,10 @@ from swarm.bradley_terry import (
     Comparison,
     Outcome,
     bradley_terry_scores,
+    elimination_order,
     exp_neg,
     sigmoid,
+    solve_spd,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,3 +226,31 @@ def test_bit_identical_in_separate_processes() -> None:
             check=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": hash_seed},
         )
         assert json.loads(out.stdout) == expected
+
+
+def test_sparse_solve_matches_float_solve() -> None:
+    rng = np.random.default_rng(4)
+    n = 30
+    edges = sorted({(int(a), int(b)) for a, b in rng.integers(0, n, size=(60, 2)) if a < b})
+    dense = np.zeros((n, n))
+    for a, b in edges:
+        w = float(rng.integers(1, 1000))
+        dense[a, b] -= w
+        dense[b, a] -= w
+        dense[a, a] += w
+        dense[b, b] += w
+    dense[np.diag_indices(n)] += rng.integers(1, 50, size=n)
+    order = elimination_order(n, [(a, b, 0, 0) for a, b in edges])
+    assert sorted(order) == list(range(n))
+    position = {v: k for k, v in enumerate(order)}
+    upper: list[dict[int, int]] = [{k: 0} for k in range(n)]
+    for i in range(n):
+        for j in range(n):
+            pi, pj = position[i], position[j]
+            if pi <= pj and dense[i, j] != 0:
+                upper[pi][pj] = int(dense[i, j]) * ONE
+    rhs = [int(v) * ONE for v in rng.integers(-10**6, 10**6, size=n)]
+    x = solve_spd(upper, [rhs[v] for v in order])
+    got = np.array([x[position[v]] / ONE for v in range(n)])
+    expected = np.linalg.solve(dense, np.array(rhs, dtype=float) / ONE)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)

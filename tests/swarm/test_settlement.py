@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.tx import public_key
-from swarm.bradley_terry import Outcome
+from swarm.bradley_terry import Comparison, Outcome
 from swarm.commit_reveal import commit, judgment_opening, judgment_payload
 from swarm.messages import (
     KIND_ANSWER,
@@ -24,6 +24,7 @@ from swarm.schedule import judging_pairs
 from swarm.settlement import (
     RoundSettlement,
     SettlementParams,
+    consensus_comparisons,
     decayed_reputation,
     pair_verdict,
     position_weight,
@@ -323,11 +324,24 @@ def test_judge_does_not_judge_its_own_answer() -> None:
     assert s.outcome.ranking.index(me) > 0
 
 
-def test_pair_verdict_needs_a_strict_majority() -> None:
-    assert pair_verdict([3, 2, 0]) == Outcome.FIRST_WINS
-    assert pair_verdict([2, 2, 1]) == Outcome.TIE
-    assert pair_verdict([0, 5, 4]) == Outcome.SECOND_WINS
-    assert pair_verdict([2, 1, 1]) == Outcome.TIE
+def test_pair_verdicts_decisive_leaning_and_tied() -> None:
+    assert pair_verdict([2, 1, 0]) == (Outcome.FIRST_WINS, True)  # exactly two thirds
+    assert pair_verdict([3, 2, 0]) == (Outcome.FIRST_WINS, False)
+    assert pair_verdict([0, 5, 4]) == (Outcome.SECOND_WINS, False)
+    assert pair_verdict([0, 7, 3]) == (Outcome.SECOND_WINS, True)
+    assert pair_verdict([2, 2, 1]) == (Outcome.TIE, True)
+    assert pair_verdict([2, 1, 1]) == (Outcome.TIE, True)
+    pairs = [(0, 1), (1, 0)]
+    judges = [bytes([k]) * 32 for k in range(3)]
+    votes = [Comparison(judges[0], 0, 1, Outcome.FIRST_WINS),
+             Comparison(judges[1], 0, 1, Outcome.FIRST_WINS),
+             Comparison(judges[2], 0, 1, Outcome.SECOND_WINS),
+             Comparison(judges[0], 1, 0, Outcome.SECOND_WINS)]
+    out, weights = consensus_comparisons(pairs, votes, {judges[0]: 3, judges[1]: 2,
+                                                        judges[2]: 4})
+    # pair 0: first has 5 of 9 (lean): a win of 4 and a tie of 5; pair 1: decisive, weight 3
+    assert [(c.first, c.second, c.outcome, weights[c.judge]) for c in out] == [
+        (0, 1, Outcome.FIRST_WINS, 4), (0, 1, Outcome.TIE, 5), (1, 0, Outcome.SECOND_WINS, 3)]
 
 
 def test_params_validate() -> None:

@@ -192,3 +192,38 @@ def test_signatures_valid_reports_a_bad_signature(chain: Chain) -> None:
     with pytest.raises(TransactionError) as info:
         apply_transaction(chain.state, bad, height=1, params=chain.params)
     assert info.value.rule == "tx.signature"
+
+
+def test_block_decode_rejects_non_canonical_nested_bytes(chain: Chain) -> None:
+    """Splicing re-encodes nested objects one by one: a non-canonical transaction inside a
+    block, a padded list header, trailing and oversized input are all still rejected."""
+    txs = [tx(1, 0, Transfer(to=ADDRESSES[2], amount=1)),
+           tx(2, 0, Transfer(to=ADDRESSES[3], amount=2))]
+    block = make_block(chain, txs)
+    data = block.encode()
+    assert Block.decode(data) == block
+    second = txs[1].encode()
+    nonce_at = 1 + 3 + 34  # array header, chain id 1337 (uint16), sender (bin8 of 32)
+    assert second[nonce_at] == 0x00  # nonce 0 as a positive fixint
+    padded_tx = second[:nonce_at] + b"\xcc\x00" + second[nonce_at + 1:]
+    assert msgpack.unpackb(padded_tx) == msgpack.unpackb(second)  # same meaning to msgpack
+    bad_forms = {
+        "non_canonical": [
+            data.replace(second, padded_tx),
+            data.replace(array_header(2) + txs[0].encode(),
+                         b"\xdc\x00\x02" + txs[0].encode()),  # array16 for 2 transactions
+        ],
+        "trailing": [data + b"\x90"],
+    }
+    for rule, forms in bad_forms.items():
+        for bad in forms:
+            assert bad != data
+            with pytest.raises(EncodingError) as info:
+                Block.decode(bad)
+            assert info.value.rule == rule
+    with pytest.raises(EncodingError) as info:
+        Block.decode(data, max_size=len(data) - 1)
+    assert info.value.rule == "oversized"
+    with pytest.raises(EncodingError) as info:
+        Transaction.decode(txs[0].encode() + b"\x00")
+    assert info.value.rule == "trailing"

@@ -98,3 +98,20 @@ def test_generator_reproduces_committed_vectors() -> None:
     assert sorted(generated) == [f.stem for f in FILES]
     for path in FILES:
         assert render(generated[path.stem]) == path.read_text(), path.name
+
+
+def test_every_invalid_vector_names_the_rule_it_breaks() -> None:
+    """Invalid vectors carry their rule (the replay checks it is the rule actually raised)."""
+    rules = set()
+    for path in FILES:
+        vector = json.loads(path.read_text())
+        expects = ([e["expect"] for e in vector["blocks"]] if vector["kind"] == "block"
+                   else [vector["expect"]])
+        # only the last block of a block vector may be invalid; earlier ones set the context
+        assert all(e == "valid" for e in expects[:-1]), path.name
+        if expects[-1] != "valid":
+            assert vector["description"], path.name
+            rules.add(expects[-1])
+    # the decoding rules at the trust boundary are among them
+    assert {"non_canonical", "trailing", "oversized", "encoding"} <= rules
+    assert len(rules) >= 30

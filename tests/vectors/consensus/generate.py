@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE.parents[2]))
 
 from consensus.block import Block  # noqa: E402
 from consensus.genesis import dev_config  # noqa: E402
-from consensus.tx import Transaction, public_key  # noqa: E402
+from consensus.tx import MAX_TX_SIZE, Transaction, public_key  # noqa: E402
 from contracts import (  # noqa: E402
     BeginUnstake,
     RegisterSwarmNode,
@@ -138,6 +138,9 @@ def block_vectors() -> dict[str, Vector]:
                               state_root=b"\3" * 32))
     case("trailing_bytes", "trailing", lambda c: make_block(c).encode() + b"\x00")
     case("non_canonical_int", "non_canonical", lambda c: _pad_version(make_block(c)))
+    case("non_canonical_tx", "non_canonical",
+         lambda c: _pad_tx_fee(make_block(c, [tx(3, 0, Stake(amount=5))])),
+         desc="a transaction inside the block encodes its fee non-minimally")
 
     out: dict[str, Vector] = {}
     for name, rule, overrides, build, desc in cases:
@@ -203,6 +206,8 @@ def tx_vectors() -> dict[str, Vector]:
          tx(1, 0, RegisterSwarmNode(models=(MODEL,)))),
         ("trailing_bytes", "trailing", 1, [], tx(1, 0, Stake(amount=5)).encode() + b"\x00"),
         ("non_canonical_fee", "non_canonical", 1, [], _pad_fee(tx(1, 0, Stake(amount=5)))),
+        ("oversized", "oversized", 1, [],
+         tx(1, 0, Stake(amount=5)).encode() + bytes(MAX_TX_SIZE)),
         ("unsorted_models", "encoding", 1, [], _unsorted_models()),
     ]
     out: dict[str, Vector] = {}
@@ -227,6 +232,14 @@ def _pad_fee(t: Transaction) -> bytes:
     i = 1 + 3 + 34 + 1
     assert data[i] == 10
     return data[:i] + b"\xcc\x0a" + data[i + 1:]
+
+
+def _pad_tx_fee(block: Block) -> bytes:
+    """The block's bytes with its first transaction's fee padded (same meaning, not canonical)."""
+    data = block.encode()
+    first = block.transactions[0].encode()
+    assert data.count(first) == 1
+    return data.replace(first, _pad_fee(block.transactions[0]))
 
 
 def _unsorted_models() -> bytes:

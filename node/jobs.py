@@ -37,6 +37,7 @@ from consensus.tx import Transaction, sign_transaction
 from contracts.jobs import (
     STATUS_CANCELLED,
     STATUS_DONE,
+    STATUS_NAMES,
     JobReceipt,
     JobRequest,
     job_id_of,
@@ -433,6 +434,38 @@ class JobService:
         return due
 
     # -- views ----------------------------------------------------------------------------------
+
+    def describe_record(self, job_id: bytes) -> dict[str, Any] | None:
+        """The on-chain view of a job this node did not take (any node can answer it)."""
+        record = job_record(State(self.node.chain.state_view()), job_id)
+        if record is None:
+            return None
+        status = STATUS_NAMES[record.status]
+        done = record.status == STATUS_DONE
+        return {
+            "id": job_id.hex(),
+            "status": "elsewhere",  # submitted to another node: only the record is known here
+            "shape": [record.m, record.k, record.n],
+            "requester": record.requester.hex(),
+            "assignee": record.assignee.hex(),
+            "escrow": record.escrow,
+            "result_hash": record.result_hash.hex() if done else None,
+            "on_chain": {
+                "status": status,
+                "request_height": record.created_height,
+                "expiry_height": record.expiry_height,
+                "receipt_height": record.closed_height if done else None,
+                "worker": record.worker.hex() if done else None,
+            },
+        }
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """Every job this node holds, newest first, without products (GET /api/v1/jobs)."""
+        with self._lock:
+            jobs = list(self.jobs.values())
+        return [{"id": j.job_id.hex(), "status": j.status, "on_chain": j.chain_status,
+                 "shape": [j.ops.m, j.ops.k, j.ops.n], "submitted_at": j.submitted_at}
+                for j in reversed(jobs)]
 
     def describe(self, job: Job, *, with_product: bool = True) -> dict[str, Any]:
         """The JSON view of a job (GET /api/v1/jobs/{id})."""

@@ -5,7 +5,9 @@
   ``{"a": <npy base64>, "b": <npy base64>, "tx": <hex or base64>}``. Answers 202 with the
   job's view. Errors are JSON ``{"error", "reason"}`` with 400/409/413/415/503.
 - ``GET /api/v1/jobs/{id}``: status (queued/running/done/failed), the exact product
-  (``product_npy_b64``, int32 .npy) when done, who computed it and the on-chain record.
+  (``product_npy_b64``, int32 .npy) when done, who computed it and the on-chain record; for
+  a job submitted to another node, status ``elsewhere`` and the on-chain record only.
+- ``GET /api/v1/jobs``: the jobs this node holds (no products), newest first.
 - ``GET /api/v1/miner``: the miner's stats.
 - ``POST /api/v1/miner/generate`` ``{"count": n}`` (bearer token): mine n blocks now and
   return their ids (functional tests, like Bitcoin's ``generate``).
@@ -155,9 +157,15 @@ class MinerApi:
         if len(job_id) != 32:
             raise ApiError(400, "bad_job_id", "job id must be 64 hex digits")
         job = self.jobs.jobs.get(job_id)
-        if job is None:
+        if job is not None:
+            return web.json_response(self.jobs.describe(job))
+        record = self.jobs.describe_record(job_id)
+        if record is None:
             raise ApiError(404, "job_not_found", f"unknown job {text}")
-        return web.json_response(self.jobs.describe(job))
+        return web.json_response(record)
+
+    async def get_jobs(self, request: web.Request) -> web.Response:
+        return web.json_response({"jobs": self.jobs.summaries(), "stats": self.jobs.stats()})
 
     async def get_miner(self, request: web.Request) -> web.Response:
         stats = self.miner.stats()
@@ -187,6 +195,7 @@ def register(app: web.Application, node: Any, *, miner: Miner, jobs: JobService)
     api = MinerApi(node, miner=miner, jobs=jobs)
     p = API_PREFIX
     app.router.add_post(f"{p}/jobs/matmul", api.post_matmul)
+    app.router.add_get(f"{p}/jobs", api.get_jobs)
     app.router.add_get(f"{p}/jobs/{{job_id}}", api.get_job)
     app.router.add_get(f"{p}/miner", api.get_miner)
     app.router.add_post(f"{p}/miner/generate", api.post_generate)

@@ -81,6 +81,17 @@ async def test_mining_node_mines_relays_and_settles_a_job(tmp_path: Path) -> Non
         assert record is not None and record.status == STATUS_DONE
         assert record.worker == miner_node.node_id
         assert record.result_hash == product_hash(product)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url(watcher, f"/api/v1/jobs/{job_id}")) as r:
+                remote = await r.json()
+            async with http.get(url(miner_node, "/api/v1/jobs")) as r:
+                listing = await r.json()
+        assert remote["status"] == "elsewhere"  # the watcher answers from the chain
+        assert remote["on_chain"]["status"] == "done"
+        assert remote["on_chain"]["worker"] == miner_node.node_id.hex()
+        assert remote["result_hash"] == view["result_hash"]
+        assert [j["id"] for j in listing["jobs"]] == [job_id]
+        assert listing["jobs"][0]["on_chain"] == "done"
     finally:
         await watcher.stop()
         await miner_node.stop()

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from swarm.bradley_terry import BradleyTerryFit, Comparison, Outcome, bradley_terry_scores
 from swarm.commit_reveal import answer_set_digest, make_evidence, opening_matches
@@ -199,27 +199,36 @@ def consensus_comparisons(
     return out, pair_weights
 
 
-def settle(
-    *,
-    request: SwarmRequest,
-    answerers: Sequence[bytes],
-    judges: Sequence[bytes],
-    commitments: Sequence[Commitment],
-    answer_openings: Sequence[AnswerOpening],
-    judgment_openings: Sequence[JudgmentOpening],
-    reputations: Mapping[bytes, int],
-    stakes: Mapping[bytes, int],
-    params: SettlementParams = DEFAULT_PARAMS,
-) -> RoundSettlement:
-    """Settle one round. ``reputations`` are current (already decayed) scores; ``stakes`` bonded.
+@dataclasses.dataclass(frozen=True)
+class AnswerView:
+    """The round as the answer phase left it: what judges must judge and settlement ranks.
 
-    The request's signature and the selection of ``answerers``/``judges`` are the caller's to
-    check (the contract does); everything about commitments and openings is checked here.
+    Judges call `answer_view` on the commitments and reveals they hold, judge ``pairs`` of
+    ``nodes`` (index = position) and commit to ``answer_set``; settlement recomputes the same
+    view from the openings it carries, so the two agree whenever the judge saw the same data.
     """
-    round_id = request.round_id()
-    roles = {KIND_ANSWER: frozenset(answerers), KIND_JUDGMENT: frozenset(judges)}
 
-    # 1. counting commitments, grouped by (node, kind); equivocation evidence
+    round_id: bytes
+    single: Mapping[tuple[bytes, int], Commitment]  # (node, kind) -> its one counting commitment
+    equivocators: frozenset[bytes]
+    evidence: tuple[EquivocationEvidence, ...]
+    nodes: tuple[bytes, ...]  # revealed answerers, in node-id order
+    answer_hashes: tuple[bytes, ...]  # aligned with nodes
+    answer_no_shows: frozenset[bytes]
+    answer_set: bytes
+    pairs: tuple[tuple[int, int], ...]
+
+
+def answer_view(
+    *,
+    round_id: bytes,
+    answerers: Iterable[bytes],
+    judges: Iterable[bytes],
+    commitments: Iterable[Commitment],
+    answer_openings: Iterable[AnswerOpening],
+) -> AnswerView:
+    """Counting commitments, equivocations and revealed answers of a round (§5.1 rules)."""
+    roles = {KIND_ANSWER: frozenset(answerers), KIND_JUDGMENT: frozenset(judges)}
     grouped: dict[tuple[bytes, int], dict[bytes, Commitment]] = {}
     for c in sorted(set(commitments)):
         if c.round_id != round_id or c.node not in roles.get(c.kind, frozenset()):
@@ -240,28 +249,60 @@ def settle(
             equivocators.add(key[0])
         else:
             single[key] = next(iter(by_digest.values()))
-
-    no_shows: set[bytes] = set()
-    # 2. answers: one commitment and a matching opening
+    openings = list(answer_openings)
     answer_hashes: dict[bytes, bytes] = {}
+    no_shows: set[bytes] = set()
     for node in sorted(roles[KIND_ANSWER] - equivocators):
         commitment = single.get((node, KIND_ANSWER))
         if commitment is None:
             continue
-        opened = [o for o in answer_openings if o.node == node and opening_matches(commitment, o)]
+        opened = [o for o in openings if o.node == node and opening_matches(commitment, o)]
         if opened:
             answer_hashes[node] = opened[0].answer_hash  # the digest binds one answer hash
         else:
             no_shows.add(node)
-    revealed = sorted(answer_hashes)
+    nodes = tuple(sorted(answer_hashes))
+    return AnswerView(
+        round_id=round_id, single=single, equivocators=frozenset(equivocators),
+        evidence=tuple(evidence), nodes=nodes,
+        answer_hashes=tuple(answer_hashes[node] for node in nodes),
+        answer_no_shows=frozenset(no_shows), answer_set=answer_set_digest(answer_hashes.items()),
+        pairs=judging_pairs(round_id, len(nodes)))
+
+
+def settle(
+    *,
+    request: SwarmRequest,
+    answerers: Sequence[bytes],
+    judges: Sequence[bytes],
+    commitments: Sequence[Commitment],
+    answer_openings: Sequence[AnswerOpening],
+    judgment_openings: Sequence[JudgmentOpening],
+    reputations: Mapping[bytes, int],
+    stakes: Mapping[bytes, int],
+    params: SettlementParams = DEFAULT_PARAMS,
+) -> RoundSettlement:
+    """Settle one round. ``reputations`` are current (already decayed) scores; ``stakes`` bonded.
+
+    The request's signature and the selection of ``answerers``/``judges`` are the caller's to
+    check (the contract does); everything about commitments and openings is checked here.
+    The node's fast path may call it too (before settlement) for the ranking and top answer.
+    """
+    round_id = request.round_id()
+    # 1-2. counting commitments, equivocations, revealed answers
+    view = answer_view(round_id=round_id, answerers=answerers, judges=judges,
+                       commitments=commitments, answer_openings=answer_openings)
+    single, equivocators = view.single, view.equivocators
+    no_shows = set(view.answer_no_shows)
+    revealed = list(view.nodes)
     n = len(revealed)
     index_of = {node: i for i, node in enumerate(revealed)}
-    pairs = judging_pairs(round_id, n)
+    pairs = view.pairs
+    answer_set = view.answer_set
 
     # 3. judgments: one commitment and a matching opening over this answer set
-    answer_set = answer_set_digest(answer_hashes.items())
     verdicts: dict[bytes, bytes] = {}
-    for node in sorted(roles[KIND_JUDGMENT] - equivocators):
+    for node in sorted(set(judges) - equivocators):
         commitment = single.get((node, KIND_JUDGMENT))
         if commitment is None:
             continue
@@ -353,4 +394,4 @@ def settle(
     )
     return RoundSettlement(outcome=outcome, answer_nodes=tuple(revealed), fit=fit,
                            judges=reports, no_shows=tuple(sorted(no_shows)),
-                           equivocations=tuple(evidence))
+                           equivocations=view.evidence)

@@ -24,6 +24,7 @@ from swarm.schedule import judging_pairs
 from swarm.settlement import (
     RoundSettlement,
     SettlementParams,
+    answer_view,
     consensus_comparisons,
     decayed_reputation,
     pair_verdict,
@@ -371,3 +372,13 @@ def test_decay_examples() -> None:
     assert decayed_reputation(1100, blocks_elapsed=20, floor=100, half_life=10) == 350
     assert decayed_reputation(50, blocks_elapsed=10**9, floor=100, half_life=10) == 50
     assert decayed_reputation(10**9, blocks_elapsed=10**9, floor=100, half_life=10) == 100
+
+
+def test_answer_view_is_what_judges_committed_to() -> None:
+    r = simple_round(6, 3)
+    view = answer_view(round_id=r.request.round_id(), answerers=r.answerers, judges=r.judges,
+                       commitments=r.commitments, answer_openings=r.answer_openings)
+    assert view.nodes == tuple(sorted(r.answerers))
+    assert view.pairs == judging_pairs(r.request.round_id(), 6)
+    assert all(o.answer_set == view.answer_set for o in r.judgment_openings)
+    assert view.equivocators == frozenset() and view.answer_no_shows == frozenset()

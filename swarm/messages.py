@@ -97,6 +97,24 @@ class SwarmRequest(Canonical):
         return self.id()
 
 
+def sign_request(
+    seed: bytes, *, chain_id: int, prompt: bytes, fee: int, answers: int, judges: int,
+    nonce: bytes, model: bytes = bytes(32),
+) -> RequestAnnouncement:
+    """A client's signed request for ``prompt`` (Ed25519 seed), ready to gossip.
+
+    ``nonce`` (32 bytes) must differ between requests the client wants answered separately:
+    the round id is the request's id, and a round settles once.
+    """
+    key = nacl.signing.SigningKey(seed)
+    unsigned = SwarmRequest(chain_id=chain_id, client=bytes(key.verify_key), model=model,
+                            prompt_hash=prompt_hash_of(prompt), fee=fee, answers=answers,
+                            judges=judges, nonce=nonce, signature=bytes(64))
+    signed = dataclasses.replace(
+        unsigned, signature=bytes(key.sign(unsigned.signing_bytes()).signature))
+    return RequestAnnouncement(request=signed, prompt=prompt)
+
+
 @dataclasses.dataclass(frozen=True)
 class RequestAnnouncement(Canonical):
     """Gossip form of a request: the signed request plus the prompt text it hashes."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from typing import Any
 
@@ -18,6 +19,9 @@ import nacl.signing
 
 from consensus.block import Block
 from node.p2p.protocol import (
+    MAX_BLOCKS_PER_MESSAGE,
+    MAX_FRAME,
+    MAX_HEADERS,
     PROTOCOL_VERSION,
     Message,
     MsgType,
@@ -64,9 +68,11 @@ class RawPeer:
             await self.session.close()
         self.ws = self.session = None
 
-    async def connect(self, *, genesis: bytes | None = None, timeout: float = 10.0) -> Message:
+    async def connect(self, *, genesis: bytes | None = None, tip: Block | None = None,
+                      work: int = 1, timeout: float = 10.0) -> Message:
         """Open the socket and complete the handshake; the node's HELLO.
 
+        ``tip`` and ``work`` are what we claim as our best chain (default: genesis).
         Raises `PeerRefused` if the node answers with REJECT or closes instead.
         """
         self.session = aiohttp.ClientSession()
@@ -77,9 +83,11 @@ class RawPeer:
                 raise PeerRefused(f"expected HELLO, got {their.type.name}")
             self.their_hello = their
             genesis_id = genesis or bytes(their["genesis"])
+            tip_id = genesis_id if tip is None else tip.header.block_id()
+            height = 0 if tip is None else tip.header.height
             await self.send(MsgType.HELLO, {
                 "version": PROTOCOL_VERSION, "network": self.network, "chain_id": self.chain_id,
-                "genesis": genesis_id, "tip": genesis_id, "height": 0, "work": work_bytes(1),
+                "genesis": genesis_id, "tip": tip_id, "height": height, "work": work_bytes(work),
                 "node_id": self.node_id, "nonce": os.urandom(32), "listen": "",
                 "time": int(time.time()), "agent": "rawpeer/test"})
             signature = self.key.sign(auth_message(nonce=bytes(their["nonce"]),
@@ -135,6 +143,40 @@ class RawPeer:
             return exc.reason
         except TimeoutError:
             return "timeout: node kept the connection open"
+
+    async def serve_chain(self, chain: list[Block], *, until: threading.Event,
+                          timeout: float = 600.0) -> None:
+        """Serve ``chain`` (genesis first) like an honest node until ``until`` is set:
+        headers after the caller's locator (at most MAX_HEADERS), blocks by id (at most
+        MAX_BLOCKS_PER_MESSAGE and one frame's worth per answer)."""
+        assert self.ws is not None
+        index = {b.header.block_id(): i for i, b in enumerate(chain)}
+        async with asyncio.timeout(timeout):
+            while not until.is_set():
+                try:
+                    msg = await self._recv_raw(timeout=0.2)
+                except TimeoutError:
+                    continue
+                if msg.type == MsgType.PING:
+                    await self.send(MsgType.PONG, {"nonce": msg["nonce"]})
+                elif msg.type == MsgType.GETHEADERS:
+                    start = next((index[i] for i in msg["locator"] if i in index), 0)
+                    headers = [b.header.encode() for b in chain[start + 1:start + 1 + MAX_HEADERS]]
+                    await self.send(MsgType.HEADERS, {"req": msg["req"], "headers": headers})
+                elif msg.type == MsgType.GETDATA:
+                    found: list[bytes] = []
+                    missing: list[bytes] = []
+                    budget = MAX_FRAME - 64 * 1024
+                    for block_id in msg["ids"]:
+                        raw = chain[index[block_id]].encode() if block_id in index else None
+                        if raw is None or len(found) >= MAX_BLOCKS_PER_MESSAGE \
+                                or len(raw) > budget:
+                            missing.append(block_id)
+                            continue
+                        budget -= len(raw) + 8
+                        found.append(raw)
+                    await self.send(MsgType.BLOCKS, {"req": msg["req"], "blocks": found,
+                                                     "missing": missing})
 
     async def announce(self, block: Block) -> None:
         """INV for ``block`` (claiming a little more work than genesis)."""

@@ -500,5 +500,6 @@ class JobService:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             queued = len(self._queue)
-        return {"queued": queued, "jobs": len(self.jobs), "jobs_done": self.jobs_done,
+        return {"assignee": self.address.hex(),  # name this key in a JobRequest
+                "queued": queued, "jobs": len(self.jobs), "jobs_done": self.jobs_done,
                 "useful_macs": self.useful_macs}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
@@ -24,8 +25,10 @@ import torch.nn.functional as F
 VOCAB = "_0123456789+-*=$"  # '_' pads prompts on the left, '$' ends an answer
 PAD, EQ, END = 0, VOCAB.index("="), VOCAB.index("$")
 STOI = {c: i for i, c in enumerate(VOCAB)}
-PROMPT_LEN = 8  # "99*9+99=" fits
-ANSWER_LEN = 5  # up to 4 reversed digits and sign, then '$'
+NUM_WIDTH = 2  # operands are zero-padded to fixed width: digits sit at fixed positions
+ANSWER_DIGITS = 3
+PROMPT_LEN = 9  # "72*09+45=" fits
+ANSWER_LEN = ANSWER_DIGITS + 2  # sign, digits least significant first, '$'
 SEQ_LEN = PROMPT_LEN + ANSWER_LEN
 QMAX = 63  # symmetric int7: values in [-63, 63] within the pouw range [-64, 63]
 
@@ -60,34 +63,35 @@ def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def encode_prompt(expr: str) -> list[int]:
-    """Left-padded token ids of "expr=" (raises ValueError when it does not fit)."""
-    text = expr + "="
-    if len(text) > PROMPT_LEN or any(c not in STOI for c in text):
+    """Left-padded token ids of "expr=" with operands zero-padded to NUM_WIDTH digits.
+
+    Fixed-width operands put every digit at a fixed position per family, which a tiny
+    model learns far faster; raises ValueError when the expression does not fit.
+    """
+    text = re.sub(r"\d+", lambda m: m.group(0).rjust(NUM_WIDTH, "0"), expr) + "="
+    if (len(text) > PROMPT_LEN or any(c not in STOI for c in text)
+            or any(len(d) > NUM_WIDTH for d in re.findall(r"\d+", text))):
         raise ValueError(f"expression does not fit the model: {expr!r}")
     return [PAD] * (PROMPT_LEN - len(text)) + [STOI[c] for c in text]
 
 
 def encode_answer(value: int) -> list[int]:
-    """Reversed digits, then '-' for negatives, then '$'."""
-    digits = str(abs(value))[::-1] + ("-" if value < 0 else "")
-    if len(digits) + 1 > ANSWER_LEN:
+    """Sign, then ANSWER_DIGITS zero-padded digits least significant first, then '$'."""
+    digits = str(abs(value)).rjust(ANSWER_DIGITS, "0")
+    if len(digits) > ANSWER_DIGITS:
         raise ValueError(f"answer does not fit the model: {value}")
-    return [STOI[c] for c in digits] + [END]
+    return [STOI["-" if value < 0 else "+"]] + [STOI[c] for c in digits[::-1]] + [END]
 
 
 def decode_answer(ids: list[int]) -> str:
-    """Generated ids back to a normal integer string ('' if malformed)."""
-    chars = []
-    for i in ids:
-        if i == END:
-            break
-        chars.append(VOCAB[i])
-    raw = "".join(chars)
-    neg = raw.endswith("-")
-    digits = raw[:-1] if neg else raw
-    if not digits or not digits.isdigit():
-        return raw[::-1]
-    return ("-" if neg else "") + digits[::-1].lstrip("0").rjust(1, "0")
+    """Generated ids back to a normal integer string (raw characters if malformed)."""
+    raw = "".join(VOCAB[i] for i in ids)
+    body = raw.split("$", 1)[0]
+    sign, digits = body[:1], body[1:]
+    if sign not in ("+", "-") or not digits.isdigit():
+        return body
+    value = int(digits[::-1])
+    return str(-value if sign == "-" else value)
 
 
 def init_params(cfg: ModelConfig, *, generator: torch.Generator) -> dict[str, torch.Tensor]:

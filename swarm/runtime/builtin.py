@@ -135,7 +135,7 @@ class ArithModel:
         tokens = torch.tensor([encode_prompt(e) for e in exprs])
         logprob = torch.zeros(len(exprs), dtype=torch.float64)
         done = torch.zeros(len(exprs), dtype=torch.bool)
-        for _ in range(ANSWER_LEN):
+        for _ in range(ANSWER_LEN - 1):  # the final '$' is implied by the fixed format
             lp = self.logits(tokens)[:, -1].log_softmax(dim=-1)
             best = lp.argmax(dim=-1)
             logprob += torch.where(done, 0.0, lp.gather(1, best[:, None])[:, 0].double())
@@ -162,7 +162,7 @@ class ArithModel:
         scores = [UNSCORABLE] * len(exprs)
         if not rows:
             return scores
-        seqs = torch.tensor([p + a + [END] * (ANSWER_LEN - len(a)) for p, a in rows])
+        seqs = torch.tensor([p + a for p, a in rows])
         lp = self.logits(seqs[:, :-1]).log_softmax(dim=-1)
         for j, (_p, a) in enumerate(rows):
             pos = torch.arange(PROMPT_LEN - 1, PROMPT_LEN - 1 + len(a))
@@ -216,8 +216,8 @@ class BuiltinBackend:
         return [judgment_from_scores(scores[i], scores[n + i]) for i in range(n)]
 
     async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
-        if max_tokens < ANSWER_LEN:
-            raise UnsupportedPrompt(f"max_tokens must be at least {ANSWER_LEN}")
+        if max_tokens < ANSWER_LEN - 1:
+            raise UnsupportedPrompt(f"max_tokens must be at least {ANSWER_LEN - 1}")
         return (await asyncio.to_thread(self.answer_many, [prompt]))[0]
 
     async def judge(self, question: str, answer_a: str, answer_b: str) -> Judgment:

@@ -21,8 +21,6 @@ import torch
 from safetensors.torch import save_file
 
 from swarm.runtime.arith_model import (
-    ANSWER_LEN,
-    PAD,
     PROMPT_LEN,
     ModelConfig,
     encode_answer,
@@ -50,7 +48,7 @@ class Variant:
 
 
 VARIANTS: tuple[Variant, ...] = (
-    Variant("arith-xs", ModelConfig(d_model=32, n_layer=1, n_head=2), steps=600, lr=3e-3),
+    Variant("arith-xs", ModelConfig(d_model=32, n_layer=1, n_head=2), steps=1000, lr=3e-3),
     Variant("arith-s", ModelConfig(d_model=48, n_layer=2, n_head=4), steps=1200, lr=3e-3),
     Variant("arith-m", ModelConfig(d_model=64, n_layer=3, n_head=4), steps=2500, lr=2.5e-3),
     Variant("arith-l", ModelConfig(d_model=96, n_layer=3, n_head=4), steps=3500, lr=2e-3),
@@ -62,8 +60,8 @@ def batch_tensors(questions: list[Question]) -> tuple[torch.Tensor, torch.Tensor
     seqs, targets = [], []
     for q in questions:
         ans = encode_answer(q.answer)
-        seq = encode_prompt(q.expression) + ans + [PAD] * (ANSWER_LEN - len(ans))
-        tgt = [-100] * (PROMPT_LEN - 1) + ans + [-100] * (ANSWER_LEN - len(ans) + 1)
+        seq = encode_prompt(q.expression) + ans[:-1]
+        tgt = [-100] * (PROMPT_LEN - 1) + ans
         seqs.append(seq)
         targets.append(tgt)
     return torch.tensor(seqs), torch.tensor(targets)

@@ -74,7 +74,7 @@ async def test_fork_finds_common_ancestor_and_reorgs(tmp_path: Path) -> None:
         assert a.chain.height == 50
         assert a.chain.state_root() == b.chain.state_root()
         # the locator found the fork point in one round trip: only fork B's 30 blocks moved
-        assert a.blocks_received == 30
+        await wait_until(lambda: a.blocks_received == 30, what="blocks counted")
         assert b.peers.received["GETHEADERS"] <= 2
         # b did not take the lighter branch
         assert b.chain.height == 50 and b.blocks_received == 0
@@ -101,7 +101,7 @@ async def test_resume_after_restart(tmp_path: Path) -> None:
         await b.start()
         await b.peers.connect(a.listen_address)
         await wait_until(lambda: b.chain.height == CHAIN_LENGTH, timeout=30, what="resume")
-        assert b.blocks_received == CHAIN_LENGTH - 200
+        await wait_until(lambda: b.blocks_received == CHAIN_LENGTH - 200, what="counted")
     finally:
         await a.stop()
         await b.stop()
@@ -121,3 +121,44 @@ async def test_seed_discovery_reaches_tip_without_manual_connect(tmp_path: Path)
     finally:
         for n in (a, b, c):
             await n.stop()
+
+
+async def test_killed_mid_sync_reopens_consistent_and_resumes(tmp_path: Path) -> None:
+    """SIGKILL while sync batches are written with group commit: the store reopens on a
+    consistent tip (state root matches the tip header) and the node resumes to the tip."""
+    import asyncio
+    import sys
+
+    from node.chainstore import ChainStore
+
+    blocks = list(long_chain())
+    a = await start_node(tmp_path, "a")
+    preload(a, blocks)
+    datadir = tmp_path / "b"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.node.sync_child", str(datadir), a.listen_address,
+        stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2])
+    try:
+        assert child.stdout is not None
+        height = 0
+        while height < 60:  # kill it part way through
+            line = await asyncio.wait_for(child.stdout.readline(), 60)
+            assert line, "child exited"
+            height = int(line)
+        child.kill()
+        await child.wait()
+        assert height < CHAIN_LENGTH
+        store = ChainStore.open(datadir / "chain", genesis=new_chain().config)
+        assert 60 <= store.height <= CHAIN_LENGTH
+        assert store.state_root() == store.tip_header.state_root
+        assert store.tip_id == blocks[store.height - 1].header.block_id()
+        store.close()
+        b = await start_node(tmp_path, "b")
+        await b.peers.connect(a.listen_address)
+        await wait_until(lambda: b.chain.height == CHAIN_LENGTH, timeout=30, what="resume")
+        await b.stop()
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+        await a.stop()

@@ -59,7 +59,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     if fake.raw_body is not None:
         return web.Response(body=fake.raw_body, content_type="application/json")
     created = int(time.time())
-    tokens = [{"token": "t", "logprob": x, "bytes": None, "top_logprobs": []}
+    tokens: list[dict[str, Any]] = [{"token": "t", "logprob": x, "bytes": None, "top_logprobs": []}
               for x in fake.logprobs]
     lp: dict[str, Any] | None = {"content": tokens} if body.get("logprobs") else None
     if not body.get("stream"):

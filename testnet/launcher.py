@@ -302,6 +302,8 @@ def run_foreground(directory: Path, nodes: int, *, miners: int | None, fresh: bo
         raise KeyboardInterrupt  # SIGTERM to the launcher stops the net like Ctrl-C
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C must work even if our parent started us with SIGINT ignored (a `&` job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         records = up(directory, nodes, miners=miners, fresh=fresh, out=out)
         save_state(directory.resolve(), records, detached=False)

@@ -270,6 +270,18 @@ def answer_view(
         pairs=judging_pairs(round_id, len(nodes)))
 
 
+def _share_identical(values: Sequence[int], answer_hashes: Sequence[bytes]) -> list[int]:
+    """Per ranked answer, the floor mean of ``values`` over the ranks holding the same answer.
+
+    Identical answers (same hash) are one answer: where the fit happened to put each copy
+    must not decide who is paid more.
+    """
+    groups: dict[bytes, list[int]] = {}
+    for rank, h in enumerate(answer_hashes):
+        groups.setdefault(h, []).append(rank)
+    return [sum(values[r] for r in groups[h]) // len(groups[h]) for h in answer_hashes]
+
+
 def settle(
     *,
     request: SwarmRequest,
@@ -337,6 +349,9 @@ def settle(
             _verdict_agreement(c.outcome, keys[c.first], keys[c.second]) for c in cs))
         for node, cs in sorted(counted.items()))
 
+    ranked = [revealed[i] for i in ranking]
+    ranked_hashes = [view.answer_hashes[i] for i in ranking]
+
     # 5. slashes (one per node: equivocation outranks no-show)
     slashes: list[Slash] = []
     for node in sorted(equivocators | no_shows):
@@ -354,8 +369,10 @@ def settle(
         answer_fee = request.fee * params.answer_share_bps // BPS
         judge_pool = request.fee - answer_fee
         good = (n + 1) // 2
-        answer_weights = {revealed[ranking[r]]: position_weight(good - r) for r in range(good)}
-        for node, amount in _split(answer_fee + forfeited, answer_weights).items():
+        answer_weights = _share_identical(
+            [position_weight(good - r) if r < good else 0 for r in range(n)], ranked_hashes)
+        positive = {node: w for node, w in zip(ranked, answer_weights, strict=True) if w > 0}
+        for node, amount in _split(answer_fee + forfeited, positive).items():
             payouts[node] = payouts.get(node, 0) + amount
         merits = {r.node: r.agree2 - r.counted for r in reports if r.agree2 > r.counted}
         refund = 0
@@ -368,8 +385,9 @@ def settle(
     # 7. reputation
     deltas: dict[bytes, int] = {}
     step = params.reputation_step
-    for r, i in enumerate(ranking):
-        deltas[revealed[i]] = step * (n - 1 - 2 * r) // (n - 1) if n > 1 else 0
+    rank_deltas = [step * (n - 1 - 2 * r) // (n - 1) if n > 1 else 0 for r in range(n)]
+    for node, delta in zip(ranked, _share_identical(rank_deltas, ranked_hashes), strict=True):
+        deltas[node] = delta
     for report in reports:
         if report.counted:
             delta = step * (report.agree2 - report.counted) // report.counted

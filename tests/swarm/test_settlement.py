@@ -382,3 +382,23 @@ def test_answer_view_is_what_judges_committed_to() -> None:
     assert view.pairs == judging_pairs(r.request.round_id(), 6)
     assert all(o.answer_set == view.answer_set for o in r.judgment_openings)
     assert view.equivocators == frozenset() and view.answer_no_shows == frozenset()
+
+
+def test_identical_answers_share_their_positions() -> None:
+    # two nodes give the same best answer, two the same worst: each pair is paid alike
+    texts = [b"answer q=9", b"answer q=9", b"answer q=5", b"answer q=1", b"answer q=1"]
+    r = build_round(
+        request=make_request(seed("client"), fee=FEE, answers=5, judges=3),
+        answers=[(seed(f"twin{i}"), t) for i, t in enumerate(texts)],
+        judges=[(seed(f"twinj{k}"), honest) for k in range(3)])
+    s = run(r)
+    pay = {p.node: p.amount for p in s.outcome.payouts}
+    rep = {u.node: u.score for u in s.outcome.reputations}
+    best = [n for n in r.answerers if r.answer_text[n] == b"answer q=9"]
+    worst = [n for n in r.answerers if r.answer_text[n] == b"answer q=1"]
+    middle = next(n for n in r.answerers if r.answer_text[n] == b"answer q=5")
+    assert set(s.outcome.ranking[:2]) == set(best)
+    assert abs(pay[best[0]] - pay[best[1]]) < 5  # the rounding dust goes to one of them
+    assert pay[best[0]] > pay[middle] > 0
+    assert rep[best[0]] == rep[best[1]] > rep[middle] > rep[worst[0]] == rep[worst[1]]
+    money_in_equals_money_out(r, s)

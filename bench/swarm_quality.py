@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -54,13 +55,14 @@ def make_round(n: int, judges: int, *, rng_seed: int = 1) -> tuple[Round, dict[b
     return r, reputations
 
 
-def _median_ms(fn: Any, repeat: int) -> float:
+def _times_ms(fn: Any, repeat: int) -> tuple[float, float]:
+    """(median, min) wall time in ms; the min is the cost without interference from load."""
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return round(statistics.median(times), 2), round(min(times), 2)
 
 
 def aggregation_row(n: int, judges: int, repeat: int) -> dict[str, Any]:
@@ -82,12 +84,14 @@ def aggregation_row(n: int, judges: int, repeat: int) -> dict[str, Any]:
     fitted, pair_weights = consensus_comparisons(pairs, raw, weights)
     fit = bradley_terry_scores(fitted, weights=pair_weights, n=n)
     assert fit == result.fit
+    bt_ms, bt_min_ms = _times_ms(
+        lambda: bradley_terry_scores(fitted, weights=pair_weights, n=n), repeat)
+    settle_ms, settle_min_ms = _times_ms(run_settle, repeat)
     return {
         "answers": n, "judges": judges, "comparisons": len(raw),
-        "bt_ms": round(_median_ms(
-            lambda: bradley_terry_scores(fitted, weights=pair_weights, n=n), repeat), 2),
-        "settle_ms": round(_median_ms(run_settle, repeat), 2),
-        "newton_steps": fit.iterations, "converged": fit.converged,
+        "bt_ms": bt_ms, "bt_min_ms": bt_min_ms, "settle_ms": settle_ms,
+        "settle_min_ms": settle_min_ms, "newton_steps": fit.iterations,
+        "converged": fit.converged,
     }
 
 
@@ -114,17 +118,22 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = [aggregation_row(n, args.judges, args.repeat) for n in args.answers]
-    print(f"aggregation (median of {args.repeat} runs)")
-    print(f"{'answers':>7} {'judges':>6} {'comparisons':>11} {'BT fit ms':>9} "
-          f"{'settle ms':>9} {'steps':>5}")
+    load = os.getloadavg()[0]
+    print(f"aggregation: median (min) of {args.repeat} runs; load average {load:.1f} "
+          f"on {os.cpu_count()} CPUs")
+    print(f"{'answers':>7} {'judges':>6} {'comparisons':>11} {'BT fit ms':>16} "
+          f"{'settle ms':>16} {'steps':>5}")
     for row in rows:
-        print(f"{row['answers']:>7} {row['judges']:>6} {row['comparisons']:>11} "
-              f"{row['bt_ms']:>9.2f} {row['settle_ms']:>9.2f} {row['newton_steps']:>5}")
+        bt = f"{row['bt_ms']:.2f} ({row['bt_min_ms']:.2f})"
+        st = f"{row['settle_ms']:.2f} ({row['settle_min_ms']:.2f})"
+        print(f"{row['answers']:>7} {row['judges']:>6} {row['comparisons']:>11} {bt:>16} "
+              f"{st:>16} {row['newton_steps']:>5}")
     at64 = next((row for row in rows if row["answers"] == 64), None)
     if at64 is not None:
         verdict = "meets" if at64["bt_ms"] < GOAL_MS else "MISSES"
         print(f"64 answers: BT fit {at64['bt_ms']:.2f} ms, full settlement "
-              f"{at64['settle_ms']:.2f} ms ({verdict} the {GOAL_MS:.0f} ms goal for the fit)")
+              f"{at64['settle_ms']:.2f} ms (medians; {verdict} the {GOAL_MS:.0f} ms goal for "
+              f"the fit)")
     quality = quality_rows()
     print("quality: TODO, not measured (needs the built-in model variants, swarm/runtime)"
           if quality is None else quality)
@@ -134,6 +143,7 @@ def main() -> None:
             "aggregation_64_bt_ms": None if at64 is None else at64["bt_ms"],
             "aggregation_64_settle_ms": None if at64 is None else at64["settle_ms"],
             "goal_ms": GOAL_MS,
+            "load_average": round(load, 2),
             "quality": quality,
         }))
 

@@ -131,15 +131,16 @@ def position_weight(k: int) -> int:
     return math.isqrt(k * k * k << 32)
 
 
-def _verdict_agreement(outcome: Outcome, theta_first: int, theta_second: int) -> int:
-    """2 if the verdict matches the consensus order, 1 if half (tie involved), 0 if opposite."""
-    consensus = (Outcome.FIRST_WINS if theta_first > theta_second else
-                 Outcome.SECOND_WINS if theta_first < theta_second else Outcome.TIE)
-    if outcome == consensus:
-        return 2
-    if Outcome.TIE in (outcome, consensus):
-        return 1
-    return 0
+def _consensus_outcome(key_first: int, key_second: int) -> Outcome:
+    """The verdict the consensus ranking gives an ordered pair."""
+    if key_first > key_second:
+        return Outcome.FIRST_WINS
+    return Outcome.SECOND_WINS if key_first < key_second else Outcome.TIE
+
+
+# _AGREEMENT[verdict][consensus]: 2 if equal, 1 if exactly one of them is a tie, 0 if opposite
+_AGREEMENT = tuple(tuple(2 if v == c else 1 if Outcome.TIE in (v, c) else 0
+                         for c in Outcome) for v in Outcome)
 
 
 def _split(pool: int, weights: Mapping[bytes, int]) -> dict[bytes, int]:
@@ -168,18 +169,14 @@ def pair_verdict(tally: Sequence[int]) -> tuple[Outcome, bool]:
     return Outcome.TIE, True
 
 
-def consensus_comparisons(
-    pairs: Sequence[tuple[int, int]], comparisons: Sequence[Comparison],
-    weights: Mapping[bytes, int],
+def verdict_comparisons(
+    pairs: Sequence[tuple[int, int]], tallies: Sequence[Sequence[int]],
 ) -> tuple[list[Comparison], dict[bytes, int]]:
     """The fit's input: per judged ordered pair its `pair_verdict`, weighted by the total
     weight W of the judges who judged it (so the weight does not depend on how they voted).
     A decisive verdict is one comparison of weight W; a leaning one is a win of weight ⌊W/2⌋
-    plus a tie of weight W − ⌊W/2⌋. Keys ``pair‖k`` / ``lean‖k`` stand in for judges."""
-    index = {pair: k for k, pair in enumerate(pairs)}
-    tallies = [[0, 0, 0] for _ in pairs]
-    for c in comparisons:
-        tallies[index[(c.first, c.second)]][c.outcome] += weights[c.judge]
+    plus a tie of weight W − ⌊W/2⌋. Keys ``pair‖k`` / ``lean‖k`` stand in for judges.
+    ``tallies[k]`` holds pair k's verdict weights [first, second, tie]."""
     out: list[Comparison] = []
     pair_weights: dict[bytes, int] = {}
     for k, ((a, b), tally) in enumerate(zip(pairs, tallies, strict=True)):
@@ -197,6 +194,18 @@ def consensus_comparisons(
             pair_weights[key] = total // 2
             pair_weights[lean] = total - total // 2
     return out, pair_weights
+
+
+def consensus_comparisons(
+    pairs: Sequence[tuple[int, int]], comparisons: Sequence[Comparison],
+    weights: Mapping[bytes, int],
+) -> tuple[list[Comparison], dict[bytes, int]]:
+    """`verdict_comparisons` from individual judges' comparisons of scheduled pairs."""
+    index = {pair: k for k, pair in enumerate(pairs)}
+    tallies = [[0, 0, 0] for _ in pairs]
+    for c in comparisons:
+        tallies[index[(c.first, c.second)]][c.outcome] += weights[c.judge]
+    return verdict_comparisons(pairs, tallies)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,21 +342,26 @@ def settle(
     no_shows -= equivocators
 
     # 4. per-pair reputation-weighted consensus verdicts, then Bradley-Terry over them
-    weights = {node: reputations.get(node, 0) + params.judge_weight_base for node in verdicts}
-    counted: dict[bytes, list[Comparison]] = {}
+    #    (a judge's pairs that involve its own answer are left out)
+    counted_pairs: dict[bytes, list[int]] = {}
+    tallies = [[0, 0, 0] for _ in pairs]
     for node, outcomes in verdicts.items():
         own = index_of.get(node)
-        counted[node] = [Comparison(node, a, b, Outcome(v))
-                         for (a, b), v in zip(pairs, outcomes, strict=True) if own not in (a, b)]
-    pair_comparisons, pair_weights = consensus_comparisons(
-        pairs, [c for cs in counted.values() for c in cs], weights)
+        weight = reputations.get(node, 0) + params.judge_weight_base
+        mine = [k for k, (a, b) in enumerate(pairs) if own != a and own != b]
+        counted_pairs[node] = mine
+        for k in mine:
+            tallies[k][outcomes[k]] += weight
+    pair_comparisons, pair_weights = verdict_comparisons(pairs, tallies)
     fit = bradley_terry_scores(pair_comparisons, weights=pair_weights, n=n)
     ranking = fit.ranking()
     keys = fit.rank_keys()
+    # agreement of each verdict with the consensus order: 2 full, 1 tie involved, 0 opposite
+    consensus = [_consensus_outcome(keys[a], keys[b]) for a, b in pairs]
     reports = tuple(
-        JudgeReport(node=node, counted=len(cs), agree2=sum(
-            _verdict_agreement(c.outcome, keys[c.first], keys[c.second]) for c in cs))
-        for node, cs in sorted(counted.items()))
+        JudgeReport(node=node, counted=len(mine), agree2=sum(
+            _AGREEMENT[verdicts[node][k]][consensus[k]] for k in mine))
+        for node, mine in sorted(counted_pairs.items()))
 
     ranked = [revealed[i] for i in ranking]
     ranked_hashes = [view.answer_hashes[i] for i in ranking]

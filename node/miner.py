@@ -332,10 +332,10 @@ class Miner:
             self._stop.wait(min(ahead, 1.0))
             return
         if self._trivial(template.header.target) and not self._waiters:
-            early = template.parent_timestamp + self.config.trivial_block_interval - self.clock()
-            if early > 0:  # every ticket wins: pace the dev chain instead of flooding it
+            due = template.parent_timestamp + self.config.trivial_block_interval
+            if template.header.timestamp < due:  # every ticket wins: pace the dev chain
                 self._template_cache = None  # the block, when due, gets a fresh timestamp
-                self._wake.wait(min(early, 0.5))
+                self._wake.wait(min(max(due - self.clock(), 0.05), 0.5))
                 self._wake.clear()
                 return
         job = self.jobs.take() if self.jobs is not None else None

@@ -34,6 +34,7 @@ from node.p2p.protocol import (
     Message,
     MsgType,
     ProtocolError,
+    encode_frame,
     work_bytes,
     work_int,
 )
@@ -333,11 +334,13 @@ class PeerManager:
     def broadcast_tx(self, tx: Transaction, *, raw: bytes, tx_id: bytes,
                      exclude: Peer | None = None) -> int:
         sent = 0
+        frame: bytes | None = None
         for peer in list(self.peers.values()):
             if peer is exclude or tx_id in peer.known_txs:
                 continue
             peer.known_txs.add(tx_id)
-            sent += peer.send(MsgType.TX, {"tx": raw})
+            frame = frame or encode_frame(MsgType.TX, {"tx": raw})
+            sent += peer.send_frame(frame)
         return sent
 
     def announce_blocks(self, items: Iterable[tuple[bytes, int, int]], *,

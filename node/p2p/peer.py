@@ -307,8 +307,14 @@ class Peer:
         """Queue a frame; False (and counted) when the peer's queue is full or closed."""
         if self._closed.is_set():
             return False
+        return self.send_frame(encode_frame(msg_type, body))
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Queue an already encoded frame (broadcasts encode once for all peers)."""
+        if self._closed.is_set():
+            return False
         try:
-            self._send_queue.put_nowait(encode_frame(msg_type, body))
+            self._send_queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.dropped_sends += 1
             return False

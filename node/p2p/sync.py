@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from consensus.block import Block, BlockHeader
 from node.logging import get_logger, log_event
 from node.p2p.peer import Peer, PeerClosed
-from node.p2p.protocol import MAX_HEADERS, MsgType, ProtocolError
+from node.p2p.protocol import MAX_HEADERS, MAX_LOCATOR, MsgType, ProtocolError
 
 if TYPE_CHECKING:
     from node.node import Node
@@ -165,7 +165,7 @@ class Syncer:
                 return progressed
             if len(raws) < MAX_HEADERS and not needed:
                 return progressed
-            locator = [ids[-1], *node.locator()][: len(locator) + 1]
+            locator = [ids[-1], *node.locator()][:MAX_LOCATOR]
         return progressed
 
     @staticmethod

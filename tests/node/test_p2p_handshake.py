@@ -12,7 +12,7 @@ from consensus.genesis import dev_config
 from node.node import Node
 from node.p2p.manager import ConnectError
 from node.p2p.policy import node_key
-from node.p2p.protocol import MsgType
+from node.p2p.protocol import MsgType, encode_frame
 from tests.node.nodeutil import RawPeer, node_config, start_node, wait_until
 
 
@@ -143,3 +143,37 @@ async def test_node_json_and_reopen_keeps_identity(tmp_path: Path) -> None:
     assert again.node_id == first_id
     await again.stop()
     assert dev_config().params.chain_id == again.chain.params.chain_id
+
+
+async def test_silent_peer_times_out(tmp_path: Path) -> None:
+    node = await start_node(tmp_path, "n", ping_interval=0.1, ping_timeout=0.4)
+    raw = RawPeer(node)
+    try:
+        assert (await raw.handshake()).type == MsgType.AUTH
+        await wait_until(lambda: raw.node_id in node.peers.peers)
+        # the raw peer never answers PING: dropped for silence, not banned
+        assert await raw.expect_close(timeout=5) == "timeout"
+        await wait_until(lambda: raw.node_id not in node.peers.peers)
+        assert not node.peers.bans.entries()
+    finally:
+        await raw.close()
+        await node.stop()
+
+
+async def test_send_queue_is_bounded_for_a_peer_that_never_reads(tmp_path: Path) -> None:
+    node = await start_node(tmp_path, "n")
+    raw = RawPeer(node)
+    try:
+        assert (await raw.handshake()).type == MsgType.AUTH
+        await wait_until(lambda: raw.node_id in node.peers.peers)
+        peer = node.peers.peers[raw.node_id]
+        frame = encode_frame(MsgType.INV, {"blocks": [[i.to_bytes(32, "big"), i, b"\x01"]
+                                                      for i in range(1000)]})
+        results = [peer.send_frame(frame) for _ in range(3000)]
+        # the queue filled (the raw peer reads nothing): later frames were dropped, counted,
+        # and sending never blocked the event loop
+        assert not all(results) and peer.dropped_sends == results.count(False)
+        assert peer.dropped_sends >= 3000 - 1024 - 1
+    finally:
+        await raw.close()
+        await node.stop()

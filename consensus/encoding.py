@@ -303,6 +303,7 @@ def _to_wire(obj: object, omit: tuple[str, ...]) -> list[Any]:
                 if name not in omit]
     converters = _WIRE.get(cls)
     if converters is None:
+        _splices(cls)  # (the hot path in `_encoding` relies on both caches being filled)
         converters = _WIRE[cls] = tuple((name, codec.to_wire) for name, codec in schema(cls))
     return [to_wire(getattr(obj, name)) for name, to_wire in converters]
 
@@ -359,7 +360,15 @@ def _encode_fields(obj: object, omit: tuple[str, ...], splice: bool = False) -> 
 
 
 def _encoding(obj: object, splice: bool) -> bytes:
-    """The full encoding, memoised on the instance."""
+    """The full encoding, memoised on the instance (unless its class opts out)."""
+    cls = type(obj)
+    if not getattr(cls, "MEMOISE", True):
+        converters = _WIRE.get(cls)
+        if converters is not None and not _SPLICES[cls]:
+            # hot path for small records (state values): one msgpack call, no memo
+            return msgpack.packb(  # type: ignore[no-any-return]
+                [to_wire(getattr(obj, name)) for name, to_wire in converters], use_bin_type=True)
+        return _encode_fields(obj, (), splice)
     store: dict[str, Any] | None = getattr(obj, "__dict__", None)
     if store is None:
         return _encode_fields(obj, (), splice)
@@ -421,6 +430,9 @@ class Canonical:
 
     TAG: ClassVar[bytes]
     MAX_SIZE: ClassVar[int] = DEFAULT_MAX_SIZE
+    # memoise the encoding on instances; small short-lived records (state values, undo
+    # entries) opt out: they are encoded once, and a memo costs each instance a dict
+    MEMOISE: ClassVar[bool] = True
 
     def encode(self) -> bytes:
         return encode(self)

@@ -16,7 +16,7 @@ colliding sets in subexponential time, so a miner could forge a state with the s
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,7 @@ _DOMAIN = b"pouwchain/lthash/v1\x00"
 Lanes = npt.NDArray[np.uint16]
 
 
-def _element_bytes(key: bytes, value: bytes) -> bytes:
+def element_bytes(key: bytes, value: bytes) -> bytes:
     """SHAKE-256 expansion of one pair; the key length prefix makes (key, value) unambiguous."""
     data = _DOMAIN + len(key).to_bytes(4, "big") + key + value
     return hashlib.shake_256(data).digest(LANE_BYTES)
@@ -38,7 +38,7 @@ def _element_bytes(key: bytes, value: bytes) -> bytes:
 
 def element(key: bytes, value: bytes) -> Lanes:
     """The lane vector of one pair (little-endian 16-bit lanes)."""
-    return np.frombuffer(_element_bytes(key, value), dtype="<u2").astype(np.uint16)
+    return np.frombuffer(element_bytes(key, value), dtype="<u2").astype(np.uint16)
 
 
 def lane_sum(pairs: Iterable[tuple[bytes, bytes]]) -> Lanes:
@@ -47,12 +47,50 @@ def lane_sum(pairs: Iterable[tuple[bytes, bytes]]) -> Lanes:
     Each lane is summed in 64 bits (no overflow below 2**48 pairs) and reduced mod 2**16 by
     the unsigned narrowing cast, which is exactly the wrap-around of repeated uint16 adds.
     """
-    data = b"".join([_element_bytes(key, value) for key, value in pairs])
+    return sum_elements([element_bytes(key, value) for key, value in pairs])
+
+
+def sum_elements(elements: Sequence[bytes]) -> Lanes:
+    """`lane_sum` of pairs whose `element_bytes` are already known."""
+    data = b"".join(elements)
     if not data:
         return np.zeros(LANES, dtype=np.uint16)
     rows = np.frombuffer(data, dtype="<u2").reshape(-1, LANES)
     total: Lanes = rows.sum(axis=0, dtype=np.uint64).astype(np.uint16)
     return total
+
+
+class ElementCache:
+    """Recently computed `element_bytes`, by key, valid only for the value they were made of.
+
+    A key updated in one block has its new pair's element computed (to add it); when the next
+    block changes the key again, that element is needed again (to remove it). Keeping the
+    last element per key saves that second SHAKE expansion. Bounded (2 KiB per entry).
+    """
+
+    def __init__(self, max_entries: int = 1 << 14) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[bytes, tuple[bytes, bytes]] = {}
+
+    def element(self, key: bytes, value: bytes) -> bytes:
+        """The pair's element: from the cache if it holds this exact value, else computed."""
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] == value:
+            return hit[1]
+        return element_bytes(key, value)
+
+    def computed(self, key: bytes, value: bytes) -> bytes:
+        """Compute the pair's element and remember it for the key."""
+        data = element_bytes(key, value)
+        entries = self._entries
+        entries.pop(key, None)
+        entries[key] = (value, data)
+        if len(entries) > self.max_entries:
+            del entries[next(iter(entries))]  # least recently computed
+        return data
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class LtHash:
@@ -77,6 +115,11 @@ class LtHash:
         """Add and remove many pairs at once (vectorised; same result as one at a time)."""
         self.lanes += lane_sum(add)
         self.lanes -= lane_sum(remove)
+
+    def update_elements(self, *, add: Sequence[bytes] = (), remove: Sequence[bytes] = ()) -> None:
+        """`update` with the pairs' `element_bytes` given (e.g. from an `ElementCache`)."""
+        self.lanes += sum_elements(add)
+        self.lanes -= sum_elements(remove)
 
     def to_bytes(self) -> bytes:
         return self.lanes.astype("<u2").tobytes()

@@ -26,8 +26,13 @@ class Account(Canonical):
     """Spendable balance and the next expected transaction nonce."""
 
     TAG: ClassVar[bytes] = b"pouw/account"
+    MEMOISE: ClassVar[bool] = False  # state records: encoded once per write
     balance: U64 = 0
     nonce: U64 = 0
+
+    def is_empty(self) -> bool:
+        """The zero account: stored as absent."""
+        return self.balance == 0 and self.nonce == 0
 
     def with_balance(self, balance: int) -> Account:
         """This account with another balance (``dataclasses.replace``, without its overhead)."""
@@ -39,6 +44,7 @@ class Unbonding(Canonical):
     """Stake leaving the bond; withdrawable from ``release_height`` on."""
 
     TAG: ClassVar[bytes] = b"pouw/unbonding"
+    MEMOISE: ClassVar[bool] = False  # state records: encoded once per write
     release_height: U64
     amount: U64
 
@@ -48,6 +54,7 @@ class StakeRecord(Canonical):
     """Bonded stake plus pending unbonding entries (in creation order)."""
 
     TAG: ClassVar[bytes] = b"pouw/stake"
+    MEMOISE: ClassVar[bool] = False  # state records: encoded once per write
     bonded: U64 = 0
     unbonding: Annotated[tuple[Unbonding, ...], ListOf(Nested(Unbonding), MAX_UNBONDING_LIST)] = ()
 
@@ -60,6 +67,7 @@ class SwarmNode(Canonical):
     """A registered swarm node: which models it serves and where (endpoint may be empty)."""
 
     TAG: ClassVar[bytes] = b"pouw/swarmnode"
+    MEMOISE: ClassVar[bool] = False  # state records: encoded once per write
     models: ModelIds
     endpoint: Annotated[bytes, VarBytes(MAX_ENDPOINT)] = b""
 
@@ -69,4 +77,5 @@ class Reputation(Canonical):
     """Integer reputation of a node (no floats in consensus)."""
 
     TAG: ClassVar[bytes] = b"pouw/reputation"
+    MEMOISE: ClassVar[bool] = False  # state records: encoded once per write
     score: U64 = 0

@@ -22,7 +22,7 @@ from typing import Annotated, ClassVar, TypeVar
 
 from consensus.encoding import Canonical, FixedBytes, ListOf, Nested, UInt, VarBytes
 from consensus.interfaces import KeyValueStore
-from consensus.lthash import LANE_BYTES, LtHash
+from consensus.lthash import LANE_BYTES, ElementCache, LtHash
 from consensus.params import ChainParams
 from consensus.records import Account, Reputation, StakeRecord, SwarmNode
 from consensus.tx import Transaction
@@ -49,6 +49,7 @@ class UndoEntry(Canonical):
     """Value of ``key`` before the block (``existed`` = 0 means the key was absent)."""
 
     TAG: ClassVar[bytes] = b"pouw/undoentry"
+    MEMOISE: ClassVar[bool] = False
     key: Annotated[bytes, VarBytes(256)]
     existed: Annotated[int, UInt(1)]
     value: Annotated[bytes, VarBytes(1 << 20)]
@@ -105,7 +106,7 @@ class RecordCache:
         return len(self._entries)
 
 
-_ZERO_ACCOUNT = Account()
+_ZERO_ACCOUNT = Account()  # what an absent account reads as
 R = TypeVar("R", bound=Canonical)
 
 
@@ -124,13 +125,15 @@ class State:
     (LtHash is a sum, so order and intermediate values cancel out).
     """
 
-    def __init__(self, kv: KeyValueStore, *, records: RecordCache | None = None) -> None:
+    def __init__(self, kv: KeyValueStore, *, records: RecordCache | None = None,
+                 elements: ElementCache | None = None) -> None:
         self.kv = kv
         self._lanes = LtHash(kv.get(LANES_KEY))
         # key -> the value (None: absent) the lanes account for, for keys changed since
         # the last fold; invariant: folded lanes == LtHash of the stored (key, value) pairs
         self._unfolded: dict[bytes, bytes | None] = {}
         self._records = RecordCache() if records is None else records
+        self._elements = ElementCache() if elements is None else elements
         self._journal: list[tuple[bytes, bytes | None]] = []
         self._block_lanes: bytes | None = None
 
@@ -163,18 +166,19 @@ class State:
         """Bring the lanes up to date with every write since the last fold."""
         if not self._unfolded:
             return
-        added: list[tuple[bytes, bytes]] = []
-        removed: list[tuple[bytes, bytes]] = []
+        elements = self._elements
+        added: list[bytes] = []
+        removed: list[bytes] = []
         for key, accounted in self._unfolded.items():
             current = self.kv.get(key)
             if current == accounted:
                 continue
             if accounted is not None:
-                removed.append((key, accounted))
+                removed.append(elements.element(key, accounted))
             if current is not None:
-                added.append((key, current))
+                added.append(elements.computed(key, current))
         self._unfolded.clear()
-        self._lanes.update(add=added, remove=removed)
+        self._lanes.update_elements(add=added, remove=removed)
 
     def _reset_lanes(self, lanes: bytes) -> None:
         """Declare ``lanes`` to be the LtHash of the stored pairs as they are now."""
@@ -188,6 +192,17 @@ class State:
         return self._lanes
 
     # -- typed records ------------------------------------------------------------------
+    def record(self, key: bytes, cls: type[R]) -> R | None:
+        """The ``cls`` record stored under ``key`` (None if absent), through the record cache.
+
+        For contracts with their own key prefixes; the typed accessors below use it too.
+        """
+        return self._record(key, cls)
+
+    def set_record(self, key: bytes, record: Canonical | None) -> None:
+        """Store ``record`` under ``key`` (None deletes), keeping root, journal and cache."""
+        self._set_record(key, record)
+
     def _record(self, key: bytes, cls: type[R]) -> R | None:
         raw = self.kv.get(key)
         if raw is None:
@@ -213,7 +228,7 @@ class State:
 
     def set_account(self, address: bytes, account: Account) -> None:
         self._set_record(_key(ACCOUNT_PREFIX, address),
-                         None if account == _ZERO_ACCOUNT else account)
+                         None if account.is_empty() else account)
 
     def stake(self, address: bytes) -> StakeRecord:
         record = self._record(_key(STAKE_PREFIX, address), StakeRecord)
@@ -267,10 +282,11 @@ class State:
         first: dict[bytes, bytes | None] = {}
         for key, old in self._journal:
             first.setdefault(key, old)
-        # keys are unique, so sorting the pairs by key is the UndoEntry order
+        # keys are unique, so key order is the UndoEntry order
         undo = BlockUndo(
             entries=tuple(
-                UndoEntry(k, int(v is not None), v or b"") for k, v in sorted(first.items())
+                UndoEntry(k, int(v is not None), v or b"")
+                for k, v in [(key, first[key]) for key in sorted(first)]
             ),
             lanes=self._block_lanes,
         )

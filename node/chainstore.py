@@ -37,6 +37,7 @@ from consensus.errors import ConsensusError, HeaderError
 from consensus.forkchoice import BlockTree, Reorg, TreeEntry
 from consensus.genesis import GenesisConfig, build_genesis
 from consensus.interfaces import MemoryKV, PrefixedKV
+from consensus.lthash import ElementCache
 from consensus.params import DEFAULT_HALFLIFE_BLOCKS as DEFAULT_HALFLIFE_BLOCKS
 from consensus.params import MEDIAN_TIME_SPAN, ChainParams
 from consensus.state import BlockUndo, RecordCache, State
@@ -116,6 +117,7 @@ class ChainStore:
         self._pool: ThreadPoolExecutor | None = None
         # decoded state records shared by the per-block state views (see RecordCache)
         self._records = RecordCache()
+        self._elements = ElementCache()  # LtHash elements of recently written pairs
         self._orphans: dict[bytes, Block] = {}
         # blocks recently received or connected: a reorg right after add_block needs no decode
         self._recent: OrderedDict[bytes, Block] = OrderedDict()
@@ -382,7 +384,7 @@ class ChainStore:
     # -- the two atomic chain operations ---------------------------------------------------------
 
     def _state(self, batch: WriteBatch) -> State:
-        return State(PrefixedKV(batch, STATE), records=self._records)
+        return State(PrefixedKV(batch, STATE), records=self._records, elements=self._elements)
 
     def verify_signatures(self, transactions: Sequence[Transaction]) -> bool:
         """Check every signature in the thread pool; False if any fails or none was checked.

@@ -21,7 +21,7 @@ from consensus.encoding import _to_wire, array_header, decode, encode
 from consensus.errors import EncodingError, TransactionError
 from consensus.genesis import dev_seed
 from consensus.interfaces import MemoryKV
-from consensus.lthash import LtHash, lane_sum
+from consensus.lthash import ElementCache, LtHash, element_bytes, lane_sum
 from consensus.records import Account, StakeRecord, Unbonding
 from consensus.state import RecordCache, State, apply_transaction, root_from_items
 from consensus.tx import SIGNING_DOMAIN, Transaction, public_key, signatures_valid
@@ -125,7 +125,8 @@ ops = st.lists(
 def test_lazy_root_equals_root_from_scratch(program: list[tuple[str, int, int, int]]) -> None:
     kv = MemoryKV()
     cache = RecordCache(max_entries=3)  # tiny: evictions happen
-    state = State(kv, records=cache)
+    elements = ElementCache(max_entries=2)
+    state = State(kv, records=cache, elements=elements)
     snapshots = []
     undos = []  # (undo data, the stored items before that block)
     start = dict(kv.data)
@@ -156,6 +157,16 @@ def test_lazy_root_equals_root_from_scratch(program: list[tuple[str, int, int, i
         assert {k: v for k, v in kv.data.items() if not k.startswith(b"\x00")} == {
             k: v for k, v in before.items() if not k.startswith(b"\x00")}
         assert state.root() == root_from_items(kv.items())
+
+
+def test_element_cache_only_serves_the_exact_pair() -> None:
+    cache = ElementCache(max_entries=2)
+    first = cache.computed(b"k", b"v1")
+    assert cache.element(b"k", b"v1") is first == element_bytes(b"k", b"v1")
+    assert cache.element(b"k", b"v2") == element_bytes(b"k", b"v2")  # other value: computed
+    cache.computed(b"a", b"x")
+    cache.computed(b"b", b"y")  # evicts k
+    assert len(cache) == 2 and cache.element(b"k", b"v1") == first
 
 
 def test_record_cache_never_serves_a_stale_record() -> None:

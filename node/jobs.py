@@ -171,7 +171,9 @@ class Job:
     product_dropped: bool = False
     result_hash: bytes = b""
     worker: bytes = b""
-    computed_by: str = ""  # "mined" (a block's useful work) or "computed" (plain product)
+    # "mined" (a block's useful work), "mining" (a mining round that won nothing) or
+    # "computed" (plain product by the job worker)
+    computed_by: str = ""
     mined_block: bytes = b""  # id of a block whose certificate was computed on these operands
     finished_at: float = 0.0
     receipt_tx_id: bytes = b""

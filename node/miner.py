@@ -378,8 +378,11 @@ class Miner:
             else:
                 self.nonuseful_macs += macs
         if job is not None and self.jobs is not None:
+            # "mined": its round won a block, whose header carries the job's operand roots;
+            # "mining": computed in a mining round (with tickets) that won nothing
             mined = self._round_blocks[0] if self._round_blocks else b""
-            self.jobs.finish(job, result.product, computed_by="mined", mined_block=mined)
+            self.jobs.finish(job, result.product, computed_by="mined" if mined else "mining",
+                             mined_block=mined)
 
     async def _submit(self, block: Block) -> bool:
         await self.node.submit_block(block)

@@ -309,3 +309,25 @@ async def test_old_products_are_dropped_past_the_memory_budget(
 async def _computed(client: TestClient[Any, Any], job_id: str) -> bool:
     view = await (await client.get(f"/api/v1/jobs/{job_id}")).json()
     return bool(view["status"] == "done")
+
+
+async def test_job_in_a_round_that_wins_nothing_is_still_exact(tmp_path: Path) -> None:
+    from consensus.genesis import dev_config
+
+    genesis = dev_config(initial_target=1)  # nobody wins: no block carries the job
+    host = Host(tmp_path, genesis=genesis, clock=lambda: genesis.timestamp + 5, mine=True)
+    client = await start(host)
+    try:
+        a, b = operands(7)
+        response = await client.post("/api/v1/jobs/matmul",
+                                     data=multipart(a, b, request_tx(host, a, b)))
+        assert response.status == 202
+        job_id = (await response.json())["id"]
+        await wait_for(lambda: _computed(client, job_id))
+        view = await (await client.get(f"/api/v1/jobs/{job_id}")).json()
+        assert view["mode"] == "mining" and view["mined_in_block"] is None
+        assert np.array_equal(product_of(view), reference(a, b))
+        assert host.miner.stats()["useful_macs"] == 30 * 100 * 20
+    finally:
+        await client.close()
+        host.close()

@@ -129,10 +129,8 @@ class _Games:
     prior: int  # α: weight of each answer's tie against the virtual answer
 
 
-def _aggregate(
-    comparisons: Sequence[Comparison], weights: Mapping[bytes, int], n: int,
-    prior_weight: int | None,
-) -> _Games:
+def _aggregate(comparisons: Sequence[Comparison], weights: Mapping[bytes, int], n: int,
+               ) -> _Games:
     games: dict[tuple[int, int], list[int]] = {}
     heaviest = 0
     for c in comparisons:
@@ -154,12 +152,8 @@ def _aggregate(
         entry = games.setdefault((lo, hi), [0, 0])
         entry[0] += 2 * w
         entry[1] += lo_score * w
-    if prior_weight is None:
-        prior = max(1, -(-heaviest // PRIOR_DIVISOR))
-    else:
-        if type(prior_weight) is not int or prior_weight < 1:
-            raise ValueError("prior_weight must be a positive integer")
-        prior = prior_weight
+    # not configurable: a prior far below the weights would make the Hessian ill-conditioned
+    prior = max(1, -(-heaviest // PRIOR_DIVISOR))
     edges = [(i, j, g[0], g[1]) for (i, j), g in sorted(games.items())]
     return _Games(n=n, edges=edges, prior=prior)
 
@@ -271,17 +265,16 @@ def bradley_terry_scores(
     *,
     weights: Mapping[bytes, int],
     n: int,
-    prior_weight: int | None = None,
     max_steps: int = MAX_NEWTON_STEPS,
 ) -> BradleyTerryFit:
     """Fit weighted Bradley-Terry log-strengths of ``n`` answers from judged comparisons.
 
     ``weights`` maps each judge to a non-negative integer (its reputation); comparisons by a
-    judge of weight 0 are ignored. ``prior_weight`` overrides the default prior α.
+    judge of weight 0 are ignored. The prior α is ⌈w_max / `PRIOR_DIVISOR`⌉.
     """
     if n < 0:
         raise ValueError("n must be non-negative")
-    games = _aggregate(comparisons, weights, n, prior_weight)
+    games = _aggregate(comparisons, weights, n)
     theta = [0] * n
     if n == 0:
         return BradleyTerryFit(theta=(), iterations=0, converged=True, prior_weight=games.prior)

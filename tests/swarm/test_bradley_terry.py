@@ -90,11 +90,11 @@ def as_float(fit: BradleyTerryFit) -> np.ndarray:
     return np.array([t / ONE for t in fit.theta])
 
 
-comparison_sets = st.integers(min_value=2, max_value=9).flatmap(lambda n: st.tuples(
+comparison_sets = st.integers(min_value=2, max_value=12).flatmap(lambda n: st.tuples(
     st.just(n),
-    st.lists(st.integers(0, 1000), min_size=1, max_size=4),
+    st.lists(st.one_of(st.integers(0, 1000), st.integers(0, 2**63)), min_size=1, max_size=4),
     st.lists(st.tuples(st.integers(0, 3), st.integers(0, n - 1), st.integers(0, n - 1),
-                       st.sampled_from(list(Outcome))), min_size=0, max_size=40),
+                       st.sampled_from(list(Outcome))), min_size=0, max_size=60),
 ))
 
 

@@ -15,12 +15,15 @@ slashed (they may be offline); they just earn nothing and their reputation decay
 
 Ranking. Revealed answers, in node-id order, are indexed 0..n-1; judges' outcomes follow
 `swarm.schedule.judging_pairs`. A judge's comparisons involving its own answer are dropped
-(conflict of interest). Bradley-Terry weights are the judges' reputation + ``judge_weight_base``.
+(conflict of interest). Judge weight = reputation + ``judge_weight_base``. Each ordered pair
+gets one weighted verdict (`pair_verdict`: decisive at ≥ ⅔ of the weight, leaning at a
+strict majority, else a tie) and Bradley-Terry is fitted on those verdicts.
 
 Money (fee F, slashed stake S, bps = 1/10000):
 * answer pool = ⌊F·answer_share_bps/10⁴⌋ + S, judge pool = F − ⌊F·answer_share_bps/10⁴⌋;
-* the top g = ⌈n/2⌉ answers are *good*; the answer at rank r < g gets weight (g − r)^1.5
-  (``isqrt((g − r)³·2³²)``) and ⌊pool·weight/Σweight⌋; the rounding dust goes to rank 0;
+* the top g = ⌈n/2⌉ ranks are *good*; rank r < g weighs (g − r)^1.5 (``isqrt((g − r)³·2³²)``),
+  copies of one answer share the mean weight of their ranks, and each gets
+  ⌊pool·weight/Σweight⌋; the rounding dust goes to the heaviest;
 * a judge with c counted comparisons scores ``agree2`` = Σ 2 per verdict equal to the
   consensus order, 1 per half-agreement (tie vs order), 0 per opposite verdict; its merit is
   max(0, agree2 − c) (better than chance); judges get ⌊pool·merit/Σmerit⌋, dust to the best;

@@ -219,3 +219,22 @@ def test_padded_shape(shape: tuple[int, int, int], padded: tuple[int, int, int, 
 def test_padded_shape_rejects(shape: tuple[int, int, int]) -> None:
     with pytest.raises(ValueError):
         padded_shape(*shape)
+
+
+def test_disconnecting_blocks_restores_the_job_and_escrow(chain: Chain) -> None:
+    """Reorgs: undo data covers job records like every other state key."""
+    from consensus.validation import disconnect_block
+
+    root0 = chain.state.root()
+    undo1 = chain.connect(make_block(chain, [tx(CLIENT, 0, request())]))
+    root1 = chain.state.root()
+    undo2 = chain.connect(make_block(chain, [tx(WORKER, 0, JobReceipt(job_id=job_id(),
+                                                                       result_hash=RESULT))]))
+    disconnect_block(chain.state, undo2)
+    assert chain.state.root() == root1
+    record = job_record(chain.state, job_id())
+    assert record is not None and record.status == STATUS_PENDING
+    disconnect_block(chain.state, undo1)
+    assert chain.state.root() == root0
+    assert job_record(chain.state, job_id()) is None
+    assert balance(chain.state, CLIENT) == DEV_BALANCE

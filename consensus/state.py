@@ -8,10 +8,17 @@ Layout (keys are raw bytes; ``addr`` is a 32-byte Ed25519 public key)::
     rep/<addr>    Reputation(score)                absent == 0
     \\x00lthash    the 2048-byte LtHash lane vector (meta: not itself hashed)
 
-Every write goes through `State._write`, which updates the LtHash lanes (subtract the old
-pair, add the new one) and appends the previous value to a journal. The journal gives both
+Every write goes through `State._write`, which stores the new value, appends the previous
+one to a journal and marks the key for the LtHash (subtract the old pair, add the new one:
+folded lazily and vectorised, once per key, when the root is needed). The journal gives both
 transaction atomicity (`snapshot`/`revert`: a failed transaction leaves no trace) and block
 undo data (`begin_block`/`end_block` -> `BlockUndo`, `apply_undo` restores the exact root).
+
+Speed without trusting less: records the state wrote itself are read back from a
+`RecordCache` (valid only while the stored bytes are identical), bytes it has not seen are
+decoded with the full canonical check; the chain store shares one cache, and one LtHash
+`ElementCache`, across blocks. Signature checks can be done beforehand (in parallel) and
+declared with ``signatures_verified``; the other rules always run, in order.
 """
 
 from __future__ import annotations

@@ -8,6 +8,13 @@ reopens on the previous or the new tip, never a mix. A reorg is a sequence of su
 a crash half way leaves a consistent (shorter) chain, and reopening resumes the reorg, because
 the fork choice is rebuilt from the stored tree and the store moves to its best tip.
 
+Throughput: a block's signatures are checked in a small thread pool (PyNaCl releases the
+GIL) before its sequential state transition, which then skips that rule
+(``signatures_verified``); if any signature fails, the transition checks them inline and
+names the exact rule broken. A block extending the tip is stored by its connect batch, so a
+block costs one synced write. The ASERT parameters come from ``ChainParams`` (halflife
+included) unless a ``DifficultyParams`` is passed explicitly.
+
 Key layout::
 
     blk/<id>        canonical encoding of the Block

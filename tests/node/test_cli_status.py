@@ -78,7 +78,10 @@ async def read_until(proc: asyncio.subprocess.Process, text: str) -> list[str]:
     lines: list[str] = []
     while True:
         line = (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).decode()
-        assert line, f"child exited before printing {text!r}: {lines}"
+        if not line:
+            assert proc.stderr is not None
+            err = (await proc.stderr.read()).decode()
+            raise AssertionError(f"child exited before printing {text!r}: {lines}\n{err}")
         lines.append(line.rstrip("\n"))
         if text in line:
             return lines
@@ -98,8 +101,8 @@ async def test_status_follows_sync_until_done(node: ApiTestNode, client: Client)
     code, out, err = await finish(proc)
     assert code == 0, err
     rest = out.rstrip().splitlines()
-    assert rest[-7].startswith("network") and "syncing   no" in out
-    assert all(line.startswith("syncing [") for line in rest[:-7])
+    assert rest[-7].startswith("network") and "syncing   no" in out, (first, second, out)
+    assert all(line.startswith("syncing [") for line in rest[:-7]), (first, second, out)
 
 
 async def test_status_once_while_syncing_and_unreachable(node: ApiTestNode,

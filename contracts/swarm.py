@@ -49,6 +49,9 @@ ACTIVITY_PREFIX = b"swact/"
 SETTLEMENT_PARAMS: SettlementParams = DEFAULT_PARAMS
 REPUTATION_FLOOR = 100
 REPUTATION_HALF_LIFE = 50_000  # blocks
+# a settlement evaluates reputations at a height it names, at most this many blocks back, so
+# the outcome it claims does not depend on which block includes it
+MAX_SETTLEMENT_LAG = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,7 @@ class SettleSwarmRound(Payload):
 
     KIND_ID: ClassVar[int] = 10
     request: Annotated[SwarmRequest, Nested(SwarmRequest)]
+    reputation_height: U64  # reputations are decayed to this height
     answerers: SortedNodeIds
     judges: SortedNodeIds
     commitments: Annotated[tuple[Commitment, ...], ListOf(Nested(Commitment), MAX_COMMITMENTS,
@@ -117,7 +121,9 @@ def build_settlement(
     judgment_openings: Iterable[JudgmentOpening],
 ) -> SettleSwarmRound:
     """The payload a node sends to settle a round: inputs sorted, outcome computed on
-    ``state`` as validators will at ``height`` (the node's view of the next block)."""
+    ``state`` with reputations decayed to ``height`` (the node's tip), as validators will
+    for any block up to `MAX_SETTLEMENT_LAG` later, unless the state of a participant
+    changes first (then the transaction fails with ``swarm.settlement_mismatch``: rebuild)."""
     answer_nodes = tuple(sorted(set(answerers)))
     judge_nodes = tuple(sorted(set(judges)))
     nodes = sorted(set(answer_nodes) | set(judge_nodes))
@@ -130,7 +136,8 @@ def build_settlement(
         reputations={node: effective_reputation(state, node, height=height) for node in nodes},
         stakes={node: state.stake(node).bonded for node in nodes}, params=SETTLEMENT_PARAMS,
     ).outcome
-    return SettleSwarmRound(request=request, answerers=answer_nodes, judges=judge_nodes,
+    return SettleSwarmRound(request=request, reputation_height=height,
+                            answerers=answer_nodes, judges=judge_nodes,
                             commitments=commitment_list, answer_openings=answer_list,
                             judgment_openings=judgment_list, outcome=outcome)
 
@@ -150,6 +157,9 @@ def apply_settle_swarm_round(state: State, payload: SettleSwarmRound, ctx: TxCon
     require(request.verify_signature(), "swarm.request_signature")
     # a round settles once
     require(settled_round(state, round_id) is None, "swarm.already_settled")
+    # reputations are evaluated at a recent height, not in the future
+    require(ctx.height - MAX_SETTLEMENT_LAG <= payload.reputation_height <= ctx.height,
+            "swarm.reputation_height")
     # no more nodes than the client asked for
     require(len(payload.answerers) <= request.answers and len(payload.judges) <= request.judges,
             "swarm.too_many_nodes")
@@ -160,7 +170,8 @@ def apply_settle_swarm_round(state: State, payload: SettleSwarmRound, ctx: TxCon
         # ...with at least the minimum bonded stake
         require(state.stake(node).bonded >= ctx.params.min_node_stake, "swarm.insufficient_stake",
                 node.hex())
-    reputations = {node: effective_reputation(state, node, height=ctx.height) for node in nodes}
+    reputations = {node: effective_reputation(state, node, height=payload.reputation_height)
+                   for node in nodes}
     stakes = {node: state.stake(node).bonded for node in nodes}
     recomputed = settle(
         request=request, answerers=payload.answerers, judges=payload.judges,

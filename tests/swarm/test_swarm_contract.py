@@ -14,6 +14,7 @@ from consensus.state import State
 from consensus.tx import MAX_TX_SIZE, public_key
 from contracts.base import TxContext
 from contracts.swarm import (
+    MAX_SETTLEMENT_LAG,
     REPUTATION_FLOOR,
     REPUTATION_HALF_LIFE,
     SettleSwarmRound,
@@ -128,6 +129,31 @@ def test_no_show_loses_stake_on_chain() -> None:
     assert chain.state.reputation(slash.node) == 1000 - 400
     paid = sum(p.amount for p in payload.outcome.payouts) + payload.outcome.refund
     assert paid == FEE + slash.amount
+
+
+def test_outcome_does_not_depend_on_the_including_block() -> None:
+    # a decaying reputation changes every few blocks; the payload names its height
+    chain = new_chain()
+    r = setup_round(chain)
+    for node in r.judges:
+        chain.state._write(b"swact/" + node, SwarmActivity(1).encode())
+        chain.state.set_reputation(node, 10**9)
+    built_at = 1000
+    payload = payload_for(chain.state, r, height=built_at)
+    assert effective_reputation(chain.state, r.judges[0], height=built_at) != \
+        effective_reputation(chain.state, r.judges[0], height=built_at + MAX_SETTLEMENT_LAG)
+    apply(chain, payload, height=built_at + MAX_SETTLEMENT_LAG)
+    assert settled_round(chain.state, r.request.round_id()) is not None
+
+
+@pytest.mark.parametrize("lag", [-1, MAX_SETTLEMENT_LAG + 1])
+def test_reputation_height_must_be_recent(lag: int) -> None:
+    chain = new_chain()
+    r = setup_round(chain)
+    payload = payload_for(chain.state, r, height=500)
+    with pytest.raises(TransactionError) as err:
+        apply(chain, payload, height=500 + lag)
+    assert err.value.rule == "swarm.reputation_height"
 
 
 @pytest.mark.parametrize("rule", ["swarm.request_signature", "swarm.chain_id",

@@ -196,14 +196,14 @@ class Syncer:
 
         tasks = [asyncio.create_task(fetch(batch)) for batch in batches]
         added = 0
+        expected = 0
         try:
             for batch, task in zip(batches, tasks, strict=True):
                 blocks, source = await task
-                if len(blocks) != len(batch):
-                    return added + await self._connect(blocks, source)
                 added += await self._connect(blocks, source)
-                if added < sum(len(b) for b in batches[: batches.index(batch) + 1]):
-                    return added
+                expected += len(batch)
+                if added < expected:
+                    return added  # a peer failed us or sent a bad block: start over
         finally:
             for task in tasks:
                 task.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -32,6 +33,15 @@ from swarm.schedule import judging_pairs
 
 COMMITMENT = hashlib.sha256(b"runtime-test-header").digest()
 QUESTIONS = 200
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny matmuls: one thread is much faster than two on a loaded machine (no spinning)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
+import torch
 
 from swarm.runtime.builtin import load_variants
 from swarm.runtime.calibration import calibration_questions, grade, grade_answer
@@ -16,6 +18,15 @@ from swarm.runtime.tasks import (
     parse_expression,
     question_set,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny matmuls: one thread is much faster than two on a loaded machine (no spinning)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_questions_are_deterministic_and_seed_bound() -> None:

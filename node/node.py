@@ -33,7 +33,7 @@ from node.db import Database, Overlay
 from node.logging import get_logger, log_event
 from node.mempool import Mempool, MempoolError
 from node.p2p.manager import PeerManager
-from node.p2p.peer import Peer
+from node.p2p.peer import LruSet, Peer
 from node.p2p.policy import Verdict, classify
 from node.p2p.protocol import MAX_LOCATOR
 from node.p2p.sync import Syncer
@@ -135,6 +135,7 @@ class Node:
         # blocks announced early (header and proof checked, state transition running)
         self._relaying: dict[bytes, bytes] = {}
         self._readded: list[Transaction] = []  # set on the chain thread, read after it returns
+        self._chased = LruSet(1024)  # parents fetched for orphans (never chased further)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
         self._runner: web.AppRunner | None = None
         self._running = False
@@ -387,9 +388,13 @@ class Node:
         last = fresh[min(added, len(fresh) - 1)]
         last_id = last.header.block_id()
         if error is None and last_id not in self.chain.tree and self.chain.has_block(last_id):
-            # an orphan: fetch its parent from whoever sent it, and let sync look too
-            if origin is not None and not origin.closed:
-                self.peers.spawn(self.peers.fetch_blocks(origin, [last.header.parent_hash]))
+            # an orphan: fetch its parent once from whoever sent it (a block that raced its
+            # parent); a parent that is itself an orphan means a longer gap, which is sync's
+            # job (headers first, never walking back block by block)
+            parent_id = last.header.parent_hash
+            if origin is not None and not origin.closed and last_id not in self._chased:
+                self._chased.add(parent_id)
+                self.peers.spawn(self.peers.fetch_blocks(origin, [parent_id]))
             self.sync.wake()
         if error is not None:
             if isinstance(error, NodeRejected):

@@ -69,6 +69,7 @@ class RawPeer:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.their_hello: Message | None = None
         self.blocks: dict[bytes, bytes] = {}  # what we serve on GETDATA
+        self.getdata: list[list[bytes]] = []  # ids of every GETDATA the node sent us
 
     def hello(self, **overrides: Any) -> dict[str, Any]:
         chain = self.node.chain
@@ -130,6 +131,7 @@ class RawPeer:
             if msg.type == MsgType.REJECT:
                 reason = msg["reason"]
             elif msg.type == MsgType.GETDATA:
+                self.getdata.append(list(msg["ids"]))
                 await self.send(MsgType.BLOCKS, {
                     "req": msg["req"],
                     "blocks": [self.blocks[i] for i in msg["ids"] if i in self.blocks],

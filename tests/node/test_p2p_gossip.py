@@ -74,6 +74,28 @@ async def test_orphan_parent_is_fetched(tmp_path: Path) -> None:
         await node.stop()
 
 
+async def test_orphan_chase_stops_after_one_parent(tmp_path: Path) -> None:
+    node = await start_node(tmp_path, "n")
+    raw = RawPeer(node)
+    sim = new_chain()
+    chain = [extend(sim) for _ in range(5)]
+    raw.blocks = {b.header.block_id(): b.encode() for b in chain}
+    try:
+        assert (await raw.handshake()).type == MsgType.AUTH
+        tip = chain[-1].header
+        await raw.send(MsgType.INV, {"blocks": [[tip.block_id(), tip.height, work_bytes(6)]]})
+        serving = asyncio.create_task(raw.expect_close(timeout=10))
+        await wait_until(lambda: len(raw.getdata) >= 2, what="tip and its parent fetched")
+        await asyncio.sleep(0.3)
+        # the tip, then its parent; the parent is an orphan too: no walk back block by block
+        assert raw.getdata == [[tip.block_id()], [tip.parent_hash]]
+        assert node.chain.height == 0
+        serving.cancel()
+    finally:
+        await raw.close()
+        await node.stop()
+
+
 async def test_early_relay_of_a_block_that_fails_late_bans_nobody(tmp_path: Path) -> None:
     a = await start_node(tmp_path, "a")
     b = await start_node(tmp_path, "b")

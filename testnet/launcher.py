@@ -36,7 +36,7 @@ from testnet.process import (
     pid_is_node,
     read_node_json,
     spawn,
-    stop_pid,
+    stop_pids,
     wait_ready,
 )
 
@@ -93,9 +93,10 @@ def running_nodes(directory: Path) -> list[NodeRecord]:
 def down(directory: Path, *, out: TextIO = sys.stdout, timeout: float = 15.0) -> int:
     """Stop every running node of the testnet (SIGTERM, wait, SIGKILL); the number stopped."""
     nodes = running_nodes(directory)
+    clean = stop_pids([n.pid for n in nodes], timeout)
     for n in nodes:
-        clean = stop_pid(n.pid, timeout)
-        print(f"node-{n.index} (pid {n.pid}) {'stopped' if clean else 'killed'}", file=out)
+        print(f"node-{n.index} (pid {n.pid}) {'stopped' if clean[n.pid] else 'killed'}",
+              file=out)
     if (directory / STATE_FILE).exists():
         recorded = load_state(directory)
         for n in recorded:
@@ -173,9 +174,7 @@ def up(
             role = "miner" if rec.mine else "validator"
             print(f"node-{i}: {role} pid {rec.pid} on {rec.address} ({rec.api})", file=out)
     except BaseException:
-        for rec in records:
-            if rec.pid:
-                stop_pid(rec.pid)
+        stop_pids([rec.pid for rec in records if rec.pid])
         raise
     return records
 

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from testnet import launcher
 from testnet.launcher import load_state
-from testnet.process import REPO_ROOT, pid_alive, stop_pid
+from testnet.process import REPO_ROOT, pid_alive
 from tests.functional.framework import wait_until
 
 
@@ -36,15 +37,17 @@ def test_detached_testnet_up_status_down(tmp_path: Path) -> None:
         keys = sorted((directory / "keys").iterdir())
         assert keys and all(p.stat().st_mode & 0o077 == 0 for p in keys)
 
-        # the ring is connected and the miner's blocks reach every node
+        # the ring is connected and the miner's blocks reach every node (polled in-process:
+        # a CLI call per poll would cost a Python start-up each)
         def progressing() -> bool:
-            rows = status_rows(directory)
+            rows = launcher.status_rows(load_state(directory))
             return all(r["state"] in ("ok", "syncing") and int(str(r["peers"])) >= 1
                        and int(str(r["height"])) >= 2 for r in rows)
 
         wait_until(progressing, 120, interval=1.0, message="testnet mines and relays")
         table = pouwchain("testnet", "status", "--dir", str(directory), timeout=30)
         assert table.returncode == 0 and table.stdout.count("node-") == 3, table.stdout
+        assert [r["role"] for r in status_rows(directory)] == ["miner", "validator", "validator"]
 
         genesis = (directory / "genesis.json").read_text()
         done = pouwchain("testnet", "down", "--dir", str(directory), timeout=60)
@@ -60,16 +63,14 @@ def test_detached_testnet_up_status_down(tmp_path: Path) -> None:
         rows = status_rows(directory)
         assert all(int(str(r["height"])) >= 2 for r in rows), rows
     finally:
-        for r in load_state(directory):
-            if r.pid and pid_alive(r.pid):
-                stop_pid(r.pid, 10)
+        launcher.down(directory)
 
 
 def test_foreground_testnet_shows_table_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     directory = tmp_path / "net"
     out = tmp_path / "launcher.out"
     with open(out, "w") as sink:
-        launcher = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "node.cli", "testnet", "up", "--nodes", "2", "--dir",
              str(directory)], cwd=REPO_ROOT, stdout=sink, stderr=subprocess.STDOUT)
     try:
@@ -77,15 +78,13 @@ def test_foreground_testnet_shows_table_and_stops_on_ctrl_c(tmp_path: Path) -> N
                    message="two status tables printed")
         records = load_state(directory)
         assert len(records) == 2 and all(pid_alive(r.pid) for r in records)
-        launcher.send_signal(signal.SIGINT)
-        assert launcher.wait(60) == 0
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
         assert not any(pid_alive(r.pid) for r in records)
         text = out.read_text()
         assert "node-1" in text and "stopped" in text
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
-        for r in load_state(directory):
-            if r.pid and pid_alive(r.pid):
-                stop_pid(r.pid, 10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        launcher.down(directory)

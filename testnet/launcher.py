@@ -200,6 +200,8 @@ def miner_figures(status: dict[str, Any], metrics: dict[str, float]) -> tuple[fl
     """(tickets per second, useful share of the work) from status.mining or /metrics."""
     mining = status.get("mining") if isinstance(status.get("mining"), dict) else {}
     assert isinstance(mining, dict)
+    if mining.get("enabled") is False:
+        return None, None  # a validator: no rate to show
 
     def pick(*names: str) -> float | None:
         for name in names:
@@ -218,6 +220,8 @@ def miner_figures(status: dict[str, Any], metrics: dict[str, float]) -> tuple[fl
     share = None
     if useful is not None and nonuseful is not None and useful + nonuseful > 0:
         share = useful / (useful + nonuseful)
+    elif rate is not None:
+        share = metrics.get("pouwchain_useful_work_ratio")  # the metrics' own ratio
     return rate, share
 
 

@@ -53,7 +53,13 @@ def test_miner_figures_and_table() -> None:
     status = {"mining": {"enabled": True, "tickets_per_s": 1500.0, "useful_macs": 3,
                          "nonuseful_macs": 1}}
     assert miner_figures(status, {}) == (1500.0, 0.75)
-    assert miner_figures({"mining": {"enabled": False}}, {}) == (None, None)
+    disabled = {"mining": {"enabled": False}}
+    assert miner_figures(disabled, {"pouwchain_tickets_per_second": 0.0}) == (None, None)
+    metrics = {"pouwchain_tickets_per_second": 10.0, "pouwchain_useful_macs": 1.0,
+               "pouwchain_nonuseful_macs": 3.0}
+    assert miner_figures({}, metrics) == (10.0, 0.25)
+    assert miner_figures({}, {"pouwchain_tickets_per_second": 5.0,
+                              "pouwchain_useful_work_ratio": 0.5}) == (5.0, 0.5)
     rows: list[dict[str, Any]] = [
         {"node": "node-0", "role": "miner", "address": "127.0.0.1:1", "state": "ok",
          "height": 7, "peers": 2, "tip": "abcdef012345", "tickets_per_s": 1500.0,

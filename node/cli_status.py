@@ -77,6 +77,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     except ApiClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
 

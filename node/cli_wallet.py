@@ -58,8 +58,9 @@ def _positive(text: str) -> int:
 
 
 def _fee(text: str) -> int:
+    """A u64 (fees and nonces)."""
     if not (text.isascii() and text.isdigit()) or int(text) >= 2**64:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer fee, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return int(text)
 
 
@@ -167,7 +168,7 @@ def register(subparsers: Any) -> None:
                            help="a running node's data directory (its node.json gives the URL)")
         if signs:
             p.add_argument("--fee", type=_fee, default=DEFAULT_FEE)
-            p.add_argument("--nonce", type=int, default=None,
+            p.add_argument("--nonce", type=_fee, default=None,
                            help="override the nonce (default: the node's next_nonce)")
         p.set_defaults(func=_guarded(func))
         return p

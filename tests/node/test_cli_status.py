@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -112,3 +113,12 @@ async def test_status_once_while_syncing_and_unreachable(node: ApiTestNode,
     assert code == 0 and "syncing   yes [" in out and "50.0%" in out
     code, _, err = await finish(await spawn("--node", "http://127.0.0.1:9", "--once"))
     assert code == 1 and "cannot reach the node" in err
+
+
+async def test_ctrl_c_while_following_exits_quietly(node: ApiTestNode, client: Client) -> None:
+    node.syncing, node.sync_progress = True, 0.4
+    proc = await spawn("--node", url(client), "--interval", "0.05")
+    await read_until(proc, "40.0%")
+    proc.send_signal(signal.SIGINT)
+    code, _, err = await finish(proc)
+    assert code == 130 and "Traceback" not in err

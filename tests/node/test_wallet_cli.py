@@ -107,6 +107,11 @@ async def test_wallet_errors(node: LiveNode, tmp_path: Path) -> None:
     assert code == 1 and "cannot reach the node" in err
     code, _, err = await cli("wallet", "send", "zz", "5", "--wallet", wfile)
     assert code == 2 and "64 hex digits" in err
+    for bad in (("--nonce", "-1"), ("--fee", "1.5"), ("--fee", str(2**64))):
+        code, _, err = await cli("wallet", "stake", "5", *bad, "--wallet", wfile)
+        assert code == 2 and "non-negative integer" in err
+    code, _, err = await cli("wallet", "stake", "0", "--wallet", wfile)
+    assert code == 2 and "positive integer" in err
     data = Path(wfile).read_text().replace('"ciphertext": "', '"ciphertext": "00')
     Path(wfile).write_text(data)
     code, _, err = await cli("wallet", "stake", "5", "--wallet", wfile, "--node", node.url)

@@ -1,10 +1,11 @@
 """Network benchmark: block propagation across local nodes, and sync speed of a new node.
 
 Propagation: N node processes on 127.0.0.1 (a ring, meshed further by peer discovery); the
-mempools are filled with T transfers, node 0 mines one block holding them, and each node's
-log records when the block became its tip (``chain.tip`` events, debug level, wall-clock
-``ts``; all nodes share this machine's clock). The delay of a node is its ``ts`` minus the
-miner's. Repeated for several blocks; p50/p95 over all (block, node) pairs.
+mempools are filled with T transfers, then the bench's miner (`InjectingMiner`, a raw peer
+of node 0) announces a block holding them. Each node's log records when the block became
+its tip, fully validated (``chain.tip`` events, debug level, wall-clock ``ts``; all processes
+share this machine's clock). A node's delay is that ``ts`` minus the announcement's send
+time. Repeated for several blocks; p50/p95 over all (block, node) pairs.
 
 Sync: a chain of S blocks is built in this process (see `build_chain` for why not through a
 node), node A syncs it from a raw peer, then node B, started empty with A as its only seed,
@@ -126,16 +127,6 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def generate(node: Node, count: int) -> list[str]:
-    ids: list[str] = []
-    while len(ids) < count:
-        batch = min(1000, count - len(ids))
-        result = node.call("POST", "/api/v1/miner/generate", {"count": batch},
-                           timeout=60.0 + 2.0 * batch)
-        ids += [str(x) for x in result["blocks"]]
-    return ids
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -161,43 +152,95 @@ def submit_all(node: Node, txs: list[Transaction]) -> None:
         list(pool.map(post, by_sender.values()))
 
 
-def propagation(nodes: list[Node], seeds: list[bytes], nonces: list[int], *, txs: int,
+class InjectingMiner:
+    """The bench's own miner: a raw peer on node 0 (its only link to the network) that
+    announces blocks built in this process and serves them when asked. The moment it sends
+    the announcement is the block's arrival at its miner, on the same clock as the nodes'
+    logs; node 0 is then the first hop like any other node.
+
+    (A node-mined block has no such instant in the logs: nodes relay a block as soon as its
+    header and proof check out, so peers often connect it before the miner logs its own
+    new tip.)
+    """
+
+    def __init__(self, url: str, chain: list[Block]) -> None:
+        self.chain = chain
+        self.done = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self.peer = RawPeer(url)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self._run(self.peer.connect(tip=chain[-1], work=len(chain)))
+        self.serving = asyncio.run_coroutine_threadsafe(
+            self.peer.serve_chain(chain, until=self.done), self.loop)
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def announce(self, block: Block) -> float:
+        """Append ``block`` to the served chain and announce it; the send time."""
+        self.chain.append(block)
+        sent = time.time()
+        self._run(self.peer.announce(block))
+        return sent
+
+    def close(self) -> None:
+        self.done.set()
+        try:
+            self.serving.result(10)
+        finally:
+            self._run(self.peer.close())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+
+def propagation(nodes: list[Node], genesis: Path, seeds: list[bytes], *, txs: int,
                 blocks: int) -> dict[str, Any]:
-    miner = nodes[0]
+    chain = new_chain(load_genesis_config(genesis))
+    served = [Block(header=chain.tip, transactions=())]
+    miner = InjectingMiner(nodes[0].api, served)
+    nonces = [0] * len(seeds)
     delays_ms: list[float] = []
     per_block: list[dict[str, Any]] = []
     recipient = public_key(os.urandom(32))
-    for _ in range(blocks):
-        batch: list[Transaction] = []
-        for s, seed in enumerate(seeds):  # 16 each: a block empties every sender's slots
-            for _ in range(min(PER_SENDER, txs - len(batch))):
-                batch.append(sign_transaction(seed, chain_id=DEV_CHAIN_ID, nonce=nonces[s],
-                                              fee=10, payload=Transfer(to=recipient, amount=1)))
-                nonces[s] += 1
-            if len(batch) == txs:
-                break
-        submit_all(miner, batch)
-        wait_for(lambda: all(n.status()["mempool"] >= txs for n in nodes), 120,
-                 "every mempool to hold the transactions", interval=0.2)
-        offsets = [n.log_size() for n in nodes]
-        [block_id] = generate(miner, 1)
-        prefix = block_id[:16]
+    try:
+        for _ in range(blocks):
+            batch: list[Transaction] = []
+            for s, seed in enumerate(seeds):  # 16 each: a block empties every sender's slots
+                for _ in range(min(PER_SENDER, txs - len(batch))):
+                    batch.append(sign_transaction(seed, chain_id=DEV_CHAIN_ID, nonce=nonces[s],
+                                                  fee=10,
+                                                  payload=Transfer(to=recipient, amount=1)))
+                    nonces[s] += 1
+                if len(batch) == txs:
+                    break
+            # the transactions travel first, as they would: the block then carries known txs
+            submit_all(nodes[-1], batch)
+            wait_for(lambda: all(n.status()["mempool"] >= txs for n in nodes), 120,
+                     "every mempool to hold the transactions", interval=0.2)
+            block = extend(chain, batch, seed=len(served))
+            prefix = block.header.block_id().hex()[:16]
+            offsets = [n.log_size() for n in nodes]
+            sent = miner.announce(block)
 
-        def arrivals(offsets: list[int] = offsets, prefix: str = prefix) -> list[float] | None:
-            times = []
-            for n, off in zip(nodes, offsets, strict=True):
-                hits = [e for e in n.events("chain.tip", off) if e.get("tip") == prefix]
-                if not hits:
-                    return None
-                times.append(float(hits[0]["ts"]))
-            return times
+            def arrivals(offsets: list[int] = offsets, prefix: str = prefix
+                         ) -> list[float] | None:
+                times = []
+                for n, off in zip(nodes, offsets, strict=True):
+                    hits = [e for e in n.events("chain.tip", off) if e.get("tip") == prefix]
+                    if not hits:
+                        return None
+                    times.append(float(hits[0]["ts"]))
+                return times
 
-        times = wait_for(arrivals, 60, f"block {prefix} on every node", interval=0.1)
-        block = miner.call("GET", f"/api/v1/blocks/{block_id}")
-        delays = [(t - times[0]) * 1e3 for t in times[1:]]
-        delays_ms += delays
-        per_block.append({"block": prefix, "txs": block["tx_count"], "bytes": block["size"],
-                          "max_ms": round(max(delays), 1)})
+            times = wait_for(arrivals, 60, f"block {prefix} on every node", interval=0.1)
+            delays = [(t - sent) * 1e3 for t in times]
+            delays_ms += delays
+            per_block.append({"block": prefix, "txs": len(block.transactions),
+                              "bytes": len(block.encode()), "first_ms": round(min(delays), 1),
+                              "max_ms": round(max(delays), 1)})
+    finally:
+        miner.close()
     peers = [n.status()["peers"] for n in nodes]
     return {"nodes": len(nodes), "blocks": per_block, "samples": len(delays_ms),
             "p50_ms": round(percentile(delays_ms, 0.5), 1),
@@ -305,7 +348,6 @@ def main(argv: list[str] | None = None) -> int:
 
     senders = -(-args.txs // PER_SENDER)
     seeds = [os.urandom(32) for _ in range(senders)]
-    nonces = [0] * senders
     with tempfile.TemporaryDirectory(prefix="pouw-bench-net-") as tmp:
         base = Path(args.keep or tmp)
         base.mkdir(parents=True, exist_ok=True)
@@ -321,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             ring = min(2, len(nodes) - 1)
             wait_for(lambda: all(n.status()["peers"] >= ring for n in nodes), 60,
                      "the ring to connect", interval=0.2)
-            prop = propagation(nodes, seeds, nonces, txs=args.txs, blocks=args.blocks)
+            prop = propagation(nodes, genesis, seeds, txs=args.txs, blocks=args.blocks)
             for node in nodes:
                 node.stop()
             syn = sync(base, genesis, seeds, height=args.sync_blocks,
@@ -335,9 +377,10 @@ def main(argv: list[str] | None = None) -> int:
               "cpus": os.cpu_count()}
     print(f"block propagation, {prop['nodes']} nodes (mean {prop['mean_peers']} peers), "
           f"{args.txs} txs/block, {len(prop['blocks'])} blocks, {prop['samples']} samples")
-    print(f"  {'block':<18}{'txs':>6}{'bytes':>10}{'slowest node ms':>17}")
+    print(f"  {'block':<18}{'txs':>6}{'bytes':>10}{'first node ms':>15}{'last node ms':>14}")
     for b in prop["blocks"]:
-        print(f"  {b['block']:<18}{b['txs']:>6}{b['bytes']:>10}{b['max_ms']:>17}")
+        print(f"  {b['block']:<18}{b['txs']:>6}{b['bytes']:>10}{b['first_ms']:>15}"
+              f"{b['max_ms']:>14}")
     ok = "meets" if prop["p95_ms"] <= P95_TARGET_MS else "MISSES"
     print(f"  p50 {prop['p50_ms']} ms  p95 {prop['p95_ms']} ms  max {prop['max_ms']} ms "
           f"({ok} p95 <= {P95_TARGET_MS:.0f} ms)")

@@ -148,11 +148,14 @@ class RawPeer:
                           timeout: float = 600.0) -> None:
         """Serve ``chain`` (genesis first) like an honest node until ``until`` is set:
         headers after the caller's locator (at most MAX_HEADERS), blocks by id (at most
-        MAX_BLOCKS_PER_MESSAGE and one frame's worth per answer)."""
+        MAX_BLOCKS_PER_MESSAGE and one frame's worth per answer). Another thread may append
+        to ``chain`` meanwhile (a miner extending it)."""
         assert self.ws is not None
-        index = {b.header.block_id(): i for i, b in enumerate(chain)}
+        index: dict[bytes, int] = {}
         async with asyncio.timeout(timeout):
             while not until.is_set():
+                for i in range(len(index), len(chain)):
+                    index[chain[i].header.block_id()] = i
                 try:
                     msg = await self._recv_raw(timeout=0.2)
                 except TimeoutError:

@@ -42,13 +42,20 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from swarm.bradley_terry import BradleyTerryFit, Comparison, Outcome, bradley_terry_scores
+from swarm.bradley_terry import (
+    FRACTION_BITS,
+    BradleyTerryFit,
+    Comparison,
+    Outcome,
+    bradley_terry_scores,
+)
 from swarm.commit_reveal import answer_set_digest, make_evidence, opening_matches
 from swarm.messages import (
     KIND_ANSWER,
     KIND_JUDGMENT,
     SLASH_EQUIVOCATION,
     SLASH_NO_SHOW,
+    SLASH_REASONS,
     AnswerOpening,
     Commitment,
     EquivocationEvidence,
@@ -108,6 +115,33 @@ class RoundSettlement:
     judges: tuple[JudgeReport, ...]
     no_shows: tuple[bytes, ...]
     equivocations: tuple[EquivocationEvidence, ...]
+
+    def summary(self) -> dict[str, object]:
+        """JSON-ready view for the round API: hex ids, integers (θ and scores in millionths)."""
+        out = self.outcome
+        position = {node: i for i, node in enumerate(self.answer_nodes)}
+        pay = {p.node: p.amount for p in out.payouts}
+        rep = {u.node: u.score for u in out.reputations}
+        return {
+            "round_id": out.round_id.hex(),
+            "answers": [{
+                "rank": rank, "node": node.hex(),
+                "strength_micro": self.fit.theta[position[node]] * 10**6 >> FRACTION_BITS,
+                "score_micro": score * 10**6 >> FRACTION_BITS,
+                "payout": pay.get(node, 0), "reputation": rep.get(node),
+            } for rank, (node, score) in enumerate(zip(out.ranking, out.scores, strict=True))],
+            "judges": [{
+                "node": j.node.hex(), "counted": j.counted, "agree2": j.agree2,
+                "payout": pay.get(j.node, 0), "reputation": rep.get(j.node),
+            } for j in self.judges],
+            "refund": out.refund,
+            "slashes": [{"node": x.node.hex(), "amount": x.amount,
+                         "reason": SLASH_REASONS[x.reason]} for x in out.slashes],
+            "no_shows": [node.hex() for node in self.no_shows],
+            "equivocators": [e.first.node.hex() for e in self.equivocations],
+            "fit": {"newton_steps": self.fit.iterations, "converged": self.fit.converged},
+            "outcome_id": out.id().hex(),
+        }
 
 
 def decayed_reputation(score: int, *, blocks_elapsed: int, floor: int, half_life: int) -> int:

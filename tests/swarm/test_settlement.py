@@ -402,3 +402,21 @@ def test_identical_answers_share_their_positions() -> None:
     assert pay[best[0]] > pay[middle] > 0
     assert rep[best[0]] == rep[best[1]] > rep[middle] > rep[worst[0]] == rep[worst[1]]
     money_in_equals_money_out(r, s)
+
+
+def test_summary_is_json_ready_and_consistent() -> None:
+    import json
+
+    r = simple_round(no_show=2)
+    s = run(r)
+    summary = json.loads(json.dumps(s.summary()))
+    answers = summary["answers"]
+    assert [a["node"] for a in answers] == [n.hex() for n in s.outcome.ranking]
+    assert [a["rank"] for a in answers] == list(range(4))
+    strengths = [a["strength_micro"] for a in answers]
+    assert strengths == sorted(strengths, reverse=True) and strengths[0] > 0 > strengths[-1]
+    assert all(0 < a["score_micro"] < 10**6 for a in answers)
+    assert summary["slashes"][0]["reason"] == "no_show"
+    assert summary["no_shows"] == [r.answerers[2].hex()]
+    assert sum(a["payout"] for a in answers) + sum(j["payout"] for j in summary["judges"]) \
+        + summary["refund"] == FEE + summary["slashes"][0]["amount"]

@@ -177,9 +177,7 @@ class Miner:
         self.config = config or MinerConfig()
         self.clock = clock
         self.address = self.config.address or bytes(node.identity.verify_key)
-        self.backend = get_backend(self.config.backend)
-        self.session = MiningSession(commitment=bytes(32), target=0, backend=self.backend,
-                                     max_wins=1, on_ticket=self._on_ticket)
+        self._session: MiningSession | None = None  # made on first use: torch loads slowly
         self.continuous = False
         self._rng = np.random.default_rng(self.config.seed)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -205,6 +203,18 @@ class Miner:
         self.busy_seconds = 0.0
         self._recent: collections.deque[tuple[float, int, float]] = collections.deque(maxlen=64)
         node.add_tip_listener(self._on_tip)
+
+    @property
+    def session(self) -> MiningSession:
+        if self._session is None:
+            self._session = MiningSession(commitment=bytes(32), target=0,
+                                          backend=get_backend(self.config.backend),
+                                          max_wins=1, on_ticket=self._on_ticket)
+        return self._session
+
+    @property
+    def backend_name(self) -> str:
+        return self._session.backend.name if self._session is not None else self.config.backend
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -275,7 +285,8 @@ class Miner:
     def _on_tip(self, header: BlockHeader) -> None:
         """New tip: the running job's tickets are for a stale header from now on."""
         self._tip_id = header.block_id()
-        self.session.set_commitment(bytes(32))
+        if self._session is not None:
+            self._session.set_commitment(bytes(32))
         self._wake.set()
 
     def _trivial(self, target: int) -> bool:
@@ -435,7 +446,7 @@ class Miner:
         out["tickets_per_s"] = round(sum(t for _, t, _ in recent) / busy, 1) if busy else 0.0
         out["macs_per_s"] = round(self._macs_rate(), 1)
         out["running"] = self.running
-        out["backend"] = self.backend.name
+        out["backend"] = self.backend_name
         out["address"] = self.address.hex()
         out["jobs_queued"] = self.jobs.pending() if self.jobs is not None else 0
         return out

@@ -115,7 +115,7 @@ async def test_generate_mines_blocks_and_pays_mempool_txs(host: Host) -> None:
     assert stats["tickets_per_s"] > 0
     assert stats["nonuseful_macs"] >= 3 * 64 * 256 * 64
     assert stats["useful_macs"] == 0
-    assert stats["backend"] == miner.backend.name
+    assert stats["backend"] == miner.session.backend.name
 
 
 BIG = (2048, 8192, 2048, 512)  # ~0.2-0.5 s per product on a 2-vCPU CPU

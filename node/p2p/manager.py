@@ -430,7 +430,7 @@ class PeerManager:
                         continue  # unrequested: IGNORE
                     await self.node.submit_block(block, origin=peer, raw=raw,
                                                  origin_checked_state=not early)
-                except ValueError as exc:
+                except (ValueError, ConsensusError) as exc:
                     # a NodeRejected carries the node's verdict (early relays are excused)
                     await self.punish(peer, exc)
                     return

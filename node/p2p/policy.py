@@ -40,7 +40,8 @@ def classify(exc: BaseException) -> tuple[Verdict, str]:
     if isinstance(exc, ProtocolError):
         return Verdict.REJECT, f"frame.{exc.reason}"
     if isinstance(exc, EncodingError):
-        return Verdict.REJECT, f"encoding.{exc.rule}"
+        return Verdict.REJECT, exc.rule if exc.rule.startswith("encoding") \
+            else f"encoding.{exc.rule}"
     if isinstance(exc, HeaderError) and exc.rule in _IGNORED_HEADER_RULES:
         return Verdict.IGNORE, exc.rule
     if isinstance(exc, TransactionError) and exc.rule == "tx.signature":

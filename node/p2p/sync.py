@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from consensus.block import Block, BlockHeader
+from consensus.errors import ConsensusError
 from node.logging import get_logger, log_event
 from node.p2p.peer import Peer, PeerClosed
 from node.p2p.protocol import MAX_HEADERS, MAX_LOCATOR, MsgType, ProtocolError
@@ -144,7 +145,7 @@ class Syncer:
             try:
                 headers = await asyncio.to_thread(_decode_headers, raws)
                 self._check_linked(headers)
-            except ValueError as exc:
+            except (ValueError, ConsensusError) as exc:
                 await node.peers.punish(peer, exc)
                 return progressed
             ids = [h.block_id() for h in headers]
@@ -218,7 +219,7 @@ class Syncer:
         raws: list[bytes] = answer["blocks"]
         try:
             blocks = await asyncio.to_thread(_decode_blocks, raws)
-        except ValueError as exc:
+        except (ValueError, ConsensusError) as exc:
             await self.node.peers.punish(peer, exc)
             return None
         by_id = {b.header.block_id(): b for b in blocks}

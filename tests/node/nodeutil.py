@@ -70,6 +70,7 @@ class RawPeer:
         self.their_hello: Message | None = None
         self.blocks: dict[bytes, bytes] = {}  # what we serve on GETDATA
         self.getdata: list[list[bytes]] = []  # ids of every GETDATA the node sent us
+        self.headers: list[bytes] = []  # canonical headers we answer GETHEADERS with (all)
 
     def hello(self, **overrides: Any) -> dict[str, Any]:
         chain = self.node.chain
@@ -130,6 +131,8 @@ class RawPeer:
                 return reason
             if msg.type == MsgType.REJECT:
                 reason = msg["reason"]
+            elif msg.type == MsgType.GETHEADERS:
+                await self.send(MsgType.HEADERS, {"req": msg["req"], "headers": self.headers})
             elif msg.type == MsgType.GETDATA:
                 self.getdata.append(list(msg["ids"]))
                 await self.send(MsgType.BLOCKS, {

@@ -41,6 +41,16 @@ async def bad_signature_tx(raw: RawPeer, sim: Chain) -> None:
     await raw.send(MsgType.TX, {"tx": dataclasses.replace(tx, signature=sig).encode()})
 
 
+async def malformed_block(raw: RawPeer, sim: Chain) -> None:
+    block = make_block(sim)
+    raw.blocks[block.header.block_id()] = block.encode()[:-7]  # truncated: not a block
+    await raw.send(MsgType.INV, {"blocks": [[block.header.block_id(), 1, work_bytes(2)]]})
+
+
+async def malformed_tx(raw: RawPeer, sim: Chain) -> None:
+    await raw.send(MsgType.TX, {"tx": transfer(2, 0).encode()[:-3]})
+
+
 async def garbage(raw: RawPeer, sim: Chain) -> None:
     await raw.send_raw(b"\xc1 this is not msgpack \x00\xff")
 
@@ -62,6 +72,8 @@ Attack = Callable[[RawPeer, Chain], Awaitable[None]]
     (invalid_state_root, "state.root"),
     (bad_pouw_certificate, "certificate.commitment"),
     (bad_signature_tx, "tx.signature"),
+    (malformed_block, "encoding"),
+    (malformed_tx, "encoding"),
     (garbage, "frame.malformed"),
     (oversized_frame, "frame.oversized"),
     (huge_frame, "frame.oversized"),

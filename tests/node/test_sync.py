@@ -162,3 +162,38 @@ async def test_killed_mid_sync_reopens_consistent_and_resumes(tmp_path: Path) ->
             child.kill()
             await child.wait()
         await a.stop()
+
+
+async def test_peer_serving_a_bad_block_during_sync_is_banned(tmp_path: Path) -> None:
+    """Batches go to several peers; the one that serves a corrupt block is banned and the
+    node still reaches the tip from the honest one."""
+    import asyncio
+
+    from node.p2p.policy import node_key
+    from node.p2p.protocol import MsgType, work_bytes
+    from tests.node.nodeutil import RawPeer
+
+    blocks = list(long_chain())[:40]
+    honest = await start_node(tmp_path, "h")
+    preload(honest, blocks)
+    node = await start_node(tmp_path, "n", sync_batch=4)
+    raw = RawPeer(node)
+    raw.headers = [b.header.encode() for b in blocks]
+    raw.blocks = {b.header.block_id(): b.encode() for b in blocks}
+    raw.blocks = {k: v[:-5] for k, v in raw.blocks.items()}  # every block truncated
+    tip = blocks[-1].header
+    try:
+        answer = await raw.handshake(tip=tip.block_id(), height=tip.height,
+                                     work=work_bytes(tip.height + 1))
+        assert answer.type == MsgType.AUTH
+        serving = asyncio.create_task(raw.expect_close(timeout=30))
+        await node.peers.connect(honest.listen_address)
+        await wait_until(lambda: node.chain.height == 40, timeout=30, what="sync")
+        assert raw.getdata, "the raw peer was asked for blocks"
+        assert node.peers.bans.is_banned(node_key(raw.node_id))
+        assert await serving == "encoding"
+        assert node.chain.tip_id == honest.chain.tip_id
+    finally:
+        await raw.close()
+        await node.stop()
+        await honest.stop()

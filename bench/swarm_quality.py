@@ -2,9 +2,9 @@
 
 Aggregation: a round of n answers and J judges on the real schedule (about 3n ordered pairs
 per judge), judges voting by hidden answer quality with 15% noise; timed are
-`swarm.bradley_terry.bradley_terry_scores` on the per-pair consensus comparisons (what
-`settle` fits) and the whole `swarm.settlement.settle` (signature checks, openings,
-per-pair majority, fit, payouts), median of ``--repeat`` runs. Goal: 64 answers < 50 ms.
+`swarm.settlement.aggregate` (per-pair weighted verdicts, Bradley-Terry fit, judges'
+agreement) and the whole `swarm.settlement.settle` (plus signature checks, openings,
+payouts, reputation), median and min of ``--repeat`` runs. Goal: 64 answers < 50 ms.
 
 Quality (swarm's chosen answer vs majority vote vs the best single node, with and without
 30% adversarial judges, >= 200 questions on the built-in task): NOT MEASURED HERE YET; it
@@ -27,9 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from swarm.bradley_terry import Comparison, Outcome, bradley_terry_scores
+from swarm.bradley_terry import Outcome
 from swarm.schedule import judging_pairs
-from swarm.settlement import consensus_comparisons, settle
+from swarm.settlement import aggregate, settle
 from tests.swarm.roundkit import Round, build_round, make_request, seed
 
 GOAL_MS = 50.0
@@ -76,35 +76,44 @@ def aggregation_row(n: int, judges: int, repeat: int) -> dict[str, Any]:
                       stakes=stakes)
 
     result = run_settle()
-    # the exact comparisons settle fits, to time the fit alone
+    # the verdicts settle aggregates, to time the aggregation alone (verdicts, fit, agreement)
+    verdicts = {o.node: o.outcomes for o in r.judgment_openings}
+    weights = {node: reputations[node] + 1 for node in verdicts}
     pairs = judging_pairs(r.request.round_id(), n)
-    raw = [Comparison(o.node, a, b, Outcome(v)) for o in r.judgment_openings
-           for (a, b), v in zip(pairs, o.outcomes, strict=True)]
-    weights = {o.node: reputations[o.node] + 1 for o in r.judgment_openings}
-    fitted, pair_weights = consensus_comparisons(pairs, raw, weights)
-    fit = bradley_terry_scores(fitted, weights=pair_weights, n=n)
+    fit, _ = aggregate(n=n, pairs=pairs, verdicts=verdicts, weights=weights)
     assert fit == result.fit
-    bt_ms, bt_min_ms = _times_ms(
-        lambda: bradley_terry_scores(fitted, weights=pair_weights, n=n), repeat)
+    agg_ms, agg_min_ms = _times_ms(
+        lambda: aggregate(n=n, pairs=pairs, verdicts=verdicts, weights=weights), repeat)
     settle_ms, settle_min_ms = _times_ms(run_settle, repeat)
     return {
-        "answers": n, "judges": judges, "comparisons": len(raw),
-        "bt_ms": bt_ms, "bt_min_ms": bt_min_ms, "settle_ms": settle_ms,
+        "answers": n, "judges": judges, "comparisons": len(pairs) * len(verdicts),
+        "aggregate_ms": agg_ms, "aggregate_min_ms": agg_min_ms, "settle_ms": settle_ms,
         "settle_min_ms": settle_min_ms, "newton_steps": fit.iterations,
         "converged": fit.converged,
     }
 
 
 def quality_rows() -> list[dict[str, Any]] | None:
-    """TODO (runtime helper / lead): swarm vs majority vote vs best single node.
+    """TODO (runtime helper / lead) — QUALITY IS NOT MEASURED YET; returns None until done.
 
-    Needs the built-in model variants (``swarm/runtime``). Fix the task, the >= 200-question
-    set and the variants first; per question: every variant answers, judges (the variants,
-    judging by answer likelihood) fill `judging_pairs`, `settle` picks the top answer;
-    compare its accuracy with the majority answer and with the best single variant, then
-    again with 30% of the judge reputation voting adversarially (`tests/swarm/
-    test_settlement.py::coalition_round` shows the two attacks). Until then: None, and no
-    numbers are printed for quality.
+    Swarm vs majority vote vs the best single node, on the built-in task, >= 200 questions,
+    with and without 30% adversarial judge reputation. The pieces exist:
+
+    * questions and answers: ``swarm.runtime.evaluate.fixed_questions(count)`` and
+      ``collect_answers(questions)`` (every variant, worst to best);
+    * judgments: ``collect_judgments(questions, candidates, pairs, judges)`` with
+      ``pairs[q] = swarm.schedule.judging_pairs(round_id_q, len(candidates[q]))`` and the
+      candidates of question q sorted as settlement sorts them (by answerer node id; here any
+      fixed order of the variants); convert ``Judgment.outcome`` A/B/tie to bytes 0/1/2;
+    * the swarm's pick: ``swarm.settlement.aggregate(n=…, pairs=…, verdicts={judge: bytes},
+      weights={judge: reputation + 1}, own_answer={judge: its own answer's index})``, answer =
+      ``candidates[fit.ranking()[0]]``; majority vote = the most frequent extracted integer;
+      best single node = the most accurate variant over the same questions;
+    * adversaries: replace 30% of the judge weight by judges that always prefer a wrong
+      answer (see ``tests/swarm/test_settlement.py::coalition_round``) and report the drop.
+
+    Fix the question set, the variants and the judging rule before measuring, and report the
+    numbers as they come out, including if the swarm does not beat majority vote.
     """
     return None
 
@@ -121,26 +130,26 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"aggregation: median (min) of {args.repeat} runs; load average {load:.1f} "
           f"on {os.cpu_count()} CPUs")
-    print(f"{'answers':>7} {'judges':>6} {'comparisons':>11} {'BT fit ms':>16} "
+    print(f"{'answers':>7} {'judges':>6} {'comparisons':>11} {'aggregate ms':>16} "
           f"{'settle ms':>16} {'steps':>5}")
     for row in rows:
-        bt = f"{row['bt_ms']:.2f} ({row['bt_min_ms']:.2f})"
+        agg = f"{row['aggregate_ms']:.2f} ({row['aggregate_min_ms']:.2f})"
         st = f"{row['settle_ms']:.2f} ({row['settle_min_ms']:.2f})"
-        print(f"{row['answers']:>7} {row['judges']:>6} {row['comparisons']:>11} {bt:>16} "
+        print(f"{row['answers']:>7} {row['judges']:>6} {row['comparisons']:>11} {agg:>16} "
               f"{st:>16} {row['newton_steps']:>5}")
     at64 = next((row for row in rows if row["answers"] == 64), None)
     if at64 is not None:
-        verdict = "meets" if at64["bt_ms"] < GOAL_MS else "MISSES"
-        print(f"64 answers: BT fit {at64['bt_ms']:.2f} ms, full settlement "
-              f"{at64['settle_ms']:.2f} ms (medians; {verdict} the {GOAL_MS:.0f} ms goal for "
-              f"the fit)")
+        verdict = "meets" if at64["aggregate_ms"] < GOAL_MS else "MISSES"
+        print(f"64 answers: aggregation {at64['aggregate_ms']:.2f} ms, full settlement "
+              f"{at64['settle_ms']:.2f} ms (medians; aggregation {verdict} the "
+              f"{GOAL_MS:.0f} ms goal)")
     quality = quality_rows()
     print("quality: TODO, not measured (needs the built-in model variants, swarm/runtime)"
           if quality is None else quality)
     if args.json:
         print(json.dumps({
             "aggregation": rows,
-            "aggregation_64_bt_ms": None if at64 is None else at64["bt_ms"],
+            "aggregation_64_ms": None if at64 is None else at64["aggregate_ms"],
             "aggregation_64_settle_ms": None if at64 is None else at64["settle_ms"],
             "goal_ms": GOAL_MS,
             "load_average": round(load, 2),

@@ -328,6 +328,45 @@ def _share_identical(values: Sequence[int], answer_hashes: Sequence[bytes]) -> l
     return [sum(values[r] for r in groups[h]) // len(groups[h]) for h in answer_hashes]
 
 
+def aggregate(
+    *,
+    n: int,
+    pairs: Sequence[tuple[int, int]],
+    verdicts: Mapping[bytes, bytes],
+    weights: Mapping[bytes, int],
+    own_answer: Mapping[bytes, int] | None = None,
+) -> tuple[BradleyTerryFit, tuple[JudgeReport, ...]]:
+    """Rank ``n`` answers from judges' verdict bytes (one per pair of ``pairs``, 0 first wins,
+    1 second wins, 2 tie), judges weighted by ``weights``: per-pair verdicts, then the fit.
+
+    ``own_answer`` maps a judge to the index of its own answer, whose pairs it does not
+    judge. Also scores every judge's agreement with the resulting order. `settle` uses
+    exactly this; benches and the node's fast path can call it without signed messages.
+    """
+    own = own_answer or {}
+    counted_pairs: dict[bytes, list[int]] = {}
+    tallies = [[0, 0, 0] for _ in pairs]
+    for node, outcomes in verdicts.items():
+        if len(outcomes) != len(pairs) or any(v > Outcome.TIE for v in outcomes):
+            raise ValueError(f"judge {node.hex()}: one outcome 0..2 per pair expected")
+        mine_index = own.get(node)
+        weight = weights[node]
+        mine = [k for k, (a, b) in enumerate(pairs) if mine_index != a and mine_index != b]
+        counted_pairs[node] = mine
+        for k in mine:
+            tallies[k][outcomes[k]] += weight
+    pair_comparisons, pair_weights = verdict_comparisons(pairs, tallies)
+    fit = bradley_terry_scores(pair_comparisons, weights=pair_weights, n=n)
+    keys = fit.rank_keys()
+    # agreement of each verdict with the consensus order: 2 full, 1 tie involved, 0 opposite
+    consensus = [_consensus_outcome(keys[a], keys[b]) for a, b in pairs]
+    reports = tuple(
+        JudgeReport(node=node, counted=len(mine), agree2=sum(
+            _AGREEMENT[verdicts[node][k]][consensus[k]] for k in mine))
+        for node, mine in sorted(counted_pairs.items()))
+    return fit, reports
+
+
 def settle(
     *,
     request: SwarmRequest,
@@ -379,26 +418,10 @@ def settle(
     no_shows -= equivocators
 
     # 4. per-pair reputation-weighted consensus verdicts, then Bradley-Terry over them
-    #    (a judge's pairs that involve its own answer are left out)
-    counted_pairs: dict[bytes, list[int]] = {}
-    tallies = [[0, 0, 0] for _ in pairs]
-    for node, outcomes in verdicts.items():
-        own = index_of.get(node)
-        weight = reputations.get(node, 0) + params.judge_weight_base
-        mine = [k for k, (a, b) in enumerate(pairs) if own != a and own != b]
-        counted_pairs[node] = mine
-        for k in mine:
-            tallies[k][outcomes[k]] += weight
-    pair_comparisons, pair_weights = verdict_comparisons(pairs, tallies)
-    fit = bradley_terry_scores(pair_comparisons, weights=pair_weights, n=n)
+    fit, reports = aggregate(
+        n=n, pairs=pairs, verdicts=verdicts, own_answer=index_of,
+        weights={node: reputations.get(node, 0) + params.judge_weight_base for node in verdicts})
     ranking = fit.ranking()
-    keys = fit.rank_keys()
-    # agreement of each verdict with the consensus order: 2 full, 1 tie involved, 0 opposite
-    consensus = [_consensus_outcome(keys[a], keys[b]) for a, b in pairs]
-    reports = tuple(
-        JudgeReport(node=node, counted=len(mine), agree2=sum(
-            _AGREEMENT[verdicts[node][k]][consensus[k]] for k in mine))
-        for node, mine in sorted(counted_pairs.items()))
 
     ranked = [revealed[i] for i in ranking]
     ranked_hashes = [view.answer_hashes[i] for i in ranking]

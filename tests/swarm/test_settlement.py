@@ -24,6 +24,7 @@ from swarm.schedule import judging_pairs
 from swarm.settlement import (
     RoundSettlement,
     SettlementParams,
+    aggregate,
     answer_view,
     consensus_comparisons,
     decayed_reputation,
@@ -420,3 +421,22 @@ def test_summary_is_json_ready_and_consistent() -> None:
     assert summary["no_shows"] == [r.answerers[2].hex()]
     assert sum(a["payout"] for a in answers) + sum(j["payout"] for j in summary["judges"]) \
         + summary["refund"] == FEE + summary["slashes"][0]["amount"]
+
+
+def test_aggregate_ranks_from_verdict_bytes_and_checks_them() -> None:
+    pairs = judging_pairs(bytes(32), 4)
+    quality = [2, 0, 3, 1]
+    good = bytes(0 if quality[a] > quality[b] else 1 for a, b in pairs)
+    bad = bytes(1 - v for v in good)
+    judges = {bytes([k]) * 32: good for k in range(3)} | {bytes([9]) * 32: bad}
+    weights = dict.fromkeys(judges, 10)
+    fit, reports = aggregate(n=4, pairs=pairs, verdicts=judges, weights=weights)
+    assert fit.ranking()[0] == 2 and fit.ranking()[-1] == 1
+    agreement = {r.node: (r.agree2, r.counted) for r in reports}
+    assert agreement[bytes([9]) * 32] == (0, len(pairs))
+    assert agreement[bytes([0]) * 32] == (2 * len(pairs), len(pairs))
+    with pytest.raises(ValueError):
+        aggregate(n=4, pairs=pairs, verdicts={bytes(32): good[:-1]}, weights={bytes(32): 1})
+    with pytest.raises(ValueError):
+        aggregate(n=4, pairs=pairs, verdicts={bytes(32): b"\x03" * len(pairs)},
+                  weights={bytes(32): 1})

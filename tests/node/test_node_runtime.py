@@ -1,0 +1,76 @@
+"""The Node surface other parts build on: hooks, status, submissions, stop."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientSession, web
+
+from consensus.block import BlockHeader
+from node.node import Node, NodeRejected
+from node.p2p.policy import Verdict
+from tests.consensus.helpers import new_chain
+from tests.node.chainutil import extend, transfer
+from tests.node.nodeutil import node_config
+
+
+async def test_hooks_status_and_submissions(tmp_path: Path) -> None:
+    node = Node(node_config(tmp_path, "n"))
+    calls: list[str] = []
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"height": node.chain.height})
+
+    def route_hook(app: web.Application, n: Node) -> None:
+        calls.append("route")
+        app.router.add_get("/hello", hello)
+
+    async def on_start(n: Node) -> None:
+        calls.append("start")
+
+    async def on_stop(n: Node) -> None:
+        calls.append("stop")
+
+    node.add_route_hook(route_hook)
+    node.start_hooks.append(on_start)
+    node.stop_hooks.append(on_stop)
+    tips: list[BlockHeader] = []
+    node.add_tip_listener(tips.append)
+    await node.start()
+    try:
+        assert calls == ["route", "start"]
+        async with ClientSession() as session, \
+                session.get(f"http://127.0.0.1:{node.port}/hello") as response:
+            assert (await response.json()) == {"height": 0}
+        status = node.status()
+        expected = {"network", "chain_id", "height", "tip", "peers", "syncing", "sync_progress",
+                    "mining", "node_id", "listen"}
+        assert expected <= set(status)
+        assert status["network"] == "dev" and status["height"] == 0 and status["mining"] is None
+        assert status["listen"] == f"127.0.0.1:{node.port}" and node.started_at > 0
+
+        tx = transfer(1, 0)
+        assert await node.submit_transaction(tx) == tx.id()
+        with pytest.raises(NodeRejected) as info:
+            await node.submit_transaction(tx)
+        assert info.value.reason == "known" and info.value.verdict is Verdict.IGNORE
+        forged = dataclasses.replace(transfer(2, 0), signature=bytes(64))
+        with pytest.raises(NodeRejected) as info:
+            await node.submit_transaction(forged)
+        assert info.value.verdict is Verdict.REJECT
+
+        sim = new_chain()
+        block = extend(sim, [tx])
+        update = await node.submit_block(block)
+        assert len(update.connected) == 1 and tips[-1] == block.header
+        assert tx.id() not in node.mempool
+        bad = extend(sim)
+        bad = dataclasses.replace(bad, header=dataclasses.replace(bad.header, height=7))
+        with pytest.raises(NodeRejected):
+            await node.submit_block(bad)
+        assert node.chain.height == 1
+    finally:
+        await node.stop()
+    assert calls[-1] == "stop"

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -80,11 +82,37 @@ class PeerManager:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    @property
+    def _book_path(self) -> Path:
+        return self.config.datadir / "peers.json"
+
+    def load_addresses(self) -> None:
+        """Addresses remembered from the last run (so a restart needs no seeds)."""
+        try:
+            saved = json.loads(self._book_path.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(saved, list):
+            for address in saved[-MAX_ADDR:]:
+                if isinstance(address, str):
+                    self.add_address(address)
+
+    def save_addresses(self) -> None:
+        book = list(self.addresses)
+        book += [a for a in self.connected_addresses() if a not in self.addresses]
+        tmp = self._book_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(book[-MAX_ADDR:]))
+        tmp.replace(self._book_path)
+
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
+        if self.config.discover:
+            self.load_addresses()
         self.spawn(self._dial_loop())
 
     async def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.save_addresses()
         self._stopping = True
         for task in list(self._tasks):
             task.cancel()

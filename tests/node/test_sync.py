@@ -118,6 +118,10 @@ async def test_seed_discovery_reaches_tip_without_manual_connect(tmp_path: Path)
         await wait_until(lambda: c.chain.height == 40 and b.chain.height == 40, timeout=30,
                          what="sync through seeds")
         await wait_until(lambda: a.node_id in c.peers.peers, timeout=15, what="addr discovery")
+        # the address book survives a restart: c comes back without seeds and reconnects
+        await c.stop()
+        c = await start_node(tmp_path, "c", discover=True)
+        await wait_until(lambda: len(c.peers) == 2, timeout=15, what="reconnect from book")
     finally:
         for n in (a, b, c):
             await n.stop()

@@ -222,3 +222,21 @@ async def test_miner_waits_instead_of_mining_blocks_from_the_future(tmp_path: Pa
     finally:
         miner.stop()
         host.close()
+
+
+def test_miner_config_from_node_config(tmp_path: Path) -> None:
+    from tests.node.miner_host import HostConfig
+
+    address = public_key(dev_seed(70))
+    config = MinerConfig.from_node_config(HostConfig(
+        datadir=tmp_path, mining_shape=(16, 64, 8, 16), mining_backend="numpy",
+        miner_address="0x" + address.hex(), mining_interval=0.5, mining_block_interval=0))
+    assert config == MinerConfig(address=address, shape=(16, 64, 8, 16), backend="numpy",
+                                 interval=0.5, trivial_block_interval=0.0)
+    assert MinerConfig.from_node_config(HostConfig(datadir=tmp_path)) == MinerConfig()
+    from pouw import ParamsError
+
+    with pytest.raises(ParamsError):
+        MinerConfig(shape=(10, 64, 8, 16))  # m must be a multiple of 8
+    with pytest.raises(ValueError):
+        MinerConfig(address=b"short")

@@ -331,3 +331,23 @@ async def test_job_in_a_round_that_wins_nothing_is_still_exact(tmp_path: Path) -
     finally:
         await client.close()
         host.close()
+
+
+async def test_size_limits_answer_413(validator: tuple[Host, TestClient[Any, Any]]) -> None:
+    from node.jobs import JobLimits
+
+    host, client = validator
+    a, b = operands(8)
+    host.jobs.limits = JobLimits(max_matrix_bytes=1000)  # a is 3,128 bytes as .npy
+    response = await client.post("/api/v1/jobs/matmul",
+                                 data=multipart(a, b, request_tx(host, a, b)))
+    assert response.status == 413 and (await response.json())["reason"] == "too_large"
+    host.jobs.limits = JobLimits(max_product_entries=30 * 20 - 1)
+    response = await client.post("/api/v1/jobs/matmul",
+                                 data=multipart(a, b, request_tx(host, a, b)))
+    assert response.status == 413 and (await response.json())["reason"] == "too_large"
+    host.jobs.limits = JobLimits(max_queued=0)
+    response = await client.post("/api/v1/jobs/matmul",
+                                 data=multipart(a, b, request_tx(host, a, b)))
+    assert response.status == 503 and (await response.json())["reason"] == "queue_full"
+    assert len(host.mempool) == 0  # nothing refused was admitted

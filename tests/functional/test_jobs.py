@@ -65,10 +65,11 @@ def test_matmul_job_is_exact_and_recorded_on_chain(network: TestNetwork) -> None
     request = watcher.api("GET", f"/api/v1/txs/{tx.id().hex()}", auth=False)
     assert request["status"] == "confirmed"
     assert watcher.balance(address_of(client)) == before_client - ESCROW - FEE
-    # the mined block's header carries the job's operand roots (useful work as the proof)
-    if job["mode"] == "mined":
-        block = watcher.block(str(job["mined_in_block"]))
-        assert block["header"]["root_a"] == ops.root_a.hex()
-        assert block["header"]["root_b"] == ops.root_b.hex()
+    # a mining node mines the job as its proof of work: the block's header carries the job's
+    # operand roots, so anyone can tie the useful work to the block it secured
+    assert job["mode"] == "mined", job["mode"]
+    block = watcher.block(str(job["mined_in_block"]))
+    assert block["header"]["root_a"] == ops.root_a.hex()
+    assert block["header"]["root_b"] == ops.root_b.hex()
     stats = miner.status()["mining"]
     assert stats["useful_macs"] > 0

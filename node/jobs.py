@@ -252,7 +252,10 @@ class JobService:
         if payload.escrow < self.limits.min_escrow:
             raise JobInputError("escrow_too_low",
                                 f"escrow {payload.escrow} < {self.limits.min_escrow}")
-        m, k, n = int(a.shape[0]), int(a.shape[1]), int(b.shape[1]) if b.ndim == 2 else 0
+        # both operands must be matrices
+        if a.ndim != 2 or b.ndim != 2:
+            raise JobInputError("bad_shape", "a and b must be 2-D arrays")
+        m, k, n = int(a.shape[0]), int(a.shape[1]), int(b.shape[1])
         # the product must fit this node's limits
         if m * n > self.limits.max_product_entries or m * k * n > self.limits.max_macs:
             raise JobInputError("too_large", f"{m}x{k}x{n} exceeds this node's job limits",

@@ -38,6 +38,7 @@ from consensus.block import Block
 from consensus.genesis import load_genesis_config
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts import Transfer
+from node.p2p.protocol import MsgType
 from testnet.client import request
 from testnet.genesis import DEV_CHAIN_ID, write_genesis
 from testnet.process import (
@@ -163,7 +164,7 @@ class InjectingMiner:
     new tip.)
     """
 
-    def __init__(self, url: str, chain: list[Block]) -> None:
+    def __init__(self, url: str, chain: list[Block], observe: list[str]) -> None:
         self.chain = chain
         self.done = threading.Event()
         self.loop = asyncio.new_event_loop()
@@ -173,6 +174,27 @@ class InjectingMiner:
         self._run(self.peer.connect(tip=chain[-1], work=len(chain)))
         self.serving = asyncio.run_coroutine_threadsafe(
             self.peer.serve_chain(chain, until=self.done), self.loop)
+        # one silent listener per node: the first INV it gets for a block is when that node
+        # relayed it, i.e. had received it and checked its header and PoUW proof
+        self.relayed: list[dict[bytes, float]] = [{} for _ in observe]
+        self.observers = [RawPeer(u) for u in observe]
+        for obs in self.observers:
+            self._run(obs.connect())
+        self.listening = [asyncio.run_coroutine_threadsafe(self._listen(o, seen), self.loop)
+                          for o, seen in zip(self.observers, self.relayed, strict=True)]
+
+    async def _listen(self, peer: RawPeer, seen: dict[bytes, float]) -> None:
+        while not self.done.is_set():
+            try:
+                msg = await peer.receive(timeout=0.2)
+            except TimeoutError:
+                continue
+            if msg.type == MsgType.INV:
+                now = time.time()
+                for item in msg["blocks"]:
+                    seen.setdefault(bytes(item[0]), now)
+            elif msg.type == MsgType.PING:
+                await peer.send(MsgType.PONG, {"nonce": msg["nonce"]})
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
@@ -188,19 +210,24 @@ class InjectingMiner:
         self.done.set()
         try:
             self.serving.result(10)
+            for listening in self.listening:
+                listening.result(10)
         finally:
-            self._run(self.peer.close())
+            for peer in [self.peer, *self.observers]:
+                self._run(peer.close())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
 
 
 def propagation(nodes: list[Node], genesis: Path, seeds: list[bytes], *, txs: int,
                 blocks: int) -> dict[str, Any]:
+    peers = [n.status()["peers"] for n in nodes]  # before our own raw peers join
     chain = new_chain(load_genesis_config(genesis))
     served = [Block(header=chain.tip, transactions=())]
-    miner = InjectingMiner(nodes[0].api, served)
+    miner = InjectingMiner(nodes[0].api, served, [n.api for n in nodes])
     nonces = [0] * len(seeds)
     delays_ms: list[float] = []
+    relay_ms: list[float] = []
     per_block: list[dict[str, Any]] = []
     recipient = public_key(os.urandom(32))
     try:
@@ -236,16 +263,22 @@ def propagation(nodes: list[Node], genesis: Path, seeds: list[bytes], *, txs: in
             times = wait_for(arrivals, 60, f"block {prefix} on every node", interval=0.1)
             delays = [(t - sent) * 1e3 for t in times]
             delays_ms += delays
+            block_id = block.header.block_id()
+            relays = [(seen[block_id] - sent) * 1e3 for seen in miner.relayed
+                      if block_id in seen]
+            relay_ms += relays
             per_block.append({"block": prefix, "txs": len(block.transactions),
                               "bytes": len(block.encode()), "first_ms": round(min(delays), 1),
-                              "max_ms": round(max(delays), 1)})
+                              "max_ms": round(max(delays), 1),
+                              "relayed_max_ms": round(max(relays), 1) if relays else None})
     finally:
         miner.close()
-    peers = [n.status()["peers"] for n in nodes]
     return {"nodes": len(nodes), "blocks": per_block, "samples": len(delays_ms),
             "p50_ms": round(percentile(delays_ms, 0.5), 1),
             "p95_ms": round(percentile(delays_ms, 0.95), 1),
             "max_ms": round(max(delays_ms), 1),
+            "relayed": {"samples": len(relay_ms), "p50_ms": round(percentile(relay_ms, 0.5), 1),
+                        "p95_ms": round(percentile(relay_ms, 0.95), 1)},
             "mean_peers": round(statistics.mean(peers), 1)}
 
 
@@ -377,13 +410,17 @@ def main(argv: list[str] | None = None) -> int:
               "cpus": os.cpu_count()}
     print(f"block propagation, {prop['nodes']} nodes (mean {prop['mean_peers']} peers), "
           f"{args.txs} txs/block, {len(prop['blocks'])} blocks, {prop['samples']} samples")
-    print(f"  {'block':<18}{'txs':>6}{'bytes':>10}{'first node ms':>15}{'last node ms':>14}")
+    print(f"  {'block':<18}{'txs':>6}{'bytes':>10}{'relayed, last ms':>18}"
+          f"{'tip, first ms':>15}{'tip, last ms':>14}")
     for b in prop["blocks"]:
-        print(f"  {b['block']:<18}{b['txs']:>6}{b['bytes']:>10}{b['first_ms']:>15}"
-              f"{b['max_ms']:>14}")
+        print(f"  {b['block']:<18}{b['txs']:>6}{b['bytes']:>10}{b['relayed_max_ms']!s:>18}"
+              f"{b['first_ms']:>15}{b['max_ms']:>14}")
+    relayed = prop["relayed"]
+    print(f"  relayed (received, header and PoUW checked): p50 {relayed['p50_ms']} ms  "
+          f"p95 {relayed['p95_ms']} ms")
     ok = "meets" if prop["p95_ms"] <= P95_TARGET_MS else "MISSES"
-    print(f"  p50 {prop['p50_ms']} ms  p95 {prop['p95_ms']} ms  max {prop['max_ms']} ms "
-          f"({ok} p95 <= {P95_TARGET_MS:.0f} ms)")
+    print(f"  tip (fully validated and connected): p50 {prop['p50_ms']} ms  "
+          f"p95 {prop['p95_ms']} ms  max {prop['max_ms']} ms ({ok} p95 <= {P95_TARGET_MS:.0f} ms)")
     rate = syn["sync_blocks_per_s"] or syn["wall_blocks_per_s"]
     ok = "meets" if rate >= SYNC_TARGET else "MISSES"
     raw = syn["from_raw_peer"]

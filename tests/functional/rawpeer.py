@@ -108,6 +108,11 @@ class RawPeer:
             return frame
         raise PeerRefused(f"closed ({msg.type.name}: {msg.extra})")
 
+    async def receive(self, timeout: float | None = None) -> Message:
+        """The next frame; `PeerRefused` when the node closes, `TimeoutError` after
+        ``timeout``."""
+        return await self._recv_raw(timeout)
+
     async def send(self, msg_type: MsgType, body: dict[str, Any]) -> None:
         await self.send_raw(encode_frame(msg_type, body))
 

@@ -441,14 +441,21 @@ class PeerManager:
         if wanted:
             self.spawn(self.fetch_blocks(peer, wanted, early=bool(msg.get("early", False))))
 
-    async def fetch_blocks(self, peer: Peer, ids: list[bytes], *, early: bool = False) -> None:
-        """Announce-then-fetch: GETDATA the ids, submit what comes back."""
+    async def fetch_blocks(self, peer: Peer, ids: list[bytes], *, early: bool = False,
+                           retry: bool = True) -> None:
+        """Announce-then-fetch: GETDATA the ids, submit what comes back.
+
+        Ids the peer did not serve are asked once from another peer that announced them
+        (their INVs were dropped while this request was in flight).
+        """
         self.requested_blocks.update(ids)
+        missing: list[bytes] = list(ids)
         try:
             try:
                 answer = await peer.request(MsgType.GETDATA, {"ids": ids})
             except (PeerClosed, TimeoutError):
                 return
+            missing = [bid for bid in answer["missing"] if bid in ids]
             for raw in answer["blocks"]:
                 if peer.closed:
                     return
@@ -464,6 +471,12 @@ class PeerManager:
                     return
         finally:
             self.requested_blocks.difference_update(ids)
+            if retry and missing and not self._stopping:
+                others = [p for p in self.peers.values() if p is not peer and not p.closed]
+                for bid in missing:
+                    holder = next((p for p in others if bid in p.known_blocks), None)
+                    if holder is not None and not self.node.chain.has_block(bid):
+                        self.spawn(self.fetch_blocks(holder, [bid], retry=False))
 
     async def _on_getdata(self, peer: Peer, msg: Message) -> None:
         blocks: list[bytes] = []

@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from node.node import Node
 
 log = get_logger("sync")
-IDLE_CHECK = 5.0  # seconds between checks when nothing wakes the syncer
+IDLE_CHECK = 1.0  # seconds between checks when nothing wakes the syncer
+# A peer that had nothing for us is skipped for this long (or until our tip moves): it may
+# have announced a block early and not connected it yet, so it is asked again soon.
+USELESS_FOR = 2.0
 
 
 def _decode_headers(raws: list[bytes]) -> list[BlockHeader]:
@@ -50,8 +53,8 @@ class Syncer:
         self.started_height = 0
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # peer id -> our tip id when that peer last had nothing for us
-        self._useless: dict[bytes, bytes] = {}
+        # peer id -> (our tip id, monotonic time) when that peer last had nothing for us
+        self._useless: dict[bytes, tuple[bytes, float]] = {}
 
     # -- control -------------------------------------------------------------------------------
 
@@ -104,10 +107,15 @@ class Syncer:
         tree = self.node.chain.tree
         ours = tree.tip_entry.cumulative_work
         tip = tree.tip
+        now = time.monotonic()
         candidates = [p for p in self.node.peers.peers.values()
-                      if p.best_work > ours and self._useless.get(p.node_id) != tip
-                      and not p.closed]
+                      if p.best_work > ours and not p.closed
+                      and not self._skipped(p, tip=tip, now=now)]
         return max(candidates, key=lambda p: p.best_work, default=None)
+
+    def _skipped(self, peer: Peer, *, tip: bytes, now: float) -> bool:
+        mark = self._useless.get(peer.node_id)
+        return mark is not None and mark[0] == tip and now - mark[1] < USELESS_FOR
 
     async def _sync_round(self) -> None:
         while True:
@@ -126,7 +134,7 @@ class Syncer:
                           target=peer.best_height)
             progressed = await self._sync_from(peer)
             if not progressed:
-                self._useless[peer.node_id] = self.node.chain.tree.tip
+                self._useless[peer.node_id] = (self.node.chain.tree.tip, time.monotonic())
 
     async def _sync_from(self, peer: Peer) -> bool:
         """Sync from ``peer`` until it has nothing new; True if anything was added."""

@@ -128,3 +128,37 @@ async def test_early_relay_of_a_block_that_fails_late_bans_nobody(tmp_path: Path
     finally:
         for n in (a, b, c):
             await n.stop()
+
+
+async def test_block_a_peer_cannot_serve_is_fetched_from_another_announcer(
+        tmp_path: Path) -> None:
+    node = await start_node(tmp_path, "n")
+    first, second = RawPeer(node), RawPeer(node)
+    sim = new_chain()
+    block = extend(sim)
+    block_id = block.header.block_id()
+    inv = {"blocks": [[block_id, 1, work_bytes(2)]]}
+    try:
+        assert (await first.handshake()).type == MsgType.AUTH
+        assert (await second.handshake()).type == MsgType.AUTH
+        await first.send(MsgType.INV, inv)
+        request = await first.recv()
+        while request is not None and request.type != MsgType.GETDATA:
+            request = await first.recv()
+        assert request is not None
+        # while the first request is in flight, the second peer announces the same block:
+        # not fetched twice at once
+        await second.send(MsgType.INV, inv)
+        await asyncio.sleep(0.1)
+        # the first peer cannot serve it after all: the node asks the other announcer
+        await first.send(MsgType.BLOCKS, {"req": request["req"], "blocks": [],
+                                          "missing": [block_id]})
+        second.blocks = {block_id: block.encode()}
+        serving = asyncio.create_task(second.expect_close(timeout=10))
+        await wait_until(lambda: node.chain.tip_id == block_id, what="fetched from second")
+        assert second.getdata == [[block_id]]
+        serving.cancel()
+    finally:
+        await first.close()
+        await second.close()
+        await node.stop()

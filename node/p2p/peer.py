@@ -273,8 +273,11 @@ class Peer:
                 return
             try:
                 await self.ws.send_bytes(frame)
-            except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            except Exception:  # any send failure ends the connection, never the node
+                self.close_reason = self.close_reason or "send failed"
                 self._closed.set()
+                with contextlib.suppress(Exception):
+                    await self.ws.close()
                 return
             self.bytes_out += len(frame)
 

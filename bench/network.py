@@ -55,6 +55,7 @@ from tests.node.chainutil import extend
 
 PER_SENDER = 16  # the mempool's per-sender limit
 P95_TARGET_MS = 250.0
+STALL_S = 30.0  # a node that has not connected a block after this long is counted stalled
 SYNC_TARGET = 300.0
 
 
@@ -228,6 +229,7 @@ def propagation(nodes: list[Node], genesis: Path, seeds: list[bytes], *, txs: in
     nonces = [0] * len(seeds)
     delays_ms: list[float] = []
     relay_ms: list[float] = []
+    stalled = 0
     per_block: list[dict[str, Any]] = []
     recipient = public_key(os.urandom(32))
     try:
@@ -251,32 +253,37 @@ def propagation(nodes: list[Node], genesis: Path, seeds: list[bytes], *, txs: in
             sent = miner.announce(block)
 
             def arrivals(offsets: list[int] = offsets, prefix: str = prefix
-                         ) -> list[float] | None:
-                times = []
+                         ) -> list[float | None]:
+                times: list[float | None] = []
                 for n, off in zip(nodes, offsets, strict=True):
                     hits = [e for e in n.events("chain.tip", off) if e.get("tip") == prefix]
-                    if not hits:
-                        return None
-                    times.append(float(hits[0]["ts"]))
+                    times.append(float(hits[0]["ts"]) if hits else None)
                 return times
 
-            times = wait_for(arrivals, 60, f"block {prefix} on every node", interval=0.1)
-            delays = [(t - sent) * 1e3 for t in times]
+            try:
+                wait_for(lambda: None not in arrivals(), STALL_S, f"block {prefix} everywhere",
+                         interval=0.1)
+            except TimeoutError:
+                pass  # reported as stalled: a node that never got the block is a finding
+            times = arrivals()
+            stalled += sum(t is None for t in times)
+            delays = [(t - sent) * 1e3 for t in times if t is not None]
             delays_ms += delays
             block_id = block.header.block_id()
             relays = [(seen[block_id] - sent) * 1e3 for seen in miner.relayed
                       if block_id in seen]
             relay_ms += relays
             per_block.append({"block": prefix, "txs": len(block.transactions),
-                              "bytes": len(block.encode()), "first_ms": round(min(delays), 1),
-                              "max_ms": round(max(delays), 1),
+                              "bytes": len(block.encode()), "first_ms": round(min(delays), 1) if delays else None,
+                              "max_ms": round(max(delays), 1) if delays else None,
                               "relayed_max_ms": round(max(relays), 1) if relays else None})
     finally:
         miner.close()
     return {"nodes": len(nodes), "blocks": per_block, "samples": len(delays_ms),
             "p50_ms": round(percentile(delays_ms, 0.5), 1),
             "p95_ms": round(percentile(delays_ms, 0.95), 1),
-            "max_ms": round(max(delays_ms), 1),
+            "max_ms": round(max(delays_ms), 1) if delays_ms else None,
+            "stalled": stalled,
             "relayed": {"samples": len(relay_ms), "p50_ms": round(percentile(relay_ms, 0.5), 1),
                         "p95_ms": round(percentile(relay_ms, 0.95), 1)},
             "mean_peers": round(statistics.mean(peers), 1)}
@@ -414,7 +421,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{'tip, first ms':>15}{'tip, last ms':>14}")
     for b in prop["blocks"]:
         print(f"  {b['block']:<18}{b['txs']:>6}{b['bytes']:>10}{b['relayed_max_ms']!s:>18}"
-              f"{b['first_ms']:>15}{b['max_ms']:>14}")
+              f"{b['first_ms']!s:>15}{b['max_ms']!s:>14}")
+    if prop["stalled"]:
+        print(f"  STALLED: {prop['stalled']} (block, node) pairs never connected the block "
+              f"within {STALL_S:.0f} s (left out of the percentiles)")
     relayed = prop["relayed"]
     print(f"  relayed (received, header and PoUW checked): p50 {relayed['p50_ms']} ms  "
           f"p95 {relayed['p95_ms']} ms")

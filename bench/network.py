@@ -274,7 +274,8 @@ def propagation(nodes: list[Node], genesis: Path, seeds: list[bytes], *, txs: in
                       if block_id in seen]
             relay_ms += relays
             per_block.append({"block": prefix, "txs": len(block.transactions),
-                              "bytes": len(block.encode()), "first_ms": round(min(delays), 1) if delays else None,
+                              "bytes": len(block.encode()),
+                              "first_ms": round(min(delays), 1) if delays else None,
                               "max_ms": round(max(delays), 1) if delays else None,
                               "relayed_max_ms": round(max(relays), 1) if relays else None})
     finally:

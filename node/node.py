@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,9 +25,15 @@ from consensus.block import Block, BlockHeader, work_of
 from consensus.errors import ConsensusError
 from consensus.genesis import GenesisConfig, dev_config, load_genesis_config
 from consensus.state import State
-from consensus.tx import Transaction
+from consensus.tx import Transaction, signatures_valid
 from consensus.validation import check_certificate, check_header, connect_block
-from node.chainstore import BLOCK, ChainStore, ChainUpdate, update_mempool
+from node.chainstore import (
+    BLOCK,
+    MIN_PARALLEL_SIGNATURES,
+    ChainStore,
+    ChainUpdate,
+    update_mempool,
+)
 from node.config import NodeConfig
 from node.db import Database, Overlay
 from node.logging import get_logger, log_event
@@ -91,11 +97,32 @@ class NodeDatabase(Database):
         super().write_raw({}, sync=True)
 
 
-def open_chain(path: Path, *, genesis: GenesisConfig) -> tuple[ChainStore, NodeDatabase]:
+class NodeChainStore(ChainStore):
+    """The chain store, skipping signatures the mempool already verified.
+
+    A relayed block mostly carries transactions every node admitted (and so verified) a
+    moment earlier; checking them again is most of a block's validation cost. A transaction
+    id hashes the *signed* encoding, so a remembered id vouches for exactly that signature.
+    """
+
+    def __init__(self, db: Database, *, genesis: GenesisConfig) -> None:
+        super().__init__(db, genesis=genesis)
+        self.verified_txs = LruSet(50_000)
+
+    def verify_signatures(self, transactions: Sequence[Transaction]) -> bool:
+        rest = [tx for tx in transactions if tx.id() not in self.verified_txs]
+        if not transactions or len(rest) == len(transactions):
+            return super().verify_signatures(transactions)
+        if len(rest) >= MIN_PARALLEL_SIGNATURES:
+            return super().verify_signatures(rest)
+        return signatures_valid(rest)
+
+
+def open_chain(path: Path, *, genesis: GenesisConfig) -> tuple[NodeChainStore, NodeDatabase]:
     """`ChainStore.open` over a `NodeDatabase` (finishes any reorg a crash interrupted)."""
     db = NodeDatabase(path)
     try:
-        store = ChainStore(db, genesis=genesis)
+        store = NodeChainStore(db, genesis=genesis)
         store.resume()
     except BaseException:
         db.close()
@@ -233,7 +260,9 @@ class Node:
     # -- transactions ----------------------------------------------------------------------------
 
     def _admit_tx(self, tx: Transaction) -> bytes:
-        return self.mempool.add(tx, tip=self.chain.tip_view(), now=int(time.time()))
+        tx_id = self.mempool.add(tx, tip=self.chain.tip_view(), now=int(time.time()))
+        self.chain.verified_txs.add(tx_id)  # admission ran the signature rule
+        return tx_id
 
     async def submit_transaction(self, tx: Transaction, *, origin: Peer | None = None) -> bytes:
         """Validate against the tip, add to the mempool, gossip; returns the tx id.

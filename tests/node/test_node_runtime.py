@@ -74,3 +74,27 @@ async def test_hooks_status_and_submissions(tmp_path: Path) -> None:
     finally:
         await node.stop()
     assert calls[-1] == "stop"
+
+
+async def test_signatures_verified_by_the_mempool_are_not_rechecked(tmp_path: Path) -> None:
+    node = Node(node_config(tmp_path, "n"))
+    await node.start()
+    try:
+        good = [transfer(i % 4, i // 4) for i in range(40)]
+        for tx in good:
+            await node.submit_transaction(tx)
+        assert all(tx.id() in node.chain.verified_txs for tx in good)
+        forged = dataclasses.replace(transfer(1, 99), signature=bytes(64))
+        store = node.chain
+        assert store.verify_signatures(good)
+        # one unverified bad signature among remembered ones: the block is not vouched for,
+        # whether the rest is checked inline (few) or in the pool (many)
+        assert not store.verify_signatures([*good[:3], forged])
+        assert not store.verify_signatures([*good, forged] + [transfer(2, n) for n in
+                                                              range(40, 80)])
+        # the id binds the signature: a forged copy of a remembered tx is not remembered
+        twin = dataclasses.replace(good[0], signature=bytes(64))
+        assert twin.id() not in store.verified_txs
+        assert not store.verify_signatures([twin])
+    finally:
+        await node.stop()

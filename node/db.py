@@ -203,10 +203,15 @@ class WriteBatch:
             if pending_value is not None:
                 yield pending_key, pending_value
 
-    def commit(self) -> None:
-        """Write everything as one durable LevelDB batch (sync=True), then close the batch."""
+    def commit(self, *, sync: bool = True) -> None:
+        """Write everything as one LevelDB batch, then close the batch.
+
+        ``sync=True`` (the default) makes it durable before returning. ``sync=False`` leaves
+        it in the OS (it survives a killed process, not a power cut) until the next synced
+        write, which carries it to disk with it: LevelDB's log is written in order.
+        """
         self._check_open()
-        self._db.write_raw(self._pending, sync=True)
+        self._db.write_raw(self._pending, sync=sync)
         self._done = True
         self._pending = {}
         self._read = {}

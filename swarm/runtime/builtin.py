@@ -39,15 +39,21 @@ from swarm.runtime.base import (
     UnsupportedPrompt,
     file_model_id,
 )
-from swarm.runtime.tasks import extract_integer, parse_expression
+from swarm.runtime.tasks import equivalent_forms, extract_integer, parse_expression
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 #: Shipped variants, worst to best (sizes and training steps in train.py).
 VARIANT_NAMES: tuple[str, ...] = ("arith-xs", "arith-s", "arith-m", "arith-l")
+#: Sequences per forward pass: bounds memory for big evaluation batches.
+BATCH = 2048
 #: Log-likelihood gap under which a likelihood judge calls a tie.
 TIE_MARGIN = 1e-6
 #: Score of an answer that commits to no integer the model can write.
 UNSCORABLE = -1e9
+#: Equivalent phrasings a judge scores each answer under (1: the question only). Measured on
+#: the 400 fixed questions (python -m swarm.runtime.evaluate): 8 forms lift the judges'
+#: pick of the right candidate well above their own answering accuracy.
+DEFAULT_JUDGE_FORMS = 8
 
 
 def variant_path(name: str) -> Path:
@@ -130,6 +136,9 @@ class ArithModel:
     @torch.no_grad()
     def generate(self, exprs: Sequence[str]) -> list[tuple[str, float]]:
         """Greedy answers to canonical expressions: (answer text, summed log-prob)."""
+        if len(exprs) > BATCH:
+            return [x for i in range(0, len(exprs), BATCH)
+                    for x in self.generate(exprs[i:i + BATCH])]
         if not exprs:
             return []
         tokens = torch.tensor([encode_prompt(e) for e in exprs])
@@ -149,6 +158,9 @@ class ArithModel:
     @torch.no_grad()
     def score(self, exprs: Sequence[str], values: Sequence[int | None]) -> list[float]:
         """Log-likelihood of each answer value given its expression (UNSCORABLE if none)."""
+        if len(exprs) > BATCH:
+            return [x for i in range(0, len(exprs), BATCH)
+                    for x in self.score(exprs[i:i + BATCH], values[i:i + BATCH])]
         rows, idx = [], []
         for i, (e, v) in enumerate(zip(exprs, values, strict=True)):
             if v is None:
@@ -179,19 +191,31 @@ def judgment_from_scores(score_a: float, score_b: float) -> Judgment:
 
 
 class BuiltinBackend:
-    """InferenceBackend over one shipped variant; heavy work runs in a worker thread."""
+    """InferenceBackend over one shipped variant; heavy work runs in a worker thread.
 
-    def __init__(self, model: ArithModel) -> None:
+    `answer_form` picks which equivalent phrasing of the question the model answers (0:
+    the question as asked), so nodes serving the same weights can still give independent
+    answers; `judge_forms` is how many phrasings a judgment averages the answers'
+    log-likelihoods over.
+    """
+
+    def __init__(self, model: ArithModel, *, answer_form: int = 0,
+                 judge_forms: int = DEFAULT_JUDGE_FORMS) -> None:
+        if answer_form < 0 or judge_forms < 1:
+            raise ValueError("answer_form must be >= 0 and judge_forms >= 1")
         self.model = model
+        self.answer_form = answer_form
+        self.judge_forms = judge_forms
 
     @classmethod
-    def load(cls, name_or_path: str | Path, *,
-             matmul_hook: MatmulHook | None = None) -> BuiltinBackend:
+    def load(cls, name_or_path: str | Path, *, matmul_hook: MatmulHook | None = None,
+             answer_form: int = 0, judge_forms: int = DEFAULT_JUDGE_FORMS) -> BuiltinBackend:
         """A variant by name ("arith-m") or by path to a .safetensors file."""
         path = Path(name_or_path)
         if not path.suffix:
             path = variant_path(str(name_or_path))
-        return cls(ArithModel(path, matmul_hook=matmul_hook))
+        return cls(ArithModel(path, matmul_hook=matmul_hook), answer_form=answer_form,
+                   judge_forms=judge_forms)
 
     @property
     def model_id(self) -> bytes:
@@ -203,17 +227,30 @@ class BuiltinBackend:
 
     def answer_many(self, prompts: Sequence[str]) -> list[Answer]:
         """Batched, synchronous answers (evaluation); raises UnsupportedPrompt."""
-        exprs = [_expression(p) for p in prompts]
-        return [Answer(text, self.model_id, lp) for text, lp in self.model.generate(exprs)]
+        forms = [_form(_expression(p), self.answer_form) for p in prompts]
+        out = []
+        for (_e, delta), (text, lp) in zip(forms, self.model.generate([e for e, _d in forms]),
+                                           strict=True):
+            value = extract_integer(text) if text.lstrip("-").isdigit() else None
+            out.append(Answer(text if value is None else str(value - delta), self.model_id, lp))
+        return out
 
     def judge_many(self, items: Sequence[tuple[str, str, str]]) -> list[Judgment]:
         """Batched, synchronous likelihood judgments of (question, answer_a, answer_b)."""
-        exprs = [_expression(q) for q, _a, _b in items]
-        values = [extract_integer(a) for _q, a, _b in items]
-        values += [extract_integer(b) for _q, _a, b in items]
-        scores = self.model.score(exprs + exprs, values)
-        n = len(items)
-        return [judgment_from_scores(scores[i], scores[n + i]) for i in range(n)]
+        exprs: list[str] = []
+        values: list[int | None] = []
+        spans: list[tuple[int, int, int]] = []
+        for q, a, b in items:
+            forms = equivalent_forms(_expression(q), self.judge_forms)
+            start = len(exprs)
+            for ans in (a, b):
+                x = extract_integer(ans)
+                exprs += [e for e, _d in forms]
+                values += [None if x is None else x + d for _e, d in forms]
+            spans.append((start, start + len(forms), start + 2 * len(forms)))
+        scores = self.model.score(exprs, values)
+        return [judgment_from_scores(_mean(scores[lo:mid]), _mean(scores[mid:hi]))
+                for lo, mid, hi in spans]
 
     async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
         if max_tokens < ANSWER_LEN - 1:
@@ -222,6 +259,18 @@ class BuiltinBackend:
 
     async def judge(self, question: str, answer_a: str, answer_b: str) -> Judgment:
         return (await asyncio.to_thread(self.judge_many, [(question, answer_a, answer_b)]))[0]
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return math.fsum(xs) / len(xs)
+
+
+def _form(expr: str, index: int) -> tuple[str, int]:
+    """The index-th equivalent form of expr (cycling), with its value offset."""
+    if index == 0:
+        return expr, 0
+    forms = equivalent_forms(expr, index + 1)
+    return forms[index % len(forms)]
 
 
 def _expression(prompt: str) -> str:

@@ -150,3 +150,41 @@ def question_set(seed: bytes, count: int, *,
 
 #: The fixed evaluation set (seed fixed before any measurement; see evaluate.py).
 EVAL_SEED = b"swarm-eval-v1"
+
+
+def equivalent_forms(expr: str, count: int) -> list[tuple[str, int]]:
+    """Up to `count` in-range expressions equivalent to `expr`, with value offsets.
+
+    Each item is (expression', delta) with value(expression') = value(expr) + delta; the
+    first item is `expr` itself. Sums are re-split (a+b = a'+b'), differences shifted
+    ((a+k)-(b+k)), and products re-addended (a*b+c -> a*b+c' and a*b). Every form stays in
+    the trained operand ranges, so a model can score an answer under many phrasings of one
+    question: checking an answer this way is easier than producing it, which is what makes
+    judging stronger than answering.
+    """
+    m = re.fullmatch(r"(\d+)([+\-*])(\d+)(?:\+(\d+))?", expr)
+    if m is None or count < 1:
+        return [(expr, 0)][:max(count, 0)]
+    a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+    out = [(expr, 0)]
+    if count == 1:
+        return out
+    (lo_a, hi_a), (lo_b, hi_b) = FAMILIES["add"]
+    if op == "+":
+        s = a + b
+        lo, hi = max(lo_a, s - hi_b), min(hi_a, s - lo_b)
+        firsts = sorted({lo + (hi - lo) * i // (count - 1) for i in range(count)} - {a})
+        out += [(f"{x}+{s - x}", 0) for x in firsts]
+    elif op == "-":
+        (lo_a, hi_a), (lo_b, hi_b) = FAMILIES["sub"]
+        shifts = list(range(max(lo_a - a, lo_b - b), min(hi_a - a, hi_b - b) + 1))
+        picked = sorted({shifts[len(shifts) * i // count] for i in range(count)} - {0})
+        out += [(f"{a + k}-{b + k}", 0) for k in picked]
+    else:
+        c = int(m.group(4)) if m.group(4) is not None else 0
+        lo_c, hi_c = FAMILIES["muladd"][2]
+        addends = sorted({lo_c + (hi_c - lo_c) * i // (count - 1) for i in range(count)} - {c})
+        if m.group(4) is not None:
+            out.append((f"{a}*{b}", -c))
+        out += [(f"{a}*{b}+{x}", x - c) for x in addends]
+    return out[:count]

@@ -190,3 +190,42 @@ def test_collect_judgments_follows_the_schedule(variants: list[BuiltinBackend]) 
     i, j = pairs[2][3]
     single = variants[-1].judge_many([(qs[2].prompt, candidates[2][i], candidates[2][j])])
     assert got[2][3] == single[0]
+
+
+def test_answer_forms_give_independent_answers() -> None:
+    """Nodes serving the same weights with different answer forms answer the same question
+    through different phrasings: answers are mapped back, mostly right, not identical."""
+    qs = fixed_questions(QUESTIONS)
+    prompts = [q.prompt for q in qs]
+    base = BuiltinBackend.load(VARIANT_NAMES[1])
+    other = BuiltinBackend.load(VARIANT_NAMES[1], answer_form=1)
+    a0, a1 = base.answer_many(prompts), other.answer_many(prompts)
+    assert accuracy(qs, a1) >= accuracy(qs, a0) - 0.1
+    assert sum(x.text != y.text for x, y in zip(a0, a1, strict=True)) >= 0.1 * len(qs)
+    assert other.answer_many(["What is 12+30?"])[0].text == "42"
+
+
+def test_judging_over_forms_beats_answering(variants: list[BuiltinBackend]) -> None:
+    """A judge that scores answers under several equivalent phrasings picks the right one
+    of the swarm's candidates more often than it answers right itself: checking is easier
+    than solving, which is what lets a swarm beat its best member."""
+    qs = fixed_questions(120)
+    answers = collect_answers(qs, variants)
+    candidates = [[answers[n][i].text for n in VARIANT_NAMES] for i in range(len(qs))]
+    pairs = [[(a, b) for a in range(4) for b in range(4) if a != b]] * len(qs)
+    weak = variants[0].name
+    picks: dict[int, float] = {}
+    for forms in (1, 8):
+        judge = BuiltinBackend.load(weak, judge_forms=forms)
+        got = collect_judgments(qs, candidates, pairs, [judge])[weak]
+        right = 0
+        for qi, q in enumerate(qs):
+            wins = [0.0] * 4
+            for (a, b), j in zip(pairs[qi], got[qi], strict=True):
+                wins[a] += {Outcome.A: 1.0, Outcome.TIE: 0.5, Outcome.B: 0.0}[j.outcome]
+                wins[b] += {Outcome.B: 1.0, Outcome.TIE: 0.5, Outcome.A: 0.0}[j.outcome]
+            right += str(q.answer) == candidates[qi][max(range(4), key=wins.__getitem__)]
+        picks[forms] = right / len(qs)
+    assert picks[8] >= picks[1] + 0.15, picks
+    own = accuracy(qs, answers[weak])
+    assert picks[8] >= own + 0.15, (picks, own)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from swarm.runtime.builtin import load_variants
 from swarm.runtime.calibration import calibration_questions, grade, grade_answer
 from swarm.runtime.tasks import (
     FAMILIES,
+    equivalent_forms,
     evaluate_expression,
     extract_integer,
     parse_expression,
@@ -100,3 +102,18 @@ def test_extract_integer() -> None:
     assert extract_integer("-14") == -14
     assert extract_integer("1,234 apples") == 1234
     assert extract_integer("none") is None
+
+
+def test_equivalent_forms_keep_value_and_ranges() -> None:
+    for q in question_set(b"forms", 300):
+        forms = equivalent_forms(q.expression, 8)
+        assert forms[0] == (q.expression, 0)
+        assert len({e for e, _d in forms}) == len(forms)
+        assert len(forms) > 1 or q.family in ("add", "sub")  # e.g. 0-99, 0+0: no other split
+        for expr, delta in forms:
+            assert evaluate_expression(expr) == q.answer + delta
+            parsed = parse_expression(expr)
+            assert parsed == expr
+            assert all(0 <= int(x) <= 99 for x in re.findall(r"\d+", expr))
+    assert equivalent_forms("3*4+5", 1) == [("3*4+5", 0)]
+    assert ("3*4", -5) in equivalent_forms("3*4+5", 3)

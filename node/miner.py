@@ -42,7 +42,7 @@ from consensus.tx import Transaction
 from consensus.validation import median_time_past
 from contracts.bank import credit
 from node.db import Overlay
-from node.jobs import JobService
+from node.jobs import JobService, set_cpu_threads
 from pouw import MiningSession, PouwParams, WinningTicket, get_backend, work_of_target
 
 log = logging.getLogger("pouwchain.miner")
@@ -59,6 +59,9 @@ class MinerConfig:
     address: bytes | None = None  # coinbase address; None = the node identity's public key
     shape: tuple[int, int, int, int] = DEV_SHAPE  # self-generated work (m, k, n, r)
     backend: str = "auto"
+    # CPU threads of torch's GEMMs in this process (None: torch's default, one per core);
+    # see node.jobs.set_cpu_threads for why one is the default.
+    threads: int | None = 1
     max_block_txs: int = 5000
     interval: float = 0.0  # seconds to pause between rounds
     # When one round of self-generated work is expected to win (a dev chain's target),
@@ -79,8 +82,8 @@ class MinerConfig:
     @classmethod
     def from_node_config(cls, config: Any) -> MinerConfig:
         """Read optional ``miner_address`` (hex), ``mining_shape``, ``mining_backend``,
-        ``mining_interval``, ``mining_block_interval`` from the node config; absent keys keep
-        the defaults."""
+        ``mining_threads``, ``mining_interval``, ``mining_block_interval`` from the node
+        config; absent keys keep the defaults."""
         kwargs: dict[str, Any] = {}
         address = getattr(config, "miner_address", None)
         if address:
@@ -91,6 +94,9 @@ class MinerConfig:
         backend = getattr(config, "mining_backend", None)
         if backend:
             kwargs["backend"] = str(backend)
+        if hasattr(config, "mining_threads"):
+            threads = config.mining_threads
+            kwargs["threads"] = None if threads is None else int(threads)
         interval = getattr(config, "mining_interval", None)
         if interval is not None:
             kwargs["interval"] = float(interval)
@@ -207,6 +213,7 @@ class Miner:
     @property
     def session(self) -> MiningSession:
         if self._session is None:
+            set_cpu_threads(self.config.threads)
             self._session = MiningSession(commitment=bytes(32), target=0,
                                           backend=get_backend(self.config.backend),
                                           max_wins=1, on_ticket=self._on_ticket)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import nacl.signing
+import pytest
 from aiohttp import web
 
 from consensus.block import Block, BlockHeader
@@ -81,3 +82,13 @@ class Host:
         if self.jobs is not None:
             self.jobs.stop()
         self.chain.close()
+
+
+@pytest.fixture
+def restore_torch_threads() -> Any:
+    """The miner sizes torch's (process-wide) thread pool: give other tests theirs back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

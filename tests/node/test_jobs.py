@@ -25,7 +25,9 @@ from node.api import error_middleware
 from node.auth import create_token
 from node.jobs import job_request, npy_bytes, prepare_operands, product_hash
 from node.miner import attach
-from tests.node.miner_host import Host
+from tests.node.miner_host import Host, restore_torch_threads  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 CLIENT = 1
 ESCROW = 5_000

@@ -15,7 +15,10 @@ from node import cli_jobs
 from node.cli_node import attach_services
 from node.node import Node
 from node.wallet import KDF_PRESETS, create_wallet
+from tests.node.miner_host import restore_torch_threads  # noqa: F401
 from tests.node.nodeutil import node_config
+
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 def run_cli(argv: list[str]) -> int:

@@ -19,7 +19,9 @@ from contracts import Transfer
 from node.chainstore import ChainStore
 from node.miner import Miner, MinerConfig, attach, build_template, with_job
 from pouw import mine_product, operand_roots
-from tests.node.miner_host import Host
+from tests.node.miner_host import Host, restore_torch_threads  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 GENESIS_TIME = dev_config().timestamp
 
@@ -116,6 +118,9 @@ async def test_generate_mines_blocks_and_pays_mempool_txs(host: Host) -> None:
     assert stats["nonuseful_macs"] >= 3 * 64 * 256 * 64
     assert stats["useful_macs"] == 0
     assert stats["backend"] == miner.session.backend.name
+    import torch
+
+    assert torch.get_num_threads() == 1  # MinerConfig.threads: one GEMM thread by default
 
 
 BIG = (2048, 8192, 2048, 512)  # ~0.2-0.5 s per product on a 2-vCPU CPU

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import pytest
 
 from consensus.genesis import dev_seed
 from consensus.state import State
@@ -21,7 +22,10 @@ from node.cli_node import attach_services
 from node.jobs import JobService, job_request, npy_bytes, prepare_operands, product_hash
 from node.miner import Miner
 from node.node import Node
+from tests.node.miner_host import restore_torch_threads  # noqa: F401
 from tests.node.nodeutil import node_config, wait_until
+
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 async def started(tmp_path: Path, name: str, **overrides: Any) -> Node:

@@ -95,7 +95,11 @@ class PreparedOperands:
 
 
 def set_cpu_threads(threads: int | None) -> None:
-    """Size torch's intra-op thread pool (process-wide) unless ``threads`` is None.
+    """Size torch's intra-op threads for the calling thread unless ``threads`` is None.
+
+    With OpenMP builds the setting belongs to the calling thread (the miner's or the job
+    worker's), so the rest of the process keeps its own; other builds may apply it
+    process-wide.
 
     One thread leaves a core to the event loop and the chain thread, and avoids OpenMP
     spin-waits when several nodes share a machine (measured 3-50x faster under load).

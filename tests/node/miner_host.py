@@ -86,7 +86,7 @@ class Host:
 
 @pytest.fixture
 def restore_torch_threads() -> Any:
-    """The miner sizes torch's (process-wide) thread pool: give other tests theirs back."""
+    """The miner sizes torch's thread pool (process-wide in some builds): restore it."""
     import torch
 
     threads = torch.get_num_threads()

@@ -245,8 +245,12 @@ def propagation(nodes: list[Node], genesis: Path, seeds: list[bytes], *, txs: in
                     break
             # the transactions travel first, as they would: the block then carries known txs
             submit_all(nodes[-1], batch)
-            wait_for(lambda: all(n.status()["mempool"] >= txs for n in nodes), 120,
-                     "every mempool to hold the transactions", interval=0.2)
+            try:
+                wait_for(lambda: all(n.status()["mempool"] >= txs for n in nodes), 60,
+                         "every mempool to hold the transactions", interval=0.2)
+            except TimeoutError as exc:
+                counts = [n.status()["mempool"] for n in nodes]
+                raise TimeoutError(f"{exc}: mempool sizes {counts}") from None
             block = extend(chain, batch, seed=len(served))
             prefix = block.header.block_id().hex()[:16]
             offsets = [n.log_size() for n in nodes]

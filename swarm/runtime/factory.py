@@ -1,0 +1,50 @@
+"""Backends from one configuration string, so node config and CLI flags stay one line.
+
+    builtin:arith-m                 a shipped variant (or builtin:/path/to/file.safetensors)
+    builtin:arith-m?form=2          ...answering through equivalent phrasing 2
+    openai:http://127.0.0.1:8080?model=qwen2.5-7b   an OpenAI-compatible endpoint
+    hf:/models/gpt2-small           a local Hugging Face checkpoint directory
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from swarm.runtime.arith_model import MatmulHook
+from swarm.runtime.base import BackendError, InferenceBackend
+
+
+def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
+    """(kind, target, options) of a backend spec; raises BackendError if malformed."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise BackendError(f"backend spec must be kind:target, got {spec!r}")
+    target, _, query = rest.partition("?")
+    options = {k: v[-1] for k, v in parse_qs(query, strict_parsing=False).items()}
+    return kind, target, options
+
+
+def make_backend(spec: str, *, matmul_hook: MatmulHook | None = None,
+                 api_key: str | None = None) -> InferenceBackend:
+    """A backend for `spec` (see the module docstring). `matmul_hook` reaches the built-in
+    model only (a mining node passes `builtin.mining_hook(session)`)."""
+    kind, target, options = parse_spec(spec)
+    if kind == "builtin":
+        from swarm.runtime.builtin import DEFAULT_JUDGE_FORMS, BuiltinBackend
+
+        return BuiltinBackend.load(
+            target, matmul_hook=matmul_hook, answer_form=int(options.get("form", "0")),
+            judge_forms=int(options.get("judge_forms", str(DEFAULT_JUDGE_FORMS))))
+    if kind == "openai":
+        from swarm.runtime.openai_http import OpenAIBackend
+
+        if "model" not in options:
+            raise BackendError("openai backend needs ?model=NAME (or use discover())")
+        return OpenAIBackend(target, model=options["model"], api_key=api_key,
+                             timeout=float(options.get("timeout", "60")),
+                             stream=options.get("stream", "0") in ("1", "true"))
+    if kind == "hf":
+        from swarm.runtime.hf import HFCheckpointBackend
+
+        return HFCheckpointBackend(target)
+    raise BackendError(f"unknown backend kind {kind!r} (builtin, openai, hf)")

@@ -329,7 +329,7 @@ class Node:
             return exc
         return None
 
-    def _precheck(self, block: Block) -> bool:
+    def _precheck(self, header: BlockHeader) -> bool:
         """Chain thread: header rules and PoUW proof of a block extending our best tip.
 
         True means it may be relayed before the (much slower) state transition: the early
@@ -337,7 +337,6 @@ class Node:
         per hop (Bitcoin's BIP152 high-bandwidth mode makes the same trade). Raises the
         consensus error of a bad header or proof.
         """
-        header = block.header
         parent_id = header.parent_hash
         if parent_id != self.chain.tree.tip:
             return False
@@ -353,33 +352,47 @@ class Node:
         check_certificate(header)
         return True
 
+    async def relay_early(self, header: BlockHeader, raw: bytes | Callable[[], bytes], *,
+                          origin: Peer | None = None) -> bool:
+        """Announce a block (flagged early) once its header and proof check out, before its
+        body is even decoded; GETDATA is served from memory until it is stored. Returns True
+        if announced (the caller must then submit it or `drop_relay` it). Raises
+        `NodeRejected` for a bad header or proof."""
+        block_id = header.block_id()
+        if self.chain.has_block(block_id) or block_id in self._relaying:
+            return False
+        try:
+            early = await self.call_chain(self._precheck, header)
+        except ConsensusError as exc:
+            verdict, reason = classify(exc)
+            raise NodeRejected(reason, str(exc), verdict=verdict) from exc
+        if not early or block_id in self._relaying:
+            return False
+        self._relaying[block_id] = raw if isinstance(raw, bytes) else raw()
+        if origin is not None:
+            origin.known_blocks.add(block_id)
+        work = self.chain.tree.tip_entry.cumulative_work + work_of(header.target)
+        self.peers.announce_blocks([(block_id, header.height, work)], exclude=origin,
+                                   early=True)
+        return True
+
+    def drop_relay(self, block_id: bytes) -> None:
+        self._relaying.pop(block_id, None)
+
     async def submit_block(self, block: Block, *, origin: Peer | None = None,
                            raw: bytes | None = None,
                            origin_checked_state: bool = True) -> ChainUpdate:
         """Validate and store (chain thread), relay, update the mempool, notify listeners.
 
-        A block extending our tip is announced to peers (flagged early) as soon as its header
-        and PoUW proof check out, then fully validated. ``origin_checked_state=False`` marks
-        a block that reached us through such an early announcement: if only its state
-        transition fails, the relayer is not punished (it could not know).
+        A block extending our tip is announced early (see `relay_early`), then fully
+        validated. ``origin_checked_state=False`` marks a block that reached us through an
+        early announcement: if only its body or state transition fails, the relayer is not
+        punished (it could not know).
         Raises `NodeRejected` for an invalid block; a duplicate returns an empty update.
         """
         block_id = block.header.block_id()
-        early = False
-        if not self.chain.has_block(block_id) and block_id not in self._relaying:
-            try:
-                early = await self.call_chain(self._precheck, block)
-            except ConsensusError as exc:
-                verdict, reason = classify(exc)
-                raise NodeRejected(reason, str(exc), verdict=verdict) from exc
-            if early:
-                self._relaying[block_id] = raw if raw is not None else block.encode()
-                if origin is not None:
-                    origin.known_blocks.add(block_id)
-                self.peers.announce_blocks(
-                    [(block_id, block.header.height,
-                      self.chain.tree.tip_entry.cumulative_work
-                      + work_of(block.header.target))], exclude=origin, early=True)
+        await self.relay_early(block.header, raw if raw is not None else block.encode,
+                               origin=origin)
         try:
             update, _, _ = await self._process([block], origin=origin, relay=True)
         except NodeRejected as exc:
@@ -388,8 +401,7 @@ class Node:
                 exc.verdict = Verdict.IGNORE
             raise
         finally:
-            if early:
-                self._relaying.pop(block_id, None)
+            self._relaying.pop(block_id, None)
         return update
 
     async def process_blocks(self, blocks: list[Block], *, origin: Peer | None = None,

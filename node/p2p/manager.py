@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import msgpack
 from aiohttp import web
 
-from consensus.block import Block
-from consensus.errors import ConsensusError
+from consensus.block import Block, BlockHeader
+from consensus.errors import ConsensusError, EncodingError
 from consensus.tx import Transaction
 from node.config import ConfigError, parse_address
 from node.logging import get_logger, log_event
@@ -48,6 +49,21 @@ log = get_logger("p2p")
 MAX_CLOCK_SKEW = 30  # seconds: half the future-block limit (Hathor's rule)
 AGENT = "pouwchain/0.1"
 GOSSIP_FETCH_GAP = 8  # announcements further ahead than this are left to sync
+
+
+def peek_header(raw: bytes) -> BlockHeader:
+    """The header of a canonical block encoding without decoding its transactions (a block
+    is ``[header fields, [transactions]]``); raises EncodingError on anything else."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, use_list=True,
+                                max_buffer_size=len(raw) + 1)
+    unpacker.feed(raw)
+    try:
+        if unpacker.read_array_header() != 2:
+            raise EncodingError("block must be a 2-element array")
+        fields = unpacker.unpack()
+    except (ValueError, msgpack.OutOfData, msgpack.UnpackException) as exc:
+        raise EncodingError(f"no block header: {type(exc).__name__}") from exc
+    return BlockHeader.decode(msgpack.packb(fields, use_bin_type=True))
 
 
 class ConnectError(ValueError):
@@ -460,9 +476,19 @@ class PeerManager:
                 if peer.closed:
                     return
                 try:
-                    block = await asyncio.to_thread(Block.decode, raw)
-                    if block.header.block_id() not in ids:
+                    header = peek_header(raw)
+                    block_id = header.block_id()
+                    if block_id not in ids:
                         continue  # unrequested: IGNORE
+                    # relay on the header and proof alone, then decode the body
+                    await self.node.relay_early(header, raw, origin=peer)
+                    try:
+                        block = await asyncio.to_thread(Block.decode, raw)
+                    except (ValueError, ConsensusError):
+                        self.node.drop_relay(block_id)
+                        if early:
+                            return  # an early relayer could not know the body was bad
+                        raise
                     await self.node.submit_block(block, origin=peer, raw=raw,
                                                  origin_checked_state=not early)
                 except (ValueError, ConsensusError) as exc:

@@ -160,8 +160,10 @@ class Syncer:
             if headers[0].parent_hash not in node.chain.tree:
                 # the peer reorged under us, or answered from an unknown fork: ask again later
                 return progressed
+            # blocks gossip is fetching right now are left to it (no double download)
+            in_flight = node.peers.requested_blocks
             needed = [(bid, h.height) for bid, h in zip(ids, headers, strict=True)
-                      if bid not in node.chain.tree]
+                      if bid not in node.chain.tree and bid not in in_flight]
             if needed:
                 added = await self._fetch_and_connect(peer, needed)
                 progressed = progressed or added > 0

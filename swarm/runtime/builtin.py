@@ -237,20 +237,26 @@ class BuiltinBackend:
 
     def judge_many(self, items: Sequence[tuple[str, str, str]]) -> list[Judgment]:
         """Batched, synchronous likelihood judgments of (question, answer_a, answer_b)."""
+        # an answer's score depends only on (question, its integer): score each once, however
+        # many pairs it appears in (a round shows every answer in about six pairs)
+        ranges: dict[tuple[str, int | None], tuple[int, int]] = {}
         exprs: list[str] = []
         values: list[int | None] = []
-        spans: list[tuple[int, int, int]] = []
+        pairs: list[tuple[tuple[int, int], tuple[int, int]]] = []
         for q, a, b in items:
-            forms = equivalent_forms(_expression(q), self.judge_forms)
-            start = len(exprs)
-            for ans in (a, b):
-                x = extract_integer(ans)
-                exprs += [e for e, _d in forms]
-                values += [None if x is None else x + d for _e, d in forms]
-            spans.append((start, start + len(forms), start + 2 * len(forms)))
+            expr = _expression(q)
+            keys = [(expr, extract_integer(ans)) for ans in (a, b)]
+            for key in keys:
+                if key not in ranges:
+                    start = len(exprs)
+                    for e, d in equivalent_forms(expr, self.judge_forms):
+                        exprs.append(e)
+                        values.append(None if key[1] is None else key[1] + d)
+                    ranges[key] = (start, len(exprs))
+            pairs.append((ranges[keys[0]], ranges[keys[1]]))
         scores = self.model.score(exprs, values)
-        return [judgment_from_scores(_mean(scores[lo:mid]), _mean(scores[mid:hi]))
-                for lo, mid, hi in spans]
+        return [judgment_from_scores(_mean(scores[a0:a1]), _mean(scores[b0:b1]))
+                for (a0, a1), (b0, b1) in pairs]
 
     async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
         if max_tokens < ANSWER_LEN - 1:

@@ -225,6 +225,11 @@ class BuiltinBackend:
     def name(self) -> str:
         return self.model.name
 
+    @property
+    def label(self) -> str:
+        """Variant name plus answer form when not 0 ("arith-m#2"): unique within a swarm."""
+        return self.name if self.answer_form == 0 else f"{self.name}#{self.answer_form}"
+
     def answer_many(self, prompts: Sequence[str]) -> list[Answer]:
         """Batched, synchronous answers (evaluation); raises UnsupportedPrompt."""
         forms = [_form(_expression(p), self.answer_form) for p in prompts]

@@ -4,6 +4,11 @@ The swarm-quality bench (bench/swarm_quality.py) calls this to get every variant
 and pairwise likelihood judgments without going through a network; the question set, the
 variants and the judging rule are fixed here before anything is measured.
 
+Measured on the 400 fixed questions with `swarm_backends()` (4 variants x 2 answer forms =
+8 answerers) and the 4 variants judging over 8 phrasings, all ordered pairs, Copeland
+count: best single 0.925, majority vote 0.8925, oracle (any answer right) 0.975; arith-l
+judging alone picks 0.9625, judges weighted 1:2:4:8 (xs..l) 0.955, unweighted 0.8225.
+
 Usage: python -m swarm.runtime.evaluate [--count N]   (prints each variant's accuracy)
 """
 
@@ -33,14 +38,27 @@ def is_correct(question: Question, text: str) -> bool:
     return extract_integer(text) == question.answer
 
 
+def swarm_backends(*, forms_per_variant: int = 2, names: Sequence[str] = VARIANT_NAMES,
+                   matmul_hook: MatmulHook | None = None) -> list[BuiltinBackend]:
+    """A heterogeneous local swarm: every variant once per answer form (0, 1, ...).
+
+    Nodes with the same weights but different forms answer independently, so the swarm's
+    candidates contain the right answer more often than any one node gives it.
+    """
+    return [BuiltinBackend.load(n, matmul_hook=matmul_hook, answer_form=f)
+            for n in names for f in range(forms_per_variant)]
+
+
 def collect_answers(questions: Sequence[Question],
                     backends: Sequence[BuiltinBackend] | None = None, *,
                     matmul_hook: MatmulHook | None = None) -> dict[str, list[Answer]]:
-    """Each variant's answer to each question, keyed by variant name (worst to best)."""
+    """Each backend's answer to each question, keyed by its label (variant name, plus
+    "#form" for answer forms other than 0), in the order given (default: the variants,
+    worst to best)."""
     backends = list(backends) if backends is not None else load_variants(
         matmul_hook=matmul_hook)
     prompts = [q.prompt for q in questions]
-    return {b.name: b.answer_many(prompts) for b in backends}
+    return {b.label: b.answer_many(prompts) for b in backends}
 
 
 def accuracy(questions: Sequence[Question], answers: Sequence[Answer | str]) -> float:
@@ -61,7 +79,8 @@ def collect_judgments(
 
     `candidates[q]` are the answer texts of question q; `pairs[q]` the ordered (first,
     second) index pairs to judge (e.g. swarm.schedule.judging_pairs). Returns, per judge
-    name, per question, one Judgment per pair in order ("A" means the first answer wins).
+    label, per question, one Judgment per pair in order ("A" means the first answer wins;
+    swarm.bradley_terry reads A, B, tie as FIRST_WINS, SECOND_WINS, TIE).
     All comparisons of one judge run as one batch.
     """
     items: list[tuple[str, str, str]] = []
@@ -73,7 +92,7 @@ def collect_judgments(
     out: dict[str, list[list[Judgment]]] = {}
     for judge in judges:
         flat = judge.judge_many(items)
-        out[judge.name] = [flat[lo:hi] for lo, hi in bounds]
+        out[judge.label] = [flat[lo:hi] for lo, hi in bounds]
     return out
 
 

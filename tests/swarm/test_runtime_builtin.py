@@ -28,7 +28,13 @@ from swarm.runtime.builtin import (
     mining_hook,
     variant_path,
 )
-from swarm.runtime.evaluate import accuracy, collect_answers, collect_judgments, fixed_questions
+from swarm.runtime.evaluate import (
+    accuracy,
+    collect_answers,
+    collect_judgments,
+    fixed_questions,
+    swarm_backends,
+)
 from swarm.schedule import judging_pairs
 
 COMMITMENT = hashlib.sha256(b"runtime-test-header").digest()
@@ -229,3 +235,11 @@ def test_judging_over_forms_beats_answering(variants: list[BuiltinBackend]) -> N
     assert picks[8] >= picks[1] + 0.15, picks
     own = accuracy(qs, answers[weak])
     assert picks[8] >= own + 0.15, (picks, own)
+
+
+def test_swarm_backends_have_unique_labels() -> None:
+    swarm = swarm_backends(forms_per_variant=2)
+    labels = [b.label for b in swarm]
+    assert len(set(labels)) == 2 * len(VARIANT_NAMES)
+    assert labels[:2] == [VARIANT_NAMES[0], VARIANT_NAMES[0] + "#1"]
+    assert list(collect_answers(fixed_questions(3), swarm)) == labels

@@ -439,7 +439,10 @@ class PeerManager:
             await self.node.submit_transaction(tx, origin=peer)
         except ValueError as exc:
             cause = exc.__cause__ or exc
-            await self.punish(peer, cause)
+            if await self.punish(peer, cause) is Verdict.IGNORE and \
+                    getattr(exc, "reason", "") != "known":
+                # e.g. a nonce gap (its predecessor is still on its way): may be fine later
+                self.seen_txs.discard(tx_id)
 
     async def _on_inv(self, peer: Peer, msg: Message) -> None:
         chain = self.node.chain

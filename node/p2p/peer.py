@@ -76,6 +76,9 @@ class LruSet:
             self._items.popitem(last=False)
         return True
 
+    def discard(self, item: bytes) -> None:
+        self._items.pop(item, None)
+
     def __contains__(self, item: object) -> bool:
         return item in self._items
 

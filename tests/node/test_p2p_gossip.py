@@ -162,3 +162,22 @@ async def test_block_a_peer_cannot_serve_is_fetched_from_another_announcer(
         await first.close()
         await second.close()
         await node.stop()
+
+
+async def test_tx_ahead_of_its_predecessor_is_accepted_when_sent_again(
+        tmp_path: Path) -> None:
+    node = await start_node(tmp_path, "n")
+    raw = RawPeer(node)
+    first, second = transfer(1, 0), transfer(1, 1)
+    try:
+        assert (await raw.handshake()).type == MsgType.AUTH
+        await raw.send(MsgType.TX, {"tx": second.encode()})  # nonce gap: ignored, not banned
+        await raw.send(MsgType.TX, {"tx": first.encode()})
+        await wait_until(lambda: first.id() in node.mempool)
+        assert second.id() not in node.mempool
+        await raw.send(MsgType.TX, {"tx": second.encode()})  # not "seen" forever
+        await wait_until(lambda: second.id() in node.mempool, what="re-sent tx admitted")
+        assert raw.node_id in node.peers.peers
+    finally:
+        await raw.close()
+        await node.stop()

@@ -1,7 +1,10 @@
 """A local Hugging Face checkpoint directory (config.json + *.safetensors) in plain torch.
 
-Supported: GPT-2-style decoders (`model_type: "gpt2"`) with a byte-level BPE tokenizer
-(vocab.json + merges.txt, or tokenizer.json). Other architectures raise
+Supported: GPT-2-style decoders (`model_type: "gpt2"`) and Llama-style decoders
+(`"llama"`, also `"qwen2"` and `"mistral"` without sliding windows: RMSNorm, rotary
+positions, grouped-query attention, SwiGLU) with a byte-level BPE tokenizer (vocab.json +
+merges.txt, or tokenizer.json; sentencepiece `tokenizer.model` files are not read). Other
+architectures raise
 UnsupportedArchitecture naming what was found, so a node operator learns at start-up, not
 mid-round. Nothing is downloaded: the directory must already hold every file.
 
@@ -34,7 +37,7 @@ from swarm.runtime.base import (
     UnsupportedArchitecture,
 )
 
-SUPPORTED = ("gpt2",)
+SUPPORTED = ("gpt2", "llama", "qwen2", "mistral")
 PROMPT = "Question: {q}\nAnswer:"
 #: Mean log-likelihood gap under which the likelihood judge calls a tie.
 TIE_MARGIN = 1e-4
@@ -164,6 +167,80 @@ class GPT2:
         return x @ self.lm_head.T
 
 
+class Llama:
+    """Llama-family forward pass (HF naming, nn.Linear weights out x in)."""
+
+    def __init__(self, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.n_layer = int(config["num_hidden_layers"])
+        self.n_head = int(config["num_attention_heads"])
+        self.n_kv = int(config.get("num_key_value_heads", self.n_head))
+        self.d = int(config["hidden_size"])
+        self.hd = int(config.get("head_dim", self.d // self.n_head))
+        self.n_ctx = int(config.get("max_position_embeddings", 2048))
+        self.eps = float(config.get("rms_norm_eps", 1e-6))
+        self.theta = float(config.get("rope_theta", 10000.0))
+        if config.get("rope_scaling"):
+            raise UnsupportedArchitecture("rope_scaling is not supported")
+        window = config.get("sliding_window") if config.get("use_sliding_window", True) else None
+        if isinstance(window, int):  # exact as long as no sequence is longer than the window
+            self.n_ctx = min(self.n_ctx, window)
+        self.t = {k.removeprefix("model."): v.to(torch.float32) for k, v in tensors.items()}
+        needed = ["embed_tokens.weight", "norm.weight"] + [
+            f"layers.{i}.{n}.weight" for i in range(self.n_layer) for n in (
+                "input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj",
+                "mlp.down_proj")]
+        missing = [n for n in needed if n not in self.t]
+        if missing:
+            raise BackendError(f"checkpoint lacks tensors: {', '.join(missing[:5])}")
+        self.lm_head = self.t.get("lm_head.weight", self.t["embed_tokens.weight"])
+
+    def _norm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
+        return out
+
+    def _rope(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotary positions, HF layout: dimension i pairs with i + head_dim/2."""
+        n = x.shape[-2]
+        inv = 1.0 / (self.theta ** (torch.arange(0, self.hd, 2, dtype=torch.float32) / self.hd))
+        ang = torch.outer(torch.arange(n, dtype=torch.float32), inv)
+        cos, sin = torch.cat([ang.cos(), ang.cos()], -1), torch.cat([ang.sin(), ang.sin()], -1)
+        half = self.hd // 2
+        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * cos + rotated * sin
+
+    @torch.no_grad()
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) for ids (B, T)."""
+        t = self.t
+        bsz, n = ids.shape
+        if n > self.n_ctx:
+            raise BackendError(f"sequence of {n} tokens exceeds the context of {self.n_ctx}")
+        x = t["embed_tokens.weight"][ids]
+        for i in range(self.n_layer):
+            p = f"layers.{i}."
+            h = self._norm(x, t[p + "input_layernorm.weight"])
+
+            def proj(name: str, heads: int, h: torch.Tensor = h, p: str = p) -> torch.Tensor:
+                y = h @ t[p + f"self_attn.{name}.weight"].T
+                bias = t.get(p + f"self_attn.{name}.bias")
+                y = y if bias is None else y + bias
+                return y.view(bsz, n, heads, self.hd).transpose(1, 2)
+
+            q = self._rope(proj("q_proj", self.n_head))
+            k = self._rope(proj("k_proj", self.n_kv))
+            v = proj("v_proj", self.n_kv)
+            rep = self.n_head // self.n_kv
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + y.transpose(1, 2).reshape(bsz, n, -1) @ t[p + "self_attn.o_proj.weight"].T
+            h = self._norm(x, t[p + "post_attention_layernorm.weight"])
+            gate = F.silu(h @ t[p + "mlp.gate_proj.weight"].T)
+            x = x + (gate * (h @ t[p + "mlp.up_proj.weight"].T)) @ t[p + "mlp.down_proj.weight"].T
+        out: torch.Tensor = self._norm(x, t["norm.weight"]) @ self.lm_head.T
+        return out
+
+
 def checkpoint_files(path: Path) -> list[Path]:
     files = sorted(path.glob("*.safetensors"))
     if not (path / "config.json").exists() or not files:
@@ -196,7 +273,8 @@ class HFCheckpointBackend:
         tensors: dict[str, torch.Tensor] = {}
         for f in files:
             tensors.update(load_file(str(f)))
-        self.model = GPT2(config, tensors)
+        self.model: GPT2 | Llama = (GPT2(config, tensors) if arch == "gpt2"
+                                    else Llama(config, tensors))
         self.tokenizer = ByteBPETokenizer.from_dir(self.path)
         eos = config.get("eos_token_id")
         self.eos: int | None = int(eos) if isinstance(eos, int) else None

@@ -155,9 +155,9 @@ def test_model_id_is_the_weights_hash(tmp_path: Path) -> None:
 
 
 def test_unsupported_and_broken_checkpoints(tmp_path: Path) -> None:
-    llama = write_checkpoint(tmp_path / "llama", gpt2_tensors(5), model_type="llama")
-    with pytest.raises(UnsupportedArchitecture, match="'llama'"):
-        HFCheckpointBackend(llama)
+    falcon = write_checkpoint(tmp_path / "falcon", gpt2_tensors(5), model_type="falcon")
+    with pytest.raises(UnsupportedArchitecture, match="'falcon'"):
+        HFCheckpointBackend(falcon)
     broken = gpt2_tensors(5)
     del broken["h.1.mlp.c_fc.weight"]
     with pytest.raises(BackendError, match=r"h\.1\.mlp\.c_fc\.weight"):
@@ -165,3 +165,91 @@ def test_unsupported_and_broken_checkpoints(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(BackendError, match=r"config\.json"):
         HFCheckpointBackend(tmp_path / "empty")
+
+
+LLAMA = {"model_type": "llama", "hidden_size": D, "intermediate_size": 12,
+         "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+         "max_position_embeddings": CTX, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+         "tie_word_embeddings": False}
+
+
+def llama_tensors(seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    v, hd, kv = len(vocab()), D // 2, 1
+
+    def r(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * 0.3
+
+    t = {"model.embed_tokens.weight": r(v, D), "model.norm.weight": 1 + r(D),
+         "lm_head.weight": r(v, D)}
+    for i in range(2):
+        p = f"model.layers.{i}."
+        t |= {p + "input_layernorm.weight": 1 + r(D), p + "self_attn.q_proj.weight": r(D, D),
+              p + "self_attn.k_proj.weight": r(kv * hd, D),
+              p + "self_attn.v_proj.weight": r(kv * hd, D),
+              p + "self_attn.o_proj.weight": r(D, D),
+              p + "post_attention_layernorm.weight": 1 + r(D),
+              p + "mlp.gate_proj.weight": r(12, D), p + "mlp.up_proj.weight": r(12, D),
+              p + "mlp.down_proj.weight": r(D, 12)}
+    return t
+
+
+def llama_reference(t: dict[str, torch.Tensor], ids: list[int]) -> torch.Tensor:
+    """Llama written out position by position: rotation of (x_j, x_{j+hd/2}) pairs by
+    angle pos * theta^(-2j/hd), one shared key/value head for both query heads."""
+    hd = D // 2
+
+    def rms(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return x / torch.sqrt((x * x).mean() + 1e-6) * w
+
+    def rotate(x: torch.Tensor, pos: int) -> torch.Tensor:
+        out = x.clone()
+        for j in range(hd // 2):
+            a = pos * 10000.0 ** (-2 * j / hd)
+            c, s = math.cos(a), math.sin(a)
+            out[j] = x[j] * c - x[j + hd // 2] * s
+            out[j + hd // 2] = x[j] * s + x[j + hd // 2] * c
+        return out
+
+    xs = [t["model.embed_tokens.weight"][i] for i in ids]
+    for layer in range(2):
+        p = f"model.layers.{layer}."
+        hs = [rms(x, t[p + "input_layernorm.weight"]) for x in xs]
+        ks = [rotate(t[p + "self_attn.k_proj.weight"] @ h, i) for i, h in enumerate(hs)]
+        vs = [t[p + "self_attn.v_proj.weight"] @ h for h in hs]
+        new = []
+        for i, (x, h) in enumerate(zip(xs, hs, strict=True)):
+            q = t[p + "self_attn.q_proj.weight"] @ h
+            heads = []
+            for head in range(2):
+                qh = rotate(q[head * hd:(head + 1) * hd], i)
+                w = torch.softmax(torch.stack([qh @ ks[j] for j in range(i + 1)])
+                                  / math.sqrt(hd), 0)
+                heads.append(torch.stack([w[j] * vs[j] for j in range(i + 1)]).sum(0))
+            x = x + t[p + "self_attn.o_proj.weight"] @ torch.cat(heads)
+            m = rms(x, t[p + "post_attention_layernorm.weight"])
+            gate = t[p + "mlp.gate_proj.weight"] @ m
+            act = gate * torch.sigmoid(gate) * (t[p + "mlp.up_proj.weight"] @ m)
+            new.append(x + t[p + "mlp.down_proj.weight"] @ act)
+        xs = new
+    return torch.stack([t["lm_head.weight"] @ rms(x, t["model.norm.weight"]) for x in xs])
+
+
+def write_llama(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
+    write_checkpoint(path, gpt2_tensors(0))
+    (path / "config.json").write_text(json.dumps(LLAMA))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "model.safetensors"))
+    return path
+
+
+async def test_llama_matches_independent_reference(tmp_path: Path) -> None:
+    tensors = llama_tensors(7)
+    backend = HFCheckpointBackend(write_llama(tmp_path, tensors))
+    ids = backend.tokenizer.encode("What is 12*3?")
+    got = backend.model.logits(torch.tensor([ids]))[0]
+    torch.testing.assert_close(got, llama_reference(tensors, ids), atol=1e-4, rtol=1e-4)
+    ans = await backend.answer("What is 12*3?", max_tokens=4)
+    assert ans.model_id == checkpoint_model_id(tmp_path) and ans.token_logprob is not None
+    j1 = await backend.judge("q", "7", "8")
+    j2 = await backend.judge("q", "8", "7")
+    assert {j1.outcome, j2.outcome} == {Outcome.A, Outcome.B}

@@ -74,7 +74,7 @@ def _demo(args: argparse.Namespace) -> int:
 #: Modules that add subcommands: each defines `register(subparsers) -> None` and sets
 #: `func` on its parsers. One line per owner, so parts never edit each other's code.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "testnet.cli", "node.cli_node", "node.cli_wallet", "node.cli_status",
+    "testnet.cli", "node.cli_node", "node.cli_wallet", "node.cli_status", "node.cli_jobs",
 )
 
 

@@ -19,6 +19,8 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 
+import torch
+
 from swarm.runtime.arith_model import MatmulHook
 from swarm.runtime.base import Answer, Judgment
 from swarm.runtime.builtin import VARIANT_NAMES, BuiltinBackend, load_variants
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT)
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # tiny matmuls: more threads only spin on a loaded machine
     qs = fixed_questions(args.count)
     started = time.perf_counter()
     answers = collect_answers(qs)

@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=MODELS_DIR)
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every variant's steps (quick trials)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: tiny matmuls gain nothing from more, and one "
+                             "thread makes the float arithmetic independent of core count)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -79,6 +79,17 @@ def random_questions(rng: np.random.Generator, n: int, held_out: set[Question]) 
     return out
 
 
+def canonicalise_safetensors(path: Path) -> None:
+    """Rewrite the header with sorted keys: safetensors writes metadata in hash-map order,
+    so identical tensors could give different bytes and therefore a different model id."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # data stays 8-byte aligned
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + size:])
+
+
 def train(variant: Variant, *, out_dir: Path, log_every: int = 250) -> Path:
     """Train one variant and write `{name}.safetensors`; returns the path."""
     torch.manual_seed(variant.seed)
@@ -116,6 +127,7 @@ def train(variant: Variant, *, out_dir: Path, log_every: int = 250) -> Path:
     meta = {"name": variant.name, "config": variant.config.to_json(),
             "format": "pouwchain-arith-v1", "steps": str(variant.steps)}
     save_file(export_tensors(params, variant.config), str(path), metadata=meta)
+    canonicalise_safetensors(path)
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +36,7 @@ from swarm.runtime.evaluate import (
     fixed_questions,
     swarm_backends,
 )
+from swarm.runtime.train import canonicalise_safetensors
 from swarm.schedule import judging_pairs
 
 COMMITMENT = hashlib.sha256(b"runtime-test-header").digest()
@@ -243,3 +245,15 @@ def test_swarm_backends_have_unique_labels() -> None:
     assert len(set(labels)) == 2 * len(VARIANT_NAMES)
     assert labels[:2] == [VARIANT_NAMES[0], VARIANT_NAMES[0] + "#1"]
     assert list(collect_answers(fixed_questions(3), swarm)) == labels
+
+
+def test_shipped_files_are_canonical(tmp_path: Path) -> None:
+    """Model ids hash file bytes, so headers are written in one canonical order: the same
+    tensors always give the same id."""
+    for name in VARIANT_NAMES:
+        path = variant_path(name)
+        copy = tmp_path / path.name
+        copy.write_bytes(path.read_bytes())
+        canonicalise_safetensors(copy)
+        assert copy.read_bytes() == path.read_bytes()
+        assert ArithModel(copy).model_id == ArithModel(path).model_id

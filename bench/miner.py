@@ -48,10 +48,9 @@ async def scenario(name: str, shape: tuple[int, int, int, int], seconds: float, 
                    ) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="pouw-bench-miner-"))
     config = NodeConfig(datadir=base / "node", port=0, mine=True, discover=False,
-                        log_json=False, log_level="warning",
+                        log_json=False, log_level="warning", mining_shape=shape,
                         genesis_path=hard_genesis(base / "genesis.json"))
     node = Node(config)
-    setattr(config, "mining_shape", shape)  # NodeConfig has no mining_* fields yet  # noqa: B010
     attach_services(node)
     await node.start()
     try:

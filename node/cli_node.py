@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from node.config import ConfigError, NodeConfig
+from node.config import DEFAULT_PORT, ConfigError, NodeConfig
 from node.logging import configure_logging, get_logger, log_event
 from node.node import Node
 
@@ -38,6 +38,8 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         "port": args.port, "peers": args.peers, "mine": True if args.mine else None,
         "max_peers": args.max_peers, "log_level": args.log_level,
         "log_json": False if args.log_text else None,
+        "miner_address": args.miner_address, "mining_backend": args.mining_backend,
+        "mining_threads": args.mining_threads,
     }
     return NodeConfig.resolve(datadir=args.datadir, config_file=args.config, **overrides)
 
@@ -73,13 +75,21 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("node", help="run a full node (validates, relays, serves the API)")
     p.add_argument("--datadir", type=Path, required=True)
     p.add_argument("--config", type=Path, default=None,
-                   help="TOML/JSON config (default: datadir/node.toml or node.json)")
+                   help="TOML/JSON config (default: datadir/node.toml if present; "
+                        "datadir/node.json is the running node's runtime file)")
     p.add_argument("--network", default=None)
     p.add_argument("--genesis", type=Path, default=None, help="genesis config (TOML/JSON)")
     p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--port", type=int, default=None,
+                   help=f"p2p, API and metrics port (default {DEFAULT_PORT}; 0 = any free port)")
     p.add_argument("--peers", nargs="*", default=None, metavar="HOST:PORT")
     p.add_argument("--mine", action="store_true")
+    p.add_argument("--miner-address", default=None, metavar="HEX",
+                   help="coinbase public key (default: the node identity's)")
+    p.add_argument("--mining-backend", default=None,
+                   help="pouw backend: auto, numpy, torch-cpu, torch-cuda, cupy, ...")
+    p.add_argument("--mining-threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads of mining GEMMs (default 1; 0 = one per core)")
     p.add_argument("--max-peers", type=int, default=None)
     p.add_argument("--log-level", default=None)
     p.add_argument("--log-text", action="store_true", help="human-readable logs on stderr")

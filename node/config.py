@@ -1,8 +1,9 @@
 """Node configuration: one dataclass, read from a TOML/JSON file and merged with CLI flags.
 
-Precedence: built-in defaults < config file (``--config`` or ``datadir/node.toml`` /
-``datadir/node.json``) < explicit command-line flags. Unknown keys in a file are errors, so a
-typo never silently falls back to a default.
+Precedence: built-in defaults < config file (``--config`` or ``datadir/node.toml``) <
+explicit command-line flags. Unknown keys in a file are errors, so a typo never silently
+falls back to a default. ``datadir/node.json`` is never read as configuration: it is the
+running node's runtime file (pid, port, node_id, api), which a killed node leaves behind.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-CONFIG_NAMES = ("node.toml", "node.json")
+from pouw.backends import BACKEND_NAMES
+from pouw.errors import ParamsError
+from pouw.params import PouwParams
+
+CONFIG_NAMES = ("node.toml",)  # looked up in the datadir when no --config is given
+RUNTIME_FILE = "node.json"  # written by the running node, removed on a clean stop
+DEFAULT_PORT = 7645  # `pouwchain node` and the CLIs' default http://127.0.0.1:7645
+# self-generated mining work (m, k, n, r): ~1 ms per job on a CPU (node.miner.MinerConfig)
+DEFAULT_MINING_SHAPE = (64, 256, 64, 32)
 
 
 class ConfigError(ValueError):
@@ -29,7 +38,8 @@ class NodeConfig:
     network: str = "dev"
     genesis_path: Path | None = None  # JSON/TOML genesis (consensus.genesis); None = built-in dev
     host: str = "127.0.0.1"
-    port: int = 0  # one aiohttp app: peers on ws /p2p, API on /api/v1/..., /metrics
+    # one aiohttp app: peers on ws /p2p, API on /api/v1/..., /metrics; 0 = any free port
+    port: int = DEFAULT_PORT
     peers: list[str] = dataclasses.field(default_factory=list)  # seed addresses "host:port"
     mine: bool = False
     max_peers: int = 16
@@ -47,6 +57,16 @@ class NodeConfig:
     sync_parallel: int = 8  # getdata requests in flight during sync
     max_orphans: int = 256
     discover: bool = True  # exchange addresses and dial what peers tell us
+    # -- mining (read by node.miner.MinerConfig.from_node_config) ---------------------------------
+    miner_address: str | None = None  # coinbase public key (hex); None = the node identity's
+    mining_shape: tuple[int, int, int, int] = DEFAULT_MINING_SHAPE  # self-generated work
+    mining_backend: str = "auto"  # pouw backend of the miner and the job worker
+    # torch CPU threads of the miner's and the job worker's GEMMs; None (0 in a file or flag):
+    # torch's default, one per core
+    mining_threads: int | None = 1
+    mining_interval: float = 0.0  # seconds to pause between mining rounds
+    # a dev chain (one round wins) paces itself to one block per this many seconds
+    mining_block_interval: float = 3.0
 
     def __post_init__(self) -> None:
         self.datadir = Path(self.datadir)
@@ -58,10 +78,47 @@ class NodeConfig:
             raise ConfigError("max_peers must be at least 1")
         for address in self.peers:
             parse_address(address)
+        self._check_mining()
+
+    def _check_mining(self) -> None:
+        if self.miner_address is not None:
+            text = str(self.miner_address).lower().removeprefix("0x")
+            try:
+                raw = bytes.fromhex(text)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise ConfigError("miner_address must be a 32-byte public key in hex")
+            self.miner_address = text
+        try:
+            shape = tuple(int(x) for x in self.mining_shape)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"mining_shape must be [m, k, n, r]: {exc}") from exc
+        if len(shape) != 4:
+            raise ConfigError("mining_shape must be [m, k, n, r]")
+        m, k, n, r = shape
+        try:
+            PouwParams(m=m, k=k, n=n, r=r).validate()
+        except ParamsError as exc:
+            raise ConfigError(f"mining_shape: {exc}") from exc
+        self.mining_shape = (m, k, n, r)
+        if self.mining_backend not in BACKEND_NAMES:
+            raise ConfigError(f"unknown mining_backend {self.mining_backend!r}; choose from "
+                              f"{', '.join(BACKEND_NAMES)}")
+        if self.mining_threads is not None:
+            if type(self.mining_threads) is not int or self.mining_threads < 0:
+                raise ConfigError("mining_threads must be a non-negative integer")
+            if self.mining_threads == 0:
+                self.mining_threads = None
+        for name in ("mining_interval", "mining_block_interval"):
+            value = getattr(self, name)
+            if type(value) not in (int, float) or value < 0:
+                raise ConfigError(f"{name} must be a non-negative number of seconds")
+            setattr(self, name, float(value))
 
     @property
     def node_json_path(self) -> Path:
-        return self.datadir / "node.json"
+        return self.datadir / RUNTIME_FILE
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> NodeConfig:
@@ -86,7 +143,7 @@ class NodeConfig:
     @classmethod
     def resolve(cls, *, datadir: Path | str, config_file: Path | str | None = None,
                 **overrides: Any) -> NodeConfig:
-        """Defaults, then ``config_file`` or the datadir's node.toml/node.json, then flags."""
+        """Defaults, then ``config_file`` or the datadir's node.toml, then flags."""
         raw: dict[str, Any] = {}
         path = Path(config_file) if config_file is not None else None
         if path is None:
@@ -96,6 +153,9 @@ class NodeConfig:
                     path = candidate
                     break
         if path is not None:
+            if path.resolve() == (Path(datadir) / RUNTIME_FILE).resolve():
+                raise ConfigError(f"{path}: {RUNTIME_FILE} is the running node's runtime file, "
+                                  "not a config (use node.toml)")
             raw.update(read_config_file(path))
         raw["datadir"] = Path(datadir)
         raw.update({k: v for k, v in overrides.items() if v is not None})

@@ -51,6 +51,13 @@ from pouw.params import VALUE_MAX, VALUE_MIN
 log = logging.getLogger("pouwchain.jobs")
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+# what a job's ``on_chain.status`` can be: "unconfirmed" until its JobRequest is in a block,
+# then the record's "pending" / "done" / "cancelled", or "expired" (pending, but past its
+# expiry height: no receipt can land any more). docs/api.md and docs/openapi.yaml list these.
+CHAIN_STATUSES = ("unconfirmed", "pending", "done", "expired", "cancelled")
+# how a job's product was computed (``mode``): in a block's useful work, in a mining round
+# that won nothing, or plainly by the job worker
+MODES = ("mined", "mining", "computed")
 
 
 class JobInputError(Exception):

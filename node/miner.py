@@ -41,6 +41,7 @@ from consensus.state import State, apply_transaction
 from consensus.tx import Transaction
 from consensus.validation import median_time_past
 from contracts.bank import credit
+from node.config import DEFAULT_MINING_SHAPE
 from node.db import Overlay
 from node.jobs import JobService, set_cpu_threads
 from pouw import MiningSession, PouwParams, WinningTicket, get_backend, work_of_target
@@ -48,7 +49,7 @@ from pouw import MiningSession, PouwParams, WinningTicket, get_backend, work_of_
 log = logging.getLogger("pouwchain.miner")
 T = TypeVar("T")
 
-DEV_SHAPE = (64, 256, 64, 32)  # m, k, n, r of self-generated work: ~1 ms per job on a CPU
+DEV_SHAPE = DEFAULT_MINING_SHAPE  # m, k, n, r of self-generated work: ~1 ms per job on a CPU
 FUTURE_MARGIN = 5  # seconds kept below the consensus future-timestamp bound
 
 
@@ -483,7 +484,8 @@ def attach(node: Any) -> None:
     routes, and start them with the node (H-A's Node calls this once, before or in start)."""
     from node import miner_api  # the routes import this module
 
-    jobs = JobService(node, backend=str(getattr(node.config, "mining_backend", None) or "auto"))
+    jobs = JobService(node, backend=str(getattr(node.config, "mining_backend", None) or "auto"),
+                      threads=getattr(node.config, "mining_threads", 1))
     clock = getattr(node, "clock", None)  # the node's clock if it has one (tests pin it)
     miner = Miner(node, jobs=jobs, config=MinerConfig.from_node_config(node.config),
                   clock=clock if callable(clock) else time.time)

@@ -100,11 +100,14 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="*", default=DEFAULT_SHAPES)
     parser.add_argument("--r", type=int, default=None, help="chunk size / noise rank")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sweep", type=int, nargs="*", default=None, metavar="R",
+                        help="measure each shape at each of these chunk sizes")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
     operand_roots(np.zeros((8, 16), np.int8), np.zeros((16, 4), np.int8))  # warm imports
-    rows = [measure(s, backend=args.backend, r=args.r, repeats=args.repeats)
-            for s in args.shapes]
+    chunk_sizes = args.sweep or [args.r]
+    rows = [measure(s, backend=args.backend, r=r, repeats=args.repeats)
+            for s in args.shapes for r in chunk_sizes]
     header = (f"{'shape':>16} {'r':>5} {'plain ms':>9} {'mine ms':>9} {'overhead':>8} "
               f"{'+commit':>8} {'verify ms':>9} {'cert B':>8} {'tickets/s':>10}  phases ms")
     print(f"backend: {rows[0]['backend']}")
@@ -116,8 +119,10 @@ def main() -> None:
               f"{row['verify_ms']:>9.2f} {row['certificate_bytes']:>8} "
               f"{row['tickets_per_s']:>10.3g}  {ph}")
     if args.json:
+        key = (lambda row: f"{row['shape']}/r{row['r']}") if args.sweep else (
+            lambda row: row["shape"])
         print(json.dumps({"backend": rows[0]["backend"],
-                          "shapes": {row["shape"]: row for row in rows}}))
+                          "shapes": {key(row): row for row in rows}}))
     sys.stdout.flush()
 
 

@@ -50,7 +50,7 @@ from pouw.tickets import (
 
 #: Accumulator panel size in bytes: large enough for efficient GEMMs, small enough to
 #: keep the fold and denoise passes in cache (measured in bench/pouw_overhead.py).
-PANEL_BYTES = 16 * 1024 * 1024
+PANEL_BYTES = 8 * 1024 * 1024
 
 PHASES = ("commit", "noise", "product", "tickets", "denoise")
 

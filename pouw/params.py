@@ -21,6 +21,9 @@ TILE_W = 4
 R_MIN = 16
 R_MAX = 1024
 
+#: Largest chunk size chosen by default_r.
+DEFAULT_R_MAX = 256
+
 #: Shape bounds. K_MAX keeps certificates small and every int32 accumulator exact.
 K_MAX = 16384
 MN_MAX = 65536
@@ -92,10 +95,10 @@ class PouwParams:
 
 
 def default_r(k: int) -> int:
-    """Chunk size used when the caller does not choose: measured best on CPU (bench/)."""
-    r = R_MAX
-    while r > R_MIN and (k % r or k // r < 16):
-        r //= 2
+    """Chunk size when the caller does not choose: the largest power of two up to 256 that
+    divides k (measured best on this CPU by bench/pouw_overhead.py: fewer chunks mean fewer
+    accumulator passes, larger r means more denoising work)."""
+    r = DEFAULT_R_MAX
     while r > R_MIN and k % r:
         r //= 2
     return r

@@ -122,3 +122,10 @@ def test_missing_gpu_backend_is_a_clear_error() -> None:
 def test_bad_operands_are_rejected(a: np.ndarray, b: np.ndarray, error: type[Exception]) -> None:
     with pytest.raises(error):
         mine_product(a, b, commitment=COMMITMENT, target=MAX_TARGET, r=16)
+
+
+@pytest.mark.parametrize(("k", "r"), [(4096, 256), (2048, 256), (96, 32), (48, 16), (16, 16)])
+def test_default_r_is_the_largest_power_of_two_up_to_256_dividing_k(k: int, r: int) -> None:
+    from pouw import default_r
+
+    assert default_r(k) == r

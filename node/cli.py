@@ -75,6 +75,7 @@ def _demo(args: argparse.Namespace) -> int:
 #: `func` on its parsers. One line per owner, so parts never edit each other's code.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "testnet.cli", "node.cli_node", "node.cli_wallet", "node.cli_status", "node.cli_jobs",
+    "node.cli_ask",
 )
 
 

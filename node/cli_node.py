@@ -30,6 +30,9 @@ def attach_services(node: Node) -> None:
         miner = None
     if miner is not None and hasattr(miner, "attach"):
         miner.attach(node)
+    from node.swarm_service import attach as attach_swarm
+
+    attach_swarm(node)  # chat completions and rounds; answers/judges if swarm_backend is set
 
 
 def config_from_args(args: argparse.Namespace) -> NodeConfig:
@@ -39,7 +42,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         "max_peers": args.max_peers, "log_level": args.log_level,
         "log_json": False if args.log_text else None,
         "miner_address": args.miner_address, "mining_backend": args.mining_backend,
-        "mining_threads": args.mining_threads,
+        "mining_threads": args.mining_threads, "swarm_backend": args.swarm_backend,
     }
     return NodeConfig.resolve(datadir=args.datadir, config_file=args.config, **overrides)
 
@@ -90,6 +93,9 @@ def register(subparsers: Any) -> None:
                    help="pouw backend: auto, numpy, torch-cpu, torch-cuda, cupy, ...")
     p.add_argument("--mining-threads", type=int, default=None, metavar="N",
                    help="torch CPU threads of mining GEMMs (default 1; 0 = one per core)")
+    p.add_argument("--swarm-backend", default=None, metavar="SPEC",
+                   help="inference backend of the swarm: builtin:arith-m, "
+                        "openai:URL?model=NAME, hf:DIR (default: none, coordinate only)")
     p.add_argument("--max-peers", type=int, default=None)
     p.add_argument("--log-level", default=None)
     p.add_argument("--log-text", action="store_true", help="human-readable logs on stderr")

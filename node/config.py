@@ -67,6 +67,10 @@ class NodeConfig:
     mining_interval: float = 0.0  # seconds to pause between mining rounds
     # a dev chain (one round wins) paces itself to one block per this many seconds
     mining_block_interval: float = 3.0
+    # -- swarm inference (node.swarm_service) ------------------------------------------------------
+    # backend spec (swarm.runtime.factory), e.g. "builtin:arith-m"; None: answer and judge nothing
+    # (the node still takes client requests and coordinates rounds)
+    swarm_backend: str | None = None
 
     def __post_init__(self) -> None:
         self.datadir = Path(self.datadir)

@@ -41,6 +41,16 @@ from testnet.process import (
 )
 
 FUNDED_ACCOUNTS = 8
+#: node i answers and judges with built-in variant i mod 4 (swarm.runtime.builtin.VARIANT_NAMES,
+#: not imported: it loads torch), so a local swarm is heterogeneous
+SWARM_VARIANTS = ("arith-xs", "arith-s", "arith-m", "arith-l")
+
+
+def swarm_backend(index: int) -> str:
+    """The backend spec of testnet node ``index``."""
+    return f"builtin:{SWARM_VARIANTS[index % len(SWARM_VARIANTS)]}"
+
+
 STATE_FILE = "testnet.json"
 
 
@@ -132,8 +142,11 @@ def up(
     fresh: bool = False,
     out: TextIO = sys.stdout,
     ready_timeout: float = 60.0,
+    swarm: bool = True,
 ) -> list[NodeRecord]:
     """Start ``nodes`` nodes in a ring (node i dials node i-1, the last also dials node 0).
+
+    With ``swarm`` (the default) node i runs the built-in model `swarm_backend(i)`.
 
     The first ``miners`` nodes mine (default: half, at least one); all validate. Nodes run
     in their own sessions; testnet.json is written after each start so `down` can always
@@ -163,7 +176,9 @@ def up(
             config = datadir / "node.toml"
             if not config.exists():  # the node's own config file, here to edit by hand
                 config.write_text("# pouwchain node config (flags on the command line win)\n")
-            cmd = node_command(datadir, rec.port, mine=rec.mine, peers=peers, genesis=genesis)
+            extra = ["--swarm-backend", swarm_backend(i)] if swarm else []
+            cmd = node_command(datadir, rec.port, mine=rec.mine, peers=peers, genesis=genesis,
+                               extra=extra)
             proc = spawn(cmd, directory / f"node-{i}.out", detach=True)
             rec.pid = proc.pid
             records.append(rec)

@@ -13,7 +13,7 @@ import os
 import random
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +93,8 @@ class PeerManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dialing: set[str] = set()
         self._stopping = False
+        # called with each newly connected peer (e.g. the swarm service announces its model)
+        self.connect_listeners: list[Callable[[Peer], None]] = []
         for seed in config.peers:
             self.add_address(seed)
 
@@ -288,6 +290,11 @@ class PeerManager:
                   outbound=peer.outbound, height=peer.best_height)
         if self.config.discover:
             peer.send(MsgType.GETADDR, {})
+        for listener in list(self.connect_listeners):
+            try:
+                listener(peer)
+            except Exception:
+                log.exception("p2p.connect_listener_failed")
         self.node.sync.wake()
 
     def _check_hello(self, peer: Peer, hello: Message) -> None:
@@ -409,6 +416,12 @@ class PeerManager:
             sent += peer.send(MsgType.INV, body)
         return sent
 
+    def broadcast_swarm(self, kind: str, data: bytes, *, exclude: Peer | None = None) -> int:
+        """Send one swarm message to every peer but ``exclude`` (dedup is the swarm's job)."""
+        frame = encode_frame(MsgType.SWARM, {"kind": kind, "data": data})
+        return sum(peer.send_frame(frame) for peer in list(self.peers.values())
+                   if peer is not exclude)
+
     # -- messages in ---------------------------------------------------------------------------
 
     async def _dispatch(self, peer: Peer, msg: Message) -> None:
@@ -522,6 +535,11 @@ class PeerManager:
             peer.known_blocks.add(block_id)
         peer.send(MsgType.BLOCKS, {"req": msg["req"], "blocks": blocks, "missing": missing})
 
+    async def _on_swarm(self, peer: Peer, msg: Message) -> None:
+        service = getattr(self.node, "swarm", None)
+        if service is not None:  # a node without the swarm service ignores swarm gossip
+            await service.on_message(peer, msg["kind"], msg["data"])
+
     async def _on_getheaders(self, peer: Peer, msg: Message) -> None:
         headers = await self.node.headers_after(list(msg["locator"]), limit=MAX_HEADERS)
         budget = MAX_FRAME - 64 * 1024
@@ -541,4 +559,5 @@ _HANDLERS = {
     MsgType.INV: PeerManager._on_inv,
     MsgType.GETDATA: PeerManager._on_getdata,
     MsgType.GETHEADERS: PeerManager._on_getheaders,
+    MsgType.SWARM: PeerManager._on_swarm,
 }

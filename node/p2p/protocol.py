@@ -28,6 +28,7 @@ MAX_INV = 50_000  # ids per INV / GETDATA
 MAX_ADDR = 1000  # addresses per ADDR
 MAX_LOCATOR = 101  # ids in a GETHEADERS locator
 MAX_BLOCKS_PER_MESSAGE = 256
+MAX_SWARM = 1 << 20  # bytes of one swarm message's data (a round's reveals fit)
 AUTH_DOMAIN = b"pouwchain/p2p/auth/v1\x00"
 
 
@@ -53,6 +54,7 @@ class MsgType(enum.IntEnum):
     BLOCKS = 11  # blocks answering a GETDATA, plus the ids not served
     GETHEADERS = 12  # locator (our chain, tip first, exponential step back)
     HEADERS = 13  # up to MAX_HEADERS canonical headers after the common ancestor
+    SWARM = 14  # swarm round gossip: kind (cap/req/commit/reveal/phase/close/final) + bytes
 
 
 # Per-type size limits (bytes of the whole frame).
@@ -70,6 +72,7 @@ TYPE_LIMITS: dict[MsgType, int] = {
     MsgType.BLOCKS: MAX_FRAME,
     MsgType.GETHEADERS: MAX_LOCATOR * 40 + 256,
     MsgType.HEADERS: MAX_FRAME,
+    MsgType.SWARM: MAX_SWARM + 256,
 }
 
 
@@ -121,6 +124,7 @@ SCHEMAS: dict[MsgType, dict[str, Callable[[Any], bool]]] = {
     MsgType.GETHEADERS: {"req": _uint, "locator": _list_of(_ID, MAX_LOCATOR)},
     MsgType.HEADERS: {"req": _uint, "headers": _list_of(_bytes(max_len=MAX_HEADER_SIZE),
                                                         MAX_HEADERS)},
+    MsgType.SWARM: {"kind": _str(16), "data": _bytes(max_len=MAX_SWARM)},
 }
 
 

@@ -61,13 +61,16 @@ def node(tmp_path: Path) -> Any:
 
 
 def external_routes() -> set[tuple[str, str]]:
-    """The miner/job routes, registered by their owner's code on a throwaway app."""
+    """The miner/job and swarm routes, registered by their owners' code on a throwaway app."""
     try:
         miner_api = importlib.import_module("node.miner_api")
     except ImportError as exc:  # pragma: no cover - until the miner part lands
         pytest.skip(f"node.miner_api not importable: {exc}")
     app = web.Application()
     miner_api.register(app, object(), miner=object(), jobs=object())
+    from node.chat_api import register_routes as swarm_routes
+
+    swarm_routes(app, object())  # type: ignore[arg-type]  # the swarm's round view
     return app_routes(app)
 
 

@@ -1,0 +1,183 @@
+"""Client routes of the swarm: OpenAI-compatible chat completions and the round view.
+
+- ``POST /v1/chat/completions``: the last user message is the question; the node runs a
+  swarm round (`node.swarm_service`) and answers with the chosen answer as an OpenAI
+  ``chat.completion`` (or ``chat.completion.chunk`` SSE events with ``"stream": true``).
+  Extra fields: ``round_id``, ``answerer`` (the chosen node), ``score`` (σ(θ), 0..1) and
+  ``settlement_status``. Optional extra request field ``fee`` (integer). Errors are
+  OpenAI-style ``{"error": {"message", "type", "param", "code"}}``.
+- ``GET /api/v1/rounds/{id}``: answers, judgments, strengths and settlement status.
+- ``GET /v1/models``: the swarm as one model, ``pouwchain-swarm``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from swarm.bradley_terry import FRACTION_BITS
+
+if TYPE_CHECKING:
+    from node.swarm_service import RoundState, SwarmService
+
+MODEL_NAME = "pouwchain-swarm"
+MAX_BODY = 1 << 20
+MAX_PROMPT_CHARS = 16_000
+
+
+def openai_error(status: int, message: str, *, code: str, param: str | None = None,
+                 kind: str = "invalid_request_error") -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "param": param, "code": code}},
+        status=status)
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, *, param: str | None = None,
+                 code: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if parts and all(isinstance(p, str) for p in parts):
+            return "\n".join(str(p) for p in parts)
+    raise _BadRequest("message content must be a string or a list of text parts",
+                      param="messages")
+
+
+def parse_chat_request(body: Any) -> tuple[str, bool, int]:
+    """(question, stream, fee) of a chat completion request; raises _BadRequest."""
+    if not isinstance(body, dict):
+        raise _BadRequest("request body must be a JSON object")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _BadRequest("'messages' must be a non-empty array", param="messages")
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if any(not isinstance(m, dict) or not isinstance(m.get("role"), str) for m in messages):
+        raise _BadRequest("every message needs a string 'role'", param="messages")
+    if not users:
+        raise _BadRequest("no user message", param="messages")
+    question = _content_text(users[-1].get("content")).strip()
+    if not question:
+        raise _BadRequest("the user message is empty", param="messages")
+    if len(question) > MAX_PROMPT_CHARS:
+        raise _BadRequest(f"question longer than {MAX_PROMPT_CHARS} characters",
+                          param="messages")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _BadRequest("'stream' must be a boolean", param="stream")
+    fee = body.get("fee", 0)
+    if type(fee) is not int or not 0 <= fee < 2**64:
+        raise _BadRequest("'fee' must be a non-negative integer", param="fee")
+    model = body.get("model", MODEL_NAME)
+    if not isinstance(model, str):
+        raise _BadRequest("'model' must be a string", param="model")
+    return question, stream, fee
+
+
+def _score(state: RoundState) -> float | None:
+    if state.settlement is None or not state.settlement.outcome.scores:
+        return None
+    return float(state.settlement.outcome.scores[0] / (1 << FRACTION_BITS))
+
+
+def _extras(state: RoundState) -> dict[str, Any]:
+    return {"round_id": state.round_id.hex(),
+            "answerer": None if state.chosen is None else state.chosen.hex(),
+            "score": _score(state), "settlement_status": state.settlement_status}
+
+
+def completion_json(state: RoundState, created: int) -> dict[str, Any]:
+    text = state.answer or ""
+    return {"id": f"chatcmpl-{state.round_id.hex()}", "object": "chat.completion",
+            "created": created, "model": MODEL_NAME,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": len(state.prompt.split()),
+                      "completion_tokens": len(text.split()),
+                      "total_tokens": len(state.prompt.split()) + len(text.split())},
+            **_extras(state)}
+
+
+def _chunk(state: RoundState, created: int, delta: dict[str, str],
+           finish: str | None) -> bytes:
+    body = {"id": f"chatcmpl-{state.round_id.hex()}", "object": "chat.completion.chunk",
+            "created": created, "model": MODEL_NAME,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **_extras(state)}
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+class ChatApi:
+    def __init__(self, service: SwarmService) -> None:
+        self.service = service
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        from node.swarm_service import SwarmUnavailable
+
+        raw = await request.content.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            return openai_error(413, "request body too large", code="too_large")
+        try:
+            question, stream, fee = parse_chat_request(json.loads(raw or b"null"))
+        except json.JSONDecodeError:
+            return openai_error(400, "request body is not valid JSON", code="invalid_json")
+        except _BadRequest as exc:
+            return openai_error(400, str(exc), code=exc.code, param=exc.param)
+        created = int(time.time())
+        try:
+            state = await self.service.ask(question, fee=fee)
+        except SwarmUnavailable as exc:
+            return openai_error(503, str(exc), code="no_swarm_nodes", kind="server_error")
+        if state.answer is None:
+            return openai_error(503, f"round {state.round_id.hex()}: {state.error}",
+                                code="no_answer", kind="server_error")
+        if not stream:
+            return web.json_response(completion_json(state, created))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                               "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        await response.write(_chunk(state, created, {"role": "assistant"}, None))
+        words = state.answer.split(" ")
+        for i, word in enumerate(words):
+            await response.write(_chunk(state, created,
+                                        {"content": word if i == 0 else " " + word}, None))
+        await response.write(_chunk(state, created, {}, "stop"))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def round_view(self, request: web.Request) -> web.Response:
+        text = request.match_info["round_id"]
+        try:
+            round_id = bytes.fromhex(text)
+        except ValueError:
+            round_id = b""
+        if len(round_id) != 32:
+            return web.json_response({"error": "round id must be 64 hex digits",
+                                      "reason": "bad_round_id"}, status=400)
+        state = self.service.rounds.get(round_id)
+        if state is None:
+            return web.json_response({"error": "unknown round", "reason": "not_found"},
+                                     status=404)
+        return web.json_response(state.view())
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "pouwchain"}]})
+
+
+def register_routes(app: web.Application, service: SwarmService) -> None:
+    api = ChatApi(service)
+    app.router.add_post("/v1/chat/completions", api.completions)
+    app.router.add_get("/v1/models", api.models)
+    app.router.add_get("/api/v1/rounds/{round_id}", api.round_view)

@@ -1,0 +1,519 @@
+"""The swarm round in the node: gossip, answering, judging, aggregation, the round view.
+
+One round, driven by the node a client asked (the *origin*):
+
+1. ``req``: the origin signs a `SwarmRequest` (its own identity stands in for the client until
+   client-signed requests arrive over the API) and floods ``RequestAnnouncement`` plus the
+   candidate list. Every node selects answerers and judges from that list with
+   `swarm.selection.select_nodes` (roles ``answer`` / ``judge``), so all agree who was asked.
+2. ``commit`` (answer): each selected answerer with a backend answers and floods a signed
+   commitment. The origin waits for all selected answerers or ``answer_timeout``.
+3. ``phase reveal_answers``: answerers flood their ``reveal``. The origin waits for every
+   committed answerer or ``reveal_timeout``.
+4. ``close``: the origin floods the answer commitments and reveals it counts; judges build
+   the same `answer_view`, judge the scheduled pairs (`swarm.schedule`) with their backend
+   and flood a judgment ``commit``; the origin waits for all judges or ``judge_timeout``.
+5. ``phase reveal_judgments``: judges flood their reveals (``reveal_timeout``).
+6. ``final``: the origin floods every commitment and reveal of the round; every node runs
+   `swarm.settlement.settle` on exactly those, so the round view is the same everywhere.
+
+A node that stays silent only drops out of its phase: the round completes with the nodes that
+answered. Messages are deduplicated by hash and flooded to every peer but the sender.
+
+Interim candidate rule (until chain state has swarm registrations with capability flags):
+the origin lists itself (if it runs a backend) and the connected peers that announced a
+backend (``cap`` message on connect); the list travels with the request, and every candidate
+gets stake 1, reputation 0, capable. Settlement on chain needs the swarm settlement payload
+(kind 10) in ``contracts``; until then a round's settlement status is
+``pending: contract not registered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from consensus.errors import ConsensusError
+from node.logging import get_logger, log_event
+from swarm.commit_reveal import (
+    answer_opening,
+    commit,
+    judgment_opening,
+    judgment_payload,
+    reveal_matches,
+)
+from swarm.messages import (
+    KIND_ANSWER,
+    KIND_JUDGMENT,
+    Commitment,
+    RequestAnnouncement,
+    Reveal,
+    sign_request,
+)
+from swarm.runtime.base import BackendError, InferenceBackend, Outcome
+from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes
+from swarm.settlement import RoundSettlement, answer_view, settle
+
+if TYPE_CHECKING:
+    from node.node import Node
+    from node.p2p.peer import Peer
+
+log = get_logger("swarm")
+MAX_ROUNDS = 1000  # rounds kept in memory (oldest dropped)
+SETTLEMENT_PENDING = "pending: contract not registered"
+_OUTCOME_BYTE = {Outcome.A: 0, Outcome.B: 1, Outcome.TIE: 2}
+
+
+class SwarmUnavailable(Exception):
+    """The round cannot run (no node announces a backend)."""
+
+
+@dataclasses.dataclass
+class RoundState:
+    """Everything one node knows about one round."""
+
+    announcement: RequestAnnouncement
+    candidates: tuple[bytes, ...]
+    answerers: tuple[bytes, ...]
+    judges: tuple[bytes, ...]
+    origin: bytes
+    started: float
+    commitments: dict[tuple[bytes, int], Commitment] = dataclasses.field(default_factory=dict)
+    reveals: dict[tuple[bytes, int], Reveal] = dataclasses.field(default_factory=dict)
+    # our own unrevealed reveals, by kind
+    pending: dict[int, Reveal] = dataclasses.field(default_factory=dict)
+    phases: set[str] = dataclasses.field(default_factory=set)  # phase messages seen
+    status: str = "answering"
+    settlement: RoundSettlement | None = None
+    settlement_status: str = SETTLEMENT_PENDING
+    chosen: bytes | None = None
+    answer: str | None = None
+    error: str | None = None
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    @property
+    def round_id(self) -> bytes:
+        return self.announcement.request.round_id()
+
+    @property
+    def prompt(self) -> str:
+        return self.announcement.prompt.decode("utf-8", "replace")
+
+    def committed(self, kind: int) -> set[bytes]:
+        return {node for node, k in self.commitments if k == kind}
+
+    def revealed(self, kind: int) -> set[bytes]:
+        return {node for node, k in self.reveals if k == kind}
+
+    def view(self) -> dict[str, Any]:
+        """JSON view for ``GET /api/v1/rounds/{id}``."""
+        answers = []
+        for node in self.answerers:
+            reveal = self.reveals.get((node, KIND_ANSWER))
+            answers.append({
+                "node": node.hex(), "committed": (node, KIND_ANSWER) in self.commitments,
+                "revealed": reveal is not None,
+                "text": None if reveal is None else reveal.payload.decode("utf-8", "replace")})
+        judgments = []
+        for node in self.judges:
+            reveal = self.reveals.get((node, KIND_JUDGMENT))
+            judgments.append({
+                "node": node.hex(), "committed": (node, KIND_JUDGMENT) in self.commitments,
+                "revealed": reveal is not None,
+                "outcomes": None if reveal is None else list(reveal.payload[32:])})
+        out: dict[str, Any] = {
+            "round_id": self.round_id.hex(), "status": self.status, "prompt": self.prompt,
+            "origin": self.origin.hex(), "fee": self.announcement.request.fee,
+            "candidates": [c.hex() for c in self.candidates],
+            "answerers": [a.hex() for a in self.answerers],
+            "judges": [j.hex() for j in self.judges],
+            "answers": answers, "judgments": judgments,
+            "chosen": None if self.chosen is None else self.chosen.hex(),
+            "answer": self.answer, "error": self.error,
+            "settlement_status": self.settlement_status,
+            "timings_ms": {k: round(v * 1000, 1) for k, v in self.timings.items()},
+        }
+        out["result"] = None if self.settlement is None else self.settlement.summary()
+        return out
+
+
+def _pack(*items: Any) -> bytes:
+    return bytes(msgpack.packb(list(items), use_bin_type=True))
+
+
+def _unpack(data: bytes) -> list[Any]:
+    obj = msgpack.unpackb(data, raw=False, use_list=True)
+    if type(obj) is not list:
+        raise ValueError("swarm message: expected a list")
+    return obj
+
+
+class SwarmService:
+    """The swarm side of one node (attach with `attach`)."""
+
+    def __init__(self, node: Node, backend: InferenceBackend | None, *,
+                 answers: int = 4, judges: int = 4, answer_timeout: float = 30.0,
+                 judge_timeout: float = 30.0, reveal_timeout: float = 5.0,
+                 max_tokens: int = 64) -> None:
+        self.node = node
+        self.backend = backend
+        self.answers = answers
+        self.judges = judges
+        self.answer_timeout = answer_timeout
+        self.judge_timeout = judge_timeout
+        self.reveal_timeout = reveal_timeout
+        self.max_tokens = max_tokens
+        self.capable_peers: dict[bytes, bytes] = {}  # peer node id -> announced model id
+        self.rounds: dict[bytes, RoundState] = {}
+        self._seen: dict[bytes, None] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.silent = False  # tests: a node that never answers nor judges
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> bytes:
+        return self.node.node_id
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def on_connect(self, peer: Peer) -> None:
+        if self.backend is not None:
+            peer.send_frame(_swarm_frame("cap", self.backend.model_id))
+
+    def _first_time(self, kind: str, data: bytes) -> bool:
+        key = hashlib.sha256(kind.encode() + b"\0" + data).digest()
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        while len(self._seen) > 100_000:
+            self._seen.pop(next(iter(self._seen)))
+        return True
+
+    def _flood(self, kind: str, data: bytes, *, exclude: Peer | None = None) -> None:
+        self._first_time(kind, data)
+        self.node.peers.broadcast_swarm(kind, data, exclude=exclude)
+
+    async def on_message(self, peer: Peer, kind: str, data: bytes) -> None:
+        """A swarm frame from ``peer``. Bad data is dropped (IGNORE), never relayed."""
+        if kind == "cap":
+            if len(data) == 32:
+                self.capable_peers[peer.node_id] = data
+            return
+        if not self._first_time(kind, data):
+            return
+        try:
+            relay = self._handle(kind, data)
+        except (ValueError, TypeError, KeyError, ConsensusError, UnicodeDecodeError) as exc:
+            log_event(log, "swarm.bad_message", kind=kind, peer=peer.node_id, error=str(exc))
+            return
+        if relay:
+            self.node.peers.broadcast_swarm(kind, data, exclude=peer)
+
+    # -- message handling (all nodes) ----------------------------------------------------------
+
+    def _handle(self, kind: str, data: bytes) -> bool:
+        """Apply one message; True if it should be relayed."""
+        if kind == "req":
+            raw, candidates, origin = _unpack(data)
+            return self._on_request(RequestAnnouncement.decode(raw),
+                                    tuple(bytes(c) for c in candidates), bytes(origin))
+        if kind == "commit":
+            c = Commitment.decode(data)
+            state = self.rounds.get(c.round_id)
+            if state is None or not c.verify_signature():
+                return False
+            role = state.answerers if c.kind == KIND_ANSWER else state.judges
+            if c.node not in role:
+                return False
+            state.commitments.setdefault((c.node, c.kind), c)
+            state.changed.set()
+            return True
+        if kind == "reveal":
+            r = Reveal.decode(data)
+            state = self.rounds.get(r.round_id)
+            if state is None:
+                return False
+            opened = state.commitments.get((r.node, r.kind))
+            if opened is None or not reveal_matches(opened, r):
+                return False
+            state.reveals.setdefault((r.node, r.kind), r)
+            state.changed.set()
+            return True
+        if kind == "phase":
+            round_id, phase = bytes(_unpack(data)[0]), str(_unpack(data)[1])
+            state = self.rounds.get(round_id)
+            if state is None:
+                return False
+            reveal_kind = {"reveal_answers": KIND_ANSWER, "reveal_judgments": KIND_JUDGMENT}
+            state.phases.add(phase)
+            if phase in reveal_kind:
+                self._reveal_own(state, reveal_kind[phase])
+            return True
+        if kind == "close":
+            round_id, commits, reveals = _unpack(data)
+            state = self.rounds.get(bytes(round_id))
+            if state is None:
+                return False
+            closed = self._absorb(state, commits, reveals)
+            if self.node_id in state.judges and self.backend is not None and not self.silent:
+                self._spawn(self._judge(state, closed))
+            return True
+        if kind == "final":
+            round_id, commits, reveals, _chosen = _unpack(data)
+            state = self.rounds.get(bytes(round_id))
+            if state is None or state.status == "complete":
+                return False
+            self._absorb(state, commits, reveals)
+            self._finish(state)
+            return True
+        return False
+
+    def _absorb(self, state: RoundState, commits: list[bytes],
+                reveals: list[bytes]) -> tuple[list[Commitment], list[Reveal]]:
+        """Take the commitments and matching reveals of a close/final message."""
+        cs = [Commitment.decode(bytes(raw)) for raw in commits]
+        rs = [Reveal.decode(bytes(raw)) for raw in reveals]
+        for c in cs:
+            if c.round_id == state.round_id and c.verify_signature():
+                state.commitments.setdefault((c.node, c.kind), c)
+        for r in rs:
+            c2 = state.commitments.get((r.node, r.kind))
+            if c2 is not None and reveal_matches(c2, r):
+                state.reveals.setdefault((r.node, r.kind), r)
+        state.changed.set()
+        return cs, rs
+
+    def _select(self, announcement: RequestAnnouncement,
+                candidates: tuple[bytes, ...]) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        round_id = announcement.request.round_id()
+        pool = [Candidate(node=c, stake=1, reputation=0, capable=True)
+                for c in sorted(set(candidates))]
+        request = announcement.request
+        return (select_nodes(pool, round_id=round_id, role=ROLE_ANSWER, count=request.answers),
+                select_nodes(pool, round_id=round_id, role=ROLE_JUDGE, count=request.judges))
+
+    def _on_request(self, announcement: RequestAnnouncement, candidates: tuple[bytes, ...],
+                    origin: bytes) -> bool:
+        request = announcement.request
+        if request.chain_id != self.node.chain.params.chain_id or \
+                not request.verify_signature() or not announcement.prompt_matches():
+            return False
+        round_id = request.round_id()
+        if round_id in self.rounds or not candidates or len(candidates) > 64:
+            return False
+        answerers, judges = self._select(announcement, candidates)
+        state = RoundState(announcement=announcement, candidates=candidates,
+                           answerers=answerers, judges=judges, origin=origin,
+                           started=time.monotonic())
+        self.rounds[round_id] = state
+        while len(self.rounds) > MAX_ROUNDS:
+            self.rounds.pop(next(iter(self.rounds)))
+        if self.node_id in answerers and self.backend is not None and not self.silent:
+            self._spawn(self._answer(state))
+        return True
+
+    # -- answering and judging (selected nodes) ------------------------------------------------
+
+    def _commit_own(self, state: RoundState, kind: int, payload: bytes) -> None:
+        commitment, reveal = commit(bytes(self.node.identity), round_id=state.round_id,
+                                    kind=kind, payload=payload, salt=os.urandom(32))
+        state.pending[kind] = reveal
+        raw = commitment.encode()
+        self._handle("commit", raw)
+        self._flood("commit", raw)
+
+    def _reveal_own(self, state: RoundState, kind: int) -> None:
+        reveal = state.pending.pop(kind, None)
+        if reveal is not None:
+            raw = reveal.encode()
+            self._handle("reveal", raw)
+            self._flood("reveal", raw)
+
+    async def _answer(self, state: RoundState) -> None:
+        assert self.backend is not None
+        try:
+            answer = await asyncio.wait_for(
+                self.backend.answer(state.prompt, max_tokens=self.max_tokens),
+                self.answer_timeout)
+        except (BackendError, TimeoutError) as exc:
+            log_event(log, "swarm.abstain", round=state.round_id, error=str(exc))
+            return
+        if "reveal_answers" in state.phases:
+            return  # too late: committing now would only make us a no-show
+        self._commit_own(state, KIND_ANSWER, answer.text.encode())
+
+    async def _judge(self, state: RoundState,
+                     closed: tuple[list[Commitment], list[Reveal]]) -> None:
+        assert self.backend is not None
+        commitments, reveals = closed
+        view = answer_view(round_id=state.round_id, answerers=state.answerers,
+                           judges=state.judges, commitments=commitments,
+                           answer_openings=[answer_opening(r) for r in reveals
+                                            if r.kind == KIND_ANSWER])
+        if len(view.nodes) < 2:
+            return  # nothing to compare
+        texts = {r.node: r.payload.decode("utf-8", "replace") for r in reveals
+                 if r.kind == KIND_ANSWER}
+        outcomes = bytearray()
+        try:
+            for a, b in view.pairs:
+                node_a, node_b = view.nodes[a], view.nodes[b]
+                if self.node_id in (node_a, node_b):
+                    outcomes.append(2)  # own answer: dropped by aggregation anyway
+                    continue
+                judgment = await asyncio.wait_for(
+                    self.backend.judge(state.prompt, texts[node_a], texts[node_b]),
+                    self.judge_timeout)
+                outcomes.append(_OUTCOME_BYTE[judgment.outcome])
+        except (BackendError, TimeoutError) as exc:
+            log_event(log, "swarm.judge_abstain", round=state.round_id, error=str(exc))
+            return
+        if "reveal_judgments" in state.phases:
+            return  # too late (see _answer)
+        self._commit_own(state, KIND_JUDGMENT, judgment_payload(view.answer_set,
+                                                                bytes(outcomes)))
+
+    # -- the origin's side ---------------------------------------------------------------------
+
+    def candidates(self) -> tuple[bytes, ...]:
+        """Interim rule (module docstring): us if we run a backend, plus announcing peers."""
+        out = {node for node in self.capable_peers if self.node.peers.get(node) is not None}
+        if self.backend is not None:
+            out.add(self.node_id)
+        return tuple(sorted(out))[:64]
+
+    async def _wait(self, state: RoundState, predicate: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            state.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.changed.wait(), remaining)
+
+    async def ask(self, prompt: str, *, fee: int = 0) -> RoundState:
+        """Run one round as its origin; returns when the round is complete (fast path)."""
+        candidates = self.candidates()
+        if not candidates:
+            raise SwarmUnavailable("no connected node runs an inference backend")
+        n_answer = min(self.answers, len(candidates))
+        n_judge = min(self.judges, len(candidates))
+        announcement = sign_request(
+            bytes(self.node.identity), chain_id=self.node.chain.params.chain_id,
+            prompt=prompt.encode(), fee=fee, answers=n_answer, judges=n_judge,
+            nonce=os.urandom(32))
+        raw = _pack(announcement.encode(), list(candidates), self.node_id)
+        self._handle("req", raw)
+        self._flood("req", raw)
+        state = self.rounds[announcement.request.round_id()]
+        t0 = state.started
+        answerers = set(state.answerers)
+        await self._wait(state, lambda: state.committed(KIND_ANSWER) >= answerers,
+                         self.answer_timeout)
+        state.timings["answers_committed"] = time.monotonic() - t0
+        self._phase(state, "reveal_answers")
+        await self._wait(state, lambda: state.revealed(KIND_ANSWER)
+                         >= state.committed(KIND_ANSWER), self.reveal_timeout)
+        state.timings["answers_revealed"] = time.monotonic() - t0
+        state.status = "judging"
+        answer_keys = [k for k in state.reveals if k[1] == KIND_ANSWER]
+        close = _pack(state.round_id,
+                      [state.commitments[k].encode() for k in sorted(state.commitments)
+                       if k[1] == KIND_ANSWER],
+                      [state.reveals[k].encode() for k in sorted(answer_keys)])
+        self._handle("close", close)
+        self._flood("close", close)
+        if len(answer_keys) >= 2:
+            judges = set(state.judges)
+            await self._wait(state, lambda: state.committed(KIND_JUDGMENT) >= judges,
+                             self.judge_timeout)
+            state.timings["judgments_committed"] = time.monotonic() - t0
+            self._phase(state, "reveal_judgments")
+            await self._wait(state, lambda: state.revealed(KIND_JUDGMENT)
+                             >= state.committed(KIND_JUDGMENT), self.reveal_timeout)
+            state.timings["judgments_revealed"] = time.monotonic() - t0
+        final = _pack(state.round_id,
+                      [state.commitments[k].encode() for k in sorted(state.commitments)],
+                      [state.reveals[k].encode() for k in sorted(state.reveals)], b"")
+        self._flood("final", final)
+        self._finish(state)
+        state.timings["complete"] = time.monotonic() - t0
+        log_event(log, "swarm.round_complete", round=state.round_id,
+                  answers=len(answer_keys), ms=round(state.timings["complete"] * 1000, 1))
+        return state
+
+    def _phase(self, state: RoundState, phase: str) -> None:
+        raw = _pack(state.round_id, phase)
+        self._handle("phase", raw)
+        self._flood("phase", raw)
+
+    def _finish(self, state: RoundState) -> None:
+        """Settle from what the round holds (the same data on every node after ``final``)."""
+        commitments = list(state.commitments.values())
+        reveals = list(state.reveals.values())
+        result = settle(
+            request=state.announcement.request, answerers=state.answerers,
+            judges=state.judges, commitments=commitments,
+            answer_openings=sorted(answer_opening(r) for r in reveals if r.kind == KIND_ANSWER),
+            judgment_openings=sorted(judgment_opening(r) for r in reveals
+                                     if r.kind == KIND_JUDGMENT),
+            reputations={}, stakes={})
+        state.settlement = result
+        ranking = result.outcome.ranking
+        if ranking:
+            state.chosen = ranking[0]
+            state.answer = state.reveals[(ranking[0], KIND_ANSWER)].payload.decode(
+                "utf-8", "replace")
+        else:
+            state.error = "no answer was revealed"
+        state.status = "complete"
+        state.done.set()
+        state.changed.set()
+
+
+def _swarm_frame(kind: str, data: bytes) -> bytes:
+    from node.p2p.protocol import MsgType, encode_frame
+
+    return encode_frame(MsgType.SWARM, {"kind": kind, "data": data})
+
+
+def attach(node: Node, backend: InferenceBackend | None = None, **options: Any) -> SwarmService:
+    """Create the node's swarm service (backend from ``config.swarm_backend`` unless given),
+    hook it into the peer manager and register the chat and round routes."""
+    if backend is None and node.config.swarm_backend:
+        from swarm.runtime.factory import make_backend
+
+        backend = make_backend(node.config.swarm_backend)
+    service = SwarmService(node, backend, **options)
+    setattr(node, "swarm", service)  # noqa: B010  # the peer manager looks it up by name
+    node.peers.connect_listeners.append(service.on_connect)
+
+    async def _stop(_: Node) -> None:
+        await service.stop()
+
+    node.stop_hooks.append(_stop)
+    from node.chat_api import register_routes
+
+    node.add_route_hook(lambda app, n: register_routes(app, service))
+    return service

@@ -42,7 +42,9 @@ def summary_lines(view: dict[str, Any]) -> list[str]:
     result = view.get("result") or {}
     ranked = {a["node"]: a for a in result.get("answers", [])}
     lines.append("answers  (rank  strength  score  node  text)")
-    for answer in view["answers"]:
+    order = sorted(view["answers"], key=lambda a: (
+        ranked[a["node"]]["rank"] if a["node"] in ranked else len(ranked), a["node"]))
+    for answer in order:
         r = ranked.get(answer["node"])
         if r is None:
             state = "committed, not revealed" if answer["committed"] else "no answer"

@@ -163,7 +163,7 @@ class SwarmService:
     def __init__(self, node: Node, backend: InferenceBackend | None, *,
                  answers: int = 4, judges: int = 4, answer_timeout: float = 30.0,
                  judge_timeout: float = 30.0, reveal_timeout: float = 5.0,
-                 max_tokens: int = 64) -> None:
+                 abandon_slack: float = 10.0, max_tokens: int = 64) -> None:
         self.node = node
         self.backend = backend
         self.answers = answers
@@ -171,6 +171,7 @@ class SwarmService:
         self.answer_timeout = answer_timeout
         self.judge_timeout = judge_timeout
         self.reveal_timeout = reveal_timeout
+        self.abandon_slack = abandon_slack
         self.max_tokens = max_tokens
         self.capable_peers: dict[bytes, bytes] = {}  # peer node id -> announced model id
         self.rounds: dict[bytes, RoundState] = {}
@@ -184,10 +185,17 @@ class SwarmService:
     def node_id(self) -> bytes:
         return self.node.node_id
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    @property
+    def round_timeout(self) -> float:
+        """The longest a round can take at its origin (every phase timed out), plus slack."""
+        return self.answer_timeout + self.judge_timeout + 2 * self.reveal_timeout + \
+            self.abandon_slack
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -330,7 +338,17 @@ class SwarmService:
             self.rounds.pop(next(iter(self.rounds)))
         if self.node_id in answerers and self.backend is not None and not self.silent:
             self._spawn(self._answer(state))
+        if origin != self.node_id:
+            self._spawn(self._watch(state))
         return True
+
+    async def _watch(self, state: RoundState) -> None:
+        """A round whose origin never sends ``final`` (it stopped) is marked abandoned."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.done.wait(), self.round_timeout)
+        if not state.done.is_set():
+            state.status = "abandoned"
+            state.error = "the origin never completed the round"
 
     # -- answering and judging (selected nodes) ------------------------------------------------
 
@@ -413,7 +431,13 @@ class SwarmService:
                 await asyncio.wait_for(state.changed.wait(), remaining)
 
     async def ask(self, prompt: str, *, fee: int = 0) -> RoundState:
-        """Run one round as its origin; returns when the round is complete (fast path)."""
+        """Run one round as its origin; returns when the round is complete (fast path).
+
+        The round runs in its own task: a client that goes away does not cut it short
+        (the other nodes still get ``final``)."""
+        return await asyncio.shield(self._spawn(self._run(prompt, fee)))
+
+    async def _run(self, prompt: str, fee: int) -> RoundState:
         candidates = self.candidates()
         if not candidates:
             raise SwarmUnavailable("no connected node runs an inference backend")

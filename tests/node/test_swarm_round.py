@@ -4,6 +4,7 @@ timeouts of a silent node, OpenAI-style errors."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -230,3 +231,25 @@ def test_testnet_nodes_get_every_builtin_variant() -> None:
         "builtin:arith-xs"]
     for i in range(4):
         make_backend(swarm_backend(i))  # every spec loads
+
+
+async def test_round_of_a_stopped_origin_is_abandoned_elsewhere(tmp_path: Path) -> None:
+    nodes = await _swarm(tmp_path, 3, answer_timeout=30.0, judge_timeout=30.0)
+    try:
+        _svc(nodes[2]).silent = True  # the origin waits for it...
+        for service in (_svc(nodes[1]), _svc(nodes[2])):  # ...the others give up soon
+            service.answer_timeout = service.judge_timeout = 0.5
+            service.reveal_timeout = service.abandon_slack = 0.25
+        asking = asyncio.create_task(_svc(nodes[0]).ask("What is 5+5?"))
+        await wait_until(lambda: len(_svc(nodes[1]).rounds) == 1, what="request gossiped")
+        state = next(iter(_svc(nodes[1]).rounds.values()))
+        await wait_until(lambda: (nodes[1].node_id, 0) in state.commitments
+                         if nodes[1].node_id in state.answerers else True, what="answer")
+        await nodes[0].stop()  # cancels the round at the origin: no final ever comes
+        assert asking.cancelled() or asking.done()
+        assert state.status == "answering"
+        await wait_until(lambda: state.status == "abandoned", timeout=5.0, what="abandoned")
+        assert state.error and state.settlement is None
+    finally:
+        for node in nodes[1:]:
+            await node.stop()

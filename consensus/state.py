@@ -338,17 +338,20 @@ def apply_transaction(
     height: int,
     params: ChainParams,
     signature_verified: bool = False,
+    parent_id: bytes = b"",
 ) -> int:
     """Apply one transaction atomically and return its fee; raise `TransactionError`.
 
     On failure nothing the transaction wrote remains (block builders can skip it).
     ``signature_verified`` says the caller has already checked ``tx.verify_signature()``
     (e.g. a thread pool checking a whole block first); the rule is then not re-run.
+    ``parent_id``: the id of the block this transaction's block builds on (contracts that
+    draw from it, e.g. calibration, reject the transaction when it is empty).
     """
     snapshot = state.snapshot()
     try:
         _apply_transaction(state, tx, height=height, params=params,
-                           signature_verified=signature_verified)
+                           signature_verified=signature_verified, parent_id=parent_id)
     except BaseException:
         state.revert(snapshot)
         raise
@@ -356,7 +359,7 @@ def apply_transaction(
 
 
 def _apply_transaction(state: State, tx: Transaction, *, height: int, params: ChainParams,
-                       signature_verified: bool) -> None:
+                       signature_verified: bool, parent_id: bytes) -> None:
     sender = state.account(tx.sender)
     kind = PAYLOAD_KINDS.get(type(tx.payload).KIND_ID)
     # the transaction must be for this chain
@@ -376,7 +379,8 @@ def _apply_transaction(state: State, tx: Transaction, *, height: int, params: Ch
     # pay the fee and consume the nonce (one write)
     state.set_account(tx.sender, Account(balance=sender.balance - tx.fee, nonce=sender.nonce + 1))
     assert kind is not None
-    kind.apply(state, tx.payload, TxContext(sender=tx.sender, height=height, params=params))
+    kind.apply(state, tx.payload, TxContext(sender=tx.sender, height=height, params=params,
+                                                 parent_id=parent_id))
 
 
 def apply_block_transactions(
@@ -387,6 +391,7 @@ def apply_block_transactions(
     miner: bytes,
     params: ChainParams,
     signatures_verified: bool = False,
+    parent_id: bytes = b"",
 ) -> int:
     """Apply a block's transactions in order, then pay the miner subsidy + fees.
 
@@ -398,7 +403,7 @@ def apply_block_transactions(
     fees = 0
     for tx in transactions:
         fees += apply_transaction(state, tx, height=height, params=params,
-                                  signature_verified=signatures_verified)
+                                  signature_verified=signatures_verified, parent_id=parent_id)
     # the block reward (subsidy + fees) must fit the miner's balance
     credit(state, miner, params.block_subsidy + fees, rule="block.reward_overflow")
     return fees

@@ -124,7 +124,7 @@ def connect_block(state: State, block: Block, *, params: ChainParams,
     try:
         apply_block_transactions(
             state, block.transactions, height=header.height, miner=header.miner, params=params,
-            signatures_verified=signatures_verified,
+            signatures_verified=signatures_verified, parent_id=header.parent_hash,
         )
         # the post-state root must equal the header's state root
         if state.root() != header.state_root:

@@ -11,13 +11,19 @@ from collections.abc import Mapping
 from contracts.bank import TRANSFER, Transfer
 from contracts.base import Payload, PayloadKind, TxContext
 from contracts.jobs import JOB_CANCEL, JOB_RECEIPT, JOB_REQUEST, JobCancel, JobReceipt, JobRequest
-from contracts.registry import REGISTER_SWARM_NODE, RegisterSwarmNode
+from contracts.registry import (
+    REGISTER_SWARM_NODE,
+    SUBMIT_CALIBRATION,
+    RegisterSwarmNode,
+    SubmitCalibration,
+)
 from contracts.staking import BEGIN_UNSTAKE, STAKE, WITHDRAW, BeginUnstake, Stake, Withdraw
+from contracts.swarm import SETTLE_SWARM_ROUND, SettleSwarmRound
 
 PAYLOAD_KINDS: Mapping[int, PayloadKind] = {
     kind.cls.KIND_ID: kind
     for kind in (TRANSFER, STAKE, BEGIN_UNSTAKE, WITHDRAW, REGISTER_SWARM_NODE,
-                 JOB_REQUEST, JOB_RECEIPT, JOB_CANCEL)
+                 JOB_REQUEST, JOB_RECEIPT, JOB_CANCEL, SETTLE_SWARM_ROUND, SUBMIT_CALIBRATION)
 }
 PAYLOAD_CLASSES: Mapping[int, type[Payload]] = {k: v.cls for k, v in PAYLOAD_KINDS.items()}
 
@@ -31,7 +37,9 @@ __all__ = [
     "Payload",
     "PayloadKind",
     "RegisterSwarmNode",
+    "SettleSwarmRound",
     "Stake",
+    "SubmitCalibration",
     "Transfer",
     "TxContext",
     "Withdraw",

@@ -32,6 +32,9 @@ class TxContext:
     sender: bytes
     height: int
     params: ChainParams
+    # id of the block the transaction's block builds on (b"": applied outside a block, e.g.
+    # mempool admission; contracts that need it reject the transaction then)
+    parent_id: bytes = b""
 
 
 ApplyFn = Callable[["State", Any, TxContext], None]

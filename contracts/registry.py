@@ -1,7 +1,26 @@
-"""Swarm node registry: staked accounts announce which models they serve.
+"""Swarm node registry: staked accounts announce which models they serve, and prove they can.
 
 Registration requires bonded stake so that spamming the registry costs capital; registering
 again replaces the previous entry (the models list is a sorted set: one encoding).
+
+State keeps one canonical index of every registered node (``swindex``: node ids, strictly
+increasing, so every validator iterates them in the same order) and, per node, a
+calibration record (``swcap/<addr>``). A node becomes *capable* (eligible for selection,
+`swarm.selection.Candidate.capable`) only by passing calibration:
+
+* the questions are `swarm.runtime.calibration.calibration_questions` drawn from the seed
+  ``H_"pouw/swcalseed"(parent block id ‖ node id)``: the block the calibration transaction
+  builds on did not exist when the node prepared anything earlier, so it cannot precompute
+  or look up the answers, and each node gets its own questions (copying another's answers
+  does not help);
+* the node answers with `SubmitCalibration` (its transaction signature commits the
+  answers to its key), naming the parent block it answered for; the transaction is valid
+  only in a block on that parent (else the node answers the new tip's questions again);
+* the contract regenerates the questions and grades with the integer pass mark
+  `CALIBRATION_PASS` out of `CALIBRATION_QUESTIONS`; the result (pass or fail) is stored,
+  a failed node stays not capable and may retry after `CALIBRATION_RETRY_BLOCKS`;
+* registering again with a different model list clears the flag (the new models must be
+  proven).
 """
 
 from __future__ import annotations
@@ -9,12 +28,52 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Annotated, ClassVar
 
-from consensus.encoding import VarBytes
+from consensus.encoding import (
+    U64,
+    Canonical,
+    FixedBytes,
+    Hash32,
+    ListOf,
+    UInt,
+    VarBytes,
+    tagged_hash,
+)
 from consensus.records import MAX_ENDPOINT, ModelIds, SwarmNode
 from contracts.base import Payload, PayloadKind, TxContext, require
+from swarm.runtime.calibration import calibration_questions, grade
 
 if TYPE_CHECKING:
     from consensus.state import State
+
+INDEX_KEY = b"swindex"
+CAPABILITY_PREFIX = b"swcap/"
+MAX_SWARM_NODES = 4096  # index size bound (a settlement iterates it)
+CALIBRATION_QUESTIONS = 16
+CALIBRATION_PASS = 12  # integer pass mark: at least this many right answers
+CALIBRATION_RETRY_BLOCKS = 100  # a failed node waits this long before trying again
+MAX_CALIBRATION_ANSWER = 32  # bytes per answer text
+CALIBRATION_SEED_TAG = b"pouw/swcalseed"
+
+
+@dataclasses.dataclass(frozen=True)
+class SwarmNodeIndex(Canonical):
+    """Every registered swarm node id, strictly increasing (one order for all validators)."""
+
+    TAG: ClassVar[bytes] = b"pouw/swindex"
+    MEMOISE: ClassVar[bool] = False
+    nodes: Annotated[tuple[bytes, ...], ListOf(FixedBytes(32), MAX_SWARM_NODES,
+                                               strictly_increasing=True)] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class SwarmCapability(Canonical):
+    """A node's last calibration: passed or not, when, and how many answers were right."""
+
+    TAG: ClassVar[bytes] = b"pouw/swcapability"
+    MEMOISE: ClassVar[bool] = False
+    capable: Annotated[int, UInt(1)]
+    height: U64
+    correct: U64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +85,49 @@ class RegisterSwarmNode(Payload):
     endpoint: Annotated[bytes, VarBytes(MAX_ENDPOINT)] = b""
 
 
+CalibrationAnswers = Annotated[
+    tuple[bytes, ...], ListOf(VarBytes(MAX_CALIBRATION_ANSWER), CALIBRATION_QUESTIONS)
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitCalibration(Payload):
+    """The sender's answers (UTF-8 text, one per question, in order) to the calibration
+    questions drawn from ``seed_block`` (the parent of the block that includes this)."""
+
+    KIND_ID: ClassVar[int] = 11
+    seed_block: Hash32
+    answers: CalibrationAnswers
+
+
+def swarm_node_ids(state: State) -> tuple[bytes, ...]:
+    """Every registered swarm node id, in increasing order."""
+    index = state.record(INDEX_KEY, SwarmNodeIndex)
+    return () if index is None else index.nodes
+
+
+def capability(state: State, address: bytes) -> SwarmCapability | None:
+    """The node's last calibration result (None: never calibrated)."""
+    return state.record(CAPABILITY_PREFIX + address, SwarmCapability)
+
+
+def is_capable(state: State, address: bytes) -> bool:
+    """True iff the node's last calibration passed (and its models have not changed since)."""
+    record = capability(state, address)
+    return record is not None and record.capable == 1
+
+
+def calibration_seed(parent_block_id: bytes, node: bytes) -> bytes:
+    """The question seed of ``node`` answering on top of block ``parent_block_id``."""
+    return tagged_hash(CALIBRATION_SEED_TAG, parent_block_id + node)
+
+
+def calibration_prompts(parent_block_id: bytes, node: bytes) -> list[str]:
+    """The prompts ``node`` must answer (in order) in a `SubmitCalibration` on that parent."""
+    return [q.prompt for q in calibration_questions(calibration_seed(parent_block_id, node),
+                                                    count=CALIBRATION_QUESTIONS)]
+
+
 def apply_register_swarm_node(state: State, payload: RegisterSwarmNode, ctx: TxContext) -> None:
     """Registration rules, in order."""
     # at least one model must be announced
@@ -33,7 +135,45 @@ def apply_register_swarm_node(state: State, payload: RegisterSwarmNode, ctx: TxC
     # the sender must have at least the minimum bonded stake
     bonded = state.stake(ctx.sender).bonded
     require(bonded >= ctx.params.min_node_stake, "register.insufficient_stake")
+    previous = state.swarm_node(ctx.sender)
+    if previous is None:
+        nodes = swarm_node_ids(state)
+        # the registry must have room for a new node
+        require(len(nodes) < MAX_SWARM_NODES, "register.registry_full")
+        state.set_record(INDEX_KEY, SwarmNodeIndex(tuple(sorted((*nodes, ctx.sender)))))
+    elif previous.models != payload.models:
+        # new models must be proven again: the capability flag is cleared
+        record = capability(state, ctx.sender)
+        if record is not None and record.capable:
+            state.set_record(CAPABILITY_PREFIX + ctx.sender,
+                             dataclasses.replace(record, capable=0))
     state.set_swarm_node(ctx.sender, SwarmNode(models=payload.models, endpoint=payload.endpoint))
 
 
+def apply_submit_calibration(state: State, payload: SubmitCalibration, ctx: TxContext) -> None:
+    """Calibration rules, in order."""
+    # the sender must be a registered swarm node
+    require(state.swarm_node(ctx.sender) is not None, "calibration.unregistered")
+    # the block must name its parent (blocks applied without one cannot calibrate)
+    require(len(ctx.parent_id) == 32, "calibration.no_parent")
+    # the answers must be for the questions drawn from this block's parent
+    require(payload.seed_block == ctx.parent_id, "calibration.stale_seed")
+    # one answer per question
+    require(len(payload.answers) == CALIBRATION_QUESTIONS, "calibration.answer_count")
+    previous = capability(state, ctx.sender)
+    # a node that passed need not (and may not) calibrate again
+    require(previous is None or not previous.capable, "calibration.already_capable")
+    # a failed node waits before retrying
+    require(previous is None or ctx.height >= previous.height + CALIBRATION_RETRY_BLOCKS,
+            "calibration.too_soon")
+    questions = calibration_questions(calibration_seed(ctx.parent_id, ctx.sender),
+                                      count=CALIBRATION_QUESTIONS)
+    texts = [raw.decode("utf-8", "replace") for raw in payload.answers]
+    result = grade(questions, texts, min_correct=CALIBRATION_PASS)
+    state.set_record(CAPABILITY_PREFIX + ctx.sender,
+                     SwarmCapability(capable=int(result.passed), height=ctx.height,
+                                     correct=result.correct))
+
+
 REGISTER_SWARM_NODE = PayloadKind(RegisterSwarmNode, apply_register_swarm_node)
+SUBMIT_CALIBRATION = PayloadKind(SubmitCalibration, apply_submit_calibration)

@@ -11,10 +11,17 @@ Reputation decays lazily: state keeps each node's last settled height under
 ``swact/<addr>``; the reputation a round uses is `decayed_reputation` of the stored score
 over the blocks since then, and a participant's new score is stored with the current height.
 
-Known gaps (see docs/swarm.md): selection is not recomputed here (state has no index of
-eligible nodes to draw from, and no calibration record yet), so the payload's answerers and
-judges are only checked to be registered, staked nodes; and the settler chooses which
-openings to include (an omitted opening makes its author a no-show).
+Selection is recomputed: validators redraw the answerers and judges with
+`swarm.selection.select_nodes` over every registered node in the registry index
+(`contracts.registry.swarm_node_ids`, one fixed order), each a `Candidate` with its bonded
+stake (0 below the minimum node stake), its reputation decayed to the payload's
+``reputation_height``, and ``capable`` only if it passed calibration and serves the
+requested model; a settlement naming other nodes fails with ``swarm.selection_mismatch``.
+(Stakes and capability are read from the current state: a change between the selection and
+the settlement makes the draw differ, and the node rebuilds at a newer height.)
+
+Known gap (see docs/swarm.md): the settler chooses which openings to include (an omitted
+opening makes its author a no-show).
 
 State layout: ``swround/<round_id>`` -> `SettledRound`; ``swact/<addr>`` -> `SwarmActivity`.
 """
@@ -28,6 +35,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 from consensus.encoding import U64, Canonical, Hash32, ListOf, Nested
 from contracts.bank import credit, debit
 from contracts.base import Payload, PayloadKind, TxContext, require
+from contracts.registry import is_capable, swarm_node_ids
 from swarm.messages import (
     MAX_COMMITMENTS,
     MAX_ROUND_NODES,
@@ -38,6 +46,7 @@ from swarm.messages import (
     SortedNodeIds,
     SwarmRequest,
 )
+from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes
 from swarm.settlement import DEFAULT_PARAMS, SettlementParams, decayed_reputation, settle
 
 if TYPE_CHECKING:
@@ -109,6 +118,35 @@ def effective_reputation(state: State, address: bytes, *, height: int) -> int:
                               floor=REPUTATION_FLOOR, half_life=REPUTATION_HALF_LIFE)
 
 
+ANY_MODEL = bytes(32)
+
+
+def selection_candidates(state: State, *, height: int, model: bytes,
+                         min_stake: int) -> list[Candidate]:
+    """Every registered node as selection sees it at ``height``, in registry index order:
+    stake 0 below ``min_stake``; capable iff calibrated and serving ``model`` (or any)."""
+    candidates = []
+    for node in swarm_node_ids(state):
+        record = state.swarm_node(node)
+        bonded = state.stake(node).bonded
+        serves = record is not None and (model == ANY_MODEL or model in record.models)
+        candidates.append(Candidate(
+            node=node, stake=bonded if bonded >= min_stake else 0,
+            reputation=effective_reputation(state, node, height=height),
+            capable=serves and is_capable(state, node)))
+    return candidates
+
+
+def selected_nodes(state: State, request: SwarmRequest, *, height: int,
+                   min_stake: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """(answerers, judges) of ``request``'s round in draw order, drawn from ``state`` with
+    reputations at ``height``: what every node and validator computes."""
+    pool = selection_candidates(state, height=height, model=request.model, min_stake=min_stake)
+    round_id = request.round_id()
+    return (select_nodes(pool, round_id=round_id, role=ROLE_ANSWER, count=request.answers),
+            select_nodes(pool, round_id=round_id, role=ROLE_JUDGE, count=request.judges))
+
+
 def build_settlement(
     state: State,
     *,
@@ -163,13 +201,14 @@ def apply_settle_swarm_round(state: State, payload: SettleSwarmRound, ctx: TxCon
     # no more nodes than the client asked for
     require(len(payload.answerers) <= request.answers and len(payload.judges) <= request.judges,
             "swarm.too_many_nodes")
+    answerers, judges = selected_nodes(state, request, height=payload.reputation_height,
+                                       min_stake=ctx.params.min_node_stake)
+    # the answerers must be exactly the ones the chain draws for this round
+    require(payload.answerers == tuple(sorted(answerers)), "swarm.selection_mismatch",
+            "answerers")
+    # the judges must be exactly the ones the chain draws for this round
+    require(payload.judges == tuple(sorted(judges)), "swarm.selection_mismatch", "judges")
     nodes = sorted(set(payload.answerers) | set(payload.judges))
-    for node in nodes:
-        # every selected node must be a registered swarm node
-        require(state.swarm_node(node) is not None, "swarm.unregistered_node", node.hex())
-        # ...with at least the minimum bonded stake
-        require(state.stake(node).bonded >= ctx.params.min_node_stake, "swarm.insufficient_stake",
-                node.hex())
     reputations = {node: effective_reputation(state, node, height=payload.reputation_height)
                    for node in nodes}
     stakes = {node: state.stake(node).bonded for node in nodes}

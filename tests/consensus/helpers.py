@@ -87,7 +87,8 @@ def post_state_root(
     """The root after applying ``txs``, computed on the chain's state and rolled back."""
     chain.state.begin_block()
     try:
-        apply_block_transactions(chain.state, txs, height=height, miner=miner, params=chain.params)
+        apply_block_transactions(chain.state, txs, height=height, miner=miner, params=chain.params,
+                                 parent_id=chain.tip.block_id())
         return chain.state.root()
     finally:
         chain.state.abort_block()

@@ -83,7 +83,7 @@ def test_payload_registry_is_consistent() -> None:
     """Each registered kind id maps to its class, whose apply function is registered with it."""
     from contracts import PAYLOAD_CLASSES, PAYLOAD_KINDS
 
-    assert set(PAYLOAD_KINDS) == {0, 1, 2, 3, 4, 5, 6, 7}  # 5-7: contracts/jobs.py
+    assert set(PAYLOAD_KINDS) == {0, 1, 2, 3, 4, 5, 6, 7, 10, 11}  # 5-7: jobs; 10, 11: swarm
     for kind_id, kind in PAYLOAD_KINDS.items():
         assert kind.cls.KIND_ID == kind_id
         assert PAYLOAD_CLASSES[kind_id] is kind.cls

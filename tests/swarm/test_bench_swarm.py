@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_bench_prints_table_and_json_last() -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "swarm_quality.py"), "--answers", "4", "9",
-         "--judges", "3", "--repeat", "1", "--json"],
+         "--judges", "3", "--repeat", "1", "--questions", "12", "--json"],
         capture_output=True, text=True, check=True, cwd=ROOT, timeout=300)
     lines = out.stdout.strip().splitlines()
     result = json.loads(lines[-1])
@@ -21,5 +21,15 @@ def test_bench_prints_table_and_json_last() -> None:
     assert all(row["converged"] and 0 < row["aggregate_min_ms"] <= row["aggregate_ms"]
                for row in result["aggregation"])
     assert result["aggregation_64_ms"] is None  # no 64-answer row asked for
-    assert result["quality"] is None  # TODO until the runtime's model variants are wired in
+    quality = result["quality"]
+    assert quality["questions"] == 12 and len(quality["answerers"]) == 8
+    nodes = quality["node_accuracy"]
+    assert quality["best_node_accuracy"] == max(nodes.values()) == nodes[quality["best_node"]]
+    # nothing that picks one of the candidates beats "some candidate is right"
+    ceiling = quality["oracle_any_right"]
+    assert quality["majority_vote"] <= ceiling
+    assert {row["reputation"] for row in quality["swarm"]} == {"equal", "calibration",
+                                                                 "doubling"}
+    for row in quality["swarm"]:
+        assert 0 <= row["swarm_adversarial"] <= ceiling and 0 <= row["swarm"] <= ceiling
     assert any(line.split()[:2] == ["9", "3"] for line in lines)

@@ -9,10 +9,16 @@ import pytest
 from consensus.encoding import decode, encode
 from consensus.errors import TransactionError
 from consensus.genesis import DEV_BALANCE, dev_seed
-from consensus.records import StakeRecord, SwarmNode
+from consensus.records import StakeRecord
 from consensus.state import State
 from consensus.tx import MAX_TX_SIZE, public_key
 from contracts.base import TxContext
+from contracts.registry import (
+    CAPABILITY_PREFIX,
+    RegisterSwarmNode,
+    SwarmCapability,
+    apply_register_swarm_node,
+)
 from contracts.swarm import (
     MAX_SETTLEMENT_LAG,
     REPUTATION_FLOOR,
@@ -23,6 +29,7 @@ from contracts.swarm import (
     build_settlement,
     effective_reputation,
     last_active,
+    selected_nodes,
     settled_round,
 )
 from swarm.messages import Payout
@@ -37,18 +44,43 @@ FEE = 1_000_000
 HEIGHT = 10
 
 
-def setup_round(chain: Chain, *, n: int = 5, judges: int = 4, nonce: int = 0,
-                no_show: bool = False) -> Round:
-    answers = [(seed(f"k{i}"), f"answer q={(i * 3) % n}".encode()) for i in range(n)]
-    r = build_round(
-        request=make_request(CLIENT_SEED, fee=FEE, answers=n, judges=judges, nonce=nonce),
-        answers=answers, judges=[(seed(f"kj{k}"), honest) for k in range(judges)],
-        answer_no_shows=(answers[0][0],) if no_show else ())
-    for node in r.answerers + r.judges:
+POOL = [seed(f"pool{i}") for i in range(24)]  # registered, staked, calibrated nodes
+SEED_OF = {public_key(s): s for s in POOL}
+
+
+def register_pool(chain: Chain, *, reputation: int = 1000, active_since: int | None = None,
+                  pool: list[bytes] = POOL) -> None:
+    """Register ``pool`` through the registry contract, staked, calibrated, with reputation."""
+    for s in pool:
+        node = public_key(s)
         chain.state.set_stake(node, StakeRecord(bonded=STAKE))
-        chain.state.set_swarm_node(node, SwarmNode(models=(bytes(32),)))
-        chain.state.set_reputation(node, 1000)
-    return r
+        apply_register_swarm_node(chain.state, RegisterSwarmNode(models=(bytes(32),)),
+                                  TxContext(sender=node, height=1, params=chain.params))
+        chain.state.set_record(CAPABILITY_PREFIX + node,
+                               SwarmCapability(capable=1, height=1, correct=16))
+        chain.state.set_reputation(node, reputation)
+        if active_since is not None:
+            chain.state.set_record(b"swact/" + node, SwarmActivity(active_since))
+
+
+def setup_round(chain: Chain, *, n: int = 5, judges: int = 4, no_show: bool = False,
+                height: int = HEIGHT, reputation: int = 1000,
+                active_since: int | None = None) -> Round:
+    """A round whose answerers and judges are the ones the chain draws at ``height`` (the
+    first request nonce whose two draws are disjoint, so the roles stay separate)."""
+    register_pool(chain, reputation=reputation, active_since=active_since)
+    for nonce in range(100):
+        request = make_request(CLIENT_SEED, fee=FEE, answers=n, judges=judges, nonce=nonce)
+        drawn, judged = selected_nodes(chain.state, request, height=height,
+                                       min_stake=chain.params.min_node_stake)
+        if not set(drawn) & set(judged):
+            break
+    assert len(drawn) == n and len(judged) == judges and not set(drawn) & set(judged)
+    answers = [(SEED_OF[node], f"answer q={(i * 3) % n}".encode())
+               for i, node in enumerate(drawn)]
+    return build_round(
+        request=request, answers=answers, judges=[(SEED_OF[node], honest) for node in judged],
+        answer_no_shows=(answers[0][0],) if no_show else ())
 
 
 def payload_for(state: State, r: Round, *, height: int = HEIGHT) -> SettleSwarmRound:
@@ -134,11 +166,8 @@ def test_no_show_loses_stake_on_chain() -> None:
 def test_outcome_does_not_depend_on_the_including_block() -> None:
     # a decaying reputation changes every few blocks; the payload names its height
     chain = new_chain()
-    r = setup_round(chain)
-    for node in r.judges:
-        chain.state._write(b"swact/" + node, SwarmActivity(1).encode())
-        chain.state.set_reputation(node, 10**9)
     built_at = 1000
+    r = setup_round(chain, height=built_at, reputation=10**9, active_since=1)
     payload = payload_for(chain.state, r, height=built_at)
     assert effective_reputation(chain.state, r.judges[0], height=built_at) != \
         effective_reputation(chain.state, r.judges[0], height=built_at + MAX_SETTLEMENT_LAG)
@@ -149,7 +178,7 @@ def test_outcome_does_not_depend_on_the_including_block() -> None:
 @pytest.mark.parametrize("lag", [-1, MAX_SETTLEMENT_LAG + 1])
 def test_reputation_height_must_be_recent(lag: int) -> None:
     chain = new_chain()
-    r = setup_round(chain)
+    r = setup_round(chain, height=500)
     payload = payload_for(chain.state, r, height=500)
     with pytest.raises(TransactionError) as err:
         apply(chain, payload, height=500 + lag)
@@ -157,7 +186,7 @@ def test_reputation_height_must_be_recent(lag: int) -> None:
 
 
 @pytest.mark.parametrize("rule", ["swarm.request_signature", "swarm.chain_id",
-                                  "swarm.unregistered_node", "swarm.insufficient_stake",
+                                  "swarm.selection_mismatch",
                                   "swarm.insufficient_client_balance", "swarm.too_many_nodes"])
 def test_rules(rule: str) -> None:
     chain = new_chain()
@@ -167,12 +196,10 @@ def test_rules(rule: str) -> None:
         payload = dataclasses.replace(payload, request=dataclasses.replace(
             payload.request, signature=bytes(64)))
     elif rule == "swarm.chain_id":
-        r2 = setup_round(chain)
-        r2.request = make_request(CLIENT_SEED, fee=FEE, answers=5, judges=4, chain_id=7)
-        payload = dataclasses.replace(payload, request=r2.request)
-    elif rule == "swarm.unregistered_node":
-        chain.state.set_swarm_node(r.judges[0], None)
-    elif rule == "swarm.insufficient_stake":
+        payload = dataclasses.replace(payload, request=make_request(
+            CLIENT_SEED, fee=FEE, answers=5, judges=4, chain_id=7))
+    elif rule == "swarm.selection_mismatch":
+        # a drawn judge's stake goes away: the chain draws someone else
         chain.state.set_stake(r.judges[0], StakeRecord())
     elif rule == "swarm.insufficient_client_balance":
         chain.state.set_account(CLIENT, dataclasses.replace(chain.state.account(CLIENT),
@@ -187,10 +214,9 @@ def test_rules(rule: str) -> None:
 
 def test_reputation_decays_between_rounds() -> None:
     chain = new_chain()
-    r = setup_round(chain)
-    node = r.judges[0]
     now = REPUTATION_HALF_LIFE + 10
-    chain.state._write(b"swact/" + node, SwarmActivity(10).encode())
+    r = setup_round(chain, height=now, active_since=10)
+    node = r.judges[0]
     assert effective_reputation(chain.state, node, height=now) == decayed_reputation(
         1000, blocks_elapsed=REPUTATION_HALF_LIFE, floor=REPUTATION_FLOOR,
         half_life=REPUTATION_HALF_LIFE) == REPUTATION_FLOOR + (1000 - REPUTATION_FLOOR) // 2

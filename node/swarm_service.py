@@ -20,12 +20,15 @@ One round, driven by the node a client asked (the *origin*):
 A node that stays silent only drops out of its phase: the round completes with the nodes that
 answered. Messages are deduplicated by hash and flooded to every peer but the sender.
 
-Interim candidate rule (until chain state has swarm registrations with capability flags):
-the origin lists itself (if it runs a backend) and the connected peers that announced a
-backend (``cap`` message on connect); the list travels with the request, and every candidate
-gets stake 1, reputation 0, capable. Settlement on chain needs the swarm settlement payload
-(kind 10) in ``contracts``; until then a round's settlement status is
-``pending: contract not registered``.
+Interim candidate rule (until chain state has capability flags and an index of swarm nodes):
+the origin takes itself (if it runs a backend) and the connected peers that announced a
+backend (``cap`` message on connect, with the model id). If chain state registers any of
+them as swarm nodes, only those are candidates, with bonded stake and reputation from state,
+eligible if their stake reaches ``min_node_stake`` and their registration lists the model
+they announced; otherwise all of them, with stake 1 and reputation 0. The list (with stakes
+and reputations) travels with the request, so every node draws the same answerers/judges.
+Settlement on chain needs the swarm settlement payload (kind 10) in ``contracts``; until
+then a round's settlement status is ``pending: contract not registered``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from consensus.errors import ConsensusError
+from consensus.state import State
 from node.logging import get_logger, log_event
 from swarm.commit_reveal import (
     answer_opening,
@@ -58,7 +62,13 @@ from swarm.messages import (
     sign_request,
 )
 from swarm.runtime.base import BackendError, InferenceBackend, Outcome
-from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes
+from swarm.selection import (
+    ROLE_ANSWER,
+    ROLE_JUDGE,
+    Candidate,
+    select_nodes,
+    selection_weight,
+)
 from swarm.settlement import RoundSettlement, answer_view, settle
 
 if TYPE_CHECKING:
@@ -80,7 +90,7 @@ class RoundState:
     """Everything one node knows about one round."""
 
     announcement: RequestAnnouncement
-    candidates: tuple[bytes, ...]
+    candidates: tuple[Candidate, ...]
     answerers: tuple[bytes, ...]
     judges: tuple[bytes, ...]
     origin: bytes
@@ -133,7 +143,8 @@ class RoundState:
         out: dict[str, Any] = {
             "round_id": self.round_id.hex(), "status": self.status, "prompt": self.prompt,
             "origin": self.origin.hex(), "fee": self.announcement.request.fee,
-            "candidates": [c.hex() for c in self.candidates],
+            "candidates": [{"node": c.node.hex(), "stake": c.stake, "reputation": c.reputation,
+                            "capable": c.capable} for c in self.candidates],
             "answerers": [a.hex() for a in self.answerers],
             "judges": [j.hex() for j in self.judges],
             "answers": answers, "judgments": judgments,
@@ -243,8 +254,10 @@ class SwarmService:
         """Apply one message; True if it should be relayed."""
         if kind == "req":
             raw, candidates, origin = _unpack(data)
-            return self._on_request(RequestAnnouncement.decode(raw),
-                                    tuple(bytes(c) for c in candidates), bytes(origin))
+            return self._on_request(RequestAnnouncement.decode(raw), tuple(
+                Candidate(node=bytes(node), stake=int(stake), reputation=int(rep),
+                          capable=bool(capable))
+                for node, stake, rep, capable in candidates), bytes(origin))
         if kind == "commit":
             c = Commitment.decode(data)
             state = self.rounds.get(c.round_id)
@@ -312,22 +325,22 @@ class SwarmService:
         return cs, rs
 
     def _select(self, announcement: RequestAnnouncement,
-                candidates: tuple[bytes, ...]) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+                candidates: tuple[Candidate, ...]) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
         round_id = announcement.request.round_id()
-        pool = [Candidate(node=c, stake=1, reputation=0, capable=True)
-                for c in sorted(set(candidates))]
+        pool = sorted(candidates, key=lambda c: c.node)
         request = announcement.request
         return (select_nodes(pool, round_id=round_id, role=ROLE_ANSWER, count=request.answers),
                 select_nodes(pool, round_id=round_id, role=ROLE_JUDGE, count=request.judges))
 
-    def _on_request(self, announcement: RequestAnnouncement, candidates: tuple[bytes, ...],
+    def _on_request(self, announcement: RequestAnnouncement, candidates: tuple[Candidate, ...],
                     origin: bytes) -> bool:
         request = announcement.request
         if request.chain_id != self.node.chain.params.chain_id or \
                 not request.verify_signature() or not announcement.prompt_matches():
             return False
         round_id = request.round_id()
-        if round_id in self.rounds or not candidates or len(candidates) > 64:
+        if round_id in self.rounds or not candidates or len(candidates) > 64 or \
+                len({c.node for c in candidates}) != len(candidates):
             return False
         answerers, judges = self._select(announcement, candidates)
         state = RoundState(announcement=announcement, candidates=candidates,
@@ -413,12 +426,33 @@ class SwarmService:
 
     # -- the origin's side ---------------------------------------------------------------------
 
-    def candidates(self) -> tuple[bytes, ...]:
-        """Interim rule (module docstring): us if we run a backend, plus announcing peers."""
-        out = {node for node in self.capable_peers if self.node.peers.get(node) is not None}
+    def candidates(self) -> tuple[Candidate, ...]:
+        """Who may be selected (interim rule, see the module docstring).
+
+        The nodes we know run a backend: us (if we do) and the connected peers that announced
+        one. If chain state registers any of them as swarm nodes, only the registered ones
+        whose bonded stake reaches the minimum and whose registration lists the model they
+        announced are candidates, with their bonded stake and reputation from state;
+        otherwise every one of them, with stake 1 and reputation 0.
+        """
+        known = {node: model for node, model in self.capable_peers.items()
+                 if self.node.peers.get(node) is not None}
         if self.backend is not None:
-            out.add(self.node_id)
-        return tuple(sorted(out))[:64]
+            known[self.node_id] = self.backend.model_id
+        state = State(self.node.chain.state_view())
+        min_stake = self.node.chain.params.min_node_stake
+        registered = []
+        for node in sorted(known):
+            record = state.swarm_node(node)
+            if record is not None:
+                bonded = state.stake(node).bonded
+                registered.append(Candidate(
+                    node=node, stake=bonded, reputation=state.reputation(node),
+                    capable=bonded >= min_stake and known[node] in record.models))
+        if registered:
+            return tuple(registered[:64])
+        return tuple(Candidate(node=node, stake=1, reputation=0, capable=True)
+                     for node in sorted(known)[:64])
 
     async def _wait(self, state: RoundState, predicate: Any, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -439,15 +473,20 @@ class SwarmService:
 
     async def _run(self, prompt: str, fee: int) -> RoundState:
         candidates = self.candidates()
-        if not candidates:
-            raise SwarmUnavailable("no connected node runs an inference backend")
-        n_answer = min(self.answers, len(candidates))
-        n_judge = min(self.judges, len(candidates))
+        eligible = sum(1 for c in candidates if selection_weight(c) > 0)
+        if not eligible:
+            raise SwarmUnavailable("no connected node runs an inference backend"
+                                   if not candidates else "no eligible swarm node "
+                                   "(registered nodes need stake and the model they serve)")
+        n_answer = min(self.answers, eligible)
+        n_judge = min(self.judges, eligible)
         announcement = sign_request(
             bytes(self.node.identity), chain_id=self.node.chain.params.chain_id,
             prompt=prompt.encode(), fee=fee, answers=n_answer, judges=n_judge,
             nonce=os.urandom(32))
-        raw = _pack(announcement.encode(), list(candidates), self.node_id)
+        raw = _pack(announcement.encode(),
+                    [[c.node, c.stake, c.reputation, c.capable] for c in candidates],
+                    self.node_id)
         self._handle("req", raw)
         self._flood("req", raw)
         state = self.rounds[announcement.request.round_id()]

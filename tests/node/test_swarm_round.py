@@ -15,13 +15,19 @@ import msgpack
 import openai
 import pytest
 
+from consensus.genesis import dev_seed
+from contracts.registry import RegisterSwarmNode
+from contracts.staking import Stake
 from node.node import Node
 from node.p2p.protocol import MAX_SWARM, MsgType, ProtocolError, decode_frame, encode_frame
 from node.swarm_service import SwarmService, attach
 from swarm.runtime.builtin import VARIANT_NAMES
 from swarm.runtime.factory import make_backend
 from testnet.launcher import SWARM_VARIANTS, swarm_backend
-from tests.node.nodeutil import node_config, wait_until
+from tests.consensus.helpers import new_chain
+from tests.consensus.helpers import tx as make_tx
+from tests.node.chainutil import extend
+from tests.node.nodeutil import node_config, preload, wait_until
 
 VARIANTS = ("arith-xs", "arith-s", "arith-m", "arith-l")
 FAST = {"answer_timeout": 20.0, "judge_timeout": 20.0, "reveal_timeout": 3.0}
@@ -252,4 +258,47 @@ async def test_round_of_a_stopped_origin_is_abandoned_elsewhere(tmp_path: Path) 
         assert state.error and state.settlement is None
     finally:
         for node in nodes[1:]:
+            await node.stop()
+
+
+async def test_registered_nodes_in_state_are_the_candidates(tmp_path: Path) -> None:
+    """Nodes 0-2 register (node 2 for a model it does not serve), node 3 does not: only
+    0 and 1 are eligible, weighted by their bonded stake, and only they answer and judge."""
+    specs = [f"builtin:{v}" for v in VARIANTS]
+    model = [make_backend(spec).model_id for spec in specs]
+    chain = new_chain()
+    txs = []
+    for i, stake in ((0, 5_000), (1, 9_000), (2, 9_000)):
+        served = model[0] if i == 2 else model[i]  # node 2 serves arith-m, registers arith-xs
+        txs += [make_tx(i, 0, Stake(amount=stake)),
+                make_tx(i, 1, RegisterSwarmNode(models=(served,)))]
+    blocks = [extend(chain, txs)]
+    nodes: list[Node] = []
+    try:
+        for i, spec in enumerate(specs):
+            datadir = tmp_path / f"r{i}"
+            datadir.mkdir()
+            (datadir / "node.key").write_bytes(dev_seed(i))
+            node = Node(node_config(tmp_path, f"r{i}", swarm_backend=spec))
+            preload(node, blocks)
+            attach(node, **FAST)
+            await node.start()
+            nodes.append(node)
+        for i, node in enumerate(nodes):
+            for other in nodes[i + 1:]:
+                await node.peers.connect(other.listen_address)
+        await wait_until(lambda: len(_svc(nodes[3]).capable_peers) == 3, what="announcements")
+        candidates = {c.node: c for c in _svc(nodes[3]).candidates()}
+        ids = [n.node_id for n in nodes]
+        assert set(candidates) == set(ids[:3])  # the unregistered node 3 is out
+        assert candidates[ids[1]].stake >= 9_000 and candidates[ids[1]].capable
+        assert not candidates[ids[2]].capable  # registered another model than it serves
+        state = await _svc(nodes[3]).ask("What is 8+9?")
+        assert set(state.answerers) == set(state.judges) == set(ids[:2])
+        assert state.chosen in ids[:2] and state.answer
+        assert {node for node, _ in state.commitments} <= set(ids[:2])
+        view = state.view()
+        assert len(view["candidates"]) == 3
+    finally:
+        for node in nodes:
             await node.stop()

@@ -136,12 +136,12 @@ def apply_register_swarm_node(state: State, payload: RegisterSwarmNode, ctx: TxC
     bonded = state.stake(ctx.sender).bonded
     require(bonded >= ctx.params.min_node_stake, "register.insufficient_stake")
     previous = state.swarm_node(ctx.sender)
-    if previous is None:
-        nodes = swarm_node_ids(state)
+    nodes = swarm_node_ids(state)
+    if ctx.sender not in nodes:  # new (or registered before the index existed)
         # the registry must have room for a new node
         require(len(nodes) < MAX_SWARM_NODES, "register.registry_full")
         state.set_record(INDEX_KEY, SwarmNodeIndex(tuple(sorted((*nodes, ctx.sender)))))
-    elif previous.models != payload.models:
+    if previous is not None and previous.models != payload.models:
         # new models must be proven again: the capability flag is cleared
         record = capability(state, ctx.sender)
         if record is not None and record.capable:

@@ -9,7 +9,7 @@ import pytest
 
 from consensus.errors import TransactionError
 from consensus.genesis import dev_seed
-from consensus.records import StakeRecord
+from consensus.records import StakeRecord, SwarmNode
 from consensus.state import apply_transaction
 from consensus.tx import public_key
 from contracts.base import TxContext
@@ -76,6 +76,16 @@ def test_index_is_sorted_and_counts_each_node_once() -> None:
     nodes = [register(chain, seed(f"n{i}")) for i in range(6)]
     register(chain, seed("n3"))  # registering again does not duplicate
     assert swarm_node_ids(chain.state) == tuple(sorted(nodes))
+
+
+def test_a_node_registered_before_the_index_joins_it_by_registering_again() -> None:
+    chain = new_chain()
+    first = register(chain, seed("first"))
+    legacy = public_key(seed("legacy"))
+    chain.state.set_swarm_node(legacy, SwarmNode(models=(MODEL,)))  # no index entry
+    assert swarm_node_ids(chain.state) == (first,)
+    register(chain, seed("legacy"))
+    assert swarm_node_ids(chain.state) == tuple(sorted((first, legacy)))
 
 
 def test_calibration_pass_mark_is_an_integer_count() -> None:

@@ -169,7 +169,9 @@ class ChatApi:
         if state is None:
             return web.json_response({"error": "unknown round", "reason": "not_found"},
                                      status=404)
-        return web.json_response(state.view())
+        view = state.view()
+        view["settlement_status"] = self.service.settlement_status(state)
+        return web.json_response(view)
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [

@@ -27,8 +27,11 @@ them as swarm nodes, only those are candidates, with bonded stake and reputation
 eligible if their stake reaches ``min_node_stake`` and their registration lists the model
 they announced; otherwise all of them, with stake 1 and reputation 0. The list (with stakes
 and reputations) travels with the request, so every node draws the same answerers/judges.
-Settlement on chain needs the swarm settlement payload (kind 10) in ``contracts``; until
-then a round's settlement status is ``pending: contract not registered``.
+Settlement: a round drawn from registered nodes is settled on chain by its origin, which
+sends `SettleSwarmRound` (`contracts.swarm.build_settlement`, reputations at the height that
+drew the candidates) after answering the client; its status goes ``pending`` ->
+``submitted: tx …`` -> ``settled at height h`` (read from chain state, on every node). An
+interim round cannot settle (its nodes are not in the registry): ``not on chain: …``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,14 @@ import msgpack
 
 from consensus.errors import ConsensusError
 from consensus.state import State
+from consensus.tx import Transaction, sign_transaction
+from contracts.registry import swarm_node_ids
+from contracts.swarm import (
+    ANY_MODEL,
+    build_settlement,
+    selection_candidates,
+    settled_round,
+)
 from node.logging import get_logger, log_event
 from swarm.commit_reveal import (
     answer_opening,
@@ -77,7 +88,8 @@ if TYPE_CHECKING:
 
 log = get_logger("swarm")
 MAX_ROUNDS = 1000  # rounds kept in memory (oldest dropped)
-SETTLEMENT_PENDING = "pending: contract not registered"
+SETTLEMENT_PENDING = "pending"
+NOT_ON_CHAIN = "not on chain: no registered swarm nodes (interim candidates)"
 _OUTCOME_BYTE = {Outcome.A: 0, Outcome.B: 1, Outcome.TIE: 2}
 
 
@@ -101,6 +113,8 @@ class RoundState:
     pending: dict[int, Reveal] = dataclasses.field(default_factory=dict)
     phases: set[str] = dataclasses.field(default_factory=set)  # phase messages seen
     status: str = "answering"
+    height: int = 0  # chain height whose registry drew the candidates (0: interim rule)
+    settlement_tx: bytes | None = None
     settlement: RoundSettlement | None = None
     settlement_status: str = SETTLEMENT_PENDING
     chosen: bytes | None = None
@@ -174,7 +188,8 @@ class SwarmService:
     def __init__(self, node: Node, backend: InferenceBackend | None, *,
                  answers: int = 4, judges: int = 4, answer_timeout: float = 30.0,
                  judge_timeout: float = 30.0, reveal_timeout: float = 5.0,
-                 abandon_slack: float = 10.0, max_tokens: int = 64) -> None:
+                 abandon_slack: float = 10.0, max_tokens: int = 64,
+                 settlement_fee: int = 10) -> None:
         self.node = node
         self.backend = backend
         self.answers = answers
@@ -183,6 +198,7 @@ class SwarmService:
         self.judge_timeout = judge_timeout
         self.reveal_timeout = reveal_timeout
         self.abandon_slack = abandon_slack
+        self.settlement_fee = settlement_fee
         self.max_tokens = max_tokens
         self.capable_peers: dict[bytes, bytes] = {}  # peer node id -> announced model id
         self.rounds: dict[bytes, RoundState] = {}
@@ -253,11 +269,11 @@ class SwarmService:
     def _handle(self, kind: str, data: bytes) -> bool:
         """Apply one message; True if it should be relayed."""
         if kind == "req":
-            raw, candidates, origin = _unpack(data)
+            raw, candidates, origin, height = _unpack(data)
             return self._on_request(RequestAnnouncement.decode(raw), tuple(
                 Candidate(node=bytes(node), stake=int(stake), reputation=int(rep),
                           capable=bool(capable))
-                for node, stake, rep, capable in candidates), bytes(origin))
+                for node, stake, rep, capable in candidates), bytes(origin), int(height))
         if kind == "commit":
             c = Commitment.decode(data)
             state = self.rounds.get(c.round_id)
@@ -333,7 +349,7 @@ class SwarmService:
                 select_nodes(pool, round_id=round_id, role=ROLE_JUDGE, count=request.judges))
 
     def _on_request(self, announcement: RequestAnnouncement, candidates: tuple[Candidate, ...],
-                    origin: bytes) -> bool:
+                    origin: bytes, height: int) -> bool:
         request = announcement.request
         if request.chain_id != self.node.chain.params.chain_id or \
                 not request.verify_signature() or not announcement.prompt_matches():
@@ -345,7 +361,7 @@ class SwarmService:
         answerers, judges = self._select(announcement, candidates)
         state = RoundState(announcement=announcement, candidates=candidates,
                            answerers=answerers, judges=judges, origin=origin,
-                           started=time.monotonic())
+                           started=time.monotonic(), height=height)
         self.rounds[round_id] = state
         while len(self.rounds) > MAX_ROUNDS:
             self.rounds.pop(next(iter(self.rounds)))
@@ -426,33 +442,26 @@ class SwarmService:
 
     # -- the origin's side ---------------------------------------------------------------------
 
-    def candidates(self) -> tuple[Candidate, ...]:
-        """Who may be selected (interim rule, see the module docstring).
+    def candidates(self) -> tuple[tuple[Candidate, ...], int]:
+        """(candidates, registry height): who may be selected.
 
-        The nodes we know run a backend: us (if we do) and the connected peers that announced
-        one. If chain state registers any of them as swarm nodes, only the registered ones
-        whose bonded stake reaches the minimum and whose registration lists the model they
-        announced are candidates, with their bonded stake and reputation from state;
-        otherwise every one of them, with stake 1 and reputation 0.
+        If chain state has registered swarm nodes, exactly the pool validators redraw from
+        (`contracts.swarm.selection_candidates` at our tip height: bonded stake, decayed
+        reputation, capable iff calibrated), so the round can settle on chain. Otherwise the
+        interim rule (module docstring): us and the peers that announced a backend, stake 1,
+        reputation 0, height 0 (such a round cannot settle on chain).
         """
-        known = {node: model for node, model in self.capable_peers.items()
-                 if self.node.peers.get(node) is not None}
-        if self.backend is not None:
-            known[self.node_id] = self.backend.model_id
         state = State(self.node.chain.state_view())
-        min_stake = self.node.chain.params.min_node_stake
-        registered = []
-        for node in sorted(known):
-            record = state.swarm_node(node)
-            if record is not None:
-                bonded = state.stake(node).bonded
-                registered.append(Candidate(
-                    node=node, stake=bonded, reputation=state.reputation(node),
-                    capable=bonded >= min_stake and known[node] in record.models))
-        if registered:
-            return tuple(registered[:64])
+        if swarm_node_ids(state):
+            height = self.node.chain.height
+            pool = selection_candidates(state, height=height, model=ANY_MODEL,
+                                        min_stake=self.node.chain.params.min_node_stake)
+            return tuple(pool[:64]), height
+        known = {node for node in self.capable_peers if self.node.peers.get(node) is not None}
+        if self.backend is not None:
+            known.add(self.node_id)
         return tuple(Candidate(node=node, stake=1, reputation=0, capable=True)
-                     for node in sorted(known)[:64])
+                     for node in sorted(known)[:64]), 0
 
     async def _wait(self, state: RoundState, predicate: Any, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -472,12 +481,12 @@ class SwarmService:
         return await asyncio.shield(self._spawn(self._run(prompt, fee)))
 
     async def _run(self, prompt: str, fee: int) -> RoundState:
-        candidates = self.candidates()
+        candidates, height = self.candidates()
         eligible = sum(1 for c in candidates if selection_weight(c) > 0)
         if not eligible:
             raise SwarmUnavailable("no connected node runs an inference backend"
                                    if not candidates else "no eligible swarm node "
-                                   "(registered nodes need stake and the model they serve)")
+                                   "(registered nodes need stake and calibration)")
         n_answer = min(self.answers, eligible)
         n_judge = min(self.judges, eligible)
         announcement = sign_request(
@@ -486,7 +495,7 @@ class SwarmService:
             nonce=os.urandom(32))
         raw = _pack(announcement.encode(),
                     [[c.node, c.stake, c.reputation, c.capable] for c in candidates],
-                    self.node_id)
+                    self.node_id, height)
         self._handle("req", raw)
         self._flood("req", raw)
         state = self.rounds[announcement.request.round_id()]
@@ -522,9 +531,46 @@ class SwarmService:
         self._flood("final", final)
         self._finish(state)
         state.timings["complete"] = time.monotonic() - t0
+        if state.height:
+            self._spawn(self._submit_settlement(state))
         log_event(log, "swarm.round_complete", round=state.round_id,
                   answers=len(answer_keys), ms=round(state.timings["complete"] * 1000, 1))
         return state
+
+    def _settlement_tx(self, state: RoundState) -> Transaction:
+        """Chain thread: the signed `SettleSwarmRound` transaction of a finished round."""
+        reveals = list(state.reveals.values())
+        chain_state = State(self.node.chain.state_view())
+        payload = build_settlement(
+            chain_state, height=state.height, request=state.announcement.request,
+            answerers=state.answerers, judges=state.judges,
+            commitments=list(state.commitments.values()),
+            answer_openings=[answer_opening(r) for r in reveals if r.kind == KIND_ANSWER],
+            judgment_openings=[judgment_opening(r) for r in reveals
+                               if r.kind == KIND_JUDGMENT])
+        pending = self.node.mempool.pending_of(self.node_id)
+        nonce = pending[-1].nonce + 1 if pending else chain_state.account(self.node_id).nonce
+        return sign_transaction(bytes(self.node.identity),
+                                chain_id=self.node.chain.params.chain_id, nonce=nonce,
+                                fee=self.settlement_fee, payload=payload)
+
+    async def _submit_settlement(self, state: RoundState) -> None:
+        """Send the round's settlement transaction (the origin; after the fast path)."""
+        try:
+            tx = await self.node.call_chain(self._settlement_tx, state)
+            state.settlement_tx = await self.node.submit_transaction(tx)
+        except (ValueError, ConsensusError) as exc:
+            state.settlement_status = f"failed: {getattr(exc, 'reason', '')} {exc}".strip()
+            log_event(log, "swarm.settlement_failed", round=state.round_id, error=str(exc))
+            return
+        state.settlement_status = f"submitted: tx {state.settlement_tx.hex()}"
+
+    def settlement_status(self, state: RoundState) -> str:
+        """The round's settlement status, refreshed from chain state."""
+        settled = settled_round(State(self.node.chain.state_view()), state.round_id)
+        if settled is not None:
+            return f"settled at height {settled.height}"
+        return state.settlement_status
 
     def _phase(self, state: RoundState, phase: str) -> None:
         raw = _pack(state.round_id, phase)
@@ -550,6 +596,8 @@ class SwarmService:
                 "utf-8", "replace")
         else:
             state.error = "no answer was revealed"
+        if not state.height:
+            state.settlement_status = NOT_ON_CHAIN
         state.status = "complete"
         state.done.set()
         state.changed.set()

@@ -16,12 +16,20 @@ import openai
 import pytest
 
 from consensus.genesis import dev_seed
-from contracts.registry import RegisterSwarmNode
+from consensus.state import State
+from consensus.tx import public_key
+from contracts.registry import (
+    CALIBRATION_QUESTIONS,
+    RegisterSwarmNode,
+    SubmitCalibration,
+    calibration_seed,
+)
 from contracts.staking import Stake
 from node.node import Node
 from node.p2p.protocol import MAX_SWARM, MsgType, ProtocolError, decode_frame, encode_frame
-from node.swarm_service import SwarmService, attach
+from node.swarm_service import NOT_ON_CHAIN, SwarmService, attach
 from swarm.runtime.builtin import VARIANT_NAMES
+from swarm.runtime.calibration import calibration_questions
 from swarm.runtime.factory import make_backend
 from testnet.launcher import SWARM_VARIANTS, swarm_backend
 from tests.consensus.helpers import new_chain
@@ -43,7 +51,7 @@ async def _swarm(tmp_path: Path, count: int, **options: Any) -> list[Node]:
     for i, node in enumerate(nodes):
         for other in nodes[i + 1:]:
             await node.peers.connect(other.listen_address)
-    await wait_until(lambda: all(len(_svc(n).candidates()) == count for n in nodes),
+    await wait_until(lambda: all(len(_svc(n).candidates()[0]) == count for n in nodes),
                      what="capability announcements")
     return nodes
 
@@ -92,7 +100,7 @@ async def test_round_over_http_answer_and_consistent_views(swarm4: list[Node]) -
     ids = {n.node_id.hex() for n in nodes}
     assert body["object"] == "chat.completion" and answer
     assert body["answerer"] in ids and len(body["round_id"]) == 64
-    assert body["settlement_status"] == "pending: contract not registered"
+    assert body["settlement_status"] == NOT_ON_CHAIN
     round_id = body["round_id"]
     await wait_until(lambda: all(round_id_bytes(round_id) in _svc(n).rounds
                                  and _svc(n).rounds[round_id_bytes(round_id)].status
@@ -261,18 +269,27 @@ async def test_round_of_a_stopped_origin_is_abandoned_elsewhere(tmp_path: Path) 
             await node.stop()
 
 
-async def test_registered_nodes_in_state_are_the_candidates(tmp_path: Path) -> None:
-    """Nodes 0-2 register (node 2 for a model it does not serve), node 3 does not: only
-    0 and 1 are eligible, weighted by their bonded stake, and only they answer and judge."""
+async def test_registered_round_settles_on_chain(tmp_path: Path) -> None:
+    """Nodes 0-2 stake, register and calibrate (node 2 answers its calibration wrong), node 3
+    does not register: only 0 and 1 are drawn; the origin's settlement transaction lands in
+    a block and every node sees the round settled and the new reputations."""
     specs = [f"builtin:{v}" for v in VARIANTS]
     model = [make_backend(spec).model_id for spec in specs]
     chain = new_chain()
-    txs = []
-    for i, stake in ((0, 5_000), (1, 9_000), (2, 9_000)):
-        served = model[0] if i == 2 else model[i]  # node 2 serves arith-m, registers arith-xs
-        txs += [make_tx(i, 0, Stake(amount=stake)),
-                make_tx(i, 1, RegisterSwarmNode(models=(served,)))]
-    blocks = [extend(chain, txs)]
+    setup = []
+    for i in range(3):
+        setup += [make_tx(i, 0, Stake(amount=9_000)),
+                  make_tx(i, 1, RegisterSwarmNode(models=(model[i],)))]
+    blocks = [extend(chain, setup)]
+    parent = blocks[-1].header.block_id()
+    calibrations = []
+    for i in range(3):
+        questions = calibration_questions(calibration_seed(parent, public_key(dev_seed(i))),
+                                          count=CALIBRATION_QUESTIONS)
+        answers = tuple(str(q.expected + (1 if i == 2 else 0)).encode() for q in questions)
+        calibrations.append(make_tx(i, 2, SubmitCalibration(seed_block=parent,
+                                                            answers=answers)))
+    blocks.append(extend(chain, calibrations))
     nodes: list[Node] = []
     try:
         for i, spec in enumerate(specs):
@@ -287,18 +304,31 @@ async def test_registered_nodes_in_state_are_the_candidates(tmp_path: Path) -> N
         for i, node in enumerate(nodes):
             for other in nodes[i + 1:]:
                 await node.peers.connect(other.listen_address)
-        await wait_until(lambda: len(_svc(nodes[3]).capable_peers) == 3, what="announcements")
-        candidates = {c.node: c for c in _svc(nodes[3]).candidates()}
         ids = [n.node_id for n in nodes]
-        assert set(candidates) == set(ids[:3])  # the unregistered node 3 is out
-        assert candidates[ids[1]].stake >= 9_000 and candidates[ids[1]].capable
-        assert not candidates[ids[2]].capable  # registered another model than it serves
-        state = await _svc(nodes[3]).ask("What is 8+9?")
+        candidates, height = _svc(nodes[3]).candidates()
+        assert height == 2 and {c.node for c in candidates} == set(ids[:3])
+        assert [c.capable for c in sorted(candidates, key=lambda c: ids.index(c.node))] == \
+            [True, True, False]  # node 2 failed calibration; node 3 is not registered
+        origin = nodes[0]
+        state = await _svc(origin).ask("What is 8+9?")
         assert set(state.answerers) == set(state.judges) == set(ids[:2])
         assert state.chosen in ids[:2] and state.answer
-        assert {node for node, _ in state.commitments} <= set(ids[:2])
-        view = state.view()
-        assert len(view["candidates"]) == 3
+        await wait_until(lambda: state.settlement_tx is not None, what="settlement sent")
+        assert state.settlement_status.startswith("submitted: tx")
+        settle_tx = origin.mempool.get(state.settlement_tx or b"")
+        assert settle_tx is not None
+        await origin.submit_block(extend(chain, [settle_tx]))
+        await wait_until(lambda: all(n.chain.height == 3 for n in nodes), what="block")
+        assert state.settlement is not None
+        claimed = {u.node: u.score for u in state.settlement.outcome.reputations}
+        assert set(claimed) == set(ids[:2])
+        for node in nodes:
+            assert _svc(node).settlement_status(
+                _svc(node).rounds[state.round_id]) == "settled at height 3"
+            chain_state = State(node.chain.state_view())
+            assert {n: chain_state.reputation(n) for n in ids[:2]} == claimed
+        views = await _round_views(nodes, state.round_id.hex())
+        assert all(v["settlement_status"] == "settled at height 3" for v in views)
     finally:
         for node in nodes:
             await node.stop()

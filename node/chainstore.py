@@ -231,7 +231,7 @@ class ChainStore:
 
     def tip_view(self) -> TipView:
         """What the mempool checks transactions against: tip state and next height."""
-        return TipView(state_kv=self.state_view(), height=self.height + 1)
+        return TipView(state_kv=self.state_view(), height=self.height + 1, parent_id=self.tip_id)
 
     def state_root(self) -> bytes:
         return State(self.state_view()).root()

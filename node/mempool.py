@@ -50,6 +50,7 @@ class TipView:
 
     state_kv: ReadOnlyKV
     height: int
+    parent_id: bytes = b""  # the tip's id: the next block's parent (calibration seeds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +193,8 @@ class Mempool:
             if n != nonce:
                 return valid, MempoolError("nonce_gap", f"expected {nonce}, got {n}")
             try:
-                apply_transaction(state, entry.tx, height=tip.height, params=self.params)
+                apply_transaction(state, entry.tx, height=tip.height, params=self.params,
+                                  parent_id=tip.parent_id)
             except ConsensusError as exc:
                 return valid, MempoolError(f"invalid:{exc.rule}", exc.message)
             valid[n] = entry

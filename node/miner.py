@@ -150,7 +150,8 @@ def build_template(chain: Any, mempool: Any, *, miner: bytes, now: int,
     fees = 0
     for tx in mempool.select(max_count=max_txs, max_bytes=budget):
         try:
-            fees += apply_transaction(state, tx, height=height, params=params)
+            fees += apply_transaction(state, tx, height=height, params=params,
+                                     parent_id=parent_id)
         except ConsensusError as exc:
             log.debug("template skips %s: %s", tx.id().hex()[:16], exc)
             continue

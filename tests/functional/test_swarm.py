@@ -4,14 +4,28 @@ shows the same settled round."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
 import openai
 
+from consensus.genesis import dev_seed
+from consensus.tx import public_key, sign_transaction
+from contracts.registry import (
+    CALIBRATION_QUESTIONS,
+    RegisterSwarmNode,
+    SubmitCalibration,
+    calibration_seed,
+)
+from contracts.staking import Stake
+from swarm.runtime.calibration import calibration_questions
+from swarm.runtime.factory import make_backend
+from testnet.client import ApiError
+from testnet.genesis import DEV_CHAIN_ID
 from testnet.launcher import swarm_backend
 from testnet.process import REPO_ROOT
-from tests.functional.framework import TestNetwork, wait_until
+from tests.functional.framework import TestNetwork, address_of, wait_until
 
 
 def test_swarm_round_on_real_nodes(network: TestNetwork) -> None:
@@ -53,3 +67,72 @@ def test_swarm_round_on_real_nodes(network: TestNetwork) -> None:
     assert first["answer"] == lines[0]
     for view in settled:
         assert view["result"] == first["result"] and view["chosen"] == first["chosen"]
+
+
+def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
+    """Three node processes with funded identities stake, register and calibrate over the
+    API; the openai client asks one; the settlement lands in a block and every node shows the
+    round settled and the answerers' new reputations."""
+    nodes = []
+    for i in range(3):
+        node = network.add_node(start=False, mine=i == 0,
+                                config={"swarm_backend": swarm_backend(i),
+                                        "mining_block_interval": 0.5})
+        (node.datadir / "node.key").write_bytes(dev_seed(i))
+        nodes.append(node)
+    for node in nodes:
+        node.launch()
+    for node in nodes:
+        node.wait_started()
+    network.connect(nodes[1], nodes[0])
+    network.connect(nodes[2], nodes[0])
+    network.connect(nodes[2], nodes[1])
+    models = {i: make_backend(swarm_backend(i)).model_id for i in range(3)}
+    for i in range(3):
+        nodes[0].send_tx(sign_transaction(dev_seed(i), chain_id=DEV_CHAIN_ID, nonce=0, fee=10,
+                                          payload=Stake(amount=9_000)))
+        nodes[0].send_tx(sign_transaction(dev_seed(i), chain_id=DEV_CHAIN_ID, nonce=1, fee=10,
+                                          payload=RegisterSwarmNode(models=(models[i],))))
+    wait_until(lambda: all(nodes[0].account(address_of(i))["nonce"] == 2 for i in range(3)),
+               60, message="registrations mined")
+
+    def calibrate(i: int) -> bool:
+        if nodes[0].account(address_of(i))["nonce"] == 3:
+            return True
+        if any(address_of(i) in str(t) for t in nodes[0].mempool()):
+            return False
+        tip = bytes.fromhex(nodes[0].tip())
+        questions = calibration_questions(calibration_seed(tip, public_key(dev_seed(i))),
+                                          count=CALIBRATION_QUESTIONS)
+        tx = sign_transaction(dev_seed(i), chain_id=DEV_CHAIN_ID, nonce=2, fee=10,
+                              payload=SubmitCalibration(seed_block=tip, answers=tuple(
+                                  str(q.expected).encode() for q in questions)))
+        with contextlib.suppress(ApiError):  # the tip moved under us: retry on the next
+            nodes[0].send_tx(tx)
+        return False
+
+    wait_until(lambda: all([calibrate(i) for i in range(3)]), 90, interval=0.2,
+               message="calibrations mined")
+    network.sync_blocks(timeout=60)
+
+    client = openai.OpenAI(base_url=f"{nodes[1].url}/v1", api_key="none", max_retries=0)
+    completion = client.chat.completions.create(
+        model="pouwchain-swarm", messages=[{"role": "user", "content": "What is 9*9?"}])
+    assert completion.choices[0].message.content
+    round_id = (completion.model_extra or {})["round_id"]
+
+    def settled() -> list[dict[str, object]] | None:
+        views = [n.api("GET", f"/api/v1/rounds/{round_id}", auth=False) for n in nodes]
+        return views if all(str(v["settlement_status"]).startswith("settled at height")
+                            for v in views) else None
+
+    views = wait_until(settled, 60, message="the settlement on chain, seen by every node")
+    result = views[0]["result"]
+    assert isinstance(result, dict)
+    for view in views:
+        assert view["result"] == result
+    network.sync_blocks(timeout=60)
+    for answer in result["answers"]:
+        for node in nodes:  # the reputations the settlement claimed are every node's state
+            assert node.account(answer["node"])["reputation"] == answer["reputation"]
+    assert any(a["reputation"] != 0 for a in result["answers"]) or len(result["answers"]) < 2

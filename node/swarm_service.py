@@ -603,6 +603,14 @@ class SwarmService:
         state.changed.set()
 
 
+async def _warm_up(backend: InferenceBackend) -> None:
+    try:
+        answer = await backend.answer("What is 1+1?", max_tokens=64)
+        await backend.judge("What is 1+1?", answer.text, "3")
+    except Exception as exc:  # an unreachable endpoint: rounds will say so, not the warm-up
+        log_event(log, "swarm.warm_up_failed", error=str(exc))
+
+
 def _swarm_frame(kind: str, data: bytes) -> bytes:
     from node.p2p.protocol import MsgType, encode_frame
 
@@ -623,6 +631,11 @@ def attach(node: Node, backend: InferenceBackend | None = None, **options: Any) 
     async def _stop(_: Node) -> None:
         await service.stop()
 
+    async def _start(_: Node) -> None:
+        if backend is not None:  # the first inference pays for warm-up (~1 s): not a client
+            service._spawn(_warm_up(backend))
+
+    node.start_hooks.append(_start)
     node.stop_hooks.append(_stop)
     from node.chat_api import register_routes
 

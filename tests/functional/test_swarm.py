@@ -127,6 +127,13 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
                             for v in views) else None
 
     views = wait_until(settled, 60, message="the settlement on chain, seen by every node")
+    print("round timings at the origin (ms):", views[1]["timings_ms"])
+    again = client.chat.completions.create(  # a warm round (models loaded, caches hot)
+        model="pouwchain-swarm", messages=[{"role": "user", "content": "What is 12+13?"}])
+    warm = nodes[1].api("GET", f"/api/v1/rounds/{(again.model_extra or {})['round_id']}",
+                        auth=False)
+    print("warm round timings at the origin (ms):", warm["timings_ms"])
+    assert warm["status"] == "complete" and warm["answer"] == again.choices[0].message.content
     result = views[0]["result"]
     assert isinstance(result, dict)
     for view in views:

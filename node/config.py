@@ -24,6 +24,10 @@ RUNTIME_FILE = "node.json"  # written by the running node, removed on a clean st
 DEFAULT_PORT = 7645  # `pouwchain node` and the CLIs' default http://127.0.0.1:7645
 # self-generated mining work (m, k, n, r): ~1 ms per job on a CPU (node.miner.MinerConfig)
 DEFAULT_MINING_SHAPE = (64, 256, 64, 32)
+# stake a swarm node bonds before registering (node.swarm_registration): well above the
+# dev chain's min_node_stake, small next to a dev account's balance
+DEFAULT_SWARM_STAKE = 10_000
+MAX_U64 = 2**64 - 1
 
 
 class ConfigError(ValueError):
@@ -71,6 +75,11 @@ class NodeConfig:
     # backend spec (swarm.runtime.factory), e.g. "builtin:arith-m"; None: answer and judge nothing
     # (the node still takes client requests and coordinates rounds)
     swarm_backend: str | None = None
+    # stake, register and calibrate this node in the chain's swarm registry by itself
+    # (node.swarm_registration), so its rounds draw from the registry and settle on chain;
+    # needs swarm_backend (the model it registers and calibrates with)
+    swarm_register: bool = False
+    swarm_stake: int = DEFAULT_SWARM_STAKE  # bonded stake the node tops itself up to
 
     def __post_init__(self) -> None:
         self.datadir = Path(self.datadir)
@@ -83,6 +92,16 @@ class NodeConfig:
         for address in self.peers:
             parse_address(address)
         self._check_mining()
+        self._check_swarm()
+
+    def _check_swarm(self) -> None:
+        if type(self.swarm_register) is not bool:
+            raise ConfigError("swarm_register must be true or false")
+        if type(self.swarm_stake) is not int or not 0 < self.swarm_stake <= MAX_U64:
+            raise ConfigError("swarm_stake must be a positive integer (u64)")
+        if self.swarm_register and not self.swarm_backend:
+            raise ConfigError("swarm_register needs swarm_backend (the model the node "
+                              "registers and calibrates with)")
 
     def _check_mining(self) -> None:
         if self.miner_address is not None:

@@ -640,4 +640,7 @@ def attach(node: Node, backend: InferenceBackend | None = None, **options: Any) 
     from node.chat_api import register_routes
 
     node.add_route_hook(lambda app, n: register_routes(app, service))
+    from node.swarm_registration import attach as attach_registration
+
+    attach_registration(node, service)  # stake, register, calibrate if config.swarm_register
     return service

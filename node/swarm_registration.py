@@ -1,0 +1,368 @@
+"""Automatic swarm registration: a node that serves a model joins the chain's swarm registry.
+
+Without it a node's rounds run under the interim candidate rule (`node.swarm_service`) and
+never settle. With ``swarm_register = true`` (and a ``swarm_backend``) the node walks the
+registry's steps itself, one tip at a time, each decided from chain state at the tip and the
+node's own pending transactions (so a restart, a reorg or a lost transaction only repeats a
+step, and nonces keep every step idempotent):
+
+1. ``staking``: bonded stake below ``swarm_stake`` -> send `Stake` for the difference, and in
+   the same breath `RegisterSwarmNode` with the backend's model id (the next nonce: both fit
+   one block, the registration applies after the stake).
+2. ``registering``: wait until the registration is in a block.
+3. ``calibrating``: registered, not capable -> answer
+   `contracts.registry.calibration_prompts(tip id, node id)` with the node's own backend and
+   send `SubmitCalibration`. It is valid only in the block right after that tip; if another
+   block comes first, the stale transaction is dropped from the node's own pool and the new
+   tip's prompts are answered, with a 10 % higher fee (peers still hold the stale one under
+   the same nonce; the mempool replaces only at +10 %).
+4. ``calibration_failed``: the calibration landed but failed; the contract refuses a retry
+   for `CALIBRATION_RETRY_BLOCKS` blocks (``calibration.too_soon``), so the node waits until
+   then (``retry_height``) and logs it once.
+5. ``calibrated``: capable. The machine keeps reading state on every tip (cheap) and starts
+   again if the capability goes away (a reorg, a new model).
+
+Status (`SwarmRegistration.status`) is served at ``GET /api/v1/swarm/registration`` and shown
+by ``pouwchain testnet status``. Nothing here runs while the node syncs: a node behind the
+chain would resend what it already did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from consensus.errors import ConsensusError
+from consensus.state import State
+from consensus.tx import sign_transaction
+from contracts.base import Payload
+from contracts.registry import (
+    CALIBRATION_RETRY_BLOCKS,
+    MAX_CALIBRATION_ANSWER,
+    RegisterSwarmNode,
+    SubmitCalibration,
+    SwarmCapability,
+    calibration_prompts,
+    capability,
+)
+from contracts.staking import Stake
+from node.logging import get_logger, log_event
+from swarm.runtime.base import BackendError, InferenceBackend
+from swarm.runtime.tasks import extract_integer
+
+if TYPE_CHECKING:
+    from consensus.block import BlockHeader
+    from node.node import Node
+    from node.swarm_service import SwarmService
+
+log = get_logger("swarm.registration")
+ROUTE = "/api/v1/swarm/registration"
+TX_FEE = 10  # fee of the registration transactions (the dev chain's usual fee)
+FEE_BUMP_PERCENT = 10  # node.mempool.MempoolConfig.replace_bump_percent
+ANSWER_TOKENS = 64
+ANSWER_TIMEOUT = 30.0  # seconds for one calibration answer
+
+OFF = "off"
+WAITING_SYNC = "waiting_sync"
+UNFUNDED = "unfunded"
+STAKING = "staking"
+REGISTERING = "registering"
+CALIBRATING = "calibrating"
+CALIBRATION_FAILED = "calibration_failed"
+CALIBRATED = "calibrated"
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What one step decides from, read on the chain thread at one tip."""
+
+    tip_id: bytes
+    height: int
+    balance: int
+    next_nonce: int  # state nonce + the node's own pending transactions
+    bonded: int
+    models: tuple[bytes, ...] | None  # registered models (None: not registered)
+    capability: SwarmCapability | None
+    pending: tuple[Payload, ...]  # payloads of the node's own pending transactions
+
+
+def _has(pending: tuple[Payload, ...], kind: type[Payload]) -> bool:
+    return any(isinstance(p, kind) for p in pending)
+
+
+def calibration_text(text: str) -> bytes:
+    """An answer as sent on chain: the text if it fits `MAX_CALIBRATION_ANSWER` bytes, else
+    its last integer (all the grader reads, `swarm.runtime.calibration.grade_answer`)."""
+    raw = text.strip().encode()
+    if len(raw) <= MAX_CALIBRATION_ANSWER:
+        return raw
+    value = extract_integer(text)
+    return b"" if value is None else str(value).encode()[:MAX_CALIBRATION_ANSWER]
+
+
+def bumped_fee(fee: int) -> int:
+    """The smallest fee that replaces a pending transaction paying ``fee``."""
+    return -(-fee * (100 + FEE_BUMP_PERCENT) // 100)
+
+
+class SwarmRegistration:
+    """The node's registration state machine; `poke` it on every new tip (attach does)."""
+
+    def __init__(self, node: Node, backend: InferenceBackend | None, *, enabled: bool,
+                 stake: int, fee: int = TX_FEE,
+                 retry_blocks: int = CALIBRATION_RETRY_BLOCKS) -> None:
+        self.node = node
+        self.backend = backend
+        self.enabled = enabled and backend is not None
+        self.stake = stake
+        self.fee = fee
+        self.retry_blocks = retry_blocks
+        self.phase = OFF if not self.enabled else STAKING
+        self.attempts = 0  # calibration transactions sent
+        self.missed = 0  # calibrations that did not land in the block after their tip
+        self.last_tx: bytes | None = None
+        self.last_error: str | None = None
+        self.retry_height: int | None = None
+        self.calibration: SwarmCapability | None = None
+        self.started_at = time.time()
+        self.registered_at: float | None = None
+        self.calibrated_at: float | None = None
+        self._calibration_sent: tuple[int, int, bytes] | None = None  # (nonce, fee, tip id)
+        self._logged: set[str] = set()  # one-off log lines already written
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._steps = 0
+
+    @property
+    def node_id(self) -> bytes:
+        return self.node.node_id
+
+    # -- driving -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the machine in a task: one step at start, then one per `poke` (new tip)."""
+        if self.enabled and self._task is None:
+            self._task = asyncio.create_task(self._run())
+            self.poke()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def poke(self, header: BlockHeader | None = None) -> None:
+        """A new tip (or start): take a step soon. Steps never overlap; pokes during a step
+        collapse into one more step after it."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broken step must not end registration
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("swarm.registration.step_failed")
+            self._steps += 1
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def _snapshot(self) -> Snapshot:
+        """Chain thread: drop the node's own stale transactions (a calibration for an older
+        tip), then read what the step needs."""
+        chain, mempool, me = self.node.chain, self.node.mempool, self.node_id
+        mempool.revalidate([me], tip=chain.tip_view())
+        state = State(chain.state_view())
+        account = state.account(me)
+        pending = mempool.pending_of(me)
+        record = state.swarm_node(me)
+        return Snapshot(tip_id=chain.tip_id, height=chain.height, balance=account.balance,
+                        next_nonce=account.nonce + len(pending),
+                        bonded=state.stake(me).bonded,
+                        models=None if record is None else tuple(record.models),
+                        capability=capability(state, me),
+                        pending=tuple(tx.payload for tx in pending))
+
+    async def step(self) -> str:
+        """Decide from chain state at the tip and send what is missing; the new phase."""
+        if not self.enabled:
+            return self.phase
+        if self.node.syncing:
+            self.phase = WAITING_SYNC
+            return self.phase
+        snap = await self.node.call_chain(self._snapshot)
+        assert self.backend is not None
+        model = self.backend.model_id
+        registered = snap.models is not None and model in snap.models
+        self.calibration = snap.capability
+        if registered and self.registered_at is None:
+            self.registered_at = time.time()
+        if registered and snap.capability is not None and snap.capability.capable:
+            if self.phase != CALIBRATED:
+                self.calibrated_at = self.calibrated_at or time.time()
+                self.retry_height = None
+                log_event(log, "swarm.registration.calibrated", height=snap.capability.height,
+                          correct=snap.capability.correct, model=model,
+                          seconds=round(self.calibrated_at - self.started_at, 1))
+            self.phase = CALIBRATED
+            return self.phase
+        if not registered:
+            await self._register(snap, model)
+        else:
+            await self._calibrate(snap)
+        return self.phase
+
+    async def _register(self, snap: Snapshot, model: bytes) -> None:
+        if _has(snap.pending, RegisterSwarmNode):
+            self.phase = REGISTERING
+            return
+        payloads: list[Payload] = []
+        need = self.stake - snap.bonded if not _has(snap.pending, Stake) else 0
+        if need > 0:
+            payloads.append(Stake(amount=need))
+        payloads.append(RegisterSwarmNode(models=(model,)))
+        cost = self.fee * len(payloads) + max(need, 0)
+        if snap.balance < cost:
+            self.phase = UNFUNDED
+            self.last_error = f"balance {snap.balance} < {cost} (stake {need} + fees)"
+            self._log_once(f"unfunded/{snap.balance}", "swarm.registration.unfunded",
+                           balance=snap.balance, needed=cost)
+            return
+        self.phase = STAKING if isinstance(payloads[0], Stake) else REGISTERING
+        for offset, payload in enumerate(payloads):
+            if not await self._send(payload, nonce=snap.next_nonce + offset, fee=self.fee):
+                return
+        log_event(log, "swarm.registration.sent", stake=max(need, 0),
+                  model=model, height=snap.height)
+        self.phase = REGISTERING
+
+    async def _calibrate(self, snap: Snapshot) -> None:
+        record = snap.capability
+        if record is not None and not record.capable:
+            # the contract takes a retry in a block at height >= failed height + retry blocks
+            retry = record.height + self.retry_blocks
+            if snap.height + 1 < retry:
+                self.phase = CALIBRATION_FAILED
+                self.retry_height = retry - 1  # the tip whose prompts the retry answers
+                self._log_once(f"failed/{record.height}", "swarm.registration.calibration_failed",
+                               correct=record.correct, height=record.height,
+                               rule="calibration.too_soon", retry_at_tip=retry - 1)
+                return
+        self.phase = CALIBRATING
+        if _has(snap.pending, SubmitCalibration):
+            return  # valid against this tip: it answers this tip's prompts; wait for a block
+        sent = self._calibration_sent
+        if sent is not None and sent[2] != snap.tip_id:
+            self.missed += 1
+            log_event(log, "swarm.registration.calibration_missed", tip=sent[2],
+                      new_tip=snap.tip_id, height=snap.height)
+        answers = await self._answer(snap.tip_id)
+        if answers is None:
+            return
+        if self.node.chain.tip_id != snap.tip_id:
+            return  # the tip moved while we answered: the next step answers the new one
+        nonce = snap.next_nonce
+        fee = self.fee
+        if sent is not None and sent[0] == nonce:  # peers may hold the stale one: replace it
+            fee = max(fee, bumped_fee(sent[1]))
+        payload = SubmitCalibration(seed_block=snap.tip_id, answers=answers)
+        if await self._send(payload, nonce=nonce, fee=fee):
+            self._calibration_sent = (nonce, fee, snap.tip_id)
+            self.attempts += 1
+            log_event(log, "swarm.registration.calibration_sent", tip=snap.tip_id,
+                      height=snap.height, attempt=self.attempts, fee=fee)
+
+    async def _answer(self, tip_id: bytes) -> tuple[bytes, ...] | None:
+        """Our backend's answers to the tip's calibration prompts (None: it failed)."""
+        assert self.backend is not None
+        texts: list[bytes] = []
+        try:
+            for prompt in calibration_prompts(tip_id, self.node_id):
+                answer = await asyncio.wait_for(
+                    self.backend.answer(prompt, max_tokens=ANSWER_TOKENS), ANSWER_TIMEOUT)
+                texts.append(calibration_text(answer.text))
+        except (BackendError, TimeoutError) as exc:
+            self.last_error = f"backend: {exc}"
+            log_event(log, "swarm.registration.backend_failed", error=str(exc))
+            return None
+        return tuple(texts)
+
+    async def _send(self, payload: Payload, *, nonce: int, fee: int) -> bool:
+        tx = sign_transaction(bytes(self.node.identity), chain_id=self.node.chain.params.chain_id,
+                              nonce=nonce, fee=fee, payload=payload)
+        try:
+            self.last_tx = await self.node.submit_transaction(tx)
+        except (ValueError, ConsensusError) as exc:
+            reason = str(getattr(exc, "reason", "") or exc)
+            self.last_error = f"{type(payload).__name__} rejected: {reason}"
+            if "calibration.too_soon" in reason:
+                self.phase = CALIBRATION_FAILED
+            log_event(log, "swarm.registration.rejected", payload=type(payload).__name__,
+                      reason=reason, nonce=nonce)
+            return False
+        self.last_error = None
+        return True
+
+    def _log_once(self, key: str, event: str, **fields: Any) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            log_event(log, event, **fields)
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """JSON view for the API and ``testnet status``."""
+        record = self.calibration
+        model = None if self.backend is None else self.backend.model_id.hex()
+        return {
+            "enabled": self.enabled, "phase": self.phase, "model": model,
+            "stake": self.stake, "attempts": self.attempts, "missed": self.missed,
+            "calibration": None if record is None else {
+                "passed": bool(record.capable), "height": record.height,
+                "correct": record.correct},
+            "retry_height": self.retry_height,
+            "last_tx": None if self.last_tx is None else self.last_tx.hex(),
+            "last_error": self.last_error,
+            "seconds_to_register": None if self.registered_at is None
+            else round(self.registered_at - self.started_at, 1),
+            "seconds_to_calibrate": None if self.calibrated_at is None
+            else round(self.calibrated_at - self.started_at, 1),
+        }
+
+
+def attach(node: Node, service: SwarmService) -> SwarmRegistration:
+    """Create the node's registration machine (idle unless ``config.swarm_register`` and a
+    backend), drive it from start and every tip change, serve its status."""
+    config = node.config
+    registration = SwarmRegistration(
+        node, service.backend, enabled=bool(getattr(config, "swarm_register", False)),
+        stake=int(getattr(config, "swarm_stake", 1)))
+    setattr(node, "swarm_registration", registration)  # noqa: B010  # looked up by name
+
+    async def _start(_: Node) -> None:
+        registration.start()
+
+    async def _stop(_: Node) -> None:
+        await registration.stop()
+
+    async def _status(_: web.Request) -> web.Response:
+        return web.json_response(registration.status())
+
+    node.start_hooks.append(_start)
+    node.stop_hooks.append(_stop)
+    node.add_tip_listener(registration.poke)
+    def _routes(app: web.Application, _: Node) -> None:
+        app.router.add_get(ROUTE, _status)
+
+    node.add_route_hook(_routes)
+    return registration

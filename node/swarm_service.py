@@ -27,11 +27,25 @@ them as swarm nodes, only those are candidates, with bonded stake and reputation
 eligible if their stake reaches ``min_node_stake`` and their registration lists the model
 they announced; otherwise all of them, with stake 1 and reputation 0. The list (with stakes
 and reputations) travels with the request, so every node draws the same answerers/judges.
-Settlement: a round drawn from registered nodes is settled on chain by its origin, which
-sends `SettleSwarmRound` (`contracts.swarm.build_settlement`, reputations at the height that
-drew the candidates) after answering the client; its status goes ``pending`` ->
-``submitted: tx …`` -> ``settled at height h`` (read from chain state, on every node). An
-interim round cannot settle (its nodes are not in the registry): ``not on chain: …``.
+Equivocation: every node keeps up to two validly signed commitments with different digests
+per selected node and kind (a third, or a copy, is dropped and not relayed), relays the second
+one like any commitment, and hands all of them to ``close``/``final`` and the settlement, so
+`swarm.settlement.settle` excludes the equivocator, lists it under ``equivocators`` and the
+chain slashes it. A reveal counts if it opens one of its author's commitments.
+
+Fast path: `settle` runs with the candidates' reputations and stakes (for an on-chain round
+the chain's own inputs), so the client's top answer is the one the settlement ranks first.
+
+Settlement (rounds drawn from registered nodes) is a shared duty: after ``final`` every node
+holds the same round data; the origin sends `SettleSwarmRound` at once, and the other
+participants (answerers, then judges, in draw order, without the origin) are backups: the
+k-th wakes after ``settle_backoff`` × k seconds and sends its own settlement only if the round
+is neither settled in chain state nor pending in its mempool. Nothing is retried; a duplicate
+fails with ``swarm.already_settled`` and leaves the mempool when the settling block lands
+(`SwarmService.on_tip`). Status: ``pending`` (``pending: backup settler k, …``) ->
+``submitted: tx … by <settler>`` -> ``settled at height h: tx … by <settler>`` (read from the
+block that holds it, on every node). An interim round cannot settle (its nodes are not in the
+registry): ``not on chain: …``.
 """
 
 from __future__ import annotations
@@ -52,6 +66,7 @@ from consensus.tx import Transaction, sign_transaction
 from contracts.registry import swarm_node_ids
 from contracts.swarm import (
     ANY_MODEL,
+    SettleSwarmRound,
     build_settlement,
     selection_candidates,
     settled_round,
@@ -62,6 +77,7 @@ from swarm.commit_reveal import (
     commit,
     judgment_opening,
     judgment_payload,
+    make_evidence,
     reveal_matches,
 )
 from swarm.messages import (
@@ -88,6 +104,8 @@ if TYPE_CHECKING:
 
 log = get_logger("swarm")
 MAX_ROUNDS = 1000  # rounds kept in memory (oldest dropped)
+MAX_DIGESTS = 2  # commitments kept per (node, kind): two different ones prove equivocation
+DEFAULT_SETTLE_BACKOFF = 10.0  # seconds between backup settlers (a few blocks' time)
 SETTLEMENT_PENDING = "pending"
 NOT_ON_CHAIN = "not on chain: no registered swarm nodes (interim candidates)"
 _OUTCOME_BYTE = {Outcome.A: 0, Outcome.B: 1, Outcome.TIE: 2}
@@ -107,16 +125,20 @@ class RoundState:
     judges: tuple[bytes, ...]
     origin: bytes
     started: float
-    commitments: dict[tuple[bytes, int], Commitment] = dataclasses.field(default_factory=dict)
+    # (node, kind) -> its validly signed commitments, first seen first; a second one with
+    # another digest is equivocation evidence (kept, gossiped, settled), more are ignored
+    commitments: dict[tuple[bytes, int], list[Commitment]] = dataclasses.field(
+        default_factory=dict)
     reveals: dict[tuple[bytes, int], Reveal] = dataclasses.field(default_factory=dict)
     # our own unrevealed reveals, by kind
     pending: dict[int, Reveal] = dataclasses.field(default_factory=dict)
     phases: set[str] = dataclasses.field(default_factory=set)  # phase messages seen
     status: str = "answering"
     height: int = 0  # chain height whose registry drew the candidates (0: interim rule)
-    settlement_tx: bytes | None = None
+    settlement_tx: bytes | None = None  # the settlement transaction this node sent
     settlement: RoundSettlement | None = None
     settlement_status: str = SETTLEMENT_PENDING
+    settled: SettledBy | None = None  # the settlement transaction found on chain
     chosen: bytes | None = None
     answer: str | None = None
     error: str | None = None
@@ -138,6 +160,38 @@ class RoundState:
     def revealed(self, kind: int) -> set[bytes]:
         return {node for node, k in self.reveals if k == kind}
 
+    def add_commitment(self, commitment: Commitment) -> bool:
+        """Keep a validly signed commitment of a selected node; True if it is new.
+
+        Two digests per (node, kind) are enough to prove equivocation; a third or a copy is
+        dropped, so an equivocator cannot make us store or relay without bound."""
+        if commitment.round_id != self.round_id or \
+                commitment.kind not in (KIND_ANSWER, KIND_JUDGMENT) or \
+                not commitment.verify_signature():
+            return False
+        role = self.answerers if commitment.kind == KIND_ANSWER else self.judges
+        if commitment.node not in role:
+            return False
+        kept = self.commitments.setdefault((commitment.node, commitment.kind), [])
+        if len(kept) >= MAX_DIGESTS or any(c.digest == commitment.digest for c in kept):
+            return False
+        kept.append(commitment)
+        return True
+
+    def opens(self, reveal: Reveal) -> bool:
+        """True iff ``reveal`` opens one of its author's commitments of that kind."""
+        return any(reveal_matches(c, reveal)
+                   for c in self.commitments.get((reveal.node, reveal.kind), ()))
+
+    def all_commitments(self, kind: int | None = None) -> list[Commitment]:
+        """Every kept commitment (of ``kind``, if given), sorted: what close/final carry."""
+        return sorted(c for (_, k), kept in self.commitments.items() for c in kept
+                      if kind is None or k == kind)
+
+    def equivocators(self) -> list[bytes]:
+        """Nodes that signed two different commitments of one kind (the settlement slashes)."""
+        return sorted({node for (node, _), kept in self.commitments.items() if len(kept) > 1})
+
     def view(self) -> dict[str, Any]:
         """JSON view for ``GET /api/v1/rounds/{id}``."""
         answers = []
@@ -145,6 +199,7 @@ class RoundState:
             reveal = self.reveals.get((node, KIND_ANSWER))
             answers.append({
                 "node": node.hex(), "committed": (node, KIND_ANSWER) in self.commitments,
+                "equivocated": len(self.commitments.get((node, KIND_ANSWER), ())) > 1,
                 "revealed": reveal is not None,
                 "text": None if reveal is None else reveal.payload.decode("utf-8", "replace")})
         judgments = []
@@ -152,6 +207,7 @@ class RoundState:
             reveal = self.reveals.get((node, KIND_JUDGMENT))
             judgments.append({
                 "node": node.hex(), "committed": (node, KIND_JUDGMENT) in self.commitments,
+                "equivocated": len(self.commitments.get((node, KIND_JUDGMENT), ())) > 1,
                 "revealed": reveal is not None,
                 "outcomes": None if reveal is None else list(reveal.payload[32:])})
         out: dict[str, Any] = {
@@ -162,13 +218,34 @@ class RoundState:
             "answerers": [a.hex() for a in self.answerers],
             "judges": [j.hex() for j in self.judges],
             "answers": answers, "judgments": judgments,
+            "equivocators": [node.hex() for node in self.equivocators()],
             "chosen": None if self.chosen is None else self.chosen.hex(),
             "answer": self.answer, "error": self.error,
             "settlement_status": self.settlement_status,
+            "settled": None if self.settled is None else self.settled.view(),
             "timings_ms": {k: round(v * 1000, 1) for k, v in self.timings.items()},
         }
         out["result"] = None if self.settlement is None else self.settlement.summary()
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SettledBy:
+    """Which transaction settled a round on chain, read from the block that holds it."""
+
+    height: int
+    block_id: bytes
+    tx_id: bytes
+    settler: bytes  # the transaction's sender
+
+    def status(self) -> str:
+        if not self.tx_id:  # the block is not in our store (cannot happen on a full node)
+            return f"settled at height {self.height}"
+        return f"settled at height {self.height}: tx {self.tx_id.hex()} by {self.settler.hex()}"
+
+    def view(self) -> dict[str, Any]:
+        return {"height": self.height, "block": self.block_id.hex(), "tx": self.tx_id.hex(),
+                "settler": self.settler.hex()}
 
 
 def _pack(*items: Any) -> bytes:
@@ -189,7 +266,8 @@ class SwarmService:
                  answers: int = 4, judges: int = 4, answer_timeout: float = 30.0,
                  judge_timeout: float = 30.0, reveal_timeout: float = 5.0,
                  abandon_slack: float = 10.0, max_tokens: int = 64,
-                 settlement_fee: int = 10) -> None:
+                 settlement_fee: int = 10,
+                 settle_backoff: float = DEFAULT_SETTLE_BACKOFF) -> None:
         self.node = node
         self.backend = backend
         self.answers = answers
@@ -199,12 +277,14 @@ class SwarmService:
         self.reveal_timeout = reveal_timeout
         self.abandon_slack = abandon_slack
         self.settlement_fee = settlement_fee
+        self.settle_backoff = settle_backoff
         self.max_tokens = max_tokens
         self.capable_peers: dict[bytes, bytes] = {}  # peer node id -> announced model id
         self.rounds: dict[bytes, RoundState] = {}
         self._seen: dict[bytes, None] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.silent = False  # tests: a node that never answers nor judges
+        self.settles = True  # tests: False = a node that never sends a settlement
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -277,21 +357,14 @@ class SwarmService:
         if kind == "commit":
             c = Commitment.decode(data)
             state = self.rounds.get(c.round_id)
-            if state is None or not c.verify_signature():
+            if state is None or not self._keep_commitment(state, c):
                 return False
-            role = state.answerers if c.kind == KIND_ANSWER else state.judges
-            if c.node not in role:
-                return False
-            state.commitments.setdefault((c.node, c.kind), c)
             state.changed.set()
-            return True
+            return True  # a second digest travels on too: every node must see the evidence
         if kind == "reveal":
             r = Reveal.decode(data)
             state = self.rounds.get(r.round_id)
-            if state is None:
-                return False
-            opened = state.commitments.get((r.node, r.kind))
-            if opened is None or not reveal_matches(opened, r):
+            if state is None or not state.opens(r):
                 return False
             state.reveals.setdefault((r.node, r.kind), r)
             state.changed.set()
@@ -331,14 +404,24 @@ class SwarmService:
         cs = [Commitment.decode(bytes(raw)) for raw in commits]
         rs = [Reveal.decode(bytes(raw)) for raw in reveals]
         for c in cs:
-            if c.round_id == state.round_id and c.verify_signature():
-                state.commitments.setdefault((c.node, c.kind), c)
+            self._keep_commitment(state, c)
         for r in rs:
-            c2 = state.commitments.get((r.node, r.kind))
-            if c2 is not None and reveal_matches(c2, r):
+            if state.opens(r):
                 state.reveals.setdefault((r.node, r.kind), r)
         state.changed.set()
         return cs, rs
+
+    def _keep_commitment(self, state: RoundState, commitment: Commitment) -> bool:
+        """`RoundState.add_commitment`, logging equivocation when the second digest comes."""
+        if not state.add_commitment(commitment):
+            return False
+        kept = state.commitments[(commitment.node, commitment.kind)]
+        if len(kept) > 1:
+            evidence = make_evidence(kept[0], kept[1])
+            log_event(log, "swarm.equivocation", round=state.round_id, node=commitment.node,
+                      kind=commitment.kind,
+                      evidence=b"" if evidence is None else evidence.id())
+        return True
 
     def _select(self, announcement: RequestAnnouncement,
                 candidates: tuple[Candidate, ...]) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
@@ -511,8 +594,7 @@ class SwarmService:
         state.status = "judging"
         answer_keys = [k for k in state.reveals if k[1] == KIND_ANSWER]
         close = _pack(state.round_id,
-                      [state.commitments[k].encode() for k in sorted(state.commitments)
-                       if k[1] == KIND_ANSWER],
+                      [c.encode() for c in state.all_commitments(KIND_ANSWER)],
                       [state.reveals[k].encode() for k in sorted(answer_keys)])
         self._handle("close", close)
         self._flood("close", close)
@@ -525,26 +607,59 @@ class SwarmService:
             await self._wait(state, lambda: state.revealed(KIND_JUDGMENT)
                              >= state.committed(KIND_JUDGMENT), self.reveal_timeout)
             state.timings["judgments_revealed"] = time.monotonic() - t0
-        final = _pack(state.round_id,
-                      [state.commitments[k].encode() for k in sorted(state.commitments)],
+        final = _pack(state.round_id, [c.encode() for c in state.all_commitments()],
                       [state.reveals[k].encode() for k in sorted(state.reveals)], b"")
         self._flood("final", final)
         self._finish(state)
         state.timings["complete"] = time.monotonic() - t0
-        if state.height:
-            self._spawn(self._submit_settlement(state))
         log_event(log, "swarm.round_complete", round=state.round_id,
                   answers=len(answer_keys), ms=round(state.timings["complete"] * 1000, 1))
         return state
 
-    def _settlement_tx(self, state: RoundState) -> Transaction:
-        """Chain thread: the signed `SettleSwarmRound` transaction of a finished round."""
-        reveals = list(state.reveals.values())
+    # -- settlement duty (every participant of an on-chain round) ------------------------------
+
+    def settler_position(self, state: RoundState) -> int | None:
+        """Our place in the round's settlement duty: 0 the origin (settles at once), k ≥ 1 the
+        k-th other participant (answerers, then judges, in draw order), None not a duty.
+
+        Every node computes the same order from the round, so backups wake one at a time."""
+        if self.node_id == state.origin:
+            return 0
+        order = [node for node in dict.fromkeys(state.answerers + state.judges)
+                 if node != state.origin]
+        return order.index(self.node_id) + 1 if self.node_id in order else None
+
+    async def _settlement_duty(self, state: RoundState) -> None:
+        """Settle the round unless someone already has: the origin at once, backup k after
+        ``settle_backoff`` × k seconds (so a dead or lazy origin does not leave it unsettled)."""
+        position = self.settler_position(state)
+        if position is None or not self.settles:
+            return
+        if position:
+            delay = self.settle_backoff * position
+            state.settlement_status = (f"pending: backup settler {position}, "
+                                       f"sends in {delay:g} s unless settled")
+            await asyncio.sleep(delay)
+        await self._submit_settlement(state)
+
+    def _settlement_tx(self, state: RoundState) -> Transaction | SettledBy | str:
+        """Chain thread: the signed `SettleSwarmRound` of a finished round, or why not to
+        send one: the round is settled (`SettledBy`) or a settlement is pending (its status).
+
+        Checking chain state and the mempool first keeps backups from paying for duplicates
+        (a duplicate would only fail with ``swarm.already_settled``)."""
         chain_state = State(self.node.chain.state_view())
+        settled = self._settled_by(state, chain_state)
+        if settled is not None:
+            return settled
+        for tx in self.node.mempool.transactions():
+            if _settles(tx, state.round_id):
+                return f"submitted: tx {tx.id().hex()} by {tx.sender.hex()}"
+        reveals = list(state.reveals.values())
         payload = build_settlement(
             chain_state, height=state.height, request=state.announcement.request,
             answerers=state.answerers, judges=state.judges,
-            commitments=list(state.commitments.values()),
+            commitments=state.all_commitments(),
             answer_openings=[answer_opening(r) for r in reveals if r.kind == KIND_ANSWER],
             judgment_openings=[judgment_opening(r) for r in reveals
                                if r.kind == KIND_JUDGMENT])
@@ -555,22 +670,69 @@ class SwarmService:
                                 fee=self.settlement_fee, payload=payload)
 
     async def _submit_settlement(self, state: RoundState) -> None:
-        """Send the round's settlement transaction (the origin; after the fast path)."""
+        """Send the round's settlement transaction once, unless it is settled or pending.
+
+        A failure (e.g. a duplicate that raced ours: ``swarm.already_settled``) ends in a
+        ``failed: …`` status; nothing is retried."""
         try:
-            tx = await self.node.call_chain(self._settlement_tx, state)
-            state.settlement_tx = await self.node.submit_transaction(tx)
+            built = await self.node.call_chain(self._settlement_tx, state)
+            if isinstance(built, SettledBy):
+                state.settled = built
+                state.settlement_status = built.status()
+                return
+            if isinstance(built, str):
+                state.settlement_status = built
+                return
+            state.settlement_tx = await self.node.submit_transaction(built)
         except (ValueError, ConsensusError) as exc:
             state.settlement_status = f"failed: {getattr(exc, 'reason', '')} {exc}".strip()
             log_event(log, "swarm.settlement_failed", round=state.round_id, error=str(exc))
             return
-        state.settlement_status = f"submitted: tx {state.settlement_tx.hex()}"
+        state.settlement_status = \
+            f"submitted: tx {state.settlement_tx.hex()} by {self.node_id.hex()}"
+        log_event(log, "swarm.settlement_sent", round=state.round_id, tx=state.settlement_tx)
+
+    def _settled_by(self, state: RoundState, chain_state: State) -> SettledBy | None:
+        """The transaction that settled the round on our chain (cached per block), if any."""
+        settled = settled_round(chain_state, state.round_id)
+        if settled is None:
+            return None
+        block_id = self.node.chain.block_id_at(settled.height) or b""
+        cached = state.settled
+        if cached is not None and (cached.height, cached.block_id) == (settled.height,
+                                                                      block_id):
+            return cached
+        block = self.node.chain.get_block(block_id) if block_id else None
+        for tx in () if block is None else block.transactions:
+            if _settles(tx, state.round_id):
+                return SettledBy(height=settled.height, block_id=block_id, tx_id=tx.id(),
+                                 settler=tx.sender)
+        return SettledBy(height=settled.height, block_id=block_id, tx_id=b"", settler=b"")
 
     def settlement_status(self, state: RoundState) -> str:
-        """The round's settlement status, refreshed from chain state."""
-        settled = settled_round(State(self.node.chain.state_view()), state.round_id)
+        """The round's settlement status, refreshed from chain state: ``settled at height h:
+        tx … by …`` on every node once a block holds the settlement."""
+        settled = self._settled_by(state, State(self.node.chain.state_view()))
         if settled is not None:
-            return f"settled at height {settled.height}"
+            state.settled = settled
+            state.settlement_status = settled.status()
         return state.settlement_status
+
+    def on_tip(self, _header: Any) -> None:
+        """After a tip change: drop settlements of rounds now settled from the mempool."""
+        self._spawn(self.node.call_chain(self._drop_settled_duplicates))
+
+    def _drop_settled_duplicates(self) -> None:
+        """Chain thread: a second settlement of a round settled by someone else can never
+        apply; the mempool only re-checks the senders of the new block, so it would sit there
+        (and block its sender's later nonces) until it expires. Re-check its sender now."""
+        chain_state = State(self.node.chain.state_view())
+        senders = {tx.sender for tx in self.node.mempool.transactions()
+                   if isinstance(tx.payload, SettleSwarmRound)
+                   and settled_round(chain_state, tx.payload.request.round_id()) is not None}
+        if senders:
+            self.node.mempool.revalidate(senders, tip=self.node.chain.tip_view())
+            log_event(log, "swarm.settlement_duplicates_dropped", senders=len(senders))
 
     def _phase(self, state: RoundState, phase: str) -> None:
         raw = _pack(state.round_id, phase)
@@ -578,16 +740,20 @@ class SwarmService:
         self._flood("phase", raw)
 
     def _finish(self, state: RoundState) -> None:
-        """Settle from what the round holds (the same data on every node after ``final``)."""
-        commitments = list(state.commitments.values())
+        """Settle from what the round holds (the same data on every node after ``final``).
+
+        Reputations and stakes are the round's candidates' (for an on-chain round: decayed to
+        the round height, bonded stake), exactly what the contract uses, so the client's
+        top answer is the chain's top answer."""
         reveals = list(state.reveals.values())
         result = settle(
             request=state.announcement.request, answerers=state.answerers,
-            judges=state.judges, commitments=commitments,
+            judges=state.judges, commitments=state.all_commitments(),
             answer_openings=sorted(answer_opening(r) for r in reveals if r.kind == KIND_ANSWER),
             judgment_openings=sorted(judgment_opening(r) for r in reveals
                                      if r.kind == KIND_JUDGMENT),
-            reputations={}, stakes={})
+            reputations={c.node: c.reputation for c in state.candidates},
+            stakes={c.node: c.stake for c in state.candidates})
         state.settlement = result
         ranking = result.outcome.ranking
         if ranking:
@@ -598,6 +764,8 @@ class SwarmService:
             state.error = "no answer was revealed"
         if not state.height:
             state.settlement_status = NOT_ON_CHAIN
+        else:
+            self._spawn(self._settlement_duty(state))
         state.status = "complete"
         state.done.set()
         state.changed.set()
@@ -609,6 +777,12 @@ async def _warm_up(backend: InferenceBackend) -> None:
         await backend.judge("What is 1+1?", answer.text, "3")
     except Exception as exc:  # an unreachable endpoint: rounds will say so, not the warm-up
         log_event(log, "swarm.warm_up_failed", error=str(exc))
+
+
+def _settles(tx: Transaction, round_id: bytes) -> bool:
+    """True iff ``tx`` is a settlement of round ``round_id``."""
+    return isinstance(tx.payload, SettleSwarmRound) and \
+        tx.payload.request.round_id() == round_id
 
 
 def _swarm_frame(kind: str, data: bytes) -> bytes:
@@ -627,6 +801,7 @@ def attach(node: Node, backend: InferenceBackend | None = None, **options: Any) 
     service = SwarmService(node, backend, **options)
     setattr(node, "swarm", service)  # noqa: B010  # the peer manager looks it up by name
     node.peers.connect_listeners.append(service.on_connect)
+    node.add_tip_listener(service.on_tip)
 
     async def _stop(_: Node) -> None:
         await service.stop()

@@ -290,6 +290,9 @@ async def test_registered_round_settles_on_chain(tmp_path: Path) -> None:
         calibrations.append(make_tx(i, 2, SubmitCalibration(seed_block=parent,
                                                             answers=answers)))
     blocks.append(extend(chain, calibrations))
+    while chain.tip.height % 10:  # start an epoch (a per-epoch candidate table shows them)
+        blocks.append(extend(chain))
+    tip = chain.tip.height
     nodes: list[Node] = []
     try:
         for i, spec in enumerate(specs):
@@ -306,9 +309,9 @@ async def test_registered_round_settles_on_chain(tmp_path: Path) -> None:
                 await node.peers.connect(other.listen_address)
         ids = [n.node_id for n in nodes]
         candidates, height = _svc(nodes[3]).candidates()
-        assert height == 2 and {c.node for c in candidates} == set(ids[:3])
-        assert [c.capable for c in sorted(candidates, key=lambda c: ids.index(c.node))] == \
-            [True, True, False]  # node 2 failed calibration; node 3 is not registered
+        assert height == tip and {c.node for c in candidates if c.capable} == set(ids[:2])
+        assert ids[3] not in {c.node for c in candidates}
+        # node 2 failed calibration (not capable, or not a candidate); node 3 is not registered
         origin = nodes[0]
         state = await _svc(origin).ask("What is 8+9?")
         assert set(state.answerers) == set(state.judges) == set(ids[:2])
@@ -318,17 +321,22 @@ async def test_registered_round_settles_on_chain(tmp_path: Path) -> None:
         settle_tx = origin.mempool.get(state.settlement_tx or b"")
         assert settle_tx is not None
         await origin.submit_block(extend(chain, [settle_tx]))
-        await wait_until(lambda: all(n.chain.height == 3 for n in nodes), what="block")
+        await wait_until(lambda: all(n.chain.height == tip + 1 for n in nodes), what="block")
         assert state.settlement is not None
         claimed = {u.node: u.score for u in state.settlement.outcome.reputations}
         assert set(claimed) == set(ids[:2])
+        settled = f"settled at height {tip + 1}: tx {settle_tx.id().hex()} " \
+            f"by {origin.node_id.hex()}"
         for node in nodes:
-            assert _svc(node).settlement_status(
-                _svc(node).rounds[state.round_id]) == "settled at height 3"
+            assert _svc(node).settlement_status(_svc(node).rounds[state.round_id]) == settled
             chain_state = State(node.chain.state_view())
             assert {n: chain_state.reputation(n) for n in ids[:2]} == claimed
         views = await _round_views(nodes, state.round_id.hex())
-        assert all(v["settlement_status"] == "settled at height 3" for v in views)
+        assert all(v["settlement_status"] == settled for v in views)
+        block_id = nodes[0].chain.block_id_at(tip + 1) or b""
+        assert all(v["settled"] == {"height": tip + 1, "block": block_id.hex(),
+                                    "tx": settle_tx.id().hex(),
+                                    "settler": origin.node_id.hex()} for v in views)
     finally:
         for node in nodes:
             await node.stop()

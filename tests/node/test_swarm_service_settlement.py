@@ -194,6 +194,8 @@ async def test_equivocation_is_gossiped_and_slashed_on_chain(tmp_path: Path) -> 
         before = {node: _state(nodes[0]).reputation(node) for node in ids}
         cheat = max(ids, key=lambda node: (before[node], node))
         assert before[cheat] > 0
+        bonded = _state(nodes[0]).stake(cheat).bonded
+        assert bonded >= STAKE
         auth = await raw.handshake()
         assert auth.type != MsgType.REJECT
         asking = asyncio.create_task(_svc(nodes[0]).ask("What is 4+9?"))
@@ -217,12 +219,12 @@ async def test_equivocation_is_gossiped_and_slashed_on_chain(tmp_path: Path) -> 
         assert state.chosen != cheat
         tx = await _settlement_sent(nodes[0], state.round_id)
         assert isinstance(tx.payload, SettleSwarmRound) and second in tx.payload.commitments
-        slash = STAKE * 2000 // 10_000
+        slash = bonded * 2000 // 10_000  # 20%
         assert [(s.node, s.amount) for s in tx.payload.outcome.slashes] == [(cheat, slash)]
         height = await _mine(chain, nodes, [tx])
         for node in nodes:
             chain_state = _state(node)
-            assert chain_state.stake(cheat).bonded == STAKE - slash
+            assert chain_state.stake(cheat).bonded == bonded - slash
             assert chain_state.reputation(cheat) == max(0, before[cheat] - 400)
             assert _svc(node).settlement_status(_svc(node).rounds[state.round_id]) == \
                 f"settled at height {height}: tx {tx.id().hex()} by {nodes[0].node_id.hex()}"

@@ -39,7 +39,7 @@ from aiohttp import web
 
 from consensus.errors import ConsensusError
 from consensus.state import State
-from consensus.tx import sign_transaction
+from consensus.tx import Transaction, sign_transaction
 from contracts.base import Payload
 from contracts.registry import (
     CALIBRATION_RETRY_BLOCKS,
@@ -68,6 +68,7 @@ ANSWER_TOKENS = 64
 ANSWER_TIMEOUT = 30.0  # seconds for one calibration answer
 
 OFF = "off"
+STARTING = "starting"
 WAITING_SYNC = "waiting_sync"
 UNFUNDED = "unfunded"
 STAKING = "staking"
@@ -88,7 +89,11 @@ class Snapshot:
     bonded: int
     models: tuple[bytes, ...] | None  # registered models (None: not registered)
     capability: SwarmCapability | None
-    pending: tuple[Payload, ...]  # payloads of the node's own pending transactions
+    pending_txs: tuple[Transaction, ...]  # the node's own pending transactions
+
+    @property
+    def pending(self) -> tuple[Payload, ...]:
+        return tuple(tx.payload for tx in self.pending_txs)
 
 
 def _has(pending: tuple[Payload, ...], kind: type[Payload]) -> bool:
@@ -122,7 +127,7 @@ class SwarmRegistration:
         self.stake = stake
         self.fee = fee
         self.retry_blocks = retry_blocks
-        self.phase = OFF if not self.enabled else STAKING
+        self.phase = OFF if not self.enabled else STARTING
         self.attempts = 0  # calibration transactions sent
         self.missed = 0  # calibrations that did not land in the block after their tip
         self.last_tx: bytes | None = None
@@ -191,16 +196,19 @@ class SwarmRegistration:
                         bonded=state.stake(me).bonded,
                         models=None if record is None else tuple(record.models),
                         capability=capability(state, me),
-                        pending=tuple(tx.payload for tx in pending))
+                        pending_txs=tuple(pending))
 
     async def step(self) -> str:
         """Decide from chain state at the tip and send what is missing; the new phase."""
         if not self.enabled:
             return self.phase
         if self.node.syncing:
-            self.phase = WAITING_SYNC
+            if self.phase == STARTING:
+                self.phase = WAITING_SYNC  # nothing decided yet: say why
             return self.phase
         snap = await self.node.call_chain(self._snapshot)
+        for tx in snap.pending_txs:  # peers that missed it (we sent before they connected)
+            self.node.peers.broadcast_tx(tx, raw=tx.encode(), tx_id=tx.id())
         assert self.backend is not None
         model = self.backend.model_id
         registered = snap.models is not None and model in snap.models
@@ -208,12 +216,12 @@ class SwarmRegistration:
         if registered and self.registered_at is None:
             self.registered_at = time.time()
         if registered and snap.capability is not None and snap.capability.capable:
-            if self.phase != CALIBRATED:
-                self.calibrated_at = self.calibrated_at or time.time()
-                self.retry_height = None
-                log_event(log, "swarm.registration.calibrated", height=snap.capability.height,
-                          correct=snap.capability.correct, model=model,
-                          seconds=round(self.calibrated_at - self.started_at, 1))
+            self.calibrated_at = self.calibrated_at or time.time()
+            self.retry_height = None
+            self._log_once(f"calibrated/{snap.capability.height}",
+                           "swarm.registration.calibrated", height=snap.capability.height,
+                           correct=snap.capability.correct, model=model,
+                           seconds=round(self.calibrated_at - self.started_at, 1))
             self.phase = CALIBRATED
             return self.phase
         if not registered:
@@ -256,7 +264,7 @@ class SwarmRegistration:
                 self.retry_height = retry - 1  # the tip whose prompts the retry answers
                 self._log_once(f"failed/{record.height}", "swarm.registration.calibration_failed",
                                correct=record.correct, height=record.height,
-                               rule="calibration.too_soon", retry_at_tip=retry - 1)
+                               waits_for="calibration.too_soon", retry_at_tip=retry - 1)
                 return
         self.phase = CALIBRATING
         if _has(snap.pending, SubmitCalibration):

@@ -81,6 +81,31 @@ def new_keys(directory: Path, count: int) -> list[bytes]:
     return seeds
 
 
+def node_seed(datadir: Path) -> bytes:
+    """The identity seed of the node in ``datadir`` (``node.key``: 32 raw bytes, 0600, the
+    format `node.node.load_or_create_identity` reads), created if missing, so the launcher
+    can fund the node's address before the node first starts."""
+    path = datadir / "node.key"
+    if path.exists():
+        seed = path.read_bytes()
+        if len(seed) != 32:
+            raise ValueError(f"{path} is not a 32-byte key")
+        return seed
+    datadir.mkdir(parents=True, exist_ok=True)
+    seed = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(seed)
+    return seed
+
+
+def funded_addresses(path: Path) -> set[bytes]:
+    """The addresses a genesis file gives a balance to."""
+    raw = json.loads(path.read_text())
+    return {bytes.fromhex(str(a)) for a, amount in dict(raw.get("balances", {})).items()
+            if int(amount) > 0}
+
+
 def load_keys(directory: Path) -> list[bytes]:
     """Seeds written by `new_keys`, in index order."""
     records = [json.loads(p.read_text()) for p in directory.glob("account-*.json")]

@@ -2,15 +2,22 @@
 
 Layout of the testnet directory::
 
-    genesis.json      the network's genesis (funded keys, dev difficulty)
+    genesis.json      the network's genesis (funded keys and node identities, dev difficulty)
     keys/             account-<i>.json seeds of the funded accounts (0600)
-    node-<i>/         each node's datadir (node.json, api.token, node.log, chain data)
+    node-<i>/         each node's datadir (node.key, node.toml, node.json, api.token, node.log,
+                      chain data)
     node-<i>.out      each node's stdout/stderr
     testnet.json      pids, ports and roles of the running nodes (for status and down)
 
 `up` reuses an existing directory (same genesis and chains, new ports) so `make run` can be
 repeated; ``fresh=True`` recreates it. This module never imports ``node``: it drives nodes
 as separate processes, exactly as a user would.
+
+Swarm nodes join the chain's registry by themselves (`node.swarm_registration`): each
+node's ``node.toml`` gets ``swarm_backend``, ``swarm_register = true`` and ``swarm_stake``
+(unless the file already sets them), and its identity (``node.key``, made here before the
+genesis) is funded in the genesis. A reused directory whose genesis predates a node's key
+gets that node funded by a transfer from account 0 instead (`fund_nodes`).
 """
 
 from __future__ import annotations
@@ -21,13 +28,22 @@ import shutil
 import signal
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from testnet.client import parse_metrics, request
-from testnet.genesis import load_keys, new_keys, write_genesis
+from consensus.tx import public_key, sign_transaction
+from contracts import Transfer
+from testnet.client import ApiError, parse_metrics, request
+from testnet.genesis import (
+    funded_addresses,
+    load_keys,
+    new_keys,
+    node_seed,
+    write_genesis,
+)
 from testnet.process import (
     HOST,
     free_port,
@@ -51,7 +67,14 @@ def swarm_backend(index: int) -> str:
     return f"builtin:{SWARM_VARIANTS[index % len(SWARM_VARIANTS)]}"
 
 
+SWARM_STAKE = 10_000  # what each testnet node bonds before it registers
+NODE_FUNDS = 10**9  # a node funded after genesis (`fund_nodes`) gets this from account 0
+TX_FEE = 10
+CONFIG_HEADER = "# pouwchain node config (flags on the command line win)\n"
+
+
 STATE_FILE = "testnet.json"
+SWARM_ROUTE = "/api/v1/swarm/registration"  # node.swarm_registration.ROUTE (not imported)
 
 
 class TestnetError(RuntimeError):
@@ -130,8 +153,65 @@ def prepare(directory: Path, nodes: int, *, fresh: bool) -> Path:
             if stale.is_dir():
                 shutil.rmtree(stale)  # chains of another genesis would not start
         seeds = new_keys(directory / "keys", max(FUNDED_ACCOUNTS, nodes))
-        write_genesis(genesis, seeds)
+        # the nodes' own identities are funded too: they stake and register themselves
+        identities = [node_seed(directory / f"node-{i}") for i in range(nodes)]
+        write_genesis(genesis, [*seeds, *identities])
     return genesis
+
+
+def write_node_config(datadir: Path, index: int, *, swarm: bool) -> None:
+    """Create the node's ``node.toml`` (to edit by hand) or add the swarm settings it lacks;
+    settings the file already has are left alone."""
+    path = datadir / "node.toml"
+    text = path.read_text() if path.exists() else CONFIG_HEADER
+    if not swarm:
+        if not path.exists():
+            path.write_text(text)
+        return
+    try:
+        present = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        present = {}  # the node will report the broken file; do not touch it
+        if path.exists():
+            return
+    wanted = {"swarm_backend": json.dumps(swarm_backend(index)),
+              "swarm_register": "true",  # stake, register, calibrate by itself
+              "swarm_stake": str(SWARM_STAKE)}
+    missing = [f"{key} = {value}" for key, value in wanted.items() if key not in present]
+    if missing or not path.exists():
+        path.write_text(text.rstrip("\n") + "\n" + "".join(f"{line}\n" for line in missing))
+
+
+def fund_nodes(directory: Path, records: list[NodeRecord], *,
+               out: TextIO = sys.stdout) -> list[int]:
+    """Fund (from account 0, through node 0's API) every node whose identity the genesis
+    does not fund and whose balance is zero; the indexes of the nodes funded."""
+    genesis_path = directory / "genesis.json"
+    funded = funded_addresses(genesis_path)
+    todo = [(rec, public_key(node_seed(Path(rec.datadir)))) for rec in records]
+    todo = [(rec, address) for rec, address in todo if address not in funded]
+    if not todo or not records[0].api:
+        return []
+    chain_id = int(json.loads(genesis_path.read_text())["chain_id"])
+    payer = load_keys(directory / "keys")[0]
+    api = records[0].api
+    nonce = int(request(api, "GET", f"/api/v1/accounts/{public_key(payer).hex()}")["next_nonce"])
+    done = []
+    for rec, address in todo:
+        if int(request(api, "GET", f"/api/v1/accounts/{address.hex()}")["balance"]) > 0:
+            continue
+        tx = sign_transaction(payer, chain_id=chain_id, nonce=nonce, fee=TX_FEE,
+                              payload=Transfer(to=address, amount=NODE_FUNDS))
+        try:
+            request(api, "POST", "/api/v1/txs", body={"tx": tx.encode().hex()})
+        except ApiError as exc:
+            print(f"node-{rec.index}: could not fund its key: {exc}", file=out)
+            continue
+        nonce += 1
+        done.append(rec.index)
+        print(f"node-{rec.index}: funded with {NODE_FUNDS} from account 0 "
+              "(its key is not in this genesis)", file=out)
+    return done
 
 
 def up(
@@ -146,7 +226,8 @@ def up(
 ) -> list[NodeRecord]:
     """Start ``nodes`` nodes in a ring (node i dials node i-1, the last also dials node 0).
 
-    With ``swarm`` (the default) node i runs the built-in model `swarm_backend(i)`.
+    With ``swarm`` (the default) node i runs the built-in model `swarm_backend(i)` and
+    stakes, registers and calibrates itself (``swarm_register`` in its node.toml).
 
     The first ``miners`` nodes mine (default: half, at least one); all validate. Nodes run
     in their own sessions; testnet.json is written after each start so `down` can always
@@ -173,9 +254,8 @@ def up(
                              mine=i < mining)
             datadir = Path(rec.datadir)
             datadir.mkdir(exist_ok=True)
-            config = datadir / "node.toml"
-            if not config.exists():  # the node's own config file, here to edit by hand
-                config.write_text("# pouwchain node config (flags on the command line win)\n")
+            node_seed(datadir)  # the identity the genesis (or fund_nodes) funds
+            write_node_config(datadir, i, swarm=swarm)
             extra = ["--swarm-backend", swarm_backend(i)] if swarm else []
             cmd = node_command(datadir, rec.port, mine=rec.mine, peers=peers, genesis=genesis,
                                extra=extra)
@@ -188,6 +268,11 @@ def up(
             save_state(directory, records, detached=True)
             role = "miner" if rec.mine else "validator"
             print(f"node-{i}: {role} pid {rec.pid} on {rec.address} ({rec.api})", file=out)
+        if swarm:
+            try:
+                fund_nodes(directory, records, out=out)
+            except (OSError, ValueError, ApiError) as exc:  # the nodes run; say why not funded
+                print(f"testnet: could not fund the nodes' keys: {exc}", file=out)
     except BaseException:
         stop_pids([rec.pid for rec in records if rec.pid])
         raise
@@ -262,17 +347,34 @@ def status_rows(records: list[NodeRecord]) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             metrics = {}
         rate, share = miner_figures(status, metrics)
+        try:
+            swarm = request(api, "GET", SWARM_ROUTE, timeout=2.0)
+        except (OSError, ValueError, ApiError):
+            swarm = None  # an older node without automatic registration
         row.update(state="syncing" if status.get("syncing") else "ok",
                    height=status.get("height"), peers=status.get("peers"),
-                   tip=str(status.get("tip", ""))[:12], tickets_per_s=rate, useful_share=share)
+                   tip=str(status.get("tip", ""))[:12], tickets_per_s=rate, useful_share=share,
+                   swarm=swarm if isinstance(swarm, dict) else None)
         rows.append(row)
     return rows
+
+
+def swarm_cell(swarm: Any) -> str:
+    """The registration phase in a few characters: ``calibrated``, ``failed 5/16`` (a failed
+    calibration waiting for its retry window), ``registering``, ``off``, ..."""
+    if not isinstance(swarm, dict):
+        return "-"
+    phase = str(swarm.get("phase", "-"))
+    calibration = swarm.get("calibration")
+    if phase == "calibration_failed" and isinstance(calibration, dict):
+        return f"failed {calibration.get('correct')}/16"
+    return phase
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The status table as fixed-width text."""
     head = (f"{'node':<8} {'role':<9} {'address':<16} {'state':<10} {'height':>7} "
-            f"{'peers':>5} {'tip':<12} {'tickets/s':>10} {'useful':>7}")
+            f"{'peers':>5} {'tip':<12} {'tickets/s':>10} {'useful':>7} {'swarm':<12}")
     lines = [head, "-" * len(head)]
     for r in rows:
         rate = r.get("tickets_per_s")
@@ -281,7 +383,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['node']:<8} {r['role']:<9} {r['address']:<16} {r.get('state', ''):<10.10} "
             f"{_cell(r.get('height')):>7} {_cell(r.get('peers')):>5} {r.get('tip', '-'):<12} "
             f"{'-' if rate is None else f'{rate:.3g}':>10} "
-            f"{'-' if share is None else f'{share:.0%}':>7}")
+            f"{'-' if share is None else f'{share:.0%}':>7} "
+            f"{swarm_cell(r.get('swarm')):<12.12}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,181 @@
+"""A testnet started by `pouwchain testnet up` joins the swarm registry by itself: every node
+stakes, registers and sends its calibration with no manual transaction; then the openai
+client asks, and the round's settlement lands on chain with the same reputations on every
+node. Plus the launcher pieces that need no node process (node keys, node.toml, the table)."""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from consensus.genesis import load_genesis_config
+from consensus.tx import public_key
+from testnet import launcher
+from testnet.client import request
+from testnet.genesis import funded_addresses, node_seed
+from testnet.launcher import (
+    SWARM_STAKE,
+    format_table,
+    load_state,
+    prepare,
+    swarm_backend,
+    swarm_cell,
+    write_node_config,
+)
+from testnet.process import pid_alive
+from tests.functional.framework import wait_until
+from tests.functional.test_testnet_cli import pouwchain
+
+NODES = 4  # as `make run`: node 3 runs arith-l, which passes calibration every time
+
+
+def _landed(rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The swarm status of every node once each has a calibration on chain, else None."""
+    swarm = [r.get("swarm") for r in rows]
+    if all(isinstance(s, dict) and s.get("calibration") is not None and
+           s.get("phase") in ("calibrated", "calibration_failed", "calibrating") for s in swarm):
+        return [s for s in swarm if isinstance(s, dict)]
+    return None
+
+
+def _ask(client: openai.OpenAI, url: str, question: str, *, eligible: int
+         ) -> dict[str, Any] | None:
+    """One question; the round view at the origin if the round was drawn from the registry
+    with at least ``eligible`` candidates (None while fewer registered nodes are eligible:
+    a calibration counts from the next candidate table on)."""
+    try:
+        completion = client.chat.completions.create(
+            model="pouwchain-swarm", messages=[{"role": "user", "content": question}])
+    except openai.APIStatusError as exc:
+        if exc.status_code == 503:
+            return None
+        raise
+    round_id = (completion.model_extra or {})["round_id"]
+    view: dict[str, Any] = request(url, "GET", f"/api/v1/rounds/{round_id}")
+    if str(view["settlement_status"]).startswith("not on chain") or \
+            len(view["candidates"]) < eligible:
+        return None
+    assert completion.choices[0].message.content == view["answer"]
+    return view
+
+
+def test_testnet_up_registers_calibrates_and_settles(tmp_path: Path) -> None:
+    directory = tmp_path / "net"
+    started = time.monotonic()
+    try:
+        done = pouwchain("testnet", "up", "--nodes", str(NODES), "--dir", str(directory),
+                         "--detach")
+        assert done.returncode == 0, done.stdout + done.stderr
+        up_seconds = time.monotonic() - started
+        records = load_state(directory)
+        assert len(records) == NODES and all(pid_alive(r.pid) for r in records)
+
+        # no manual transaction: every node stakes, registers and calibrates itself
+        statuses = wait_until(lambda: _landed(launcher.status_rows(load_state(directory))),
+                              90, interval=0.5, message="every node's calibration on chain")
+        calibrated_seconds = time.monotonic() - started
+        print(f"testnet up: {up_seconds:.1f} s; every calibration on chain after "
+              f"{calibrated_seconds:.1f} s; phases {[s['phase'] for s in statuses]}; "
+              f"calibrations {[s['calibration'] for s in statuses]}")
+        urls = [r.api for r in records]
+        for record, status in zip(records, statuses, strict=True):
+            account = request(record.api, "GET",
+                                       f"/api/v1/accounts/{_node_id(record)}")
+            assert account["stake"]["bonded"] >= SWARM_STAKE, account
+            assert account["swarm_node"] is not None, account
+            assert status["model"] in account["swarm_node"]["models"]
+        # arith-l (node 3) passes: wait for it even if a fork undid its first calibration
+        wait_until(lambda: request(urls[3], "GET", "/api/v1/swarm/registration")
+                   ["phase"] == "calibrated", 60, interval=0.5, message="node 3 calibrated")
+        table = pouwchain("testnet", "status", "--dir", str(directory), timeout=30)
+        assert table.returncode == 0 and "calibrated" in table.stdout, table.stdout
+        print(table.stdout)
+
+        # a client asks node 0; the round is drawn from the registry and settles on chain
+        client = openai.OpenAI(base_url=f"{urls[0]}/v1", api_key="none", max_retries=0,
+                               timeout=120)
+        capable = sum(1 for s in statuses if s["phase"] == "calibrated")
+        view = wait_until(lambda: _ask(client, urls[0], "What is 19+23?",
+                                       eligible=min(2, capable)),
+                          60, interval=1.0, message="a round drawn from the registry")
+        round_id = view["round_id"]
+
+        def settled() -> list[dict[str, Any]] | None:
+            views = [request(u, "GET", f"/api/v1/rounds/{round_id}") for u in urls]
+            status = [str(v["settlement_status"]) for v in views]
+            assert not any(s.startswith("failed") for s in status), status
+            return views if all(s.startswith("settled at height") for s in status) else None
+
+        views = wait_until(settled, 60, interval=0.5,
+                           message="the settlement on chain, seen by every node")
+        result = views[0]["result"]
+        assert all(v["result"] == result for v in views)
+        print(f"settled after {time.monotonic() - started:.1f} s: "
+              f"{views[0]['settlement_status']}; reputations "
+              f"{[(a['node'][:8], a['reputation']) for a in result['answers']]}")
+
+        def same_reputations() -> bool:
+            return all(request(u, "GET", f"/api/v1/accounts/{a['node']}")
+                       ["reputation"] == a["reputation"]
+                       for a in result["answers"] for u in urls)
+
+        wait_until(same_reputations, 30, interval=0.5,
+                   message="the settled reputations in every node's state")
+        if len(result["answers"]) >= 2:  # one answer alone is not judged: no change
+            assert any(a["reputation"] != 0 for a in result["answers"]), result
+        print(f"total {time.monotonic() - started:.1f} s")
+    finally:
+        launcher.down(directory)
+
+
+def _node_id(record: launcher.NodeRecord) -> str:
+    return public_key(node_seed(Path(record.datadir))).hex()
+
+
+def test_prepare_funds_node_identities_and_writes_swarm_config(tmp_path: Path) -> None:
+    directory = tmp_path / "net"
+    genesis = prepare(directory, 3, fresh=False)
+    seeds = [node_seed(directory / f"node-{i}") for i in range(3)]
+    assert len(set(seeds)) == 3
+    for i in range(3):
+        key = directory / f"node-{i}" / "node.key"
+        assert key.stat().st_mode & 0o077 == 0 and node_seed(key.parent) == seeds[i]
+    config = load_genesis_config(genesis)
+    assert {public_key(s) for s in seeds} <= set(config.balances)
+    assert {public_key(s) for s in seeds} <= funded_addresses(genesis)
+    # a node added later is not in the genesis: up funds it by a transfer (fund_nodes)
+    assert public_key(node_seed(directory / "node-3")) not in funded_addresses(genesis)
+
+    datadir = directory / "node-1"
+    write_node_config(datadir, 1, swarm=True)
+    written = tomllib.loads((datadir / "node.toml").read_text())
+    assert written == {"swarm_backend": swarm_backend(1), "swarm_register": True,
+                       "swarm_stake": SWARM_STAKE}
+    # the user's own settings stay; only what is missing is added
+    (datadir / "node.toml").write_text("swarm_register = false\nmax_peers = 3\n")
+    write_node_config(datadir, 1, swarm=True)
+    edited = tomllib.loads((datadir / "node.toml").read_text())
+    assert edited["swarm_register"] is False and edited["max_peers"] == 3
+    assert edited["swarm_stake"] == SWARM_STAKE
+    write_node_config(directory / "node-2", 2, swarm=False)
+    assert tomllib.loads((directory / "node-2" / "node.toml").read_text()) == {}
+
+
+def test_table_shows_the_registration_phase() -> None:
+    assert swarm_cell(None) == "-"
+    assert swarm_cell({"phase": "calibrated"}) == "calibrated"
+    assert swarm_cell({"phase": "calibration_failed",
+                       "calibration": {"passed": False, "correct": 7}}) == "failed 7/16"
+    rows: list[dict[str, Any]] = [
+        {"node": "node-0", "role": "miner", "address": "127.0.0.1:1", "state": "ok",
+         "height": 7, "peers": 2, "tip": "abcdef012345", "tickets_per_s": 1.0,
+         "useful_share": 0.0, "swarm": {"phase": "calibrated"}},
+        {"node": "node-1", "role": "validator", "address": "127.0.0.1:2", "state": "stopped"}]
+    table = format_table(rows)
+    assert "swarm" in table.splitlines()[0] and "calibrated" in table.splitlines()[2]
+    json.dumps(rows)

@@ -5,6 +5,7 @@ node. Plus the launcher pieces that need no node process (node keys, node.toml, 
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import tomllib
@@ -12,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
 
 from consensus.genesis import load_genesis_config
-from consensus.tx import public_key
+from consensus.tx import Transaction, public_key
+from contracts import Transfer
 from testnet import launcher
 from testnet.client import request
-from testnet.genesis import funded_addresses, node_seed
+from testnet.genesis import funded_addresses, load_keys, node_seed
 from testnet.launcher import (
     SWARM_STAKE,
     format_table,
@@ -179,3 +182,37 @@ def test_table_shows_the_registration_phase() -> None:
     table = format_table(rows)
     assert "swarm" in table.splitlines()[0] and "calibrated" in table.splitlines()[2]
     json.dumps(rows)
+
+
+def test_fund_nodes_transfers_to_identities_the_genesis_lacks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory whose genesis predates node 3: `up` funds node 3 from account 0 (through
+    node 0's API, at account 0's next nonce) and leaves funded nodes alone."""
+    directory = tmp_path / "net"
+    prepare(directory, 3, fresh=False)
+    records = [launcher.NodeRecord(index=i, datadir=str(directory / f"node-{i}"), port=1,
+                                   mine=False, api="http://node0" if i == 0 else "")
+               for i in range(4)]
+    newcomer = public_key(node_seed(directory / "node-3")).hex()
+    payer = public_key(load_keys(directory / "keys")[0]).hex()
+    calls: list[tuple[str, str, Any]] = []
+
+    def fake(base: str, method: str, path: str, *, body: Any = None, **_: Any) -> Any:
+        calls.append((method, path, body))
+        if path == f"/api/v1/accounts/{payer}":
+            return {"next_nonce": 7, "balance": 10**12}
+        if path.startswith("/api/v1/accounts/"):
+            return {"balance": 0}
+        return {"id": "00", "status": "pending"}
+
+    monkeypatch.setattr(launcher, "request", fake)
+    out = io.StringIO()
+    assert launcher.fund_nodes(directory, records, out=out) == [3]
+    posted = [Transaction.decode(bytes.fromhex(body["tx"])) for method, _, body in calls
+              if method == "POST"]
+    assert len(posted) == 1 and posted[0].nonce == 7 and posted[0].sender.hex() == payer
+    assert isinstance(posted[0].payload, Transfer)
+    assert posted[0].payload.to.hex() == newcomer
+    assert posted[0].payload.amount == launcher.NODE_FUNDS and "node-3: funded" in out.getvalue()
+    calls.clear()
+    assert launcher.fund_nodes(directory, records[:3], out=out) == [] and not calls

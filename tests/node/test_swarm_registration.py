@@ -31,6 +31,7 @@ from node.swarm_registration import (
     CALIBRATION_FAILED,
     OFF,
     ROUTE,
+    UNFUNDED,
     SwarmRegistration,
     bumped_fee,
     calibration_text,
@@ -161,6 +162,19 @@ async def test_option_off_never_registers(tmp_path: Path) -> None:
         assert state.swarm_node(node.node_id) is None
         assert state.account(node.node_id).nonce == 0 and len(node.mempool) == 0
         assert await registration.step() == OFF
+    finally:
+        await node.stop()
+
+
+async def test_unfunded_node_says_so_and_sends_nothing(tmp_path: Path) -> None:
+    node = Node(node_config(tmp_path, "d", swarm_backend=STRONG, swarm_register=True))
+    attach(node)  # a fresh random identity: no balance in the dev genesis
+    await node.start()
+    try:
+        registration = _registration(node)
+        await wait_until(lambda: registration.phase == UNFUNDED, what="unfunded")
+        assert "balance 0" in str(registration.status()["last_error"])
+        assert len(node.mempool) == 0
     finally:
         await node.stop()
 

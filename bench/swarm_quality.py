@@ -23,8 +23,6 @@ answer (the most common wrong one first). Measured 2026-11-23, 400 questions: be
 from __future__ import annotations
 
 import argparse
-import hashlib
-import itertools
 import json
 import os
 import random
@@ -37,11 +35,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from consensus.tx import public_key
 from swarm.bradley_terry import Outcome
 from swarm.runtime.calibration import grade_answer
 from swarm.runtime.tasks import extract_integer
 from swarm.schedule import judging_pairs
-from swarm.settlement import aggregate, settle
+from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, SCREEN_NONE, aggregate, settle
 from tests.swarm.roundkit import Round, build_round, make_request, seed
 
 GOAL_MS = 50.0
@@ -92,7 +91,7 @@ def aggregation_row(n: int, judges: int, repeat: int) -> dict[str, Any]:
     verdicts = {o.node: o.outcomes for o in r.judgment_openings}
     weights = {node: reputations[node] + 1 for node in verdicts}
     pairs = judging_pairs(r.request.round_id(), n)
-    fit, _ = aggregate(n=n, pairs=pairs, verdicts=verdicts, weights=weights)
+    fit = aggregate(n=n, pairs=pairs, verdicts=verdicts, weights=weights).fit
     assert fit == result.fit
     agg_ms, agg_min_ms = _times_ms(
         lambda: aggregate(n=n, pairs=pairs, verdicts=verdicts, weights=weights), repeat)
@@ -108,10 +107,9 @@ def aggregation_row(n: int, judges: int, repeat: int) -> dict[str, Any]:
 ADVERSARY_SHARE = (3, 10)  # adversarial judges hold 30% of the total judge weight
 ADVERSARIES = 2
 CALIBRATION_COUNT = 64
-
-
-def _node_id(label: str) -> bytes:
-    return hashlib.sha256(b"bench node " + label.encode()).digest()
+QUALITY_FEE = 10**6
+QUALITY_STAKE = 10**9
+START_REPUTATION = 1000  # every judge's reputation when the evolving runs start
 
 
 def _majority(texts: list[str]) -> int | None:
@@ -125,35 +123,31 @@ def _majority(texts: list[str]) -> int | None:
     return next(v for v in values if v is not None and counts[v] == top)
 
 
-def _adversary_verdicts(pairs: list[tuple[int, int]], right: list[bool],
-                        values: list[int | None]) -> bytes:
-    """Always prefer a wrong answer: the most frequent wrong value (the strongest push)
-    beats everything, any wrong answer beats any right one, otherwise a tie."""
+def _adversary_target(values: list[int | None], right: list[bool]) -> object:
+    """The wrong value the adversaries push: the most frequent wrong one (the strongest)."""
     wrong = Counter(v for v, ok in zip(values, right, strict=True) if not ok)
-    target = wrong.most_common(1)[0][0] if wrong else object()
-    out = []
-    for a, b in pairs:
-        ta, tb = values[a] == target, values[b] == target
-        if ta != tb:
-            out.append(Outcome.FIRST_WINS if ta else Outcome.SECOND_WINS)
-        elif right[a] != right[b]:
-            out.append(Outcome.SECOND_WINS if right[a] else Outcome.FIRST_WINS)
-        else:
-            out.append(Outcome.TIE)
-    return bytes(out)
+    return wrong.most_common(1)[0][0] if wrong else object()
 
 
 def quality_rows(count: int) -> dict[str, Any]:
-    """Swarm (Bradley-Terry via `swarm.settlement.aggregate`, reputation-weighted judges) vs
-    majority vote vs the best single node on ``count`` fixed questions of the built-in task,
-    with and without adversarial judges holding 30% of the judge weight.
+    """Swarm vs majority vote vs the best single node on ``count`` fixed questions of the
+    built-in task, every round settled by the real `swarm.settlement.settle` on signed
+    commitments and openings (the schedule, screen, two-pass weights and ranking validators
+    recompute), with and without adversarial judges.
 
     Fixed before measuring: questions `fixed_questions(count)`; answerers `swarm_backends()`
     (4 variants x 2 answer forms = 8 answers per question, worst variant first); judges the
-    4 variants (form 0), each skipping pairs with its own answer; pairs
-    `judging_pairs(round id of question q, 8)`; reputations three ways (equal; calibration
-    score = right answers out of 64 calibration questions; doubling by variant, 1:2:4:8 from
-    xs to l, i.e. what a history of rounds would give the better judges).
+    4 variants (the form-0 answerer nodes: they neither compare nor screen their own
+    answer), likelihood verdicts on the round's ring+chord pairs and the likelihood screen
+    (`BuiltinBackend.screen_many`); adversaries: 2 judges who call the most common wrong
+    answer good and better than everything, every other wrong answer better than every
+    right one, and every right answer bad. Reputations:
+    * static (never updated): equal; calibration score (right answers of 64 calibration
+      questions, x1000); doubling by variant (1:2:4:8 x1000, xs to l). Adversaries hold 30% of the
+      judge weight in every round: the worst case, reputation never catches them.
+    * evolving: every judge starts at the same reputation (adversaries with 30% of the
+      weight), and each settlement's new reputations feed the next round, question by
+      question; accuracy counts every round, the first ones included.
     """
     import torch
 
@@ -174,26 +168,32 @@ def quality_rows(count: int) -> dict[str, Any]:
     labels = list(answers)
     judges = [b for b in backends if b.answer_form == 0]
     candidates = [[answers[label][q].text for label in labels] for q in range(count)]
-    round_ids = [hashlib.sha256(b"bench quality round %d" % q).digest() for q in range(count)]
     n = len(labels)
-    schedules = {
-        "schedule": [list(judging_pairs(round_ids[q], n)) for q in range(count)],
-        "all_pairs": [[(a, b) for a in range(n) for b in range(n) if a != b]] * count,
-    }
-    # every judge judges every ordered pair once; each schedule reads its pairs from that
-    everything = schedules["all_pairs"]
-    judged = collect_judgments(questions, candidates, everything, judges)
+    seeds = {label: seed(f"quality node {label}") for label in labels}
+    adv_seeds = [seed(f"quality adversary {k}") for k in range(ADVERSARIES)]
+    requests = [make_request(seed("quality client"), fee=QUALITY_FEE, answers=n,
+                             judges=len(judges) + ADVERSARIES, nonce=q) for q in range(count)]
+    # every judge compares every ordered pair of distinct texts once, screens every text
+    distinct = [sorted(set(c)) for c in candidates]
+    everything = [[(a, b) for a in range(len(d)) for b in range(len(d)) if a != b]
+                  for d in distinct]
+    judged = collect_judgments(questions, distinct, everything, judges)
+    screened = {j.label: j.screen_many([(questions[q].prompt, t) for q in range(count)
+                                        for t in distinct[q]]) for j in judges}
     code = {"A": Outcome.FIRST_WINS, "B": Outcome.SECOND_WINS, "tie": Outcome.TIE}
-    verdict_of = {j.label: [{pair: code[str(v.outcome)] for pair, v in zip(
-        everything[q], judged[j.label][q], strict=True)} for q in range(count)] for j in judges}
+    verdict_of: dict[str, list[dict[tuple[str, str], Outcome]]] = {}
+    screen_of: dict[str, list[dict[str, bool | None]]] = {}
+    for j in judges:
+        verdict_of[j.label], screen_of[j.label] = [], []
+        marks = iter(screened[j.label])
+        for q in range(count):
+            d = distinct[q]
+            verdict_of[j.label].append({(d[a], d[b]): code[str(v.outcome)] for (a, b), v in zip(
+                everything[q], judged[j.label][q], strict=True)})
+            screen_of[j.label].append({t: next(marks) for t in d})
     cal = calibration_questions(b"bench swarm quality", count=CALIBRATION_COUNT)
     cal_right = {j.label: sum(grade_answer(c, a.text) for c, a in zip(
         cal, j.answer_many([c.prompt for c in cal]), strict=True)) for j in judges}
-    reputations = {
-        "equal": {j.label: 1000 for j in judges},
-        "calibration": {j.label: cal_right[j.label] for j in judges},
-        "doubling": {j.label: 2 ** i for i, j in enumerate(judges)},
-    }
     model_seconds = time.perf_counter() - started
 
     right = [[is_correct(questions[q], t) for t in candidates[q]] for q in range(count)]
@@ -203,43 +203,105 @@ def quality_rows(count: int) -> dict[str, Any]:
     best_label = max(per_node, key=lambda k: per_node[k])
     majority = sum(_majority(candidates[q]) == questions[q].answer for q in range(count)) / count
     oracle = sum(any(r) for r in right) / count
+    judge_node = {public_key(seeds[j.label]): j.label for j in judges}
 
-    def swarm_accuracy(reps: dict[str, int], adversarial: bool,
-                       pairs: list[list[tuple[int, int]]]) -> float:
-        weights = {_node_id(label): reps[label] + 1 for label in reps}
-        honest_total = sum(weights.values())
-        adv_total = -(-honest_total * ADVERSARY_SHARE[0] // (ADVERSARY_SHARE[1]
-                                                           - ADVERSARY_SHARE[0]))
-        adv_ids = [_node_id(f"adversary {k}") for k in range(ADVERSARIES)]
-        own = {_node_id(j.label): labels.index(j.label) for j in judges}
+    def build(q: int, adversarial: bool) -> Round:
+        texts = candidates[q]
+        good = {t for t, ok in zip(texts, right[q], strict=True) if ok}
+        target = _adversary_target(values[q], right[q])
+
+        def honest(label: str) -> tuple[Any, Any]:
+            def verdict(_s: bytes, a: bytes, b: bytes) -> Outcome:
+                return Outcome.TIE if a == b else verdict_of[label][q][(a.decode(), b.decode())]
+
+            def screen(_s: bytes, text: bytes) -> int:
+                mark = screen_of[label][q][text.decode()]
+                return SCREEN_NONE if mark is None else SCREEN_GOOD if mark else SCREEN_BAD
+            return verdict, screen
+
+        def push(text: bytes) -> int:  # the adversaries' order: target, other wrong, right
+            t = text.decode()
+            return 2 if extract_integer(t) == target else 0 if t in good else 1
+
+        def adversary(_s: bytes, a: bytes, b: bytes) -> Outcome:
+            pa, pb = push(a), push(b)
+            return (Outcome.TIE if pa == pb else Outcome.FIRST_WINS if pa > pb
+                    else Outcome.SECOND_WINS)
+
+        judging = {seeds[j.label]: honest(j.label) for j in judges}
+        if adversarial:
+            judging |= {s: (adversary, None) for s in adv_seeds}
+
+        def verdict(s: bytes, a: bytes, b: bytes) -> Outcome:
+            return judging[s][0](s, a, b)  # type: ignore[no-any-return]
+
+        def screen(s: bytes, text: bytes) -> int:
+            if judging[s][1] is None:
+                return SCREEN_GOOD if push(text) == 2 else SCREEN_BAD
+            return judging[s][1](s, text)  # type: ignore[no-any-return]
+
+        return build_round(request=requests[q],
+                           answers=[(seeds[label], t.encode()) for label, t in zip(
+                               labels, texts, strict=True)],
+                           judges=[(s, verdict) for s in judging], screen=screen)
+
+    def adversary_reputation(honest: dict[bytes, int]) -> int:
+        """Each adversary's reputation so that together they hold 30% of the judge weight
+        (reputations are in the thousands, so rounding moves the share by < 0.1%)."""
+        total = sum(r + 1 for node, r in honest.items() if node in judge_node)
+        share = total * ADVERSARY_SHARE[0] // (ADVERSARY_SHARE[1] - ADVERSARY_SHARE[0])
+        return max(0, share // ADVERSARIES - 1)
+
+    def run(start: dict[bytes, int], adversarial: bool, evolve: bool) -> tuple[float, dict[
+            str, int]]:
+        reputations = dict(start)
+        if adversarial:
+            reputations |= dict.fromkeys(map(public_key, adv_seeds),
+                                         adversary_reputation(start))
         hits = 0
         for q in range(count):
-            verdicts = {_node_id(j.label): bytes(verdict_of[j.label][q][pair]
-                                                 for pair in pairs[q]) for j in judges}
-            w = dict(weights)
-            if adversarial:
-                bad = _adversary_verdicts(pairs[q], right[q], values[q])
-                for k, node in enumerate(adv_ids):
-                    verdicts[node] = bad
-                    w[node] = adv_total // ADVERSARIES + (k < adv_total % ADVERSARIES)
-            fit, _ = aggregate(n=n, pairs=pairs[q], verdicts=verdicts, weights=w,
-                               own_answer=own)
-            hits += right[q][fit.ranking()[0]]
-        return hits / count
+            r = build(q, adversarial)
+            stakes = dict.fromkeys(r.answerers + r.judges, QUALITY_STAKE)
+            result = settle(request=r.request, answerers=r.answerers, judges=r.judges,
+                            commitments=r.commitments, answer_openings=r.answer_openings,
+                            judgment_openings=r.judgment_openings,
+                            reputations=reputations, stakes=stakes)
+            top = result.outcome.ranking[0]
+            hits += is_correct(questions[q], r.answer_text[top].decode())
+            if evolve:
+                reputations |= {u.node: u.score for u in result.outcome.reputations}
+        final = {judge_node.get(node, "adversary"): score for node, score in reputations.items()
+                 if node in judge_node or node in map(public_key, adv_seeds)}
+        return hits / count, final
 
+    def ids(reps: dict[str, int]) -> dict[bytes, int]:
+        return {public_key(seeds[label]): reps[label] for label in reps}
+
+    # answerers hold reputation too (it does not weigh judging, only selection)
+    static = {
+        "equal": {j.label: 1000 for j in judges},
+        "calibration": {j.label: 1000 * cal_right[j.label] for j in judges},
+        "doubling": {j.label: 1000 * 2 ** i for i, j in enumerate(judges)},
+    }
     rows = []
-    for (schedule, pairs), (name, reps) in itertools.product(schedules.items(),
-                                                             reputations.items()):
-        clean = swarm_accuracy(reps, False, pairs)
-        attacked = swarm_accuracy(reps, True, pairs)
-        rows.append({"pairs": schedule, "pairs_per_question": len(pairs[0]),
-                     "reputation": name, "judge_reputation": reps, "swarm": clean,
-                     "swarm_adversarial": attacked, "drop_pp": round(100 * (clean - attacked), 2),
-                     "vs_majority_pp": round(100 * (clean - majority), 2),
-                     "vs_best_node_pp": round(100 * (clean - per_node[best_label]), 2)})
+    for name, reps in static.items():
+        clean, _ = run(ids(reps), False, False)
+        attacked, _ = run(ids(reps), True, False)
+        rows.append({"reputation": name, "judge_reputation": reps, "swarm": clean,
+                     "swarm_adversarial": attacked})
+    everyone = ids(dict.fromkeys((label for label in labels), START_REPUTATION))
+    clean, learned = run(everyone, False, True)
+    attacked, learned_adv = run(everyone, True, True)
+    rows.append({"reputation": "evolving", "judge_reputation": {
+        "start": START_REPUTATION, "end": learned, "end_adversarial": learned_adv},
+        "swarm": clean, "swarm_adversarial": attacked})
+    for row in rows:
+        row |= {"drop_pp": round(100 * (row["swarm"] - row["swarm_adversarial"]), 2),
+                "vs_majority_pp": round(100 * (row["swarm"] - majority), 2),
+                "vs_best_node_pp": round(100 * (row["swarm"] - per_node[best_label]), 2)}
     return {
         "questions": count, "answerers": labels, "judges": [j.label for j in judges],
-        "adversary_weight_share": 0.3,
+        "adversary_weight_share": 0.3, "pairs_per_judge": len(judging_pairs(bytes(32), n)),
         "node_accuracy": per_node, "best_node": best_label,
         "best_node_accuracy": per_node[best_label], "majority_vote": majority,
         "oracle_any_right": oracle, "swarm": rows, "model_seconds": round(model_seconds, 1),
@@ -283,10 +345,10 @@ def main() -> None:
         print(f"best single node ({quality['best_node']}) {quality['best_node_accuracy']:.4f}; "
               f"majority vote {quality['majority_vote']:.4f}; "
               f"oracle (some answer right) {quality['oracle_any_right']:.4f}")
-        print(f"{'pairs':>9} {'n':>3} {'judge reputation':>17} {'swarm':>7} {'30% adv':>7} "
+        print(f"{'judge reputation':>17} {'swarm':>7} {'30% adv':>7} "
               f"{'drop pp':>7} {'vs maj pp':>9} {'vs best pp':>10}")
         for row in quality["swarm"]:
-            print(f"{row['pairs']:>9} {row['pairs_per_question']:>3} {row['reputation']:>17} "
+            print(f"{row['reputation']:>17} "
                   f"{row['swarm']:7.4f} {row['swarm_adversarial']:7.4f} "
                   f"{row['drop_pp']:7.2f} {row['vs_majority_pp']:9.2f} "
                   f"{row['vs_best_node_pp']:10.2f}")

@@ -52,7 +52,8 @@ def answer_set_digest(answers: Iterable[tuple[bytes, bytes]]) -> bytes:
 
 
 def judgment_payload(answer_set: bytes, outcomes: bytes) -> bytes:
-    """The committed bytes of a judgment: answer-set digest ‖ one outcome byte per pair."""
+    """The committed bytes of a judgment: answer-set digest ‖ one outcome byte per pair ‖
+    one screen byte per answer (`swarm.settlement.judgment_outcomes`)."""
     if len(answer_set) != 32:
         raise ValueError("answer set digest is 32 bytes")
     return answer_set + outcomes

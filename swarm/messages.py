@@ -42,6 +42,8 @@ SLASH_REASONS = {SLASH_NO_SHOW: "no_show", SLASH_EQUIVOCATION: "equivocation"}
 
 MAX_ROUND_NODES = 64
 MAX_PAIRS = 4 * MAX_ROUND_NODES  # judging_pairs gives at most 4n ordered pairs
+#: A judgment's outcome bytes: one per scheduled pair, then one screen byte per answer.
+MAX_JUDGMENT_BYTES = MAX_PAIRS + MAX_ROUND_NODES
 MAX_REVEAL = 1 << 16
 MAX_PROMPT = 1 << 16
 MAX_COMMITMENTS = 4 * MAX_ROUND_NODES  # room for equivocation evidence
@@ -182,7 +184,7 @@ class JudgmentOpening(Canonical):
     node: PublicKey
     salt: Hash32
     answer_set: Hash32
-    outcomes: Annotated[bytes, VarBytes(MAX_PAIRS)]
+    outcomes: Annotated[bytes, VarBytes(MAX_JUDGMENT_BYTES)]
 
 
 @dataclasses.dataclass(frozen=True, order=True)

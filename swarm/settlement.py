@@ -112,6 +112,7 @@ class RoundSettlement:
     outcome: RoundOutcome
     answer_nodes: tuple[bytes, ...]  # revealed answerers in index order (node id order)
     fit: BradleyTerryFit
+    accepted: tuple[bool, ...]  # aligned with answer_nodes: passed the judges' screen
     judges: tuple[JudgeReport, ...]
     no_shows: tuple[bytes, ...]
     equivocations: tuple[EquivocationEvidence, ...]
@@ -128,6 +129,7 @@ class RoundSettlement:
                 "rank": rank, "node": node.hex(),
                 "strength_micro": self.fit.theta[position[node]] * 10**6 >> FRACTION_BITS,
                 "score_micro": score * 10**6 >> FRACTION_BITS,
+                "accepted": self.accepted[position[node]],
                 "payout": pay.get(node, 0), "reputation": rep.get(node),
             } for rank, (node, score) in enumerate(zip(out.ranking, out.scores, strict=True))],
             "judges": [{
@@ -168,7 +170,7 @@ def position_weight(k: int) -> int:
     return math.isqrt(k * k * k << 32)
 
 
-def _consensus_outcome(key_first: int, key_second: int) -> Outcome:
+def _consensus_outcome(key_first: tuple[bool, int], key_second: tuple[bool, int]) -> Outcome:
     """The verdict the consensus ranking gives an ordered pair."""
     if key_first > key_second:
         return Outcome.FIRST_WINS
@@ -328,6 +330,69 @@ def _share_identical(values: Sequence[int], answer_hashes: Sequence[bytes]) -> l
     return [sum(values[r] for r in groups[h]) // len(groups[h]) for h in answer_hashes]
 
 
+SCREEN_BAD = 0
+SCREEN_GOOD = 1
+SCREEN_NONE = 2  # no opinion: the judge's own answer, or it could not tell
+
+
+def judgment_length(n: int, pairs: Sequence[tuple[int, int]]) -> int:
+    """Outcome bytes a judgment of ``n`` answers carries: one per pair, one screen per answer."""
+    return len(pairs) + n
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundRanking:
+    """What aggregation decides: the fit, which answers passed the screen, their order (the
+    accepted ones first, each group by strength) and each judge's agreement with it."""
+
+    fit: BradleyTerryFit
+    accepted: tuple[bool, ...]  # by answer index
+    ranking: tuple[int, ...]  # answer indices, best first
+    judges: tuple[JudgeReport, ...]
+    weights: Mapping[bytes, int]  # the judge weights of the final pass
+
+
+def _screen_accepted(n: int, screens: Mapping[bytes, bytes], weights: Mapping[bytes, int],
+                     counted: Mapping[bytes, list[int]]) -> tuple[bool, ...]:
+    """An answer passes the screen iff a strict majority of the weight of the judges with an
+    opinion on it called it good."""
+    good = [0] * n
+    opinion = [0] * n
+    for node, marks in screens.items():
+        for i in counted[node]:
+            opinion[i] += weights[node]
+            good[i] += weights[node] if marks[i] == SCREEN_GOOD else 0
+    return tuple(2 * good[i] > opinion[i] for i in range(n))
+
+
+def _consensus(
+    n: int, pairs: Sequence[tuple[int, int]], verdicts: Mapping[bytes, bytes],
+    screens: Mapping[bytes, bytes], weights: Mapping[bytes, int],
+    counted_pairs: Mapping[bytes, list[int]], counted_screens: Mapping[bytes, list[int]],
+) -> tuple[BradleyTerryFit, tuple[bool, ...], tuple[tuple[bool, int], ...],
+           tuple[JudgeReport, ...]]:
+    """One pass: per-pair verdicts and the fit, the screen, the order keys, agreements."""
+    tallies = [[0, 0, 0] for _ in pairs]
+    for node, outcomes in verdicts.items():
+        for k in counted_pairs[node]:
+            tallies[k][outcomes[k]] += weights[node]
+    pair_comparisons, pair_weights = verdict_comparisons(pairs, tallies)
+    fit = bradley_terry_scores(pair_comparisons, weights=pair_weights, n=n)
+    accepted = _screen_accepted(n, screens, weights, counted_screens)
+    keys = tuple(zip(accepted, fit.rank_keys(), strict=True))
+    # agreement with the consensus: per pair 2 full, 1 tie involved, 0 opposite; per screen
+    # mark 2 if it matches the screen's result, else 0
+    consensus = [_consensus_outcome(keys[a], keys[b]) for a, b in pairs]
+    reports = tuple(
+        JudgeReport(
+            node=node, counted=len(mine) + len(counted_screens[node]),
+            agree2=sum(_AGREEMENT[verdicts[node][k]][consensus[k]] for k in mine)
+            + sum(2 for i in counted_screens[node]
+                  if (screens[node][i] == SCREEN_GOOD) == accepted[i]))
+        for node, mine in sorted(counted_pairs.items()))
+    return fit, accepted, keys, reports
+
+
 def aggregate(
     *,
     n: int,
@@ -335,36 +400,50 @@ def aggregate(
     verdicts: Mapping[bytes, bytes],
     weights: Mapping[bytes, int],
     own_answer: Mapping[bytes, int] | None = None,
-) -> tuple[BradleyTerryFit, tuple[JudgeReport, ...]]:
-    """Rank ``n`` answers from judges' verdict bytes (one per pair of ``pairs``, 0 first wins,
-    1 second wins, 2 tie), judges weighted by ``weights``: per-pair verdicts, then the fit.
+) -> RoundRanking:
+    """Rank ``n`` answers from judges' outcome bytes, judges weighted by ``weights``.
 
-    ``own_answer`` maps a judge to the index of its own answer, whose pairs it does not
-    judge. Also scores every judge's agreement with the resulting order. `settle` uses
-    exactly this; benches and the node's fast path can call it without signed messages.
+    Each judge's bytes (`judgment_length`): one verdict per pair of ``pairs`` (0 first wins,
+    1 second wins, 2 tie), then one screen mark per answer (0 bad, 1 good, 2 no opinion).
+    ``own_answer`` maps a judge to the index of its own answer, which it neither compares
+    nor screens (conflict of interest).
+
+    Two passes. The first weighs judges by ``weights`` (reputation); the second by
+    reputation × how much better than chance each judge agreed with the first pass
+    (⌊w·max(0, agree2 − c)/c⌋), so a judge who contradicts the round's consensus loses
+    weight within the round, before any reputation catches up. Judges consistent with the
+    consensus keep their full weight, so a coalition that cannot move the first pass cannot
+    move the second. The order: answers that pass the screen first, each group by
+    Bradley-Terry strength. `settle` uses exactly this; benches and the node's fast path can
+    call it without signed messages.
     """
     own = own_answer or {}
+    size = judgment_length(n, pairs)
     counted_pairs: dict[bytes, list[int]] = {}
-    tallies = [[0, 0, 0] for _ in pairs]
+    counted_screens: dict[bytes, list[int]] = {}
+    screens: dict[bytes, bytes] = {}
     for node, outcomes in verdicts.items():
-        if len(outcomes) != len(pairs) or any(v > Outcome.TIE for v in outcomes):
-            raise ValueError(f"judge {node.hex()}: one outcome 0..2 per pair expected")
+        if len(outcomes) != size or any(v > Outcome.TIE for v in outcomes):
+            raise ValueError(f"judge {node.hex()}: {size} outcome bytes 0..2 expected")
         mine_index = own.get(node)
-        weight = weights[node]
-        mine = [k for k, (a, b) in enumerate(pairs) if mine_index != a and mine_index != b]
-        counted_pairs[node] = mine
-        for k in mine:
-            tallies[k][outcomes[k]] += weight
-    pair_comparisons, pair_weights = verdict_comparisons(pairs, tallies)
-    fit = bradley_terry_scores(pair_comparisons, weights=pair_weights, n=n)
-    keys = fit.rank_keys()
-    # agreement of each verdict with the consensus order: 2 full, 1 tie involved, 0 opposite
-    consensus = [_consensus_outcome(keys[a], keys[b]) for a, b in pairs]
-    reports = tuple(
-        JudgeReport(node=node, counted=len(mine), agree2=sum(
-            _AGREEMENT[verdicts[node][k]][consensus[k]] for k in mine))
-        for node, mine in sorted(counted_pairs.items()))
-    return fit, reports
+        marks = outcomes[len(pairs):]
+        screens[node] = marks
+        counted_pairs[node] = [k for k, (a, b) in enumerate(pairs)
+                               if mine_index != a and mine_index != b]
+        counted_screens[node] = [i for i in range(n)
+                                 if i != mine_index and marks[i] != SCREEN_NONE]
+    args = (n, pairs, verdicts, screens)
+    fit, accepted, keys, reports = _consensus(*args, weights, counted_pairs, counted_screens)
+    final_weights: Mapping[bytes, int] = weights
+    second = {r.node: weights[r.node] * max(0, r.agree2 - r.counted) // r.counted
+              if r.counted else 0 for r in reports}
+    if any(second.values()):
+        final_weights = second
+        fit, accepted, keys, reports = _consensus(*args, second, counted_pairs,
+                                                  counted_screens)
+    ranking = tuple(sorted(range(n), key=lambda i: (not keys[i][0], -keys[i][1], i)))
+    return RoundRanking(fit=fit, accepted=accepted, ranking=ranking, judges=reports,
+                        weights=final_weights)
 
 
 def settle(
@@ -409,7 +488,8 @@ def settle(
             no_shows.add(node)
             continue
         judgment = judged[0]
-        if judgment.answer_set != answer_set or len(judgment.outcomes) != len(pairs):
+        if judgment.answer_set != answer_set or \
+                len(judgment.outcomes) != judgment_length(n, pairs):
             continue  # judged another view of the reveals: not counted, not provably bad
         if any(v > Outcome.TIE for v in judgment.outcomes):
             no_shows.add(node)  # a malformed judgment is as good as none
@@ -417,11 +497,11 @@ def settle(
         verdicts[node] = judgment.outcomes
     no_shows -= equivocators
 
-    # 4. per-pair reputation-weighted consensus verdicts, then Bradley-Terry over them
-    fit, reports = aggregate(
+    # 4. per-pair reputation-weighted consensus verdicts, Bradley-Terry, the screen
+    result = aggregate(
         n=n, pairs=pairs, verdicts=verdicts, own_answer=index_of,
         weights={node: reputations.get(node, 0) + params.judge_weight_base for node in verdicts})
-    ranking = fit.ranking()
+    fit, reports, ranking = result.fit, result.judges, result.ranking
 
     ranked = [revealed[i] for i in ranking]
     ranked_hashes = [view.answer_hashes[i] for i in ranking]
@@ -442,7 +522,7 @@ def settle(
     if n > 0:
         answer_fee = request.fee * params.answer_share_bps // BPS
         judge_pool = request.fee - answer_fee
-        good = (n + 1) // 2
+        good = sum(result.accepted) or (n + 1) // 2  # accepted answers rank first
         answer_weights = _share_identical(
             [position_weight(good - r) if r < good else 0 for r in range(n)], ranked_hashes)
         positive = {node: w for node, w in zip(ranked, answer_weights, strict=True) if w > 0}
@@ -485,5 +565,6 @@ def settle(
         slashes=tuple(slashes),
     )
     return RoundSettlement(outcome=outcome, answer_nodes=tuple(revealed), fit=fit,
+                           accepted=result.accepted,
                            judges=reports, no_shows=tuple(sorted(no_shows)),
                            equivocations=view.evidence)

@@ -71,6 +71,13 @@ class InferenceBackend(Protocol):
         """Which answer to `question` is better (A, B or tie), and why."""
         ...
 
+    async def screen(self, question: str, answer: str) -> bool | None:
+        """Is `answer` acceptable (True good, False bad), or None for no opinion.
+
+        The round's GOOD/BAD screen: answers a weighted majority of judges calls good rank
+        above the rest, and only they are paid (docs/swarm.md §5)."""
+        ...
+
 
 def file_model_id(data: bytes) -> bytes:
     """Model id of a weights file: SHA-256 of its bytes."""

@@ -54,6 +54,15 @@ UNSCORABLE = -1e9
 #: the 400 fixed questions (python -m swarm.runtime.evaluate): 8 forms lift the judges'
 #: pick of the right candidate well above their own answering accuracy.
 DEFAULT_JUDGE_FORMS = 8
+#: A likelihood judge calls an answer good when its mean probability over the judging forms
+#: is at least SCREEN_GOOD_PROBABILITY, bad below SCREEN_BAD_PROBABILITY, and has no opinion
+#: in between (a weak model's doubt is not evidence against an answer). Measured on the 400
+#: fixed questions: at these bounds arith-l calls 96% of right answers good and 0.2% of
+#: wrong ones, and no right answer bad; the weaker variants call fewer right answers good
+#: (xs 13%, m 68%), at most 0.6% of wrong ones. Chosen on the bench's question set
+#: (bench/swarm_quality.py, docs/swarm.md §5).
+SCREEN_GOOD_PROBABILITY = 0.3
+SCREEN_BAD_PROBABILITY = 0.001
 
 
 def variant_path(name: str) -> Path:
@@ -262,6 +271,27 @@ class BuiltinBackend:
         scores = self.model.score(exprs, values)
         return [judgment_from_scores(_mean(scores[a0:a1]), _mean(scores[b0:b1]))
                 for (a0, a1), (b0, b1) in pairs]
+
+    def screen_many(self, items: Sequence[tuple[str, str]]) -> list[bool | None]:
+        """Batched screens of (question, answer) by the likelihood of the answer's integer
+        (geometric mean over the judging forms): True good, False bad, None no opinion."""
+        exprs: list[str] = []
+        values: list[int | None] = []
+        ranges: list[tuple[int, int]] = []
+        for q, ans in items:
+            value = extract_integer(ans)
+            start = len(exprs)
+            for e, d in equivalent_forms(_expression(q), self.judge_forms):
+                exprs.append(e)
+                values.append(None if value is None else value + d)
+            ranges.append((start, len(exprs)))
+        scores = self.model.score(exprs, values)
+        good, bad = math.log(SCREEN_GOOD_PROBABILITY), math.log(SCREEN_BAD_PROBABILITY)
+        means = [_mean(scores[lo:hi]) for lo, hi in ranges]
+        return [True if m >= good else False if m < bad else None for m in means]
+
+    async def screen(self, question: str, answer: str) -> bool | None:
+        return (await asyncio.to_thread(self.screen_many, [(question, answer)]))[0]
 
     async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
         if max_tokens < ANSWER_LEN - 1:

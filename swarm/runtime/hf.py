@@ -326,3 +326,8 @@ class HFCheckpointBackend:
 
     async def judge(self, question: str, answer_a: str, answer_b: str) -> Judgment:
         return await asyncio.to_thread(self.judge_sync, question, answer_a, answer_b)
+
+    async def screen(self, question: str, answer: str) -> bool | None:
+        """No opinion: a base checkpoint's likelihood of one answer says little about whether
+        it is right, so this backend only compares answers (its `judge`)."""
+        return None

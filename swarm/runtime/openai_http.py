@@ -43,6 +43,19 @@ JUDGE_SYSTEM = (
 
 JUDGE_USER = "Question:\n{question}\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}"
 
+SCREEN_SYSTEM = (
+    "You are a strict reviewer checking one candidate answer to a question. Do not write "
+    "your own solution. Look for flaws: factual or arithmetic errors, invalid reasoning "
+    "steps, missing parts, or not answering the question. Reply in exactly this format and "
+    "nothing else:\n"
+    "FLAWS: <the most serious flaw, or none>\n"
+    "VERDICT: <GOOD if the answer is correct and complete, BAD otherwise, UNSURE if you "
+    "cannot tell>"
+)
+
+SCREEN_USER = "Question:\n{question}\n\nAnswer:\n{answer}"
+_SCREEN = re.compile(r"verdict\W{0,6}(good|bad|unsure)\b", re.IGNORECASE)
+
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _VERDICT = re.compile(r"verdict\W{0,6}(A|B|tie)\b", re.IGNORECASE)
 _FLAWS = re.compile(r"flaws\s*(?:in\s*)?(?:answer\s*)?([AB])\W{0,4}\s*(.+)", re.IGNORECASE)
@@ -69,6 +82,15 @@ def parse_judgment(text: str) -> Judgment:
     flaws = [f"{m.group(1).upper()}: {m.group(2).strip()}" for m in _FLAWS.finditer(body)]
     reason = "; ".join(flaws) if flaws else body
     return Judgment(outcome, reason[:MAX_REASON])
+
+
+def parse_screen(text: str) -> bool | None:
+    """Read a reply in the SCREEN_SYSTEM format: True good, False bad, None unsure; raises
+    BackendError if it has no verdict. The last VERDICT line wins."""
+    verdicts = _SCREEN.findall(_THINK.sub("", text))
+    if not verdicts:
+        raise BackendError(f"screen reply has no verdict: {text.strip()[:120]!r}")
+    return {"good": True, "bad": False, "unsure": None}[verdicts[-1].lower()]
 
 
 def _error_message(body: bytes) -> str:
@@ -244,6 +266,13 @@ class OpenAIBackend:
                                                            b=answer_b)}],
             max_tokens=max_tokens)
         return parse_judgment(text)
+
+    async def screen(self, question: str, answer: str, *, max_tokens: int = 256) -> bool | None:
+        text, _ = await self.complete(
+            [{"role": "system", "content": SCREEN_SYSTEM},
+             {"role": "user", "content": SCREEN_USER.format(question=question, answer=answer)}],
+            max_tokens=max_tokens)
+        return parse_screen(text)
 
 
 async def _sse_events(content: aiohttp.StreamReader) -> AsyncIterator[str]:

@@ -25,6 +25,7 @@ from swarm.messages import (
     SwarmRequest,
 )
 from swarm.schedule import judging_pairs
+from swarm.settlement import SCREEN_NONE
 
 CHAIN_ID = 1337
 
@@ -45,6 +46,8 @@ def make_request(client_seed: bytes, *, fee: int, answers: int, judges: int,
 
 # a judge's verdict: (judge seed, first answer text, second answer text) -> outcome
 Verdict = Callable[[bytes, bytes, bytes], Outcome]
+# a judge's screen mark: (judge seed, answer text) -> SCREEN_BAD, SCREEN_GOOD or SCREEN_NONE
+Screen = Callable[[bytes, bytes], int]
 
 
 @dataclasses.dataclass
@@ -65,6 +68,7 @@ def build_round(
     judges: Sequence[tuple[bytes, Verdict]],
     answer_no_shows: Sequence[bytes] = (),  # answerer seeds that commit but never reveal
     unjudged: Sequence[bytes] = (),  # answerer seeds that reveal but judges leave out
+    screen: Screen | None = None,  # judges' screen marks (default: no opinion)
 ) -> Round:
     rid = request.round_id()
     r = Round(request=request, answerers=[], judges=[], commitments=[], answer_openings=[],
@@ -83,7 +87,9 @@ def build_round(
     answer_set = answer_set_digest((node, payload_hash(r.answer_text[node])) for node in revealed)
     for s, verdict in judges:
         outcomes = bytes(verdict(s, r.answer_text[revealed[a]], r.answer_text[revealed[b]])
-                         for a, b in pairs)
+                         for a, b in pairs) + bytes(
+            SCREEN_NONE if screen is None else screen(s, r.answer_text[node])
+            for node in revealed)
         c, rev = commit(s, round_id=rid, kind=KIND_JUDGMENT,
                         payload=judgment_payload(answer_set, outcomes),
                         salt=tagged_hash(b"pouw/testsalt", s + rid + b"j"))

@@ -28,8 +28,11 @@ def test_bench_prints_table_and_json_last() -> None:
     # nothing that picks one of the candidates beats "some candidate is right"
     ceiling = quality["oracle_any_right"]
     assert quality["majority_vote"] <= ceiling
-    assert {row["reputation"] for row in quality["swarm"]} == {"equal", "calibration",
-                                                                 "doubling"}
+    assert [row["reputation"] for row in quality["swarm"]] == [
+        "equal", "calibration", "doubling", "evolving"]
+    # the adversaries end with a reputation far below every honest judge that earned any
+    evolving = quality["swarm"][-1]["judge_reputation"]["end_adversarial"]
+    assert evolving["adversary"] < evolving["arith-l"]
     for row in quality["swarm"]:
         assert 0 <= row["swarm_adversarial"] <= ceiling and 0 <= row["swarm"] <= ceiling
     assert any(line.split()[:2] == ["9", "3"] for line in lines)

@@ -257,3 +257,16 @@ def test_shipped_files_are_canonical(tmp_path: Path) -> None:
         canonicalise_safetensors(copy)
         assert copy.read_bytes() == path.read_bytes()
         assert ArithModel(copy).model_id == ArithModel(path).model_id
+
+
+async def test_likelihood_screen(variants: list[BuiltinBackend]) -> None:
+    """arith-l's screen calls most right answers good, wrong ones (off by 10) bad, a
+    non-answer bad, never a wrong answer good; the async call matches the batch."""
+    best = variants[-1]
+    qs = fixed_questions(60)
+    right = best.screen_many([(q.prompt, str(q.answer)) for q in qs])
+    wrong = best.screen_many([(q.prompt, str(q.answer + 10)) for q in qs])
+    assert sum(mark is True for mark in right) >= 0.8 * len(qs)
+    assert True not in wrong and sum(mark is False for mark in wrong) >= 0.5 * len(qs)
+    assert best.screen_many([(qs[0].prompt, "no idea")]) == [False]
+    assert await best.screen(qs[0].prompt, str(qs[0].answer)) == right[0]

@@ -24,7 +24,13 @@ from swarm.runtime.base import (
     Outcome,
     name_model_id,
 )
-from swarm.runtime.openai_http import JUDGE_SYSTEM, OpenAIBackend, parse_judgment
+from swarm.runtime.openai_http import (
+    JUDGE_SYSTEM,
+    SCREEN_SYSTEM,
+    OpenAIBackend,
+    parse_judgment,
+    parse_screen,
+)
 
 MODEL = "fake-llm-7b"
 
@@ -174,6 +180,29 @@ async def test_judge_prompt_and_verdict(server: tuple[FakeServer, str], stream: 
     assert "Do not write your own solution" in system["content"]
     user = fake.requests[-1]["messages"][1]["content"]
     assert user.index("Answer A:\n291") < user.index("Answer B:")
+
+
+async def test_screen_prompt_and_verdict(server: tuple[FakeServer, str]) -> None:
+    fake, url = server
+    fake.reply = "FLAWS: 37*8 is 296, so 37*8-5 is 291, not 281\nVERDICT: BAD"
+    async with OpenAIBackend(url, model=MODEL) as backend:
+        assert await backend.screen("What is 37*8-5?", "281") is False
+        fake.reply = "<think>VERDICT: BAD?</think>FLAWS: none\nVERDICT: GOOD"
+        assert await backend.screen("What is 37*8-5?", "291") is True
+        fake.reply = "FLAWS: cannot check\nVERDICT: unsure"
+        assert await backend.screen("What is 37*8-5?", "291") is None
+        fake.reply = "looks fine to me"
+        with pytest.raises(BackendError, match="no verdict"):
+            await backend.screen("What is 37*8-5?", "291")
+    system = fake.requests[-1]["messages"][0]
+    assert system == {"role": "system", "content": SCREEN_SYSTEM}
+    assert "Do not write your own solution" in system["content"]
+    assert fake.requests[-1]["messages"][1]["content"].endswith("Answer:\n291")
+
+
+def test_parse_screen() -> None:
+    assert parse_screen("**VERDICT:** good") is True
+    assert parse_screen("VERDICT: GOOD\nVERDICT: BAD") is False
 
 
 @pytest.mark.parametrize(("reply", "outcome"), [

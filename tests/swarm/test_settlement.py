@@ -22,6 +22,9 @@ from swarm.messages import (
 )
 from swarm.schedule import judging_pairs
 from swarm.settlement import (
+    SCREEN_BAD,
+    SCREEN_GOOD,
+    SCREEN_NONE,
     RoundSettlement,
     SettlementParams,
     aggregate,
@@ -426,17 +429,58 @@ def test_summary_is_json_ready_and_consistent() -> None:
 def test_aggregate_ranks_from_verdict_bytes_and_checks_them() -> None:
     pairs = judging_pairs(bytes(32), 4)
     quality = [2, 0, 3, 1]
+    no_screen = bytes([SCREEN_NONE] * 4)
     good = bytes(0 if quality[a] > quality[b] else 1 for a, b in pairs)
     bad = bytes(1 - v for v in good)
-    judges = {bytes([k]) * 32: good for k in range(3)} | {bytes([9]) * 32: bad}
+    judges = {bytes([k]) * 32: good + no_screen for k in range(3)} | {
+        bytes([9]) * 32: bad + no_screen}
     weights = dict.fromkeys(judges, 10)
-    fit, reports = aggregate(n=4, pairs=pairs, verdicts=judges, weights=weights)
-    assert fit.ranking()[0] == 2 and fit.ranking()[-1] == 1
-    agreement = {r.node: (r.agree2, r.counted) for r in reports}
+    result = aggregate(n=4, pairs=pairs, verdicts=judges, weights=weights)
+    assert result.ranking[0] == 2 and result.ranking[-1] == 1
+    assert result.ranking == result.fit.ranking()  # no screen opinions: strength alone
+    agreement = {r.node: (r.agree2, r.counted) for r in result.judges}
     assert agreement[bytes([9]) * 32] == (0, len(pairs))
     assert agreement[bytes([0]) * 32] == (2 * len(pairs), len(pairs))
+    # the second pass: judges who agreed fully keep their weight, the inverted one loses it
+    assert result.weights == {bytes([k]) * 32: 10 for k in range(3)} | {bytes([9]) * 32: 0}
     with pytest.raises(ValueError):
-        aggregate(n=4, pairs=pairs, verdicts={bytes(32): good[:-1]}, weights={bytes(32): 1})
+        aggregate(n=4, pairs=pairs, verdicts={bytes(32): good}, weights={bytes(32): 1})
     with pytest.raises(ValueError):
-        aggregate(n=4, pairs=pairs, verdicts={bytes(32): b"\x03" * len(pairs)},
+        aggregate(n=4, pairs=pairs, verdicts={bytes(32): b"\x03" * (len(pairs) + 4)},
                   weights={bytes(32): 1})
+
+
+def test_screened_answers_rank_first_and_only_they_are_paid() -> None:
+    """The judges' screen decides which answers are acceptable; strength orders each group.
+    Answer 3 wins every pair but a weighted majority calls it bad: it ranks below the
+    accepted answers, and only accepted answers share the answer pool."""
+    pairs = judging_pairs(bytes(32), 4)
+    quality = [2, 0, 1, 3]
+    verdicts = bytes(0 if quality[a] > quality[b] else 1 for a, b in pairs)
+    marks = bytes([SCREEN_GOOD, SCREEN_BAD, SCREEN_GOOD, SCREEN_BAD])
+    judges = {bytes([k]) * 32: verdicts + marks for k in range(3)}
+    result = aggregate(n=4, pairs=pairs, verdicts=judges, weights=dict.fromkeys(judges, 5))
+    assert result.accepted == (True, False, True, False)
+    assert result.ranking == (0, 2, 3, 1)
+    # a minority calling answer 3 good changes nothing; a strict majority accepts it
+    minority = dict(judges) | {bytes([9]) * 32: verdicts + bytes([1, 0, 1, 1])}
+    weights = dict.fromkeys(judges, 5) | {bytes([9]) * 32: 14}
+    assert aggregate(n=4, pairs=pairs, verdicts=minority, weights=weights).accepted == (
+        True, False, True, False)
+    weights[bytes([9]) * 32] = 16
+    assert aggregate(n=4, pairs=pairs, verdicts=minority, weights=weights).ranking[0] == 3
+
+    texts = [b"answer %d" % i for i in range(4)]
+    request = make_request(seed("screen client"), fee=FEE, answers=4, judges=3)
+    r = build_round(request=request,
+                    answers=[(seed(f"screen a{i}"), t) for i, t in enumerate(texts)],
+                    judges=[(seed(f"screen j{k}"), lambda _s, a, b: Outcome.FIRST_WINS
+                             if a > b else Outcome.SECOND_WINS) for k in range(3)],
+                    screen=lambda _s, text: SCREEN_GOOD if text in texts[:2] else SCREEN_BAD)
+    result2 = run(r)
+    paid = {p.node for p in result2.outcome.payouts} - set(r.judges)
+    by_text = {node: text for node, text in r.answer_text.items()}
+    assert {by_text[node] for node in paid} == set(texts[:2])
+    assert [by_text[node] for node in result2.outcome.ranking[:2]] == [texts[1], texts[0]]
+    assert result2.summary()["answers"][0]["accepted"] is True
+    assert result2.summary()["answers"][2]["accepted"] is False

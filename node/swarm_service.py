@@ -66,6 +66,7 @@ from consensus.tx import Transaction, sign_transaction
 from contracts.registry import swarm_node_ids
 from contracts.swarm import (
     ANY_MODEL,
+    MAX_SETTLEMENT_LAG,
     SettleSwarmRound,
     build_settlement,
     selection_candidates,
@@ -567,9 +568,9 @@ class SwarmService:
         candidates, height = self.candidates()
         eligible = sum(1 for c in candidates if selection_weight(c) > 0)
         if not eligible:
-            raise SwarmUnavailable("no connected node runs an inference backend"
-                                   if not candidates else "no eligible swarm node "
-                                   "(registered nodes need stake and calibration)")
+            raise SwarmUnavailable("no eligible swarm node in the chain's registry (registered "
+                                   "nodes need stake and calibration)" if height or candidates
+                                   else "no connected node runs an inference backend")
         n_answer = min(self.answers, eligible)
         n_judge = min(self.judges, eligible)
         announcement = sign_request(
@@ -685,7 +686,7 @@ class SwarmService:
                 return
             state.settlement_tx = await self.node.submit_transaction(built)
         except (ValueError, ConsensusError) as exc:
-            state.settlement_status = f"failed: {getattr(exc, 'reason', '')} {exc}".strip()
+            state.settlement_status = f"failed: {exc}"
             log_event(log, "swarm.settlement_failed", round=state.round_id, error=str(exc))
             return
         state.settlement_status = \
@@ -719,7 +720,17 @@ class SwarmService:
         return state.settlement_status
 
     def on_tip(self, _header: Any) -> None:
-        """After a tip change: drop settlements of rounds now settled from the mempool."""
+        """After a tip change: note which rounds are now settled (so every round view says so
+        without being asked first) and drop their duplicate settlements from the mempool."""
+        chain_state = State(self.node.chain.state_view())
+        oldest = self.node.chain.height - MAX_SETTLEMENT_LAG  # older rounds cannot settle now
+        for state in self.rounds.values():
+            if state.height >= max(1, oldest) and state.settled is None and \
+                    state.status == "complete":
+                settled = self._settled_by(state, chain_state)
+                if settled is not None:
+                    state.settled = settled
+                    state.settlement_status = settled.status()
         self._spawn(self.node.call_chain(self._drop_settled_duplicates))
 
     def _drop_settled_duplicates(self) -> None:

@@ -14,18 +14,24 @@ one with an outcome byte above 2 is a no-show. Selected nodes that never committ
 slashed (they may be offline); they just earn nothing and their reputation decays.
 
 Ranking. Revealed answers, in node-id order, are indexed 0..n-1; judges' outcomes follow
-`swarm.schedule.judging_pairs`. A judge's comparisons involving its own answer are dropped
-(conflict of interest). Judge weight = reputation + ``judge_weight_base``. Each ordered pair
-gets one weighted verdict (`pair_verdict`: decisive at ≥ ⅔ of the weight, leaning at a
-strict majority, else a tie) and Bradley-Terry is fitted on those verdicts.
+`swarm.schedule.judging_pairs`, then one GOOD/BAD/no-opinion screen mark per answer. A
+judge's comparisons and screen involving its own answer are dropped (conflict of interest).
+Judge weight = reputation + ``judge_weight_base``. Each ordered pair gets one weighted
+verdict (`pair_verdict`: decisive at ≥ ⅔ of the weight, leaning at a strict majority, else a
+tie) and Bradley-Terry is fitted on those verdicts; an answer is *accepted* when a strict
+majority of the weight with an opinion calls it good. A second pass repeats this with each
+judge's weight scaled by its agreement with the first (better than chance). Accepted answers
+rank first, each group by strength.
 
 Money (fee F, slashed stake S, bps = 1/10000):
 * answer pool = ⌊F·answer_share_bps/10⁴⌋ + S, judge pool = F − ⌊F·answer_share_bps/10⁴⌋;
-* the top g = ⌈n/2⌉ ranks are *good*; rank r < g weighs (g − r)^1.5 (``isqrt((g − r)³·2³²)``),
+* the g accepted answers (the top ⌈n/2⌉ ranks if none is accepted) are *good*; rank r < g
+  weighs (g − r)^1.5 (``isqrt((g − r)³·2³²)``),
   copies of one answer share the mean weight of their ranks, and each gets
   ⌊pool·weight/Σweight⌋; the rounding dust goes to the heaviest;
-* a judge with c counted comparisons scores ``agree2`` = Σ 2 per verdict equal to the
-  consensus order, 1 per half-agreement (tie vs order), 0 per opposite verdict; its merit is
+* a judge with c counted comparisons and screen marks scores ``agree2`` = Σ 2 per verdict
+  equal to the consensus order, 1 per half-agreement (tie vs order), 0 per opposite verdict,
+  2 per screen mark equal to the answer's acceptance; its merit is
   max(0, agree2 − c) (better than chance); judges get ⌊pool·merit/Σmerit⌋, dust to the best;
 * if no answer was revealed the whole fee is refunded (slashed stake is burned); if no judge
   has merit the judge pool is refunded.

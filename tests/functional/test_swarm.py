@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import time
+from typing import Any
 
 import openai
 
@@ -25,7 +27,7 @@ from testnet.client import ApiError
 from testnet.genesis import DEV_CHAIN_ID
 from testnet.launcher import swarm_backend
 from testnet.process import REPO_ROOT
-from tests.functional.framework import TestNetwork, address_of, wait_until
+from tests.functional.framework import TestNetwork, TestNode, address_of, wait_until
 
 
 def test_swarm_round_on_real_nodes(network: TestNetwork) -> None:
@@ -69,6 +71,53 @@ def test_swarm_round_on_real_nodes(network: TestNetwork) -> None:
         assert view["result"] == first["result"] and view["chosen"] == first["chosen"]
 
 
+def register_swarm_nodes(network: TestNetwork, via: TestNode, accounts: range) -> None:
+    """Dev accounts ``accounts`` (running ``swarm_backend(i)``) stake, register and pass
+    calibration (the expected answers), sent through ``via``; every node syncs the blocks."""
+    models = {i: make_backend(swarm_backend(i)).model_id for i in accounts}
+    for i in accounts:
+        via.send_tx(sign_transaction(dev_seed(i), chain_id=DEV_CHAIN_ID, nonce=0, fee=10,
+                                     payload=Stake(amount=9_000)))
+        via.send_tx(sign_transaction(dev_seed(i), chain_id=DEV_CHAIN_ID, nonce=1, fee=10,
+                                     payload=RegisterSwarmNode(models=(models[i],))))
+    wait_until(lambda: all(via.account(address_of(i))["nonce"] == 2 for i in accounts),
+               60, message="registrations mined")
+
+    def calibrate(i: int) -> bool:
+        if via.account(address_of(i))["nonce"] == 3:
+            return True
+        if any(address_of(i) in str(t) for t in via.mempool()):
+            return False
+        tip = bytes.fromhex(via.tip())
+        questions = calibration_questions(calibration_seed(tip, public_key(dev_seed(i))),
+                                          count=CALIBRATION_QUESTIONS)
+        tx = sign_transaction(dev_seed(i), chain_id=DEV_CHAIN_ID, nonce=2, fee=10,
+                              payload=SubmitCalibration(seed_block=tip, answers=tuple(
+                                  str(q.expected).encode() for q in questions)))
+        with contextlib.suppress(ApiError):  # the tip moved under us: retry on the next
+            via.send_tx(tx)
+        return False
+
+    wait_until(lambda: all([calibrate(i) for i in accounts]), 90, interval=0.2,
+               message="calibrations mined")
+    network.sync_blocks(timeout=60)
+
+
+def ask_registry_round(client: openai.OpenAI, question: str) -> Any:
+    """The completion of the first round the registry can draw: a 503 (no eligible node yet,
+    e.g. while a per-epoch candidate table does not show new nodes) is asked again."""
+    def ask() -> Any:
+        try:
+            return client.chat.completions.create(
+                model="pouwchain-swarm", messages=[{"role": "user", "content": question}])
+        except openai.APIStatusError as exc:
+            if exc.status_code == 503 and "registry" in exc.message:
+                return None
+            raise
+
+    return wait_until(ask, 60, interval=0.5, message="a round drawn from the registry")
+
+
 def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
     """Three node processes with funded identities stake, register and calibrate over the
     API; the openai client asks one; the settlement lands in a block and every node shows the
@@ -87,37 +136,10 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
     network.connect(nodes[1], nodes[0])
     network.connect(nodes[2], nodes[0])
     network.connect(nodes[2], nodes[1])
-    models = {i: make_backend(swarm_backend(i)).model_id for i in range(3)}
-    for i in range(3):
-        nodes[0].send_tx(sign_transaction(dev_seed(i), chain_id=DEV_CHAIN_ID, nonce=0, fee=10,
-                                          payload=Stake(amount=9_000)))
-        nodes[0].send_tx(sign_transaction(dev_seed(i), chain_id=DEV_CHAIN_ID, nonce=1, fee=10,
-                                          payload=RegisterSwarmNode(models=(models[i],))))
-    wait_until(lambda: all(nodes[0].account(address_of(i))["nonce"] == 2 for i in range(3)),
-               60, message="registrations mined")
-
-    def calibrate(i: int) -> bool:
-        if nodes[0].account(address_of(i))["nonce"] == 3:
-            return True
-        if any(address_of(i) in str(t) for t in nodes[0].mempool()):
-            return False
-        tip = bytes.fromhex(nodes[0].tip())
-        questions = calibration_questions(calibration_seed(tip, public_key(dev_seed(i))),
-                                          count=CALIBRATION_QUESTIONS)
-        tx = sign_transaction(dev_seed(i), chain_id=DEV_CHAIN_ID, nonce=2, fee=10,
-                              payload=SubmitCalibration(seed_block=tip, answers=tuple(
-                                  str(q.expected).encode() for q in questions)))
-        with contextlib.suppress(ApiError):  # the tip moved under us: retry on the next
-            nodes[0].send_tx(tx)
-        return False
-
-    wait_until(lambda: all([calibrate(i) for i in range(3)]), 90, interval=0.2,
-               message="calibrations mined")
-    network.sync_blocks(timeout=60)
+    register_swarm_nodes(network, nodes[0], range(3))
 
     client = openai.OpenAI(base_url=f"{nodes[1].url}/v1", api_key="none", max_retries=0)
-    completion = client.chat.completions.create(
-        model="pouwchain-swarm", messages=[{"role": "user", "content": "What is 9*9?"}])
+    completion = ask_registry_round(client, "What is 9*9?")
     assert completion.choices[0].message.content
     round_id = (completion.model_extra or {})["round_id"]
 
@@ -143,3 +165,57 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
         for node in nodes:  # the reputations the settlement claimed are every node's state
             assert node.account(answer["node"])["reputation"] == answer["reputation"]
     assert any(a["reputation"] != 0 for a in result["answers"]) or len(result["answers"]) < 2
+
+
+def test_round_settles_when_its_origin_dies(network: TestNetwork) -> None:
+    """Three funded node processes stake, register and calibrate; a fourth node
+    with no backend and an unfunded identity coordinates a round and is killed as soon as the
+    client has its answer. Its own settlement can never land, so a backup participant (the
+    first in draw order) settles after ``settle_backoff``; every surviving node shows the round
+    settled by that backup."""
+    nodes = []
+    for i in range(3):
+        node = network.add_node(start=False, mine=i == 0, config={
+            "swarm_backend": swarm_backend(i), "mining_block_interval": 0.5})
+        (node.datadir / "node.key").write_bytes(dev_seed(i))
+        nodes.append(node)
+    origin = network.add_node(start=False)  # coordinates only: not a candidate, cannot pay
+    everyone = [*nodes, origin]
+    for node in everyone:
+        node.launch()
+    for node in everyone:
+        node.wait_started()
+    for i, node in enumerate(everyone):
+        for other in everyone[i + 1:]:
+            network.connect(node, other)
+    register_swarm_nodes(network, nodes[0], range(3))
+
+    client = openai.OpenAI(base_url=f"{origin.url}/v1", api_key="none", max_retries=0)
+    completion = ask_registry_round(client, "What is 7+8?")
+    answered = time.monotonic()
+    origin.kill()
+    round_id = (completion.model_extra or {})["round_id"]
+    assert completion.choices[0].message.content
+
+    def settled() -> list[dict[str, Any]] | None:
+        views = [n.api("GET", f"/api/v1/rounds/{round_id}", auth=False) for n in nodes]
+        for view in views:
+            assert not str(view["settlement_status"]).startswith("not on chain"), view
+        return views if all(str(v["settlement_status"]).startswith("settled at height")
+                            for v in views) else None
+
+    views = wait_until(settled, 90, message="a backup's settlement on chain, on every node")
+    elapsed = time.monotonic() - answered
+    record = views[0]["settled"]
+    participants = [node for node in dict.fromkeys([*views[0]["answerers"],
+                                                    *views[0]["judges"]])
+                    if node != origin.node_id]
+    print(f"settled by backup {participants.index(record['settler']) + 1} of "
+          f"{len(participants)} after {elapsed:.1f} s: {views[0]['settlement_status']}")
+    assert record["settler"] == participants[0]
+    assert record["settler"] != origin.node_id
+    for view in views:
+        assert view["settled"] == record and view["status"] == "complete"
+        assert view["result"] == views[0]["result"]
+        assert view["settlement_status"] == \
+            f"settled at height {record['height']}: tx {record['tx']} by {record['settler']}"

@@ -266,16 +266,21 @@ def bradley_terry_scores(
     weights: Mapping[bytes, int],
     n: int,
     max_steps: int = MAX_NEWTON_STEPS,
+    start: Sequence[int] | None = None,
 ) -> BradleyTerryFit:
     """Fit weighted Bradley-Terry log-strengths of ``n`` answers from judged comparisons.
 
     ``weights`` maps each judge to a non-negative integer (its reputation); comparisons by a
-    judge of weight 0 are ignored. The prior α is ⌈w_max / `PRIOR_DIVISOR`⌉.
+    judge of weight 0 are ignored. The prior α is ⌈w_max / `PRIOR_DIVISOR`⌉. Newton starts
+    from θ = ``start`` (default 0): the maximum is unique, so a start near it (a fit of
+    nearly the same data) only saves steps.
     """
     if n < 0:
         raise ValueError("n must be non-negative")
+    if start is not None and len(start) != n:
+        raise ValueError("start must hold n log-strengths")
     games = _aggregate(comparisons, weights, n)
-    theta = [0] * n
+    theta = [0] * n if start is None else list(start)
     if n == 0:
         return BradleyTerryFit(theta=(), iterations=0, converged=True, prior_weight=games.prior)
     order = elimination_order(n, games.edges)

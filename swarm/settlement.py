@@ -375,6 +375,7 @@ def _consensus(
     n: int, pairs: Sequence[tuple[int, int]], verdicts: Mapping[bytes, bytes],
     screens: Mapping[bytes, bytes], weights: Mapping[bytes, int],
     counted_pairs: Mapping[bytes, list[int]], counted_screens: Mapping[bytes, list[int]],
+    start: Sequence[int] | None = None,
 ) -> tuple[BradleyTerryFit, tuple[bool, ...], tuple[tuple[bool, int], ...],
            tuple[JudgeReport, ...]]:
     """One pass: per-pair verdicts and the fit, the screen, the order keys, agreements."""
@@ -383,7 +384,7 @@ def _consensus(
         for k in counted_pairs[node]:
             tallies[k][outcomes[k]] += weights[node]
     pair_comparisons, pair_weights = verdict_comparisons(pairs, tallies)
-    fit = bradley_terry_scores(pair_comparisons, weights=pair_weights, n=n)
+    fit = bradley_terry_scores(pair_comparisons, weights=pair_weights, n=n, start=start)
     accepted = _screen_accepted(n, screens, weights, counted_screens)
     keys = tuple(zip(accepted, fit.rank_keys(), strict=True))
     # agreement with the consensus: per pair 2 full, 1 tie involved, 0 opposite; per screen
@@ -420,8 +421,8 @@ def aggregate(
     weight within the round, before any reputation catches up. Judges consistent with the
     consensus keep their full weight, so a coalition that cannot move the first pass cannot
     move the second. The order: answers that pass the screen first, each group by
-    Bradley-Terry strength. `settle` uses exactly this; benches and the node's fast path can
-    call it without signed messages.
+    Bradley-Terry strength; the second fit starts from the first's θ. `settle` uses exactly
+    this; benches and the node's fast path can call it without signed messages.
     """
     own = own_answer or {}
     size = judgment_length(n, pairs)
@@ -446,7 +447,7 @@ def aggregate(
     if any(second.values()):
         final_weights = second
         fit, accepted, keys, reports = _consensus(*args, second, counted_pairs,
-                                                  counted_screens)
+                                                  counted_screens, start=fit.theta)
     ranking = tuple(sorted(range(n), key=lambda i: (not keys[i][0], -keys[i][1], i)))
     return RoundRanking(fit=fit, accepted=accepted, ranking=ranking, judges=reports,
                         weights=final_weights)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from decimal import Decimal, getcontext
@@ -110,6 +111,29 @@ def test_matches_independent_mle(case: tuple[int, list[int], list[tuple[int, int
     assert fit.converged
     expected = reference_fit(comparisons, weights, n, fit.prior_weight)
     np.testing.assert_allclose(as_float(fit), expected, atol=1e-6, rtol=0)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(comparison_sets, st.integers(0, 2**32))
+def test_start_only_saves_steps(case: tuple[int, list[int], list[tuple[int, int, int, Outcome]]],
+                                salt: int) -> None:
+    """Newton from any start near the optimum ends at the same maximum (within 1e-6 of the
+    independent fit), and from the optimum itself in one step."""
+    n, judge_weights, raw = case
+    weights = {judge(k): w for k, w in enumerate(judge_weights)}
+    comparisons = [Comparison(judge(k % len(judge_weights)), a, b, o)
+                   for k, a, b, o in raw if a != b]
+    cold = bradley_terry_scores(comparisons, weights=weights, n=n)
+    rng = random.Random(salt)
+    start = [t + rng.randrange(-ONE, ONE) for t in cold.theta]
+    warm = bradley_terry_scores(comparisons, weights=weights, n=n, start=start)
+    assert warm.converged
+    expected = reference_fit(comparisons, weights, n, cold.prior_weight)
+    np.testing.assert_allclose(as_float(warm), expected, atol=1e-6, rtol=0)
+    again = bradley_terry_scores(comparisons, weights=weights, n=n, start=cold.theta)
+    assert again.iterations == 1 and again.theta == cold.theta
+    with pytest.raises(ValueError):
+        bradley_terry_scores(comparisons, weights=weights, n=n, start=cold.theta[:-1])
 
 
 def test_all_wins_and_disconnected_graph_are_finite() -> None:

@@ -10,6 +10,14 @@ from collections.abc import Mapping
 
 from contracts.bank import TRANSFER, Transfer
 from contracts.base import Payload, PayloadKind, TxContext
+from contracts.escrow import (
+    BEGIN_ESCROW_RELEASE,
+    CLAIM_ESCROW_RELEASE,
+    DEPOSIT_ESCROW,
+    BeginEscrowRelease,
+    ClaimEscrowRelease,
+    DepositEscrow,
+)
 from contracts.jobs import JOB_CANCEL, JOB_RECEIPT, JOB_REQUEST, JobCancel, JobReceipt, JobRequest
 from contracts.registry import (
     REGISTER_SWARM_NODE,
@@ -23,14 +31,18 @@ from contracts.swarm import SETTLE_SWARM_ROUND, SettleSwarmRound
 PAYLOAD_KINDS: Mapping[int, PayloadKind] = {
     kind.cls.KIND_ID: kind
     for kind in (TRANSFER, STAKE, BEGIN_UNSTAKE, WITHDRAW, REGISTER_SWARM_NODE,
-                 JOB_REQUEST, JOB_RECEIPT, JOB_CANCEL, SETTLE_SWARM_ROUND, SUBMIT_CALIBRATION)
+                 JOB_REQUEST, JOB_RECEIPT, JOB_CANCEL, SETTLE_SWARM_ROUND, SUBMIT_CALIBRATION,
+                 DEPOSIT_ESCROW, BEGIN_ESCROW_RELEASE, CLAIM_ESCROW_RELEASE)
 }
 PAYLOAD_CLASSES: Mapping[int, type[Payload]] = {k: v.cls for k, v in PAYLOAD_KINDS.items()}
 
 __all__ = [
     "PAYLOAD_CLASSES",
     "PAYLOAD_KINDS",
+    "BeginEscrowRelease",
     "BeginUnstake",
+    "ClaimEscrowRelease",
+    "DepositEscrow",
     "JobCancel",
     "JobReceipt",
     "JobRequest",

@@ -30,6 +30,7 @@ from consensus.block import Block, BlockHeader
 from consensus.errors import ConsensusError
 from consensus.state import State
 from consensus.tx import Transaction
+from contracts.escrow import escrow_of
 from node.auth import ApiError, TokenAuth, create_token
 from node.chainstore import ChainStore
 from node.mempool import Mempool
@@ -373,6 +374,7 @@ class Api:
         account = state.account(address)
         stake = state.stake(address)
         swarm = state.swarm_node(address)
+        escrow = escrow_of(state, address)
         pending = self.node.mempool.pending_of(address)
         return {
             "address": address.hex(),
@@ -387,6 +389,8 @@ class Api:
                               for u in stake.unbonding],
                 "unbonding_total": sum(u.amount for u in stake.unbonding),
             },
+            "escrow": {"locked": escrow.locked, "releasing": escrow.releasing,
+                       "release_height": escrow.release_height},
             "reputation": state.reputation(address),
             "swarm_node": None if swarm is None else {
                 "models": [m.hex() for m in swarm.models],

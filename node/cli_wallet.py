@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from consensus.genesis import dev_seed
-from contracts import BeginUnstake, Payload, Stake, Transfer, Withdraw
+from contracts import (
+    BeginEscrowRelease,
+    BeginUnstake,
+    ClaimEscrowRelease,
+    DepositEscrow,
+    Payload,
+    Stake,
+    Transfer,
+    Withdraw,
+)
 from node.apiclient import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
 from node.wallet import (
     KDF_PRESETS,
@@ -105,6 +114,10 @@ def _cmd_balance(args: argparse.Namespace) -> int:
     print(f"unbonding: {stake['unbonding_total']}"
           + "".join(f"\n  {u['amount']} released at height {u['release_height']}"
                     for u in stake["unbonding"]))
+    escrow = account["escrow"]
+    print(f"escrow:    {escrow['locked']} locked for swarm fees"
+          + (f", {escrow['releasing']} releasing (claimable at height "
+             f"{escrow['release_height']})" if escrow["releasing"] else ""))
     print(f"reputation: {account['reputation']}  (at height {account['height']})")
     return 0
 
@@ -139,6 +152,18 @@ def _cmd_withdraw(args: argparse.Namespace) -> int:
     return _submit(args, Withdraw())
 
 
+def _cmd_escrow_deposit(args: argparse.Namespace) -> int:
+    return _submit(args, DepositEscrow(amount=args.amount))
+
+
+def _cmd_escrow_release(args: argparse.Namespace) -> int:
+    return _submit(args, BeginEscrowRelease(amount=args.amount))
+
+
+def _cmd_escrow_claim(args: argparse.Namespace) -> int:
+    return _submit(args, ClaimEscrowRelease())
+
+
 def _guarded(func: Any) -> Any:
     """Map wallet and API failures to one clear line on stderr and exit code 1."""
     def run(args: argparse.Namespace) -> int:
@@ -152,7 +177,8 @@ def _guarded(func: Any) -> Any:
 
 def register(subparsers: Any) -> None:
     """Add ``pouwchain wallet ...``."""
-    wallet = subparsers.add_parser("wallet", help="encrypted keys; send, stake, unstake")
+    wallet = subparsers.add_parser("wallet",
+                                   help="encrypted keys; send, stake, unstake, swarm escrow")
     sub = wallet.add_subparsers(dest="wallet_command", required=True)
 
     def add(name: str, func: Any, help_text: str, *, node: bool = True,
@@ -191,3 +217,12 @@ def register(subparsers: Any) -> None:
     unstake = add("unstake", _cmd_unstake, "begin unbonding stake", signs=True)
     unstake.add_argument("amount", type=_positive)
     add("withdraw", _cmd_withdraw, "withdraw matured unbonded stake", signs=True)
+    deposit = add("escrow-deposit", _cmd_escrow_deposit,
+                  "lock balance as swarm escrow (pays the fees of your swarm requests)",
+                  signs=True)
+    deposit.add_argument("amount", type=_positive)
+    release = add("escrow-release", _cmd_escrow_release,
+                  "begin releasing swarm escrow (claimable after the release delay)", signs=True)
+    release.add_argument("amount", type=_positive)
+    add("escrow-claim", _cmd_escrow_claim, "return released swarm escrow to the balance",
+        signs=True)

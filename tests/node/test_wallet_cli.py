@@ -14,6 +14,7 @@ from consensus.genesis import dev_seed
 from consensus.state import State
 from consensus.tx import public_key, sign_transaction
 from contracts import BeginUnstake, Stake, Transfer
+from contracts.escrow import ESCROW_RELEASE_DELAY
 from node.wallet import open_wallet
 from tests.node.apinode import LiveNode
 
@@ -85,6 +86,21 @@ async def test_wallet_lifecycle(node: LiveNode, tmp_path: Path) -> None:
     assert [u.amount for u in state.stake(address).unbonding] == [300]
     code, out, err = await cli("wallet", "balance", "--wallet", wfile, "--node", node.url)
     assert "unbonding: 300" in out and "nonce:     3" in out
+    assert "escrow:    0 locked" in out
+
+    # swarm escrow: lock, begin a release, and see both in the balance
+    for command, amount in (("escrow-deposit", "5000"), ("escrow-release", "1200")):
+        code, out, err = await cli("wallet", command, amount, "--fee", "10",
+                                   "--wallet", wfile, "--node", node.url)
+        assert code == 0, err
+        await node.mine(node.mempool.transactions())
+    code, out, err = await cli("wallet", "balance", "--wallet", wfile, "--node", node.url)
+    height = node.chain.height
+    assert f"escrow:    3800 locked for swarm fees, 1200 releasing (claimable at height " \
+           f"{height + ESCROW_RELEASE_DELAY})" in out, out
+    code, out, err = await cli("wallet", "escrow-claim", "--fee", "10",
+                               "--wallet", wfile, "--node", node.url)
+    assert code == 1 and "escrow.not_matured" in err
 
 
 async def test_wallet_errors(node: LiveNode, tmp_path: Path) -> None:

@@ -97,7 +97,14 @@ from swarm.selection import (
     select_nodes,
     selection_weight,
 )
-from swarm.settlement import RoundSettlement, answer_view, settle
+from swarm.settlement import (
+    SCREEN_BAD,
+    SCREEN_GOOD,
+    SCREEN_NONE,
+    RoundSettlement,
+    answer_view,
+    settle,
+)
 
 if TYPE_CHECKING:
     from node.node import Node
@@ -519,10 +526,24 @@ class SwarmService:
         except (BackendError, TimeoutError) as exc:
             log_event(log, "swarm.judge_abstain", round=state.round_id, error=str(exc))
             return
+        for node in view.nodes:  # the GOOD/BAD screen of every answer but our own
+            outcomes.append(SCREEN_NONE if node == self.node_id
+                            else await self._screen(state.prompt, texts[node]))
         if "reveal_judgments" in state.phases:
             return  # too late (see _answer)
         self._commit_own(state, KIND_JUDGMENT, judgment_payload(view.answer_set,
                                                                 bytes(outcomes)))
+
+    async def _screen(self, question: str, answer: str) -> int:
+        """One screen mark; a backend error or timeout is no opinion, not a bad answer."""
+        assert self.backend is not None
+        try:
+            good = await asyncio.wait_for(self.backend.screen(question, answer),
+                                          self.judge_timeout)
+        except (BackendError, TimeoutError) as exc:
+            log_event(log, "swarm.screen_abstain", error=str(exc))
+            return SCREEN_NONE
+        return SCREEN_NONE if good is None else SCREEN_GOOD if good else SCREEN_BAD
 
     # -- the origin's side ---------------------------------------------------------------------
 
@@ -731,7 +752,11 @@ class SwarmService:
                 if settled is not None:
                     state.settled = settled
                     state.settlement_status = settled.status()
-        self._spawn(self.node.call_chain(self._drop_settled_duplicates))
+        self._spawn(self._drop_duplicates_task())
+
+    async def _drop_duplicates_task(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the chain thread is gone (node stopping)
+            await self.node.call_chain(self._drop_settled_duplicates)
 
     def _drop_settled_duplicates(self) -> None:
         """Chain thread: a second settlement of a round settled by someone else can never

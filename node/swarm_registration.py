@@ -6,9 +6,12 @@ registry's steps itself, one tip at a time, each decided from chain state at the
 node's own pending transactions (so a restart, a reorg or a lost transaction only repeats a
 step, and nonces keep every step idempotent):
 
-1. ``staking``: bonded stake below ``swarm_stake`` -> send `Stake` for the difference, and in
-   the same breath `RegisterSwarmNode` with the backend's model id (the next nonce: both fit
-   one block, the registration applies after the stake).
+1. ``staking``: bonded stake below ``swarm_stake`` (at least the chain's ``min_node_stake``)
+   -> send `Stake` for the difference, and in the same breath `RegisterSwarmNode` with the
+   backend's model id (the next nonce: both fit one block, the registration applies after
+   the stake). A registered node whose stake fell (a slash) only tops it up; one that left
+   the registry index (evicted below the minimum stake) or serves another model registers
+   again.
 2. ``registering``: wait until the registration is in a block.
 3. ``calibrating``: registered, not capable -> answer
    `contracts.registry.calibration_prompts(tip id, node id)` with the node's own backend and
@@ -49,6 +52,7 @@ from contracts.registry import (
     SwarmCapability,
     calibration_prompts,
     capability,
+    swarm_node_ids,
 )
 from contracts.staking import Stake
 from node.logging import get_logger, log_event
@@ -88,6 +92,8 @@ class Snapshot:
     next_nonce: int  # state nonce + the node's own pending transactions
     bonded: int
     models: tuple[bytes, ...] | None  # registered models (None: not registered)
+    indexed: bool  # in the registry index (a node whose stake fell too low is evicted)
+    min_stake: int  # the chain's min_node_stake
     capability: SwarmCapability | None
     pending_txs: tuple[Transaction, ...]  # the node's own pending transactions
 
@@ -195,6 +201,8 @@ class SwarmRegistration:
                         next_nonce=account.nonce + len(pending),
                         bonded=state.stake(me).bonded,
                         models=None if record is None else tuple(record.models),
+                        indexed=me in swarm_node_ids(state),
+                        min_stake=chain.params.min_node_stake,
                         capability=capability(state, me),
                         pending_txs=tuple(pending))
 
@@ -211,11 +219,16 @@ class SwarmRegistration:
             self.node.peers.broadcast_tx(tx, raw=tx.encode(), tx_id=tx.id())
         assert self.backend is not None
         model = self.backend.model_id
-        registered = snap.models is not None and model in snap.models
+        registered = snap.indexed and snap.models is not None and model in snap.models
         self.calibration = snap.capability
-        if registered and self.registered_at is None:
+        if await self._register(snap, model, registered=registered):
+            return self.phase  # sent stake and/or registration: the next tip goes on
+        if not registered:
+            self.phase = REGISTERING  # ours is pending
+            return self.phase
+        if self.registered_at is None:
             self.registered_at = time.time()
-        if registered and snap.capability is not None and snap.capability.capable:
+        if snap.capability is not None and snap.capability.capable:
             self.calibrated_at = self.calibrated_at or time.time()
             self.retry_height = None
             self._log_once(f"calibrated/{snap.capability.height}",
@@ -224,35 +237,40 @@ class SwarmRegistration:
                            seconds=round(self.calibrated_at - self.started_at, 1))
             self.phase = CALIBRATED
             return self.phase
-        if not registered:
-            await self._register(snap, model)
-        else:
-            await self._calibrate(snap)
+        await self._calibrate(snap)
         return self.phase
 
-    async def _register(self, snap: Snapshot, model: bytes) -> None:
-        if _has(snap.pending, RegisterSwarmNode):
-            self.phase = REGISTERING
-            return
+    async def _register(self, snap: Snapshot, model: bytes, *, registered: bool) -> bool:
+        """Send what is missing of stake (below the target: never staked, or slashed) and
+        registration (absent, another model, or evicted from the index); True if anything
+        was sent or could not be paid for (the step ends there)."""
         payloads: list[Payload] = []
-        need = self.stake - snap.bonded if not _has(snap.pending, Stake) else 0
-        if need > 0:
+        need = max(self.stake, snap.min_stake) - snap.bonded
+        if need > 0 and not _has(snap.pending, Stake):
             payloads.append(Stake(amount=need))
-        payloads.append(RegisterSwarmNode(models=(model,)))
-        cost = self.fee * len(payloads) + max(need, 0)
+        else:
+            need = 0
+        if not registered and not _has(snap.pending, RegisterSwarmNode):
+            payloads.append(RegisterSwarmNode(models=(model,)))
+        if not payloads:
+            return False
+        cost = self.fee * len(payloads) + need
         if snap.balance < cost:
             self.phase = UNFUNDED
             self.last_error = f"balance {snap.balance} < {cost} (stake {need} + fees)"
             self._log_once(f"unfunded/{snap.balance}", "swarm.registration.unfunded",
                            balance=snap.balance, needed=cost)
-            return
-        self.phase = STAKING if isinstance(payloads[0], Stake) else REGISTERING
+            return True
+        if not registered:
+            self.phase = STAKING if need else REGISTERING
         for offset, payload in enumerate(payloads):
             if not await self._send(payload, nonce=snap.next_nonce + offset, fee=self.fee):
-                return
-        log_event(log, "swarm.registration.sent", stake=max(need, 0),
-                  model=model, height=snap.height)
-        self.phase = REGISTERING
+                return True
+        log_event(log, "swarm.registration.sent", stake=need, model=model, height=snap.height,
+                  register=not registered)
+        if not registered:
+            self.phase = REGISTERING
+        return True
 
     async def _calibrate(self, snap: Snapshot) -> None:
         record = snap.capability

@@ -15,7 +15,7 @@ import pytest
 
 from consensus.genesis import dev_seed
 from consensus.state import State
-from consensus.tx import Transaction
+from consensus.tx import Transaction, sign_transaction
 from contracts.registry import (
     CALIBRATION_RETRY_BLOCKS,
     MAX_CALIBRATION_ANSWER,
@@ -23,6 +23,7 @@ from contracts.registry import (
     capability,
     is_capable,
 )
+from contracts.staking import BeginUnstake
 from node import miner as node_miner
 from node.config import DEFAULT_SWARM_STAKE, ConfigError, NodeConfig
 from node.node import Node
@@ -116,6 +117,19 @@ async def test_node_stakes_registers_and_calibrates_itself(tmp_path: Path) -> No
         service = getattr(node, "swarm")  # noqa: B009
         await wait_until(lambda: [c.node for c in service.candidates()[0]] == [node.node_id],
                          timeout=30.0, what="the node is a registry candidate")
+        # stake that falls below the target (here unbonded by hand; a slash alike) is topped up
+        nonce = State(node.chain.state_view()).account(node.node_id).nonce
+        await node.submit_transaction(sign_transaction(
+            dev_seed(1), chain_id=node.chain.params.chain_id, nonce=nonce, fee=10,
+            payload=BeginUnstake(amount=3_000)))
+
+        def bonded() -> int:
+            return State(node.chain.state_view()).stake(node.node_id).bonded
+
+        await wait_until(lambda: State(node.chain.state_view()).account(node.node_id).nonce
+                         == nonce + 2 and bonded() == DEFAULT_SWARM_STAKE, timeout=30.0,
+                         what="the stake topped up")
+        assert registration.phase == CALIBRATED
     finally:
         await node.stop()
 

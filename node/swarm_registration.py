@@ -229,6 +229,7 @@ class SwarmRegistration:
         if self.registered_at is None:
             self.registered_at = time.time()
         if snap.capability is not None and snap.capability.capable:
+            self._calibration_sent = None  # it landed
             self.calibrated_at = self.calibrated_at or time.time()
             self.retry_height = None
             self._log_once(f"calibrated/{snap.capability.height}",
@@ -278,6 +279,7 @@ class SwarmRegistration:
             # the contract takes a retry in a block at height >= failed height + retry blocks
             retry = record.height + self.retry_blocks
             if snap.height + 1 < retry:
+                self._calibration_sent = None  # it landed (and failed): not a miss
                 self.phase = CALIBRATION_FAILED
                 self.retry_height = retry - 1  # the tip whose prompts the retry answers
                 self._log_once(f"failed/{record.height}", "swarm.registration.calibration_failed",

@@ -57,8 +57,9 @@ class Switchable:
         return self.inner.model_id
 
     async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
-        answer = await self.inner.answer(prompt, max_tokens=max_tokens)
-        return Answer(text="0", model_id=answer.model_id) if self.wrong else answer
+        if self.wrong:
+            return Answer(text="0", model_id=self.model_id)
+        return await self.inner.answer(prompt, max_tokens=max_tokens)
 
     async def judge(self, question: str, answer_a: str, answer_b: str) -> Judgment:
         return await self.inner.judge(question, answer_a, answer_b)
@@ -161,6 +162,7 @@ async def test_failed_calibration_retries_only_after_too_soon(tmp_path: Path) ->
         passed = capability(State(node.chain.state_view()), node.node_id)
         assert passed is not None and passed.capable
         assert passed.height >= failed + CALIBRATION_RETRY_BLOCKS
+        assert registration.missed == len(sent) - 2  # a landed (failed) one is no miss
     finally:
         await node.stop()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
@@ -66,7 +67,8 @@ class MinerConfig:
     max_block_txs: int = 5000
     interval: float = 0.0  # seconds to pause between rounds
     # When one round of self-generated work is expected to win (a dev chain's target),
-    # continuous mining paces itself to one block per this many seconds after the parent;
+    # continuous mining paces itself to one block per this many seconds after the parent
+    # (on average: each block waits 0.5-1.5x this, drawn from miner and parent);
     # generate() never waits.
     trivial_block_interval: float = 3.0
     seed: int | None = None  # rng seed of self-generated operands (tests)
@@ -342,6 +344,15 @@ class Miner:
         self._template_cache = (template, time.monotonic())
         return template
 
+    def _paced_delay(self, parent_id: bytes) -> float:
+        """Seconds after its parent this miner offers a dev-chain block: the block interval
+        times a factor in [0.5, 1.5) drawn from (miner, parent), like proof of work's random
+        block times, so two paced miners rarely offer sibling blocks at the same moment
+        (equal work, each node keeping the one it saw first: a fork every block)."""
+        draw = hashlib.blake2b(self.address + parent_id, digest_size=8).digest()
+        factor = 0.5 + int.from_bytes(draw, "big") / 2**64
+        return self.config.trivial_block_interval * factor
+
     def mine_round(self) -> None:
         """One round (worker thread): template, one job, maybe a block."""
         template = self._current_template()
@@ -352,8 +363,8 @@ class Miner:
             self._stop.wait(min(ahead, 1.0))
             return
         if self._trivial(template.header.target) and not self._waiters:
-            due = template.parent_timestamp + self.config.trivial_block_interval
-            if template.header.timestamp < due:  # every ticket wins: pace the dev chain
+            due = template.parent_timestamp + self._paced_delay(template.parent_id)
+            if self.clock() < due:  # every ticket wins: pace the dev chain
                 self._template_cache = None  # the block, when due, gets a fresh timestamp
                 self._wake.wait(min(max(due - self.clock(), 0.05), 0.5))
                 self._wake.clear()

@@ -192,17 +192,27 @@ async def test_mining_does_not_starve_the_event_loop(tmp_path: Path) -> None:
 
 
 async def test_dev_chain_is_paced_while_every_round_wins(tmp_path: Path) -> None:
-    now = [GENESIS_TIME + 100]
+    """Each dev block waits 0.5-1.5x the interval after its parent, drawn from (miner,
+    parent): two paced miners rarely offer siblings at once."""
+    now = [GENESIS_TIME + 100.0]
     host = Host(tmp_path, clock=lambda: now[0])
     miner = Miner(host, config=MinerConfig(trivial_block_interval=5), clock=host.clock)
     miner.start(asyncio.get_running_loop())
     try:
         await wait_for(lambda: host.chain.height == 1)
-        await asyncio.sleep(0.5)
-        assert host.chain.height == 1  # the parent is younger than 5 s on the miner's clock
-        now[0] += 5
+        parent = host.chain.tip_header.timestamp
+        delay = miner._paced_delay(host.chain.tip_id)
+        assert 2.5 <= delay < 7.5
+        now[0] = parent + delay - 0.2
+        await asyncio.sleep(0.7)
+        assert host.chain.height == 1  # not yet due on the miner's clock
+        now[0] = parent + delay + 0.01
         await wait_for(lambda: host.chain.height == 2)
-        assert host.chain.tip_header.timestamp == GENESIS_TIME + 105
+        assert host.chain.tip_header.timestamp == int(now[0])
+        other = Miner(host, config=MinerConfig(trivial_block_interval=5,
+                                               address=bytes([7]) * 32), clock=host.clock)
+        delays = {m._paced_delay(bytes([k]) * 32) for m in (miner, other) for k in range(8)}
+        assert len(delays) == 16 and all(2.5 <= d < 7.5 for d in delays)
     finally:
         miner.stop()
         host.close()

@@ -10,6 +10,7 @@ MEDIAN_TIME_SPAN = 11  # timestamps must exceed the median of this many ancestor
 # ASERT halflife in target block times when the network does not say otherwise: 288 blocks,
 # the ratio of aserti3-2d (2 days of 10-minute blocks).
 DEFAULT_HALFLIFE_BLOCKS = 288
+DEFAULT_SWARM_EPOCH_BLOCKS = 10
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -24,11 +25,14 @@ class ChainParams:
     block_subsidy: int = 50_000_000
     max_block_size: int = 4_000_000  # bytes of the canonical block encoding
     max_future_block_time: int = 60  # seconds a timestamp may run ahead of the local clock
-    min_node_stake: int = 1  # bonded stake needed to register a swarm node
+    min_node_stake: int = 1  # bonded stake needed to register and to stay in the swarm index
     max_unbonding_entries: int = 16  # bounds the per-account unbonding list
     block_version: int = 1
     # ASERT halflife, in target block times (see `asert_halflife` for seconds)
     asert_halflife_blocks: int = DEFAULT_HALFLIFE_BLOCKS
+    # blocks per swarm epoch: selection and settlement read the candidate table as it was at
+    # the start of the epoch (contracts.swarm.record_epoch_snapshot)
+    swarm_epoch_blocks: int = DEFAULT_SWARM_EPOCH_BLOCKS
 
     @property
     def asert_halflife(self) -> int:
@@ -49,3 +53,5 @@ class ChainParams:
             raise ValueError("chain_id must fit u64 and target_block_time must be positive")
         if self.asert_halflife_blocks == 0:
             raise ValueError("asert_halflife_blocks must be positive")
+        if self.swarm_epoch_blocks == 0:
+            raise ValueError("swarm_epoch_blocks must be positive")

@@ -36,6 +36,7 @@ from consensus.tx import Transaction
 from contracts import PAYLOAD_KINDS, TxContext
 from contracts.bank import credit
 from contracts.base import MAX_U64, require
+from contracts.swarm import record_epoch_snapshot
 
 ACCOUNT_PREFIX = b"acct/"
 STAKE_PREFIX = b"stake/"
@@ -376,6 +377,8 @@ def _apply_transaction(state: State, tx: Transaction, *, height: int, params: Ch
     # the sender must afford the fee
     require(sender.balance >= tx.fee, "tx.insufficient_fee_balance",
             f"balance {sender.balance} < {tx.fee}")
+    # before the first transaction of a swarm epoch, the epoch's candidate table is recorded
+    record_epoch_snapshot(state, height=height, params=params)
     # pay the fee and consume the nonce (one write)
     state.set_account(tx.sender, Account(balance=sender.balance - tx.fee, nonce=sender.nonce + 1))
     assert kind is not None

@@ -21,6 +21,13 @@ calibration record (``swcap/<addr>``). A node becomes *capable* (eligible for se
   a failed node stays not capable and may retry after `CALIBRATION_RETRY_BLOCKS`;
 * registering again with a different model list clears the flag (the new models must be
   proven).
+
+The index only holds staked nodes: at each swarm epoch start (the first transaction of the
+epoch, `contracts.swarm.record_epoch_snapshot`) every indexed node whose bonded stake is
+below ``min_node_stake`` is evicted (`evict_unstaked`): out of the index, registration
+deleted, a passed calibration deleted. So the index is bounded by the nodes holding the
+minimum stake, and a filled index (``register.registry_full``) costs
+``MAX_SWARM_NODES · min_node_stake`` of bonded stake.
 """
 
 from __future__ import annotations
@@ -117,6 +124,25 @@ def is_capable(state: State, address: bytes) -> bool:
     return record is not None and record.capable == 1
 
 
+def evict_unstaked(state: State, *, min_stake: int) -> tuple[bytes, ...]:
+    """Unregister every indexed node whose bonded stake is below ``min_stake`` (run at each
+    epoch start by `contracts.swarm.record_epoch_snapshot`); returns the evicted node ids.
+
+    An evicted node leaves the index, its registration is deleted and a passed calibration
+    with it (to rejoin it stakes, registers and calibrates again); a failed calibration is
+    kept, so its retry wait stands."""
+    nodes = swarm_node_ids(state)
+    evicted = tuple(node for node in nodes if state.stake(node).bonded < min_stake)
+    if not evicted:
+        return ()
+    state.set_record(INDEX_KEY, SwarmNodeIndex(tuple(n for n in nodes if n not in evicted)))
+    for node in evicted:
+        state.set_swarm_node(node, None)
+        if is_capable(state, node):
+            state.set_record(CAPABILITY_PREFIX + node, None)
+    return evicted
+
+
 def calibration_seed(parent_block_id: bytes, node: bytes) -> bytes:
     """The question seed of ``node`` answering on top of block ``parent_block_id``."""
     return tagged_hash(CALIBRATION_SEED_TAG, parent_block_id + node)
@@ -137,9 +163,15 @@ def apply_register_swarm_node(state: State, payload: RegisterSwarmNode, ctx: TxC
     require(bonded >= ctx.params.min_node_stake, "register.insufficient_stake")
     previous = state.swarm_node(ctx.sender)
     nodes = swarm_node_ids(state)
-    if ctx.sender not in nodes:  # new (or registered before the index existed)
+    if ctx.sender not in nodes:  # new (or evicted, or registered before the index existed)
         # the registry must have room for a new node
         require(len(nodes) < MAX_SWARM_NODES, "register.registry_full")
+        if not nodes and is_capable(state, ctx.sender):
+            # a calibrated node entering an empty index (registered before the index
+            # existed) changes the candidate table at once: the epoch's table is recorded first
+            from contracts.swarm import record_epoch_snapshot  # swarm imports this module
+
+            record_epoch_snapshot(state, height=ctx.height, params=ctx.params, force=True)
         state.set_record(INDEX_KEY, SwarmNodeIndex(tuple(sorted((*nodes, ctx.sender)))))
     if previous is not None and previous.models != payload.models:
         # new models must be proven again: the capability flag is cleared

@@ -86,6 +86,24 @@ def apply_withdraw(state: State, payload: Withdraw, ctx: TxContext) -> None:
     credit(state, ctx.sender, sum(u.amount for u in matured), rule="withdraw.overflow")
 
 
+def slash_stake(state: State, address: bytes, amount: int) -> int:
+    """Take up to ``amount`` from ``address``'s stake and return how much was taken (burned
+    or handed on by the caller): bonded stake first, then pending unbonding entries, the
+    latest release first (stake stays slashable while it unbonds)."""
+    record = state.stake(address)
+    from_bonded = min(amount, record.bonded)
+    rest = amount - from_bonded
+    kept: list[Unbonding] = []
+    for entry in reversed(record.unbonding):
+        take = min(rest, entry.amount)
+        rest -= take
+        if entry.amount > take:
+            kept.append(Unbonding(release_height=entry.release_height, amount=entry.amount - take))
+    state.set_stake(address, dataclasses.replace(
+        record, bonded=record.bonded - from_bonded, unbonding=tuple(reversed(kept))))
+    return amount - rest
+
+
 STAKE = PayloadKind(Stake, apply_stake)
 BEGIN_UNSTAKE = PayloadKind(BeginUnstake, apply_begin_unstake)
 WITHDRAW = PayloadKind(Withdraw, apply_withdraw)

@@ -11,19 +11,26 @@ Reputation decays lazily: state keeps each node's last settled height under
 ``swact/<addr>``; the reputation a round uses is `decayed_reputation` of the stored score
 over the blocks since then, and a participant's new score is stored with the current height.
 
-Selection is recomputed: validators redraw the answerers and judges with
-`swarm.selection.select_nodes` over every registered node in the registry index
-(`contracts.registry.swarm_node_ids`, one fixed order), each a `Candidate` with its bonded
-stake (0 below the minimum node stake), its reputation decayed to the payload's
-``reputation_height``, and ``capable`` only if it passed calibration and serves the
-requested model; a settlement naming other nodes fails with ``swarm.selection_mismatch``.
-(Stakes and capability are read from the current state: a change between the selection and
-the settlement makes the draw differ, and the node rebuilds at a newer height.)
+Selection is recomputed from the candidate table of an epoch (``params.swarm_epoch_blocks``
+blocks): `record_epoch_snapshot` runs before the first transaction of each epoch (from
+`consensus.state`'s transition, so the node's block builder and mempool run it too),
+unregisters indexed nodes whose bonded stake fell below ``min_node_stake``
+(`contracts.registry.evict_unstaked`), and records every eligible node (indexed, bonded
+stake >= the minimum, calibrated) with its bonded stake, stored score, last settled height
+and models. A round named by its
+``reputation_height`` h reads the table of epoch ⌊h/N⌋ (`candidate_table`), with
+reputations decayed to that epoch's first height, so a settlement stays valid whatever
+happens between selection and settlement (other rounds settling, stakes moving, new
+registrations). The settlement recomputes the outcome from that table, then applies its
+reputation deltas to the nodes' current scores (two rounds of one epoch compose) and
+collects its slashes from the stake the nodes hold now.
 
 Known gap (see docs/swarm.md): the settler chooses which openings to include (an omitted
 opening makes its author a no-show).
 
-State layout: ``swround/<round_id>`` -> `SettledRound`; ``swact/<addr>`` -> `SwarmActivity`.
+State layout: ``swround/<round_id>`` -> `SettledRound`; ``swact/<addr>`` -> `SwarmActivity`;
+``swepochs`` -> `SwarmEpochs` (the retained snapshots); ``swsnap/<u64 epoch><u16 page>`` ->
+`CandidatePage`.
 """
 
 from __future__ import annotations
@@ -32,10 +39,13 @@ import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, ClassVar
 
-from consensus.encoding import U64, Canonical, Hash32, ListOf, Nested
+from consensus.encoding import U64, Canonical, Hash32, ListOf, Nested, UInt
+from consensus.params import DEFAULT_SWARM_EPOCH_BLOCKS, ChainParams
+from consensus.records import ModelIds
 from contracts.bank import credit, debit
-from contracts.base import Payload, PayloadKind, TxContext, require
-from contracts.registry import is_capable, swarm_node_ids
+from contracts.base import MAX_U64, Payload, PayloadKind, TxContext, require
+from contracts.registry import evict_unstaked, is_capable, swarm_node_ids
+from contracts.staking import slash_stake
 from swarm.messages import (
     MAX_COMMITMENTS,
     MAX_ROUND_NODES,
@@ -61,6 +71,12 @@ REPUTATION_HALF_LIFE = 50_000  # blocks
 # a settlement evaluates reputations at a height it names, at most this many blocks back, so
 # the outcome it claims does not depend on which block includes it
 MAX_SETTLEMENT_LAG = 100
+EPOCHS_KEY = b"swepochs"
+SNAPSHOT_PREFIX = b"swsnap/"
+SNAPSHOT_PAGE = 128  # candidates per page (a page stays below the 1 MiB value bound)
+# retained snapshots: every epoch overlapping the settlement window, the current one
+# (at most MAX_SETTLEMENT_LAG / N + 2 for N >= 1)
+MAX_RETAINED_SNAPSHOTS = MAX_SETTLEMENT_LAG + 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +114,50 @@ class SettleSwarmRound(Payload):
     outcome: Annotated[RoundOutcome, Nested(RoundOutcome)]
 
 
+@dataclasses.dataclass(frozen=True, order=True)
+class CandidateEntry(Canonical):
+    """One eligible node of an epoch's candidate table, as state held it at the epoch start."""
+
+    TAG: ClassVar[bytes] = b"pouw/swcandidate"
+    MEMOISE: ClassVar[bool] = False
+    node: Hash32
+    stake: U64  # bonded stake (at least min_node_stake)
+    score: U64  # stored reputation
+    last_active: U64  # height of its last settled round (if ``active``): decay origin
+    active: Annotated[int, UInt(1)]
+    models: ModelIds
+
+
+@dataclasses.dataclass(frozen=True)
+class CandidatePage(Canonical):
+    """Up to `SNAPSHOT_PAGE` consecutive entries of a candidate table (node id order)."""
+
+    TAG: ClassVar[bytes] = b"pouw/swcandpage"
+    MEMOISE: ClassVar[bool] = False
+    entries: Annotated[tuple[CandidateEntry, ...], ListOf(Nested(CandidateEntry), SNAPSHOT_PAGE,
+                                                          strictly_increasing=True)]
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class RetainedSnapshot(Canonical):
+    """An epoch whose candidate table is stored, in ``pages`` pages."""
+
+    TAG: ClassVar[bytes] = b"pouw/swretained"
+    MEMOISE: ClassVar[bool] = False
+    epoch: U64
+    pages: Annotated[int, UInt(16)]
+
+
+@dataclasses.dataclass(frozen=True)
+class SwarmEpochs(Canonical):
+    """The epochs whose candidate tables are stored, increasing."""
+
+    TAG: ClassVar[bytes] = b"pouw/swepochs"
+    MEMOISE: ClassVar[bool] = False
+    snapshots: Annotated[tuple[RetainedSnapshot, ...], ListOf(
+        Nested(RetainedSnapshot), MAX_RETAINED_SNAPSHOTS, strictly_increasing=True)] = ()
+
+
 def settled_round(state: State, round_id: bytes) -> SettledRound | None:
     raw = state.kv.get(ROUND_PREFIX + round_id)
     return None if raw is None else SettledRound.decode(raw)
@@ -121,30 +181,140 @@ def effective_reputation(state: State, address: bytes, *, height: int) -> int:
 ANY_MODEL = bytes(32)
 
 
-def selection_candidates(state: State, *, height: int, model: bytes,
-                         min_stake: int) -> list[Candidate]:
-    """Every registered node as selection sees it at ``height``, in registry index order:
-    stake 0 below ``min_stake``; capable iff calibrated and serving ``model`` (or any)."""
-    candidates = []
+def epoch_of(height: int, epoch_blocks: int) -> int:
+    return height // epoch_blocks
+
+
+def _page_key(epoch: int, page: int) -> bytes:
+    return SNAPSHOT_PREFIX + epoch.to_bytes(8, "big") + page.to_bytes(2, "big")
+
+
+def retained_snapshots(state: State) -> tuple[RetainedSnapshot, ...]:
+    record = state.record(EPOCHS_KEY, SwarmEpochs)
+    return () if record is None else record.snapshots
+
+
+def live_candidate_table(state: State, *, min_stake: int) -> tuple[CandidateEntry, ...]:
+    """The candidate table as state holds it now: every indexed node with bonded stake at
+    least ``min_stake`` (and positive) that passed calibration, in node id order."""
+    entries = []
     for node in swarm_node_ids(state):
-        record = state.swarm_node(node)
         bonded = state.stake(node).bonded
-        serves = record is not None and (model == ANY_MODEL or model in record.models)
-        candidates.append(Candidate(
-            node=node, stake=bonded if bonded >= min_stake else 0,
-            reputation=effective_reputation(state, node, height=height),
-            capable=serves and is_capable(state, node)))
-    return candidates
+        record = state.swarm_node(node)
+        if bonded < max(1, min_stake) or record is None or not is_capable(state, node):
+            continue
+        since = last_active(state, node)
+        entries.append(CandidateEntry(
+            node=node, stake=bonded, score=state.reputation(node),
+            last_active=0 if since is None else since, active=int(since is not None),
+            models=record.models))
+    return tuple(entries)
 
 
-def selected_nodes(state: State, request: SwarmRequest, *, height: int,
-                   min_stake: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
-    """(answerers, judges) of ``request``'s round in draw order, drawn from ``state`` with
-    reputations at ``height``: what every node and validator computes."""
-    pool = selection_candidates(state, height=height, model=request.model, min_stake=min_stake)
+def record_epoch_snapshot(state: State, *, height: int, params: ChainParams,
+                          force: bool = False) -> None:
+    """Begin-epoch rules, run before the first transaction of each epoch is applied
+    (`consensus.state` calls it before every transaction; it acts once per epoch).
+
+    ``force``: record even with an empty registry index (a registration that makes a node
+    eligible at once calls it so, before it changes the table)."""
+    n = params.swarm_epoch_blocks
+    epoch = epoch_of(height, n)
+    retained = retained_snapshots(state)
+    # an epoch's table is recorded once, before the first transaction of the epoch
+    if retained and retained[-1].epoch >= epoch:
+        return
+    index = swarm_node_ids(state)
+    # with an empty index the table is empty and stays so until a registration (forced)
+    if not index and not force:
+        return
+    # indexed nodes whose bonded stake fell below the minimum are unregistered
+    evict_unstaked(state, min_stake=params.min_node_stake)
+    # the table: every eligible node with its stake, score, last settled height and models
+    table = live_candidate_table(state, min_stake=params.min_node_stake)
+    pages = [table[i:i + SNAPSHOT_PAGE] for i in range(0, len(table), SNAPSHOT_PAGE)]
+    for page, entries in enumerate(pages):
+        state.set_record(_page_key(epoch, page), CandidatePage(entries))
+    # tables no settlement can name any more (before the window of this epoch) are deleted
+    oldest = epoch_of(max(0, epoch * n - MAX_SETTLEMENT_LAG), n)
+    for old in retained:
+        if old.epoch < oldest:
+            for page in range(old.pages):
+                state.set_record(_page_key(old.epoch, page), None)
+    state.set_record(EPOCHS_KEY, SwarmEpochs((
+        *(old for old in retained if old.epoch >= oldest),
+        RetainedSnapshot(epoch=epoch, pages=len(pages)))))
+
+
+def candidate_table(state: State, *, height: int, min_stake: int,
+                    epoch_blocks: int = DEFAULT_SWARM_EPOCH_BLOCKS
+                    ) -> tuple[CandidateEntry, ...]:
+    """The candidate table of the epoch containing ``height``, as it was at the epoch start.
+
+    The stored table of the first retained epoch >= that epoch (no transaction ran in the
+    epochs in between, or one would have recorded their table, so the table did not change);
+    none stored (no transaction since the epoch began): the table as state holds it now.
+    """
+    epoch = epoch_of(height, epoch_blocks)
+    for snap in retained_snapshots(state):
+        if snap.epoch >= epoch:
+            return tuple(
+                entry for page in range(snap.pages)
+                for entry in _page(state, snap.epoch, page) if entry.stake >= min_stake)
+    return live_candidate_table(state, min_stake=min_stake)
+
+
+def _page(state: State, epoch: int, page: int) -> tuple[CandidateEntry, ...]:
+    record = state.record(_page_key(epoch, page), CandidatePage)
+    return () if record is None else record.entries
+
+
+def table_reputation(entry: CandidateEntry, *, height: int, epoch_blocks: int) -> int:
+    """The entry's reputation decayed to the first height of the epoch containing ``height``."""
+    if not entry.active:
+        return entry.score
+    start = epoch_of(height, epoch_blocks) * epoch_blocks
+    return decayed_reputation(entry.score, blocks_elapsed=max(0, start - entry.last_active),
+                              floor=REPUTATION_FLOOR, half_life=REPUTATION_HALF_LIFE)
+
+
+def selection_candidates(state: State, *, height: int, model: bytes, min_stake: int,
+                         epoch_blocks: int = DEFAULT_SWARM_EPOCH_BLOCKS) -> list[Candidate]:
+    """The eligible nodes of the epoch containing ``height`` (`candidate_table`), in node id
+    order: bonded stake, reputation decayed to the epoch start, capable iff serving ``model``
+    (or any). Ineligible nodes (weight 0: never drawn) are left out."""
+    return [Candidate(node=entry.node, stake=entry.stake,
+                      reputation=table_reputation(entry, height=height,
+                                                  epoch_blocks=epoch_blocks),
+                      capable=model == ANY_MODEL or model in entry.models)
+            for entry in candidate_table(state, height=height, min_stake=min_stake,
+                                         epoch_blocks=epoch_blocks)]
+
+
+def selected_nodes(state: State, request: SwarmRequest, *, height: int, min_stake: int,
+                   epoch_blocks: int = DEFAULT_SWARM_EPOCH_BLOCKS
+                   ) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """(answerers, judges) of ``request``'s round in draw order, drawn from the candidate
+    table of the epoch containing ``height``: what every node and validator computes."""
+    pool = selection_candidates(state, height=height, model=request.model, min_stake=min_stake,
+                                epoch_blocks=epoch_blocks)
     round_id = request.round_id()
     return (select_nodes(pool, round_id=round_id, role=ROLE_ANSWER, count=request.answers),
             select_nodes(pool, round_id=round_id, role=ROLE_JUDGE, count=request.judges))
+
+
+def _round_inputs(table: Iterable[CandidateEntry], nodes: Iterable[bytes], *, height: int,
+                  epoch_blocks: int) -> tuple[dict[bytes, int], dict[bytes, int]]:
+    """(reputations, stakes) of ``nodes`` from the table (0 for a node not in it)."""
+    by_node = {entry.node: entry for entry in table}
+    reputations: dict[bytes, int] = {}
+    stakes: dict[bytes, int] = {}
+    for node in nodes:
+        entry = by_node.get(node)
+        reputations[node] = 0 if entry is None else table_reputation(
+            entry, height=height, epoch_blocks=epoch_blocks)
+        stakes[node] = 0 if entry is None else entry.stake
+    return reputations, stakes
 
 
 def build_settlement(
@@ -157,22 +327,24 @@ def build_settlement(
     commitments: Iterable[Commitment],
     answer_openings: Iterable[AnswerOpening],
     judgment_openings: Iterable[JudgmentOpening],
+    min_stake: int = 0,
+    epoch_blocks: int = DEFAULT_SWARM_EPOCH_BLOCKS,
 ) -> SettleSwarmRound:
-    """The payload a node sends to settle a round: inputs sorted, outcome computed on
-    ``state`` with reputations decayed to ``height`` (the node's tip), as validators will
-    for any block up to `MAX_SETTLEMENT_LAG` later, unless the state of a participant
-    changes first (then the transaction fails with ``swarm.settlement_mismatch``: rebuild)."""
+    """The payload a node sends to settle a round: inputs sorted, outcome computed from the
+    candidate table of the epoch containing ``height`` (the height the round was selected
+    at), as validators will for any block up to `MAX_SETTLEMENT_LAG` later."""
     answer_nodes = tuple(sorted(set(answerers)))
     judge_nodes = tuple(sorted(set(judges)))
     nodes = sorted(set(answer_nodes) | set(judge_nodes))
     commitment_list = tuple(sorted(set(commitments)))
     answer_list = tuple(sorted(set(answer_openings)))
     judgment_list = tuple(sorted(set(judgment_openings)))
+    table = candidate_table(state, height=height, min_stake=min_stake, epoch_blocks=epoch_blocks)
+    reputations, stakes = _round_inputs(table, nodes, height=height, epoch_blocks=epoch_blocks)
     outcome = settle(
         request=request, answerers=answer_nodes, judges=judge_nodes, commitments=commitment_list,
         answer_openings=answer_list, judgment_openings=judgment_list,
-        reputations={node: effective_reputation(state, node, height=height) for node in nodes},
-        stakes={node: state.stake(node).bonded for node in nodes}, params=SETTLEMENT_PARAMS,
+        reputations=reputations, stakes=stakes, params=SETTLEMENT_PARAMS,
     ).outcome
     return SettleSwarmRound(request=request, reputation_height=height,
                             answerers=answer_nodes, judges=judge_nodes,
@@ -201,38 +373,50 @@ def apply_settle_swarm_round(state: State, payload: SettleSwarmRound, ctx: TxCon
     # no more nodes than the client asked for
     require(len(payload.answerers) <= request.answers and len(payload.judges) <= request.judges,
             "swarm.too_many_nodes")
-    answerers, judges = selected_nodes(state, request, height=payload.reputation_height,
-                                       min_stake=ctx.params.min_node_stake)
-    # the answerers must be exactly the ones the chain draws for this round
+    height = payload.reputation_height
+    epoch_blocks = ctx.params.swarm_epoch_blocks
+    table = candidate_table(state, height=height, min_stake=ctx.params.min_node_stake,
+                            epoch_blocks=epoch_blocks)
+    pool = [Candidate(node=entry.node, stake=entry.stake,
+                      reputation=table_reputation(entry, height=height,
+                                                  epoch_blocks=epoch_blocks),
+                      capable=request.model == ANY_MODEL or request.model in entry.models)
+            for entry in table]
+    answerers = select_nodes(pool, round_id=round_id, role=ROLE_ANSWER, count=request.answers)
+    judges = select_nodes(pool, round_id=round_id, role=ROLE_JUDGE, count=request.judges)
+    # the answerers must be exactly the ones the epoch's table draws for this round
     require(payload.answerers == tuple(sorted(answerers)), "swarm.selection_mismatch",
             "answerers")
-    # the judges must be exactly the ones the chain draws for this round
+    # the judges must be exactly the ones the epoch's table draws for this round
     require(payload.judges == tuple(sorted(judges)), "swarm.selection_mismatch", "judges")
     nodes = sorted(set(payload.answerers) | set(payload.judges))
-    reputations = {node: effective_reputation(state, node, height=payload.reputation_height)
-                   for node in nodes}
-    stakes = {node: state.stake(node).bonded for node in nodes}
+    reputations, stakes = _round_inputs(table, nodes, height=height, epoch_blocks=epoch_blocks)
     recomputed = settle(
         request=request, answerers=payload.answerers, judges=payload.judges,
         commitments=payload.commitments, answer_openings=payload.answer_openings,
         judgment_openings=payload.judgment_openings, reputations=reputations, stakes=stakes,
         params=SETTLEMENT_PARAMS,
     ).outcome
-    # the claimed outcome must be exactly what the rules give
+    # the claimed outcome must be exactly what the rules give on the epoch's table
     require(recomputed == payload.outcome, "swarm.settlement_mismatch")
     # the client must hold the fee
     debit(state, request.client, request.fee, rule="swarm.insufficient_client_balance")
     for slash in recomputed.slashes:
-        record = state.stake(slash.node)
-        state.set_stake(slash.node, dataclasses.replace(record,
-                                                        bonded=record.bonded - slash.amount))
+        # a slash (a share of the stake at the epoch start) comes from bonded stake, then
+        # from unbonding entries (latest first); the node must still hold all of it
+        require(slash_stake(state, slash.node, slash.amount) == slash.amount,
+                "swarm.slash_uncollectable")
     for payout in recomputed.payouts:
         # payouts must fit the recipients' balances
         credit(state, payout.node, payout.amount, rule="swarm.payout_overflow")
     if recomputed.refund:
         credit(state, request.client, recomputed.refund, rule="swarm.payout_overflow")
     for update in recomputed.reputations:
-        state.set_reputation(update.node, update.score)
+        # the round's change (new score - table score) applies to the node's current score,
+        # decayed to this block, so rounds settling in one epoch compose
+        delta = update.score - reputations[update.node]
+        current = effective_reputation(state, update.node, height=ctx.height)
+        state.set_reputation(update.node, min(MAX_U64, max(0, current + delta)))
         _write(state, ACTIVITY_PREFIX + update.node, SwarmActivity(ctx.height).encode())
     _write(state, ROUND_PREFIX + round_id,
            SettledRound(height=ctx.height, outcome_id=recomputed.id()).encode())

@@ -21,6 +21,10 @@ from consensus.tx import public_key
 
 DEV_CHAIN_ID = 1337
 GENESIS_AGE = 7 * 24 * 3600  # seconds the genesis timestamp lies in the past
+# bonded stake a swarm node needs to register and to stay in the registry index (nodes below
+# it are evicted at the next epoch start): the most the node's default swarm stake (10 000)
+# allows while a 5% no-show slash does not evict; ChainParams keeps 1 for unit-test chains
+TESTNET_MIN_NODE_STAKE = 5_000
 
 
 def genesis_dict(
@@ -45,6 +49,7 @@ def genesis_dict(
         "unbonding_delay": 5,
         "min_difficulty": True,
         "block_subsidy": 50_000_000,
+        "min_node_stake": TESTNET_MIN_NODE_STAKE,
         "balances": {public_key(seed).hex(): balance for seed in seeds},
         "stakes": {public_key(seeds[0]).hex(): stake} if seeds else {},
     }

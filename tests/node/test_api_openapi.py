@@ -71,6 +71,12 @@ def external_routes() -> set[tuple[str, str]]:
     from node.chat_api import register_routes as swarm_routes
 
     swarm_routes(app, object())  # type: ignore[arg-type]  # the swarm's round view
+    from node.swarm_registration import ROUTE as registration_route
+
+    async def _unused(_: web.Request) -> web.Response:
+        raise AssertionError("never called")
+
+    app.router.add_get(registration_route, _unused)  # added by swarm_registration.attach
     return app_routes(app)
 
 

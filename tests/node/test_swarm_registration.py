@@ -64,6 +64,9 @@ class Switchable:
     async def judge(self, question: str, answer_a: str, answer_b: str) -> Judgment:
         return await self.inner.judge(question, answer_a, answer_b)
 
+    async def screen(self, question: str, answer: str) -> bool | None:
+        return await self.inner.screen(question, answer)
+
 
 async def _node(tmp_path: Path, name: str, seed: int, *, backend: InferenceBackend | None = None,
                 **config: Any) -> Node:

@@ -34,7 +34,7 @@ from testnet.process import pid_alive
 from tests.functional.framework import wait_until
 from tests.functional.test_testnet_cli import pouwchain
 
-NODES = 4  # as `make run`: node 3 runs arith-l, which passes calibration every time
+NODES = 4  # as `make run`: node 0 runs arith-l, which passes calibration every time
 # one miner: two paced dev-chain miners produce equal-work blocks at the same second and the
 # network flips between their forks, so a calibration or a settlement that landed on one
 # fork is missing on the other (see the report; `make run` has two miners)
@@ -96,9 +96,9 @@ def test_testnet_up_registers_calibrates_and_settles(tmp_path: Path) -> None:
             assert account["stake"]["bonded"] >= SWARM_STAKE, account
             assert account["swarm_node"] is not None, account
             assert status["model"] in account["swarm_node"]["models"]
-        # arith-l (node 3) passes: wait for it even if a fork undid its first calibration
-        wait_until(lambda: request(urls[3], "GET", "/api/v1/swarm/registration")
-                   ["phase"] == "calibrated", 60, interval=0.5, message="node 3 calibrated")
+        # arith-l (node 0) passes: wait for it even if a fork undid its first calibration
+        wait_until(lambda: request(urls[0], "GET", "/api/v1/swarm/registration")
+                   ["phase"] == "calibrated", 60, interval=0.5, message="node 0 calibrated")
         table = pouwchain("testnet", "status", "--dir", str(directory), timeout=30)
         assert table.returncode == 0 and "calibrated" in table.stdout, table.stdout
         print(table.stdout)

@@ -35,10 +35,9 @@ from tests.functional.framework import wait_until
 from tests.functional.test_testnet_cli import pouwchain
 
 NODES = 4  # as `make run`: node 0 runs arith-l, which passes calibration every time
-# one miner: two paced dev-chain miners produce equal-work blocks at the same second and the
-# network flips between their forks, so a calibration or a settlement that landed on one
-# fork is missing on the other (see the report; `make run` has two miners)
-MINERS = 1
+# two miners, as `make run`: paced dev miners wait a (miner, parent)-drawn 0.5-1.5x the block
+# interval (node.miner), so they rarely fork; a fork would undo a calibration or settlement
+MINERS = 2
 
 
 def _landed(rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:

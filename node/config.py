@@ -80,6 +80,11 @@ class NodeConfig:
     # needs swarm_backend (the model it registers and calibrates with)
     swarm_register: bool = False
     swarm_stake: int = DEFAULT_SWARM_STAKE  # bonded stake the node tops itself up to
+    # rounds this node originates ask this many answerers and judges (at most the eligible)
+    swarm_answers: int = 4
+    swarm_judges: int = 4
+    # a backup settler k (node.swarm_service) waits k times this many seconds for the origin
+    swarm_settle_backoff: float = 10.0
 
     def __post_init__(self) -> None:
         self.datadir = Path(self.datadir)
@@ -99,6 +104,13 @@ class NodeConfig:
             raise ConfigError("swarm_register must be true or false")
         if type(self.swarm_stake) is not int or not 0 < self.swarm_stake <= MAX_U64:
             raise ConfigError("swarm_stake must be a positive integer (u64)")
+        for name in ("swarm_answers", "swarm_judges"):
+            value = getattr(self, name)
+            if type(value) is not int or not 1 <= value <= 64:
+                raise ConfigError(f"{name} must be an integer from 1 to 64")
+        if type(self.swarm_settle_backoff) not in (int, float) or \
+                not 0 <= self.swarm_settle_backoff <= 3600:
+            raise ConfigError("swarm_settle_backoff must be 0 to 3600 seconds")
         if self.swarm_register and not self.swarm_backend:
             raise ConfigError("swarm_register needs swarm_backend (the model the node "
                               "registers and calibrates with)")

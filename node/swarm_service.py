@@ -834,6 +834,9 @@ def attach(node: Node, backend: InferenceBackend | None = None, **options: Any) 
         from swarm.runtime.factory import make_backend
 
         backend = make_backend(node.config.swarm_backend)
+    config = node.config
+    options = {"answers": config.swarm_answers, "judges": config.swarm_judges,
+               "settle_backoff": float(config.swarm_settle_backoff)} | options
     service = SwarmService(node, backend, **options)
     setattr(node, "swarm", service)  # noqa: B010  # the peer manager looks it up by name
     node.peers.connect_listeners.append(service.on_connect)

@@ -25,6 +25,7 @@ from contracts.registry import (
     calibration_seed,
 )
 from contracts.staking import Stake
+from node.config import ConfigError, NodeConfig
 from node.node import Node
 from node.p2p.protocol import MAX_SWARM, MsgType, ProtocolError, decode_frame, encode_frame
 from node.swarm_service import NOT_ON_CHAIN, SwarmService, attach
@@ -342,3 +343,19 @@ async def test_registered_round_settles_on_chain(tmp_path: Path) -> None:
     finally:
         for node in nodes:
             await node.stop()
+
+
+async def test_round_sizes_and_settle_backoff_come_from_node_toml(tmp_path: Path) -> None:
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "node.toml").write_text(
+        "swarm_answers = 7\nswarm_judges = 5\nswarm_settle_backoff = 2.5\n")
+    config = NodeConfig.resolve(datadir=tmp_path / "n", port=0, discover=False)
+    node = Node(config)
+    service = attach(node)
+    assert (service.answers, service.judges, service.settle_backoff) == (7, 5, 2.5)
+    await node.start()
+    await node.stop()
+    for field, bad in (("swarm_answers", 0), ("swarm_judges", 65), ("swarm_answers", 1.0),
+                       ("swarm_settle_backoff", -1), ("swarm_settle_backoff", "1")):
+        with pytest.raises(ConfigError, match=field):
+            NodeConfig(datadir=tmp_path / "n", **{field: bad})

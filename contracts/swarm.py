@@ -4,7 +4,8 @@ Any node may send ``SettleSwarmRound`` once the round's reveals are in. The payl
 the client's signed request (its signature authorises the fee), who was selected, every
 commitment and opening the settler saw, and the claimed `RoundOutcome`. Validators read
 reputations and bonded stakes from state, recompute the outcome and reject the transaction
-unless it is identical; then the client's fee is debited, payouts and the refund credited,
+unless it is identical; then the client's fee is taken (from its escrow first,
+contracts.escrow.pay_fee), payouts and the refund credited,
 stakes slashed, reputations written and the round marked settled (a round settles once).
 
 Reputation decays lazily: state keeps each node's last settled height under
@@ -42,8 +43,9 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 from consensus.encoding import U64, Canonical, Hash32, ListOf, Nested, UInt
 from consensus.params import DEFAULT_SWARM_EPOCH_BLOCKS, ChainParams
 from consensus.records import ModelIds
-from contracts.bank import credit, debit
+from contracts.bank import credit
 from contracts.base import MAX_U64, Payload, PayloadKind, TxContext, require
+from contracts.escrow import pay_fee
 from contracts.registry import evict_unstaked, is_capable, swarm_node_ids
 from contracts.staking import slash_stake
 from swarm.messages import (
@@ -399,8 +401,8 @@ def apply_settle_swarm_round(state: State, payload: SettleSwarmRound, ctx: TxCon
     ).outcome
     # the claimed outcome must be exactly what the rules give on the epoch's table
     require(recomputed == payload.outcome, "swarm.settlement_mismatch")
-    # the client must hold the fee
-    debit(state, request.client, request.fee, rule="swarm.insufficient_client_balance")
+    # the client's escrow (locked, then releasing) and then its balance must cover the fee
+    pay_fee(state, request.client, request.fee, rule="swarm.insufficient_client_balance")
     for slash in recomputed.slashes:
         # a slash (a share of the stake at the epoch start) comes from bonded stake, then
         # from unbonding entries (latest first); the node must still hold all of it

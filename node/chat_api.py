@@ -6,6 +6,9 @@
   Extra fields: ``round_id``, ``answerer`` (the chosen node), ``score`` (σ(θ), 0..1) and
   ``settlement_status``. Optional extra request field ``fee`` (integer). Errors are
   OpenAI-style ``{"error": {"message", "type", "param", "code"}}``.
+- ``POST /api/v1/swarm/requests``: ``{"request": hex}``, a `RequestAnnouncement` its client
+  signed (`pouwchain ask --wallet`); the fee comes from the client's swarm escrow, which must
+  cover it (402 otherwise). Answers with the round view once the fast path is done.
 - ``GET /api/v1/rounds/{id}``: answers, judgments, strengths and settlement status.
 - ``GET /v1/models``: the swarm as one model, ``pouwchain-swarm``.
 """
@@ -26,6 +29,20 @@ if TYPE_CHECKING:
 MODEL_NAME = "pouwchain-swarm"
 MAX_BODY = 1 << 20
 MAX_PROMPT_CHARS = 16_000
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, or its first MAX_BODY + 1 bytes (too large: the caller says 413);
+    `StreamReader.read(n)` alone returns whatever the first chunk held."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY:
+        chunk = await request.content.read(MAX_BODY + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def openai_error(status: int, message: str, *, code: str, param: str | None = None,
@@ -124,7 +141,7 @@ class ChatApi:
     async def completions(self, request: web.Request) -> web.StreamResponse:
         from node.swarm_service import SwarmUnavailable
 
-        raw = await request.content.read(MAX_BODY + 1)
+        raw = await read_body(request)
         if len(raw) > MAX_BODY:
             return openai_error(413, "request body too large", code="too_large")
         try:
@@ -156,6 +173,32 @@ class ChatApi:
         await response.write_eof()
         return response
 
+    async def signed_request(self, request: web.Request) -> web.Response:
+        from consensus.errors import EncodingError
+        from node.swarm_service import FeeNotCovered, SwarmUnavailable
+        from swarm.messages import RequestAnnouncement
+
+        raw = await read_body(request)
+        if len(raw) > MAX_BODY:
+            return _error(413, "request body too large", "too_large")
+        try:
+            body = json.loads(raw or b"null")
+            announcement = RequestAnnouncement.decode(bytes.fromhex(body["request"]))
+        except (ValueError, TypeError, KeyError, EncodingError) as exc:
+            return _error(400, f"body must be {{\"request\": hex of a signed swarm request}}: "
+                          f"{exc}", "bad_request")
+        try:
+            state = await self.service.ask_signed(announcement)
+        except ValueError as exc:
+            return _error(400, str(exc), "bad_request")
+        except FeeNotCovered as exc:
+            return _error(402, str(exc), "fee_not_covered")
+        except SwarmUnavailable as exc:
+            return _error(503, str(exc), "no_swarm_nodes")
+        view = state.view()
+        view["settlement_status"] = self.service.settlement_status(state)
+        return web.json_response(view)
+
     async def round_view(self, request: web.Request) -> web.Response:
         text = request.match_info["round_id"]
         try:
@@ -183,3 +226,9 @@ def register_routes(app: web.Application, service: SwarmService) -> None:
     app.router.add_post("/v1/chat/completions", api.completions)
     app.router.add_get("/v1/models", api.models)
     app.router.add_get("/api/v1/rounds/{round_id}", api.round_view)
+    app.router.add_post("/api/v1/swarm/requests", api.signed_request)
+
+
+def _error(status: int, message: str, reason: str) -> web.Response:
+    """The node API's error shape (docs/api.md)."""
+    return web.json_response({"error": message, "reason": reason}, status=status)

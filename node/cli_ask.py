@@ -1,5 +1,9 @@
-"""``pouwchain ask "question" [--node URL] [--fee F]``: ask the swarm through a node's
-OpenAI-compatible route, print the chosen answer and the round summary."""
+"""``pouwchain ask "question" [--node URL] [--fee F] [--wallet PATH]``: ask the swarm through
+a node, print the chosen answer and the round summary.
+
+Without ``--wallet`` the node asks on its own account (the OpenAI-compatible route; the node
+pays any fee). With ``--wallet`` the request is signed here by the wallet's key and its fee
+comes from the wallet's swarm escrow (``pouwchain wallet escrow-deposit``)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from node.config import DEFAULT_PORT
@@ -65,22 +70,47 @@ def summary_lines(view: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ask_signed(args: argparse.Namespace, base: str) -> tuple[str, dict[str, Any]]:
+    """Sign the request with the wallet and post it; (answer, round view)."""
+    from node.cli_wallet import read_password
+    from node.wallet import open_wallet
+
+    wallet = open_wallet(args.wallet, read_password())
+    status = _request(f"{base}/api/v1/status")
+    announcement = wallet.sign_swarm_request(
+        chain_id=int(status["chain_id"]), prompt=args.question.encode(), fee=args.fee,
+        answers=args.answers, judges=args.judges, nonce=os.urandom(32))
+    view = _request(f"{base}/api/v1/swarm/requests",
+                    body={"request": announcement.encode().hex()}, timeout=args.timeout)
+    return str(view.get("answer") or ""), view
+
+
 def _main(args: argparse.Namespace) -> int:
+    from node.wallet import WalletError
+
     base = args.node.rstrip("/")
-    body: dict[str, Any] = {"model": "pouwchain-swarm",
-                            "messages": [{"role": "user", "content": args.question}]}
-    if args.fee:
-        body["fee"] = args.fee
     try:
-        completion = _request(f"{base}/v1/chat/completions", body=body, timeout=args.timeout)
-        view = _request(f"{base}/api/v1/rounds/{completion['round_id']}")
+        if args.wallet is not None:
+            answer, view = _ask_signed(args, base)
+        else:
+            body: dict[str, Any] = {"model": "pouwchain-swarm",
+                                    "messages": [{"role": "user", "content": args.question}]}
+            if args.fee:
+                body["fee"] = args.fee
+            completion = _request(f"{base}/v1/chat/completions", body=body,
+                                  timeout=args.timeout)
+            answer = completion["choices"][0]["message"]["content"]
+            view = _request(f"{base}/api/v1/rounds/{completion['round_id']}")
     except urllib.error.HTTPError as exc:
         print(f"pouwchain ask: {_error_text(exc)}")
         return 1
     except (urllib.error.URLError, OSError) as exc:
         print(f"pouwchain ask: cannot reach {base}: {exc}")
         return 1
-    print(completion["choices"][0]["message"]["content"])
+    except WalletError as exc:
+        print(f"pouwchain ask: {exc}")
+        return 1
+    print(answer)
     print()
     for line in summary_lines(view):
         print(line)
@@ -95,4 +125,9 @@ def register(subparsers: Any) -> None:
                         f"http://127.0.0.1:{DEFAULT_PORT})")
     p.add_argument("--fee", type=int, default=0, help="fee offered for the round")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
+    p.add_argument("--wallet", type=Path, default=None,
+                   help="sign the request with this wallet: the fee comes from its swarm "
+                        "escrow (default: the node asks and pays on its own account)")
+    p.add_argument("--answers", type=int, default=4, help="answerers asked (with --wallet)")
+    p.add_argument("--judges", type=int, default=4, help="judges asked (with --wallet)")
     p.set_defaults(func=_main)

@@ -63,6 +63,7 @@ import msgpack
 from consensus.errors import ConsensusError
 from consensus.state import State
 from consensus.tx import Transaction, sign_transaction
+from contracts.escrow import escrow_of
 from contracts.registry import swarm_node_ids
 from contracts.swarm import (
     ANY_MODEL,
@@ -84,6 +85,7 @@ from swarm.commit_reveal import (
 from swarm.messages import (
     KIND_ANSWER,
     KIND_JUDGMENT,
+    MAX_ROUND_NODES,
     Commitment,
     RequestAnnouncement,
     Reveal,
@@ -117,6 +119,10 @@ DEFAULT_SETTLE_BACKOFF = 10.0  # seconds between backup settlers (a few blocks' 
 SETTLEMENT_PENDING = "pending"
 NOT_ON_CHAIN = "not on chain: no registered swarm nodes (interim candidates)"
 _OUTCOME_BYTE = {Outcome.A: 0, Outcome.B: 1, Outcome.TIE: 2}
+
+
+class FeeNotCovered(Exception):
+    """A client's escrow does not cover the fee of its request (HTTP 402)."""
 
 
 class SwarmUnavailable(Exception):
@@ -579,25 +585,71 @@ class SwarmService:
                 await asyncio.wait_for(state.changed.wait(), remaining)
 
     async def ask(self, prompt: str, *, fee: int = 0) -> RoundState:
-        """Run one round as its origin; returns when the round is complete (fast path).
+        """Run one round as its origin, on the node's own account (it signs the request and
+        pays the fee); returns when the round is complete (fast path).
 
         The round runs in its own task: a client that goes away does not cut it short
         (the other nodes still get ``final``)."""
-        return await asyncio.shield(self._spawn(self._run(prompt, fee)))
+        candidates, height, eligible = self._eligible()
+        announcement = sign_request(
+            bytes(self.node.identity), chain_id=self.node.chain.params.chain_id,
+            prompt=prompt.encode(), fee=fee, answers=min(self.answers, eligible),
+            judges=min(self.judges, eligible), nonce=os.urandom(32))
+        return await asyncio.shield(self._spawn(self._run(announcement, candidates, height)))
 
-    async def _run(self, prompt: str, fee: int) -> RoundState:
+    async def ask_signed(self, announcement: RequestAnnouncement) -> RoundState:
+        """Run a round for a request its client signed; the fee comes from the client's
+        escrow (contracts.escrow), which must cover it and the fees of the client's rounds
+        this node still has unsettled. Raises ValueError (bad request), FeeNotCovered or
+        SwarmUnavailable."""
+        request = announcement.request
+        if request.chain_id != self.node.chain.params.chain_id:
+            raise ValueError(f"request is for chain {request.chain_id}")
+        if not request.verify_signature():
+            raise ValueError("bad request signature")
+        if not announcement.prompt_matches():
+            raise ValueError("prompt does not match the request's prompt hash")
+        if request.round_id() in self.rounds:
+            raise ValueError("round already known (a request runs once)")
+        if not 1 <= request.answers <= MAX_ROUND_NODES or \
+                not 0 <= request.judges <= MAX_ROUND_NODES:
+            raise ValueError(f"answers must be 1..{MAX_ROUND_NODES} and judges "
+                             f"0..{MAX_ROUND_NODES}")
+        self.check_fee(request.client, request.fee)
+        candidates, height, _ = self._eligible()
+        return await asyncio.shield(self._spawn(self._run(announcement, candidates, height)))
+
+    def unsettled_fees(self, client: bytes) -> int:
+        """Fees of ``client``'s rounds this node knows that have not settled on chain."""
+        return sum(s.announcement.request.fee for s in self.rounds.values()
+                   if s.announcement.request.client == client and s.settled is None
+                   and s.status != "abandoned")
+
+    def check_fee(self, client: bytes, fee: int) -> None:
+        """A client other than this node must have the fee, plus its unsettled fees, locked
+        in escrow: the settlement lands after the answer, when a balance could be gone."""
+        if fee == 0 or client == self.node_id:
+            return
+        locked = escrow_of(State(self.node.chain.state_view()), client).locked
+        unsettled = self.unsettled_fees(client)
+        if locked < fee + unsettled:
+            raise FeeNotCovered(
+                f"the client's swarm escrow ({locked} locked) does not cover the fee {fee}"
+                + (f" plus {unsettled} of its unsettled rounds" if unsettled else "")
+                + "; lock more with `pouwchain wallet escrow-deposit`")
+
+    def _eligible(self) -> tuple[tuple[Candidate, ...], int, int]:
+        """(candidates, registry height, how many may be selected); raises SwarmUnavailable."""
         candidates, height = self.candidates()
         eligible = sum(1 for c in candidates if selection_weight(c) > 0)
         if not eligible:
             raise SwarmUnavailable("no eligible swarm node in the chain's registry (registered "
                                    "nodes need stake and calibration)" if height or candidates
                                    else "no connected node runs an inference backend")
-        n_answer = min(self.answers, eligible)
-        n_judge = min(self.judges, eligible)
-        announcement = sign_request(
-            bytes(self.node.identity), chain_id=self.node.chain.params.chain_id,
-            prompt=prompt.encode(), fee=fee, answers=n_answer, judges=n_judge,
-            nonce=os.urandom(32))
+        return candidates, height, eligible
+
+    async def _run(self, announcement: RequestAnnouncement,
+                   candidates: tuple[Candidate, ...], height: int) -> RoundState:
         raw = _pack(announcement.encode(),
                     [[c.node, c.stake, c.reputation, c.capable] for c in candidates],
                     self.node_id, height)

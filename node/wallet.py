@@ -29,6 +29,7 @@ from nacl.pwhash import argon2id
 
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts import Payload
+from swarm.messages import RequestAnnouncement, sign_request
 
 FORMAT = "pouwchain-wallet"
 VERSION = 1
@@ -90,6 +91,12 @@ class Wallet:
     def sign(self, *, chain_id: int, nonce: int, fee: int, payload: Payload) -> Transaction:
         return sign_transaction(self.__seed, chain_id=chain_id, nonce=nonce, fee=fee,
                                 payload=payload)
+
+    def sign_swarm_request(self, *, chain_id: int, prompt: bytes, fee: int, answers: int,
+                           judges: int, nonce: bytes) -> RequestAnnouncement:
+        """A swarm request signed by this wallet: its fee comes from the wallet's escrow."""
+        return sign_request(self.__seed, chain_id=chain_id, prompt=prompt, fee=fee,
+                            answers=answers, judges=judges, nonce=nonce)
 
 
 def _password_bytes(password: str | bytes) -> bytes:

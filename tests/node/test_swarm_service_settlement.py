@@ -26,6 +26,7 @@ from contracts.registry import (
 )
 from contracts.staking import Stake
 from contracts.swarm import SettleSwarmRound, build_settlement, settled_round
+from node.api import register_routes as register_api_routes
 from node.node import Node, NodeRejected
 from node.p2p.protocol import Message, MsgType
 from node.swarm_service import RoundState, SwarmService, attach
@@ -75,9 +76,10 @@ def _registry_blocks(chain: Chain, registered: int) -> list[Any]:
 
 
 async def _registered_swarm(tmp_path: Path, *, registered: int = 3, count: int = 3,
-                            **options: Any) -> tuple[Chain, list[Node]]:
+                            api: bool = False, **options: Any) -> tuple[Chain, list[Node]]:
     """``count`` connected nodes with dev identities 0..count-1; the first ``registered``
-    are staked, registered and calibrated swarm nodes. Returns the test chain (to mine on)."""
+    are staked, registered and calibrated swarm nodes (with ``api``, serving the whole node
+    API). Returns the test chain (to mine on)."""
     chain = new_chain()
     blocks = _registry_blocks(chain, registered)
     nodes: list[Node] = []
@@ -87,6 +89,8 @@ async def _registered_swarm(tmp_path: Path, *, registered: int = 3, count: int =
         (datadir / "node.key").write_bytes(dev_seed(i))
         node = Node(node_config(tmp_path, f"s{i}", swarm_backend=f"builtin:{VARIANTS[i % 4]}"))
         preload(node, blocks)
+        if api:  # the node's whole HTTP API, as `pouwchain node` serves it
+            node.add_route_hook(lambda app, n: register_api_routes(app, n))
         attach(node, **{**FAST, **options})
         await node.start()
         nodes.append(node)

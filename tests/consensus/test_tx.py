@@ -9,7 +9,16 @@ import pytest
 from consensus.errors import TransactionError
 from consensus.genesis import dev_seed
 from consensus.tx import SIGNING_DOMAIN, Transaction, public_key, sign_transaction
-from contracts import BeginUnstake, RegisterSwarmNode, Stake, Transfer, Withdraw
+from contracts import (
+    BeginEscrowRelease,
+    BeginUnstake,
+    ClaimEscrowRelease,
+    DepositEscrow,
+    RegisterSwarmNode,
+    Stake,
+    Transfer,
+    Withdraw,
+)
 
 SEED = dev_seed(1)
 
@@ -83,7 +92,8 @@ def test_payload_registry_is_consistent() -> None:
     """Each registered kind id maps to its class, whose apply function is registered with it."""
     from contracts import PAYLOAD_CLASSES, PAYLOAD_KINDS
 
-    assert set(PAYLOAD_KINDS) == {0, 1, 2, 3, 4, 5, 6, 7, 10, 11}  # 5-7: jobs; 10, 11: swarm
+    # 5-7: jobs; 10, 11: swarm; 12-14: swarm escrow
+    assert set(PAYLOAD_KINDS) == {0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14}
     for kind_id, kind in PAYLOAD_KINDS.items():
         assert kind.cls.KIND_ID == kind_id
         assert PAYLOAD_CLASSES[kind_id] is kind.cls
@@ -92,7 +102,8 @@ def test_payload_registry_is_consistent() -> None:
 
 def test_every_kind_signs_and_round_trips() -> None:
     payloads = [Transfer(to=bytes(32), amount=1), Stake(amount=1), BeginUnstake(amount=1),
-                Withdraw(), RegisterSwarmNode(models=(bytes(32),), endpoint=b"e")]
+                Withdraw(), RegisterSwarmNode(models=(bytes(32),), endpoint=b"e"),
+                DepositEscrow(amount=1), BeginEscrowRelease(amount=2), ClaimEscrowRelease()]
     for payload in payloads:
         t = sign_transaction(SEED, chain_id=1, nonce=0, fee=0, payload=payload)
         t.verify_signature()

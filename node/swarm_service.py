@@ -565,8 +565,10 @@ class SwarmService:
         state = State(self.node.chain.state_view())
         if swarm_node_ids(state):
             height = self.node.chain.height
+            params = self.node.chain.params
             pool = selection_candidates(state, height=height, model=ANY_MODEL,
-                                        min_stake=self.node.chain.params.min_node_stake)
+                                        min_stake=params.min_node_stake,
+                                        epoch_blocks=params.swarm_epoch_blocks)
             return tuple(pool[:64]), height
         known = {node for node in self.capable_peers if self.node.peers.get(node) is not None}
         if self.backend is not None:
@@ -736,7 +738,9 @@ class SwarmService:
             commitments=state.all_commitments(),
             answer_openings=[answer_opening(r) for r in reveals if r.kind == KIND_ANSWER],
             judgment_openings=[judgment_opening(r) for r in reveals
-                               if r.kind == KIND_JUDGMENT])
+                               if r.kind == KIND_JUDGMENT],
+            min_stake=self.node.chain.params.min_node_stake,
+            epoch_blocks=self.node.chain.params.swarm_epoch_blocks)
         pending = self.node.mempool.pending_of(self.node_id)
         nonce = pending[-1].nonce + 1 if pending else chain_state.account(self.node_id).nonce
         return sign_transaction(bytes(self.node.identity),

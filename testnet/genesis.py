@@ -25,6 +25,7 @@ GENESIS_AGE = 7 * 24 * 3600  # seconds the genesis timestamp lies in the past
 # it are evicted at the next epoch start): the most the node's default swarm stake (10 000)
 # allows while a 5% no-show slash does not evict; ChainParams keeps 1 for unit-test chains
 TESTNET_MIN_NODE_STAKE = 5_000
+TESTNET_UNBONDING_DELAY = 120
 
 
 def genesis_dict(
@@ -46,7 +47,9 @@ def genesis_dict(
         "timestamp": timestamp,
         "target_block_time": 10,
         "initial_target": hex(MAX_TARGET),
-        "unbonding_delay": 5,
+        # longer than the swarm settlement window (100 blocks) plus an epoch, so a node that
+        # misbehaves in a round cannot unbond and withdraw before its slash lands
+        "unbonding_delay": TESTNET_UNBONDING_DELAY,
         "min_difficulty": True,
         "block_subsidy": 50_000_000,
         "min_node_stake": TESTNET_MIN_NODE_STAKE,

@@ -58,6 +58,10 @@ MAX_SWARM_NODES = 4096  # index size bound (a settlement iterates it)
 CALIBRATION_QUESTIONS = 16
 CALIBRATION_PASS = 12  # integer pass mark: at least this many right answers
 CALIBRATION_RETRY_BLOCKS = 100  # a failed node waits this long before trying again
+#: Reputation a node earns by passing calibration with every answer right (scaled by the
+#: share right): the decay floor (contracts.swarm.REPUTATION_FLOOR), so a newcomer starts
+#: where an idle node ends up, and only rounds lift it higher.
+CALIBRATION_REPUTATION = 100
 MAX_CALIBRATION_ANSWER = 32  # bytes per answer text
 CALIBRATION_SEED_TAG = b"pouw/swcalseed"
 
@@ -205,6 +209,10 @@ def apply_submit_calibration(state: State, payload: SubmitCalibration, ctx: TxCo
     state.set_record(CAPABILITY_PREFIX + ctx.sender,
                      SwarmCapability(capable=int(result.passed), height=ctx.height,
                                      correct=result.correct))
+    # a node that passes starts with reputation for the share it got right (never lowered)
+    if result.passed:
+        earned = CALIBRATION_REPUTATION * result.correct // CALIBRATION_QUESTIONS
+        state.set_reputation(ctx.sender, max(state.reputation(ctx.sender), earned))
 
 
 REGISTER_SWARM_NODE = PayloadKind(RegisterSwarmNode, apply_register_swarm_node)

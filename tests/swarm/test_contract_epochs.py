@@ -189,10 +189,13 @@ def test_a_settlement_does_not_stop_another_round_of_the_epoch() -> None:
     send(chain, [(SETTLER_SEED, second)])
     assert settled_round(chain.state, second.request.round_id()) is not None
     assert chain.tip.height // 10 == 1  # both settled in the epoch they were drawn in
-    # the second round's deltas (against the epoch table, where every node had 0) are added
-    # to the scores the first round left
+    # the second round's deltas (against the epoch table: the scores calibration gave) are
+    # added to the scores the first round left
+    table = {e.node: e.score for e in candidate_table(chain.state, height=selected_at,
+                                                       min_stake=1)}
     for update in second.outcome.reputations:
-        assert chain.state.reputation(update.node) == max(0, scores[update.node] + update.score)
+        delta = update.score - table.get(update.node, 0)
+        assert chain.state.reputation(update.node) == max(0, scores[update.node] + delta)
     shared = nodes_of(first) & nodes_of(second)
     assert any(scores[node] > 0 for node in shared)
 

@@ -16,6 +16,7 @@ from contracts.base import TxContext
 from contracts.registry import (
     CALIBRATION_PASS,
     CALIBRATION_QUESTIONS,
+    CALIBRATION_REPUTATION,
     CALIBRATION_RETRY_BLOCKS,
     RegisterSwarmNode,
     SubmitCalibration,
@@ -97,6 +98,21 @@ def test_calibration_pass_mark_is_an_integer_count() -> None:
     assert not is_capable(chain.state, failing)
     record = capability(chain.state, failing)
     assert record is not None and record.correct == CALIBRATION_PASS - 1
+
+
+def test_passing_calibration_earns_reputation_for_the_share_right() -> None:
+    chain = new_chain()
+    full, pass_mark, failing, known = (register(chain, seed(f"rep{i}")) for i in range(4))
+    chain.state.set_reputation(known, 5_000)  # a node that already earned more keeps it
+    calibrate(chain, full, right=CALIBRATION_QUESTIONS)
+    calibrate(chain, pass_mark, right=CALIBRATION_PASS)
+    calibrate(chain, failing, right=CALIBRATION_PASS - 1)
+    calibrate(chain, known, right=CALIBRATION_QUESTIONS)
+    assert chain.state.reputation(full) == CALIBRATION_REPUTATION
+    assert chain.state.reputation(pass_mark) == \
+        CALIBRATION_REPUTATION * CALIBRATION_PASS // CALIBRATION_QUESTIONS
+    assert chain.state.reputation(failing) == 0
+    assert chain.state.reputation(known) == 5_000
 
 
 def test_questions_depend_on_the_parent_block_and_the_node() -> None:

@@ -46,17 +46,18 @@ def summary_lines(view: dict[str, Any]) -> list[str]:
              f"chosen   {view['chosen']}"]
     result = view.get("result") or {}
     ranked = {a["node"]: a for a in result.get("answers", [])}
-    lines.append("answers  (rank  strength  score  node  text)")
+    lines.append("answers  (rank  strength  score  screen  node  text)")
     order = sorted(view["answers"], key=lambda a: (
         ranked[a["node"]]["rank"] if a["node"] in ranked else len(ranked), a["node"]))
     for answer in order:
         r = ranked.get(answer["node"])
         if r is None:
             state = "committed, not revealed" if answer["committed"] else "no answer"
-            lines.append(f"   -  {'':>8}  {'':>5}  {answer['node'][:16]}  ({state})")
+            lines.append(f"   -  {'':>8}  {'':>5}  {'':>6}  {answer['node'][:16]}  ({state})")
             continue
+        screen = "good" if r.get("accepted") else "-"
         lines.append(f"  {r['rank']:>2}  {r['strength_micro'] / 1e6:>+8.3f}  "
-                     f"{r['score_micro'] / 1e6:>5.3f}  {answer['node'][:16]}  "
+                     f"{r['score_micro'] / 1e6:>5.3f}  {screen:>6}  {answer['node'][:16]}  "
                      f"{answer['text']!r}")
     judged = [j for j in view["judgments"] if j["revealed"]]
     lines.append(f"judges   {len(judged)} of {len(view['judgments'])} judged")

@@ -57,13 +57,13 @@ from testnet.process import (
 )
 
 FUNDED_ACCOUNTS = 8
-#: node i answers and judges with spec i mod 6 (built-in variants, swarm.runtime.builtin, not
-#: imported: it loads torch). The first four pass calibration (arith-l always, arith-m about
-#: three times in four; two answer forms each, so nodes with the same weights still answer
-#: independently); arith-s and arith-xs, from the fifth node on, almost never do: they show a
-#: node the registry keeps out of rounds.
-SWARM_VARIANTS = ("arith-l", "arith-m", "arith-l?form=1", "arith-m?form=1", "arith-s",
-                  "arith-xs")
+#: node i answers and judges with spec i mod 7 (built-in variants, swarm.runtime.builtin, not
+#: imported: it loads torch). The first four pass calibration (arith-l every time over three
+#: answer forms, so nodes with the same weights still answer independently; arith-m about
+#: half the time, retrying after 100 blocks); arith-s and arith-xs, from the sixth node on,
+#: almost never do: they show a node the registry keeps out of rounds.
+SWARM_VARIANTS = ("arith-l", "arith-m", "arith-l?form=1", "arith-l?form=2", "arith-m?form=1",
+                  "arith-s", "arith-xs")
 
 
 def swarm_backend(index: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +40,12 @@ from swarm.runtime.base import (
     UnsupportedPrompt,
     file_model_id,
 )
-from swarm.runtime.tasks import equivalent_forms, extract_integer, parse_expression
+from swarm.runtime.tasks import (
+    FAMILIES,
+    equivalent_forms,
+    extract_integer,
+    parse_expression,
+)
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 #: Shipped variants, worst to best (sizes and training steps in train.py).
@@ -314,10 +320,23 @@ def _form(expr: str, index: int) -> tuple[str, int]:
     return forms[index % len(forms)]
 
 
+_TRAINED = ("the built-in models answer a+b and a-b (a, b 0..99), a*b and a*b+c "
+            "(a, c 0..99, b 0..9)")
+
+
 def _expression(prompt: str) -> str:
+    """The canonical expression of a prompt inside the trained operand ranges (outside them
+    the models would answer confidently and wrongly: the node abstains instead)."""
     expr = parse_expression(prompt)
     if expr is None:
-        raise UnsupportedPrompt("the built-in model answers integer arithmetic only")
+        raise UnsupportedPrompt(_TRAINED)
+    operands = [int(x) for x in re.split(r"[+\-*]", expr)]
+    family = ("muladd" if expr.count("+") and "*" in expr else
+              {"+": "add", "-": "sub", "*": "mul"}[next(c for c in expr if c in "+-*")])
+    ranges = FAMILIES[family]
+    if len(operands) != len(ranges) or any(
+            not lo <= x <= hi for x, (lo, hi) in zip(operands, ranges, strict=False)):
+        raise UnsupportedPrompt(f"{expr} is outside the trained ranges: {_TRAINED}")
     try:
         encode_prompt(expr)
     except ValueError as exc:

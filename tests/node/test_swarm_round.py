@@ -242,11 +242,11 @@ def test_swarm_frames_round_trip_and_reject_malformed() -> None:
 def test_testnet_nodes_get_every_builtin_variant() -> None:
     """The first four testnet nodes serve the variants that pass calibration, two answer
     forms each; the weak ones follow; every shipped variant appears."""
-    assert [swarm_backend(i) for i in range(7)] == [
-        "builtin:arith-l", "builtin:arith-m", "builtin:arith-l?form=1", "builtin:arith-m?form=1",
-        "builtin:arith-s", "builtin:arith-xs", "builtin:arith-l"]
+    assert [swarm_backend(i) for i in range(8)] == [
+        "builtin:arith-l", "builtin:arith-m", "builtin:arith-l?form=1", "builtin:arith-l?form=2",
+        "builtin:arith-m?form=1", "builtin:arith-s", "builtin:arith-xs", "builtin:arith-l"]
     assert {spec.split("?")[0] for spec in SWARM_VARIANTS} == set(VARIANT_NAMES)
-    backends = [make_backend(swarm_backend(i)) for i in range(6)]  # every spec loads
+    backends = [make_backend(swarm_backend(i)) for i in range(7)]  # every spec loads
     assert backends[0].model_id == backends[2].model_id != backends[1].model_id
 
 

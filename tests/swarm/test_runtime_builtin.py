@@ -79,9 +79,13 @@ async def test_answer_and_unsupported_prompt(variants: list[BuiltinBackend]) -> 
     assert ans.text == "42"
     assert ans.model_id == best.model_id
     assert ans.token_logprob is not None and ans.token_logprob <= 0
-    for prompt in ("What is the capital of France?", "What is 123*45?"):
+    for prompt in ("What is the capital of France?", "What is 123*45?",
+                   "What is 17*23+5?", "What is 12+130?", "What is 5*9-3?"):
         with pytest.raises(UnsupportedPrompt):
             await best.answer(prompt, max_tokens=16)
+    with pytest.raises(UnsupportedPrompt, match="trained ranges"):
+        await best.judge("What is 17*23+5?", "396", "391")
+    assert (await best.answer("What is 99*9+99?", max_tokens=16)).text.lstrip("-").isdigit()
 
 
 def test_accuracies_ordered_as_intended(accuracies: dict[str, float]) -> None:

@@ -90,6 +90,8 @@ def _main(args: argparse.Namespace) -> int:
     from node.wallet import WalletError
 
     base = args.node.rstrip("/")
+    if "://" not in base:  # an address as `testnet status` prints it
+        base = f"http://{base}"
     try:
         if args.wallet is not None:
             answer, view = _ask_signed(args, base)

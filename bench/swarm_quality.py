@@ -7,14 +7,17 @@ agreement) and the whole `swarm.settlement.settle` (plus signature checks, openi
 payouts, reputation), median and min of ``--repeat`` runs. Goal: 64 answers < 50 ms.
 
 Quality (`quality_rows`): on ``--questions`` (default 400) fixed questions of the built-in
-task, 8 answerers (the 4 shipped variants x 2 answer forms) and the 4 variants as judges,
-the swarm's pick (Bradley-Terry through `swarm.settlement.aggregate`, judges weighted by
-reputation + 1, own answer skipped) vs majority vote vs the best single node, on the real
-ring+chord schedule and on all ordered pairs, for three judge-reputation assignments, with
-and without adversarial judges holding 30% of the judge weight who always prefer a wrong
-answer (the most common wrong one first). Measured 2026-11-23, 400 questions: best node
-0.925, majority 0.8925; swarm on the schedule 0.8175 / 0.875 / 0.89 (equal / calibration /
-1:2:4:8 reputations), on all pairs 0.8325 / 0.9225 / 0.94; adversaries cost 14-17 pp.
+task, 8 answerers (the 4 shipped variants x 2 answer forms) and the 4 variants as judges
+(likelihood verdicts on the round's ring+chord pairs and the likelihood GOOD/BAD screen),
+every question settled by the real `swarm.settlement.settle` on signed messages: the
+swarm's pick vs majority vote vs the best single node, for static judge reputations (equal,
+calibration score, 1:2:4:8) and for reputations that evolve by the settlements themselves,
+with and without adversarial judges holding 30% of the judge weight (at the start, for the
+evolving run) who push the most common wrong answer. Measured 2026-12-02, 400 questions,
+quiet machine: best node 0.925, majority 0.8925, oracle 0.975; swarm 0.9475 / 0.955 / 0.96
+static, 0.955 evolving (+5.5 to +6.75 pp over majority, +2.25 to +3.5 pp over the best
+node); with adversaries 0.7825 / 0.855 / 0.93 static (16.5 / 10.0 / 3.0 pp lost), 0.9525
+evolving (0.25 pp). Aggregation of 64 answers 22 ms median.
 
     python bench/swarm_quality.py [--answers 8 16 32 64] [--judges 16] [--repeat 7]
                                   [--questions 400] [--json]

@@ -2,10 +2,12 @@
 
 One round, driven by the node a client asked (the *origin*):
 
-1. ``req``: the origin signs a `SwarmRequest` (its own identity stands in for the client until
-   client-signed requests arrive over the API) and floods ``RequestAnnouncement`` plus the
-   candidate list. Every node selects answerers and judges from that list with
-   `swarm.selection.select_nodes` (roles ``answer`` / ``judge``), so all agree who was asked.
+1. ``req``: the origin floods the ``RequestAnnouncement`` (signed by the node itself, or by
+   a client over ``POST /api/v1/swarm/requests``), its draw of answerers and judges
+   (`swarm.selection.select_nodes` over every eligible node, roles ``answer`` / ``judge``:
+   the draw validators redo) and the selected nodes' records. A node whose chain has the
+   round's height checks the draw against its own (`contracts.swarm.selected_nodes`) and
+   drops a round that differs, so all agree who was asked.
 2. ``commit`` (answer): each selected answerer with a backend answers and floods a signed
    commitment. The origin waits for all selected answerers or ``answer_timeout``.
 3. ``phase reveal_answers``: answerers flood their ``reveal``. The origin waits for every
@@ -20,13 +22,11 @@ One round, driven by the node a client asked (the *origin*):
 A node that stays silent only drops out of its phase: the round completes with the nodes that
 answered. Messages are deduplicated by hash and flooded to every peer but the sender.
 
-Interim candidate rule (until chain state has capability flags and an index of swarm nodes):
-the origin takes itself (if it runs a backend) and the connected peers that announced a
-backend (``cap`` message on connect, with the model id). If chain state registers any of
-them as swarm nodes, only those are candidates, with bonded stake and reputation from state,
-eligible if their stake reaches ``min_node_stake`` and their registration lists the model
-they announced; otherwise all of them, with stake 1 and reputation 0. The list (with stakes
-and reputations) travels with the request, so every node draws the same answerers/judges.
+Candidates: once chain state registers any swarm node, exactly the epoch's candidate table
+(`contracts.swarm.selection_candidates`), so rounds settle on chain. Before that, the interim
+rule: the origin takes itself (if it runs a backend) and the connected peers that announced a
+backend (``cap`` message on connect, with the model id), with stake 1 and reputation 0; such
+rounds cannot settle.
 Equivocation: every node keeps up to two validly signed commitments with different digests
 per selected node and kind (a third, or a copy, is dropped and not relayed), relays the second
 one like any commitment, and hands all of them to ``close``/``final`` and the settlement, so
@@ -70,6 +70,7 @@ from contracts.swarm import (
     MAX_SETTLEMENT_LAG,
     SettleSwarmRound,
     build_settlement,
+    selected_nodes,
     selection_candidates,
     settled_round,
 )
@@ -89,6 +90,7 @@ from swarm.messages import (
     Commitment,
     RequestAnnouncement,
     Reveal,
+    SwarmRequest,
     sign_request,
 )
 from swarm.runtime.base import BackendError, InferenceBackend, Outcome
@@ -363,11 +365,12 @@ class SwarmService:
     def _handle(self, kind: str, data: bytes) -> bool:
         """Apply one message; True if it should be relayed."""
         if kind == "req":
-            raw, candidates, origin, height = _unpack(data)
+            raw, candidates, origin, height, (answerers, judges) = _unpack(data)
             return self._on_request(RequestAnnouncement.decode(raw), tuple(
                 Candidate(node=bytes(node), stake=int(stake), reputation=int(rep),
                           capable=bool(capable))
-                for node, stake, rep, capable in candidates), bytes(origin), int(height))
+                for node, stake, rep, capable in candidates), bytes(origin), int(height),
+                selection=(tuple(map(bytes, answerers)), tuple(map(bytes, judges))))
         if kind == "commit":
             c = Commitment.decode(data)
             state = self.rounds.get(c.round_id)
@@ -446,16 +449,27 @@ class SwarmService:
                 select_nodes(pool, round_id=round_id, role=ROLE_JUDGE, count=request.judges))
 
     def _on_request(self, announcement: RequestAnnouncement, candidates: tuple[Candidate, ...],
-                    origin: bytes, height: int) -> bool:
+                    origin: bytes, height: int, *,
+                    selection: tuple[tuple[bytes, ...], tuple[bytes, ...]]) -> bool:
+        """A round announced by ``origin``: the request, the selected nodes' records and the
+        draw (answerers, judges), which must be distinct selected nodes, no more than the
+        request asked for and, when our chain has the round's height, our own draw."""
         request = announcement.request
         if request.chain_id != self.node.chain.params.chain_id or \
                 not request.verify_signature() or not announcement.prompt_matches():
             return False
         round_id = request.round_id()
-        if round_id in self.rounds or not candidates or len(candidates) > 64 or \
-                len({c.node for c in candidates}) != len(candidates):
+        answerers, judges = selection
+        nodes = {c.node for c in candidates}
+        if round_id in self.rounds or not candidates or \
+                len(candidates) > 2 * MAX_ROUND_NODES or len(nodes) != len(candidates) or \
+                len(set(answerers)) != len(answerers) or len(set(judges)) != len(judges) or \
+                len(answerers) > request.answers or len(judges) > request.judges or \
+                not set(answerers) | set(judges) <= nodes:
             return False
-        answerers, judges = self._select(announcement, candidates)
+        if height and not self._draw_matches(request, height, (answerers, judges)):
+            log_event(log, "swarm.bad_draw", round=round_id, origin=origin)
+            return False
         state = RoundState(announcement=announcement, candidates=candidates,
                            answerers=answerers, judges=judges, origin=origin,
                            started=time.monotonic(), height=height)
@@ -467,6 +481,19 @@ class SwarmService:
         if origin != self.node_id:
             self._spawn(self._watch(state))
         return True
+
+    def _draw_matches(self, request: SwarmRequest, height: int,
+                      draw: tuple[tuple[bytes, ...], tuple[bytes, ...]]) -> bool:
+        """The origin's draw is the chain's (`contracts.swarm.selected_nodes`), checked when
+        our chain has reached the round's height (a node behind takes it on trust: the
+        settlement is checked by every validator anyway)."""
+        if self.node.chain.height < height:
+            return True
+        params = self.node.chain.params
+        ours = selected_nodes(State(self.node.chain.state_view()), request, height=height,
+                              min_stake=params.min_node_stake,
+                              epoch_blocks=params.swarm_epoch_blocks)
+        return (tuple(ours[0]), tuple(ours[1])) == draw
 
     async def _watch(self, state: RoundState) -> None:
         """A round whose origin never sends ``final`` (it stopped) is marked abandoned."""
@@ -553,7 +580,7 @@ class SwarmService:
 
     # -- the origin's side ---------------------------------------------------------------------
 
-    def candidates(self) -> tuple[tuple[Candidate, ...], int]:
+    def candidates(self, *, model: bytes = ANY_MODEL) -> tuple[tuple[Candidate, ...], int]:
         """(candidates, registry height): who may be selected.
 
         If chain state has registered swarm nodes, exactly the pool validators redraw from
@@ -566,10 +593,10 @@ class SwarmService:
         if swarm_node_ids(state):
             height = self.node.chain.height
             params = self.node.chain.params
-            pool = selection_candidates(state, height=height, model=ANY_MODEL,
+            pool = selection_candidates(state, height=height, model=model,
                                         min_stake=params.min_node_stake,
                                         epoch_blocks=params.swarm_epoch_blocks)
-            return tuple(pool[:64]), height
+            return tuple(pool), height
         known = {node for node in self.capable_peers if self.node.peers.get(node) is not None}
         if self.backend is not None:
             known.add(self.node_id)
@@ -618,7 +645,7 @@ class SwarmService:
             raise ValueError(f"answers must be 1..{MAX_ROUND_NODES} and judges "
                              f"0..{MAX_ROUND_NODES}")
         self.check_fee(request.client, request.fee)
-        candidates, height, _ = self._eligible()
+        candidates, height, _ = self._eligible(model=request.model)
         return await asyncio.shield(self._spawn(self._run(announcement, candidates, height)))
 
     def unsettled_fees(self, client: bytes) -> int:
@@ -640,9 +667,10 @@ class SwarmService:
                 + (f" plus {unsettled} of its unsettled rounds" if unsettled else "")
                 + "; lock more with `pouwchain wallet escrow-deposit`")
 
-    def _eligible(self) -> tuple[tuple[Candidate, ...], int, int]:
-        """(candidates, registry height, how many may be selected); raises SwarmUnavailable."""
-        candidates, height = self.candidates()
+    def _eligible(self, *, model: bytes = ANY_MODEL) -> tuple[tuple[Candidate, ...], int, int]:
+        """(candidates serving ``model``, registry height, how many may be selected); raises
+        SwarmUnavailable."""
+        candidates, height = self.candidates(model=model)
         eligible = sum(1 for c in candidates if selection_weight(c) > 0)
         if not eligible:
             raise SwarmUnavailable("no eligible swarm node in the chain's registry (registered "
@@ -652,9 +680,15 @@ class SwarmService:
 
     async def _run(self, announcement: RequestAnnouncement,
                    candidates: tuple[Candidate, ...], height: int) -> RoundState:
+        # the origin draws from the whole pool (what validators redraw from) and sends the
+        # draw with the selected nodes' records only: the message stays small however many
+        # nodes are eligible
+        drawn = self._select(announcement, candidates)
+        chosen = set(drawn[0]) | set(drawn[1])
         raw = _pack(announcement.encode(),
-                    [[c.node, c.stake, c.reputation, c.capable] for c in candidates],
-                    self.node_id, height)
+                    [[c.node, c.stake, c.reputation, c.capable] for c in candidates
+                     if c.node in chosen],
+                    self.node_id, height, [list(drawn[0]), list(drawn[1])])
         self._handle("req", raw)
         self._flood("req", raw)
         state = self.rounds[announcement.request.round_id()]

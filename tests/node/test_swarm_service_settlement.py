@@ -18,6 +18,7 @@ import pytest
 from consensus.genesis import dev_seed
 from consensus.state import State
 from consensus.tx import Transaction, public_key, sign_transaction
+from contracts.bank import Transfer
 from contracts.registry import (
     CALIBRATION_QUESTIONS,
     RegisterSwarmNode,
@@ -25,13 +26,13 @@ from contracts.registry import (
     calibration_seed,
 )
 from contracts.staking import Stake
-from contracts.swarm import SettleSwarmRound, build_settlement, settled_round
+from contracts.swarm import SettleSwarmRound, build_settlement, selected_nodes, settled_round
 from node.api import register_routes as register_api_routes
 from node.node import Node, NodeRejected
 from node.p2p.protocol import Message, MsgType
 from node.swarm_service import RoundState, SwarmService, attach
 from swarm.commit_reveal import answer_opening, commit, judgment_opening
-from swarm.messages import KIND_ANSWER, RequestAnnouncement
+from swarm.messages import KIND_ANSWER, RequestAnnouncement, sign_request
 from swarm.runtime.calibration import calibration_questions
 from swarm.runtime.factory import make_backend
 from tests.consensus.helpers import Chain, new_chain
@@ -332,3 +333,71 @@ async def test_backup_settles_when_the_origin_does_not(tmp_path: Path) -> None:
                 first.node_id.hex()
     finally:
         await _stop(others if stopped else nodes)
+
+
+async def test_more_eligible_nodes_than_a_message_carries_still_settle(tmp_path: Path) -> None:
+    """With 80 eligible nodes the origin draws from all of them (as validators do), sends
+    only the drawn nodes' records, and the settlement passes the chain's redraw; a peer
+    rejects a round whose draw is not the chain's."""
+    chain = new_chain()
+    extra = [bytes([200 + i // 256, i % 256]) * 16 for i in range(80)]
+    model = make_backend(f"builtin:{VARIANTS[3]}").model_id
+    funding = [make_tx(1, k, Transfer(to=public_key(s), amount=STAKE + 1_000))
+               for k, s in enumerate(extra)]
+    blocks = [extend(chain, funding)]
+    blocks.append(extend(chain, [sign_transaction(s, chain_id=1337, nonce=n, fee=10, payload=p)
+                                 for s in extra for n, p in (
+                                     (0, Stake(amount=STAKE)),
+                                     (1, RegisterSwarmNode(models=(model,))))]))
+    parent = blocks[-1].header.block_id()
+    blocks.append(extend(chain, [sign_transaction(s, chain_id=1337, nonce=2, fee=10,
+                                                  payload=SubmitCalibration(
+                                                      seed_block=parent, answers=tuple(
+                                                          str(q.expected).encode() for q in
+                                                          calibration_questions(
+                                                              calibration_seed(
+                                                                  parent, public_key(s)),
+                                                              count=CALIBRATION_QUESTIONS))))
+                                 for s in extra]))
+    while chain.tip.height % EPOCH_BLOCKS:
+        blocks.append(extend(chain))
+    blocks.append(extend(chain))  # the next epoch's table holds all 80
+    nodes: list[Node] = []
+    for i in range(2):
+        datadir = tmp_path / f"m{i}"
+        datadir.mkdir()
+        (datadir / "node.key").write_bytes(dev_seed(i))
+        node = Node(node_config(tmp_path, f"m{i}"))
+        preload(node, blocks)
+        attach(node, answer_timeout=0.5, judge_timeout=0.5, reveal_timeout=0.5)
+        await node.start()
+        nodes.append(node)
+    await nodes[1].peers.connect(nodes[0].listen_address)
+    await wait_until(lambda: len(nodes[0].peers) == 1, what="connected")
+    try:
+        origin = _svc(nodes[0])
+        pool, height = origin.candidates()
+        assert len(pool) == 80
+        state = await origin.ask("What is 1+2?")  # nobody answers: the round still settles
+        request = state.announcement.request
+        drawn = selected_nodes(_state(nodes[0]), request, height=height,
+                               min_stake=chain.params.min_node_stake)
+        assert (state.answerers, state.judges) == (tuple(drawn[0]), tuple(drawn[1]))
+        assert len(state.candidates) <= len(set(drawn[0]) | set(drawn[1]))
+        await wait_until(lambda: request.round_id() in _svc(nodes[1]).rounds, what="gossip")
+        assert _svc(nodes[1]).rounds[request.round_id()].answerers == state.answerers
+        tx = await _settlement_sent(nodes[0], state.round_id)
+        await _mine(chain, nodes, [tx])
+        assert settled_round(_state(nodes[1]), state.round_id) is not None
+
+        # a draw that is not the chain's is dropped by a peer that can check it
+        forged = sign_request(dev_seed(0), chain_id=1337, prompt=b"What is 2+2?", fee=0,
+                              answers=1, judges=1, nonce=bytes(32))
+        wrong = next(n for n in extra if n not in selected_nodes(
+            _state(nodes[1]), forged.request, height=height, min_stake=1)[0])
+        data = msgpack.packb([forged.encode(), [[wrong, STAKE, 0, True]], public_key(
+            dev_seed(0)), height, [[wrong], [wrong]]], use_bin_type=True)
+        assert _svc(nodes[1])._handle("req", data) is False
+        assert forged.request.round_id() not in _svc(nodes[1]).rounds
+    finally:
+        await _stop(nodes)

@@ -11,6 +11,10 @@ ticket becomes the header's certificate and the block goes to ``node.submit_bloc
 connects and broadcasts it) right away, while the product finishes. A new tip makes the
 running job stale (``set_commitment`` on the tip listener) and the next round builds on it.
 
+Other parts of the node mine their own products through `Miner.mine_product` (any worker
+thread): the swarm's built-in model runs every weight matmul of its inference that way, so a
+mining node's inference is useful work that can win blocks (node.swarm_service).
+
 Mining never runs on the event loop: results come back with ``run_coroutine_threadsafe``.
 """
 
@@ -45,7 +49,14 @@ from contracts.bank import credit
 from node.config import DEFAULT_MINING_SHAPE
 from node.db import Overlay
 from node.jobs import JobService, set_cpu_threads
-from pouw import MiningSession, PouwParams, WinningTicket, get_backend, work_of_target
+from pouw import (
+    MiningResult,
+    MiningSession,
+    PouwParams,
+    WinningTicket,
+    get_backend,
+    work_of_target,
+)
 
 log = logging.getLogger("pouwchain.miner")
 T = TypeVar("T")
@@ -208,6 +219,9 @@ class Miner:
         self.useful_macs = 0
         self.nonuseful_macs = 0
         self.jobs_done = 0
+        self.inference_products = 0  # products of the swarm's inference (mine_product)
+        self.inference_macs = 0
+        self.inference_blocks = 0  # blocks won by those products' tickets
         self.rounds = 0
         self.stale_rounds = 0
         self.busy_seconds = 0.0
@@ -419,11 +433,54 @@ class Miner:
         await self.node.submit_block(block)
         return bool(self.node.chain.has_block(block.header.block_id()))
 
+    def mine_product(self, a: np.ndarray, b: np.ndarray) -> MiningResult:
+        """A·B for another part of the node (the swarm's inference), mined on the current
+        template: the header its tickets hash carries these operands' roots, so a winning
+        ticket is a block. Any thread but the event loop's; runs in the caller's thread,
+        beside the miner's own rounds. On a paced dev chain (every ticket wins) a product
+        before the block is due computes without tickets that could win, so inference does
+        not flood the chain with blocks."""
+        template = self._current_template()
+        paced = self._trivial(template.header.target) and \
+            self.clock() < template.parent_timestamp + self._paced_delay(template.parent_id)
+        rounds: list[BlockHeader] = []
+
+        def commit(root_a: bytes, root_b: bytes, p: PouwParams) -> bytes:
+            header = with_job(template.header, root_a, root_b, p)
+            rounds.append(header)
+            return header_commitment(header)
+
+        def on_ticket(win: WinningTicket) -> None:
+            if rounds:
+                self._submit_win(template, rounds[-1], win, blocks=won)
+
+        session = MiningSession(commitment=bytes(32), target=0 if paced else
+                                template.header.target, backend=self.session.backend,
+                                max_wins=1, on_ticket=on_ticket)
+        started = time.perf_counter()
+        won: list[bytes] = []
+        result = session.mine(a, b, commit=commit)
+        with self._lock:
+            self.inference_blocks += len(won)
+            macs = result.params.m * result.params.k * result.params.n
+            self.inference_products += 1
+            self.inference_macs += macs
+            self.useful_macs += macs  # inference is useful work (zero padding included)
+            self.tickets_evaluated += result.tickets_evaluated
+            self.busy_seconds += time.perf_counter() - started
+        return result
+
     def _on_ticket(self, win: WinningTicket) -> None:
         """Worker thread, mid-product: turn the win into a block and submit it now."""
         if self._round is None:
             return
         template, header = self._round
+        self._submit_win(template, header, win, blocks=self._round_blocks)
+
+    def _submit_win(self, template: Template, header: BlockHeader, win: WinningTicket, *,
+                    blocks: list[bytes]) -> None:
+        """A winning ticket of a round on ``template`` becomes ``header``'s certificate and
+        the block goes to the node now (any worker thread)."""
         if template.parent_id != self._tip_id:  # the tip moved since the template was built
             return
         block = Block(header=dataclasses.replace(header, certificate=win.certificate.encode()),
@@ -440,7 +497,7 @@ class Miner:
         if stored:
             with self._lock:
                 self.blocks_mined += 1
-            self._round_blocks.append(block_id)
+            blocks.append(block_id)
             log.info("mined block %s at height %d (%d txs)", block_id.hex()[:16],
                      block.header.height, len(block.transactions))
             assert self._loop is not None
@@ -459,6 +516,9 @@ class Miner:
                 "useful_macs": self.useful_macs,
                 "nonuseful_macs": self.nonuseful_macs,
                 "jobs_done": self.jobs_done,
+                "inference_products": self.inference_products,
+                "inference_macs": self.inference_macs,
+                "inference_blocks": self.inference_blocks,
                 "rounds": self.rounds,
                 "stale_rounds": self.stale_rounds,
             }

@@ -59,6 +59,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+import numpy as np
 
 from consensus.errors import ConsensusError
 from consensus.state import State
@@ -75,6 +76,7 @@ from contracts.swarm import (
     settled_round,
 )
 from node.logging import get_logger, log_event
+from pouw.mining import MiningResult
 from swarm.commit_reveal import (
     answer_opening,
     commit,
@@ -917,13 +919,30 @@ def _swarm_frame(kind: str, data: bytes) -> bytes:
     return encode_frame(MsgType.SWARM, {"kind": kind, "data": data})
 
 
+class MinedProducts:
+    """The built-in model's matmuls, mined by the node's miner (`Miner.mine_product`): on a
+    mining node the swarm's inference is the useful work, and a winning ticket is a block."""
+
+    r: int | None = None  # pouw's default chunk size for the padded shapes
+
+    def __init__(self, miner: Any) -> None:
+        self.miner = miner
+
+    def mine(self, a: np.ndarray, b: np.ndarray) -> MiningResult:
+        result: MiningResult = self.miner.mine_product(a, b)
+        return result
+
+
 def attach(node: Node, backend: InferenceBackend | None = None, **options: Any) -> SwarmService:
     """Create the node's swarm service (backend from ``config.swarm_backend`` unless given),
     hook it into the peer manager and register the chat and round routes."""
     if backend is None and node.config.swarm_backend:
+        from swarm.runtime.builtin import mining_hook
         from swarm.runtime.factory import make_backend
 
-        backend = make_backend(node.config.swarm_backend)
+        miner = getattr(node, "miner", None)  # a mining node (node.miner.attach, before us)
+        backend = make_backend(node.config.swarm_backend, matmul_hook=None if miner is None
+                               else mining_hook(MinedProducts(miner)))
     config = node.config
     options = {"answers": config.swarm_answers, "judges": config.swarm_judges,
                "settle_backoff": float(config.swarm_settle_backoff)} | options

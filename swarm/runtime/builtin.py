@@ -13,12 +13,13 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from safetensors import safe_open
 
-from pouw.mining import MiningSession
+from pouw.mining import MiningResult
 from pouw.params import MN_MAX, R_MIN, TILE_H, TILE_W
 from swarm.runtime.arith_model import (
     ANSWER_LEN,
@@ -79,7 +80,16 @@ def _round_up(x: int, multiple: int) -> int:
     return -(-x // multiple) * multiple
 
 
-def mining_hook(session: MiningSession) -> MatmulHook:
+class ProductMiner(Protocol):
+    """What mines a product: a `MiningSession`, or a mining node's miner (node.miner)."""
+
+    @property
+    def r(self) -> int | None: ...
+
+    def mine(self, a: np.ndarray, b: np.ndarray) -> MiningResult: ...
+
+
+def mining_hook(session: ProductMiner) -> MatmulHook:
     """A matmul hook that mines every product through `session`.
 
     pouw needs m a multiple of 8, n of 4 and k a multiple of r (a power of two >= 16), so

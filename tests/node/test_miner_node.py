@@ -116,3 +116,30 @@ async def test_generate_on_a_validator(tmp_path: Path) -> None:
         assert node.miner is None  # generate works without --mine, like Bitcoin's
     finally:
         await node.stop()
+
+
+async def test_a_mining_nodes_inference_is_mined_and_wins_blocks(tmp_path: Path) -> None:
+    """On a mining node the built-in model's matmuls go through the miner (useful work on
+    the current template): the answers equal a non-mining node's, the products count as
+    useful work, and once a block is due an inference product's ticket wins it."""
+    node = await started(tmp_path, "inference", mine=True, swarm_backend="builtin:arith-l",
+                         mining_block_interval=0.5)
+    plain = await started(tmp_path, "plain", swarm_backend="builtin:arith-l")
+    try:
+        service = node.swarm  # type: ignore[attr-defined]
+        prompts = ["What is 12+30?", "What is 72*9+45?", "What is 99-57?"]
+        mined = [(await service.backend.answer(p, max_tokens=16)).text for p in prompts]
+        unmined = [(await plain.swarm.backend.answer(p, max_tokens=16)).text  # type: ignore
+                   for p in prompts]
+        assert mined == unmined and mined[0] == "42"
+        stats = node.miner.stats()  # type: ignore[union-attr]
+        assert stats["inference_products"] > 0 and stats["useful_macs"] >= stats["inference_macs"]
+        start = time.monotonic()
+        while node.miner.stats()["inference_blocks"] == 0:  # type: ignore[union-attr]
+            assert time.monotonic() - start < 60, node.miner.stats()  # type: ignore
+            await service.backend.answer("What is 45+46?", max_tokens=16)
+        height = node.chain.height
+        assert height >= 1 and node.chain.tip_header.certificate
+    finally:
+        await plain.stop()
+        await node.stop()

@@ -187,6 +187,13 @@ def with_job(header: BlockHeader, root_a: bytes, root_b: bytes, p: PouwParams) -
                                certificate=b"")
 
 
+@dataclasses.dataclass(frozen=True)
+class ExactProduct:
+    """A product `Miner.mine_product` computed without tickets (none could have won)."""
+
+    product: np.ndarray
+
+
 class Miner:
     """Mines blocks on the node's tip in a worker thread; see the module docstring."""
 
@@ -433,16 +440,17 @@ class Miner:
         await self.node.submit_block(block)
         return bool(self.node.chain.has_block(block.header.block_id()))
 
-    def mine_product(self, a: np.ndarray, b: np.ndarray) -> MiningResult:
+    def mine_product(self, a: np.ndarray, b: np.ndarray) -> MiningResult | ExactProduct:
         """A·B for another part of the node (the swarm's inference), mined on the current
         template: the header its tickets hash carries these operands' roots, so a winning
         ticket is a block. Any thread but the event loop's; runs in the caller's thread,
-        beside the miner's own rounds. On a paced dev chain (every ticket wins) a product
-        before the block is due computes without tickets that could win, so inference does
-        not flood the chain with blocks."""
+        beside the miner's own rounds. On a paced dev chain (every ticket wins) nothing may
+        win before the block is due, so until then the product is computed plainly
+        (`ExactProduct`): mining it would only add the overhead."""
         template = self._current_template()
-        paced = self._trivial(template.header.target) and \
-            self.clock() < template.parent_timestamp + self._paced_delay(template.parent_id)
+        if self._trivial(template.header.target) and \
+                self.clock() < template.parent_timestamp + self._paced_delay(template.parent_id):
+            return ExactProduct(np.matmul(a.astype(np.int32), b.astype(np.int32)))
         rounds: list[BlockHeader] = []
 
         def commit(root_a: bytes, root_b: bytes, p: PouwParams) -> bytes:
@@ -454,9 +462,8 @@ class Miner:
             if rounds:
                 self._submit_win(template, rounds[-1], win, blocks=won)
 
-        session = MiningSession(commitment=bytes(32), target=0 if paced else
-                                template.header.target, backend=self.session.backend,
-                                max_wins=1, on_ticket=on_ticket)
+        session = MiningSession(commitment=bytes(32), target=template.header.target,
+                                backend=self.session.backend, max_wins=1, on_ticket=on_ticket)
         started = time.perf_counter()
         won: list[bytes] = []
         result = session.mine(a, b, commit=commit)

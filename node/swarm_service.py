@@ -113,6 +113,7 @@ from swarm.settlement import (
 )
 
 if TYPE_CHECKING:
+    from node.miner import ExactProduct
     from node.node import Node
     from node.p2p.peer import Peer
 
@@ -547,38 +548,48 @@ class SwarmService:
             return  # nothing to compare
         texts = {r.node: r.payload.decode("utf-8", "replace") for r in reveals
                  if r.kind == KIND_ANSWER}
-        outcomes = bytearray()
-        try:
-            for a, b in view.pairs:
-                node_a, node_b = view.nodes[a], view.nodes[b]
-                if self.node_id in (node_a, node_b):
-                    outcomes.append(2)  # own answer: dropped by aggregation anyway
-                    continue
-                judgment = await asyncio.wait_for(
-                    self.backend.judge(state.prompt, texts[node_a], texts[node_b]),
-                    self.judge_timeout)
-                outcomes.append(_OUTCOME_BYTE[judgment.outcome])
+        nodes = view.nodes
+        # own answer: no verdict and no screen mark (aggregation drops them anyway)
+        judged = [k for k, (a, b) in enumerate(view.pairs)
+                  if self.node_id not in (nodes[a], nodes[b])]
+        outcomes = bytearray([2] * len(view.pairs))
+        try:  # one call for the round's pairs: a backend batches them
+            judgments = await asyncio.wait_for(self.backend.judge_pairs(
+                state.prompt, [(texts[nodes[view.pairs[k][0]]], texts[nodes[view.pairs[k][1]]])
+                               for k in judged]), self.judge_timeout)
+            if len(judgments) != len(judged):
+                raise BackendError(f"{len(judgments)} judgments for {len(judged)} pairs")
         except (BackendError, TimeoutError) as exc:
             log_event(log, "swarm.judge_abstain", round=state.round_id, error=str(exc))
             return
-        for node in view.nodes:  # the GOOD/BAD screen of every answer but our own
-            outcomes.append(SCREEN_NONE if node == self.node_id
-                            else await self._screen(state.prompt, texts[node]))
+        for k, judgment in zip(judged, judgments, strict=True):
+            outcomes[k] = _OUTCOME_BYTE[judgment.outcome]
+        outcomes += await self._screens(state.prompt, [
+            None if node == self.node_id else texts[node] for node in nodes])
         if "reveal_judgments" in state.phases:
             return  # too late (see _answer)
         self._commit_own(state, KIND_JUDGMENT, judgment_payload(view.answer_set,
                                                                 bytes(outcomes)))
 
-    async def _screen(self, question: str, answer: str) -> int:
-        """One screen mark; a backend error or timeout is no opinion, not a bad answer."""
+    async def _screens(self, question: str, answers: list[str | None]) -> bytes:
+        """The GOOD/BAD screen marks of ``answers`` (None: our own, no mark); a backend error
+        or timeout is no opinion, not a bad answer."""
         assert self.backend is not None
+        others = [a for a in answers if a is not None]
         try:
-            good = await asyncio.wait_for(self.backend.screen(question, answer),
-                                          self.judge_timeout)
+            marks = await asyncio.wait_for(self.backend.screen_answers(question, others),
+                                           self.judge_timeout)
+            if len(marks) != len(others):
+                raise BackendError(f"{len(marks)} screen marks for {len(others)} answers")
         except (BackendError, TimeoutError) as exc:
             log_event(log, "swarm.screen_abstain", error=str(exc))
-            return SCREEN_NONE
-        return SCREEN_NONE if good is None else SCREEN_GOOD if good else SCREEN_BAD
+            marks = [None] * len(others)
+        it = iter(marks)
+        out = bytearray()
+        for answer in answers:
+            good = None if answer is None else next(it)
+            out.append(SCREEN_NONE if good is None else SCREEN_GOOD if good else SCREEN_BAD)
+        return bytes(out)
 
     # -- the origin's side ---------------------------------------------------------------------
 
@@ -928,8 +939,8 @@ class MinedProducts:
     def __init__(self, miner: Any) -> None:
         self.miner = miner
 
-    def mine(self, a: np.ndarray, b: np.ndarray) -> MiningResult:
-        result: MiningResult = self.miner.mine_product(a, b)
+    def mine(self, a: np.ndarray, b: np.ndarray) -> MiningResult | ExactProduct:
+        result: MiningResult | ExactProduct = self.miner.mine_product(a, b)
         return result
 
 

@@ -7,6 +7,7 @@ an OpenAI-compatible HTTP endpoint or a local Hugging Face checkpoint look the s
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -76,6 +77,16 @@ class InferenceBackend(Protocol):
 
         The round's GOOD/BAD screen: answers a weighted majority of judges calls good rank
         above the rest, and only they are paid (docs/swarm.md §5)."""
+        ...
+
+    async def judge_pairs(self, question: str,
+                          pairs: Sequence[tuple[str, str]]) -> list[Judgment]:
+        """`judge` of every (answer_a, answer_b) pair, in order: a round's judging in one
+        call, so a backend can batch it (one forward pass, or concurrent requests)."""
+        ...
+
+    async def screen_answers(self, question: str, answers: Sequence[str]) -> list[bool | None]:
+        """`screen` of every answer, in order (batched like `judge_pairs`)."""
         ...
 
 

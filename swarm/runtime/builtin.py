@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from pouw.mining import MiningResult
 from pouw.params import MN_MAX, R_MIN, TILE_H, TILE_W
 from swarm.runtime.arith_model import (
     ANSWER_LEN,
@@ -80,13 +79,19 @@ def _round_up(x: int, multiple: int) -> int:
     return -(-x // multiple) * multiple
 
 
+class _Product(Protocol):
+    @property
+    def product(self) -> np.ndarray: ...
+
+
 class ProductMiner(Protocol):
-    """What mines a product: a `MiningSession`, or a mining node's miner (node.miner)."""
+    """What mines a product: a `MiningSession` (its `MiningResult`), or a mining node's
+    miner (node.swarm_service.MinedProducts)."""
 
     @property
     def r(self) -> int | None: ...
 
-    def mine(self, a: np.ndarray, b: np.ndarray) -> MiningResult: ...
+    def mine(self, a: np.ndarray, b: np.ndarray) -> _Product: ...
 
 
 def mining_hook(session: ProductMiner) -> MatmulHook:
@@ -308,6 +313,13 @@ class BuiltinBackend:
 
     async def screen(self, question: str, answer: str) -> bool | None:
         return (await asyncio.to_thread(self.screen_many, [(question, answer)]))[0]
+
+    async def judge_pairs(self, question: str,
+                          pairs: Sequence[tuple[str, str]]) -> list[Judgment]:
+        return await asyncio.to_thread(self.judge_many, [(question, a, b) for a, b in pairs])
+
+    async def screen_answers(self, question: str, answers: Sequence[str]) -> list[bool | None]:
+        return await asyncio.to_thread(self.screen_many, [(question, a) for a in answers])
 
     async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
         if max_tokens < ANSWER_LEN - 1:

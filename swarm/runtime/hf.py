@@ -331,3 +331,11 @@ class HFCheckpointBackend:
         """No opinion: a base checkpoint's likelihood of one answer says little about whether
         it is right, so this backend only compares answers (its `judge`)."""
         return None
+
+    async def judge_pairs(self, question: str,
+                          pairs: Sequence[tuple[str, str]]) -> list[Judgment]:
+        return await asyncio.to_thread(
+            lambda: [self.judge_sync(question, a, b) for a, b in pairs])
+
+    async def screen_answers(self, question: str, answers: Sequence[str]) -> list[bool | None]:
+        return [None] * len(answers)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -61,6 +61,7 @@ _VERDICT = re.compile(r"verdict\W{0,6}(A|B|tie)\b", re.IGNORECASE)
 _FLAWS = re.compile(r"flaws\s*(?:in\s*)?(?:answer\s*)?([AB])\W{0,4}\s*(.+)", re.IGNORECASE)
 _BARE = re.compile(r"^\W*(A|B|tie)\W*$", re.IGNORECASE)
 MAX_REASON = 400
+T = TypeVar("T")
 
 
 def parse_judgment(text: str) -> Judgment:
@@ -139,7 +140,11 @@ class OpenAIBackend:
         stream: bool = False,
         logprobs: bool = False,
         temperature: float = 0.0,
+        max_concurrency: int = 4,
     ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self._concurrency = asyncio.Semaphore(max_concurrency)  # judge_pairs, screen_answers
         self.base_url = base_url.rstrip("/")
         if self.base_url.endswith("/v1"):
             self.base_url = self.base_url[:-3]
@@ -266,6 +271,20 @@ class OpenAIBackend:
                                                            b=answer_b)}],
             max_tokens=max_tokens)
         return parse_judgment(text)
+
+    async def judge_pairs(self, question: str,
+                          pairs: Sequence[tuple[str, str]]) -> list[Judgment]:
+        """Concurrent requests, at most `max_concurrency` at a time."""
+        return list(await asyncio.gather(*(self._bounded(self.judge(question, a, b))
+                                           for a, b in pairs)))
+
+    async def screen_answers(self, question: str, answers: Sequence[str]) -> list[bool | None]:
+        return list(await asyncio.gather(*(self._bounded(self.screen(question, a))
+                                           for a in answers)))
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        async with self._concurrency:
+            return await call
 
     async def screen(self, question: str, answer: str, *, max_tokens: int = 256) -> bool | None:
         text, _ = await self.complete(

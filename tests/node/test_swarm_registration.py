@@ -6,7 +6,7 @@ over; a node with the option off never registers. Plus the config options."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,13 @@ class Switchable:
 
     async def screen(self, question: str, answer: str) -> bool | None:
         return await self.inner.screen(question, answer)
+
+    async def judge_pairs(self, question: str,
+                          pairs: Sequence[tuple[str, str]]) -> list[Judgment]:
+        return await self.inner.judge_pairs(question, pairs)
+
+    async def screen_answers(self, question: str, answers: Sequence[str]) -> list[bool | None]:
+        return await self.inner.screen_answers(question, answers)
 
 
 async def _node(tmp_path: Path, name: str, seed: int, *, backend: InferenceBackend | None = None,

@@ -274,3 +274,11 @@ async def test_likelihood_screen(variants: list[BuiltinBackend]) -> None:
     assert True not in wrong and sum(mark is False for mark in wrong) >= 0.5 * len(qs)
     assert best.screen_many([(qs[0].prompt, "no idea")]) == [False]
     assert await best.screen(qs[0].prompt, str(qs[0].answer)) == right[0]
+    # the batched calls the node makes once per round give the same marks and verdicts
+    q = qs[1]
+    answers = [str(q.answer), str(q.answer + 10), "no idea"]
+    assert await best.screen_answers(q.prompt, answers) == best.screen_many(
+        [(q.prompt, a) for a in answers])
+    pairs = [(answers[0], answers[1]), (answers[1], answers[0]), (answers[2], answers[0])]
+    assert await best.judge_pairs(q.prompt, pairs) == best.judge_many(
+        [(q.prompt, a, b) for a, b in pairs])

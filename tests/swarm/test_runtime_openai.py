@@ -200,6 +200,22 @@ async def test_screen_prompt_and_verdict(server: tuple[FakeServer, str]) -> None
     assert fake.requests[-1]["messages"][1]["content"].endswith("Answer:\n291")
 
 
+async def test_batched_judging_runs_concurrently_and_in_order(
+        server: tuple[FakeServer, str]) -> None:
+    fake, url = server
+    fake.reply = "FLAWS A: none\nFLAWS B: none\nVERDICT: A"
+    async with OpenAIBackend(url, model=MODEL, max_concurrency=2) as backend:
+        judgments = await backend.judge_pairs("q", [("1", "2"), ("3", "4"), ("5", "6")])
+        assert [j.outcome for j in judgments] == [Outcome.A] * 3
+        fake.reply = "VERDICT: BAD"
+        assert await backend.screen_answers("q", ["1", "2"]) == [False, False]
+    users = [r["messages"][1]["content"] for r in fake.requests[-5:-2]]
+    assert sorted(users) == sorted(f"Question:\nq\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}"
+                                   for a, b in [("1", "2"), ("3", "4"), ("5", "6")])
+    with pytest.raises(ValueError):
+        OpenAIBackend(url, model=MODEL, max_concurrency=0)
+
+
 def test_parse_screen() -> None:
     assert parse_screen("**VERDICT:** good") is True
     assert parse_screen("VERDICT: GOOD\nVERDICT: BAD") is False

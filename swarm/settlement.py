@@ -119,6 +119,9 @@ class RoundSettlement:
     answer_nodes: tuple[bytes, ...]  # revealed answerers in index order (node id order)
     fit: BradleyTerryFit
     accepted: tuple[bool, ...]  # aligned with answer_nodes: passed the judges' screen
+    # new score − the score the round started from: what the chain adds to the node's
+    # current score (two rounds of one epoch both start from the epoch's table)
+    reputation_changes: Mapping[bytes, int]
     judges: tuple[JudgeReport, ...]
     no_shows: tuple[bytes, ...]
     equivocations: tuple[EquivocationEvidence, ...]
@@ -129,6 +132,7 @@ class RoundSettlement:
         position = {node: i for i, node in enumerate(self.answer_nodes)}
         pay = {p.node: p.amount for p in out.payouts}
         rep = {u.node: u.score for u in out.reputations}
+        change = self.reputation_changes
         return {
             "round_id": out.round_id.hex(),
             "answers": [{
@@ -137,10 +141,12 @@ class RoundSettlement:
                 "score_micro": score * 10**6 >> FRACTION_BITS,
                 "accepted": self.accepted[position[node]],
                 "payout": pay.get(node, 0), "reputation": rep.get(node),
+                "reputation_change": change.get(node),
             } for rank, (node, score) in enumerate(zip(out.ranking, out.scores, strict=True))],
             "judges": [{
                 "node": j.node.hex(), "counted": j.counted, "agree2": j.agree2,
                 "payout": pay.get(j.node, 0), "reputation": rep.get(j.node),
+                "reputation_change": change.get(j.node),
             } for j in self.judges],
             "refund": out.refund,
             "slashes": [{"node": x.node.hex(), "amount": x.amount,
@@ -573,5 +579,7 @@ def settle(
     )
     return RoundSettlement(outcome=outcome, answer_nodes=tuple(revealed), fit=fit,
                            accepted=result.accepted,
+                           reputation_changes={u.node: u.score - reputations.get(u.node, 0)
+                                               for u in updates},
                            judges=reports, no_shows=tuple(sorted(no_shows)),
                            equivocations=view.evidence)

@@ -139,6 +139,8 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
     register_swarm_nodes(network, nodes[0], range(3))
 
     client = openai.OpenAI(base_url=f"{nodes[1].url}/v1", api_key="none", max_retries=0)
+    before = {address_of(i): nodes[0].account(address_of(i))["reputation"]
+              for i in range(3)}  # what calibration gave
     completion = ask_registry_round(client, "What is 9*9?")
     assert completion.choices[0].message.content
     round_id = (completion.model_extra or {})["round_id"]
@@ -160,10 +162,23 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
     assert isinstance(result, dict)
     for view in views:
         assert view["result"] == result
+    # the warm round settles too and moves the same nodes: once both have landed, each
+    # node's reputation is what the later settlement claimed for it
+    warm_id = (again.model_extra or {})["round_id"]
+    wait_until(lambda: all(str(n.api("GET", f"/api/v1/rounds/{warm_id}", auth=False)[
+        "settlement_status"]).startswith("settled at height") for n in nodes), 60,
+        message="the warm round's settlement on chain")
     network.sync_blocks(timeout=60)
-    for answer in result["answers"]:
-        for node in nodes:  # the reputations the settlement claimed are every node's state
-            assert node.account(answer["node"])["reputation"] == answer["reputation"]
+    later = nodes[0].api("GET", f"/api/v1/rounds/{warm_id}", auth=False)["result"]
+    changes: dict[str, int] = {}
+    for settled_result in (result, later):  # a node's change covers all its roles in a round
+        per_node = {e["node"]: e["reputation_change"]
+                    for e in settled_result["answers"] + settled_result["judges"]}
+        for address, change in per_node.items():
+            changes[address] = changes.get(address, 0) + change
+    for address, change in changes.items():
+        for node in nodes:  # both settlements' changes are in every node's state
+            assert node.account(address)["reputation"] == max(0, before[address] + change)
     assert any(a["reputation"] != 0 for a in result["answers"]) or len(result["answers"]) < 2
 
 

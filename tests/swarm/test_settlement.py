@@ -424,6 +424,11 @@ def test_summary_is_json_ready_and_consistent() -> None:
     assert summary["no_shows"] == [r.answerers[2].hex()]
     assert sum(a["payout"] for a in answers) + sum(j["payout"] for j in summary["judges"]) \
         + summary["refund"] == FEE + summary["slashes"][0]["amount"]
+    # every participant's change is its new score minus the score the round started from
+    # (run() starts everyone at 100); the best answer gains, the worst loses
+    for entry in answers + summary["judges"]:
+        assert entry["reputation"] - 100 == entry["reputation_change"]
+    assert answers[0]["reputation_change"] > 0 > answers[-1]["reputation_change"]
 
 
 def test_aggregate_ranks_from_verdict_bytes_and_checks_them() -> None:

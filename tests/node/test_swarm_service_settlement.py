@@ -32,7 +32,7 @@ from node.node import Node, NodeRejected
 from node.p2p.protocol import Message, MsgType
 from node.swarm_service import RoundState, SwarmService, attach
 from swarm.commit_reveal import answer_opening, commit, judgment_opening
-from swarm.messages import KIND_ANSWER, RequestAnnouncement, sign_request
+from swarm.messages import KIND_ANSWER, Commitment, RequestAnnouncement, sign_request
 from swarm.runtime.calibration import calibration_questions
 from swarm.runtime.factory import make_backend
 from tests.consensus.helpers import Chain, new_chain
@@ -216,6 +216,10 @@ async def test_equivocation_is_gossiped_and_slashed_on_chain(tmp_path: Path) -> 
         asking = asyncio.create_task(_svc(nodes[0]).ask("What is 4+9?"))
         request = RequestAnnouncement.decode(bytes(msgpack.unpackb(
             await _next_swarm(raw, "req"), raw=False)[0])).request
+        # after the node's own commitment (sent first, the forged one would count as its
+        # answer and the origin could move on before the real one: a no-show, not a double)
+        while Commitment.decode(await _next_swarm(raw, "commit")).node != cheat:
+            pass
         second, _ = commit(dev_seed(ids.index(cheat)), round_id=request.round_id(),
                            kind=KIND_ANSWER, payload=b"999", salt=os.urandom(32))
         await raw.send(MsgType.SWARM, {"kind": "commit", "data": second.encode()})

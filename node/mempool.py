@@ -23,6 +23,7 @@ from consensus.interfaces import KeyValueStore
 from consensus.params import ChainParams
 from consensus.state import State, apply_transaction
 from consensus.tx import MAX_TX_SIZE, Transaction
+from contracts.registry import SubmitCalibration
 from node.db import Overlay, ReadOnlyKV
 
 
@@ -244,6 +245,9 @@ class Mempool:
             if entry is not None:
                 del self._by_id[entry.tx_id]
                 self._by_sender[tx.sender].pop(tx.nonce, None)
+        # a calibration answers its parent's questions: any new block makes it stale
+        senders.update(e.tx.sender for e in self._by_id.values()
+                       if isinstance(e.tx.payload, SubmitCalibration))
         self.revalidate(senders, tip=tip)
 
     def revalidate(self, senders: Iterable[bytes], *, tip: TipView) -> None:

@@ -369,10 +369,13 @@ class Miner:
         """Seconds after its parent this miner offers a dev-chain block: the block interval
         times a factor in [0.5, 1.5) drawn from (miner, parent), like proof of work's random
         block times, so two paced miners rarely offer sibling blocks at the same moment
-        (equal work, each node keeping the one it saw first: a fork every block)."""
+        (equal work, each node keeping the one it saw first: a fork every block); never
+        under a second."""
         draw = hashlib.blake2b(self.address + parent_id, digest_size=8).digest()
         factor = 0.5 + int.from_bytes(draw, "big") / 2**64
-        return self.config.trivial_block_interval * factor
+        # at least a second: timestamps are whole seconds, and faster blocks would run the
+        # chain's clock ahead of the real one (and leave no time to answer a calibration)
+        return max(1.0, self.config.trivial_block_interval * factor)
 
     def mine_round(self) -> None:
         """One round (worker thread): template, one job, maybe a block."""

@@ -155,3 +155,37 @@ def test_confirmed_and_readded_transactions(db: Database) -> None:
     admitted = pool.readd([transfer(3, 0), transfer(2, 0, fee=5)], tip=tip_of(db, 2), now=5)
     assert admitted == [transfer(3, 0).id()]
     assert len(pool) == 2
+
+
+def test_a_new_block_drops_a_stale_calibration(db: Database) -> None:
+    """A calibration answers its parent's questions: once any block connects (from other
+    senders), it can never be valid again and leaves the pool, so its sender can answer the
+    new tip's questions under the same nonce."""
+    from contracts.registry import (
+        CALIBRATION_QUESTIONS,
+        RegisterSwarmNode,
+        SubmitCalibration,
+        calibration_seed,
+    )
+    from contracts.staking import Stake
+    from swarm.runtime.calibration import calibration_questions
+
+    node = public_key(dev_seed(1))
+    apply_block(db, [sign_transaction(dev_seed(1), chain_id=CHAIN_ID, nonce=n, fee=10,
+                                      payload=p)
+                     for n, p in ((0, Stake(amount=100)),
+                                  (1, RegisterSwarmNode(models=(bytes(32),))))])
+    parent = bytes([9]) * 32
+    questions = calibration_questions(calibration_seed(parent, node), count=CALIBRATION_QUESTIONS)
+    calibration = sign_transaction(dev_seed(1), chain_id=CHAIN_ID, nonce=2, fee=10,
+                                   payload=SubmitCalibration(seed_block=parent, answers=tuple(
+                                       str(q.expected).encode() for q in questions)))
+    pool = Mempool(params=PARAMS)
+    tip = dataclasses.replace(tip_of(db, 2), parent_id=parent)
+    pool.add(calibration, tip=tip, now=0)
+    other = transfer(2, 0)
+    pool.add(other, tip=tip, now=0)
+    apply_block(db, [transfer(3, 0)])  # another sender's block on that parent
+    pool.remove_confirmed([transfer(3, 0)], tip=dataclasses.replace(
+        tip_of(db, 3), parent_id=bytes([10]) * 32))
+    assert pool.transactions() == [other]

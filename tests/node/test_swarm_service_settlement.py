@@ -39,9 +39,8 @@ from tests.consensus.helpers import Chain, new_chain
 from tests.consensus.helpers import tx as make_tx
 from tests.node.chainutil import extend, transfer
 from tests.node.nodeutil import RawPeer, node_config, preload, wait_until
+from tests.node.test_swarm_round import FAST, VARIANTS
 
-VARIANTS = ("arith-xs", "arith-s", "arith-m", "arith-l")
-FAST = {"answer_timeout": 20.0, "judge_timeout": 20.0, "reveal_timeout": 3.0}
 STAKE = 9_000
 # Rounds run at epoch starts: if the chain reads an epoch's candidate table as it was when the
 # epoch began (a per-epoch snapshot), new registrations and reputations show in the next

@@ -21,10 +21,10 @@ run: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check pouw consensus contracts node swarm testnet tests bench
+	$(BIN)/ruff check core pouw consensus contracts node swarm testnet tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy pouw consensus contracts node swarm testnet
+	$(BIN)/mypy core pouw consensus contracts node swarm testnet
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q

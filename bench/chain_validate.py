@@ -42,7 +42,7 @@ from consensus.block import Block
 from consensus.genesis import GenesisConfig, dev_config, dev_seed
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts import Transfer
-from node.chainstore import ChainStore
+from node.chain.chainstore import ChainStore
 from tests.consensus.helpers import new_chain
 from tests.node.chainutil import extend
 

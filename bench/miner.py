@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consensus.genesis import DEV_ACCOUNTS, DEV_BALANCE, dev_seed
 from consensus.tx import public_key, sign_transaction
-from node.cli_node import attach_services
+from node.cli.node import attach_services
 from node.config import NodeConfig
-from node.jobs import job_request, prepare_operands
+from node.mining.jobs import job_request, prepare_operands
 from node.node import Node
 
 

@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consensus.tx import public_key
 from swarm.bradley_terry import Outcome
-from swarm.runtime.calibration import grade_answer
-from swarm.runtime.tasks import extract_integer
+from swarm.calibration import grade_answer
 from swarm.schedule import judging_pairs
 from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, SCREEN_NONE, aggregate, settle
+from swarm.tasks import extract_integer
 from tests.swarm.roundkit import Round, build_round, make_request, seed
 
 GOAL_MS = 50.0
@@ -154,7 +154,7 @@ def quality_rows(count: int) -> dict[str, Any]:
     """
     import torch
 
-    from swarm.runtime.calibration import calibration_questions
+    from swarm.calibration import calibration_questions
     from swarm.runtime.evaluate import (
         collect_answers,
         collect_judgments,

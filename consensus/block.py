@@ -12,7 +12,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Annotated, ClassVar
 
-from consensus.encoding import (
+from consensus.tx import Transaction
+from core.encoding import (
     U64,
     U256,
     Canonical,
@@ -24,7 +25,6 @@ from consensus.encoding import (
     encode,
     tagged_hash,
 )
-from consensus.tx import Transaction
 from pouw import MAX_CERTIFICATE_BYTES
 
 MAX_BLOCK_TRANSACTIONS = 100_000

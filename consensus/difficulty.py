@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consensus.params import ChainParams
+from core.params import ChainParams
 from pouw import MAX_TARGET as MAX_TARGET  # largest (easiest) target: every ticket wins
 
 # Fixed-point radix of the exponent: 16 fractional bits, as in aserti3-2d.

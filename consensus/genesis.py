@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from consensus.block import ZERO_HASH, Block, BlockHeader, transactions_root
-from consensus.encoding import tagged_hash
-from consensus.errors import GenesisError
-from consensus.lthash import LtHash
-from consensus.params import ChainParams
-from consensus.records import Account, StakeRecord
-from consensus.state import State
 from consensus.tx import public_key
+from core.encoding import tagged_hash
+from core.errors import GenesisError
+from core.lthash import LtHash
+from core.params import ChainParams
+from core.records import Account, StakeRecord
+from core.state import State
 
 DEV_ACCOUNTS = 4
 DEV_BALANCE = 10**12

@@ -15,17 +15,9 @@ from typing import Annotated, Any, ClassVar
 import nacl.exceptions
 import nacl.signing
 
-from consensus.encoding import (
-    U64,
-    Canonical,
-    PublicKey,
-    Signature64,
-    Tagged,
-    array_header,
-    memo,
-)
-from consensus.errors import ConsensusError, TransactionError
 from contracts import PAYLOAD_CLASSES, Payload
+from core.encoding import U64, Canonical, PublicKey, Signature64, Tagged, array_header, memo
+from core.errors import ConsensusError, TransactionError
 
 SIGNING_DOMAIN = b"pouwchain/tx/v1\x00"
 _SIGNATURE_FIELD_BYTES = 2 + 64  # msgpack bin8 header + an Ed25519 signature

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from consensus.block import Block, BlockHeader, header_commitment, transactions_root
-from consensus.errors import BodyError, CertificateRuleError, HeaderError, StateRootError
-from consensus.params import MEDIAN_TIME_SPAN, ChainParams
-from consensus.state import BlockUndo, State, apply_block_transactions
+from consensus.transition import apply_block_transactions
+from core.errors import BodyError, CertificateRuleError, HeaderError, StateRootError
+from core.params import MEDIAN_TIME_SPAN, ChainParams
+from core.state import BlockUndo, State
 from pouw import Certificate, PouwParams, verify_certificate
 
 

@@ -20,20 +20,30 @@ from contracts.escrow import (
 )
 from contracts.jobs import JOB_CANCEL, JOB_RECEIPT, JOB_REQUEST, JobCancel, JobReceipt, JobRequest
 from contracts.registry import (
-    REGISTER_SWARM_NODE,
     SUBMIT_CALIBRATION,
     RegisterSwarmNode,
     SubmitCalibration,
 )
 from contracts.staking import BEGIN_UNSTAKE, STAKE, WITHDRAW, BeginUnstake, Stake, Withdraw
-from contracts.swarm import SETTLE_SWARM_ROUND, SettleSwarmRound
+from contracts.swarm import REGISTER_SWARM_NODE, SETTLE_SWARM_ROUND, SettleSwarmRound
 
-PAYLOAD_KINDS: Mapping[int, PayloadKind] = {
-    kind.cls.KIND_ID: kind
-    for kind in (TRANSFER, STAKE, BEGIN_UNSTAKE, WITHDRAW, REGISTER_SWARM_NODE,
-                 JOB_REQUEST, JOB_RECEIPT, JOB_CANCEL, SETTLE_SWARM_ROUND, SUBMIT_CALIBRATION,
-                 DEPOSIT_ESCROW, BEGIN_ESCROW_RELEASE, CLAIM_ESCROW_RELEASE)
-}
+
+def _registry(kinds: tuple[PayloadKind, ...]) -> dict[int, PayloadKind]:
+    """kind id -> kind; two kinds with one id is a programming error, never a silent drop."""
+    registry: dict[int, PayloadKind] = {}
+    for kind in kinds:
+        kind_id = kind.cls.KIND_ID
+        if kind_id in registry:
+            raise ValueError(f"payload kind id {kind_id} is used by both "
+                             f"{registry[kind_id].cls.__name__} and {kind.cls.__name__}")
+        registry[kind_id] = kind
+    return registry
+
+
+PAYLOAD_KINDS: Mapping[int, PayloadKind] = _registry((
+    TRANSFER, STAKE, BEGIN_UNSTAKE, WITHDRAW, REGISTER_SWARM_NODE, JOB_REQUEST, JOB_RECEIPT,
+    JOB_CANCEL, SETTLE_SWARM_ROUND, SUBMIT_CALIBRATION, DEPOSIT_ESCROW, BEGIN_ESCROW_RELEASE,
+    CLAIM_ESCROW_RELEASE))
 PAYLOAD_CLASSES: Mapping[int, type[Payload]] = {k: v.cls for k, v in PAYLOAD_KINDS.items()}
 
 __all__ = [

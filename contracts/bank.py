@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from consensus.encoding import U64, PublicKey
-from consensus.records import Account
-from contracts.base import MAX_U64, Payload, PayloadKind, TxContext, require
-
-if TYPE_CHECKING:
-    from consensus.state import State
+from contracts.base import Payload, PayloadKind, TxContext, require
+from core.encoding import MAX_U64, U64, PublicKey
+from core.records import Account
+from core.state import State
 
 
 def credit(state: State, address: bytes, amount: int, *, rule: str = "balance.overflow") -> None:

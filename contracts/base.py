@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from consensus.errors import TransactionError
-from consensus.params import ChainParams
-
-if TYPE_CHECKING:  # only for types: consensus.state imports contracts at run time
-    from consensus.state import State
-
-MAX_U64 = 2**64 - 1
+from core.errors import TransactionError
+from core.params import ChainParams
+from core.state import State
 
 
 class Payload:

@@ -17,14 +17,12 @@ State layout: ``swescrow/<client>`` -> `SwarmEscrow` (absent == nothing locked).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from consensus.encoding import U64, Canonical
 from contracts.bank import credit, debit
-from contracts.base import MAX_U64, Payload, PayloadKind, TxContext, require
-
-if TYPE_CHECKING:
-    from consensus.state import State
+from contracts.base import Payload, PayloadKind, TxContext, require
+from core.encoding import MAX_U64, U64, Canonical
+from core.state import State
 
 ESCROW_PREFIX = b"swescrow/"
 #: Blocks between beginning a release and claiming it: twice the settlement window

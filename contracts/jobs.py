@@ -20,15 +20,13 @@ State layout: ``job/<job_id>`` -> `JobRecord` (absent == unknown job).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import Annotated, ClassVar
 
-from consensus.encoding import U64, Canonical, Hash32, PublicKey, UInt, tagged_hash
 from contracts.bank import credit, debit
 from contracts.base import Payload, PayloadKind, TxContext, require
+from core.encoding import U64, Canonical, Hash32, PublicKey, UInt, tagged_hash
+from core.state import State
 from pouw.params import K_MAX, MN_MAX, R_MAX, R_MIN, TILE_H, TILE_W
-
-if TYPE_CHECKING:
-    from consensus.state import State
 
 JOB_PREFIX = b"job/"
 MAX_JOB_TIMEOUT = 100_000  # blocks: bounds how long an escrow can stay locked

@@ -8,7 +8,7 @@ increasing, so every validator iterates them in the same order) and, per node, a
 calibration record (``swcap/<addr>``). A node becomes *capable* (eligible for selection,
 `swarm.selection.Candidate.capable`) only by passing calibration:
 
-* the questions are `swarm.runtime.calibration.calibration_questions` drawn from the seed
+* the questions are `swarm.calibration.calibration_questions` drawn from the seed
   ``H_"pouw/swcalseed"(parent block id ‖ node id)``: the block the calibration transaction
   builds on did not exist when the node prepared anything earlier, so it cannot precompute
   or look up the answers, and each node gets its own questions (copying another's answers
@@ -33,24 +33,14 @@ minimum stake, and a filled index (``register.registry_full``) costs
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from collections.abc import Callable
+from typing import Annotated, ClassVar
 
-from consensus.encoding import (
-    U64,
-    Canonical,
-    FixedBytes,
-    Hash32,
-    ListOf,
-    UInt,
-    VarBytes,
-    tagged_hash,
-)
-from consensus.records import MAX_ENDPOINT, ModelIds, SwarmNode
 from contracts.base import Payload, PayloadKind, TxContext, require
-from swarm.runtime.calibration import calibration_questions, grade
-
-if TYPE_CHECKING:
-    from consensus.state import State
+from core.encoding import U64, Canonical, FixedBytes, Hash32, ListOf, UInt, VarBytes, tagged_hash
+from core.records import MAX_ENDPOINT, ModelIds, SwarmNode
+from core.state import State
+from swarm.calibration import calibration_questions, grade
 
 INDEX_KEY = b"swindex"
 CAPABILITY_PREFIX = b"swcap/"
@@ -158,7 +148,13 @@ def calibration_prompts(parent_block_id: bytes, node: bytes) -> list[str]:
                                                     count=CALIBRATION_QUESTIONS)]
 
 
-def apply_register_swarm_node(state: State, payload: RegisterSwarmNode, ctx: TxContext) -> None:
+#: What must happen before a registration changes the epoch's candidate table at once (the
+#: swarm contract records the table; `contracts.swarm.apply_register_swarm_node` passes it).
+TableChangeHook = Callable[[State, TxContext], None]
+
+
+def register_swarm_node(state: State, payload: RegisterSwarmNode, ctx: TxContext, *,
+                        before_table_change: TableChangeHook) -> None:
     """Registration rules, in order."""
     # at least one model must be announced
     require(len(payload.models) > 0, "register.no_models")
@@ -173,9 +169,7 @@ def apply_register_swarm_node(state: State, payload: RegisterSwarmNode, ctx: TxC
         if not nodes and is_capable(state, ctx.sender):
             # a calibrated node entering an empty index (registered before the index
             # existed) changes the candidate table at once: the epoch's table is recorded first
-            from contracts.swarm import record_epoch_snapshot  # swarm imports this module
-
-            record_epoch_snapshot(state, height=ctx.height, params=ctx.params, force=True)
+            before_table_change(state, ctx)
         state.set_record(INDEX_KEY, SwarmNodeIndex(tuple(sorted((*nodes, ctx.sender)))))
     if previous is not None and previous.models != payload.models:
         # new models must be proven again: the capability flag is cleared
@@ -215,5 +209,4 @@ def apply_submit_calibration(state: State, payload: SubmitCalibration, ctx: TxCo
         state.set_reputation(ctx.sender, max(state.reputation(ctx.sender), earned))
 
 
-REGISTER_SWARM_NODE = PayloadKind(RegisterSwarmNode, apply_register_swarm_node)
 SUBMIT_CALIBRATION = PayloadKind(SubmitCalibration, apply_submit_calibration)

@@ -7,15 +7,13 @@ while after its owner stops participating (and cannot be moved instantly between
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from consensus.encoding import U64
-from consensus.records import Unbonding
 from contracts.bank import credit, debit
-from contracts.base import MAX_U64, Payload, PayloadKind, TxContext, require
-
-if TYPE_CHECKING:
-    from consensus.state import State
+from contracts.base import Payload, PayloadKind, TxContext, require
+from core.encoding import MAX_U64, U64
+from core.records import Unbonding
+from core.state import State
 
 
 @dataclasses.dataclass(frozen=True)

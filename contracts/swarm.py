@@ -38,16 +38,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import Annotated, ClassVar
 
-from consensus.encoding import U64, Canonical, Hash32, ListOf, Nested, UInt
-from consensus.params import DEFAULT_SWARM_EPOCH_BLOCKS, ChainParams
-from consensus.records import ModelIds
 from contracts.bank import credit
-from contracts.base import MAX_U64, Payload, PayloadKind, TxContext, require
+from contracts.base import Payload, PayloadKind, TxContext, require
 from contracts.escrow import pay_fee
-from contracts.registry import evict_unstaked, is_capable, swarm_node_ids
+from contracts.registry import (
+    RegisterSwarmNode,
+    evict_unstaked,
+    is_capable,
+    register_swarm_node,
+    swarm_node_ids,
+)
 from contracts.staking import slash_stake
+from core.encoding import MAX_U64, U64, Canonical, Hash32, ListOf, Nested, UInt
+from core.params import DEFAULT_SWARM_EPOCH_BLOCKS, ChainParams
+from core.records import ModelIds
+from core.state import State
 from swarm.messages import (
     MAX_COMMITMENTS,
     MAX_ROUND_NODES,
@@ -60,9 +67,6 @@ from swarm.messages import (
 )
 from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes
 from swarm.settlement import DEFAULT_PARAMS, SettlementParams, decayed_reputation, settle
-
-if TYPE_CHECKING:
-    from consensus.state import State
 
 ROUND_PREFIX = b"swround/"
 ACTIVITY_PREFIX = b"swact/"
@@ -425,3 +429,18 @@ def apply_settle_swarm_round(state: State, payload: SettleSwarmRound, ctx: TxCon
 
 
 SETTLE_SWARM_ROUND = PayloadKind(SettleSwarmRound, apply_settle_swarm_round)
+
+
+def record_forced_epoch_snapshot(state: State, ctx: TxContext) -> None:
+    """Record the epoch's table even from an empty index (a registration that makes a node
+    eligible at once changes the table: the table as it was is recorded first)."""
+    record_epoch_snapshot(state, height=ctx.height, params=ctx.params, force=True)
+
+
+def apply_register_swarm_node(state: State, payload: RegisterSwarmNode, ctx: TxContext) -> None:
+    """`contracts.registry.register_swarm_node`, recording the epoch's table before a
+    registration changes it."""
+    register_swarm_node(state, payload, ctx, before_table_change=record_forced_epoch_snapshot)
+
+
+REGISTER_SWARM_NODE = PayloadKind(RegisterSwarmNode, apply_register_swarm_node)

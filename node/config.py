@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from core.encoding import MAX_U64
 from pouw.backends import BACKEND_NAMES
 from pouw.errors import ParamsError
 from pouw.params import PouwParams
@@ -22,12 +23,11 @@ from pouw.params import PouwParams
 CONFIG_NAMES = ("node.toml",)  # looked up in the datadir when no --config is given
 RUNTIME_FILE = "node.json"  # written by the running node, removed on a clean stop
 DEFAULT_PORT = 7645  # `pouwchain node` and the CLIs' default http://127.0.0.1:7645
-# self-generated mining work (m, k, n, r): ~1 ms per job on a CPU (node.miner.MinerConfig)
+# self-generated mining work (m, k, n, r): ~1 ms per job on a CPU (node.mining.miner.MinerConfig)
 DEFAULT_MINING_SHAPE = (64, 256, 64, 32)
-# stake a swarm node bonds before registering (node.swarm_registration): well above the
+# stake a swarm node bonds before registering (node.swarm.registration): well above the
 # dev chain's min_node_stake, small next to a dev account's balance
 DEFAULT_SWARM_STAKE = 10_000
-MAX_U64 = 2**64 - 1
 
 
 class ConfigError(ValueError):
@@ -61,7 +61,7 @@ class NodeConfig:
     sync_parallel: int = 8  # getdata requests in flight during sync
     max_orphans: int = 256
     discover: bool = True  # exchange addresses and dial what peers tell us
-    # -- mining (read by node.miner.MinerConfig.from_node_config) ---------------------------------
+    # -- mining (read by node.mining.miner.MinerConfig.from_node_config) ----------------------
     miner_address: str | None = None  # coinbase public key (hex); None = the node identity's
     mining_shape: tuple[int, int, int, int] = DEFAULT_MINING_SHAPE  # self-generated work
     mining_backend: str = "auto"  # pouw backend of the miner and the job worker
@@ -71,19 +71,19 @@ class NodeConfig:
     mining_interval: float = 0.0  # seconds to pause between mining rounds
     # a dev chain (one round wins) paces itself to one block per this many seconds
     mining_block_interval: float = 3.0
-    # -- swarm inference (node.swarm_service) ------------------------------------------------------
+    # -- swarm inference (node.swarm.service) ------------------------------------------------------
     # backend spec (swarm.runtime.factory), e.g. "builtin:arith-m"; None: answer and judge nothing
     # (the node still takes client requests and coordinates rounds)
     swarm_backend: str | None = None
     # stake, register and calibrate this node in the chain's swarm registry by itself
-    # (node.swarm_registration), so its rounds draw from the registry and settle on chain;
+    # (node.swarm.registration), so its rounds draw from the registry and settle on chain;
     # needs swarm_backend (the model it registers and calibrates with)
     swarm_register: bool = False
     swarm_stake: int = DEFAULT_SWARM_STAKE  # bonded stake the node tops itself up to
     # rounds this node originates ask this many answerers and judges (at most the eligible)
     swarm_answers: int = 4
     swarm_judges: int = 4
-    # a backup settler k (node.swarm_service) waits k times this many seconds for the origin
+    # a backup settler k (node.swarm.service) waits k times this many seconds for the origin
     swarm_settle_backoff: float = 10.0
 
     def __post_init__(self) -> None:

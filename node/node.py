@@ -22,22 +22,22 @@ import nacl.signing
 from aiohttp import web
 
 from consensus.block import Block, BlockHeader, work_of
-from consensus.errors import ConsensusError
 from consensus.genesis import GenesisConfig, dev_config, load_genesis_config
-from consensus.state import State
 from consensus.tx import Transaction, signatures_valid
 from consensus.validation import check_certificate, check_header, connect_block
-from node.chainstore import (
+from core.errors import ConsensusError
+from core.state import State
+from node.chain.chainstore import (
     BLOCK,
     MIN_PARALLEL_SIGNATURES,
     ChainStore,
     ChainUpdate,
     update_mempool,
 )
+from node.chain.db import Database, Overlay
+from node.chain.mempool import Mempool, MempoolError
 from node.config import NodeConfig
-from node.db import Database, Overlay
 from node.logging import get_logger, log_event
-from node.mempool import Mempool, MempoolError
 from node.p2p.manager import PeerManager
 from node.p2p.peer import LruSet, Peer
 from node.p2p.policy import Verdict, classify

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 import nacl.signing
 
-from consensus.encoding import tagged_hash
+from core.encoding import tagged_hash
 from swarm.messages import (
     KIND_ANSWER,
     KIND_JUDGMENT,

@@ -1,6 +1,6 @@
 """Canonical encodings of swarm round objects (gossip and the settlement transaction).
 
-Every object is a `consensus.encoding.Canonical` dataclass, so it has exactly one byte form:
+Every object is a `core.encoding.Canonical` dataclass, so it has exactly one byte form:
 nodes can gossip and deduplicate by id, and a settlement transaction carries the same bytes
 the nodes signed. Lists that behave like sets (payouts, slashes, openings) are strictly
 increasing, so they too have one order.
@@ -17,7 +17,7 @@ from typing import Annotated, ClassVar
 import nacl.exceptions
 import nacl.signing
 
-from consensus.encoding import (
+from core.encoding import (
     U64,
     Canonical,
     FixedBytes,

@@ -15,7 +15,7 @@ own business (`presentation_order` offers a per-judge shuffle).
 
 from __future__ import annotations
 
-from consensus.encoding import tagged_hash
+from core.encoding import tagged_hash
 
 SCHEDULE_TAG = b"pouw/swschedule"
 PRESENT_TAG = b"pouw/swpresent"

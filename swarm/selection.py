@@ -21,7 +21,7 @@ import dataclasses
 import math
 from collections.abc import Iterable
 
-from consensus.encoding import tagged_hash
+from core.encoding import tagged_hash
 
 SELECT_TAG = b"pouw/swselect"
 REPUTATION_BASE = 1  # a capable newcomer with reputation 0 can still be selected

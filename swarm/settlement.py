@@ -48,6 +48,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from core.encoding import MAX_U64
 from swarm.bradley_terry import (
     FRACTION_BITS,
     BradleyTerryFit,
@@ -75,7 +76,6 @@ from swarm.messages import (
 from swarm.schedule import judging_pairs
 
 BPS = 10_000
-MAX_U64 = 2**64 - 1
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from consensus.genesis import DEV_BALANCE, DEV_STAKE, parse_genesis_config
-from consensus.params import MAX_TARGET
 from consensus.tx import public_key
+from core.params import MAX_TARGET
 
 DEV_CHAIN_ID = 1337
 GENESIS_AGE = 7 * 24 * 3600  # seconds the genesis timestamp lies in the past

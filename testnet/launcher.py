@@ -13,7 +13,7 @@ Layout of the testnet directory::
 repeated; ``fresh=True`` recreates it. This module never imports ``node``: it drives nodes
 as separate processes, exactly as a user would.
 
-Swarm nodes join the chain's registry by themselves (`node.swarm_registration`): each
+Swarm nodes join the chain's registry by themselves (`node.swarm.registration`): each
 node's ``node.toml`` gets ``swarm_backend``, ``swarm_register = true`` and ``swarm_stake``
 (unless the file already sets them), and its identity (``node.key``, made here before the
 genesis) is funded in the genesis. A reused directory whose genesis predates a node's key
@@ -78,7 +78,7 @@ CONFIG_HEADER = "# pouwchain node config (flags on the command line win)\n"
 
 
 STATE_FILE = "testnet.json"
-SWARM_ROUTE = "/api/v1/swarm/registration"  # node.swarm_registration.ROUTE (not imported)
+SWARM_ROUTE = "/api/v1/swarm/registration"  # node.swarm.registration.ROUTE (not imported)
 
 
 class TestnetError(RuntimeError):

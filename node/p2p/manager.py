@@ -22,8 +22,8 @@ import msgpack
 from aiohttp import web
 
 from consensus.block import Block, BlockHeader
-from consensus.errors import ConsensusError, EncodingError
 from consensus.tx import Transaction
+from core.errors import ConsensusError, EncodingError
 from node.config import ConfigError, parse_address
 from node.logging import get_logger, log_event
 from node.p2p.peer import WS_MAX_MSG, HandshakeRefused, LruSet, Peer, PeerClosed

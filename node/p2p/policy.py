@@ -14,8 +14,8 @@ import ipaddress
 import time
 from dataclasses import dataclass
 
-from consensus.errors import ConsensusError, EncodingError, HeaderError, TransactionError
-from node.mempool import MempoolError
+from core.errors import ConsensusError, EncodingError, HeaderError, TransactionError
+from node.chain.mempool import MempoolError
 from node.p2p.protocol import ProtocolError
 
 

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from consensus.block import Block, BlockHeader
-from consensus.errors import ConsensusError
+from core.errors import ConsensusError
 from node.logging import get_logger, log_event
 from node.p2p.peer import Peer, PeerClosed
 from node.p2p.protocol import MAX_HEADERS, MAX_LOCATOR, MsgType, ProtocolError

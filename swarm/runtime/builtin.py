@@ -40,12 +40,7 @@ from swarm.runtime.base import (
     UnsupportedPrompt,
     file_model_id,
 )
-from swarm.runtime.tasks import (
-    FAMILIES,
-    equivalent_forms,
-    extract_integer,
-    parse_expression,
-)
+from swarm.tasks import FAMILIES, equivalent_forms, extract_integer, parse_expression
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 #: Shipped variants, worst to best (sizes and training steps in train.py).
@@ -86,7 +81,7 @@ class _Product(Protocol):
 
 class ProductMiner(Protocol):
     """What mines a product: a `MiningSession` (its `MiningResult`), or a mining node's
-    miner (node.swarm_service.MinedProducts)."""
+    miner (node.swarm.service.MinedProducts)."""
 
     @property
     def r(self) -> int | None: ...

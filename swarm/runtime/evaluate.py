@@ -24,7 +24,7 @@ import torch
 from swarm.runtime.arith_model import MatmulHook
 from swarm.runtime.base import Answer, Judgment
 from swarm.runtime.builtin import VARIANT_NAMES, BuiltinBackend, load_variants
-from swarm.runtime.tasks import EVAL_SEED, Question, extract_integer, question_set
+from swarm.tasks import EVAL_SEED, Question, extract_integer, question_set
 
 #: Size of the fixed evaluation set (the bench uses at least 200 questions).
 DEFAULT_COUNT = 400

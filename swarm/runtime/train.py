@@ -30,7 +30,7 @@ from swarm.runtime.arith_model import (
     init_params,
     training_linear,
 )
-from swarm.runtime.tasks import EVAL_SEED, FAMILIES, FAMILY_NAMES, Question, question_set
+from swarm.tasks import EVAL_SEED, FAMILIES, FAMILY_NAMES, Question, question_set
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 

@@ -12,12 +12,13 @@ import numpy as np
 
 from consensus.block import Block, BlockHeader, header_commitment, transactions_root
 from consensus.genesis import GenesisConfig, build_genesis, dev_config, dev_seed
-from consensus.interfaces import MemoryKV
-from consensus.params import ChainParams
-from consensus.state import BlockUndo, State, apply_block_transactions
+from consensus.transition import apply_block_transactions
 from consensus.tx import Transaction, public_key, sign_transaction
 from consensus.validation import validate_block
 from contracts import Payload
+from core.interfaces import MemoryKV
+from core.params import ChainParams
+from core.state import BlockUndo, State
 from pouw import mine_product, operand_roots
 
 SHAPE = (8, 64, 8, 16)  # m, k, n, r: the smallest shape pouw accepts, mines in milliseconds

@@ -11,7 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consensus.block import BlockHeader
-from consensus.encoding import (
+from consensus.tx import Transaction
+from contracts import BeginUnstake, RegisterSwarmNode, Stake, Transfer, Withdraw
+from core.encoding import (
     U64,
     U256,
     Canonical,
@@ -22,10 +24,8 @@ from consensus.encoding import (
     object_id,
     tagged_hash,
 )
-from consensus.errors import ConsensusError, EncodingError
-from consensus.records import StakeRecord, SwarmNode, Unbonding
-from consensus.tx import Transaction
-from contracts import BeginUnstake, RegisterSwarmNode, Stake, Transfer, Withdraw
+from core.errors import ConsensusError, EncodingError
+from core.records import StakeRecord, SwarmNode, Unbonding
 
 u64 = st.integers(min_value=0, max_value=2**64 - 1)
 h32 = st.binary(min_size=32, max_size=32)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.errors import TransactionError
 from consensus.genesis import DEV_BALANCE, dev_config, dev_seed
-from consensus.state import State, apply_transaction
+from consensus.transition import apply_transaction
 from consensus.tx import Transaction, public_key
 from contracts import PAYLOAD_CLASSES, BeginEscrowRelease, ClaimEscrowRelease, DepositEscrow
 from contracts.escrow import ESCROW_RELEASE_DELAY, SwarmEscrow, escrow_of, pay_fee
+from core.errors import TransactionError
+from core.state import State
 from tests.consensus.helpers import Chain, tx
 
 CLIENT = 1

@@ -17,16 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.block import Block
-from consensus.encoding import _to_wire, array_header, decode, encode
-from consensus.errors import EncodingError, TransactionError
 from consensus.genesis import dev_seed
-from consensus.interfaces import MemoryKV
-from consensus.lthash import ElementCache, LtHash, element_bytes, lane_sum
-from consensus.records import Account, StakeRecord, Unbonding
-from consensus.state import RecordCache, State, apply_transaction, root_from_items
+from consensus.transition import apply_transaction
 from consensus.tx import SIGNING_DOMAIN, Transaction, public_key, signatures_valid
 from consensus.validation import connect_block
 from contracts import Transfer
+from core.encoding import _to_wire, array_header, decode, encode
+from core.errors import EncodingError, TransactionError
+from core.interfaces import MemoryKV
+from core.lthash import ElementCache, LtHash, element_bytes, lane_sum
+from core.records import Account, StakeRecord, Unbonding
+from core.state import RecordCache, State, root_from_items
 from tests.consensus.helpers import Chain, make_block, new_chain, tx
 
 ADDRESSES = [public_key(dev_seed(i)) for i in range(6)]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from consensus.errors import GenesisError
 from consensus.genesis import (
     DEV_BALANCE,
     build_genesis,
@@ -15,10 +14,11 @@ from consensus.genesis import (
     dev_seed,
     load_genesis_config,
 )
-from consensus.interfaces import MemoryKV
-from consensus.records import Account, StakeRecord
-from consensus.state import State, root_from_items
 from consensus.tx import public_key
+from core.errors import GenesisError
+from core.interfaces import MemoryKV
+from core.records import Account, StakeRecord
+from core.state import State, root_from_items
 
 ALICE = "11" * 32
 TOML = f"""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.errors import TransactionError
 from consensus.genesis import DEV_BALANCE, dev_seed
-from consensus.state import State, apply_transaction
+from consensus.transition import apply_transaction
 from consensus.tx import Transaction, public_key
 from contracts import PAYLOAD_CLASSES, JobCancel, JobReceipt, JobRequest
 from contracts.jobs import (
@@ -18,6 +17,8 @@ from contracts.jobs import (
     job_record,
     padded_shape,
 )
+from core.errors import TransactionError
+from core.state import State
 from tests.consensus.helpers import Chain, make_block, tx
 
 CLIENT = 1

@@ -8,21 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.errors import TransactionError
 from consensus.genesis import DEV_BALANCE, DEV_STAKE, dev_config, dev_seed
-from consensus.interfaces import MemoryKV, PrefixedKV
-from consensus.lthash import LtHash
-from consensus.records import Account, StakeRecord, SwarmNode, Unbonding
-from consensus.state import (
-    LANES_KEY,
-    BlockUndo,
-    State,
-    apply_block_transactions,
-    apply_transaction,
-    root_from_items,
-)
+from consensus.transition import apply_block_transactions, apply_transaction
 from consensus.tx import Transaction, public_key
 from contracts import BeginUnstake, RegisterSwarmNode, Stake, Transfer, Withdraw
+from core.errors import TransactionError
+from core.interfaces import MemoryKV, PrefixedKV
+from core.lthash import LtHash
+from core.records import Account, StakeRecord, SwarmNode, Unbonding
+from core.state import LANES_KEY, BlockUndo, State, root_from_items
 from tests.consensus.helpers import MINER, Chain, new_chain, tx
 
 A, B, C = (public_key(dev_seed(i)) for i in range(3))

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.errors import ConsensusError
-from consensus.interfaces import MemoryKV
-from consensus.state import State, apply_transaction
+from consensus.transition import apply_transaction
 from consensus.tx import public_key, sign_transaction
 from contracts.bank import Transfer, credit
 from contracts.staking import Stake
 from contracts.swarm import retained_snapshots
+from core.errors import ConsensusError
+from core.interfaces import MemoryKV
+from core.state import State
 from tests.consensus.helpers import MINER, make_block
 from tests.swarm.test_contract_epochs import CLIENT_SEED, POOL, advance_to, pool_chain
 

@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-from consensus.errors import TransactionError
 from consensus.genesis import dev_seed
 from consensus.tx import SIGNING_DOMAIN, Transaction, public_key, sign_transaction
 from contracts import (
@@ -19,6 +18,7 @@ from contracts import (
     Transfer,
     Withdraw,
 )
+from core.errors import TransactionError
 
 SEED = dev_seed(1)
 

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from consensus.block import Block, BlockHeader, header_commitment, merkle_root, work_of
-from consensus.errors import ConsensusError
 from consensus.genesis import dev_config
-from consensus.state import root_from_items
 from consensus.tx import public_key
 from consensus.validation import check_certificate, check_header, disconnect_block, median_time_past
 from contracts import Stake, Transfer
+from core.errors import ConsensusError
+from core.state import root_from_items
 from pouw import MAX_TARGET, Certificate
 from tests.consensus.helpers import Chain, make_block, mine_header, new_chain, tx
 

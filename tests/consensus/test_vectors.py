@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from consensus.block import Block
-from consensus.errors import ConsensusError
 from consensus.genesis import dev_config
-from consensus.state import apply_transaction
+from consensus.transition import apply_transaction
 from consensus.tx import Transaction
 from consensus.validation import validate_block
+from core.errors import ConsensusError
 from tests.consensus.helpers import Chain, new_chain
 
 VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "consensus"

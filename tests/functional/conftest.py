@@ -14,7 +14,7 @@ def node_command_available() -> bool:
     """Whether `pouwchain node` is registered (the functional tests drive that command)."""
     import argparse
 
-    from node.cli import build_parser
+    from node.cli.main import build_parser
 
     parser = build_parser()
     for action in parser._actions:

@@ -9,7 +9,7 @@ import numpy as np
 
 from consensus.genesis import dev_seed
 from consensus.tx import sign_transaction
-from node.jobs import job_request, npy_bytes, prepare_operands, product_hash
+from node.mining.jobs import job_request, npy_bytes, prepare_operands, product_hash
 from pouw.params import VALUE_MAX, VALUE_MIN
 from testnet.genesis import DEV_CHAIN_ID
 from tests.functional.framework import TestNetwork, address_of, wait_until

@@ -21,7 +21,7 @@ from contracts.registry import (
     calibration_seed,
 )
 from contracts.staking import Stake
-from swarm.runtime.calibration import calibration_questions
+from swarm.calibration import calibration_questions
 from swarm.runtime.factory import make_backend
 from testnet.client import ApiError
 from testnet.genesis import DEV_CHAIN_ID

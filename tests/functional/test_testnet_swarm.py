@@ -36,7 +36,7 @@ from tests.functional.test_testnet_cli import pouwchain
 
 NODES = 4  # as `make run`: node 0 runs arith-l, which passes calibration every time
 # two miners, as `make run`: paced dev miners wait a (miner, parent)-drawn 0.5-1.5x the block
-# interval (node.miner), so they rarely fork; a fork would undo a calibration or settlement
+# interval (node.mining.miner), so they rarely fork; a fork would undo a calibration or settlement
 MINERS = 2
 
 

@@ -23,11 +23,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from consensus.block import Block
 from consensus.tx import Transaction
-from node.api import API_KEY, Api, register_routes
-from node.chainstore import ChainStore, update_mempool
-from node.cli_node import attach_services
+from node.api.chain import API_KEY, Api, register_routes
+from node.chain.chainstore import ChainStore, update_mempool
+from node.chain.mempool import Mempool
+from node.cli.node import attach_services
 from node.config import NodeConfig
-from node.mempool import Mempool
 from node.node import Node
 from tests.consensus.helpers import Chain, new_chain
 from tests.node.chainutil import NOW, extend

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 from consensus.block import Block
 from consensus.genesis import dev_seed
-from consensus.interfaces import MemoryKV
-from consensus.state import State
 from consensus.tx import Transaction, public_key, sign_transaction
 from consensus.validation import connect_block
 from contracts import Transfer
+from core.interfaces import MemoryKV
+from core.state import State
 from tests.consensus.helpers import Chain, make_block
 
 # Far enough in the future that no dev block is "too far ahead of the clock".

@@ -21,7 +21,7 @@ import msgpack
 
 from consensus.block import Block
 from consensus.genesis import dev_config
-from node.chainstore import ChainStore
+from node.chain.chainstore import ChainStore
 from tests.consensus.helpers import Chain, new_chain
 from tests.node.chainutil import NOW, extend, fork, transfer
 

@@ -21,8 +21,8 @@ from aiohttp import web
 from consensus.block import Block, BlockHeader
 from consensus.genesis import GenesisConfig, dev_config, dev_seed
 from consensus.tx import Transaction
-from node.chainstore import ChainStore, ChainUpdate, update_mempool
-from node.mempool import Mempool
+from node.chain.chainstore import ChainStore, ChainUpdate, update_mempool
+from node.chain.mempool import Mempool
 
 IDENTITY_SEED = dev_seed(3)  # a funded dev account, so receipts can pay fees
 

@@ -18,7 +18,7 @@ import pytest
 from consensus.genesis import DEV_BALANCE, DEV_STAKE, dev_seed
 from consensus.tx import public_key, sign_transaction
 from contracts import Stake
-from node.auth import read_token
+from node.api.auth import read_token
 from tests.node.apinode import LiveNode, MinerStats
 from tests.node.chainutil import transfer
 from tests.node.nodeutil import wait_until

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from contracts.jobs import STATUS_NAMES
-from node.jobs import CHAIN_STATUSES, MODES
+from node.mining.jobs import CHAIN_STATUSES, MODES
 from tests.node.apinode import LiveNode
 from tests.node.test_api_openapi import DOC, KEY, SPEC
 
@@ -46,8 +46,8 @@ def enum(text: str) -> list[str]:
 
 
 def test_code_sets_only_the_listed_values() -> None:
-    jobs = (ROOT / "node" / "jobs.py").read_text()
-    miner = (ROOT / "node" / "miner.py").read_text()
+    jobs = (ROOT / "node" / "mining" / "jobs.py").read_text()
+    miner = (ROOT / "node" / "mining" / "miner.py").read_text()
     statuses = set(re.findall(r'chain_status(?:: str)? = "(\w+)"', jobs))
     assert statuses == set(CHAIN_STATUSES)
     assert set(STATUS_NAMES.values()) <= set(CHAIN_STATUSES)  # other nodes' jobs, by record

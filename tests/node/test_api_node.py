@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from consensus.genesis import dev_seed
-from consensus.state import State
 from consensus.tx import public_key, sign_transaction
 from contracts import Transfer
-from node.api import API_KEY
-from node.auth import read_token
+from core.state import State
+from node.api.auth import read_token
+from node.api.chain import API_KEY
 from tests.node.apinode import LiveNode
 from tests.node.chainutil import transfer
 from tests.node.test_api_openapi import SPEC, app_routes, spec_routes

@@ -63,15 +63,15 @@ def node(tmp_path: Path) -> Any:
 def external_routes() -> set[tuple[str, str]]:
     """The miner/job and swarm routes, registered by their owners' code on a throwaway app."""
     try:
-        miner_api = importlib.import_module("node.miner_api")
+        miner_api = importlib.import_module("node.api.chain.miner")
     except ImportError as exc:  # pragma: no cover - until the miner part lands
-        pytest.skip(f"node.miner_api not importable: {exc}")
+        pytest.skip(f"node.api.chain.miner not importable: {exc}")
     app = web.Application()
     miner_api.register(app, object(), miner=object(), jobs=object())
-    from node.chat_api import register_routes as swarm_routes
+    from node.api.chat import register_routes as swarm_routes
 
     swarm_routes(app, object())  # type: ignore[arg-type]  # the swarm's round view
-    from node.swarm_registration import ROUTE as registration_route
+    from node.swarm.registration import ROUTE as registration_route
 
     async def _unused(_: web.Request) -> web.Response:
         raise AssertionError("never called")

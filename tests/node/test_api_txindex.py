@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node.chainstore import ChainStore
-from node.txindex import TxIndex
+from node.chain.chainstore import ChainStore
+from node.chain.txindex import TxIndex
 from tests.consensus.helpers import new_chain
 from tests.node.chainutil import NOW, extend, fork, transfer
 

@@ -8,13 +8,13 @@ import pytest
 
 from consensus.block import work_of
 from consensus.difficulty import MAX_TARGET
-from consensus.errors import ConsensusError
 from consensus.genesis import dev_config, dev_seed
-from consensus.state import State, root_from_items
 from consensus.tx import public_key
 from consensus.validation import connect_block
-from node.chainstore import STATE, ChainStore, ChainStoreError, update_mempool
-from node.mempool import Mempool
+from core.errors import ConsensusError
+from core.state import State, root_from_items
+from node.chain.chainstore import STATE, ChainStore, ChainStoreError, update_mempool
+from node.chain.mempool import Mempool
 from tests.consensus.helpers import Chain, make_block, new_chain
 from tests.node.chainutil import NOW, extend, fork, state_items, transfer
 

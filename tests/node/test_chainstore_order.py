@@ -20,11 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.block import Block
-from consensus.errors import ConsensusError, GenesisError
 from consensus.genesis import dev_config, parse_genesis_config
-from consensus.state import root_from_items
 from consensus.validation import connect_block
-from node.chainstore import MIN_PARALLEL_SIGNATURES, STATE, ChainStore
+from core.errors import ConsensusError, GenesisError
+from core.state import root_from_items
+from node.chain.chainstore import MIN_PARALLEL_SIGNATURES, STATE, ChainStore
 from tests.consensus.helpers import Chain, make_block, new_chain
 from tests.node.chainutil import NOW, extend, fork, state_items, transfer
 

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from node.cli_status import progress_bar
+from node.cli.status import progress_bar
 from tests.node.apinode import ApiTestNode, MinerStats, start
 
 Client = TestClient[web.Request, web.Application]

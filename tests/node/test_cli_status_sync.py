@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from node.cli_node import attach_services
+from node.cli.node import attach_services
 from node.node import Node
 from tests.consensus.helpers import new_chain
 from tests.node.chainutil import extend

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from node.chainstore import HEIGHT, STATE, UNDO, ChainStore
-from node.db import Database
+from node.chain.chainstore import HEIGHT, STATE, UNDO, ChainStore
+from node.chain.db import Database
 from tests.node.crash_child import Branches, build_branches, save_blocks
 
 ROOT = Path(__file__).resolve().parents[2]

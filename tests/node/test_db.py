@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus.interfaces import KeyValueStore
-from node.db import (
+from core.interfaces import KeyValueStore
+from node.chain.db import (
     Database,
     DatabaseCorruptionError,
     DatabaseError,
@@ -136,7 +136,7 @@ def test_locked_datadir_gives_clear_error(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from node.db import Database
+            from node.chain.db import Database
             db = Database({str(path)!r})
             print("open", flush=True)
             sys.stdin.readline()

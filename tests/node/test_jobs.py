@@ -17,14 +17,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from consensus.genesis import DEV_BALANCE, dev_seed
-from consensus.state import State
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts import Transfer
 from contracts.jobs import STATUS_DONE, job_record
-from node.api import error_middleware
-from node.auth import create_token
-from node.jobs import job_request, npy_bytes, prepare_operands, product_hash
-from node.miner import attach
+from core.state import State
+from node.api.auth import create_token
+from node.api.chain import error_middleware
+from node.mining.jobs import job_request, npy_bytes, prepare_operands, product_hash
+from node.mining.miner import attach
 from tests.node.miner_host import Host, restore_torch_threads  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
@@ -289,7 +289,7 @@ async def test_generate_requires_the_token(validator: tuple[Host, TestClient[Any
 
 async def test_old_products_are_dropped_past_the_memory_budget(
         validator: tuple[Host, TestClient[Any, Any]]) -> None:
-    from node.jobs import JobLimits
+    from node.mining.jobs import JobLimits
 
     host, client = validator
     host.jobs.limits = JobLimits(max_kept_product_bytes=30 * 20 * 4 + 100)  # one product
@@ -336,7 +336,7 @@ async def test_job_in_a_round_that_wins_nothing_is_still_exact(tmp_path: Path) -
 
 
 async def test_size_limits_answer_413(validator: tuple[Host, TestClient[Any, Any]]) -> None:
-    from node.jobs import JobLimits
+    from node.mining.jobs import JobLimits
 
     host, client = validator
     a, b = operands(8)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from consensus.genesis import dev_seed
-from node import cli_jobs
-from node.cli_node import attach_services
+from node.cli import jobs as cli_jobs
+from node.cli.node import attach_services
+from node.client.wallet import KDF_PRESETS, create_wallet
 from node.node import Node
-from node.wallet import KDF_PRESETS, create_wallet
 from tests.node.miner_host import restore_torch_threads  # noqa: F401
 from tests.node.nodeutil import node_config
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from consensus.genesis import DEV_BALANCE, build_genesis, dev_config, dev_seed
-from consensus.interfaces import PrefixedKV
-from consensus.state import State, apply_transaction
+from consensus.transition import apply_transaction
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts import Transfer
-from node.db import Database
-from node.mempool import Mempool, MempoolConfig, MempoolError, TipView
+from core.interfaces import PrefixedKV
+from core.state import State
+from node.chain.db import Database
+from node.chain.mempool import Mempool, MempoolConfig, MempoolError, TipView
 
 CONFIG = dev_config()
 PARAMS = CONFIG.params
@@ -168,7 +169,7 @@ def test_a_new_block_drops_a_stale_calibration(db: Database) -> None:
         calibration_seed,
     )
     from contracts.staking import Stake
-    from swarm.runtime.calibration import calibration_questions
+    from swarm.calibration import calibration_questions
 
     node = public_key(dev_seed(1))
     apply_block(db, [sign_transaction(dev_seed(1), chain_id=CHAIN_ID, nonce=n, fee=10,

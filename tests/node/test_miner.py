@@ -13,11 +13,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from consensus.block import Block, header_commitment
 from consensus.genesis import dev_config, dev_seed
-from consensus.state import State
 from consensus.tx import public_key, sign_transaction
 from contracts import Transfer
-from node.chainstore import ChainStore
-from node.miner import Miner, MinerConfig, attach, build_template, with_job
+from core.state import State
+from node.chain.chainstore import ChainStore
+from node.mining.miner import Miner, MinerConfig, attach, build_template, with_job
 from pouw import mine_product, operand_roots
 from tests.node.miner_host import Host, restore_torch_threads  # noqa: F401
 
@@ -261,7 +261,7 @@ def test_set_cpu_threads_sizes_the_calling_threads_pool() -> None:
 
     import torch
 
-    from node.jobs import set_cpu_threads
+    from node.mining.jobs import set_cpu_threads
 
     seen: list[int] = []
 

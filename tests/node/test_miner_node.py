@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from consensus.genesis import dev_seed
-from consensus.state import State
 from consensus.tx import sign_transaction
 from contracts.jobs import STATUS_DONE, job_record
-from node.auth import read_token
-from node.cli_node import attach_services
-from node.jobs import JobService, job_request, npy_bytes, prepare_operands, product_hash
-from node.miner import Miner
+from core.state import State
+from node.api.auth import read_token
+from node.cli.node import attach_services
+from node.mining.jobs import JobService, job_request, npy_bytes, prepare_operands, product_hash
+from node.mining.miner import Miner
 from node.node import Node
 from tests.node.miner_host import restore_torch_threads  # noqa: F401
 from tests.node.nodeutil import node_config, wait_until

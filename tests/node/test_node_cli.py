@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from consensus.genesis import dev_config
-from node import cli_node
-from node.apiclient import DEFAULT_NODE_URL
-from node.chainstore import ChainStore
+from node.chain.chainstore import ChainStore
+from node.cli import node as cli_node
+from node.client.http import DEFAULT_NODE_URL
 from node.config import DEFAULT_PORT, ConfigError, NodeConfig
-from node.miner import MinerConfig
+from node.mining.miner import MinerConfig
 from testnet.client import request
 from testnet.process import NodeStartError, stop_process, wait_ready
 

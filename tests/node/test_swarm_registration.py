@@ -1,4 +1,4 @@
-"""The registration state machine (`node.swarm_registration`) on a real in-process node that
+"""The registration state machine (`node.swarm.registration`) on a real in-process node that
 mines its own blocks: it stakes, registers and calibrates by itself; a node whose backend
 answers wrong fails calibration and sends its retry only once ``calibration.too_soon`` is
 over; a node with the option off never registers. Plus the config options."""
@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 
 from consensus.genesis import dev_seed
-from consensus.state import State
 from consensus.tx import Transaction, sign_transaction
 from contracts.registry import (
     CALIBRATION_RETRY_BLOCKS,
@@ -24,10 +23,11 @@ from contracts.registry import (
     is_capable,
 )
 from contracts.staking import BeginUnstake
-from node import miner as node_miner
+from core.state import State
 from node.config import DEFAULT_SWARM_STAKE, ConfigError, NodeConfig
+from node.mining import miner as node_miner
 from node.node import Node
-from node.swarm_registration import (
+from node.swarm.registration import (
     CALIBRATED,
     CALIBRATION_FAILED,
     OFF,
@@ -37,7 +37,7 @@ from node.swarm_registration import (
     bumped_fee,
     calibration_text,
 )
-from node.swarm_service import attach
+from node.swarm.service import attach
 from swarm.runtime.base import Answer, InferenceBackend, Judgment
 from swarm.runtime.factory import make_backend
 from tests.node.nodeutil import node_config, wait_until

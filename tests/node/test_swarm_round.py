@@ -16,7 +16,6 @@ import openai
 import pytest
 
 from consensus.genesis import dev_seed
-from consensus.state import State
 from consensus.tx import public_key
 from contracts.registry import (
     CALIBRATION_QUESTIONS,
@@ -25,12 +24,13 @@ from contracts.registry import (
     calibration_seed,
 )
 from contracts.staking import Stake
+from core.state import State
 from node.config import ConfigError, NodeConfig
 from node.node import Node
 from node.p2p.protocol import MAX_SWARM, MsgType, ProtocolError, decode_frame, encode_frame
-from node.swarm_service import NOT_ON_CHAIN, SwarmService, attach
+from node.swarm.service import NOT_ON_CHAIN, SwarmService, attach
+from swarm.calibration import calibration_questions
 from swarm.runtime.builtin import VARIANT_NAMES
-from swarm.runtime.calibration import calibration_questions
 from swarm.runtime.factory import make_backend
 from testnet.launcher import SWARM_VARIANTS, swarm_backend
 from tests.consensus.helpers import new_chain

@@ -16,7 +16,6 @@ import msgpack
 import pytest
 
 from consensus.genesis import dev_seed
-from consensus.state import State
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts.bank import Transfer
 from contracts.registry import (
@@ -27,13 +26,14 @@ from contracts.registry import (
 )
 from contracts.staking import Stake
 from contracts.swarm import SettleSwarmRound, build_settlement, selected_nodes, settled_round
-from node.api import register_routes as register_api_routes
+from core.state import State
+from node.api.chain import register_routes as register_api_routes
 from node.node import Node, NodeRejected
 from node.p2p.protocol import Message, MsgType
-from node.swarm_service import RoundState, SwarmService, attach
+from node.swarm.service import RoundState, SwarmService, attach
+from swarm.calibration import calibration_questions
 from swarm.commit_reveal import answer_opening, commit, judgment_opening
 from swarm.messages import KIND_ANSWER, Commitment, RequestAnnouncement, sign_request
-from swarm.runtime.calibration import calibration_questions
 from swarm.runtime.factory import make_backend
 from tests.consensus.helpers import Chain, new_chain
 from tests.consensus.helpers import tx as make_tx

@@ -17,8 +17,8 @@ from consensus.tx import public_key
 from contracts import DepositEscrow
 from contracts.escrow import escrow_of
 from contracts.swarm import settled_round
+from node.client.wallet import FAST, Wallet, create_wallet
 from node.node import Node
-from node.wallet import FAST, Wallet, create_wallet
 from swarm.messages import sign_request
 from tests.consensus.helpers import tx as make_tx
 from tests.node.nodeutil import wait_until

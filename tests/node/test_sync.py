@@ -133,7 +133,7 @@ async def test_killed_mid_sync_reopens_consistent_and_resumes(tmp_path: Path) ->
     import asyncio
     import sys
 
-    from node.chainstore import ChainStore
+    from node.chain.chainstore import ChainStore
 
     blocks = list(long_chain())
     a = await start_node(tmp_path, "a")

@@ -12,7 +12,7 @@ import pytest
 from consensus.genesis import dev_seed
 from consensus.tx import public_key
 from contracts import Stake
-from node.wallet import (
+from node.client.wallet import (
     FAST,
     KdfLimits,
     WalletCorruptError,

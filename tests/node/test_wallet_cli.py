@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from consensus.genesis import dev_seed
-from consensus.state import State
 from consensus.tx import public_key, sign_transaction
 from contracts import BeginUnstake, Stake, Transfer
 from contracts.escrow import ESCROW_RELEASE_DELAY
-from node.wallet import open_wallet
+from core.state import State
+from node.client.wallet import open_wallet
 from tests.node.apinode import LiveNode
 
 PASSWORD = "s3cret pass"

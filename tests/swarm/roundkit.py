@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from consensus.encoding import tagged_hash
 from consensus.tx import public_key, signing_key
+from core.encoding import tagged_hash
 from swarm.bradley_terry import Outcome
 from swarm.commit_reveal import (
     answer_opening,

@@ -14,12 +14,7 @@ from pathlib import Path
 import pytest
 
 from consensus.block import Block
-from consensus.errors import TransactionError
 from consensus.genesis import dev_config, dev_seed
-from consensus.interfaces import MemoryKV
-from consensus.params import ChainParams
-from consensus.records import StakeRecord, Unbonding
-from consensus.state import State
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts import Payload
 from contracts.bank import Transfer
@@ -29,7 +24,6 @@ from contracts.registry import (
     RegisterSwarmNode,
     SubmitCalibration,
     SwarmCapability,
-    apply_register_swarm_node,
     capability,
     swarm_node_ids,
 )
@@ -39,6 +33,7 @@ from contracts.swarm import (
     MAX_SETTLEMENT_LAG,
     SNAPSHOT_PREFIX,
     SettleSwarmRound,
+    apply_register_swarm_node,
     apply_settle_swarm_round,
     build_settlement,
     candidate_table,
@@ -47,6 +42,11 @@ from contracts.swarm import (
     selected_nodes,
     settled_round,
 )
+from core.errors import TransactionError
+from core.interfaces import MemoryKV
+from core.params import ChainParams
+from core.records import StakeRecord, Unbonding
+from core.state import State
 from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes
 from tests.consensus.helpers import Chain, make_block, new_chain
 from tests.swarm.roundkit import Round, build_round, make_request, seed

@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from consensus.encoding import decode, encode
-from consensus.errors import EncodingError
 from consensus.genesis import dev_seed
 from consensus.tx import public_key
 from contracts.swarm import SettleSwarmRound
+from core.encoding import decode, encode
+from core.errors import EncodingError
 from swarm.commit_reveal import commit
 from swarm.messages import (
     KIND_ANSWER,

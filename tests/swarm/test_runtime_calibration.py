@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from swarm.calibration import calibration_questions, grade, grade_answer
 from swarm.runtime.builtin import load_variants
-from swarm.runtime.calibration import calibration_questions, grade, grade_answer
-from swarm.runtime.tasks import (
+from swarm.tasks import (
     FAMILIES,
     equivalent_forms,
     evaluate_expression,
@@ -44,7 +44,7 @@ def test_questions_are_deterministic_and_seed_bound() -> None:
 
 
 def test_same_questions_in_a_fresh_process() -> None:
-    code = ("from swarm.runtime.calibration import calibration_questions as c;"
+    code = ("from swarm.calibration import calibration_questions as c;"
             "print([(q.prompt, q.expected) for q in c(b'seed-x', count=8)])")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout.strip()

@@ -6,18 +6,13 @@ import dataclasses
 
 import pytest
 
-from consensus.encoding import decode, encode
-from consensus.errors import TransactionError
 from consensus.genesis import DEV_BALANCE, dev_seed
-from consensus.records import StakeRecord
-from consensus.state import State
 from consensus.tx import MAX_TX_SIZE, public_key
 from contracts.base import TxContext
 from contracts.registry import (
     CAPABILITY_PREFIX,
     RegisterSwarmNode,
     SwarmCapability,
-    apply_register_swarm_node,
 )
 from contracts.swarm import (
     MAX_SETTLEMENT_LAG,
@@ -25,6 +20,7 @@ from contracts.swarm import (
     REPUTATION_HALF_LIFE,
     SettleSwarmRound,
     SwarmActivity,
+    apply_register_swarm_node,
     apply_settle_swarm_round,
     build_settlement,
     effective_reputation,
@@ -32,6 +28,10 @@ from contracts.swarm import (
     selected_nodes,
     settled_round,
 )
+from core.encoding import decode, encode
+from core.errors import TransactionError
+from core.records import StakeRecord
+from core.state import State
 from swarm.messages import Payout
 from swarm.settlement import decayed_reputation, settle
 from tests.consensus.helpers import Chain, new_chain

@@ -7,10 +7,8 @@ import dataclasses
 
 import pytest
 
-from consensus.errors import TransactionError
 from consensus.genesis import dev_seed
-from consensus.records import StakeRecord, SwarmNode
-from consensus.state import apply_transaction
+from consensus.transition import apply_transaction
 from consensus.tx import public_key
 from contracts.base import TxContext
 from contracts.registry import (
@@ -20,7 +18,6 @@ from contracts.registry import (
     CALIBRATION_RETRY_BLOCKS,
     RegisterSwarmNode,
     SubmitCalibration,
-    apply_register_swarm_node,
     apply_submit_calibration,
     calibration_prompts,
     calibration_seed,
@@ -29,8 +26,15 @@ from contracts.registry import (
     swarm_node_ids,
 )
 from contracts.staking import Stake
-from contracts.swarm import build_settlement, selected_nodes, settled_round
-from swarm.runtime.calibration import calibration_questions
+from contracts.swarm import (
+    apply_register_swarm_node,
+    build_settlement,
+    selected_nodes,
+    settled_round,
+)
+from core.errors import TransactionError
+from core.records import StakeRecord, SwarmNode
+from swarm.calibration import calibration_questions
 from tests.consensus.helpers import Chain, make_block, new_chain, tx
 from tests.swarm.roundkit import build_round, make_request, seed
 from tests.swarm.test_settlement import STAKE, honest

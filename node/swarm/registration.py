@@ -1,6 +1,6 @@
 """Automatic swarm registration: a node that serves a model joins the chain's swarm registry.
 
-Without it a node's rounds run under the interim candidate rule (`node.swarm_service`) and
+Without it a node's rounds run under the interim candidate rule (`node.swarm.service`) and
 never settle. With ``swarm_register = true`` (and a ``swarm_backend``) the node walks the
 registry's steps itself, one tip at a time, each decided from chain state at the tip and the
 node's own pending transactions (so a restart, a reorg or a lost transaction only repeats a
@@ -40,8 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from consensus.errors import ConsensusError
-from consensus.state import State
 from consensus.tx import Transaction, sign_transaction
 from contracts.base import Payload
 from contracts.registry import (
@@ -55,19 +53,21 @@ from contracts.registry import (
     swarm_node_ids,
 )
 from contracts.staking import Stake
+from core.errors import ConsensusError
+from core.state import State
 from node.logging import get_logger, log_event
 from swarm.runtime.base import BackendError, InferenceBackend
-from swarm.runtime.tasks import extract_integer
+from swarm.tasks import extract_integer
 
 if TYPE_CHECKING:
     from consensus.block import BlockHeader
     from node.node import Node
-    from node.swarm_service import SwarmService
+    from node.swarm.service import SwarmService
 
 log = get_logger("swarm.registration")
 ROUTE = "/api/v1/swarm/registration"
 TX_FEE = 10  # fee of the registration transactions (the dev chain's usual fee)
-FEE_BUMP_PERCENT = 10  # node.mempool.MempoolConfig.replace_bump_percent
+FEE_BUMP_PERCENT = 10  # node.chain.mempool.MempoolConfig.replace_bump_percent
 ANSWER_TOKENS = 64
 ANSWER_TIMEOUT = 30.0  # seconds for one calibration answer
 
@@ -108,7 +108,7 @@ def _has(pending: tuple[Payload, ...], kind: type[Payload]) -> bool:
 
 def calibration_text(text: str) -> bytes:
     """An answer as sent on chain: the text if it fits `MAX_CALIBRATION_ANSWER` bytes, else
-    its last integer (all the grader reads, `swarm.runtime.calibration.grade_answer`)."""
+    its last integer (all the grader reads, `swarm.calibration.grade_answer`)."""
     raw = text.strip().encode()
     if len(raw) <= MAX_CALIBRATION_ANSWER:
         return raw

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from swarm.runtime.tasks import FAMILY_NAMES, Question, extract_integer, question_set
+from swarm.tasks import FAMILY_NAMES, Question, extract_integer, question_set
 
 #: Default number of calibration questions; a node passes with at least half right.
 DEFAULT_COUNT = 16

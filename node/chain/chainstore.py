@@ -41,18 +41,17 @@ import msgpack
 
 from consensus.block import Block, BlockHeader, work_of
 from consensus.difficulty import Anchor, DifficultyParams, chain_difficulty, required_target
-from consensus.errors import ConsensusError, HeaderError
 from consensus.forkchoice import BlockTree, Reorg, TreeEntry
 from consensus.genesis import GenesisConfig, build_genesis
-from consensus.interfaces import MemoryKV, PrefixedKV
-from consensus.lthash import ElementCache
-from consensus.params import DEFAULT_HALFLIFE_BLOCKS as DEFAULT_HALFLIFE_BLOCKS
-from consensus.params import MEDIAN_TIME_SPAN, ChainParams
-from consensus.state import BlockUndo, RecordCache, State
 from consensus.tx import Transaction, signatures_valid
 from consensus.validation import check_body, check_certificate, check_header, connect_block
-from node.db import Database, DatabaseError, WriteBatch
-from node.mempool import Mempool, TipView
+from core.errors import ConsensusError, HeaderError
+from core.interfaces import MemoryKV, PrefixedKV
+from core.lthash import ElementCache
+from core.params import MEDIAN_TIME_SPAN, ChainParams
+from core.state import BlockUndo, RecordCache, State
+from node.chain.db import Database, DatabaseError, WriteBatch
+from node.chain.mempool import Mempool, TipView
 
 BLOCK = b"blk/"
 HEADER = b"hdr/"

@@ -13,7 +13,7 @@ running job stale (``set_commitment`` on the tip listener) and the next round bu
 
 Other parts of the node mine their own products through `Miner.mine_product` (any worker
 thread): the swarm's built-in model runs every weight matmul of its inference that way, so a
-mining node's inference is useful work that can win blocks (node.swarm_service).
+mining node's inference is useful work that can win blocks (node.swarm.service).
 
 Mining never runs on the event loop: results come back with ``run_coroutine_threadsafe``.
 """
@@ -41,14 +41,15 @@ from consensus.block import (
     header_commitment,
     transactions_root,
 )
-from consensus.errors import ConsensusError
-from consensus.state import State, apply_transaction
+from consensus.transition import apply_transaction
 from consensus.tx import Transaction
 from consensus.validation import median_time_past
 from contracts.bank import credit
+from core.errors import ConsensusError
+from core.state import State
+from node.chain.db import Overlay
 from node.config import DEFAULT_MINING_SHAPE
-from node.db import Overlay
-from node.jobs import JobService, set_cpu_threads
+from node.mining.jobs import JobService, set_cpu_threads
 from pouw import (
     MiningResult,
     MiningSession,
@@ -73,7 +74,7 @@ class MinerConfig:
     shape: tuple[int, int, int, int] = DEV_SHAPE  # self-generated work (m, k, n, r)
     backend: str = "auto"
     # CPU threads of torch's GEMMs in this process (None: torch's default, one per core);
-    # see node.jobs.set_cpu_threads for why one is the default.
+    # see node.mining.jobs.set_cpu_threads for why one is the default.
     threads: int | None = 1
     max_block_txs: int = 5000
     interval: float = 0.0  # seconds to pause between rounds
@@ -124,8 +125,8 @@ class MinerNode(Protocol):
     """What the miner needs of the node (H-A's Node provides it)."""
 
     config: Any
-    chain: Any  # node.chainstore.ChainStore
-    mempool: Any  # node.mempool.Mempool
+    chain: Any  # node.chain.chainstore.ChainStore
+    mempool: Any  # node.chain.mempool.Mempool
     identity: nacl.signing.SigningKey
 
     async def submit_block(self, block: Block, *, origin: Any = None) -> Any: ...
@@ -564,7 +565,7 @@ def _cancel(fut: asyncio.Future[Any]) -> None:
 def attach(node: Any) -> None:
     """Create the node's JobService (always) and Miner (when ``config.mine``), register the
     routes, and start them with the node (H-A's Node calls this once, before or in start)."""
-    from node import miner_api  # the routes import this module
+    from node.api import miner as miner_api  # the routes import this module
 
     jobs = JobService(node, backend=str(getattr(node.config, "mining_backend", None) or "auto"),
                       threads=getattr(node.config, "mining_threads", 1))

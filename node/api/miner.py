@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 from aiohttp import BodyPartReader, web
 
-from consensus.errors import EncodingError
 from consensus.tx import Transaction
-from node.auth import ApiError, TokenAuth, read_token
-from node.jobs import JobInputError, JobService, load_matrix
-from node.miner import Miner
+from core.errors import EncodingError
+from node.api.auth import ApiError, TokenAuth, read_token
+from node.mining.jobs import JobInputError, JobService, load_matrix
+from node.mining.miner import Miner
 
 API_PREFIX = "/api/v1"
 MAX_GENERATE = 1000
@@ -91,7 +91,7 @@ class MinerApi:
         self.jobs = jobs
 
     def _check_token(self, request: web.Request) -> None:
-        from node.api import API_KEY  # H-B's API object holds the node's token checker
+        from node.api.chain import API_KEY  # H-B's API object holds the node's token checker
 
         api = request.app.get(API_KEY)
         auth = api.auth if api is not None else None
@@ -204,6 +204,6 @@ def register(app: web.Application, node: Any, *, miner: Miner, jobs: JobService)
 
 def npy_b64(x: np.ndarray) -> str:
     """Client helper: an array as base64 .npy (the JSON form of the matmul route)."""
-    from node.jobs import npy_bytes
+    from node.mining.jobs import npy_bytes
 
     return base64.b64encode(npy_bytes(x)).decode()

@@ -18,13 +18,14 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from consensus.errors import ConsensusError
-from consensus.interfaces import KeyValueStore
-from consensus.params import ChainParams
-from consensus.state import State, apply_transaction
+from consensus.transition import apply_transaction
 from consensus.tx import MAX_TX_SIZE, Transaction
 from contracts.registry import SubmitCalibration
-from node.db import Overlay, ReadOnlyKV
+from core.errors import ConsensusError
+from core.interfaces import KeyValueStore
+from core.params import ChainParams
+from core.state import State
+from node.chain.db import Overlay, ReadOnlyKV
 
 
 class MempoolError(Exception):

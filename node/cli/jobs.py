@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from node.apiclient import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
-from node.jobs import JobInputError, job_request, load_matrix, npy_bytes, prepare_operands
-from node.wallet import WalletError, open_wallet
+from node.client.http import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
+from node.client.wallet import WalletError, open_wallet
+from node.mining.jobs import JobInputError, job_request, load_matrix, npy_bytes, prepare_operands
 
 DEFAULT_FEE = 1000
 DEFAULT_TIMEOUT = 1000  # blocks before the escrow may be cancelled back
@@ -49,7 +49,7 @@ def _summary(view: dict[str, Any]) -> str:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from node.cli_wallet import read_password
+    from node.cli.wallet import read_password
 
     a, b = _read_npy(args.a), _read_npy(args.b)
     ops = prepare_operands(a, b)
@@ -116,7 +116,7 @@ def _guarded(func: Any) -> Any:
 
 def register(subparsers: Any) -> None:
     """Add ``pouwchain job submit|get``."""
-    from node.cli_wallet import default_wallet_path
+    from node.cli.wallet import default_wallet_path
 
     job = subparsers.add_parser("job", help="matmul jobs: pay a node for an exact product")
     sub = job.add_subparsers(dest="job_command", required=True)

@@ -74,8 +74,8 @@ def _demo(args: argparse.Namespace) -> int:
 #: Modules that add subcommands: each defines `register(subparsers) -> None` and sets
 #: `func` on its parsers. One line per owner, so parts never edit each other's code.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "testnet.cli", "node.cli_node", "node.cli_wallet", "node.cli_status", "node.cli_jobs",
-    "node.cli_ask",
+    "testnet.cli", "node.cli.node", "node.cli.wallet", "node.cli.status", "node.cli.jobs",
+    "node.cli.ask",
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, ClassVar
 
-from consensus.encoding import U64, Canonical, FixedBytes, ListOf, Nested, VarBytes
+from core.encoding import U64, Canonical, FixedBytes, ListOf, Nested, VarBytes
 
 MAX_UNBONDING_LIST = 256  # encoding bound; the consensus limit is ChainParams.max_unbonding_entries
 MAX_MODELS = 64

@@ -1,7 +1,7 @@
 """Client routes of the swarm: OpenAI-compatible chat completions and the round view.
 
 - ``POST /v1/chat/completions``: the last user message is the question; the node runs a
-  swarm round (`node.swarm_service`) and answers with the chosen answer as an OpenAI
+  swarm round (`node.swarm.service`) and answers with the chosen answer as an OpenAI
   ``chat.completion`` (or ``chat.completion.chunk`` SSE events with ``"stream": true``).
   Extra fields: ``round_id``, ``answerer`` (the chosen node), ``score`` (σ(θ), 0..1) and
   ``settlement_status``. Optional extra request field ``fee`` (integer). Errors are
@@ -24,7 +24,7 @@ from aiohttp import web
 from swarm.bradley_terry import FRACTION_BITS
 
 if TYPE_CHECKING:
-    from node.swarm_service import RoundState, SwarmService
+    from node.swarm.service import RoundState, SwarmService
 
 MODEL_NAME = "pouwchain-swarm"
 MAX_BODY = 1 << 20
@@ -139,7 +139,7 @@ class ChatApi:
         self.service = service
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        from node.swarm_service import SwarmUnavailable
+        from node.swarm.service import SwarmUnavailable
 
         raw = await read_body(request)
         if len(raw) > MAX_BODY:
@@ -174,8 +174,8 @@ class ChatApi:
         return response
 
     async def signed_request(self, request: web.Request) -> web.Response:
-        from consensus.errors import EncodingError
-        from node.swarm_service import FeeNotCovered, SwarmUnavailable
+        from core.errors import EncodingError
+        from node.swarm.service import FeeNotCovered, SwarmUnavailable
         from swarm.messages import RequestAnnouncement
 
         raw = await read_body(request)

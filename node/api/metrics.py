@@ -1,7 +1,7 @@
 """``/metrics`` in the Prometheus text exposition format (version 0.0.4).
 
 Read-only numbers a scraper can graph: chain height, peers, mempool, sync progress, and the
-miner's counters (from ``node.miner.stats()``; H-C's miner reports ``blocks_mined``,
+miner's counters (from ``node.mining.miner.stats()``; H-C's miner reports ``blocks_mined``,
 ``tickets_per_s``, ``useful_macs``, ``nonuseful_macs``, ``jobs_done``). Useful and
 non-useful work are one counter with a ``kind`` label, so their ratio is one query.
 """

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from node.apiclient import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
+from node.client.http import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
 
 BAR_WIDTH = 30
 

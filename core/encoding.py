@@ -38,7 +38,7 @@ from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 import msgpack
 
-from consensus.errors import EncodingError
+from core.errors import EncodingError
 
 Wire = int | bytes | list[Any]
 

@@ -32,7 +32,6 @@ import nacl.signing
 import numpy as np
 
 from consensus.block import BlockHeader
-from consensus.state import State
 from consensus.tx import Transaction, sign_transaction
 from contracts.jobs import (
     STATUS_CANCELLED,
@@ -45,6 +44,7 @@ from contracts.jobs import (
     padded_shape,
     result_hash_of,
 )
+from core.state import State
 from pouw import MiningSession, get_backend, operand_roots
 from pouw.params import VALUE_MAX, VALUE_MIN
 
@@ -293,7 +293,7 @@ class JobService:
                 (payload.m, payload.k, payload.n) != (ops.m, ops.k, ops.n):
             raise JobInputError("operands_mismatch",
                                 "the request's roots or shape are not those of the uploaded "
-                                "operands (see node.jobs.prepare_operands)")
+                                "operands (see node.mining.jobs.prepare_operands)")
         job_id = job_id_of(requester=tx.sender, root_a=ops.root_a, root_b=ops.root_b,
                            m=ops.m, k=ops.k, n=ops.n, salt=payload.salt)
         # a job is accepted once
@@ -422,7 +422,7 @@ class JobService:
 
     async def settle(self) -> None:
         """Read job records at the tip; send receipts for computed jobs whose request landed."""
-        from node.miner import on_chain_thread
+        from node.mining.miner import on_chain_thread
 
         for tx in await on_chain_thread(self.node, self._settle_step):
             try:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from consensus.encoding import tagged_hash
+from core.encoding import tagged_hash
 
 LANES = 1024
 LANE_BYTES = 2 * LANES

@@ -73,8 +73,8 @@ def summary_lines(view: dict[str, Any]) -> list[str]:
 
 def _ask_signed(args: argparse.Namespace, base: str) -> tuple[str, dict[str, Any]]:
     """Sign the request with the wallet and post it; (answer, round view)."""
-    from node.cli_wallet import read_password
-    from node.wallet import open_wallet
+    from node.cli.wallet import read_password
+    from node.client.wallet import open_wallet
 
     wallet = open_wallet(args.wallet, read_password())
     status = _request(f"{base}/api/v1/status")
@@ -87,7 +87,7 @@ def _ask_signed(args: argparse.Namespace, base: str) -> tuple[str, dict[str, Any
 
 
 def _main(args: argparse.Namespace) -> int:
-    from node.wallet import WalletError
+    from node.client.wallet import WalletError
 
     base = args.node.rstrip("/")
     if "://" not in base:  # an address as `testnet status` prints it

@@ -61,8 +61,6 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import numpy as np
 
-from consensus.errors import ConsensusError
-from consensus.state import State
 from consensus.tx import Transaction, sign_transaction
 from contracts.escrow import escrow_of
 from contracts.registry import swarm_node_ids
@@ -75,6 +73,8 @@ from contracts.swarm import (
     selection_candidates,
     settled_round,
 )
+from core.errors import ConsensusError
+from core.state import State
 from node.logging import get_logger, log_event
 from pouw.mining import MiningResult
 from swarm.commit_reveal import (
@@ -113,7 +113,7 @@ from swarm.settlement import (
 )
 
 if TYPE_CHECKING:
-    from node.miner import ExactProduct
+    from node.mining.miner import ExactProduct
     from node.node import Node
     from node.p2p.peer import Peer
 
@@ -951,7 +951,7 @@ def attach(node: Node, backend: InferenceBackend | None = None, **options: Any) 
         from swarm.runtime.builtin import mining_hook
         from swarm.runtime.factory import make_backend
 
-        miner = getattr(node, "miner", None)  # a mining node (node.miner.attach, before us)
+        miner = getattr(node, "miner", None)  # a mining node (node.mining.miner.attach, before us)
         backend = make_backend(node.config.swarm_backend, matmul_hook=None if miner is None
                                else mining_hook(MinedProducts(miner)))
     config = node.config
@@ -971,10 +971,10 @@ def attach(node: Node, backend: InferenceBackend | None = None, **options: Any) 
 
     node.start_hooks.append(_start)
     node.stop_hooks.append(_stop)
-    from node.chat_api import register_routes
+    from node.api.chat import register_routes
 
     node.add_route_hook(lambda app, n: register_routes(app, service))
-    from node.swarm_registration import attach as attach_registration
+    from node.swarm.registration import attach as attach_registration
 
     attach_registration(node, service)  # stake, register, calibrate if config.swarm_register
     return service

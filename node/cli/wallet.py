@@ -27,14 +27,8 @@ from contracts import (
     Transfer,
     Withdraw,
 )
-from node.apiclient import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
-from node.wallet import (
-    KDF_PRESETS,
-    WalletError,
-    create_wallet,
-    open_wallet,
-    wallet_address,
-)
+from node.client.http import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
+from node.client.wallet import KDF_PRESETS, WalletError, create_wallet, open_wallet, wallet_address
 
 PASSWORD_ENV = "POUWCHAIN_PASSWORD"
 WALLET_ENV = "POUWCHAIN_WALLET"

@@ -19,18 +19,18 @@ log = get_logger("cli")
 def attach_services(node: Node) -> None:
     """Wire the optional parts (HTTP API, job service and miner) into a node before start."""
     try:
-        api = importlib.import_module("node.api")
+        api = importlib.import_module("node.api.chain")
     except ImportError:
         api = None
     if api is not None:
         node.add_route_hook(lambda app, n: api.register_routes(app, n))
     try:
-        miner = importlib.import_module("node.miner")
+        miner = importlib.import_module("node.mining.miner")
     except ImportError:
         miner = None
     if miner is not None and hasattr(miner, "attach"):
         miner.attach(node)
-    from node.swarm_service import attach as attach_swarm
+    from node.swarm.service import attach as attach_swarm
 
     attach_swarm(node)  # chat completions and rounds; answers/judges if swarm_backend is set
 

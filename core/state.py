@@ -1,4 +1,5 @@
-"""Chain state over a key-value store, its incremental root, undo data, and the transition.
+"""Chain state over a key-value store, its incremental root and undo data (the transition
+that changes it is `consensus.transition`).
 
 Layout (keys are raw bytes; ``addr`` is a 32-byte Ed25519 public key)::
 
@@ -17,26 +18,19 @@ undo data (`begin_block`/`end_block` -> `BlockUndo`, `apply_undo` restores the e
 Speed without trusting less: records the state wrote itself are read back from a
 `RecordCache` (valid only while the stored bytes are identical), bytes it has not seen are
 decoded with the full canonical check; the chain store shares one cache, and one LtHash
-`ElementCache`, across blocks. Signature checks can be done beforehand (in parallel) and
-declared with ``signatures_verified``; the other rules always run, in order.
+`ElementCache`, across blocks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Annotated, ClassVar, TypeVar
 
-from consensus.encoding import Canonical, FixedBytes, ListOf, Nested, UInt, VarBytes
-from consensus.interfaces import KeyValueStore
-from consensus.lthash import LANE_BYTES, ElementCache, LtHash
-from consensus.params import ChainParams
-from consensus.records import Account, Reputation, StakeRecord, SwarmNode
-from consensus.tx import Transaction
-from contracts import PAYLOAD_KINDS, TxContext
-from contracts.bank import credit
-from contracts.base import MAX_U64, require
-from contracts.swarm import record_epoch_snapshot
+from core.encoding import Canonical, FixedBytes, ListOf, Nested, UInt, VarBytes
+from core.interfaces import KeyValueStore
+from core.lthash import LANE_BYTES, ElementCache, LtHash
+from core.records import Account, Reputation, StakeRecord, SwarmNode
 
 ACCOUNT_PREFIX = b"acct/"
 STAKE_PREFIX = b"stake/"
@@ -329,84 +323,3 @@ def root_from_items(items: Iterable[tuple[bytes, bytes]]) -> bytes:
         if not key.startswith(META_PREFIX):
             h.add(key, value)
     return h.root()
-
-
-# -- the state transition ------------------------------------------------------------------
-def apply_transaction(
-    state: State,
-    tx: Transaction,
-    *,
-    height: int,
-    params: ChainParams,
-    signature_verified: bool = False,
-    parent_id: bytes = b"",
-) -> int:
-    """Apply one transaction atomically and return its fee; raise `TransactionError`.
-
-    On failure nothing the transaction wrote remains (block builders can skip it).
-    ``signature_verified`` says the caller has already checked ``tx.verify_signature()``
-    (e.g. a thread pool checking a whole block first); the rule is then not re-run.
-    ``parent_id``: the id of the block this transaction's block builds on (contracts that
-    draw from it, e.g. calibration, reject the transaction when it is empty).
-    """
-    snapshot = state.snapshot()
-    try:
-        _apply_transaction(state, tx, height=height, params=params,
-                           signature_verified=signature_verified, parent_id=parent_id)
-    except BaseException:
-        state.revert(snapshot)
-        raise
-    return tx.fee
-
-
-def _apply_transaction(state: State, tx: Transaction, *, height: int, params: ChainParams,
-                       signature_verified: bool, parent_id: bytes) -> None:
-    sender = state.account(tx.sender)
-    kind = PAYLOAD_KINDS.get(type(tx.payload).KIND_ID)
-    # the transaction must be for this chain
-    require(tx.chain_id == params.chain_id, "tx.chain_id", f"chain {tx.chain_id}")
-    # the payload kind must be registered
-    require(kind is not None and kind.cls is type(tx.payload), "tx.payload_kind")
-    # the signature must verify over the canonical unsigned bytes
-    if not signature_verified:
-        tx.verify_signature()
-    # nonce must be the sender's next nonce
-    require(tx.nonce == sender.nonce, "tx.nonce", f"expected {sender.nonce}, got {tx.nonce}")
-    # the nonce must not overflow
-    require(sender.nonce < MAX_U64, "tx.nonce_overflow")
-    # the sender must afford the fee
-    require(sender.balance >= tx.fee, "tx.insufficient_fee_balance",
-            f"balance {sender.balance} < {tx.fee}")
-    # before the first transaction of a swarm epoch, the epoch's candidate table is recorded
-    record_epoch_snapshot(state, height=height, params=params)
-    # pay the fee and consume the nonce (one write)
-    state.set_account(tx.sender, Account(balance=sender.balance - tx.fee, nonce=sender.nonce + 1))
-    assert kind is not None
-    kind.apply(state, tx.payload, TxContext(sender=tx.sender, height=height, params=params,
-                                                 parent_id=parent_id))
-
-
-def apply_block_transactions(
-    state: State,
-    transactions: Sequence[Transaction],
-    *,
-    height: int,
-    miner: bytes,
-    params: ChainParams,
-    signatures_verified: bool = False,
-    parent_id: bytes = b"",
-) -> int:
-    """Apply a block's transactions in order, then pay the miner subsidy + fees.
-
-    Any invalid transaction invalidates the block (the error propagates; the caller aborts
-    the block). Returns the total fees. ``signatures_verified``: every transaction's
-    signature has been checked already (see `consensus.tx.signatures_valid`), so the
-    sequential transition skips that rule; the outcome is the same, only faster.
-    """
-    fees = 0
-    for tx in transactions:
-        fees += apply_transaction(state, tx, height=height, params=params,
-                                  signature_verified=signatures_verified, parent_id=parent_id)
-    # the block reward (subsidy + fees) must fit the miner's balance
-    credit(state, miner, params.block_subsidy + fees, rule="block.reward_overflow")
-    return fees

@@ -4,7 +4,7 @@ Every failure a client can cause is a 4xx JSON body ``{"error": message, "reason
 (never a 500): identifiers are parsed strictly, bodies are read with a per-route size limit,
 and the error middleware turns aiohttp's own errors (unknown route, wrong method, body over
 ``client_max_size``) into the same shape. Routes that act as the node (peers add/remove)
-require the bearer token from the data directory (``node.auth``).
+require the bearer token from the data directory (``node.api.chain.auth``).
 
 Binary values (ids, addresses, keys, signatures) are lowercase hex; 256-bit targets are
 ``0x`` hex strings; every other number is a JSON integer. Documented in docs/api.md and
@@ -27,15 +27,15 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 
 from consensus.block import Block, BlockHeader
-from consensus.errors import ConsensusError
-from consensus.state import State
 from consensus.tx import Transaction
 from contracts.escrow import escrow_of
-from node.auth import ApiError, TokenAuth, create_token
-from node.chainstore import ChainStore
-from node.mempool import Mempool
-from node.metrics import chain_facts, render_metrics
-from node.txindex import TxIndex
+from core.errors import ConsensusError
+from core.state import State
+from node.api.auth import ApiError, TokenAuth, create_token
+from node.api.metrics import chain_facts, render_metrics
+from node.chain.chainstore import ChainStore
+from node.chain.mempool import Mempool
+from node.chain.txindex import TxIndex
 
 log = logging.getLogger("pouwchain.api")
 

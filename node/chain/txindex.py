@@ -19,7 +19,7 @@ import msgpack
 
 from consensus.block import Block
 from consensus.tx import Transaction
-from node.chainstore import ChainStore
+from node.chain.chainstore import ChainStore
 
 INDEX_PREFIX = b"api/txi/"
 TIP_KEY = b"api/txi-tip"

@@ -1,0 +1,114 @@
+"""The state transition: one transaction's common rules, then its contract; a block's reward.
+
+Before a transaction's payload runs, the common rules (chain, kind, signature, nonce, fee)
+are checked one per line, then every `BEGIN_TRANSACTION_HOOKS` entry runs in order (the
+swarm's epoch table is recorded there), then the fee is paid and the contract applied.
+Everything a failed transaction wrote is reverted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from consensus.tx import Transaction
+from contracts import PAYLOAD_KINDS, TxContext
+from contracts.bank import credit
+from contracts.base import require
+from contracts.swarm import record_epoch_snapshot
+from core.encoding import MAX_U64
+from core.params import ChainParams
+from core.records import Account
+from core.state import State
+
+BeginTransactionHook = Callable[[State, TxContext], None]
+
+
+def record_swarm_epoch(state: State, ctx: TxContext) -> None:
+    """The swarm's begin-epoch rules (`contracts.swarm.record_epoch_snapshot`)."""
+    record_epoch_snapshot(state, height=ctx.height, params=ctx.params)
+
+
+#: Run in this order after a transaction's common rules pass and before its fee is paid.
+BEGIN_TRANSACTION_HOOKS: tuple[BeginTransactionHook, ...] = (record_swarm_epoch,)
+
+
+def apply_transaction(
+    state: State,
+    tx: Transaction,
+    *,
+    height: int,
+    params: ChainParams,
+    signature_verified: bool = False,
+    parent_id: bytes = b"",
+) -> int:
+    """Apply one transaction atomically and return its fee; raise `TransactionError`.
+
+    On failure nothing the transaction wrote remains (block builders can skip it).
+    ``signature_verified`` says the caller has already checked ``tx.verify_signature()``
+    (e.g. a thread pool checking a whole block first); the rule is then not re-run.
+    ``parent_id``: the id of the block this transaction's block builds on (contracts that
+    draw from it, e.g. calibration, reject the transaction when it is empty).
+    """
+    snapshot = state.snapshot()
+    try:
+        _apply_transaction(state, tx, height=height, params=params,
+                           signature_verified=signature_verified, parent_id=parent_id)
+    except BaseException:
+        state.revert(snapshot)
+        raise
+    return tx.fee
+
+
+def _apply_transaction(state: State, tx: Transaction, *, height: int, params: ChainParams,
+                       signature_verified: bool, parent_id: bytes) -> None:
+    sender = state.account(tx.sender)
+    kind = PAYLOAD_KINDS.get(type(tx.payload).KIND_ID)
+    # the transaction must be for this chain
+    require(tx.chain_id == params.chain_id, "tx.chain_id", f"chain {tx.chain_id}")
+    # the payload kind must be registered
+    require(kind is not None and kind.cls is type(tx.payload), "tx.payload_kind")
+    # the signature must verify over the canonical unsigned bytes
+    if not signature_verified:
+        tx.verify_signature()
+    # nonce must be the sender's next nonce
+    require(tx.nonce == sender.nonce, "tx.nonce", f"expected {sender.nonce}, got {tx.nonce}")
+    # the nonce must not overflow
+    require(sender.nonce < MAX_U64, "tx.nonce_overflow")
+    # the sender must afford the fee
+    require(sender.balance >= tx.fee, "tx.insufficient_fee_balance",
+            f"balance {sender.balance} < {tx.fee}")
+    ctx = TxContext(sender=tx.sender, height=height, params=params, parent_id=parent_id)
+    # the begin-transaction hooks run, in order (the swarm's epoch table is recorded before
+    # the first transaction of each epoch)
+    for hook in BEGIN_TRANSACTION_HOOKS:
+        hook(state, ctx)
+    # pay the fee and consume the nonce (one write)
+    state.set_account(tx.sender, Account(balance=sender.balance - tx.fee, nonce=sender.nonce + 1))
+    assert kind is not None
+    kind.apply(state, tx.payload, ctx)
+
+
+def apply_block_transactions(
+    state: State,
+    transactions: Sequence[Transaction],
+    *,
+    height: int,
+    miner: bytes,
+    params: ChainParams,
+    signatures_verified: bool = False,
+    parent_id: bytes = b"",
+) -> int:
+    """Apply a block's transactions in order, then pay the miner subsidy + fees.
+
+    Any invalid transaction invalidates the block (the error propagates; the caller aborts
+    the block). Returns the total fees. ``signatures_verified``: every transaction's
+    signature has been checked already (see `consensus.tx.signatures_valid`), so the
+    sequential transition skips that rule; the outcome is the same, only faster.
+    """
+    fees = 0
+    for tx in transactions:
+        fees += apply_transaction(state, tx, height=height, params=params,
+                                  signature_verified=signatures_verified, parent_id=parent_id)
+    # the block reward (subsidy + fees) must fit the miner's balance
+    credit(state, miner, params.block_subsidy + fees, rule="block.reward_overflow")
+    return fees

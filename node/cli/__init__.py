@@ -1,0 +1,2 @@
+"""The `pouwchain` command line: one module per command group (node, wallet, status, jobs,
+ask); `main` builds the parser."""

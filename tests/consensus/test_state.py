@@ -17,7 +17,7 @@ from core.interfaces import MemoryKV, PrefixedKV
 from core.lthash import LtHash
 from core.records import Account, StakeRecord, SwarmNode, Unbonding
 from core.state import LANES_KEY, BlockUndo, State, root_from_items
-from tests.consensus.helpers import MINER, Chain, new_chain, tx
+from tests.framework.chain import MINER, Chain, new_chain, tx
 
 A, B, C = (public_key(dev_seed(i)) for i in range(3))
 PARAMS = dev_config().params

@@ -15,7 +15,7 @@ from contracts import Stake, Transfer
 from core.errors import ConsensusError
 from core.state import root_from_items
 from pouw import MAX_TARGET, Certificate
-from tests.consensus.helpers import Chain, make_block, mine_header, new_chain, tx
+from tests.framework.chain import Chain, make_block, mine_header, new_chain, tx
 
 C = public_key(b"\x07" * 32)
 

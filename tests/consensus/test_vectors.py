@@ -16,7 +16,7 @@ from consensus.transition import apply_transaction
 from consensus.tx import Transaction
 from consensus.validation import validate_block
 from core.errors import ConsensusError
-from tests.consensus.helpers import Chain, new_chain
+from tests.framework.chain import Chain, new_chain
 
 VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "consensus"
 FILES = sorted(VECTOR_DIR.glob("*.json"))

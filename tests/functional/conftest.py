@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.framework import TestNetwork
+from tests.framework.procnode import TestNetwork
 
 
 def node_command_available() -> bool:

@@ -12,7 +12,7 @@ from consensus.tx import sign_transaction
 from node.mining.jobs import job_request, npy_bytes, prepare_operands, product_hash
 from pouw.params import VALUE_MAX, VALUE_MIN
 from testnet.genesis import DEV_CHAIN_ID
-from tests.functional.framework import TestNetwork, address_of, wait_until
+from tests.framework.procnode import TestNetwork, address_of, wait_until
 
 ESCROW = 50_000
 FEE = 100

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.functional.framework import TestNetwork, address_of, transfer
+from tests.framework.procnode import TestNetwork, address_of, transfer
 
 
 def test_blocks_and_transactions_reach_every_node(network: TestNetwork) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.functional.framework import TestNetwork, TestNode, address_of, transfer
+from tests.framework.procnode import TestNetwork, TestNode, address_of, transfer
 
 ACCOUNTS = [address_of(i) for i in range(8)]
 

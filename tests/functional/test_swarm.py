@@ -27,7 +27,7 @@ from testnet.client import ApiError
 from testnet.genesis import DEV_CHAIN_ID
 from testnet.launcher import swarm_backend
 from testnet.process import REPO_ROOT
-from tests.functional.framework import TestNetwork, TestNode, address_of, wait_until
+from tests.framework.procnode import TestNetwork, TestNode, address_of, wait_until
 
 
 def test_swarm_round_on_real_nodes(network: TestNetwork) -> None:

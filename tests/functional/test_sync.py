@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.functional.framework import TestNetwork, address_of, transfer, wait_until
+from tests.framework.procnode import TestNetwork, address_of, transfer, wait_until
 
 CHAIN_LENGTH = 300
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from testnet import launcher
 from testnet.launcher import load_state
 from testnet.process import REPO_ROOT, pid_alive
-from tests.functional.framework import wait_until
+from tests.framework.procnode import wait_until
 
 
 def pouwchain(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:

@@ -31,7 +31,7 @@ from testnet.launcher import (
     write_node_config,
 )
 from testnet.process import pid_alive
-from tests.functional.framework import wait_until
+from tests.framework.procnode import wait_until
 from tests.functional.test_testnet_cli import pouwchain
 
 NODES = 4  # as `make run`: node 0 runs arith-l, which passes calibration every time

@@ -11,9 +11,9 @@ from aiohttp import ClientSession, web
 from consensus.block import BlockHeader
 from node.node import Node, NodeRejected
 from node.p2p.policy import Verdict
-from tests.consensus.helpers import new_chain
-from tests.node.chainutil import extend, transfer
-from tests.node.nodeutil import node_config
+from tests.framework.chain import new_chain
+from tests.framework.chainutil import extend, transfer
+from tests.framework.nodeutil import node_config
 
 
 async def test_hooks_status_and_submissions(tmp_path: Path) -> None:

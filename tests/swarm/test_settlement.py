@@ -35,7 +35,7 @@ from swarm.settlement import (
     position_weight,
     settle,
 )
-from tests.swarm.roundkit import Round, Verdict, build_round, make_request, seed
+from tests.framework.roundkit import Round, Verdict, build_round, make_request, seed
 
 FEE = 1_000_000
 STAKE = 10_000_000

@@ -16,7 +16,7 @@ from swarm.bradley_terry import Outcome
 from swarm.commit_reveal import commit
 from swarm.messages import KIND_ANSWER, KIND_JUDGMENT, SLASH_EQUIVOCATION, SLASH_NO_SHOW
 from swarm.settlement import settle
-from tests.swarm.roundkit import Round, build_round, make_request, seed
+from tests.framework.roundkit import Round, build_round, make_request, seed
 
 ROOT = Path(__file__).resolve().parents[2]
 

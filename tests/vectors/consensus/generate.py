@@ -33,7 +33,7 @@ from contracts import (  # noqa: E402
     Withdraw,
 )
 from pouw import MAX_TARGET, Certificate  # noqa: E402
-from tests.consensus.helpers import Chain, make_block, mine_header, new_chain, tx  # noqa: E402
+from tests.framework.chain import Chain, make_block, mine_header, new_chain, tx  # noqa: E402
 
 BOB = public_key(b"\x0b" * 32)
 MODEL = b"\x4d" * 32

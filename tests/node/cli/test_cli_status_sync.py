@@ -1,0 +1,58 @@
+"""``pouwchain status`` follows a real sync: a real empty node catching up with a real peer
+that holds a thousand blocks, the CLI a subprocess drawing its bar until the node is done."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.cli.node import attach_services
+from node.node import Node
+from tests.framework.chain import new_chain
+from tests.framework.chainutil import extend
+from tests.framework.nodeutil import node_config, preload, wait_until
+
+BLOCKS = 1000
+
+
+async def start(tmp_path: Path, name: str, **overrides: object) -> Node:
+    node = Node(node_config(tmp_path, name, **overrides))
+    attach_services(node)
+    await node.start()
+    return node
+
+
+@pytest.mark.slow
+async def test_status_draws_progress_until_synced(tmp_path: Path) -> None:
+    sim = new_chain()
+    blocks = [extend(sim, seed=i) for i in range(BLOCKS)]
+    source = await start(tmp_path, "source")
+    # one block per request: slow enough that the CLI sees the sync in progress
+    empty = await start(tmp_path, "empty", sync_batch=1, sync_parallel=1)
+    try:
+        preload(source, blocks)
+        await empty.peers.connect(source.listen_address)
+        await wait_until(lambda: empty.syncing, what="sync start")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POUWCHAIN_")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "node.cli", "status", "--datadir", str(empty.config.datadir),
+            "--interval", "0.1", env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+        assert proc.returncode == 0, err.decode()
+        assert empty.chain.height == BLOCKS and not empty.syncing
+        lines = out.decode().splitlines()
+        bars = [line for line in lines if line.startswith("syncing [")]
+        assert bars, f"the CLI never saw the sync: {lines}"
+        percents = [float(m.group(1)) for m in (re.search(r"(\d+\.\d)%", b) for b in bars) if m]
+        assert percents == sorted(percents) and percents[0] < 100.0
+        assert f"/{BLOCKS}" in bars[0]
+        assert f"height    {BLOCKS}" in lines and "syncing   no" in lines
+    finally:
+        await empty.stop()
+        await source.stop()

@@ -1,0 +1,277 @@
+"""The miner: templates that validate, mempool transactions paid, stale switching, threading."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from consensus.block import Block, header_commitment
+from consensus.genesis import dev_config, dev_seed
+from consensus.tx import public_key, sign_transaction
+from contracts import Transfer
+from core.state import State
+from node.chain.chainstore import ChainStore
+from node.mining.miner import Miner, MinerConfig, attach, build_template, with_job
+from pouw import mine_product, operand_roots
+from tests.framework.miner_host import Host, restore_torch_threads  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
+
+GENESIS_TIME = dev_config().timestamp
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    h = Host(tmp_path, clock=lambda: GENESIS_TIME + 100)
+    yield h
+    h.close()
+
+
+def mine_template_block(host: Host, *, seed: int = 0, now: int | None = None) -> Block:
+    """A block from build_template, mined outside the Miner (checks the template alone)."""
+    import numpy as np
+
+    template = build_template(host.chain, host.mempool, miner=public_key(dev_seed(50)),
+                              now=int(host.clock()) if now is None else now)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-64, 64, size=(8, 64), dtype=np.int8)
+    b = rng.integers(-64, 64, size=(64, 8), dtype=np.int8)
+    root_a, root_b = operand_roots(a, b)
+    from pouw import PouwParams
+
+    header = with_job(template.header, root_a, root_b, PouwParams(m=8, k=64, n=8, r=16))
+    result = mine_product(a, b, commitment=header_commitment(header), target=header.target,
+                          r=16)
+    assert result.wins
+    header = dataclasses.replace(header, certificate=result.wins[0].certificate.encode())
+    return Block(header=header, transactions=template.transactions)
+
+
+def transfer(index: int, nonce: int, amount: int, fee: int) -> object:
+    return sign_transaction(dev_seed(index), chain_id=1337, nonce=nonce, fee=fee,
+                            payload=Transfer(to=public_key(dev_seed(60)), amount=amount))
+
+
+def test_template_block_is_valid_on_a_fresh_store(host: Host, tmp_path: Path) -> None:
+    tx = transfer(0, 0, 1234, 7)
+    host.mempool.add(tx, tip=host.chain.tip_view(), now=int(host.clock()))  # type: ignore[arg-type]
+    root_before = host.chain.state_root()
+    block = mine_template_block(host)
+    assert host.chain.state_root() == root_before  # the template never wrote the store
+    assert block.transactions == (tx,)
+    fresh = ChainStore.open(tmp_path / "fresh", genesis=dev_config())
+    try:
+        update = fresh.add_block(block, now=int(host.clock()))
+        assert [b.header.block_id() for b in update.connected] == [block.header.block_id()]
+        state = State(fresh.state_view())
+        params = fresh.params
+        assert state.account(public_key(dev_seed(50))).balance == params.block_subsidy + 7
+        assert state.account(public_key(dev_seed(60))).balance == 1234
+    finally:
+        fresh.close()
+
+
+def test_template_skips_transactions_that_no_longer_apply(host: Host) -> None:
+    """A block confirmed a conflicting tx before the mempool heard: the template skips it."""
+    pending = transfer(0, 0, 5, 7)
+    conflicting = transfer(0, 0, 6, 7)  # same sender and nonce
+    host.mempool.add(conflicting, tip=host.chain.tip_view(), now=0)  # type: ignore[arg-type]
+    block = mine_template_block(host)
+    assert block.transactions == (conflicting,)
+    host.mempool = type(host.mempool)(params=host.chain.params)
+    host.mempool.add(pending, tip=host.chain.tip_view(), now=0)  # type: ignore[arg-type]
+    host.chain.add_block(block, now=int(host.clock()))  # the mempool is not updated (a race)
+    second = mine_template_block(host, seed=1)
+    assert second.transactions == ()
+    host.chain.add_block(second, now=int(host.clock()))
+    assert host.chain.tip_id == second.header.block_id()
+
+
+async def test_generate_mines_blocks_and_pays_mempool_txs(host: Host) -> None:
+    miner = Miner(host, config=MinerConfig(seed=1), clock=host.clock)
+    tx = transfer(0, 0, 1000, 99)
+    host.mempool.add(tx, tip=host.chain.tip_view(), now=0)  # type: ignore[arg-type]
+    try:
+        ids = await miner.generate(3, timeout=60)
+    finally:
+        miner.stop()
+    assert len(ids) == 3
+    assert host.chain.height == 3
+    assert [host.chain.block_id_at(h).hex() for h in (1, 2, 3)] == ids  # type: ignore[union-attr]
+    first = host.chain.get_block(bytes.fromhex(ids[0]))
+    assert first is not None and first.transactions == (tx,)
+    assert len(host.mempool) == 0
+    state = State(host.chain.state_view())
+    subsidy = host.chain.params.block_subsidy
+    assert state.account(miner.address).balance == 10**12 + 3 * subsidy + 99
+    assert state.account(public_key(dev_seed(60))).balance == 1000
+    assert state.account(tx.sender).balance == 10**12 - 1000 - 99
+    stats = miner.stats()
+    assert stats["blocks_mined"] == 3
+    assert stats["tickets_per_s"] > 0
+    assert stats["nonuseful_macs"] >= 3 * 64 * 256 * 64
+    assert stats["useful_macs"] == 0
+    assert stats["backend"] == miner.session.backend.name
+
+
+BIG = (2048, 8192, 2048, 512)  # ~0.2-0.5 s per product on a 2-vCPU CPU
+
+
+@pytest.fixture
+def hard_host(tmp_path: Path) -> Iterator[Host]:
+    """A chain whose target nobody meets (until the dev escape after 2 block times)."""
+    h = Host(tmp_path, genesis=dev_config(initial_target=1), clock=lambda: GENESIS_TIME + 5)
+    yield h
+    h.close()
+
+
+async def wait_for(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_tip_change_makes_the_running_job_stale(hard_host: Host) -> None:
+    host = hard_host
+    miner = Miner(host, config=MinerConfig(shape=BIG, seed=2), clock=host.clock)
+    miner.start(asyncio.get_running_loop())
+    try:
+        await wait_for(lambda: miner._round is not None)
+        first_template = miner._round[0]  # type: ignore[index]
+        assert first_template.parent_id == host.chain.genesis_id
+        # another miner's block arrives: timestamp past the dev escape, so it meets MAX_TARGET
+        block = mine_template_block(host, now=GENESIS_TIME + 30)
+        await host.submit_block(block)
+        assert host.chain.tip_id == block.header.block_id()
+        await wait_for(lambda: miner.stats()["stale_rounds"] >= 1)
+        await wait_for(lambda: miner._round is not None
+                       and miner._round[0].parent_id == block.header.block_id())
+        assert miner.stats()["blocks_mined"] == 0
+    finally:
+        miner.stop()
+    assert miner.stats()["tickets_evaluated"] > 0
+
+
+async def test_mining_does_not_starve_the_event_loop(tmp_path: Path) -> None:
+    host = Host(tmp_path, genesis=dev_config(initial_target=1), clock=lambda: GENESIS_TIME + 5,
+                mine=True, mining_shape=BIG)
+    attach(host)  # a mining node: the miner starts at once, on a target nobody meets
+    miner = host.miner
+    assert isinstance(miner, Miner) and host.jobs is not None
+    client = TestClient(TestServer(host.app))
+    await client.start_server()
+    try:
+        await wait_for(lambda: miner.stats()["rounds"] >= 1)
+        slowest = 0.0
+        rounds_before = miner.stats()["rounds"]
+        deadline = time.monotonic() + 30
+        requests = 0
+        while miner.stats()["rounds"] < rounds_before + 2:  # answer while products run
+            assert time.monotonic() < deadline
+            requests += 1
+            started = time.perf_counter()
+            response = await client.get("/api/v1/miner")
+            assert response.status == 200
+            body = await response.json()
+            slowest = max(slowest, time.perf_counter() - started)
+            await asyncio.sleep(0.02)
+        assert body["running"] is True
+        assert requests >= 5
+        print(f"slowest API answer while mining: {slowest * 1000:.1f} ms over {requests}")
+        assert slowest < 0.25, f"an API request waited {slowest:.3f} s"
+    finally:
+        await client.close()
+        host.close()
+
+
+async def test_dev_chain_is_paced_while_every_round_wins(tmp_path: Path) -> None:
+    """Each dev block waits 0.5-1.5x the interval after its parent, drawn from (miner,
+    parent): two paced miners rarely offer siblings at once."""
+    now = [GENESIS_TIME + 100.0]
+    host = Host(tmp_path, clock=lambda: now[0])
+    miner = Miner(host, config=MinerConfig(trivial_block_interval=5), clock=host.clock)
+    miner.start(asyncio.get_running_loop())
+    try:
+        await wait_for(lambda: host.chain.height == 1)
+        parent = host.chain.tip_header.timestamp
+        delay = miner._paced_delay(host.chain.tip_id)
+        assert 2.5 <= delay < 7.5
+        now[0] = parent + delay - 0.2
+        await asyncio.sleep(0.7)
+        assert host.chain.height == 1  # not yet due on the miner's clock
+        now[0] = parent + delay + 0.01
+        await wait_for(lambda: host.chain.height == 2)
+        # the template may predate the clock's last step by a moment: the timestamp is the
+        # clock's when the template was built, at most now
+        assert parent < host.chain.tip_header.timestamp <= int(now[0])
+        other = Miner(host, config=MinerConfig(trivial_block_interval=5,
+                                               address=bytes([7]) * 32), clock=host.clock)
+        delays = {m._paced_delay(bytes([k]) * 32) for m in (miner, other) for k in range(8)}
+        assert len(delays) == 16 and all(2.5 <= d < 7.5 for d in delays)
+    finally:
+        miner.stop()
+        host.close()
+
+
+async def test_miner_waits_instead_of_mining_blocks_from_the_future(tmp_path: Path) -> None:
+    """A clock behind the chain: no block until its timestamp is safely acceptable."""
+    now = [GENESIS_TIME - 60]  # a block needs timestamp > genesis: 61 s ahead of this clock
+    host = Host(tmp_path, clock=lambda: now[0])
+    miner = Miner(host, config=MinerConfig(seed=4), clock=host.clock)
+    try:
+        with pytest.raises(TimeoutError):
+            await miner.generate(1, timeout=1.5)
+        assert host.chain.height == 0
+        assert miner.stats()["blocks_rejected"] == 0
+        now[0] = GENESIS_TIME - 50  # 51 s ahead: inside the bound and the miner's margin
+        assert len(await miner.generate(2, timeout=10)) == 2
+        assert miner.stats()["blocks_rejected"] == 0
+    finally:
+        miner.stop()
+        host.close()
+
+
+def test_miner_config_from_node_config(tmp_path: Path) -> None:
+    from tests.framework.miner_host import HostConfig
+
+    address = public_key(dev_seed(70))
+    config = MinerConfig.from_node_config(HostConfig(
+        datadir=tmp_path, mining_shape=(16, 64, 8, 16), mining_backend="numpy",
+        miner_address="0x" + address.hex(), mining_interval=0.5, mining_block_interval=0))
+    assert config == MinerConfig(address=address, shape=(16, 64, 8, 16), backend="numpy",
+                                 interval=0.5, trivial_block_interval=0.0)
+    assert MinerConfig.from_node_config(HostConfig(datadir=tmp_path)) == MinerConfig()
+    from pouw import ParamsError
+
+    with pytest.raises(ParamsError):
+        MinerConfig(shape=(10, 64, 8, 16))  # m must be a multiple of 8
+    with pytest.raises(ValueError):
+        MinerConfig(address=b"short")
+
+
+def test_set_cpu_threads_sizes_the_calling_threads_pool() -> None:
+    import threading
+
+    import torch
+
+    from node.mining.jobs import set_cpu_threads
+
+    seen: list[int] = []
+
+    def worker() -> None:
+        set_cpu_threads(1)
+        seen.append(torch.get_num_threads())
+        set_cpu_threads(None)  # None leaves it alone
+        seen.append(torch.get_num_threads())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [1, 1]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 #: Inner length of one exact float32 GEMM: 128·128·1024 = 2^24.
 FLOAT32_EXACT_INNER = 1024
@@ -106,16 +107,13 @@ class TorchBackend:
     """torch on CPU or CUDA; int8 GEMM via torch._int_mm when proven exact here."""
 
     def __init__(self, device: str = "cpu", *, allow_int_mm: bool = True) -> None:
-        import torch
-
-        self.torch = torch
         self.device = torch.device(device)
         self.int_mm = allow_int_mm and int_mm_is_exact(device)
         self.name = f"torch-{device}-{'int8' if self.int_mm else 'float32'}"
 
     def put(self, x: np.ndarray) -> Any:
-        t = self.torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
-        return t if self.int_mm else t.to(self.torch.float32)
+        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        return t if self.int_mm else t.to(torch.float32)
 
     def accumulate(self, acc: Any | None, a: Any, b: Any) -> Any:
         part = self.product(a, b)
@@ -124,17 +122,14 @@ class TorchBackend:
     def product(self, a: Any, b: Any) -> Any:
         if self.int_mm:
             try:
-                return self.torch._int_mm(a.contiguous(), b.contiguous())
+                return torch._int_mm(a.contiguous(), b.contiguous())
             except RuntimeError:
                 pass  # a shape this device's int8 GEMM does not take (CUDA: m <= 16, …)
-            return _chunked_float_product(
-                self.torch.matmul, lambda x: x.to(self.torch.int32), a.float(), b.float()
-            )
-        return _chunked_float_product(self.torch.matmul, lambda x: x.to(self.torch.int32), a, b)
+            a, b = a.float(), b.float()
+        return _chunked_float_product(torch.matmul, lambda x: x.to(torch.int32), a, b)
 
     def fold(self, acc: Any) -> np.ndarray:
         """Tile XOR folds; int64 views XOR column pairs at once (half the vector ops)."""
-        torch = self.torch
         rows, cols = acc.shape
         x = acc.view(torch.int64).view(rows // 8, 8, cols // 2)
         y = torch.bitwise_xor(x[:, 0:4], x[:, 4:8])
@@ -156,7 +151,7 @@ class TorchBackend:
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
-            self.torch.cuda.synchronize()
+            torch.cuda.synchronize()
 
 
 def _self_test_cases() -> list[tuple[np.ndarray, np.ndarray]]:
@@ -181,8 +176,6 @@ def int_mm_is_exact(device: str = "cpu") -> bool:
     mismatch or error means we fall back to the float32 path.
     """
     try:
-        import torch
-
         for a, b in _self_test_cases():
             expected = a.astype(np.int64) @ b.astype(np.int64)
             got = torch._int_mm(torch.from_numpy(a).to(device), torch.from_numpy(b).to(device))
@@ -194,17 +187,14 @@ def int_mm_is_exact(device: str = "cpu") -> bool:
 
 
 def cuda_available() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
+    """Whether torch sees a CUDA device."""
+    return bool(torch.cuda.is_available())
 
 
 def cupy_available() -> bool:
+    """Whether cupy imports and sees a CUDA device."""
     try:
-        import cupy
+        import cupy  # optional (the gpu extra): imported lazily so pouw runs without it
 
         return bool(cupy.is_available())
     except Exception:
@@ -242,7 +232,7 @@ def get_backend(name: str = "auto") -> Backend:
     if name == "cupy":
         if not cupy_available():
             raise RuntimeError("backend cupy: cupy missing or no CUDA device")
-        import cupy
+        import cupy  # optional (the gpu extra): imported lazily so pouw runs without it
 
         return ArrayModuleBackend(cupy, "cupy-float32")
     raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")

@@ -13,8 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
+import torch
 
 from pouw.backends import Backend, get_backend
 from pouw.certificate import Certificate
@@ -81,6 +83,57 @@ class MiningResult:
     @property
     def certificates(self) -> list[Certificate]:
         return [w.certificate for w in self.wins]
+
+
+@dataclass(frozen=True)
+class _TicketJob:
+    """One job once its operands and commitment are fixed: what checking a chunk's tickets
+    and certifying a winner need, so each chunk passes only what changes (its states)."""
+
+    params: PouwParams
+    commitment: bytes
+    target: int
+    bound: int  # win_bound(target, params): a ticket wins at or under it
+    hash_key: bytes
+    root_a: bytes
+    root_b: bytes
+    a8: np.ndarray  # A, int8 rows
+    bt: np.ndarray  # B transposed: its columns as C-contiguous rows
+    levels_a: list[list[bytes]]
+    levels_b: list[list[bytes]]
+
+    def winning_tickets(self, states: np.ndarray, *, chunk: int, row_tiles: np.ndarray,
+                        limit: int) -> Iterator[WinningTicket]:
+        """At most ``limit`` winning tickets among this chunk's tiles, in row-major order."""
+        return islice(self._winners(states, chunk=chunk, row_tiles=row_tiles), limit)
+
+    def _winners(self, states: np.ndarray, *, chunk: int,
+                 row_tiles: np.ndarray) -> Iterator[WinningTicket]:
+        # the cheap state mask must admit the tile (it never drops a winner)
+        mask = candidate_mask(states, self.bound)
+        if not mask.any():
+            return
+        for i, j in np.argwhere(mask):
+            tile_row, tile_col = int(row_tiles[i]), int(j)
+            value = ticket_value(self.hash_key, tile_row=tile_row, tile_col=tile_col,
+                                 chunk=chunk, state=int(states[i, j]))
+            # the ticket's hash must be at or under target × weight
+            if value > self.bound:
+                continue
+            yield WinningTicket(value=value, certificate=self.certificate(
+                tile_row=tile_row, tile_col=tile_col, chunk=chunk))
+
+    def certificate(self, *, tile_row: int, tile_col: int, chunk: int) -> Certificate:
+        """The certificate of one tile's ticket: its operand rows and columns with paths."""
+        return Certificate(
+            params=self.params, commitment=self.commitment, root_a=self.root_a,
+            root_b=self.root_b, target=self.target, tile_row=tile_row, tile_col=tile_col,
+            chunk=chunk,
+            rows_a=self.a8[tile_row * TILE_H:(tile_row + 1) * TILE_H].tobytes(),
+            cols_b=self.bt[tile_col * TILE_W:(tile_col + 1) * TILE_W].tobytes(),
+            path_a=tuple(block_path(self.levels_a, block=tile_row, block_size=TILE_H)),
+            path_b=tuple(block_path(self.levels_b, block=tile_col, block_size=TILE_W)),
+        )
 
 
 def check_operands(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +256,11 @@ class MiningSession:
         mixer_key, hash_key = ticket_keys(seed)
         timings["noise"] = time.perf_counter() - t
 
-        bound = win_bound(target, params)
+        job = _TicketJob(
+            params=params, commitment=commitment, target=target,
+            bound=win_bound(target, params), hash_key=hash_key, root_a=root_a, root_b=root_b,
+            a8=a8, bt=bt, levels_a=levels_a, levels_b=levels_b,
+        )
         wins: list[WinningTicket] = []
         looking = self.max_wins > 0
         stale = False
@@ -227,9 +284,8 @@ class MiningSession:
                     if self._current()[0] != epoch:
                         looking, stale = False, True
                     else:
-                        for win in self._check(states, bound, c, row_tiles, params, hash_key,
-                                               commitment, target, root_a, root_b, a8, bt,
-                                               levels_a, levels_b, self.max_wins - len(wins)):
+                        for win in job.winning_tickets(states, chunk=c, row_tiles=row_tiles,
+                                                       limit=self.max_wins - len(wins)):
                             wins.append(win)
                             if self.on_ticket is not None:
                                 self.on_ticket(win)
@@ -247,42 +303,9 @@ class MiningSession:
             backend=dev.name, timings=timings,
         )
 
-    @staticmethod
-    def _check(
-        states: np.ndarray, bound: int, chunk: int, row_tiles: np.ndarray, params: PouwParams,
-        hash_key: bytes, commitment: bytes, target: int, root_a: bytes, root_b: bytes,
-        a8: np.ndarray, bt: np.ndarray, levels_a: list[list[bytes]],
-        levels_b: list[list[bytes]], limit: int,
-    ) -> Iterator[WinningTicket]:
-        """Winning tickets among this chunk's tiles, in row-major tile order."""
-        found = 0
-        mask = candidate_mask(states, bound)
-        if not mask.any():
-            return
-        for i, j in np.argwhere(mask):
-            tile_row, tile_col = int(row_tiles[i]), int(j)
-            value = ticket_value(hash_key, tile_row=tile_row, tile_col=tile_col, chunk=chunk,
-                                 state=int(states[i, j]))
-            if value > bound:
-                continue
-            cert = Certificate(
-                params=params, commitment=commitment, root_a=root_a, root_b=root_b,
-                target=target, tile_row=tile_row, tile_col=tile_col, chunk=chunk,
-                rows_a=a8[tile_row * TILE_H:(tile_row + 1) * TILE_H].tobytes(),
-                cols_b=bt[tile_col * TILE_W:(tile_col + 1) * TILE_W].tobytes(),
-                path_a=tuple(block_path(levels_a, block=tile_row, block_size=TILE_H)),
-                path_b=tuple(block_path(levels_b, block=tile_col, block_size=TILE_W)),
-            )
-            yield WinningTicket(value=value, certificate=cert)
-            found += 1
-            if found >= limit:
-                return
-
 
 def transpose_int8(x: np.ndarray) -> np.ndarray:
     """A C-contiguous transpose; torch's blocked copy is ~10x faster than numpy's here."""
-    import torch
-
     return np.asarray(torch.from_numpy(x).t().contiguous().numpy())
 
 

@@ -459,6 +459,107 @@ def aggregate(
                         weights=final_weights)
 
 
+def counted_judgments(
+    view: AnswerView, *, judges: Iterable[bytes], judgment_openings: Sequence[JudgmentOpening],
+) -> tuple[dict[bytes, bytes], frozenset[bytes]]:
+    """(judge -> outcome bytes of its counted judgment, judges who did not show).
+
+    Judgment rules (module docstring, Participation), one check each; equivocators are
+    already out (`answer_view`)."""
+    size = judgment_length(len(view.nodes), view.pairs)
+    verdicts: dict[bytes, bytes] = {}
+    no_shows: set[bytes] = set()
+    for node in sorted(set(judges) - view.equivocators):
+        commitment = view.single.get((node, KIND_JUDGMENT))
+        # a selected judge that never committed is not slashed (it may be offline)
+        if commitment is None:
+            continue
+        judged = [j for j in judgment_openings
+                  if j.node == node and opening_matches(commitment, j)]
+        # a counting commitment must be opened, else the judge is a no-show
+        if not judged:
+            no_shows.add(node)
+            continue
+        judgment = judged[0]
+        # a judgment of another view of the reveals is not counted, and not provably bad
+        if judgment.answer_set != view.answer_set or len(judgment.outcomes) != size:
+            continue
+        # an outcome byte above 2 is malformed: as good as no opening
+        if any(v > Outcome.TIE for v in judgment.outcomes):
+            no_shows.add(node)
+            continue
+        verdicts[node] = judgment.outcomes
+    return verdicts, frozenset(no_shows)
+
+
+def round_slashes(*, equivocators: Iterable[bytes], no_shows: Iterable[bytes],
+                  stakes: Mapping[bytes, int], params: SettlementParams) -> tuple[Slash, ...]:
+    """One slash per node with a positive amount: equivocation outranks no-show."""
+    equivocating = frozenset(equivocators)
+    slashes: list[Slash] = []
+    for node in sorted(equivocating | frozenset(no_shows)):
+        reason, bps = ((SLASH_EQUIVOCATION, params.equivocation_slash_bps)
+                       if node in equivocating else (SLASH_NO_SHOW, params.no_show_slash_bps))
+        amount = stakes.get(node, 0) * bps // BPS
+        if amount > 0:
+            slashes.append(Slash(node=node, amount=amount, reason=reason))
+    return tuple(slashes)
+
+
+def _credit(payouts: dict[bytes, int], shares: Mapping[bytes, int]) -> None:
+    """Add ``shares`` to ``payouts`` (a node may be paid as answerer and as judge)."""
+    for node, amount in shares.items():
+        payouts[node] = payouts.get(node, 0) + amount
+
+
+def round_payouts(
+    *, fee: int, forfeited: int, ranked: Sequence[bytes], ranked_hashes: Sequence[bytes],
+    accepted: Sequence[bool], reports: Sequence[JudgeReport], params: SettlementParams,
+) -> tuple[dict[bytes, int], int]:
+    """(node -> amount, refund): the Money rules of the module docstring."""
+    n = len(ranked)
+    # no answer revealed: the whole fee is refunded (the slashed stake is burned)
+    if n == 0:
+        return {}, fee
+    answer_fee = fee * params.answer_share_bps // BPS
+    judge_pool = fee - answer_fee
+    good = sum(accepted) or (n + 1) // 2  # accepted answers rank first
+    answer_weights = _share_identical(
+        [position_weight(good - r) if r < good else 0 for r in range(n)], ranked_hashes)
+    positive = {node: w for node, w in zip(ranked, answer_weights, strict=True) if w > 0}
+    payouts: dict[bytes, int] = {}
+    _credit(payouts, _split(answer_fee + forfeited, positive))
+    merits = {r.node: r.agree2 - r.counted for r in reports if r.agree2 > r.counted}
+    # no judge did better than chance: the judge pool is refunded
+    if not merits:
+        return payouts, judge_pool
+    _credit(payouts, _split(judge_pool, merits))
+    return payouts, 0
+
+
+def reputation_deltas(
+    *, ranked: Sequence[bytes], ranked_hashes: Sequence[bytes],
+    reports: Sequence[JudgeReport], penalized: Iterable[bytes], params: SettlementParams,
+) -> dict[bytes, int]:
+    """Node -> reputation change before clamping: the Reputation rules of the module docstring."""
+    n = len(ranked)
+    step = params.reputation_step
+    # an answerer moves by its rank, copies of one answer by their mean
+    rank_deltas = [step * (n - 1 - 2 * r) // (n - 1) if n > 1 else 0 for r in range(n)]
+    deltas = dict(zip(ranked, _share_identical(rank_deltas, ranked_hashes), strict=True))
+    # a judge moves by how much better than chance it agreed with the consensus
+    for report in reports:
+        if report.counted:
+            delta = step * (report.agree2 - report.counted) // report.counted
+            deltas[report.node] = deltas.get(report.node, 0) + delta
+        else:
+            deltas.setdefault(report.node, 0)
+    # no-shows and equivocators lose the penalty
+    for node in penalized:
+        deltas[node] = deltas.get(node, 0) - params.reputation_penalty
+    return deltas
+
+
 def settle(
     *,
     request: SwarmRequest,
@@ -481,105 +582,46 @@ def settle(
     # 1-2. counting commitments, equivocations, revealed answers
     view = answer_view(round_id=round_id, answerers=answerers, judges=judges,
                        commitments=commitments, answer_openings=answer_openings)
-    single, equivocators = view.single, view.equivocators
-    no_shows = set(view.answer_no_shows)
-    revealed = list(view.nodes)
-    n = len(revealed)
-    index_of = {node: i for i, node in enumerate(revealed)}
-    pairs = view.pairs
-    answer_set = view.answer_set
-
+    revealed = view.nodes
     # 3. judgments: one commitment and a matching opening over this answer set
-    verdicts: dict[bytes, bytes] = {}
-    for node in sorted(set(judges) - equivocators):
-        commitment = single.get((node, KIND_JUDGMENT))
-        if commitment is None:
-            continue
-        judged = [j for j in judgment_openings
-                  if j.node == node and opening_matches(commitment, j)]
-        if not judged:
-            no_shows.add(node)
-            continue
-        judgment = judged[0]
-        if judgment.answer_set != answer_set or \
-                len(judgment.outcomes) != judgment_length(n, pairs):
-            continue  # judged another view of the reveals: not counted, not provably bad
-        if any(v > Outcome.TIE for v in judgment.outcomes):
-            no_shows.add(node)  # a malformed judgment is as good as none
-            continue
-        verdicts[node] = judgment.outcomes
-    no_shows -= equivocators
-
+    verdicts, judge_no_shows = counted_judgments(view, judges=judges,
+                                                 judgment_openings=judgment_openings)
+    no_shows = (view.answer_no_shows | judge_no_shows) - view.equivocators
     # 4. per-pair reputation-weighted consensus verdicts, Bradley-Terry, the screen
     result = aggregate(
-        n=n, pairs=pairs, verdicts=verdicts, own_answer=index_of,
+        n=len(revealed), pairs=view.pairs, verdicts=verdicts,
+        own_answer={node: i for i, node in enumerate(revealed)},
         weights={node: reputations.get(node, 0) + params.judge_weight_base for node in verdicts})
-    fit, reports, ranking = result.fit, result.judges, result.ranking
-
-    ranked = [revealed[i] for i in ranking]
-    ranked_hashes = [view.answer_hashes[i] for i in ranking]
-
-    # 5. slashes (one per node: equivocation outranks no-show)
-    slashes: list[Slash] = []
-    for node in sorted(equivocators | no_shows):
-        reason, bps = ((SLASH_EQUIVOCATION, params.equivocation_slash_bps)
-                       if node in equivocators else (SLASH_NO_SHOW, params.no_show_slash_bps))
-        amount = stakes.get(node, 0) * bps // BPS
-        if amount > 0:
-            slashes.append(Slash(node=node, amount=amount, reason=reason))
-    forfeited = sum(s.amount for s in slashes)
-
+    ranked = [revealed[i] for i in result.ranking]
+    ranked_hashes = [view.answer_hashes[i] for i in result.ranking]
+    # 5. slashes
+    slashes = round_slashes(equivocators=view.equivocators, no_shows=no_shows, stakes=stakes,
+                            params=params)
     # 6. money
-    payouts: dict[bytes, int] = {}
-    refund = request.fee
-    if n > 0:
-        answer_fee = request.fee * params.answer_share_bps // BPS
-        judge_pool = request.fee - answer_fee
-        good = sum(result.accepted) or (n + 1) // 2  # accepted answers rank first
-        answer_weights = _share_identical(
-            [position_weight(good - r) if r < good else 0 for r in range(n)], ranked_hashes)
-        positive = {node: w for node, w in zip(ranked, answer_weights, strict=True) if w > 0}
-        for node, amount in _split(answer_fee + forfeited, positive).items():
-            payouts[node] = payouts.get(node, 0) + amount
-        merits = {r.node: r.agree2 - r.counted for r in reports if r.agree2 > r.counted}
-        refund = 0
-        if merits:
-            for node, amount in _split(judge_pool, merits).items():
-                payouts[node] = payouts.get(node, 0) + amount
-        else:
-            refund = judge_pool
-
-    # 7. reputation
-    deltas: dict[bytes, int] = {}
-    step = params.reputation_step
-    rank_deltas = [step * (n - 1 - 2 * r) // (n - 1) if n > 1 else 0 for r in range(n)]
-    for node, delta in zip(ranked, _share_identical(rank_deltas, ranked_hashes), strict=True):
-        deltas[node] = delta
-    for report in reports:
-        if report.counted:
-            delta = step * (report.agree2 - report.counted) // report.counted
-            deltas[report.node] = deltas.get(report.node, 0) + delta
-        else:
-            deltas.setdefault(report.node, 0)
-    for node in equivocators | no_shows:
-        deltas[node] = deltas.get(node, 0) - params.reputation_penalty
+    payouts, refund = round_payouts(
+        fee=request.fee, forfeited=sum(s.amount for s in slashes), ranked=ranked,
+        ranked_hashes=ranked_hashes, accepted=result.accepted, reports=result.judges,
+        params=params)
+    # 7. reputation, clamped to u64
+    deltas = reputation_deltas(ranked=ranked, ranked_hashes=ranked_hashes, reports=result.judges,
+                               penalized=view.equivocators | no_shows, params=params)
     updates = tuple(
         ReputationUpdate(node=node, score=min(MAX_U64, max(0, reputations.get(node, 0) + d)))
         for node, d in sorted(deltas.items()))
 
-    scores = fit.scores()
+    scores = result.fit.scores()
     outcome = RoundOutcome(
         round_id=round_id,
-        ranking=tuple(revealed[i] for i in ranking),
-        scores=tuple(scores[i] for i in ranking),
+        ranking=tuple(ranked),
+        scores=tuple(scores[i] for i in result.ranking),
         payouts=tuple(Payout(node=node, amount=a) for node, a in sorted(payouts.items()) if a),
         refund=refund,
         reputations=updates,
-        slashes=tuple(slashes),
+        slashes=slashes,
     )
-    return RoundSettlement(outcome=outcome, answer_nodes=tuple(revealed), fit=fit,
+    return RoundSettlement(outcome=outcome, answer_nodes=revealed, fit=result.fit,
                            accepted=result.accepted,
                            reputation_changes={u.node: u.score - reputations.get(u.node, 0)
                                                for u in updates},
-                           judges=reports, no_shows=tuple(sorted(no_shows)),
+                           judges=result.judges, no_shows=tuple(sorted(no_shows)),
                            equivocations=view.evidence)

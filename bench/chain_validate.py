@@ -39,12 +39,11 @@ import nacl.signing
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consensus.block import Block
-from consensus.genesis import GenesisConfig, dev_config, dev_seed
+from consensus.genesis import GenesisConfig, dev_config, dev_seed, parse_genesis_config
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts import Transfer
 from node.chain.chainstore import ChainStore
-from tests.consensus.helpers import new_chain
-from tests.node.chainutil import extend
+from tests.framework.chain import extend, new_chain
 
 NOW = 2_000_000_000
 
@@ -67,8 +66,6 @@ def genesis_for(senders: int) -> GenesisConfig:
         "unbonding_delay": base.params.unbonding_delay, "min_difficulty": True,
         "balances": balances, "stakes": {},
     }
-    from consensus.genesis import parse_genesis_config
-
     return parse_genesis_config(raw)
 
 

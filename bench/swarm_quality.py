@@ -26,6 +26,7 @@ evolving (0.25 pp). Aggregation of 64 answers 22 ms median.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -36,15 +37,26 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consensus.tx import public_key
 from swarm.bradley_terry import Outcome
-from swarm.calibration import grade_answer
+from swarm.calibration import calibration_questions, grade_answer
+from swarm.messages import SwarmRequest
+from swarm.runtime.builtin import BuiltinBackend
+from swarm.runtime.evaluate import (
+    collect_answers,
+    collect_judgments,
+    fixed_questions,
+    is_correct,
+    swarm_backends,
+)
 from swarm.schedule import judging_pairs
 from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, SCREEN_NONE, aggregate, settle
-from swarm.tasks import extract_integer
-from tests.swarm.roundkit import Round, build_round, make_request, seed
+from swarm.tasks import Question, extract_integer
+from tests.framework.roundkit import Round, Screen, Verdict, build_round, make_request, seed
 
 GOAL_MS = 50.0
 NOISE = 0.15
@@ -132,6 +144,202 @@ def _adversary_target(values: list[int | None], right: list[bool]) -> object:
     return wrong.most_common(1)[0][0] if wrong else object()
 
 
+@dataclasses.dataclass(frozen=True)
+class QualityInputs:
+    """What the models say about the fixed questions, computed once before any round: every
+    reputation scheme then settles rounds over the same candidates, verdicts and screens."""
+
+    questions: list[Question]
+    labels: list[str]  # answerers, worst variant first
+    judges: list[str]  # the form-0 answerers, who also judge
+    candidates: list[list[str]]  # per question, each answerer's text (in ``labels`` order)
+    right: list[list[bool]]  # aligned with candidates
+    values: list[list[int | None]]  # aligned with candidates: the integer each text states
+    verdict_of: dict[str, list[dict[tuple[str, str], Outcome]]]  # judge -> q -> (a, b)
+    screen_of: dict[str, list[dict[str, bool | None]]]  # judge -> q -> text -> GOOD?
+    cal_right: dict[str, int]  # judge -> right answers of the calibration questions
+    seeds: dict[str, bytes]  # answerer -> signing seed
+    adversary_seeds: list[bytes]
+    requests: list[SwarmRequest]  # per question
+    model_seconds: float
+
+    @property
+    def count(self) -> int:
+        return len(self.questions)
+
+    @property
+    def judge_node(self) -> dict[bytes, str]:
+        """Judge node id -> label."""
+        return {public_key(self.seeds[label]): label for label in self.judges}
+
+    def node_ids(self, reputations: dict[str, int]) -> dict[bytes, int]:
+        """Reputations by label -> by node id."""
+        return {public_key(self.seeds[label]): r for label, r in reputations.items()}
+
+
+def _judge_marks(questions: list[Question], distinct: list[list[str]],
+                 judges: list[BuiltinBackend]) -> tuple[
+        dict[str, list[dict[tuple[str, str], Outcome]]], dict[str, list[dict[str, bool | None]]]]:
+    """Every judge compares every ordered pair of distinct texts once and screens every text:
+    (verdicts, screen marks), per judge, per question."""
+    everything = [[(a, b) for a in range(len(d)) for b in range(len(d)) if a != b]
+                  for d in distinct]
+    judged = collect_judgments(questions, distinct, everything, judges)
+    screened = {j.label: j.screen_many([(q.prompt, t) for q, d in zip(
+        questions, distinct, strict=True) for t in d]) for j in judges}
+    code = {"A": Outcome.FIRST_WINS, "B": Outcome.SECOND_WINS, "tie": Outcome.TIE}
+    verdict_of = {j.label: [{(d[a], d[b]): code[str(v.outcome)] for (a, b), v in zip(
+        pairs, verdicts, strict=True)} for d, pairs, verdicts in zip(
+        distinct, everything, judged[j.label], strict=True)] for j in judges}
+    screen_of: dict[str, list[dict[str, bool | None]]] = {}
+    for j in judges:
+        marks = iter(screened[j.label])
+        screen_of[j.label] = [{t: next(marks) for t in d} for d in distinct]
+    return verdict_of, screen_of
+
+
+def collect_quality_inputs(count: int) -> QualityInputs:
+    """Run the models once: answers, judgments, screens and calibration (see quality_rows)."""
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    questions = fixed_questions(count)
+    backends = swarm_backends()
+    answers = collect_answers(questions, backends)
+    labels = list(answers)
+    judges = [b for b in backends if b.answer_form == 0]
+    candidates = [[answers[label][q].text for label in labels] for q in range(count)]
+    requests = [make_request(seed("quality client"), fee=QUALITY_FEE, answers=len(labels),
+                             judges=len(judges) + ADVERSARIES, nonce=q) for q in range(count)]
+    verdict_of, screen_of = _judge_marks(questions, [sorted(set(c)) for c in candidates],
+                                         judges)
+    cal = calibration_questions(b"bench swarm quality", count=CALIBRATION_COUNT)
+    cal_right = {j.label: sum(grade_answer(c, a.text) for c, a in zip(
+        cal, j.answer_many([c.prompt for c in cal]), strict=True)) for j in judges}
+    return QualityInputs(
+        questions=questions, labels=labels, judges=[j.label for j in judges],
+        candidates=candidates,
+        right=[[is_correct(q, t) for t in texts] for q, texts in zip(
+            questions, candidates, strict=True)],
+        values=[[extract_integer(t) for t in texts] for texts in candidates],
+        verdict_of=verdict_of, screen_of=screen_of, cal_right=cal_right,
+        seeds={label: seed(f"quality node {label}") for label in labels},
+        adversary_seeds=[seed(f"quality adversary {k}") for k in range(ADVERSARIES)],
+        requests=requests, model_seconds=time.perf_counter() - started)
+
+
+def _honest_judge(inputs: QualityInputs, label: str, q: int) -> tuple[Verdict, Screen]:
+    """A judge's recorded likelihood verdicts and screen marks on question ``q``."""
+    verdicts, marks = inputs.verdict_of[label][q], inputs.screen_of[label][q]
+
+    def verdict(_s: bytes, a: bytes, b: bytes) -> Outcome:
+        return Outcome.TIE if a == b else verdicts[(a.decode(), b.decode())]
+
+    def screen(_s: bytes, text: bytes) -> int:
+        mark = marks[text.decode()]
+        return SCREEN_NONE if mark is None else SCREEN_GOOD if mark else SCREEN_BAD
+
+    return verdict, screen
+
+
+def _adversary_judge(inputs: QualityInputs, q: int) -> tuple[Verdict, Screen]:
+    """The adversaries on question ``q``: the most common wrong answer first and good, then
+    every other wrong answer, then the right ones (bad)."""
+    good = {t for t, ok in zip(inputs.candidates[q], inputs.right[q], strict=True) if ok}
+    target = _adversary_target(inputs.values[q], inputs.right[q])
+
+    def push(text: bytes) -> int:  # the adversaries' order: target, other wrong, right
+        t = text.decode()
+        return 2 if extract_integer(t) == target else 0 if t in good else 1
+
+    def verdict(_s: bytes, a: bytes, b: bytes) -> Outcome:
+        pa, pb = push(a), push(b)
+        return (Outcome.TIE if pa == pb else Outcome.FIRST_WINS if pa > pb
+                else Outcome.SECOND_WINS)
+
+    def screen(_s: bytes, text: bytes) -> int:
+        return SCREEN_GOOD if push(text) == 2 else SCREEN_BAD
+
+    return verdict, screen
+
+
+def quality_round(inputs: QualityInputs, q: int, adversarial: bool) -> Round:
+    """Question ``q``'s round, signed: every answerer, the honest judges, and the
+    adversaries when ``adversarial``."""
+    judging = {inputs.seeds[label]: _honest_judge(inputs, label, q) for label in inputs.judges}
+    if adversarial:
+        judging |= dict.fromkeys(inputs.adversary_seeds, _adversary_judge(inputs, q))
+
+    def verdict(s: bytes, a: bytes, b: bytes) -> Outcome:
+        return judging[s][0](s, a, b)
+
+    def screen(s: bytes, text: bytes) -> int:
+        return judging[s][1](s, text)
+
+    return build_round(request=inputs.requests[q],
+                       answers=[(inputs.seeds[label], t.encode()) for label, t in zip(
+                           inputs.labels, inputs.candidates[q], strict=True)],
+                       judges=[(s, verdict) for s in judging], screen=screen)
+
+
+def _adversary_reputation(inputs: QualityInputs, honest: dict[bytes, int]) -> int:
+    """Each adversary's reputation so that together they hold 30% of the judge weight
+    (reputations are in the thousands, so rounding moves the share by < 0.1%)."""
+    judge_node = inputs.judge_node
+    total = sum(r + 1 for node, r in honest.items() if node in judge_node)
+    share = total * ADVERSARY_SHARE[0] // (ADVERSARY_SHARE[1] - ADVERSARY_SHARE[0])
+    return max(0, share // ADVERSARIES - 1)
+
+
+def quality_run(inputs: QualityInputs, start: dict[bytes, int], *, adversarial: bool,
+                evolve: bool) -> tuple[float, dict[str, int]]:
+    """(accuracy of the swarm's top answer, the judges' final reputations by label), every
+    question settled by `settle`; ``evolve`` feeds each round's reputations to the next."""
+    reputations = dict(start)
+    adversaries = [public_key(s) for s in inputs.adversary_seeds]
+    if adversarial:
+        reputations |= dict.fromkeys(adversaries, _adversary_reputation(inputs, start))
+    hits = 0
+    for q in range(inputs.count):
+        r = quality_round(inputs, q, adversarial)
+        stakes = dict.fromkeys(r.answerers + r.judges, QUALITY_STAKE)
+        result = settle(request=r.request, answerers=r.answerers, judges=r.judges,
+                        commitments=r.commitments, answer_openings=r.answer_openings,
+                        judgment_openings=r.judgment_openings,
+                        reputations=reputations, stakes=stakes)
+        top = result.outcome.ranking[0]
+        hits += is_correct(inputs.questions[q], r.answer_text[top].decode())
+        if evolve:
+            reputations |= {u.node: u.score for u in result.outcome.reputations}
+    judge_node = inputs.judge_node
+    final = {judge_node.get(node, "adversary"): score for node, score in reputations.items()
+             if node in judge_node or node in adversaries}
+    return hits / inputs.count, final
+
+
+def swarm_rows(inputs: QualityInputs) -> list[dict[str, Any]]:
+    """The swarm's accuracy, clean and attacked, per judge reputation scheme."""
+    # answerers hold reputation too (it does not weigh judging, only selection)
+    static = {
+        "equal": dict.fromkeys(inputs.judges, 1000),
+        "calibration": {label: 1000 * inputs.cal_right[label] for label in inputs.judges},
+        "doubling": {label: 1000 * 2 ** i for i, label in enumerate(inputs.judges)},
+    }
+    rows: list[dict[str, Any]] = []
+    for name, reps in static.items():
+        clean, _ = quality_run(inputs, inputs.node_ids(reps), adversarial=False, evolve=False)
+        attacked, _ = quality_run(inputs, inputs.node_ids(reps), adversarial=True,
+                                  evolve=False)
+        rows.append({"reputation": name, "judge_reputation": reps, "swarm": clean,
+                     "swarm_adversarial": attacked})
+    everyone = inputs.node_ids(dict.fromkeys(inputs.labels, START_REPUTATION))
+    clean, learned = quality_run(inputs, everyone, adversarial=False, evolve=True)
+    attacked, learned_adv = quality_run(inputs, everyone, adversarial=True, evolve=True)
+    rows.append({"reputation": "evolving", "judge_reputation": {
+        "start": START_REPUTATION, "end": learned, "end_adversarial": learned_adv},
+        "swarm": clean, "swarm_adversarial": attacked})
+    return rows
+
+
 def quality_rows(count: int) -> dict[str, Any]:
     """Swarm vs majority vote vs the best single node on ``count`` fixed questions of the
     built-in task, every round settled by the real `swarm.settlement.settle` on signed
@@ -152,162 +360,26 @@ def quality_rows(count: int) -> dict[str, Any]:
       weight), and each settlement's new reputations feed the next round, question by
       question; accuracy counts every round, the first ones included.
     """
-    import torch
-
-    from swarm.calibration import calibration_questions
-    from swarm.runtime.evaluate import (
-        collect_answers,
-        collect_judgments,
-        fixed_questions,
-        is_correct,
-        swarm_backends,
-    )
-
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-    questions = fixed_questions(count)
-    backends = swarm_backends()
-    answers = collect_answers(questions, backends)
-    labels = list(answers)
-    judges = [b for b in backends if b.answer_form == 0]
-    candidates = [[answers[label][q].text for label in labels] for q in range(count)]
-    n = len(labels)
-    seeds = {label: seed(f"quality node {label}") for label in labels}
-    adv_seeds = [seed(f"quality adversary {k}") for k in range(ADVERSARIES)]
-    requests = [make_request(seed("quality client"), fee=QUALITY_FEE, answers=n,
-                             judges=len(judges) + ADVERSARIES, nonce=q) for q in range(count)]
-    # every judge compares every ordered pair of distinct texts once, screens every text
-    distinct = [sorted(set(c)) for c in candidates]
-    everything = [[(a, b) for a in range(len(d)) for b in range(len(d)) if a != b]
-                  for d in distinct]
-    judged = collect_judgments(questions, distinct, everything, judges)
-    screened = {j.label: j.screen_many([(questions[q].prompt, t) for q in range(count)
-                                        for t in distinct[q]]) for j in judges}
-    code = {"A": Outcome.FIRST_WINS, "B": Outcome.SECOND_WINS, "tie": Outcome.TIE}
-    verdict_of: dict[str, list[dict[tuple[str, str], Outcome]]] = {}
-    screen_of: dict[str, list[dict[str, bool | None]]] = {}
-    for j in judges:
-        verdict_of[j.label], screen_of[j.label] = [], []
-        marks = iter(screened[j.label])
-        for q in range(count):
-            d = distinct[q]
-            verdict_of[j.label].append({(d[a], d[b]): code[str(v.outcome)] for (a, b), v in zip(
-                everything[q], judged[j.label][q], strict=True)})
-            screen_of[j.label].append({t: next(marks) for t in d})
-    cal = calibration_questions(b"bench swarm quality", count=CALIBRATION_COUNT)
-    cal_right = {j.label: sum(grade_answer(c, a.text) for c, a in zip(
-        cal, j.answer_many([c.prompt for c in cal]), strict=True)) for j in judges}
-    model_seconds = time.perf_counter() - started
-
-    right = [[is_correct(questions[q], t) for t in candidates[q]] for q in range(count)]
-    values = [[extract_integer(t) for t in candidates[q]] for q in range(count)]
-    per_node = {label: sum(right[q][i] for q in range(count)) / count
-                for i, label in enumerate(labels)}
+    inputs = collect_quality_inputs(count)
+    questions, candidates = inputs.questions, inputs.candidates
+    per_node = {label: sum(right[i] for right in inputs.right) / count
+                for i, label in enumerate(inputs.labels)}
     best_label = max(per_node, key=lambda k: per_node[k])
-    majority = sum(_majority(candidates[q]) == questions[q].answer for q in range(count)) / count
-    oracle = sum(any(r) for r in right) / count
-    judge_node = {public_key(seeds[j.label]): j.label for j in judges}
-
-    def build(q: int, adversarial: bool) -> Round:
-        texts = candidates[q]
-        good = {t for t, ok in zip(texts, right[q], strict=True) if ok}
-        target = _adversary_target(values[q], right[q])
-
-        def honest(label: str) -> tuple[Any, Any]:
-            def verdict(_s: bytes, a: bytes, b: bytes) -> Outcome:
-                return Outcome.TIE if a == b else verdict_of[label][q][(a.decode(), b.decode())]
-
-            def screen(_s: bytes, text: bytes) -> int:
-                mark = screen_of[label][q][text.decode()]
-                return SCREEN_NONE if mark is None else SCREEN_GOOD if mark else SCREEN_BAD
-            return verdict, screen
-
-        def push(text: bytes) -> int:  # the adversaries' order: target, other wrong, right
-            t = text.decode()
-            return 2 if extract_integer(t) == target else 0 if t in good else 1
-
-        def adversary(_s: bytes, a: bytes, b: bytes) -> Outcome:
-            pa, pb = push(a), push(b)
-            return (Outcome.TIE if pa == pb else Outcome.FIRST_WINS if pa > pb
-                    else Outcome.SECOND_WINS)
-
-        judging = {seeds[j.label]: honest(j.label) for j in judges}
-        if adversarial:
-            judging |= {s: (adversary, None) for s in adv_seeds}
-
-        def verdict(s: bytes, a: bytes, b: bytes) -> Outcome:
-            return judging[s][0](s, a, b)  # type: ignore[no-any-return]
-
-        def screen(s: bytes, text: bytes) -> int:
-            if judging[s][1] is None:
-                return SCREEN_GOOD if push(text) == 2 else SCREEN_BAD
-            return judging[s][1](s, text)  # type: ignore[no-any-return]
-
-        return build_round(request=requests[q],
-                           answers=[(seeds[label], t.encode()) for label, t in zip(
-                               labels, texts, strict=True)],
-                           judges=[(s, verdict) for s in judging], screen=screen)
-
-    def adversary_reputation(honest: dict[bytes, int]) -> int:
-        """Each adversary's reputation so that together they hold 30% of the judge weight
-        (reputations are in the thousands, so rounding moves the share by < 0.1%)."""
-        total = sum(r + 1 for node, r in honest.items() if node in judge_node)
-        share = total * ADVERSARY_SHARE[0] // (ADVERSARY_SHARE[1] - ADVERSARY_SHARE[0])
-        return max(0, share // ADVERSARIES - 1)
-
-    def run(start: dict[bytes, int], adversarial: bool, evolve: bool) -> tuple[float, dict[
-            str, int]]:
-        reputations = dict(start)
-        if adversarial:
-            reputations |= dict.fromkeys(map(public_key, adv_seeds),
-                                         adversary_reputation(start))
-        hits = 0
-        for q in range(count):
-            r = build(q, adversarial)
-            stakes = dict.fromkeys(r.answerers + r.judges, QUALITY_STAKE)
-            result = settle(request=r.request, answerers=r.answerers, judges=r.judges,
-                            commitments=r.commitments, answer_openings=r.answer_openings,
-                            judgment_openings=r.judgment_openings,
-                            reputations=reputations, stakes=stakes)
-            top = result.outcome.ranking[0]
-            hits += is_correct(questions[q], r.answer_text[top].decode())
-            if evolve:
-                reputations |= {u.node: u.score for u in result.outcome.reputations}
-        final = {judge_node.get(node, "adversary"): score for node, score in reputations.items()
-                 if node in judge_node or node in map(public_key, adv_seeds)}
-        return hits / count, final
-
-    def ids(reps: dict[str, int]) -> dict[bytes, int]:
-        return {public_key(seeds[label]): reps[label] for label in reps}
-
-    # answerers hold reputation too (it does not weigh judging, only selection)
-    static = {
-        "equal": {j.label: 1000 for j in judges},
-        "calibration": {j.label: 1000 * cal_right[j.label] for j in judges},
-        "doubling": {j.label: 1000 * 2 ** i for i, j in enumerate(judges)},
-    }
-    rows = []
-    for name, reps in static.items():
-        clean, _ = run(ids(reps), False, False)
-        attacked, _ = run(ids(reps), True, False)
-        rows.append({"reputation": name, "judge_reputation": reps, "swarm": clean,
-                     "swarm_adversarial": attacked})
-    everyone = ids(dict.fromkeys((label for label in labels), START_REPUTATION))
-    clean, learned = run(everyone, False, True)
-    attacked, learned_adv = run(everyone, True, True)
-    rows.append({"reputation": "evolving", "judge_reputation": {
-        "start": START_REPUTATION, "end": learned, "end_adversarial": learned_adv},
-        "swarm": clean, "swarm_adversarial": attacked})
+    majority = sum(_majority(texts) == q.answer
+                   for q, texts in zip(questions, candidates, strict=True)) / count
+    rows = swarm_rows(inputs)
     for row in rows:
         row |= {"drop_pp": round(100 * (row["swarm"] - row["swarm_adversarial"]), 2),
                 "vs_majority_pp": round(100 * (row["swarm"] - majority), 2),
                 "vs_best_node_pp": round(100 * (row["swarm"] - per_node[best_label]), 2)}
     return {
-        "questions": count, "answerers": labels, "judges": [j.label for j in judges],
-        "adversary_weight_share": 0.3, "pairs_per_judge": len(judging_pairs(bytes(32), n)),
+        "questions": count, "answerers": inputs.labels, "judges": inputs.judges,
+        "adversary_weight_share": 0.3,
+        "pairs_per_judge": len(judging_pairs(bytes(32), len(inputs.labels))),
         "node_accuracy": per_node, "best_node": best_label,
         "best_node_accuracy": per_node[best_label], "majority_vote": majority,
-        "oracle_any_right": oracle, "swarm": rows, "model_seconds": round(model_seconds, 1),
+        "oracle_any_right": sum(any(r) for r in inputs.right) / count, "swarm": rows,
+        "model_seconds": round(inputs.model_seconds, 1),
     }
 
 

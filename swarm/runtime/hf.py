@@ -20,7 +20,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,19 @@ class ByteBPETokenizer:
             "utf-8", "replace")
 
 
+def _require_tensors(tensors: Mapping[str, torch.Tensor], needed: Iterable[str]) -> None:
+    """A checkpoint must hold every tensor its architecture reads (names the first five)."""
+    missing = [n for n in needed if n not in tensors]
+    if missing:
+        raise BackendError(f"checkpoint lacks tensors: {', '.join(missing[:5])}")
+
+
+def _check_context(length: int, n_ctx: int) -> None:
+    """A sequence must fit the model's context (positions past it were never trained)."""
+    if length > n_ctx:
+        raise BackendError(f"sequence of {length} tokens exceeds the context of {n_ctx}")
+
+
 class GPT2:
     """GPT-2 forward pass over a checkpoint's tensors (HF naming, Conv1D weights in x out)."""
 
@@ -137,9 +150,7 @@ class GPT2:
                 "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
                 "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
                 "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")]
-        missing = [n for n in needed if n not in self.t]
-        if missing:
-            raise BackendError(f"checkpoint lacks tensors: {', '.join(missing[:5])}")
+        _require_tensors(self.t, needed)
         self.lm_head = self.t.get("lm_head.weight", self.t["wte.weight"])
 
     @torch.no_grad()
@@ -147,8 +158,7 @@ class GPT2:
         """Logits (B, T, V) for ids (B, T)."""
         t = self.t
         bsz, n = ids.shape
-        if n > self.n_ctx:
-            raise BackendError(f"sequence of {n} tokens exceeds the context of {self.n_ctx}")
+        _check_context(n, self.n_ctx)
         d, nh = self.n_embd, self.n_head
         x = t["wte.weight"][ids] + t["wpe.weight"][:n]
         for i in range(self.n_layer):
@@ -190,9 +200,7 @@ class Llama:
                 "input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                 "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj",
                 "mlp.down_proj")]
-        missing = [n for n in needed if n not in self.t]
-        if missing:
-            raise BackendError(f"checkpoint lacks tensors: {', '.join(missing[:5])}")
+        _require_tensors(self.t, needed)
         self.lm_head = self.t.get("lm_head.weight", self.t["embed_tokens.weight"])
 
     def _norm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -214,8 +222,7 @@ class Llama:
         """Logits (B, T, V) for ids (B, T)."""
         t = self.t
         bsz, n = ids.shape
-        if n > self.n_ctx:
-            raise BackendError(f"sequence of {n} tokens exceeds the context of {self.n_ctx}")
+        _check_context(n, self.n_ctx)
         x = t["embed_tokens.weight"][ids]
         for i in range(self.n_layer):
             p = f"layers.{i}."

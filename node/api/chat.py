@@ -11,20 +11,28 @@
   cover it (402 otherwise). Answers with the round view once the fast path is done.
 - ``GET /api/v1/rounds/{id}``: answers, judgments, strengths and settlement status.
 - ``GET /v1/models``: the swarm as one model, ``pouwchain-swarm``.
+- ``GET /api/v1/swarm/registration``: the node's registration machine
+  (`node.swarm.registration`).
+
+The API imports the swarm room, never the reverse: the builder calls `register_routes`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
+from core.errors import EncodingError
+from node.swarm.errors import FeeNotCovered, SwarmUnavailable
+from node.swarm.registration import ROUTE as REGISTRATION_ROUTE
+from node.swarm.registration import SwarmRegistration
+from node.swarm.round import RoundState
+from node.swarm.service import SwarmService
 from swarm.bradley_terry import FRACTION_BITS
-
-if TYPE_CHECKING:
-    from node.swarm.service import RoundState, SwarmService
+from swarm.messages import RequestAnnouncement
 
 MODEL_NAME = "pouwchain-swarm"
 MAX_BODY = 1 << 20
@@ -135,12 +143,14 @@ def _chunk(state: RoundState, created: int, delta: dict[str, str],
 
 
 class ChatApi:
-    def __init__(self, service: SwarmService) -> None:
+    """The swarm's client routes over one `SwarmService`."""
+
+    def __init__(self, service: SwarmService, registration: SwarmRegistration) -> None:
         self.service = service
+        self.registration = registration
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        from node.swarm.service import SwarmUnavailable
-
+        """``POST /v1/chat/completions``: one swarm round, its chosen answer."""
         raw = await read_body(request)
         if len(raw) > MAX_BODY:
             return openai_error(413, "request body too large", code="too_large")
@@ -174,10 +184,7 @@ class ChatApi:
         return response
 
     async def signed_request(self, request: web.Request) -> web.Response:
-        from core.errors import EncodingError
-        from node.swarm.service import FeeNotCovered, SwarmUnavailable
-        from swarm.messages import RequestAnnouncement
-
+        """``POST /api/v1/swarm/requests``: a round for a request its client signed."""
         raw = await read_body(request)
         if len(raw) > MAX_BODY:
             return _error(413, "request body too large", "too_large")
@@ -200,6 +207,7 @@ class ChatApi:
         return web.json_response(view)
 
     async def round_view(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/rounds/{id}``: the round as this node holds it."""
         text = request.match_info["round_id"]
         try:
             round_id = bytes.fromhex(text)
@@ -216,17 +224,25 @@ class ChatApi:
         view["settlement_status"] = self.service.settlement_status(state)
         return web.json_response(view)
 
+    async def registration_status(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/swarm/registration``: where the node is in joining the registry."""
+        return web.json_response(self.registration.status())
+
     async def models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``: the swarm as one model."""
         return web.json_response({"object": "list", "data": [
             {"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "pouwchain"}]})
 
 
-def register_routes(app: web.Application, service: SwarmService) -> None:
-    api = ChatApi(service)
+def register_routes(app: web.Application, service: SwarmService,
+                    registration: SwarmRegistration) -> None:
+    """Serve the swarm's client routes (module docstring) and the registration status."""
+    api = ChatApi(service, registration)
     app.router.add_post("/v1/chat/completions", api.completions)
     app.router.add_get("/v1/models", api.models)
     app.router.add_get("/api/v1/rounds/{round_id}", api.round_view)
     app.router.add_post("/api/v1/swarm/requests", api.signed_request)
+    app.router.add_get(REGISTRATION_ROUTE, api.registration_status)
 
 
 def _error(status: int, message: str, reason: str) -> web.Response:

@@ -36,10 +36,9 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiohttp import web
-
+from consensus.block import BlockHeader
 from consensus.tx import Transaction, sign_transaction
 from contracts.base import Payload
 from contracts.registry import (
@@ -56,16 +55,12 @@ from contracts.staking import Stake
 from core.errors import ConsensusError
 from core.state import State
 from node.logging import get_logger, log_event
+from node.swarm.host import SwarmHost, SwarmPeers
 from swarm.runtime.base import BackendError, InferenceBackend
 from swarm.tasks import extract_integer
 
-if TYPE_CHECKING:
-    from consensus.block import BlockHeader
-    from node.node import Node
-    from node.swarm.service import SwarmService
-
 log = get_logger("swarm.registration")
-ROUTE = "/api/v1/swarm/registration"
+ROUTE = "/api/v1/swarm/registration"  # served by node.api.chat
 TX_FEE = 10  # fee of the registration transactions (the dev chain's usual fee)
 FEE_BUMP_PERCENT = 10  # node.chain.mempool.MempoolConfig.replace_bump_percent
 ANSWER_TOKENS = 64
@@ -122,12 +117,14 @@ def bumped_fee(fee: int) -> int:
 
 
 class SwarmRegistration:
-    """The node's registration state machine; `poke` it on every new tip (attach does)."""
+    """The node's registration state machine; `poke` it on every new tip (the builder
+    makes it a tip listener), `start` it once the node listens."""
 
-    def __init__(self, node: Node, backend: InferenceBackend | None, *, enabled: bool,
-                 stake: int, fee: int = TX_FEE,
+    def __init__(self, host: SwarmHost, peers: SwarmPeers, backend: InferenceBackend | None,
+                 *, enabled: bool, stake: int, fee: int = TX_FEE,
                  retry_blocks: int = CALIBRATION_RETRY_BLOCKS) -> None:
-        self.node = node
+        self.host = host
+        self.peers = peers
         self.backend = backend
         self.enabled = enabled and backend is not None
         self.stake = stake
@@ -151,17 +148,19 @@ class SwarmRegistration:
 
     @property
     def node_id(self) -> bytes:
-        return self.node.node_id
+        """Our node id: the account that stakes, registers and calibrates."""
+        return self.host.node_id
 
     # -- driving -------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Run the machine in a task: one step at start, then one per `poke` (new tip)."""
         if self.enabled and self._task is None:
             self._task = asyncio.create_task(self._run())
             self.poke()
 
     async def stop(self) -> None:
+        """End the machine's task (a step in flight is cancelled; nonces make it safe)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -191,7 +190,7 @@ class SwarmRegistration:
     def _snapshot(self) -> Snapshot:
         """Chain thread: drop the node's own stale transactions (a calibration for an older
         tip), then read what the step needs."""
-        chain, mempool, me = self.node.chain, self.node.mempool, self.node_id
+        chain, mempool, me = self.host.chain, self.host.mempool, self.node_id
         mempool.revalidate([me], tip=chain.tip_view())
         state = State(chain.state_view())
         account = state.account(me)
@@ -210,13 +209,13 @@ class SwarmRegistration:
         """Decide from chain state at the tip and send what is missing; the new phase."""
         if not self.enabled:
             return self.phase
-        if self.node.syncing:
+        if self.host.syncing:
             if self.phase == STARTING:
                 self.phase = WAITING_SYNC  # nothing decided yet: say why
             return self.phase
-        snap = await self.node.call_chain(self._snapshot)
+        snap = await self.host.call_chain(self._snapshot)
         for tx in snap.pending_txs:  # peers that missed it (we sent before they connected)
-            self.node.peers.broadcast_tx(tx, raw=tx.encode(), tx_id=tx.id())
+            self.peers.broadcast_tx(tx, raw=tx.encode(), tx_id=tx.id())
         assert self.backend is not None
         model = self.backend.model_id
         registered = snap.indexed and snap.models is not None and model in snap.models
@@ -297,7 +296,7 @@ class SwarmRegistration:
         answers = await self._answer(snap.tip_id)
         if answers is None:
             return
-        if self.node.chain.tip_id != snap.tip_id:
+        if self.host.chain.tip_id != snap.tip_id:
             return  # the tip moved while we answered: the next step answers the new one
         nonce = snap.next_nonce
         fee = self.fee
@@ -326,10 +325,10 @@ class SwarmRegistration:
         return tuple(texts)
 
     async def _send(self, payload: Payload, *, nonce: int, fee: int) -> bool:
-        tx = sign_transaction(bytes(self.node.identity), chain_id=self.node.chain.params.chain_id,
+        tx = sign_transaction(bytes(self.host.identity), chain_id=self.host.chain.params.chain_id,
                               nonce=nonce, fee=fee, payload=payload)
         try:
-            self.last_tx = await self.node.submit_transaction(tx)
+            self.last_tx = await self.host.submit_transaction(tx)
         except (ValueError, ConsensusError) as exc:
             reason = str(getattr(exc, "reason", "") or exc)
             self.last_error = f"{type(payload).__name__} rejected: {reason}"
@@ -366,31 +365,3 @@ class SwarmRegistration:
             "seconds_to_calibrate": None if self.calibrated_at is None
             else round(self.calibrated_at - self.started_at, 1),
         }
-
-
-def attach(node: Node, service: SwarmService) -> SwarmRegistration:
-    """Create the node's registration machine (idle unless ``config.swarm_register`` and a
-    backend), drive it from start and every tip change, serve its status."""
-    config = node.config
-    registration = SwarmRegistration(
-        node, service.backend, enabled=bool(getattr(config, "swarm_register", False)),
-        stake=int(getattr(config, "swarm_stake", 1)))
-    setattr(node, "swarm_registration", registration)  # noqa: B010  # looked up by name
-
-    async def _start(_: Node) -> None:
-        registration.start()
-
-    async def _stop(_: Node) -> None:
-        await registration.stop()
-
-    async def _status(_: web.Request) -> web.Response:
-        return web.json_response(registration.status())
-
-    node.start_hooks.append(_start)
-    node.stop_hooks.append(_stop)
-    node.add_tip_listener(registration.poke)
-    def _routes(app: web.Application, _: Node) -> None:
-        app.router.add_get(ROUTE, _status)
-
-    node.add_route_hook(_routes)
-    return registration

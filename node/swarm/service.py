@@ -36,54 +36,45 @@ chain slashes it. A reveal counts if it opens one of its author's commitments.
 Fast path: `settle` runs with the candidates' reputations and stakes (for an on-chain round
 the chain's own inputs), so the client's top answer is the one the settlement ranks first.
 
-Settlement (rounds drawn from registered nodes) is a shared duty: after ``final`` every node
-holds the same round data; the origin sends `SettleSwarmRound` at once, and the other
-participants (answerers, then judges, in draw order, without the origin) are backups: the
-k-th wakes after ``settle_backoff`` × k seconds and sends its own settlement only if the round
-is neither settled in chain state nor pending in its mempool. Nothing is retried; a duplicate
-fails with ``swarm.already_settled`` and leaves the mempool when the settling block lands
-(`SwarmService.on_tip`). Status: ``pending`` (``pending: backup settler k, …``) ->
-``submitted: tx … by <settler>`` -> ``settled at height h: tx … by <settler>`` (read from the
-block that holds it, on every node). An interim round cannot settle (its nodes are not in the
-registry): ``not on chain: …``.
+Settlement of an on-chain round is a shared duty of its participants
+(`node.swarm.settlement_duty`).
+An interim round cannot settle (its nodes are not in the registry): ``not on chain: …``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import msgpack
-import numpy as np
-
-from consensus.tx import Transaction, sign_transaction
+from consensus.block import BlockHeader
 from contracts.escrow import escrow_of
 from contracts.registry import swarm_node_ids
-from contracts.swarm import (
-    ANY_MODEL,
-    MAX_SETTLEMENT_LAG,
-    SettleSwarmRound,
-    build_settlement,
-    selected_nodes,
-    selection_candidates,
-    settled_round,
-)
+from contracts.swarm import ANY_MODEL, selected_nodes, selection_candidates
 from core.errors import ConsensusError
 from core.state import State
 from node.logging import get_logger, log_event
-from pouw.mining import MiningResult
+from node.p2p.peer import Peer
+from node.p2p.protocol import Message, MsgType, encode_frame
+from node.swarm.backend import make_swarm_backend, warm_up
+from node.swarm.errors import FeeNotCovered, SwarmUnavailable
+from node.swarm.host import SwarmHost, SwarmPeers
+from node.swarm.round import NOT_ON_CHAIN, RoundState, pack, unpack
+from node.swarm.settlement_duty import (
+    DEFAULT_SETTLE_BACKOFF,
+    DEFAULT_SETTLEMENT_FEE,
+    SettlementDuty,
+)
 from swarm.commit_reveal import (
     answer_opening,
     commit,
     judgment_opening,
     judgment_payload,
     make_evidence,
-    reveal_matches,
 )
 from swarm.messages import (
     KIND_ANSWER,
@@ -103,191 +94,40 @@ from swarm.selection import (
     select_nodes,
     selection_weight,
 )
-from swarm.settlement import (
-    SCREEN_BAD,
-    SCREEN_GOOD,
-    SCREEN_NONE,
-    RoundSettlement,
-    answer_view,
-    settle,
-)
+from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, SCREEN_NONE, answer_view, settle
 
 if TYPE_CHECKING:
-    from node.mining.miner import ExactProduct
-    from node.node import Node
-    from node.p2p.peer import Peer
+    from node.node import Node  # only for the temporary `attach`
+
+__all__ = ["NOT_ON_CHAIN", "FeeNotCovered", "RoundState", "SwarmService", "SwarmUnavailable"]
 
 log = get_logger("swarm")
+T = TypeVar("T")
 MAX_ROUNDS = 1000  # rounds kept in memory (oldest dropped)
-MAX_DIGESTS = 2  # commitments kept per (node, kind): two different ones prove equivocation
-DEFAULT_SETTLE_BACKOFF = 10.0  # seconds between backup settlers (a few blocks' time)
-SETTLEMENT_PENDING = "pending"
-NOT_ON_CHAIN = "not on chain: no registered swarm nodes (interim candidates)"
+MAX_SEEN = 100_000  # message hashes kept for deduplication (oldest dropped)
 _OUTCOME_BYTE = {Outcome.A: 0, Outcome.B: 1, Outcome.TIE: 2}
 
 
-class FeeNotCovered(Exception):
-    """A client's escrow does not cover the fee of its request (HTTP 402)."""
-
-
-class SwarmUnavailable(Exception):
-    """The round cannot run (no node announces a backend)."""
-
-
-@dataclasses.dataclass
-class RoundState:
-    """Everything one node knows about one round."""
-
-    announcement: RequestAnnouncement
-    candidates: tuple[Candidate, ...]
-    answerers: tuple[bytes, ...]
-    judges: tuple[bytes, ...]
-    origin: bytes
-    started: float
-    # (node, kind) -> its validly signed commitments, first seen first; a second one with
-    # another digest is equivocation evidence (kept, gossiped, settled), more are ignored
-    commitments: dict[tuple[bytes, int], list[Commitment]] = dataclasses.field(
-        default_factory=dict)
-    reveals: dict[tuple[bytes, int], Reveal] = dataclasses.field(default_factory=dict)
-    # our own unrevealed reveals, by kind
-    pending: dict[int, Reveal] = dataclasses.field(default_factory=dict)
-    phases: set[str] = dataclasses.field(default_factory=set)  # phase messages seen
-    status: str = "answering"
-    height: int = 0  # chain height whose registry drew the candidates (0: interim rule)
-    settlement_tx: bytes | None = None  # the settlement transaction this node sent
-    settlement: RoundSettlement | None = None
-    settlement_status: str = SETTLEMENT_PENDING
-    settled: SettledBy | None = None  # the settlement transaction found on chain
-    chosen: bytes | None = None
-    answer: str | None = None
-    error: str | None = None
-    timings: dict[str, float] = dataclasses.field(default_factory=dict)
-    done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-
-    @property
-    def round_id(self) -> bytes:
-        return self.announcement.request.round_id()
-
-    @property
-    def prompt(self) -> str:
-        return self.announcement.prompt.decode("utf-8", "replace")
-
-    def committed(self, kind: int) -> set[bytes]:
-        return {node for node, k in self.commitments if k == kind}
-
-    def revealed(self, kind: int) -> set[bytes]:
-        return {node for node, k in self.reveals if k == kind}
-
-    def add_commitment(self, commitment: Commitment) -> bool:
-        """Keep a validly signed commitment of a selected node; True if it is new.
-
-        Two digests per (node, kind) are enough to prove equivocation; a third or a copy is
-        dropped, so an equivocator cannot make us store or relay without bound."""
-        if commitment.round_id != self.round_id or \
-                commitment.kind not in (KIND_ANSWER, KIND_JUDGMENT) or \
-                not commitment.verify_signature():
-            return False
-        role = self.answerers if commitment.kind == KIND_ANSWER else self.judges
-        if commitment.node not in role:
-            return False
-        kept = self.commitments.setdefault((commitment.node, commitment.kind), [])
-        if len(kept) >= MAX_DIGESTS or any(c.digest == commitment.digest for c in kept):
-            return False
-        kept.append(commitment)
-        return True
-
-    def opens(self, reveal: Reveal) -> bool:
-        """True iff ``reveal`` opens one of its author's commitments of that kind."""
-        return any(reveal_matches(c, reveal)
-                   for c in self.commitments.get((reveal.node, reveal.kind), ()))
-
-    def all_commitments(self, kind: int | None = None) -> list[Commitment]:
-        """Every kept commitment (of ``kind``, if given), sorted: what close/final carry."""
-        return sorted(c for (_, k), kept in self.commitments.items() for c in kept
-                      if kind is None or k == kind)
-
-    def equivocators(self) -> list[bytes]:
-        """Nodes that signed two different commitments of one kind (the settlement slashes)."""
-        return sorted({node for (node, _), kept in self.commitments.items() if len(kept) > 1})
-
-    def view(self) -> dict[str, Any]:
-        """JSON view for ``GET /api/v1/rounds/{id}``."""
-        answers = []
-        for node in self.answerers:
-            reveal = self.reveals.get((node, KIND_ANSWER))
-            answers.append({
-                "node": node.hex(), "committed": (node, KIND_ANSWER) in self.commitments,
-                "equivocated": len(self.commitments.get((node, KIND_ANSWER), ())) > 1,
-                "revealed": reveal is not None,
-                "text": None if reveal is None else reveal.payload.decode("utf-8", "replace")})
-        judgments = []
-        for node in self.judges:
-            reveal = self.reveals.get((node, KIND_JUDGMENT))
-            judgments.append({
-                "node": node.hex(), "committed": (node, KIND_JUDGMENT) in self.commitments,
-                "equivocated": len(self.commitments.get((node, KIND_JUDGMENT), ())) > 1,
-                "revealed": reveal is not None,
-                "outcomes": None if reveal is None else list(reveal.payload[32:])})
-        out: dict[str, Any] = {
-            "round_id": self.round_id.hex(), "status": self.status, "prompt": self.prompt,
-            "origin": self.origin.hex(), "fee": self.announcement.request.fee,
-            "candidates": [{"node": c.node.hex(), "stake": c.stake, "reputation": c.reputation,
-                            "capable": c.capable} for c in self.candidates],
-            "answerers": [a.hex() for a in self.answerers],
-            "judges": [j.hex() for j in self.judges],
-            "answers": answers, "judgments": judgments,
-            "equivocators": [node.hex() for node in self.equivocators()],
-            "chosen": None if self.chosen is None else self.chosen.hex(),
-            "answer": self.answer, "error": self.error,
-            "settlement_status": self.settlement_status,
-            "settled": None if self.settled is None else self.settled.view(),
-            "timings_ms": {k: round(v * 1000, 1) for k, v in self.timings.items()},
-        }
-        out["result"] = None if self.settlement is None else self.settlement.summary()
-        return out
-
-
-@dataclasses.dataclass(frozen=True)
-class SettledBy:
-    """Which transaction settled a round on chain, read from the block that holds it."""
-
-    height: int
-    block_id: bytes
-    tx_id: bytes
-    settler: bytes  # the transaction's sender
-
-    def status(self) -> str:
-        if not self.tx_id:  # the block is not in our store (cannot happen on a full node)
-            return f"settled at height {self.height}"
-        return f"settled at height {self.height}: tx {self.tx_id.hex()} by {self.settler.hex()}"
-
-    def view(self) -> dict[str, Any]:
-        return {"height": self.height, "block": self.block_id.hex(), "tx": self.tx_id.hex(),
-                "settler": self.settler.hex()}
-
-
-def _pack(*items: Any) -> bytes:
-    return bytes(msgpack.packb(list(items), use_bin_type=True))
-
-
-def _unpack(data: bytes) -> list[Any]:
-    obj = msgpack.unpackb(data, raw=False, use_list=True)
-    if type(obj) is not list:
-        raise ValueError("swarm message: expected a list")
-    return obj
+def swarm_frame(kind: str, data: bytes) -> bytes:
+    """One swarm message as a p2p frame (the ``cap`` we send a new peer)."""
+    return encode_frame(MsgType.SWARM, {"kind": kind, "data": data})
 
 
 class SwarmService:
-    """The swarm side of one node (attach with `attach`)."""
+    """The swarm side of one node: gossip, answering, judging, the origin's side of a round.
 
-    def __init__(self, node: Node, backend: InferenceBackend | None, *,
-                 answers: int = 4, judges: int = 4, answer_timeout: float = 30.0,
+    Built by the node's builder from explicit dependencies (`node.swarm.host`); the builder
+    hands it p2p frames (`on_message`/`on_frame`), new peers (`on_connect`) and new tips
+    (`on_tip`), and the chat API (`node.api.chat`) calls `ask`/`ask_signed`."""
+
+    def __init__(self, host: SwarmHost, peers: SwarmPeers, backend: InferenceBackend | None,
+                 *, answers: int = 4, judges: int = 4, answer_timeout: float = 30.0,
                  judge_timeout: float = 30.0, reveal_timeout: float = 5.0,
                  abandon_slack: float = 10.0, max_tokens: int = 64,
-                 settlement_fee: int = 10,
+                 settlement_fee: int = DEFAULT_SETTLEMENT_FEE,
                  settle_backoff: float = DEFAULT_SETTLE_BACKOFF) -> None:
-        self.node = node
+        self.host = host
+        self.peers = peers
         self.backend = backend
         self.answers = answers
         self.judges = judges
@@ -295,23 +135,44 @@ class SwarmService:
         self.judge_timeout = judge_timeout
         self.reveal_timeout = reveal_timeout
         self.abandon_slack = abandon_slack
-        self.settlement_fee = settlement_fee
-        self.settle_backoff = settle_backoff
         self.max_tokens = max_tokens
+        self.duty = SettlementDuty(host, fee=settlement_fee, backoff=settle_backoff)
         self.capable_peers: dict[bytes, bytes] = {}  # peer node id -> announced model id
         self.rounds: dict[bytes, RoundState] = {}
         self._seen: dict[bytes, None] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._handlers: dict[str, Callable[[bytes], bool]] = {
+            "req": self._on_req, "commit": self._on_commit, "reveal": self._on_reveal,
+            "phase": self._on_phase, "close": self._on_close, "final": self._on_final}
         self.silent = False  # tests: a node that never answers nor judges
-        self.settles = True  # tests: False = a node that never sends a settlement
 
     # -- plumbing ------------------------------------------------------------------------------
 
     @property
     def node_id(self) -> bytes:
-        return self.node.node_id
+        """Our node id: how the round's draw names us."""
+        return self.host.node_id
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    @property
+    def settles(self) -> bool:
+        """False: a node that never sends a settlement (tests)."""
+        return self.duty.enabled
+
+    @settles.setter
+    def settles(self, value: bool) -> None:
+        self.duty.enabled = value
+
+    @property
+    def settle_backoff(self) -> float:
+        """Seconds between backup settlers (`SettlementDuty`)."""
+        return self.duty.backoff
+
+    @property
+    def settlement_fee(self) -> int:
+        """The fee our settlement transactions pay."""
+        return self.duty.fee
+
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -323,7 +184,14 @@ class SwarmService:
         return self.answer_timeout + self.judge_timeout + 2 * self.reveal_timeout + \
             self.abandon_slack
 
+    async def start(self) -> None:
+        """After the node listens: warm the backend up (the first inference pays ~1 s for
+        it, better us than a client)."""
+        if self.backend is not None:
+            self._spawn(warm_up(self.backend))
+
     async def stop(self) -> None:
+        """Cancel every round task (answering, judging, settling) and wait for them."""
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -331,21 +199,27 @@ class SwarmService:
                 await task
 
     def on_connect(self, peer: Peer) -> None:
+        """A new peer: tell it our model, so it can draw us under the interim rule."""
         if self.backend is not None:
-            peer.send_frame(_swarm_frame("cap", self.backend.model_id))
+            peer.send_frame(swarm_frame("cap", self.backend.model_id))
 
     def _first_time(self, kind: str, data: bytes) -> bool:
+        """True the first time we see this message (we flood each message once)."""
         key = hashlib.sha256(kind.encode() + b"\0" + data).digest()
         if key in self._seen:
             return False
         self._seen[key] = None
-        while len(self._seen) > 100_000:
+        while len(self._seen) > MAX_SEEN:
             self._seen.pop(next(iter(self._seen)))
         return True
 
     def _flood(self, kind: str, data: bytes, *, exclude: Peer | None = None) -> None:
         self._first_time(kind, data)
-        self.node.peers.broadcast_swarm(kind, data, exclude=exclude)
+        self.peers.broadcast_swarm(kind, data, exclude=exclude)
+
+    async def on_frame(self, peer: Peer, msg: Message) -> None:
+        """A ``SWARM`` p2p frame (``kind`` and ``data``; the protocol checked their types)."""
+        await self.on_message(peer, msg["kind"], msg["data"])
 
     async def on_message(self, peer: Peer, kind: str, data: bytes) -> None:
         """A swarm frame from ``peer``. Bad data is dropped (IGNORE), never relayed."""
@@ -361,62 +235,76 @@ class SwarmService:
             log_event(log, "swarm.bad_message", kind=kind, peer=peer.node_id, error=str(exc))
             return
         if relay:
-            self.node.peers.broadcast_swarm(kind, data, exclude=peer)
+            self.peers.broadcast_swarm(kind, data, exclude=peer)
 
     # -- message handling (all nodes) ----------------------------------------------------------
 
     def _handle(self, kind: str, data: bytes) -> bool:
         """Apply one message; True if it should be relayed."""
-        if kind == "req":
-            raw, candidates, origin, height, (answerers, judges) = _unpack(data)
-            return self._on_request(RequestAnnouncement.decode(raw), tuple(
-                Candidate(node=bytes(node), stake=int(stake), reputation=int(rep),
-                          capable=bool(capable))
-                for node, stake, rep, capable in candidates), bytes(origin), int(height),
-                selection=(tuple(map(bytes, answerers)), tuple(map(bytes, judges))))
-        if kind == "commit":
-            c = Commitment.decode(data)
-            state = self.rounds.get(c.round_id)
-            if state is None or not self._keep_commitment(state, c):
-                return False
-            state.changed.set()
-            return True  # a second digest travels on too: every node must see the evidence
-        if kind == "reveal":
-            r = Reveal.decode(data)
-            state = self.rounds.get(r.round_id)
-            if state is None or not state.opens(r):
-                return False
-            state.reveals.setdefault((r.node, r.kind), r)
-            state.changed.set()
-            return True
-        if kind == "phase":
-            round_id, phase = bytes(_unpack(data)[0]), str(_unpack(data)[1])
-            state = self.rounds.get(round_id)
-            if state is None:
-                return False
-            reveal_kind = {"reveal_answers": KIND_ANSWER, "reveal_judgments": KIND_JUDGMENT}
-            state.phases.add(phase)
-            if phase in reveal_kind:
-                self._reveal_own(state, reveal_kind[phase])
-            return True
-        if kind == "close":
-            round_id, commits, reveals = _unpack(data)
-            state = self.rounds.get(bytes(round_id))
-            if state is None:
-                return False
-            closed = self._absorb(state, commits, reveals)
-            if self.node_id in state.judges and self.backend is not None and not self.silent:
-                self._spawn(self._judge(state, closed))
-            return True
-        if kind == "final":
-            round_id, commits, reveals, _chosen = _unpack(data)
-            state = self.rounds.get(bytes(round_id))
-            if state is None or state.status == "complete":
-                return False
-            self._absorb(state, commits, reveals)
-            self._finish(state)
-            return True
-        return False
+        handler = self._handlers.get(kind)
+        return False if handler is None else handler(data)
+
+    def _on_req(self, data: bytes) -> bool:
+        """A round's announcement: the request, the selected nodes' records, the draw."""
+        raw, candidates, origin, height, (answerers, judges) = unpack(data)
+        return self._on_request(RequestAnnouncement.decode(raw), tuple(
+            Candidate(node=bytes(node), stake=int(stake), reputation=int(rep),
+                      capable=bool(capable))
+            for node, stake, rep, capable in candidates), bytes(origin), int(height),
+            selection=(tuple(map(bytes, answerers)), tuple(map(bytes, judges))))
+
+    def _on_commit(self, data: bytes) -> bool:
+        """A commitment of a selected node; a second digest travels on too: every node must
+        see the equivocation evidence."""
+        c = Commitment.decode(data)
+        state = self.rounds.get(c.round_id)
+        if state is None or not self._keep_commitment(state, c):
+            return False
+        state.changed.set()
+        return True
+
+    def _on_reveal(self, data: bytes) -> bool:
+        """A reveal; it counts if it opens one of its author's commitments."""
+        r = Reveal.decode(data)
+        state = self.rounds.get(r.round_id)
+        if state is None or not state.opens(r):
+            return False
+        state.reveals.setdefault((r.node, r.kind), r)
+        state.changed.set()
+        return True
+
+    def _on_phase(self, data: bytes) -> bool:
+        """The origin opens a reveal phase: reveal what we committed of that kind."""
+        round_id, phase = bytes(unpack(data)[0]), str(unpack(data)[1])
+        state = self.rounds.get(round_id)
+        if state is None:
+            return False
+        reveal_kind = {"reveal_answers": KIND_ANSWER, "reveal_judgments": KIND_JUDGMENT}
+        state.phases.add(phase)
+        if phase in reveal_kind:
+            self._reveal_own(state, reveal_kind[phase])
+        return True
+
+    def _on_close(self, data: bytes) -> bool:
+        """The answers the origin counts: judges judge exactly those."""
+        round_id, commits, reveals = unpack(data)
+        state = self.rounds.get(bytes(round_id))
+        if state is None:
+            return False
+        closed = self._absorb(state, commits, reveals)
+        if self.node_id in state.judges and self.backend is not None and not self.silent:
+            self._spawn(self._judge(state, closed))
+        return True
+
+    def _on_final(self, data: bytes) -> bool:
+        """Every commitment and reveal of the round: settle on exactly those."""
+        round_id, commits, reveals, _chosen = unpack(data)
+        state = self.rounds.get(bytes(round_id))
+        if state is None or state.status == "complete":
+            return False
+        self._absorb(state, commits, reveals)
+        self._finish(state)
+        return True
 
     def _absorb(self, state: RoundState, commits: list[bytes],
                 reveals: list[bytes]) -> tuple[list[Commitment], list[Reveal]]:
@@ -458,7 +346,7 @@ class SwarmService:
         draw (answerers, judges), which must be distinct selected nodes, no more than the
         request asked for and, when our chain has the round's height, our own draw."""
         request = announcement.request
-        if request.chain_id != self.node.chain.params.chain_id or \
+        if request.chain_id != self.host.chain.params.chain_id or \
                 not request.verify_signature() or not announcement.prompt_matches():
             return False
         round_id = request.round_id()
@@ -490,10 +378,10 @@ class SwarmService:
         """The origin's draw is the chain's (`contracts.swarm.selected_nodes`), checked when
         our chain has reached the round's height (a node behind takes it on trust: the
         settlement is checked by every validator anyway)."""
-        if self.node.chain.height < height:
+        if self.host.chain.height < height:
             return True
-        params = self.node.chain.params
-        ours = selected_nodes(State(self.node.chain.state_view()), request, height=height,
+        params = self.host.chain.params
+        ours = selected_nodes(State(self.host.chain.state_view()), request, height=height,
                               min_stake=params.min_node_stake,
                               epoch_blocks=params.swarm_epoch_blocks)
         return (tuple(ours[0]), tuple(ours[1])) == draw
@@ -509,7 +397,7 @@ class SwarmService:
     # -- answering and judging (selected nodes) ------------------------------------------------
 
     def _commit_own(self, state: RoundState, kind: int, payload: bytes) -> None:
-        commitment, reveal = commit(bytes(self.node.identity), round_id=state.round_id,
+        commitment, reveal = commit(bytes(self.host.identity), round_id=state.round_id,
                                     kind=kind, payload=payload, salt=os.urandom(32))
         state.pending[kind] = reveal
         raw = commitment.encode()
@@ -602,21 +490,23 @@ class SwarmService:
         interim rule (module docstring): us and the peers that announced a backend, stake 1,
         reputation 0, height 0 (such a round cannot settle on chain).
         """
-        state = State(self.node.chain.state_view())
+        state = State(self.host.chain.state_view())
         if swarm_node_ids(state):
-            height = self.node.chain.height
-            params = self.node.chain.params
+            height = self.host.chain.height
+            params = self.host.chain.params
             pool = selection_candidates(state, height=height, model=model,
                                         min_stake=params.min_node_stake,
                                         epoch_blocks=params.swarm_epoch_blocks)
             return tuple(pool), height
-        known = {node for node in self.capable_peers if self.node.peers.get(node) is not None}
+        known = {node for node in self.capable_peers if self.peers.get(node) is not None}
         if self.backend is not None:
             known.add(self.node_id)
         return tuple(Candidate(node=node, stake=1, reputation=0, capable=True)
                      for node in sorted(known)[:64]), 0
 
-    async def _wait(self, state: RoundState, predicate: Any, timeout: float) -> None:
+    async def _wait(self, state: RoundState, predicate: Callable[[], bool],
+                    timeout: float) -> None:
+        """Until ``predicate`` holds (checked on every change of the round) or ``timeout``."""
         deadline = time.monotonic() + timeout
         while not predicate():
             remaining = deadline - time.monotonic()
@@ -634,7 +524,7 @@ class SwarmService:
         (the other nodes still get ``final``)."""
         candidates, height, eligible = self._eligible()
         announcement = sign_request(
-            bytes(self.node.identity), chain_id=self.node.chain.params.chain_id,
+            bytes(self.host.identity), chain_id=self.host.chain.params.chain_id,
             prompt=prompt.encode(), fee=fee, answers=min(self.answers, eligible),
             judges=min(self.judges, eligible), nonce=os.urandom(32))
         return await asyncio.shield(self._spawn(self._run(announcement, candidates, height)))
@@ -645,7 +535,7 @@ class SwarmService:
         this node still has unsettled. Raises ValueError (bad request), FeeNotCovered or
         SwarmUnavailable."""
         request = announcement.request
-        if request.chain_id != self.node.chain.params.chain_id:
+        if request.chain_id != self.host.chain.params.chain_id:
             raise ValueError(f"request is for chain {request.chain_id}")
         if not request.verify_signature():
             raise ValueError("bad request signature")
@@ -672,7 +562,7 @@ class SwarmService:
         in escrow: the settlement lands after the answer, when a balance could be gone."""
         if fee == 0 or client == self.node_id:
             return
-        locked = escrow_of(State(self.node.chain.state_view()), client).locked
+        locked = escrow_of(State(self.host.chain.state_view()), client).locked
         unsettled = self.unsettled_fees(client)
         if locked < fee + unsettled:
             raise FeeNotCovered(
@@ -693,188 +583,80 @@ class SwarmService:
 
     async def _run(self, announcement: RequestAnnouncement,
                    candidates: tuple[Candidate, ...], height: int) -> RoundState:
-        # the origin draws from the whole pool (what validators redraw from) and sends the
-        # draw with the selected nodes' records only: the message stays small however many
-        # nodes are eligible
-        drawn = self._select(announcement, candidates)
-        chosen = set(drawn[0]) | set(drawn[1])
-        raw = _pack(announcement.encode(),
-                    [[c.node, c.stake, c.reputation, c.capable] for c in candidates
-                     if c.node in chosen],
-                    self.node_id, height, [list(drawn[0]), list(drawn[1])])
-        self._handle("req", raw)
-        self._flood("req", raw)
-        state = self.rounds[announcement.request.round_id()]
+        """The origin's round: announce, collect answers, close, collect judgments, final."""
+        state = self._announce(announcement, candidates, height)
         t0 = state.started
-        answerers = set(state.answerers)
-        await self._wait(state, lambda: state.committed(KIND_ANSWER) >= answerers,
-                         self.answer_timeout)
-        state.timings["answers_committed"] = time.monotonic() - t0
-        self._phase(state, "reveal_answers")
-        await self._wait(state, lambda: state.revealed(KIND_ANSWER)
-                         >= state.committed(KIND_ANSWER), self.reveal_timeout)
-        state.timings["answers_revealed"] = time.monotonic() - t0
+        await self._collect(state, KIND_ANSWER, self.answer_timeout, "answers")
         state.status = "judging"
-        answer_keys = [k for k in state.reveals if k[1] == KIND_ANSWER]
-        close = _pack(state.round_id,
-                      [c.encode() for c in state.all_commitments(KIND_ANSWER)],
-                      [state.reveals[k].encode() for k in sorted(answer_keys)])
-        self._handle("close", close)
-        self._flood("close", close)
-        if len(answer_keys) >= 2:
-            judges = set(state.judges)
-            await self._wait(state, lambda: state.committed(KIND_JUDGMENT) >= judges,
-                             self.judge_timeout)
-            state.timings["judgments_committed"] = time.monotonic() - t0
-            self._phase(state, "reveal_judgments")
-            await self._wait(state, lambda: state.revealed(KIND_JUDGMENT)
-                             >= state.committed(KIND_JUDGMENT), self.reveal_timeout)
-            state.timings["judgments_revealed"] = time.monotonic() - t0
-        final = _pack(state.round_id, [c.encode() for c in state.all_commitments()],
-                      [state.reveals[k].encode() for k in sorted(state.reveals)], b"")
+        answers = self._close(state)
+        if answers >= 2:
+            await self._collect(state, KIND_JUDGMENT, self.judge_timeout, "judgments")
+        final = pack(state.round_id, [c.encode() for c in state.all_commitments()],
+                     [state.reveals[k].encode() for k in sorted(state.reveals)], b"")
         self._flood("final", final)
         self._finish(state)
         state.timings["complete"] = time.monotonic() - t0
         log_event(log, "swarm.round_complete", round=state.round_id,
-                  answers=len(answer_keys), ms=round(state.timings["complete"] * 1000, 1))
+                  answers=answers, ms=round(state.timings["complete"] * 1000, 1))
         return state
+
+    def _announce(self, announcement: RequestAnnouncement,
+                  candidates: tuple[Candidate, ...], height: int) -> RoundState:
+        """Draw and flood the ``req``; our own round state.
+
+        The origin draws from the whole pool (what validators redraw from) and sends the
+        draw with the selected nodes' records only: the message stays small however many
+        nodes are eligible."""
+        drawn = self._select(announcement, candidates)
+        chosen = set(drawn[0]) | set(drawn[1])
+        raw = pack(announcement.encode(),
+                   [[c.node, c.stake, c.reputation, c.capable] for c in candidates
+                    if c.node in chosen],
+                   self.node_id, height, [list(drawn[0]), list(drawn[1])])
+        self._handle("req", raw)
+        self._flood("req", raw)
+        return self.rounds[announcement.request.round_id()]
+
+    async def _collect(self, state: RoundState, kind: int, timeout: float, name: str) -> None:
+        """Wait for every selected node's commitment of ``kind`` (or ``timeout``), open the
+        reveal phase, wait for every committed node's reveal (or ``reveal_timeout``)."""
+        t0 = state.started
+        selected = set(state.answerers if kind == KIND_ANSWER else state.judges)
+        await self._wait(state, lambda: state.committed(kind) >= selected, timeout)
+        state.timings[f"{name}_committed"] = time.monotonic() - t0
+        self._phase(state, f"reveal_{name}")
+        await self._wait(state, lambda: state.revealed(kind) >= state.committed(kind),
+                         self.reveal_timeout)
+        state.timings[f"{name}_revealed"] = time.monotonic() - t0
+
+    def _close(self, state: RoundState) -> int:
+        """Flood the answers we count (``close``): judges judge exactly those; how many."""
+        answer_keys = [k for k in state.reveals if k[1] == KIND_ANSWER]
+        close = pack(state.round_id,
+                     [c.encode() for c in state.all_commitments(KIND_ANSWER)],
+                     [state.reveals[k].encode() for k in sorted(answer_keys)])
+        self._handle("close", close)
+        self._flood("close", close)
+        return len(answer_keys)
 
     # -- settlement duty (every participant of an on-chain round) ------------------------------
 
     def settler_position(self, state: RoundState) -> int | None:
-        """Our place in the round's settlement duty: 0 the origin (settles at once), k ≥ 1 the
-        k-th other participant (answerers, then judges, in draw order), None not a duty.
-
-        Every node computes the same order from the round, so backups wake one at a time."""
-        if self.node_id == state.origin:
-            return 0
-        order = [node for node in dict.fromkeys(state.answerers + state.judges)
-                 if node != state.origin]
-        return order.index(self.node_id) + 1 if self.node_id in order else None
-
-    async def _settlement_duty(self, state: RoundState) -> None:
-        """Settle the round unless someone already has: the origin at once, backup k after
-        ``settle_backoff`` × k seconds (so a dead or lazy origin does not leave it unsettled)."""
-        position = self.settler_position(state)
-        if position is None or not self.settles:
-            return
-        if position:
-            delay = self.settle_backoff * position
-            state.settlement_status = (f"pending: backup settler {position}, "
-                                       f"sends in {delay:g} s unless settled")
-            await asyncio.sleep(delay)
-        await self._submit_settlement(state)
-
-    def _settlement_tx(self, state: RoundState) -> Transaction | SettledBy | str:
-        """Chain thread: the signed `SettleSwarmRound` of a finished round, or why not to
-        send one: the round is settled (`SettledBy`) or a settlement is pending (its status).
-
-        Checking chain state and the mempool first keeps backups from paying for duplicates
-        (a duplicate would only fail with ``swarm.already_settled``)."""
-        chain_state = State(self.node.chain.state_view())
-        settled = self._settled_by(state, chain_state)
-        if settled is not None:
-            return settled
-        for tx in self.node.mempool.transactions():
-            if _settles(tx, state.round_id):
-                return f"submitted: tx {tx.id().hex()} by {tx.sender.hex()}"
-        reveals = list(state.reveals.values())
-        payload = build_settlement(
-            chain_state, height=state.height, request=state.announcement.request,
-            answerers=state.answerers, judges=state.judges,
-            commitments=state.all_commitments(),
-            answer_openings=[answer_opening(r) for r in reveals if r.kind == KIND_ANSWER],
-            judgment_openings=[judgment_opening(r) for r in reveals
-                               if r.kind == KIND_JUDGMENT],
-            min_stake=self.node.chain.params.min_node_stake,
-            epoch_blocks=self.node.chain.params.swarm_epoch_blocks)
-        pending = self.node.mempool.pending_of(self.node_id)
-        nonce = pending[-1].nonce + 1 if pending else chain_state.account(self.node_id).nonce
-        return sign_transaction(bytes(self.node.identity),
-                                chain_id=self.node.chain.params.chain_id, nonce=nonce,
-                                fee=self.settlement_fee, payload=payload)
-
-    async def _submit_settlement(self, state: RoundState) -> None:
-        """Send the round's settlement transaction once, unless it is settled or pending.
-
-        A failure (e.g. a duplicate that raced ours: ``swarm.already_settled``) ends in a
-        ``failed: …`` status; nothing is retried."""
-        try:
-            built = await self.node.call_chain(self._settlement_tx, state)
-            if isinstance(built, SettledBy):
-                state.settled = built
-                state.settlement_status = built.status()
-                return
-            if isinstance(built, str):
-                state.settlement_status = built
-                return
-            state.settlement_tx = await self.node.submit_transaction(built)
-        except (ValueError, ConsensusError) as exc:
-            state.settlement_status = f"failed: {exc}"
-            log_event(log, "swarm.settlement_failed", round=state.round_id, error=str(exc))
-            return
-        state.settlement_status = \
-            f"submitted: tx {state.settlement_tx.hex()} by {self.node_id.hex()}"
-        log_event(log, "swarm.settlement_sent", round=state.round_id, tx=state.settlement_tx)
-
-    def _settled_by(self, state: RoundState, chain_state: State) -> SettledBy | None:
-        """The transaction that settled the round on our chain (cached per block), if any."""
-        settled = settled_round(chain_state, state.round_id)
-        if settled is None:
-            return None
-        block_id = self.node.chain.block_id_at(settled.height) or b""
-        cached = state.settled
-        if cached is not None and (cached.height, cached.block_id) == (settled.height,
-                                                                      block_id):
-            return cached
-        block = self.node.chain.get_block(block_id) if block_id else None
-        for tx in () if block is None else block.transactions:
-            if _settles(tx, state.round_id):
-                return SettledBy(height=settled.height, block_id=block_id, tx_id=tx.id(),
-                                 settler=tx.sender)
-        return SettledBy(height=settled.height, block_id=block_id, tx_id=b"", settler=b"")
+        """Our place in the round's settlement duty (`SettlementDuty.position`)."""
+        return self.duty.position(state)
 
     def settlement_status(self, state: RoundState) -> str:
-        """The round's settlement status, refreshed from chain state: ``settled at height h:
-        tx … by …`` on every node once a block holds the settlement."""
-        settled = self._settled_by(state, State(self.node.chain.state_view()))
-        if settled is not None:
-            state.settled = settled
-            state.settlement_status = settled.status()
-        return state.settlement_status
+        """The round's settlement status, refreshed from chain state (`SettlementDuty`)."""
+        return self.duty.status(state)
 
-    def on_tip(self, _header: Any) -> None:
+    def on_tip(self, _header: BlockHeader) -> None:
         """After a tip change: note which rounds are now settled (so every round view says so
         without being asked first) and drop their duplicate settlements from the mempool."""
-        chain_state = State(self.node.chain.state_view())
-        oldest = self.node.chain.height - MAX_SETTLEMENT_LAG  # older rounds cannot settle now
-        for state in self.rounds.values():
-            if state.height >= max(1, oldest) and state.settled is None and \
-                    state.status == "complete":
-                settled = self._settled_by(state, chain_state)
-                if settled is not None:
-                    state.settled = settled
-                    state.settlement_status = settled.status()
-        self._spawn(self._drop_duplicates_task())
-
-    async def _drop_duplicates_task(self) -> None:
-        with contextlib.suppress(RuntimeError):  # the chain thread is gone (node stopping)
-            await self.node.call_chain(self._drop_settled_duplicates)
-
-    def _drop_settled_duplicates(self) -> None:
-        """Chain thread: a second settlement of a round settled by someone else can never
-        apply; the mempool only re-checks the senders of the new block, so it would sit there
-        (and block its sender's later nonces) until it expires. Re-check its sender now."""
-        chain_state = State(self.node.chain.state_view())
-        senders = {tx.sender for tx in self.node.mempool.transactions()
-                   if isinstance(tx.payload, SettleSwarmRound)
-                   and settled_round(chain_state, tx.payload.request.round_id()) is not None}
-        if senders:
-            self.node.mempool.revalidate(senders, tip=self.node.chain.tip_view())
-            log_event(log, "swarm.settlement_duplicates_dropped", senders=len(senders))
+        self.duty.note_settled(self.rounds.values())
+        self._spawn(self.duty.drop_duplicates())
 
     def _phase(self, state: RoundState, phase: str) -> None:
-        raw = _pack(state.round_id, phase)
+        raw = pack(state.round_id, phase)
         self._handle("phase", raw)
         self._flood("phase", raw)
 
@@ -904,77 +686,34 @@ class SwarmService:
         if not state.height:
             state.settlement_status = NOT_ON_CHAIN
         else:
-            self._spawn(self._settlement_duty(state))
+            self._spawn(self.duty.run(state))
         state.status = "complete"
         state.done.set()
         state.changed.set()
 
 
-async def _warm_up(backend: InferenceBackend) -> None:
-    try:
-        answer = await backend.answer("What is 1+1?", max_tokens=64)
-        await backend.judge("What is 1+1?", answer.text, "3")
-    except Exception as exc:  # an unreachable endpoint: rounds will say so, not the warm-up
-        log_event(log, "swarm.warm_up_failed", error=str(exc))
 
+def attach(node: Node, backend: InferenceBackend | None = None,
+           **options: Any) -> SwarmService:
+    """TEMPORARY, until node/builder.py wires the swarm (see /work/notes/swarm_api.md): the
+    old entry point, built on the new constructors."""
+    from node.api.chat import register_routes
+    from node.swarm.registration import SwarmRegistration
 
-def _settles(tx: Transaction, round_id: bytes) -> bool:
-    """True iff ``tx`` is a settlement of round ``round_id``."""
-    return isinstance(tx.payload, SettleSwarmRound) and \
-        tx.payload.request.round_id() == round_id
-
-
-def _swarm_frame(kind: str, data: bytes) -> bytes:
-    from node.p2p.protocol import MsgType, encode_frame
-
-    return encode_frame(MsgType.SWARM, {"kind": kind, "data": data})
-
-
-class MinedProducts:
-    """The built-in model's matmuls, mined by the node's miner (`Miner.mine_product`): on a
-    mining node the swarm's inference is the useful work, and a winning ticket is a block."""
-
-    r: int | None = None  # pouw's default chunk size for the padded shapes
-
-    def __init__(self, miner: Any) -> None:
-        self.miner = miner
-
-    def mine(self, a: np.ndarray, b: np.ndarray) -> MiningResult | ExactProduct:
-        result: MiningResult | ExactProduct = self.miner.mine_product(a, b)
-        return result
-
-
-def attach(node: Node, backend: InferenceBackend | None = None, **options: Any) -> SwarmService:
-    """Create the node's swarm service (backend from ``config.swarm_backend`` unless given),
-    hook it into the peer manager and register the chat and round routes."""
-    if backend is None and node.config.swarm_backend:
-        from swarm.runtime.builtin import mining_hook
-        from swarm.runtime.factory import make_backend
-
-        miner = getattr(node, "miner", None)  # a mining node (node.mining.miner.attach, before us)
-        backend = make_backend(node.config.swarm_backend, matmul_hook=None if miner is None
-                               else mining_hook(MinedProducts(miner)))
     config = node.config
+    if backend is None:
+        backend = make_swarm_backend(config.swarm_backend, miner=node.miner)
     options = {"answers": config.swarm_answers, "judges": config.swarm_judges,
                "settle_backoff": float(config.swarm_settle_backoff)} | options
-    service = SwarmService(node, backend, **options)
-    setattr(node, "swarm", service)  # noqa: B010  # the peer manager looks it up by name
-    node.peers.connect_listeners.append(service.on_connect)
+    service = SwarmService(node, node.peers, backend, **options)
+    registration = SwarmRegistration(node, node.peers, backend,
+                                     enabled=config.swarm_register, stake=config.swarm_stake)
+    node.swarm = service
+    node.swarm_registration = registration
+    node.peers.add_connect_listener(service.on_connect)
+    node.peers.register_handler(MsgType.SWARM, service.on_frame)
     node.add_tip_listener(service.on_tip)
-
-    async def _stop(_: Node) -> None:
-        await service.stop()
-
-    async def _start(_: Node) -> None:
-        if backend is not None:  # the first inference pays for warm-up (~1 s): not a client
-            service._spawn(_warm_up(backend))
-
-    node.start_hooks.append(_start)
-    node.stop_hooks.append(_stop)
-    from node.api.chat import register_routes
-
-    node.add_route_hook(lambda app, n: register_routes(app, service))
-    from node.swarm.registration import attach as attach_registration
-
-    attach_registration(node, service)  # stake, register, calibrate if config.swarm_register
+    node.add_tip_listener(registration.poke)
+    node.services += [service, registration]
+    register_routes(node.app, service, registration)
     return service

@@ -12,6 +12,9 @@ from urllib.parse import parse_qs
 
 from swarm.runtime.arith_model import MatmulHook
 from swarm.runtime.base import BackendError, InferenceBackend
+from swarm.runtime.builtin import DEFAULT_JUDGE_FORMS, BuiltinBackend
+from swarm.runtime.hf import HFCheckpointBackend
+from swarm.runtime.openai_http import OpenAIBackend
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -30,21 +33,15 @@ def make_backend(spec: str, *, matmul_hook: MatmulHook | None = None,
     model only (a mining node passes `builtin.mining_hook(session)`)."""
     kind, target, options = parse_spec(spec)
     if kind == "builtin":
-        from swarm.runtime.builtin import DEFAULT_JUDGE_FORMS, BuiltinBackend
-
         return BuiltinBackend.load(
             target, matmul_hook=matmul_hook, answer_form=int(options.get("form", "0")),
             judge_forms=int(options.get("judge_forms", str(DEFAULT_JUDGE_FORMS))))
     if kind == "openai":
-        from swarm.runtime.openai_http import OpenAIBackend
-
         if "model" not in options:
             raise BackendError("openai backend needs ?model=NAME (or use discover())")
         return OpenAIBackend(target, model=options["model"], api_key=api_key,
                              timeout=float(options.get("timeout", "60")),
                              stream=options.get("stream", "0") in ("1", "true"))
     if kind == "hf":
-        from swarm.runtime.hf import HFCheckpointBackend
-
         return HFCheckpointBackend(target)
     raise BackendError(f"unknown backend kind {kind!r} (builtin, openai, hf)")

@@ -1,0 +1,175 @@
+"""One swarm round as a node holds it: its announcement, draw, commitments and reveals, and
+the settlement found on chain; plus the msgpack lists swarm gossip carries.
+
+Pure data with its own checks (`RoundState.add_commitment` keeps at most two digests per
+node and kind: enough to prove equivocation, too few to flood us); the service drives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import msgpack
+
+from swarm.commit_reveal import reveal_matches
+from swarm.messages import KIND_ANSWER, KIND_JUDGMENT, Commitment, RequestAnnouncement, Reveal
+from swarm.selection import Candidate
+from swarm.settlement import RoundSettlement
+
+MAX_DIGESTS = 2  # commitments kept per (node, kind): two different ones prove equivocation
+SETTLEMENT_PENDING = "pending"
+NOT_ON_CHAIN = "not on chain: no registered swarm nodes (interim candidates)"
+
+
+@dataclasses.dataclass
+class RoundState:
+    """Everything one node knows about one round."""
+
+    announcement: RequestAnnouncement
+    candidates: tuple[Candidate, ...]
+    answerers: tuple[bytes, ...]
+    judges: tuple[bytes, ...]
+    origin: bytes
+    started: float
+    # (node, kind) -> its validly signed commitments, first seen first; a second one with
+    # another digest is equivocation evidence (kept, gossiped, settled), more are ignored
+    commitments: dict[tuple[bytes, int], list[Commitment]] = dataclasses.field(
+        default_factory=dict)
+    reveals: dict[tuple[bytes, int], Reveal] = dataclasses.field(default_factory=dict)
+    # our own unrevealed reveals, by kind
+    pending: dict[int, Reveal] = dataclasses.field(default_factory=dict)
+    phases: set[str] = dataclasses.field(default_factory=set)  # phase messages seen
+    status: str = "answering"
+    height: int = 0  # chain height whose registry drew the candidates (0: interim rule)
+    settlement_tx: bytes | None = None  # the settlement transaction this node sent
+    settlement: RoundSettlement | None = None
+    settlement_status: str = SETTLEMENT_PENDING
+    settled: SettledBy | None = None  # the settlement transaction found on chain
+    chosen: bytes | None = None
+    answer: str | None = None
+    error: str | None = None
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    @property
+    def round_id(self) -> bytes:
+        """The request's id: what every message of the round names."""
+        return self.announcement.request.round_id()
+
+    @property
+    def prompt(self) -> str:
+        """The question as text (undecodable bytes replaced: it is only shown and answered)."""
+        return self.announcement.prompt.decode("utf-8", "replace")
+
+    def committed(self, kind: int) -> set[bytes]:
+        """Nodes with a commitment of ``kind``: what the origin waits for."""
+        return {node for node, k in self.commitments if k == kind}
+
+    def revealed(self, kind: int) -> set[bytes]:
+        """Nodes whose reveal of ``kind`` opened their commitment."""
+        return {node for node, k in self.reveals if k == kind}
+
+    def add_commitment(self, commitment: Commitment) -> bool:
+        """Keep a validly signed commitment of a selected node; True if it is new.
+
+        Two digests per (node, kind) are enough to prove equivocation; a third or a copy is
+        dropped, so an equivocator cannot make us store or relay without bound."""
+        if commitment.round_id != self.round_id or \
+                commitment.kind not in (KIND_ANSWER, KIND_JUDGMENT) or \
+                not commitment.verify_signature():
+            return False
+        role = self.answerers if commitment.kind == KIND_ANSWER else self.judges
+        if commitment.node not in role:
+            return False
+        kept = self.commitments.setdefault((commitment.node, commitment.kind), [])
+        if len(kept) >= MAX_DIGESTS or any(c.digest == commitment.digest for c in kept):
+            return False
+        kept.append(commitment)
+        return True
+
+    def opens(self, reveal: Reveal) -> bool:
+        """True iff ``reveal`` opens one of its author's commitments of that kind."""
+        return any(reveal_matches(c, reveal)
+                   for c in self.commitments.get((reveal.node, reveal.kind), ()))
+
+    def all_commitments(self, kind: int | None = None) -> list[Commitment]:
+        """Every kept commitment (of ``kind``, if given), sorted: what close/final carry."""
+        return sorted(c for (_, k), kept in self.commitments.items() for c in kept
+                      if kind is None or k == kind)
+
+    def equivocators(self) -> list[bytes]:
+        """Nodes that signed two different commitments of one kind (the settlement slashes)."""
+        return sorted({node for (node, _), kept in self.commitments.items() if len(kept) > 1})
+
+    def view(self) -> dict[str, Any]:
+        """JSON view for ``GET /api/v1/rounds/{id}``."""
+        answers = []
+        for node in self.answerers:
+            reveal = self.reveals.get((node, KIND_ANSWER))
+            answers.append({
+                "node": node.hex(), "committed": (node, KIND_ANSWER) in self.commitments,
+                "equivocated": len(self.commitments.get((node, KIND_ANSWER), ())) > 1,
+                "revealed": reveal is not None,
+                "text": None if reveal is None else reveal.payload.decode("utf-8", "replace")})
+        judgments = []
+        for node in self.judges:
+            reveal = self.reveals.get((node, KIND_JUDGMENT))
+            judgments.append({
+                "node": node.hex(), "committed": (node, KIND_JUDGMENT) in self.commitments,
+                "equivocated": len(self.commitments.get((node, KIND_JUDGMENT), ())) > 1,
+                "revealed": reveal is not None,
+                "outcomes": None if reveal is None else list(reveal.payload[32:])})
+        out: dict[str, Any] = {
+            "round_id": self.round_id.hex(), "status": self.status, "prompt": self.prompt,
+            "origin": self.origin.hex(), "fee": self.announcement.request.fee,
+            "candidates": [{"node": c.node.hex(), "stake": c.stake, "reputation": c.reputation,
+                            "capable": c.capable} for c in self.candidates],
+            "answerers": [a.hex() for a in self.answerers],
+            "judges": [j.hex() for j in self.judges],
+            "answers": answers, "judgments": judgments,
+            "equivocators": [node.hex() for node in self.equivocators()],
+            "chosen": None if self.chosen is None else self.chosen.hex(),
+            "answer": self.answer, "error": self.error,
+            "settlement_status": self.settlement_status,
+            "settled": None if self.settled is None else self.settled.view(),
+            "timings_ms": {k: round(v * 1000, 1) for k, v in self.timings.items()},
+        }
+        out["result"] = None if self.settlement is None else self.settlement.summary()
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SettledBy:
+    """Which transaction settled a round on chain, read from the block that holds it."""
+
+    height: int
+    block_id: bytes
+    tx_id: bytes
+    settler: bytes  # the transaction's sender
+
+    def status(self) -> str:
+        """The round's settlement status line (the API and the CLI show it)."""
+        if not self.tx_id:  # the block is not in our store (cannot happen on a full node)
+            return f"settled at height {self.height}"
+        return f"settled at height {self.height}: tx {self.tx_id.hex()} by {self.settler.hex()}"
+
+    def view(self) -> dict[str, Any]:
+        """JSON view, under ``settled`` in the round view."""
+        return {"height": self.height, "block": self.block_id.hex(), "tx": self.tx_id.hex(),
+                "settler": self.settler.hex()}
+
+
+def pack(*items: Any) -> bytes:
+    """One swarm message's data: a msgpack list (bytes stay bytes)."""
+    return bytes(msgpack.packb(list(items), use_bin_type=True))
+
+
+def unpack(data: bytes) -> list[Any]:
+    """The list `pack` made; raises ValueError on anything else (the message is dropped)."""
+    obj = msgpack.unpackb(data, raw=False, use_list=True)
+    if type(obj) is not list:
+        raise ValueError("swarm message: expected a list")
+    return obj

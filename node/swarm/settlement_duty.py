@@ -1,0 +1,186 @@
+"""Settlement duty: who sends a finished round's `SettleSwarmRound`, when, and the sweep of
+duplicates once one has landed.
+
+Settlement (rounds drawn from registered nodes) is a shared duty: after ``final`` every node
+holds the same round data; the origin sends `SettleSwarmRound` at once, and the other
+participants (answerers, then judges, in draw order, without the origin) are backups: the
+k-th wakes after ``settle_backoff`` × k seconds and sends its own settlement only if the round
+is neither settled in chain state nor pending in its mempool. Nothing is retried; a duplicate
+fails with ``swarm.already_settled`` and leaves the mempool when the settling block lands
+(`SettlementDuty.drop_duplicates`). Status: ``pending`` (``pending: backup settler k, …``) ->
+``submitted: tx … by <settler>`` -> ``settled at height h: tx … by <settler>`` (read from the
+block that holds it, on every node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from consensus.tx import Transaction, sign_transaction
+from contracts.swarm import MAX_SETTLEMENT_LAG, SettleSwarmRound, build_settlement, settled_round
+from core.errors import ConsensusError
+from core.state import State
+from node.logging import get_logger, log_event
+from node.swarm.host import SwarmHost
+from node.swarm.round import RoundState, SettledBy
+from swarm.commit_reveal import answer_opening, judgment_opening
+from swarm.messages import KIND_ANSWER, KIND_JUDGMENT
+
+log = get_logger("swarm")
+DEFAULT_SETTLE_BACKOFF = 10.0  # seconds between backup settlers (a few blocks' time)
+DEFAULT_SETTLEMENT_FEE = 10  # fee of a settlement transaction (the dev chain's usual fee)
+
+
+def settles(tx: Transaction, round_id: bytes) -> bool:
+    """True iff ``tx`` is a settlement of round ``round_id``."""
+    return isinstance(tx.payload, SettleSwarmRound) and \
+        tx.payload.request.round_id() == round_id
+
+
+class SettlementDuty:
+    """This node's share of settling the rounds it took part in (module docstring)."""
+
+    def __init__(self, host: SwarmHost, *, fee: int = DEFAULT_SETTLEMENT_FEE,
+                 backoff: float = DEFAULT_SETTLE_BACKOFF) -> None:
+        self.host = host
+        self.fee = fee
+        self.backoff = backoff
+        self.enabled = True  # tests: False = a node that never sends a settlement
+
+    def position(self, state: RoundState) -> int | None:
+        """Our place in the round's settlement duty: 0 the origin (settles at once), k ≥ 1 the
+        k-th other participant (answerers, then judges, in draw order), None not a duty.
+
+        Every node computes the same order from the round, so backups wake one at a time."""
+        me = self.host.node_id
+        if me == state.origin:
+            return 0
+        order = [node for node in dict.fromkeys(state.answerers + state.judges)
+                 if node != state.origin]
+        return order.index(me) + 1 if me in order else None
+
+    async def run(self, state: RoundState) -> None:
+        """Settle the round unless someone already has: the origin at once, backup k after
+        ``backoff`` × k seconds (so a dead or lazy origin does not leave it unsettled)."""
+        position = self.position(state)
+        if position is None or not self.enabled:
+            return
+        if position:
+            delay = self.backoff * position
+            state.settlement_status = (f"pending: backup settler {position}, "
+                                       f"sends in {delay:g} s unless settled")
+            await asyncio.sleep(delay)
+        await self._submit(state)
+
+    def _transaction(self, state: RoundState) -> Transaction | SettledBy | str:
+        """Chain thread: the signed `SettleSwarmRound` of a finished round, or why not to
+        send one: the round is settled (`SettledBy`) or a settlement is pending (its status).
+
+        Checking chain state and the mempool first keeps backups from paying for duplicates
+        (a duplicate would only fail with ``swarm.already_settled``)."""
+        chain, mempool, me = self.host.chain, self.host.mempool, self.host.node_id
+        chain_state = State(chain.state_view())
+        settled = self.settled_by(state, chain_state)
+        if settled is not None:
+            return settled
+        for tx in mempool.transactions():
+            if settles(tx, state.round_id):
+                return f"submitted: tx {tx.id().hex()} by {tx.sender.hex()}"
+        reveals = list(state.reveals.values())
+        payload = build_settlement(
+            chain_state, height=state.height, request=state.announcement.request,
+            answerers=state.answerers, judges=state.judges,
+            commitments=state.all_commitments(),
+            answer_openings=[answer_opening(r) for r in reveals if r.kind == KIND_ANSWER],
+            judgment_openings=[judgment_opening(r) for r in reveals
+                               if r.kind == KIND_JUDGMENT],
+            min_stake=chain.params.min_node_stake,
+            epoch_blocks=chain.params.swarm_epoch_blocks)
+        pending = mempool.pending_of(me)
+        nonce = pending[-1].nonce + 1 if pending else chain_state.account(me).nonce
+        return sign_transaction(bytes(self.host.identity), chain_id=chain.params.chain_id,
+                                nonce=nonce, fee=self.fee, payload=payload)
+
+    async def _submit(self, state: RoundState) -> None:
+        """Send the round's settlement transaction once, unless it is settled or pending.
+
+        A failure (e.g. a duplicate that raced ours: ``swarm.already_settled``) ends in a
+        ``failed: …`` status; nothing is retried."""
+        try:
+            built = await self.host.call_chain(self._transaction, state)
+            if isinstance(built, SettledBy):
+                state.settled = built
+                state.settlement_status = built.status()
+                return
+            if isinstance(built, str):
+                state.settlement_status = built
+                return
+            state.settlement_tx = await self.host.submit_transaction(built)
+        except (ValueError, ConsensusError) as exc:
+            state.settlement_status = f"failed: {exc}"
+            log_event(log, "swarm.settlement_failed", round=state.round_id, error=str(exc))
+            return
+        state.settlement_status = \
+            f"submitted: tx {state.settlement_tx.hex()} by {self.host.node_id.hex()}"
+        log_event(log, "swarm.settlement_sent", round=state.round_id, tx=state.settlement_tx)
+
+    def settled_by(self, state: RoundState, chain_state: State) -> SettledBy | None:
+        """The transaction that settled the round on our chain (cached per block), if any."""
+        settled = settled_round(chain_state, state.round_id)
+        if settled is None:
+            return None
+        chain = self.host.chain
+        block_id = chain.block_id_at(settled.height) or b""
+        cached = state.settled
+        if cached is not None and (cached.height, cached.block_id) == (settled.height,
+                                                                      block_id):
+            return cached
+        block = chain.get_block(block_id) if block_id else None
+        for tx in () if block is None else block.transactions:
+            if settles(tx, state.round_id):
+                return SettledBy(height=settled.height, block_id=block_id, tx_id=tx.id(),
+                                 settler=tx.sender)
+        return SettledBy(height=settled.height, block_id=block_id, tx_id=b"", settler=b"")
+
+    def status(self, state: RoundState) -> str:
+        """The round's settlement status, refreshed from chain state: ``settled at height h:
+        tx … by …`` on every node once a block holds the settlement."""
+        settled = self.settled_by(state, State(self.host.chain.state_view()))
+        if settled is not None:
+            state.settled = settled
+            state.settlement_status = settled.status()
+        return state.settlement_status
+
+    def note_settled(self, rounds: Iterable[RoundState]) -> None:
+        """After a tip change: note which rounds are now settled, so every round view says so
+        without being asked first."""
+        chain = self.host.chain
+        chain_state = State(chain.state_view())
+        oldest = chain.height - MAX_SETTLEMENT_LAG  # older rounds cannot settle now
+        for state in rounds:
+            if state.height >= max(1, oldest) and state.settled is None and \
+                    state.status == "complete":
+                settled = self.settled_by(state, chain_state)
+                if settled is not None:
+                    state.settled = settled
+                    state.settlement_status = settled.status()
+
+    async def drop_duplicates(self) -> None:
+        """After a tip change: drop duplicate settlements of settled rounds (chain thread)."""
+        with contextlib.suppress(RuntimeError):  # the chain thread is gone (node stopping)
+            await self.host.call_chain(self._drop_settled_duplicates)
+
+    def _drop_settled_duplicates(self) -> None:
+        """Chain thread: a second settlement of a round settled by someone else can never
+        apply; the mempool only re-checks the senders of the new block, so it would sit there
+        (and block its sender's later nonces) until it expires. Re-check its sender now."""
+        chain, mempool = self.host.chain, self.host.mempool
+        chain_state = State(chain.state_view())
+        senders = {tx.sender for tx in mempool.transactions()
+                   if isinstance(tx.payload, SettleSwarmRound)
+                   and settled_round(chain_state, tx.payload.request.round_id()) is not None}
+        if senders:
+            mempool.revalidate(senders, tip=chain.tip_view())
+            log_event(log, "swarm.settlement_duplicates_dropped", senders=len(senders))

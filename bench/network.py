@@ -49,9 +49,8 @@ from testnet.process import (
     stop_process,
     wait_ready,
 )
-from tests.consensus.helpers import new_chain
-from tests.functional.rawpeer import RawPeer
-from tests.node.chainutil import extend
+from tests.framework.chain import extend, new_chain
+from tests.framework.rawpeer import RawPeer
 
 PER_SENDER = 16  # the mempool's per-sender limit
 P95_TARGET_MS = 250.0

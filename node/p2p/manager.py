@@ -1,6 +1,9 @@
 """The peer manager: accepts and dials connections, runs the handshake policy, routes
-messages to the node, gossips transactions and block announcements, serves headers and
-blocks, keeps an address book (seeds + ADDR answers) and bans misbehaving peers.
+messages to handlers registered by type, gossips transactions and block announcements, serves
+headers and blocks, keeps an address book (seeds + ADDR answers) and bans misbehaving peers.
+
+It reaches the node only through `ChainHost` (node/p2p/host.py); other rooms (the swarm
+service) add their frames with `PeerManager.register_handler`.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import os
 import random
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypedDict
 
 import aiohttp
 import msgpack
@@ -24,9 +27,18 @@ from aiohttp import web
 from consensus.block import Block, BlockHeader
 from consensus.tx import Transaction
 from core.errors import ConsensusError, EncodingError
-from node.config import ConfigError, parse_address
+from node.config import ConfigError, NodeConfig, parse_address
 from node.logging import get_logger, log_event
-from node.p2p.peer import WS_MAX_MSG, HandshakeRefused, LruSet, Peer, PeerClosed
+from node.p2p.host import ChainHost
+from node.p2p.peer import (
+    WS_MAX_MSG,
+    HandshakeRefused,
+    LruSet,
+    MessageHandler,
+    Peer,
+    PeerClosed,
+    WebSocket,
+)
 from node.p2p.policy import BanList, Verdict, addr_key, classify, node_key
 from node.p2p.protocol import (
     MAX_ADDR,
@@ -42,13 +54,30 @@ from node.p2p.protocol import (
     work_int,
 )
 
-if TYPE_CHECKING:
-    from node.node import Node
-
 log = get_logger("p2p")
 MAX_CLOCK_SKEW = 30  # seconds: half the future-block limit (Hathor's rule)
 AGENT = "pouwchain/0.1"
 GOSSIP_FETCH_GAP = 8  # announcements further ahead than this are left to sync
+SEEN_TXS = 100_000  # transaction ids remembered across peers (gossip dedup)
+MISBEHAVIOUR_KEPT = 100  # recent REJECTs kept for tests and the API
+REDIAL_AFTER = 10.0  # seconds before an address that failed is dialed again
+FIRST_DIAL_WAIT = 0.2  # seconds between dial rounds while we have no peer at all
+ANSWER_HEADROOM = 64 * 1024  # bytes of a frame left for the envelope of HEADERS/BLOCKS
+BLOCK_OVERHEAD = 8  # bytes of msgpack framing counted per block in a BLOCKS answer
+HEADER_OVERHEAD = 4  # bytes of msgpack framing counted per header in a HEADERS answer
+# frames the connection itself consumes (handshake, keep-alive, request answers): never routed
+CONNECTION_FRAMES = frozenset({MsgType.HELLO, MsgType.AUTH, MsgType.PING, MsgType.PONG,
+                               MsgType.REJECT, MsgType.HEADERS, MsgType.BLOCKS})
+
+PeerListener = Callable[[Peer], None]
+
+
+class Misbehaviour(TypedDict):
+    """One REJECT: who, why, when (wall clock)."""
+
+    peer: str
+    reason: str
+    time: float
 
 
 def peek_header(raw: bytes) -> BlockHeader:
@@ -77,26 +106,67 @@ class ConnectError(ValueError):
 class PeerManager:
     """All peers of one node."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        config = node.config
+    def __init__(self, host: ChainHost, config: NodeConfig) -> None:
+        self.host = host
         self.config = config
         self.peers: dict[bytes, Peer] = {}
         self.bans = BanList(default_seconds=config.ban_seconds)
         self.addresses: OrderedDict[str, float] = OrderedDict()  # address -> last heard
         self.failed: dict[str, float] = {}  # address -> monotonic time of last failed dial
-        self.seen_txs = LruSet(100_000)
+        self.seen_txs = LruSet(SEEN_TXS)
         self.requested_blocks: set[bytes] = set()
-        self.misbehaviour: list[dict[str, Any]] = []  # recent REJECTs, for tests and the API
+        self.misbehaviour: list[Misbehaviour] = []  # recent REJECTs, for tests and the API
         self.received: Counter[str] = Counter()  # frames handled, by type name (metrics)
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._dialing: set[str] = set()
         self._stopping = False
         # called with each newly connected peer (e.g. the swarm service announces its model)
-        self.connect_listeners: list[Callable[[Peer], None]] = []
+        self.connect_listeners: list[PeerListener] = []
+        self.disconnect_listeners: list[PeerListener] = []
+        # called when a peer claims more work than it did (the syncer wakes up)
+        self.better_tip_listeners: list[PeerListener] = []
+        self._handlers: dict[MsgType, MessageHandler] = {
+            MsgType.GETADDR: self._on_getaddr,
+            MsgType.ADDR: self._on_addr,
+            MsgType.TX: self._on_tx,
+            MsgType.INV: self._on_inv,
+            MsgType.GETDATA: self._on_getdata,
+            MsgType.GETHEADERS: self._on_getheaders,
+        }
         for seed in config.peers:
             self.add_address(seed)
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def register_handler(self, msg_type: MsgType, handler: MessageHandler) -> None:
+        """Route frames of ``msg_type`` to ``handler(peer, msg)`` (e.g. the swarm service's
+        SWARM frames). Its exceptions get the usual verdict (`policy.classify`); a type with
+        no handler is ignored. Raises ValueError for a taken type or a connection frame."""
+        if msg_type in CONNECTION_FRAMES:
+            raise ValueError(f"{msg_type.name} frames are handled by the connection itself")
+        if msg_type in self._handlers:
+            raise ValueError(f"{msg_type.name} frames already have a handler")
+        self._handlers[msg_type] = handler
+
+    def add_connect_listener(self, listener: PeerListener) -> None:
+        """``listener(peer)`` after each completed handshake."""
+        self.connect_listeners.append(listener)
+
+    def add_disconnect_listener(self, listener: PeerListener) -> None:
+        """``listener(peer)`` after each connection ends."""
+        self.disconnect_listeners.append(listener)
+
+    def add_better_tip_listener(self, listener: PeerListener) -> None:
+        """``listener(peer)`` when a peer announces more work than it claimed before."""
+        self.better_tip_listeners.append(listener)
+
+    def _notify(self, listeners: list[PeerListener], peer: Peer) -> None:
+        for listener in list(listeners):
+            try:
+                listener(peer)
+            except Exception:
+                log.exception("p2p.listener_failed")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -142,7 +212,7 @@ class PeerManager:
         if self._session is not None:
             await self._session.close()
 
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[object, object, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -155,7 +225,7 @@ class PeerManager:
             parse_address(address)
         except ConfigError:
             return False
-        if address == self.node.listen_address:
+        if address == self.host.listen_address:
             return False
         self.addresses[address] = time.time()
         self.addresses.move_to_end(address)
@@ -174,7 +244,7 @@ class PeerManager:
 
     async def _dial_loop(self) -> None:
         while not self._stopping:
-            await asyncio.sleep(self.config.dial_interval if self.peers else 0.2)
+            await asyncio.sleep(self.config.dial_interval if self.peers else FIRST_DIAL_WAIT)
             outbound = sum(1 for p in self.peers.values() if p.outbound)
             want = min(self.config.target_outbound, self.config.max_peers) - outbound
             if want <= 0 or len(self.peers) >= self.config.max_peers:
@@ -182,7 +252,7 @@ class PeerManager:
             connected = self.connected_addresses() | self._dialing
             now = time.monotonic()
             candidates = [a for a in self.addresses
-                          if a not in connected and now - self.failed.get(a, -1e9) > 10.0
+                          if a not in connected and now - self.failed.get(a, -1e9) > REDIAL_AFTER
                           and not self.bans.is_banned(addr_key(*parse_address(a)))]
             random.shuffle(candidates)
             for address in candidates[:want]:
@@ -205,7 +275,7 @@ class PeerManager:
             host, port = parse_address(address)
         except ConfigError as exc:
             raise ConnectError("address", str(exc)) from exc
-        if address == self.node.listen_address:
+        if address == self.host.listen_address:
             raise ConnectError("self", "that is our own address")
         if self.bans.is_banned(addr_key(host, port)):
             raise ConnectError("banned", address)
@@ -248,25 +318,26 @@ class PeerManager:
         await self._serve(peer)
         return ws
 
-    def _new_peer(self, ws: Any, *, outbound: bool, host: str, port: int | None) -> Peer:
+    def _new_peer(self, ws: WebSocket, *, outbound: bool, host: str, port: int | None) -> Peer:
         return Peer(ws, outbound=outbound, host=host, port=port,
                     ping_interval=self.config.ping_interval,
                     ping_timeout=self.config.ping_timeout,
                     request_timeout=self.config.request_timeout)
 
     def hello(self) -> dict[str, Any]:
-        node = self.node
-        tip = node.chain.tree.tip_entry
+        """Our HELLO: who we are, which chain, and how far it goes."""
+        host = self.host
+        tip = host.chain.tree.tip_entry
         return {"version": PROTOCOL_VERSION, "network": self.config.network,
-                "chain_id": node.chain.params.chain_id, "genesis": node.chain.genesis_id,
+                "chain_id": host.chain.params.chain_id, "genesis": host.chain.genesis_id,
                 "tip": tip.block_id, "height": tip.height, "work": work_bytes(tip.cumulative_work),
-                "node_id": node.node_id, "nonce": os.urandom(32), "listen": node.listen_address,
+                "node_id": host.node_id, "nonce": os.urandom(32), "listen": host.listen_address,
                 "time": int(time.time()), "agent": AGENT}
 
     async def _handshake(self, peer: Peer) -> None:
         try:
-            await peer.handshake(hello=self.hello(), key=self.node.identity,
-                                 genesis=self.node.chain.genesis_id, check=self._check_hello,
+            await peer.handshake(hello=self.hello(), key=self.host.identity,
+                                 genesis=self.host.chain.genesis_id, check=self._check_hello,
                                  timeout=self.config.handshake_timeout)
         except HandshakeRefused as exc:
             log_event(log, "peer.refused", level=logging.WARNING, reason=exc.reason,
@@ -290,24 +361,19 @@ class PeerManager:
                   outbound=peer.outbound, height=peer.best_height)
         if self.config.discover:
             peer.send(MsgType.GETADDR, {})
-        for listener in list(self.connect_listeners):
-            try:
-                listener(peer)
-            except Exception:
-                log.exception("p2p.connect_listener_failed")
-        self.node.sync.wake()
+        self._notify(self.connect_listeners, peer)
 
     def _check_hello(self, peer: Peer, hello: Message) -> None:
         """Handshake policy; raises HandshakeRefused with the reason to send."""
-        node = self.node
+        chain = self.host.chain
         if hello["version"] != PROTOCOL_VERSION:
             raise HandshakeRefused("version", f"version {hello['version']} != {PROTOCOL_VERSION}")
         if hello["network"] != self.config.network or \
-                hello["chain_id"] != node.chain.params.chain_id:
+                hello["chain_id"] != chain.params.chain_id:
             raise HandshakeRefused("network", f"network {hello['network']}/{hello['chain_id']}")
-        if hello["genesis"] != node.chain.genesis_id:
+        if hello["genesis"] != chain.genesis_id:
             raise HandshakeRefused("genesis", "different genesis block")
-        if hello["node_id"] == node.node_id:
+        if hello["node_id"] == self.host.node_id:
             if hello["listen"]:
                 self.addresses.pop(str(hello["listen"]), None)
             raise HandshakeRefused("self", "connected to ourselves")
@@ -328,7 +394,7 @@ class PeerManager:
             if self.peers.get(peer.node_id) is peer:
                 del self.peers[peer.node_id]
         log_event(log, "peer.disconnected", peer=peer.node_id, reason=reason)
-        self.node.sync.peer_gone(peer)
+        self._notify(self.disconnect_listeners, peer)
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -361,7 +427,7 @@ class PeerManager:
                 keys.append(addr_key(*parse_address(peer.listen)))
         self.bans.ban(keys, reason=reason)
         self.misbehaviour.append({"peer": peer.id_hex, "reason": reason, "time": time.time()})
-        del self.misbehaviour[:-100]
+        del self.misbehaviour[:-MISBEHAVIOUR_KEPT]
         log_event(log, "peer.banned", level=logging.WARNING, peer=peer.node_id, reason=reason,
                   address=f"{peer.host}:{peer.port}")
 
@@ -426,10 +492,10 @@ class PeerManager:
 
     async def _dispatch(self, peer: Peer, msg: Message) -> None:
         self.received[msg.type.name] += 1
-        handler = _HANDLERS.get(msg.type)
+        handler = self._handlers.get(msg.type)
         if handler is None:
-            return  # e.g. an unsolicited HEADERS/BLOCKS answer: IGNORE
-        await handler(self, peer, msg)
+            return  # e.g. an unsolicited HEADERS/BLOCKS answer, or SWARM without the service
+        await handler(peer, msg)
 
     async def _on_getaddr(self, peer: Peer, msg: Message) -> None:
         addrs = list(self.connected_addresses() - {peer.listen})
@@ -449,7 +515,7 @@ class PeerManager:
         if not self.seen_txs.add(tx_id):
             return  # IGNORE: duplicate
         try:
-            await self.node.submit_transaction(tx, origin=peer)
+            await self.host.submit_transaction(tx, origin=peer)
         except ValueError as exc:
             cause = exc.__cause__ or exc
             if await self.punish(peer, cause) is Verdict.IGNORE and \
@@ -458,13 +524,13 @@ class PeerManager:
                 self.seen_txs.discard(tx_id)
 
     async def _on_inv(self, peer: Peer, msg: Message) -> None:
-        chain = self.node.chain
+        chain = self.host.chain
         wanted: list[bytes] = []
         our_height = chain.tree.tip_entry.height
         for block_id, height, work in msg["blocks"]:
             peer.known_blocks.add(block_id)
             if peer.update_best(tip=block_id, height=height, work=work_int(work)):
-                self.node.sync.wake()
+                self._notify(self.better_tip_listeners, peer)
             if chain.has_block(block_id) or block_id in self.requested_blocks:
                 continue
             if height > our_height + GOSSIP_FETCH_GAP:
@@ -497,15 +563,15 @@ class PeerManager:
                     if block_id not in ids:
                         continue  # unrequested: IGNORE
                     # relay on the header and proof alone, then decode the body
-                    await self.node.relay_early(header, raw, origin=peer)
+                    await self.host.relay_early(header, raw, origin=peer)
                     try:
                         block = await asyncio.to_thread(Block.decode, raw)
                     except (ValueError, ConsensusError):
-                        self.node.drop_relay(block_id)
+                        self.host.drop_relay(block_id)
                         if early:
                             return  # an early relayer could not know the body was bad
                         raise
-                    await self.node.submit_block(block, origin=peer, raw=raw,
+                    await self.host.submit_block(block, origin=peer, raw=raw,
                                                  origin_checked_state=not early)
                 except (ValueError, ConsensusError) as exc:
                     # a NodeRejected carries the node's verdict (early relays are excused)
@@ -517,47 +583,32 @@ class PeerManager:
                 others = [p for p in self.peers.values() if p is not peer and not p.closed]
                 for bid in missing:
                     holder = next((p for p in others if bid in p.known_blocks), None)
-                    if holder is not None and not self.node.chain.has_block(bid):
+                    if holder is not None and not self.host.chain.has_block(bid):
                         self.spawn(self.fetch_blocks(holder, [bid], retry=False))
 
     async def _on_getdata(self, peer: Peer, msg: Message) -> None:
         blocks: list[bytes] = []
         missing: list[bytes] = []
-        budget = MAX_FRAME - 64 * 1024
+        budget = MAX_FRAME - ANSWER_HEADROOM
         for block_id in msg["ids"]:
             raw = None if len(blocks) >= MAX_BLOCKS_PER_MESSAGE else \
-                self.node.raw_block(block_id)
+                self.host.raw_block(block_id)
             if raw is None or len(raw) > budget:
                 missing.append(block_id)
                 continue
-            budget -= len(raw) + 8
+            budget -= len(raw) + BLOCK_OVERHEAD
             blocks.append(raw)
             peer.known_blocks.add(block_id)
         peer.send(MsgType.BLOCKS, {"req": msg["req"], "blocks": blocks, "missing": missing})
 
-    async def _on_swarm(self, peer: Peer, msg: Message) -> None:
-        service = getattr(self.node, "swarm", None)
-        if service is not None:  # a node without the swarm service ignores swarm gossip
-            await service.on_message(peer, msg["kind"], msg["data"])
-
     async def _on_getheaders(self, peer: Peer, msg: Message) -> None:
-        headers = await self.node.headers_after(list(msg["locator"]), limit=MAX_HEADERS)
-        budget = MAX_FRAME - 64 * 1024
+        headers = await self.host.headers_after(list(msg["locator"]), limit=MAX_HEADERS)
+        budget = MAX_FRAME - ANSWER_HEADROOM
         out: list[bytes] = []
         for raw in headers:
-            budget -= len(raw) + 4
+            budget -= len(raw) + HEADER_OVERHEAD
             if budget < 0:
                 break
             out.append(raw)
         peer.send(MsgType.HEADERS, {"req": msg["req"], "headers": out})
 
-
-_HANDLERS = {
-    MsgType.GETADDR: PeerManager._on_getaddr,
-    MsgType.ADDR: PeerManager._on_addr,
-    MsgType.TX: PeerManager._on_tx,
-    MsgType.INV: PeerManager._on_inv,
-    MsgType.GETDATA: PeerManager._on_getdata,
-    MsgType.GETHEADERS: PeerManager._on_getheaders,
-    MsgType.SWARM: PeerManager._on_swarm,
-}

@@ -86,7 +86,10 @@ class LruSet:
         return len(self._items)
 
 
-Dispatch = Callable[["Peer", Message], Awaitable[None]]
+# what frames of one type are routed to (see `PeerManager.register_handler`)
+MessageHandler = Callable[["Peer", Message], Awaitable[None]]
+# what a handler's exception or a bad frame is reported to (the misbehaviour policy)
+ErrorHandler = Callable[["Peer", BaseException], Awaitable[None]]
 
 
 class Peer:
@@ -224,50 +227,70 @@ class Peer:
 
     # -- running -------------------------------------------------------------------------------
 
-    async def run(self, dispatch: Dispatch,
-                  on_error: Callable[[Peer, BaseException], Awaitable[None]]) -> str:
+    async def run(self, dispatch: MessageHandler, on_error: ErrorHandler) -> str:
         """Serve the connection until it closes; returns the reason."""
         self._tasks = [asyncio.create_task(self._writer()),
                        asyncio.create_task(self._processor(dispatch, on_error)),
                        asyncio.create_task(self._pinger())]
         try:
-            while not self._closed.is_set():
-                try:
-                    raw = await self.ws.receive()
-                    msg = self._parse(raw)
-                except PeerClosed as exc:
-                    self.close_reason = self.close_reason or exc.reason
-                    break
-                except ProtocolError as exc:
-                    await on_error(self, exc)
-                    break
-                if msg.type == MsgType.PING:
-                    self.send(MsgType.PONG, {"nonce": msg["nonce"]})
-                elif msg.type == MsgType.PONG:
-                    if msg["nonce"] == self._ping_nonce and self._ping_sent:
-                        self.ping_ms = (time.monotonic() - self._ping_sent) * 1e3
-                elif msg.type in (MsgType.HEADERS, MsgType.BLOCKS) and \
-                        msg["req"] in self._pending:
-                    future = self._pending.pop(msg["req"])
-                    if not future.done():
-                        future.set_result(msg)
-                elif msg.type == MsgType.REJECT:
-                    self.close_reason = f"peer: {msg['reason']}"
-                    break
-                else:
-                    await self._recv_queue.put(msg)
+            await self._receive_loop(on_error)
         finally:
-            await self.close(self.close_reason or "closed")
-            for task in self._tasks:
-                task.cancel()
-            for task in self._tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(PeerClosed(self.close_reason or "closed"))
-            self._pending.clear()
+            await self._shutdown()
         return self.close_reason or "closed"
+
+    async def _receive_loop(self, on_error: ErrorHandler) -> None:
+        """Read frames until the connection ends or breaks the protocol."""
+        while not self._closed.is_set():
+            try:
+                msg = self._parse(await self.ws.receive())
+            except PeerClosed as exc:
+                self.close_reason = self.close_reason or exc.reason
+                return
+            except ProtocolError as exc:
+                await on_error(self, exc)
+                return
+            if not await self._route(msg):
+                return
+
+    async def _route(self, msg: Message) -> bool:
+        """Handle a frame the connection owns (keep-alive, answers, goodbye) at once, so a
+        full processing queue never delays them; queue the rest. False: the peer left."""
+        if msg.type == MsgType.PING:
+            self.send(MsgType.PONG, {"nonce": msg["nonce"]})
+        elif msg.type == MsgType.PONG:
+            self._on_pong(msg)
+        elif msg.type in (MsgType.HEADERS, MsgType.BLOCKS) and msg["req"] in self._pending:
+            self._on_answer(msg)
+        elif msg.type == MsgType.REJECT:
+            self.close_reason = f"peer: {msg['reason']}"
+            return False
+        else:
+            await self._recv_queue.put(msg)
+        return True
+
+    def _on_pong(self, msg: Message) -> None:
+        """Measure the round trip of our last PING (stale answers are ignored)."""
+        if msg["nonce"] == self._ping_nonce and self._ping_sent:
+            self.ping_ms = (time.monotonic() - self._ping_sent) * 1e3
+
+    def _on_answer(self, msg: Message) -> None:
+        """Hand a HEADERS/BLOCKS answer to the `request` waiting on its id."""
+        future = self._pending.pop(msg["req"])
+        if not future.done():
+            future.set_result(msg)
+
+    async def _shutdown(self) -> None:
+        """Close the socket, stop the tasks, and fail the requests still waiting."""
+        await self.close(self.close_reason or "closed")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(PeerClosed(self.close_reason or "closed"))
+        self._pending.clear()
 
     async def _writer(self) -> None:
         while True:
@@ -284,8 +307,7 @@ class Peer:
                 return
             self.bytes_out += len(frame)
 
-    async def _processor(self, dispatch: Dispatch,
-                         on_error: Callable[[Peer, BaseException], Awaitable[None]]) -> None:
+    async def _processor(self, dispatch: MessageHandler, on_error: ErrorHandler) -> None:
         while True:
             msg = await self._recv_queue.get()
             if msg is None:

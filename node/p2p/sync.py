@@ -17,22 +17,22 @@ import contextlib
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from consensus.block import Block, BlockHeader
 from core.errors import ConsensusError
+from node.config import NodeConfig
 from node.logging import get_logger, log_event
+from node.p2p.host import ChainHost
+from node.p2p.manager import PeerManager
 from node.p2p.peer import Peer, PeerClosed
 from node.p2p.protocol import MAX_HEADERS, MAX_LOCATOR, MsgType, ProtocolError
-
-if TYPE_CHECKING:
-    from node.node import Node
 
 log = get_logger("sync")
 IDLE_CHECK = 1.0  # seconds between checks when nothing wakes the syncer
 # A peer that had nothing for us is skipped for this long (or until our tip moves): it may
 # have announced a block early and not connected it yet, so it is asked again soon.
 USELESS_FOR = 2.0
+RETRY_AFTER_ERROR = 1.0  # seconds the loop rests after an unexpected error
 
 
 def _decode_headers(raws: list[bytes]) -> list[BlockHeader]:
@@ -46,8 +46,11 @@ def _decode_blocks(raws: list[bytes]) -> list[Block]:
 class Syncer:
     """Keeps our chain at the best tip our peers know."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, host: ChainHost, peers: PeerManager, config: NodeConfig) -> None:
+        """Wakes on the peer manager's events: a new peer, a better tip, a peer gone."""
+        self.host = host
+        self.peers = peers
+        self.config = config
         self.syncing = False
         self.blocks_synced = 0
         self.started_height = 0
@@ -55,6 +58,9 @@ class Syncer:
         self._task: asyncio.Task[None] | None = None
         # peer id -> (our tip id, monotonic time) when that peer last had nothing for us
         self._useless: dict[bytes, tuple[bytes, float]] = {}
+        peers.add_connect_listener(self._on_peer)
+        peers.add_better_tip_listener(self._on_peer)
+        peers.add_disconnect_listener(self.peer_gone)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -68,19 +74,24 @@ class Syncer:
                 await self._task
 
     def wake(self) -> None:
+        """Look for a better peer now (also called by the node for an orphan block)."""
         self._event.set()
 
+    def _on_peer(self, _peer: Peer) -> None:
+        self.wake()
+
     def peer_gone(self, peer: Peer) -> None:
+        """Forget that ``peer`` had nothing for us; another peer may now be the best."""
         self._useless.pop(peer.node_id, None)
         self.wake()
 
     @property
     def best_peer_height(self) -> int:
-        return max((p.best_height for p in self.node.peers.peers.values()), default=0)
+        return max((p.best_height for p in self.peers.peers.values()), default=0)
 
     @property
     def progress(self) -> float:
-        ours = self.node.chain.height
+        ours = self.host.chain.height
         best = self.best_peer_height
         if best <= ours:
             return 1.0
@@ -101,14 +112,14 @@ class Syncer:
                 raise
             except Exception:
                 log.exception("sync.error")
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(RETRY_AFTER_ERROR)
 
     def _best_peer(self) -> Peer | None:
-        tree = self.node.chain.tree
+        tree = self.host.chain.tree
         ours = tree.tip_entry.cumulative_work
         tip = tree.tip
         now = time.monotonic()
-        candidates = [p for p in self.node.peers.peers.values()
+        candidates = [p for p in self.peers.peers.values()
                       if p.best_work > ours and not p.closed
                       and not self._skipped(p, tip=tip, now=now)]
         return max(candidates, key=lambda p: p.best_work, default=None)
@@ -122,24 +133,24 @@ class Syncer:
             peer = self._best_peer()
             if peer is None:
                 if self.syncing:
-                    log_event(log, "sync.done", height=self.node.chain.height,
+                    log_event(log, "sync.done", height=self.host.chain.height,
                               blocks=self.blocks_synced)
                 self.syncing = False
                 return
             if not self.syncing:
                 self.syncing = True
-                self.started_height = self.node.chain.height
+                self.started_height = self.host.chain.height
                 self.blocks_synced = 0
                 log_event(log, "sync.start", peer=peer.node_id, height=self.started_height,
                           target=peer.best_height)
             progressed = await self._sync_from(peer)
             if not progressed:
-                self._useless[peer.node_id] = (self.node.chain.tree.tip, time.monotonic())
+                self._useless[peer.node_id] = (self.host.chain.tree.tip, time.monotonic())
 
     async def _sync_from(self, peer: Peer) -> bool:
         """Sync from ``peer`` until it has nothing new; True if anything was added."""
-        node = self.node
-        locator = node.locator()
+        host = self.host
+        locator = host.locator()
         progressed = False
         while not peer.closed:
             started = time.perf_counter()
@@ -154,29 +165,29 @@ class Syncer:
                 headers = await asyncio.to_thread(_decode_headers, raws)
                 self._check_linked(headers)
             except (ValueError, ConsensusError) as exc:
-                await node.peers.punish(peer, exc)
+                await self.peers.punish(peer, exc)
                 return progressed
             ids = [h.block_id() for h in headers]
-            if headers[0].parent_hash not in node.chain.tree:
+            if headers[0].parent_hash not in host.chain.tree:
                 # the peer reorged under us, or answered from an unknown fork: ask again later
                 return progressed
             # blocks gossip is fetching right now are left to it (no double download)
-            in_flight = node.peers.requested_blocks
+            in_flight = self.peers.requested_blocks
             needed = [(bid, h.height) for bid, h in zip(ids, headers, strict=True)
-                      if bid not in node.chain.tree and bid not in in_flight]
+                      if bid not in host.chain.tree and bid not in in_flight]
             if needed:
                 added = await self._fetch_and_connect(peer, needed)
                 progressed = progressed or added > 0
                 if added < len(needed):
                     return progressed
                 log_event(log, "sync.batch", peer=peer.node_id, blocks=added,
-                          height=node.chain.height, ms=round((time.perf_counter() - started)
+                          height=host.chain.height, ms=round((time.perf_counter() - started)
                                                              * 1e3, 1))
             if len(raws) < MAX_HEADERS and ids[-1] == peer.best_tip:
                 return progressed
             if len(raws) < MAX_HEADERS and not needed:
                 return progressed
-            locator = [ids[-1], *node.locator()][:MAX_LOCATOR]
+            locator = [ids[-1], *host.locator()][:MAX_LOCATOR]
         return progressed
 
     @staticmethod
@@ -187,15 +198,14 @@ class Syncer:
 
     async def _fetch_and_connect(self, main: Peer, needed: list[tuple[bytes, int]]) -> int:
         """Fetch blocks in batches from several peers, connect them in order; count added."""
-        node = self.node
-        size = max(1, node.config.sync_batch)
+        size = max(1, self.config.sync_batch)
         batches = [needed[i:i + size] for i in range(0, len(needed), size)]
-        gate = asyncio.Semaphore(max(1, node.config.sync_parallel))
+        gate = asyncio.Semaphore(max(1, self.config.sync_parallel))
         rotation = itertools.count()
 
         async def fetch(batch: list[tuple[bytes, int]]) -> tuple[list[Block], Peer]:
             top = batch[-1][1]
-            sources = [p for p in node.peers.peers.values()
+            sources = [p for p in self.peers.peers.values()
                        if p.best_height >= top and not p.closed] or [main]
             source = sources[next(rotation) % len(sources)]
             async with gate:
@@ -230,7 +240,7 @@ class Syncer:
         try:
             blocks = await asyncio.to_thread(_decode_blocks, raws)
         except (ValueError, ConsensusError) as exc:
-            await self.node.peers.punish(peer, exc)
+            await self.peers.punish(peer, exc)
             return None
         by_id = {b.header.block_id(): b for b in blocks}
         ordered = [by_id[bid] for bid in ids if bid in by_id]
@@ -250,12 +260,12 @@ class Syncer:
         if not blocks:
             return 0
         try:
-            added = await self.node.process_blocks(blocks, origin=source, relay=False)
+            added = await self.host.process_blocks(blocks, origin=source, relay=False)
         except ValueError as exc:
-            await self.node.peers.punish(source, exc.__cause__ or exc)
+            await self.peers.punish(source, exc.__cause__ or exc)
             return 0
         self.blocks_synced += added
         if added:
             log_event(log, "sync.connected", level=logging.DEBUG, blocks=added,
-                      height=self.node.chain.height)
+                      height=self.host.chain.height)
         return added

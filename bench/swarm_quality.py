@@ -165,6 +165,7 @@ class QualityInputs:
 
     @property
     def count(self) -> int:
+        """How many questions (rounds per run)."""
         return len(self.questions)
 
     @property

@@ -109,6 +109,7 @@ class _TicketJob:
 
     def _winners(self, states: np.ndarray, *, chunk: int,
                  row_tiles: np.ndarray) -> Iterator[WinningTicket]:
+        """Every winner, lazily (the caller stops at its limit before more are certified)."""
         # the cheap state mask must admit the tile (it never drops a winner)
         mask = candidate_mask(states, self.bound)
         if not mask.any():

@@ -55,12 +55,15 @@ async def read_body(request: web.Request) -> bytes:
 
 def openai_error(status: int, message: str, *, code: str, param: str | None = None,
                  kind: str = "invalid_request_error") -> web.Response:
+    """An OpenAI-style error body, so OpenAI clients show the message."""
     return web.json_response(
         {"error": {"message": message, "type": kind, "param": param, "code": code}},
         status=status)
 
 
 class _BadRequest(Exception):
+    """A chat request the route answers with 400 (``param``: the offending field)."""
+
     def __init__(self, message: str, *, param: str | None = None,
                  code: str = "invalid_request") -> None:
         super().__init__(message)
@@ -69,6 +72,7 @@ class _BadRequest(Exception):
 
 
 def _content_text(content: Any) -> str:
+    """A message's text: a string, or the text parts of a content list."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -110,18 +114,21 @@ def parse_chat_request(body: Any) -> tuple[str, bool, int]:
 
 
 def _score(state: RoundState) -> float | None:
+    """The chosen answer's strength σ(θ) in 0..1 (None: not settled)."""
     if state.settlement is None or not state.settlement.outcome.scores:
         return None
     return float(state.settlement.outcome.scores[0] / (1 << FRACTION_BITS))
 
 
 def _extras(state: RoundState) -> dict[str, Any]:
+    """Our fields beyond OpenAI's: which round, who answered, its score, its settlement."""
     return {"round_id": state.round_id.hex(),
             "answerer": None if state.chosen is None else state.chosen.hex(),
             "score": _score(state), "settlement_status": state.settlement_status}
 
 
 def completion_json(state: RoundState, created: int) -> dict[str, Any]:
+    """A finished round as an OpenAI ``chat.completion``."""
     text = state.answer or ""
     return {"id": f"chatcmpl-{state.round_id.hex()}", "object": "chat.completion",
             "created": created, "model": MODEL_NAME,
@@ -135,6 +142,7 @@ def completion_json(state: RoundState, created: int) -> dict[str, Any]:
 
 def _chunk(state: RoundState, created: int, delta: dict[str, str],
            finish: str | None) -> bytes:
+    """One ``chat.completion.chunk`` SSE event of a streamed answer."""
     body = {"id": f"chatcmpl-{state.round_id.hex()}", "object": "chat.completion.chunk",
             "created": created, "model": MODEL_NAME,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],

@@ -94,10 +94,12 @@ class Snapshot:
 
     @property
     def pending(self) -> tuple[Payload, ...]:
+        """The payloads of our pending transactions (what a step must not send again)."""
         return tuple(tx.payload for tx in self.pending_txs)
 
 
 def _has(pending: tuple[Payload, ...], kind: type[Payload]) -> bool:
+    """True iff a pending payload is a ``kind``."""
     return any(isinstance(p, kind) for p in pending)
 
 
@@ -173,6 +175,7 @@ class SwarmRegistration:
         self._wake.set()
 
     async def _run(self) -> None:
+        """One step per wake-up, forever: a failing step is logged, never the end."""
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -273,6 +276,8 @@ class SwarmRegistration:
         return True
 
     async def _calibrate(self, snap: Snapshot) -> None:
+        """Registered, not capable: answer this tip's calibration prompts and send them,
+        unless a failed calibration must wait for ``calibration.too_soon`` to pass."""
         record = snap.capability
         if record is not None and not record.capable:
             # the contract takes a retry in a block at height >= failed height + retry blocks
@@ -325,6 +330,8 @@ class SwarmRegistration:
         return tuple(texts)
 
     async def _send(self, payload: Payload, *, nonce: int, fee: int) -> bool:
+        """Sign and submit one step's transaction; False (and why, in ``last_error``) if the
+        node refused it."""
         tx = sign_transaction(bytes(self.host.identity), chain_id=self.host.chain.params.chain_id,
                               nonce=nonce, fee=fee, payload=payload)
         try:
@@ -341,6 +348,7 @@ class SwarmRegistration:
         return True
 
     def _log_once(self, key: str, event: str, **fields: Any) -> None:
+        """Log ``event`` once per ``key``: steps repeat on every tip, the log should not."""
         if key not in self._logged:
             self._logged.add(key)
             log_event(log, event, **fields)

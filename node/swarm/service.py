@@ -173,6 +173,7 @@ class SwarmService:
         return self.duty.fee
 
     def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` as a task we own: `stop` cancels it, and it is not collected early."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -214,6 +215,7 @@ class SwarmService:
         return True
 
     def _flood(self, kind: str, data: bytes, *, exclude: Peer | None = None) -> None:
+        """Send our own message to every peer (marked seen, so its echo is not re-applied)."""
         self._first_time(kind, data)
         self.peers.broadcast_swarm(kind, data, exclude=exclude)
 
@@ -333,6 +335,7 @@ class SwarmService:
 
     def _select(self, announcement: RequestAnnouncement,
                 candidates: tuple[Candidate, ...]) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """(answerers, judges) drawn from the sorted pool: the draw validators redo."""
         round_id = announcement.request.round_id()
         pool = sorted(candidates, key=lambda c: c.node)
         request = announcement.request
@@ -397,6 +400,7 @@ class SwarmService:
     # -- answering and judging (selected nodes) ------------------------------------------------
 
     def _commit_own(self, state: RoundState, kind: int, payload: bytes) -> None:
+        """Commit to our answer or judgment (a salted digest) and keep the reveal for later."""
         commitment, reveal = commit(bytes(self.host.identity), round_id=state.round_id,
                                     kind=kind, payload=payload, salt=os.urandom(32))
         state.pending[kind] = reveal
@@ -405,6 +409,7 @@ class SwarmService:
         self._flood("commit", raw)
 
     def _reveal_own(self, state: RoundState, kind: int) -> None:
+        """Open our commitment of ``kind`` once the origin opens that reveal phase."""
         reveal = state.pending.pop(kind, None)
         if reveal is not None:
             raw = reveal.encode()
@@ -412,6 +417,7 @@ class SwarmService:
             self._flood("reveal", raw)
 
     async def _answer(self, state: RoundState) -> None:
+        """A selected answerer: answer with the backend and commit (or abstain on error)."""
         assert self.backend is not None
         try:
             answer = await asyncio.wait_for(
@@ -426,6 +432,8 @@ class SwarmService:
 
     async def _judge(self, state: RoundState,
                      closed: tuple[list[Commitment], list[Reveal]]) -> None:
+        """A selected judge: judge the scheduled pairs of the answers the origin closed on,
+        screen them, and commit the verdicts (or abstain on error)."""
         assert self.backend is not None
         commitments, reveals = closed
         view = answer_view(round_id=state.round_id, answerers=state.answerers,
@@ -656,6 +664,7 @@ class SwarmService:
         self._spawn(self.duty.drop_duplicates())
 
     def _phase(self, state: RoundState, phase: str) -> None:
+        """The origin opens a phase: apply it here and flood it."""
         raw = pack(state.round_id, phase)
         self._handle("phase", raw)
         self._flood("phase", raw)

@@ -162,6 +162,7 @@ class PeerManager:
         self.better_tip_listeners.append(listener)
 
     def _notify(self, listeners: list[PeerListener], peer: Peer) -> None:
+        """Call each listener; one that fails is logged, never stops the others."""
         for listener in list(listeners):
             try:
                 listener(peer)
@@ -186,6 +187,7 @@ class PeerManager:
                     self.add_address(address)
 
     def save_addresses(self) -> None:
+        """Remember who we know (and who we are connected to) for the next start."""
         book = list(self.addresses)
         book += [a for a in self.connected_addresses() if a not in self.addresses]
         tmp = self._book_path.with_suffix(".tmp")
@@ -193,12 +195,14 @@ class PeerManager:
         tmp.replace(self._book_path)
 
     async def start(self) -> None:
+        """Open the HTTP session for dialing and start the dial loop."""
         self._session = aiohttp.ClientSession()
         if self.config.discover:
             self.load_addresses()
         self.spawn(self._dial_loop())
 
     async def stop(self) -> None:
+        """Save the address book, cancel our tasks and close every peer."""
         with contextlib.suppress(OSError):
             self.save_addresses()
         self._stopping = True
@@ -213,6 +217,7 @@ class PeerManager:
             await self._session.close()
 
     def spawn(self, coro: Coroutine[object, object, None]) -> asyncio.Task[None]:
+        """Run ``coro`` in the background; `stop` cancels it."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -221,6 +226,7 @@ class PeerManager:
     # -- address book --------------------------------------------------------------------------
 
     def add_address(self, address: str) -> bool:
+        """Remember a dialable address (not our own); False if it does not parse."""
         try:
             parse_address(address)
         except ConfigError:
@@ -234,6 +240,7 @@ class PeerManager:
         return True
 
     def connected_addresses(self) -> set[str]:
+        """Addresses of the peers we have (so the dial loop skips them)."""
         out = set()
         for peer in self.peers.values():
             if peer.listen:
@@ -243,6 +250,7 @@ class PeerManager:
         return out
 
     async def _dial_loop(self) -> None:
+        """Keep ``target_outbound`` outbound peers, trying fresh addresses each round."""
         while not self._stopping:
             await asyncio.sleep(self.config.dial_interval if self.peers else FIRST_DIAL_WAIT)
             outbound = sum(1 for p in self.peers.values() if p.outbound)
@@ -259,6 +267,7 @@ class PeerManager:
                 self.spawn(self._try_connect(address))
 
     async def _try_connect(self, address: str) -> None:
+        """Dial once; a failure marks the address for `REDIAL_AFTER` seconds."""
         try:
             await self.connect(address)
         except ConnectError:
@@ -319,6 +328,7 @@ class PeerManager:
         return ws
 
     def _new_peer(self, ws: WebSocket, *, outbound: bool, host: str, port: int | None) -> Peer:
+        """A `Peer` over ``ws`` with our configured timeouts."""
         return Peer(ws, outbound=outbound, host=host, port=port,
                     ping_interval=self.config.ping_interval,
                     ping_timeout=self.config.ping_timeout,
@@ -335,6 +345,7 @@ class PeerManager:
                 "time": int(time.time()), "agent": AGENT}
 
     async def _handshake(self, peer: Peer) -> None:
+        """Run the handshake and, if it holds, add the peer and tell the listeners."""
         try:
             await peer.handshake(hello=self.hello(), key=self.host.identity,
                                  genesis=self.host.chain.genesis_id, check=self._check_hello,
@@ -388,6 +399,7 @@ class PeerManager:
             raise HandshakeRefused("clock", "clock skew too large")
 
     async def _serve(self, peer: Peer) -> None:
+        """Run an authenticated peer until it closes, then forget it."""
         try:
             reason = await peer.run(self._dispatch, self._on_error)
         finally:
@@ -399,10 +411,12 @@ class PeerManager:
     # -- public API ----------------------------------------------------------------------------
 
     def get(self, node_id: bytes | str) -> Peer | None:
+        """The connected peer with this node id (bytes or hex), or None."""
         key = bytes.fromhex(node_id) if isinstance(node_id, str) else node_id
         return self.peers.get(key)
 
     async def disconnect(self, node_id: bytes | str, *, reason: str = "requested") -> bool:
+        """Close a peer by node id; False if it is not connected."""
         peer = self.get(node_id)
         if peer is None:
             return False
@@ -410,15 +424,18 @@ class PeerManager:
         return True
 
     def info(self) -> list[dict[str, Any]]:
+        """One summary per peer, for the API."""
         return [p.info() for p in self.peers.values()]
 
     def __len__(self) -> int:
         return len(self.peers)
 
     def ban(self, node_id: bytes, *, reason: str, seconds: float | None = None) -> None:
+        """Ban a node id (the API's manual ban); a connected peer is not closed by this."""
         self.bans.ban([node_key(node_id)], reason=reason, seconds=seconds)
 
     def _ban(self, peer: Peer, reason: str) -> None:
+        """Ban a misbehaving peer by address, node id and listen address, and record why."""
         keys = [addr_key(peer.host, peer.port)]
         if peer.node_id:
             keys.append(node_key(peer.node_id))
@@ -442,6 +459,7 @@ class PeerManager:
         return verdict
 
     async def _on_error(self, peer: Peer, exc: BaseException) -> None:
+        """A handler or frame failed: unexpected errors are logged, then judged."""
         if not isinstance(exc, (ConsensusError, ProtocolError, ValueError)):
             log.exception("p2p.handler_error", exc_info=exc)
         await self.punish(peer, exc)
@@ -450,6 +468,7 @@ class PeerManager:
 
     def broadcast_tx(self, tx: Transaction, *, raw: bytes, tx_id: bytes,
                      exclude: Peer | None = None) -> int:
+        """Gossip a transaction to each peer not known to have it; returns frames queued."""
         sent = 0
         frame: bytes | None = None
         for peer in list(self.peers.values()):
@@ -491,6 +510,7 @@ class PeerManager:
     # -- messages in ---------------------------------------------------------------------------
 
     async def _dispatch(self, peer: Peer, msg: Message) -> None:
+        """Count the frame and route it to the handler registered for its type."""
         self.received[msg.type.name] += 1
         handler = self._handlers.get(msg.type)
         if handler is None:
@@ -498,16 +518,19 @@ class PeerManager:
         await handler(peer, msg)
 
     async def _on_getaddr(self, peer: Peer, msg: Message) -> None:
+        """Answer with the addresses we are connected to, then those we heard of."""
         addrs = list(self.connected_addresses() - {peer.listen})
         addrs += [a for a in reversed(self.addresses) if a not in addrs and a != peer.listen]
         peer.send(MsgType.ADDR, {"addrs": addrs[:MAX_ADDR]})
 
     async def _on_addr(self, peer: Peer, msg: Message) -> None:
+        """Learn the addresses a peer sent (only when discovery is on)."""
         if self.config.discover:
             for address in msg["addrs"]:
                 self.add_address(address)
 
     async def _on_tx(self, peer: Peer, msg: Message) -> None:
+        """Admit a gossiped transaction once; a rejection is judged by the policy."""
         raw: bytes = msg["tx"]
         tx = Transaction.decode(raw)
         tx_id = tx.id()
@@ -524,6 +547,7 @@ class PeerManager:
                 self.seen_txs.discard(tx_id)
 
     async def _on_inv(self, peer: Peer, msg: Message) -> None:
+        """Note what the peer has; fetch new blocks near our tip, leave far ones to sync."""
         chain = self.host.chain
         wanted: list[bytes] = []
         our_height = chain.tree.tip_entry.height
@@ -555,38 +579,50 @@ class PeerManager:
                 return
             missing = [bid for bid in answer["missing"] if bid in ids]
             for raw in answer["blocks"]:
-                if peer.closed:
-                    return
-                try:
-                    header = peek_header(raw)
-                    block_id = header.block_id()
-                    if block_id not in ids:
-                        continue  # unrequested: IGNORE
-                    # relay on the header and proof alone, then decode the body
-                    await self.host.relay_early(header, raw, origin=peer)
-                    try:
-                        block = await asyncio.to_thread(Block.decode, raw)
-                    except (ValueError, ConsensusError):
-                        self.host.drop_relay(block_id)
-                        if early:
-                            return  # an early relayer could not know the body was bad
-                        raise
-                    await self.host.submit_block(block, origin=peer, raw=raw,
-                                                 origin_checked_state=not early)
-                except (ValueError, ConsensusError) as exc:
-                    # a NodeRejected carries the node's verdict (early relays are excused)
-                    await self.punish(peer, exc)
+                if peer.closed or not await self._submit_fetched(peer, raw, ids, early=early):
                     return
         finally:
             self.requested_blocks.difference_update(ids)
             if retry and missing and not self._stopping:
-                others = [p for p in self.peers.values() if p is not peer and not p.closed]
-                for bid in missing:
-                    holder = next((p for p in others if bid in p.known_blocks), None)
-                    if holder is not None and not self.host.chain.has_block(bid):
-                        self.spawn(self.fetch_blocks(holder, [bid], retry=False))
+                self._fetch_elsewhere(peer, missing)
+
+    async def _submit_fetched(self, peer: Peer, raw: bytes, ids: list[bytes], *,
+                              early: bool) -> bool:
+        """Relay one fetched block on its header and proof alone, then decode and submit it.
+
+        False: stop reading the answer (the peer was punished, or the body of an early relay
+        was bad, which its relayer could not know)."""
+        try:
+            header = peek_header(raw)
+            block_id = header.block_id()
+            if block_id not in ids:
+                return True  # unrequested: IGNORE
+            await self.host.relay_early(header, raw, origin=peer)
+            try:
+                block = await asyncio.to_thread(Block.decode, raw)
+            except (ValueError, ConsensusError):
+                self.host.drop_relay(block_id)
+                if early:
+                    return False  # an early relayer could not know the body was bad
+                raise
+            await self.host.submit_block(block, origin=peer, raw=raw,
+                                         origin_checked_state=not early)
+        except (ValueError, ConsensusError) as exc:
+            # a NodeRejected carries the node's verdict (early relays are excused)
+            await self.punish(peer, exc)
+            return False
+        return True
+
+    def _fetch_elsewhere(self, peer: Peer, missing: list[bytes]) -> None:
+        """Ask once, from another peer that announced it, for each id ``peer`` did not serve."""
+        others = [p for p in self.peers.values() if p is not peer and not p.closed]
+        for bid in missing:
+            holder = next((p for p in others if bid in p.known_blocks), None)
+            if holder is not None and not self.host.chain.has_block(bid):
+                self.spawn(self.fetch_blocks(holder, [bid], retry=False))
 
     async def _on_getdata(self, peer: Peer, msg: Message) -> None:
+        """Serve stored blocks, up to the frame budget; the rest are listed missing."""
         blocks: list[bytes] = []
         missing: list[bytes] = []
         budget = MAX_FRAME - ANSWER_HEADROOM
@@ -602,6 +638,7 @@ class PeerManager:
         peer.send(MsgType.BLOCKS, {"req": msg["req"], "blocks": blocks, "missing": missing})
 
     async def _on_getheaders(self, peer: Peer, msg: Message) -> None:
+        """Serve canonical headers after the locator, up to the frame budget."""
         headers = await self.host.headers_after(list(msg["locator"]), limit=MAX_HEADERS)
         budget = MAX_FRAME - ANSWER_HEADROOM
         out: list[bytes] = []

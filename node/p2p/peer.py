@@ -77,6 +77,7 @@ class LruSet:
         return True
 
     def discard(self, item: bytes) -> None:
+        """Forget ``item`` (so it may be accepted again)."""
         self._items.pop(item, None)
 
     def __contains__(self, item: object) -> bool:
@@ -132,6 +133,7 @@ class Peer:
 
     @property
     def id_hex(self) -> str:
+        """The node id as hex (logs, the API)."""
         return self.node_id.hex()
 
     def update_best(self, *, tip: bytes, height: int, work: int) -> bool:
@@ -142,6 +144,7 @@ class Peer:
         return False
 
     def info(self) -> dict[str, Any]:
+        """A summary of the connection, for the API."""
         return {"node_id": self.id_hex, "address": f"{self.host}:{self.port}",
                 "listen": self.listen, "outbound": self.outbound, "agent": self.agent,
                 "height": self.best_height, "tip": self.best_tip.hex(),
@@ -152,15 +155,18 @@ class Peer:
     # -- raw frames ----------------------------------------------------------------------------
 
     async def _send_now(self, msg_type: MsgType, body: Mapping[str, Any]) -> None:
+        """Send a frame directly (handshake and goodbye: before or after the writer runs)."""
         frame = encode_frame(msg_type, body)
         self.bytes_out += len(frame)
         await self.ws.send_bytes(frame)
 
     async def _receive_one(self, timeout: float) -> Message:
+        """One frame during the handshake (the processor is not running yet)."""
         msg = await self.ws.receive(timeout=timeout)
         return self._parse(msg)
 
     def _parse(self, msg: aiohttp.WSMessage) -> Message:
+        """A WebSocket message as a checked frame; raises ProtocolError or PeerClosed."""
         if msg.type == WSMsgType.BINARY:
             data: bytes = msg.data
             self.bytes_in += len(data)
@@ -293,6 +299,7 @@ class Peer:
         self._pending.clear()
 
     async def _writer(self) -> None:
+        """Drain the send queue to the socket; a failed send ends the connection."""
         while True:
             frame = await self._send_queue.get()
             if frame is None:
@@ -308,6 +315,7 @@ class Peer:
             self.bytes_out += len(frame)
 
     async def _processor(self, dispatch: MessageHandler, on_error: ErrorHandler) -> None:
+        """Hand queued frames to ``dispatch`` one at a time; errors go to ``on_error``."""
         while True:
             msg = await self._recv_queue.get()
             if msg is None:
@@ -320,6 +328,7 @@ class Peer:
                 await on_error(self, exc)
 
     async def _pinger(self) -> None:
+        """PING at intervals; close a peer silent for longer than ``ping_timeout``."""
         while True:
             await asyncio.sleep(self.ping_interval)
             if time.monotonic() - self.last_recv > self.ping_timeout:
@@ -382,7 +391,9 @@ class Peer:
 
     @property
     def closed(self) -> bool:
+        """True once `close` ran (by us, the peer, or a failure)."""
         return self._closed.is_set()
 
     async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
         await self._closed.wait()

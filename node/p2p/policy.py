@@ -20,6 +20,7 @@ from node.p2p.protocol import ProtocolError
 
 
 class Verdict(enum.Enum):
+    """What a peer's input earns it."""
     ACCEPT = "accept"
     IGNORE = "ignore"
     REJECT = "reject"
@@ -79,12 +80,14 @@ class BanList:
         self.reasons: dict[str, str] = {}
 
     def ban(self, keys: list[str], *, reason: str, seconds: float | None = None) -> None:
+        """Ban each key until ``seconds`` (default: the list's) from now; never shortens one."""
         deadline = time.monotonic() + (self.default_seconds if seconds is None else seconds)
         for key in keys:
             self._until[key] = max(deadline, self._until.get(key, 0.0))
             self.reasons[key] = reason
 
     def is_banned(self, key: str) -> bool:
+        """True while the key's ban lasts (an expired ban is dropped here)."""
         deadline = self._until.get(key)
         if deadline is None:
             return False
@@ -95,6 +98,7 @@ class BanList:
         return True
 
     def unban(self, key: str) -> None:
+        """Lift a ban now (the API)."""
         self._until.pop(key, None)
         self.reasons.pop(key, None)
 
@@ -105,8 +109,10 @@ class BanList:
 
 
 def node_key(node_id: bytes) -> str:
+    """The ban key of a node id."""
     return "id:" + node_id.hex()
 
 
 def addr_key(host: str, port: int | None) -> str:
+    """The ban key of an address (see `ban_key`)."""
     return "addr:" + ban_key(host, port)

@@ -41,6 +41,7 @@ class ProtocolError(ValueError):
 
 
 class MsgType(enum.IntEnum):
+    """Frame types; the number is the first element of a frame on the wire."""
     HELLO = 1  # handshake: version, network, tip, identity, nonce, listen address
     AUTH = 2  # handshake: signature over the peer's nonce
     REJECT = 3  # the sender closes the connection, with a reason
@@ -76,8 +77,12 @@ TYPE_LIMITS: dict[MsgType, int] = {
 }
 
 
-def _bytes(n: int | None = None, *, max_len: int | None = None) -> Callable[[Any], bool]:
-    def check(v: Any) -> bool:
+# checks one decoded field value (anything msgpack may produce)
+Validator = Callable[[object], bool]
+
+
+def _bytes(n: int | None = None, *, max_len: int | None = None) -> Validator:
+    def check(v: object) -> bool:
         if type(v) is not bytes:
             return False
         if n is not None and len(v) != n:
@@ -86,25 +91,25 @@ def _bytes(n: int | None = None, *, max_len: int | None = None) -> Callable[[Any
     return check
 
 
-def _uint(v: Any) -> bool:
+def _uint(v: object) -> bool:
     return type(v) is int and 0 <= v < 2**64
 
 
-def _str(max_len: int) -> Callable[[Any], bool]:
+def _str(max_len: int) -> Validator:
     return lambda v: type(v) is str and len(v) <= max_len
 
 
-def _list_of(item: Callable[[Any], bool], max_items: int) -> Callable[[Any], bool]:
+def _list_of(item: Validator, max_items: int) -> Validator:
     return lambda v: type(v) is list and len(v) <= max_items and all(item(x) for x in v)
 
 
-def _inv_item(v: Any) -> bool:
+def _inv_item(v: object) -> bool:
     return (type(v) is list and len(v) == 3 and _bytes(32)(v[0]) and _uint(v[1])
             and _bytes(max_len=32)(v[2]))
 
 
 _ID = _bytes(32)
-SCHEMAS: dict[MsgType, dict[str, Callable[[Any], bool]]] = {
+SCHEMAS: dict[MsgType, dict[str, Validator]] = {
     MsgType.HELLO: {"version": _uint, "network": _str(64), "chain_id": _uint, "genesis": _ID,
                     "tip": _ID, "height": _uint, "work": _bytes(max_len=32),
                     "node_id": _ID, "nonce": _ID, "listen": _str(300), "time": _uint,
@@ -129,7 +134,7 @@ SCHEMAS: dict[MsgType, dict[str, Callable[[Any], bool]]] = {
 
 
 # Optional fields: may be absent; checked when present.
-OPTIONAL: dict[MsgType, dict[str, Callable[[Any], bool]]] = {
+OPTIONAL: dict[MsgType, dict[str, Validator]] = {
     # the sender checked only header and PoUW proof, not the state transition (early relay)
     MsgType.INV: {"early": lambda v: type(v) is bool},
 }
@@ -146,6 +151,7 @@ class Message:
         return self.body[key]
 
     def get(self, key: str, default: Any = None) -> Any:
+        """An optional field, or ``default``."""
         return self.body.get(key, default)
 
 
@@ -179,6 +185,7 @@ def decode_frame(raw: bytes) -> Message:
 
 
 def _check(msg_type: MsgType, body: Mapping[str, Any], size: int) -> None:
+    """Apply the type's size limit and field schema; raises ProtocolError."""
     limit = TYPE_LIMITS[msg_type]
     if size > limit:
         raise ProtocolError("oversized", f"{msg_type.name} {size} > {limit} bytes")
@@ -203,4 +210,5 @@ def work_bytes(work: int) -> bytes:
 
 
 def work_int(raw: bytes) -> int:
+    """Cumulative work from its `work_bytes` form."""
     return int.from_bytes(raw, "big")

@@ -36,10 +36,12 @@ RETRY_AFTER_ERROR = 1.0  # seconds the loop rests after an unexpected error
 
 
 def _decode_headers(raws: list[bytes]) -> list[BlockHeader]:
+    """Decode a HEADERS answer (run in a worker thread)."""
     return [BlockHeader.decode(raw) for raw in raws]
 
 
 def _decode_blocks(raws: list[bytes]) -> list[Block]:
+    """Decode a BLOCKS answer (run in a worker thread)."""
     return [Block.decode(raw) for raw in raws]
 
 
@@ -65,9 +67,11 @@ class Syncer:
     # -- control -------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the sync loop."""
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        """Stop the sync loop and wait for it."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -78,6 +82,7 @@ class Syncer:
         self._event.set()
 
     def _on_peer(self, _peer: Peer) -> None:
+        """A peer connected or claims more work: look again."""
         self.wake()
 
     def peer_gone(self, peer: Peer) -> None:
@@ -87,10 +92,12 @@ class Syncer:
 
     @property
     def best_peer_height(self) -> int:
+        """The highest height any peer claims (status, progress)."""
         return max((p.best_height for p in self.peers.peers.values()), default=0)
 
     @property
     def progress(self) -> float:
+        """Fraction of the way from where this sync started to the best peer's height."""
         ours = self.host.chain.height
         best = self.best_peer_height
         if best <= ours:
@@ -101,6 +108,7 @@ class Syncer:
     # -- the loop ------------------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        """Sync when woken (or every `IDLE_CHECK`); errors never end the loop."""
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(IDLE_CHECK):
@@ -115,6 +123,7 @@ class Syncer:
                 await asyncio.sleep(RETRY_AFTER_ERROR)
 
     def _best_peer(self) -> Peer | None:
+        """The peer claiming the most work above ours that was not just useless."""
         tree = self.host.chain.tree
         ours = tree.tip_entry.cumulative_work
         tip = tree.tip
@@ -125,10 +134,12 @@ class Syncer:
         return max(candidates, key=lambda p: p.best_work, default=None)
 
     def _skipped(self, peer: Peer, *, tip: bytes, now: float) -> bool:
+        """True if ``peer`` had nothing for us at this tip a moment ago."""
         mark = self._useless.get(peer.node_id)
         return mark is not None and mark[0] == tip and now - mark[1] < USELESS_FOR
 
     async def _sync_round(self) -> None:
+        """Sync from the best peer, then the next, until no peer is ahead."""
         while True:
             peer = self._best_peer()
             if peer is None:
@@ -192,6 +203,7 @@ class Syncer:
 
     @staticmethod
     def _check_linked(headers: list[BlockHeader]) -> None:
+        """Each header must follow the one before it; raises ProtocolError."""
         for prev, header in itertools.pairwise(headers):
             if header.parent_hash != prev.block_id() or header.height != prev.height + 1:
                 raise ProtocolError("headers_unlinked", f"at height {header.height}")
@@ -257,6 +269,7 @@ class Syncer:
         return ordered
 
     async def _connect(self, blocks: list[Block], source: Peer) -> int:
+        """Add fetched blocks in order; a bad one gets its sender judged; count added."""
         if not blocks:
             return 0
         try:

@@ -52,6 +52,14 @@ def _chunked_float_product(matmul: Callable[[Any, Any], Any], to_int32: Callable
     return out
 
 
+def _fold_halves(lanes: np.ndarray) -> np.ndarray:
+    """The last fold, on the host, shared so every backend folds alike: each int64 lane of a
+    (tile rows, tile columns) array XORs its two 32-bit halves into the tile's uint32 fold."""
+    z = lanes.view(np.uint32).reshape(*lanes.shape, 2)
+    folds: np.ndarray = np.bitwise_xor(z[..., 0], z[..., 1])
+    return folds
+
+
 class ArrayModuleBackend:
     """numpy or cupy: exact float32 GEMM in inner chunks of ≤ 1024."""
 
@@ -83,9 +91,7 @@ class ArrayModuleBackend:
         y = x[:, 0:4] ^ x[:, 4:8]
         y = y[:, 0:2] ^ y[:, 2:4]
         y = (y[:, 0] ^ y[:, 1]).reshape(rows // 8, cols // 4, 2)
-        z = self.to_numpy(y[..., 0] ^ y[..., 1]).view(np.uint32).reshape(rows // 8, cols // 4, 2)
-        folds: np.ndarray = np.bitwise_xor(z[..., 0], z[..., 1])
-        return folds
+        return _fold_halves(self.to_numpy(y[..., 0] ^ y[..., 1]))
 
     def subtract_horner(self, acc: Any, parts: list[Any], base: int) -> np.ndarray:
         d = parts[-1]
@@ -135,10 +141,7 @@ class TorchBackend:
         y = torch.bitwise_xor(x[:, 0:4], x[:, 4:8])
         torch.bitwise_xor(y[:, 0:2], y[:, 2:4], out=y[:, 0:2])
         y = torch.bitwise_xor(y[:, 0], y[:, 1]).view(rows // 8, cols // 4, 2)
-        y = torch.bitwise_xor(y[..., 0], y[..., 1])
-        z = y.cpu().numpy().view(np.uint32).reshape(rows // 8, cols // 4, 2)
-        folds: np.ndarray = np.bitwise_xor(z[..., 0], z[..., 1])
-        return folds
+        return _fold_halves(torch.bitwise_xor(y[..., 0], y[..., 1]).cpu().numpy())
 
     def subtract_horner(self, acc: Any, parts: list[Any], base: int) -> np.ndarray:
         d = parts[-1]

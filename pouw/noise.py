@@ -107,22 +107,27 @@ def _signed_index(perm: np.ndarray, sign: np.ndarray) -> np.ndarray:
     return flat
 
 
+def _add_noise(x: np.ndarray, factor: np.ndarray, perm: np.ndarray, sign: np.ndarray, *,
+               axis: int) -> np.ndarray:
+    """x + the signed permutation of ``factor`` along ``axis`` (x cut to its first chunks·r
+    entries there): one rule for both sides, A's columns and B's rows."""
+    chunks, r = perm.shape
+    doubled = np.concatenate([factor, -factor], axis=axis)
+    noise = np.take(doubled, _signed_index(perm, sign), axis=axis)
+    keep = [slice(None)] * x.ndim
+    keep[axis] = slice(0, chunks * r)
+    out: np.ndarray = x[tuple(keep)] + noise
+    return out
+
+
 def noisy_left(a: np.ndarray, f: NoiseFactors) -> np.ndarray:
     """A' = A + E as int8 (rows of A matching f.left; first chunks·r columns)."""
-    chunks, r = f.perm_e.shape
-    doubled = np.concatenate([f.left, -f.left], axis=1)
-    e = np.take(doubled, _signed_index(f.perm_e, f.sign_e), axis=1)
-    out: np.ndarray = a[:, : chunks * r] + e
-    return out
+    return _add_noise(a, f.left, f.perm_e, f.sign_e, axis=1)
 
 
 def noisy_right(b: np.ndarray, f: NoiseFactors) -> np.ndarray:
     """B' = B + F as int8 (columns of B matching f.right; first chunks·r rows)."""
-    chunks, r = f.perm_f.shape
-    doubled = np.concatenate([f.right, -f.right], axis=0)
-    noise = np.take(doubled, _signed_index(f.perm_f, f.sign_f), axis=0)
-    out: np.ndarray = b[: chunks * r] + noise
-    return out
+    return _add_noise(b, f.right, f.perm_f, f.sign_f, axis=0)
 
 
 def right_wide_factor(f: NoiseFactors) -> np.ndarray:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.genesis import DEV_BALANCE, DEV_STAKE, dev_config, dev_seed
-from consensus.transition import apply_block_transactions, apply_transaction
+from consensus.transition import apply_block_transactions
 from consensus.tx import Transaction, public_key
 from contracts import BeginUnstake, RegisterSwarmNode, Stake, Transfer, Withdraw
 from core.errors import TransactionError
@@ -17,14 +17,10 @@ from core.interfaces import MemoryKV, PrefixedKV
 from core.lthash import LtHash
 from core.records import Account, StakeRecord, SwarmNode, Unbonding
 from core.state import LANES_KEY, BlockUndo, State, root_from_items
-from tests.framework.chain import MINER, Chain, new_chain, tx
+from tests.framework.chain import MINER, Chain, apply, new_chain, tx
 
 A, B, C = (public_key(dev_seed(i)) for i in range(3))
 PARAMS = dev_config().params
-
-
-def apply(chain: Chain, t: Transaction, height: int = 1) -> int:
-    return apply_transaction(chain.state, t, height=height, params=chain.params)
 
 
 def assert_rejected(chain: Chain, t: Transaction, rule: str, height: int = 1) -> None:

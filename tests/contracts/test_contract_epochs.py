@@ -49,7 +49,7 @@ from core.records import StakeRecord, Unbonding
 from core.state import State
 from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes
 from tests.contracts.test_swarm_selection_onchain import answers_for
-from tests.framework.chain import Chain, make_block, new_chain
+from tests.framework.chain import Chain, make_block, new_chain, state_items
 from tests.framework.roundkit import Round, build_round, make_request, seed
 from tests.swarm.test_settlement import STAKE, honest
 
@@ -242,10 +242,6 @@ def test_old_tables_are_deleted_and_the_window_holds() -> None:
     pages = [k for k, _ in chain.kv.items() if k.startswith(SNAPSHOT_PREFIX)]
     assert len(pages) == len(epochs)  # one page each (12 candidates)
     assert epochs[0] == (150 - MAX_SETTLEMENT_LAG) // 10
-
-
-def state_items(kv: MemoryKV) -> dict[bytes, bytes]:
-    return dict(kv.items())
 
 
 def replay(blocks: Sequence[Block]) -> Chain:

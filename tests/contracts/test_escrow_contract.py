@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.genesis import DEV_BALANCE, dev_config, dev_seed
-from consensus.transition import apply_transaction
-from consensus.tx import Transaction, public_key
+from consensus.genesis import DEV_BALANCE
 from contracts import PAYLOAD_CLASSES, BeginEscrowRelease, ClaimEscrowRelease, DepositEscrow
 from contracts.escrow import ESCROW_RELEASE_DELAY, SwarmEscrow, escrow_of, pay_fee
 from core.errors import TransactionError
-from core.state import State
-from tests.framework.chain import Chain, tx
+from tests.framework.chain import Chain, addr, apply, balance, tx
 
 CLIENT = 1
 FEE = 10
-
-
-def addr(index: int) -> bytes:
-    return public_key(dev_seed(index))
-
-
-def apply(state: State, t: Transaction, *, height: int = 1) -> None:
-    apply_transaction(state, t, height=height, params=dev_config().params)
-
-
-def balance(state: State, index: int = CLIENT) -> int:
-    return state.account(addr(index)).balance
 
 
 def test_kinds_are_registered() -> None:
@@ -37,7 +22,7 @@ def test_kinds_are_registered() -> None:
 def test_deposit_release_claim(chain: Chain) -> None:
     state = chain.state
     apply(state, tx(CLIENT, 0, DepositEscrow(amount=5_000), fee=FEE))
-    assert balance(state) == DEV_BALANCE - FEE - 5_000
+    assert balance(state, CLIENT) == DEV_BALANCE - FEE - 5_000
     assert escrow_of(state, addr(CLIENT)) == SwarmEscrow(locked=5_000, releasing=0,
                                                          release_height=0)
     apply(state, tx(CLIENT, 1, BeginEscrowRelease(amount=2_000), fee=FEE), height=10)
@@ -48,7 +33,7 @@ def test_deposit_release_claim(chain: Chain) -> None:
               height=9 + ESCROW_RELEASE_DELAY)
     assert err.value.rule == "escrow.not_matured"
     apply(state, tx(CLIENT, 2, ClaimEscrowRelease(), fee=FEE), height=10 + ESCROW_RELEASE_DELAY)
-    assert balance(state) == DEV_BALANCE - 3 * FEE - 3_000
+    assert balance(state, CLIENT) == DEV_BALANCE - 3 * FEE - 3_000
     assert escrow_of(state, addr(CLIENT)).releasing == 0
 
 
@@ -73,7 +58,7 @@ def test_fees_come_from_locked_then_releasing_then_balance(chain: Chain) -> None
     client = addr(CLIENT)
     apply(state, tx(CLIENT, 0, DepositEscrow(amount=300), fee=FEE))
     apply(state, tx(CLIENT, 1, BeginEscrowRelease(amount=100), fee=FEE), height=5)
-    start = balance(state)
+    start = balance(state, CLIENT)
     assert pay_fee(state, client, 150, rule="t") == 150  # locked 200 -> 50
     assert escrow_of(state, client) == SwarmEscrow(locked=50, releasing=100,
                                                    release_height=5 + ESCROW_RELEASE_DELAY)
@@ -82,7 +67,7 @@ def test_fees_come_from_locked_then_releasing_then_balance(chain: Chain) -> None
                                                    release_height=5 + ESCROW_RELEASE_DELAY)
     assert pay_fee(state, client, 50, rule="t") == 30  # releasing 30, then 20 from balance
     assert escrow_of(state, client) == SwarmEscrow(locked=0, releasing=0, release_height=0)
-    assert balance(state) == start - 20
+    assert balance(state, CLIENT) == start - 20
     with pytest.raises(TransactionError) as err:
         pay_fee(state, client, DEV_BALANCE, rule="swarm.insufficient_client_balance")
     assert err.value.rule == "swarm.insufficient_client_balance"

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.genesis import DEV_BALANCE, dev_seed
-from consensus.transition import apply_transaction
-from consensus.tx import Transaction, public_key
+from consensus.genesis import DEV_BALANCE
 from contracts import PAYLOAD_CLASSES, JobCancel, JobReceipt, JobRequest
 from contracts.jobs import (
     MAX_JOB_TIMEOUT,
@@ -18,8 +16,7 @@ from contracts.jobs import (
     padded_shape,
 )
 from core.errors import TransactionError
-from core.state import State
-from tests.framework.chain import Chain, make_block, tx
+from tests.framework.chain import Chain, addr, apply, balance, make_block, tx
 
 CLIENT = 1
 WORKER = 2
@@ -30,10 +27,6 @@ SALT = bytes([7]) * 32
 RESULT = bytes([9]) * 32
 ESCROW = 5_000
 FEE = 10
-
-
-def addr(index: int) -> bytes:
-    return public_key(dev_seed(index))
 
 
 def request(**overrides: object) -> JobRequest:
@@ -47,16 +40,6 @@ def job_id(requester: int = CLIENT, **overrides: object) -> bytes:
     p = request(**overrides)
     return job_id_of(requester=addr(requester), root_a=p.root_a, root_b=p.root_b, m=p.m, k=p.k,
                      n=p.n, salt=p.salt)
-
-
-def apply(state: State, t: Transaction, *, height: int = 1) -> None:
-    from consensus.genesis import dev_config
-
-    apply_transaction(state, t, height=height, params=dev_config().params)
-
-
-def balance(state: State, index: int) -> int:
-    return state.account(addr(index)).balance
 
 
 def test_kinds_are_registered() -> None:

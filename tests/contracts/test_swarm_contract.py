@@ -101,7 +101,7 @@ def test_build_settlement_equals_direct_settle() -> None:
     assert payload_for(chain.state, r).outcome == direct
 
 
-def apply(chain: Chain, payload: SettleSwarmRound, *, height: int = HEIGHT) -> None:
+def apply_settlement(chain: Chain, payload: SettleSwarmRound, *, height: int = HEIGHT) -> None:
     apply_settle_swarm_round(chain.state, payload,
                              TxContext(sender=public_key(dev_seed(2)), height=height,
                                        params=chain.params))
@@ -114,7 +114,7 @@ def test_settlement_applies_payouts_reputation_and_marks_the_round() -> None:
     assert decode(SettleSwarmRound, encode(payload)) == payload
     assert len(encode(payload)) < MAX_TX_SIZE - 200  # fits a transaction with room to spare
     root = chain.state.root()
-    apply(chain, payload)
+    apply_settlement(chain, payload)
     assert chain.state.root() != root
     pay = {p.node: p.amount for p in payload.outcome.payouts}
     assert chain.state.account(CLIENT).balance == DEV_BALANCE - FEE
@@ -130,7 +130,7 @@ def test_settlement_applies_payouts_reputation_and_marks_the_round() -> None:
     assert record is not None and record.outcome_id == payload.outcome.id()
     # the same round never settles twice
     with pytest.raises(TransactionError) as err:
-        apply(chain, payload, height=HEIGHT + 1)
+        apply_settlement(chain, payload, height=HEIGHT + 1)
     assert err.value.rule == "swarm.already_settled"
 
 
@@ -142,12 +142,12 @@ def test_tampered_outcome_is_rejected() -> None:
     greedy = dataclasses.replace(payload, outcome=dataclasses.replace(
         payload.outcome, payouts=(Payout(node=first.node, amount=first.amount + 1), *rest)))
     with pytest.raises(TransactionError) as err:
-        apply(chain, greedy)
+        apply_settlement(chain, greedy)
     assert err.value.rule == "swarm.settlement_mismatch"
     # dropping a judge's opening changes the recomputed outcome: the claim must follow
     fewer = dataclasses.replace(payload, judgment_openings=payload.judgment_openings[1:])
     with pytest.raises(TransactionError) as err:
-        apply(chain, fewer)
+        apply_settlement(chain, fewer)
     assert err.value.rule == "swarm.settlement_mismatch"
 
 
@@ -156,7 +156,7 @@ def test_no_show_loses_stake_on_chain() -> None:
     r = setup_round(chain, no_show=True)
     payload = payload_for(chain.state, r)
     (slash,) = payload.outcome.slashes
-    apply(chain, payload)
+    apply_settlement(chain, payload)
     assert chain.state.stake(slash.node).bonded == STAKE - slash.amount
     assert chain.state.reputation(slash.node) == 1000 - 400
     paid = sum(p.amount for p in payload.outcome.payouts) + payload.outcome.refund
@@ -171,7 +171,7 @@ def test_outcome_does_not_depend_on_the_including_block() -> None:
     payload = payload_for(chain.state, r, height=built_at)
     assert effective_reputation(chain.state, r.judges[0], height=built_at) != \
         effective_reputation(chain.state, r.judges[0], height=built_at + MAX_SETTLEMENT_LAG)
-    apply(chain, payload, height=built_at + MAX_SETTLEMENT_LAG)
+    apply_settlement(chain, payload, height=built_at + MAX_SETTLEMENT_LAG)
     assert settled_round(chain.state, r.request.round_id()) is not None
 
 
@@ -181,7 +181,7 @@ def test_reputation_height_must_be_recent(lag: int) -> None:
     r = setup_round(chain, height=500)
     payload = payload_for(chain.state, r, height=500)
     with pytest.raises(TransactionError) as err:
-        apply(chain, payload, height=500 + lag)
+        apply_settlement(chain, payload, height=500 + lag)
     assert err.value.rule == "swarm.reputation_height"
 
 
@@ -208,7 +208,7 @@ def test_rules(rule: str) -> None:
         r.request = make_request(CLIENT_SEED, fee=FEE, answers=4, judges=4)
         payload = dataclasses.replace(payload, request=r.request)
     with pytest.raises(TransactionError) as err:
-        apply(chain, payload)
+        apply_settlement(chain, payload)
     assert err.value.rule == rule
 
 
@@ -221,6 +221,6 @@ def test_reputation_decays_between_rounds() -> None:
         1000, blocks_elapsed=REPUTATION_HALF_LIFE, floor=REPUTATION_FLOOR,
         half_life=REPUTATION_HALF_LIFE) == REPUTATION_FLOOR + (1000 - REPUTATION_FLOOR) // 2
     payload = payload_for(chain.state, r, height=now)
-    apply(chain, payload, height=now)
+    apply_settlement(chain, payload, height=now)
     # the round started from the decayed score (550) and added the full-agreement step
     assert chain.state.reputation(node) == 550 + 100

@@ -40,7 +40,7 @@ from tests.contracts.test_swarm_contract import (
     FEE,
     HEIGHT,
     POOL,
-    apply,
+    apply_settlement,
     payload_for,
     register_pool,
     setup_round,
@@ -238,16 +238,16 @@ def test_self_selected_settlement_is_rejected_and_the_honest_one_accepted() -> N
         judges=forged.judges, commitments=forged.commitments,
         answer_openings=forged.answer_openings, judgment_openings=forged.judgment_openings)
     with pytest.raises(TransactionError) as err:
-        apply(chain, self_selected)
+        apply_settlement(chain, self_selected)
     assert err.value.rule == "swarm.selection_mismatch"
     # swapping in a single own judge is caught too
     honest_payload = payload_for(chain.state, honest_round)
     one_swapped = dataclasses.replace(honest_payload, judges=tuple(sorted(
         (*honest_payload.judges[1:], public_key(own[0])))))
     with pytest.raises(TransactionError) as err:
-        apply(chain, one_swapped)
+        apply_settlement(chain, one_swapped)
     assert err.value.rule == "swarm.selection_mismatch"
-    apply(chain, honest_payload)
+    apply_settlement(chain, honest_payload)
     assert settled_round(chain.state, request.round_id()) is not None
 
 

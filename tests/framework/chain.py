@@ -1,4 +1,5 @@
-"""Test chain builder: dev genesis over a dict, and a real (tiny) PoUW miner for blocks.
+"""Test chains: dev genesis over a dict, a real (tiny) PoUW miner for blocks, forks, and the
+transactions and state look-ups tests build on.
 
 One implementation shared by the tests and the vector generator.
 """
@@ -7,16 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from consensus.block import Block, BlockHeader, header_commitment, transactions_root
 from consensus.genesis import GenesisConfig, build_genesis, dev_config, dev_seed
-from consensus.transition import apply_block_transactions
+from consensus.transition import apply_block_transactions, apply_transaction
 from consensus.tx import Transaction, public_key, sign_transaction
-from consensus.validation import validate_block
-from contracts import Payload
-from core.interfaces import MemoryKV
+from consensus.validation import connect_block, validate_block
+from contracts import Payload, Transfer
+from core.interfaces import KeyValueStore, MemoryKV
 from core.params import ChainParams
 from core.state import BlockUndo, State
 from pouw import mine_product, operand_roots
@@ -24,6 +26,9 @@ from pouw import mine_product, operand_roots
 SHAPE = (8, 64, 8, 16)  # m, k, n, r: the smallest shape pouw accepts, mines in milliseconds
 MINER_SEED = dev_seed(99)
 MINER = public_key(MINER_SEED)
+CHAIN_ID = 1337  # the dev chain's id
+# Far enough in the future that no dev block is "too far ahead of the clock".
+NOW = 2_000_000_000
 
 
 @dataclasses.dataclass
@@ -74,7 +79,7 @@ def new_chain(config: GenesisConfig | None = None) -> Chain:
 
 
 def tx(
-    index: int, nonce: int, payload: Payload, *, fee: int = 10, chain_id: int = 1337
+    index: int, nonce: int, payload: Payload, *, fee: int = 10, chain_id: int = CHAIN_ID
 ) -> Transaction:
     """A transaction signed by dev account ``index``."""
     return sign_transaction(
@@ -153,3 +158,58 @@ def make_block(
     )
     header = dataclasses.replace(header, **header_overrides)  # type: ignore[arg-type]
     return Block(header=mine_header(header, seed=seed), transactions=tuple(txs))
+
+
+def fork(chain: Chain) -> Chain:
+    """An independent copy of ``chain`` (state and headers) to grow a competing branch."""
+    kv = MemoryKV(dict(chain.kv.data))
+    return Chain(config=chain.config, kv=kv, state=State(kv), headers=list(chain.headers))
+
+
+def extend(chain: Chain, txs: Sequence[Transaction] = (), *, seed: int = 0) -> Block:
+    """Mine the next block on ``chain`` and connect it to the in-memory state."""
+    block = make_block(chain, txs, seed=seed)
+    connect_block(chain.state, block, params=chain.params)
+    chain.headers.append(block.header)
+    return block
+
+
+def addr(index: int) -> bytes:
+    """The address of dev account ``index``."""
+    return public_key(dev_seed(index))
+
+
+def transfer(sender: int, nonce: int, to: int | bytes | str = 100, amount: int = 1, *,
+             fee: int = 10, chain_id: int = CHAIN_ID) -> Transaction:
+    """A transfer from dev account ``sender`` to ``to``: a dev account index, an address, or
+    an address in hex."""
+    if isinstance(to, int):
+        to = addr(to)
+    elif isinstance(to, str):
+        to = bytes.fromhex(to)
+    return sign_transaction(dev_seed(sender), chain_id=chain_id, nonce=nonce, fee=fee,
+                            payload=Transfer(to=to, amount=amount))
+
+
+def apply(target: Chain | State, t: Transaction, height: int = 1) -> int:
+    """Apply one transaction to a chain's state (or a bare dev-genesis `State`); its fee."""
+    if isinstance(target, Chain):
+        return apply_transaction(target.state, t, height=height, params=target.params)
+    return apply_transaction(target, t, height=height, params=dev_config().params)
+
+
+class _StateSource(Protocol):
+    def state_view(self) -> KeyValueStore: ...
+
+
+def balance(source: State | _StateSource, index: int) -> int:
+    """Dev account ``index``'s balance in a `State` or at a chain store's tip."""
+    state = source if isinstance(source, State) else State(source.state_view())
+    return state.account(addr(index)).balance
+
+
+def state_items(source: Chain | MemoryKV) -> dict[bytes, bytes]:
+    """Every state key of an in-memory chain or store (meta keys included)."""
+    if isinstance(source, Chain):
+        return dict(source.kv.data)
+    return dict(source.items())

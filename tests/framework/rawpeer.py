@@ -1,9 +1,15 @@
-"""A raw p2p peer for functional tests: speaks the wire protocol itself, so it can lie.
+"""A raw p2p peer, for in-process nodes and node processes alike: it speaks the wire
+protocol itself, so it can lie.
 
 Like Bitcoin Core's ``P2PInterface``: it completes the real handshake (HELLO both ways,
 Ed25519 AUTH over the node's nonce), then lets a test send any frame, including invalid
 blocks, bad signatures and bytes that are not frames at all, and observe how the node
 reacts (the REJECT reason it sends before closing, or a refused reconnection).
+
+Two styles, both kept: `connect`/`receive`/`serve_until_closed` raise `PeerRefused` when the
+node refuses or closes (the functional tests); `handshake`/`recv`/`expect_close` return the
+REJECT frame or None instead and record what the node fetched (the in-process tests, which
+build the peer from a started `Node` and may send a hand-made HELLO).
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import nacl.signing
 
 from consensus.block import Block
+from node.node import Node
 from node.p2p.protocol import (
     MAX_BLOCKS_PER_MESSAGE,
     MAX_FRAME,
@@ -41,19 +49,44 @@ class PeerRefused(Exception):
 
 
 class RawPeer:
-    """One WebSocket connection to ``url``/p2p with identity ``seed``."""
+    """One WebSocket connection to a node's /p2p: ``target`` is a started in-process `Node`
+    or a node's base URL. The identity is ``key``, or derived from ``seed``, or random."""
 
-    def __init__(self, url: str, *, seed: bytes | None = None, network: str = "dev",
-                 chain_id: int = 1337) -> None:
-        self.url = url.rstrip("/") + "/p2p"
-        self.key = nacl.signing.SigningKey(seed or os.urandom(32))
+    def __init__(self, target: Node | str, *, key: nacl.signing.SigningKey | None = None,
+                 seed: bytes | None = None, network: str | None = None,
+                 chain_id: int | None = None) -> None:
+        self.node = None if isinstance(target, str) else target
+        base = target if isinstance(target, str) else f"http://127.0.0.1:{target.port}"
+        self.url = base.rstrip("/") + "/p2p"
+        self.key = key or nacl.signing.SigningKey(seed or os.urandom(32))
         self.node_id = bytes(self.key.verify_key)
-        self.network = network
-        self.chain_id = chain_id
+        self.network = network or (self.node.config.network if self.node else "dev")
+        self.chain_id = chain_id or (self.node.chain.params.chain_id if self.node else 1337)
         self.session: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.their_hello: Message | None = None
-        self.received: list[Message] = []
+        self.received: list[Message] = []  # frames seen by `serve_until_closed`
+        self.blocks: dict[bytes, bytes] = {}  # what `expect_close` serves on GETDATA
+        self.getdata: list[list[bytes]] = []  # ids of every GETDATA `expect_close` answered
+        self.headers: list[bytes] = []  # what `expect_close` answers GETHEADERS with
+
+    @property
+    def genesis(self) -> bytes:
+        if self.node is not None:
+            return self.node.chain.genesis_id
+        assert self.their_hello is not None, "genesis unknown before the node's HELLO"
+        return bytes(self.their_hello["genesis"])
+
+    def hello(self, **overrides: Any) -> dict[str, Any]:
+        """Our HELLO body, claiming genesis as our tip (``overrides`` replace any field)."""
+        body: dict[str, Any] = {
+            "version": PROTOCOL_VERSION, "network": self.network,
+            "chain_id": self.chain_id, "genesis": self.genesis,
+            "tip": self.genesis, "height": 0, "work": work_bytes(1),
+            "node_id": self.node_id, "nonce": os.urandom(32), "listen": "",
+            "time": int(time.time()), "agent": "rawpeer/test"}
+        body.update(overrides)
+        return body
 
     async def __aenter__(self) -> RawPeer:
         return self
@@ -75,8 +108,7 @@ class RawPeer:
         ``tip`` and ``work`` are what we claim as our best chain (default: genesis).
         Raises `PeerRefused` if the node answers with REJECT or closes instead.
         """
-        self.session = aiohttp.ClientSession()
-        self.ws = await self.session.ws_connect(self.url, max_msg_size=0, autoping=False)
+        await self.open(max_msg_size=0, autoping=False)
         async with asyncio.timeout(timeout):
             their = await self._recv_raw()
             if their.type != MsgType.HELLO:
@@ -113,7 +145,61 @@ class RawPeer:
         ``timeout``."""
         return await self._recv_raw(timeout)
 
-    async def send(self, msg_type: MsgType, body: dict[str, Any]) -> None:
+    async def open(self, *, max_msg_size: int = 64 * 1024 * 1024,
+                   autoping: bool = True) -> None:
+        """Open the WebSocket (no handshake)."""
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(self.url, max_msg_size=max_msg_size,
+                                                autoping=autoping)
+
+    async def handshake(self, **hello: Any) -> Message:
+        """Open, send our HELLO first (``hello`` overrides fields) and authenticate; the
+        node's answer to our AUTH step, or its REJECT."""
+        await self.open()
+        await self.send(MsgType.HELLO, self.hello(**hello))
+        their = await self.recv()
+        assert their is not None
+        if their.type == MsgType.REJECT:
+            return their
+        assert their.type == MsgType.HELLO
+        self.their_hello = their
+        sig = self.key.sign(auth_message(nonce=their["nonce"], signer=self.node_id,
+                                         genesis=self.genesis)).signature
+        await self.send(MsgType.AUTH, {"signature": bytes(sig)})
+        auth = await self.recv()
+        assert auth is not None
+        return auth
+
+    async def recv(self, timeout: float = 5.0) -> Message | None:
+        """Next frame (REJECT included), or None when the node closed the connection."""
+        assert self.ws is not None
+        msg = await self.ws.receive(timeout=timeout)
+        if msg.type != aiohttp.WSMsgType.BINARY:
+            return None
+        return decode_frame(msg.data)
+
+    async def expect_close(self, timeout: float = 10.0) -> str:
+        """Serve GETHEADERS from ``headers`` and GETDATA from ``blocks`` until the node
+        closes; its REJECT reason."""
+        reason = ""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = await self.recv(timeout=deadline - time.monotonic())
+            if msg is None:
+                return reason
+            if msg.type == MsgType.REJECT:
+                reason = msg["reason"]
+            elif msg.type == MsgType.GETHEADERS:
+                await self.send(MsgType.HEADERS, {"req": msg["req"], "headers": self.headers})
+            elif msg.type == MsgType.GETDATA:
+                self.getdata.append(list(msg["ids"]))
+                await self.send(MsgType.BLOCKS, {
+                    "req": msg["req"],
+                    "blocks": [self.blocks[i] for i in msg["ids"] if i in self.blocks],
+                    "missing": [i for i in msg["ids"] if i not in self.blocks]})
+        raise AssertionError("the node did not close the connection")
+
+    async def send(self, msg_type: MsgType, body: Mapping[str, Any]) -> None:
         await self.send_raw(encode_frame(msg_type, body))
 
     async def send_raw(self, data: bytes) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.framework.procnode import TestNetwork
+from tests.framework.nodes import TestNetwork
 
 
 def node_command_available() -> bool:

@@ -12,7 +12,8 @@ from consensus.tx import sign_transaction
 from node.mining.jobs import job_request, npy_bytes, prepare_operands, product_hash
 from pouw.params import VALUE_MAX, VALUE_MIN
 from testnet.genesis import DEV_CHAIN_ID
-from tests.framework.procnode import TestNetwork, address_of, wait_until
+from tests.framework.nodes import TestNetwork, address_of
+from tests.framework.util import wait_until
 
 ESCROW = 50_000
 FEE = 100

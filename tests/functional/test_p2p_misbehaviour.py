@@ -21,8 +21,8 @@ from consensus.block import Block
 from consensus.genesis import load_genesis_config
 from node.p2p.protocol import MAX_FRAME, MsgType, encode_frame
 from pouw import Certificate
-from tests.framework.chain import make_block, new_chain
-from tests.framework.procnode import TestNetwork, TestNode, address_of, transfer
+from tests.framework.chain import make_block, new_chain, transfer
+from tests.framework.nodes import TestNetwork, TestNode, address_of
 from tests.framework.rawpeer import PeerRefused, RawPeer
 
 Attack = Callable[[RawPeer], Awaitable[str]]

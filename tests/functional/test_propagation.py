@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.framework.procnode import TestNetwork, address_of, transfer
+from tests.framework.chain import transfer
+from tests.framework.nodes import TestNetwork, address_of
 
 
 def test_blocks_and_transactions_reach_every_node(network: TestNetwork) -> None:

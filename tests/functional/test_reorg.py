@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.framework.procnode import TestNetwork, TestNode, address_of, transfer
+from tests.framework.chain import transfer
+from tests.framework.nodes import TestNetwork, TestNode, address_of
 
 ACCOUNTS = [address_of(i) for i in range(8)]
 

@@ -27,7 +27,8 @@ from testnet.client import ApiError
 from testnet.genesis import DEV_CHAIN_ID
 from testnet.launcher import swarm_backend
 from testnet.process import REPO_ROOT
-from tests.framework.procnode import TestNetwork, TestNode, address_of, wait_until
+from tests.framework.nodes import TestNetwork, TestNode, address_of
+from tests.framework.util import wait_until
 
 
 def test_swarm_round_on_real_nodes(network: TestNetwork) -> None:

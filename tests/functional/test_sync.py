@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.framework.procnode import TestNetwork, address_of, transfer, wait_until
+from tests.framework.chain import transfer
+from tests.framework.nodes import TestNetwork, address_of
+from tests.framework.util import wait_until
 
 CHAIN_LENGTH = 300
 

@@ -11,12 +11,7 @@ from pathlib import Path
 from testnet import launcher
 from testnet.launcher import load_state
 from testnet.process import REPO_ROOT, pid_alive
-from tests.framework.procnode import wait_until
-
-
-def pouwchain(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+from tests.framework.util import pouwchain, wait_until
 
 
 def status_rows(directory: Path) -> list[dict[str, object]]:
@@ -71,7 +66,7 @@ def test_foreground_testnet_shows_table_and_stops_on_ctrl_c(tmp_path: Path) -> N
     out = tmp_path / "launcher.out"
     with open(out, "w") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "testnet", "up", "--nodes", "2", "--dir",
+            [sys.executable, "-m", "testnet.cli", "testnet", "up", "--nodes", "2", "--dir",
              str(directory)], cwd=REPO_ROOT, stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: out.read_text().count("tickets/s") >= 2, 120, interval=0.5,

@@ -31,8 +31,7 @@ from testnet.launcher import (
     write_node_config,
 )
 from testnet.process import pid_alive
-from tests.framework.procnode import wait_until
-from tests.functional.test_testnet_cli import pouwchain
+from tests.framework.util import pouwchain, wait_until
 
 NODES = 4  # as `make run`: node 0 runs arith-l, which passes calibration every time
 # two miners, as `make run`: paced dev miners wait a (miner, parent)-drawn 0.5-1.5x the block

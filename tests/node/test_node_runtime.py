@@ -11,9 +11,8 @@ from aiohttp import ClientSession, web
 from consensus.block import BlockHeader
 from node.node import Node, NodeRejected
 from node.p2p.policy import Verdict
-from tests.framework.chain import new_chain
-from tests.framework.chainutil import extend, transfer
-from tests.framework.nodeutil import node_config
+from tests.framework.chain import extend, new_chain, transfer
+from tests.framework.nodes import node_config
 
 
 async def test_hooks_status_and_submissions(tmp_path: Path) -> None:
@@ -23,19 +22,16 @@ async def test_hooks_status_and_submissions(tmp_path: Path) -> None:
     async def hello(request: web.Request) -> web.Response:
         return web.json_response({"height": node.chain.height})
 
-    def route_hook(app: web.Application, n: Node) -> None:
-        calls.append("route")
-        app.router.add_get("/hello", hello)
+    class Recorder:
+        async def start(self) -> None:
+            calls.append("start")
 
-    async def on_start(n: Node) -> None:
-        calls.append("start")
+        async def stop(self) -> None:
+            calls.append("stop")
 
-    async def on_stop(n: Node) -> None:
-        calls.append("stop")
-
-    node.add_route_hook(route_hook)
-    node.start_hooks.append(on_start)
-    node.stop_hooks.append(on_stop)
+    node.app.router.add_get("/hello", hello)
+    calls.append("route")
+    node.services.append(Recorder())
     tips: list[BlockHeader] = []
     node.add_tip_listener(tips.append)
     await node.start()

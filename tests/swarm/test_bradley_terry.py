@@ -152,7 +152,7 @@ def test_all_wins_and_disconnected_graph_are_finite() -> None:
     np.testing.assert_allclose(as_float(fit), expected, atol=1e-6, rtol=0)
 
 
-def random_round(seed: int, *, n: int = 12, judges: int = 5) -> tuple[list[Comparison],
+def random_comparisons(seed: int, *, n: int = 12, judges: int = 5) -> tuple[list[Comparison],
                                                                        dict[bytes, int]]:
     rng = np.random.default_rng(seed)
     quality = rng.normal(size=n)
@@ -173,7 +173,7 @@ def random_round(seed: int, *, n: int = 12, judges: int = 5) -> tuple[list[Compa
 
 
 def test_zero_weight_judge_changes_nothing() -> None:
-    comparisons, weights = random_round(3)
+    comparisons, weights = random_comparisons(3)
     base = bradley_terry_scores(comparisons, weights=weights, n=12)
     # a new judge of weight 0 who votes the exact opposite of everyone
     flipped = [Comparison(judge(99), c.second, c.first, c.outcome) for c in comparisons]
@@ -197,7 +197,7 @@ def test_judge_weights_matter() -> None:
 
 
 def test_input_order_does_not_matter() -> None:
-    comparisons, weights = random_round(5)
+    comparisons, weights = random_comparisons(5)
     fit = bradley_terry_scores(comparisons, weights=weights, n=12)
     assert bradley_terry_scores(comparisons[::-1], weights=weights, n=12) == fit
 
@@ -232,16 +232,16 @@ def test_fixed_point_primitives() -> None:
 CHILD = """
 import json, sys
 sys.path.insert(0, {root!r})
-from tests.swarm.test_bradley_terry import random_round
+from tests.swarm.test_bradley_terry import random_comparisons
 from swarm.bradley_terry import bradley_terry_scores
-comparisons, weights = random_round(11, n=20, judges=7)
+comparisons, weights = random_comparisons(11, n=20, judges=7)
 fit = bradley_terry_scores(comparisons, weights=weights, n=20)
 print(json.dumps([str(t) for t in fit.theta] + [fit.iterations]))
 """
 
 
 def test_bit_identical_in_separate_processes() -> None:
-    comparisons, weights = random_round(11, n=20, judges=7)
+    comparisons, weights = random_comparisons(11, n=20, judges=7)
     fit = bradley_terry_scores(comparisons, weights=weights, n=20)
     expected = [str(t) for t in fit.theta] + [fit.iterations]
     for hash_seed in ("0", "12345"):

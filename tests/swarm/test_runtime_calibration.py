@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
-import torch
 
 from swarm.calibration import calibration_questions, grade, grade_answer
 from swarm.runtime.builtin import load_variants
@@ -21,14 +19,7 @@ from swarm.tasks import (
     question_set,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny matmuls: one thread is much faster than two on a loaded machine (no spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_questions_are_deterministic_and_seed_bound() -> None:

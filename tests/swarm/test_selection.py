@@ -17,7 +17,7 @@ from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes, se
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def node(i: int) -> bytes:
+def node_id(i: int) -> bytes:
     return i.to_bytes(2, "big") * 16
 
 
@@ -28,7 +28,7 @@ def rid(i: int) -> bytes:
 candidate_lists = st.lists(
     st.tuples(st.integers(0, 10**6), st.integers(0, 1000), st.booleans()), min_size=1,
     max_size=30,
-).map(lambda rows: [Candidate(node=node(i), stake=s, reputation=r, capable=c)
+).map(lambda rows: [Candidate(node=node_id(i), stake=s, reputation=r, capable=c)
                     for i, (s, r, c) in enumerate(rows)])
 
 
@@ -46,27 +46,27 @@ def test_failed_calibration_is_never_selected(candidates: list[Candidate], seed:
 
 
 def test_incapable_rich_node_never_selected_across_many_rounds() -> None:
-    whale = Candidate(node=node(0), stake=10**18, reputation=10**9, capable=False)
-    others = [Candidate(node=node(i), stake=100, reputation=1, capable=True) for i in (1, 2, 3)]
+    whale = Candidate(node=node_id(0), stake=10**18, reputation=10**9, capable=False)
+    others = [Candidate(node=node_id(i), stake=100, reputation=1, capable=True) for i in (1, 2, 3)]
     for r in range(300):
         chosen = select_nodes([whale, *others], round_id=rid(r), role=ROLE_ANSWER, count=3)
-        assert node(0) not in chosen
+        assert node_id(0) not in chosen
         assert len(chosen) == 3
 
 
 def test_weighting_by_reputation_and_stake() -> None:
     # weights 1·10=10, 10·10=100 (reputation), 1·100=100 (stake): the heavy ones win ~10:1
-    candidates = [Candidate(node=node(0), stake=100, reputation=0, capable=True),
-                  Candidate(node=node(1), stake=100, reputation=9, capable=True),
-                  Candidate(node=node(2), stake=10_000, reputation=0, capable=True)]
+    candidates = [Candidate(node=node_id(0), stake=100, reputation=0, capable=True),
+                  Candidate(node=node_id(1), stake=100, reputation=9, capable=True),
+                  Candidate(node=node_id(2), stake=10_000, reputation=0, capable=True)]
     firsts = Counter(select_nodes(candidates, round_id=rid(r), role=ROLE_JUDGE, count=1)[0]
                      for r in range(3000))
-    assert firsts[node(0)] < 250  # expected 3000·10/210 ≈ 143
-    assert 1100 < firsts[node(1)] < 1750 and 1100 < firsts[node(2)] < 1750
+    assert firsts[node_id(0)] < 250  # expected 3000·10/210 ≈ 143
+    assert 1100 < firsts[node_id(1)] < 1750 and 1100 < firsts[node_id(2)] < 1750
 
 
 def test_roles_and_rounds_draw_differently_but_deterministically() -> None:
-    candidates = [Candidate(node=node(i), stake=1000, reputation=5, capable=True)
+    candidates = [Candidate(node=node_id(i), stake=1000, reputation=5, capable=True)
                   for i in range(20)]
     a = select_nodes(candidates, round_id=rid(1), role=ROLE_ANSWER, count=7)
     assert a == select_nodes(list(reversed(candidates)), round_id=rid(1), role=ROLE_ANSWER,

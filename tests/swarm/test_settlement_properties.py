@@ -49,7 +49,7 @@ def random_round(trial: int) -> tuple[Round, dict[bytes, int], dict[bytes, int],
     return r, reps, stakes, liars
 
 
-def run(r: Round, reps: dict[bytes, int], stakes: dict[bytes, int]) -> bytes:
+def outcome_bytes(r: Round, reps: dict[bytes, int], stakes: dict[bytes, int]) -> bytes:
     return settle(request=r.request, answerers=r.answerers, judges=r.judges,
                   commitments=r.commitments, answer_openings=r.answer_openings,
                   judgment_openings=r.judgment_openings, reputations=reps,
@@ -77,20 +77,20 @@ def test_money_is_conserved_and_only_offenders_are_slashed(trial: int) -> None:
     assert not liars & {p.node for p in out.payouts}
     assert not liars & set(out.ranking)
     assert all(0 <= u.score < 2**64 for u in out.reputations)
-    assert run(r, reps, stakes) == out.encode()
+    assert outcome_bytes(r, reps, stakes) == out.encode()
 
 
 CHILD = """
 import sys
 sys.path.insert(0, {root!r})
-from tests.swarm.test_settlement_properties import random_round, run
+from tests.swarm.test_settlement_properties import outcome_bytes, random_round
 for trial in (1, 2, 3):
-    print(run(*random_round(trial)[:3]).hex())
+    print(outcome_bytes(*random_round(trial)[:3]).hex())
 """
 
 
 def test_settlement_bytes_identical_in_separate_processes() -> None:
-    expected = [run(*random_round(trial)[:3]).hex() for trial in (1, 2, 3)]
+    expected = [outcome_bytes(*random_round(trial)[:3]).hex() for trial in (1, 2, 3)]
     for hash_seed in ("1", "4242"):
         out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT))],
                              capture_output=True, text=True, check=True, cwd=ROOT,

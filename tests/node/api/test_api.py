@@ -8,35 +8,20 @@ import dataclasses
 import json
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from consensus.genesis import DEV_BALANCE, DEV_STAKE, dev_seed
 from consensus.tx import public_key, sign_transaction
 from contracts import Stake
 from node.api.auth import read_token
-from tests.framework.apinode import LiveNode, MinerStats
-from tests.framework.chainutil import transfer
-from tests.framework.nodeutil import wait_until
+from tests.framework.chain import transfer
+from tests.framework.nodes import LiveNode, MinerStats
+from tests.framework.util import wait_for
 
 Client = aiohttp.ClientSession
-
-
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[LiveNode]:
-    n = await LiveNode.start(tmp_path / "a")
-    yield n
-    await n.stop()
-
-
-@pytest.fixture
-async def client(node: LiveNode) -> AsyncIterator[Client]:
-    async with node.session() as session:
-        yield session
 
 
 async def get_json(client: Client, path: str, *, status: int = 200, **kw: Any) -> Any:
@@ -277,7 +262,7 @@ async def peers_round_trip(node: LiveNode, client: Client, other: LiveNode) -> N
                        "bad_node_id")
     resp = await client.delete(f"/api/v1/peers/{node_id}", headers=auth(node))
     assert resp.status == 200 and (await resp.json())["disconnected"] is True
-    await wait_until(lambda: node.node.peers.info() == [], what="disconnect")
+    await wait_for(lambda: node.node.peers.info() == [], message="disconnect")
     await assert_error(await client.delete(f"/api/v1/peers/{node_id}", headers=auth(node)),
                        404, "peer_not_found")
 

@@ -11,7 +11,7 @@ import aiohttp
 
 from contracts.jobs import STATUS_NAMES
 from node.mining.jobs import CHAIN_STATUSES, MODES
-from tests.framework.apinode import LiveNode
+from tests.framework.nodes import LiveNode
 from tests.node.api.test_api_openapi import DOC, KEY, SPEC
 
 ROOT = Path(__file__).resolve().parents[3]

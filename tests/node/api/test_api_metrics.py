@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from tests.framework.apinode import ApiTestNode, MinerStats, start
-from tests.framework.chainutil import transfer
+from tests.framework.chain import transfer
+from tests.framework.nodes import ApiTestNode, MinerStats
+
+pytestmark = pytest.mark.api_node
 
 Client = TestClient[web.Request, web.Application]
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
@@ -36,20 +36,6 @@ def parse(text: str) -> dict[str, float]:
             assert name in typed and name in helped, name
             samples[name + (labels or "")] = float(value)
     return samples
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[ApiTestNode]:
-    n = ApiTestNode(tmp_path)
-    yield n
-    n.close()
-
-
-@pytest.fixture
-async def client(node: ApiTestNode) -> AsyncIterator[Client]:
-    c = await start(node)
-    yield c
-    await c.close()
 
 
 async def scrape(client: Client) -> dict[str, float]:

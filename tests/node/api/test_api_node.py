@@ -4,9 +4,6 @@ the OpenAPI file, its metrics, the miner route's use of the API token, and the C
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +16,10 @@ from contracts import Transfer
 from core.state import State
 from node.api.auth import read_token
 from node.api.chain import API_KEY
-from tests.framework.apinode import LiveNode
-from tests.framework.chainutil import transfer
+from tests.framework.chain import transfer
+from tests.framework.nodes import LiveNode
+from tests.framework.util import cli_process
 from tests.node.api.test_api_openapi import SPEC, app_routes, spec_routes
-
-PASSWORD = "pw for tests"
 
 
 @pytest.fixture
@@ -69,27 +65,16 @@ async def test_unreachable_peer_is_a_502(live: LiveNode) -> None:
     assert dead["reason"] == "unreachable"
 
 
-async def cli(*args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POUWCHAIN_")}
-    env["POUWCHAIN_PASSWORD"] = PASSWORD
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "node.cli", *args, env=env, stdin=asyncio.subprocess.DEVNULL,
-        start_new_session=True, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_wallet_and_status_cli_against_the_real_node(live: LiveNode,
                                                            tmp_path: Path) -> None:
     wfile = str(tmp_path / "wallet.json")
-    code, out, err = await cli("wallet", "new", "--wallet", wfile, "--kdf", "fast")
+    code, out, err = await cli_process("wallet", "new", "--wallet", wfile, "--kdf", "fast")
     assert code == 0, err
     address = bytes.fromhex(out.split("address: ")[1].strip())
     await live.mine([sign_transaction(dev_seed(2), chain_id=1337, nonce=0, fee=10,
                                       payload=Transfer(to=address, amount=10_000))])
     dest = public_key(dev_seed(61))
-    code, out, err = await cli("wallet", "send", dest.hex(), "1234", "--fee", "5",
+    code, out, err = await cli_process("wallet", "send", dest.hex(), "1234", "--fee", "5",
                                "--wallet", wfile, "--node", live.url)
     assert code == 0, err
     tx_id = bytes.fromhex(out.strip())
@@ -98,12 +83,12 @@ async def test_wallet_and_status_cli_against_the_real_node(live: LiveNode,
     state = State(live.node.chain.state_view())
     assert state.account(dest).balance == 1234
     assert state.account(address).balance == 10_000 - 1234 - 5
-    code, out, err = await cli("status", "--datadir", str(live.node.config.datadir))
+    code, out, err = await cli_process("status", "--datadir", str(live.node.config.datadir))
     assert code == 0, err
     assert "height    2" in out and live.node.chain.tip_id.hex() in out
-    code, out, err = await cli("wallet", "balance", "--wallet", wfile,
+    code, out, err = await cli_process("wallet", "balance", "--wallet", wfile,
                                "--datadir", str(live.node.config.datadir))
     assert code == 0, err
     assert f"balance:   {10_000 - 1234 - 5}" in out
-    code, _, err = await cli("status", "--datadir", str(tmp_path / "nothing"))
+    code, _, err = await cli_process("status", "--datadir", str(tmp_path / "nothing"))
     assert code == 1 and "is a node running" in err

@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
 
-from tests.framework.apinode import ApiTestNode
+from tests.framework.nodes import ApiTestNode
+
+pytestmark = pytest.mark.api_node
 
 SPEC = Path(__file__).resolve().parents[3] / "docs" / "openapi.yaml"
 DOC = SPEC.with_name("api.md")
@@ -53,30 +54,18 @@ def app_routes(app: web.Application) -> set[tuple[str, str]]:
     return out
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Any:
-    n = ApiTestNode(tmp_path)
-    yield n
-    n.close()
-
-
 def external_routes() -> set[tuple[str, str]]:
     """The miner/job and swarm routes, registered by their owners' code on a throwaway app."""
     try:
-        miner_api = importlib.import_module("node.api.chain.miner")
+        miner_api = importlib.import_module("node.api.miner")
     except ImportError as exc:  # pragma: no cover - until the miner part lands
-        pytest.skip(f"node.api.chain.miner not importable: {exc}")
+        pytest.skip(f"node.api.miner not importable: {exc}")
     app = web.Application()
     miner_api.register(app, object(), miner=object(), jobs=object())
     from node.api.chat import register_routes as swarm_routes
 
-    swarm_routes(app, object())  # type: ignore[arg-type]  # the swarm's round view
-    from node.swarm.registration import ROUTE as registration_route
-
-    async def _unused(_: web.Request) -> web.Response:
-        raise AssertionError("never called")
-
-    app.router.add_get(registration_route, _unused)  # added by swarm_registration.attach
+    # the swarm's chat, round view and registration status
+    swarm_routes(app, object(), object())  # type: ignore[arg-type]
     return app_routes(app)
 
 

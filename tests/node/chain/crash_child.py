@@ -22,8 +22,7 @@ import msgpack
 from consensus.block import Block
 from consensus.genesis import dev_config
 from node.chain.chainstore import ChainStore
-from tests.framework.chain import Chain, new_chain
-from tests.framework.chainutil import NOW, extend, fork, transfer
+from tests.framework.chain import NOW, Chain, extend, fork, new_chain, transfer
 
 BRANCH_A = 6
 BRANCH_B = 7
@@ -52,7 +51,7 @@ def build_branches() -> Branches:
             txs = []
             for i in range(TXS_PER_BLOCK):
                 sender = senders[i % 2]
-                txs.append(transfer(sender, nonces[sender], to_index=200 + i, amount=1 + i))
+                txs.append(transfer(sender, nonces[sender], to=200 + i, amount=1 + i))
                 nonces[sender] += 1
             blocks.append(extend(chain, txs, seed=seed_base + height))
             states[chain.tip.block_id()] = dict(chain.kv.data)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from node.chain.chainstore import ChainStore
 from node.chain.txindex import TxIndex
-from tests.framework.chain import new_chain
-from tests.framework.chainutil import NOW, extend, fork, transfer
+from tests.framework.chain import NOW, extend, fork, new_chain, transfer
 
 
 async def test_index_follows_reorgs_and_survives_reopen(tmp_path: Path) -> None:

@@ -12,11 +12,20 @@ from consensus.genesis import dev_config, dev_seed
 from consensus.tx import public_key
 from consensus.validation import connect_block
 from core.errors import ConsensusError
-from core.state import State, root_from_items
+from core.state import root_from_items
 from node.chain.chainstore import STATE, ChainStore, ChainStoreError, update_mempool
 from node.chain.mempool import Mempool
-from tests.framework.chain import Chain, make_block, new_chain
-from tests.framework.chainutil import NOW, extend, fork, state_items, transfer
+from tests.framework.chain import (
+    NOW,
+    Chain,
+    balance,
+    extend,
+    fork,
+    make_block,
+    new_chain,
+    state_items,
+    transfer,
+)
 
 
 def stored_state(store: ChainStore) -> dict[bytes, bytes]:
@@ -32,10 +41,6 @@ def assert_same_state(store: ChainStore, chain: Chain) -> None:
     # The incremental root matches a from-scratch recomputation.
     assert root_from_items(items.items()) == store.state_root()
     assert store.canonical_ids() == [h.block_id() for h in chain.headers]
-
-
-def balance(store: ChainStore, index: int) -> int:
-    return State(store.state_view()).account(public_key(dev_seed(index))).balance
 
 
 def test_genesis_and_reopen(tmp_path: Path) -> None:
@@ -61,7 +66,7 @@ def test_disconnect_restores_exact_state(tmp_path: Path) -> None:
     before = stored_state(store)
     root_before = store.state_root()
     a = fork(base)
-    block = extend(a, [transfer(1, 0, amount=123), transfer(2, 0, to_index=1, amount=7)])
+    block = extend(a, [transfer(1, 0, amount=123), transfer(2, 0, to=1, amount=7)])
     store.connect_block(block)
     assert stored_state(store) != before
     store.disconnect_block()
@@ -83,7 +88,7 @@ def test_deep_reorg_and_back_restore_every_balance(tmp_path: Path) -> None:
     a_blocks = [extend(a, [transfer(1, n, amount=1000 + n)], seed=n) for n in range(10)]
     # Branch B: account 2 pays, and account 1 spends its nonce 0 differently.
     b = fork(base)
-    b_blocks = [extend(b, [transfer(1, 0, to_index=101, amount=5), transfer(2, 0)], seed=100)]
+    b_blocks = [extend(b, [transfer(1, 0, to=101, amount=5), transfer(2, 0)], seed=100)]
     b_blocks += [extend(b, [transfer(2, n)], seed=100 + n) for n in range(1, 12)]
 
     for block in a_blocks:

@@ -25,8 +25,16 @@ from consensus.validation import connect_block
 from core.errors import ConsensusError, GenesisError
 from core.state import root_from_items
 from node.chain.chainstore import MIN_PARALLEL_SIGNATURES, STATE, ChainStore
-from tests.framework.chain import Chain, make_block, new_chain
-from tests.framework.chainutil import NOW, extend, fork, state_items, transfer
+from tests.framework.chain import (
+    NOW,
+    Chain,
+    extend,
+    fork,
+    make_block,
+    new_chain,
+    state_items,
+    transfer,
+)
 
 
 @dataclasses.dataclass
@@ -45,14 +53,14 @@ def build_block_set() -> BlockSet:
     b = fork(base)
     for block in a_blocks[:2]:
         extend_from(b, block)
-    b_blocks = [extend(b, [transfer(2, n), transfer(1, 2 + n, to_index=101)], seed=20 + n)
+    b_blocks = [extend(b, [transfer(2, n), transfer(1, 2 + n, to=101)], seed=20 + n)
                 for n in range(3)]
     c = fork(base)
     c_blocks = [extend(c, [transfer(3, n, amount=77)], seed=40 + n) for n in range(2)]
     d = fork(base)
     for block in [*a_blocks[:2], b_blocks[0]]:
         extend_from(d, block)
-    d1 = extend(d, [transfer(3, 0, to_index=102)], seed=60)
+    d1 = extend(d, [transfer(3, 0, to=102)], seed=60)
     bad = make_block(d, [transfer(3, 1)], seed=61, state_root=b"\x02" * 32)
     d.headers.append(bad.header)  # descendants hang off the bad block
     d_rest = [make_block(d, [], seed=62)]
@@ -103,7 +111,7 @@ def test_any_arrival_order_ends_on_same_tip_and_state(order: list[int]) -> None:
 def big_block(chain: Chain, *, bad_signature_at: int | None = None) -> Block:
     """A block with enough transfers (from four senders) for the parallel signature check."""
     count = MIN_PARALLEL_SIGNATURES + 8
-    txs = [transfer(i % 4, i // 4, to_index=100 + i) for i in range(count)]
+    txs = [transfer(i % 4, i // 4, to=100 + i) for i in range(count)]
     if bad_signature_at is not None:
         victim = txs[bad_signature_at]
         txs[bad_signature_at] = dataclasses.replace(

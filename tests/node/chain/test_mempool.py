@@ -11,23 +11,17 @@ import pytest
 from consensus.genesis import DEV_BALANCE, build_genesis, dev_config, dev_seed
 from consensus.transition import apply_transaction
 from consensus.tx import Transaction, public_key, sign_transaction
-from contracts import Transfer
 from core.interfaces import PrefixedKV
 from core.state import State
 from node.chain.db import Database
 from node.chain.mempool import Mempool, MempoolConfig, MempoolError, TipView
+from tests.framework.chain import transfer
 
 CONFIG = dev_config()
 PARAMS = CONFIG.params
 CHAIN_ID = PARAMS.chain_id
 STATE_PREFIX = b"s/"
 BOB = public_key(dev_seed(500))
-
-
-def transfer(index: int, nonce: int, *, fee: int = 10, amount: int = 1,
-             to: bytes = BOB, chain_id: int = CHAIN_ID) -> Transaction:
-    return sign_transaction(dev_seed(index), chain_id=chain_id, nonce=nonce, fee=fee,
-                            payload=Transfer(to=to, amount=amount))
 
 
 @pytest.fixture

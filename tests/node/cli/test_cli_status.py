@@ -7,31 +7,17 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from node.cli.status import progress_bar
-from tests.framework.apinode import ApiTestNode, MinerStats, start
+from tests.framework.nodes import ApiTestNode, MinerStats
+
+pytestmark = pytest.mark.api_node
 
 Client = TestClient[web.Request, web.Application]
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[ApiTestNode]:
-    n = ApiTestNode(tmp_path)
-    yield n
-    n.close()
-
-
-@pytest.fixture
-async def client(node: ApiTestNode) -> AsyncIterator[Client]:
-    c = await start(node)
-    yield c
-    await c.close()
 
 
 async def spawn(*args: str) -> asyncio.subprocess.Process:
@@ -48,7 +34,7 @@ async def finish(proc: asyncio.subprocess.Process) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-def url(client: Client) -> str:
+def client_url(client: Client) -> str:
     return str(client.make_url("")).rstrip("/")
 
 
@@ -62,14 +48,14 @@ def test_progress_bar() -> None:
 async def test_status_once(node: ApiTestNode, client: Client) -> None:
     node.mine()
     node.miner = MinerStats(blocks_mined=4, tickets_per_s=321.0)
-    code, out, err = await finish(await spawn("--node", url(client), "--once"))
+    code, out, err = await finish(await spawn("--node", client_url(client), "--once"))
     assert code == 0, err
     lines = dict(line.split(None, 1) for line in out.strip().splitlines())
     assert lines["network"] == "dev (chain id 1337)"
     assert lines["height"] == "1" and lines["tip"] == node.chain.tip_id.hex()
     assert lines["syncing"] == "no" and lines["peers"] == "0"
     assert lines["mining"] == "on: 4 blocks mined, 321 tickets/s"
-    code, out, err = await finish(await spawn("--node", url(client), "--once", "--json"))
+    code, out, err = await finish(await spawn("--node", client_url(client), "--once", "--json"))
     assert code == 0 and json.loads(out)["height"] == 1
 
 
@@ -90,7 +76,7 @@ async def read_until(proc: asyncio.subprocess.Process, text: str) -> list[str]:
 
 async def test_status_follows_sync_until_done(node: ApiTestNode, client: Client) -> None:
     node.syncing, node.sync_progress, node.best_peer_height = True, 0.2, 5
-    proc = await spawn("--node", url(client), "--interval", "0.05")
+    proc = await spawn("--node", client_url(client), "--interval", "0.05")
     first = await read_until(proc, "20.0%")
     assert first[-1].startswith("syncing [") and first[-1].endswith("height 0/5")
     assert proc.returncode is None  # still following: the node is syncing
@@ -109,7 +95,7 @@ async def test_status_follows_sync_until_done(node: ApiTestNode, client: Client)
 async def test_status_once_while_syncing_and_unreachable(node: ApiTestNode,
                                                          client: Client) -> None:
     node.syncing, node.sync_progress = True, 0.5
-    code, out, _ = await finish(await spawn("--node", url(client), "--once"))
+    code, out, _ = await finish(await spawn("--node", client_url(client), "--once"))
     assert code == 0 and "syncing   yes [" in out and "50.0%" in out
     code, _, err = await finish(await spawn("--node", "http://127.0.0.1:9", "--once"))
     assert code == 1 and "cannot reach the node" in err
@@ -117,7 +103,7 @@ async def test_status_once_while_syncing_and_unreachable(node: ApiTestNode,
 
 async def test_ctrl_c_while_following_exits_quietly(node: ApiTestNode, client: Client) -> None:
     node.syncing, node.sync_progress = True, 0.4
-    proc = await spawn("--node", url(client), "--interval", "0.05")
+    proc = await spawn("--node", client_url(client), "--interval", "0.05")
     await read_until(proc, "40.0%")
     proc.send_signal(signal.SIGINT)
     code, _, err = await finish(proc)

@@ -11,33 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from node.cli.node import attach_services
-from node.node import Node
-from tests.framework.chain import new_chain
-from tests.framework.chainutil import extend
-from tests.framework.nodeutil import node_config, preload, wait_until
+from tests.framework.chain import extend, new_chain
+from tests.framework.nodes import preload, start_node
+from tests.framework.util import wait_for
 
 BLOCKS = 1000
-
-
-async def start(tmp_path: Path, name: str, **overrides: object) -> Node:
-    node = Node(node_config(tmp_path, name, **overrides))
-    attach_services(node)
-    await node.start()
-    return node
 
 
 @pytest.mark.slow
 async def test_status_draws_progress_until_synced(tmp_path: Path) -> None:
     sim = new_chain()
     blocks = [extend(sim, seed=i) for i in range(BLOCKS)]
-    source = await start(tmp_path, "source")
+    source = await start_node(tmp_path, "source", services=True)
     # one block per request: slow enough that the CLI sees the sync in progress
-    empty = await start(tmp_path, "empty", sync_batch=1, sync_parallel=1)
+    empty = await start_node(tmp_path, "empty", sync_batch=1, sync_parallel=1, services=True)
     try:
         preload(source, blocks)
         await empty.peers.connect(source.listen_address)
-        await wait_until(lambda: empty.syncing, what="sync start")
+        await wait_for(lambda: empty.syncing, message="sync start")
         env = {k: v for k, v in os.environ.items() if not k.startswith("POUWCHAIN_")}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "node.cli", "status", "--datadir", str(empty.config.datadir),

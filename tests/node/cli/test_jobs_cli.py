@@ -12,11 +12,8 @@ import pytest
 
 from consensus.genesis import dev_seed
 from node.cli import jobs as cli_jobs
-from node.cli.node import attach_services
 from node.client.wallet import KDF_PRESETS, create_wallet
-from node.node import Node
-from tests.framework.miner_host import restore_torch_threads  # noqa: F401
-from tests.framework.nodeutil import node_config
+from tests.framework.nodes import node_config, wired
 
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
@@ -30,8 +27,7 @@ def run_cli(argv: list[str]) -> int:
 
 async def test_submit_waits_for_the_exact_product(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    node = Node(node_config(tmp_path, "n", mine=True))
-    attach_services(node)
+    node = wired(node_config(tmp_path, "n", mine=True))
     await node.start()
     try:
         monkeypatch.setenv("POUWCHAIN_PASSWORD", "pw")

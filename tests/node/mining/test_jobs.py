@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import os
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from consensus.genesis import DEV_BALANCE, dev_seed
 from consensus.tx import Transaction, public_key, sign_transaction
@@ -24,8 +22,8 @@ from core.state import State
 from node.api.auth import create_token
 from node.api.chain import error_middleware
 from node.mining.jobs import job_request, npy_bytes, prepare_operands, product_hash
-from node.mining.miner import attach
-from tests.framework.miner_host import Host, restore_torch_threads  # noqa: F401
+from tests.framework.nodes import Host, serve
+from tests.framework.util import wait_for
 
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
@@ -34,7 +32,8 @@ ESCROW = 5_000
 FEE = 10
 
 
-def operands(seed: int, m: int = 30, k: int = 100, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def job_operands(seed: int, m: int = 30, k: int = 100,
+                 n: int = 20) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return (rng.integers(-64, 64, size=(m, k), dtype=np.int8),
             rng.integers(-64, 64, size=(k, n), dtype=np.int16))  # any integer dtype
@@ -70,25 +69,16 @@ def product_of(view: dict[str, Any]) -> np.ndarray:
     return np.load(io.BytesIO(base64.b64decode(view["product_npy_b64"])), allow_pickle=False)
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
-async def start(host: Host) -> TestClient[Any, Any]:
+async def start_jobs(host: Host) -> TestClient[Any, Any]:
     host.app.middlewares.append(error_middleware)
-    attach(host)
-    client = TestClient(TestServer(host.app))
-    await client.start_server()
-    return client
+    await host.attach_mining()
+    return await serve(host.app)
 
 
 @pytest.fixture
 async def mining(tmp_path: Path) -> AsyncIterator[tuple[Host, TestClient[Any, Any]]]:
     host = Host(tmp_path, mine=True, mining_block_interval=0.0, mining_interval=0.05)
-    client = await start(host)
+    client = await start_jobs(host)
     yield host, client
     await client.close()
     host.close()
@@ -97,7 +87,7 @@ async def mining(tmp_path: Path) -> AsyncIterator[tuple[Host, TestClient[Any, An
 @pytest.fixture
 async def validator(tmp_path: Path) -> AsyncIterator[tuple[Host, TestClient[Any, Any]]]:
     host = Host(tmp_path, mine=False)
-    client = await start(host)
+    client = await start_jobs(host)
     yield host, client
     await client.close()
     host.close()
@@ -106,7 +96,7 @@ async def validator(tmp_path: Path) -> AsyncIterator[tuple[Host, TestClient[Any,
 async def test_job_on_a_mining_node_is_mined_exact_and_settled(
         mining: tuple[Host, TestClient[Any, Any]]) -> None:
     host, client = mining
-    a, b = operands(1)
+    a, b = job_operands(1)
     tx = request_tx(host, a, b)
     response = await client.post("/api/v1/jobs/matmul", data=multipart(a, b, tx))
     assert response.status == 202, await response.text()
@@ -151,7 +141,7 @@ async def test_job_on_a_validator_is_computed_and_settled_by_generate(
     host, client = validator
     token = create_token(host.config.datadir)
     auth = {"Authorization": f"Bearer {token}"}
-    a, b = operands(2, m=9, k=300, n=7)
+    a, b = job_operands(2, m=9, k=300, n=7)
     tx = request_tx(host, a, b)
     body = {"a": base64.b64encode(npy_bytes(a)).decode(),
             "b": base64.b64encode(npy_bytes(b)).decode(),
@@ -219,7 +209,7 @@ def _npy(x: Any) -> bytes:
 async def test_matmul_input_errors(validator: tuple[Host, TestClient[Any, Any]], make: Any,
                                    status: int, reason: str) -> None:
     host, client = validator
-    a, b = operands(3)
+    a, b = job_operands(3)
     response = await client.post("/api/v1/jobs/matmul", data=make(host, a, b))
     assert response.status == status, await response.text()
     body = await response.json()
@@ -259,7 +249,7 @@ async def test_too_large_shapes_are_refused(validator: tuple[Host, TestClient[An
 
 async def test_duplicate_job_and_unknown_ids(validator: tuple[Host, TestClient[Any, Any]]) -> None:
     host, client = validator
-    a, b = operands(4)
+    a, b = job_operands(4)
     tx = request_tx(host, a, b)
     first = await client.post("/api/v1/jobs/matmul", data=multipart(a, b, tx))
     assert first.status == 202
@@ -295,7 +285,7 @@ async def test_old_products_are_dropped_past_the_memory_budget(
     host.jobs.limits = JobLimits(max_kept_product_bytes=30 * 20 * 4 + 100)  # one product
     ids = []
     for nonce, seed in enumerate((5, 6)):
-        a, b = operands(seed)
+        a, b = job_operands(seed)
         response = await client.post("/api/v1/jobs/matmul",
                                      data=multipart(a, b, request_tx(host, a, b, nonce=nonce)))
         assert response.status == 202
@@ -318,9 +308,9 @@ async def test_job_in_a_round_that_wins_nothing_is_still_exact(tmp_path: Path) -
 
     genesis = dev_config(initial_target=1)  # nobody wins: no block carries the job
     host = Host(tmp_path, genesis=genesis, clock=lambda: genesis.timestamp + 5, mine=True)
-    client = await start(host)
+    client = await start_jobs(host)
     try:
-        a, b = operands(7)
+        a, b = job_operands(7)
         response = await client.post("/api/v1/jobs/matmul",
                                      data=multipart(a, b, request_tx(host, a, b)))
         assert response.status == 202
@@ -339,7 +329,7 @@ async def test_size_limits_answer_413(validator: tuple[Host, TestClient[Any, Any
     from node.mining.jobs import JobLimits
 
     host, client = validator
-    a, b = operands(8)
+    a, b = job_operands(8)
     host.jobs.limits = JobLimits(max_matrix_bytes=1000)  # a is 3,128 bytes as .npy
     response = await client.post("/api/v1/jobs/matmul",
                                  data=multipart(a, b, request_tx(host, a, b)))

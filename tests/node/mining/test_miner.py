@@ -13,13 +13,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from consensus.block import Block, header_commitment
 from consensus.genesis import dev_config, dev_seed
-from consensus.tx import public_key, sign_transaction
-from contracts import Transfer
+from consensus.tx import public_key
 from core.state import State
 from node.chain.chainstore import ChainStore
-from node.mining.miner import Miner, MinerConfig, attach, build_template, with_job
+from node.mining.miner import Miner, MinerConfig, build_template, with_job
 from pouw import mine_product, operand_roots
-from tests.framework.miner_host import Host, restore_torch_threads  # noqa: F401
+from tests.framework.chain import transfer
+from tests.framework.nodes import Host
+from tests.framework.util import wait_for
 
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
@@ -53,13 +54,8 @@ def mine_template_block(host: Host, *, seed: int = 0, now: int | None = None) ->
     return Block(header=header, transactions=template.transactions)
 
 
-def transfer(index: int, nonce: int, amount: int, fee: int) -> object:
-    return sign_transaction(dev_seed(index), chain_id=1337, nonce=nonce, fee=fee,
-                            payload=Transfer(to=public_key(dev_seed(60)), amount=amount))
-
-
 def test_template_block_is_valid_on_a_fresh_store(host: Host, tmp_path: Path) -> None:
-    tx = transfer(0, 0, 1234, 7)
+    tx = transfer(0, 0, 60, 1234, fee=7)
     host.mempool.add(tx, tip=host.chain.tip_view(), now=int(host.clock()))  # type: ignore[arg-type]
     root_before = host.chain.state_root()
     block = mine_template_block(host)
@@ -79,8 +75,8 @@ def test_template_block_is_valid_on_a_fresh_store(host: Host, tmp_path: Path) ->
 
 def test_template_skips_transactions_that_no_longer_apply(host: Host) -> None:
     """A block confirmed a conflicting tx before the mempool heard: the template skips it."""
-    pending = transfer(0, 0, 5, 7)
-    conflicting = transfer(0, 0, 6, 7)  # same sender and nonce
+    pending = transfer(0, 0, 60, 5, fee=7)
+    conflicting = transfer(0, 0, 60, 6, fee=7)  # same sender and nonce
     host.mempool.add(conflicting, tip=host.chain.tip_view(), now=0)  # type: ignore[arg-type]
     block = mine_template_block(host)
     assert block.transactions == (conflicting,)
@@ -95,7 +91,7 @@ def test_template_skips_transactions_that_no_longer_apply(host: Host) -> None:
 
 async def test_generate_mines_blocks_and_pays_mempool_txs(host: Host) -> None:
     miner = Miner(host, config=MinerConfig(seed=1), clock=host.clock)
-    tx = transfer(0, 0, 1000, 99)
+    tx = transfer(0, 0, 60, 1000, fee=99)
     host.mempool.add(tx, tip=host.chain.tip_view(), now=0)  # type: ignore[arg-type]
     try:
         ids = await miner.generate(3, timeout=60)
@@ -131,13 +127,6 @@ def hard_host(tmp_path: Path) -> Iterator[Host]:
     h.close()
 
 
-async def wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
-
-
 async def test_tip_change_makes_the_running_job_stale(hard_host: Host) -> None:
     host = hard_host
     miner = Miner(host, config=MinerConfig(shape=BIG, seed=2), clock=host.clock)
@@ -162,7 +151,7 @@ async def test_tip_change_makes_the_running_job_stale(hard_host: Host) -> None:
 async def test_mining_does_not_starve_the_event_loop(tmp_path: Path) -> None:
     host = Host(tmp_path, genesis=dev_config(initial_target=1), clock=lambda: GENESIS_TIME + 5,
                 mine=True, mining_shape=BIG)
-    attach(host)  # a mining node: the miner starts at once, on a target nobody meets
+    await host.attach_mining()  # a mining node: the miner starts at once, on a target nobody meets
     miner = host.miner
     assert isinstance(miner, Miner) and host.jobs is not None
     client = TestClient(TestServer(host.app))
@@ -239,7 +228,7 @@ async def test_miner_waits_instead_of_mining_blocks_from_the_future(tmp_path: Pa
 
 
 def test_miner_config_from_node_config(tmp_path: Path) -> None:
-    from tests.framework.miner_host import HostConfig
+    from tests.framework.nodes import HostConfig
 
     address = public_key(dev_seed(70))
     config = MinerConfig.from_node_config(HostConfig(

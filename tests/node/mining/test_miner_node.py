@@ -18,30 +18,23 @@ from consensus.tx import sign_transaction
 from contracts.jobs import STATUS_DONE, job_record
 from core.state import State
 from node.api.auth import read_token
-from node.cli.node import attach_services
 from node.mining.jobs import JobService, job_request, npy_bytes, prepare_operands, product_hash
 from node.mining.miner import Miner
 from node.node import Node
-from tests.framework.miner_host import restore_torch_threads  # noqa: F401
-from tests.framework.nodeutil import node_config, wait_until
+from tests.framework.nodes import start_node
+from tests.framework.util import wait_for
 
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
-async def started(tmp_path: Path, name: str, **overrides: Any) -> Node:
-    node = Node(node_config(tmp_path, name, **overrides))
-    attach_services(node)
-    await node.start()
-    return node
-
-
-def url(node: Node, path: str) -> str:
+def api_url(node: Node, path: str) -> str:
     return f"http://127.0.0.1:{node.port}{path}"
 
 
 async def test_mining_node_mines_relays_and_settles_a_job(tmp_path: Path) -> None:
-    miner_node = await started(tmp_path, "miner", mine=True)
-    watcher = await started(tmp_path, "watcher", peers=[miner_node.listen_address])
+    miner_node = await start_node(tmp_path, "miner", mine=True, services=True)
+    watcher = await start_node(tmp_path, "watcher", peers=[miner_node.listen_address],
+                               services=True)
     try:
         assert isinstance(miner_node.miner, Miner) and isinstance(miner_node.jobs, JobService)
         assert watcher.miner is None and isinstance(watcher.jobs, JobService)
@@ -56,7 +49,7 @@ async def test_mining_node_mines_relays_and_settles_a_job(tmp_path: Path) -> Non
             form.add_field("a", npy_bytes(a), filename="a.npy")
             form.add_field("b", npy_bytes(b), filename="b.npy")
             form.add_field("tx", tx.encode(), filename="tx")  # raw canonical bytes work too
-            async with http.post(url(miner_node, "/api/v1/jobs/matmul"), data=form) as r:
+            async with http.post(api_url(miner_node, "/api/v1/jobs/matmul"), data=form) as r:
                 assert r.status == 202, await r.text()
                 job_id = (await r.json())["id"]
             view: dict[str, Any] = {}
@@ -65,11 +58,11 @@ async def test_mining_node_mines_relays_and_settles_a_job(tmp_path: Path) -> Non
             while not (view.get("status") == "done" and view["on_chain"]["status"] == "done"):
                 assert time.monotonic() < deadline, view
                 t = time.perf_counter()
-                async with http.get(url(miner_node, f"/api/v1/jobs/{job_id}")) as r:
+                async with http.get(api_url(miner_node, f"/api/v1/jobs/{job_id}")) as r:
                     view = await r.json()
                 slowest = max(slowest, time.perf_counter() - t)
                 await asyncio.sleep(0.1)
-            async with http.get(url(miner_node, "/api/v1/status")) as r:
+            async with http.get(api_url(miner_node, "/api/v1/status")) as r:
                 status = await r.json()
         product = np.load(io.BytesIO(base64.b64decode(view["product_npy_b64"])))
         assert np.array_equal(product, a.astype(np.int64) @ b.astype(np.int64))
@@ -79,16 +72,16 @@ async def test_mining_node_mines_relays_and_settles_a_job(tmp_path: Path) -> Non
         assert mining["enabled"] is True and mining["blocks_mined"] >= 2
         assert mining["useful_macs"] == 13 * 70 * 9 and mining["jobs_done"] == 1
         # the watcher followed the miner's chain and sees who computed the job
-        await wait_until(lambda: watcher.chain.tip_id == miner_node.chain.tip_id, timeout=30,
-                         what="watcher synced")
+        await wait_for(lambda: watcher.chain.tip_id == miner_node.chain.tip_id, timeout=30,
+                         message="watcher synced")
         record = job_record(State(watcher.chain.state_view()), bytes.fromhex(job_id))
         assert record is not None and record.status == STATUS_DONE
         assert record.worker == miner_node.node_id
         assert record.result_hash == product_hash(product)
         async with aiohttp.ClientSession() as http:
-            async with http.get(url(watcher, f"/api/v1/jobs/{job_id}")) as r:
+            async with http.get(api_url(watcher, f"/api/v1/jobs/{job_id}")) as r:
                 remote = await r.json()
-            async with http.get(url(miner_node, "/api/v1/jobs")) as r:
+            async with http.get(api_url(miner_node, "/api/v1/jobs")) as r:
                 listing = await r.json()
         assert remote["status"] == "elsewhere"  # the watcher answers from the chain
         assert remote["on_chain"]["status"] == "done"
@@ -103,11 +96,11 @@ async def test_mining_node_mines_relays_and_settles_a_job(tmp_path: Path) -> Non
 
 
 async def test_generate_on_a_validator(tmp_path: Path) -> None:
-    node = await started(tmp_path, "v")
+    node = await start_node(tmp_path, "v", services=True)
     try:
         token = read_token(node.config.datadir)
         async with aiohttp.ClientSession() as http:
-            async with http.post(url(node, "/api/v1/miner/generate"), json={"count": 5},
+            async with http.post(api_url(node, "/api/v1/miner/generate"), json={"count": 5},
                                  headers={"Authorization": f"Bearer {token}"}) as r:
                 assert r.status == 200, await r.text()
                 body = await r.json()
@@ -122,9 +115,9 @@ async def test_a_mining_nodes_inference_is_mined_and_wins_blocks(tmp_path: Path)
     """On a mining node the built-in model's matmuls go through the miner (useful work on
     the current template): the answers equal a non-mining node's, the products count as
     useful work, and once a block is due an inference product's ticket wins it."""
-    node = await started(tmp_path, "inference", mine=True, swarm_backend="builtin:arith-l",
-                         mining_block_interval=0.5)
-    plain = await started(tmp_path, "plain", swarm_backend="builtin:arith-l")
+    node = await start_node(tmp_path, "inference", services=True, mine=True,
+                            swarm_backend="builtin:arith-l", mining_block_interval=0.5)
+    plain = await start_node(tmp_path, "plain", swarm_backend="builtin:arith-l", services=True)
     try:
         service = node.swarm  # type: ignore[attr-defined]
         prompts = ["What is 12+30?", "What is 72*9+45?", "What is 99-57?"]

@@ -10,9 +10,10 @@ import pytest
 from consensus.block import BlockHeader
 from node.node import NodeRejected
 from node.p2p.protocol import MsgType, work_bytes
-from tests.framework.chain import make_block, new_chain
-from tests.framework.chainutil import extend, transfer
-from tests.framework.nodeutil import RawPeer, start_node, wait_until
+from tests.framework.chain import extend, make_block, new_chain, transfer
+from tests.framework.nodes import start_node
+from tests.framework.rawpeer import RawPeer
+from tests.framework.util import wait_for
 
 
 async def test_tx_and_block_propagate_along_a_line(tmp_path: Path) -> None:
@@ -24,10 +25,10 @@ async def test_tx_and_block_propagate_along_a_line(tmp_path: Path) -> None:
     try:
         await a.peers.connect(b.listen_address)
         await c.peers.connect(b.listen_address)
-        await wait_until(lambda: len(b.peers) == 2)
+        await wait_for(lambda: len(b.peers) == 2)
         tx = transfer(1, 0, amount=5)
         tx_id = await a.submit_transaction(tx)
-        await wait_until(lambda: tx_id in c.mempool, what="tx at c")
+        await wait_for(lambda: tx_id in c.mempool, message="tx at c")
         assert tx_id in b.mempool
         # gossip never came back to its origin, and nobody got it twice
         await asyncio.sleep(0.2)
@@ -38,10 +39,10 @@ async def test_tx_and_block_propagate_along_a_line(tmp_path: Path) -> None:
         block = extend(sim, [tx])
         update = await a.submit_block(block)
         assert [blk.header.block_id() for blk in update.connected] == [block.header.block_id()]
-        await wait_until(lambda: c.chain.height == 1, what="block at c")
+        await wait_for(lambda: c.chain.height == 1, message="block at c")
         assert b.chain.tip_id == c.chain.tip_id == a.chain.tip_id == block.header.block_id()
         # the confirmed transaction left every mempool; c's miner hook saw the new tip
-        await wait_until(lambda: tx_id not in c.mempool and tx_id not in b.mempool)
+        await wait_for(lambda: tx_id not in c.mempool and tx_id not in b.mempool)
         assert tips and tips[-1].block_id() == block.header.block_id()
         # announced, then fetched: each relay fetched the block exactly once
         assert b.peers.received["INV"] >= 1 and a.peers.received["GETDATA"] == 1
@@ -65,7 +66,7 @@ async def test_orphan_parent_is_fetched(tmp_path: Path) -> None:
         # announce only the child: the node fetches it, finds it an orphan, fetches the parent
         await raw.send(MsgType.INV, {"blocks": [[b2.header.block_id(), 2, work_bytes(3)]]})
         serving = asyncio.create_task(raw.expect_close(timeout=10))
-        await wait_until(lambda: node.chain.height == 2, what="orphan connected")
+        await wait_for(lambda: node.chain.height == 2, message="orphan connected")
         assert node.chain.tip_id == b2.header.block_id()
         assert raw.node_id in node.peers.peers  # unknown parents are not misbehaviour
         serving.cancel()
@@ -85,7 +86,7 @@ async def test_orphan_chase_stops_after_one_parent(tmp_path: Path) -> None:
         tip = chain[-1].header
         await raw.send(MsgType.INV, {"blocks": [[tip.block_id(), tip.height, work_bytes(6)]]})
         serving = asyncio.create_task(raw.expect_close(timeout=10))
-        await wait_until(lambda: len(raw.getdata) >= 2, what="tip and its parent fetched")
+        await wait_for(lambda: len(raw.getdata) >= 2, message="tip and its parent fetched")
         await asyncio.sleep(0.3)
         # the tip, then its parent; the parent is an orphan too: no walk back block by block
         assert raw.getdata == [[tip.block_id()], [tip.parent_hash]]
@@ -103,7 +104,7 @@ async def test_early_relay_of_a_block_that_fails_late_bans_nobody(tmp_path: Path
     try:
         await b.peers.connect(a.listen_address)
         await c.peers.connect(b.listen_address)
-        await wait_until(lambda: len(b.peers) == 2)
+        await wait_for(lambda: len(b.peers) == 2)
         sim = new_chain()
         # valid header and PoUW proof, many transactions, a state root that is a lie:
         # a announces it early (proof checked), then its own full validation fails
@@ -124,7 +125,7 @@ async def test_early_relay_of_a_block_that_fails_late_bans_nobody(tmp_path: Path
         # a good block afterwards goes through, announced early along the line
         good = extend(sim)
         await a.submit_block(good)
-        await wait_until(lambda: c.chain.tip_id == good.header.block_id())
+        await wait_for(lambda: c.chain.tip_id == good.header.block_id())
     finally:
         for n in (a, b, c):
             await n.stop()
@@ -155,7 +156,7 @@ async def test_block_a_peer_cannot_serve_is_fetched_from_another_announcer(
                                           "missing": [block_id]})
         second.blocks = {block_id: block.encode()}
         serving = asyncio.create_task(second.expect_close(timeout=10))
-        await wait_until(lambda: node.chain.tip_id == block_id, what="fetched from second")
+        await wait_for(lambda: node.chain.tip_id == block_id, message="fetched from second")
         assert second.getdata == [[block_id]]
         serving.cancel()
     finally:
@@ -173,10 +174,10 @@ async def test_tx_ahead_of_its_predecessor_is_accepted_when_sent_again(
         assert (await raw.handshake()).type == MsgType.AUTH
         await raw.send(MsgType.TX, {"tx": second.encode()})  # nonce gap: ignored, not banned
         await raw.send(MsgType.TX, {"tx": first.encode()})
-        await wait_until(lambda: first.id() in node.mempool)
+        await wait_for(lambda: first.id() in node.mempool)
         assert second.id() not in node.mempool
         await raw.send(MsgType.TX, {"tx": second.encode()})  # not "seen" forever
-        await wait_until(lambda: second.id() in node.mempool, what="re-sent tx admitted")
+        await wait_for(lambda: second.id() in node.mempool, message="re-sent tx admitted")
         assert raw.node_id in node.peers.peers
     finally:
         await raw.close()

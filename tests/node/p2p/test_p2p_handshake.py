@@ -13,7 +13,9 @@ from node.node import Node
 from node.p2p.manager import ConnectError
 from node.p2p.policy import node_key
 from node.p2p.protocol import MsgType, encode_frame
-from tests.framework.nodeutil import RawPeer, node_config, start_node, wait_until
+from tests.framework.nodes import node_config, start_node
+from tests.framework.rawpeer import RawPeer
+from tests.framework.util import wait_for
 
 
 async def test_handshake_connects_both_sides(tmp_path: Path) -> None:
@@ -22,7 +24,7 @@ async def test_handshake_connects_both_sides(tmp_path: Path) -> None:
     try:
         peer_id = await a.peers.connect(b.listen_address)
         assert peer_id == b.node_id
-        await wait_until(lambda: a.node_id in b.peers.peers, what="inbound registered")
+        await wait_for(lambda: a.node_id in b.peers.peers, message="inbound registered")
         [info] = a.peers.info()
         assert info["node_id"] == b.node_id.hex() and info["outbound"] is True
         assert info["listen"] == b.listen_address
@@ -36,7 +38,7 @@ async def test_handshake_connects_both_sides(tmp_path: Path) -> None:
         assert info_dup.value.reason == "duplicate"
         # disconnect by node id
         assert await a.peers.disconnect(b.node_id.hex())
-        await wait_until(lambda: not a.peers.peers and not b.peers.peers, what="disconnect")
+        await wait_for(lambda: not a.peers.peers and not b.peers.peers, message="disconnect")
     finally:
         await a.stop()
         await b.stop()
@@ -120,7 +122,7 @@ async def test_handshake_timeout_and_full(tmp_path: Path) -> None:
         await silent.open()
         assert await silent.expect_close(timeout=5) == "timeout"
         assert (await first.handshake()).type != MsgType.REJECT
-        await wait_until(lambda: len(node.peers) == 1)
+        await wait_for(lambda: len(node.peers) == 1)
         answer = await second.handshake()
         assert answer.type == MsgType.REJECT and answer["reason"] == "full"
     finally:
@@ -150,10 +152,10 @@ async def test_silent_peer_times_out(tmp_path: Path) -> None:
     raw = RawPeer(node)
     try:
         assert (await raw.handshake()).type == MsgType.AUTH
-        await wait_until(lambda: raw.node_id in node.peers.peers)
+        await wait_for(lambda: raw.node_id in node.peers.peers)
         # the raw peer never answers PING: dropped for silence, not banned
         assert await raw.expect_close(timeout=5) == "timeout"
-        await wait_until(lambda: raw.node_id not in node.peers.peers)
+        await wait_for(lambda: raw.node_id not in node.peers.peers)
         assert not node.peers.bans.entries()
     finally:
         await raw.close()
@@ -165,7 +167,7 @@ async def test_send_queue_is_bounded_for_a_peer_that_never_reads(tmp_path: Path)
     raw = RawPeer(node)
     try:
         assert (await raw.handshake()).type == MsgType.AUTH
-        await wait_until(lambda: raw.node_id in node.peers.peers)
+        await wait_for(lambda: raw.node_id in node.peers.peers)
         peer = node.peers.peers[raw.node_id]
         frame = encode_frame(MsgType.INV, {"blocks": [[i.to_bytes(32, "big"), i, b"\x01"]
                                                       for i in range(1000)]})

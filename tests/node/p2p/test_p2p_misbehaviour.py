@@ -13,9 +13,10 @@ from consensus.block import Block
 from node.node import Node
 from node.p2p.policy import node_key
 from node.p2p.protocol import MAX_FRAME, MsgType, work_bytes
-from tests.framework.chain import Chain, make_block, new_chain
-from tests.framework.chainutil import extend, transfer
-from tests.framework.nodeutil import RawPeer, start_node, wait_until
+from tests.framework.chain import Chain, extend, make_block, new_chain, transfer
+from tests.framework.nodes import start_node
+from tests.framework.rawpeer import RawPeer
+from tests.framework.util import wait_for
 
 
 async def announce(raw: RawPeer, block: Block) -> None:
@@ -86,10 +87,10 @@ async def test_reject_disconnects_and_bans(tmp_path: Path, attack: Attack, reaso
     try:
         await honest.peers.connect(node.listen_address)
         assert (await raw.handshake()).type == MsgType.AUTH
-        await wait_until(lambda: len(node.peers) == 2)
+        await wait_for(lambda: len(node.peers) == 2)
         await attack(raw, sim)
         await raw.expect_close()
-        await wait_until(lambda: raw.node_id not in node.peers.peers, what="raw dropped")
+        await wait_for(lambda: raw.node_id not in node.peers.peers, message="raw dropped")
         assert node.peers.bans.is_banned(node_key(raw.node_id))
         assert node.peers.misbehaviour[-1]["reason"] == reason
         # the identity stays banned on reconnect
@@ -101,8 +102,8 @@ async def test_reject_disconnects_and_bans(tmp_path: Path, attack: Attack, reaso
         assert node.chain.height == 0
         block = extend(sim)
         await node.submit_block(block)
-        await wait_until(lambda: honest.chain.tip_id == block.header.block_id(),
-                         what="honest peer still served")
+        await wait_for(lambda: honest.chain.tip_id == block.header.block_id(),
+                         message="honest peer still served")
         assert honest.node_id in node.peers.peers
     finally:
         await raw.close()
@@ -129,7 +130,7 @@ async def test_ignore_duplicates_and_unrequested(tmp_path: Path) -> None:
         while pong is not None and pong.type != MsgType.PONG:
             pong = await raw.recv()
         assert pong is not None and pong["nonce"] == 5
-        await wait_until(lambda: tx.id() in node.mempool)
+        await wait_for(lambda: tx.id() in node.mempool)
         assert raw.node_id in node.peers.peers and not node.peers.bans.entries()
         assert node.peers.received["GETDATA"] == 0
     finally:

@@ -10,9 +10,9 @@ import pytest
 
 from consensus.block import Block
 from node.node import Node
-from tests.framework.chain import new_chain
-from tests.framework.chainutil import extend, fork, transfer
-from tests.framework.nodeutil import node_config, preload, start_node, wait_until
+from tests.framework.chain import extend, fork, new_chain, transfer
+from tests.framework.nodes import node_config, preload, start_node
+from tests.framework.util import wait_for
 
 CHAIN_LENGTH = 300
 
@@ -38,7 +38,7 @@ async def test_empty_node_syncs_from_two_peers(tmp_path: Path,
         started = time.perf_counter()
         await b.peers.connect(a.listen_address)
         await b.peers.connect(c.listen_address)
-        await wait_until(lambda: b.chain.height == CHAIN_LENGTH, timeout=60, what="sync")
+        await wait_for(lambda: b.chain.height == CHAIN_LENGTH, timeout=60, message="sync")
         elapsed = time.perf_counter() - started
         print(f"synced {CHAIN_LENGTH} blocks in {elapsed:.2f}s: "
               f"{CHAIN_LENGTH / elapsed:.0f} blocks/s")
@@ -48,7 +48,7 @@ async def test_empty_node_syncs_from_two_peers(tmp_path: Path,
         assert a.peers.received["GETDATA"] > 0 and c.peers.received["GETDATA"] > 0
         headers_rounds = a.peers.received["GETHEADERS"] + c.peers.received["GETHEADERS"]
         assert headers_rounds >= CHAIN_LENGTH // 120
-        await wait_until(lambda: not b.syncing, what="sync flag cleared")
+        await wait_for(lambda: not b.syncing, message="sync flag cleared")
         assert b.sync_progress == 1.0 and b.best_peer_height == CHAIN_LENGTH
         status = b.status()
         assert status["height"] == CHAIN_LENGTH and status["peers"] == 2
@@ -70,17 +70,17 @@ async def test_fork_finds_common_ancestor_and_reorgs(tmp_path: Path) -> None:
     preload(b, prefix + fork_b)
     try:
         await a.peers.connect(b.listen_address)
-        await wait_until(lambda: a.chain.tip_id == b.chain.tip_id, timeout=30, what="reorg")
+        await wait_for(lambda: a.chain.tip_id == b.chain.tip_id, timeout=30, message="reorg")
         assert a.chain.height == 50
         assert a.chain.state_root() == b.chain.state_root()
         # the locator found the fork point in one round trip: only fork B's 30 blocks moved
-        await wait_until(lambda: a.blocks_received == 30, what="blocks counted")
+        await wait_for(lambda: a.blocks_received == 30, message="blocks counted")
         assert b.peers.received["GETHEADERS"] <= 2
         # b did not take the lighter branch
         assert b.chain.height == 50 and b.blocks_received == 0
         # the payment only fork A confirmed went back to a's pool and was gossiped to b
-        await wait_until(lambda: left_only.id() in a.mempool and left_only.id() in b.mempool,
-                         what="re-added tx gossiped")
+        await wait_for(lambda: left_only.id() in a.mempool and left_only.id() in b.mempool,
+                         message="re-added tx gossiped")
     finally:
         await a.stop()
         await b.stop()
@@ -93,15 +93,15 @@ async def test_resume_after_restart(tmp_path: Path) -> None:
     b = await start_node(tmp_path, "b")
     try:
         await b.peers.connect(a.listen_address)
-        await wait_until(lambda: b.chain.height == 200, timeout=30, what="first sync")
+        await wait_for(lambda: b.chain.height == 200, timeout=30, message="first sync")
         await b.stop()
         preload(a, blocks[200:])
         b = Node(node_config(tmp_path, "b"))
         assert b.chain.height == 200  # the store kept everything
         await b.start()
         await b.peers.connect(a.listen_address)
-        await wait_until(lambda: b.chain.height == CHAIN_LENGTH, timeout=30, what="resume")
-        await wait_until(lambda: b.blocks_received == CHAIN_LENGTH - 200, what="counted")
+        await wait_for(lambda: b.chain.height == CHAIN_LENGTH, timeout=30, message="resume")
+        await wait_for(lambda: b.blocks_received == CHAIN_LENGTH - 200, message="counted")
     finally:
         await a.stop()
         await b.stop()
@@ -115,13 +115,13 @@ async def test_seed_discovery_reaches_tip_without_manual_connect(tmp_path: Path)
     # c only knows b; it learns a's address from b's ADDR answer and dials it
     c = await start_node(tmp_path, "c", peers=[b.listen_address], discover=True)
     try:
-        await wait_until(lambda: c.chain.height == 40 and b.chain.height == 40, timeout=30,
-                         what="sync through seeds")
-        await wait_until(lambda: a.node_id in c.peers.peers, timeout=15, what="addr discovery")
+        await wait_for(lambda: c.chain.height == 40 and b.chain.height == 40, timeout=30,
+                         message="sync through seeds")
+        await wait_for(lambda: a.node_id in c.peers.peers, timeout=15, message="addr discovery")
         # the address book survives a restart: c comes back without seeds and reconnects
         await c.stop()
         c = await start_node(tmp_path, "c", discover=True)
-        await wait_until(lambda: len(c.peers) == 2, timeout=15, what="reconnect from book")
+        await wait_for(lambda: len(c.peers) == 2, timeout=15, message="reconnect from book")
     finally:
         for n in (a, b, c):
             await n.stop()
@@ -159,7 +159,7 @@ async def test_killed_mid_sync_reopens_consistent_and_resumes(tmp_path: Path) ->
         store.close()
         b = await start_node(tmp_path, "b")
         await b.peers.connect(a.listen_address)
-        await wait_until(lambda: b.chain.height == CHAIN_LENGTH, timeout=30, what="resume")
+        await wait_for(lambda: b.chain.height == CHAIN_LENGTH, timeout=30, message="resume")
         await b.stop()
     finally:
         if child.returncode is None:
@@ -175,7 +175,7 @@ async def test_peer_serving_a_bad_block_during_sync_is_banned(tmp_path: Path) ->
 
     from node.p2p.policy import node_key
     from node.p2p.protocol import MsgType, work_bytes
-    from tests.framework.nodeutil import RawPeer
+    from tests.framework.rawpeer import RawPeer
 
     blocks = list(long_chain())[:40]
     honest = await start_node(tmp_path, "h")
@@ -192,7 +192,7 @@ async def test_peer_serving_a_bad_block_during_sync_is_banned(tmp_path: Path) ->
         assert answer.type == MsgType.AUTH
         serving = asyncio.create_task(raw.expect_close(timeout=30))
         await node.peers.connect(honest.listen_address)
-        await wait_until(lambda: node.chain.height == 40, timeout=30, what="sync")
+        await wait_for(lambda: node.chain.height == 40, timeout=30, message="sync")
         assert raw.getdata, "the raw peer was asked for blocks"
         assert node.peers.bans.is_banned(node_key(raw.node_id))
         assert await serving == "encoding"

@@ -24,8 +24,8 @@ from contracts.registry import (
 )
 from contracts.staking import BeginUnstake
 from core.state import State
+from node.builder import build_node
 from node.config import DEFAULT_SWARM_STAKE, ConfigError, NodeConfig
-from node.mining import miner as node_miner
 from node.node import Node
 from node.swarm.registration import (
     CALIBRATED,
@@ -37,10 +37,10 @@ from node.swarm.registration import (
     bumped_fee,
     calibration_text,
 )
-from node.swarm.service import attach
 from swarm.runtime.base import Answer, InferenceBackend, Judgment
 from swarm.runtime.factory import make_backend
-from tests.framework.nodeutil import node_config, wait_until
+from tests.framework.nodes import node_config
+from tests.framework.util import wait_for
 
 STRONG = "builtin:arith-l"  # passes calibration (12/16) every time in practice
 
@@ -81,9 +81,8 @@ async def _node(tmp_path: Path, name: str, seed: int, *, backend: InferenceBacke
     datadir = tmp_path / name
     datadir.mkdir()
     (datadir / "node.key").write_bytes(dev_seed(seed))
-    node = Node(node_config(tmp_path, name, mine=True, swarm_backend=STRONG, **config))
-    node_miner.attach(node)
-    attach(node, backend=backend)
+    node = build_node(node_config(tmp_path, name, mine=True, swarm_backend=STRONG, **config),
+                      swarm_backend=backend)
     await node.start()
     return node
 
@@ -111,8 +110,8 @@ async def test_node_stakes_registers_and_calibrates_itself(tmp_path: Path) -> No
     node = await _node(tmp_path, "a", 1, swarm_register=True, mining_block_interval=0.5)
     try:
         registration = _registration(node)
-        await wait_until(lambda: registration.phase == CALIBRATED, timeout=60.0,
-                         what="calibrated")
+        await wait_for(lambda: registration.phase == CALIBRATED, timeout=60.0,
+                         message="calibrated")
         state = State(node.chain.state_view())
         assert state.stake(node.node_id).bonded == DEFAULT_SWARM_STAKE
         record = state.swarm_node(node.node_id)
@@ -126,8 +125,8 @@ async def test_node_stakes_registers_and_calibrates_itself(tmp_path: Path) -> No
         # the swarm service draws from the registry (from the next candidate table on):
         # rounds can settle
         service = getattr(node, "swarm")  # noqa: B009
-        await wait_until(lambda: [c.node for c in service.candidates()[0]] == [node.node_id],
-                         timeout=30.0, what="the node is a registry candidate")
+        await wait_for(lambda: [c.node for c in service.candidates()[0]] == [node.node_id],
+                         timeout=30.0, message="the node is a registry candidate")
         # stake that falls below the target (here unbonded by hand; a slash alike) is topped up
         nonce = State(node.chain.state_view()).account(node.node_id).nonce
         await node.submit_transaction(sign_transaction(
@@ -137,9 +136,9 @@ async def test_node_stakes_registers_and_calibrates_itself(tmp_path: Path) -> No
         def bonded() -> int:
             return State(node.chain.state_view()).stake(node.node_id).bonded
 
-        await wait_until(lambda: State(node.chain.state_view()).account(node.node_id).nonce
+        await wait_for(lambda: State(node.chain.state_view()).account(node.node_id).nonce
                          == nonce + 2 and bonded() == DEFAULT_SWARM_STAKE, timeout=30.0,
-                         what="the stake topped up")
+                         message="the stake topped up")
         assert registration.phase == CALIBRATED
     finally:
         await node.stop()
@@ -152,8 +151,8 @@ async def test_failed_calibration_retries_only_after_too_soon(tmp_path: Path) ->
     try:
         sent = _calibrations(node)
         registration = _registration(node)
-        await wait_until(lambda: registration.phase == CALIBRATION_FAILED, timeout=60.0,
-                         what="the wrong calibration lands")
+        await wait_for(lambda: registration.phase == CALIBRATION_FAILED, timeout=60.0,
+                         message="the wrong calibration lands")
         record = capability(State(node.chain.state_view()), node.node_id)
         assert record is not None and not record.capable and record.correct < 12
         failed = record.height
@@ -165,8 +164,8 @@ async def test_failed_calibration_retries_only_after_too_soon(tmp_path: Path) ->
         await asyncio.sleep(0.5)
         assert len(sent) == first and registration.phase == CALIBRATION_FAILED
         assert registration.last_error is None  # it waited; nothing was rejected
-        await wait_until(lambda: registration.phase == CALIBRATED, timeout=60.0,
-                         what="the retry passes")
+        await wait_for(lambda: registration.phase == CALIBRATED, timeout=60.0,
+                         message="the retry passes")
         retries = [height for height, _ in sent[first:]]
         assert retries and min(retries) >= failed + CALIBRATION_RETRY_BLOCKS - 1
         passed = capability(State(node.chain.state_view()), node.node_id)
@@ -182,7 +181,7 @@ async def test_option_off_never_registers(tmp_path: Path) -> None:
     try:
         registration = _registration(node)
         start = node.chain.height
-        await wait_until(lambda: node.chain.height >= start + 3, timeout=30.0, what="blocks")
+        await wait_for(lambda: node.chain.height >= start + 3, timeout=30.0, message="blocks")
         state = State(node.chain.state_view())
         assert registration.phase == OFF and not registration.status()["enabled"]
         assert state.swarm_node(node.node_id) is None
@@ -193,12 +192,12 @@ async def test_option_off_never_registers(tmp_path: Path) -> None:
 
 
 async def test_unfunded_node_says_so_and_sends_nothing(tmp_path: Path) -> None:
-    node = Node(node_config(tmp_path, "d", swarm_backend=STRONG, swarm_register=True))
-    attach(node)  # a fresh random identity: no balance in the dev genesis
+    node = build_node(node_config(tmp_path, "d", swarm_backend=STRONG, swarm_register=True))
+    # a fresh random identity: no balance in the dev genesis
     await node.start()
     try:
         registration = _registration(node)
-        await wait_until(lambda: registration.phase == UNFUNDED, what="unfunded")
+        await wait_for(lambda: registration.phase == UNFUNDED, message="unfunded")
         assert "balance 0" in str(registration.status()["last_error"])
         assert len(node.mempool) == 0
     finally:

@@ -25,18 +25,20 @@ from contracts.registry import (
 )
 from contracts.staking import Stake
 from core.state import State
+from node.builder import build_node
 from node.config import ConfigError, NodeConfig
 from node.node import Node
 from node.p2p.protocol import MAX_SWARM, MsgType, ProtocolError, decode_frame, encode_frame
-from node.swarm.service import NOT_ON_CHAIN, SwarmService, attach
+from node.swarm.service import NOT_ON_CHAIN
 from swarm.calibration import calibration_questions
 from swarm.runtime.builtin import VARIANT_NAMES
 from swarm.runtime.factory import make_backend
 from testnet.launcher import SWARM_VARIANTS, swarm_backend
-from tests.framework.chain import new_chain
+from tests.framework.chain import extend, new_chain
 from tests.framework.chain import tx as make_tx
-from tests.framework.chainutil import extend
-from tests.framework.nodeutil import node_config, preload, wait_until
+from tests.framework.nodes import node_config, preload
+from tests.framework.nodes import swarm_service as svc
+from tests.framework.util import wait_for
 
 VARIANTS = ("arith-xs", "arith-s", "arith-m", "arith-l")
 FAST = {"answer_timeout": 20.0, "judge_timeout": 20.0, "reveal_timeout": 3.0}
@@ -45,21 +47,16 @@ FAST = {"answer_timeout": 20.0, "judge_timeout": 20.0, "reveal_timeout": 3.0}
 async def _swarm(tmp_path: Path, count: int, **options: Any) -> list[Node]:
     nodes: list[Node] = []
     for i in range(count):
-        node = Node(node_config(tmp_path, f"n{i}", swarm_backend=f"builtin:{VARIANTS[i % 4]}"))
-        attach(node, **{**FAST, **options})
+        config = node_config(tmp_path, f"n{i}", swarm_backend=f"builtin:{VARIANTS[i % 4]}")
+        node = build_node(config, swarm_options={**FAST, **options})
         await node.start()
         nodes.append(node)
     for i, node in enumerate(nodes):
         for other in nodes[i + 1:]:
             await node.peers.connect(other.listen_address)
-    await wait_until(lambda: all(len(_svc(n).candidates()[0]) == count for n in nodes),
-                     what="capability announcements")
+    await wait_for(lambda: all(len(svc(n).candidates()[0]) == count for n in nodes),
+                     message="capability announcements")
     return nodes
-
-
-def _svc(node: Node) -> SwarmService:
-    service: SwarmService = getattr(node, "swarm")  # noqa: B009
-    return service
 
 
 @pytest.fixture
@@ -103,9 +100,9 @@ async def test_round_over_http_answer_and_consistent_views(swarm4: list[Node]) -
     assert body["answerer"] in ids and len(body["round_id"]) == 64
     assert body["settlement_status"] == NOT_ON_CHAIN
     round_id = body["round_id"]
-    await wait_until(lambda: all(round_id_bytes(round_id) in _svc(n).rounds
-                                 and _svc(n).rounds[round_id_bytes(round_id)].status
-                                 == "complete" for n in nodes), what="final on every node")
+    await wait_for(lambda: all(round_id_bytes(round_id) in svc(n).rounds
+                                 and svc(n).rounds[round_id_bytes(round_id)].status
+                                 == "complete" for n in nodes), message="final on every node")
     views = await _round_views(nodes, round_id)
     origin = views[1]
     assert origin["answer"] == answer and origin["chosen"] == body["answerer"]
@@ -146,7 +143,7 @@ async def test_openai_client_non_streaming_and_streaming(swarm4: list[Node]) -> 
                 pieces.append(chunk.choices[0].delta.content)
         streamed = "".join(pieces)
         assert streamed and len(round_ids) == 1
-        state = _svc(swarm4[0]).rounds[bytes.fromhex(round_ids.pop())]
+        state = svc(swarm4[0]).rounds[bytes.fromhex(round_ids.pop())]
         assert state.answer == streamed
     finally:
         await client.close()
@@ -187,9 +184,9 @@ async def test_silent_node_times_out_and_round_completes(tmp_path: Path) -> None
     nodes = await _swarm(tmp_path, 3, answer_timeout=2.0, judge_timeout=2.0,
                          reveal_timeout=1.0)
     try:
-        _svc(nodes[2]).silent = True  # never answers, never judges
+        svc(nodes[2]).silent = True  # never answers, never judges
         started = time.perf_counter()
-        state = await _svc(nodes[0]).ask("What is 12+30?")
+        state = await svc(nodes[0]).ask("What is 12+30?")
         elapsed = time.perf_counter() - started
         silent = nodes[2].node_id
         assert state.status == "complete" and state.answer
@@ -206,8 +203,7 @@ async def test_silent_node_times_out_and_round_completes(tmp_path: Path) -> None
 
 
 async def test_no_backend_anywhere_is_503(tmp_path: Path) -> None:
-    node = Node(node_config(tmp_path, "lonely"))
-    attach(node)
+    node = build_node(node_config(tmp_path, "lonely"))
     await node.start()
     try:
         async with aiohttp.ClientSession() as session:
@@ -253,19 +249,19 @@ def test_testnet_nodes_get_every_builtin_variant() -> None:
 async def test_round_of_a_stopped_origin_is_abandoned_elsewhere(tmp_path: Path) -> None:
     nodes = await _swarm(tmp_path, 3, answer_timeout=30.0, judge_timeout=30.0)
     try:
-        _svc(nodes[2]).silent = True  # the origin waits for it...
-        for service in (_svc(nodes[1]), _svc(nodes[2])):  # ...the others give up soon
+        svc(nodes[2]).silent = True  # the origin waits for it...
+        for service in (svc(nodes[1]), svc(nodes[2])):  # ...the others give up soon
             service.answer_timeout = service.judge_timeout = 0.5
             service.reveal_timeout = service.abandon_slack = 0.25
-        asking = asyncio.create_task(_svc(nodes[0]).ask("What is 5+5?"))
-        await wait_until(lambda: len(_svc(nodes[1]).rounds) == 1, what="request gossiped")
-        state = next(iter(_svc(nodes[1]).rounds.values()))
-        await wait_until(lambda: (nodes[1].node_id, 0) in state.commitments
-                         if nodes[1].node_id in state.answerers else True, what="answer")
+        asking = asyncio.create_task(svc(nodes[0]).ask("What is 5+5?"))
+        await wait_for(lambda: len(svc(nodes[1]).rounds) == 1, message="request gossiped")
+        state = next(iter(svc(nodes[1]).rounds.values()))
+        await wait_for(lambda: (nodes[1].node_id, 0) in state.commitments
+                         if nodes[1].node_id in state.answerers else True, message="answer")
         await nodes[0].stop()  # cancels the round at the origin: no final ever comes
         assert asking.cancelled() or asking.done()
         assert state.status == "answering"
-        await wait_until(lambda: state.status == "abandoned", timeout=5.0, what="abandoned")
+        await wait_for(lambda: state.status == "abandoned", timeout=5.0, message="abandoned")
         assert state.error and state.settlement is None
     finally:
         for node in nodes[1:]:
@@ -302,36 +298,36 @@ async def test_registered_round_settles_on_chain(tmp_path: Path) -> None:
             datadir = tmp_path / f"r{i}"
             datadir.mkdir()
             (datadir / "node.key").write_bytes(dev_seed(i))
-            node = Node(node_config(tmp_path, f"r{i}", swarm_backend=spec))
+            node = build_node(node_config(tmp_path, f"r{i}", swarm_backend=spec),
+                              swarm_options=FAST)
             preload(node, blocks)
-            attach(node, **FAST)
             await node.start()
             nodes.append(node)
         for i, node in enumerate(nodes):
             for other in nodes[i + 1:]:
                 await node.peers.connect(other.listen_address)
         ids = [n.node_id for n in nodes]
-        candidates, height = _svc(nodes[3]).candidates()
+        candidates, height = svc(nodes[3]).candidates()
         assert height == tip and {c.node for c in candidates if c.capable} == set(ids[:2])
         assert ids[3] not in {c.node for c in candidates}
         # node 2 failed calibration (not capable, or not a candidate); node 3 is not registered
         origin = nodes[0]
-        state = await _svc(origin).ask("What is 8+9?")
+        state = await svc(origin).ask("What is 8+9?")
         assert set(state.answerers) == set(state.judges) == set(ids[:2])
         assert state.chosen in ids[:2] and state.answer
-        await wait_until(lambda: state.settlement_tx is not None, what="settlement sent")
+        await wait_for(lambda: state.settlement_tx is not None, message="settlement sent")
         assert state.settlement_status.startswith("submitted: tx")
         settle_tx = origin.mempool.get(state.settlement_tx or b"")
         assert settle_tx is not None
         await origin.submit_block(extend(chain, [settle_tx]))
-        await wait_until(lambda: all(n.chain.height == tip + 1 for n in nodes), what="block")
+        await wait_for(lambda: all(n.chain.height == tip + 1 for n in nodes), message="block")
         assert state.settlement is not None
         claimed = {u.node: u.score for u in state.settlement.outcome.reputations}
         assert set(claimed) == set(ids[:2])
         settled = f"settled at height {tip + 1}: tx {settle_tx.id().hex()} " \
             f"by {origin.node_id.hex()}"
         for node in nodes:
-            assert _svc(node).settlement_status(_svc(node).rounds[state.round_id]) == settled
+            assert svc(node).settlement_status(svc(node).rounds[state.round_id]) == settled
             chain_state = State(node.chain.state_view())
             assert {n: chain_state.reputation(n) for n in ids[:2]} == claimed
         views = await _round_views(nodes, state.round_id.hex())
@@ -350,8 +346,9 @@ async def test_round_sizes_and_settle_backoff_come_from_node_toml(tmp_path: Path
     (tmp_path / "n" / "node.toml").write_text(
         "swarm_answers = 7\nswarm_judges = 5\nswarm_settle_backoff = 2.5\n")
     config = NodeConfig.resolve(datadir=tmp_path / "n", port=0, discover=False)
-    node = Node(config)
-    service = attach(node)
+    node = build_node(config)
+    service = node.swarm
+    assert service is not None
     assert (service.answers, service.judges, service.settle_backoff) == (7, 5, 2.5)
     await node.start()
     await node.stop()

@@ -27,18 +27,20 @@ from contracts.registry import (
 from contracts.staking import Stake
 from contracts.swarm import SettleSwarmRound, build_settlement, selected_nodes, settled_round
 from core.state import State
-from node.api.chain import register_routes as register_api_routes
+from node.builder import build_node
 from node.node import Node, NodeRejected
 from node.p2p.protocol import Message, MsgType
-from node.swarm.service import RoundState, SwarmService, attach
+from node.swarm.service import RoundState
 from swarm.calibration import calibration_questions
 from swarm.commit_reveal import answer_opening, commit, judgment_opening
 from swarm.messages import KIND_ANSWER, Commitment, RequestAnnouncement, sign_request
 from swarm.runtime.factory import make_backend
-from tests.framework.chain import Chain, new_chain
+from tests.framework.chain import Chain, extend, new_chain, transfer
 from tests.framework.chain import tx as make_tx
-from tests.framework.chainutil import extend, transfer
-from tests.framework.nodeutil import RawPeer, node_config, preload, wait_until
+from tests.framework.nodes import node_config, preload
+from tests.framework.nodes import swarm_service as svc
+from tests.framework.rawpeer import RawPeer
+from tests.framework.util import wait_for
 from tests.node.swarm.test_swarm_round import FAST, VARIANTS
 
 STAKE = 9_000
@@ -46,11 +48,6 @@ STAKE = 9_000
 # epoch began (a per-epoch snapshot), new registrations and reputations show in the next
 # epoch. The dev chain's epoch length; with no snapshot, starting at a multiple is harmless.
 EPOCH_BLOCKS = 10
-
-
-def _svc(node: Node) -> SwarmService:
-    service: SwarmService = getattr(node, "swarm")  # noqa: B009
-    return service
 
 
 def _registry_blocks(chain: Chain, registered: int) -> list[Any]:
@@ -87,17 +84,16 @@ async def _registered_swarm(tmp_path: Path, *, registered: int = 3, count: int =
         datadir = tmp_path / f"s{i}"
         datadir.mkdir()
         (datadir / "node.key").write_bytes(dev_seed(i))
-        node = Node(node_config(tmp_path, f"s{i}", swarm_backend=f"builtin:{VARIANTS[i % 4]}"))
+        config = node_config(tmp_path, f"s{i}", swarm_backend=f"builtin:{VARIANTS[i % 4]}")
+        # the whole API, as `pouwchain node` serves it
+        node = build_node(config, swarm_options={**FAST, **options})
         preload(node, blocks)
-        if api:  # the node's whole HTTP API, as `pouwchain node` serves it
-            node.add_route_hook(lambda app, n: register_api_routes(app, n))
-        attach(node, **{**FAST, **options})
         await node.start()
         nodes.append(node)
     for i, node in enumerate(nodes):
         for other in nodes[i + 1:]:
             await node.peers.connect(other.listen_address)
-    await wait_until(lambda: all(len(n.peers) >= count - 1 for n in nodes), what="connected")
+    await wait_for(lambda: all(len(n.peers) >= count - 1 for n in nodes), message="connected")
     return chain, nodes
 
 
@@ -113,7 +109,7 @@ def _settlements(node: Node, round_id: bytes) -> list[Transaction]:
 
 
 async def _settlement_sent(node: Node, round_id: bytes) -> Transaction:
-    await wait_until(lambda: bool(_settlements(node, round_id)), what="settlement in mempool")
+    await wait_for(lambda: bool(_settlements(node, round_id)), message="settlement in mempool")
     return _settlements(node, round_id)[0]
 
 
@@ -122,7 +118,7 @@ async def _mine(chain: Chain, nodes: Sequence[Node], txs: Sequence[Transaction])
     block = extend(chain, txs)
     await nodes[0].submit_block(block)
     height = block.header.height
-    await wait_until(lambda: all(n.chain.height == height for n in nodes), what="block")
+    await wait_for(lambda: all(n.chain.height == height for n in nodes), message="block")
     return height
 
 
@@ -132,7 +128,7 @@ async def _next_epoch(chain: Chain, nodes: Sequence[Node]) -> None:
     while chain.tip.height % EPOCH_BLOCKS:
         blocks.append(extend(chain))
     await nodes[0].process_blocks(blocks)
-    await wait_until(lambda: all(n.chain.height == chain.tip.height for n in nodes), what="blocks")
+    await wait_for(lambda: all(n.chain.height == chain.tip.height for n in nodes), message="blocks")
 
 
 def _state(node: Node) -> State:
@@ -142,7 +138,7 @@ def _state(node: Node) -> State:
 async def _settled_round(chain: Chain, nodes: Sequence[Node], origin: Node,
                          prompt: str) -> tuple[RoundState, Transaction]:
     """A round asked at ``origin`` whose settlement (sent by the origin) is mined."""
-    state = await _svc(origin).ask(prompt)
+    state = await svc(origin).ask(prompt)
     tx = await _settlement_sent(origin, state.round_id)
     await _mine(chain, nodes, [tx])
     return state, tx
@@ -185,7 +181,7 @@ async def test_fast_path_ranks_with_the_chain_reputations(tmp_path: Path) -> Non
         settled = settled_round(_state(nodes[2]), state.round_id)
         assert settled is not None and settled.outcome_id == on_chain.id()
         for node in nodes:
-            local = _svc(node).rounds[state.round_id]
+            local = svc(node).rounds[state.round_id]
             assert local.settlement is not None and local.settlement.outcome == on_chain
             assert local.chosen == on_chain.ranking[0] == state.chosen
         assert {u.node: u.score for u in on_chain.reputations} == {
@@ -212,7 +208,7 @@ async def test_equivocation_is_gossiped_and_slashed_on_chain(tmp_path: Path) -> 
         assert bonded >= STAKE
         auth = await raw.handshake()
         assert auth.type != MsgType.REJECT
-        asking = asyncio.create_task(_svc(nodes[0]).ask("What is 4+9?"))
+        asking = asyncio.create_task(svc(nodes[0]).ask("What is 4+9?"))
         request = RequestAnnouncement.decode(bytes(msgpack.unpackb(
             await _next_swarm(raw, "req"), raw=False)[0])).request
         # after the node's own commitment (sent first, the forged one would count as its
@@ -224,10 +220,10 @@ async def test_equivocation_is_gossiped_and_slashed_on_chain(tmp_path: Path) -> 
         await raw.send(MsgType.SWARM, {"kind": "commit", "data": second.encode()})
         state = await asyncio.wait_for(asking, 60)
         assert cheat in state.answerers
-        await wait_until(lambda: all(
-            _svc(n).rounds[state.round_id].status == "complete" for n in nodes), what="final")
+        await wait_for(lambda: all(
+            svc(n).rounds[state.round_id].status == "complete" for n in nodes), message="final")
         for node in nodes:
-            local = _svc(node).rounds[state.round_id]
+            local = svc(node).rounds[state.round_id]
             assert len(local.commitments[(cheat, KIND_ANSWER)]) == 2
             assert second in local.commitments[(cheat, KIND_ANSWER)]
             view = await _round_view(node, state.round_id)
@@ -259,9 +255,9 @@ async def test_a_third_commitment_is_neither_kept_nor_relayed(tmp_path: Path) ->
     _, nodes = await _registered_swarm(tmp_path, answer_timeout=1.0, judge_timeout=1.0)
     raw = RawPeer(nodes[0])
     try:
-        _svc(nodes[2]).silent = True  # its only commitments are the raw peer's
+        svc(nodes[2]).silent = True  # its only commitments are the raw peer's
         assert (await raw.handshake()).type != MsgType.REJECT
-        asking = asyncio.create_task(_svc(nodes[0]).ask("What is 3+3?"))
+        asking = asyncio.create_task(svc(nodes[0]).ask("What is 3+3?"))
         request = RequestAnnouncement.decode(bytes(msgpack.unpackb(
             await _next_swarm(raw, "req"), raw=False)[0])).request
         made = [commit(dev_seed(2), round_id=request.round_id(), kind=KIND_ANSWER,
@@ -270,7 +266,7 @@ async def test_a_third_commitment_is_neither_kept_nor_relayed(tmp_path: Path) ->
             await raw.send(MsgType.SWARM, {"kind": "commit", "data": c.encode()})
         state = await asyncio.wait_for(asking, 60)
         for node in nodes:
-            kept = _svc(node).rounds[state.round_id].commitments[(nodes[2].node_id, KIND_ANSWER)]
+            kept = svc(node).rounds[state.round_id].commitments[(nodes[2].node_id, KIND_ANSWER)]
             assert kept == made[:2]
         assert state.view()["equivocators"] == [nodes[2].node_id.hex()]
     finally:
@@ -289,22 +285,22 @@ async def test_backup_settles_when_the_origin_does_not(tmp_path: Path) -> None:
     origin, others = nodes[0], nodes[1:]
     stopped = False
     try:
-        _svc(origin).settles = False  # a lazy origin; it also stops right after the round
-        state = await _svc(origin).ask("What is 5+8?")
-        await wait_until(lambda: all(state.round_id in _svc(n).rounds and _svc(n).rounds[
-            state.round_id].status == "complete" for n in others), what="final")
+        svc(origin).settles = False  # a lazy origin; it also stops right after the round
+        state = await svc(origin).ask("What is 5+8?")
+        await wait_for(lambda: all(state.round_id in svc(n).rounds and svc(n).rounds[
+            state.round_id].status == "complete" for n in others), message="final")
         await origin.stop()
         stopped = True
-        rounds = [_svc(n).rounds[state.round_id] for n in others]
-        order = sorted(others, key=lambda n: _svc(n).settler_position(rounds[0]) or 0)
-        assert [_svc(n).settler_position(rounds[0]) for n in order] == [1, 2]
+        rounds = [svc(n).rounds[state.round_id] for n in others]
+        order = sorted(others, key=lambda n: svc(n).settler_position(rounds[0]) or 0)
+        assert [svc(n).settler_position(rounds[0]) for n in order] == [1, 2]
         first, second = order
         tx = await _settlement_sent(second, state.round_id)
         assert tx.sender == first.node_id
         await asyncio.sleep(3 * backoff)  # the second backup's turn has passed
         for node in others:
             assert [t.id() for t in _settlements(node, state.round_id)] == [tx.id()]
-        second_round = _svc(second).rounds[state.round_id]
+        second_round = svc(second).rounds[state.round_id]
         assert second_round.settlement_tx is None
         assert second_round.settlement_status == \
             f"submitted: tx {tx.id().hex()} by {first.node_id.hex()}"
@@ -322,8 +318,8 @@ async def test_backup_settles_when_the_origin_does_not(tmp_path: Path) -> None:
             judgment_openings=[judgment_opening(r) for r in reveals if r.kind != KIND_ANSWER]))
         await second.submit_transaction(duplicate)  # admitted: only the sender's own replayed
         height = await _mine(chain, others, [tx])
-        await wait_until(lambda: all(not _settlements(n, state.round_id) for n in others),
-                         what="the duplicate dropped from every mempool")
+        await wait_for(lambda: all(not _settlements(n, state.round_id) for n in others),
+                         message="the duplicate dropped from every mempool")
         with pytest.raises(NodeRejected) as rejected:
             await second.submit_transaction(duplicate)
         assert rejected.value.reason == "invalid:swarm.already_settled"
@@ -331,8 +327,8 @@ async def test_backup_settles_when_the_origin_does_not(tmp_path: Path) -> None:
         await second.submit_transaction(transfer(k, account.nonce))  # its nonce is free
         status = f"settled at height {height}: tx {tx.id().hex()} by {first.node_id.hex()}"
         for node in others:
-            assert _svc(node).settlement_status(_svc(node).rounds[state.round_id]) == status
-            assert _svc(node).rounds[state.round_id].view()["settled"]["settler"] == \
+            assert svc(node).settlement_status(svc(node).rounds[state.round_id]) == status
+            assert svc(node).rounds[state.round_id].view()["settled"]["settler"] == \
                 first.node_id.hex()
     finally:
         await _stop(others if stopped else nodes)
@@ -370,15 +366,15 @@ async def test_more_eligible_nodes_than_a_message_carries_still_settle(tmp_path:
         datadir = tmp_path / f"m{i}"
         datadir.mkdir()
         (datadir / "node.key").write_bytes(dev_seed(i))
-        node = Node(node_config(tmp_path, f"m{i}"))
+        node = build_node(node_config(tmp_path, f"m{i}"), swarm_options={
+            "answer_timeout": 0.5, "judge_timeout": 0.5, "reveal_timeout": 0.5})
         preload(node, blocks)
-        attach(node, answer_timeout=0.5, judge_timeout=0.5, reveal_timeout=0.5)
         await node.start()
         nodes.append(node)
     await nodes[1].peers.connect(nodes[0].listen_address)
-    await wait_until(lambda: len(nodes[0].peers) == 1, what="connected")
+    await wait_for(lambda: len(nodes[0].peers) == 1, message="connected")
     try:
-        origin = _svc(nodes[0])
+        origin = svc(nodes[0])
         pool, height = origin.candidates()
         assert len(pool) == 80
         state = await origin.ask("What is 1+2?")  # nobody answers: the round still settles
@@ -387,8 +383,8 @@ async def test_more_eligible_nodes_than_a_message_carries_still_settle(tmp_path:
                                min_stake=chain.params.min_node_stake)
         assert (state.answerers, state.judges) == (tuple(drawn[0]), tuple(drawn[1]))
         assert len(state.candidates) <= len(set(drawn[0]) | set(drawn[1]))
-        await wait_until(lambda: request.round_id() in _svc(nodes[1]).rounds, what="gossip")
-        assert _svc(nodes[1]).rounds[request.round_id()].answerers == state.answerers
+        await wait_for(lambda: request.round_id() in svc(nodes[1]).rounds, message="gossip")
+        assert svc(nodes[1]).rounds[request.round_id()].answerers == state.answerers
         tx = await _settlement_sent(nodes[0], state.round_id)
         await _mine(chain, nodes, [tx])
         assert settled_round(_state(nodes[1]), state.round_id) is not None
@@ -400,7 +396,7 @@ async def test_more_eligible_nodes_than_a_message_carries_still_settle(tmp_path:
             _state(nodes[1]), forged.request, height=height, min_stake=1)[0])
         data = msgpack.packb([forged.encode(), [[wrong, STAKE, 0, True]], public_key(
             dev_seed(0)), height, [[wrong], [wrong]]], use_bin_type=True)
-        assert _svc(nodes[1])._handle("req", data) is False
-        assert forged.request.round_id() not in _svc(nodes[1]).rounds
+        assert svc(nodes[1])._handle("req", data) is False
+        assert forged.request.round_id() not in svc(nodes[1]).rounds
     finally:
         await _stop(nodes)

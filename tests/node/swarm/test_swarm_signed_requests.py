@@ -21,7 +21,7 @@ from node.client.wallet import FAST, Wallet, create_wallet
 from node.node import Node
 from swarm.messages import sign_request
 from tests.framework.chain import tx as make_tx
-from tests.framework.nodeutil import wait_until
+from tests.framework.util import wait_for
 from tests.node.swarm.test_swarm_service_settlement import (
     _mine,
     _registered_swarm,
@@ -128,7 +128,7 @@ async def test_ask_with_a_wallet_signs_and_pays_from_escrow(tmp_path: Path) -> N
         round_id = bytes.fromhex(lines[2].split()[1])
         state = nodes[0].swarm.rounds[round_id]  # type: ignore[attr-defined]
         assert state.announcement.request.client == wallet.address
-        await wait_until(lambda: state.settlement_status.startswith("submitted"),
-                         what="settlement sent")
+        await wait_for(lambda: state.settlement_status.startswith("submitted"),
+                         message="settlement sent")
     finally:
         await _stop(nodes)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +38,10 @@ from swarm.runtime.evaluate import (
 from swarm.runtime.train import canonicalise_safetensors
 from swarm.schedule import judging_pairs
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 COMMITMENT = hashlib.sha256(b"runtime-test-header").digest()
 QUESTIONS = 200
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny matmuls: one thread is much faster than two on a loaded machine (no spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

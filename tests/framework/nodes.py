@@ -1,18 +1,32 @@
-"""Functional-test framework: real node processes on 127.0.0.1, driven over their HTTP API.
+"""Test nodes, in process and as real processes: the one node harness of the test suite.
 
-Modelled on Bitcoin Core's test_framework: every `TestNode` is a `pouwchain node` process
-with its own datadir and port; `TestNetwork` wires them (`connect`, `disconnect`,
-`split_network`, `join_network`) and waits for agreement (`sync_blocks`, `sync_mempools`,
-`wait_until`). Nothing is mocked: the only way in is the network and the API.
+In process (real aiohttp servers on 127.0.0.1, real LevelDB, one event loop with the test):
 
-Test nodes run with peer discovery off and, unless started with seed peers, without the
+* `node_config`, `start_node` (the bare p2p node, or ``services=True`` for everything
+  ``pouwchain node`` wires), `wired`, `preload`, `swarm_service`.
+* `LiveNode`: a started wired node plus an in-memory chain twin that mines blocks for it.
+* `ApiTestNode`: the API over a real ChainStore and Mempool, for the few tests that must *set*
+  what a real node derives from its network (syncing, a peer book accepting any
+  ``host:port``, miner counters); `serve` puts an app on a socket.
+* `Host`: the slice of the node the miner and job service use, with the chain store's rules.
+
+Real processes (Bitcoin Core's test_framework: `TestNode` is a ``pouwchain node`` process
+with its own datadir and port; `TestNetwork` wires them with `connect`, `disconnect`,
+`split_network`, `join_network` and waits for agreement with `sync_blocks`,
+`sync_mempools`). Nothing is mocked there: the only way in is the network and the API.
+
+Process nodes run with peer discovery off and, unless started with seed peers, without the
 automatic dialer (``node.toml``: ``target_outbound = 0``), so the topology is exactly what the
 test asked for and a split network stays split until `join_network` (like Bitcoin Core's
 ``-connect=0``). A node started with seeds dials them (and redials them) on its own.
+
+Waiting is `tests.framework.util` (`wait_for` in process, `wait_until` for processes); a peer
+that speaks the wire protocol by hand is `tests.framework.rawpeer.RawPeer`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import signal
@@ -22,11 +36,24 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from consensus.genesis import dev_seed
-from consensus.tx import Transaction, public_key, sign_transaction
-from contracts import Transfer
+import aiohttp
+import nacl.signing
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from consensus.block import Block, BlockHeader
+from consensus.genesis import GenesisConfig, dev_config, dev_seed
+from consensus.tx import Transaction, public_key
+from node.api.chain import API_KEY, Api, register_routes
+from node.builder import build_mining, build_node
+from node.chain.chainstore import ChainStore, ChainUpdate, update_mempool
+from node.chain.mempool import Mempool
+from node.config import NodeConfig
+from node.mining.service import MiningService
+from node.node import Node
+from node.swarm.service import SwarmService
 from testnet.client import ApiError, parse_metrics, request
-from testnet.genesis import DEV_CHAIN_ID, write_genesis
+from testnet.genesis import write_genesis
 from testnet.process import (
     HOST,
     free_port,
@@ -37,47 +64,267 @@ from testnet.process import (
     stop_process,
     wait_ready,
 )
+from tests.framework.chain import NOW, Chain, extend, new_chain
+from tests.framework.util import DEFAULT_TIMEOUT, wait_until
+
+# ------------------------------------------------------------------------------ in process
+
+def node_config(tmp_path: Path, name: str, **overrides: Any) -> NodeConfig:
+    values: dict[str, Any] = {"datadir": tmp_path / name, "port": 0, "ping_interval": 5.0,
+                              "dial_interval": 0.2, "discover": False, "log_json": False}
+    values.update(overrides)
+    return NodeConfig(**values)
+
+
+def wired(config: NodeConfig, **options: Any) -> Node:
+    """A real node with every service wired as ``pouwchain node`` wires it (not started);
+    ``options`` go to `node.builder.build_node` (``swarm_backend``, ``swarm_options``,
+    ``clock``)."""
+    return build_node(config, **options)
+
+
+async def start_node(tmp_path: Path, name: str, *, services: bool = False,
+                     **overrides: Any) -> Node:
+    """A started node in ``tmp_path/name``: the bare p2p node, or with ``services`` every
+    service ``pouwchain node`` wires (miner, jobs, swarm)."""
+    config = node_config(tmp_path, name, **overrides)
+    node = wired(config) if services else Node(config)
+    await node.start()
+    return node
+
+
+def swarm_service(node: Node) -> SwarmService:
+    """The swarm service wired on ``node``."""
+    service: SwarmService = getattr(node, "swarm")  # noqa: B009
+    return service
+
+
+def preload(node: Node, blocks: list[Block], *, now: int = 2_000_000_000) -> None:
+    """Put blocks straight into a node's store (before it has peers)."""
+    for block in blocks:
+        node.chain.add_block(block, now=now)
+
+
+@dataclasses.dataclass
+class ApiConfig:
+    datadir: Path
+    network: str = "dev"
+
+
+class PeerBook:
+    """Connected peers by node id; ``connect`` accepts ``host:port`` and refuses the rest."""
+
+    def __init__(self) -> None:
+        self.peers: dict[bytes, str] = {}
+
+    def info(self) -> list[dict[str, Any]]:
+        return [{"node_id": k.hex(), "address": v} for k, v in self.peers.items()]
+
+    async def connect(self, address: str) -> bytes:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"bad peer address {address!r}")
+        node_id = bytes([len(self.peers) + 1]) * 32
+        self.peers[node_id] = address
+        return node_id
+
+    def disconnect(self, node_id: bytes) -> bool:
+        return self.peers.pop(node_id, None) is not None
+
+
+class MinerStats:
+    """Counters in the shape the miner reports."""
+
+    def __init__(self, **stats: float) -> None:
+        self.values = stats
+
+    def stats(self) -> dict[str, float]:
+        return dict(self.values)
+
+
+class ApiTestNode:
+    """A node's chain, mempool and API on one aiohttp app."""
+
+    def __init__(self, datadir: Path) -> None:
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.sim: Chain = new_chain()
+        self.config = ApiConfig(datadir=datadir)
+        self.chain = ChainStore.open(datadir / "chain", genesis=self.sim.config)
+        self.mempool = Mempool(params=self.sim.params)
+        self.peers = PeerBook()
+        self.miner: MinerStats | None = None
+        self.syncing = False
+        self.sync_progress = 1.0
+        self.best_peer_height = 0
+        self.blocks_received = 0
+        self.app = web.Application(client_max_size=4 << 20)
+        self.api: Api = register_routes(self.app, self)
+
+    def status(self) -> dict[str, object]:
+        """The node's own facts, as ``Node.status`` gives them (the API merges these)."""
+        return {"best_peer_height": self.best_peer_height, "listen": "127.0.0.1:0"}
+
+    async def submit_transaction(self, tx: Transaction, *, origin: object = None) -> bytes:
+        return self.mempool.add(tx, tip=self.chain.tip_view(), now=int(time.time()))
+
+    async def call_chain(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)  # one thread here: inline
+
+    def mine(self, txs: Sequence[Transaction] = (), *, seed: int = 0) -> Block:
+        """Mine a block with ``txs`` on the in-memory twin and connect it to the store."""
+        block = extend(self.sim, txs, seed=seed)
+        update = self.chain.add_block(block, now=NOW)
+        update_mempool(self.mempool, update, tip=self.chain.tip_view(), now=int(time.time()))
+        return block
+
+    def close(self) -> None:
+        self.chain.close()
+
+
+async def serve(app: web.Application) -> TestClient[web.Request, web.Application]:
+    """Serve ``app`` on 127.0.0.1 (a real socket) and return a client for it."""
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    return client
+
+
+class LiveNode:
+    """A started real node and the chain twin that mines for it."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.sim: Chain = new_chain(node.genesis)
+        self.url = f"http://127.0.0.1:{node.port}"
+
+    @classmethod
+    async def start(cls, datadir: Path, **overrides: Any) -> LiveNode:
+        values: dict[str, Any] = {"datadir": datadir, "port": 0, "discover": False,
+                                  "log_json": False, "dial_interval": 0.2}
+        values.update(overrides)
+        node = wired(NodeConfig(**values))
+        await node.start()
+        return cls(node)
+
+    async def stop(self) -> None:
+        await self.node.stop()
+
+    @property
+    def chain(self) -> ChainStore:
+        return self.node.chain
+
+    @property
+    def mempool(self) -> Mempool:
+        return self.node.mempool
+
+    @property
+    def config(self) -> NodeConfig:
+        return self.node.config
+
+    @property
+    def api(self) -> Api:
+        return self.node.app[API_KEY]
+
+    @property
+    def miner(self) -> Any:
+        return self.node.miner
+
+    @miner.setter
+    def miner(self, value: Any) -> None:
+        self.node.miner = value
+
+    async def mine(self, txs: Sequence[Transaction] = (), *, seed: int = 0) -> Block:
+        """Mine the next block on the twin and submit it like a peer would."""
+        block = extend(self.sim, txs, seed=seed)
+        await self.node.submit_block(block)
+        assert self.node.chain.tip_id == block.header.block_id()
+        return block
+
+    def session(self) -> aiohttp.ClientSession:
+        """An HTTP session whose relative paths go to this node."""
+        return aiohttp.ClientSession(base_url=self.url)
+
+
+IDENTITY_SEED = dev_seed(3)  # a funded dev account, so receipts can pay fees
+
+
+@dataclasses.dataclass
+class HostConfig:
+    datadir: Path
+    mine: bool = False
+    mining_shape: tuple[int, int, int, int] | None = None
+    mining_backend: str | None = None
+    miner_address: str | None = None
+    mining_interval: float | None = None
+    mining_block_interval: float | None = None
+    mining_threads: int | None = 1
+
+
+class Host:
+    """Chain + mempool + identity + tip listeners; ``clock`` is the node's time."""
+
+    def __init__(self, datadir: Path, *, genesis: GenesisConfig | None = None,
+                 mine: bool = False, clock: Callable[[], float] = time.time,
+                 **config: Any) -> None:
+        self.config = HostConfig(datadir=datadir, mine=mine, **config)
+        self.clock = clock
+        self.chain = ChainStore.open(datadir / "chain", genesis=genesis or dev_config())
+        self.mempool = Mempool(params=self.chain.params)
+        self.identity = nacl.signing.SigningKey(IDENTITY_SEED)
+        self.app = web.Application()
+        self.route_hooks: list[Callable[[web.Application, Any], None]] = []
+        self.tip_listeners: list[Callable[[BlockHeader], None]] = []
+        self.miner: Any = None
+        self.jobs: Any = None
+        self.received: list[Block] = []
+
+    def add_route_hook(self, fn: Callable[[web.Application, Any], None]) -> None:
+        self.route_hooks.append(fn)
+        fn(self.app, self)
+
+    def add_tip_listener(self, cb: Callable[[BlockHeader], None]) -> None:
+        self.tip_listeners.append(cb)
+
+    async def call_chain(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)  # one thread here: inline
+
+    async def attach_mining(self) -> MiningService:
+        """The job service and miner as node.builder wires them (routes on ``app``),
+        started; stopped with the app or `close`."""
+        mining = build_mining(self, self.config, app=self.app, clock=self.clock)
+        self.jobs, self.miner = mining.jobs, mining.active_miner
+        await mining.start()
+        self.app.on_cleanup.append(lambda _app: mining.stop())
+        return mining
+
+    async def submit_block(self, block: Block, *, origin: Any = None) -> ChainUpdate:
+        before = self.chain.tip_id
+        update = self.chain.add_block(block, now=int(self.clock()))
+        self.received.append(block)
+        update_mempool(self.mempool, update, tip=self.chain.tip_view(), now=int(self.clock()))
+        if self.chain.tip_id != before:
+            for cb in self.tip_listeners:
+                cb(self.chain.tip_header)
+        return update
+
+    async def submit_transaction(self, tx: Transaction, *, origin: Any = None) -> bytes:
+        return self.mempool.add(tx, tip=self.chain.tip_view(), now=int(self.clock()))
+
+    def close(self) -> None:
+        if self.miner is not None:
+            self.miner.stop()
+        if self.jobs is not None:
+            self.jobs.stop()
+        self.chain.close()
+
+
+# --------------------------------------------------------------------------- processes
 
 FUNDED = 8  # dev_seed(0..7) are funded in every test network's genesis
-DEFAULT_TIMEOUT = 60.0
 GENERATE_CAP = 1000  # blocks per POST /api/v1/miner/generate
-
-__all__ = ["FUNDED", "ApiError", "TestNetwork", "TestNode", "address_of", "transfer",
-           "wait_until"]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, *,
-               interval: float = 0.05, message: str = "") -> Any:
-    """Poll ``predicate`` until it returns a truthy value (returned); fail after ``timeout``.
-
-    Connection errors while polling count as "not yet" (nodes restart under our feet), but
-    the last one is reported if time runs out.
-    """
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (OSError, ApiError) as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error})" if last_error else ""
-            raise AssertionError(f"wait_until timed out after {timeout:.0f} s: "
-                                 f"{message or predicate}{detail}")
-        time.sleep(interval)
-
 
 def address_of(index: int) -> str:
     """Hex address of funded dev account ``index``."""
     return public_key(dev_seed(index)).hex()
-
-
-def transfer(sender: int, nonce: int, to: str, amount: int, *, fee: int = 10) -> Transaction:
-    """A signed transfer from funded dev account ``sender`` to address ``to`` (hex)."""
-    return sign_transaction(dev_seed(sender), chain_id=DEV_CHAIN_ID, nonce=nonce, fee=fee,
-                            payload=Transfer(to=bytes.fromhex(to), amount=amount))
 
 
 class TestNode:

@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench demo clean model
+.PHONY: run test test-fast lint typecheck pytest bench demo clean model
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(STAMP)
 
 ## make test: lint, type-check and the whole test suite
 test: lint typecheck pytest
+
+## make test-fast: the inner loop, every test that starts no process (pytest -m "not slow")
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check core pouw consensus contracts node swarm testnet tests bench

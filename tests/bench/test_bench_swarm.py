@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_bench_prints_table_and_json_last() -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "swarm_quality.py"), "--answers", "4", "9",

@@ -251,6 +251,7 @@ def replay(blocks: Sequence[Block]) -> Chain:
     return chain
 
 
+@pytest.mark.slow
 def test_snapshots_are_bit_identical_across_replays() -> None:
     chain, blocks = pool_chain()
     blocks += advance_to(chain, 9)

@@ -94,9 +94,9 @@ async def start_node(tmp_path: Path, name: str, *, services: bool = False,
 
 
 def swarm_service(node: Node) -> SwarmService:
-    """The swarm service wired on ``node``."""
-    service: SwarmService = getattr(node, "swarm")  # noqa: B009
-    return service
+    """The swarm service wired on ``node`` (by `wired`)."""
+    assert node.swarm is not None, "the node has no swarm service: build it with wired()"
+    return node.swarm
 
 
 def preload(node: Node, blocks: list[Block], *, now: int = 2_000_000_000) -> None:

@@ -6,6 +6,7 @@ import base64
 import io
 
 import numpy as np
+import pytest
 
 from consensus.genesis import dev_seed
 from consensus.tx import sign_transaction
@@ -14,6 +15,8 @@ from pouw.params import VALUE_MAX, VALUE_MIN
 from testnet.genesis import DEV_CHAIN_ID
 from tests.framework.nodes import TestNetwork, address_of
 from tests.framework.util import wait_until
+
+pytestmark = pytest.mark.slow  # real node processes
 
 ESCROW = 50_000
 FEE = 100

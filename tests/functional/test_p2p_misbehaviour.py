@@ -25,6 +25,8 @@ from tests.framework.chain import make_block, new_chain, transfer
 from tests.framework.nodes import TestNetwork, TestNode, address_of
 from tests.framework.rawpeer import PeerRefused, RawPeer
 
+pytestmark = pytest.mark.slow  # real node processes
+
 Attack = Callable[[RawPeer], Awaitable[str]]
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.framework.chain import transfer
 from tests.framework.nodes import TestNetwork, address_of
+
+pytestmark = pytest.mark.slow  # real node processes
 
 
 def test_blocks_and_transactions_reach_every_node(network: TestNetwork) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.framework.chain import transfer
 from tests.framework.nodes import TestNetwork, TestNode, address_of
+
+pytestmark = pytest.mark.slow  # real node processes
 
 ACCOUNTS = [address_of(i) for i in range(8)]
 

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import openai
+import pytest
 
 from consensus.genesis import dev_seed
 from consensus.tx import public_key, sign_transaction
@@ -29,6 +30,8 @@ from testnet.launcher import swarm_backend
 from testnet.process import REPO_ROOT
 from tests.framework.nodes import TestNetwork, TestNode, address_of
 from tests.framework.util import wait_until
+
+pytestmark = pytest.mark.slow  # real node processes
 
 
 def test_swarm_round_on_real_nodes(network: TestNetwork) -> None:

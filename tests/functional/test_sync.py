@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.framework.chain import transfer
 from tests.framework.nodes import TestNetwork, address_of
 from tests.framework.util import wait_until
+
+pytestmark = pytest.mark.slow  # real node processes
 
 CHAIN_LENGTH = 300
 

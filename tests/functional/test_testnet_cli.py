@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from testnet import launcher
 from testnet.launcher import load_state
 from testnet.process import REPO_ROOT, pid_alive
 from tests.framework.util import pouwchain, wait_until
+
+pytestmark = pytest.mark.slow  # real node processes
 
 
 def status_rows(directory: Path) -> list[dict[str, object]]:

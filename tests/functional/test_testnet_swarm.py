@@ -33,6 +33,8 @@ from testnet.launcher import (
 from testnet.process import pid_alive
 from tests.framework.util import pouwchain, wait_until
 
+pytestmark = pytest.mark.slow  # real node processes
+
 NODES = 4  # as `make run`: node 0 runs arith-l, which passes calibration every time
 # two miners, as `make run`: paced dev miners wait a (miner, parent)-drawn 0.5-1.5x the block
 # interval (node.mining.miner), so they rarely fork; a fork would undo a calibration or settlement

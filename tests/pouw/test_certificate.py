@@ -36,6 +36,7 @@ def test_round_trip_is_canonical(honest_certificate: Certificate) -> None:
     assert Certificate.decode(data).encode() == data
 
 
+@pytest.mark.slow
 def test_verifies_in_a_fresh_process(honest_certificate: Certificate) -> None:
     """No per-process salt anywhere: a second interpreter reaches the same verdict."""
     script = (

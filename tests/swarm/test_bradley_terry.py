@@ -240,6 +240,7 @@ print(json.dumps([str(t) for t in fit.theta] + [fit.iterations]))
 """
 
 
+@pytest.mark.slow
 def test_bit_identical_in_separate_processes() -> None:
     comparisons, weights = random_comparisons(11, n=20, judges=7)
     fit = bradley_terry_scores(comparisons, weights=weights, n=20)

@@ -34,6 +34,7 @@ def test_questions_are_deterministic_and_seed_bound() -> None:
         calibration_questions(b"")
 
 
+@pytest.mark.slow
 def test_same_questions_in_a_fresh_process() -> None:
     code = ("from swarm.calibration import calibration_questions as c;"
             "print([(q.prompt, q.expected) for q in c(b'seed-x', count=8)])")

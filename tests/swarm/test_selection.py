@@ -80,6 +80,7 @@ def test_roles_and_rounds_draw_differently_but_deterministically() -> None:
         select_nodes([candidates[0], candidates[0]], round_id=rid(1), role=ROLE_ANSWER, count=1)
 
 
+@pytest.mark.slow
 def test_same_selection_in_another_process() -> None:
     code = (
         "from swarm.selection import Candidate, select_nodes;"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,6 +90,7 @@ for trial in (1, 2, 3):
 """
 
 
+@pytest.mark.slow
 def test_settlement_bytes_identical_in_separate_processes() -> None:
     expected = [outcome_bytes(*random_round(trial)[:3]).hex() for trial in (1, 2, 3)]
     for hash_seed in ("1", "4242"):

@@ -65,6 +65,7 @@ async def test_unreachable_peer_is_a_502(live: LiveNode) -> None:
     assert dead["reason"] == "unreachable"
 
 
+@pytest.mark.slow
 async def test_wallet_and_status_cli_against_the_real_node(live: LiveNode,
                                                            tmp_path: Path) -> None:
     wfile = str(tmp_path / "wallet.json")

@@ -110,6 +110,7 @@ def expected_tip(point: str, logged_tip: bytes, store: ChainStore) -> set[bytes]
     return {logged_tip}
 
 
+@pytest.mark.slow
 def test_sigkill_at_every_hook_point(tmp_path: Path, branches: Branches) -> None:
     datadir = tmp_path / "db"
     markers = tmp_path / "markers"
@@ -135,6 +136,7 @@ def test_sigkill_at_every_hook_point(tmp_path: Path, branches: Branches) -> None
     final.close()
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments(tmp_path: Path, branches: Branches) -> None:
     """Random kills, repeated until kills provably landed inside the atomic write.
 

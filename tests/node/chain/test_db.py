@@ -130,6 +130,7 @@ def test_batch_behaves_like_a_dict_overlay(tmp_path: Path, before: list[tuple[st
         assert dict(db.iterate_prefix(b"")) == model
 
 
+@pytest.mark.slow
 def test_locked_datadir_gives_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "db"
     Database(path).close()

@@ -45,6 +45,7 @@ def test_progress_bar() -> None:
     assert progress_bar(-1.0, width=4) == "[....]   0.0%"
 
 
+@pytest.mark.slow
 async def test_status_once(node: ApiTestNode, client: Client) -> None:
     node.mine()
     node.miner = MinerStats(blocks_mined=4, tickets_per_s=321.0)
@@ -74,6 +75,7 @@ async def read_until(proc: asyncio.subprocess.Process, text: str) -> list[str]:
             return lines
 
 
+@pytest.mark.slow
 async def test_status_follows_sync_until_done(node: ApiTestNode, client: Client) -> None:
     node.syncing, node.sync_progress, node.best_peer_height = True, 0.2, 5
     proc = await spawn("--node", client_url(client), "--interval", "0.05")
@@ -92,6 +94,7 @@ async def test_status_follows_sync_until_done(node: ApiTestNode, client: Client)
     assert all(line.startswith("syncing [") for line in rest[:-7]), (first, second, out)
 
 
+@pytest.mark.slow
 async def test_status_once_while_syncing_and_unreachable(node: ApiTestNode,
                                                          client: Client) -> None:
     node.syncing, node.sync_progress = True, 0.5
@@ -101,6 +104,7 @@ async def test_status_once_while_syncing_and_unreachable(node: ApiTestNode,
     assert code == 1 and "cannot reach the node" in err
 
 
+@pytest.mark.slow
 async def test_ctrl_c_while_following_exits_quietly(node: ApiTestNode, client: Client) -> None:
     node.syncing, node.sync_progress = True, 0.4
     proc = await spawn("--node", client_url(client), "--interval", "0.05")

@@ -54,6 +54,7 @@ def _wait_for(path: Path, timeout: float = 30.0) -> dict[str, object]:
     raise AssertionError(f"{path} never appeared")
 
 
+@pytest.mark.slow
 def test_node_process_starts_and_stops_cleanly(tmp_path: Path) -> None:
     datadir = tmp_path / "n"
     proc = subprocess.Popen(
@@ -101,6 +102,7 @@ def _ready(datadir: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
         raise AssertionError(stderr.decode()[-2000:]) from None
 
 
+@pytest.mark.slow
 def test_stale_node_json_is_not_config(tmp_path: Path) -> None:
     """A SIGKILLed node leaves node.json behind; the next start must not read it as config."""
     datadir = tmp_path / "n"
@@ -121,6 +123,7 @@ def test_stale_node_json_is_not_config(tmp_path: Path) -> None:
     assert not (datadir / "node.json").exists()
 
 
+@pytest.mark.slow
 def test_restart_after_sigkill(tmp_path: Path) -> None:
     datadir = tmp_path / "n"  # no node.toml: nothing but node.json to mistake for a config
     first = _spawn_node(datadir, "--port", "0")
@@ -199,6 +202,7 @@ def test_mining_settings_from_file_and_flags(tmp_path: Path) -> None:
             NodeConfig.resolve(datadir=tmp_path, config_file=tmp_path / "bad.toml")
 
 
+@pytest.mark.slow
 def test_node_process_mines_with_configured_settings(tmp_path: Path) -> None:
     datadir = tmp_path / "n"
     datadir.mkdir()

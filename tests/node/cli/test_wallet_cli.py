@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from consensus.genesis import dev_seed
 from consensus.tx import public_key, sign_transaction
 from contracts import BeginUnstake, Stake, Transfer
@@ -15,6 +17,7 @@ from tests.framework.nodes import LiveNode
 from tests.framework.util import PASSWORD, cli_process
 
 
+@pytest.mark.slow
 async def test_wallet_lifecycle(node: LiveNode, tmp_path: Path) -> None:
     wfile = str(tmp_path / "w" / "wallet.json")
     code, out, err = await cli_process("wallet", "new", "--wallet", wfile, "--kdf", "fast")
@@ -76,6 +79,7 @@ async def test_wallet_lifecycle(node: LiveNode, tmp_path: Path) -> None:
     assert code == 1 and "escrow.not_matured" in err
 
 
+@pytest.mark.slow
 async def test_wallet_errors(node: LiveNode, tmp_path: Path) -> None:
     wfile = str(tmp_path / "wallet.json")
     assert (await cli_process("wallet", "new", "--wallet", wfile, "--kdf", "fast"))[0] == 0
@@ -109,6 +113,7 @@ async def test_wallet_errors(node: LiveNode, tmp_path: Path) -> None:
     assert code == 1 and "no wallet" in err
 
 
+@pytest.mark.slow
 async def test_dev_key_wallet_spends_genesis_funds(node: LiveNode,
                                                    tmp_path: Path) -> None:
     wfile = str(tmp_path / "dev.json")

@@ -127,6 +127,7 @@ async def test_seed_discovery_reaches_tip_without_manual_connect(tmp_path: Path)
             await n.stop()
 
 
+@pytest.mark.slow
 async def test_killed_mid_sync_reopens_consistent_and_resumes(tmp_path: Path) -> None:
     """SIGKILL while sync batches are written with group commit: the store reopens on a
     consistent tip (state root matches the tip header) and the node resumes to the tip."""

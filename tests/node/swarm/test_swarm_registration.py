@@ -39,7 +39,7 @@ from node.swarm.registration import (
 )
 from swarm.runtime.base import Answer, InferenceBackend, Judgment
 from swarm.runtime.factory import make_backend
-from tests.framework.nodes import node_config
+from tests.framework.nodes import node_config, swarm_service
 from tests.framework.util import wait_for
 
 STRONG = "builtin:arith-l"  # passes calibration (12/16) every time in practice
@@ -88,8 +88,8 @@ async def _node(tmp_path: Path, name: str, seed: int, *, backend: InferenceBacke
 
 
 def _registration(node: Node) -> SwarmRegistration:
-    registration: SwarmRegistration = getattr(node, "swarm_registration")  # noqa: B009
-    return registration
+    assert node.swarm_registration is not None
+    return node.swarm_registration
 
 
 def _calibrations(node: Node) -> list[tuple[int, Transaction]]:
@@ -124,7 +124,7 @@ async def test_node_stakes_registers_and_calibrates_itself(tmp_path: Path) -> No
         assert status["calibration"]["passed"] and status["seconds_to_calibrate"] > 0
         # the swarm service draws from the registry (from the next candidate table on):
         # rounds can settle
-        service = getattr(node, "swarm")  # noqa: B009
+        service = swarm_service(node)
         await wait_for(lambda: [c.node for c in service.candidates()[0]] == [node.node_id],
                          timeout=30.0, message="the node is a registry candidate")
         # stake that falls below the target (here unbonded by hand; a slash alike) is topped up

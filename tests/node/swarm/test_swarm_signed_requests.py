@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from consensus.genesis import dev_seed
 from consensus.tx import public_key
@@ -107,6 +108,7 @@ async def test_bad_signed_requests_get_clear_errors(tmp_path: Path) -> None:
         await _stop(nodes)
 
 
+@pytest.mark.slow
 async def test_ask_with_a_wallet_signs_and_pays_from_escrow(tmp_path: Path) -> None:
     chain, nodes = await _registered_swarm(tmp_path, api=True)
     wallet_path = tmp_path / "wallet.json"

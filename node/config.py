@@ -116,27 +116,8 @@ class NodeConfig:
                               "registers and calibrates with)")
 
     def _check_mining(self) -> None:
-        if self.miner_address is not None:
-            text = str(self.miner_address).lower().removeprefix("0x")
-            try:
-                raw = bytes.fromhex(text)
-            except ValueError:
-                raw = b""
-            if len(raw) != 32:
-                raise ConfigError("miner_address must be a 32-byte public key in hex")
-            self.miner_address = text
-        try:
-            shape = tuple(int(x) for x in self.mining_shape)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"mining_shape must be [m, k, n, r]: {exc}") from exc
-        if len(shape) != 4:
-            raise ConfigError("mining_shape must be [m, k, n, r]")
-        m, k, n, r = shape
-        try:
-            PouwParams(m=m, k=k, n=n, r=r).validate()
-        except ParamsError as exc:
-            raise ConfigError(f"mining_shape: {exc}") from exc
-        self.mining_shape = (m, k, n, r)
+        self._check_miner_address()
+        self._check_mining_shape()
         if self.mining_backend not in BACKEND_NAMES:
             raise ConfigError(f"unknown mining_backend {self.mining_backend!r}; choose from "
                               f"{', '.join(BACKEND_NAMES)}")
@@ -150,6 +131,32 @@ class NodeConfig:
             if type(value) not in (int, float) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative number of seconds")
             setattr(self, name, float(value))
+
+    def _check_miner_address(self) -> None:
+        if self.miner_address is None:
+            return
+        text = str(self.miner_address).lower().removeprefix("0x")
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ConfigError("miner_address must be a 32-byte public key in hex")
+        self.miner_address = text
+
+    def _check_mining_shape(self) -> None:
+        try:
+            shape = tuple(int(x) for x in self.mining_shape)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"mining_shape must be [m, k, n, r]: {exc}") from exc
+        if len(shape) != 4:
+            raise ConfigError("mining_shape must be [m, k, n, r]")
+        m, k, n, r = shape
+        try:
+            PouwParams(m=m, k=k, n=n, r=r).validate()
+        except ParamsError as exc:
+            raise ConfigError(f"mining_shape: {exc}") from exc
+        self.mining_shape = (m, k, n, r)
 
     @property
     def node_json_path(self) -> Path:

@@ -13,43 +13,55 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import nacl.signing
 from aiohttp import web
 
 from consensus.block import Block, BlockHeader, work_of
-from consensus.genesis import GenesisConfig, dev_config, load_genesis_config
-from consensus.tx import Transaction, signatures_valid
+from consensus.tx import Transaction
 from consensus.validation import check_certificate, check_header, connect_block
 from core.errors import ConsensusError
 from core.state import State
 from node.chain.chainstore import (
     BLOCK,
-    MIN_PARALLEL_SIGNATURES,
-    ChainStore,
+    HEADER,
     ChainUpdate,
+    load_genesis,
+    open_chain,
     update_mempool,
 )
-from node.chain.db import Database, Overlay
+from node.chain.db import Overlay
+from node.chain.lru import LruSet
 from node.chain.mempool import Mempool, MempoolError
 from node.config import NodeConfig
 from node.logging import get_logger, log_event
+from node.mining.jobs import JobService
+from node.mining.miner import Miner
 from node.p2p.manager import PeerManager
-from node.p2p.peer import LruSet, Peer
+from node.p2p.peer import Peer
 from node.p2p.policy import Verdict, classify
 from node.p2p.protocol import MAX_LOCATOR
 from node.p2p.sync import Syncer
+from node.swarm.registration import SwarmRegistration
+from node.swarm.service import SwarmService
 
 log = get_logger("node")
 T = TypeVar("T")
-HEADER_PREFIX = b"hdr/"  # chain store key prefix of stored headers (falls back to blocks)
-RouteHook = Callable[[web.Application, "Node"], None]
-LifecycleHook = Callable[["Node"], Awaitable[None]]
 TipListener = Callable[[BlockHeader], None]
+MAX_REQUEST_BYTES = 16 * 1024 * 1024  # largest HTTP request body (matmul uploads, blocks)
+ORPHAN_PARENTS_CHASED = 1024  # parents fetched for orphans, remembered (never chased twice)
+
+
+class Service(Protocol):
+    """A part of the node started after it listens and stopped before its peers."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class NodeRejected(ValueError):
@@ -76,102 +88,45 @@ def load_or_create_identity(path: Path) -> nacl.signing.SigningKey:
     return key
 
 
-class NodeDatabase(Database):
-    """The chain store's database with group commit for sync batches.
-
-    Every chain-store batch is one atomic LevelDB write; normally each is fsynced. While a
-    sync batch of many blocks is applied, the writes skip the fsync (they still reach the OS,
-    so a killed process loses nothing, and LevelDB replays its log to a batch boundary after
-    a power loss) and one synced write at the end makes the whole batch durable. At most one
-    batch of blocks, which peers still have, can be lost by a machine crash; the store is
-    consistent either way.
-    """
-
-    defer_sync = False
-
-    def write_raw(self, writes: dict[bytes, bytes | None], *, sync: bool = True) -> None:
-        super().write_raw(writes, sync=sync and not self.defer_sync)
-
-    def flush(self) -> None:
-        """Make every earlier write durable (an empty synced batch fsyncs LevelDB's log)."""
-        super().write_raw({}, sync=True)
-
-
-class NodeChainStore(ChainStore):
-    """The chain store, skipping signatures the mempool already verified.
-
-    A relayed block mostly carries transactions every node admitted (and so verified) a
-    moment earlier; checking them again is most of a block's validation cost. A transaction
-    id hashes the *signed* encoding, so a remembered id vouches for exactly that signature.
-    """
-
-    def __init__(self, db: Database, *, genesis: GenesisConfig) -> None:
-        super().__init__(db, genesis=genesis)
-        self.verified_txs = LruSet(50_000)
-
-    def verify_signatures(self, transactions: Sequence[Transaction]) -> bool:
-        rest = [tx for tx in transactions if tx.id() not in self.verified_txs]
-        if not transactions or len(rest) == len(transactions):
-            return super().verify_signatures(transactions)
-        if len(rest) >= MIN_PARALLEL_SIGNATURES:
-            return super().verify_signatures(rest)
-        return signatures_valid(rest)
-
-
-def open_chain(path: Path, *, genesis: GenesisConfig) -> tuple[NodeChainStore, NodeDatabase]:
-    """`ChainStore.open` over a `NodeDatabase` (finishes any reorg a crash interrupted)."""
-    db = NodeDatabase(path)
-    try:
-        store = NodeChainStore(db, genesis=genesis)
-        store.resume()
-    except BaseException:
-        db.close()
-        raise
-    return store, db
-
-
-def load_genesis(config: NodeConfig) -> GenesisConfig:
-    return dev_config() if config.genesis_path is None else \
-        load_genesis_config(config.genesis_path)
-
-
 class Node:
-    """A full node. Build it, let other parts add routes/hooks, then ``await start()``."""
+    """A full node: chain store, mempool, peers and sync behind one aiohttp application.
+
+    ``node.builder`` builds one from its config and wires the services (routes on ``app``,
+    ``services`` started in order after the node listens, stopped in reverse order first).
+    """
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         config.datadir.mkdir(parents=True, exist_ok=True)
-        self.genesis = load_genesis(config)
+        self.genesis = load_genesis(config.genesis_path)
         self.identity = load_or_create_identity(config.datadir / "node.key")
         self.node_id = bytes(self.identity.verify_key)
         self.chain, self._db = open_chain(config.datadir / "chain", genesis=self.genesis)
         self.mempool = Mempool(params=self.chain.params)
         self.listen_address = f"{config.host}:{config.port}" if config.port else ""
         self.port = config.port
-        self.peers = PeerManager(self)
-        self.sync = Syncer(self)
-        self.miner: Any = None  # set by the miner's attach code when config.mine
+        self.peers = PeerManager(self, config)
+        self.sync = Syncer(self, self.peers, config)
+        # the services, given by node.builder (None: not built)
+        self.jobs: JobService | None = None
+        self.miner: Miner | None = None  # set when config.mine
+        self.swarm: SwarmService | None = None
+        self.swarm_registration: SwarmRegistration | None = None
+        self.services: list[Service] = []  # started in order, stopped in reverse order
         self.started_at = 0.0
-        self.route_hooks: list[RouteHook] = []
-        self.start_hooks: list[LifecycleHook] = []  # awaited after the node listens
-        self.stop_hooks: list[LifecycleHook] = []  # awaited first on stop (miner, jobs)
-        self.app = web.Application(client_max_size=16 * 1024 * 1024)
+        self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.app.router.add_get("/p2p", self.peers.handle_inbound)
         self.blocks_received = 0
         self._tip_listeners: list[TipListener] = []
         # blocks announced early (header and proof checked, state transition running)
         self._relaying: dict[bytes, bytes] = {}
         self._readded: list[Transaction] = []  # set on the chain thread, read after it returns
-        self._chased = LruSet(1024)  # parents fetched for orphans (never chased further)
+        self._chased = LruSet(ORPHAN_PARENTS_CHASED)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
         self._runner: web.AppRunner | None = None
         self._running = False
 
     # -- extension points ------------------------------------------------------------------------
-
-    def add_route_hook(self, fn: RouteHook) -> None:
-        """``fn(app, node)`` is called when the app is finalised in ``start()``."""
-        self.route_hooks.append(fn)
 
     def add_tip_listener(self, cb: TipListener) -> None:
         """``cb(new_tip_header)`` runs on the event loop after every tip change."""
@@ -184,8 +139,6 @@ class Node:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for hook in self.route_hooks:
-            hook(self.app, self)
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -197,25 +150,25 @@ class Node:
         self._running = True
         await self.peers.start()
         self.sync.start()
-        for start_hook in self.start_hooks:
-            await start_hook(self)
+        for service in self.services:
+            await service.start()
         self._write_node_json()
         log_event(log, "node.started", listen=self.listen_address, node_id=self.node_id,
                   height=self.chain.height, tip=self.chain.tip_id, network=self.config.network)
 
     async def stop(self) -> None:
-        """Stop hooks, peers and sync, the server; then let the chain thread finish its
-        current batch before closing the store (every batch is atomic: always consistent)."""
+        """Services (reverse order), sync and peers, the server; then let the chain thread
+        finish its current batch before closing the store (every batch is atomic: always
+        consistent)."""
         if not self._running:
-            self._executor.shutdown(wait=True)
-            self.chain.close()
+            self.close()
             return
         self._running = False
-        for hook in self.stop_hooks:
+        for service in reversed(self.services):
             try:
-                await hook(self)
+                await service.stop()
             except Exception:
-                log.exception("node.stop_hook_failed")
+                log.exception("node.service_stop_failed")
         await self.sync.stop()
         await self.peers.stop()
         if self._runner is not None:
@@ -224,6 +177,11 @@ class Node:
         self.chain.close()
         self.config.node_json_path.unlink(missing_ok=True)
         log_event(log, "node.stopped", height=self.chain.height)
+
+    def close(self) -> None:
+        """Close the store of a node that never started (a failed build, a test)."""
+        self._executor.shutdown(wait=True)
+        self.chain.close()
 
     def _write_node_json(self) -> None:
         info = {"pid": os.getpid(), "port": self.port, "node_id": self.node_id.hex(),
@@ -248,12 +206,11 @@ class Node:
         return self.sync.best_peer_height
 
     def status(self) -> dict[str, Any]:
-        stats = getattr(self.miner, "stats", None)
         return {"network": self.config.network, "chain_id": self.chain.params.chain_id,
                 "height": self.chain.height, "tip": self.chain.tip_id.hex(),
                 "peers": len(self.peers), "syncing": self.syncing,
                 "sync_progress": self.sync_progress, "best_peer_height": self.best_peer_height,
-                "mining": stats() if callable(stats) else None,
+                "mining": None if self.miner is None else self.miner.stats(),
                 "node_id": self.node_id.hex(), "listen": self.listen_address,
                 "mempool": len(self.mempool), "started_at": self.started_at}
 
@@ -470,7 +427,7 @@ class Node:
         return raw
 
     def _raw_header(self, block_id: bytes) -> bytes | None:
-        raw: bytes | None = self.chain.db.get(HEADER_PREFIX + block_id)
+        raw: bytes | None = self.chain.db.get(HEADER + block_id)
         if raw is not None:
             return raw
         block = self.raw_block(block_id)

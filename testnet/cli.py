@@ -1,13 +1,18 @@
-"""`pouwchain testnet up|status|down`: a local multi-node network for development."""
+"""`pouwchain testnet up|status|down`: a local multi-node network for development.
+
+`main` is the ``pouwchain`` command: node.cli's command groups plus ``testnet`` (which sits a
+layer above the node, so the node's CLI cannot add it itself).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from node.cli.main import main as node_cli_main
 from testnet.launcher import (
     TestnetError,
     down,
@@ -59,7 +64,7 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `testnet` with its `up`, `status` and `down` subcommands."""
     testnet = subparsers.add_parser("testnet", help="run a local multi-node dev network")
     sub = testnet.add_subparsers(dest="testnet_command", required=True)
@@ -82,3 +87,12 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("down", help="stop a detached testnet")
     p.add_argument("--dir", default=DEFAULT_DIR)
     p.set_defaults(func=_down)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``pouwchain`` command line: `node.cli.main` with the ``testnet`` group."""
+    return node_cli_main(argv, groups=(register,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

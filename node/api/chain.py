@@ -4,7 +4,7 @@ Every failure a client can cause is a 4xx JSON body ``{"error": message, "reason
 (never a 500): identifiers are parsed strictly, bodies are read with a per-route size limit,
 and the error middleware turns aiohttp's own errors (unknown route, wrong method, body over
 ``client_max_size``) into the same shape. Routes that act as the node (peers add/remove)
-require the bearer token from the data directory (``node.api.chain.auth``).
+require the bearer token from the data directory (``node.api.auth``).
 
 Binary values (ids, addresses, keys, signatures) are lowercase hex; 256-bit targets are
 ``0x`` hex strings; every other number is a JSON integer. Documented in docs/api.md and
@@ -21,7 +21,6 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
@@ -32,9 +31,8 @@ from contracts.escrow import escrow_of
 from core.errors import ConsensusError
 from core.state import State
 from node.api.auth import ApiError, TokenAuth, create_token
-from node.api.metrics import chain_facts, render_metrics
+from node.api.metrics import MetricsNode, PeerInfo, chain_facts, render_metrics
 from node.chain.chainstore import ChainStore
-from node.chain.mempool import Mempool
 from node.chain.txindex import TxIndex
 
 log = logging.getLogger("pouwchain.api")
@@ -46,37 +44,19 @@ _HEX_RE = re.compile(r"^(0x)?[0-9a-fA-F]*$")
 T = TypeVar("T")
 
 
-class NodeConfigLike(Protocol):
-    @property
-    def datadir(self) -> Path: ...
-    @property
-    def network(self) -> str: ...
+class PeersLike(PeerInfo, Protocol):
+    def connect(self, address: str) -> Awaitable[bytes] | bytes: ...
+    def disconnect(self, node_id: bytes) -> Awaitable[bool] | bool: ...
 
 
-class PeersLike(Protocol):
-    def info(self) -> list[dict[str, Any]]: ...
-    def connect(self, address: str) -> Any: ...
-    def disconnect(self, node_id: bytes) -> Any: ...
-
-
-class ApiNode(Protocol):
+class ApiNode(MetricsNode, Protocol):
     """What the API needs of the node (``node.node.Node`` provides it)."""
 
     @property
-    def config(self) -> NodeConfigLike: ...
-    @property
-    def chain(self) -> ChainStore: ...
-    @property
-    def mempool(self) -> Mempool: ...
-    @property
     def peers(self) -> PeersLike: ...
-    @property
-    def miner(self) -> Any: ...
-    @property
-    def syncing(self) -> bool: ...
-    @property
-    def sync_progress(self) -> float: ...
-    async def submit_transaction(self, tx: Transaction, *, origin: Any = None) -> bytes: ...
+    def status(self) -> dict[str, Any]: ...
+    async def submit_transaction(self, tx: Transaction) -> bytes: ...
+    async def call_chain(self, fn: Callable[[], T]) -> T: ...
 
 
 API_KEY: web.AppKey[Api] = web.AppKey("pouwchain_api", None)
@@ -254,14 +234,10 @@ class Api:
 
     async def on_chain(self, fn: Callable[[], T]) -> T:
         """Run a read of store/mempool on the node's chain thread (their only writer), so it
-        never sees a half-applied update; inline when the node has no such thread.
+        never sees a half-applied update.
 
         Peer and miner state belong to the event loop: read those here, never in ``fn``."""
-        call = getattr(self.node, "call_chain", None)
-        if callable(call):
-            result: T = await call(fn)
-            return result
-        return fn()
+        return await self.node.call_chain(fn)
 
     def status(self) -> dict[str, Any]:
         node = self.node
@@ -270,8 +246,7 @@ class Api:
         mining: dict[str, Any] = {"enabled": miner is not None}
         if miner is not None:
             mining.update(jsonable(miner.stats()))
-        extra = getattr(node, "status", None)  # the node's own facts (node id, listen, ...)
-        base: dict[str, Any] = dict(jsonable(extra())) if callable(extra) else {}
+        base: dict[str, Any] = dict(jsonable(node.status()))  # node id, listen, ...
         tip = chain.tip_header  # one read: height, id and time of the same block
         return base | {
             "network": node.config.network,

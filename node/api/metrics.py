@@ -1,7 +1,7 @@
 """``/metrics`` in the Prometheus text exposition format (version 0.0.4).
 
 Read-only numbers a scraper can graph: chain height, peers, mempool, sync progress, and the
-miner's counters (from ``node.mining.miner.stats()``; H-C's miner reports ``blocks_mined``,
+miner's counters (from ``node.mining.miner.Miner.stats()``: ``blocks_mined``,
 ``tickets_per_s``, ``useful_macs``, ``nonuseful_macs``, ``jobs_done``). Useful and
 non-useful work are one counter with a ``kind`` label, so their ratio is one query.
 """
@@ -10,16 +10,60 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
+
+from node.chain.chainstore import ChainStore
+from node.chain.mempool import Mempool
 
 PREFIX = "pouwchain_"
+
+
+class NodeConfigLike(Protocol):
+    @property
+    def datadir(self) -> Path: ...
+    @property
+    def network(self) -> str: ...
+
+
+class PeerInfo(Protocol):
+    def info(self) -> list[dict[str, Any]]: ...
+
+
+class MinerStats(Protocol):
+    """The miner's counters (`node.mining.miner.Miner` has them)."""
+
+    def stats(self) -> Mapping[str, Any]: ...
+
+
+class MetricsNode(Protocol):
+    """What the metrics read of the node (`node.node.Node` provides it)."""
+
+    @property
+    def config(self) -> NodeConfigLike: ...
+    @property
+    def chain(self) -> ChainStore: ...
+    @property
+    def mempool(self) -> Mempool: ...
+    @property
+    def peers(self) -> PeerInfo: ...
+    @property
+    def miner(self) -> MinerStats | None: ...
+    @property
+    def syncing(self) -> bool: ...
+    @property
+    def sync_progress(self) -> float: ...
+    @property
+    def best_peer_height(self) -> int: ...
+    @property
+    def blocks_received(self) -> int: ...
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _number(value: Any) -> str:
+def _number(value: float) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
@@ -39,7 +83,7 @@ class MetricsText:
         self.lines: list[str] = []
 
     def family(self, name: str, kind: str, help_text: str,
-               samples: list[tuple[Mapping[str, str], Any]]) -> None:
+               samples: list[tuple[Mapping[str, str], float]]) -> None:
         full = PREFIX + name
         self.lines.append(f"# HELP {full} {help_text}")
         self.lines.append(f"# TYPE {full} {kind}")
@@ -48,14 +92,14 @@ class MetricsText:
             suffix = f"{{{label_text}}}" if label_text else ""
             self.lines.append(f"{full}{suffix} {_number(value)}")
 
-    def one(self, name: str, kind: str, help_text: str, value: Any) -> None:
+    def one(self, name: str, kind: str, help_text: str, value: float) -> None:
         self.family(name, kind, help_text, [({}, value)])
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 
 
-def chain_facts(node: Any) -> dict[str, Any]:
+def chain_facts(node: MetricsNode) -> dict[str, Any]:
     """The chain and mempool numbers (read where the chain is written: the chain thread)."""
     chain = node.chain
     txs = node.mempool.transactions()
@@ -65,7 +109,7 @@ def chain_facts(node: Any) -> dict[str, Any]:
             "mempool_bytes": sum(len(tx.encode()) for tx in txs)}
 
 
-def render_metrics(node: Any, *, chain: dict[str, Any] | None = None) -> str:
+def render_metrics(node: MetricsNode, *, chain: dict[str, Any] | None = None) -> str:
     """The node's metrics as Prometheus text; ``chain`` is `chain_facts` read elsewhere
     (peers, sync and miner numbers are read here, on the caller's thread)."""
     facts = chain if chain is not None else chain_facts(node)
@@ -85,9 +129,9 @@ def render_metrics(node: Any, *, chain: dict[str, Any] | None = None) -> str:
             bool(node.syncing))
     out.one("sync_progress", "gauge", "Sync progress from 0 to 1.", float(node.sync_progress))
     out.one("best_peer_height", "gauge", "Highest tip height a connected peer announced.",
-            int(getattr(node, "best_peer_height", 0) or 0))
+            int(node.best_peer_height or 0))
     out.one("blocks_received_total", "counter", "Blocks accepted from peers and the API.",
-            int(getattr(node, "blocks_received", 0) or 0))
+            int(node.blocks_received or 0))
     miner = node.miner
     stats: Mapping[str, Any] = {} if miner is None else miner.stats()
     out.one("mining", "gauge", "1 if this node runs a miner.", miner is not None)

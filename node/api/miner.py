@@ -1,4 +1,4 @@
-"""HTTP routes of the miner and the matmul job service (registered through the node's hook).
+"""HTTP routes of the miner and the matmul job service (`node.builder` registers them).
 
 - ``POST /api/v1/jobs/matmul``: multipart fields ``a``, ``b`` (.npy files) and ``tx`` (the
   signed JobRequest, canonical bytes as hex, base64 or raw), or a JSON object
@@ -19,7 +19,7 @@ import base64
 import binascii
 import json
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 from aiohttp import BodyPartReader, web
@@ -27,7 +27,9 @@ from aiohttp import BodyPartReader, web
 from consensus.tx import Transaction
 from core.errors import EncodingError
 from node.api.auth import ApiError, TokenAuth, read_token
-from node.mining.jobs import JobInputError, JobService, load_matrix
+from node.api.chain import API_KEY
+from node.chain.chainstore import ChainStore
+from node.mining.jobs import JobInputError, JobService, load_matrix, npy_bytes
 from node.mining.miner import Miner
 
 API_PREFIX = "/api/v1"
@@ -82,18 +84,32 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         chunks.append(chunk)
 
 
+class DatadirConfig(Protocol):
+    @property
+    def datadir(self) -> Path: ...
+
+
+class MinerApiNode(Protocol):
+    """What the miner routes read of the node (`node.node.Node` provides it)."""
+
+    @property
+    def config(self) -> DatadirConfig: ...
+    @property
+    def chain(self) -> ChainStore: ...
+    @property
+    def miner(self) -> Miner | None: ...
+
+
 class MinerApi:
     """Handlers bound to one node's miner and job service."""
 
-    def __init__(self, node: Any, *, miner: Miner, jobs: JobService) -> None:
+    def __init__(self, node: MinerApiNode, *, miner: Miner, jobs: JobService) -> None:
         self.node = node
         self.miner = miner
         self.jobs = jobs
 
     def _check_token(self, request: web.Request) -> None:
-        from node.api.chain import API_KEY  # H-B's API object holds the node's token checker
-
-        api = request.app.get(API_KEY)
+        api = request.app.get(API_KEY)  # the chain API holds the node's token checker
         auth = api.auth if api is not None else None
         if auth is None:
             try:
@@ -190,7 +206,8 @@ class MinerApi:
         return web.json_response({"blocks": ids, "height": int(self.node.chain.height)})
 
 
-def register(app: web.Application, node: Any, *, miner: Miner, jobs: JobService) -> MinerApi:
+def register(app: web.Application, node: MinerApiNode, *, miner: Miner,
+             jobs: JobService) -> MinerApi:
     """Add the job and miner routes to ``app``."""
     api = MinerApi(node, miner=miner, jobs=jobs)
     p = API_PREFIX
@@ -204,6 +221,4 @@ def register(app: web.Application, node: Any, *, miner: Miner, jobs: JobService)
 
 def npy_b64(x: np.ndarray) -> str:
     """Client helper: an array as base64 .npy (the JSON form of the matmul route)."""
-    from node.mining.jobs import npy_bytes
-
     return base64.b64encode(npy_bytes(x)).decode()

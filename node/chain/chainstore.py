@@ -36,13 +36,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgpack
 
 from consensus.block import Block, BlockHeader, work_of
 from consensus.difficulty import Anchor, DifficultyParams, chain_difficulty, required_target
 from consensus.forkchoice import BlockTree, Reorg, TreeEntry
-from consensus.genesis import GenesisConfig, build_genesis
+from consensus.genesis import GenesisConfig, build_genesis, dev_config, load_genesis_config
 from consensus.tx import Transaction, signatures_valid
 from consensus.validation import check_body, check_certificate, check_header, connect_block
 from core.errors import ConsensusError, HeaderError
@@ -50,7 +51,8 @@ from core.interfaces import MemoryKV, PrefixedKV
 from core.lthash import ElementCache
 from core.params import MEDIAN_TIME_SPAN, ChainParams
 from core.state import BlockUndo, RecordCache, State
-from node.chain.db import Database, DatabaseError, WriteBatch
+from node.chain.db import Database, DatabaseError, NodeDatabase, WriteBatch
+from node.chain.lru import LruSet
 from node.chain.mempool import Mempool, TipView
 
 BLOCK = b"blk/"
@@ -502,3 +504,45 @@ def update_mempool(mempool: Mempool, update: ChainUpdate, *, tip: TipView, now: 
     # each sender's nonces must ascend (stable sort keeps block order otherwise)
     returning.sort(key=lambda tx: tx.nonce)
     mempool.readd(returning, tip=tip, now=now)
+
+
+# transaction ids whose signatures the mempool checked, remembered by the node's store
+VERIFIED_TXS_REMEMBERED = 50_000
+
+
+class NodeChainStore(ChainStore):
+    """The chain store, skipping signatures the mempool already verified.
+
+    A relayed block mostly carries transactions every node admitted (and so verified) a
+    moment earlier; checking them again is most of a block's validation cost. A transaction
+    id hashes the *signed* encoding, so a remembered id vouches for exactly that signature.
+    """
+
+    def __init__(self, db: Database, *, genesis: GenesisConfig) -> None:
+        super().__init__(db, genesis=genesis)
+        self.verified_txs = LruSet(VERIFIED_TXS_REMEMBERED)
+
+    def verify_signatures(self, transactions: Sequence[Transaction]) -> bool:
+        rest = [tx for tx in transactions if tx.id() not in self.verified_txs]
+        if not transactions or len(rest) == len(transactions):
+            return super().verify_signatures(transactions)
+        if len(rest) >= MIN_PARALLEL_SIGNATURES:
+            return super().verify_signatures(rest)
+        return signatures_valid(rest)
+
+
+def open_chain(path: Path, *, genesis: GenesisConfig) -> tuple[NodeChainStore, NodeDatabase]:
+    """`ChainStore.open` over a `NodeDatabase` (finishes any reorg a crash interrupted)."""
+    db = NodeDatabase(path)
+    try:
+        store = NodeChainStore(db, genesis=genesis)
+        store.resume()
+    except BaseException:
+        db.close()
+        raise
+    return store, db
+
+
+def load_genesis(genesis_path: Path | None) -> GenesisConfig:
+    """The genesis config at ``genesis_path`` (TOML/JSON), or the built-in dev chain's."""
+    return dev_config() if genesis_path is None else load_genesis_config(genesis_path)

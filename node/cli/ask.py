@@ -15,6 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from node.cli.wallet import read_password
+from node.client.wallet import WalletError, open_wallet
 from node.config import DEFAULT_PORT
 
 DEFAULT_NODE = os.environ.get("POUWCHAIN_NODE") or f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -73,9 +75,6 @@ def summary_lines(view: dict[str, Any]) -> list[str]:
 
 def _ask_signed(args: argparse.Namespace, base: str) -> tuple[str, dict[str, Any]]:
     """Sign the request with the wallet and post it; (answer, round view)."""
-    from node.cli.wallet import read_password
-    from node.client.wallet import open_wallet
-
     wallet = open_wallet(args.wallet, read_password())
     status = _request(f"{base}/api/v1/status")
     announcement = wallet.sign_swarm_request(
@@ -87,8 +86,6 @@ def _ask_signed(args: argparse.Namespace, base: str) -> tuple[str, dict[str, Any
 
 
 def _main(args: argparse.Namespace) -> int:
-    from node.client.wallet import WalletError
-
     base = args.node.rstrip("/")
     if "://" not in base:  # an address as `testnet status` prints it
         base = f"http://{base}"
@@ -120,7 +117,7 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("ask", help="ask the swarm a question through a node")
     p.add_argument("question")
     p.add_argument("--node", default=DEFAULT_NODE, metavar="URL",

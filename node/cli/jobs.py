@@ -16,15 +16,18 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from node.cli.wallet import default_wallet_path, read_password
 from node.client.http import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
 from node.client.wallet import WalletError, open_wallet
 from node.mining.jobs import JobInputError, job_request, load_matrix, npy_bytes, prepare_operands
 
+Command = Callable[[argparse.Namespace], int]
 DEFAULT_FEE = 1000
 DEFAULT_TIMEOUT = 1000  # blocks before the escrow may be cancelled back
 MAX_FILE = 1 << 30
@@ -49,8 +52,6 @@ def _summary(view: dict[str, Any]) -> str:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from node.cli.wallet import read_password
-
     a, b = _read_npy(args.a), _read_npy(args.b)
     ops = prepare_operands(a, b)
     wallet = open_wallet(args.wallet, read_password())
@@ -101,7 +102,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(func: Any) -> Any:
+def _guarded(func: Command) -> Command:
     """Map input, wallet and API failures to one line on stderr and exit code 1."""
     def run(args: argparse.Namespace) -> int:
         try:
@@ -114,14 +115,12 @@ def _guarded(func: Any) -> Any:
     return run
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``pouwchain job submit|get``."""
-    from node.cli.wallet import default_wallet_path
-
     job = subparsers.add_parser("job", help="matmul jobs: pay a node for an exact product")
     sub = job.add_subparsers(dest="job_command", required=True)
 
-    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
         p.add_argument("--node", default=None,
                        help=f"node API URL (default: from --datadir, else {DEFAULT_NODE_URL})")

@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import signal
 from pathlib import Path
 from typing import Any
 
+from node.builder import build_node
 from node.config import DEFAULT_PORT, ConfigError, NodeConfig
 from node.logging import configure_logging, get_logger, log_event
-from node.node import Node
 
 log = get_logger("cli")
-
-
-def attach_services(node: Node) -> None:
-    """Wire the optional parts (HTTP API, job service and miner) into a node before start."""
-    try:
-        api = importlib.import_module("node.api.chain")
-    except ImportError:
-        api = None
-    if api is not None:
-        node.add_route_hook(lambda app, n: api.register_routes(app, n))
-    try:
-        miner = importlib.import_module("node.mining.miner")
-    except ImportError:
-        miner = None
-    if miner is not None and hasattr(miner, "attach"):
-        miner.attach(node)
-    from node.swarm.service import attach as attach_swarm
-
-    attach_swarm(node)  # chat completions and rounds; answers/judges if swarm_backend is set
 
 
 def config_from_args(args: argparse.Namespace) -> NodeConfig:
@@ -48,8 +28,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
 
 
 async def run_node(config: NodeConfig) -> int:
-    node = Node(config)
-    attach_services(node)
+    node = build_node(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -74,7 +53,8 @@ def _main(args: argparse.Namespace) -> int:
     return asyncio.run(run_node(config))
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``pouwchain node``."""
     p = subparsers.add_parser("node", help="run a full node (validates, relays, serves the API)")
     p.add_argument("--datadir", type=Path, required=True)
     p.add_argument("--config", type=Path, default=None,

@@ -84,7 +84,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``pouwchain status``."""
     p = subparsers.add_parser("status", help="a node's status; a progress bar while syncing")
     p.add_argument("--node", default=None,

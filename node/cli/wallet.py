@@ -13,6 +13,7 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from contracts import (
 from node.client.http import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
 from node.client.wallet import KDF_PRESETS, WalletError, create_wallet, open_wallet, wallet_address
 
+Command = Callable[[argparse.Namespace], int]
 PASSWORD_ENV = "POUWCHAIN_PASSWORD"
 WALLET_ENV = "POUWCHAIN_WALLET"
 DEFAULT_FEE = 1000
@@ -158,7 +160,7 @@ def _cmd_escrow_claim(args: argparse.Namespace) -> int:
     return _submit(args, ClaimEscrowRelease())
 
 
-def _guarded(func: Any) -> Any:
+def _guarded(func: Command) -> Command:
     """Map wallet and API failures to one clear line on stderr and exit code 1."""
     def run(args: argparse.Namespace) -> int:
         try:
@@ -169,13 +171,13 @@ def _guarded(func: Any) -> Any:
     return run
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``pouwchain wallet ...``."""
     wallet = subparsers.add_parser("wallet",
                                    help="encrypted keys; send, stake, unstake, swarm escrow")
     sub = wallet.add_subparsers(dest="wallet_command", required=True)
 
-    def add(name: str, func: Any, help_text: str, *, node: bool = True,
+    def add(name: str, func: Command, help_text: str, *, node: bool = True,
             signs: bool = False) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
         p.add_argument("--wallet", type=Path, default=default_wallet_path(),

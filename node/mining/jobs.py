@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import nacl.signing
 import numpy as np
@@ -45,10 +45,13 @@ from contracts.jobs import (
     result_hash_of,
 )
 from core.state import State
+from node.chain.chainstore import ChainStore
+from node.chain.mempool import Mempool
 from pouw import MiningSession, get_backend, operand_roots
 from pouw.params import VALUE_MAX, VALUE_MIN
 
 log = logging.getLogger("pouwchain.jobs")
+T = TypeVar("T")
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 # what a job's ``on_chain.status`` can be: "unconfirmed" until its JobRequest is in a block,
@@ -209,15 +212,20 @@ class Job:
 
 
 class JobsNode(Protocol):
-    """What the job service needs of the node (H-A's Node provides it)."""
+    """What the job service needs of the node (`node.node.Node` provides it)."""
 
-    chain: Any
-    mempool: Any
-    identity: nacl.signing.SigningKey
+    @property
+    def chain(self) -> ChainStore: ...
+    @property
+    def mempool(self) -> Mempool: ...
+    @property
+    def identity(self) -> nacl.signing.SigningKey: ...
 
-    async def submit_transaction(self, tx: Transaction, *, origin: Any = None) -> bytes: ...
+    async def submit_transaction(self, tx: Transaction) -> bytes: ...
 
     def add_tip_listener(self, cb: Callable[[BlockHeader], None]) -> None: ...
+
+    async def call_chain(self, fn: Callable[[], T]) -> T: ...
 
 
 class JobService:
@@ -422,9 +430,7 @@ class JobService:
 
     async def settle(self) -> None:
         """Read job records at the tip; send receipts for computed jobs whose request landed."""
-        from node.mining.miner import on_chain_thread
-
-        for tx in await on_chain_thread(self.node, self._settle_step):
+        for tx in await self.node.call_chain(self._settle_step):
             try:
                 await self.node.submit_transaction(tx)
             except Exception as exc:  # retried at the next tip

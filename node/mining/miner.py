@@ -27,7 +27,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 import nacl.signing
@@ -47,7 +47,9 @@ from consensus.validation import median_time_past
 from contracts.bank import credit
 from core.errors import ConsensusError
 from core.state import State
+from node.chain.chainstore import ChainStore
 from node.chain.db import Overlay
+from node.chain.mempool import Mempool
 from node.config import DEFAULT_MINING_SHAPE
 from node.mining.jobs import JobService, set_cpu_threads
 from pouw import (
@@ -58,6 +60,7 @@ from pouw import (
     get_backend,
     work_of_target,
 )
+from pouw.params import VALUE_MAX, VALUE_MIN
 
 log = logging.getLogger("pouwchain.miner")
 T = TypeVar("T")
@@ -95,43 +98,58 @@ class MinerConfig:
             raise ValueError("miner address must be a 32-byte public key")
 
     @classmethod
-    def from_node_config(cls, config: Any) -> MinerConfig:
-        """Read optional ``miner_address`` (hex), ``mining_shape``, ``mining_backend``,
+    def from_node_config(cls, config: MiningSettings) -> MinerConfig:
+        """Read ``miner_address`` (hex), ``mining_shape``, ``mining_backend``,
         ``mining_threads``, ``mining_interval``, ``mining_block_interval`` from the node
-        config; absent keys keep the defaults."""
-        kwargs: dict[str, Any] = {}
-        address = getattr(config, "miner_address", None)
-        if address:
-            kwargs["address"] = bytes.fromhex(str(address).removeprefix("0x"))
-        shape = getattr(config, "mining_shape", None)
-        if shape:
-            kwargs["shape"] = tuple(int(x) for x in shape)
-        backend = getattr(config, "mining_backend", None)
-        if backend:
-            kwargs["backend"] = str(backend)
-        if hasattr(config, "mining_threads"):
-            threads = config.mining_threads
-            kwargs["threads"] = None if threads is None else int(threads)
-        interval = getattr(config, "mining_interval", None)
-        if interval is not None:
-            kwargs["interval"] = float(interval)
-        block_interval = getattr(config, "mining_block_interval", None)
-        if block_interval is not None:
-            kwargs["trivial_block_interval"] = float(block_interval)
+        config; unset (None or empty) values keep the defaults."""
+        kwargs: dict[str, Any] = {"threads": config.mining_threads}
+        if config.miner_address:
+            kwargs["address"] = bytes.fromhex(str(config.miner_address).removeprefix("0x"))
+        if config.mining_shape:
+            kwargs["shape"] = tuple(int(x) for x in config.mining_shape)
+        if config.mining_backend:
+            kwargs["backend"] = str(config.mining_backend)
+        if config.mining_interval is not None:
+            kwargs["interval"] = float(config.mining_interval)
+        if config.mining_block_interval is not None:
+            kwargs["trivial_block_interval"] = float(config.mining_block_interval)
         return cls(**kwargs)
 
 
+class MiningSettings(Protocol):
+    """The node config's mining settings (`node.config.NodeConfig` has them)."""
+
+    @property
+    def mine(self) -> bool: ...
+    @property
+    def miner_address(self) -> str | None: ...
+    @property
+    def mining_shape(self) -> tuple[int, int, int, int] | None: ...
+    @property
+    def mining_backend(self) -> str | None: ...
+    @property
+    def mining_threads(self) -> int | None: ...
+    @property
+    def mining_interval(self) -> float | None: ...
+    @property
+    def mining_block_interval(self) -> float | None: ...
+
+
 class MinerNode(Protocol):
-    """What the miner needs of the node (H-A's Node provides it)."""
+    """What the miner needs of the node (`node.node.Node` provides it)."""
 
-    config: Any
-    chain: Any  # node.chain.chainstore.ChainStore
-    mempool: Any  # node.chain.mempool.Mempool
-    identity: nacl.signing.SigningKey
+    @property
+    def chain(self) -> ChainStore: ...
+    @property
+    def mempool(self) -> Mempool: ...
+    @property
+    def identity(self) -> nacl.signing.SigningKey: ...
 
-    async def submit_block(self, block: Block, *, origin: Any = None) -> Any: ...
+    async def submit_block(self, block: Block) -> object: ...
 
     def add_tip_listener(self, cb: Callable[[BlockHeader], None]) -> None: ...
+
+    async def call_chain(self, fn: Callable[[], T]) -> T: ...
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -145,7 +163,7 @@ class Template:
     fees: int
 
 
-def build_template(chain: Any, mempool: Any, *, miner: bytes, now: int,
+def build_template(chain: ChainStore, mempool: Mempool, *, miner: bytes, now: int,
                    max_txs: int = 5000) -> Template:
     """A valid block template on ``chain``'s tip (run it where the chain is not changing).
 
@@ -328,7 +346,7 @@ class Miner:
 
     # -- the worker thread ----------------------------------------------------------------------
 
-    def _call(self, coro: Any, timeout: float = 60.0) -> Any:
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
@@ -338,7 +356,7 @@ class Miner:
 
     async def _template(self) -> Template:
         """Build on the node's chain thread (the store's only writer) when it has one."""
-        return await on_chain_thread(self.node, self._build)
+        return await self.node.call_chain(self._build)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -399,8 +417,8 @@ class Miner:
             a, b, r = job.ops.a, job.ops.b, job.ops.r
         else:
             m, k, n, r = self.config.shape
-            a = self._rng.integers(-64, 64, size=(m, k), dtype=np.int8)
-            b = self._rng.integers(-64, 64, size=(k, n), dtype=np.int8)
+            a = self._rng.integers(VALUE_MIN, VALUE_MAX + 1, size=(m, k), dtype=np.int8)
+            b = self._rng.integers(VALUE_MIN, VALUE_MAX + 1, size=(k, n), dtype=np.int8)
 
         def commit(root_a: bytes, root_b: bytes, p: PouwParams) -> bytes:
             header = with_job(template.header, root_a, root_b, p)
@@ -547,66 +565,9 @@ class Miner:
         return total / self.busy_seconds if self.busy_seconds else 0.0
 
 
-def on_chain_thread(node: Any, fn: Callable[[], T]) -> Awaitable[T]:
-    """Run ``fn`` where the node mutates its store and mempool (``call_chain``), or inline."""
-    call_chain = getattr(node, "call_chain", None)
-    if call_chain is not None:
-        return call_chain(fn)  # type: ignore[no-any-return]
-    fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-    fut.set_result(fn())
-    return fut
-
-
-def _cancel(fut: asyncio.Future[Any]) -> None:
+def _cancel(fut: asyncio.Future[list[str]]) -> None:
     if not fut.done():
         fut.cancel()
-
-
-def attach(node: Any) -> None:
-    """Create the node's JobService (always) and Miner (when ``config.mine``), register the
-    routes, and start them with the node (H-A's Node calls this once, before or in start)."""
-    from node.api import miner as miner_api  # the routes import this module
-
-    jobs = JobService(node, backend=str(getattr(node.config, "mining_backend", None) or "auto"),
-                      threads=getattr(node.config, "mining_threads", 1))
-    clock = getattr(node, "clock", None)  # the node's clock if it has one (tests pin it)
-    miner = Miner(node, jobs=jobs, config=MinerConfig.from_node_config(node.config),
-                  clock=clock if callable(clock) else time.time)
-    node.jobs = jobs
-    node.miner = miner if node.config.mine else None
-    mine = bool(node.config.mine)
-
-    def start() -> None:
-        loop = asyncio.get_running_loop()
-        jobs.start(loop)
-        if mine:
-            miner.start(loop, continuous=True)
-
-    async def start_hook(_node: Any) -> None:
-        start()
-
-    async def stop_hook(_node: Any) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, stop_all, miner, jobs)
-
-    app = getattr(node, "app", None)
-    if hasattr(node, "add_route_hook"):
-        node.add_route_hook(lambda app, node: miner_api.register(app, node, miner=miner,
-                                                                 jobs=jobs))
-    elif app is not None:
-        miner_api.register(app, node, miner=miner, jobs=jobs)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # before the node starts: start with it
-        if hasattr(node, "start_hooks"):
-            node.start_hooks.append(start_hook)
-        elif app is not None:
-            app.on_startup.append(lambda _app: start_hook(node))
-    else:
-        start()
-    if hasattr(node, "stop_hooks"):
-        node.stop_hooks.append(stop_hook)
-    elif app is not None and not app.frozen:
-        app.on_cleanup.append(lambda _app: stop_hook(node))
 
 
 def stop_all(miner: Miner | None, jobs: JobService | None) -> None:
@@ -617,5 +578,5 @@ def stop_all(miner: Miner | None, jobs: JobService | None) -> None:
         jobs.stop()
 
 
-__all__ = ["DEV_SHAPE", "Miner", "MinerConfig", "Template", "attach", "build_template",
+__all__ = ["DEV_SHAPE", "Miner", "MinerConfig", "MiningSettings", "Template", "build_template",
            "stop_all", "with_job"]

@@ -1,0 +1,144 @@
+"""Builds a node from its config and wires every service, in one place.
+
+In the style of hathor-core's ``hathor/builder/builder.py``: each service gets what it uses
+through its constructor, the node gets its services as typed fields, and the order in which
+they start (and, reversed, stop) is written down here, nowhere else.
+
+    node = build_node(config)          # ready: await node.start() ... await node.stop()
+
+What a built node has, in order:
+
+1. the core (`node.node.Node`): identity, chain store and database, mempool, peers and sync
+   (p2p on ``GET /p2p``);
+2. the chain API (``/api/v1`` and ``/metrics``, `node.api.chain`; writes a fresh API token);
+3. the job service and the miner (`node.mining.service.MiningService`; the miner mines
+   continuously when ``config.mine``, and ``generate`` works either way) and their routes
+   (`node.api.miner`);
+4. the swarm: its inference backend (``config.swarm_backend``, mined by the miner on a mining
+   node), the round service (SWARM frames, peer capabilities, tips) and the registration
+   machine, with the chat/OpenAI and round routes (`node.api.chat`).
+
+Services start after the node listens, in that order (mining, swarm), and stop in reverse
+order before the node drops its peers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol, TypedDict
+
+from aiohttp import web
+
+from node.api import chat
+from node.api import miner as miner_api
+from node.api.chain import Api, register_routes
+from node.api.miner import MinerApiNode
+from node.config import NodeConfig
+from node.mining.miner import MiningSettings
+from node.mining.service import MiningHost, MiningService
+from node.node import Node
+from node.p2p.protocol import MsgType
+from node.swarm.backend import make_swarm_backend
+from node.swarm.registration import SwarmRegistration
+from node.swarm.service import SwarmService
+from swarm.runtime.base import InferenceBackend
+
+
+class SwarmOptions(TypedDict, total=False):
+    """Round settings of the swarm service beyond the config's (tests shorten timeouts)."""
+
+    answers: int
+    judges: int
+    answer_timeout: float
+    judge_timeout: float
+    reveal_timeout: float
+    abandon_slack: float
+    max_tokens: int
+    settlement_fee: int
+    settle_backoff: float
+
+
+class MiningApiHost(MiningHost, MinerApiNode, Protocol):
+    """What the miner, the job service and their routes need of the node."""
+
+
+def build_mining(host: MiningApiHost, settings: MiningSettings, *, app: web.Application,
+                 clock: Callable[[], float] = time.time) -> MiningService:
+    """The job service and the miner of ``host``, their routes on ``app`` (not started)."""
+    mining = MiningService.create(host, settings, clock=clock)
+    miner_api.register(app, host, miner=mining.miner, jobs=mining.jobs)
+    return mining
+
+
+class Builder:
+    """Builds one node from its config; ``build()`` returns it wired and ready to start.
+
+    ``swarm_backend`` replaces the backend ``config.swarm_backend`` names (tests: a scripted
+    model); ``swarm_options`` adjust the rounds; ``clock`` is the miner's time (tests pin
+    it); ``api_token`` fixes the API token (default: a fresh one in the data directory).
+    """
+
+    def __init__(self, config: NodeConfig, *, swarm_backend: InferenceBackend | None = None,
+                 swarm_options: SwarmOptions | None = None,
+                 clock: Callable[[], float] = time.time, api_token: str | None = None) -> None:
+        self.config = config
+        self.swarm_backend = swarm_backend
+        self.swarm_options: SwarmOptions = swarm_options or {}
+        self.clock = clock
+        self.api_token = api_token
+
+    def build(self) -> Node:
+        node = Node(self.config)
+        try:
+            self.build_api(node)
+            mining = self.build_mining(node)
+            self.build_swarm(node, mining=mining)
+        except BaseException:
+            node.close()
+            raise
+        return node
+
+    # -- the parts, in build order ---------------------------------------------------------------
+
+    def build_api(self, node: Node) -> Api:
+        """The chain API and metrics routes (and the error middleware) on the node's app."""
+        return register_routes(node.app, node, token=self.api_token)
+
+    def build_mining(self, node: Node) -> MiningService:
+        mining = build_mining(node, self.config, app=node.app, clock=self.clock)
+        node.jobs = mining.jobs
+        node.miner = mining.active_miner
+        node.services.append(mining)
+        return mining
+
+    def build_swarm(self, node: Node, *, mining: MiningService) -> SwarmService:
+        config = self.config
+        backend = self.swarm_backend or make_swarm_backend(config.swarm_backend,
+                                                           miner=mining.active_miner)
+        options: SwarmOptions = {"answers": config.swarm_answers,
+                                 "judges": config.swarm_judges,
+                                 "settle_backoff": float(config.swarm_settle_backoff)}
+        options.update(self.swarm_options)
+        service = SwarmService(node, node.peers, backend, **options)
+        registration = SwarmRegistration(node, node.peers, backend,
+                                         enabled=config.swarm_register,
+                                         stake=config.swarm_stake)
+        node.peers.register_handler(MsgType.SWARM, service.on_frame)
+        node.peers.add_connect_listener(service.on_connect)
+        node.add_tip_listener(service.on_tip)
+        node.add_tip_listener(registration.poke)
+        chat.register_routes(node.app, service, registration)
+        node.swarm = service
+        node.swarm_registration = registration
+        node.services += [service, registration]
+        return service
+
+
+def build_node(config: NodeConfig, *, swarm_backend: InferenceBackend | None = None,
+               swarm_options: SwarmOptions | None = None,
+               clock: Callable[[], float] = time.time, api_token: str | None = None) -> Node:
+    """A node built from ``config`` with every service wired (see `Builder`)."""
+    return Builder(config, swarm_backend=swarm_backend, swarm_options=swarm_options,
+                   clock=clock, api_token=api_token).build()
+

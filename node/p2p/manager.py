@@ -27,13 +27,13 @@ from aiohttp import web
 from consensus.block import Block, BlockHeader
 from consensus.tx import Transaction
 from core.errors import ConsensusError, EncodingError
+from node.chain.lru import LruSet
 from node.config import ConfigError, NodeConfig, parse_address
 from node.logging import get_logger, log_event
 from node.p2p.host import ChainHost
 from node.p2p.peer import (
     WS_MAX_MSG,
     HandshakeRefused,
-    LruSet,
     MessageHandler,
     Peer,
     PeerClosed,

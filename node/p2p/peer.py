@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ import nacl.exceptions
 import nacl.signing
 from aiohttp import WSMsgType, web
 
+from node.chain.lru import LruSet
 from node.p2p.protocol import (
     MAX_FRAME,
     Message,
@@ -57,34 +57,6 @@ class HandshakeRefused(Exception):
         self.message = message
         self.ban = ban
         super().__init__(f"{reason}: {message}" if message else reason)
-
-
-class LruSet:
-    """A bounded set that forgets the oldest entries first (seen caches)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[bytes, None] = OrderedDict()
-
-    def add(self, item: bytes) -> bool:
-        """Add; True if it was new."""
-        if item in self._items:
-            self._items.move_to_end(item)
-            return False
-        self._items[item] = None
-        if len(self._items) > self.capacity:
-            self._items.popitem(last=False)
-        return True
-
-    def discard(self, item: bytes) -> None:
-        """Forget ``item`` (so it may be accepted again)."""
-        self._items.pop(item, None)
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 # what frames of one type are routed to (see `PeerManager.register_handler`)

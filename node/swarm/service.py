@@ -49,7 +49,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from consensus.block import BlockHeader
 from contracts.escrow import escrow_of
@@ -60,7 +60,7 @@ from core.state import State
 from node.logging import get_logger, log_event
 from node.p2p.peer import Peer
 from node.p2p.protocol import Message, MsgType, encode_frame
-from node.swarm.backend import make_swarm_backend, warm_up
+from node.swarm.backend import warm_up
 from node.swarm.errors import FeeNotCovered, SwarmUnavailable
 from node.swarm.host import SwarmHost, SwarmPeers
 from node.swarm.round import NOT_ON_CHAIN, RoundState, pack, unpack
@@ -95,9 +95,6 @@ from swarm.selection import (
     selection_weight,
 )
 from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, SCREEN_NONE, answer_view, settle
-
-if TYPE_CHECKING:
-    from node.node import Node  # only for the temporary `attach`
 
 __all__ = ["NOT_ON_CHAIN", "FeeNotCovered", "RoundState", "SwarmService", "SwarmUnavailable"]
 
@@ -699,30 +696,3 @@ class SwarmService:
         state.status = "complete"
         state.done.set()
         state.changed.set()
-
-
-
-def attach(node: Node, backend: InferenceBackend | None = None,
-           **options: Any) -> SwarmService:
-    """TEMPORARY, until node/builder.py wires the swarm (see /work/notes/swarm_api.md): the
-    old entry point, built on the new constructors."""
-    from node.api.chat import register_routes
-    from node.swarm.registration import SwarmRegistration
-
-    config = node.config
-    if backend is None:
-        backend = make_swarm_backend(config.swarm_backend, miner=node.miner)
-    options = {"answers": config.swarm_answers, "judges": config.swarm_judges,
-               "settle_backoff": float(config.swarm_settle_backoff)} | options
-    service = SwarmService(node, node.peers, backend, **options)
-    registration = SwarmRegistration(node, node.peers, backend,
-                                     enabled=config.swarm_register, stake=config.swarm_stake)
-    node.swarm = service
-    node.swarm_registration = registration
-    node.peers.add_connect_listener(service.on_connect)
-    node.peers.register_handler(MsgType.SWARM, service.on_frame)
-    node.add_tip_listener(service.on_tip)
-    node.add_tip_listener(registration.poke)
-    node.services += [service, registration]
-    register_routes(node.app, service, registration)
-    return service

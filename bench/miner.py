@@ -28,10 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consensus.genesis import DEV_ACCOUNTS, DEV_BALANCE, dev_seed
 from consensus.tx import public_key, sign_transaction
-from node.cli.node import attach_services
+from node.builder import build_node
 from node.config import NodeConfig
 from node.mining.jobs import job_request, prepare_operands
-from node.node import Node
 
 
 def hard_genesis(path: Path) -> Path:
@@ -50,8 +49,9 @@ async def scenario(name: str, shape: tuple[int, int, int, int], seconds: float, 
     config = NodeConfig(datadir=base / "node", port=0, mine=True, discover=False,
                         log_json=False, log_level="warning", mining_shape=shape,
                         genesis_path=hard_genesis(base / "genesis.json"))
-    node = Node(config)
-    attach_services(node)
+    node = build_node(config)
+    jobs_service, miner = node.jobs, node.miner
+    assert jobs_service is not None and miner is not None  # config.mine builds both
     await node.start()
     try:
         for i in range(jobs):
@@ -63,12 +63,12 @@ async def scenario(name: str, shape: tuple[int, int, int, int], seconds: float, 
             tx = sign_transaction(dev_seed(1), chain_id=node.chain.params.chain_id, nonce=i,
                                   fee=10, payload=job_request(ops, assignee=node.node_id,
                                                               escrow=100, salt=bytes([i]) * 32))
-            await node.jobs.submit(a, b, tx)  # type: ignore[attr-defined]
-        while node.miner.stats()["rounds"] < 1:  # the first round loads the backend
+            await jobs_service.submit(a, b, tx)
+        while miner.stats()["rounds"] < 1:  # the first round loads the backend
             await asyncio.sleep(0.05)
-        rounds0 = node.miner.stats()["rounds"]
+        rounds0 = miner.stats()["rounds"]
         await asyncio.sleep(seconds)
-        stats = node.miner.stats()
+        stats = miner.stats()
     finally:
         await node.stop()
     total = stats["useful_macs"] + stats["nonuseful_macs"]

@@ -1,61 +1,13 @@
-"""A minimal synchronous HTTP client for a node's JSON API (stdlib only, loopback use).
-
-Synchronous on purpose: the launcher's status table and the functional tests are sequential
-scripts, and a blocking client with a timeout on every call keeps them simple and bounded.
-"""
+"""The node's HTTP client as the testnet uses it (`node.client.http`: one client for the CLI
+and the testnet), and a reader of the node's Prometheus metrics."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-from typing import Any
+from node.client.http import HttpError, request
 
+ApiError = HttpError  # the name the launcher, the functional tests and the benches use
 
-class ApiError(Exception):
-    """The node answered with an HTTP error status (``status``, decoded ``body``)."""
-
-    def __init__(self, method: str, url: str, status: int, body: Any) -> None:
-        super().__init__(f"{method} {url} -> {status}: {body}")
-        self.status = status
-        self.body = body
-
-
-def request(
-    base_url: str,
-    method: str,
-    path: str,
-    *,
-    token: str | None = None,
-    body: Any = None,
-    timeout: float = 10.0,
-    raw: bool = False,
-) -> Any:
-    """Send one request; return decoded JSON (or text with ``raw``), raise `ApiError`.
-
-    Connection errors (``OSError``/``URLError``) propagate: callers that poll a starting or
-    stopping node catch them.
-    """
-    url = base_url.rstrip("/") + path
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method.upper())
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            payload = resp.read()
-    except urllib.error.HTTPError as exc:
-        text = exc.read().decode(errors="replace")
-        try:
-            detail: Any = json.loads(text)
-        except ValueError:
-            detail = text
-        raise ApiError(method, url, exc.code, detail) from None
-    if raw:
-        return payload.decode(errors="replace")
-    return json.loads(payload) if payload else None
+__all__ = ["ApiError", "parse_metrics", "request"]
 
 
 def parse_metrics(text: str) -> dict[str, float]:

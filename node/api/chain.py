@@ -31,7 +31,7 @@ from contracts.escrow import escrow_of
 from core.errors import ConsensusError
 from core.state import State
 from node.api.auth import ApiError, TokenAuth, create_token
-from node.api.metrics import MetricsNode, PeerInfo, chain_facts, render_metrics
+from node.api.metrics import MetricsNode, PeerLister, chain_facts, render_metrics
 from node.chain.chainstore import ChainStore
 from node.chain.txindex import TxIndex
 
@@ -44,7 +44,7 @@ _HEX_RE = re.compile(r"^(0x)?[0-9a-fA-F]*$")
 T = TypeVar("T")
 
 
-class PeersLike(PeerInfo, Protocol):
+class PeersLike(PeerLister, Protocol):
     def connect(self, address: str) -> Awaitable[bytes] | bytes: ...
     def disconnect(self, node_id: bytes) -> Awaitable[bool] | bool: ...
 

@@ -9,7 +9,7 @@ non-useful work are one counter with a ``kind`` label, so their ratio is one que
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,8 +26,8 @@ class NodeConfigLike(Protocol):
     def network(self) -> str: ...
 
 
-class PeerInfo(Protocol):
-    def info(self) -> list[dict[str, Any]]: ...
+class PeerLister(Protocol):
+    def info(self) -> Sequence[Mapping[str, object]]: ...
 
 
 class MinerStats(Protocol):
@@ -46,7 +46,7 @@ class MetricsNode(Protocol):
     @property
     def mempool(self) -> Mempool: ...
     @property
-    def peers(self) -> PeerInfo: ...
+    def peers(self) -> PeerLister: ...
     @property
     def miner(self) -> MinerStats | None: ...
     @property

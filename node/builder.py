@@ -18,8 +18,10 @@ What a built node has, in order:
    node), the round service (SWARM frames, peer capabilities, tips) and the registration
    machine, with the chat/OpenAI and round routes (`node.api.chat`).
 
-Services start after the node listens, in that order (mining, swarm), and stop in reverse
-order before the node drops its peers.
+``node.services`` is [mining, swarm service, registration]: `Node.start` starts them in that
+order once it listens and its peers and sync run; `Node.stop` stops them in reverse order
+before it drops its peers. The miner comes before the swarm because a mining node's backend
+mines its matmuls through it; the registration last because it sends what the others serve.
 """
 
 from __future__ import annotations

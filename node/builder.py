@@ -20,8 +20,8 @@ What a built node has, in order:
 
 ``node.services`` is [mining, swarm service, registration]: `Node.start` starts them in that
 order once it listens and its peers and sync run; `Node.stop` stops them in reverse order
-before it drops its peers. The miner comes before the swarm because a mining node's backend
-mines its matmuls through it; the registration last because it sends what the others serve.
+before it drops its peers. The miner comes before the swarm: a mining node's backend mines
+its matmuls through it.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ from node.swarm.service import SwarmService
 log = get_logger("node")
 T = TypeVar("T")
 TipListener = Callable[[BlockHeader], None]
-MAX_REQUEST_BYTES = 16 * 1024 * 1024  # largest HTTP request body (matmul uploads, blocks)
+MAX_REQUEST_BYTES = 16 * 1024 * 1024  # largest HTTP body aiohttp reads whole (client_max_size)
 ORPHAN_PARENTS_CHASED = 1024  # parents fetched for orphans, remembered (never chased twice)
 
 

@@ -37,6 +37,7 @@ from node.p2p.peer import (
     MessageHandler,
     Peer,
     PeerClosed,
+    PeerInfo,
     WebSocket,
 )
 from node.p2p.policy import BanList, Verdict, addr_key, classify, node_key
@@ -423,7 +424,7 @@ class PeerManager:
         await peer.close(reason)
         return True
 
-    def info(self) -> list[dict[str, Any]]:
+    def info(self) -> list[PeerInfo]:
         """One summary per peer, for the API."""
         return [p.info() for p in self.peers.values()]
 

@@ -14,7 +14,7 @@ import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import aiohttp
 import nacl.exceptions
@@ -57,6 +57,23 @@ class HandshakeRefused(Exception):
         self.message = message
         self.ban = ban
         super().__init__(f"{reason}: {message}" if message else reason)
+
+
+class PeerInfo(TypedDict):
+    """One connection as the API shows it."""
+
+    node_id: str
+    address: str
+    listen: str
+    outbound: bool
+    agent: str
+    height: int
+    tip: str
+    connected_at: float
+    ping_ms: float | None
+    bytes_in: int
+    bytes_out: int
+    dropped_sends: int
 
 
 # what frames of one type are routed to (see `PeerManager.register_handler`)
@@ -115,7 +132,7 @@ class Peer:
             return True
         return False
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> PeerInfo:
         """A summary of the connection, for the API."""
         return {"node_id": self.id_hex, "address": f"{self.host}:{self.port}",
                 "listen": self.listen, "outbound": self.outbound, "agent": self.agent,

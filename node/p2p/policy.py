@@ -26,6 +26,17 @@ class Verdict(enum.Enum):
     REJECT = "reject"
 
 
+class Judged(ValueError):
+    """An error that already carries its verdict: the node judged a peer's input (the
+    node's ``NodeRejected`` is one), so the policy takes its word instead of guessing."""
+
+    def __init__(self, reason: str, message: str = "", *,
+                 verdict: Verdict = Verdict.REJECT) -> None:
+        self.reason = reason
+        self.verdict = verdict
+        super().__init__(f"{reason}: {message}" if message else reason)
+
+
 # Header rules an honest peer can trip (clock skew, a block racing its parent): not its fault.
 _IGNORED_HEADER_RULES = frozenset({"header.parent_unknown", "header.timestamp_future"})
 # Mempool outcomes that say nothing about the sender's honesty.
@@ -35,6 +46,8 @@ _IGNORED_MEMPOOL = frozenset({"known", "nonce_gap", "underpriced_replacement", "
 
 def classify(exc: BaseException) -> tuple[Verdict, str]:
     """Map an error raised while handling a peer's input to a verdict and a reason."""
+    if isinstance(exc, Judged):
+        return exc.verdict, exc.reason
     verdict = getattr(exc, "verdict", None)
     if isinstance(verdict, Verdict):  # the node already judged it (NodeRejected)
         return verdict, str(getattr(exc, "reason", type(exc).__name__))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import torch
 
 from tests.framework.chain import Chain, new_chain
 
@@ -18,7 +19,6 @@ def chain() -> Chain:
 @pytest.fixture
 def restore_torch_threads() -> Iterator[None]:
     """The miner sizes torch's thread pool (process-wide in some builds): restore it."""
-    import torch
 
     threads = torch.get_num_threads()
     yield
@@ -28,7 +28,6 @@ def restore_torch_threads() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Tiny matmuls: one thread is much faster than two on a loaded machine (no spinning)."""
-    import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -9,6 +9,8 @@ import pytest
 from consensus.genesis import dev_seed
 from consensus.tx import SIGNING_DOMAIN, Transaction, public_key, sign_transaction
 from contracts import (
+    PAYLOAD_CLASSES,
+    PAYLOAD_KINDS,
     BeginEscrowRelease,
     BeginUnstake,
     ClaimEscrowRelease,
@@ -90,7 +92,6 @@ def test_signature_from_other_key_fails() -> None:
 
 def test_payload_registry_is_consistent() -> None:
     """Each registered kind id maps to its class, whose apply function is registered with it."""
-    from contracts import PAYLOAD_CLASSES, PAYLOAD_KINDS
 
     # 5-7: jobs; 10, 11: swarm; 12-14: swarm escrow
     assert set(PAYLOAD_KINDS) == {0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14}

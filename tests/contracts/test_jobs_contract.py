@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consensus.genesis import DEV_BALANCE
+from consensus.validation import disconnect_block
 from contracts import PAYLOAD_CLASSES, JobCancel, JobReceipt, JobRequest
 from contracts.jobs import (
     MAX_JOB_TIMEOUT,
@@ -16,6 +17,7 @@ from contracts.jobs import (
     padded_shape,
 )
 from core.errors import TransactionError
+from pouw import PouwParams
 from tests.framework.chain import Chain, addr, apply, balance, make_block, tx
 
 CLIENT = 1
@@ -192,7 +194,6 @@ def test_job_id_binds_every_field() -> None:
     ((65536, 16384, 65536), (65536, 16384, 65536, 1024)),
 ])
 def test_padded_shape(shape: tuple[int, int, int], padded: tuple[int, int, int, int]) -> None:
-    from pouw import PouwParams
 
     assert padded_shape(*shape) == padded
     PouwParams(m=padded[0], k=padded[1], n=padded[2], r=padded[3]).validate()
@@ -207,7 +208,6 @@ def test_padded_shape_rejects(shape: tuple[int, int, int]) -> None:
 
 def test_disconnecting_blocks_restores_the_job_and_escrow(chain: Chain) -> None:
     """Reorgs: undo data covers job records like every other state key."""
-    from consensus.validation import disconnect_block
 
     root0 = chain.state.root()
     undo1 = chain.connect(make_block(chain, [tx(CLIENT, 0, request())]))

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consensus.block import BlockHeader
-from consensus.tx import Transaction
+from consensus.block import Block, BlockHeader
+from consensus.genesis import dev_seed
+from consensus.tx import Transaction, sign_transaction
 from contracts import BeginUnstake, RegisterSwarmNode, Stake, Transfer, Withdraw
 from core.encoding import (
     U64,
@@ -259,9 +260,6 @@ def test_ids_are_domain_separated() -> None:
 
 
 def test_block_round_trip_with_transactions() -> None:
-    from consensus.block import Block
-    from consensus.genesis import dev_seed
-    from consensus.tx import sign_transaction
 
     header = BlockHeader(
         version=1, chain_id=1, height=1, parent_hash=bytes(32), timestamp=5, target=2**255,

@@ -99,7 +99,7 @@ def swarm_service(node: Node) -> SwarmService:
     return node.swarm
 
 
-def preload(node: Node, blocks: list[Block], *, now: int = 2_000_000_000) -> None:
+def preload(node: Node, blocks: list[Block], *, now: int = NOW) -> None:
     """Put blocks straight into a node's store (before it has peers)."""
     for block in blocks:
         node.chain.add_block(block, now=now)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
+from node.cli.main import build_parser
 from tests.framework.nodes import TestNetwork
 
 
 def node_command_available() -> bool:
     """Whether `pouwchain node` is registered (the functional tests drive that command)."""
-    import argparse
 
-    from node.cli.main import build_parser
 
     parser = build_parser()
     for action in parser._actions:

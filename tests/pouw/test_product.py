@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pouw import MAX_TARGET, OperandError, ParamsError, available_backends, mine_product
+from pouw import MAX_TARGET, OperandError, ParamsError, available_backends, default_r, mine_product
 from pouw.backends import TorchBackend, get_backend, int_mm_is_exact
 
 from .conftest import COMMITMENT, random_operands
@@ -126,6 +126,5 @@ def test_bad_operands_are_rejected(a: np.ndarray, b: np.ndarray, error: type[Exc
 
 @pytest.mark.parametrize(("k", "r"), [(4096, 256), (2048, 256), (96, 32), (48, 16), (16, 16)])
 def test_default_r_is_the_largest_power_of_two_up_to_256_dividing_k(k: int, r: int) -> None:
-    from pouw import default_r
 
     assert default_r(k) == r

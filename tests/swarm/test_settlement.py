@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 
 import pytest
@@ -409,7 +410,6 @@ def test_identical_answers_share_their_positions() -> None:
 
 
 def test_summary_is_json_ready_and_consistent() -> None:
-    import json
 
     r = simple_round(no_show=2)
     s = run(r)

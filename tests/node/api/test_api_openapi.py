@@ -6,13 +6,14 @@ indentation), which is all the route comparison needs; flow values stay opaque t
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from node.api import miner as miner_api
+from node.api.chat import register_routes as swarm_routes
 from tests.framework.nodes import ApiTestNode
 
 pytestmark = pytest.mark.api_node
@@ -56,14 +57,8 @@ def app_routes(app: web.Application) -> set[tuple[str, str]]:
 
 def external_routes() -> set[tuple[str, str]]:
     """The miner/job and swarm routes, registered by their owners' code on a throwaway app."""
-    try:
-        miner_api = importlib.import_module("node.api.miner")
-    except ImportError as exc:  # pragma: no cover - until the miner part lands
-        pytest.skip(f"node.api.miner not importable: {exc}")
     app = web.Application()
-    miner_api.register(app, object(), miner=object(), jobs=object())
-    from node.api.chat import register_routes as swarm_routes
-
+    miner_api.register(app, object(), miner=object(), jobs=object())  # type: ignore[arg-type]
     # the swarm's chat, round view and registration status
     swarm_routes(app, object(), object())  # type: ignore[arg-type]
     return app_routes(app)

@@ -28,6 +28,7 @@ import pytest
 
 from node.chain.chainstore import HEIGHT, STATE, UNDO, ChainStore
 from node.chain.db import Database
+from tests.framework.util import wait_until
 from tests.node.chain.crash_child import Branches, build_branches, save_blocks
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -53,14 +54,15 @@ def run_child(datadir: Path, markers: Path, mode: str, *, delay: float | None) -
     child = subprocess.Popen([sys.executable, "-m", "tests.node.chain.crash_child", str(datadir),
                               str(markers), mode, str(blocks)], cwd=ROOT)
     try:
-        deadline = time.monotonic() + 60
         want = b"spin\n" if delay is None else b"ready\n"
-        while want not in markers.read_bytes():
+
+        def reached() -> bool:
             assert child.poll() is None, "child exited early"
-            assert time.monotonic() < deadline, "child never reached its kill point"
-            time.sleep(0.005)
+            return want in markers.read_bytes()
+
+        wait_until(reached, 60, interval=0.005, message="the child reaches its kill point")
         if delay is not None:
-            time.sleep(delay)
+            time.sleep(delay)  # the kill lands at a random moment: the point of this mode
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.kill()

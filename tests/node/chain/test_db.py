@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -100,7 +101,6 @@ ops = st.lists(st.tuples(st.sampled_from(["put", "delete"]),
 def test_batch_behaves_like_a_dict_overlay(tmp_path: Path, before: list[tuple[str, bytes, bytes]],
                                            during: list[tuple[str, bytes, bytes]],
                                            prefix: bytes) -> None:
-    import shutil
 
     path = tmp_path / "prop"
     shutil.rmtree(path, ignore_errors=True)

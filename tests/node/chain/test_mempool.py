@@ -11,10 +11,18 @@ import pytest
 from consensus.genesis import DEV_BALANCE, build_genesis, dev_config, dev_seed
 from consensus.transition import apply_transaction
 from consensus.tx import Transaction, public_key, sign_transaction
+from contracts.registry import (
+    CALIBRATION_QUESTIONS,
+    RegisterSwarmNode,
+    SubmitCalibration,
+    calibration_seed,
+)
+from contracts.staking import Stake
 from core.interfaces import PrefixedKV
 from core.state import State
 from node.chain.db import Database
 from node.chain.mempool import Mempool, MempoolConfig, MempoolError, TipView
+from swarm.calibration import calibration_questions
 from tests.framework.chain import transfer
 
 CONFIG = dev_config()
@@ -156,14 +164,6 @@ def test_a_new_block_drops_a_stale_calibration(db: Database) -> None:
     """A calibration answers its parent's questions: once any block connects (from other
     senders), it can never be valid again and leaves the pool, so its sender can answer the
     new tip's questions under the same nonce."""
-    from contracts.registry import (
-        CALIBRATION_QUESTIONS,
-        RegisterSwarmNode,
-        SubmitCalibration,
-        calibration_seed,
-    )
-    from contracts.staking import Stake
-    from swarm.calibration import calibration_questions
 
     node = public_key(dev_seed(1))
     apply_block(db, [sign_transaction(dev_seed(1), chain_id=CHAIN_ID, nonce=n, fee=10,

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from node.config import DEFAULT_PORT, ConfigError, NodeConfig
 from node.mining.miner import MinerConfig
 from testnet.client import request
 from testnet.process import NodeStartError, stop_process, wait_ready
+from tests.framework.util import wait_until
 
 
 def test_config_file_and_flag_precedence(tmp_path: Path) -> None:
@@ -42,16 +42,17 @@ def test_config_file_and_flag_precedence(tmp_path: Path) -> None:
 
 
 def _wait_for(path: Path, timeout: float = 30.0) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            try:
-                data: dict[str, object] = json.loads(path.read_text())
-                return data
-            except json.JSONDecodeError:
-                pass
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never appeared")
+    """The JSON object in ``path``, once it is written (whole)."""
+    def load() -> dict[str, object] | None:
+        try:
+            data: dict[str, object] = json.loads(path.read_text())
+            return data
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    result: dict[str, object] = wait_until(load, timeout, interval=0.05,
+                                           message=f"{path} is written")
+    return result
 
 
 @pytest.mark.slow
@@ -214,10 +215,8 @@ def test_node_process_mines_with_configured_settings(tmp_path: Path) -> None:
     try:
         info = _ready(datadir, proc)
         api = str(info["api"])
-        deadline = time.monotonic() + 30
-        while request(api, "GET", "/api/v1/status")["height"] < 2:
-            assert time.monotonic() < deadline, "the configured miner mined nothing"
-            time.sleep(0.1)
+        wait_until(lambda: request(api, "GET", "/api/v1/status")["height"] >= 2, 30,
+                   interval=0.1, message="the configured miner mines")
         stats = request(api, "GET", "/api/v1/miner")
         assert stats["enabled"] and stats["address"] == address
         assert stats["backend"].startswith("numpy")

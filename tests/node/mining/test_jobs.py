@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
 
-from consensus.genesis import DEV_BALANCE, dev_seed
+from consensus.genesis import DEV_BALANCE, dev_config, dev_seed
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts import Transfer
-from contracts.jobs import STATUS_DONE, job_record
+from contracts.jobs import STATUS_DONE, JobRequest, job_record
 from core.state import State
 from node.api.auth import create_token
 from node.api.chain import error_middleware
-from node.mining.jobs import job_request, npy_bytes, prepare_operands, product_hash
+from node.mining.jobs import JobLimits, job_request, npy_bytes, prepare_operands, product_hash
 from tests.framework.nodes import Host, serve
 from tests.framework.util import wait_for
 
@@ -236,7 +236,6 @@ async def test_too_large_shapes_are_refused(validator: tuple[Host, TestClient[An
     host, client = validator
     a = np.zeros((8, 16385), dtype=np.int8)
     b = np.zeros((16385, 4), dtype=np.int8)
-    from contracts.jobs import JobRequest
 
     payload = JobRequest(assignee=bytes(host.identity.verify_key), root_a=bytes(32),
                          root_b=bytes(32), m=8, k=16385, n=4, escrow=1, timeout=1,
@@ -279,7 +278,6 @@ async def test_generate_requires_the_token(validator: tuple[Host, TestClient[Any
 
 async def test_old_products_are_dropped_past_the_memory_budget(
         validator: tuple[Host, TestClient[Any, Any]]) -> None:
-    from node.mining.jobs import JobLimits
 
     host, client = validator
     host.jobs.limits = JobLimits(max_kept_product_bytes=30 * 20 * 4 + 100)  # one product
@@ -304,7 +302,6 @@ async def _computed(client: TestClient[Any, Any], job_id: str) -> bool:
 
 
 async def test_job_in_a_round_that_wins_nothing_is_still_exact(tmp_path: Path) -> None:
-    from consensus.genesis import dev_config
 
     genesis = dev_config(initial_target=1)  # nobody wins: no block carries the job
     host = Host(tmp_path, genesis=genesis, clock=lambda: genesis.timestamp + 5, mine=True)
@@ -326,7 +323,6 @@ async def test_job_in_a_round_that_wins_nothing_is_still_exact(tmp_path: Path) -
 
 
 async def test_size_limits_answer_413(validator: tuple[Host, TestClient[Any, Any]]) -> None:
-    from node.mining.jobs import JobLimits
 
     host, client = validator
     a, b = job_operands(8)

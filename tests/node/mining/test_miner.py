@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from aiohttp.test_utils import TestClient, TestServer
 
 from consensus.block import Block, header_commitment
@@ -16,10 +19,11 @@ from consensus.genesis import dev_config, dev_seed
 from consensus.tx import public_key
 from core.state import State
 from node.chain.chainstore import ChainStore
+from node.mining.jobs import set_cpu_threads
 from node.mining.miner import Miner, MinerConfig, build_template, with_job
-from pouw import mine_product, operand_roots
+from pouw import ParamsError, PouwParams, mine_product, operand_roots
 from tests.framework.chain import transfer
-from tests.framework.nodes import Host
+from tests.framework.nodes import Host, HostConfig
 from tests.framework.util import wait_for
 
 pytestmark = pytest.mark.usefixtures("restore_torch_threads")
@@ -36,7 +40,6 @@ def host(tmp_path: Path) -> Iterator[Host]:
 
 def mine_template_block(host: Host, *, seed: int = 0, now: int | None = None) -> Block:
     """A block from build_template, mined outside the Miner (checks the template alone)."""
-    import numpy as np
 
     template = build_template(host.chain, host.mempool, miner=public_key(dev_seed(50)),
                               now=int(host.clock()) if now is None else now)
@@ -44,7 +47,6 @@ def mine_template_block(host: Host, *, seed: int = 0, now: int | None = None) ->
     a = rng.integers(-64, 64, size=(8, 64), dtype=np.int8)
     b = rng.integers(-64, 64, size=(64, 8), dtype=np.int8)
     root_a, root_b = operand_roots(a, b)
-    from pouw import PouwParams
 
     header = with_job(template.header, root_a, root_b, PouwParams(m=8, k=64, n=8, r=16))
     result = mine_product(a, b, commitment=header_commitment(header), target=header.target,
@@ -228,7 +230,6 @@ async def test_miner_waits_instead_of_mining_blocks_from_the_future(tmp_path: Pa
 
 
 def test_miner_config_from_node_config(tmp_path: Path) -> None:
-    from tests.framework.nodes import HostConfig
 
     address = public_key(dev_seed(70))
     config = MinerConfig.from_node_config(HostConfig(
@@ -237,7 +238,6 @@ def test_miner_config_from_node_config(tmp_path: Path) -> None:
     assert config == MinerConfig(address=address, shape=(16, 64, 8, 16), backend="numpy",
                                  interval=0.5, trivial_block_interval=0.0)
     assert MinerConfig.from_node_config(HostConfig(datadir=tmp_path)) == MinerConfig()
-    from pouw import ParamsError
 
     with pytest.raises(ParamsError):
         MinerConfig(shape=(10, 64, 8, 16))  # m must be a multiple of 8
@@ -246,11 +246,8 @@ def test_miner_config_from_node_config(tmp_path: Path) -> None:
 
 
 def test_set_cpu_threads_sizes_the_calling_threads_pool() -> None:
-    import threading
 
-    import torch
 
-    from node.mining.jobs import set_cpu_threads
 
     seen: list[int] = []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -132,7 +133,6 @@ async def test_handshake_timeout_and_full(tmp_path: Path) -> None:
 
 
 async def test_node_json_and_reopen_keeps_identity(tmp_path: Path) -> None:
-    import json
 
     node = await start_node(tmp_path, "n")
     info = json.loads((node.config.datadir / "node.json").read_text())

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from consensus.block import Block
+from node.chain.chainstore import ChainStore
 from node.node import Node
+from node.p2p.policy import node_key
+from node.p2p.protocol import MsgType, work_bytes
 from tests.framework.chain import extend, fork, new_chain, transfer
 from tests.framework.nodes import node_config, preload, start_node
+from tests.framework.rawpeer import RawPeer
 from tests.framework.util import wait_for
 
 CHAIN_LENGTH = 300
@@ -131,10 +137,7 @@ async def test_seed_discovery_reaches_tip_without_manual_connect(tmp_path: Path)
 async def test_killed_mid_sync_reopens_consistent_and_resumes(tmp_path: Path) -> None:
     """SIGKILL while sync batches are written with group commit: the store reopens on a
     consistent tip (state root matches the tip header) and the node resumes to the tip."""
-    import asyncio
-    import sys
 
-    from node.chain.chainstore import ChainStore
 
     blocks = list(long_chain())
     a = await start_node(tmp_path, "a")
@@ -172,11 +175,7 @@ async def test_killed_mid_sync_reopens_consistent_and_resumes(tmp_path: Path) ->
 async def test_peer_serving_a_bad_block_during_sync_is_banned(tmp_path: Path) -> None:
     """Batches go to several peers; the one that serves a corrupt block is banned and the
     node still reaches the tip from the honest one."""
-    import asyncio
 
-    from node.p2p.policy import node_key
-    from node.p2p.protocol import MsgType, work_bytes
-    from tests.framework.rawpeer import RawPeer
 
     blocks = list(long_chain())[:40]
     honest = await start_node(tmp_path, "h")

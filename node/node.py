@@ -43,7 +43,7 @@ from node.mining.jobs import JobService
 from node.mining.miner import Miner
 from node.p2p.manager import PeerManager
 from node.p2p.peer import Peer
-from node.p2p.policy import Verdict, classify
+from node.p2p.policy import Judged, Verdict, classify
 from node.p2p.protocol import MAX_LOCATOR
 from node.p2p.sync import Syncer
 from node.swarm.registration import SwarmRegistration
@@ -64,14 +64,9 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
-class NodeRejected(ValueError):
-    """The node refused a transaction or block; ``reason`` is machine-readable."""
-
-    def __init__(self, reason: str, message: str = "", *,
-                 verdict: Verdict = Verdict.REJECT) -> None:
-        self.reason = reason
-        self.verdict = verdict
-        super().__init__(f"{reason}: {message}" if message else reason)
+class NodeRejected(Judged):
+    """The node refused a transaction or block; ``reason`` is machine-readable, ``verdict``
+    what the peer policy does to whoever sent it."""
 
 
 def load_or_create_identity(path: Path) -> nacl.signing.SigningKey:

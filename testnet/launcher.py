@@ -295,7 +295,7 @@ def _distinct_ports(count: int) -> list[int]:
 # ---------------------------------------------------------------------------- status table
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -363,7 +363,7 @@ def status_rows(records: list[NodeRecord]) -> list[dict[str, Any]]:
     return rows
 
 
-def swarm_cell(swarm: Any) -> str:
+def swarm_cell(swarm: object) -> str:
     """The registration phase in a few characters: ``calibrated``, ``failed 5/16`` (a failed
     calibration waiting for its retry window), ``registering``, ``off``, ..."""
     if not isinstance(swarm, dict):
@@ -392,7 +392,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     return "-" if value is None else str(value)
 
 

@@ -134,7 +134,7 @@ def encrypt_seed(seed: bytes, password: str | bytes, *,
     return {**fields, "checksum": _checksum(fields)}
 
 
-def _parse(document: Any) -> tuple[dict[str, Any], KdfLimits, bytes, bytes, bytes]:
+def _parse(document: object) -> tuple[dict[str, Any], KdfLimits, bytes, bytes, bytes]:
     """Validate a wallet document's shape; returns fields, limits, salt, ciphertext, address."""
     if not isinstance(document, dict):
         raise WalletCorruptError("not a wallet file (expected a JSON object)")
@@ -159,7 +159,7 @@ def _parse(document: Any) -> tuple[dict[str, Any], KdfLimits, bytes, bytes, byte
     return fields, limits, salt, ciphertext, address
 
 
-def decrypt_seed(document: Any, password: str | bytes) -> bytes:
+def decrypt_seed(document: object, password: str | bytes) -> bytes:
     """The seed sealed in ``document``; raises WrongPasswordError or WalletCorruptError."""
     _, limits, salt, ciphertext, address = _parse(document)
     box = nacl.secret.SecretBox(_derive(_password_bytes(password), salt, limits))
@@ -172,7 +172,7 @@ def decrypt_seed(document: Any, password: str | bytes) -> bytes:
     return seed
 
 
-def _read_document(path: Path) -> Any:
+def _read_document(path: Path) -> object:
     try:
         text = Path(path).read_text()
     except FileNotFoundError as exc:

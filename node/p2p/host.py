@@ -84,7 +84,7 @@ class ChainHost(Protocol):
         ...
 
     async def submit_transaction(self, tx: Transaction, *, origin: Peer | None = None) -> bytes:
-        """Admit a gossiped transaction (and relay it); raises ValueError with a verdict."""
+        """Admit a gossiped transaction (and relay it); raises `Judged` if refused."""
         ...
 
     async def relay_early(self, header: BlockHeader, raw: bytes | Callable[[], bytes], *,
@@ -99,7 +99,7 @@ class ChainHost(Protocol):
     async def submit_block(self, block: Block, *, origin: Peer | None = None,
                            raw: bytes | None = None,
                            origin_checked_state: bool = True) -> object:
-        """Validate and store a gossiped block (p2p ignores the result); raises ValueError."""
+        """Validate and store a gossiped block (p2p ignores the result); raises `Judged`."""
         ...
 
     async def process_blocks(self, blocks: list[Block], *, origin: Peer | None = None,

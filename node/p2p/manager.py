@@ -40,7 +40,7 @@ from node.p2p.peer import (
     PeerInfo,
     WebSocket,
 )
-from node.p2p.policy import BanList, Verdict, addr_key, classify, node_key
+from node.p2p.policy import BanList, Judged, Verdict, addr_key, classify, node_key
 from node.p2p.protocol import (
     MAX_ADDR,
     MAX_BLOCKS_PER_MESSAGE,
@@ -542,8 +542,8 @@ class PeerManager:
             await self.host.submit_transaction(tx, origin=peer)
         except ValueError as exc:
             cause = exc.__cause__ or exc
-            if await self.punish(peer, cause) is Verdict.IGNORE and \
-                    getattr(exc, "reason", "") != "known":
+            known = isinstance(exc, Judged) and exc.reason == "known"
+            if await self.punish(peer, cause) is Verdict.IGNORE and not known:
                 # e.g. a nonce gap (its predecessor is still on its way): may be fine later
                 self.seen_txs.discard(tx_id)
 

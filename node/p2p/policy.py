@@ -46,11 +46,8 @@ _IGNORED_MEMPOOL = frozenset({"known", "nonce_gap", "underpriced_replacement", "
 
 def classify(exc: BaseException) -> tuple[Verdict, str]:
     """Map an error raised while handling a peer's input to a verdict and a reason."""
-    if isinstance(exc, Judged):
+    if isinstance(exc, Judged):  # the node already judged it (NodeRejected)
         return exc.verdict, exc.reason
-    verdict = getattr(exc, "verdict", None)
-    if isinstance(verdict, Verdict):  # the node already judged it (NodeRejected)
-        return verdict, str(getattr(exc, "reason", type(exc).__name__))
     if isinstance(exc, ProtocolError):
         return Verdict.REJECT, f"frame.{exc.reason}"
     if isinstance(exc, EncodingError):

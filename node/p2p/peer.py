@@ -165,8 +165,8 @@ class Peer:
             raise ProtocolError("malformed", "text frame")
         if msg.type == WSMsgType.ERROR:
             exc = msg.data
-            code = getattr(exc, "code", None)
-            if code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+            if isinstance(exc, aiohttp.WebSocketError) and \
+                    exc.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
                 raise ProtocolError("oversized", "frame over the WebSocket limit")
             raise ProtocolError("malformed", f"websocket error {exc}")
         reason = "closed"

@@ -51,6 +51,7 @@ from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes
 from tests.contracts.test_swarm_selection_onchain import answers_for
 from tests.framework.chain import Chain, make_block, new_chain, state_items
 from tests.framework.roundkit import Round, build_round, make_request, seed
+from tests.framework.util import ROOT
 from tests.swarm.test_settlement import STAKE, honest
 
 MODEL = bytes(32)
@@ -281,7 +282,7 @@ def test_snapshots_are_bit_identical_across_replays() -> None:
             "for k, v in sorted(chain.kv.items()):\n"
             "    if k.startswith(SNAPSHOT_PREFIX) or k == EPOCHS_KEY:\n"
             "        print(k.hex(), v.hex())\n")
-        root = Path(__file__).resolve().parents[2]
+        root = ROOT
         out = subprocess.run([sys.executable, "-c", script, str(path)], cwd=root,
                              env={**os.environ, "PYTHONHASHSEED": "12345"},
                              capture_output=True, text=True, check=True).stdout

@@ -69,7 +69,13 @@ from tests.framework.util import DEFAULT_TIMEOUT, wait_until
 
 # ------------------------------------------------------------------------------ in process
 
-def node_config(tmp_path: Path, name: str, **overrides: Any) -> NodeConfig:
+def node_config(tmp_path: Path, name: str, *, dev_key: int | None = None,
+                **overrides: Any) -> NodeConfig:
+    """A loopback config in ``tmp_path/name`` (any port, no discovery, quick dials); with
+    ``dev_key`` the node's identity is funded dev account ``dev_key`` (its node.key)."""
+    if dev_key is not None:
+        (tmp_path / name).mkdir(parents=True, exist_ok=True)
+        (tmp_path / name / "node.key").write_bytes(dev_seed(dev_key))
     values: dict[str, Any] = {"datadir": tmp_path / name, "port": 0, "ping_interval": 5.0,
                               "dial_interval": 0.2, "discover": False, "log_json": False}
     values.update(overrides)
@@ -91,6 +97,13 @@ async def start_node(tmp_path: Path, name: str, *, services: bool = False,
     node = wired(config) if services else Node(config)
     await node.start()
     return node
+
+
+async def connect_all(nodes: Sequence[Node]) -> None:
+    """Every node dials every later one (a full mesh)."""
+    for i, node in enumerate(nodes):
+        for other in nodes[i + 1:]:
+            await node.peers.connect(other.listen_address)
 
 
 def swarm_service(node: Node) -> SwarmService:
@@ -526,8 +539,13 @@ class TestNetwork:
         self.groups: list[list[TestNode]] = []
 
     def add_node(self, *, mine: bool = False, start: bool = True,
-                 config: dict[str, Any] | None = None, **start_kwargs: Any) -> TestNode:
+                 config: dict[str, Any] | None = None, dev_key: int | None = None,
+                 **start_kwargs: Any) -> TestNode:
+        """A new node (started unless ``start`` is False); with ``dev_key`` its identity is
+        funded dev account ``dev_key``."""
         node = TestNode(len(self.nodes), self.basedir, self.genesis, mine=mine, config=config)
+        if dev_key is not None:
+            (node.datadir / "node.key").write_bytes(dev_seed(dev_key))
         self.nodes.append(node)
         if start:
             node.start(**start_kwargs)
@@ -537,11 +555,16 @@ class TestNetwork:
                   config: dict[str, Any] | None = None) -> list[TestNode]:
         """``count`` unconnected nodes, started in parallel (startup is mostly imports)."""
         nodes = [self.add_node(mine=mine, config=config, start=False) for _ in range(count)]
+        self.start_all(nodes)
+        return nodes
+
+    @staticmethod
+    def start_all(nodes: Sequence[TestNode]) -> None:
+        """Start added nodes in parallel: launch them all, then wait for each."""
         for node in nodes:
             node.launch()
         for node in nodes:
             node.wait_started()
-        return nodes
 
     def teardown(self) -> None:
         """Stop every node (SIGTERM to all, then wait, then SIGKILL): never leave a process
@@ -573,6 +596,13 @@ class TestNetwork:
                     raise
         wait_until(lambda: b.node_id not in a.peer_ids() and a.node_id not in b.peer_ids(),
                    timeout, message=f"{a} and {b} disconnected")
+
+    def connect_all(self, nodes: Sequence[TestNode] | None = None) -> None:
+        """A full mesh: every node dials every earlier one (1-0, 2-0, 2-1, ...)."""
+        group = list(self.nodes if nodes is None else nodes)
+        for i, node in enumerate(group):
+            for other in group[:i]:
+                self.connect(node, other)
 
     def connect_chain(self, nodes: Sequence[TestNode] | None = None) -> None:
         """Connect nodes in a line: 0-1, 1-2, ... (blocks must hop to reach the far end)."""

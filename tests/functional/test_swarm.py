@@ -37,13 +37,8 @@ pytestmark = pytest.mark.slow  # real node processes
 def test_swarm_round_on_real_nodes(network: TestNetwork) -> None:
     nodes = [network.add_node(start=False, config={"swarm_backend": swarm_backend(i)})
              for i in range(3)]
-    for node in nodes:
-        node.launch()
-    for node in nodes:
-        node.wait_started()
-    network.connect(nodes[1], nodes[0])
-    network.connect(nodes[2], nodes[0])
-    network.connect(nodes[2], nodes[1])
+    network.start_all(nodes)
+    network.connect_all(nodes)
 
     done = subprocess.run(
         [sys.executable, "-m", "node.cli", "ask", "What is 17+25?", "--node", nodes[0].url],
@@ -128,18 +123,12 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
     round settled and the answerers' new reputations."""
     nodes = []
     for i in range(3):
-        node = network.add_node(start=False, mine=i == 0,
+        node = network.add_node(start=False, mine=i == 0, dev_key=i,
                                 config={"swarm_backend": swarm_backend(i),
                                         "mining_block_interval": 0.5})
-        (node.datadir / "node.key").write_bytes(dev_seed(i))
         nodes.append(node)
-    for node in nodes:
-        node.launch()
-    for node in nodes:
-        node.wait_started()
-    network.connect(nodes[1], nodes[0])
-    network.connect(nodes[2], nodes[0])
-    network.connect(nodes[2], nodes[1])
+    network.start_all(nodes)
+    network.connect_all(nodes)
     register_swarm_nodes(network, nodes[0], range(3))
 
     client = openai.OpenAI(base_url=f"{nodes[1].url}/v1", api_key="none", max_retries=0)
@@ -194,16 +183,12 @@ def test_round_settles_when_its_origin_dies(network: TestNetwork) -> None:
     settled by that backup."""
     nodes = []
     for i in range(3):
-        node = network.add_node(start=False, mine=i == 0, config={
+        node = network.add_node(start=False, mine=i == 0, dev_key=i, config={
             "swarm_backend": swarm_backend(i), "mining_block_interval": 0.5})
-        (node.datadir / "node.key").write_bytes(dev_seed(i))
         nodes.append(node)
     origin = network.add_node(start=False)  # coordinates only: not a candidate, cannot pay
     everyone = [*nodes, origin]
-    for node in everyone:
-        node.launch()
-    for node in everyone:
-        node.wait_started()
+    network.start_all(everyone)
     for i, node in enumerate(everyone):
         for other in everyone[i + 1:]:
             network.connect(node, other)

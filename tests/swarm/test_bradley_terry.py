@@ -8,7 +8,6 @@ import random
 import subprocess
 import sys
 from decimal import Decimal, getcontext
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,8 +28,7 @@ from swarm.bradley_terry import (
     sigmoid,
     solve_spd,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.framework.util import ROOT
 
 
 def judge(k: int) -> bytes:

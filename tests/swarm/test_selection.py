@@ -6,15 +6,13 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes, selection_weight
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.framework.util import ROOT
 
 
 def node_id(i: int) -> bytes:

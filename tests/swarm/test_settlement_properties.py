@@ -6,7 +6,6 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -18,8 +17,7 @@ from swarm.commit_reveal import commit
 from swarm.messages import KIND_ANSWER, KIND_JUDGMENT, SLASH_EQUIVOCATION, SLASH_NO_SHOW
 from swarm.settlement import settle
 from tests.framework.roundkit import Round, build_round, make_request, seed
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.framework.util import ROOT
 
 
 def random_round(trial: int) -> tuple[Round, dict[bytes, int], dict[bytes, int], set[bytes]]:

@@ -12,25 +12,16 @@ import aiohttp
 from contracts.jobs import STATUS_NAMES
 from node.mining.jobs import CHAIN_STATUSES, MODES
 from tests.framework.nodes import LiveNode
-from tests.node.api.test_api_openapi import DOC, KEY, SPEC
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.framework.util import ROOT
+from tests.node.api.test_api_openapi import DOC, SPEC, key_lines
 
 
 def block(text: str, *path: str) -> str:
     """The YAML text under the block-mapping key ``path`` (its own line included)."""
-    stack: list[tuple[int, str]] = []
     lines = text.splitlines()
-    for i, line in enumerate(lines):
-        match = KEY.match(line)
-        if not match:
-            continue
-        indent, key = len(match.group(1)), match.group(2).strip('"')
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        stack.append((indent, key))
-        if tuple(k for _, k in stack) == path:
-            out = [line]
+    for i, indent, keys in key_lines(text):
+        if keys == path:
+            out = [lines[i]]
             for more in lines[i + 1:]:
                 if more.strip() and len(more) - len(more.lstrip()) <= indent:
                     break

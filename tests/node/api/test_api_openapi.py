@@ -7,7 +7,7 @@ indentation), which is all the route comparison needs; flow values stay opaque t
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
@@ -15,20 +15,21 @@ from aiohttp import web
 from node.api import miner as miner_api
 from node.api.chat import register_routes as swarm_routes
 from tests.framework.nodes import ApiTestNode
+from tests.framework.util import ROOT
 
 pytestmark = pytest.mark.api_node
 
-SPEC = Path(__file__).resolve().parents[3] / "docs" / "openapi.yaml"
+SPEC = ROOT / "docs" / "openapi.yaml"
 DOC = SPEC.with_name("api.md")
 METHODS = {"get", "post", "put", "delete", "patch"}
 KEY = re.compile(r"^( *)([^\s#\-{\[][^:]*?|\"[^\"]+\"):(?:\s|$)")
 
 
-def key_paths(text: str) -> list[tuple[str, ...]]:
-    """Every block-mapping key of the YAML text as its path from the root."""
+def key_lines(text: str) -> Iterator[tuple[int, int, tuple[str, ...]]]:
+    """(line number, indent, path from the root) of every block-mapping key of the YAML
+    text."""
     stack: list[tuple[int, str]] = []
-    out: list[tuple[str, ...]] = []
-    for line in text.splitlines():
+    for i, line in enumerate(text.splitlines()):
         match = KEY.match(line)
         if not match:
             continue
@@ -36,8 +37,12 @@ def key_paths(text: str) -> list[tuple[str, ...]]:
         while stack and stack[-1][0] >= indent:
             stack.pop()
         stack.append((indent, key))
-        out.append(tuple(k for _, k in stack))
-    return out
+        yield i, indent, tuple(k for _, k in stack)
+
+
+def key_paths(text: str) -> list[tuple[str, ...]]:
+    """Every block-mapping key of the YAML text as its path from the root."""
+    return [path for _, _, path in key_lines(text)]
 
 
 def spec_routes(text: str) -> set[tuple[str, str]]:

@@ -28,10 +28,9 @@ import pytest
 
 from node.chain.chainstore import HEIGHT, STATE, UNDO, ChainStore
 from node.chain.db import Database
-from tests.framework.util import wait_until
+from tests.framework.util import ROOT, wait_until
 from tests.node.chain.crash_child import Branches, build_branches, save_blocks
 
-ROOT = Path(__file__).resolve().parents[3]
 POINTS = [f"{op}:{step}" for op in ("connect", "disconnect")
           for step in ("begin", "state_applied", "before_commit", "after_commit")]
 

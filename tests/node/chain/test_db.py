@@ -20,6 +20,7 @@ from node.chain.db import (
     DatabaseLockedError,
     WriteBatch,
 )
+from tests.framework.util import ROOT
 
 
 def test_batch_reads_its_own_writes_and_commits_atomically(tmp_path: Path) -> None:
@@ -143,7 +144,7 @@ def test_locked_datadir_gives_clear_error(tmp_path: Path) -> None:
             sys.stdin.readline()
         """)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        cwd=Path(__file__).resolve().parents[3],
+        cwd=ROOT,
     )
     try:
         assert holder.stdout is not None

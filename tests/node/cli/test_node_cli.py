@@ -21,7 +21,7 @@ from node.config import DEFAULT_PORT, ConfigError, NodeConfig
 from node.mining.miner import MinerConfig
 from testnet.client import request
 from testnet.process import NodeStartError, stop_process, wait_ready
-from tests.framework.util import wait_until
+from tests.framework.util import ROOT, wait_until
 
 
 def test_config_file_and_flag_precedence(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_node_process_starts_and_stops_cleanly(tmp_path: Path) -> None:
     datadir = tmp_path / "n"
     proc = subprocess.Popen(
         [sys.executable, "-m", "node.cli", "node", "--datadir", str(datadir), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[3])
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     try:
         info = _wait_for(datadir / "node.json")
         assert info["pid"] == proc.pid and isinstance(info["port"], int) and info["port"] > 0
@@ -91,7 +91,7 @@ def test_node_process_starts_and_stops_cleanly(tmp_path: Path) -> None:
 def _spawn_node(datadir: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "node.cli", "node", "--datadir", str(datadir), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[3])
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
 
 
 def _ready(datadir: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
@@ -164,7 +164,7 @@ def test_default_port_is_documented_and_shared_with_the_clients(tmp_path: Path) 
     assert cli_node.config_from_args(
         _parse("--datadir", str(tmp_path), "--port", "0")).port == 0
     assert DEFAULT_NODE_URL == f"http://127.0.0.1:{DEFAULT_PORT}"
-    api_md = (Path(__file__).parents[3] / "docs" / "api.md").read_text()
+    api_md = (ROOT / "docs" / "api.md").read_text()
     assert f"default {DEFAULT_PORT}" in api_md
 
 

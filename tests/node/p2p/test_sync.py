@@ -18,7 +18,7 @@ from node.p2p.protocol import MsgType, work_bytes
 from tests.framework.chain import extend, fork, new_chain, transfer
 from tests.framework.nodes import node_config, preload, start_node
 from tests.framework.rawpeer import RawPeer
-from tests.framework.util import wait_for
+from tests.framework.util import ROOT, wait_for
 
 CHAIN_LENGTH = 300
 
@@ -145,7 +145,7 @@ async def test_killed_mid_sync_reopens_consistent_and_resumes(tmp_path: Path) ->
     datadir = tmp_path / "b"
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.node.p2p.sync_child", str(datadir), a.listen_address,
-        stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[3])
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT)
     try:
         assert child.stdout is not None
         height = 0

@@ -78,11 +78,8 @@ class Switchable:
 async def _node(tmp_path: Path, name: str, seed: int, *, backend: InferenceBackend | None = None,
                 **config: Any) -> Node:
     """A mining node whose identity is funded dev account ``seed``."""
-    datadir = tmp_path / name
-    datadir.mkdir()
-    (datadir / "node.key").write_bytes(dev_seed(seed))
-    node = build_node(node_config(tmp_path, name, mine=True, swarm_backend=STRONG, **config),
-                      swarm_backend=backend)
+    node = build_node(node_config(tmp_path, name, dev_key=seed, mine=True, swarm_backend=STRONG,
+                                  **config), swarm_backend=backend)
     await node.start()
     return node
 

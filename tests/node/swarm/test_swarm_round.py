@@ -36,7 +36,7 @@ from swarm.runtime.factory import make_backend
 from testnet.launcher import SWARM_VARIANTS, swarm_backend
 from tests.framework.chain import extend, new_chain
 from tests.framework.chain import tx as make_tx
-from tests.framework.nodes import node_config, preload
+from tests.framework.nodes import connect_all, node_config, preload
 from tests.framework.nodes import swarm_service as svc
 from tests.framework.util import wait_for
 
@@ -51,9 +51,7 @@ async def _swarm(tmp_path: Path, count: int, **options: Any) -> list[Node]:
         node = build_node(config, swarm_options={**FAST, **options})
         await node.start()
         nodes.append(node)
-    for i, node in enumerate(nodes):
-        for other in nodes[i + 1:]:
-            await node.peers.connect(other.listen_address)
+    await connect_all(nodes)
     await wait_for(lambda: all(len(svc(n).candidates()[0]) == count for n in nodes),
                      message="capability announcements")
     return nodes
@@ -295,17 +293,12 @@ async def test_registered_round_settles_on_chain(tmp_path: Path) -> None:
     nodes: list[Node] = []
     try:
         for i, spec in enumerate(specs):
-            datadir = tmp_path / f"r{i}"
-            datadir.mkdir()
-            (datadir / "node.key").write_bytes(dev_seed(i))
-            node = build_node(node_config(tmp_path, f"r{i}", swarm_backend=spec),
+            node = build_node(node_config(tmp_path, f"r{i}", dev_key=i, swarm_backend=spec),
                               swarm_options=FAST)
             preload(node, blocks)
             await node.start()
             nodes.append(node)
-        for i, node in enumerate(nodes):
-            for other in nodes[i + 1:]:
-                await node.peers.connect(other.listen_address)
+        await connect_all(nodes)
         ids = [n.node_id for n in nodes]
         candidates, height = svc(nodes[3]).candidates()
         assert height == tip and {c.node for c in candidates if c.capable} == set(ids[:2])

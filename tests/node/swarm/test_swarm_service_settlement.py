@@ -37,7 +37,7 @@ from swarm.messages import KIND_ANSWER, Commitment, RequestAnnouncement, sign_re
 from swarm.runtime.factory import make_backend
 from tests.framework.chain import Chain, extend, new_chain, transfer
 from tests.framework.chain import tx as make_tx
-from tests.framework.nodes import node_config, preload
+from tests.framework.nodes import connect_all, node_config, preload
 from tests.framework.nodes import swarm_service as svc
 from tests.framework.rawpeer import RawPeer
 from tests.framework.util import wait_for
@@ -81,18 +81,14 @@ async def _registered_swarm(tmp_path: Path, *, registered: int = 3, count: int =
     blocks = _registry_blocks(chain, registered)
     nodes: list[Node] = []
     for i in range(count):
-        datadir = tmp_path / f"s{i}"
-        datadir.mkdir()
-        (datadir / "node.key").write_bytes(dev_seed(i))
-        config = node_config(tmp_path, f"s{i}", swarm_backend=f"builtin:{VARIANTS[i % 4]}")
+        config = node_config(tmp_path, f"s{i}", dev_key=i,
+                             swarm_backend=f"builtin:{VARIANTS[i % 4]}")
         # the whole API, as `pouwchain node` serves it
         node = build_node(config, swarm_options={**FAST, **options})
         preload(node, blocks)
         await node.start()
         nodes.append(node)
-    for i, node in enumerate(nodes):
-        for other in nodes[i + 1:]:
-            await node.peers.connect(other.listen_address)
+    await connect_all(nodes)
     await wait_for(lambda: all(len(n.peers) >= count - 1 for n in nodes), message="connected")
     return chain, nodes
 
@@ -363,10 +359,7 @@ async def test_more_eligible_nodes_than_a_message_carries_still_settle(tmp_path:
     blocks.append(extend(chain))  # the next epoch's table holds all 80
     nodes: list[Node] = []
     for i in range(2):
-        datadir = tmp_path / f"m{i}"
-        datadir.mkdir()
-        (datadir / "node.key").write_bytes(dev_seed(i))
-        node = build_node(node_config(tmp_path, f"m{i}"), swarm_options={
+        node = build_node(node_config(tmp_path, f"m{i}", dev_key=i), swarm_options={
             "answer_timeout": 0.5, "judge_timeout": 0.5, "reveal_timeout": 0.5})
         preload(node, blocks)
         await node.start()

@@ -38,10 +38,8 @@ from tests.framework.chain import extend, new_chain
 from tests.framework.chain import tx as make_tx
 from tests.framework.nodes import connect_all, node_config, preload
 from tests.framework.nodes import swarm_service as svc
+from tests.framework.swarm import FAST, VARIANTS
 from tests.framework.util import wait_for
-
-VARIANTS = ("arith-xs", "arith-s", "arith-m", "arith-l")
-FAST = {"answer_timeout": 20.0, "judge_timeout": 20.0, "reveal_timeout": 3.0}
 
 
 async def _swarm(tmp_path: Path, count: int, **options: Any) -> list[Node]:

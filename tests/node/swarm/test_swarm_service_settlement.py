@@ -26,7 +26,6 @@ from contracts.registry import (
 )
 from contracts.staking import Stake
 from contracts.swarm import SettleSwarmRound, build_settlement, selected_nodes, settled_round
-from core.state import State
 from node.builder import build_node
 from node.node import Node, NodeRejected
 from node.p2p.protocol import Message, MsgType
@@ -37,85 +36,21 @@ from swarm.messages import KIND_ANSWER, Commitment, RequestAnnouncement, sign_re
 from swarm.runtime.factory import make_backend
 from tests.framework.chain import Chain, extend, new_chain, transfer
 from tests.framework.chain import tx as make_tx
-from tests.framework.nodes import connect_all, node_config, preload
+from tests.framework.nodes import node_config, preload
 from tests.framework.nodes import swarm_service as svc
 from tests.framework.rawpeer import RawPeer
+from tests.framework.swarm import (
+    EPOCH_BLOCKS,
+    STAKE,
+    VARIANTS,
+    mine_block,
+    registered_swarm,
+    settlement_sent,
+    settlements,
+    stop_all,
+    tip_state,
+)
 from tests.framework.util import wait_for
-from tests.node.swarm.test_swarm_round import FAST, VARIANTS
-
-STAKE = 9_000
-# Rounds run at epoch starts: if the chain reads an epoch's candidate table as it was when the
-# epoch began (a per-epoch snapshot), new registrations and reputations show in the next
-# epoch. The dev chain's epoch length; with no snapshot, starting at a multiple is harmless.
-EPOCH_BLOCKS = 10
-
-
-def _registry_blocks(chain: Chain, registered: int) -> list[Any]:
-    """Dev accounts 0..registered-1 stake, register their variant's model and calibrate;
-    then empty blocks up to the next epoch."""
-    setup = []
-    for i in range(registered):
-        model = make_backend(f"builtin:{VARIANTS[i % 4]}").model_id
-        setup += [make_tx(i, 0, Stake(amount=STAKE)), make_tx(i, 1, RegisterSwarmNode(
-            models=(model,)))]
-    blocks = [extend(chain, setup)]
-    parent = blocks[-1].header.block_id()
-    calibrations = []
-    for i in range(registered):
-        questions = calibration_questions(calibration_seed(parent, public_key(dev_seed(i))),
-                                          count=CALIBRATION_QUESTIONS)
-        calibrations.append(make_tx(i, 2, SubmitCalibration(
-            seed_block=parent, answers=tuple(str(q.expected).encode() for q in questions))))
-    blocks.append(extend(chain, calibrations))
-    while chain.tip.height % EPOCH_BLOCKS:
-        blocks.append(extend(chain))
-    return blocks
-
-
-async def _registered_swarm(tmp_path: Path, *, registered: int = 3, count: int = 3,
-                            api: bool = False, **options: Any) -> tuple[Chain, list[Node]]:
-    """``count`` connected nodes with dev identities 0..count-1; the first ``registered``
-    are staked, registered and calibrated swarm nodes (with ``api``, serving the whole node
-    API). Returns the test chain (to mine on)."""
-    chain = new_chain()
-    blocks = _registry_blocks(chain, registered)
-    nodes: list[Node] = []
-    for i in range(count):
-        config = node_config(tmp_path, f"s{i}", dev_key=i,
-                             swarm_backend=f"builtin:{VARIANTS[i % 4]}")
-        # the whole API, as `pouwchain node` serves it
-        node = build_node(config, swarm_options={**FAST, **options})
-        preload(node, blocks)
-        await node.start()
-        nodes.append(node)
-    await connect_all(nodes)
-    await wait_for(lambda: all(len(n.peers) >= count - 1 for n in nodes), message="connected")
-    return chain, nodes
-
-
-async def _stop(nodes: Sequence[Node]) -> None:
-    for node in nodes:
-        await node.stop()
-
-
-def _settlements(node: Node, round_id: bytes) -> list[Transaction]:
-    """The settlement transactions of a round in ``node``'s mempool."""
-    return [tx for tx in node.mempool.transactions() if isinstance(tx.payload, SettleSwarmRound)
-            and tx.payload.request.round_id() == round_id]
-
-
-async def _settlement_sent(node: Node, round_id: bytes) -> Transaction:
-    await wait_for(lambda: bool(_settlements(node, round_id)), message="settlement in mempool")
-    return _settlements(node, round_id)[0]
-
-
-async def _mine(chain: Chain, nodes: Sequence[Node], txs: Sequence[Transaction]) -> int:
-    """One block with ``txs`` on the test chain, handed to ``nodes[0]``; every node takes it."""
-    block = extend(chain, txs)
-    await nodes[0].submit_block(block)
-    height = block.header.height
-    await wait_for(lambda: all(n.chain.height == height for n in nodes), message="block")
-    return height
 
 
 async def _next_epoch(chain: Chain, nodes: Sequence[Node]) -> None:
@@ -127,16 +62,12 @@ async def _next_epoch(chain: Chain, nodes: Sequence[Node]) -> None:
     await wait_for(lambda: all(n.chain.height == chain.tip.height for n in nodes), message="blocks")
 
 
-def _state(node: Node) -> State:
-    return State(node.chain.state_view())
-
-
 async def _settled_round(chain: Chain, nodes: Sequence[Node], origin: Node,
                          prompt: str) -> tuple[RoundState, Transaction]:
     """A round asked at ``origin`` whose settlement (sent by the origin) is mined."""
     state = await svc(origin).ask(prompt)
-    tx = await _settlement_sent(origin, state.round_id)
-    await _mine(chain, nodes, [tx])
+    tx = await settlement_sent(origin, state.round_id)
+    await mine_block(chain, nodes, [tx])
     return state, tx
 
 
@@ -164,7 +95,7 @@ async def test_fast_path_ranks_with_the_chain_reputations(tmp_path: Path) -> Non
     """After one settled round the nodes' reputations differ; the next round's fast path
     (every node) gives exactly the outcome that lands on chain: ranking, scores, payouts and
     new reputations (which start from the old ones)."""
-    chain, nodes = await _registered_swarm(tmp_path)
+    chain, nodes = await registered_swarm(tmp_path)
     try:
         ids = [n.node_id for n in nodes]
         await _settled_round(chain, nodes, nodes[0], "What is 8+9?")  # xs says 7: ranks differ
@@ -174,16 +105,16 @@ async def test_fast_path_ranks_with_the_chain_reputations(tmp_path: Path) -> Non
         assert len(set(reputations.values())) > 1, reputations
         assert isinstance(tx.payload, SettleSwarmRound)
         on_chain = tx.payload.outcome
-        settled = settled_round(_state(nodes[2]), state.round_id)
+        settled = settled_round(tip_state(nodes[2]), state.round_id)
         assert settled is not None and settled.outcome_id == on_chain.id()
         for node in nodes:
             local = svc(node).rounds[state.round_id]
             assert local.settlement is not None and local.settlement.outcome == on_chain
             assert local.chosen == on_chain.ranking[0] == state.chosen
         assert {u.node: u.score for u in on_chain.reputations} == {
-            node: _state(nodes[0]).reputation(node) for node in ids}
+            node: tip_state(nodes[0]).reputation(node) for node in ids}
     finally:
-        await _stop(nodes)
+        await stop_all(nodes)
 
 
 async def test_equivocation_is_gossiped_and_slashed_on_chain(tmp_path: Path) -> None:
@@ -191,16 +122,16 @@ async def test_equivocation_is_gossiped_and_slashed_on_chain(tmp_path: Path) -> 
     as soon as the request arrives. Every node keeps both, the round excludes the node and
     lists it under equivocators, and the settlement on chain slashes 20% of its stake and
     takes 400 reputation."""
-    chain, nodes = await _registered_swarm(tmp_path)
+    chain, nodes = await registered_swarm(tmp_path)
     raw = RawPeer(nodes[0])
     try:
         ids = [n.node_id for n in nodes]
         await _settled_round(chain, nodes, nodes[0], "What is 8+9?")
         await _next_epoch(chain, nodes)
-        before = {node: _state(nodes[0]).reputation(node) for node in ids}
+        before = {node: tip_state(nodes[0]).reputation(node) for node in ids}
         cheat = max(ids, key=lambda node: (before[node], node))
         assert before[cheat] > 0
-        bonded = _state(nodes[0]).stake(cheat).bonded
+        bonded = tip_state(nodes[0]).stake(cheat).bonded
         assert bonded >= STAKE
         auth = await raw.handshake()
         assert auth.type != MsgType.REJECT
@@ -227,13 +158,13 @@ async def test_equivocation_is_gossiped_and_slashed_on_chain(tmp_path: Path) -> 
             assert view["result"]["equivocators"] == [cheat.hex()]
             assert cheat.hex() not in {a["node"] for a in view["result"]["answers"]}
         assert state.chosen != cheat
-        tx = await _settlement_sent(nodes[0], state.round_id)
+        tx = await settlement_sent(nodes[0], state.round_id)
         assert isinstance(tx.payload, SettleSwarmRound) and second in tx.payload.commitments
         slash = bonded * 2000 // 10_000  # 20%
         assert [(s.node, s.amount) for s in tx.payload.outcome.slashes] == [(cheat, slash)]
-        height = await _mine(chain, nodes, [tx])
+        height = await mine_block(chain, nodes, [tx])
         for node in nodes:
-            chain_state = _state(node)
+            chain_state = tip_state(node)
             assert chain_state.stake(cheat).bonded == bonded - slash
             assert chain_state.reputation(cheat) == max(0, before[cheat] - 400)
             view = await _round_view(node, state.round_id)
@@ -242,13 +173,13 @@ async def test_equivocation_is_gossiped_and_slashed_on_chain(tmp_path: Path) -> 
             assert view["equivocators"] == [cheat.hex()]
     finally:
         await raw.close()
-        await _stop(nodes)
+        await stop_all(nodes)
 
 
 async def test_a_third_commitment_is_neither_kept_nor_relayed(tmp_path: Path) -> None:
     """Two digests per node and kind prove equivocation; more are dropped (bounded memory and
     gossip), and a copy of a kept one changes nothing."""
-    _, nodes = await _registered_swarm(tmp_path, answer_timeout=1.0, judge_timeout=1.0)
+    _, nodes = await registered_swarm(tmp_path, answer_timeout=1.0, judge_timeout=1.0)
     raw = RawPeer(nodes[0])
     try:
         svc(nodes[2]).silent = True  # its only commitments are the raw peer's
@@ -267,7 +198,7 @@ async def test_a_third_commitment_is_neither_kept_nor_relayed(tmp_path: Path) ->
         assert state.view()["equivocators"] == [nodes[2].node_id.hex()]
     finally:
         await raw.close()
-        await _stop(nodes)
+        await stop_all(nodes)
 
 
 async def test_backup_settles_when_the_origin_does_not(tmp_path: Path) -> None:
@@ -277,7 +208,7 @@ async def test_backup_settles_when_the_origin_does_not(tmp_path: Path) -> None:
     hand before the block, leaves every mempool when the block lands and is then rejected
     (``swarm.already_settled``): its sender keeps its balance and nonce."""
     backoff = 0.4
-    chain, nodes = await _registered_swarm(tmp_path, settle_backoff=backoff)
+    chain, nodes = await registered_swarm(tmp_path, settle_backoff=backoff)
     origin, others = nodes[0], nodes[1:]
     stopped = False
     try:
@@ -291,35 +222,35 @@ async def test_backup_settles_when_the_origin_does_not(tmp_path: Path) -> None:
         order = sorted(others, key=lambda n: svc(n).settler_position(rounds[0]) or 0)
         assert [svc(n).settler_position(rounds[0]) for n in order] == [1, 2]
         first, second = order
-        tx = await _settlement_sent(second, state.round_id)
+        tx = await settlement_sent(second, state.round_id)
         assert tx.sender == first.node_id
         await asyncio.sleep(3 * backoff)  # the second backup's turn has passed
         for node in others:
-            assert [t.id() for t in _settlements(node, state.round_id)] == [tx.id()]
+            assert [t.id() for t in settlements(node, state.round_id)] == [tx.id()]
         second_round = svc(second).rounds[state.round_id]
         assert second_round.settlement_tx is None
         assert second_round.settlement_status == \
             f"submitted: tx {tx.id().hex()} by {first.node_id.hex()}"
 
         k = nodes.index(second)
-        account = _state(second).account(second.node_id)
+        account = tip_state(second).account(second.node_id)
         assert isinstance(tx.payload, SettleSwarmRound)
         reveals = list(second_round.reveals.values())
         duplicate = sign_transaction(dev_seed(k), chain_id=second.chain.params.chain_id,
                                      nonce=account.nonce, fee=10, payload=build_settlement(
-            _state(second), height=second_round.height, request=tx.payload.request,
+            tip_state(second), height=second_round.height, request=tx.payload.request,
             answerers=second_round.answerers, judges=second_round.judges,
             commitments=second_round.all_commitments(),
             answer_openings=[answer_opening(r) for r in reveals if r.kind == KIND_ANSWER],
             judgment_openings=[judgment_opening(r) for r in reveals if r.kind != KIND_ANSWER]))
         await second.submit_transaction(duplicate)  # admitted: only the sender's own replayed
-        height = await _mine(chain, others, [tx])
-        await wait_for(lambda: all(not _settlements(n, state.round_id) for n in others),
+        height = await mine_block(chain, others, [tx])
+        await wait_for(lambda: all(not settlements(n, state.round_id) for n in others),
                          message="the duplicate dropped from every mempool")
         with pytest.raises(NodeRejected) as rejected:
             await second.submit_transaction(duplicate)
         assert rejected.value.reason == "invalid:swarm.already_settled"
-        assert _state(second).account(second.node_id) == account  # cost nothing
+        assert tip_state(second).account(second.node_id) == account  # cost nothing
         await second.submit_transaction(transfer(k, account.nonce))  # its nonce is free
         status = f"settled at height {height}: tx {tx.id().hex()} by {first.node_id.hex()}"
         for node in others:
@@ -327,7 +258,7 @@ async def test_backup_settles_when_the_origin_does_not(tmp_path: Path) -> None:
             assert svc(node).rounds[state.round_id].view()["settled"]["settler"] == \
                 first.node_id.hex()
     finally:
-        await _stop(others if stopped else nodes)
+        await stop_all(others if stopped else nodes)
 
 
 async def test_more_eligible_nodes_than_a_message_carries_still_settle(tmp_path: Path) -> None:
@@ -372,24 +303,24 @@ async def test_more_eligible_nodes_than_a_message_carries_still_settle(tmp_path:
         assert len(pool) == 80
         state = await origin.ask("What is 1+2?")  # nobody answers: the round still settles
         request = state.announcement.request
-        drawn = selected_nodes(_state(nodes[0]), request, height=height,
+        drawn = selected_nodes(tip_state(nodes[0]), request, height=height,
                                min_stake=chain.params.min_node_stake)
         assert (state.answerers, state.judges) == (tuple(drawn[0]), tuple(drawn[1]))
         assert len(state.candidates) <= len(set(drawn[0]) | set(drawn[1]))
         await wait_for(lambda: request.round_id() in svc(nodes[1]).rounds, message="gossip")
         assert svc(nodes[1]).rounds[request.round_id()].answerers == state.answerers
-        tx = await _settlement_sent(nodes[0], state.round_id)
-        await _mine(chain, nodes, [tx])
-        assert settled_round(_state(nodes[1]), state.round_id) is not None
+        tx = await settlement_sent(nodes[0], state.round_id)
+        await mine_block(chain, nodes, [tx])
+        assert settled_round(tip_state(nodes[1]), state.round_id) is not None
 
         # a draw that is not the chain's is dropped by a peer that can check it
         forged = sign_request(dev_seed(0), chain_id=1337, prompt=b"What is 2+2?", fee=0,
                               answers=1, judges=1, nonce=bytes(32))
         wrong = next(n for n in extra if n not in selected_nodes(
-            _state(nodes[1]), forged.request, height=height, min_stake=1)[0])
+            tip_state(nodes[1]), forged.request, height=height, min_stake=1)[0])
         data = msgpack.packb([forged.encode(), [[wrong, STAKE, 0, True]], public_key(
             dev_seed(0)), height, [[wrong], [wrong]]], use_bin_type=True)
         assert svc(nodes[1])._handle("req", data) is False
         assert forged.request.round_id() not in svc(nodes[1]).rounds
     finally:
-        await _stop(nodes)
+        await stop_all(nodes)

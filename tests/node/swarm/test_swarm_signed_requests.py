@@ -22,14 +22,8 @@ from node.client.wallet import FAST, Wallet, create_wallet
 from node.node import Node
 from swarm.messages import sign_request
 from tests.framework.chain import tx as make_tx
+from tests.framework.swarm import mine_block, registered_swarm, settlement_sent, stop_all, tip_state
 from tests.framework.util import wait_for
-from tests.node.swarm.test_swarm_service_settlement import (
-    _mine,
-    _registered_swarm,
-    _settlement_sent,
-    _state,
-    _stop,
-)
 
 CLIENT = 3  # funded in the dev genesis; not one of the nodes
 CHAIN_ID = 1337
@@ -48,11 +42,11 @@ def _request(fee: int, *, prompt: str = "What is 12+30?", seed: bytes | None = N
 
 
 async def test_signed_request_is_paid_from_the_clients_escrow(tmp_path: Path) -> None:
-    chain, nodes = await _registered_swarm(tmp_path)
+    chain, nodes = await registered_swarm(tmp_path)
     client = public_key(dev_seed(CLIENT))
     try:
-        await _mine(chain, nodes, [make_tx(CLIENT, 0, DepositEscrow(amount=1_000))])
-        balance = _state(nodes[0]).account(client).balance
+        await mine_block(chain, nodes, [make_tx(CLIENT, 0, DepositEscrow(amount=1_000))])
+        balance = tip_state(nodes[0]).account(client).balance
 
         # more than the escrow: refused before any work, with the way out in the message
         status, body = await _post(nodes[0], {"request": _request(1_001)})
@@ -67,18 +61,18 @@ async def test_signed_request_is_paid_from_the_clients_escrow(tmp_path: Path) ->
         assert status == 402 and "600 of its unsettled rounds" in body["error"], body
 
         round_id = bytes.fromhex(view["round_id"])
-        tx = await _settlement_sent(nodes[0], round_id)
-        await _mine(chain, nodes, [tx])
-        state = _state(nodes[0])
+        tx = await settlement_sent(nodes[0], round_id)
+        await mine_block(chain, nodes, [tx])
+        state = tip_state(nodes[0])
         assert settled_round(state, round_id) is not None
         assert escrow_of(state, client).locked == 400  # the fee left the escrow
         assert state.account(client).balance == balance  # not the balance
     finally:
-        await _stop(nodes)
+        await stop_all(nodes)
 
 
 async def test_bad_signed_requests_get_clear_errors(tmp_path: Path) -> None:
-    _chain, nodes = await _registered_swarm(tmp_path, count=2, registered=2)
+    _chain, nodes = await registered_swarm(tmp_path, count=2, registered=2)
     try:
         good = bytes.fromhex(_request(0))
         forged = good[:-1] + bytes([good[-1] ^ 1])  # a flipped bit in the prompt
@@ -105,16 +99,16 @@ async def test_bad_signed_requests_get_clear_errors(tmp_path: Path) -> None:
         status, view = await _post(nodes[0], {"request": _request(0)})
         assert status == 200 and view["answer"] is not None
     finally:
-        await _stop(nodes)
+        await stop_all(nodes)
 
 
 @pytest.mark.slow
 async def test_ask_with_a_wallet_signs_and_pays_from_escrow(tmp_path: Path) -> None:
-    chain, nodes = await _registered_swarm(tmp_path, api=True)
+    chain, nodes = await registered_swarm(tmp_path, api=True)
     wallet_path = tmp_path / "wallet.json"
     wallet: Wallet = create_wallet(wallet_path, PASSWORD, seed=dev_seed(CLIENT), limits=FAST)
     try:
-        await _mine(chain, nodes, [make_tx(CLIENT, 0, DepositEscrow(amount=500))])
+        await mine_block(chain, nodes, [make_tx(CLIENT, 0, DepositEscrow(amount=500))])
         env = {k: v for k, v in os.environ.items() if not k.startswith("POUWCHAIN_")}
         env["POUWCHAIN_PASSWORD"] = PASSWORD
         proc = await asyncio.create_subprocess_exec(
@@ -133,4 +127,4 @@ async def test_ask_with_a_wallet_signs_and_pays_from_escrow(tmp_path: Path) -> N
         await wait_for(lambda: state.settlement_status.startswith("submitted"),
                          message="settlement sent")
     finally:
-        await _stop(nodes)
+        await stop_all(nodes)

@@ -50,9 +50,8 @@ from core.state import State
 from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes
 from tests.contracts.test_swarm_selection_onchain import answers_for
 from tests.framework.chain import Chain, make_block, new_chain, state_items
-from tests.framework.roundkit import Round, build_round, make_request, seed
+from tests.framework.roundkit import STAKE, Round, build_round, honest, make_request, seed
 from tests.framework.util import ROOT
-from tests.swarm.test_settlement import STAKE, honest
 
 MODEL = bytes(32)
 CLIENT_SEED = dev_seed(1)

@@ -35,8 +35,7 @@ from core.state import State
 from swarm.messages import Payout
 from swarm.settlement import decayed_reputation, settle
 from tests.framework.chain import Chain, new_chain
-from tests.framework.roundkit import Round, build_round, make_request, seed
-from tests.swarm.test_settlement import STAKE, honest
+from tests.framework.roundkit import STAKE, Round, build_round, honest, make_request, seed
 
 CLIENT_SEED = dev_seed(1)
 CLIENT = public_key(CLIENT_SEED)

@@ -46,8 +46,7 @@ from tests.contracts.test_swarm_contract import (
     setup_round,
 )
 from tests.framework.chain import Chain, make_block, new_chain, tx
-from tests.framework.roundkit import build_round, make_request, seed
-from tests.swarm.test_settlement import STAKE, honest
+from tests.framework.roundkit import STAKE, build_round, honest, make_request, seed
 
 PARENT = bytes([0xAB]) * 32
 MODEL = bytes(32)

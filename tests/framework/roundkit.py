@@ -28,6 +28,7 @@ from swarm.schedule import judging_pairs
 from swarm.settlement import SCREEN_NONE
 
 CHAIN_ID = 1337
+STAKE = 10_000_000  # a round node's stake in the settlement tests
 
 
 def seed(name: str) -> bytes:
@@ -97,3 +98,13 @@ def build_round(
         r.commitments.append(c)
         r.judgment_openings.append(judgment_opening(rev))
     return r
+
+
+def quality_of(text: bytes) -> int:
+    """The quality an answer of the form ``b"... q=N"`` claims (N)."""
+    return int(text.split(b"=")[1])
+
+
+def honest(_judge: bytes, a: bytes, b: bytes) -> Outcome:
+    """A judge preferring the answer of higher `quality_of`."""
+    return Outcome.FIRST_WINS if quality_of(a) > quality_of(b) else Outcome.SECOND_WINS

@@ -36,18 +36,18 @@ from swarm.settlement import (
     position_weight,
     settle,
 )
-from tests.framework.roundkit import Round, Verdict, build_round, make_request, seed
+from tests.framework.roundkit import (
+    STAKE,
+    Round,
+    Verdict,
+    build_round,
+    honest,
+    make_request,
+    quality_of,
+    seed,
+)
 
 FEE = 1_000_000
-STAKE = 10_000_000
-
-
-def quality_of(text: bytes) -> int:
-    return int(text.split(b"=")[1])
-
-
-def honest(_judge: bytes, a: bytes, b: bytes) -> Outcome:
-    return Outcome.FIRST_WINS if quality_of(a) > quality_of(b) else Outcome.SECOND_WINS
 
 
 def run(r: Round, *, reputations: dict[bytes, int] | None = None,

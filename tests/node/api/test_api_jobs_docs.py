@@ -11,9 +11,9 @@ import aiohttp
 
 from contracts.jobs import STATUS_NAMES
 from node.mining.jobs import CHAIN_STATUSES, MODES
+from tests.framework.apidocs import DOC, SPEC, key_lines
 from tests.framework.nodes import LiveNode
 from tests.framework.util import ROOT
-from tests.node.api.test_api_openapi import DOC, SPEC, key_lines
 
 
 def block(text: str, *path: str) -> str:

@@ -16,10 +16,10 @@ from contracts import Transfer
 from core.state import State
 from node.api.auth import read_token
 from node.api.chain import API_KEY
+from tests.framework.apidocs import SPEC, app_routes, spec_routes
 from tests.framework.chain import transfer
 from tests.framework.nodes import LiveNode
 from tests.framework.util import cli_process
-from tests.node.api.test_api_openapi import SPEC, app_routes, spec_routes
 
 
 @pytest.fixture

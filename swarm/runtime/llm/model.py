@@ -65,11 +65,13 @@ class LlamaModel:
         return angles.cos().to(torch.float32), angles.sin().to(torch.float32)
 
     @torch.no_grad()
-    def forward(self, tokens: torch.Tensor, valid: torch.Tensor, cache: KVCache | None = None,
-                *, last_only: bool = False) -> tuple[torch.Tensor, KVCache]:
-        """Logits [B, T, V] (or [B, V] with last_only) of new tokens [B, T] after `cache`.
+    def forward(self, tokens: torch.Tensor, valid: torch.Tensor,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+        """Final hidden states [B, T, D] (normed; `logits` maps them to the vocabulary) of
+        new tokens [B, T] after `cache`, and the cache extended by them.
 
         `valid` [B, T] is False on left padding; padded slots are never attended to.
+        Only the positions whose logits are needed go through the LM head (`logits`).
         """
         c = self.config
         b, t = tokens.shape
@@ -110,8 +112,10 @@ class LlamaModel:
             h = rms_norm(x, self.ffn_norms[i], c.rms_eps)
             gate, up = self.linears(f"{i}.gate_up", h).chunk(2, dim=-1)
             x = x + self.linears(f"{i}.down", F.silu(gate) * up)
-        if last_only:
-            x = x[:, -1]
-        logits = self.linears("lm_head", rms_norm(x, self.final_norm, c.rms_eps))
         new_cache = KVCache(keys, values, key_valid, prev_lengths + valid.long().sum(dim=1))
-        return logits, new_cache
+        return rms_norm(x, self.final_norm, c.rms_eps), new_cache
+
+    @torch.no_grad()
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits of final hidden states (any leading shape)."""
+        return self.linears("lm_head", hidden)

@@ -22,6 +22,7 @@ from swarm.runtime.llm.cache import load_model
 from swarm.runtime.llm.gguf_file import ChatTemplate, LoadedModel
 from swarm.runtime.llm.model import KVCache, LlamaModel
 from swarm.runtime.llm.quant import (
+    ACT_DIGITS,
     QMAX,
     SMOOTH_ALPHA,
     FloatLinears,
@@ -50,12 +51,16 @@ class PromptTooLong(BackendError, ValueError):
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """How the int8 path quantises: entry range ±qmax, SmoothQuant α (None: naive W8A8),
-    and whether the LM head is an int8 product too (else float)."""
+    """How the int8 path quantises: weight range ±qmax, SmoothQuant α (None: naive W8A8),
+    whether the LM head is an int8 product too (else float), and activation digits (1:
+    int8 activations in ±qmax; 2: 13-bit activations as two int7 digits stacked as rows of
+    one product, twice the MACs). The default (±63, α 0.5, 2 digits) keeps every operand in
+    pouw's [-64, 63] and measured best (bench/llm_quality.py)."""
 
     qmax: int = QMAX
     smooth_alpha: float | None = SMOOTH_ALPHA
     quantize_lm_head: bool = False
+    act_digits: int = ACT_DIGITS
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ class LlamaEngine:
             self._int8 = Int8Linears(
                 weights, qmax=self.quant.qmax, smooth=smooth, product=product,
                 float_names=frozenset() if self.quant.quantize_lm_head else frozenset(
-                    {"lm_head"}))
+                    {"lm_head"}), act_digits=self.quant.act_digits)
             self.model.linears = self._int8
             # the float weights stay only where the int8 path still uses them
             keep = {"lm_head"} if not self.quant.quantize_lm_head else set()

@@ -13,8 +13,12 @@ quantise better. s comes from a calibration pass of the float model over a fixed
 division X/s is applied at run time (not folded into the norms), which keeps the code
 uniform; it is one elementwise multiply per layer.
 
-QMAX = 63 keeps every entry in [-63, 63], inside pouw's [-64, 63] operand range, so products
-can be mined as they are (bench/llm_quality.py measures ±63 with SmoothQuant against ±127).
+QMAX = 63 keeps every weight entry in [-63, 63], inside pouw's [-64, 63] operand range, so
+products can be mined as they are. Activations at ±63 lose too much (top-1 agreement with
+float ~82-90% depending on α), so by default they are quantised to 13 bits (±4063) and
+split into two int7 digits, hi and lo with q = 64·hi + lo, stacked as the rows of one
+product [hi; lo] · W: twice the multiply-accumulates, still one exact mineable product, and
+better than plain int8 ±127 (bench/llm_quality.py has the figures).
 """
 
 from __future__ import annotations
@@ -30,9 +34,14 @@ ProductFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 #: default int8 range: pouw mines operands in [-64, 63]
 QMAX = 63
-#: SmoothQuant migration strength (the paper's default for Llama-like models)
+#: activation digits by default (see the module docstring)
+ACT_DIGITS = 2
+#: SmoothQuant migration strength (the paper's default; measured best here with 2 digits)
 SMOOTH_ALPHA = 0.5
 _TINY = 1e-8
+#: two-digit activations: q = 64·hi + lo, so a 13-bit activation is two int7 operands
+DIGIT_BASE = 64
+TWO_DIGIT_QMAX = 63 * DIGIT_BASE + 31
 
 
 def linear_names(n_layer: int) -> list[str]:
@@ -88,11 +97,20 @@ def quantise_weight(weight: torch.Tensor, qmax: int) -> tuple[np.ndarray, torch.
     return np.ascontiguousarray(q.t().numpy()), scale.to(torch.float32)
 
 
-def quantise_activation(x: torch.Tensor, qmax: int) -> tuple[np.ndarray, torch.Tensor]:
-    """Per-token (row) dynamic symmetric int8: (x_q int8 numpy m x k, scale per row)."""
+def quantise_activation(x: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token (row) dynamic symmetric quantisation: (x_q int32 m x k in [-qmax, qmax],
+    scale per row)."""
     scale = (x.abs().amax(dim=1) / qmax).clamp(min=_TINY)
-    q = torch.round(x / scale[:, None]).clamp(-qmax, qmax).to(torch.int8)
-    return q.numpy(), scale
+    q = torch.round(x / scale[:, None]).clamp(-qmax, qmax).to(torch.int32)
+    return q, scale
+
+
+def split_digits(q: torch.Tensor) -> np.ndarray:
+    """[hi; lo] stacked rows (2m x k, int8) with q = DIGIT_BASE·hi + lo, both digits within
+    pouw's [-64, 63] (|hi| <= 63, |lo| <= 32 for |q| <= TWO_DIGIT_QMAX)."""
+    hi = torch.round(q.to(torch.float64) / DIGIT_BASE).to(torch.int32)
+    lo = q - DIGIT_BASE * hi
+    return torch.cat([hi, lo]).to(torch.int8).numpy()
 
 
 def _int_mm_exact() -> bool:
@@ -134,10 +152,13 @@ class Int8Linears:
     def __init__(self, weights: Mapping[str, torch.Tensor], *, qmax: int = QMAX,
                  smooth: Mapping[str, torch.Tensor] | None = None,
                  product: ProductFn | None = None,
-                 float_names: frozenset[str] = frozenset()) -> None:
-        if not 1 <= qmax <= 127:
-            raise ValueError("qmax must be in 1..127")
+                 float_names: frozenset[str] = frozenset(), act_digits: int = 1) -> None:
+        if not 1 <= qmax <= 127 or act_digits not in (1, 2):
+            raise ValueError("qmax must be in 1..127 and act_digits 1 or 2")
+        if act_digits == 2 and qmax > 64:
+            raise ValueError("two-digit activations are for weights within [-64, 63]")
         self.qmax = qmax
+        self.act_digits = act_digits
         self.product: ProductFn = product or default_product
         self.stats = ProductStats()
         self._float = {n: w for n, w in weights.items() if n in float_names}
@@ -160,13 +181,25 @@ class Int8Linears:
         x2 = x.reshape(-1, shape[-1])
         if name in self._inv_s:
             x2 = x2 * self._inv_s[name]
-        xq, xs = quantise_activation(x2, self.qmax)
         wq = self._wq[name]
-        self.stats.add(xq.shape[0], xq.shape[1], wq.shape[1])
-        prod = np.asarray(self.product(xq, wq))
-        if prod.shape != (xq.shape[0], wq.shape[1]):
+        m, n = x2.shape[0], wq.shape[1]
+        if self.act_digits == 1:
+            q, xs = quantise_activation(x2, self.qmax)
+            prod = self._product(name, q.to(torch.int8).numpy(), wq)
+            # float32 holds the int32 sums exactly at QMAX 63 (|sum| <= 63² · 1536 < 2^24)
+            y = torch.from_numpy(prod.astype(np.float32)) * xs[:, None] * self._ws[name][None, :]
+        else:
+            q, xs = quantise_activation(x2, TWO_DIGIT_QMAX)
+            prod = self._product(name, split_digits(q), wq).astype(np.int64)
+            exact = torch.from_numpy(DIGIT_BASE * prod[:m] + prod[m:]).to(torch.float64)
+            y = (exact * xs.to(torch.float64)[:, None]
+                 * self._ws[name].to(torch.float64)[None, :]).to(torch.float32)
+        return y.reshape(*shape[:-1], n)
+
+    def _product(self, name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """One exact int8 product through the callable, counted and shape-checked."""
+        self.stats.add(a.shape[0], a.shape[1], b.shape[1])
+        prod = np.asarray(self.product(a, b))
+        if prod.shape != (a.shape[0], b.shape[1]):
             raise ValueError(f"product returned shape {prod.shape} for {name}")
-        # float32 holds the int32 sums exactly at QMAX 63 (|sum| <= 63² · 1536 < 2^24)
-        y = torch.from_numpy(prod.astype(np.float32))
-        y = y * xs[:, None] * self._ws[name][None, :]
-        return y.reshape(*shape[:-1], wq.shape[1])
+        return prod

@@ -1,0 +1,138 @@
+"""Int8 (W8A8) quality of the SmolLM2 engine against its own float forward.
+
+On a fixed shipped text (bench/data/llm_eval.txt, not the calibration text) and on the
+teacher-forced answers of a few fixed chat prompts, for each quantisation variant:
+perplexity (and its change against float) and next-token top-1 agreement with float.
+Also greedy answers of a few prompts and generation speed (tokens/s, batch of 1 and of 4).
+
+    python bench/llm_quality.py [--cache-dir DIR] [--quick] [--json]
+
+Prints a table, then (with --json) one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from swarm.runtime.llm.cache import load_model  # noqa: E402
+from swarm.runtime.llm.engine import LlamaEngine, QuantConfig  # noqa: E402
+from swarm.runtime.llm.shipped import shipped_gguf_path  # noqa: E402
+
+EVAL_TEXT = ROOT / "bench" / "data" / "llm_eval.txt"
+CHATS = (
+    ("What is the capital of Italy?", "The capital of Italy is Rome."),
+    ("How many days are in a week?", "There are seven days in a week."),
+    ("What colour is the sky on a clear day?", "On a clear day the sky is blue."),
+    ("Give me a word that rhymes with cat.", "Hat rhymes with cat."),
+)
+PROMPTS = ("What is the capital of France?", "How many grams are in 3 kilograms?",
+           "Name three primary colors.", "What is 12 + 30?")
+#: (label, int8, quant config)
+VARIANTS: tuple[tuple[str, bool, QuantConfig | None], ...] = (
+    ("float32", False, None),
+    ("int8 ±127 naive", True, QuantConfig(qmax=127, smooth_alpha=None, act_digits=1)),
+    ("int8 ±127 SQ α0.5", True, QuantConfig(qmax=127, smooth_alpha=0.5, act_digits=1)),
+    ("int7 ±63 naive", True, QuantConfig(qmax=63, smooth_alpha=None, act_digits=1)),
+    ("int7 ±63 SQ α0.5", True, QuantConfig(qmax=63, smooth_alpha=0.5, act_digits=1)),
+    ("int7 ±63 SQ α0.7", True, QuantConfig(qmax=63, smooth_alpha=0.7, act_digits=1)),
+    ("±63 w, 2-digit act, SQ α0.5 (default)", True, QuantConfig()),
+    ("default + int8 LM head", True, QuantConfig(quantize_lm_head=True)),
+)
+
+
+def sequences(engine: LlamaEngine) -> list[list[int]]:
+    """The teacher-forced token sequences: the eval text and each chat exchange."""
+    seqs = [engine.encode(EVAL_TEXT.read_text("utf-8"))]
+    for q, a in CHATS:
+        seqs.append(engine.chat_ids([{"role": "user", "content": q},
+                                     {"role": "assistant", "content": a}],
+                                    add_generation_prompt=False))
+    return seqs
+
+
+def tokens_per_second(engine: LlamaEngine, batch: int) -> float:
+    """Greedy generation speed: 32 new tokens per prompt, stop tokens ignored."""
+    prompts = [engine.chat_ids([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}])
+               for i in range(batch)]
+    engine.generate(prompts, max_tokens=4, stop_ids=())  # warm-up (first-call allocations)
+    started = time.perf_counter()
+    gens = engine.generate(prompts, max_tokens=32, stop_ids=())
+    return sum(len(g.token_ids) for g in gens) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "llm")
+    ap.add_argument("--quick", action="store_true", help="skip speed and greedy answers")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    started = time.perf_counter()
+    load = load_model(shipped_gguf_path(), args.cache_dir)
+    load_s = time.perf_counter() - started
+    reference: list[torch.Tensor] = []
+    rows = []
+    for label, int8, quant in VARIANTS:
+        engine = LlamaEngine(load.model, load.model_id, int8=int8, quant=quant)
+        seqs = sequences(engine)
+        nll, count, agree = 0.0, 0, 0
+        for i, ids in enumerate(seqs):
+            lp = engine.sequence_logprobs(ids)
+            target = torch.tensor(ids[1:])
+            nll -= float(lp[torch.arange(len(target)), target].sum())
+            count += len(target)
+            top1 = lp.argmax(dim=-1)
+            if not int8:
+                reference.append(top1)
+            agree += int((top1 == reference[i]).sum())
+        row: dict[str, object] = {
+            "variant": label, "perplexity": math.exp(nll / count), "tokens": count,
+            "top1_agreement": agree / count}
+        if not args.quick:
+            prompts = [engine.chat_ids([{"role": "user", "content": p}]) for p in PROMPTS]
+            row["answers"] = [g.text for g in engine.generate(prompts, max_tokens=24)]
+            row["tok_s_batch1"] = tokens_per_second(engine, 1)
+            row["tok_s_batch4"] = tokens_per_second(engine, 4)
+        rows.append(row)
+        del engine
+
+    base = float(rows[0]["perplexity"])  # type: ignore[arg-type]
+    print(f"SmolLM2-135M-Instruct Q4_1, {rows[0]['tokens']} scored tokens "
+          f"(eval text + {len(CHATS)} chats); load {load_s:.1f} s "
+          f"({'cache' if load.from_cache else 'converted'}); torch threads "
+          f"{torch.get_num_threads()}")
+    head = f"{'variant':40} {'ppl':>7} {'Δppl':>7} {'top-1':>7}"
+    if not args.quick:
+        head += f" {'tok/s b1':>9} {'tok/s b4':>9}"
+    print(head)
+    for r in rows:
+        ppl = float(r["perplexity"])  # type: ignore[arg-type]
+        r["perplexity_change"] = ppl / base - 1
+        line = (f"{r['variant']!s:40} {ppl:7.2f} {100 * (ppl / base - 1):+6.1f}% "
+                f"{100 * float(r['top1_agreement']):6.1f}%")  # type: ignore[arg-type]
+        if not args.quick:
+            line += f" {float(r['tok_s_batch1']):9.1f} {float(r['tok_s_batch4']):9.1f}"  # type: ignore[arg-type]
+        print(line)
+    if not args.quick:
+        print("\ngreedy answers (24 tokens max):")
+        for r in rows:
+            print(f"  {r['variant']}:")
+            for p, a in zip(PROMPTS, r["answers"], strict=True):  # type: ignore[arg-type]
+                print(f"    {p} -> {a!r}")
+    if args.json:
+        print(json.dumps({"bench": "llm_quality", "load_s": load_s, "variants": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,6 +17,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -70,6 +71,42 @@ def tokens_per_second(engine: LlamaEngine, batch: int) -> float:
     return sum(len(g.token_ids) for g in gens) / (time.perf_counter() - started)
 
 
+@dataclass
+class Row:
+    """One variant's figures."""
+
+    variant: str
+    perplexity: float
+    tokens: int
+    top1_agreement: float
+    perplexity_change: float = 0.0
+    answers: list[str] = field(default_factory=list)
+    tok_s_batch1: float = 0.0
+    tok_s_batch4: float = 0.0
+
+
+def measure(engine: LlamaEngine, label: str, reference: list[torch.Tensor],
+            quick: bool) -> Row:
+    """Perplexity and top-1 agreement with `reference` (filled by the float variant)."""
+    nll, count, agree = 0.0, 0, 0
+    for i, ids in enumerate(sequences(engine)):
+        lp = engine.sequence_logprobs(ids)
+        target = torch.tensor(ids[1:])
+        nll -= float(lp[torch.arange(len(target)), target].sum())
+        count += len(target)
+        top1 = lp.argmax(dim=-1)
+        if len(reference) <= i:
+            reference.append(top1)
+        agree += int((top1 == reference[i]).sum())
+    row = Row(label, math.exp(nll / count), count, agree / count)
+    if not quick:
+        prompts = [engine.chat_ids([{"role": "user", "content": p}]) for p in PROMPTS]
+        row.answers = [g.text for g in engine.generate(prompts, max_tokens=24)]
+        row.tok_s_batch1 = tokens_per_second(engine, 1)
+        row.tok_s_batch4 = tokens_per_second(engine, 4)
+    return row
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "llm")
@@ -84,30 +121,12 @@ def main() -> int:
     rows = []
     for label, int8, quant in VARIANTS:
         engine = LlamaEngine(load.model, load.model_id, int8=int8, quant=quant)
-        seqs = sequences(engine)
-        nll, count, agree = 0.0, 0, 0
-        for i, ids in enumerate(seqs):
-            lp = engine.sequence_logprobs(ids)
-            target = torch.tensor(ids[1:])
-            nll -= float(lp[torch.arange(len(target)), target].sum())
-            count += len(target)
-            top1 = lp.argmax(dim=-1)
-            if not int8:
-                reference.append(top1)
-            agree += int((top1 == reference[i]).sum())
-        row: dict[str, object] = {
-            "variant": label, "perplexity": math.exp(nll / count), "tokens": count,
-            "top1_agreement": agree / count}
-        if not args.quick:
-            prompts = [engine.chat_ids([{"role": "user", "content": p}]) for p in PROMPTS]
-            row["answers"] = [g.text for g in engine.generate(prompts, max_tokens=24)]
-            row["tok_s_batch1"] = tokens_per_second(engine, 1)
-            row["tok_s_batch4"] = tokens_per_second(engine, 4)
-        rows.append(row)
+        rows.append(measure(engine, label, reference, args.quick))
         del engine
+    for r in rows:
+        r.perplexity_change = r.perplexity / rows[0].perplexity - 1
 
-    base = float(rows[0]["perplexity"])  # type: ignore[arg-type]
-    print(f"SmolLM2-135M-Instruct Q4_1, {rows[0]['tokens']} scored tokens "
+    print(f"SmolLM2-135M-Instruct Q4_1, {rows[0].tokens} scored tokens "
           f"(eval text + {len(CHATS)} chats); load {load_s:.1f} s "
           f"({'cache' if load.from_cache else 'converted'}); torch threads "
           f"{torch.get_num_threads()}")
@@ -116,21 +135,20 @@ def main() -> int:
         head += f" {'tok/s b1':>9} {'tok/s b4':>9}"
     print(head)
     for r in rows:
-        ppl = float(r["perplexity"])  # type: ignore[arg-type]
-        r["perplexity_change"] = ppl / base - 1
-        line = (f"{r['variant']!s:40} {ppl:7.2f} {100 * (ppl / base - 1):+6.1f}% "
-                f"{100 * float(r['top1_agreement']):6.1f}%")  # type: ignore[arg-type]
+        line = (f"{r.variant:40} {r.perplexity:7.2f} {100 * r.perplexity_change:+6.1f}% "
+                f"{100 * r.top1_agreement:6.1f}%")
         if not args.quick:
-            line += f" {float(r['tok_s_batch1']):9.1f} {float(r['tok_s_batch4']):9.1f}"  # type: ignore[arg-type]
+            line += f" {r.tok_s_batch1:9.1f} {r.tok_s_batch4:9.1f}"
         print(line)
     if not args.quick:
         print("\ngreedy answers (24 tokens max):")
         for r in rows:
-            print(f"  {r['variant']}:")
-            for p, a in zip(PROMPTS, r["answers"], strict=True):  # type: ignore[arg-type]
+            print(f"  {r.variant}:")
+            for p, a in zip(PROMPTS, r.answers, strict=True):
                 print(f"    {p} -> {a!r}")
     if args.json:
-        print(json.dumps({"bench": "llm_quality", "load_s": load_s, "variants": rows}))
+        print(json.dumps({"bench": "llm_quality", "load_s": load_s,
+                          "variants": [asdict(r) for r in rows]}))
     return 0
 
 

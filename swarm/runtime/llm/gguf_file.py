@@ -138,7 +138,8 @@ def build_tokenizer(tokens: Sequence[str], merges: Sequence[str], token_types: S
                     pre: str) -> Tokenizer:
     """A `tokenizers` byte-level BPE from GGUF vocabulary (ids = positions) and merges."""
     if pre not in _PRE_TOKENIZERS:
-        raise GGUFError(f"tokenizer.ggml.pre {pre!r} is not supported ({', '.join(_PRE_TOKENIZERS)})")
+        raise GGUFError(
+            f"tokenizer.ggml.pre {pre!r} is not supported ({', '.join(_PRE_TOKENIZERS)})")
     vocab = {tok: i for i, tok in enumerate(tokens)}
     if len(vocab) != len(tokens):
         raise GGUFError("tokenizer.ggml.tokens has duplicate entries")

@@ -84,8 +84,8 @@ class LlamaModel:
         causal = torch.ones(t, prev_len + t, dtype=torch.bool).tril(diagonal=prev_len)
         allowed = key_valid[:, None, :] & causal[None]
         # a padding query attends to itself only, so no softmax row is empty
-        diagonal = torch.arange(prev_len + t)[None, :] == torch.arange(prev_len, prev_len + t)[:, None]
-        allowed |= diagonal[None]
+        query_slot = torch.arange(prev_len, prev_len + t)[:, None]
+        allowed |= (torch.arange(prev_len + t)[None, :] == query_slot)[None]
         allowed = allowed[:, None]
 
         x = self.embed[tokens]
@@ -93,7 +93,7 @@ class LlamaModel:
         for i in range(c.n_layer):
             h = rms_norm(x, self.attn_norms[i], c.rms_eps)
             qkv = self.linears(f"{i}.qkv", h)
-            q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
+            q, k, v = torch.split(qkv, [nh * hd, nkv * hd, nkv * hd], dim=-1)
             q = q.view(b, t, nh, hd).transpose(1, 2)
             k = k.view(b, t, nkv, hd).transpose(1, 2)
             v = v.view(b, t, nkv, hd).transpose(1, 2)

@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pouw import MAX_TARGET, MiningSession, WinningTicket, verify_certificate
 from swarm.runtime.base import InferenceBackend, Outcome, UnsupportedPrompt
+from swarm.runtime.builtin import mining_hook
+from swarm.runtime.factory import make_backend
 from swarm.runtime.llm.backend import SmolLM2Backend
 from swarm.runtime.llm.cache import WEIGHTS, load_model
 from swarm.runtime.llm.engine import LlamaEngine, PromptTooLong, load_engine
@@ -119,3 +122,26 @@ def test_backend(int8_engine: LlamaEngine) -> None:
     assert screens == [True, False, False]  # off-topic and empty answers are bad
     with pytest.raises(UnsupportedPrompt):
         asyncio.run(backend.answer("   ", max_tokens=8))
+
+
+def test_mined_inference_is_bit_identical(float_engine: LlamaEngine,
+                                          int8_engine: LlamaEngine) -> None:
+    """Through a real pouw MiningSession (builtin.mining_hook pads to pouw's shapes): the
+    same tokens and log-probabilities, and the mined products win verifiable tickets."""
+    commitment = bytes(range(32))
+    target = MAX_TARGET >> 10
+    wins: list[WinningTicket] = []
+    session = MiningSession(commitment=commitment, target=target, max_wins=2,
+                            on_ticket=wins.append)
+    mined = LlamaEngine(float_engine.loaded, float_engine.model_id, int8=True,
+                        product=mining_hook(session))
+    ids = [mined.chat_ids(FRANCE)]
+    assert mined.generate(ids, max_tokens=3) == int8_engine.generate(ids, max_tokens=3)
+    assert wins
+    verify_certificate(wins[0].certificate, commitment=commitment, target=target)
+
+
+def test_factory_entry(cache_dir: Path, float_engine: LlamaEngine) -> None:
+    backend = make_backend(f"smollm2:{cache_dir}?temperature=0.7&seed=5")
+    assert isinstance(backend, SmolLM2Backend) and backend.model_id == MODEL_ID
+    assert backend.temperature == 0.7 and backend.seed == 5 and backend.engine.int8

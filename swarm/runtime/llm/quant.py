@@ -101,14 +101,14 @@ def quantise_activation(x: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch
     """Per-token (row) dynamic symmetric quantisation: (x_q int32 m x k in [-qmax, qmax],
     scale per row)."""
     scale = (x.abs().amax(dim=1) / qmax).clamp(min=_TINY)
-    q = torch.round(x / scale[:, None]).clamp(-qmax, qmax).to(torch.int32)
+    q = torch.round(x / scale[:, None]).clamp_(-qmax, qmax).to(torch.int32)
     return q, scale
 
 
 def split_digits(q: torch.Tensor) -> np.ndarray:
-    """[hi; lo] stacked rows (2m x k, int8) with q = DIGIT_BASE·hi + lo, both digits within
-    pouw's [-64, 63] (|hi| <= 63, |lo| <= 32 for |q| <= TWO_DIGIT_QMAX)."""
-    hi = torch.round(q.to(torch.float64) / DIGIT_BASE).to(torch.int32)
+    """[hi; lo] stacked rows (2m x k, int8) with q = DIGIT_BASE·hi + lo, hi = round(q / 64)
+    (|hi| <= 63 and |lo| <= 32 for |q| <= TWO_DIGIT_QMAX: within pouw's [-64, 63])."""
+    hi = torch.div(q + DIGIT_BASE // 2, DIGIT_BASE, rounding_mode="floor")
     lo = q - DIGIT_BASE * hi
     return torch.cat([hi, lo]).to(torch.int8).numpy()
 
@@ -185,15 +185,13 @@ class Int8Linears:
         m, n = x2.shape[0], wq.shape[1]
         if self.act_digits == 1:
             q, xs = quantise_activation(x2, self.qmax)
-            prod = self._product(name, q.to(torch.int8).numpy(), wq)
-            # float32 holds the int32 sums exactly at QMAX 63 (|sum| <= 63² · 1536 < 2^24)
-            y = torch.from_numpy(prod.astype(np.float32)) * xs[:, None] * self._ws[name][None, :]
+            exact = torch.from_numpy(self._product(name, q.to(torch.int8).numpy(), wq))
         else:
             q, xs = quantise_activation(x2, TWO_DIGIT_QMAX)
-            prod = self._product(name, split_digits(q), wq).astype(np.int64)
-            exact = torch.from_numpy(DIGIT_BASE * prod[:m] + prod[m:]).to(torch.float64)
-            y = (exact * xs.to(torch.float64)[:, None]
-                 * self._ws[name].to(torch.float64)[None, :]).to(torch.float32)
+            prod = torch.from_numpy(self._product(name, split_digits(q), wq))
+            exact = DIGIT_BASE * prod[:m] + prod[m:]  # |.| < 4064·63·k: int32 up to k = 8388
+        # the rescale is float; the int -> float32 conversion rounds only past 2^24
+        y = exact.to(torch.float32) * xs[:, None] * self._ws[name][None, :]
         return y.reshape(*shape[:-1], n)
 
     def _product(self, name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:

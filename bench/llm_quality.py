@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from swarm.runtime.llm.cache import load_model  # noqa: E402
+from swarm.runtime.llm.cache import default_cache_dir, load_model  # noqa: E402
 from swarm.runtime.llm.engine import LlamaEngine, QuantConfig  # noqa: E402
 from swarm.runtime.llm.shipped import shipped_gguf_path  # noqa: E402
 
@@ -109,7 +109,7 @@ def measure(engine: LlamaEngine, label: str, reference: list[torch.Tensor],
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "llm")
+    ap.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     ap.add_argument("--quick", action="store_true", help="skip speed and greedy answers")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

@@ -39,6 +39,15 @@ TOKENIZER = "tokenizer.json"
 MANIFEST = "manifest.json"
 
 
+def default_cache_dir() -> Path:
+    """Where tools without a node data directory cache the conversion:
+    $POUWCHAIN_LLM_CACHE, else $XDG_CACHE_HOME/pouwchain/llm, else ~/.cache/pouwchain/llm."""
+    if env := os.environ.get("POUWCHAIN_LLM_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pouwchain" / "llm"
+
+
 class CacheInvalid(Exception):
     """A cache directory that cannot be trusted (the caller rebuilds it)."""
 

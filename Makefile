@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/chain_validate.py
 	$(BIN)/python bench/network.py
 	$(BIN)/python bench/swarm_quality.py
+	$(BIN)/python bench/llm_quality.py
 
 ## make model: train the built-in arithmetic model variants into swarm/models/ (CPU, minutes)
 model: $(STAMP)

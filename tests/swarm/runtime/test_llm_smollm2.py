@@ -117,6 +117,9 @@ def test_backend(int8_engine: LlamaEngine) -> None:
         ("The capital of France is Madrid.", "The capital of France is Paris."),
         ("Paris.", "Paris.")]))
     assert [j.outcome for j in judgments] == [Outcome.A, Outcome.B, Outcome.TIE]
+    swapped = backend.judge_many([(q, "The capital of France is Berlin.",
+                                   "The capital of France is Paris.")])
+    assert swapped[0].outcome is Outcome.B  # no position bias: scores do not see order
     screens = asyncio.run(backend.screen_answers(q, ["The capital of France is Paris.",
                                                      "Bananas are yellow.", ""]))
     assert screens == [True, False, False]  # off-topic and empty answers are bad

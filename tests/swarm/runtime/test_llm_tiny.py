@@ -112,6 +112,15 @@ def test_corrupt_file_rejected(tiny: TinyModel, tmp_path: Path, damage: str) -> 
     assert isinstance(info.value, BackendError) and str(bad) in str(info.value)
 
 
+def test_unsupported_model_rejected(tmp_path: Path) -> None:
+    other = write_tiny_gguf(tmp_path / "gpt2.gguf", arch="gpt2")
+    with pytest.raises(GGUFError, match="architecture 'gpt2'"):
+        read_gguf(other.path)
+    missing = write_tiny_gguf(tmp_path / "missing.gguf", skip=frozenset({"blk.1.ffn_up.weight"}))
+    with pytest.raises(GGUFError, match=r"blk\.1\.ffn_up\.weight missing"):
+        read_gguf(missing.path)
+
+
 def test_cache_reuse_and_rebuild(tiny: TinyModel, tmp_path: Path) -> None:
     first = load_model(tiny.path, tmp_path)
     assert not first.from_cache

@@ -69,11 +69,13 @@ class TinyModel:
     approximate: set[str] = field(default_factory=set)
 
 
-def write_tiny_gguf(path: Path, *, seed: int = 0) -> TinyModel:
+def write_tiny_gguf(path: Path, *, seed: int = 0, arch: str = "llama",
+                    skip: frozenset[str] = frozenset()) -> TinyModel:
+    """The tiny model; `arch` and `skip` (tensor names left out) make broken variants."""
     rng = np.random.default_rng(seed)
     vocab = vocabulary()
     kv = N_KV * (D // N_HEAD)
-    w = gguf.GGUFWriter(str(path), "llama")
+    w = gguf.GGUFWriter(str(path), arch)
     w.add_name("tiny")
     w.add_block_count(N_LAYER)
     w.add_context_length(CTX)
@@ -96,30 +98,35 @@ def write_tiny_gguf(path: Path, *, seed: int = 0) -> TinyModel:
     w.add_chat_template(TEMPLATE)
 
     tiny = TinyModel(path)
+
+    def put(name: str, data: np.ndarray,
+            raw_dtype: gguf.GGMLQuantizationType | None = None) -> None:
+        if name not in skip:
+            w.add_tensor(name, data, raw_dtype=raw_dtype)
     raw, values = q8_0_blocks(len(vocab), D)
-    w.add_tensor("token_embd.weight", raw, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    put("token_embd.weight", raw, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
     tiny.reference["token_embd.weight"] = values
     norm = (1.0 + 0.1 * rng.standard_normal(D)).astype(np.float32)
-    w.add_tensor("output_norm.weight", norm)
+    put("output_norm.weight", norm)
     tiny.reference["output_norm.weight"] = norm
     for i in range(N_LAYER):
         b = f"blk.{i}."
         for name in ("attn_norm", "ffn_norm"):
             t = (1.0 + 0.1 * rng.standard_normal(D)).astype(np.float32)
-            w.add_tensor(b + name + ".weight", t)
+            put(b + name + ".weight", t)
             tiny.reference[b + name + ".weight"] = t
         for name, rows, heads in (("attn_q", D, N_HEAD), ("attn_k", kv, N_KV)):
             t = (0.3 * rng.standard_normal((rows, D))).astype(np.float32)
-            w.add_tensor(b + name + ".weight", permute_qk(t, heads))  # llama.cpp's layout
+            put(b + name + ".weight", permute_qk(t, heads))  # llama.cpp's layout
             tiny.reference[b + name + ".weight"] = t
         raw, values = q4_1_blocks(kv, D)
-        w.add_tensor(b + "attn_v.weight", raw, raw_dtype=gguf.GGMLQuantizationType.Q4_1)
+        put(b + "attn_v.weight", raw, raw_dtype=gguf.GGMLQuantizationType.Q4_1)
         tiny.reference[b + "attn_v.weight"] = values
         for name, shape in (("attn_output", (D, D)), ("ffn_gate", (D_FF, D)),
                             ("ffn_up", (D_FF, D)), ("ffn_down", (D, D_FF))):
             t = (0.2 * rng.standard_normal(shape)).astype(np.float32)
             q = gguf.quants.quantize(t, gguf.GGMLQuantizationType.Q4_1)
-            w.add_tensor(b + name + ".weight", q, raw_dtype=gguf.GGMLQuantizationType.Q4_1)
+            put(b + name + ".weight", q, raw_dtype=gguf.GGMLQuantizationType.Q4_1)
             tiny.reference[b + name + ".weight"] = t
             tiny.approximate.add(b + name + ".weight")
     w.write_header_to_file()

@@ -1,6 +1,6 @@
 """Int8 (W8A8) quality of the SmolLM2 engine against its own float forward.
 
-On a fixed shipped text (bench/data/llm_eval.txt, not the calibration text) and on the
+On a fixed shipped text (bench/data/llm_eval.txt, not the SmoothQuant text) and on the
 teacher-forced answers of a few fixed chat prompts, for each quantisation variant:
 perplexity (and its change against float) and next-token top-1 agreement with float.
 Also greedy answers of a few prompts and generation speed (tokens/s, batch of 1 and of 4,

@@ -9,7 +9,6 @@ conversion cache.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -36,8 +35,8 @@ from swarm.runtime.llm.shipped import SHA256, shipped_gguf_path
 
 Message = Mapping[str, str]
 
-#: fixed questions and answers whose chat rendering joins the calibration text
-_CALIBRATION_CHATS: tuple[tuple[str, str], ...] = (
+#: fixed questions and answers whose chat rendering joins the SmoothQuant text
+_SMOOTHQUANT_CHATS: tuple[tuple[str, str], ...] = (
     ("What is the capital of France?", "The capital of France is Paris."),
     ("How many grams are in 3 kilograms?", "There are 3000 grams in 3 kilograms."),
     ("Write one sentence about the sea.", "The sea is wide, salty and always moving."),
@@ -74,9 +73,9 @@ class Generation:
     finish_reason: str
 
 
-def calibration_text() -> str:
-    """The fixed text shipped for SmoothQuant calibration."""
-    return (resources.files("swarm.runtime.llm") / "data" / "calibration.txt").read_text("utf-8")
+def smoothquant_text() -> str:
+    """The fixed text shipped for SmoothQuant calibration (not the swarm's calibration)."""
+    return (resources.files("swarm.runtime.llm") / "data" / "smoothquant.txt").read_text("utf-8")
 
 
 class LlamaEngine:
@@ -103,11 +102,11 @@ class LlamaEngine:
         if int8:
             smooth = None
             if self.quant.smooth_alpha is not None:
-                absmax = self.calibrate([calibration_text()] + [
+                absmax = self.calibrate([smoothquant_text()] + [
                     self.template.render([{"role": "user", "content": q},
                                           {"role": "assistant", "content": a}],
                                          add_generation_prompt=False)
-                    for q, a in _CALIBRATION_CHATS])
+                    for q, a in _SMOOTHQUANT_CHATS])
                 smooth = {n: smoothing_factors(absmax[n], w, self.quant.smooth_alpha)
                           for n, w in weights.items()}
             self._int8 = Int8Linears(
@@ -316,8 +315,3 @@ def load_engine(gguf_path: Path | None = None, cache_dir: Path | None = None, *,
     path = gguf_path or shipped_gguf_path()
     load = load_model(path, cache_dir, expected_sha256=SHA256 if gguf_path is None else None)
     return LlamaEngine(load.model, load.model_id, int8=int8, quant=quant, product=product)
-
-
-def mean_logprob(values: Sequence[float]) -> float:
-    """Mean per-token log-probability (-inf for an empty continuation)."""
-    return math.fsum(values) / len(values) if values else -math.inf

@@ -88,16 +88,20 @@ class SmolLM2Backend:
         return [*messages, {"role": "user", "content": user}]
 
     def answer_many(self, prompts: Sequence[str], *, max_tokens: int,
-                    seeds: Sequence[int] | None = None,
-                    stop: Sequence[str] = ()) -> list[Answer]:
-        """Answers to every prompt in one batch; raises UnsupportedPrompt on an empty one
-        and PromptTooLong past the context window."""
+                    seeds: Sequence[int] | None = None, stop: Sequence[str] = (),
+                    temperature: float | None = None,
+                    top_p: float | None = None) -> list[Answer]:
+        """Answers to every prompt in one batch (seeds, temperature, top_p default to the
+        node's); raises UnsupportedPrompt on an empty prompt and PromptTooLong past the
+        context window."""
         if any(not p.strip() for p in prompts):
             raise UnsupportedPrompt("empty prompt")
         ids = [self.engine.chat_ids(self._messages(p)) for p in prompts]
         with self._lock:
             gens = self.engine.generate(
-                ids, max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
+                ids, max_tokens=max_tokens,
+                temperature=self.temperature if temperature is None else temperature,
+                top_p=self.top_p if top_p is None else top_p,
                 seed=list(seeds) if seeds is not None else self.seed, stop=stop)
         return [Answer(g.text.strip(), self.model_id, g.logprob) for g in gens]
 

@@ -125,6 +125,10 @@ def test_backend(int8_engine: LlamaEngine) -> None:
     assert screens == [True, False, False]  # off-topic and empty answers are bad
     with pytest.raises(UnsupportedPrompt):
         asyncio.run(backend.answer("   ", max_tokens=8))
+    sampled = backend.answer_many([q, q], max_tokens=10, seeds=[1, 1], temperature=1.0)
+    assert sampled[0] == sampled[1]
+    assert backend.answer_many([q], max_tokens=32, stop=["Paris"])[0].text == (
+        "The capital of France is")
 
 
 def test_mined_inference_is_bit_identical(float_engine: LlamaEngine,

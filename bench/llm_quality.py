@@ -39,6 +39,50 @@ CHATS = (
 )
 PROMPTS = ("What is the capital of France?", "How many grams are in 3 kilograms?",
            "Name three primary colors.", "What is 12 + 30?")
+#: short checkable questions (answer correct if it contains any of the strings, case-blind):
+#: a preview of task accuracy; the swarm bench's 200-question set is the real measure
+QUIZ: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("What is the capital of France?", ("paris",)),
+    ("What is the capital of Italy?", ("rome",)),
+    ("What is the capital of Japan?", ("tokyo",)),
+    ("What is the capital of Germany?", ("berlin",)),
+    ("What is the capital of Spain?", ("madrid",)),
+    ("What is the capital of the United Kingdom?", ("london",)),
+    ("What is the largest planet in the solar system?", ("jupiter",)),
+    ("Which planet is known as the red planet?", ("mars",)),
+    ("What is the chemical symbol for water?", ("h2o", "h₂o")),
+    ("What gas do plants absorb from the air?", ("carbon dioxide", "co2")),
+    ("How many days are in a week?", ("7", "seven")),
+    ("How many months are in a year?", ("12", "twelve")),
+    ("How many legs does a spider have?", ("8", "eight")),
+    ("How many sides does a triangle have?", ("3", "three")),
+    ("How many minutes are in an hour?", ("60", "sixty")),
+    ("How many grams are in a kilogram?", ("1000", "1,000", "thousand")),
+    ("What is 2 + 2?", ("4", "four")),
+    ("What is 10 times 10?", ("100",)),
+    ("What is half of 50?", ("25",)),
+    ("What color is grass?", ("green",)),
+    ("At what temperature in Celsius does water boil at sea level?", ("100",)),
+    ("Who wrote Romeo and Juliet?", ("shakespeare",)),
+    ("Who painted the Mona Lisa?", ("leonardo", "da vinci")),
+    ("What color is the sky on a clear day?", ("blue",)),
+    ("What color are bananas when they are ripe?", ("yellow",)),
+    ("Is a whale a mammal? Answer yes or no.", ("yes",)),
+    ("Is the sun a star? Answer yes or no.", ("yes",)),
+    ("Which animal says moo?", ("cow",)),
+    ("What is the opposite of hot?", ("cold",)),
+    ("What is the opposite of up?", ("down",)),
+    ("What is the largest ocean on Earth?", ("pacific",)),
+    ("What is the tallest mountain on Earth?", ("everest",)),
+    ("On which continent is Egypt?", ("africa",)),
+    ("What language is mainly spoken in Brazil?", ("portuguese",)),
+    ("What is the freezing point of water in Fahrenheit?", ("32",)),
+    ("What do bees make?", ("honey",)),
+    ("What is the main ingredient of bread?", ("flour", "wheat")),
+    ("Which animal is known as the king of the jungle?", ("lion",)),
+    ("How many hours are in a day?", ("24", "twenty-four")),
+    ("What is the plural of mouse?", ("mice",)),
+)
 #: (label, int8, quant config)
 VARIANTS: tuple[tuple[str, bool, QuantConfig | None], ...] = (
     ("float32", False, None),
@@ -77,6 +121,19 @@ def tokens_per_second(engine: LlamaEngine, batch: int, repeats: int = 3) -> floa
     return sum(len(g.token_ids) for g in gens) / best
 
 
+#: the variants whose quiz accuracy is measured (40 greedy answers each)
+QUIZ_VARIANTS = ("float32", "±63 w, 2-digit act, SQ α0.5 (default)")
+
+
+def quiz_accuracy(engine: LlamaEngine) -> float:
+    """Share of QUIZ answered right (greedy, 32 tokens, one batch)."""
+    prompts = [engine.chat_ids([{"role": "user", "content": q}]) for q, _ in QUIZ]
+    gens = engine.generate(prompts, max_tokens=32)
+    right = sum(any(k in g.text.lower() for k in keys)
+                for g, (_q, keys) in zip(gens, QUIZ, strict=True))
+    return right / len(QUIZ)
+
+
 @dataclass
 class Row:
     """One variant's figures."""
@@ -89,6 +146,7 @@ class Row:
     answers: list[str] = field(default_factory=list)
     tok_s_batch1: float = 0.0
     tok_s_batch4: float = 0.0
+    quiz_accuracy: float | None = None
 
 
 def measure(engine: LlamaEngine, label: str, reference: list[torch.Tensor],
@@ -108,6 +166,8 @@ def measure(engine: LlamaEngine, label: str, reference: list[torch.Tensor],
     if not quick:
         prompts = [engine.chat_ids([{"role": "user", "content": p}]) for p in PROMPTS]
         row.answers = [g.text for g in engine.generate(prompts, max_tokens=24)]
+        if label in QUIZ_VARIANTS:
+            row.quiz_accuracy = quiz_accuracy(engine)
         row.tok_s_batch1 = tokens_per_second(engine, 1)
         row.tok_s_batch4 = tokens_per_second(engine, 4)
     return row
@@ -147,6 +207,10 @@ def main() -> int:
             line += f" {r.tok_s_batch1:9.1f} {r.tok_s_batch4:9.1f}"
         print(line)
     if not args.quick:
+        for r in rows:
+            if r.quiz_accuracy is not None:
+                print(f"quiz accuracy ({len(QUIZ)} questions), {r.variant}: "
+                      f"{100 * r.quiz_accuracy:.1f}%")
         print("\ngreedy answers (24 tokens max):")
         for r in rows:
             print(f"  {r.variant}:")

@@ -96,13 +96,13 @@ class LlamaEngine:
         self.int8 = int8
         self.quant = quant or QuantConfig()
         weights = fused_weights(loaded.tensors, self.config.n_layer, self.config.tied_embeddings)
-        self._float = FloatLinears(weights)
         self._int8: Int8Linears | None = None
-        self.model = LlamaModel(self.config, loaded.tensors, self._float)
-        if int8:
+        if not int8:
+            self.model = LlamaModel(self.config, loaded.tensors, FloatLinears(weights))
+        else:
             smooth = None
             if self.quant.smooth_alpha is not None:
-                absmax = self.calibrate([smoothquant_text()] + [
+                absmax = self.activation_absmax(weights, [smoothquant_text()] + [
                     self.template.render([{"role": "user", "content": q},
                                           {"role": "assistant", "content": a}],
                                          add_generation_prompt=False)
@@ -113,30 +113,25 @@ class LlamaEngine:
                 weights, qmax=self.quant.qmax, smooth=smooth, product=product,
                 float_names=frozenset() if self.quant.quantize_lm_head else frozenset(
                     {"lm_head"}), act_digits=self.quant.act_digits)
-            self.model.linears = self._int8
-            # the float weights stay only where the int8 path still uses them
-            keep = {"lm_head"} if not self.quant.quantize_lm_head else set()
-            self._float.weights = {k: v for k, v in weights.items() if k in keep}
+            self.model = LlamaModel(self.config, loaded.tensors, self._int8)
         self.stop_ids = frozenset({self.special.eos} | {
             i for t in ("<|endoftext|>", "<|eot_id|>")
             if (i := self.tokenizer.token_to_id(t)) is not None})
 
     # --- quantisation -----------------------------------------------------------------
-    def calibrate(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Per-input-channel |activation| maxima of every linear over `texts` (float)."""
-        record: dict[str, torch.Tensor] = {}
-        saved, self.model.linears = self.model.linears, self._float
-        self._float.record = record
-        try:
-            for text in texts:
-                ids = self.encode(text)[: self.config.context_length]
-                t = torch.tensor([ids])
-                hidden, _ = self.model.forward(t, torch.ones_like(t, dtype=torch.bool))
-                self.model.logits(hidden)
-        finally:
-            self._float.record = None
-            self.model.linears = saved
-        return record
+    def activation_absmax(self, weights: dict[str, torch.Tensor],
+                          texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Per-input-channel |activation| maxima of every linear of the float model with
+        `weights` over `texts` (SmoothQuant calibration)."""
+        recorder = FloatLinears(weights)
+        recorder.record = {}
+        model = LlamaModel(self.config, self.loaded.tensors, recorder)
+        for text in texts:
+            ids = self.encode(text)[: self.config.context_length]
+            t = torch.tensor([ids])
+            hidden, _ = model.forward(t, torch.ones_like(t, dtype=torch.bool))
+            model.logits(hidden)
+        return recorder.record
 
     def set_product(self, product: ProductFn | None) -> None:
         """Route the int8 products through `product` (None: the default exact product)."""

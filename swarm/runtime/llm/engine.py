@@ -28,6 +28,7 @@ from swarm.runtime.llm.quant import (
     Int8Linears,
     ProductFn,
     ProductStats,
+    default_product,
     fused_weights,
     smoothing_factors,
 )
@@ -137,8 +138,6 @@ class LlamaEngine:
         """Route the int8 products through `product` (None: the default exact product)."""
         if self._int8 is None:
             raise ValueError("the float engine has no int8 products")
-        from swarm.runtime.llm.quant import default_product
-
         self._int8.product = product or default_product
 
     @property

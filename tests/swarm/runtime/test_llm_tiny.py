@@ -221,6 +221,10 @@ def test_int8_products_through_callable(tiny: TinyModel) -> None:
     seen.clear()
     full.generate([p], max_tokens=1)
     assert seen[-1] == (1, D, len(vocabulary()))  # last position only through the head
+    seen.clear()
+    plain.set_product(product)  # a node that starts mining later swaps the callable
+    plain.generate([p], max_tokens=1)
+    assert len(seen) == 4 * N_LAYER
 
 
 def test_int8_close_to_float(tiny: TinyModel, float_engine: LlamaEngine) -> None:

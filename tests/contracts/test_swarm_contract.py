@@ -6,87 +6,33 @@ import dataclasses
 
 import pytest
 
-from consensus.genesis import DEV_BALANCE, dev_seed
-from consensus.tx import MAX_TX_SIZE, public_key
-from contracts.base import TxContext
-from contracts.registry import (
-    CAPABILITY_PREFIX,
-    RegisterSwarmNode,
-    SwarmCapability,
-)
+from consensus.genesis import DEV_BALANCE
+from consensus.tx import MAX_TX_SIZE
 from contracts.swarm import (
     MAX_SETTLEMENT_LAG,
     REPUTATION_FLOOR,
     REPUTATION_HALF_LIFE,
     SettleSwarmRound,
-    SwarmActivity,
-    apply_register_swarm_node,
-    apply_settle_swarm_round,
-    build_settlement,
     effective_reputation,
     last_active,
-    selected_nodes,
     settled_round,
 )
 from core.encoding import decode, encode
 from core.errors import TransactionError
 from core.records import StakeRecord
-from core.state import State
 from swarm.messages import Payout
 from swarm.settlement import decayed_reputation, settle
-from tests.framework.chain import Chain, new_chain
-from tests.framework.roundkit import STAKE, Round, build_round, honest, make_request, seed
-
-CLIENT_SEED = dev_seed(1)
-CLIENT = public_key(CLIENT_SEED)
-FEE = 1_000_000
-HEIGHT = 10
-
-
-POOL = [seed(f"pool{i}") for i in range(24)]  # registered, staked, calibrated nodes
-SEED_OF = {public_key(s): s for s in POOL}
-
-
-def register_pool(chain: Chain, *, reputation: int = 1000, active_since: int | None = None,
-                  pool: list[bytes] = POOL) -> None:
-    """Register ``pool`` through the registry contract, staked, calibrated, with reputation."""
-    for s in pool:
-        node = public_key(s)
-        chain.state.set_stake(node, StakeRecord(bonded=STAKE))
-        apply_register_swarm_node(chain.state, RegisterSwarmNode(models=(bytes(32),)),
-                                  TxContext(sender=node, height=1, params=chain.params))
-        chain.state.set_record(CAPABILITY_PREFIX + node,
-                               SwarmCapability(capable=1, height=1, correct=16))
-        chain.state.set_reputation(node, reputation)
-        if active_since is not None:
-            chain.state.set_record(b"swact/" + node, SwarmActivity(active_since))
-
-
-def setup_round(chain: Chain, *, n: int = 5, judges: int = 4, no_show: bool = False,
-                height: int = HEIGHT, reputation: int = 1000,
-                active_since: int | None = None) -> Round:
-    """A round whose answerers and judges are the ones the chain draws at ``height`` (the
-    first request nonce whose two draws are disjoint, so the roles stay separate)."""
-    register_pool(chain, reputation=reputation, active_since=active_since)
-    for nonce in range(100):
-        request = make_request(CLIENT_SEED, fee=FEE, answers=n, judges=judges, nonce=nonce)
-        drawn, judged = selected_nodes(chain.state, request, height=height,
-                                       min_stake=chain.params.min_node_stake)
-        if not set(drawn) & set(judged):
-            break
-    assert len(drawn) == n and len(judged) == judges and not set(drawn) & set(judged)
-    answers = [(SEED_OF[node], f"answer q={(i * 3) % n}".encode())
-               for i, node in enumerate(drawn)]
-    return build_round(
-        request=request, answers=answers, judges=[(SEED_OF[node], honest) for node in judged],
-        answer_no_shows=(answers[0][0],) if no_show else ())
-
-
-def payload_for(state: State, r: Round, *, height: int = HEIGHT) -> SettleSwarmRound:
-    return build_settlement(
-        state, height=height, request=r.request, answerers=r.answerers, judges=r.judges,
-        commitments=r.commitments, answer_openings=r.answer_openings,
-        judgment_openings=r.judgment_openings)
+from tests.framework.chain import new_chain
+from tests.framework.roundkit import STAKE, make_request
+from tests.framework.swarmchain import (
+    CLIENT,
+    CLIENT_SEED,
+    FEE,
+    HEIGHT,
+    apply_settlement,
+    payload_for,
+    setup_round,
+)
 
 
 def test_build_settlement_equals_direct_settle() -> None:
@@ -98,12 +44,6 @@ def test_build_settlement_equals_direct_settle() -> None:
         answer_openings=r.answer_openings, judgment_openings=r.judgment_openings,
         reputations={n: 1000 for n in nodes}, stakes={n: STAKE for n in nodes}).outcome
     assert payload_for(chain.state, r).outcome == direct
-
-
-def apply_settlement(chain: Chain, payload: SettleSwarmRound, *, height: int = HEIGHT) -> None:
-    apply_settle_swarm_round(chain.state, payload,
-                             TxContext(sender=public_key(dev_seed(2)), height=height,
-                                       params=chain.params))
 
 
 def test_settlement_applies_payouts_reputation_and_marks_the_round() -> None:

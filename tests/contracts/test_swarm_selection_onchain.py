@@ -20,7 +20,6 @@ from contracts.registry import (
     SubmitCalibration,
     apply_submit_calibration,
     calibration_prompts,
-    calibration_seed,
     capability,
     is_capable,
     swarm_node_ids,
@@ -34,29 +33,22 @@ from contracts.swarm import (
 )
 from core.errors import TransactionError
 from core.records import StakeRecord, SwarmNode
-from swarm.calibration import calibration_questions
-from tests.contracts.test_swarm_contract import (
+from tests.framework.chain import Chain, make_block, new_chain, tx
+from tests.framework.roundkit import STAKE, build_round, honest, make_request, seed
+from tests.framework.swarmchain import (
     CLIENT_SEED,
     FEE,
     HEIGHT,
+    MODEL,
     POOL,
+    answers_for,
     apply_settlement,
     payload_for,
     register_pool,
     setup_round,
 )
-from tests.framework.chain import Chain, make_block, new_chain, tx
-from tests.framework.roundkit import STAKE, build_round, honest, make_request, seed
 
 PARENT = bytes([0xAB]) * 32
-MODEL = bytes(32)
-
-
-def answers_for(parent: bytes, node: bytes, *, right: int) -> tuple[bytes, ...]:
-    """Answers to the node's calibration questions on ``parent``: the first ``right`` exact,
-    the rest off by one."""
-    qs = calibration_questions(calibration_seed(parent, node), count=CALIBRATION_QUESTIONS)
-    return tuple(str(q.expected + (0 if i < right else 1)).encode() for i, q in enumerate(qs))
 
 
 def register(chain: Chain, s: bytes, *, models: tuple[bytes, ...] = (MODEL,)) -> bytes:

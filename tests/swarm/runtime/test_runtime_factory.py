@@ -11,7 +11,7 @@ from swarm.runtime.builtin import BuiltinBackend, variant_path
 from swarm.runtime.factory import make_backend, parse_spec
 from swarm.runtime.hf import HFCheckpointBackend
 from swarm.runtime.openai_http import OpenAIBackend
-from tests.swarm.runtime.test_runtime_hf import gpt2_tensors, write_checkpoint
+from tests.framework.checkpoints import gpt2_tensors, write_checkpoint
 
 
 def test_parse_spec() -> None:

@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs
 
 from swarm.runtime.arith_model import MatmulHook
 from swarm.runtime.base import BackendError, InferenceBackend
 from swarm.runtime.builtin import DEFAULT_JUDGE_FORMS, BuiltinBackend
 from swarm.runtime.hf import HFCheckpointBackend
+from swarm.runtime.llm.backend import SmolLM2Backend
 from swarm.runtime.openai_http import OpenAIBackend
 
 
@@ -47,10 +49,6 @@ def make_backend(spec: str, *, matmul_hook: MatmulHook | None = None,
     if kind == "hf":
         return HFCheckpointBackend(target)
     if kind == "smollm2":
-        from pathlib import Path
-
-        from swarm.runtime.llm.backend import SmolLM2Backend
-
         return SmolLM2Backend.load(
             Path(target), int8=options.get("float", "0") not in ("1", "true"),
             product=matmul_hook, system_prompt=options.get("system"),

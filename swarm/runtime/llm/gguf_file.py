@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
 import torch
 from jinja2.exceptions import TemplateError
@@ -200,8 +201,6 @@ def _field(reader: Any, key: str, default: Any = None) -> Any:
 
 def read_gguf(path: Path) -> LoadedModel:
     """Read and dequantise a Llama GGUF; raises GGUFError on anything unreadable."""
-    import gguf
-
     try:
         reader = gguf.GGUFReader(str(path), "r")
     except (ValueError, OSError, IndexError, KeyError, TypeError, struct.error) as exc:
@@ -215,8 +214,6 @@ def read_gguf(path: Path) -> LoadedModel:
 
 
 def _read(reader: Any, path: Path) -> LoadedModel:
-    import gguf
-
     arch = _field(reader, "general.architecture")
     if arch != "llama":
         raise GGUFError(f"{path}: architecture {arch!r}, only 'llama' is supported")

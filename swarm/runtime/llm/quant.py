@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from pouw.backends import int_mm_is_exact
+
 #: product(a, b): the exact product of int8 a (m x k) and int8 b (k x n), any int dtype
 ProductFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -114,8 +116,6 @@ def split_digits(q: torch.Tensor) -> np.ndarray:
 
 
 def _int_mm_exact() -> bool:
-    from pouw.backends import int_mm_is_exact
-
     return bool(int_mm_is_exact("cpu"))
 
 

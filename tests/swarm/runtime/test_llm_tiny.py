@@ -38,7 +38,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 
 
 @pytest.fixture(scope="module")
-def float_engine(tiny: TinyModel) -> LlamaEngine:
+def tiny_float_engine(tiny: TinyModel) -> LlamaEngine:
     load = load_model(tiny.path)
     return LlamaEngine(load.model, load.model_id, int8=False)
 
@@ -155,44 +155,44 @@ def test_expected_hash_enforced(tiny: TinyModel) -> None:
         load_model(tiny.path, expected_sha256="00" * 32)
 
 
-def test_kv_cache_matches_full_recompute(float_engine: LlamaEngine) -> None:
+def test_kv_cache_matches_full_recompute(tiny_float_engine: LlamaEngine) -> None:
     """Greedy decoding with the KV cache picks what a full forward over the whole
     sequence picks, step after step."""
-    prompt = float_engine.encode("the cat sat")
-    gen = float_engine.generate([prompt], max_tokens=8, stop_ids=())[0]
+    prompt = tiny_float_engine.encode("the cat sat")
+    gen = tiny_float_engine.generate([prompt], max_tokens=8, stop_ids=())[0]
     seq = list(prompt)
     for tok in gen.token_ids:
-        lp = float_engine.sequence_logprobs([*seq, 0])
+        lp = tiny_float_engine.sequence_logprobs([*seq, 0])
         assert int(lp[-1].argmax()) == tok
         seq.append(tok)
 
 
-def test_batch_matches_single(float_engine: LlamaEngine) -> None:
-    prompts = [float_engine.encode(t) for t in ("the", "a longer prompt, the end", "hi 42")]
-    batched = float_engine.generate(prompts, max_tokens=6, stop_ids=())
+def test_batch_matches_single(tiny_float_engine: LlamaEngine) -> None:
+    prompts = [tiny_float_engine.encode(t) for t in ("the", "a longer prompt, the end", "hi 42")]
+    batched = tiny_float_engine.generate(prompts, max_tokens=6, stop_ids=())
     for p, g in zip(prompts, batched, strict=True):
-        single = float_engine.generate([p], max_tokens=6, stop_ids=())[0]
+        single = tiny_float_engine.generate([p], max_tokens=6, stop_ids=())[0]
         assert single.token_ids == g.token_ids
         assert single.logprob == pytest.approx(g.logprob, abs=1e-4)
 
 
-def test_max_tokens_stop_and_seeds(float_engine: LlamaEngine) -> None:
-    p = float_engine.encode("the")
-    g = float_engine.generate([p], max_tokens=5, stop_ids=())[0]
+def test_max_tokens_stop_and_seeds(tiny_float_engine: LlamaEngine) -> None:
+    p = tiny_float_engine.encode("the")
+    g = tiny_float_engine.generate([p], max_tokens=5, stop_ids=())[0]
     assert len(g.token_ids) == 5 and g.finish_reason == "length"
     first = g.token_ids[0]
-    s = float_engine.generate([p], max_tokens=5, stop_ids={first})[0]
+    s = tiny_float_engine.generate([p], max_tokens=5, stop_ids={first})[0]
     assert s.token_ids == () and s.finish_reason == "stop"
-    a = float_engine.generate([p, p], max_tokens=8, temperature=1.5, seed=[3, 3], stop_ids=())
-    b = float_engine.generate([p], max_tokens=8, temperature=1.5, seed=3, stop_ids=())
+    a = tiny_float_engine.generate([p, p], max_tokens=8, temperature=1.5, seed=[3, 3], stop_ids=())
+    b = tiny_float_engine.generate([p], max_tokens=8, temperature=1.5, seed=3, stop_ids=())
     assert a[0].token_ids == a[1].token_ids == b[0].token_ids
-    draws = {float_engine.generate([p], max_tokens=8, temperature=1.5, seed=s,
+    draws = {tiny_float_engine.generate([p], max_tokens=8, temperature=1.5, seed=s,
                                    stop_ids=())[0].token_ids for s in range(6)}
     assert len(draws) > 1
     with pytest.raises(PromptTooLong):
-        float_engine.generate([p], max_tokens=CTX)
+        tiny_float_engine.generate([p], max_tokens=CTX)
     with pytest.raises(ValueError):
-        float_engine.generate([[]], max_tokens=3)
+        tiny_float_engine.generate([[]], max_tokens=3)
 
 
 def test_int8_products_through_callable(tiny: TinyModel) -> None:
@@ -227,9 +227,9 @@ def test_int8_products_through_callable(tiny: TinyModel) -> None:
     assert len(seen) == 4 * N_LAYER
 
 
-def test_int8_close_to_float(tiny: TinyModel, float_engine: LlamaEngine) -> None:
+def test_int8_close_to_float(tiny: TinyModel, tiny_float_engine: LlamaEngine) -> None:
     load = load_model(tiny.path)
     q = LlamaEngine(load.model, load.model_id, int8=True)
     ids = q.encode("the cat sat on the mat")
-    a, b = float_engine.sequence_logprobs(ids), q.sequence_logprobs(ids)
+    a, b = tiny_float_engine.sequence_logprobs(ids), q.sequence_logprobs(ids)
     assert (a.exp() - b.exp()).abs().max() < 0.05

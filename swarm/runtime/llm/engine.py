@@ -9,8 +9,8 @@ conversion cache.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -72,6 +72,32 @@ class Generation:
     text: str
     logprob: float
     finish_reason: str
+
+
+#: streaming callback of `LlamaEngine.generate`: (row of the batch, token id)
+TokenCallback = Callable[[int, int], None]
+
+
+@dataclass
+class _Decoding:
+    """The mutable per-row state of one `generate` call."""
+
+    rows: int
+    stops: frozenset[int]
+    stop: tuple[str, ...]
+    max_tokens: int
+    on_token: TokenCallback | None
+    gens: list[torch.Generator]
+    out: list[list[int]] = field(default_factory=list)
+    logprob: list[float] = field(default_factory=list)
+    finish: list[str | None] = field(default_factory=list)
+    cut_texts: list[str | None] = field(default_factory=list)  # text cut at a stop string
+
+    def __post_init__(self) -> None:
+        self.out = [[] for _ in range(self.rows)]
+        self.logprob = [0.0] * self.rows
+        self.finish = [None] * self.rows
+        self.cut_texts = [None] * self.rows
 
 
 def smoothquant_text() -> str:
@@ -171,21 +197,9 @@ class LlamaEngine:
                 valid[i, longest - len(p):] = True
         return self.model.forward(tokens, valid)
 
-    @torch.no_grad()
-    def generate(self, prompts: Sequence[Sequence[int]], *, max_tokens: int,
-                 temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int | Sequence[int | None] | None = None,
-                 stop_ids: Collection[int] | None = None,
-                 stop: Sequence[str] = ()) -> list[Generation]:
-        """Continue every prompt (token ids) in one batch.
-
-        temperature 0 is greedy; otherwise sampling with optional nucleus `top_p`, each row
-        with its own generator seeded by `seed` (one int for all rows or one per row), so a
-        row's draws do not depend on the other rows'. Stops at a stop token (default: eos),
-        at any string of `stop` (cut from the text) or after `max_tokens` tokens.
-        """
-        if not prompts:
-            return []
+    def _check_generate(self, prompts: Sequence[Sequence[int]], max_tokens: int,
+                        temperature: float, top_p: float) -> None:
+        """Raise on arguments `generate` cannot run (PromptTooLong past the context)."""
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
         if temperature < 0 or not 0 < top_p <= 1:
@@ -196,51 +210,86 @@ class LlamaEngine:
             if len(p) + max_tokens > self.config.context_length:
                 raise PromptTooLong(f"prompt of {len(p)} tokens plus max_tokens {max_tokens} "
                                     f"exceeds the context of {self.config.context_length}")
-        stops = self.stop_ids if stop_ids is None else frozenset(stop_ids)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Sequence[int]], *, max_tokens: int,
+                 temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int | Sequence[int | None] | None = None,
+                 stop_ids: Collection[int] | None = None,
+                 stop: Sequence[str] = (), on_token: TokenCallback | None = None
+                 ) -> list[Generation]:
+        """Continue every prompt (token ids) in one batch.
+
+        temperature 0 is greedy; otherwise sampling with optional nucleus `top_p`, each row
+        with its own generator seeded by `seed` (one int for all rows or one per row), so a
+        row's draws do not depend on the other rows'. Stops at a stop token (default: eos),
+        at any string of `stop` (cut from the text) or after `max_tokens` tokens.
+
+        `on_token(row, token_id)` (streaming) is called for every token a row keeps, in
+        order, as soon as it is chosen; a stop token is never passed. The token that
+        completes a stop string is passed too: a streamer that honours `stop` holds back
+        text that could still be the start of a stop string (the final `Generation.text`
+        is the reference).
+        """
+        if not prompts:
+            return []
+        self._check_generate(prompts, max_tokens, temperature, top_p)
         seeds = list(seed) if isinstance(seed, Sequence) else [seed] * len(prompts)
         if len(seeds) != len(prompts):
             raise ValueError("one seed per prompt")
-        gens = [torch.Generator().manual_seed(s if s is not None else 0) for s in seeds]
-        out: list[list[int]] = [[] for _ in prompts]
-        logprob = [0.0] * len(prompts)
-        finish: list[str | None] = [None] * len(prompts)
-        cut_texts: list[str | None] = [None] * len(prompts)  # text cut at a stop string
-
+        state = _Decoding(
+            rows=len(prompts), stops=self.stop_ids if stop_ids is None else frozenset(stop_ids),
+            stop=tuple(stop), max_tokens=max_tokens, on_token=on_token,
+            gens=[torch.Generator().manual_seed(s if s is not None else 0) for s in seeds])
         hidden, cache = self._prefill(prompts)
         logits = self.model.logits(hidden[:, -1])
         active = list(range(len(prompts)))
         for step in range(max_tokens):
-            lp = torch.log_softmax(logits.to(torch.float64), dim=-1)
-            chosen = [self._pick(logits[j], gens[row], temperature, top_p)
+            chosen = [self._pick(logits[j], state.gens[row], temperature, top_p)
                       for j, row in enumerate(active)]
-            still: list[int] = []
-            for j, (row, tok) in enumerate(zip(active, chosen, strict=True)):
-                if tok in stops:
-                    finish[row] = "stop"
-                    continue
-                out[row].append(tok)
-                logprob[row] += float(lp[j, tok])
-                if stop:
-                    text = self.decode(out[row])
-                    cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
-                    if cut >= 0:
-                        cut_texts[row], finish[row] = text[:cut], "stop"
-                        continue
-                if step + 1 == max_tokens:
-                    finish[row] = "length"
-                    continue
-                still.append(j)
+            still = self._accept(state, step, active, chosen, logits)
             if not still:
                 break
-            keep = torch.tensor(still)
-            cache = cache.select(keep)
+            cache = cache.select(torch.tensor(still))
             active = [active[j] for j in still]
             nxt = torch.tensor([[chosen[j]] for j in still])
             hidden, cache = self.model.forward(nxt, torch.ones_like(nxt, dtype=torch.bool), cache)
             logits = self.model.logits(hidden[:, -1])
         return [Generation(tuple(ids), self.decode(ids) if cut is None else cut, lp_sum,
                            reason or "length")
-                for ids, cut, lp_sum, reason in zip(out, cut_texts, logprob, finish, strict=True)]
+                for ids, cut, lp_sum, reason in zip(state.out, state.cut_texts, state.logprob,
+                                                    state.finish, strict=True)]
+
+    def _accept(self, state: _Decoding, step: int, active: Sequence[int],
+                chosen: Sequence[int], logits: torch.Tensor) -> list[int]:
+        """Record one decoding step's tokens (`chosen[j]` for row `active[j]`); the
+        positions j whose rows go on."""
+        lp = torch.log_softmax(logits.to(torch.float64), dim=-1)
+        still: list[int] = []
+        for j, (row, tok) in enumerate(zip(active, chosen, strict=True)):
+            if tok in state.stops:
+                state.finish[row] = "stop"
+                continue
+            state.out[row].append(tok)
+            state.logprob[row] += float(lp[j, tok])
+            if state.on_token is not None:
+                state.on_token(row, tok)
+            if state.stop and self._cut_at_stop(state, row):
+                continue
+            if step + 1 == state.max_tokens:
+                state.finish[row] = "length"
+                continue
+            still.append(j)
+        return still
+
+    def _cut_at_stop(self, state: _Decoding, row: int) -> bool:
+        """Whether row's text now holds a stop string (then cut there and finished)."""
+        text = self.decode(state.out[row])
+        cut = min((i for s in state.stop if (i := text.find(s)) >= 0), default=-1)
+        if cut < 0:
+            return False
+        state.cut_texts[row], state.finish[row] = text[:cut], "stop"
+        return True
 
     @staticmethod
     def _pick(logits: torch.Tensor, gen: torch.Generator, temperature: float,

@@ -217,10 +217,20 @@ def _read(reader: Any, path: Path) -> LoadedModel:
     arch = _field(reader, "general.architecture")
     if arch != "llama":
         raise GGUFError(f"{path}: architecture {arch!r}, only 'llama' is supported")
-    names = {t.name: t for t in reader.tensors}
+    tokens = [str(t) for t in _field(reader, "tokenizer.ggml.tokens")]
+    config = _read_config(reader, path, tokens)
+    tensors = _read_tensors(reader, path, config)
+    tokenizer, special = _read_tokenizer(reader, path, tokens)
+    template = str(_field(reader, "tokenizer.chat_template"))
+    ChatTemplate(template, special)  # parse now: a broken template fails the load, not a chat
+    name = str(_field(reader, "general.name", path.stem))
+    return LoadedModel(config, tensors, tokenizer, template, special, name)
+
+
+def _read_config(reader: Any, path: Path, tokens: Sequence[str]) -> LlamaConfig:
+    """The hyper-parameters, checked for what the forward pass supports."""
     n_head = int(_field(reader, "llama.attention.head_count"))
     d_model = int(_field(reader, "llama.embedding_length"))
-    tokens = [str(t) for t in _field(reader, "tokenizer.ggml.tokens")]
     config = LlamaConfig(
         n_layer=int(_field(reader, "llama.block_count")),
         d_model=d_model,
@@ -231,7 +241,7 @@ def _read(reader: Any, path: Path) -> LoadedModel:
         context_length=int(_field(reader, "llama.context_length")),
         rope_base=float(_field(reader, "llama.rope.freq_base", 10000.0)),
         rms_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon")),
-        tied_embeddings="output.weight" not in names,
+        tied_embeddings="output.weight" not in {t.name for t in reader.tensors},
     )
     if d_model % n_head or config.head_dim % 2 or n_head % config.n_kv_head:
         raise GGUFError(f"{path}: inconsistent head counts {config}")
@@ -243,10 +253,14 @@ def _read(reader: Any, path: Path) -> LoadedModel:
     model = str(_field(reader, "tokenizer.ggml.model"))
     if model != "gpt2":
         raise GGUFError(f"{path}: tokenizer model {model!r}, only byte-level BPE ('gpt2')")
+    return config
 
-    shapes = expected_shapes(config)
+
+def _read_tensors(reader: Any, path: Path, config: LlamaConfig) -> dict[str, torch.Tensor]:
+    """Every weight, dequantised to float32 in HF layout (Q/K rows unpermuted)."""
+    names = {t.name: t for t in reader.tensors}
     tensors: dict[str, torch.Tensor] = {}
-    for name, shape in shapes.items():
+    for name, shape in expected_shapes(config).items():
         t = names.get(name)
         if t is None:
             raise GGUFError(f"{path}: tensor {name} missing")
@@ -260,7 +274,12 @@ def _read(reader: Any, path: Path) -> LoadedModel:
         elif name.endswith("attn_k.weight"):
             w = unpermute_qk(w, config.n_kv_head)
         tensors[name] = torch.from_numpy(np.array(w, dtype=np.float32, order="C"))  # own copy
+    return tensors
 
+
+def _read_tokenizer(reader: Any, path: Path, tokens: Sequence[str]
+                    ) -> tuple[Tokenizer, SpecialTokens]:
+    """The BPE tokenizer and the special token ids."""
     types = [int(x) for x in _field(reader, "tokenizer.ggml.token_type")]
     merges = [str(m) for m in _field(reader, "tokenizer.ggml.merges")]
     tokenizer = build_tokenizer(tokens, merges, types, str(_field(reader, "tokenizer.ggml.pre",
@@ -270,8 +289,5 @@ def _read(reader: Any, path: Path) -> LoadedModel:
     pad = int(_field(reader, "tokenizer.ggml.padding_token_id", eos))
     if not all(0 <= i < len(tokens) for i in (bos, eos, pad)):
         raise GGUFError(f"{path}: special token id out of range")
-    special = SpecialTokens(bos=bos, eos=eos, pad=pad, bos_text=tokens[bos], eos_text=tokens[eos])
-    template = str(_field(reader, "tokenizer.chat_template"))
-    ChatTemplate(template, special)  # parse now: a broken template fails the load, not a chat
-    name = str(_field(reader, "general.name", path.stem))
-    return LoadedModel(config, tensors, tokenizer, template, special, name)
+    return tokenizer, SpecialTokens(bos=bos, eos=eos, pad=pad, bos_text=tokens[bos],
+                                    eos_text=tokens[eos])

@@ -195,6 +195,16 @@ def test_max_tokens_stop_and_seeds(tiny_float_engine: LlamaEngine) -> None:
         tiny_float_engine.generate([[]], max_tokens=3)
 
 
+def test_streaming_callback_sees_every_kept_token(tiny_float_engine: LlamaEngine) -> None:
+    prompts = [tiny_float_engine.encode("the"), tiny_float_engine.encode("a b c")]
+    streamed: dict[int, list[int]] = {0: [], 1: []}
+    gens = tiny_float_engine.generate(prompts, max_tokens=6, temperature=1.0, seed=[1, 2],
+                                      on_token=lambda row, tok: streamed[row].append(tok))
+    assert [tuple(streamed[i]) for i in (0, 1)] == [g.token_ids for g in gens]
+    assert gens == tiny_float_engine.generate(prompts, max_tokens=6, temperature=1.0,
+                                              seed=[1, 2])
+
+
 def test_int8_products_through_callable(tiny: TinyModel) -> None:
     """Every linear goes through the product callable with int8 operands in pouw's
     [-64, 63]; the engine's output equals the default product's."""

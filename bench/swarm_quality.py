@@ -138,7 +138,7 @@ def _majority(texts: list[str]) -> int | None:
     return next(v for v in values if v is not None and counts[v] == top)
 
 
-def _adversary_target(values: list[int | None], right: list[bool]) -> object:
+def _adversary_target(values: list[Any], right: list[bool]) -> object:
     """The wrong value the adversaries push: the most frequent wrong one (the strongest)."""
     wrong = Counter(v for v, ok in zip(values, right, strict=True) if not ok)
     return wrong.most_common(1)[0][0] if wrong else object()
@@ -149,12 +149,12 @@ class QualityInputs:
     """What the models say about the fixed questions, computed once before any round: every
     reputation scheme then settles rounds over the same candidates, verdicts and screens."""
 
-    questions: list[Question]
+    questions: list[Any]  # graded once, into ``right``
     labels: list[str]  # answerers, worst variant first
     judges: list[str]  # the form-0 answerers, who also judge
     candidates: list[list[str]]  # per question, each answerer's text (in ``labels`` order)
     right: list[list[bool]]  # aligned with candidates
-    values: list[list[int | None]]  # aligned with candidates: the integer each text states
+    values: list[list[Any]]  # aligned with candidates: what each text states (None: nothing)
     verdict_of: dict[str, list[dict[tuple[str, str], Outcome]]]  # judge -> q -> (a, b)
     screen_of: dict[str, list[dict[str, bool | None]]]  # judge -> q -> text -> GOOD?
     cal_right: dict[str, int]  # judge -> right answers of the calibration questions
@@ -247,10 +247,11 @@ def _adversary_judge(inputs: QualityInputs, q: int) -> tuple[Verdict, Screen]:
     every other wrong answer, then the right ones (bad)."""
     good = {t for t, ok in zip(inputs.candidates[q], inputs.right[q], strict=True) if ok}
     target = _adversary_target(inputs.values[q], inputs.right[q])
+    value = dict(zip(inputs.candidates[q], inputs.values[q], strict=True))
 
     def push(text: bytes) -> int:  # the adversaries' order: target, other wrong, right
         t = text.decode()
-        return 2 if extract_integer(t) == target else 0 if t in good else 1
+        return 2 if value[t] == target else 0 if t in good else 1
 
     def verdict(_s: bytes, a: bytes, b: bytes) -> Outcome:
         pa, pb = push(a), push(b)
@@ -308,7 +309,8 @@ def quality_run(inputs: QualityInputs, start: dict[bytes, int], *, adversarial: 
                         judgment_openings=r.judgment_openings,
                         reputations=reputations, stakes=stakes)
         top = result.outcome.ranking[0]
-        hits += is_correct(inputs.questions[q], r.answer_text[top].decode())
+        hits += dict(zip(inputs.candidates[q], inputs.right[q], strict=True))[
+            r.answer_text[top].decode()]
         if evolve:
             reputations |= {u.node: u.score for u in result.outcome.reputations}
     judge_node = inputs.judge_node

@@ -98,8 +98,8 @@ async def test_status_follows_sync_until_done(node: ApiTestNode, client: Client)
 async def test_status_once_while_syncing_and_unreachable(node: ApiTestNode,
                                                          client: Client) -> None:
     node.syncing, node.sync_progress = True, 0.5
-    code, out, _ = await finish(await spawn("--node", client_url(client), "--once"))
-    assert code == 0 and "syncing   yes [" in out and "50.0%" in out
+    code, out, err = await finish(await spawn("--node", client_url(client), "--once"))
+    assert code == 0 and "syncing   yes [" in out and "50.0%" in out, out + err
     code, _, err = await finish(await spawn("--node", "http://127.0.0.1:9", "--once"))
     assert code == 1 and "cannot reach the node" in err
 

@@ -14,8 +14,10 @@ What a built node has, in order:
 3. the job service and the miner (`node.mining.service.MiningService`; the miner mines
    continuously when ``config.mine``, and ``generate`` works either way) and their routes
    (`node.api.miner`);
-4. the swarm: its inference backend (``config.swarm_backend``, mined by the miner on a mining
-   node), the round service (SWARM frames, peer capabilities, tips) and the registration
+4. the swarm: its inference backend (``config.swarm_backend``: ``smollm2`` loads the shipped
+   language model with its conversion cache in ``<datadir>/llm-cache`` and the node's
+   ``swarm_temperature``/``swarm_system_prompt``; its int8 products mined by the miner on a
+   mining node), the round service (SWARM frames, peer capabilities, tips) and the registration
    machine, with the chat/OpenAI and round routes (`node.api.chat`).
 
 ``node.services`` is [mining, swarm service, registration]: `Node.start` starts them in that
@@ -116,8 +118,9 @@ class Builder:
 
     def build_swarm(self, node: Node, *, mining: MiningService) -> SwarmService:
         config = self.config
-        backend = self.swarm_backend or make_swarm_backend(config.swarm_backend,
-                                                           miner=mining.active_miner)
+        backend = self.swarm_backend or make_swarm_backend(
+            config.swarm_backend, miner=mining.active_miner, datadir=config.datadir,
+            temperature=config.swarm_temperature, system_prompt=config.swarm_system_prompt)
         options: SwarmOptions = {"answers": config.swarm_answers,
                                  "judges": config.swarm_judges,
                                  "settle_backoff": float(config.swarm_settle_backoff)}

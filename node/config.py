@@ -28,6 +28,9 @@ DEFAULT_MINING_SHAPE = (64, 256, 64, 32)
 # stake a swarm node bonds before registering (node.swarm.registration): well above the
 # dev chain's min_node_stake, small next to a dev account's balance
 DEFAULT_SWARM_STAKE = 10_000
+MAX_SWARM_TEMPERATURE = 2.0  # swarm_temperature: 0 (greedy) to this
+MAX_SYSTEM_PROMPT_BYTES = 2048  # swarm_system_prompt, UTF-8
+LLM_BACKEND_KIND = "smollm2"  # the language-model backend (swarm.runtime.llm)
 
 
 class ConfigError(ValueError):
@@ -72,9 +75,16 @@ class NodeConfig:
     # a dev chain (one round wins) paces itself to one block per this many seconds
     mining_block_interval: float = 3.0
     # -- swarm inference (node.swarm.service) ------------------------------------------------------
-    # backend spec (swarm.runtime.factory), e.g. "builtin:arith-m"; None: answer and judge nothing
-    # (the node still takes client requests and coordinates rounds)
+    # backend spec (swarm.runtime.factory, node.swarm.backend), e.g. "smollm2" (the shipped
+    # SmolLM2-135M-Instruct, int8, its conversion cache in <datadir>/llm-cache) or
+    # "builtin:arith-m"; None: answer and judge nothing (the node still takes client requests
+    # and coordinates rounds)
     swarm_backend: str | None = None
+    # a language-model backend's sampling temperature (None: the spec's, else 0 = greedy) and
+    # system prompt (None: the model's default): nodes with one weights file answer apart.
+    # Each round's sampling seed is drawn from (round id, node id).
+    swarm_temperature: float | None = None
+    swarm_system_prompt: str | None = None
     # stake, register and calibrate this node in the chain's swarm registry by itself
     # (node.swarm.registration), so its rounds draw from the registry and settle on chain;
     # needs swarm_backend (the model it registers and calibrates with)
@@ -111,9 +121,27 @@ class NodeConfig:
         if type(self.swarm_settle_backoff) not in (int, float) or \
                 not 0 <= self.swarm_settle_backoff <= 3600:
             raise ConfigError("swarm_settle_backoff must be 0 to 3600 seconds")
+        self._check_swarm_sampling()
         if self.swarm_register and not self.swarm_backend:
             raise ConfigError("swarm_register needs swarm_backend (the model the node "
                               "registers and calibrates with)")
+
+    def _check_swarm_sampling(self) -> None:
+        if self.swarm_temperature is not None:
+            if type(self.swarm_temperature) not in (int, float) or \
+                    not 0 <= self.swarm_temperature <= MAX_SWARM_TEMPERATURE:
+                raise ConfigError(f"swarm_temperature must be a number from 0 to "
+                                  f"{MAX_SWARM_TEMPERATURE:g}")
+            self.swarm_temperature = float(self.swarm_temperature)
+        if self.swarm_system_prompt is not None and (
+                type(self.swarm_system_prompt) is not str or
+                len(self.swarm_system_prompt.encode()) > MAX_SYSTEM_PROMPT_BYTES):
+            raise ConfigError(f"swarm_system_prompt must be text of at most "
+                              f"{MAX_SYSTEM_PROMPT_BYTES} bytes")
+        if (self.swarm_temperature is not None or self.swarm_system_prompt is not None) and \
+                not is_llm_spec(self.swarm_backend):
+            raise ConfigError("swarm_temperature and swarm_system_prompt need a language-model "
+                              "swarm_backend (smollm2)")
 
     def _check_mining(self) -> None:
         self._check_miner_address()
@@ -202,6 +230,11 @@ class NodeConfig:
         raw["datadir"] = Path(datadir)
         raw.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(raw)
+
+
+def is_llm_spec(spec: str | None) -> bool:
+    """True iff the backend spec names the language model (``smollm2`` or ``smollm2:...``)."""
+    return bool(spec) and str(spec).partition(":")[0].strip() == LLM_BACKEND_KIND
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

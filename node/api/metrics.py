@@ -2,8 +2,11 @@
 
 Read-only numbers a scraper can graph: chain height, peers, mempool, sync progress, and the
 miner's counters (from ``node.mining.miner.Miner.stats()``: ``blocks_mined``,
-``tickets_per_s``, ``useful_macs``, ``nonuseful_macs``, ``jobs_done``). Useful and
-non-useful work are one counter with a ``kind`` label, so their ratio is one query.
+``tickets_per_s``, ``useful_macs``, ``nonuseful_macs``, ``jobs_done``, ``inference_*``). Useful
+and non-useful work are one counter with a ``kind`` label, so their ratio is one query; the
+mined work by source (client jobs, the swarm's inference, self-generated) is another, and the
+swarm's inference products (its model's int8 matmuls, mined or computed plainly) are counted
+apart.
 """
 
 from __future__ import annotations
@@ -149,4 +152,24 @@ def render_metrics(node: MetricsNode, *, chain: dict[str, Any] | None = None) ->
             useful / total if total else 0.0)
     out.one("jobs_done_total", "counter", "Matmul jobs completed by this node's miner.",
             int(stats.get("jobs_done", 0)))
+    inference_mined = int(stats.get("inference_mined_macs", 0))
+    out.family("mined_macs_by_source_total", "counter",
+               "Mined multiply-accumulates by source: client matmul jobs, the swarm's "
+               "inference products (its model's int8 matmuls), self-generated work.",
+               [({"source": "jobs"}, max(0, useful - inference_mined)),
+                ({"source": "inference"}, inference_mined),
+                ({"source": "self"}, int(stats.get("nonuseful_macs", 0)))])
+    out.family("inference_products_total", "counter",
+               "The swarm's inference products through the miner: mined on the current "
+               "template, or computed plainly (a paced dev chain before its block is due).",
+               [({"how": "mined"}, int(stats.get("inference_mined_products", 0))),
+                ({"how": "plain"}, int(stats.get("inference_products", 0)) -
+                 int(stats.get("inference_mined_products", 0)))])
+    out.family("inference_macs_total", "counter",
+               "Multiply-accumulates of the swarm's inference products through the miner.",
+               [({"how": "mined"}, inference_mined),
+                ({"how": "plain"}, int(stats.get("inference_macs", 0)) - inference_mined)])
+    out.one("inference_blocks_total", "counter",
+            "Blocks won by tickets of the swarm's inference products.",
+            int(stats.get("inference_blocks", 0)))
     return out.text()

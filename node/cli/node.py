@@ -74,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--mining-threads", type=int, default=None, metavar="N",
                    help="torch CPU threads of mining GEMMs (default 1; 0 = one per core)")
     p.add_argument("--swarm-backend", default=None, metavar="SPEC",
-                   help="inference backend of the swarm: builtin:arith-m, "
+                   help="inference backend of the swarm: smollm2 (the shipped language "
+                        "model, cache in DATADIR/llm-cache), builtin:arith-m, "
                         "openai:URL?model=NAME, hf:DIR (default: none, coordinate only)")
     p.add_argument("--max-peers", type=int, default=None)
     p.add_argument("--log-level", default=None)

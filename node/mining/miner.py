@@ -180,10 +180,11 @@ def build_template(chain: ChainStore, mempool: Mempool, *, miner: bytes, now: in
     budget = params.max_block_size - MAX_HEADER_SIZE - 1024
     chosen: list[Transaction] = []
     fees = 0
+    recent = chain.recent_block_ids(parent_id)  # calibration seeds (the transition's window)
     for tx in mempool.select(max_count=max_txs, max_bytes=budget):
         try:
             fees += apply_transaction(state, tx, height=height, params=params,
-                                     parent_id=parent_id)
+                                     parent_id=parent_id, recent_block_ids=recent)
         except ConsensusError as exc:
             log.debug("template skips %s: %s", tx.id().hex()[:16], exc)
             continue
@@ -245,8 +246,12 @@ class Miner:
         self.useful_macs = 0
         self.nonuseful_macs = 0
         self.jobs_done = 0
-        self.inference_products = 0  # products of the swarm's inference (mine_product)
+        # products of the swarm's inference (mine_product), mined or (a paced dev chain
+        # before its block is due) computed plainly; and of those, the mined ones
+        self.inference_products = 0
         self.inference_macs = 0
+        self.inference_mined_products = 0
+        self.inference_mined_macs = 0
         self.inference_blocks = 0  # blocks won by those products' tickets
         self.rounds = 0
         self.stale_rounds = 0
@@ -472,7 +477,7 @@ class Miner:
         template = self._current_template()
         if self._trivial(template.header.target) and \
                 self.clock() < template.parent_timestamp + self._paced_delay(template.parent_id):
-            return ExactProduct(np.matmul(a.astype(np.int32), b.astype(np.int32)))
+            return self._exact_product(a, b)
         rounds: list[BlockHeader] = []
 
         def commit(root_a: bytes, root_b: bytes, p: PouwParams) -> bytes:
@@ -494,10 +499,22 @@ class Miner:
             macs = result.params.m * result.params.k * result.params.n
             self.inference_products += 1
             self.inference_macs += macs
+            self.inference_mined_products += 1
+            self.inference_mined_macs += macs
             self.useful_macs += macs  # inference is useful work (zero padding included)
             self.tickets_evaluated += result.tickets_evaluated
             self.busy_seconds += time.perf_counter() - started
         return result
+
+    def _exact_product(self, a: np.ndarray, b: np.ndarray) -> ExactProduct:
+        """A·B on the miner's pouw backend without tickets (exact: the same bits as a mined
+        product; numpy's integer matmul has no BLAS and would take ~100x longer)."""
+        backend = self.session.backend
+        product = backend.to_numpy(backend.product(backend.put(a), backend.put(b)))
+        with self._lock:
+            self.inference_products += 1
+            self.inference_macs += int(a.shape[0]) * int(a.shape[1]) * int(b.shape[1])
+        return ExactProduct(product)
 
     def _on_ticket(self, win: WinningTicket) -> None:
         """Worker thread, mid-product: turn the win into a block and submit it now."""
@@ -547,6 +564,8 @@ class Miner:
                 "jobs_done": self.jobs_done,
                 "inference_products": self.inference_products,
                 "inference_macs": self.inference_macs,
+                "inference_mined_products": self.inference_mined_products,
+                "inference_mined_macs": self.inference_mined_macs,
                 "inference_blocks": self.inference_blocks,
                 "rounds": self.rounds,
                 "stale_rounds": self.stale_rounds,

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgpack
 
+from node.swarm.generation import GenerationOptions
 from swarm.commit_reveal import reveal_matches
 from swarm.messages import KIND_ANSWER, KIND_JUDGMENT, Commitment, RequestAnnouncement, Reveal
 from swarm.selection import Candidate
@@ -51,6 +52,8 @@ class RoundState:
     answer: str | None = None
     error: str | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    # the client's generation options (the ``req`` gossip carries them; default: the nodes')
+    options: GenerationOptions = dataclasses.field(default_factory=GenerationOptions)
     done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 

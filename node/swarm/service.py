@@ -48,7 +48,7 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from consensus.block import BlockHeader
@@ -60,8 +60,9 @@ from core.state import State
 from node.logging import get_logger, log_event
 from node.p2p.peer import Peer
 from node.p2p.protocol import Message, MsgType, encode_frame
-from node.swarm.backend import warm_up
+from node.swarm.backend import RoundBackend, inference_stats, round_seed, warm_up
 from node.swarm.errors import FeeNotCovered, SwarmUnavailable
+from node.swarm.generation import GenerationOptions, generate
 from node.swarm.host import SwarmHost, SwarmPeers
 from node.swarm.round import NOT_ON_CHAIN, RoundState, pack, unpack
 from node.swarm.settlement_duty import (
@@ -103,6 +104,20 @@ T = TypeVar("T")
 MAX_ROUNDS = 1000  # rounds kept in memory (oldest dropped)
 MAX_SEEN = 100_000  # message hashes kept for deduplication (oldest dropped)
 _OUTCOME_BYTE = {Outcome.A: 0, Outcome.B: 1, Outcome.TIE: 2}
+
+
+def _screen_bytes(answers: Sequence[str | None], marks: Sequence[bool | None]) -> bytes:
+    """The screen marks of ``answers`` (None: our own, no mark; ``marks`` are the others',
+    in order) as the judgment payload's bytes; raises BackendError on a count mismatch."""
+    if len(marks) != sum(1 for a in answers if a is not None):
+        raise BackendError(f"{len(marks)} screen marks for "
+                           f"{sum(1 for a in answers if a is not None)} answers")
+    it = iter(marks)
+    out = bytearray()
+    for answer in answers:
+        good = None if answer is None else next(it)
+        out.append(SCREEN_NONE if good is None else SCREEN_GOOD if good else SCREEN_BAD)
+    return bytes(out)
 
 
 def swarm_frame(kind: str, data: bytes) -> bytes:
@@ -245,12 +260,20 @@ class SwarmService:
 
     def _on_req(self, data: bytes) -> bool:
         """A round's announcement: the request, the selected nodes' records, the draw."""
-        raw, candidates, origin, height, (answerers, judges) = unpack(data)
+        items = unpack(data)
+        if len(items) not in (5, 6):
+            raise ValueError("req: expected 5 or 6 elements")
+        raw, candidates, origin, height, (answerers, judges) = items[:5]
+        # the client's generation options ride along, outside the signed request (answers
+        # are committed text: the settlement never re-derives them)
+        options = GenerationOptions.from_wire(items[5]) if len(items) == 6 \
+            else GenerationOptions()
         return self._on_request(RequestAnnouncement.decode(raw), tuple(
             Candidate(node=bytes(node), stake=int(stake), reputation=int(rep),
                       capable=bool(capable))
             for node, stake, rep, capable in candidates), bytes(origin), int(height),
-            selection=(tuple(map(bytes, answerers)), tuple(map(bytes, judges))))
+            selection=(tuple(map(bytes, answerers)), tuple(map(bytes, judges))),
+            options=options)
 
     def _on_commit(self, data: bytes) -> bool:
         """A commitment of a selected node; a second digest travels on too: every node must
@@ -341,7 +364,8 @@ class SwarmService:
 
     def _on_request(self, announcement: RequestAnnouncement, candidates: tuple[Candidate, ...],
                     origin: bytes, height: int, *,
-                    selection: tuple[tuple[bytes, ...], tuple[bytes, ...]]) -> bool:
+                    selection: tuple[tuple[bytes, ...], tuple[bytes, ...]],
+                    options: GenerationOptions | None = None) -> bool:
         """A round announced by ``origin``: the request, the selected nodes' records and the
         draw (answerers, judges), which must be distinct selected nodes, no more than the
         request asked for and, when our chain has the round's height, our own draw."""
@@ -363,7 +387,8 @@ class SwarmService:
             return False
         state = RoundState(announcement=announcement, candidates=candidates,
                            answerers=answerers, judges=judges, origin=origin,
-                           started=time.monotonic(), height=height)
+                           started=time.monotonic(), height=height,
+                           options=options or GenerationOptions())
         self.rounds[round_id] = state
         while len(self.rounds) > MAX_ROUNDS:
             self.rounds.pop(next(iter(self.rounds)))
@@ -416,10 +441,12 @@ class SwarmService:
     async def _answer(self, state: RoundState) -> None:
         """A selected answerer: answer with the backend and commit (or abstain on error)."""
         assert self.backend is not None
+        backend = self.backend
         try:
-            answer = await asyncio.wait_for(
-                self.backend.answer(state.prompt, max_tokens=self.max_tokens),
-                self.answer_timeout)
+            # a language model samples with the round's own seed for this node
+            answer = await asyncio.wait_for(generate(
+                backend, state.prompt, state.options, default_max_tokens=self.max_tokens,
+                seed=round_seed(state.round_id, self.node_id)), self.answer_timeout)
         except (BackendError, TimeoutError) as exc:
             log_event(log, "swarm.abstain", round=state.round_id, error=str(exc))
             return
@@ -446,10 +473,21 @@ class SwarmService:
         judged = [k for k, (a, b) in enumerate(view.pairs)
                   if self.node_id not in (nodes[a], nodes[b])]
         outcomes = bytearray([2] * len(view.pairs))
-        try:  # one call for the round's pairs: a backend batches them
-            judgments = await asyncio.wait_for(self.backend.judge_pairs(
-                state.prompt, [(texts[nodes[view.pairs[k][0]]], texts[nodes[view.pairs[k][1]]])
-                               for k in judged]), self.judge_timeout)
+        pairs = [(texts[nodes[view.pairs[k][0]]], texts[nodes[view.pairs[k][1]]])
+                 for k in judged]
+        screened: list[str | None] = [None if node == self.node_id else texts[node]
+                                      for node in nodes]
+        backend = self.backend
+        marks: bytes | None = None
+        try:  # one call for the round's pairs (and, a language model, its screen): batched
+            if isinstance(backend, RoundBackend):
+                judgments, screen = await asyncio.wait_for(backend.judge_round(
+                    state.prompt, pairs, [a for a in screened if a is not None]),
+                    self.judge_timeout)
+                marks = _screen_bytes(screened, screen)
+            else:
+                judgments = await asyncio.wait_for(backend.judge_pairs(state.prompt, pairs),
+                                                   self.judge_timeout)
             if len(judgments) != len(judged):
                 raise BackendError(f"{len(judgments)} judgments for {len(judged)} pairs")
         except (BackendError, TimeoutError) as exc:
@@ -457,8 +495,8 @@ class SwarmService:
             return
         for k, judgment in zip(judged, judgments, strict=True):
             outcomes[k] = _OUTCOME_BYTE[judgment.outcome]
-        outcomes += await self._screens(state.prompt, [
-            None if node == self.node_id else texts[node] for node in nodes])
+        outcomes += marks if marks is not None else await self._screens(state.prompt,
+                                                                         screened)
         if "reveal_judgments" in state.phases:
             return  # too late (see _answer)
         self._commit_own(state, KIND_JUDGMENT, judgment_payload(view.answer_set,
@@ -477,12 +515,11 @@ class SwarmService:
         except (BackendError, TimeoutError) as exc:
             log_event(log, "swarm.screen_abstain", error=str(exc))
             marks = [None] * len(others)
-        it = iter(marks)
-        out = bytearray()
-        for answer in answers:
-            good = None if answer is None else next(it)
-            out.append(SCREEN_NONE if good is None else SCREEN_GOOD if good else SCREEN_BAD)
-        return bytes(out)
+        return _screen_bytes(answers, marks)
+
+    def inference_stats(self) -> Mapping[str, int]:
+        """The backend's own product counters (a language model's; `/metrics`)."""
+        return inference_stats(self.backend)
 
     # -- the origin's side ---------------------------------------------------------------------
 
@@ -503,8 +540,9 @@ class SwarmService:
                                         min_stake=params.min_node_stake,
                                         epoch_blocks=params.swarm_epoch_blocks)
             return tuple(pool), height
-        known = {node for node in self.capable_peers if self.peers.get(node) is not None}
-        if self.backend is not None:
+        known = {node for node, served in self.capable_peers.items()
+                 if self.peers.get(node) is not None and model in (ANY_MODEL, served)}
+        if self.backend is not None and model in (ANY_MODEL, self.backend.model_id):
             known.add(self.node_id)
         return tuple(Candidate(node=node, stake=1, reputation=0, capable=True)
                      for node in sorted(known)[:64]), 0
@@ -521,18 +559,20 @@ class SwarmService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.changed.wait(), remaining)
 
-    async def ask(self, prompt: str, *, fee: int = 0) -> RoundState:
+    async def ask(self, prompt: str, *, fee: int = 0, model: bytes = ANY_MODEL,
+                  options: GenerationOptions | None = None) -> RoundState:
         """Run one round as its origin, on the node's own account (it signs the request and
         pays the fee); returns when the round is complete (fast path).
 
         The round runs in its own task: a client that goes away does not cut it short
         (the other nodes still get ``final``)."""
-        candidates, height, eligible = self._eligible()
+        candidates, height, eligible = self._eligible(model=model)
         announcement = sign_request(
             bytes(self.host.identity), chain_id=self.host.chain.params.chain_id,
             prompt=prompt.encode(), fee=fee, answers=min(self.answers, eligible),
-            judges=min(self.judges, eligible), nonce=os.urandom(32))
-        return await asyncio.shield(self._spawn(self._run(announcement, candidates, height)))
+            judges=min(self.judges, eligible), nonce=os.urandom(32), model=model)
+        return await asyncio.shield(self._spawn(self._run(announcement, candidates, height,
+                                                          options)))
 
     async def ask_signed(self, announcement: RequestAnnouncement) -> RoundState:
         """Run a round for a request its client signed; the fee comes from the client's
@@ -587,9 +627,10 @@ class SwarmService:
         return candidates, height, eligible
 
     async def _run(self, announcement: RequestAnnouncement,
-                   candidates: tuple[Candidate, ...], height: int) -> RoundState:
+                   candidates: tuple[Candidate, ...], height: int,
+                   options: GenerationOptions | None = None) -> RoundState:
         """The origin's round: announce, collect answers, close, collect judgments, final."""
-        state = self._announce(announcement, candidates, height)
+        state = self._announce(announcement, candidates, height, options)
         t0 = state.started
         await self._collect(state, KIND_ANSWER, self.answer_timeout, "answers")
         state.status = "judging"
@@ -606,7 +647,8 @@ class SwarmService:
         return state
 
     def _announce(self, announcement: RequestAnnouncement,
-                  candidates: tuple[Candidate, ...], height: int) -> RoundState:
+                  candidates: tuple[Candidate, ...], height: int,
+                  options: GenerationOptions | None = None) -> RoundState:
         """Draw and flood the ``req``; our own round state.
 
         The origin draws from the whole pool (what validators redraw from) and sends the
@@ -614,10 +656,13 @@ class SwarmService:
         nodes are eligible."""
         drawn = self._select(announcement, candidates)
         chosen = set(drawn[0]) | set(drawn[1])
-        raw = pack(announcement.encode(),
-                   [[c.node, c.stake, c.reputation, c.capable] for c in candidates
-                    if c.node in chosen],
-                   self.node_id, height, [list(drawn[0]), list(drawn[1])])
+        items: list[Any] = [announcement.encode(),
+                            [[c.node, c.stake, c.reputation, c.capable] for c in candidates
+                             if c.node in chosen],
+                            self.node_id, height, [list(drawn[0]), list(drawn[1])]]
+        if options is not None and not options.is_default:
+            items.append(options.wire())
+        raw = pack(*items)
         self._handle("req", raw)
         self._flood("req", raw)
         return self.rounds[announcement.request.round_id()]

@@ -3,6 +3,11 @@
 - ``POST /v1/chat/completions``: the last user message is the question; the node runs a
   swarm round (`node.swarm.service`) and answers with the chosen answer as an OpenAI
   ``chat.completion`` (or ``chat.completion.chunk`` SSE events with ``"stream": true``).
+  ``model`` names the swarm (``pouwchain-swarm``) or one model (id or readable name): the
+  round draws from that model's nodes. ``max_tokens``, ``temperature`` and ``stop`` are
+  validated and travel to the answerers with the round (`node.swarm.generation`); the
+  chosen answer is cut by them here too. A question past the context window is a 400
+  ``context_length_exceeded``; an empty one a 400 that starts no round.
   Extra fields: ``round_id``, ``answerer`` (the chosen node), ``score`` (σ(θ), 0..1) and
   ``settlement_status``. Optional extra request field ``fee`` (integer). Errors are
   OpenAI-style ``{"error": {"message", "type", "param", "code"}}``.
@@ -10,7 +15,8 @@
   signed (`pouwchain ask --wallet`); the fee comes from the client's swarm escrow, which must
   cover it (402 otherwise). Answers with the round view once the fast path is done.
 - ``GET /api/v1/rounds/{id}``: answers, judgments, strengths and settlement status.
-- ``GET /v1/models``: the swarm as one model, ``pouwchain-swarm``.
+- ``GET /v1/models``: the swarm as one model, ``pouwchain-swarm``, then the models its
+  capable nodes serve (registry, or the interim candidates), named where known.
 - ``GET /api/v1/swarm/registration``: the node's registration machine
   (`node.swarm.registration`).
 
@@ -19,24 +25,50 @@ The API imports the swarm room, never the reverse: the builder calls `register_r
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import functools
 import json
+import math
 import time
 from typing import Any
 
 from aiohttp import web
 
+from contracts.registry import is_capable, swarm_node_ids
+from contracts.swarm import ANY_MODEL
 from core.errors import EncodingError
+from core.state import State
 from node.swarm.errors import FeeNotCovered, SwarmUnavailable
+from node.swarm.generation import (
+    MAX_STOP,
+    MAX_STOP_CHARS,
+    MAX_TEMPERATURE,
+    MAX_TOKENS_LIMIT,
+    GenerationOptions,
+    bound_words,
+    cut_at_stop,
+)
 from node.swarm.registration import ROUTE as REGISTRATION_ROUTE
 from node.swarm.registration import SwarmRegistration
 from node.swarm.round import RoundState
 from node.swarm.service import SwarmService
 from swarm.bradley_terry import FRACTION_BITS
-from swarm.messages import RequestAnnouncement
+from swarm.messages import MAX_PROMPT, RequestAnnouncement
+from swarm.runtime.base import InferenceBackend, file_model_id
+from swarm.runtime.builtin import VARIANT_NAMES, variant_path
+from swarm.runtime.llm.backend import SmolLM2Backend
+from swarm.runtime.llm.shipped import MODEL_ID as SMOLLM2_MODEL_ID
 
 MODEL_NAME = "pouwchain-swarm"
+SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 MAX_BODY = 1 << 20
-MAX_PROMPT_CHARS = 16_000
+#: the context window a prompt must fit (SmolLM2-135M's), in tokens
+CONTEXT_WINDOW = 8192
+#: tokens the chat template may add around the question (system prompt, role markers)
+TEMPLATE_TOKENS = 64
+#: the longest question a round can carry, in UTF-8 bytes
+MAX_PROMPT_BYTES = MAX_PROMPT
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -71,6 +103,10 @@ class _BadRequest(Exception):
         self.code = code
 
 
+class _UnknownModel(Exception):
+    """A request naming a model the swarm does not know (404 ``model_not_found``)."""
+
+
 def _content_text(content: Any) -> str:
     """A message's text: a string, or the text parts of a content list."""
     if isinstance(content, str):
@@ -83,8 +119,90 @@ def _content_text(content: Any) -> str:
                       param="messages")
 
 
-def parse_chat_request(body: Any) -> tuple[str, bool, int]:
-    """(question, stream, fee) of a chat completion request; raises _BadRequest."""
+@dataclasses.dataclass(frozen=True)
+class ChatRequest:
+    """A validated chat completion request."""
+
+    question: str
+    stream: bool
+    fee: int
+    model: bytes  # ANY_MODEL: the whole swarm
+    options: GenerationOptions
+
+
+@functools.cache
+def known_models() -> dict[bytes, str]:
+    """Model id -> readable name of the models this code ships (SmolLM2, the arithmetic
+    variants)."""
+    names = {SMOLLM2_MODEL_ID: SMOLLM2_NAME}
+    for name in VARIANT_NAMES:
+        path = variant_path(name)
+        if path.is_file():
+            names[file_model_id(path.read_bytes())] = name
+    return names
+
+
+def model_name(model: bytes) -> str:
+    """The readable name of a model id (its hex when unknown)."""
+    return MODEL_NAME if model == ANY_MODEL else known_models().get(model, model.hex())
+
+
+def resolve_model(name: str) -> bytes | None:
+    """The model id a request names: ``pouwchain-swarm`` (any model), a readable name from
+    `known_models` (case-insensitive) or 64 hex digits; None: unknown."""
+    if name == MODEL_NAME:
+        return ANY_MODEL
+    for model, known in known_models().items():
+        if known.lower() == name.lower():
+            return model
+    try:
+        model = bytes.fromhex(name)
+    except ValueError:
+        return None
+    return model if len(model) == 32 else None
+
+
+def _number(body: dict[str, Any], key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _BadRequest(f"'{key}' must be a number", param=key, code="invalid_type")
+    if not math.isfinite(value) or not 0 <= value <= MAX_TEMPERATURE:
+        raise _BadRequest(f"'{key}' must be between 0 and {MAX_TEMPERATURE:g}", param=key,
+                          code="invalid_value")
+    return float(value)
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    key = "max_completion_tokens" if body.get("max_tokens") is None else "max_tokens"
+    value = body.get(key)
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise _BadRequest(f"'{key}' must be an integer", param=key, code="invalid_type")
+    if not 1 <= value <= MAX_TOKENS_LIMIT:
+        raise _BadRequest(f"'{key}' must be between 1 and {MAX_TOKENS_LIMIT}", param=key,
+                          code="invalid_value")
+    return value
+
+
+def _stop(body: dict[str, Any]) -> tuple[str, ...]:
+    value = body.get("stop")
+    if value is None:
+        return ()
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise _BadRequest("'stop' must be a string or an array of strings", param="stop",
+                          code="invalid_type")
+    if len(stops) > MAX_STOP or any(not s or len(s) > MAX_STOP_CHARS for s in stops):
+        raise _BadRequest(f"'stop' takes at most {MAX_STOP} non-empty strings of at most "
+                          f"{MAX_STOP_CHARS} characters", param="stop", code="invalid_value")
+    return tuple(stops)
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """The validated request; raises _BadRequest (400) or _UnknownModel (404)."""
     if not isinstance(body, dict):
         raise _BadRequest("request body must be a JSON object")
     messages = body.get("messages")
@@ -98,19 +216,64 @@ def parse_chat_request(body: Any) -> tuple[str, bool, int]:
     question = _content_text(users[-1].get("content")).strip()
     if not question:
         raise _BadRequest("the user message is empty", param="messages")
-    if len(question) > MAX_PROMPT_CHARS:
-        raise _BadRequest(f"question longer than {MAX_PROMPT_CHARS} characters",
-                          param="messages")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _BadRequest("'stream' must be a boolean", param="stream")
     fee = body.get("fee", 0)
     if type(fee) is not int or not 0 <= fee < 2**64:
         raise _BadRequest("'fee' must be a non-negative integer", param="fee")
-    model = body.get("model", MODEL_NAME)
-    if not isinstance(model, str):
+    name = body.get("model", MODEL_NAME)
+    if not isinstance(name, str):
         raise _BadRequest("'model' must be a string", param="model")
-    return question, stream, fee
+    options = GenerationOptions(max_tokens=_max_tokens(body),
+                                temperature=_number(body, "temperature"), stop=_stop(body))
+    model = resolve_model(name)
+    if model is None:
+        raise _UnknownModel(name)
+    return ChatRequest(question, stream, fee, model, options)
+
+
+def _tokenizer(backend: InferenceBackend | None) -> SmolLM2Backend | None:
+    """The node's SmolLM2 backend, whose tokenizer measures prompts exactly."""
+    return backend if isinstance(backend, SmolLM2Backend) else None
+
+
+def prompt_tokens(backend: InferenceBackend | None, question: str) -> int | None:
+    """The question's length in the model's tokens, chat template included (None: this node
+    has no tokenizer)."""
+    llm = _tokenizer(backend)
+    if llm is None:
+        return None
+    messages = [] if llm.system_prompt is None else [
+        {"role": "system", "content": llm.system_prompt}]
+    return len(llm.engine.chat_ids([*messages, {"role": "user", "content": question}]))
+
+
+def text_tokens(backend: InferenceBackend | None, text: str) -> int:
+    """``text``'s length in the model's tokens, or in words without a tokenizer."""
+    llm = _tokenizer(backend)
+    return len(text.split()) if llm is None else len(llm.engine.encode(text))
+
+
+async def check_context(backend: InferenceBackend | None, question: str,
+                        max_tokens: int) -> None:
+    """Raises _BadRequest ``context_length_exceeded`` if the prompt (in the chat template)
+    plus ``max_tokens`` does not fit the context window: measured with the model's tokenizer
+    when this node serves SmolLM2, else bounded by the prompt's UTF-8 bytes (a token is at
+    least one byte, so a prompt that passes surely fits; a longer one is refused)."""
+    size = len(question.encode())
+    llm = _tokenizer(backend)
+    window = CONTEXT_WINDOW if llm is None else llm.engine.config.context_length
+    if size <= MAX_PROMPT_BYTES and size + TEMPLATE_TOKENS + max_tokens <= window:
+        return
+    tokens = None if size > MAX_PROMPT_BYTES else \
+        await asyncio.to_thread(prompt_tokens, backend, question)
+    if tokens is None or tokens + max_tokens > window:
+        measured = f"{tokens} tokens" if tokens is not None else f"{size} bytes"
+        raise _BadRequest(
+            f"This model's maximum context length is {window} tokens. Your prompt is "
+            f"{measured} and max_tokens is {max_tokens}; shorten the prompt or lower "
+            f"max_tokens.", param="messages", code="context_length_exceeded")
 
 
 def _score(state: RoundState) -> float | None:
@@ -127,24 +290,56 @@ def _extras(state: RoundState) -> dict[str, Any]:
             "score": _score(state), "settlement_status": state.settlement_status}
 
 
-def completion_json(state: RoundState, created: int) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """What the client gets of a finished round: the chosen answer under its options."""
+
+    state: RoundState
+    model: str
+    text: str
+    finish_reason: str  # "stop", or "length" when max_tokens bounded the answer
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+
+def make_reply(state: RoundState, chat: ChatRequest, backend: InferenceBackend | None,
+               *, default_max_tokens: int) -> Reply:
+    """The chosen answer cut at the client's stop strings and bounded to its max_tokens
+    (answerers already do both, `node.swarm.generation`; a node that did not is cut here)."""
+    options = chat.options
+    max_tokens = options.max_tokens or default_max_tokens
+    text = bound_words(cut_at_stop(state.answer or "", options.stop), max_tokens)
+    completion = text_tokens(backend, text)
+    prompt = prompt_tokens(backend, state.prompt)
+    return Reply(state=state, model=model_name(chat.model), text=text,
+                 finish_reason="length" if options.max_tokens is not None and
+                 completion >= options.max_tokens else "stop",
+                 prompt_tokens=len(state.prompt.split()) if prompt is None else prompt,
+                 completion_tokens=completion)
+
+
+def completion_json(reply: Reply, created: int) -> dict[str, Any]:
     """A finished round as an OpenAI ``chat.completion``."""
-    text = state.answer or ""
+    state = reply.state
     return {"id": f"chatcmpl-{state.round_id.hex()}", "object": "chat.completion",
-            "created": created, "model": MODEL_NAME,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": len(state.prompt.split()),
-                      "completion_tokens": len(text.split()),
-                      "total_tokens": len(state.prompt.split()) + len(text.split())},
-            **_extras(state)}
+            "created": created, "model": reply.model,
+            "choices": [{"index": 0, "finish_reason": reply.finish_reason,
+                         "message": {"role": "assistant", "content": reply.text}}],
+            "usage": reply.usage, **_extras(state)}
 
 
-def _chunk(state: RoundState, created: int, delta: dict[str, str],
+def _chunk(reply: Reply, created: int, delta: dict[str, str],
            finish: str | None) -> bytes:
     """One ``chat.completion.chunk`` SSE event of a streamed answer."""
+    state = reply.state
     body = {"id": f"chatcmpl-{state.round_id.hex()}", "object": "chat.completion.chunk",
-            "created": created, "model": MODEL_NAME,
+            "created": created, "model": reply.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             **_extras(state)}
     return f"data: {json.dumps(body)}\n\n".encode()
@@ -162,31 +357,40 @@ class ChatApi:
         raw = await read_body(request)
         if len(raw) > MAX_BODY:
             return openai_error(413, "request body too large", code="too_large")
+        backend = self.service.backend
         try:
-            question, stream, fee = parse_chat_request(json.loads(raw or b"null"))
+            chat = parse_chat_request(json.loads(raw or b"null"))
+            await check_context(backend, chat.question,
+                                chat.options.max_tokens or self.service.max_tokens)
         except json.JSONDecodeError:
             return openai_error(400, "request body is not valid JSON", code="invalid_json")
         except _BadRequest as exc:
             return openai_error(400, str(exc), code=exc.code, param=exc.param)
+        except _UnknownModel as exc:
+            return openai_error(404, f"The model '{exc}' does not exist; GET /v1/models lists "
+                                "the models the swarm serves", code="model_not_found",
+                                param="model")
         created = int(time.time())
         try:
-            state = await self.service.ask(question, fee=fee)
+            state = await self.service.ask(chat.question, fee=chat.fee, model=chat.model,
+                                           options=chat.options)
         except SwarmUnavailable as exc:
             return openai_error(503, str(exc), code="no_swarm_nodes", kind="server_error")
         if state.answer is None:
             return openai_error(503, f"round {state.round_id.hex()}: {state.error}",
                                 code="no_answer", kind="server_error")
-        if not stream:
-            return web.json_response(completion_json(state, created))
+        reply = make_reply(state, chat, backend, default_max_tokens=self.service.max_tokens)
+        if not chat.stream:
+            return web.json_response(completion_json(reply, created))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-cache"})
         await response.prepare(request)
-        await response.write(_chunk(state, created, {"role": "assistant"}, None))
-        words = state.answer.split(" ")
+        await response.write(_chunk(reply, created, {"role": "assistant"}, None))
+        words = reply.text.split(" ")
         for i, word in enumerate(words):
-            await response.write(_chunk(state, created,
+            await response.write(_chunk(reply, created,
                                         {"content": word if i == 0 else " " + word}, None))
-        await response.write(_chunk(state, created, {}, "stop"))
+        await response.write(_chunk(reply, created, {}, reply.finish_reason))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -236,10 +440,39 @@ class ChatApi:
         """``GET /api/v1/swarm/registration``: where the node is in joining the registry."""
         return web.json_response(self.registration.status())
 
+    def served_models(self) -> dict[bytes, set[bytes]]:
+        """Model id -> the capable nodes serving it: the chain registry's calibrated nodes
+        once any is registered, else (interim rule) us and the connected peers that
+        announced a backend."""
+        state = State(self.service.host.chain.state_view())
+        served: dict[bytes, set[bytes]] = {}
+        registered = swarm_node_ids(state)
+        if registered:
+            for node in registered:
+                record = state.swarm_node(node)
+                if record is not None and is_capable(state, node):
+                    for model in record.models:
+                        served.setdefault(model, set()).add(node)
+            return served
+        peers = self.service.peers
+        pairs = [(n, m) for n, m in self.service.capable_peers.items()
+                 if peers.get(n) is not None]
+        if self.service.backend is not None:
+            pairs.append((self.service.node_id, self.service.backend.model_id))
+        for node, model in pairs:
+            served.setdefault(model, set()).add(node)
+        return served
+
     async def models(self, request: web.Request) -> web.Response:
-        """``GET /v1/models``: the swarm as one model."""
-        return web.json_response({"object": "list", "data": [
-            {"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "pouwchain"}]})
+        """``GET /v1/models``: the swarm as one model, then every model its capable nodes
+        serve (id: the model id in hex; name: readable where this code knows it)."""
+        served = self.served_models()
+        swarm = {"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "pouwchain",
+                 "name": MODEL_NAME, "nodes": len(set().union(*served.values()))}
+        return web.json_response({"object": "list", "data": [swarm] + [
+            {"id": model.hex(), "object": "model", "created": 0, "owned_by": "pouwchain",
+             "name": model_name(model), "nodes": len(nodes)}
+            for model, nodes in sorted(served.items())]})
 
 
 def register_routes(app: web.Application, service: SwarmService,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from node.cli.main import main as node_cli_main
 from testnet.launcher import (
+    LLM,
+    SWARM_MODELS,
     TestnetError,
     down,
     format_table,
@@ -32,8 +34,10 @@ def _up(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     try:
         if not args.detach:
-            return run_foreground(directory, args.nodes, miners=args.miners, fresh=args.fresh)
-        records = up(directory, args.nodes, miners=args.miners, fresh=args.fresh)
+            return run_foreground(directory, args.nodes, miners=args.miners, fresh=args.fresh,
+                                  swarm_model=args.swarm_model)
+        records = up(directory, args.nodes, miners=args.miners, fresh=args.fresh,
+                     swarm_model=args.swarm_model)
         save_state(directory.resolve(), records, detached=True)
     except (TestnetError, NodeStartError) as exc:
         print(f"testnet: {exc}", file=sys.stderr)
@@ -77,6 +81,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--detach", action="store_true",
                    help="return once the nodes run (stop them with `testnet down`)")
     p.add_argument("--fresh", action="store_true", help="wipe the directory first")
+    p.add_argument("--swarm-model", choices=SWARM_MODELS, default=LLM,
+                   help="what the swarm nodes serve: smollm2 (the shipped language model, "
+                        "default) or arith (the built-in arithmetic variants)")
     p.set_defaults(func=_up)
 
     p = sub.add_parser("status", help="print the status table of a running testnet")

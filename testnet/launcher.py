@@ -57,18 +57,51 @@ from testnet.process import (
 )
 
 FUNDED_ACCOUNTS = 8
-#: node i answers and judges with spec i mod 7 (built-in variants, swarm.runtime.builtin, not
-#: imported: it loads torch). The first four pass calibration (arith-l every time over three
-#: answer forms, so nodes with the same weights still answer independently; arith-m about
-#: half the time, retrying after 100 blocks); arith-s and arith-xs, from the sixth node on,
-#: almost never do: they show a node the registry keeps out of rounds.
+#: what the testnet's swarm nodes serve: the shipped language model (the default: free-form
+#: questions) or the built-in arithmetic variants (bench and tests: they calibrate at once)
+LLM = "smollm2"
+ARITH = "arith"
+SWARM_MODELS = (LLM, ARITH)
+#: with ``arith``, node i answers and judges with spec i mod 7 (built-in variants,
+#: swarm.runtime.builtin, not imported: it loads torch). The first four pass calibration
+#: (arith-l every time over three answer forms, so nodes with the same weights still answer
+#: independently; arith-m about half the time, retrying after 100 blocks); arith-s and
+#: arith-xs, from the sixth node on, almost never do: they show a node the registry keeps
+#: out of rounds.
 SWARM_VARIANTS = ("arith-l", "arith-m", "arith-l?form=1", "arith-l?form=2", "arith-m?form=1",
                   "arith-s", "arith-xs")
+#: with ``smollm2``, node i samples with temperature and system prompt i mod 4 (and each
+#: round's seed from (round, node)): one weights file, a heterogeneous swarm. Node 0 answers
+#: greedily with the model's own system prompt.
+LLM_VARIANTS: tuple[tuple[float, str | None], ...] = (
+    (0.0, None),
+    (0.3, "You are a concise assistant. Answer in one short sentence."),
+    (0.5, "You are a knowledgeable assistant. Give the fact asked for, briefly."),
+    (0.7, "You are a careful assistant. Think about the question, then answer it plainly."),
+)
 
 
-def swarm_backend(index: int) -> str:
-    """The backend spec of testnet node ``index``."""
-    return f"builtin:{SWARM_VARIANTS[index % len(SWARM_VARIANTS)]}"
+def swarm_backend(index: int, model: str = LLM) -> str:
+    """The backend spec of testnet node ``index`` (``smollm2``: its conversion cache in the
+    node's datadir, ``llm-cache``)."""
+    if model == LLM:
+        return LLM
+    if model == ARITH:
+        return f"builtin:{SWARM_VARIANTS[index % len(SWARM_VARIANTS)]}"
+    raise TestnetError(f"unknown swarm model {model!r}; choose from {', '.join(SWARM_MODELS)}")
+
+
+def swarm_settings(index: int, model: str = LLM) -> dict[str, object]:
+    """The swarm settings testnet node ``index`` gets in its node.toml."""
+    settings: dict[str, object] = {"swarm_backend": swarm_backend(index, model),
+                                   "swarm_register": True,  # stake, register, calibrate
+                                   "swarm_stake": SWARM_STAKE}
+    if model == LLM:
+        temperature, system = LLM_VARIANTS[index % len(LLM_VARIANTS)]
+        settings["swarm_temperature"] = temperature
+        if system is not None:
+            settings["swarm_system_prompt"] = system
+    return settings
 
 
 SWARM_STAKE = 10_000  # what each testnet node bonds before it registers
@@ -163,9 +196,10 @@ def prepare(directory: Path, nodes: int, *, fresh: bool) -> Path:
     return genesis
 
 
-def write_node_config(datadir: Path, index: int, *, swarm: bool) -> None:
-    """Create the node's ``node.toml`` (to edit by hand) or add the swarm settings it lacks;
-    settings the file already has are left alone."""
+def write_node_config(datadir: Path, index: int, *, swarm: bool, model: str = LLM) -> None:
+    """Create the node's ``node.toml`` (to edit by hand) or add the swarm settings it lacks
+    (`swarm_settings`); settings the file already has are left alone. A file written for
+    another swarm model gets this model's settings: the command line names the backend."""
     path = datadir / "node.toml"
     text = path.read_text() if path.exists() else CONFIG_HEADER
     if not swarm:
@@ -178,10 +212,16 @@ def write_node_config(datadir: Path, index: int, *, swarm: bool) -> None:
         present = {}  # the node will report the broken file; do not touch it
         if path.exists():
             return
-    wanted = {"swarm_backend": json.dumps(swarm_backend(index)),
-              "swarm_register": "true",  # stake, register, calibrate by itself
-              "swarm_stake": str(SWARM_STAKE)}
-    missing = [f"{key} = {value}" for key, value in wanted.items() if key not in present]
+    wanted = swarm_settings(index, model)
+    if present.get("swarm_backend") not in (None, wanted["swarm_backend"]):
+        # another model's file (`up --swarm-model` changed): its sampling keys go
+        text = "".join(line for line in text.splitlines(keepends=True)
+                       if line.partition("=")[0].strip() not in (
+                           "swarm_backend", "swarm_temperature", "swarm_system_prompt"))
+        present = {k: v for k, v in present.items()
+                   if k not in ("swarm_backend", "swarm_temperature", "swarm_system_prompt")}
+    missing = [f"{key} = {json.dumps(value)}" for key, value in wanted.items()
+               if key not in present]
     if missing or not path.exists():
         path.write_text(text.rstrip("\n") + "\n" + "".join(f"{line}\n" for line in missing))
 
@@ -225,13 +265,16 @@ def up(
     miners: int | None = None,
     fresh: bool = False,
     out: TextIO = sys.stdout,
-    ready_timeout: float = 60.0,
+    ready_timeout: float = 120.0,
     swarm: bool = True,
+    swarm_model: str = LLM,
 ) -> list[NodeRecord]:
     """Start ``nodes`` nodes in a ring (node i dials node i-1, the last also dials node 0).
 
-    With ``swarm`` (the default) node i runs the built-in model `swarm_backend(i)` and
-    stakes, registers and calibrates itself (``swarm_register`` in its node.toml).
+    With ``swarm`` (the default) node i serves ``swarm_model``: the shipped language model
+    (``smollm2``, the default; sampling settings `swarm_settings`) or the built-in
+    arithmetic variant `swarm_backend(i, "arith")`, and stakes, registers and calibrates
+    itself (``swarm_register`` in its node.toml).
 
     The first ``miners`` nodes mine (default: half, at least one); all validate. Nodes run
     in their own sessions; testnet.json is written after each start so `down` can always
@@ -259,8 +302,8 @@ def up(
             datadir = Path(rec.datadir)
             datadir.mkdir(exist_ok=True)
             node_seed(datadir)  # the identity the genesis (or fund_nodes) funds
-            write_node_config(datadir, i, swarm=swarm)
-            extra = ["--swarm-backend", swarm_backend(i)] if swarm else []
+            write_node_config(datadir, i, swarm=swarm, model=swarm_model)
+            extra = ["--swarm-backend", swarm_backend(i, swarm_model)] if swarm else []
             cmd = node_command(datadir, rec.port, mine=rec.mine, peers=peers, genesis=genesis,
                                extra=extra)
             proc = spawn(cmd, directory / f"node-{i}.out", detach=True)
@@ -420,7 +463,7 @@ def watch(
 
 
 def run_foreground(directory: Path, nodes: int, *, miners: int | None, fresh: bool,
-                   out: TextIO = sys.stdout) -> int:
+                   out: TextIO = sys.stdout, swarm_model: str = LLM) -> int:
     """`testnet up` without --detach: start, show the live table, stop cleanly on Ctrl-C."""
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -430,7 +473,8 @@ def run_foreground(directory: Path, nodes: int, *, miners: int | None, fresh: bo
     # Ctrl-C must work even if our parent started us with SIGINT ignored (a `&` job)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        records = up(directory, nodes, miners=miners, fresh=fresh, out=out)
+        records = up(directory, nodes, miners=miners, fresh=fresh, out=out,
+                     swarm_model=swarm_model)
         save_state(directory.resolve(), records, detached=False)
         watch(directory.resolve(), records, out=out)
     except KeyboardInterrupt:

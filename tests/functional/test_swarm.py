@@ -26,7 +26,7 @@ from swarm.calibration import calibration_questions
 from swarm.runtime.factory import make_backend
 from testnet.client import ApiError
 from testnet.genesis import DEV_CHAIN_ID
-from testnet.launcher import swarm_backend
+from testnet.launcher import ARITH, swarm_backend
 from testnet.process import REPO_ROOT
 from tests.framework.nodes import TestNetwork, TestNode, address_of
 from tests.framework.util import wait_until
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow  # real node processes
 
 
 def test_swarm_round_on_real_nodes(network: TestNetwork) -> None:
-    nodes = [network.add_node(start=False, config={"swarm_backend": swarm_backend(i)})
+    nodes = [network.add_node(start=False, config={"swarm_backend": swarm_backend(i, ARITH)})
              for i in range(3)]
     network.start_all(nodes)
     network.connect_all(nodes)
@@ -71,9 +71,9 @@ def test_swarm_round_on_real_nodes(network: TestNetwork) -> None:
 
 
 def register_swarm_nodes(network: TestNetwork, via: TestNode, accounts: range) -> None:
-    """Dev accounts ``accounts`` (running ``swarm_backend(i)``) stake, register and pass
+    """Dev accounts ``accounts`` (running ``swarm_backend(i, ARITH)``) stake, register and pass
     calibration (the expected answers), sent through ``via``; every node syncs the blocks."""
-    models = {i: make_backend(swarm_backend(i)).model_id for i in accounts}
+    models = {i: make_backend(swarm_backend(i, ARITH)).model_id for i in accounts}
     for i in accounts:
         via.send_tx(sign_transaction(dev_seed(i), chain_id=DEV_CHAIN_ID, nonce=0, fee=10,
                                      payload=Stake(amount=9_000)))
@@ -124,7 +124,7 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
     nodes = []
     for i in range(3):
         node = network.add_node(start=False, mine=i == 0, dev_key=i,
-                                config={"swarm_backend": swarm_backend(i),
+                                config={"swarm_backend": swarm_backend(i, ARITH),
                                         "mining_block_interval": 0.5})
         nodes.append(node)
     network.start_all(nodes)
@@ -184,7 +184,7 @@ def test_round_settles_when_its_origin_dies(network: TestNetwork) -> None:
     nodes = []
     for i in range(3):
         node = network.add_node(start=False, mine=i == 0, dev_key=i, config={
-            "swarm_backend": swarm_backend(i), "mining_block_interval": 0.5})
+            "swarm_backend": swarm_backend(i, ARITH), "mining_block_interval": 0.5})
         nodes.append(node)
     origin = network.add_node(start=False)  # coordinates only: not a candidate, cannot pay
     everyone = [*nodes, origin]

@@ -18,10 +18,13 @@ import pytest
 from consensus.genesis import load_genesis_config
 from consensus.tx import Transaction, public_key
 from contracts import Transfer
+from node.config import NodeConfig
 from testnet import launcher
 from testnet.client import request
 from testnet.genesis import funded_addresses, load_keys, node_seed
 from testnet.launcher import (
+    ARITH,
+    LLM_VARIANTS,
     SWARM_STAKE,
     format_table,
     load_state,
@@ -76,7 +79,7 @@ def test_testnet_up_registers_calibrates_and_settles(tmp_path: Path) -> None:
     started = time.monotonic()
     try:
         done = pouwchain("testnet", "up", "--nodes", str(NODES), "--miners", str(MINERS),
-                         "--dir", str(directory), "--detach")
+                         "--dir", str(directory), "--detach", "--swarm-model", ARITH)
         assert done.returncode == 0, done.stdout + done.stderr
         up_seconds = time.monotonic() - started
         records = load_state(directory)
@@ -159,13 +162,19 @@ def test_prepare_funds_node_identities_and_writes_swarm_config(tmp_path: Path) -
     assert public_key(node_seed(directory / "node-3")) not in funded_addresses(genesis)
 
     datadir = directory / "node-1"
-    write_node_config(datadir, 1, swarm=True)
+    write_node_config(datadir, 1, swarm=True, model=ARITH)
     written = tomllib.loads((datadir / "node.toml").read_text())
-    assert written == {"swarm_backend": swarm_backend(1), "swarm_register": True,
+    assert written == {"swarm_backend": swarm_backend(1, ARITH), "swarm_register": True,
                        "swarm_stake": SWARM_STAKE}
+    # the default model: the language model, with this node's sampling settings
+    write_node_config(datadir, 1, swarm=True)
+    llm = tomllib.loads((datadir / "node.toml").read_text())
+    assert llm["swarm_backend"] == "smollm2" == swarm_backend(1)
+    assert (llm["swarm_temperature"], llm["swarm_system_prompt"]) == LLM_VARIANTS[1]
+    NodeConfig(datadir=datadir, **llm)  # a valid node config
     # the user's own settings stay; only what is missing is added
     (datadir / "node.toml").write_text("swarm_register = false\nmax_peers = 3\n")
-    write_node_config(datadir, 1, swarm=True)
+    write_node_config(datadir, 1, swarm=True, model=ARITH)
     edited = tomllib.loads((datadir / "node.toml").read_text())
     assert edited["swarm_register"] is False and edited["max_peers"] == 3
     assert edited["swarm_stake"] == SWARM_STAKE

@@ -33,7 +33,7 @@ from node.swarm.service import NOT_ON_CHAIN
 from swarm.calibration import calibration_questions
 from swarm.runtime.builtin import VARIANT_NAMES
 from swarm.runtime.factory import make_backend
-from testnet.launcher import SWARM_VARIANTS, swarm_backend
+from testnet.launcher import ARITH, SWARM_VARIANTS, swarm_backend
 from tests.framework.chain import extend, new_chain
 from tests.framework.chain import tx as make_tx
 from tests.framework.nodes import connect_all, node_config, preload
@@ -234,11 +234,11 @@ def test_swarm_frames_round_trip_and_reject_malformed() -> None:
 def test_testnet_nodes_get_every_builtin_variant() -> None:
     """The first four testnet nodes serve the variants that pass calibration, two answer
     forms each; the weak ones follow; every shipped variant appears."""
-    assert [swarm_backend(i) for i in range(8)] == [
+    assert [swarm_backend(i, ARITH) for i in range(8)] == [
         "builtin:arith-l", "builtin:arith-m", "builtin:arith-l?form=1", "builtin:arith-l?form=2",
         "builtin:arith-m?form=1", "builtin:arith-s", "builtin:arith-xs", "builtin:arith-l"]
     assert {spec.split("?")[0] for spec in SWARM_VARIANTS} == set(VARIANT_NAMES)
-    backends = [make_backend(swarm_backend(i)) for i in range(7)]  # every spec loads
+    backends = [make_backend(swarm_backend(i, ARITH)) for i in range(7)]  # every spec loads
     assert backends[0].model_id == backends[2].model_id != backends[1].model_id
 
 

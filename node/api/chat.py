@@ -16,7 +16,8 @@
   cover it (402 otherwise). Answers with the round view once the fast path is done.
 - ``GET /api/v1/rounds/{id}``: answers, judgments, strengths and settlement status.
 - ``GET /v1/models``: the swarm as one model, ``pouwchain-swarm``, then the models its
-  capable nodes serve (registry, or the interim candidates), named where known.
+  capable nodes serve (registry, or the interim candidates), named where known;
+  ``GET /v1/models/{model}`` one of them (404 ``model_not_found`` otherwise).
 - ``GET /api/v1/swarm/registration``: the node's registration machine
   (`node.swarm.registration`).
 
@@ -463,16 +464,31 @@ class ChatApi:
             served.setdefault(model, set()).add(node)
         return served
 
-    async def models(self, request: web.Request) -> web.Response:
-        """``GET /v1/models``: the swarm as one model, then every model its capable nodes
-        serve (id: the model id in hex; name: readable where this code knows it)."""
+    def model_list(self) -> list[dict[str, Any]]:
+        """The swarm as one model, then every served model (`served_models`)."""
         served = self.served_models()
         swarm = {"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "pouwchain",
                  "name": MODEL_NAME, "nodes": len(set().union(*served.values()))}
-        return web.json_response({"object": "list", "data": [swarm] + [
+        return [swarm] + [
             {"id": model.hex(), "object": "model", "created": 0, "owned_by": "pouwchain",
              "name": model_name(model), "nodes": len(nodes)}
-            for model, nodes in sorted(served.items())]})
+            for model, nodes in sorted(served.items())]
+
+    async def models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``: the swarm as one model, then every model its capable nodes
+        serve (id: the model id in hex; name: readable where this code knows it)."""
+        return web.json_response({"object": "list", "data": self.model_list()})
+
+    async def model(self, request: web.Request) -> web.Response:
+        """``GET /v1/models/{model}``: one served model, by id or readable name."""
+        name = request.match_info["model"]
+        wanted = resolve_model(name)
+        for entry in self.model_list():
+            if wanted is not None and resolve_model(entry["id"]) == wanted:
+                return web.json_response(entry)
+        return openai_error(404, f"The model '{name}' does not exist or no capable node "
+                            "serves it; GET /v1/models lists the models the swarm serves",
+                            code="model_not_found", param="model")
 
 
 def register_routes(app: web.Application, service: SwarmService,
@@ -481,6 +497,7 @@ def register_routes(app: web.Application, service: SwarmService,
     api = ChatApi(service, registration)
     app.router.add_post("/v1/chat/completions", api.completions)
     app.router.add_get("/v1/models", api.models)
+    app.router.add_get("/v1/models/{model}", api.model)
     app.router.add_get("/api/v1/rounds/{round_id}", api.round_view)
     app.router.add_post("/api/v1/swarm/requests", api.signed_request)
     app.router.add_get(REGISTRATION_ROUTE, api.registration_status)

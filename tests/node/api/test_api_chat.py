@@ -272,9 +272,20 @@ async def test_models_list_under_the_interim_rule(chat_node: Node) -> None:
         assert resp.status == 200
         body = await resp.json()
     assert body["object"] == "list"
+    arith_m = make_backend("builtin:arith-m").model_id.hex()
     assert [(m["id"], m["name"], m["nodes"]) for m in body["data"]] == [
-        ("pouwchain-swarm", "pouwchain-swarm", 1),
-        (make_backend("builtin:arith-m").model_id.hex(), "arith-m", 1)]
+        ("pouwchain-swarm", "pouwchain-swarm", 1), (arith_m, "arith-m", 1)]
+    client = openai_client(chat_node)
+    try:
+        for name in ("arith-m", "ARITH-M", arith_m):
+            assert (await client.models.retrieve(name)).id == arith_m
+        assert (await client.models.retrieve("pouwchain-swarm")).id == "pouwchain-swarm"
+        for missing in ("gpt-4", "arith-l", "ab" * 32):  # unknown, or known but not served
+            with pytest.raises(openai.NotFoundError) as err:
+                await client.models.retrieve(missing)
+            assert err.value.code == "model_not_found"
+    finally:
+        await client.close()
 
 
 @pytest.mark.slow

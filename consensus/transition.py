@@ -40,6 +40,7 @@ def apply_transaction(
     params: ChainParams,
     signature_verified: bool = False,
     parent_id: bytes = b"",
+    recent_block_ids: Sequence[bytes] = (),
 ) -> int:
     """Apply one transaction atomically and return its fee; raise `TransactionError`.
 
@@ -48,19 +49,36 @@ def apply_transaction(
     (e.g. a thread pool checking a whole block first); the rule is then not re-run.
     ``parent_id``: the id of the block this transaction's block builds on (contracts that
     draw from it, e.g. calibration, reject the transaction when it is empty).
+    ``recent_block_ids``: that chain's latest block ids, newest first, starting with
+    ``parent_id`` (`recent_ids`); a calibration's seed block must be among the first
+    `contracts.registry.CALIBRATION_WINDOW`. Not given: the parent alone.
     """
+    recent = recent_ids(parent_id, recent_block_ids)
     snapshot = state.snapshot()
     try:
         _apply_transaction(state, tx, height=height, params=params,
-                           signature_verified=signature_verified, parent_id=parent_id)
+                           signature_verified=signature_verified, parent_id=parent_id,
+                           recent_block_ids=recent)
     except BaseException:
         state.revert(snapshot)
         raise
     return tx.fee
 
 
+def recent_ids(parent_id: bytes, recent_block_ids: Sequence[bytes]) -> tuple[bytes, ...]:
+    """The recent block ids a transaction is applied with: those given (they must start with
+    the parent), else the parent alone (none without a parent). Raises ValueError on a
+    caller's mismatch: it is a bug, never a rule a transaction can break."""
+    if not recent_block_ids:
+        return (parent_id,) if parent_id else ()
+    if recent_block_ids[0] != parent_id:
+        raise ValueError("recent_block_ids must start with parent_id")
+    return tuple(recent_block_ids)
+
+
 def _apply_transaction(state: State, tx: Transaction, *, height: int, params: ChainParams,
-                       signature_verified: bool, parent_id: bytes) -> None:
+                       signature_verified: bool, parent_id: bytes,
+                       recent_block_ids: tuple[bytes, ...]) -> None:
     sender = state.account(tx.sender)
     kind = PAYLOAD_KINDS.get(type(tx.payload).KIND_ID)
     # the transaction must be for this chain
@@ -77,7 +95,8 @@ def _apply_transaction(state: State, tx: Transaction, *, height: int, params: Ch
     # the sender must afford the fee
     require(sender.balance >= tx.fee, "tx.insufficient_fee_balance",
             f"balance {sender.balance} < {tx.fee}")
-    ctx = TxContext(sender=tx.sender, height=height, params=params, parent_id=parent_id)
+    ctx = TxContext(sender=tx.sender, height=height, params=params, parent_id=parent_id,
+                    recent_block_ids=recent_block_ids)
     # the begin-transaction hooks run, in order (the swarm's epoch table is recorded before
     # the first transaction of each epoch)
     for hook in BEGIN_TRANSACTION_HOOKS:
@@ -97,6 +116,7 @@ def apply_block_transactions(
     params: ChainParams,
     signatures_verified: bool = False,
     parent_id: bytes = b"",
+    recent_block_ids: Sequence[bytes] = (),
 ) -> int:
     """Apply a block's transactions in order, then pay the miner subsidy + fees.
 
@@ -104,11 +124,15 @@ def apply_block_transactions(
     the block). Returns the total fees. ``signatures_verified``: every transaction's
     signature has been checked already (see `consensus.tx.signatures_valid`), so the
     sequential transition skips that rule; the outcome is the same, only faster.
+    ``parent_id``/``recent_block_ids``: as for `apply_transaction` (the chain store gives the
+    last `contracts.registry.CALIBRATION_WINDOW` block ids ending at the parent).
     """
+    recent = recent_ids(parent_id, recent_block_ids)
     fees = 0
     for tx in transactions:
         fees += apply_transaction(state, tx, height=height, params=params,
-                                  signature_verified=signatures_verified, parent_id=parent_id)
+                                  signature_verified=signatures_verified, parent_id=parent_id,
+                                  recent_block_ids=recent)
     # the block reward (subsidy + fees) must fit the miner's balance
     credit(state, miner, params.block_subsidy + fees, rule="block.reward_overflow")
     return fees

@@ -113,12 +113,15 @@ def check_body(block: Block, *, params: ChainParams) -> None:
 
 
 def connect_block(state: State, block: Block, *, params: ChainParams,
-                  signatures_verified: bool = False) -> BlockUndo:
+                  signatures_verified: bool = False,
+                  recent_block_ids: Sequence[bytes] = ()) -> BlockUndo:
     """Apply the block's transactions and reward; the result must match the state root.
 
     On any failure the state is restored to what it was and the error propagates.
     ``signatures_verified``: the caller checked every transaction signature beforehand (in
     parallel); pass it only when all of them verified, so the outcome is unchanged.
+    ``recent_block_ids``: the chain's latest block ids ending at the parent, newest first
+    (`consensus.transition.apply_transaction`; calibrations name a seed among them).
     """
     header = block.header
     state.begin_block()
@@ -126,6 +129,7 @@ def connect_block(state: State, block: Block, *, params: ChainParams,
         apply_block_transactions(
             state, block.transactions, height=header.height, miner=header.miner, params=params,
             signatures_verified=signatures_verified, parent_id=header.parent_hash,
+            recent_block_ids=recent_block_ids,
         )
         # the post-state root must equal the header's state root
         if state.root() != header.state_root:
@@ -151,8 +155,10 @@ def validate_block(
     expected_target: int,
     params: ChainParams,
     signatures_verified: bool = False,
+    recent_block_ids: Sequence[bytes] = (),
 ) -> BlockUndo:
-    """Every rule, cheapest first; connects the block to ``state`` and returns its undo."""
+    """Every rule, cheapest first; connects the block to ``state`` and returns its undo.
+    ``recent_block_ids``: the latest block ids ending at the parent (`connect_block`)."""
     check_header(
         block.header,
         parent=parent,
@@ -163,4 +169,5 @@ def validate_block(
     )
     check_body(block, params=params)
     check_certificate(block.header)
-    return connect_block(state, block, params=params, signatures_verified=signatures_verified)
+    return connect_block(state, block, params=params, signatures_verified=signatures_verified,
+                         recent_block_ids=recent_block_ids)

@@ -28,9 +28,20 @@ class TxContext:
     sender: bytes
     height: int
     params: ChainParams
-    # id of the block the transaction's block builds on (b"": applied outside a block, e.g.
-    # mempool admission; contracts that need it reject the transaction then)
+    # id of the block the transaction's block builds on (b"": applied outside a block;
+    # contracts that need it reject the transaction then)
     parent_id: bytes = b""
+    # ids of the chain's most recent blocks, newest first: the parent, its parent, ... (the
+    # chain store gives `contracts.registry.CALIBRATION_WINDOW` of them, fewer near genesis;
+    # empty: the parent alone, see `recent_ids`)
+    recent_block_ids: tuple[bytes, ...] = ()
+
+    def recent_ids(self) -> tuple[bytes, ...]:
+        """The recent block ids, newest first: those given, else the parent alone (none
+        outside a block)."""
+        if self.recent_block_ids:
+            return self.recent_block_ids
+        return (self.parent_id,) if self.parent_id else ()
 
 
 ApplyFn = Callable[["State", Any, TxContext], None]

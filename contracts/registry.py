@@ -8,17 +8,21 @@ increasing, so every validator iterates them in the same order) and, per node, a
 calibration record (``swcap/<addr>``). A node becomes *capable* (eligible for selection,
 `swarm.selection.Candidate.capable`) only by passing calibration:
 
-* the questions are `swarm.calibration.calibration_questions` drawn from the seed
-  ``H_"pouw/swcalseed"(parent block id ‖ node id)``: the block the calibration transaction
-  builds on did not exist when the node prepared anything earlier, so it cannot precompute
-  or look up the answers, and each node gets its own questions (copying another's answers
-  does not help);
+* the node's suite follows its registered models (`swarm.calibration.suite_for`): the
+  shipped question set's ``calibration`` split for a language model (SmolLM2), the
+  arithmetic families for every other model; the questions are drawn from the seed
+  ``H_"pouw/swcalseed"(seed block id ‖ node id)``, so each node gets its own questions
+  (copying another's answers does not help);
+* the seed block is one of the last `CALIBRATION_WINDOW` blocks of the chain the
+  calibration lands on (its block's parent or one of the parent's ancestors, given to the
+  transition as ``TxContext.recent_block_ids``): its id was unknown until it was mined, and
+  the node has the window's blocks to answer and land the transaction (a slow model needs
+  many seconds);
 * the node answers with `SubmitCalibration` (its transaction signature commits the
-  answers to its key), naming the parent block it answered for; the transaction is valid
-  only in a block on that parent (else the node answers the new tip's questions again);
-* the contract regenerates the questions and grades with the integer pass mark
-  `CALIBRATION_PASS` out of `CALIBRATION_QUESTIONS`; the result (pass or fail) is stored,
-  a failed node stays not capable and may retry after `CALIBRATION_RETRY_BLOCKS`;
+  answers to its key), naming the seed block;
+* the contract regenerates the questions and grades them with the suite's integer pass
+  mark (`Suite.pass_mark` out of `CALIBRATION_QUESTIONS`); the result (pass or fail) is
+  stored, a failed node stays not capable and may retry after `CALIBRATION_RETRY_BLOCKS`;
 * registering again with a different model list clears the flag (the new models must be
   proven).
 
@@ -40,20 +44,36 @@ from contracts.base import Payload, PayloadKind, TxContext, require
 from core.encoding import U64, Canonical, FixedBytes, Hash32, ListOf, UInt, VarBytes, tagged_hash
 from core.records import MAX_ENDPOINT, ModelIds, SwarmNode
 from core.state import State
-from swarm.calibration import calibration_questions, grade
+from swarm.calibration import (
+    ARITHMETIC_SUITE,
+    QUESTION_SUITE,
+    AnyQuestion,
+    grade,
+    suite_for,
+    suite_questions,
+)
 
 INDEX_KEY = b"swindex"
 CAPABILITY_PREFIX = b"swcap/"
 MAX_SWARM_NODES = 4096  # index size bound (a settlement iterates it)
-CALIBRATION_QUESTIONS = 16
-CALIBRATION_PASS = 12  # integer pass mark: at least this many right answers
+CALIBRATION_QUESTIONS = 16  # questions of every suite
+#: the arithmetic suite's integer pass mark (the question set's: `QUESTION_SUITE.pass_mark`)
+CALIBRATION_PASS = ARITHMETIC_SUITE.pass_mark
+#: a calibration's seed block must be one of the last this many blocks of the chain it lands
+#: on (the parent of its block and the parent's ancestors): ~3 min of 3 s dev blocks, room
+#: for SmolLM2 to answer its 16 questions (one batch: ~20 s on an idle 2-core machine, 107 s
+#: measured with three other model processes on the same 2 cores) and for the transaction
+#: to land
+CALIBRATION_WINDOW = 64
 CALIBRATION_RETRY_BLOCKS = 100  # a failed node waits this long before trying again
 #: Reputation a node earns by passing calibration with every answer right (scaled by the
 #: share right): the decay floor (contracts.swarm.REPUTATION_FLOOR), so a newcomer starts
 #: where an idle node ends up, and only rounds lift it higher.
 CALIBRATION_REPUTATION = 100
-MAX_CALIBRATION_ANSWER = 32  # bytes per answer text
+MAX_CALIBRATION_ANSWER = 256  # bytes per answer text (a language model answers in words)
 CALIBRATION_SEED_TAG = b"pouw/swcalseed"
+if {ARITHMETIC_SUITE.count, QUESTION_SUITE.count} != {CALIBRATION_QUESTIONS}:
+    raise RuntimeError("every calibration suite asks CALIBRATION_QUESTIONS questions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +114,8 @@ CalibrationAnswers = Annotated[
 @dataclasses.dataclass(frozen=True)
 class SubmitCalibration(Payload):
     """The sender's answers (UTF-8 text, one per question, in order) to the calibration
-    questions drawn from ``seed_block`` (the parent of the block that includes this)."""
+    questions drawn from ``seed_block`` (one of the last `CALIBRATION_WINDOW` blocks of the
+    chain the including block extends)."""
 
     KIND_ID: ClassVar[int] = 11
     seed_block: Hash32
@@ -137,15 +158,24 @@ def evict_unstaked(state: State, *, min_stake: int) -> tuple[bytes, ...]:
     return evicted
 
 
-def calibration_seed(parent_block_id: bytes, node: bytes) -> bytes:
-    """The question seed of ``node`` answering on top of block ``parent_block_id``."""
-    return tagged_hash(CALIBRATION_SEED_TAG, parent_block_id + node)
+def calibration_seed(seed_block_id: bytes, node: bytes) -> bytes:
+    """The question seed of ``node`` answering for block ``seed_block_id``."""
+    return tagged_hash(CALIBRATION_SEED_TAG, seed_block_id + node)
 
 
-def calibration_prompts(parent_block_id: bytes, node: bytes) -> list[str]:
-    """The prompts ``node`` must answer (in order) in a `SubmitCalibration` on that parent."""
-    return [q.prompt for q in calibration_questions(calibration_seed(parent_block_id, node),
-                                                    count=CALIBRATION_QUESTIONS)]
+def calibration_questions_for(seed_block_id: bytes, node: bytes,
+                              models: tuple[bytes, ...] | list[bytes] = ()
+                              ) -> list[AnyQuestion]:
+    """The questions (with their checks) ``node``, registered with ``models``, answers in a
+    `SubmitCalibration` naming ``seed_block_id``."""
+    return suite_questions(suite_for(models), calibration_seed(seed_block_id, node))
+
+
+def calibration_prompts(seed_block_id: bytes, node: bytes,
+                        models: tuple[bytes, ...] | list[bytes] = ()) -> list[str]:
+    """The prompts ``node`` (registered with ``models``; none given: the arithmetic suite)
+    must answer, in order, in a `SubmitCalibration` naming ``seed_block_id``."""
+    return [q.prompt for q in calibration_questions_for(seed_block_id, node, models)]
 
 
 #: What must happen before a registration changes the epoch's candidate table at once (the
@@ -182,30 +212,34 @@ def register_swarm_node(state: State, payload: RegisterSwarmNode, ctx: TxContext
 
 def apply_submit_calibration(state: State, payload: SubmitCalibration, ctx: TxContext) -> None:
     """Calibration rules, in order."""
+    registered = state.swarm_node(ctx.sender)
     # the sender must be a registered swarm node
-    require(state.swarm_node(ctx.sender) is not None, "calibration.unregistered")
+    require(registered is not None, "calibration.unregistered")
+    assert registered is not None
     # the block must name its parent (blocks applied without one cannot calibrate)
     require(len(ctx.parent_id) == 32, "calibration.no_parent")
-    # the answers must be for the questions drawn from this block's parent
-    require(payload.seed_block == ctx.parent_id, "calibration.stale_seed")
+    # the seed block must be one of the last CALIBRATION_WINDOW blocks of this chain (the
+    # parent or one of its ancestors): older answers are stale, other chains' blocks unknown
+    require(payload.seed_block in ctx.recent_ids()[:CALIBRATION_WINDOW],
+            "calibration.stale_seed")
+    suite = suite_for(registered.models)
     # one answer per question
-    require(len(payload.answers) == CALIBRATION_QUESTIONS, "calibration.answer_count")
+    require(len(payload.answers) == suite.count, "calibration.answer_count")
     previous = capability(state, ctx.sender)
     # a node that passed need not (and may not) calibrate again
     require(previous is None or not previous.capable, "calibration.already_capable")
     # a failed node waits before retrying
     require(previous is None or ctx.height >= previous.height + CALIBRATION_RETRY_BLOCKS,
             "calibration.too_soon")
-    questions = calibration_questions(calibration_seed(ctx.parent_id, ctx.sender),
-                                      count=CALIBRATION_QUESTIONS)
+    questions = suite_questions(suite, calibration_seed(payload.seed_block, ctx.sender))
     texts = [raw.decode("utf-8", "replace") for raw in payload.answers]
-    result = grade(questions, texts, min_correct=CALIBRATION_PASS)
+    result = grade(questions, texts, min_correct=suite.pass_mark)
     state.set_record(CAPABILITY_PREFIX + ctx.sender,
                      SwarmCapability(capable=int(result.passed), height=ctx.height,
                                      correct=result.correct))
     # a node that passes starts with reputation for the share it got right (never lowered)
     if result.passed:
-        earned = CALIBRATION_REPUTATION * result.correct // CALIBRATION_QUESTIONS
+        earned = CALIBRATION_REPUTATION * result.correct // suite.count
         state.set_reputation(ctx.sender, max(state.reputation(ctx.sender), earned))
 
 

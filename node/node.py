@@ -276,7 +276,8 @@ class Node:
             return None
         state = State(Overlay(self.chain.state_view()))
         try:
-            connect_block(state, block, params=self.chain.params)
+            connect_block(state, block, params=self.chain.params,
+                          recent_block_ids=self.chain.recent_block_ids(block.header.parent_hash))
         except ConsensusError as exc:
             return exc
         return None

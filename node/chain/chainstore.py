@@ -46,6 +46,7 @@ from consensus.forkchoice import BlockTree, Reorg, TreeEntry
 from consensus.genesis import GenesisConfig, build_genesis, dev_config, load_genesis_config
 from consensus.tx import Transaction, signatures_valid
 from consensus.validation import check_body, check_certificate, check_header, connect_block
+from contracts.registry import CALIBRATION_WINDOW
 from core.errors import ConsensusError, HeaderError
 from core.interfaces import MemoryKV, PrefixedKV
 from core.lthash import ElementCache
@@ -232,7 +233,8 @@ class ChainStore:
 
     def tip_view(self) -> TipView:
         """What the mempool checks transactions against: tip state and next height."""
-        return TipView(state_kv=self.state_view(), height=self.height + 1, parent_id=self.tip_id)
+        return TipView(state_kv=self.state_view(), height=self.height + 1, parent_id=self.tip_id,
+                       recent_block_ids=self.recent_block_ids(self.tip_id))
 
     def state_root(self) -> bytes:
         return State(self.state_view()).root()
@@ -277,6 +279,17 @@ class ChainStore:
                         target=self.genesis_header.target)
         return required_target(params=self.difficulty, anchor=anchor, parent_height=parent.height,
                                parent_time=self._timestamps[parent_id], block_time=timestamp)
+
+    def recent_block_ids(self, parent_id: bytes,
+                         count: int = CALIBRATION_WINDOW) -> tuple[bytes, ...]:
+        """Ids of the last ``count`` blocks ending at ``parent_id``, newest first: what the
+        transition of a child of ``parent_id`` is given (calibration seeds)."""
+        ids: list[bytes] = []
+        entry: TreeEntry | None = self.tree.entry(parent_id)
+        while entry is not None and len(ids) < count:
+            ids.append(entry.block_id)
+            entry = None if entry.parent_id is None else self.tree.entry(entry.parent_id)
+        return tuple(ids)
 
     def recent_timestamps(self, parent_id: bytes) -> list[int]:
         """Timestamps of the last MEDIAN_TIME_SPAN blocks ending at ``parent_id``, oldest first."""
@@ -424,7 +437,8 @@ class ChainStore:
         verified = self.verify_signatures(block.transactions)
         batch = self.db.batch()
         state = self._state(batch)
-        undo = connect_block(state, block, params=self.params, signatures_verified=verified)
+        undo = connect_block(state, block, params=self.params, signatures_verified=verified,
+                             recent_block_ids=self.recent_block_ids(header.parent_hash))
         self._fire("connect:state_applied")
         if block_id not in self.tree:
             work = work_of(header.target)

@@ -53,6 +53,9 @@ class TipView:
     state_kv: ReadOnlyKV
     height: int
     parent_id: bytes = b""  # the tip's id: the next block's parent (calibration seeds)
+    # the tip's id and its ancestors', newest first (`ChainStore.recent_block_ids`): a
+    # calibration's seed block must be one of them
+    recent_block_ids: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +199,8 @@ class Mempool:
                 return valid, MempoolError("nonce_gap", f"expected {nonce}, got {n}")
             try:
                 apply_transaction(state, entry.tx, height=tip.height, params=self.params,
-                                  parent_id=tip.parent_id)
+                                  parent_id=tip.parent_id,
+                                  recent_block_ids=tip.recent_block_ids)
             except ConsensusError as exc:
                 return valid, MempoolError(f"invalid:{exc.rule}", exc.message)
             valid[n] = entry
@@ -246,7 +250,8 @@ class Mempool:
             if entry is not None:
                 del self._by_id[entry.tx_id]
                 self._by_sender[tx.sender].pop(tx.nonce, None)
-        # a calibration answers its parent's questions: any new block makes it stale
+        # a calibration stays valid while its seed block is one of the chain's last
+        # CALIBRATION_WINDOW blocks: each new block may push it out (or a reorg drop it)
         senders.update(e.tx.sender for e in self._by_id.values()
                        if isinstance(e.tx.payload, SubmitCalibration))
         self.revalidate(senders, tip=tip)

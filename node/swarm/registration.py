@@ -14,11 +14,15 @@ step, and nonces keep every step idempotent):
    again.
 2. ``registering``: wait until the registration is in a block.
 3. ``calibrating``: registered, not capable -> answer
-   `contracts.registry.calibration_prompts(tip id, node id)` with the node's own backend and
-   send `SubmitCalibration`. It is valid only in the block right after that tip; if another
-   block comes first, the stale transaction is dropped from the node's own pool and the new
-   tip's prompts are answered, with a 10 % higher fee (peers still hold the stale one under
-   the same nonce; the mempool replaces only at +10 %).
+   `contracts.registry.calibration_prompts(tip id, node id, models)` (the suite of the
+   registered models: the question set for SmolLM2, arithmetic otherwise) with the node's
+   own backend, all 16 in one batched call when the backend has ``answer_many``, and send
+   `SubmitCalibration` naming the tip as its seed block. It stays valid while that block is
+   one of the chain's last `CALIBRATION_WINDOW` blocks, so the node answers once and waits;
+   only if the seed leaves the window (or a reorg drops it) before the transaction lands
+   does the node's pool drop it, and the node answers the new tip's prompts, with a 10 %
+   higher fee (peers may still hold the old one under the same nonce; the mempool replaces
+   only at +10 %). Answers to a seed still in the window are never computed twice.
 4. ``calibration_failed``: the calibration landed but failed; the contract refuses a retry
    for `CALIBRATION_RETRY_BLOCKS` blocks (``calibration.too_soon``), so the node waits until
    then (``retry_height``) and logs it once.
@@ -35,8 +39,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from consensus.block import BlockHeader
 from consensus.tx import Transaction, sign_transaction
@@ -56,7 +62,8 @@ from core.errors import ConsensusError
 from core.state import State
 from node.logging import get_logger, log_event
 from node.swarm.host import SwarmHost, SwarmPeers
-from swarm.runtime.base import BackendError, InferenceBackend
+from swarm.calibration import ARITHMETIC_SUITE, Suite, suite_for
+from swarm.runtime.base import Answer, BackendError, InferenceBackend
 from swarm.tasks import extract_integer
 
 log = get_logger("swarm.registration")
@@ -64,7 +71,7 @@ ROUTE = "/api/v1/swarm/registration"  # served by node.api.chat
 TX_FEE = 10  # fee of the registration transactions (the dev chain's usual fee)
 FEE_BUMP_PERCENT = 10  # node.chain.mempool.MempoolConfig.replace_bump_percent
 ANSWER_TOKENS = 64
-ANSWER_TIMEOUT = 30.0  # seconds for one calibration answer
+ANSWER_TIMEOUT = 30.0  # seconds per calibration question (a batch of 16 gets 16 times this)
 
 OFF = "off"
 STARTING = "starting"
@@ -91,6 +98,8 @@ class Snapshot:
     min_stake: int  # the chain's min_node_stake
     capability: SwarmCapability | None
     pending_txs: tuple[Transaction, ...]  # the node's own pending transactions
+    # the tip's id and its ancestors' (the window a calibration sent now may name a seed in)
+    recent_ids: tuple[bytes, ...] = ()
 
     @property
     def pending(self) -> tuple[Payload, ...]:
@@ -103,14 +112,43 @@ def _has(pending: tuple[Payload, ...], kind: type[Payload]) -> bool:
     return any(isinstance(p, kind) for p in pending)
 
 
-def calibration_text(text: str) -> bytes:
+@runtime_checkable
+class BatchAnswerer(Protocol):
+    """A backend that answers many prompts in one call (SmolLM2: one batched generation;
+    the built-in model: one batched forward). Its ``max_tokens`` is optional."""
+
+    def answer_many(self, prompts: Sequence[str], *args: Any, **kwargs: Any) -> list[Answer]:
+        ...
+
+
+def calibration_text(text: str, suite: Suite = ARITHMETIC_SUITE) -> bytes:
     """An answer as sent on chain: the text if it fits `MAX_CALIBRATION_ANSWER` bytes, else
-    its last integer (all the grader reads, `swarm.calibration.grade_answer`)."""
+    what the suite's grader reads of it: the arithmetic suite's last integer
+    (`swarm.calibration.CalibrationQuestion.check`), the question set's first
+    MAX_CALIBRATION_ANSWER bytes (cut on a character boundary; a model states its answer
+    first, and `docs/swarm.md`'s measured accuracy is of answers cut so)."""
     raw = text.strip().encode()
     if len(raw) <= MAX_CALIBRATION_ANSWER:
         return raw
+    if suite != ARITHMETIC_SUITE:
+        return raw[:MAX_CALIBRATION_ANSWER].decode("utf-8", "ignore").encode()
     value = extract_integer(text)
     return b"" if value is None else str(value).encode()[:MAX_CALIBRATION_ANSWER]
+
+
+async def answer_prompts(backend: InferenceBackend, prompts: Sequence[str], *,
+                         max_tokens: int = ANSWER_TOKENS) -> list[str]:
+    """The backend's answers to ``prompts``, in order: one batched ``answer_many`` call (in
+    a worker thread) when the backend has one, else one ``answer`` after another."""
+    if isinstance(backend, BatchAnswerer):
+        many = backend.answer_many
+        kwargs = {"max_tokens": max_tokens} \
+            if "max_tokens" in inspect.signature(many).parameters else {}
+        answers = await asyncio.to_thread(many, list(prompts), **kwargs)
+        if len(answers) != len(prompts):
+            raise BackendError(f"{len(answers)} answers to {len(prompts)} prompts")
+        return [a.text for a in answers]
+    return [(await backend.answer(p, max_tokens=max_tokens)).text for p in prompts]
 
 
 def bumped_fee(fee: int) -> int:
@@ -142,7 +180,9 @@ class SwarmRegistration:
         self.started_at = time.time()
         self.registered_at: float | None = None
         self.calibrated_at: float | None = None
-        self._calibration_sent: tuple[int, int, bytes] | None = None  # (nonce, fee, tip id)
+        self._calibration_sent: tuple[int, int, bytes] | None = None  # (nonce, fee, seed id)
+        # the answers computed last: (seed block id, models, on-chain texts)
+        self._answers: tuple[bytes, tuple[bytes, ...], tuple[bytes, ...]] | None = None
         self._logged: set[str] = set()  # one-off log lines already written
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -194,12 +234,14 @@ class SwarmRegistration:
         """Chain thread: drop the node's own stale transactions (a calibration for an older
         tip), then read what the step needs."""
         chain, mempool, me = self.host.chain, self.host.mempool, self.node_id
-        mempool.revalidate([me], tip=chain.tip_view())
+        tip = chain.tip_view()
+        mempool.revalidate([me], tip=tip)
         state = State(chain.state_view())
         account = state.account(me)
         pending = mempool.pending_of(me)
         record = state.swarm_node(me)
-        return Snapshot(tip_id=chain.tip_id, height=chain.height, balance=account.balance,
+        return Snapshot(tip_id=chain.tip_id, recent_ids=tip.recent_block_ids,
+                        height=chain.height, balance=account.balance,
                         next_nonce=account.nonce + len(pending),
                         bonded=state.stake(me).bonded,
                         models=None if record is None else tuple(record.models),
@@ -292,42 +334,55 @@ class SwarmRegistration:
                 return
         self.phase = CALIBRATING
         if _has(snap.pending, SubmitCalibration):
-            return  # valid against this tip: it answers this tip's prompts; wait for a block
+            return  # valid while its seed block is in the window: wait for a block
         sent = self._calibration_sent
-        if sent is not None and sent[2] != snap.tip_id:
-            self.missed += 1
-            log_event(log, "swarm.registration.calibration_missed", tip=sent[2],
-                      new_tip=snap.tip_id, height=snap.height)
-        answers = await self._answer(snap.tip_id)
-        if answers is None:
-            return
-        if self.host.chain.tip_id != snap.tip_id:
-            return  # the tip moved while we answered: the next step answers the new one
+        if sent is not None and sent[2]:  # it left the pool without landing: its seed left
+            self.missed += 1              # the window (or a reorg dropped it)
+            log_event(log, "swarm.registration.calibration_missed", seed=sent[2],
+                      tip=snap.tip_id, height=snap.height)
+            self._calibration_sent = (sent[0], sent[1], b"")  # counted once
+        models = snap.models or ()
+        cached = self._answers
+        if cached is not None and cached[0] in snap.recent_ids and cached[1] == models:
+            seed, answers = cached[0], cached[2]  # answered already: send those again
+        else:
+            seed = snap.tip_id
+            fresh = await self._answer(seed, models)
+            if fresh is None:
+                return
+            answers = fresh
+            self._answers = (seed, models, answers)
         nonce = snap.next_nonce
         fee = self.fee
-        if sent is not None and sent[0] == nonce:  # peers may hold the stale one: replace it
+        if sent is not None and sent[0] == nonce:  # peers may hold the old one: replace it
             fee = max(fee, bumped_fee(sent[1]))
-        payload = SubmitCalibration(seed_block=snap.tip_id, answers=answers)
+        payload = SubmitCalibration(seed_block=seed, answers=answers)
+        # answering may have taken blocks: the pool takes it while the seed is in the window
+        # (else it is rejected as calibration.stale_seed and the next step answers anew)
         if await self._send(payload, nonce=nonce, fee=fee):
-            self._calibration_sent = (nonce, fee, snap.tip_id)
+            self._calibration_sent = (nonce, fee, seed)
             self.attempts += 1
-            log_event(log, "swarm.registration.calibration_sent", tip=snap.tip_id,
-                      height=snap.height, attempt=self.attempts, fee=fee)
+            log_event(log, "swarm.registration.calibration_sent", seed=seed,
+                      height=snap.height, tip=self.host.chain.height, attempt=self.attempts,
+                      fee=fee)
 
-    async def _answer(self, tip_id: bytes) -> tuple[bytes, ...] | None:
-        """Our backend's answers to the tip's calibration prompts (None: it failed)."""
+    async def _answer(self, seed: bytes, models: tuple[bytes, ...]) -> tuple[bytes, ...] | None:
+        """Our backend's answers to the calibration prompts of ``seed`` (None: it failed)."""
         assert self.backend is not None
-        texts: list[bytes] = []
+        prompts = calibration_prompts(seed, self.node_id, models)
+        started = time.monotonic()
         try:
-            for prompt in calibration_prompts(tip_id, self.node_id):
-                answer = await asyncio.wait_for(
-                    self.backend.answer(prompt, max_tokens=ANSWER_TOKENS), ANSWER_TIMEOUT)
-                texts.append(calibration_text(answer.text))
+            texts = await asyncio.wait_for(
+                answer_prompts(self.backend, prompts, max_tokens=ANSWER_TOKENS),
+                ANSWER_TIMEOUT * len(prompts))
         except (BackendError, TimeoutError) as exc:
             self.last_error = f"backend: {exc}"
             log_event(log, "swarm.registration.backend_failed", error=str(exc))
             return None
-        return tuple(texts)
+        suite = suite_for(models)
+        log_event(log, "swarm.registration.calibration_answered", seed=seed, suite=suite.name,
+                  seconds=round(time.monotonic() - started, 1))
+        return tuple(calibration_text(text, suite) for text in texts)
 
     async def _send(self, payload: Payload, *, nonce: int, fee: int) -> bool:
         """Sign and submit one step's transaction; False (and why, in ``last_error``) if the

@@ -13,6 +13,7 @@ from consensus.transition import apply_transaction
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts.registry import (
     CALIBRATION_QUESTIONS,
+    CALIBRATION_WINDOW,
     RegisterSwarmNode,
     SubmitCalibration,
     calibration_seed,
@@ -160,27 +161,46 @@ def test_confirmed_and_readded_transactions(db: Database) -> None:
     assert len(pool) == 2
 
 
-def test_a_new_block_drops_a_stale_calibration(db: Database) -> None:
-    """A calibration answers its parent's questions: once any block connects (from other
-    senders), it can never be valid again and leaves the pool, so its sender can answer the
-    new tip's questions under the same nonce."""
+def test_a_calibration_stays_pending_while_its_seed_is_in_the_window(db: Database) -> None:
+    """A calibration names a seed block that must be one of the chain's last
+    CALIBRATION_WINDOW blocks: new blocks keep it pending (the node answers once); the
+    block that pushes its seed out of the window (or a reorg that drops the seed) removes it,
+    so its sender can answer the new tip's questions under the same nonce."""
 
     node = public_key(dev_seed(1))
     apply_block(db, [sign_transaction(dev_seed(1), chain_id=CHAIN_ID, nonce=n, fee=10,
                                       payload=p)
                      for n, p in ((0, Stake(amount=100)),
                                   (1, RegisterSwarmNode(models=(bytes(32),))))])
-    parent = bytes([9]) * 32
-    questions = calibration_questions(calibration_seed(parent, node), count=CALIBRATION_QUESTIONS)
+    chain = [bytes([9, i]) * 16 for i in range(CALIBRATION_WINDOW + 1)]  # block ids, in order
+    seed = chain[0]
+    questions = calibration_questions(calibration_seed(seed, node), count=CALIBRATION_QUESTIONS)
     calibration = sign_transaction(dev_seed(1), chain_id=CHAIN_ID, nonce=2, fee=10,
-                                   payload=SubmitCalibration(seed_block=parent, answers=tuple(
+                                   payload=SubmitCalibration(seed_block=seed, answers=tuple(
                                        str(q.expected).encode() for q in questions)))
+
+    def tip_at(height: int) -> TipView:  # the tip is chain[height]; the window ends there
+        recent = tuple(reversed(chain[max(0, height + 1 - CALIBRATION_WINDOW):height + 1]))
+        return dataclasses.replace(tip_of(db, height + 2), parent_id=recent[0],
+                                   recent_block_ids=recent)
+
     pool = Mempool(params=PARAMS)
-    tip = dataclasses.replace(tip_of(db, 2), parent_id=parent)
-    pool.add(calibration, tip=tip, now=0)
+    pool.add(calibration, tip=tip_at(0), now=0)
     other = transfer(2, 0)
-    pool.add(other, tip=tip, now=0)
-    apply_block(db, [transfer(3, 0)])  # another sender's block on that parent
-    pool.remove_confirmed([transfer(3, 0)], tip=dataclasses.replace(
-        tip_of(db, 3), parent_id=bytes([10]) * 32))
+    pool.add(other, tip=tip_at(0), now=0)
+    for height in (1, 2, CALIBRATION_WINDOW - 1):  # other senders' blocks: still valid
+        pool.remove_confirmed([], tip=tip_at(height))
+        assert calibration in pool.transactions()
+    pool.remove_confirmed([], tip=tip_at(CALIBRATION_WINDOW))  # the seed left the window
     assert pool.transactions() == [other]
+    # a reorg onto a chain without the seed block drops it at once
+    pool.add(calibration, tip=tip_at(3), now=0)
+    fork = tuple(bytes([7, i]) * 16 for i in range(4))
+    pool.remove_confirmed([], tip=dataclasses.replace(tip_of(db, 5), parent_id=fork[0],
+                                                      recent_block_ids=fork))
+    assert pool.transactions() == [other]
+    # a pool given no window (the parent alone) takes it only on its seed
+    with pytest.raises(MempoolError, match=r"calibration\.stale_seed"):
+        pool.add(calibration, tip=dataclasses.replace(tip_of(db, 3), parent_id=chain[1]),
+                 now=0)
+    pool.add(calibration, tip=dataclasses.replace(tip_of(db, 2), parent_id=seed), now=0)

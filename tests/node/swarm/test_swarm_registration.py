@@ -6,6 +6,7 @@ over; a node with the option off never registers. Plus the config options."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from consensus.genesis import dev_seed
 from consensus.tx import Transaction, sign_transaction
 from contracts.registry import (
     CALIBRATION_RETRY_BLOCKS,
+    CALIBRATION_WINDOW,
     MAX_CALIBRATION_ANSWER,
     SubmitCalibration,
     capability,
@@ -34,10 +36,13 @@ from node.swarm.registration import (
     ROUTE,
     UNFUNDED,
     SwarmRegistration,
+    answer_prompts,
     bumped_fee,
     calibration_text,
 )
+from swarm.calibration import QUESTION_SUITE
 from swarm.runtime.base import Answer, InferenceBackend, Judgment
+from swarm.runtime.builtin import BuiltinBackend
 from swarm.runtime.factory import make_backend
 from tests.framework.nodes import node_config, swarm_service
 from tests.framework.util import wait_for
@@ -73,6 +78,26 @@ class Switchable:
 
     async def screen_answers(self, question: str, answers: Sequence[str]) -> list[bool | None]:
         return await self.inner.screen_answers(question, answers)
+
+
+class SlowBatched(Switchable):
+    """A real backend, right from the start, that answers only in batches, each taking
+    ``delay`` seconds (a language model on a busy machine): many blocks pass meanwhile."""
+
+    def __init__(self, inner: BuiltinBackend, delay: float) -> None:
+        super().__init__(inner)
+        self.wrong = False
+        self.batch = inner
+        self.delay = delay
+        self.batches: list[int] = []  # prompts per batched call
+
+    def answer_many(self, prompts: Sequence[str], *, max_tokens: int) -> list[Answer]:
+        self.batches.append(len(prompts))
+        time.sleep(self.delay)  # a worker thread: the node's loop and miner go on
+        return self.batch.answer_many(prompts)
+
+    async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
+        raise AssertionError("calibration asks a batching backend in one call")
 
 
 async def _node(tmp_path: Path, name: str, seed: int, *, backend: InferenceBackend | None = None,
@@ -137,6 +162,34 @@ async def test_node_stakes_registers_and_calibrates_itself(tmp_path: Path) -> No
                          == nonce + 2 and bonded() == DEFAULT_SWARM_STAKE, timeout=30.0,
                          message="the stake topped up")
         assert registration.phase == CALIBRATED
+    finally:
+        await node.stop()
+
+
+async def test_a_slow_backend_still_calibrates_within_the_window(tmp_path: Path) -> None:
+    """Answering takes many blocks: the calibration names the tip it answered for, lands
+    later (no longer on that tip), and the node answered once, in one batched call."""
+    inner = make_backend(STRONG)
+    assert isinstance(inner, BuiltinBackend)
+    backend = SlowBatched(inner, delay=3.0)
+    node = await _node(tmp_path, "s", 4, backend=backend, swarm_register=True,
+                       mining_block_interval=0.2)
+    try:
+        sent = _calibrations(node)
+        registration = _registration(node)
+        await wait_for(lambda: registration.phase == CALIBRATED, timeout=90.0,
+                         message="calibrated")
+        assert backend.batches == [16] and registration.attempts == 1
+        assert registration.missed == 0 and len(sent) == 1
+        record = capability(State(node.chain.state_view()), node.node_id)
+        assert record is not None and record.capable
+        # it landed at record.height on a parent newer than its seed, inside the window
+        [(sent_at, calibration)] = sent
+        assert isinstance(calibration.payload, SubmitCalibration)
+        seed = calibration.payload.seed_block
+        seed_height = next(h for h in range(record.height) if node.chain.block_id_at(h) == seed)
+        assert seed_height < record.height - 1 and sent_at > seed_height
+        assert record.height - seed_height <= CALIBRATION_WINDOW
     finally:
         await node.stop()
 
@@ -222,8 +275,25 @@ def test_config_options(tmp_path: Path) -> None:
 
 def test_answer_text_and_fee_bump() -> None:
     assert calibration_text(" 42 ") == b"42"
-    long = "the answer, after a long derivation, is " + "x" * 40 + " -17"
+    long = "the answer, after a long derivation, is " + "x" * MAX_CALIBRATION_ANSWER + " -17"
     assert calibration_text(long) == b"-17"
-    assert calibration_text("y" * 40) == b""
-    assert len(calibration_text("9" * 50)) <= MAX_CALIBRATION_ANSWER
+    assert calibration_text("y" * (MAX_CALIBRATION_ANSWER + 1)) == b""
+    assert len(calibration_text("9" * (MAX_CALIBRATION_ANSWER + 9))) <= MAX_CALIBRATION_ANSWER
+    # the question suite keeps the answer's start (cut on a character boundary)
+    words = "The capital of Germany is Berlin. " + "é" * MAX_CALIBRATION_ANSWER
+    cut = calibration_text(words, QUESTION_SUITE)
+    assert cut.startswith(b"The capital of Germany is Berlin.")
+    assert len(cut) <= MAX_CALIBRATION_ANSWER and cut.decode()
     assert [bumped_fee(f) for f in (10, 11, 13, 100)] == [11, 13, 15, 110]
+
+
+async def test_answer_prompts_batches_when_it_can() -> None:
+    inner = make_backend(STRONG)
+    assert isinstance(inner, BuiltinBackend)
+    batching = SlowBatched(inner, delay=0.0)
+    prompts = ["What is 2+3?", "What is 7*6?"]
+    assert await answer_prompts(batching, prompts) == ["5", "42"]
+    assert batching.batches == [2]
+    one_by_one = Switchable(inner)
+    one_by_one.wrong = False
+    assert await answer_prompts(one_by_one, prompts) == ["5", "42"]

@@ -129,6 +129,7 @@ class ChatRequest:
     fee: int
     model: bytes  # ANY_MODEL: the whole swarm
     options: GenerationOptions
+    include_usage: bool = False  # stream_options.include_usage: a last chunk with usage
 
 
 @functools.cache
@@ -220,6 +221,13 @@ def parse_chat_request(body: Any) -> ChatRequest:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _BadRequest("'stream' must be a boolean", param="stream")
+    stream_options = body.get("stream_options")
+    if stream_options is not None and (
+            not isinstance(stream_options, dict) or
+            not isinstance(stream_options.get("include_usage", False), bool)):
+        raise _BadRequest("'stream_options' must be an object with a boolean 'include_usage'",
+                          param="stream_options", code="invalid_type")
+    include_usage = bool(stream and stream_options and stream_options.get("include_usage"))
     fee = body.get("fee", 0)
     if type(fee) is not int or not 0 <= fee < 2**64:
         raise _BadRequest("'fee' must be a non-negative integer", param="fee")
@@ -231,7 +239,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     model = resolve_model(name)
     if model is None:
         raise _UnknownModel(name)
-    return ChatRequest(question, stream, fee, model, options)
+    return ChatRequest(question, stream, fee, model, options, include_usage)
 
 
 def _tokenizer(backend: InferenceBackend | None) -> SmolLM2Backend | None:
@@ -335,14 +343,15 @@ def completion_json(reply: Reply, created: int) -> dict[str, Any]:
             "usage": reply.usage, **_extras(state)}
 
 
-def _chunk(reply: Reply, created: int, delta: dict[str, str],
+def _chunk(reply: Reply, created: int, delta: dict[str, str] | None,
            finish: str | None) -> bytes:
-    """One ``chat.completion.chunk`` SSE event of a streamed answer."""
+    """One ``chat.completion.chunk`` SSE event of a streamed answer (``delta`` None: the
+    usage chunk, with no choices, as OpenAI sends for ``include_usage``)."""
     state = reply.state
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
     body = {"id": f"chatcmpl-{state.round_id.hex()}", "object": "chat.completion.chunk",
-            "created": created, "model": reply.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            **_extras(state)}
+            "created": created, "model": reply.model, "choices": choices,
+            **({"usage": reply.usage} if delta is None else {}), **_extras(state)}
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
@@ -392,6 +401,8 @@ class ChatApi:
             await response.write(_chunk(reply, created,
                                         {"content": word if i == 0 else " " + word}, None))
         await response.write(_chunk(reply, created, {}, reply.finish_reason))
+        if chat.include_usage:
+            await response.write(_chunk(reply, created, None, None))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

@@ -116,6 +116,9 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"stop": [""]}, "stop", "invalid_value"),
     ({"stop": "x" * 300}, "stop", "invalid_value"),
     ({"stream": "yes"}, "stream", "invalid_request"),
+    ({"stream": True, "stream_options": []}, "stream_options", "invalid_type"),
+    ({"stream": True, "stream_options": {"include_usage": 1}}, "stream_options",
+     "invalid_type"),
 ]
 
 
@@ -227,6 +230,14 @@ async def test_streaming_with_the_openai_client(chat_node: Node) -> None:
                 finishes.append(choice.finish_reason)
         assert objects == {"chat.completion.chunk"} and finishes == ["stop"]
         assert "".join(pieces) == whole.choices[0].message.content
+        # stream_options.include_usage: one last chunk without choices, with the usage
+        stream = await client.chat.completions.create(
+            model="pouwchain-swarm", stream=True, stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": QUESTION}])
+        chunks = [chunk async for chunk in stream]
+        assert chunks[-1].choices == [] and chunks[-1].usage is not None
+        assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens  # type: ignore[union-attr]
+        assert all(c.usage is None for c in chunks[:-1])
     finally:
         await client.close()
     # the raw stream: server-sent events ending with [DONE]
@@ -327,7 +338,9 @@ def test_generation_options_wire_round_trip_and_checks() -> None:
     assert GenerationOptions.from_wire(options.wire()) == options
     assert GenerationOptions.from_wire([None, 1, []]) == GenerationOptions(temperature=1.0)
     assert GenerationOptions().is_default and not options.is_default
-    for bad in ([0, None, []], [5000, None, []], [None, -1.0, []], [None, None, ["a"] * 5],
-                [None, None, [""]], [None, None, "stop"], [1, 2], "x", [True, None, []]):
+    bads: list[Any] = [[0, None, []], [5000, None, []], [None, -1.0, []],
+                       [None, None, ["a"] * 5], [None, None, [""]], [None, None, "stop"],
+                       [1, 2], "x", [True, None, []]]
+    for bad in bads:
         with pytest.raises(ValueError):
             GenerationOptions.from_wire(bad)

@@ -5,7 +5,9 @@ On the shipped question set's ``bench`` split (225 short checkable questions,
 
 - one node, greedy;
 - each sampled answerer alone: ``--answerers`` nodes (default 5) with distinct seeds (drawn
-  from (question, node)) and temperatures (`TEMPERATURES`, top_p 0.95);
+  from (question, node)) and temperatures (`TEMPERATURES`, top_p 0.95); every node's
+  answers to ``--batch`` questions are generated in one batch (per-row seed and
+  temperature);
 - majority vote over the sampled answers, answers normalised for voting (`vote_key`: the
   final number, yes/no, or the answer's own words less the question's and filler words;
   a tie goes to the value stated first);
@@ -68,7 +70,7 @@ from swarm.runtime.llm.backend import (
     judgment_from_scores,
 )
 from swarm.runtime.llm.cache import default_cache_dir
-from swarm.runtime.llm.engine import load_engine
+from swarm.runtime.llm.engine import LlamaEngine, load_engine
 from tests.framework.roundkit import make_request, seed
 
 #: the sampled answerers' temperatures, node i takes TEMPERATURES[i % len]
@@ -106,6 +108,7 @@ def majority_pick(keys: Sequence[Hashable | None]) -> int | None:
 
 
 def _seed(question: Question, node: int) -> int:
+    """Node ``node``'s sampling seed for ``question`` (node 0 is the greedy node)."""
     return zlib.crc32(f"{question.id}/{node}".encode())
 
 
@@ -113,16 +116,24 @@ def _chunks(n: int, size: int) -> list[range]:
     return [range(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
-def _answers(backend: SmolLM2Backend, questions: Sequence[Question], node: int,
-             max_tokens: int, batch: int) -> list[str]:
-    texts: list[str] = []
+def _answers(engine: LlamaEngine, questions: Sequence[Question],
+             temperatures: Sequence[float], max_tokens: int, batch: int) -> list[list[str]]:
+    """Every node's answers (node i at temperatures[i], 0 greedy), per node: the nodes'
+    rows of ``batch`` questions share one batched `generate` (per-row seed and
+    temperature), as the answerers of the round's questions would in parallel."""
+    texts: list[list[str]] = [[] for _ in temperatures]
     for part in _chunks(len(questions), batch):
         qs = [questions[i] for i in part]
-        got = backend.answer_many([q.question for q in qs], max_tokens=max_tokens,
-                                  seeds=[_seed(q, node) for q in qs])
-        texts += [a.text or EMPTY for a in got]
-        print(f"  node {node}: {len(texts)}/{len(questions)} answered", file=sys.stderr,
-              flush=True)
+        ids = [engine.chat_ids([{"role": "user", "content": q.question}]) for q in qs]
+        gens = engine.generate(
+            [p for _node in temperatures for p in ids], max_tokens=max_tokens,
+            temperature=[t for t in temperatures for _q in qs], top_p=TOP_P,
+            seed=[_seed(q, node) for node in range(len(temperatures)) for q in qs])
+        for node in range(len(temperatures)):
+            texts[node] += [g.text.strip() or EMPTY
+                            for g in gens[node * len(qs):(node + 1) * len(qs)]]
+        print(f"  {len(texts[0])}/{len(questions)} questions answered by "
+              f"{len(temperatures)} nodes", file=sys.stderr, flush=True)
     return texts
 
 
@@ -161,12 +172,10 @@ def collect_inputs(questions: Sequence[Question], *, answerers: int, max_tokens:
     seconds["load"] = time.perf_counter() - started
     greedy = SmolLM2Backend(engine, temperature=0.0)
     started = time.perf_counter()
-    greedy_texts = _answers(greedy, questions, -1, max_tokens, batch)
-    samplers = [SmolLM2Backend(engine, temperature=TEMPERATURES[i % len(TEMPERATURES)],
-                               top_p=TOP_P, seed=i) for i in range(answerers)]
-    sampled = [_answers(b, questions, i, max_tokens, batch) for i, b in enumerate(samplers)]
+    temps = [0.0] + [TEMPERATURES[i % len(TEMPERATURES)] for i in range(answerers)]
+    greedy_texts, *sampled = _answers(engine, questions, temps, max_tokens, batch)
     seconds["answers"] = time.perf_counter() - started
-    labels = [f"t{b.temperature:g}#{i}" for i, b in enumerate(samplers)]
+    labels = [f"t{t:g}#{i}" for i, t in enumerate(temps[1:])]
     candidates = [[sampled[a][q] for a in range(answerers)] for q in range(len(questions))]
     distinct = [sorted(set(c)) for c in candidates]
     started = time.perf_counter()

@@ -198,11 +198,13 @@ class LlamaEngine:
         return self.model.forward(tokens, valid)
 
     def _check_generate(self, prompts: Sequence[Sequence[int]], max_tokens: int,
-                        temperature: float, top_p: float) -> None:
+                        temperatures: Sequence[float], top_p: float) -> None:
         """Raise on arguments `generate` cannot run (PromptTooLong past the context)."""
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
-        if temperature < 0 or not 0 < top_p <= 1:
+        if len(temperatures) != len(prompts):
+            raise ValueError("one temperature per prompt")
+        if min(temperatures) < 0 or not 0 < top_p <= 1:
             raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
         for p in prompts:
             if not p:
@@ -213,7 +215,7 @@ class LlamaEngine:
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], *, max_tokens: int,
-                 temperature: float = 0.0, top_p: float = 1.0,
+                 temperature: float | Sequence[float] = 0.0, top_p: float = 1.0,
                  seed: int | Sequence[int | None] | None = None,
                  stop_ids: Collection[int] | None = None,
                  stop: Sequence[str] = (), on_token: TokenCallback | None = None
@@ -222,8 +224,10 @@ class LlamaEngine:
 
         temperature 0 is greedy; otherwise sampling with optional nucleus `top_p`, each row
         with its own generator seeded by `seed` (one int for all rows or one per row), so a
-        row's draws do not depend on the other rows'. Stops at a stop token (default: eos),
-        at any string of `stop` (cut from the text) or after `max_tokens` tokens.
+        row's draws do not depend on the other rows'. `temperature` is one for all rows or
+        one per row (greedy and sampled rows can share a batch). Stops at a stop token
+        (default: eos), at any string of `stop` (cut from the text) or after `max_tokens`
+        tokens.
 
         `on_token(row, token_id)` (streaming) is called for every token a row keeps, in
         order, as soon as it is chosen; a stop token is never passed. The token that
@@ -233,7 +237,9 @@ class LlamaEngine:
         """
         if not prompts:
             return []
-        self._check_generate(prompts, max_tokens, temperature, top_p)
+        temps = (list(temperature) if isinstance(temperature, Sequence)
+                 else [temperature] * len(prompts))
+        self._check_generate(prompts, max_tokens, temps, top_p)
         seeds = list(seed) if isinstance(seed, Sequence) else [seed] * len(prompts)
         if len(seeds) != len(prompts):
             raise ValueError("one seed per prompt")
@@ -245,7 +251,7 @@ class LlamaEngine:
         logits = self.model.logits(hidden[:, -1])
         active = list(range(len(prompts)))
         for step in range(max_tokens):
-            chosen = [self._pick(logits[j], state.gens[row], temperature, top_p)
+            chosen = [self._pick(logits[j], state.gens[row], temps[row], top_p)
                       for j, row in enumerate(active)]
             still = self._accept(state, step, active, chosen, logits)
             if not still:

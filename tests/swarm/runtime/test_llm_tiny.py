@@ -205,6 +205,18 @@ def test_streaming_callback_sees_every_kept_token(tiny_float_engine: LlamaEngine
                                               seed=[1, 2])
 
 
+def test_per_row_temperature(tiny_float_engine: LlamaEngine) -> None:
+    p = tiny_float_engine.encode("the")
+    mixed = tiny_float_engine.generate([p, p], max_tokens=6, temperature=[0.0, 1.5],
+                                       seed=[0, 4], stop_ids=())
+    greedy = tiny_float_engine.generate([p], max_tokens=6, stop_ids=())[0]
+    sampled = tiny_float_engine.generate([p], max_tokens=6, temperature=1.5, seed=4,
+                                         stop_ids=())[0]
+    assert [g.token_ids for g in mixed] == [greedy.token_ids, sampled.token_ids]
+    with pytest.raises(ValueError):
+        tiny_float_engine.generate([p, p], max_tokens=2, temperature=[0.5])
+
+
 def test_int8_products_through_callable(tiny: TinyModel) -> None:
     """Every linear goes through the product callable with int8 operands in pouw's
     [-64, 63]; the engine's output equals the default product's."""

@@ -228,6 +228,10 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise _BadRequest("'stream_options' must be an object with a boolean 'include_usage'",
                           param="stream_options", code="invalid_type")
     include_usage = bool(stream and stream_options and stream_options.get("include_usage"))
+    n = body.get("n")
+    if n is not None and (type(n) is not int or n != 1):
+        raise _BadRequest("only n=1 is supported: the swarm returns its one chosen answer",
+                          param="n", code="invalid_value")
     fee = body.get("fee", 0)
     if type(fee) is not int or not 0 <= fee < 2**64:
         raise _BadRequest("'fee' must be a non-negative integer", param="fee")

@@ -116,6 +116,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"stop": [""]}, "stop", "invalid_value"),
     ({"stop": "x" * 300}, "stop", "invalid_value"),
     ({"stream": "yes"}, "stream", "invalid_request"),
+    ({"n": 2}, "n", "invalid_value"),
     ({"stream": True, "stream_options": []}, "stream_options", "invalid_type"),
     ({"stream": True, "stream_options": {"include_usage": 1}}, "stream_options",
      "invalid_type"),

@@ -1,0 +1,92 @@
+"""The swarm with the shipped language model, end to end on real node processes: three nodes
+serve SmolLM2-135M-Instruct (int8; the miner's node mines its products) with the testnet's
+heterogeneous sampling settings, stake, register and calibrate by themselves; the official
+openai client asks "What is the capital of France?", the answer names Paris, and the round
+settles on chain, the same on every node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from testnet.launcher import swarm_settings
+from tests.framework.nodes import TestNetwork, TestNode
+from tests.framework.util import wait_until
+
+pytestmark = pytest.mark.slow  # real node processes
+
+NODES = 3
+QUESTION = "What is the capital of France?"
+LOAD_TIMEOUT = 300.0  # three processes convert and load the model on a shared CPU
+# a failed calibration retries after CALIBRATION_RETRY_BLOCKS blocks (~1 s each here)
+CALIBRATED_TIMEOUT = 600.0
+
+
+def _registration(node: TestNode) -> dict[str, Any]:
+    status: dict[str, Any] = node.api("GET", "/api/v1/swarm/registration", auth=False)
+    return status
+
+
+def _calibrated(nodes: list[TestNode]) -> list[TestNode] | None:
+    """The calibrated nodes, once there is one."""
+    done = [n for n in nodes if _registration(n)["phase"] == "calibrated"]
+    return done or None
+
+
+def _ask(client: openai.OpenAI, origin: TestNode) -> tuple[str, dict[str, Any]] | None:
+    """The answer and the round view at the origin, once the round is drawn from the
+    registry (None while no registered node is eligible yet: a calibration counts from the
+    next candidate table on)."""
+    try:
+        completion = client.chat.completions.create(
+            model="pouwchain-swarm", messages=[{"role": "user", "content": QUESTION}])
+    except openai.APIStatusError as exc:
+        if exc.status_code == 503:
+            return None
+        raise
+    round_id = (completion.model_extra or {})["round_id"]
+    view: dict[str, Any] = origin.api("GET", f"/api/v1/rounds/{round_id}", auth=False)
+    if str(view["settlement_status"]).startswith("not on chain"):
+        return None
+    return str(completion.choices[0].message.content), view
+
+
+def test_openai_client_asks_the_language_model_swarm_and_the_round_settles(
+        network: TestNetwork) -> None:
+    nodes = [network.add_node(start=False, mine=i == 0, dev_key=i, config={
+        **swarm_settings(i), "mining_block_interval": 1.0}) for i in range(NODES)]
+    for node in nodes:
+        node.launch()
+    for node in nodes:
+        node.wait_started(LOAD_TIMEOUT)
+    network.connect_all(nodes)
+
+    calibrated = wait_until(lambda: _calibrated(nodes), CALIBRATED_TIMEOUT, interval=0.5,
+                            message="a language-model node calibrated on chain")
+    print("calibrated:", [str(n) for n in calibrated],
+          [_registration(n).get("calibration") for n in nodes])
+
+    origin = nodes[1]
+    client = openai.OpenAI(base_url=f"{origin.url}/v1", api_key="none", max_retries=0,
+                           timeout=120)
+    answer, view = wait_until(lambda: _ask(client, origin), 120, interval=0.5,
+                              message="a round drawn from the registry")
+    print(f"answer {answer!r}; round timings at the origin (ms): {view['timings_ms']}; "
+          f"answers {[a['text'] for a in view['answers']]}")
+    assert "Paris" in answer
+    assert answer == view["answer"]
+    round_id = view["round_id"]
+
+    def settled() -> list[dict[str, Any]] | None:
+        views = [n.api("GET", f"/api/v1/rounds/{round_id}", auth=False) for n in nodes]
+        return views if all(str(v["settlement_status"]).startswith("settled at height")
+                            for v in views) else None
+
+    views = wait_until(settled, 120, interval=0.5,
+                       message="the settlement on chain, seen by every node")
+    result = views[0]["result"]
+    assert result is not None and all(v["result"] == result for v in views)
+    assert {v["answer"] for v in views} == {answer}
+    print("settled:", views[0]["settlement_status"])

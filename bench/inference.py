@@ -17,7 +17,7 @@ come as the median of the per-round ratios):
   answers, then the screen), and the real `swarm.settlement.settle` on signed commitments
   and openings; against one node's int8 `generate` of the same length. Goal <= 1.5x.
 
-    nice -n 10 python bench/inference.py [--tokens 24] [--batch 1] [--repeat 3]
+    nice -n 10 python bench/inference.py [--tokens 16] [--batch 1] [--repeat 3]
                                          [--answerers 5] [--no-mined] [--json]
 
 Prints a table, then (with --json) one JSON object as the last line.
@@ -196,7 +196,7 @@ def latency_rows(engine: LlamaEngine, *, answerers: int, tokens: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=24, help="generated tokens per run")
+    parser.add_argument("--tokens", type=int, default=16, help="generated tokens per run")
     parser.add_argument("--batch", type=int, default=1, help="rows per generate (speed)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds, best counts")
     parser.add_argument("--answerers", type=int, default=5, help="answers in a swarm round")

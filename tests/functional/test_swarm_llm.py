@@ -24,18 +24,18 @@ LOAD_TIMEOUT = 300.0  # three processes convert and load the model on a shared C
 CALIBRATED_TIMEOUT = 600.0
 
 
-def _registration(node: TestNode) -> dict[str, Any]:
+def _llm_registration(node: TestNode) -> dict[str, Any]:
     status: dict[str, Any] = node.api("GET", "/api/v1/swarm/registration", auth=False)
     return status
 
 
 def _calibrated(nodes: list[TestNode]) -> list[TestNode] | None:
     """The calibrated nodes, once there is one."""
-    done = [n for n in nodes if _registration(n)["phase"] == "calibrated"]
+    done = [n for n in nodes if _llm_registration(n)["phase"] == "calibrated"]
     return done or None
 
 
-def _ask(client: openai.OpenAI, origin: TestNode) -> tuple[str, dict[str, Any]] | None:
+def _ask_france(client: openai.OpenAI, origin: TestNode) -> tuple[str, dict[str, Any]] | None:
     """The answer and the round view at the origin, once the round is drawn from the
     registry (None while no registered node is eligible yet: a calibration counts from the
     next candidate table on)."""
@@ -66,12 +66,12 @@ def test_openai_client_asks_the_language_model_swarm_and_the_round_settles(
     calibrated = wait_until(lambda: _calibrated(nodes), CALIBRATED_TIMEOUT, interval=0.5,
                             message="a language-model node calibrated on chain")
     print("calibrated:", [str(n) for n in calibrated],
-          [_registration(n).get("calibration") for n in nodes])
+          [_llm_registration(n).get("calibration") for n in nodes])
 
     origin = nodes[1]
     client = openai.OpenAI(base_url=f"{origin.url}/v1", api_key="none", max_retries=0,
                            timeout=120)
-    answer, view = wait_until(lambda: _ask(client, origin), 120, interval=0.5,
+    answer, view = wait_until(lambda: _ask_france(client, origin), 120, interval=0.5,
                               message="a round drawn from the registry")
     print(f"answer {answer!r}; round timings at the origin (ms): {view['timings_ms']}; "
           f"answers {[a['text'] for a in view['answers']]}")

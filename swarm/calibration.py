@@ -45,16 +45,25 @@ class CalibrationQuestion:
         return extract_integer(answer_text) == self.expected
 
 
+#: What a yes/no question's prompt adds: the grader reads the answer's first yes/no word,
+#: and SmolLM2 asked bare ("Is gold a metal?") answers "Gold is indeed a metal" (1 of 15
+#: right; 8 of 15 with this). Other questions are asked bare: the same instruction for them
+#: ("Answer with a number.", "Answer in a few words.") measured worse (23 against 28 of 60).
+YESNO_INSTRUCTION = " Answer yes or no."
+
+
 @dataclass(frozen=True)
 class SetQuestion:
     """A calibration question from the shipped question set: the prompt is the question's
-    text, graded by `swarm.questions.is_correct`."""
+    text (a yes/no question with `YESNO_INSTRUCTION`), graded by
+    `swarm.questions.is_correct`."""
 
     question: ShippedQuestion
 
     @property
     def prompt(self) -> str:
-        return self.question.question
+        suffix = YESNO_INSTRUCTION if self.question.kind == "yesno" else ""
+        return self.question.question + suffix
 
     def check(self, answer_text: str) -> bool:
         return is_correct(self.question, answer_text)
@@ -76,9 +85,11 @@ class Suite:
 #: The arithmetic families (every model without a suite of its own): 12 of 16.
 ARITHMETIC_SUITE = Suite("arithmetic", count=16, pass_mark=12)
 #: The shipped question set's calibration split (language models). The pass mark comes from
-#: measurement (docs/swarm.md, "Calibration of a language model"): honest SmolLM2-135M
-#: (int8, greedy, the node's own answering path) answers PASS_MEASURED of the 75 right.
-QUESTION_SUITE = Suite("questions", count=16, pass_mark=8)
+#: measurement (docs/swarm.md §2.1a): honest SmolLM2-135M (int8, greedy, the node's own
+#: answering path) answers 36 of the 75 right, so it scores >= 4 of 16 on 99.2 % of draws
+#: (hypergeometric); junk answering "no" to everything passes 5.8 % of draws, content-free
+#: junk never.
+QUESTION_SUITE = Suite("questions", count=16, pass_mark=4)
 
 #: SmolLM2-135M-Instruct, Q4_1 GGUF: SHA-256 of the file (the model id of
 #: `swarm.runtime.llm.shipped.MODEL_ID`, which L1 may not import; a test checks they agree).

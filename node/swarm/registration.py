@@ -139,11 +139,15 @@ def calibration_text(text: str, suite: Suite = ARITHMETIC_SUITE) -> bytes:
 async def answer_prompts(backend: InferenceBackend, prompts: Sequence[str], *,
                          max_tokens: int = ANSWER_TOKENS) -> list[str]:
     """The backend's answers to ``prompts``, in order: one batched ``answer_many`` call (in
-    a worker thread) when the backend has one, else one ``answer`` after another."""
+    a worker thread; greedy if it takes a ``temperature``) when the backend has one, else
+    one ``answer`` after another."""
     if isinstance(backend, BatchAnswerer):
         many = backend.answer_many
-        kwargs = {"max_tokens": max_tokens} \
-            if "max_tokens" in inspect.signature(many).parameters else {}
+        accepts = inspect.signature(many).parameters
+        # greedy when the backend can say so (SmolLM2): a node's sampling temperature is for
+        # rounds; calibration measures the model at its best, as docs/swarm.md did
+        kwargs: dict[str, Any] = {k: v for k, v in (("max_tokens", max_tokens),
+                                                    ("temperature", 0.0)) if k in accepts}
         answers = await asyncio.to_thread(many, list(prompts), **kwargs)
         if len(answers) != len(prompts):
             raise BackendError(f"{len(answers)} answers to {len(prompts)} prompts")

@@ -77,11 +77,18 @@ def test_the_split_is_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
         calibration.calibration_pool.cache_clear()
 
 
-def test_grading_a_model_that_says_yes_or_echoes() -> None:
-    """Junk answers stay far below the pass mark on any seed."""
-    for i in range(50):
-        qs = question_suite(b"junk" + bytes([i]))
-        for junk in ("yes", "no", "", "I do not know"):
-            assert not grade(qs, [junk] * 16, min_correct=QUESTION_SUITE.pass_mark).passed
-        echo = grade(qs, [q.prompt for q in qs], min_correct=QUESTION_SUITE.pass_mark)
-        assert not echo.passed
+def test_junk_answers_fail() -> None:
+    """Answers with no content never pass; always "yes", always "no" or the prompt echoed
+    (its yes/no instruction reads as "yes") pass only on the rare draw of many yes/no
+    questions with that answer (docs/swarm.md gives the odds)."""
+    passes = {"yes": 0, "no": 0, "echo": 0}
+    seeds = 400
+    for i in range(seeds):
+        qs = question_suite(b"junk" + i.to_bytes(2, "big"))
+        for junk in ("", "I do not know", "0"):
+            assert grade(qs, [junk] * 16).correct == 0
+        for name in ("yes", "no"):
+            passes[name] += grade(qs, [name] * 16, min_correct=QUESTION_SUITE.pass_mark).passed
+        passes["echo"] += grade(qs, [q.prompt for q in qs],
+                                min_correct=QUESTION_SUITE.pass_mark).passed
+    assert all(count < seeds // 10 for count in passes.values()), passes

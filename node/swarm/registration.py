@@ -185,8 +185,8 @@ class SwarmRegistration:
         self.registered_at: float | None = None
         self.calibrated_at: float | None = None
         self._calibration_sent: tuple[int, int, bytes] | None = None  # (nonce, fee, seed id)
-        # the answers computed last: (seed block id, models, on-chain texts)
-        self._answers: tuple[bytes, tuple[bytes, ...], tuple[bytes, ...]] | None = None
+        # the answers computed last: (seed block id, models, on-chain texts, tip height then)
+        self._answers: tuple[bytes, tuple[bytes, ...], tuple[bytes, ...], int] | None = None
         self._logged: set[str] = set()  # one-off log lines already written
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -325,6 +325,9 @@ class SwarmRegistration:
         """Registered, not capable: answer this tip's calibration prompts and send them,
         unless a failed calibration must wait for ``calibration.too_soon`` to pass."""
         record = snap.capability
+        if record is not None and not record.capable and self._answers is not None and \
+                record.height > self._answers[3]:
+            self._answers = None  # those answers landed and failed: a retry answers anew
         if record is not None and not record.capable:
             # the contract takes a retry in a block at height >= failed height + retry blocks
             retry = record.height + self.retry_blocks
@@ -355,7 +358,7 @@ class SwarmRegistration:
             if fresh is None:
                 return
             answers = fresh
-            self._answers = (seed, models, answers)
+            self._answers = (seed, models, answers, snap.height)
         nonce = snap.next_nonce
         fee = self.fee
         if sent is not None and sent[0] == nonce:  # peers may hold the old one: replace it

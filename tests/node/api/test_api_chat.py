@@ -16,10 +16,10 @@ import pytest
 from node.api.chat import check_context
 from node.builder import build_node
 from node.node import Node
+from node.swarm.backend import LLMSwarmBackend
 from node.swarm.generation import GenerationOptions
 from swarm.runtime.base import Answer, Judgment, Outcome, name_model_id
 from swarm.runtime.factory import make_backend
-from swarm.runtime.llm.backend import SmolLM2Backend
 from swarm.runtime.llm.engine import load_engine
 from tests.framework.nodes import node_config
 from tests.framework.nodes import swarm_service as svc
@@ -302,9 +302,10 @@ async def test_models_list_under_the_interim_rule(chat_node: Node) -> None:
 
 @pytest.mark.slow
 async def test_smollm2_node_honours_options_and_measures_tokens(tmp_path: Path) -> None:
-    """The real SmolLM2 backend (float path) on one node: the answer, stop and max_tokens at
-    the answerer, and the context window measured with the model's tokenizer."""
-    backend = SmolLM2Backend(load_engine(cache_dir=tmp_path / "llm", int8=False))
+    """The node's SmolLM2 backend (`LLMSwarmBackend`, float path) on one node: the answer,
+    stop and max_tokens at the answerer, and the context window measured with the model's
+    tokenizer."""
+    backend = LLMSwarmBackend(load_engine(cache_dir=tmp_path / "llm", int8=False))
     node = await solo_chat_node(tmp_path, backend)
     client = openai_client(node)
     france = [{"role": "user", "content": "What is the capital of France?"}]

@@ -70,9 +70,11 @@ def replay_tx_vector(vector: dict[str, Any]) -> str:
     for prior in vector["prior"]:
         apply_transaction(chain.state, Transaction.decode(bytes.fromhex(prior["tx"])),
                           height=prior["height"], params=chain.params)
+    recent = tuple(bytes.fromhex(h) for h in vector.get("recent_block_ids", []))
     return _outcome(lambda: apply_transaction(
         chain.state, Transaction.decode(bytes.fromhex(vector["tx"])),
-        height=vector["height"], params=chain.params))
+        height=vector["height"], params=chain.params, parent_id=recent[0] if recent else b"",
+        recent_block_ids=recent))
 
 
 def test_vectors_exist() -> None:

@@ -8,6 +8,9 @@ script still produces exactly the committed files (so a silent consensus change 
 Each vector names the network (``dev`` plus overrides), the objects to apply in order and,
 for the last one, either ``"valid"`` or the name of the rule it breaks. Other
 implementations can replay them: decode the hex canonically, validate, compare the rule.
+A transaction vector may give ``"recent_block_ids"``: the latest block ids of the chain the
+transaction's block extends, newest first (the first is its parent), as the state transition
+is given them (a calibration's seed block must be one of them).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from contracts import (  # noqa: E402
     Transfer,
     Withdraw,
 )
+from contracts.registry import CALIBRATION_WINDOW, SubmitCalibration, calibration_seed  # noqa: E402
 from pouw import MAX_TARGET, Certificate  # noqa: E402
+from swarm.calibration import calibration_questions  # noqa: E402
 from tests.framework.chain import Chain, make_block, mine_header, new_chain, tx  # noqa: E402
 
 BOB = public_key(b"\x0b" * 32)
@@ -210,7 +215,7 @@ def tx_vectors() -> dict[str, Vector]:
          tx(1, 0, Stake(amount=5)).encode() + bytes(MAX_TX_SIZE)),
         ("unsorted_models", "encoding", 1, [], _unsorted_models()),
     ]
-    out: dict[str, Vector] = {}
+    out: dict[str, Vector] = calibration_vectors()
     for name, rule, height, prior, item in cases:
         data = item if isinstance(item, bytes) else item.encode()
         out[f"tx_{name}"] = {
@@ -221,6 +226,35 @@ def tx_vectors() -> dict[str, Vector]:
             "prior": [{"height": h, "tx": t.encode().hex()} for h, t in prior],
             "height": height,
             "tx": data.hex(),
+            "expect": rule,
+        }
+    return out
+
+
+def calibration_vectors() -> dict[str, Vector]:
+    """A calibration seeded on the oldest block of the window (valid) and on the block just
+    before it (``calibration.stale_seed``), by a node registered at height 1."""
+    recent = [bytes([0xB1, i]) + bytes(30) for i in range(CALIBRATION_WINDOW + 1)]
+    register = tx(0, 0, RegisterSwarmNode(models=(MODEL,)))
+    node = register.sender
+    out: dict[str, Vector] = {}
+    for name, rule, seed_block in (
+            ("calibration_in_window", "valid", recent[CALIBRATION_WINDOW - 1]),
+            ("calibration_stale_seed", "calibration.stale_seed", recent[CALIBRATION_WINDOW])):
+        questions = calibration_questions(calibration_seed(seed_block, node), count=16)
+        cal = tx(0, 1, SubmitCalibration(seed_block=seed_block, answers=tuple(
+            str(q.expected).encode() for q in questions)))
+        out[f"tx_{name}"] = {
+            "kind": "tx",
+            "name": name,
+            "description": f"a calibration naming the window's oldest block is {rule}"
+            if rule == "valid" else f"a calibration naming a block before the window breaks "
+            f"{rule}",
+            "network": {"base": "dev", "overrides": {}},
+            "prior": [{"height": 1, "tx": register.encode().hex()}],
+            "height": 2,
+            "recent_block_ids": [r.hex() for r in recent[:CALIBRATION_WINDOW]],
+            "tx": cal.encode().hex(),
             "expect": rule,
         }
     return out

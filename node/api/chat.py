@@ -384,6 +384,10 @@ class ChatApi:
             return openai_error(404, f"The model '{exc}' does not exist; GET /v1/models lists "
                                 "the models the swarm serves", code="model_not_found",
                                 param="model")
+        if chat.model != ANY_MODEL and chat.model not in self.served_models():
+            return openai_error(404, f"No capable swarm node serves the model "
+                                f"'{model_name(chat.model)}'; GET /v1/models lists the models "
+                                "the swarm serves", code="model_not_found", param="model")
         created = int(time.time())
         try:
             state = await self.service.ask(chat.question, fee=chat.fee, model=chat.model,

@@ -296,6 +296,11 @@ async def test_models_list_under_the_interim_rule(chat_node: Node) -> None:
             with pytest.raises(openai.NotFoundError) as err:
                 await client.models.retrieve(missing)
             assert err.value.code == "model_not_found"
+            with pytest.raises(openai.NotFoundError) as err:
+                await client.chat.completions.create(
+                    model=missing, messages=[{"role": "user", "content": QUESTION}])
+            assert err.value.code == "model_not_found" and err.value.param == "model"
+        assert svc(chat_node).rounds == {}
     finally:
         await client.close()
 

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import tomllib
@@ -277,8 +278,9 @@ def up(
     itself (``swarm_register`` in its node.toml).
 
     The first ``miners`` nodes mine (default: half, at least one); all validate. Nodes run
-    in their own sessions; testnet.json is written after each start so `down` can always
-    find them, even if this process is killed.
+    in their own sessions, all launched before any is waited for (they load their models side
+    by side); testnet.json is written after each launch so `down` can always find them, even
+    if this process is killed.
     """
     if nodes < 1:
         raise TestnetError("--nodes must be at least 1")
@@ -292,11 +294,14 @@ def up(
     genesis = prepare(directory, nodes, fresh=fresh)
     ports = _distinct_ports(nodes)
     records: list[NodeRecord] = []
+    procs: list[subprocess.Popen[bytes]] = []
     try:
+        # every node is launched before any is waited for: the ports are known, a node dials
+        # its peers until they listen, and the nodes load their models side by side
         for i in range(nodes):
-            peers = [records[i - 1].address] if i else []
+            peers = [f"{HOST}:{ports[i - 1]}"] if i else []
             if i == nodes - 1 and nodes > 2:
-                peers.append(records[0].address)
+                peers.append(f"{HOST}:{ports[0]}")
             rec = NodeRecord(index=i, datadir=str(directory / f"node-{i}"), port=ports[i],
                              mine=i < mining)
             datadir = Path(rec.datadir)
@@ -306,15 +311,17 @@ def up(
             extra = ["--swarm-backend", swarm_backend(i, swarm_model)] if swarm else []
             cmd = node_command(datadir, rec.port, mine=rec.mine, peers=peers, genesis=genesis,
                                extra=extra)
-            proc = spawn(cmd, directory / f"node-{i}.out", detach=True)
-            rec.pid = proc.pid
+            procs.append(spawn(cmd, directory / f"node-{i}.out", detach=True))
+            rec.pid = procs[-1].pid
             records.append(rec)
             save_state(directory, records, detached=True)
-            info = wait_ready(datadir, proc, ready_timeout)
+        for rec, proc in zip(records, procs, strict=True):
+            info = wait_ready(Path(rec.datadir), proc, ready_timeout)
             rec.api = str(info["api"])
             save_state(directory, records, detached=True)
             role = "miner" if rec.mine else "validator"
-            print(f"node-{i}: {role} pid {rec.pid} on {rec.address} ({rec.api})", file=out)
+            print(f"node-{rec.index}: {role} pid {rec.pid} on {rec.address} ({rec.api})",
+                  file=out)
         if swarm:
             try:
                 fund_nodes(directory, records, out=out)

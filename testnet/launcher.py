@@ -73,12 +73,14 @@ SWARM_VARIANTS = ("arith-l", "arith-m", "arith-l?form=1", "arith-l?form=2", "ari
                   "arith-s", "arith-xs")
 #: with ``smollm2``, node i samples with temperature and system prompt i mod 4 (and each
 #: round's seed from (round, node)): one weights file, a heterogeneous swarm. Node 0 answers
-#: greedily with the model's own system prompt.
+#: greedily with the model's own system prompt. Measured: at 0.5 and above, or with wordier
+#: system prompts, the 135M model drifts (French, made-up places) and the likelihood judge
+#: can prefer such an answer; at 0.3 with short prompts its answers stay on the question.
 LLM_VARIANTS: tuple[tuple[float, str | None], ...] = (
     (0.0, None),
     (0.3, "You are a concise assistant. Answer in one short sentence."),
-    (0.5, "You are a knowledgeable assistant. Give the fact asked for, briefly."),
-    (0.7, "You are a careful assistant. Think about the question, then answer it plainly."),
+    (0.3, "Answer the question in one short sentence."),
+    (0.3, None),
 )
 
 

@@ -71,7 +71,8 @@ def test_foreground_testnet_shows_table_and_stops_on_ctrl_c(tmp_path: Path) -> N
     with open(out, "w") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "testnet.cli", "testnet", "up", "--nodes", "2", "--dir",
-             str(directory)], cwd=REPO_ROOT, stdout=sink, stderr=subprocess.STDOUT)
+             str(directory), "--swarm-model", "arith"],  # the table, not the model
+            cwd=REPO_ROOT, stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: out.read_text().count("tickets/s") >= 2, 120, interval=0.5,
                    message="two status tables printed")

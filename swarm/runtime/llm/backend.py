@@ -39,6 +39,8 @@ TIE_MARGIN = 0.1
 #: screen thresholds on pmi (nats)
 SCREEN_GOOD_PMI = 5.0
 SCREEN_BAD_PMI = 0.0
+#: (question, answer) pmi scores a backend remembers (a round's screen reuses its judging's)
+SCORE_CACHE_SIZE = 4096
 
 
 class SmolLM2Backend:
@@ -58,6 +60,7 @@ class SmolLM2Backend:
         self.top_p = top_p
         self.seed = seed
         self._lock = threading.Lock()
+        self._scores: dict[tuple[str, str], float] = {}
 
     @classmethod
     def load(cls, cache_dir: Path | None = None, *, gguf_path: Path | None = None,
@@ -107,8 +110,18 @@ class SmolLM2Backend:
 
     def answer_scores(self, items: Sequence[tuple[str, str]]) -> list[float]:
         """pmi (see the module docstring) of each (question, answer), each distinct pair
-        scored once; all questions and the neutral one in one batched pass."""
-        distinct = list(dict.fromkeys((q.strip(), a.strip()) for q, a in items))
+        scored once; all questions and the neutral one in one batched pass. Scores are
+        exact and deterministic, so the last SCORE_CACHE_SIZE are remembered: a round's
+        screen after its judging costs no pass."""
+        wanted = dict.fromkeys((q.strip(), a.strip()) for q, a in items)
+        known = {k: v for k in wanted if (v := self._scores.get(k)) is not None}
+        missing = [k for k in wanted if k not in known]
+        if missing:
+            known |= self._score(missing)
+        return [known[(q.strip(), a.strip())] for q, a in items]
+
+    def _score(self, distinct: Sequence[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        """pmi of each distinct (question, answer), one batched pass; remembered."""
         neutral = self.engine.chat_ids(self._messages(NEUTRAL_QUESTION))
         pairs = []
         for q, a in distinct:
@@ -116,9 +129,12 @@ class SmolLM2Backend:
             pairs += [(self.engine.chat_ids(self._messages(q)), reply), (neutral, reply)]
         with self._lock:
             lps = self.engine.continuation_logprobs(pairs)
-        score = {k: math.fsum(lps[2 * i]) - math.fsum(lps[2 * i + 1])
-                 for i, k in enumerate(distinct)}
-        return [score[(q.strip(), a.strip())] for q, a in items]
+            scores = {k: math.fsum(lps[2 * i]) - math.fsum(lps[2 * i + 1])
+                      for i, k in enumerate(distinct)}
+            if len(self._scores) + len(scores) > SCORE_CACHE_SIZE:
+                self._scores.clear()
+            self._scores |= scores
+        return scores
 
     def judge_many(self, items: Sequence[tuple[str, str, str]]) -> list[Judgment]:
         """pmi judgments of (question, answer_a, answer_b), one batched pass."""

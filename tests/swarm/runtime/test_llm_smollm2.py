@@ -124,6 +124,11 @@ def test_backend(int8_engine: LlamaEngine) -> None:
     screens = asyncio.run(backend.screen_answers(q, ["The capital of France is Paris.",
                                                      "Bananas are yellow.", ""]))
     assert screens == [True, False, False]  # off-topic and empty answers are bad
+    # scores are remembered: asking again runs no pass and gives the same values
+    first = backend.answer_scores([(q, "Paris."), (q, "Bananas are yellow.")])
+    products = int8_engine.stats.products if int8_engine.stats else -1
+    assert backend.answer_scores([(q, "Bananas are yellow."), (q, "Paris.")]) == first[::-1]
+    assert (int8_engine.stats.products if int8_engine.stats else -1) == products
     with pytest.raises(UnsupportedPrompt):
         asyncio.run(backend.answer("   ", max_tokens=8))
     sampled = backend.answer_many([q, q], max_tokens=10, seeds=[1, 1], temperature=1.0)

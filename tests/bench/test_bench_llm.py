@@ -26,7 +26,7 @@ def _run_bench(script: str, *args: str, cache: Path) -> tuple[list[str], dict[st
 @pytest.mark.slow
 def test_inference_bench_prints_table_and_json_last(tmp_path: Path) -> None:
     lines, result = _run_bench("inference.py", "--tokens", "2", "--repeat", "1",
-                               "--answerers", "2", "--target-shift", "8", cache=tmp_path)
+                               "--answerers", "2", cache=tmp_path)
     rows = result["speed"]["rows"]
     assert list(rows) == ["float", "int8", "int8 mined"]
     assert all(row["tokens_per_s"] > 0 for row in rows.values())

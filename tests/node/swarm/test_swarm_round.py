@@ -249,15 +249,29 @@ async def test_round_of_a_stopped_origin_is_abandoned_elsewhere(tmp_path: Path) 
         for service in (svc(nodes[1]), svc(nodes[2])):  # ...the others give up soon
             service.answer_timeout = service.judge_timeout = 0.5
             service.reveal_timeout = service.abandon_slack = 0.25
-        asking = asyncio.create_task(svc(nodes[0]).ask("What is 5+5?"))
-        await wait_for(lambda: len(svc(nodes[1]).rounds) == 1, message="request gossiped")
-        state = next(iter(svc(nodes[1]).rounds.values()))
+        silent = nodes[2].node_id
+        # a round is drawn from the chain's table: ask until the silent node is in one (a
+        # round without it completes at once, whatever the timing), then stop its origin
+        seen: set[bytes] = set()
+        for attempt in range(20):
+            asking = asyncio.create_task(svc(nodes[0]).ask(f"What is 5+{attempt}?"))
+            await wait_for(lambda: set(svc(nodes[1]).rounds) - seen, message="request gossiped")
+            (round_id,) = set(svc(nodes[1]).rounds) - seen
+            seen.add(round_id)
+            state = svc(nodes[1]).rounds[round_id]
+            if silent in state.answerers or silent in state.judges:
+                break
+            await asking
+        else:
+            raise AssertionError("the silent node was never drawn")
         await wait_for(lambda: (nodes[1].node_id, 0) in state.commitments
                          if nodes[1].node_id in state.answerers else True, message="answer")
         await nodes[0].stop()  # cancels the round at the origin: no final ever comes
         assert asking.cancelled() or asking.done()
-        assert state.status == "answering"
-        await wait_for(lambda: state.status == "abandoned", timeout=5.0, message="abandoned")
+        # the origin waits for the silent node, so the round cannot have completed; this node
+        # may already have given up on it (its own timeouts are short)
+        assert state.status in ("answering", "abandoned")
+        await wait_for(lambda: state.status == "abandoned", message="abandoned")
         assert state.error and state.settlement is None
     finally:
         for node in nodes[1:]:

@@ -14,7 +14,7 @@ from consensus.tx import Transaction
 from contracts import PAYLOAD_KINDS, TxContext
 from contracts.bank import credit
 from contracts.base import require
-from contracts.swarm import record_epoch_snapshot
+from contracts.swarm import finalize_held_rounds, record_epoch_snapshot
 from core.encoding import MAX_U64
 from core.params import ChainParams
 from core.records import Account
@@ -28,8 +28,10 @@ def record_swarm_epoch(state: State, ctx: TxContext) -> None:
     record_epoch_snapshot(state, height=ctx.height, params=ctx.params)
 
 
-#: Run in this order after a transaction's common rules pass and before its fee is paid.
-BEGIN_TRANSACTION_HOOKS: tuple[BeginTransactionHook, ...] = (record_swarm_epoch,)
+#: Run in this order after a transaction's common rules pass and before its fee is paid
+#: (held swarm rounds whose inclusion window closed pay out after the epoch table is taken).
+BEGIN_TRANSACTION_HOOKS: tuple[BeginTransactionHook, ...] = (record_swarm_epoch,
+                                                             finalize_held_rounds)
 
 
 def apply_transaction(

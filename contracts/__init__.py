@@ -25,7 +25,17 @@ from contracts.registry import (
     SubmitCalibration,
 )
 from contracts.staking import BEGIN_UNSTAKE, STAKE, WITHDRAW, BeginUnstake, Stake, Withdraw
-from contracts.swarm import REGISTER_SWARM_NODE, SETTLE_SWARM_ROUND, SettleSwarmRound
+from contracts.swarm import (
+    CHALLENGE_SWARM_ROUND,
+    POST_ROUND_LEAVES,
+    REGISTER_SWARM_NODE,
+    SETTLE_SWARM_ROOT,
+    SETTLE_SWARM_ROUND,
+    ChallengeSwarmRound,
+    PostRoundLeaves,
+    SettleSwarmRoot,
+    SettleSwarmRound,
+)
 
 
 def _registry(kinds: tuple[PayloadKind, ...]) -> dict[int, PayloadKind]:
@@ -43,7 +53,7 @@ def _registry(kinds: tuple[PayloadKind, ...]) -> dict[int, PayloadKind]:
 PAYLOAD_KINDS: Mapping[int, PayloadKind] = _registry((
     TRANSFER, STAKE, BEGIN_UNSTAKE, WITHDRAW, REGISTER_SWARM_NODE, JOB_REQUEST, JOB_RECEIPT,
     JOB_CANCEL, SETTLE_SWARM_ROUND, SUBMIT_CALIBRATION, DEPOSIT_ESCROW, BEGIN_ESCROW_RELEASE,
-    CLAIM_ESCROW_RELEASE))
+    CLAIM_ESCROW_RELEASE, CHALLENGE_SWARM_ROUND, SETTLE_SWARM_ROOT, POST_ROUND_LEAVES))
 PAYLOAD_CLASSES: Mapping[int, type[Payload]] = {k: v.cls for k, v in PAYLOAD_KINDS.items()}
 
 __all__ = [
@@ -51,6 +61,7 @@ __all__ = [
     "PAYLOAD_KINDS",
     "BeginEscrowRelease",
     "BeginUnstake",
+    "ChallengeSwarmRound",
     "ClaimEscrowRelease",
     "DepositEscrow",
     "JobCancel",
@@ -58,7 +69,9 @@ __all__ = [
     "JobRequest",
     "Payload",
     "PayloadKind",
+    "PostRoundLeaves",
     "RegisterSwarmNode",
+    "SettleSwarmRoot",
     "SettleSwarmRound",
     "Stake",
     "SubmitCalibration",

@@ -37,10 +37,10 @@ State layout: ``swround/<round_id>`` -> `SettledRound`; ``swact/<addr>`` -> `Swa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, ClassVar
 
-from contracts.bank import credit
+from contracts.bank import credit, debit
 from contracts.base import Payload, PayloadKind, TxContext, require
 from contracts.escrow import pay_fee
 from contracts.registry import (
@@ -51,22 +51,53 @@ from contracts.registry import (
     swarm_node_ids,
 )
 from contracts.staking import slash_stake
-from core.encoding import MAX_U64, U64, Canonical, Hash32, ListOf, Nested, UInt
+from core.encoding import (
+    MAX_U64,
+    U64,
+    Canonical,
+    FixedBytes,
+    Hash32,
+    ListOf,
+    Nested,
+    PublicKey,
+    UInt,
+)
 from core.params import DEFAULT_SWARM_EPOCH_BLOCKS, ChainParams
 from core.records import ModelIds
 from core.state import State
+from swarm.data_root import MAX_PROOF, leaf_items, leaves_root, round_leaves, round_slots
+from swarm.inclusion import (
+    CLAIM_BAD_ITEM,
+    CLAIM_MISSING_EQUIVOCATION,
+    CLAIM_MISSING_OPENING,
+    CLAIM_NAMES,
+    CLAIM_UNAVAILABLE,
+    bad_item_fault,
+    leaf_fault,
+    missing_equivocation_fault,
+    missing_opening_fault,
+    proof_fault,
+)
 from swarm.messages import (
     MAX_COMMITMENTS,
     MAX_ROUND_NODES,
+    SLASH_REASONS,
     AnswerOpening,
     Commitment,
     JudgmentOpening,
+    RoundLeaf,
     RoundOutcome,
     SortedNodeIds,
     SwarmRequest,
 )
 from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes
-from swarm.settlement import DEFAULT_PARAMS, SettlementParams, decayed_reputation, settle
+from swarm.settlement import (
+    BPS,
+    DEFAULT_PARAMS,
+    SettlementParams,
+    decayed_reputation,
+    settle,
+)
 
 ROUND_PREFIX = b"swround/"
 ACTIVITY_PREFIX = b"swact/"
@@ -405,27 +436,51 @@ def apply_settle_swarm_round(state: State, payload: SettleSwarmRound, ctx: TxCon
     ).outcome
     # the claimed outcome must be exactly what the rules give on the epoch's table
     require(recomputed == payload.outcome, "swarm.settlement_mismatch")
+    if ctx.params.swarm_inclusion_window == 0:
+        _collect(state, request, recomputed)
+        _apply_outcome(state, recomputed, reputations, request.client, ctx)
+        _mark_settled(state, round_id, recomputed, ctx)
+        return
+    leaves = round_leaves(round_id=round_id, answerers=payload.answerers, judges=payload.judges,
+                          commitments=payload.commitments,
+                          answer_openings=payload.answer_openings,
+                          judgment_openings=payload.judgment_openings)
+    _hold(state, request=request, reputation_height=height, answerers=payload.answerers,
+          judges=payload.judges, root=leaves_root(leaves), full=True, outcome=recomputed,
+          reputations=reputations, stakes=stakes, ctx=ctx)
+
+
+def _collect(state: State, request: SwarmRequest, outcome: RoundOutcome) -> None:
+    """Take the round's money in: the client's fee and every slash."""
     # the client's escrow (locked, then releasing) and then its balance must cover the fee
     pay_fee(state, request.client, request.fee, rule="swarm.insufficient_client_balance")
-    for slash in recomputed.slashes:
+    for slash in outcome.slashes:
         # a slash (a share of the stake at the epoch start) comes from bonded stake, then
         # from unbonding entries (latest first); the node must still hold all of it
         require(slash_stake(state, slash.node, slash.amount) == slash.amount,
                 "swarm.slash_uncollectable")
-    for payout in recomputed.payouts:
+
+
+def _apply_outcome(state: State, outcome: RoundOutcome, reputations: Mapping[bytes, int],
+                   client: bytes, ctx: TxContext) -> None:
+    """Pay the round out (the money was collected by `_collect`) and move reputations."""
+    for payout in outcome.payouts:
         # payouts must fit the recipients' balances
         credit(state, payout.node, payout.amount, rule="swarm.payout_overflow")
-    if recomputed.refund:
-        credit(state, request.client, recomputed.refund, rule="swarm.payout_overflow")
-    for update in recomputed.reputations:
+    if outcome.refund:
+        credit(state, client, outcome.refund, rule="swarm.payout_overflow")
+    for update in outcome.reputations:
         # the round's change (new score - table score) applies to the node's current score,
         # decayed to this block, so rounds settling in one epoch compose
-        delta = update.score - reputations[update.node]
+        delta = update.score - reputations.get(update.node, 0)
         current = effective_reputation(state, update.node, height=ctx.height)
         state.set_reputation(update.node, min(MAX_U64, max(0, current + delta)))
         _write(state, ACTIVITY_PREFIX + update.node, SwarmActivity(ctx.height).encode())
+
+
+def _mark_settled(state: State, round_id: bytes, outcome: RoundOutcome, ctx: TxContext) -> None:
     _write(state, ROUND_PREFIX + round_id,
-           SettledRound(height=ctx.height, outcome_id=recomputed.id()).encode())
+           SettledRound(height=ctx.height, outcome_id=outcome.id()).encode())
 
 
 SETTLE_SWARM_ROUND = PayloadKind(SettleSwarmRound, apply_settle_swarm_round)
@@ -444,3 +499,391 @@ def apply_register_swarm_node(state: State, payload: RegisterSwarmNode, ctx: TxC
 
 
 REGISTER_SWARM_NODE = PayloadKind(RegisterSwarmNode, apply_register_swarm_node)
+
+
+# --- the inclusion window (docs/swarm.md §7a) ------------------------------------------------
+
+HELD_PREFIX = b"swheld/"
+HELD_INDEX_KEY = b"swheldidx"
+LEAF_PREFIX = b"swleaf/"
+MAX_HELD = 4096  # rounds held at once
+CHALLENGER_SHARE_BPS = 5_000  # of a forfeited settler bond; the rest is burned
+NO_CHALLENGER = bytes(32)
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class NodeValue(Canonical):
+    """A node and a number (a table reputation or a stake a held round was settled with)."""
+
+    TAG: ClassVar[bytes] = b"pouw/swnodeval"
+    node: PublicKey
+    value: U64
+
+
+NodeValues = Annotated[tuple[NodeValue, ...], ListOf(Nested(NodeValue), 2 * MAX_ROUND_NODES,
+                                                     strictly_increasing=True)]
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldRound(Canonical):
+    """A settled round whose money is held until its inclusion window closes.
+
+    The fee and the slashes are collected, the settler's bond taken; payouts, the refund and
+    reputations apply when the window closes (`finalize_held_rounds`), unless a proven
+    challenge voids the settlement first (`_void`). ``full``: the settlement carried its
+    data (only omissions can be proven); else only its data root (bad items, omissions and
+    a wrong outcome can be). ``challenger``: who asked for the data (all zero: nobody);
+    ``posted``: leaves of the data posted on chain since."""
+
+    TAG: ClassVar[bytes] = b"pouw/swheld"
+    MEMOISE: ClassVar[bool] = False
+    settler: PublicKey
+    deadline: U64  # the last height at which a challenge is accepted
+    request: Annotated[SwarmRequest, Nested(SwarmRequest)]
+    reputation_height: U64
+    answerers: SortedNodeIds
+    judges: SortedNodeIds
+    data_root: Hash32
+    full: Annotated[int, UInt(1)]
+    bond: U64
+    outcome: Annotated[RoundOutcome, Nested(RoundOutcome)]
+    reputations: NodeValues  # table reputations the outcome was computed from
+    stakes: NodeValues  # table stakes the slashes were sized from
+    challenger: PublicKey = NO_CHALLENGER
+    posted: Annotated[int, UInt(16)] = 0
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class HeldEntry(Canonical):
+    TAG: ClassVar[bytes] = b"pouw/swheldent"
+    deadline: U64
+    round_id: Hash32
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldIndex(Canonical):
+    """Every held round by deadline, so the begin-transaction hook finds the due ones."""
+
+    TAG: ClassVar[bytes] = b"pouw/swheldidx"
+    MEMOISE: ClassVar[bool] = False
+    entries: Annotated[tuple[HeldEntry, ...], ListOf(Nested(HeldEntry), MAX_HELD,
+                                                     strictly_increasing=True)] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class SettleSwarmRoot(Payload):
+    """Settle a round by its data root: the signed messages stay off chain (nodes hold and
+    serve them), the transaction carries their Merkle root (`swarm.data_root`) and the claimed
+    outcome. Held for the inclusion window, in which a bad or missing item, or (once the data
+    is posted) a wrong outcome, voids it. Who was selected is recomputed, not carried."""
+
+    KIND_ID: ClassVar[int] = 16
+    request: Annotated[SwarmRequest, Nested(SwarmRequest)]
+    reputation_height: U64
+    data_root: Hash32
+    outcome: Annotated[RoundOutcome, Nested(RoundOutcome)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChallengeSwarmRound(Payload):
+    """Prove, in a held round's window, that its settlement left out or misstated signed data
+    (`swarm.inclusion`): a leaf of its data root with the Merkle proof, and the items the
+    settlement left out. ``CLAIM_UNAVAILABLE`` carries nothing: it asks for the data of a
+    data-root settlement, which must then be posted (`PostRoundLeaves`) before the window,
+    extended by one window, closes."""
+
+    KIND_ID: ClassVar[int] = 15
+    round_id: Hash32
+    claim: Annotated[int, UInt(8)]
+    slot: Annotated[int, UInt(16)] = 0
+    leaf: Annotated[tuple[RoundLeaf, ...], ListOf(Nested(RoundLeaf), 1)] = ()
+    proof: Annotated[tuple[bytes, ...], ListOf(FixedBytes(32), MAX_PROOF)] = ()
+    commitments: Annotated[tuple[Commitment, ...], ListOf(Nested(Commitment), 1)] = ()
+    answer_openings: Annotated[tuple[AnswerOpening, ...], ListOf(Nested(AnswerOpening), 1)] = ()
+    judgment_openings: Annotated[tuple[JudgmentOpening, ...],
+                                 ListOf(Nested(JudgmentOpening), 1)] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PostedLeaf(Canonical):
+    TAG: ClassVar[bytes] = b"pouw/swpostleaf"
+    slot: Annotated[int, UInt(16)]
+    leaf: Annotated[RoundLeaf, Nested(RoundLeaf)]
+    proof: Annotated[tuple[bytes, ...], ListOf(FixedBytes(32), MAX_PROOF)]
+
+
+@dataclasses.dataclass(frozen=True)
+class PostRoundLeaves(Payload):
+    """Post leaves of a data-root settlement on chain (each with its proof). When the last
+    one lands, the outcome is recomputed from them: a bad leaf or another outcome voids it."""
+
+    KIND_ID: ClassVar[int] = 17
+    round_id: Hash32
+    leaves: Annotated[tuple[PostedLeaf, ...], ListOf(Nested(PostedLeaf), 2 * MAX_ROUND_NODES)]
+
+
+def held_round(state: State, round_id: bytes) -> HeldRound | None:
+    return state.record(HELD_PREFIX + round_id, HeldRound)
+
+
+def held_entries(state: State) -> tuple[HeldEntry, ...]:
+    record = state.record(HELD_INDEX_KEY, HeldIndex)
+    return () if record is None else record.entries
+
+
+def _set_held_entries(state: State, entries: Iterable[HeldEntry]) -> None:
+    ordered = tuple(sorted(entries))
+    state.set_record(HELD_INDEX_KEY, HeldIndex(ordered) if ordered else None)
+
+
+def _leaf_key(round_id: bytes, slot: int) -> bytes:
+    return LEAF_PREFIX + round_id + slot.to_bytes(2, "big")
+
+
+def _node_values(values: Mapping[bytes, int]) -> tuple[NodeValue, ...]:
+    return tuple(NodeValue(node=node, value=v) for node, v in sorted(values.items()))
+
+
+def settler_bond(request: SwarmRequest, outcome: RoundOutcome) -> int:
+    """What a settler locks for the window: the most the round could pay anyone (the fee and
+    the slashed stake), so leaving data out never pays."""
+    return request.fee + sum(s.amount for s in outcome.slashes)
+
+
+def _hold(state: State, *, request: SwarmRequest, reputation_height: int,
+          answerers: Iterable[bytes], judges: Iterable[bytes], root: bytes, full: bool,
+          outcome: RoundOutcome, reputations: Mapping[bytes, int], stakes: Mapping[bytes, int],
+          ctx: TxContext) -> None:
+    """Collect the round's money and hold its payouts for the inclusion window."""
+    round_id = request.round_id()
+    _collect(state, request, outcome)
+    bond = settler_bond(request, outcome)
+    # the settler locks its bond (returned when the window closes, forfeited to a challenge)
+    debit(state, ctx.sender, bond, rule="swarm.settler_bond")
+    entries = held_entries(state)
+    # at most MAX_HELD rounds are held at once
+    require(len(entries) < MAX_HELD, "swarm.too_many_held")
+    deadline = ctx.height + ctx.params.swarm_inclusion_window
+    state.set_record(HELD_PREFIX + round_id, HeldRound(
+        settler=ctx.sender, deadline=deadline, request=request,
+        reputation_height=reputation_height, answerers=tuple(sorted(set(answerers))),
+        judges=tuple(sorted(set(judges))), data_root=root, full=int(full), bond=bond,
+        outcome=outcome, reputations=_node_values(reputations), stakes=_node_values(stakes)))
+    _set_held_entries(state, (*entries, HeldEntry(deadline=deadline, round_id=round_id)))
+    _mark_settled(state, round_id, outcome, ctx)
+
+
+def _release(state: State, round_id: bytes, held: HeldRound) -> None:
+    """Forget a held round: its record, its index entry, its posted leaves."""
+    state.set_record(HELD_PREFIX + round_id, None)
+    _set_held_entries(state, (e for e in held_entries(state) if e.round_id != round_id))
+    for slot in range(len(held.answerers) + len(held.judges)):
+        if state.kv.get(_leaf_key(round_id, slot)) is not None:
+            state.set_record(_leaf_key(round_id, slot), None)
+
+
+def _void(state: State, round_id: bytes, held: HeldRound, *, beneficiary: bytes) -> None:
+    """A proven challenge: undo the collection, forfeit the bond, let the round settle again."""
+    # the client gets its fee back (to its balance)
+    credit(state, held.request.client, held.request.fee, rule="swarm.payout_overflow")
+    for slash in held.outcome.slashes:
+        # every slash is returned to the node's bonded stake: nobody is slashed on data
+        # the settlement misstated
+        record = state.stake(slash.node)
+        state.set_stake(slash.node, dataclasses.replace(record,
+                                                        bonded=record.bonded + slash.amount))
+    # the challenger earns its share of the settler's bond; the rest is burned
+    credit(state, beneficiary, held.bond * CHALLENGER_SHARE_BPS // BPS,
+           rule="swarm.payout_overflow")
+    _release(state, round_id, held)
+    # the round may be settled again, with the data the challenge proved
+    state._write(ROUND_PREFIX + round_id, None)
+
+
+def _held_outcome_fault(outcome: RoundOutcome, *, round_id: bytes, fee: int,
+                        answerers: Iterable[bytes], judges: Iterable[bytes],
+                        reputations: Mapping[bytes, int], stakes: Mapping[bytes, int]
+                        ) -> str | None:
+    """Bounds a data-root settlement's claimed outcome must keep (validators cannot recompute
+    it; a wrong one within them is voided once the data is posted): money is conserved,
+    only participants are paid, slashed and rated, by at most the rules' amounts."""
+    participants = set(answerers) | set(judges)
+    step, penalty = SETTLEMENT_PARAMS.reputation_step, SETTLEMENT_PARAMS.reputation_penalty
+    # the outcome is this round's
+    if outcome.round_id != round_id:
+        return "swarm.outcome_round"
+    # it ranks drawn answerers, each once, with one score each
+    if (not set(outcome.ranking) <= set(answerers) or len(set(outcome.ranking))
+            != len(outcome.ranking) or len(outcome.scores) != len(outcome.ranking)):
+        return "swarm.outcome_ranking"
+    # it pays, slashes and rates only the round's participants
+    named = ({p.node for p in outcome.payouts} | {x.node for x in outcome.slashes}
+             | {u.node for u in outcome.reputations})
+    if not named <= participants:
+        return "swarm.outcome_nodes"
+    # a slash is a known offence of at most the equivocation share of the table stake
+    if any(x.reason not in SLASH_REASONS or x.amount > stakes.get(x.node, 0)
+           * SETTLEMENT_PARAMS.equivocation_slash_bps // BPS for x in outcome.slashes):
+        return "swarm.outcome_slash"
+    # it pays out exactly the fee and the slashed stake
+    if (sum(p.amount for p in outcome.payouts) + outcome.refund
+            != fee + sum(x.amount for x in outcome.slashes)):
+        return "swarm.outcome_money"
+    # a reputation moves at most as far as a round can move it
+    if any(not reputations.get(u.node, 0) - 2 * step - penalty <= u.score
+           <= reputations.get(u.node, 0) + 2 * step for u in outcome.reputations):
+        return "swarm.outcome_reputation"
+    return None
+
+
+def apply_settle_swarm_root(state: State, payload: SettleSwarmRoot, ctx: TxContext) -> None:
+    """Data-root settlement rules, in order."""
+    request = payload.request
+    round_id = request.round_id()
+    height = payload.reputation_height
+    # a data-root settlement is held, so the network must have an inclusion window
+    require(ctx.params.swarm_inclusion_window > 0, "swarm.no_inclusion_window")
+    # the request must be for this chain
+    require(request.chain_id == ctx.params.chain_id, "swarm.chain_id")
+    # the client must have signed the request (it authorises the fee)
+    require(request.verify_signature(), "swarm.request_signature")
+    # a round settles once
+    require(settled_round(state, round_id) is None, "swarm.already_settled")
+    # reputations are evaluated at a recent height, not in the future
+    require(ctx.height - MAX_SETTLEMENT_LAG <= height <= ctx.height, "swarm.reputation_height")
+    epoch_blocks = ctx.params.swarm_epoch_blocks
+    answerers, judges = selected_nodes(state, request, height=height,
+                                       min_stake=ctx.params.min_node_stake,
+                                       epoch_blocks=epoch_blocks)
+    table = candidate_table(state, height=height, min_stake=ctx.params.min_node_stake,
+                            epoch_blocks=epoch_blocks)
+    reputations, stakes = _round_inputs(table, sorted(set(answerers) | set(judges)),
+                                        height=height, epoch_blocks=epoch_blocks)
+    fault = _held_outcome_fault(payload.outcome, round_id=round_id, fee=request.fee,
+                                answerers=answerers, judges=judges, reputations=reputations,
+                                stakes=stakes)
+    # the claimed outcome keeps the rules' bounds (it is recomputed once the data is posted)
+    require(fault is None, fault or "")
+    _hold(state, request=request, reputation_height=height, answerers=answerers, judges=judges,
+          root=payload.data_root, full=False, outcome=payload.outcome, reputations=reputations,
+          stakes=stakes, ctx=ctx)
+
+
+def challenge_fault(payload: ChallengeSwarmRound, held: HeldRound) -> str | None:
+    """The first rule a leaf challenge breaks against ``held``, or None: it is proven."""
+    round_id = held.request.round_id()
+    # the challenge carries one leaf
+    if len(payload.leaf) != 1:
+        return "inclusion.leaf_count"
+    leaf = payload.leaf[0]
+    fault = proof_fault(leaf, root=held.data_root, slot=payload.slot,
+                        slots=round_slots(held.answerers, held.judges), proof=payload.proof)
+    if fault is not None:
+        return fault
+    if payload.claim == CLAIM_BAD_ITEM:
+        return bad_item_fault(leaf, round_id=round_id)
+    if payload.claim == CLAIM_MISSING_OPENING:
+        return missing_opening_fault(leaf, round_id=round_id, commitments=payload.commitments,
+                                     answer_openings=payload.answer_openings,
+                                     judgment_openings=payload.judgment_openings)
+    if payload.claim == CLAIM_MISSING_EQUIVOCATION:
+        return missing_equivocation_fault(leaf, round_id=round_id,
+                                          commitments=payload.commitments)
+    return "inclusion.claim"
+
+
+def apply_challenge_swarm_round(state: State, payload: ChallengeSwarmRound,
+                                ctx: TxContext) -> None:
+    """Challenge rules, in order."""
+    held = held_round(state, payload.round_id)
+    # the round's settlement is held
+    require(held is not None, "swarm.not_held")
+    assert held is not None
+    # the inclusion window is open
+    require(ctx.height <= held.deadline, "swarm.window_closed")
+    # the claim is a known one
+    require(payload.claim in CLAIM_NAMES, "inclusion.claim")
+    if payload.claim == CLAIM_UNAVAILABLE:
+        # only a data-root settlement's data can be missing
+        require(not held.full, "swarm.data_on_chain")
+        # one availability challenge per round
+        require(held.challenger == NO_CHALLENGER, "swarm.already_challenged")
+        deadline = max(held.deadline, ctx.height + ctx.params.swarm_inclusion_window)
+        _set_held_entries(state, (
+            *(e for e in held_entries(state) if e.round_id != payload.round_id),
+            HeldEntry(deadline=deadline, round_id=payload.round_id)))
+        state.set_record(HELD_PREFIX + payload.round_id, dataclasses.replace(
+            held, deadline=deadline, challenger=ctx.sender))
+        return
+    fault = challenge_fault(payload, held)
+    # the leaf is the settlement's and proves the claim (swarm.inclusion)
+    require(fault is None, fault or "")
+    _void(state, payload.round_id, held, beneficiary=ctx.sender)
+
+
+def apply_post_round_leaves(state: State, payload: PostRoundLeaves, ctx: TxContext) -> None:
+    """Posting rules, in order; the last leaf recomputes the outcome."""
+    round_id = payload.round_id
+    held = held_round(state, round_id)
+    # the round's settlement is held
+    require(held is not None, "swarm.not_held")
+    assert held is not None
+    # the inclusion window is open
+    require(ctx.height <= held.deadline, "swarm.window_closed")
+    # a full settlement's data is on chain already
+    require(not held.full, "swarm.data_on_chain")
+    slots = round_slots(held.answerers, held.judges)
+    posted = held.posted
+    for item in payload.leaves:
+        fault = proof_fault(item.leaf, root=held.data_root, slot=item.slot, slots=slots,
+                            proof=item.proof)
+        # every leaf is the settlement's, proven under its data root
+        require(fault is None, fault or "")
+        if state.kv.get(_leaf_key(round_id, item.slot)) is None:
+            state.set_record(_leaf_key(round_id, item.slot), item.leaf)
+            posted += 1
+    if posted < len(slots):
+        state.set_record(HELD_PREFIX + round_id, dataclasses.replace(held, posted=posted))
+        return
+    leaves = [state.record(_leaf_key(round_id, slot), RoundLeaf) for slot in range(len(slots))]
+    complete = [leaf for leaf in leaves if leaf is not None]
+    # all the data is on chain: a bad leaf, or an outcome the rules do not give, voids it
+    if any(leaf_fault(leaf, round_id=round_id) is not None for leaf in complete) or \
+            _recompute(held, complete) != held.outcome:
+        _void(state, round_id, held, beneficiary=ctx.sender)
+        return
+    state.set_record(HELD_PREFIX + round_id, dataclasses.replace(held, posted=posted))
+
+
+def _recompute(held: HeldRound, leaves: Iterable[RoundLeaf]) -> RoundOutcome:
+    commitments, answer_openings, judgment_openings = leaf_items(leaves)
+    return settle(request=held.request, answerers=held.answerers, judges=held.judges,
+                  commitments=commitments, answer_openings=answer_openings,
+                  judgment_openings=judgment_openings,
+                  reputations={v.node: v.value for v in held.reputations},
+                  stakes={v.node: v.value for v in held.stakes},
+                  params=SETTLEMENT_PARAMS).outcome
+
+
+def finalize_held_rounds(state: State, ctx: TxContext) -> None:
+    """Begin-transaction hook: every held round whose window closed before this height pays
+    out; one whose data was asked for and never fully posted is voided instead (the
+    availability challenger takes the bond's share)."""
+    due = [e for e in held_entries(state) if e.deadline < ctx.height]
+    for entry in due:
+        held = held_round(state, entry.round_id)
+        assert held is not None
+        slots = len(held.answerers) + len(held.judges)
+        if held.challenger != NO_CHALLENGER and held.posted < slots:
+            _void(state, entry.round_id, held, beneficiary=held.challenger)
+            continue
+        _apply_outcome(state, held.outcome, {v.node: v.value for v in held.reputations},
+                       held.request.client, ctx)
+        # the settler's bond comes back
+        credit(state, held.settler, held.bond, rule="swarm.payout_overflow")
+        _release(state, entry.round_id, held)
+
+
+SETTLE_SWARM_ROOT = PayloadKind(SettleSwarmRoot, apply_settle_swarm_root)
+CHALLENGE_SWARM_ROUND = PayloadKind(ChallengeSwarmRound, apply_challenge_swarm_round)
+POST_ROUND_LEAVES = PayloadKind(PostRoundLeaves, apply_post_round_leaves)

@@ -33,6 +33,10 @@ class ChainParams:
     # blocks per swarm epoch: selection and settlement read the candidate table as it was at
     # the start of the epoch (contracts.swarm.record_epoch_snapshot)
     swarm_epoch_blocks: int = DEFAULT_SWARM_EPOCH_BLOCKS
+    # blocks a swarm settlement is held before it pays out, during which anyone may prove it
+    # left out or misstated signed round data (contracts.swarm, docs/swarm.md §7a); 0: a
+    # full settlement pays out at once and a data-root settlement is refused
+    swarm_inclusion_window: int = 0
 
     @property
     def asert_halflife(self) -> int:

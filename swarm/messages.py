@@ -243,3 +243,22 @@ class EquivocationEvidence(Canonical):
     TAG: ClassVar[bytes] = b"pouw/swequivoc"
     first: Annotated[Commitment, Nested(Commitment)]
     second: Annotated[Commitment, Nested(Commitment)]
+
+
+MAX_LEAF_COMMITMENTS = 2  # one, or an equivocation pair
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundLeaf(Canonical):
+    """One slot of a round's data root: a selected node in one role (``kind``) with its
+    counting commitments (one, or the two of an equivocation) and the opening of a single
+    commitment, if the settler holds one (`swarm.data_root`)."""
+
+    TAG: ClassVar[bytes] = b"pouw/swleaf"
+    node: PublicKey
+    kind: Annotated[int, UInt(8)]
+    commitments: Annotated[tuple[Commitment, ...], ListOf(
+        Nested(Commitment), MAX_LEAF_COMMITMENTS, strictly_increasing=True)] = ()
+    answer_openings: Annotated[tuple[AnswerOpening, ...], ListOf(Nested(AnswerOpening), 1)] = ()
+    judgment_openings: Annotated[tuple[JudgmentOpening, ...],
+                                 ListOf(Nested(JudgmentOpening), 1)] = ()

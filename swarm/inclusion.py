@@ -1,0 +1,162 @@
+"""Inclusion and data challenges against a held settlement: flat rules, one check per line.
+
+A settlement is held for an inclusion window before it pays out (docs/swarm.md §7a). In the
+window anyone may prove, from one leaf of the round's data root (`swarm.data_root`) and its
+Merkle proof, that the settlement
+
+* left out an opening of a node's single commitment (the node would be a no-show, or, with
+  the commitment left out too, an absent node): ``CLAIM_MISSING_OPENING``;
+* left out a second, different commitment of a node (an equivocation it hid):
+  ``CLAIM_MISSING_EQUIVOCATION``;
+* carries an item that breaks a data rule (`leaf_fault`; only a data-root settlement can,
+  a full settlement's leaves are built by the validators): ``CLAIM_BAD_ITEM``.
+
+Each function returns None when the claim is proven, else the name of the first rule it
+fails (the contract raises it), so the same rules run on chain, in the node's watcher and in
+the vectors (tests/vectors/consensus/inclusion).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from swarm.bradley_terry import Outcome
+from swarm.commit_reveal import opening_matches
+from swarm.data_root import leaf_hash, proof_root
+from swarm.messages import (
+    KIND_ANSWER,
+    KIND_JUDGMENT,
+    AnswerOpening,
+    Commitment,
+    JudgmentOpening,
+    RoundLeaf,
+)
+
+CLAIM_BAD_ITEM = 0
+CLAIM_MISSING_OPENING = 1
+CLAIM_MISSING_EQUIVOCATION = 2
+CLAIM_UNAVAILABLE = 3  # data-availability: the settler's data must be posted on chain
+CLAIM_NAMES = {CLAIM_BAD_ITEM: "bad_item", CLAIM_MISSING_OPENING: "missing_opening",
+               CLAIM_MISSING_EQUIVOCATION: "missing_equivocation",
+               CLAIM_UNAVAILABLE: "unavailable"}
+
+
+def proof_fault(leaf: RoundLeaf, *, root: bytes, slot: int, slots: Sequence[tuple[bytes, int]],
+                proof: Sequence[bytes]) -> str | None:
+    """None iff ``leaf`` is slot ``slot`` of the data root ``root`` of a round whose slots
+    (`swarm.data_root.round_slots`) are ``slots``."""
+    # the slot is one of the round's
+    if not 0 <= slot < len(slots):
+        return "inclusion.slot"
+    # the leaf is the slot's node in the slot's role
+    if (leaf.node, leaf.kind) != slots[slot]:
+        return "inclusion.slot_node"
+    # the proof leads from the leaf to the settlement's data root
+    if proof_root(leaf_hash(leaf), index=slot, count=len(slots), proof=proof) != root:
+        return "inclusion.proof"
+    return None
+
+
+def leaf_fault(leaf: RoundLeaf, *, round_id: bytes) -> str | None:
+    """The first data rule ``leaf`` breaks (None: a valid leaf). A settler's data root must
+    hold only valid leaves; `CLAIM_BAD_ITEM` proves one that is not."""
+    openings: tuple[AnswerOpening | JudgmentOpening, ...] = (
+        leaf.answer_openings + leaf.judgment_openings)
+    # every commitment is the slot node's, for this round and role
+    if any((c.round_id, c.node, c.kind) != (round_id, leaf.node, leaf.kind)
+           for c in leaf.commitments):
+        return "data.commitment_foreign"
+    # every commitment is validly signed
+    if not all(c.verify_signature() for c in leaf.commitments):
+        return "data.commitment_signature"
+    # two commitments are an equivocation: their digests differ
+    if len(leaf.commitments) == 2 and leaf.commitments[0].digest == leaf.commitments[1].digest:
+        return "data.commitment_duplicate"
+    # an answer slot holds no judgment opening
+    if leaf.kind == KIND_ANSWER and leaf.judgment_openings:
+        return "data.opening_kind"
+    # a judgment slot holds no answer opening
+    if leaf.kind == KIND_JUDGMENT and leaf.answer_openings:
+        return "data.opening_kind"
+    # a slot is an answer or a judgment slot
+    if leaf.kind not in (KIND_ANSWER, KIND_JUDGMENT):
+        return "data.slot_kind"
+    # an opening opens the node's single commitment
+    if openings and len(leaf.commitments) != 1:
+        return "data.opening_without_commitment"
+    # and opens it
+    if openings and not opening_matches(leaf.commitments[0], openings[0]):
+        return "data.opening_mismatch"
+    return None
+
+
+def bad_item_fault(leaf: RoundLeaf, *, round_id: bytes) -> str | None:
+    """None iff ``leaf`` (proven under the root) breaks a data rule."""
+    # the leaf must break a data rule
+    if leaf_fault(leaf, round_id=round_id) is None:
+        return "inclusion.leaf_valid"
+    return None
+
+
+def _commitment_fault(commitment: Commitment, leaf: RoundLeaf, round_id: bytes) -> str | None:
+    # a supplied commitment is the leaf node's, for this round and role
+    if (commitment.round_id, commitment.node, commitment.kind) != (
+            round_id, leaf.node, leaf.kind):
+        return "inclusion.commitment_foreign"
+    # and validly signed
+    if not commitment.verify_signature():
+        return "inclusion.commitment_signature"
+    return None
+
+
+def missing_opening_fault(
+    leaf: RoundLeaf, *, round_id: bytes, commitments: Sequence[Commitment],
+    answer_openings: Sequence[AnswerOpening], judgment_openings: Sequence[JudgmentOpening],
+) -> str | None:
+    """None iff the challenge opens the single commitment of the leaf's node that the
+    settlement left unopened: the leaf's own, or, for an empty leaf, one the challenge adds."""
+    openings: tuple[AnswerOpening | JudgmentOpening, ...] = (
+        tuple(answer_openings) + tuple(judgment_openings))
+    # a leaf with an opening left nothing out
+    if leaf.answer_openings or leaf.judgment_openings:
+        return "inclusion.leaf_opened"
+    # an equivocator is excluded whatever it opens
+    if len(leaf.commitments) > 1:
+        return "inclusion.equivocator"
+    # a leaf with a commitment is opened as it is; an empty one needs the commitment
+    if len(leaf.commitments) + len(commitments) != 1:
+        return "inclusion.commitment_count"
+    commitment = leaf.commitments[0] if leaf.commitments else commitments[0]
+    fault = _commitment_fault(commitment, leaf, round_id)
+    if fault is not None:
+        return fault
+    # the challenge carries one opening
+    if len(openings) != 1:
+        return "inclusion.opening_count"
+    # which opens the commitment
+    if not opening_matches(commitment, openings[0]):
+        return "inclusion.opening_mismatch"
+    # a judgment with an outcome byte above 2 is a no-show anyway: leaving it out changed
+    # nothing
+    if any(v > Outcome.TIE for j in judgment_openings for v in j.outcomes):
+        return "inclusion.malformed_judgment"
+    return None
+
+
+def missing_equivocation_fault(leaf: RoundLeaf, *, round_id: bytes,
+                               commitments: Sequence[Commitment]) -> str | None:
+    """None iff the challenge adds a second, different commitment of a node whose leaf holds
+    one: the settlement hid an equivocation."""
+    # the leaf holds exactly one commitment
+    if len(leaf.commitments) != 1:
+        return "inclusion.commitment_count"
+    # the challenge adds exactly one
+    if len(commitments) != 1:
+        return "inclusion.commitment_count"
+    fault = _commitment_fault(commitments[0], leaf, round_id)
+    if fault is not None:
+        return fault
+    # with another digest: the two are an equivocation
+    if commitments[0].digest == leaf.commitments[0].digest:
+        return "inclusion.same_digest"
+    return None

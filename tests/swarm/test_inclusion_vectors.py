@@ -1,0 +1,72 @@
+"""Replay the inclusion-rule vectors (tests/vectors/consensus/inclusion) and check they are
+up to date with their generator."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from swarm.inclusion import (
+    bad_item_fault,
+    missing_equivocation_fault,
+    missing_opening_fault,
+    proof_fault,
+)
+from swarm.messages import AnswerOpening, Commitment, JudgmentOpening, RoundLeaf
+
+VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "consensus" / "inclusion"
+FILES = sorted(VECTOR_DIR.glob("*.json"))
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("inclusion_vectors",
+                                                  VECTOR_DIR / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def replay(v: dict[str, Any]) -> str:
+    leaf = RoundLeaf.decode(bytes.fromhex(v["leaf"]))
+    rid = bytes.fromhex(v["round_id"])
+    commitments = tuple(Commitment.decode(bytes.fromhex(x)) for x in v["commitments"])
+    answers = tuple(AnswerOpening.decode(bytes.fromhex(x)) for x in v["answer_openings"])
+    judgments = tuple(JudgmentOpening.decode(bytes.fromhex(x)) for x in v["judgment_openings"])
+    if v["function"] == "proof":
+        fault = proof_fault(leaf, root=bytes.fromhex(v["root"]), slot=v["slot"],
+                            slots=[(bytes.fromhex(n), k) for n, k in v["slots"]],
+                            proof=[bytes.fromhex(h) for h in v["proof"]])
+    elif v["function"] == "bad_item":
+        fault = bad_item_fault(leaf, round_id=rid)
+    elif v["function"] == "missing_opening":
+        fault = missing_opening_fault(leaf, round_id=rid, commitments=commitments,
+                                      answer_openings=answers, judgment_openings=judgments)
+    else:
+        assert v["function"] == "missing_equivocation"
+        fault = missing_equivocation_fault(leaf, round_id=rid, commitments=commitments)
+    return fault or "valid"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_vector(path: Path) -> None:
+    vector = json.loads(path.read_text())
+    assert replay(vector) == vector["expect"]
+
+
+def test_vectors_are_up_to_date() -> None:
+    generator = _generator()
+    vectors = generator.all_vectors()
+    assert sorted(vectors) == [p.stem for p in FILES]
+    for path in FILES:
+        assert generator.render(vectors[path.stem]) == path.read_text(), path.name
+
+
+def test_every_outcome_is_covered() -> None:
+    expects = {json.loads(p.read_text())["expect"] for p in FILES}
+    assert "valid" in expects and len(expects) >= 10

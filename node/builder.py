@@ -9,7 +9,9 @@ they start (and, reversed, stop) is written down here, nowhere else.
 What a built node has, in order:
 
 1. the core (`node.node.Node`): identity, chain store and database, mempool, peers and sync
-   (p2p on ``GET /p2p``);
+   (p2p on ``GET /p2p``); then what must outlive a crash (`Builder.build_durable`): the
+   mempool's journal in the chain's LevelDB (re-admitted against the tip) with the relay fee
+   policy, and the peers' bans;
 2. the chain API (``/api/v1`` and ``/metrics``, `node.api.chain`; writes a fresh API token);
 3. the job service and the miner (`node.mining.service.MiningService`; the miner mines
    continuously when ``config.mine``, and ``generate`` works either way) and their routes
@@ -38,6 +40,7 @@ from node.api import chat
 from node.api import miner as miner_api
 from node.api.chain import Api, register_routes
 from node.api.miner import MinerApiNode
+from node.chain.mempool import JournalLoad, Mempool, MempoolConfig, MempoolJournal
 from node.config import NodeConfig
 from node.mining.miner import MiningSettings
 from node.mining.service import MiningHost, MiningService
@@ -95,6 +98,7 @@ class Builder:
     def build(self) -> Node:
         node = Node(self.config)
         try:
+            self.build_durable(node)
             self.build_api(node)
             mining = self.build_mining(node)
             self.build_swarm(node, mining=mining)
@@ -104,6 +108,21 @@ class Builder:
         return node
 
     # -- the parts, in build order ---------------------------------------------------------------
+
+    def build_durable(self, node: Node) -> JournalLoad:
+        """The journaled mempool (config's relay fee and sync policy), loaded and revalidated
+        against the tip, and bans kept in (and restored from) the chain's LevelDB."""
+        config = self.config
+        db = node.chain.db
+        node.mempool = Mempool(
+            params=node.chain.params,
+            config=MempoolConfig(min_fee_per_kb=config.min_relay_fee_per_kb),
+            journal=MempoolJournal(db, sync=config.mempool_sync))
+        loaded = node.mempool.load_journal(tip=node.chain.tip_view(), now=int(time.time()))
+        for tx in node.mempool.transactions():
+            node.chain.verified_txs.add(tx.id())  # the load ran the signature rule
+        node.peers.attach_store(db)
+        return loaded
 
     def build_api(self, node: Node) -> Api:
         """The chain API and metrics routes (and the error middleware) on the node's app."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.encoding import MAX_U64
+from node.chain.mempool import DEFAULT_MIN_FEE_PER_KB
 from pouw.backends import BACKEND_NAMES
 from pouw.errors import ParamsError
 from pouw.params import PouwParams
@@ -59,11 +60,24 @@ class NodeConfig:
     handshake_timeout: float = 10.0
     request_timeout: float = 20.0  # getheaders / getdata answers
     ban_seconds: float = 3600.0  # REJECT-level misbehaviour
+    # per-peer rate limits (token buckets, node.p2p.manager): frames a second and burst;
+    # 0 = unlimited. Frames over the limit are dropped; a peer 4 bursts in debt is banned.
+    peer_tx_rate: float = 200.0
+    peer_tx_burst: float = 2000.0
+    peer_swarm_rate: float = 200.0
+    peer_swarm_burst: float = 2000.0
     dial_interval: float = 2.0  # seconds between dialer rounds
     sync_batch: int = 64  # blocks per getdata request during sync
     sync_parallel: int = 8  # getdata requests in flight during sync
     max_orphans: int = 256
     discover: bool = True  # exchange addresses and dial what peers tell us
+    # -- mempool policy (node.chain.mempool; relay policy, not consensus) ----------------------
+    # least fee per 1000 canonical bytes (rounded up) a transaction must pay to be admitted
+    # and relayed; below it the API answers 400 fee_too_low and peers' copies are dropped
+    min_relay_fee_per_kb: int = DEFAULT_MIN_FEE_PER_KB
+    # fsync each admitted transaction's journal entry before answering (power-cut safe);
+    # false: written to the OS only (survives a killed process, not a power cut)
+    mempool_sync: bool = True
     # -- mining (read by node.mining.miner.MinerConfig.from_node_config) ----------------------
     miner_address: str | None = None  # coinbase public key (hex); None = the node identity's
     mining_shape: tuple[int, int, int, int] = DEFAULT_MINING_SHAPE  # self-generated work
@@ -108,6 +122,23 @@ class NodeConfig:
             parse_address(address)
         self._check_mining()
         self._check_swarm()
+        self._check_policy()
+
+    def _check_policy(self) -> None:
+        if type(self.min_relay_fee_per_kb) is not int or \
+                not 0 <= self.min_relay_fee_per_kb <= MAX_U64:
+            raise ConfigError("min_relay_fee_per_kb must be a non-negative integer")
+        if type(self.mempool_sync) is not bool:
+            raise ConfigError("mempool_sync must be true or false")
+        for name in ("peer_tx_rate", "peer_tx_burst", "peer_swarm_rate", "peer_swarm_burst"):
+            value = getattr(self, name)
+            if type(value) not in (int, float) or value < 0:
+                raise ConfigError(f"{name} must be a non-negative number")
+            setattr(self, name, float(value))
+        for rate, burst in (("peer_tx_rate", "peer_tx_burst"),
+                            ("peer_swarm_rate", "peer_swarm_burst")):
+            if getattr(self, rate) > 0 and getattr(self, burst) < 1:
+                raise ConfigError(f"{burst} must be at least 1 when {rate} is set")
 
     def _check_swarm(self) -> None:
         if type(self.swarm_register) is not bool:

@@ -10,13 +10,28 @@ replacement of the same (sender, nonce) only with a fee bump of at least 10 %, a
 pool is full, eviction of the cheapest tail transaction if the newcomer pays a better rate.
 Fee rate is fee per canonical byte, compared by cross-multiplication (integers only).
 Time is always passed in (``now``); the pool never reads a clock.
+
+Spam: a transaction must pay at least ``min_fee_per_kb`` per 1000 canonical bytes (rounded
+up: every transaction pays at least 1 when the rate is positive), or it is refused with
+``fee_too_low`` naming the minimum. This is relay policy, not consensus: a block may still
+carry a cheaper transaction.
+
+Durability: with a `MempoolJournal` (the node's LevelDB) every admitted transaction is
+written before `add` returns (one synced write batch with whatever it replaced or evicted),
+and every removal (mined, replaced, evicted, expired, invalidated) is deleted in the same
+kind of batch; `load_journal` re-admits the journal against the current tip on start and
+drops what no longer applies, with a log line each (Bitcoin Core's ``mempool.dat``, written
+as it changes instead of at shutdown).
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+import msgpack
 
 from consensus.transition import apply_transaction
 from consensus.tx import MAX_TX_SIZE, Transaction
@@ -25,7 +40,15 @@ from core.errors import ConsensusError
 from core.interfaces import KeyValueStore
 from core.params import ChainParams
 from core.state import State
-from node.chain.db import Overlay, ReadOnlyKV
+from node.chain.db import Database, Overlay, ReadOnlyKV
+from node.logging import get_logger, log_event
+
+log = get_logger("mempool")
+
+# the default relay fee rate (fee units per 1000 canonical bytes): every transaction pays at
+# least 1, and the dev chain's usual fee of 10 covers the largest (MAX_TX_SIZE) transaction
+DEFAULT_MIN_FEE_PER_KB = 1
+JOURNAL = b"mp/"  # mp/<tx id> -> msgpack [added_at, canonical transaction]
 
 
 class MempoolError(Exception):
@@ -44,6 +67,11 @@ class MempoolConfig:
     max_total: int = 5120
     lifetime: int = 3 * 3600  # seconds
     replace_bump_percent: int = 10
+    min_fee_per_kb: int = DEFAULT_MIN_FEE_PER_KB  # relay policy (module docstring)
+
+    def min_fee(self, size: int) -> int:
+        """The least fee a transaction of ``size`` canonical bytes must pay (rounded up)."""
+        return -(-size * self.min_fee_per_kb // 1000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,15 +124,76 @@ class _Candidate:
         return (self.added_at, self.tx_id) < (other.added_at, other.tx_id)
 
 
+class MempoolJournal:
+    """The pool's transactions in the node's LevelDB (``mp/<id>``), so they outlive a crash.
+
+    ``sync``: admissions are fsynced before `Mempool.add` returns (they survive a power cut);
+    without it they reach the OS at once (they survive a killed process). Removals are never
+    fsynced on their own: one lost in a power cut brings back a transaction that the load
+    revalidates (a mined one is then stale and dropped).
+    """
+
+    def __init__(self, db: Database, *, sync: bool = True) -> None:
+        self.db = db
+        self.sync = sync
+        self.writes = 0  # write batches (metrics, benchmarks)
+
+    def write(self, puts: Sequence[Entry], deletes: Iterable[bytes]) -> None:
+        """One atomic batch: ``puts`` written, ``deletes`` (tx ids) removed."""
+        writes: dict[bytes, bytes | None] = {JOURNAL + tx_id: None for tx_id in deletes}
+        for entry in puts:
+            writes[JOURNAL + entry.tx_id] = msgpack.packb([entry.added_at, entry.tx.encode()],
+                                                          use_bin_type=True)
+        if writes:
+            self.db.write_raw(writes, sync=self.sync and bool(puts))
+            self.writes += 1
+
+    def read(self) -> tuple[list[tuple[int, Transaction]], list[tuple[bytes, str]]]:
+        """(added_at, transaction) of every readable entry, and (key, why) of the others."""
+        entries: list[tuple[int, Transaction]] = []
+        corrupt: list[tuple[bytes, str]] = []
+        for key, value in self.db.iterate_prefix(JOURNAL):
+            try:
+                added_at, raw = msgpack.unpackb(value, raw=False, use_list=True)
+                if type(added_at) is not int or type(raw) is not bytes:
+                    raise ValueError("entry is not [added_at, transaction bytes]")
+                tx = Transaction.decode(raw)
+                if tx.id() != key[len(JOURNAL):]:
+                    raise ValueError("the transaction's id is not its key")
+            except (ValueError, TypeError, ConsensusError) as exc:
+                corrupt.append((key, f"{type(exc).__name__}: {exc}"))
+                continue
+            entries.append((added_at, tx))
+        return entries, corrupt
+
+    def delete_keys(self, keys: Iterable[bytes]) -> None:
+        """Remove raw journal keys (entries that could not be read)."""
+        writes: dict[bytes, bytes | None] = dict.fromkeys(keys)
+        if writes:
+            self.db.write_raw(writes, sync=False)
+
+
+@dataclass(frozen=True)
+class JournalLoad:
+    """What `Mempool.load_journal` found: re-admitted count, and (id or key hex, reason) of
+    every entry it dropped."""
+
+    loaded: int
+    dropped: list[tuple[str, str]]
+
+
 class Mempool:
     """Pending transactions keyed by id and by (sender, nonce)."""
 
-    def __init__(self, *, params: ChainParams, config: MempoolConfig | None = None) -> None:
+    def __init__(self, *, params: ChainParams, config: MempoolConfig | None = None,
+                 journal: MempoolJournal | None = None) -> None:
         self.params = params
         self.config = config or MempoolConfig()
+        self.journal = journal
         self._by_id: dict[bytes, Entry] = {}
         # sender -> nonce -> entry; each sender's nonces are contiguous from its state nonce
         self._by_sender: dict[bytes, dict[int, Entry]] = {}
+        self._removed: list[bytes] = []  # ids removed since the last journal write
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -129,20 +218,21 @@ class Mempool:
     # -- admission -----------------------------------------------------------------------------
 
     def add(self, tx: Transaction, *, tip: TipView, now: int) -> bytes:
-        """Admit ``tx`` against ``tip`` (state and next height); return its id.
+        """Admit ``tx`` against ``tip`` (state and next height); return its id once it is
+        journaled (with a journal: on disk).
 
-        Raises `MempoolError` with the reason: ``known``, ``too_large``, ``invalid:<rule>``,
-        ``nonce_gap``, ``underpriced_replacement``, ``sender_limit``, ``pool_full``.
+        Raises `MempoolError` with the reason: ``known``, ``too_large``, ``fee_too_low``,
+        ``invalid:<rule>``, ``nonce_gap``, ``underpriced_replacement``, ``sender_limit``,
+        ``pool_full``.
         """
-        encoded = tx.encode()
-        tx_id = tx.id()
-        # a transaction already pending is not added twice
-        if tx_id in self._by_id:
-            raise MempoolError("known")
-        # the canonical encoding must fit the consensus size limit
-        if len(encoded) > MAX_TX_SIZE:
-            raise MempoolError("too_large")
-        entry = Entry(tx=tx, tx_id=tx_id, size=len(encoded), added_at=now)
+        entry = self._admit(tx, tip=tip, now=now)
+        self._write_journal([entry])
+        return entry.tx_id
+
+    def _admit(self, tx: Transaction, *, tip: TipView, now: int) -> Entry:
+        """`add` without the journal write (callers write once for many)."""
+        entry = self._entry(tx, now=now)
+        tx_id = entry.tx_id
         chain = dict(self._by_sender.get(tx.sender, {}))
         replaced = chain.get(tx.nonce)
         if replaced is not None:
@@ -170,12 +260,73 @@ class Mempool:
             self._remove_from(evict.tx.sender, evict.tx.nonce)
         dropped = [e for n, e in chain.items() if n not in valid]
         if replaced is not None:
-            del self._by_id[replaced.tx_id]
+            self._forget(replaced.tx_id)
         for e in dropped:
-            self._by_id.pop(e.tx_id, None)
+            self._forget(e.tx_id)
         self._by_sender[tx.sender] = valid
         self._by_id[tx_id] = entry
-        return tx_id
+        return entry
+
+    def _entry(self, tx: Transaction, *, now: int) -> Entry:
+        """The checks that need no state: new, within the size limit, paying the minimum."""
+        encoded = tx.encode()
+        tx_id = tx.id()
+        # a transaction already pending is not added twice
+        if tx_id in self._by_id:
+            raise MempoolError("known")
+        # the canonical encoding must fit the consensus size limit
+        if len(encoded) > MAX_TX_SIZE:
+            raise MempoolError("too_large")
+        # relay policy: the fee must meet the node's minimum rate for this size
+        least = self.config.min_fee(len(encoded))
+        if tx.fee < least:
+            raise MempoolError("fee_too_low",
+                               f"fee {tx.fee} < minimum {least} for {len(encoded)} bytes "
+                               f"(min_relay_fee_per_kb {self.config.min_fee_per_kb})")
+        return Entry(tx=tx, tx_id=tx_id, size=len(encoded), added_at=now)
+
+    def _forget(self, tx_id: bytes) -> None:
+        """Drop an id from the index (its journal entry goes with the next write)."""
+        if self._by_id.pop(tx_id, None) is not None:
+            self._removed.append(tx_id)
+
+    def _write_journal(self, added: Sequence[Entry] = ()) -> None:
+        """Journal what changed since the last write: ``added`` entries still pending, and
+        every removal."""
+        removed, self._removed = self._removed, []
+        if self.journal is None:
+            return
+        puts = [e for e in added if self._by_id.get(e.tx_id) is e]
+        self.journal.write(puts, [i for i in removed if i not in self._by_id])
+
+    def load_journal(self, *, tip: TipView, now: int) -> JournalLoad:
+        """Start-up: re-admit the journaled transactions against ``tip`` in (sender, nonce)
+        order with their first admission times; drop (from pool and journal, with a log
+        line each) the unreadable, the expired and those that no longer apply."""
+        if self.journal is None:
+            return JournalLoad(0, [])
+        entries, corrupt = self.journal.read()
+        dropped = [(key.hex(), f"corrupt: {why}") for key, why in corrupt]
+        self.journal.delete_keys(key for key, _ in corrupt)
+        stale: list[bytes] = []
+        for added_at, tx in sorted(entries, key=lambda e: (e[1].sender, e[1].nonce, e[0])):
+            reason = "expired" if now - added_at >= self.config.lifetime else ""
+            if not reason:
+                try:
+                    self._admit(tx, tip=tip, now=added_at)
+                    continue
+                except MempoolError as exc:
+                    reason = exc.reason
+            stale.append(tx.id())
+            dropped.append((tx.id().hex(), reason))
+        self._removed.extend(stale)
+        self._write_journal()
+        loaded = len(self._by_id)
+        for key, reason in dropped:
+            log_event(log, "mempool.journal_dropped", level=logging.WARNING, tx=key,
+                      reason=reason)
+        log_event(log, "mempool.journal_loaded", loaded=loaded, dropped=len(dropped))
+        return JournalLoad(loaded, dropped)
 
     def _validate_chain(self, sender: bytes, chain: dict[int, Entry],
                         tip: TipView) -> tuple[dict[int, Entry], MempoolError | None]:
@@ -223,7 +374,7 @@ class Mempool:
         chain = self._by_sender.get(sender, {})
         removed = [chain.pop(n) for n in sorted(chain) if n >= nonce]
         for e in removed:
-            del self._by_id[e.tx_id]
+            self._forget(e.tx_id)
         if not chain:
             self._by_sender.pop(sender, None)
         return removed
@@ -238,6 +389,7 @@ class Mempool:
             old = [n for n, e in chain.items() if now - e.added_at >= self.config.lifetime]
             if old:
                 removed.extend(e.tx for e in self._remove_from(sender, min(old)))
+        self._write_journal()
         return removed
 
     def remove_confirmed(self, transactions: Iterable[Transaction], *,
@@ -248,7 +400,7 @@ class Mempool:
             senders.add(tx.sender)
             entry = self._by_id.get(tx.id())
             if entry is not None:
-                del self._by_id[entry.tx_id]
+                self._forget(entry.tx_id)
                 self._by_sender[tx.sender].pop(tx.nonce, None)
         # a calibration stays valid while its seed block is one of the chain's last
         # CALIBRATION_WINDOW blocks: each new block may push it out (or a reorg drop it)
@@ -265,11 +417,12 @@ class Mempool:
             valid, _ = self._validate_chain(sender, chain, tip)
             for n, e in list(chain.items()):
                 if n not in valid:
-                    del self._by_id[e.tx_id]
+                    self._forget(e.tx_id)
             if valid:
                 self._by_sender[sender] = valid
             else:
                 del self._by_sender[sender]
+        self._write_journal()
 
     def readd(self, transactions: Sequence[Transaction], *, tip: TipView,
               now: int) -> list[bytes]:
@@ -278,13 +431,14 @@ class Mempool:
         ``transactions`` are in block order (so each sender's nonces ascend). Returns the ids
         admitted; the others are silently dropped (already confirmed or now invalid).
         """
-        admitted: list[bytes] = []
+        admitted: list[Entry] = []
         for tx in transactions:
             try:
-                admitted.append(self.add(tx, tip=tip, now=now))
+                admitted.append(self._admit(tx, tip=tip, now=now))
             except MempoolError:
                 continue
-        return admitted
+        self._write_journal(admitted)
+        return [e.tx_id for e in admitted if e.tx_id in self._by_id]
 
     # -- block templates -----------------------------------------------------------------------
 

@@ -61,6 +61,9 @@ CHAIN_STATUSES = ("unconfirmed", "pending", "done", "expired", "cancelled")
 # how a job's product was computed (``mode``): in a block's useful work, in a mining round
 # that won nothing, or plainly by the job worker
 MODES = ("mined", "mining", "computed")
+# fee of a receipt transaction: the dev chain's usual fee, above the default relay minimum
+# for any transaction size (node.chain.mempool.DEFAULT_MIN_FEE_PER_KB)
+RECEIPT_FEE = 10
 
 
 class JobInputError(Exception):
@@ -232,7 +235,8 @@ class JobService:
     """Queue, compute (when no miner takes them) and settle matmul jobs."""
 
     def __init__(self, node: JobsNode, *, limits: JobLimits | None = None,
-                 receipt_fee: int = 0, backend: str = "auto", threads: int | None = 1) -> None:
+                 receipt_fee: int = RECEIPT_FEE, backend: str = "auto",
+                 threads: int | None = 1) -> None:
         self.node = node
         self.limits = limits or JobLimits()
         self.receipt_fee = receipt_fee

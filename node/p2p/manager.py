@@ -2,6 +2,13 @@
 messages to handlers registered by type, gossips transactions and block announcements, serves
 headers and blocks, keeps an address book (seeds + ADDR answers) and bans misbehaving peers.
 
+Rate limits: each peer has a token bucket per rate-limited frame type (TX and SWARM,
+``peer_tx_rate``/``peer_tx_burst`` and ``peer_swarm_rate``/``peer_swarm_burst`` in the
+config). A frame over the allowance is dropped unread (counted in ``throttled``); a peer
+whose debt passes ``RATE_BAN_BURSTS`` bursts beyond its allowance is banned
+(``rate.tx_flood`` / ``rate.swarm_flood``). Bans are kept in the node's LevelDB
+(`attach_store`, `policy.BanList.attach`).
+
 It reaches the node only through `ChainHost` (node/p2p/host.py); other rooms (the swarm
 service) add their frames with `PeerManager.register_handler`.
 """
@@ -27,6 +34,7 @@ from aiohttp import web
 from consensus.block import Block, BlockHeader
 from consensus.tx import Transaction
 from core.errors import ConsensusError, EncodingError
+from node.chain.db import Database
 from node.chain.lru import LruSet
 from node.config import ConfigError, NodeConfig, parse_address
 from node.logging import get_logger, log_event
@@ -40,7 +48,15 @@ from node.p2p.peer import (
     PeerInfo,
     WebSocket,
 )
-from node.p2p.policy import BanList, Judged, Verdict, addr_key, classify, node_key
+from node.p2p.policy import (
+    BanList,
+    Judged,
+    TokenBucket,
+    Verdict,
+    addr_key,
+    classify,
+    node_key,
+)
 from node.p2p.protocol import (
     MAX_ADDR,
     MAX_BLOCKS_PER_MESSAGE,
@@ -69,6 +85,9 @@ HEADER_OVERHEAD = 4  # bytes of msgpack framing counted per header in a HEADERS 
 # frames the connection itself consumes (handshake, keep-alive, request answers): never routed
 CONNECTION_FRAMES = frozenset({MsgType.HELLO, MsgType.AUTH, MsgType.PING, MsgType.PONG,
                                MsgType.REJECT, MsgType.HEADERS, MsgType.BLOCKS})
+
+# a peer is banned once it has sent this many bursts beyond its rate-limited allowance
+RATE_BAN_BURSTS = 4
 
 PeerListener = Callable[[Peer], None]
 
@@ -118,6 +137,13 @@ class PeerManager:
         self.requested_blocks: set[bytes] = set()
         self.misbehaviour: list[Misbehaviour] = []  # recent REJECTs, for tests and the API
         self.received: Counter[str] = Counter()  # frames handled, by type name (metrics)
+        self.throttled: Counter[str] = Counter()  # frames dropped by a rate limit, by type
+        # frame type -> (tokens per second, burst) for the per-peer token buckets
+        self.rate_limits: dict[MsgType, tuple[float, float]] = {
+            MsgType.TX: (config.peer_tx_rate, config.peer_tx_burst),
+            MsgType.SWARM: (config.peer_swarm_rate, config.peer_swarm_burst),
+        }
+        self._buckets: dict[tuple[bytes, MsgType], TokenBucket] = {}
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._dialing: set[str] = set()
@@ -169,6 +195,14 @@ class PeerManager:
                 listener(peer)
             except Exception:
                 log.exception("p2p.listener_failed")
+
+    def attach_store(self, store: Database) -> int:
+        """Keep bans in ``store`` (the node's LevelDB) and restore the ones kept there; how
+        many came back."""
+        restored = self.bans.attach(store)
+        if restored:
+            log_event(log, "peer.bans_restored", count=restored)
+        return restored
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -406,6 +440,8 @@ class PeerManager:
         finally:
             if self.peers.get(peer.node_id) is peer:
                 del self.peers[peer.node_id]
+                for msg_type in self.rate_limits:
+                    self._buckets.pop((peer.node_id, msg_type), None)
         log_event(log, "peer.disconnected", peer=peer.node_id, reason=reason)
         self._notify(self.disconnect_listeners, peer)
 
@@ -511,12 +547,33 @@ class PeerManager:
     # -- messages in ---------------------------------------------------------------------------
 
     async def _dispatch(self, peer: Peer, msg: Message) -> None:
-        """Count the frame and route it to the handler registered for its type."""
+        """Count the frame and route it to the handler registered for its type (unless the
+        peer is over its rate limit for that type)."""
         self.received[msg.type.name] += 1
+        if msg.type in self.rate_limits and not await self._within_rate(peer, msg.type):
+            return
         handler = self._handlers.get(msg.type)
         if handler is None:
             return  # e.g. an unsolicited HEADERS/BLOCKS answer, or SWARM without the service
         await handler(peer, msg)
+
+    async def _within_rate(self, peer: Peer, msg_type: MsgType) -> bool:
+        """Spend one of the peer's tokens for ``msg_type``; False: drop the frame (and ban
+        a peer that keeps flooding far past its allowance)."""
+        rate, burst = self.rate_limits[msg_type]
+        if rate <= 0:
+            return True  # unlimited
+        key = (peer.node_id, msg_type)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(rate, burst)
+        if bucket.take():
+            return True
+        self.throttled[msg_type.name] += 1
+        if bucket.overdraft > RATE_BAN_BURSTS * burst:
+            await self.punish(peer, Judged(f"rate.{msg_type.name.lower()}_flood",
+                                           f"over {rate:g}/s (burst {burst:g})"))
+        return False
 
     async def _on_getaddr(self, peer: Peer, msg: Message) -> None:
         """Answer with the addresses we are connected to, then those we heard of."""
@@ -542,8 +599,9 @@ class PeerManager:
             await self.host.submit_transaction(tx, origin=peer)
         except ValueError as exc:
             cause = exc.__cause__ or exc
-            known = isinstance(exc, Judged) and exc.reason == "known"
-            if await self.punish(peer, cause) is Verdict.IGNORE and not known:
+            # a known or underpaying transaction stays seen: asking again cannot help
+            final = isinstance(exc, Judged) and exc.reason in ("known", "fee_too_low")
+            if await self.punish(peer, cause) is Verdict.IGNORE and not final:
                 # e.g. a nonce gap (its predecessor is still on its way): may be fine later
                 self.seen_txs.discard(tx_id)
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from consensus.genesis import DEV_BALANCE, build_genesis, dev_config, dev_seed
 from consensus.transition import apply_transaction
-from consensus.tx import Transaction, public_key, sign_transaction
+from consensus.tx import MAX_TX_SIZE, Transaction, public_key, sign_transaction
 from contracts.registry import (
     CALIBRATION_QUESTIONS,
     CALIBRATION_WINDOW,
@@ -22,7 +24,15 @@ from contracts.staking import Stake
 from core.interfaces import PrefixedKV
 from core.state import State
 from node.chain.db import Database
-from node.chain.mempool import Mempool, MempoolConfig, MempoolError, TipView
+from node.chain.mempool import (
+    DEFAULT_MIN_FEE_PER_KB,
+    JOURNAL,
+    Mempool,
+    MempoolConfig,
+    MempoolError,
+    MempoolJournal,
+    TipView,
+)
 from swarm.calibration import calibration_questions
 from tests.framework.chain import transfer
 
@@ -204,3 +214,161 @@ def test_a_calibration_stays_pending_while_its_seed_is_in_the_window(db: Databas
         pool.add(calibration, tip=dataclasses.replace(tip_of(db, 3), parent_id=chain[1]),
                  now=0)
     pool.add(calibration, tip=dataclasses.replace(tip_of(db, 2), parent_id=seed), now=0)
+
+
+# -- the journal (node.chain.mempool.MempoolJournal) and the relay fee ---------------------
+
+def journaled(db: Database, **config: int) -> Mempool:
+    return Mempool(params=PARAMS, config=MempoolConfig(**config), journal=MempoolJournal(db))
+
+
+def reopened(db: Database, **config: int) -> tuple[Database, Mempool]:
+    """Close the database and open it again (a fresh process's view) with an empty pool
+    that loads the journal."""
+    db.close()
+    again = Database(db.path)
+    pool = journaled(again, **config)
+    pool.load_journal(tip=tip_of(again), now=10)
+    return again, pool
+
+
+def test_admitted_transactions_come_back_in_nonce_order(db: Database) -> None:
+    pool = journaled(db)
+    txs = [transfer(1, n) for n in range(5)] + [transfer(2, 0), transfer(2, 1)]
+    for tx in txs:
+        pool.add(tx, tip=tip_of(db), now=3)
+    db, again = reopened(db)
+    try:
+        assert sorted(tx.id() for tx in again.transactions()) == sorted(tx.id() for tx in txs)
+        assert [tx.nonce for tx in again.pending_of(txs[0].sender)] == [0, 1, 2, 3, 4]
+    finally:
+        db.close()
+
+
+def test_removals_are_journaled(db: Database) -> None:
+    pool = journaled(db, lifetime=100)
+    cheap, kept, mined, old = transfer(1, 0, fee=10), transfer(2, 0), transfer(3, 0), \
+        transfer(0, 0)
+    for tx in (cheap, kept, mined):
+        pool.add(tx, tip=tip_of(db), now=50)
+    pool.add(old, tip=tip_of(db), now=0)
+    pool.add(transfer(1, 0, fee=11), tip=tip_of(db), now=50)  # replaces ``cheap``
+    apply_block(db, [mined])
+    pool.remove_confirmed([mined], tip=tip_of(db))
+    assert pool.expire(now=100) == [old]
+    expected = sorted(tx.id() for tx in pool.transactions())
+    assert cheap.id() not in expected and mined.id() not in expected
+    db, again = reopened(db, lifetime=100)
+    try:
+        assert sorted(tx.id() for tx in again.transactions()) == expected
+        assert [k for k, _ in db.iterate_prefix(JOURNAL)] == [JOURNAL + i for i in expected]
+    finally:
+        db.close()
+
+
+def test_load_revalidates_against_the_tip(db: Database,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    pool = journaled(db)
+    first, second, other = transfer(1, 0), transfer(1, 1), transfer(2, 0)
+    for tx in (first, second, other):
+        pool.add(tx, tip=tip_of(db), now=0)
+    # a block mined ``first`` and the node died before the pool heard of it
+    apply_block(db, [first])
+    with caplog.at_level(logging.INFO, logger="pouwchain.mempool"):
+        db, again = reopened(db)
+    try:
+        assert sorted(tx.id() for tx in again.transactions()) == sorted([second.id(),
+                                                                         other.id()])
+        dropped = [r for r in caplog.records if r.getMessage() == "mempool.journal_dropped"]
+        assert [(r.__dict__["tx"], r.__dict__["reason"]) for r in dropped] == \
+            [(first.id().hex(), "invalid:tx.nonce")]
+        assert [k for k, _ in db.iterate_prefix(JOURNAL)] == sorted(
+            [JOURNAL + second.id(), JOURNAL + other.id()])
+    finally:
+        db.close()
+
+
+def test_expired_entries_are_dropped_on_load(db: Database) -> None:
+    pool = journaled(db, lifetime=5)
+    pool.add(transfer(1, 0), tip=tip_of(db), now=5)  # 10 - 5 >= 5: expired at load
+    pool.add(transfer(2, 0), tip=tip_of(db), now=6)
+    db, again = reopened(db, lifetime=5)
+    try:
+        assert [tx.sender for tx in again.transactions()] == [transfer(2, 0).sender]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("value", [
+    b"\xc1",  # not msgpack
+    msgpack.packb([1, b"not a transaction"]),
+    msgpack.packb(["x", b""]),
+    msgpack.packb({"a": 1}),
+])
+def test_corrupt_entry_is_dropped_with_a_log_line(db: Database, value: bytes,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    pool = journaled(db)
+    good = transfer(1, 0)
+    pool.add(good, tip=tip_of(db), now=0)
+    bad_key = JOURNAL + bytes(32)
+    db.put(bad_key, value)
+    with caplog.at_level(logging.WARNING, logger="pouwchain.mempool"):
+        db, again = reopened(db)
+    try:
+        assert again.transactions() == [good]
+        dropped = [r for r in caplog.records if r.getMessage() == "mempool.journal_dropped"]
+        assert [r.__dict__["tx"] for r in dropped] == [bad_key.hex()]
+        assert str(dropped[0].__dict__["reason"]).startswith("corrupt: ")
+        assert db.get(bad_key) is None
+    finally:
+        db.close()
+
+
+def test_entry_under_another_id_is_corrupt(db: Database) -> None:
+    tx = transfer(1, 0)
+    db.put(JOURNAL + bytes(32), msgpack.packb([0, tx.encode()]))
+    db, again = reopened(db)
+    try:
+        assert len(again) == 0 and db.get(JOURNAL + bytes(32)) is None
+    finally:
+        db.close()
+
+
+def test_a_rejected_transaction_is_not_journaled(db: Database) -> None:
+    pool = journaled(db)
+    with pytest.raises(MempoolError):
+        pool.add(transfer(1, 3), tip=tip_of(db), now=0)  # nonce gap
+    assert list(db.iterate_prefix(JOURNAL)) == []
+
+
+def test_without_a_journal_nothing_is_written(db: Database) -> None:
+    pool = Mempool(params=PARAMS)
+    pool.add(transfer(1, 0), tip=tip_of(db), now=0)
+    assert list(db.iterate_prefix(JOURNAL)) == []
+    assert pool.load_journal(tip=tip_of(db), now=0).loaded == 0
+
+
+# -- relay fee -------------------------------------------------------------------------------
+
+def test_fee_below_the_relay_minimum_is_refused_with_the_minimum(db: Database) -> None:
+    pool = Mempool(params=PARAMS, config=MempoolConfig(min_fee_per_kb=1000))  # 1 per byte
+    tx = transfer(1, 0, fee=1)
+    size = len(tx.encode())
+    with pytest.raises(MempoolError) as info:
+        pool.add(tx, tip=tip_of(db), now=0)
+    assert info.value.reason == "fee_too_low"
+    assert f"minimum {size}" in str(info.value)
+    paid = transfer(1, 0, fee=2 * size)  # a bigger fee may take a byte more to encode
+    pool.add(paid, tip=tip_of(db), now=0)
+    assert paid.id() in pool
+
+
+def test_default_minimum_refuses_a_zero_fee_and_fee_ten_covers_any_size(db: Database) -> None:
+    pool = Mempool(params=PARAMS)
+    assert DEFAULT_MIN_FEE_PER_KB > 0
+    with pytest.raises(MempoolError) as info:
+        pool.add(transfer(1, 0, fee=0), tip=tip_of(db), now=0)
+    assert info.value.reason == "fee_too_low"
+    assert MempoolConfig().min_fee(MAX_TX_SIZE) <= 10
+    assert MempoolConfig().min_fee(1) == 1
+    assert MempoolConfig(min_fee_per_kb=0).min_fee(MAX_TX_SIZE) == 0

@@ -5,8 +5,9 @@ miner's counters (from ``node.mining.miner.Miner.stats()``: ``blocks_mined``,
 ``tickets_per_s``, ``useful_macs``, ``nonuseful_macs``, ``jobs_done``, ``inference_*``). Useful
 and non-useful work are one counter with a ``kind`` label, so their ratio is one query; the
 mined work by source (client jobs, the swarm's inference, self-generated) is another, and the
-swarm's inference products (its model's int8 matmuls, mined or computed plainly) are counted
-apart.
+swarm's inference products (its model's int8 matmuls) are counted apart, on every node that
+serves a model: mined or computed plainly through the miner (``Miner.stats``), or computed by
+the model itself on a node without a miner (the swarm service's ``inference_stats``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ class MinerStats(Protocol):
     def stats(self) -> Mapping[str, Any]: ...
 
 
+class InferenceCounters(Protocol):
+    """The swarm's model counters (`node.swarm.service.SwarmService` has them): ``products``
+    and ``macs``, the int8 products its model computed, through a miner or not."""
+
+    def inference_stats(self) -> Mapping[str, int]: ...
+
+
 class MetricsNode(Protocol):
     """What the metrics read of the node (`node.node.Node` provides it)."""
 
@@ -60,6 +68,8 @@ class MetricsNode(Protocol):
     def best_peer_height(self) -> int: ...
     @property
     def blocks_received(self) -> int: ...
+    @property
+    def swarm(self) -> InferenceCounters | None: ...
 
 
 def _escape(value: str) -> str:
@@ -159,16 +169,25 @@ def render_metrics(node: MetricsNode, *, chain: dict[str, Any] | None = None) ->
                [({"source": "jobs"}, max(0, useful - inference_mined)),
                 ({"source": "inference"}, inference_mined),
                 ({"source": "self"}, int(stats.get("nonuseful_macs", 0)))])
-    out.family("inference_products_total", "counter",
-               "The swarm's inference products through the miner: mined on the current "
-               "template, or computed plainly (a paced dev chain before its block is due).",
-               [({"how": "mined"}, int(stats.get("inference_mined_products", 0))),
-                ({"how": "plain"}, int(stats.get("inference_products", 0)) -
-                 int(stats.get("inference_mined_products", 0)))])
-    out.family("inference_macs_total", "counter",
-               "Multiply-accumulates of the swarm's inference products through the miner.",
-               [({"how": "mined"}, inference_mined),
-                ({"how": "plain"}, int(stats.get("inference_macs", 0)) - inference_mined)])
+    model: Mapping[str, int] = {} if node.swarm is None else node.swarm.inference_stats()
+    through_miner = (int(stats.get("inference_products", 0)),
+                     int(stats.get("inference_macs", 0)))
+    mined = (int(stats.get("inference_mined_products", 0)), inference_mined)
+    # the model counts every product it computes; those that went through the miner are
+    # counted there (mined or plain), the rest were computed by the model alone
+    local = (max(0, int(model.get("products", 0)) - through_miner[0]),
+             max(0, int(model.get("macs", 0)) - through_miner[1]))
+    for i, (name, what) in enumerate((("products", "The swarm's inference products"),
+                                      ("macs", "Multiply-accumulates of the swarm's "
+                                               "inference products"))):
+        out.family(f"inference_{name}_total", "counter",
+                   f"{what} (its model's int8 matmuls), apart from matmul jobs and "
+                   "self-generated work: mined on the current template, computed plainly "
+                   "through the miner (a paced dev chain before its block is due), or "
+                   "computed by the model alone (a node without a miner).",
+                   [({"how": "mined"}, mined[i]),
+                    ({"how": "plain"}, through_miner[i] - mined[i]),
+                    ({"how": "local"}, local[i])])
     out.one("inference_blocks_total", "counter",
             "Blocks won by tickets of the swarm's inference products.",
             int(stats.get("inference_blocks", 0)))

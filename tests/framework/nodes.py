@@ -155,6 +155,16 @@ class MinerStats:
         return dict(self.values)
 
 
+class SwarmStats:
+    """The swarm service's model counters, in the shape `SwarmService.inference_stats` gives."""
+
+    def __init__(self, **stats: int) -> None:
+        self.values = stats
+
+    def inference_stats(self) -> dict[str, int]:
+        return dict(self.values)
+
+
 class ApiTestNode:
     """A node's chain, mempool and API on one aiohttp app."""
 
@@ -166,6 +176,7 @@ class ApiTestNode:
         self.mempool = Mempool(params=self.sim.params)
         self.peers = PeerBook()
         self.miner: MinerStats | None = None
+        self.swarm: SwarmStats | None = None
         self.syncing = False
         self.sync_progress = 1.0
         self.best_peer_height = 0

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from node.node import Node
+from node.swarm.backend import LLMSwarmBackend
 from tests.framework.chain import transfer
-from tests.framework.nodes import ApiTestNode, MinerStats
+from tests.framework.nodes import (
+    ApiTestNode,
+    MinerStats,
+    SwarmStats,
+    node_config,
+    swarm_service,
+    wired,
+)
+from tests.framework.util import wait_for
 
 pytestmark = pytest.mark.api_node
 
@@ -75,3 +88,74 @@ async def test_metrics_with_miner_stats(node: ApiTestNode, client: Client) -> No
     assert m['pouwchain_work_macs_total{kind="useful"}'] == 300
     assert m['pouwchain_work_macs_total{kind="nonuseful"}'] == 100
     assert m["pouwchain_useful_work_ratio"] == 0.75 and m["pouwchain_jobs_done_total"] == 2
+
+
+def inference(m: Mapping[str, float], what: str) -> dict[str, float]:
+    """pouwchain_inference_<what>_total by its ``how`` label."""
+    return {how: m[f'pouwchain_inference_{what}_total{{how="{how}"}}']
+            for how in ("mined", "plain", "local")}
+
+
+async def test_inference_counters_of_a_mining_node_are_the_miners(
+        node: ApiTestNode, client: Client) -> None:
+    """The model counts every product, the miner those that went through it: a mining node's
+    products are all mined or plain, none local, and never counted twice."""
+    node.miner = MinerStats(useful_macs=5000, inference_products=7, inference_macs=4000,
+                            inference_mined_products=5, inference_mined_macs=3000)
+    node.swarm = SwarmStats(products=7, macs=4000, answer_batches=1, answers=1)
+    m = await scrape(client)
+    assert inference(m, "products") == {"mined": 5, "plain": 2, "local": 0}
+    assert inference(m, "macs") == {"mined": 3000, "plain": 1000, "local": 0}
+    assert m['pouwchain_mined_macs_by_source_total{source="inference"}'] == 3000
+    assert m['pouwchain_mined_macs_by_source_total{source="jobs"}'] == 2000
+
+
+async def test_inference_counters_without_a_model_are_zero(
+        node: ApiTestNode, client: Client) -> None:
+    m = await scrape(client)
+    assert inference(m, "products") == inference(m, "macs") == {
+        "mined": 0, "plain": 0, "local": 0}
+    node.swarm = SwarmStats()  # a swarm service whose backend counts nothing (built-in, API)
+    assert inference(await scrape(client), "products")["local"] == 0
+
+
+async def metrics_of(node: Node) -> dict[str, float]:
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{node.port}/metrics") as resp:
+        assert resp.status == 200
+        return parse(await resp.text())
+
+
+async def test_a_non_mining_node_serving_the_language_model_counts_its_products(
+        tmp_path: Path) -> None:
+    """A real node without a miner serving the shipped SmolLM2 (int8): /metrics shows its
+    model's products and MACs as local, equal to the swarm service's counters, and they
+    grow with the node's answers."""
+    node = wired(node_config(tmp_path, "llm", swarm_backend="smollm2"))
+    await node.start()
+    try:
+        assert node.miner is None
+        service = swarm_service(node)
+        backend = service.backend
+        assert isinstance(backend, LLMSwarmBackend)
+
+        async def agreed(more_than: int) -> dict[str, float] | None:
+            """/metrics when the model's counters did not move while it was read."""
+            before = dict(service.inference_stats())
+            m = await metrics_of(node)
+            if dict(service.inference_stats()) != before or before["products"] <= more_than:
+                return None
+            return m if inference(m, "products")["local"] == before["products"] and \
+                inference(m, "macs")["local"] == before["macs"] else None
+
+        m = await wait_for(lambda: agreed(0), 300, message="the warm-up's products")
+        assert m["pouwchain_mining"] == 0
+        assert inference(m, "products")["mined"] == inference(m, "products")["plain"] == 0
+        assert m['pouwchain_mined_macs_by_source_total{source="inference"}'] == 0
+        seen = int(inference(m, "products")["local"])
+        answer = await backend.answer("What is 2+2?", max_tokens=2)
+        assert answer.text
+        m = await wait_for(lambda: agreed(seen), 300, message="the answer's products")
+        assert inference(m, "macs")["local"] > 0
+    finally:
+        await node.stop()

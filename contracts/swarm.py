@@ -37,7 +37,7 @@ State layout: ``swround/<round_id>`` -> `SettledRound`; ``swact/<addr>`` -> `Swa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, ClassVar
 
 from contracts.bank import credit, debit
@@ -65,13 +65,22 @@ from core.encoding import (
 from core.params import DEFAULT_SWARM_EPOCH_BLOCKS, ChainParams
 from core.records import ModelIds
 from core.state import State
-from swarm.data_root import MAX_PROOF, leaf_items, leaves_root, round_leaves, round_slots
+from swarm.data_root import (
+    MAX_PROOF,
+    inclusion_proof,
+    leaf_hash,
+    leaf_items,
+    leaves_root,
+    round_leaves,
+    round_slots,
+)
 from swarm.inclusion import (
     CLAIM_BAD_ITEM,
     CLAIM_MISSING_EQUIVOCATION,
     CLAIM_MISSING_OPENING,
     CLAIM_NAMES,
     CLAIM_UNAVAILABLE,
+    Claim,
     bad_item_fault,
     leaf_fault,
     missing_equivocation_fault,
@@ -849,13 +858,14 @@ def apply_post_round_leaves(state: State, payload: PostRoundLeaves, ctx: TxConte
     complete = [leaf for leaf in leaves if leaf is not None]
     # all the data is on chain: a bad leaf, or an outcome the rules do not give, voids it
     if any(leaf_fault(leaf, round_id=round_id) is not None for leaf in complete) or \
-            _recompute(held, complete) != held.outcome:
+            recompute_outcome(held, complete) != held.outcome:
         _void(state, round_id, held, beneficiary=ctx.sender)
         return
     state.set_record(HELD_PREFIX + round_id, dataclasses.replace(held, posted=posted))
 
 
-def _recompute(held: HeldRound, leaves: Iterable[RoundLeaf]) -> RoundOutcome:
+def recompute_outcome(held: HeldRound, leaves: Iterable[RoundLeaf]) -> RoundOutcome:
+    """The outcome the rules give on a held round's leaves (with its table inputs)."""
     commitments, answer_openings, judgment_openings = leaf_items(leaves)
     return settle(request=held.request, answerers=held.answerers, judges=held.judges,
                   commitments=commitments, answer_openings=answer_openings,
@@ -887,3 +897,59 @@ def finalize_held_rounds(state: State, ctx: TxContext) -> None:
 SETTLE_SWARM_ROOT = PayloadKind(SettleSwarmRoot, apply_settle_swarm_root)
 CHALLENGE_SWARM_ROUND = PayloadKind(ChallengeSwarmRound, apply_challenge_swarm_round)
 POST_ROUND_LEAVES = PayloadKind(PostRoundLeaves, apply_post_round_leaves)
+
+
+def settlement_leaves(payload: SettleSwarmRound) -> tuple[RoundLeaf, ...]:
+    """The data-root leaves of a full settlement (what validators hold it to)."""
+    return round_leaves(round_id=payload.request.round_id(), answerers=payload.answerers,
+                        judges=payload.judges, commitments=payload.commitments,
+                        answer_openings=payload.answer_openings,
+                        judgment_openings=payload.judgment_openings)
+
+
+def posted_leaves(state: State, round_id: bytes, held: HeldRound
+                  ) -> tuple[RoundLeaf, ...] | None:
+    """A data-root settlement's leaves, once all of them are posted on chain."""
+    slots = len(held.answerers) + len(held.judges)
+    leaves = [state.record(_leaf_key(round_id, slot), RoundLeaf) for slot in range(slots)]
+    complete = tuple(leaf for leaf in leaves if leaf is not None)
+    return complete if len(complete) == slots else None
+
+
+def challenge_payload(round_id: bytes, leaves: Sequence[RoundLeaf],
+                      claim: Claim) -> ChallengeSwarmRound:
+    """The transaction payload proving ``claim`` against a settlement with ``leaves``."""
+    hashes = [leaf_hash(leaf) for leaf in leaves]
+    return ChallengeSwarmRound(
+        round_id=round_id, claim=claim.claim, slot=claim.slot, leaf=(leaves[claim.slot],),
+        proof=inclusion_proof(hashes, claim.slot), commitments=claim.commitments,
+        answer_openings=claim.answer_openings, judgment_openings=claim.judgment_openings)
+
+
+def post_payloads(round_id: bytes, leaves: Sequence[RoundLeaf], *, per_tx: int = 8
+                  ) -> list[PostRoundLeaves]:
+    """``leaves`` (all of a round's, slot order) in `PostRoundLeaves` payloads of ``per_tx``
+    (8 judgment leaves of a 32-answer round fit a transaction)."""
+    hashes = [leaf_hash(leaf) for leaf in leaves]
+    return [PostRoundLeaves(round_id=round_id, leaves=tuple(
+        PostedLeaf(slot=i, leaf=leaves[i], proof=inclusion_proof(hashes, i))
+        for i in range(start, min(len(leaves), start + per_tx))))
+        for start in range(0, len(leaves), per_tx)]
+
+
+def build_root_settlement(
+    state: State, *, height: int, request: SwarmRequest, answerers: Iterable[bytes],
+    judges: Iterable[bytes], commitments: Iterable[Commitment],
+    answer_openings: Iterable[AnswerOpening], judgment_openings: Iterable[JudgmentOpening],
+    min_stake: int = 0, epoch_blocks: int = DEFAULT_SWARM_EPOCH_BLOCKS,
+) -> tuple[SettleSwarmRoot, tuple[RoundLeaf, ...]]:
+    """A data-root settlement of a round too large for `SettleSwarmRound`, with the leaves
+    its settler must keep (and post if asked) for the window."""
+    full = build_settlement(state, height=height, request=request, answerers=answerers,
+                            judges=judges, commitments=commitments,
+                            answer_openings=answer_openings,
+                            judgment_openings=judgment_openings, min_stake=min_stake,
+                            epoch_blocks=epoch_blocks)
+    leaves = settlement_leaves(full)
+    return (SettleSwarmRoot(request=request, reputation_height=height,
+                            data_root=leaves_root(leaves), outcome=full.outcome), leaves)

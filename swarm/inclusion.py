@@ -18,11 +18,12 @@ the vectors (tests/vectors/consensus/inclusion).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterable, Sequence
 
 from swarm.bradley_terry import Outcome
 from swarm.commit_reveal import opening_matches
-from swarm.data_root import leaf_hash, proof_root
+from swarm.data_root import leaf_hash, proof_root, round_leaves
 from swarm.messages import (
     KIND_ANSWER,
     KIND_JUDGMENT,
@@ -160,3 +161,48 @@ def missing_equivocation_fault(leaf: RoundLeaf, *, round_id: bytes,
     if commitments[0].digest == leaf.commitments[0].digest:
         return "inclusion.same_digest"
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A challenge a node can prove against a settlement's leaves (`provable_claims`)."""
+
+    claim: int
+    slot: int
+    commitments: tuple[Commitment, ...] = ()
+    answer_openings: tuple[AnswerOpening, ...] = ()
+    judgment_openings: tuple[JudgmentOpening, ...] = ()
+
+
+def provable_claims(
+    settler_leaves: Sequence[RoundLeaf], *, round_id: bytes, commitments: Iterable[Commitment],
+    answer_openings: Iterable[AnswerOpening], judgment_openings: Iterable[JudgmentOpening],
+) -> list[Claim]:
+    """Every claim the holder of ``commitments`` and openings (its own view of the round) can
+    prove against a settlement whose leaves are ``settler_leaves``, slot order: bad items,
+    then per slot an opening or a second commitment the settlement left out. Not a consensus
+    rule (the node's watcher and the benches use it); each claim passes the rules above."""
+    answerers = [leaf.node for leaf in settler_leaves if leaf.kind == KIND_ANSWER]
+    judges = [leaf.node for leaf in settler_leaves if leaf.kind == KIND_JUDGMENT]
+    mine = round_leaves(round_id=round_id, answerers=answerers, judges=judges,
+                        commitments=commitments, answer_openings=answer_openings,
+                        judgment_openings=judgment_openings)
+    claims: list[Claim] = []
+    for slot, (theirs, own) in enumerate(zip(settler_leaves, mine, strict=True)):
+        if leaf_fault(theirs, round_id=round_id) is not None:
+            claims.append(Claim(CLAIM_BAD_ITEM, slot))
+            continue
+        others = [c for c in own.commitments if c not in theirs.commitments]
+        if len(theirs.commitments) == 1 and others:
+            claims.append(Claim(CLAIM_MISSING_EQUIVOCATION, slot, commitments=(others[0],)))
+            continue
+        added = own.commitments if not theirs.commitments else ()
+        candidate = Claim(CLAIM_MISSING_OPENING, slot, commitments=added,
+                          answer_openings=own.answer_openings,
+                          judgment_openings=own.judgment_openings)
+        if len(own.commitments) == 1 and (own.answer_openings or own.judgment_openings) and \
+                missing_opening_fault(theirs, round_id=round_id, commitments=added,
+                                      answer_openings=own.answer_openings,
+                                      judgment_openings=own.judgment_openings) is None:
+            claims.append(candidate)
+    return claims

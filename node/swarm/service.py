@@ -701,9 +701,11 @@ class SwarmService:
 
     def on_tip(self, _header: BlockHeader) -> None:
         """After a tip change: note which rounds are now settled (so every round view says so
-        without being asked first) and drop their duplicate settlements from the mempool."""
+        without being asked first), drop their duplicate settlements from the mempool and
+        challenge held settlements that left out our data (`SettlementDuty.watch`)."""
         self.duty.note_settled(self.rounds.values())
         self._spawn(self.duty.drop_duplicates())
+        self._spawn(self.duty.watch(self.rounds.values()))
 
     def _phase(self, state: RoundState, phase: str) -> None:
         """The origin opens a phase: apply it here and flood it."""

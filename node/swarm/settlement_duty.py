@@ -10,6 +10,17 @@ fails with ``swarm.already_settled`` and leaves the mempool when the settling bl
 (`SettlementDuty.drop_duplicates`). Status: ``pending`` (``pending: backup settler k, …``) ->
 ``submitted: tx … by <settler>`` -> ``settled at height h: tx … by <settler>`` (read from the
 block that holds it, on every node).
+
+On a network with an inclusion window (``swarm_inclusion_window``, docs/swarm.md §7a) a round
+too large for `SettleSwarmRound` is settled by its data root (`SettleSwarmRoot`), and every
+participant watches the held settlements of its rounds (`SettlementDuty.watch`, after each
+tip change): it challenges one that left out an opening or a commitment it holds, or carries
+a bad item (`swarm.inclusion.provable_claims`); for a data-root settlement whose root or
+outcome differs from what its own data gives, it asks for the data (``CLAIM_UNAVAILABLE``),
+and it posts the leaves itself when its root is the settlement's (the chain then recomputes
+the outcome). Every node holds the round's messages after ``final``, so the leaves need no
+gossip of their own. After a proven challenge the round is open again and the challenger
+settles it with its full data (if its duty is enabled).
 """
 
 from __future__ import annotations
@@ -18,15 +29,42 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 
-from consensus.tx import Transaction, sign_transaction
-from contracts.swarm import MAX_SETTLEMENT_LAG, SettleSwarmRound, build_settlement, settled_round
+from consensus.tx import MAX_TX_SIZE, Transaction, sign_transaction
+from contracts.base import Payload
+from contracts.swarm import (
+    MAX_SETTLEMENT_LAG,
+    NO_CHALLENGER,
+    ChallengeSwarmRound,
+    HeldRound,
+    SettleSwarmRoot,
+    SettleSwarmRound,
+    build_root_settlement,
+    build_settlement,
+    challenge_payload,
+    held_round,
+    post_payloads,
+    posted_leaves,
+    recompute_outcome,
+    settled_round,
+    settlement_leaves,
+)
+from core.encoding import encode
 from core.errors import ConsensusError
 from core.state import State
 from node.logging import get_logger, log_event
 from node.swarm.host import SwarmHost
 from node.swarm.round import RoundState, SettledBy
 from swarm.commit_reveal import answer_opening, judgment_opening
-from swarm.messages import KIND_ANSWER, KIND_JUDGMENT
+from swarm.data_root import leaves_root, round_leaves
+from swarm.inclusion import CLAIM_NAMES, CLAIM_UNAVAILABLE, provable_claims
+from swarm.messages import (
+    KIND_ANSWER,
+    KIND_JUDGMENT,
+    AnswerOpening,
+    Commitment,
+    JudgmentOpening,
+    RoundLeaf,
+)
 
 log = get_logger("swarm")
 DEFAULT_SETTLE_BACKOFF = 10.0  # seconds between backup settlers (a few blocks' time)
@@ -34,9 +72,18 @@ DEFAULT_SETTLEMENT_FEE = 10  # fee of a settlement transaction (the dev chain's 
 
 
 def settles(tx: Transaction, round_id: bytes) -> bool:
-    """True iff ``tx`` is a settlement of round ``round_id``."""
-    return isinstance(tx.payload, SettleSwarmRound) and \
+    """True iff ``tx`` is a settlement (full or by data root) of round ``round_id``."""
+    return isinstance(tx.payload, SettleSwarmRound | SettleSwarmRoot) and \
         tx.payload.request.round_id() == round_id
+
+
+def round_data(state: RoundState) -> tuple[list[Commitment], list[AnswerOpening],
+                                          list[JudgmentOpening]]:
+    """(commitments, answer openings, judgment openings) the node holds for the round."""
+    reveals = list(state.reveals.values())
+    return (state.all_commitments(),
+            [answer_opening(r) for r in reveals if r.kind == KIND_ANSWER],
+            [judgment_opening(r) for r in reveals if r.kind == KIND_JUDGMENT])
 
 
 class SettlementDuty:
@@ -48,6 +95,10 @@ class SettlementDuty:
         self.fee = fee
         self.backoff = backoff
         self.enabled = True  # tests: False = a node that never sends a settlement
+        self.watching = True  # challenge held settlements of our rounds (module docstring)
+        # round id -> the challenge transactions we sent against its current settlement
+        self.challenged: dict[bytes, list[bytes]] = {}
+        self._reserved: set[tuple[bytes, bytes, str]] = set()  # watcher steps taken
 
     def position(self, state: RoundState) -> int | None:
         """Our place in the round's settlement duty: 0 the origin (settles at once), k ≥ 1 the
@@ -80,7 +131,7 @@ class SettlementDuty:
 
         Checking chain state and the mempool first keeps backups from paying for duplicates
         (a duplicate would only fail with ``swarm.already_settled``)."""
-        chain, mempool, me = self.host.chain, self.host.mempool, self.host.node_id
+        chain, mempool = self.host.chain, self.host.mempool
         chain_state = State(chain.state_view())
         settled = self.settled_by(state, chain_state)
         if settled is not None:
@@ -88,20 +139,30 @@ class SettlementDuty:
         for tx in mempool.transactions():
             if settles(tx, state.round_id):
                 return f"submitted: tx {tx.id().hex()} by {tx.sender.hex()}"
-        reveals = list(state.reveals.values())
-        payload = build_settlement(
+        commitments, answer_openings, judgment_openings = round_data(state)
+        payload: Payload = build_settlement(
             chain_state, height=state.height, request=state.announcement.request,
-            answerers=state.answerers, judges=state.judges,
-            commitments=state.all_commitments(),
-            answer_openings=[answer_opening(r) for r in reveals if r.kind == KIND_ANSWER],
-            judgment_openings=[judgment_opening(r) for r in reveals
-                               if r.kind == KIND_JUDGMENT],
+            answerers=state.answerers, judges=state.judges, commitments=commitments,
+            answer_openings=answer_openings, judgment_openings=judgment_openings,
             min_stake=chain.params.min_node_stake,
             epoch_blocks=chain.params.swarm_epoch_blocks)
-        pending = mempool.pending_of(me)
+        # a round too large for a transaction settles by its data root (held for the window)
+        if chain.params.swarm_inclusion_window and len(encode(payload)) > MAX_TX_SIZE - 256:
+            payload, _leaves = build_root_settlement(
+                chain_state, height=state.height, request=state.announcement.request,
+                answerers=state.answerers, judges=state.judges, commitments=commitments,
+                answer_openings=answer_openings, judgment_openings=judgment_openings,
+                min_stake=chain.params.min_node_stake,
+                epoch_blocks=chain.params.swarm_epoch_blocks)
+        return self._sign(chain_state, payload)
+
+    def _sign(self, chain_state: State, payload: Payload, offset: int = 0) -> Transaction:
+        """Chain thread: ``payload`` signed with our next free nonce (+ ``offset``)."""
+        chain, me = self.host.chain, self.host.node_id
+        pending = self.host.mempool.pending_of(me)
         nonce = pending[-1].nonce + 1 if pending else chain_state.account(me).nonce
         return sign_transaction(bytes(self.host.identity), chain_id=chain.params.chain_id,
-                                nonce=nonce, fee=self.fee, payload=payload)
+                                nonce=nonce + offset, fee=self.fee, payload=payload)
 
     async def _submit(self, state: RoundState) -> None:
         """Send the round's settlement transaction once, unless it is settled or pending.
@@ -184,3 +245,114 @@ class SettlementDuty:
         if senders:
             mempool.revalidate(senders, tip=chain.tip_view())
             log_event(log, "swarm.settlement_duplicates_dropped", senders=len(senders))
+
+    async def watch(self, rounds: Iterable[RoundState]) -> None:
+        """After a tip change: challenge the held settlements of our rounds that left out or
+        misstated data we hold, post our leaves when asked, and settle a round again once our
+        challenge voided its settlement (module docstring)."""
+        if not self.watching:
+            return
+        try:
+            planned = await self.host.call_chain(self._watch_plan, list(rounds))
+        except RuntimeError:  # the chain thread is gone (node stopping)
+            return
+        for state, key, txs in planned:
+            if key[2] == "resettle":
+                await self._submit(state)
+                continue
+            sent: list[bytes] = []
+            for tx in txs:
+                try:
+                    sent.append(await self.host.submit_transaction(tx))
+                except (ValueError, ConsensusError) as exc:
+                    log_event(log, "swarm.challenge_failed", round=state.round_id,
+                              step=key[2], error=str(exc))
+                    break
+            if not sent:
+                self._reserved.discard(key)  # try again on the next tip
+                continue
+            self.challenged.setdefault(state.round_id, []).extend(sent)
+            state.settlement_status = f"challenged: {key[2]}, tx {sent[0].hex()}"
+            log_event(log, "swarm.challenge_sent", round=state.round_id, step=key[2],
+                      txs=len(sent))
+
+    def _watch_plan(self, rounds: list[RoundState]
+                    ) -> list[tuple[RoundState, tuple[bytes, bytes, str], list[Transaction]]]:
+        """Chain thread: per round, the transactions the watcher sends now (each step once
+        per settlement, keyed by round, data root and step)."""
+        chain = self.host.chain
+        chain_state = State(chain.state_view())
+        plan: list[tuple[RoundState, tuple[bytes, bytes, str], list[Transaction]]] = []
+        offset = 0
+        for state in rounds:
+            if state.status != "complete" or not state.height:
+                continue
+            rid = state.round_id
+            held = held_round(chain_state, rid)
+            if held is None:
+                key = (rid, b"", "resettle")
+                if self.enabled and rid in self.challenged and key not in self._reserved and \
+                        settled_round(chain_state, rid) is None:
+                    self._reserved.add(key)
+                    plan.append((state, key, []))
+                continue
+            # a challenge must land at or before the held settlement's deadline
+            if chain.height + 1 > held.deadline:
+                continue
+            step = self._step(chain_state, state, held)
+            if step is None:
+                continue
+            name, payloads = step
+            key = (rid, held.data_root, name)
+            if key in self._reserved:
+                continue
+            self._reserved.add(key)
+            txs = []
+            for payload in payloads:
+                txs.append(self._sign(chain_state, payload, offset))
+                offset += 1
+            plan.append((state, key, txs))
+        return plan
+
+    def _step(self, chain_state: State, state: RoundState, held: HeldRound
+              ) -> tuple[str, list[Payload]] | None:
+        """What to send against ``held`` given the round data we hold, if anything."""
+        rid = state.round_id
+        commitments, answer_openings, judgment_openings = round_data(state)
+        leaves = self._settler_leaves(chain_state, state, held)
+        if leaves is not None:
+            claims = provable_claims(leaves, round_id=rid, commitments=commitments,
+                                     answer_openings=answer_openings,
+                                     judgment_openings=judgment_openings)
+            if not claims:
+                return None
+            return CLAIM_NAMES[claims[0].claim], [challenge_payload(rid, leaves, claims[0])]
+        # a data-root settlement whose leaves are not on chain: compare with ours
+        mine = round_leaves(round_id=rid, answerers=held.answerers, judges=held.judges,
+                            commitments=commitments, answer_openings=answer_openings,
+                            judgment_openings=judgment_openings)
+        same_root = leaves_root(mine) == held.data_root
+        asked = held.challenger != NO_CHALLENGER
+        if same_root and (asked or recompute_outcome(held, mine) != held.outcome):
+            # our leaves are the settlement's: posting them answers an availability
+            # challenge, and the chain recomputes the outcome from them
+            return "post", list(post_payloads(rid, mine))
+        if not same_root and not asked:
+            return CLAIM_NAMES[CLAIM_UNAVAILABLE], [
+                ChallengeSwarmRound(round_id=rid, claim=CLAIM_UNAVAILABLE)]
+        return None
+
+    def _settler_leaves(self, chain_state: State, state: RoundState, held: HeldRound
+                        ) -> tuple[RoundLeaf, ...] | None:
+        """The settlement's leaves: from the settlement transaction in its block (full), or
+        from chain state once all are posted (data root); None if not known."""
+        if not held.full:
+            return posted_leaves(chain_state, state.round_id, held)
+        settled = self.settled_by(state, chain_state)
+        if settled is None:
+            return None
+        block = self.host.chain.get_block(settled.block_id)
+        for tx in () if block is None else block.transactions:
+            if tx.id() == settled.tx_id and isinstance(tx.payload, SettleSwarmRound):
+                return settlement_leaves(tx.payload)
+        return None

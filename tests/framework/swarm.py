@@ -4,12 +4,14 @@ node tests share (a settlement in the mempool, a block every node took)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from consensus.genesis import dev_seed
-from consensus.tx import Transaction, public_key
+from consensus.genesis import GenesisConfig, dev_config, dev_seed
+from consensus.tx import Transaction, public_key, sign_transaction
 from contracts.registry import (
     CALIBRATION_QUESTIONS,
     RegisterSwarmNode,
@@ -17,15 +19,17 @@ from contracts.registry import (
     calibration_seed,
 )
 from contracts.staking import Stake
-from contracts.swarm import SettleSwarmRound
+from contracts.swarm import SettleSwarmRound, build_settlement
 from core.state import State
 from node.builder import build_node
 from node.node import Node
+from node.swarm.settlement_duty import round_data
 from swarm.calibration import calibration_questions
 from swarm.runtime.factory import make_backend
 from tests.framework.chain import Chain, extend, new_chain
 from tests.framework.chain import tx as make_tx
 from tests.framework.nodes import connect_all, node_config, preload
+from tests.framework.nodes import swarm_service as svc
 from tests.framework.util import wait_for
 
 VARIANTS = ("arith-xs", "arith-s", "arith-m", "arith-l")  # the built-in models, by node index
@@ -59,17 +63,33 @@ def registry_blocks(chain: Chain, registered: int) -> list[Any]:
     return blocks
 
 
+def write_genesis_config(path: Path, config: GenesisConfig) -> Path:
+    """``config`` as a genesis JSON file a node loads (``genesis_path``)."""
+    raw = {**dataclasses.asdict(config.params), "timestamp": config.timestamp,
+           "balances": {a.hex(): v for a, v in config.balances.items()},
+           "stakes": {a.hex(): v for a, v in config.stakes.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(raw))
+    return path
+
+
 async def registered_swarm(tmp_path: Path, *, registered: int = 3, count: int = 3,
-                            api: bool = False, **options: Any) -> tuple[Chain, list[Node]]:
+                            api: bool = False, genesis: dict[str, Any] | None = None,
+                            **options: Any) -> tuple[Chain, list[Node]]:
     """``count`` connected nodes with dev identities 0..count-1; the first ``registered``
     are staked, registered and calibrated swarm nodes (with ``api``, serving the whole node
-    API). Returns the test chain (to mine on)."""
-    chain = new_chain()
+    API). ``genesis``: overrides of the dev genesis (e.g. ``swarm_inclusion_window``).
+    Returns the test chain (to mine on)."""
+    config_of_chain = dev_config(**(genesis or {}))
+    chain = new_chain(config_of_chain)
+    genesis_path = None if genesis is None else write_genesis_config(
+        tmp_path / "genesis.json", config_of_chain)
     blocks = registry_blocks(chain, registered)
     nodes: list[Node] = []
     for i in range(count):
         config = node_config(tmp_path, f"s{i}", dev_key=i,
-                             swarm_backend=f"builtin:{VARIANTS[i % 4]}")
+                             swarm_backend=f"builtin:{VARIANTS[i % 4]}",
+                             genesis_path=genesis_path)
         # the whole API, as `pouwchain node` serves it
         node = build_node(config, swarm_options={**FAST, **options})
         preload(node, blocks)
@@ -107,3 +127,23 @@ async def mine_block(chain: Chain, nodes: Sequence[Node], txs: Sequence[Transact
 
 def tip_state(node: Node) -> State:
     return State(node.chain.state_view())
+
+
+def omitting_settlement(node: Node, round_id: bytes, *, omit: bytes, settler: int
+                        ) -> Transaction:
+    """The test-only settler path: a settlement of ``node``'s round data with ``omit``'s
+    answer opening left out (it becomes a no-show), signed by dev account ``settler``."""
+    state = svc(node).rounds[round_id]
+    commitments, answer_openings, judgment_openings = round_data(state)
+    chain_state = tip_state(node)
+    params = node.chain.params
+    payload = build_settlement(
+        chain_state, height=state.height, request=state.announcement.request,
+        answerers=state.answerers, judges=state.judges, commitments=commitments,
+        answer_openings=[o for o in answer_openings if o.node != omit],
+        judgment_openings=judgment_openings, min_stake=params.min_node_stake,
+        epoch_blocks=params.swarm_epoch_blocks)
+    key = dev_seed(settler)
+    return sign_transaction(key, chain_id=params.chain_id,
+                            nonce=chain_state.account(public_key(key)).nonce, fee=10,
+                            payload=payload)

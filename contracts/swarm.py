@@ -26,10 +26,17 @@ registrations). The settlement recomputes the outcome from that table, then appl
 reputation deltas to the nodes' current scores (two rounds of one epoch compose) and
 collects its slashes from the stake the nodes hold now.
 
-Known gap (see docs/swarm.md): the settler chooses which openings to include (an omitted
-opening makes its author a no-show).
+With an inclusion window (``ChainParams.swarm_inclusion_window`` > 0) a settlement is held:
+its money is collected and its settler bonded, and it pays out only when the window closes
+(`finalize_held_rounds`, a begin-transaction hook). In the window anyone may prove from one
+leaf of the round's data root that it left out an opening or a commitment, or carries a bad
+item (`ChallengeSwarmRound`); that voids it and forfeits the bond. Large rounds settle by
+data root alone (`SettleSwarmRoot`); their data is posted on chain only when asked
+(`PostRoundLeaves`), and the outcome is then recomputed (docs/swarm.md §7a).
 
 State layout: ``swround/<round_id>`` -> `SettledRound`; ``swact/<addr>`` -> `SwarmActivity`;
+``swheld/<round_id>`` -> `HeldRound`; ``swheldidx`` -> `HeldIndex`; ``swleaf/<round_id><u16
+slot>`` -> `RoundLeaf` (posted data);
 ``swepochs`` -> `SwarmEpochs` (the retained snapshots); ``swsnap/<u64 epoch><u16 page>`` ->
 `CandidatePage`.
 """

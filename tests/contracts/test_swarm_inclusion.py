@@ -8,8 +8,9 @@ import dataclasses
 import pytest
 
 from consensus.genesis import DEV_BALANCE, dev_config, dev_seed
-from consensus.transition import BEGIN_TRANSACTION_HOOKS
+from consensus.transition import BEGIN_TRANSACTION_HOOKS, apply_transaction
 from consensus.tx import MAX_TX_SIZE, public_key, sign_transaction
+from contracts.bank import Transfer
 from contracts.base import TxContext
 from contracts.swarm import (
     CHALLENGER_SHARE_BPS,
@@ -23,6 +24,7 @@ from contracts.swarm import (
     apply_settle_swarm_root,
     apply_settle_swarm_round,
     build_settlement,
+    challenge_payload,
     finalize_held_rounds,
     held_round,
     selected_nodes,
@@ -32,12 +34,21 @@ from contracts.swarm import (
 from core.encoding import encode
 from core.errors import TransactionError
 from core.params import ChainParams
-from swarm.data_root import inclusion_proof, leaf_hash, leaves_root, round_leaves, round_slots
+from swarm.data_root import (
+    data_root,
+    inclusion_proof,
+    leaf_hash,
+    leaves_root,
+    proof_root,
+    round_leaves,
+    round_slots,
+)
 from swarm.inclusion import (
     CLAIM_BAD_ITEM,
     CLAIM_MISSING_EQUIVOCATION,
     CLAIM_MISSING_OPENING,
     CLAIM_UNAVAILABLE,
+    provable_claims,
 )
 from swarm.messages import KIND_ANSWER, KIND_JUDGMENT, Payout, RoundLeaf
 from swarm.settlement import settle
@@ -381,3 +392,63 @@ def test_root_settlement_bounds(change: str, rule: str) -> None:
 def test_slots_and_proofs() -> None:
     assert round_slots([b"b" * 32, b"a" * 32], [b"a" * 32]) == (
         (b"a" * 32, KIND_ANSWER), (b"b" * 32, KIND_ANSWER), (b"a" * 32, KIND_JUDGMENT))
+
+
+def test_the_transition_hook_pays_a_due_round_before_the_next_transaction() -> None:
+    chain = windowed_chain()
+    r = setup_round(chain)
+    payload = settle_omitting(chain, r)
+    top = payload.outcome.payouts[0]
+    transfer = sign_transaction(dev_seed(3), chain_id=chain.params.chain_id, nonce=0, fee=10,
+                                payload=Transfer(to=CLIENT, amount=1))
+    apply_transaction(chain.state, transfer, height=HEIGHT + WINDOW, params=chain.params)
+    assert chain.state.account(top.node).balance == 0  # the window is still open
+    again = sign_transaction(dev_seed(3), chain_id=chain.params.chain_id, nonce=1, fee=10,
+                             payload=Transfer(to=CLIENT, amount=1))
+    apply_transaction(chain.state, again, height=HEIGHT + WINDOW + 1, params=chain.params)
+    assert chain.state.account(top.node).balance == top.amount
+    assert held_round(chain.state, r.request.round_id()) is None
+
+
+def test_provable_claims_find_each_omission() -> None:
+    chain = windowed_chain()
+    r = setup_round(chain)
+    rid = r.request.round_id()
+    victim_a, victim_j = r.answerers[0], r.judges[0]
+    payload = build_settlement(
+        chain.state, height=HEIGHT, request=r.request, answerers=r.answerers, judges=r.judges,
+        commitments=[c for c in r.commitments
+                     if (c.node, c.kind) != (victim_j, KIND_JUDGMENT)],
+        answer_openings=[o for o in r.answer_openings if o.node != victim_a],
+        judgment_openings=[j for j in r.judgment_openings if j.node != victim_j])
+    leaves = leaves_of(payload)
+    claims = provable_claims(leaves, round_id=rid, commitments=r.commitments,
+                             answer_openings=r.answer_openings,
+                             judgment_openings=r.judgment_openings)
+    assert [(c.claim, leaves[c.slot].node) for c in claims] == [
+        (CLAIM_MISSING_OPENING, victim_a), (CLAIM_MISSING_OPENING, victim_j)]
+    assert claims[1].commitments  # the judge's commitment was left out too
+    # against the full data there is nothing to prove
+    assert provable_claims(leaves_of(build_settlement(
+        chain.state, height=HEIGHT, request=r.request, answerers=r.answerers, judges=r.judges,
+        commitments=r.commitments, answer_openings=r.answer_openings,
+        judgment_openings=r.judgment_openings)), round_id=rid, commitments=r.commitments,
+        answer_openings=r.answer_openings, judgment_openings=r.judgment_openings) == []
+    # every claim found is accepted on chain
+    apply_settle_swarm_round(chain.state, payload, ctx(chain, SETTLER, HEIGHT))
+    apply_challenge_swarm_round(chain.state, challenge_payload(rid, leaves, claims[1]),
+                                ctx(chain, CHALLENGER, HEIGHT + 1))
+    assert held_round(chain.state, rid) is None
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 13, 17])
+def test_every_slot_proves_and_no_other(count: int) -> None:
+    hashes = [bytes([i]) * 32 for i in range(count)]
+    root = data_root(hashes)
+    for i in range(count):
+        proof = inclusion_proof(hashes, i)
+        assert proof_root(hashes[i], index=i, count=count, proof=proof) == root
+        assert proof_root(hashes[(i + 1) % count] if count > 1 else b"\1" * 32, index=i,
+                          count=count, proof=proof) != root
+        assert proof_root(hashes[i], index=i, count=count + 1, proof=proof) != root
+    assert data_root(hashes) != data_root([*hashes, hashes[-1]])

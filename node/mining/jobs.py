@@ -11,8 +11,15 @@ does not mine computes queued jobs in its own worker thread with the same exact 
 service signs a ``JobReceipt`` with the node's identity (the assignee), which releases the
 escrow to it and records the result hash and who computed it.
 
-Jobs live in memory (a restart forgets unfinished jobs; the escrow then returns to the
-client through ``JobCancel`` after the timeout).
+Jobs are kept in the chain's LevelDB as well as in memory (`JobStore`): an accepted job
+(its record and operands) is on disk before the API answers, and every change of state
+(finished, failed, receipt sent, on-chain status) is written as it happens. On start the
+service reloads them: queued and running jobs are queued again (a running one is computed
+from the start), finished ones are settled as usual. Products up to
+``PRODUCT_KEPT_BYTES`` are kept with the record; a larger one is only in memory (after a
+restart the job reports ``product_dropped``; its result hash and receipt are unaffected).
+A job whose receipt never lands (the node gone for good) returns its escrow to the client
+through ``JobCancel`` after the timeout.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+import msgpack
 import nacl.signing
 import numpy as np
 
@@ -44,8 +52,10 @@ from contracts.jobs import (
     padded_shape,
     result_hash_of,
 )
+from core.errors import ConsensusError
 from core.state import State
 from node.chain.chainstore import ChainStore
+from node.chain.db import Database
 from node.chain.mempool import Mempool
 from pouw import MiningSession, get_backend, operand_roots
 from pouw.params import VALUE_MAX, VALUE_MIN
@@ -61,6 +71,11 @@ CHAIN_STATUSES = ("unconfirmed", "pending", "done", "expired", "cancelled")
 # how a job's product was computed (``mode``): in a block's useful work, in a mining round
 # that won nothing, or plainly by the job worker
 MODES = ("mined", "mining", "computed")
+# LevelDB keys of the job store (in the chain's database)
+JOB = b"job/"  # job/<id> -> msgpack record (`JobStore.record`)
+JOB_OPERANDS = b"jobop/"  # jobop/<id> -> msgpack [a, b]: unpadded int8 operands, until done
+JOB_PRODUCT = b"jobout/"  # jobout/<id> -> the product, int64 little-endian (m×n)
+PRODUCT_KEPT_BYTES = 16 * 1024 * 1024  # larger products live in memory only
 # fee of a receipt transaction: the dev chain's usual fee, above the default relay minimum
 # for any transaction size (node.chain.mempool.DEFAULT_MIN_FEE_PER_KB)
 RECEIPT_FEE = 10
@@ -212,6 +227,133 @@ class Job:
     chain_status: str = "unconfirmed"  # then pending / done / expired / cancelled (record)
     request_height: int | None = None
     receipt_height: int | None = None
+    request_tx: bytes = b""  # the JobRequest transaction's canonical bytes (the job store)
+
+
+class JobStore:
+    """Jobs in the chain's LevelDB: a record per job, its operands until it is computed, its
+    product (up to ``PRODUCT_KEPT_BYTES``). Writes from any thread (LevelDB serialises
+    them); nothing is written once the database is closed (the node is stopping)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def record(job: Job) -> bytes:
+        """The msgpack record of a job (everything but operands and product)."""
+        return bytes(msgpack.packb({
+            "tx": job.request_tx, "submitted_at": job.submitted_at, "status": job.status,
+            "error": job.error, "padded": list(job.padded), "result_hash": job.result_hash,
+            "computed_by": job.computed_by, "mined_block": job.mined_block,
+            "finished_at": job.finished_at, "receipt_tx": job.receipt_tx_id,
+            "chain_status": job.chain_status, "request_height": job.request_height,
+            "receipt_height": job.receipt_height, "product_dropped": job.product_dropped,
+        }, use_bin_type=True))
+
+    def _write(self, writes: dict[bytes, bytes | None], *, sync: bool) -> None:
+        if not self.db.closed:
+            self.db.write_raw(writes, sync=sync)
+
+    def accepted(self, job: Job) -> None:
+        """A new job: record and operands, fsynced (the API answers after this)."""
+        a = np.ascontiguousarray(job.ops.a[: job.ops.m, : job.ops.k], dtype=np.int8)
+        b = np.ascontiguousarray(job.ops.b[: job.ops.k, : job.ops.n], dtype=np.int8)
+        self._write({JOB + job.job_id: self.record(job),
+                     JOB_OPERANDS + job.job_id: msgpack.packb([a.tobytes(), b.tobytes()])},
+                    sync=True)
+
+    def changed(self, job: Job) -> None:
+        """A job's state moved on: its record; once finished, no operands, and its product
+        if small enough (in the OS at once: it survives a killed process)."""
+        writes: dict[bytes, bytes | None] = {JOB + job.job_id: self.record(job)}
+        if job.status in (DONE, FAILED):
+            writes[JOB_OPERANDS + job.job_id] = None
+            product = job.product
+            if product is not None and product.size * 8 <= PRODUCT_KEPT_BYTES:
+                writes[JOB_PRODUCT + job.job_id] = np.ascontiguousarray(
+                    product, dtype="<i8").tobytes()
+            else:
+                writes[JOB_PRODUCT + job.job_id] = None
+        self._write(writes, sync=False)
+
+    def forget(self, job_ids: list[bytes]) -> None:
+        writes: dict[bytes, bytes | None] = {}
+        for job_id in job_ids:
+            for prefix in (JOB, JOB_OPERANDS, JOB_PRODUCT):
+                writes[prefix + job_id] = None
+        if writes:
+            self._write(writes, sync=False)
+
+    def load(self) -> tuple[list[Job], list[tuple[bytes, str]]]:
+        """Every readable job, oldest first; (id, why) of the others (their entries are
+        deleted)."""
+        jobs: list[Job] = []
+        bad: list[tuple[bytes, str]] = []
+        for key, value in self.db.iterate_prefix(JOB):
+            job_id = key[len(JOB):]
+            try:
+                jobs.append(self._restore(job_id, value))
+            except (ValueError, TypeError, KeyError, ConsensusError) as exc:
+                bad.append((job_id, f"{type(exc).__name__}: {exc}"))
+        self.forget([job_id for job_id, _ in bad])
+        jobs.sort(key=lambda job: job.submitted_at)
+        return jobs, bad
+
+    def _restore(self, job_id: bytes, value: bytes) -> Job:
+        rec = msgpack.unpackb(value, raw=False)
+        if not isinstance(rec, dict):
+            raise ValueError("record is not a map")
+        raw_tx = bytes(rec["tx"])
+        tx = Transaction.decode(raw_tx)
+        request = tx.payload
+        if not isinstance(request, JobRequest):
+            raise ValueError("the record's transaction is not a JobRequest")
+        if job_id_of(requester=tx.sender, root_a=request.root_a, root_b=request.root_b,
+                     m=request.m, k=request.k, n=request.n, salt=request.salt) != job_id:
+            raise ValueError("the record's request is not this job's")
+        status = str(rec["status"])
+        if status not in (QUEUED, RUNNING, DONE, FAILED):
+            raise ValueError(f"unknown status {status!r}")
+        ops = self._operands(job_id, request, pending=status in (QUEUED, RUNNING))
+        job = Job(job_id=job_id, request=request, requester=tx.sender, request_tx_id=tx.id(),
+                  ops=ops, submitted_at=float(rec["submitted_at"]),
+                  status=QUEUED if status == RUNNING else status, error=str(rec["error"]),
+                  padded=tuple(int(x) for x in rec["padded"]),  # type: ignore[arg-type]
+                  result_hash=bytes(rec["result_hash"]), worker=b"",
+                  computed_by=str(rec["computed_by"]), mined_block=bytes(rec["mined_block"]),
+                  finished_at=float(rec["finished_at"]), receipt_tx_id=bytes(rec["receipt_tx"]),
+                  chain_status=str(rec["chain_status"]), request_height=rec["request_height"],
+                  receipt_height=rec["receipt_height"],
+                  product_dropped=bool(rec["product_dropped"]), request_tx=raw_tx)
+        if job.status == DONE:
+            m, n = request.m, request.n
+            raw = self.db.get(JOB_PRODUCT + job_id)
+            if raw is not None and len(raw) == m * n * 8:
+                job.product = np.frombuffer(raw, dtype="<i8").reshape(m, n).copy()
+            else:
+                job.product_dropped = True
+        return job
+
+    def _operands(self, job_id: bytes, request: JobRequest, *,
+                  pending: bool) -> PreparedOperands:
+        """The padded operands of a job still to compute (empty for a finished one)."""
+        m, k, n = request.m, request.k, request.n
+        mp, kp, np_, r = padded_shape(m, k, n)
+        if not pending:
+            a = b = np.zeros((0, 0), np.int8)
+        else:
+            raw = self.db.get(JOB_OPERANDS + job_id)
+            if raw is None:
+                raise ValueError("a queued job without its operands")
+            raw_a, raw_b = msgpack.unpackb(raw)
+            if len(raw_a) != m * k or len(raw_b) != k * n:
+                raise ValueError("operands of the wrong size")
+            a = np.zeros((mp, kp), dtype=np.int8)
+            a[:m, :k] = np.frombuffer(raw_a, dtype=np.int8).reshape(m, k)
+            b = np.zeros((kp, np_), dtype=np.int8)
+            b[:k, :n] = np.frombuffer(raw_b, dtype=np.int8).reshape(k, n)
+        return PreparedOperands(a=a, b=b, m=m, k=k, n=n, r=r, root_a=request.root_a,
+                                root_b=request.root_b)
 
 
 class JobsNode(Protocol):
@@ -255,7 +397,22 @@ class JobService:
         self.compute_locally = True  # set False while a continuous miner takes the jobs
         self.useful_macs = 0
         self.jobs_done = 0
+        self.store = JobStore(node.chain.db)
+        self._restore()
         node.add_tip_listener(self._on_tip)
+
+    def _restore(self) -> None:
+        """The jobs kept in the store: queued and interrupted ones queue again."""
+        jobs, bad = self.store.load()
+        for job_id, why in bad:
+            log.warning("job record dropped", extra={"job": job_id.hex(), "error": why})
+        for job in jobs:
+            self.jobs[job.job_id] = job
+            if job.status == QUEUED:
+                self._queue.append(job)
+        if jobs or bad:
+            log.info("jobs restored", extra={"jobs": len(jobs), "queued": len(self._queue),
+                                             "dropped": len(bad)})
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -321,7 +478,10 @@ class JobService:
             reason = getattr(exc, "reason", None) or getattr(exc, "rule", None) or "rejected"
             raise JobInputError("tx_rejected", f"{reason}: {exc}") from exc
         job = Job(job_id=job_id, request=payload, requester=tx.sender, request_tx_id=tx_id,
-                  ops=ops, submitted_at=time.time(), padded=(*ops.padded, ops.r))
+                  ops=ops, submitted_at=time.time(), padded=(*ops.padded, ops.r),
+                  request_tx=tx.encode())
+        # on disk before the client hears "queued" (the request tx is journaled already)
+        await asyncio.get_running_loop().run_in_executor(None, self.store.accepted, job)
         with self._lock:
             self.jobs[job_id] = job
             self._forget_old()
@@ -333,8 +493,10 @@ class JobService:
     def _forget_old(self) -> None:
         """Bound memory (lock held): forget the oldest finished jobs, drop old products."""
         finished = [j for j in self.jobs.values() if j.status in (DONE, FAILED)]
-        for job in finished[: max(0, len(self.jobs) - self.limits.max_kept)]:
+        forgotten = finished[: max(0, len(self.jobs) - self.limits.max_kept)]
+        for job in forgotten:
             del self.jobs[job.job_id]
+        self.store.forget([job.job_id for job in forgotten])
         kept = 0
         for job in reversed(self.jobs.values()):
             if job.product is None:
@@ -373,6 +535,7 @@ class JobService:
             self.jobs_done += 1
             self.useful_macs += job.ops.m * job.ops.k * job.ops.n
             self._forget_old()
+        self.store.changed(job)
         self._schedule_settle()
 
     @staticmethod
@@ -384,6 +547,7 @@ class JobService:
     def fail(self, job: Job, error: str) -> None:
         job.status, job.error, job.finished_at = FAILED, error, time.time()
         self._release_operands(job)
+        self.store.changed(job)
 
     def _run(self) -> None:
         """Worker: compute queued jobs when no miner is taking them (exact, no tickets)."""
@@ -449,32 +613,44 @@ class JobService:
         with self._lock:
             jobs = list(self.jobs.values())
         for job in jobs:
-            record = job_record(state, job.job_id)
-            if record is None:
-                continue
-            job.request_height = int(record.created_height)
-            if record.status == STATUS_DONE:
-                job.chain_status = "done"
-                job.receipt_height = int(record.closed_height)
-                continue
-            if record.status == STATUS_CANCELLED:
-                job.chain_status = "cancelled"
-                continue
-            if height > record.expiry_height:  # too late for a receipt: the client may cancel
-                job.chain_status = "expired"
-                continue
-            job.chain_status = "pending"
-            sent = bool(job.receipt_tx_id) and job.receipt_tx_id in self.node.mempool
-            if job.status != DONE or sent:
-                continue
-            tx = sign_transaction(
-                bytes(self.node.identity), chain_id=self.node.chain.params.chain_id,
-                nonce=nonce, fee=self.receipt_fee,
-                payload=JobReceipt(job_id=job.job_id, result_hash=job.result_hash))
-            nonce += 1
-            job.receipt_tx_id = tx.id()
-            due.append(tx)
+            before = (job.chain_status, job.request_height, job.receipt_height,
+                      job.receipt_tx_id)
+            due_before = len(due)
+            nonce = self._settle_job(job, state, height, nonce, due)
+            if len(due) > due_before or before != (job.chain_status, job.request_height,
+                                                   job.receipt_height, job.receipt_tx_id):
+                self.store.changed(job)
         return due
+
+    def _settle_job(self, job: Job, state: State, height: int, nonce: int,
+                    due: list[Transaction]) -> int:
+        """One job's on-chain view refreshed; its receipt appended to ``due`` if it is due;
+        the next free nonce."""
+        record = job_record(state, job.job_id)
+        if record is None:
+            return nonce
+        job.request_height = int(record.created_height)
+        if record.status == STATUS_DONE:
+            job.chain_status = "done"
+            job.receipt_height = int(record.closed_height)
+            return nonce
+        if record.status == STATUS_CANCELLED:
+            job.chain_status = "cancelled"
+            return nonce
+        if height > record.expiry_height:  # too late for a receipt: the client may cancel
+            job.chain_status = "expired"
+            return nonce
+        job.chain_status = "pending"
+        sent = bool(job.receipt_tx_id) and job.receipt_tx_id in self.node.mempool
+        if job.status != DONE or sent:
+            return nonce
+        tx = sign_transaction(
+            bytes(self.node.identity), chain_id=self.node.chain.params.chain_id,
+            nonce=nonce, fee=self.receipt_fee,
+            payload=JobReceipt(job_id=job.job_id, result_hash=job.result_hash))
+        job.receipt_tx_id = tx.id()
+        due.append(tx)
+        return nonce + 1
 
     # -- views ----------------------------------------------------------------------------------
 

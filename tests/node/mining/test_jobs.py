@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgpack
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
@@ -21,7 +24,16 @@ from contracts.jobs import STATUS_DONE, JobRequest, job_record
 from core.state import State
 from node.api.auth import create_token
 from node.api.chain import error_middleware
-from node.mining.jobs import JobLimits, job_request, npy_bytes, prepare_operands, product_hash
+from node.mining.jobs import (
+    JOB,
+    JOB_OPERANDS,
+    JobLimits,
+    JobService,
+    job_request,
+    npy_bytes,
+    prepare_operands,
+    product_hash,
+)
 from tests.framework.nodes import Host, serve
 from tests.framework.util import wait_for
 
@@ -339,3 +351,55 @@ async def test_size_limits_answer_413(validator: tuple[Host, TestClient[Any, Any
                                  data=multipart(a, b, request_tx(host, a, b)))
     assert response.status == 503 and (await response.json())["reason"] == "queue_full"
     assert len(host.mempool) == 0  # nothing refused was admitted
+
+
+# -- the job store: jobs outlive the process (node.mining.jobs.JobStore) ----------------------
+
+async def test_jobs_survive_a_restart_queued_then_done(tmp_path: Path) -> None:
+    host = Host(tmp_path, mine=False)
+    a, b = job_operands(5, m=9, k=40, n=7)
+    try:
+        jobs = JobService(host)  # not started: the job stays queued
+        job = await jobs.submit(a, b, request_tx(host, a, b))
+        assert job.status == "queued"
+    finally:
+        host.close()  # the process is gone; only the chain's LevelDB remains
+    host = Host(tmp_path, mine=False)
+    try:
+        jobs = JobService(host)
+        again = jobs.jobs[job.job_id]
+        assert again.status == "queued" and jobs.pending() == 1
+        assert again.request_tx_id == job.request_tx_id and again.requester == job.requester
+        assert np.array_equal(again.ops.a, job.ops.a) and np.array_equal(again.ops.b, job.ops.b)
+        jobs.start(asyncio.get_running_loop())
+        await wait_for(lambda: again.status == "done", message="restored job computed")
+        jobs.stop()
+        assert again.product is not None and np.array_equal(again.product, reference(a, b))
+    finally:
+        host.close()
+    host = Host(tmp_path, mine=False)
+    try:
+        jobs = JobService(host)
+        done = jobs.jobs[job.job_id]
+        assert done.status == "done" and jobs.pending() == 0
+        assert done.result_hash == product_hash(reference(a, b))
+        assert done.product is not None and np.array_equal(done.product, reference(a, b))
+        assert done.ops.a.size == 0  # operands are dropped once computed
+        assert host.chain.db.get(JOB_OPERANDS + job.job_id) is None
+    finally:
+        host.close()
+
+
+async def test_an_unreadable_job_record_is_dropped(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    host = Host(tmp_path, mine=False)
+    host.chain.db.put(JOB + bytes(32), b"\xc1 junk")
+    host.chain.db.put(JOB + bytes(31) + b"\x01", msgpack.packb({"tx": b"x"}))
+    try:
+        with caplog.at_level(logging.WARNING, logger="pouwchain.jobs"):
+            jobs = JobService(host)
+        assert jobs.jobs == {}
+        assert sum(r.getMessage() == "job record dropped" for r in caplog.records) == 2
+        assert list(host.chain.db.iterate_prefix(JOB)) == []
+    finally:
+        host.close()

@@ -1,30 +1,38 @@
 """The inclusion window across in-process nodes over real sockets and LevelDB: a settler
 leaves an honest answerer's opening out; the answerer's watcher proves it on chain, so it is
-not slashed and the settler loses its bond (docs/swarm.md §7a)."""
+not slashed, the settler loses its bond, and the round settled again pays the answerer as
+present; a wrong data-root outcome is voided once the participants post their leaves
+(docs/swarm.md §7a)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from consensus.genesis import DEV_BALANCE, dev_seed
-from consensus.tx import Transaction, public_key
+from consensus.tx import Transaction, public_key, sign_transaction
 from contracts.swarm import (
     CHALLENGER_SHARE_BPS,
     ChallengeSwarmRound,
+    PostRoundLeaves,
     SettleSwarmRound,
+    build_root_settlement,
     held_round,
     settled_round,
     settler_bond,
 )
 from node.node import Node
+from node.swarm.settlement_duty import round_data
 from swarm.inclusion import CLAIM_MISSING_OPENING
-from swarm.messages import KIND_ANSWER
+from swarm.messages import KIND_ANSWER, Payout
+from tests.framework.chain import transfer
 from tests.framework.nodes import swarm_service as svc
 from tests.framework.swarm import (
     STAKE,
     mine_block,
     omitting_settlement,
     registered_swarm,
+    settlements,
     stop_all,
     tip_state,
 )
@@ -32,6 +40,7 @@ from tests.framework.util import wait_for
 
 WINDOW = 6
 SETTLER = 3  # dev account 3: funded, not a swarm node
+ROUND_FEE = 100_000  # paid by the origin (the client)
 
 
 def challenges(node: Node, round_id: bytes) -> list[Transaction]:
@@ -46,12 +55,12 @@ async def test_an_omitted_opening_is_challenged_and_the_settler_slashed(tmp_path
         for node in nodes:
             svc(node).settles = False  # nobody settles honestly: the test's settler does
         origin = nodes[0]
-        state = await svc(origin).ask("What is 5+8?")
+        state = await svc(origin).ask("What is 5+8?", fee=ROUND_FEE)
         rid = state.round_id
         await wait_for(lambda: all(rid in svc(n).rounds and svc(n).rounds[rid].status
                                    == "complete" for n in nodes), message="final")
-        revealed = [node for node in nodes if node.node_id in state.answerers
-                    and (node.node_id, KIND_ANSWER) in state.reveals]
+        revealed = [node for node in nodes[1:] if node.node_id in state.answerers
+                    and (node.node_id, KIND_ANSWER) in state.reveals]  # not the client
         victim = revealed[-1]
         omitted = omitting_settlement(origin, rid, omit=victim.node_id, settler=SETTLER)
         assert isinstance(omitted.payload, SettleSwarmRound)
@@ -69,7 +78,8 @@ async def test_an_omitted_opening_is_challenged_and_the_settler_slashed(tmp_path
         assert challenge.payload.claim == CLAIM_MISSING_OPENING
         assert challenge.payload.leaf[0].node == victim.node_id
         await mine_block(chain, nodes, [challenge])
-        after = tip_state(victim)
+        after = tip_state(victim)  # a live view of the tip: read numbers now
+        challenged_balance = after.account(victim.node_id).balance
         bond = settler_bond(omitted.payload.request, omitted.payload.outcome)
         assert held_round(after, rid) is None and settled_round(after, rid) is None
         assert after.stake(victim.node_id).bonded == STAKE  # not slashed
@@ -78,5 +88,76 @@ async def test_an_omitted_opening_is_challenged_and_the_settler_slashed(tmp_path
         assert after.account(victim.node_id).balance == \
             before - challenge.fee + bond * CHALLENGER_SHARE_BPS // 10_000
         assert svc(victim).rounds[rid].settlement_status.startswith("challenged: ")
+        # the round is open again: the victim settles it with its full data, and when the
+        # window closes it is paid as present
+        svc(victim).settles = True
+        await mine_block(chain, nodes, [])
+        await wait_for(lambda: bool(settlements(victim, rid)), message="settled again")
+        (again,) = settlements(victim, rid)
+        assert isinstance(again.payload, SettleSwarmRound)
+        assert not again.payload.outcome.slashes
+        paid = {p.node: p.amount for p in again.payload.outcome.payouts}
+        assert victim.node_id in again.payload.outcome.ranking
+        height = await mine_block(chain, nodes, [again])
+        while chain.tip.height < height + WINDOW:
+            await mine_block(chain, nodes, [])
+        settler = tip_state(victim).account(public_key(dev_seed(SETTLER)))
+        await mine_block(chain, nodes, [transfer(SETTLER, settler.nonce)])  # runs the hook
+        final = tip_state(victim)
+        assert held_round(final, rid) is None and settled_round(final, rid) is not None
+        assert final.stake(victim.node_id).bonded == STAKE
+        assert paid.get(victim.node_id, 0) > 0
+        assert final.account(victim.node_id).balance == \
+            challenged_balance - again.fee + paid[victim.node_id]
     finally:
         await stop_all(nodes)
+
+
+async def test_a_wrong_outcome_by_data_root_is_voided_by_the_posted_leaves(
+        tmp_path: Path) -> None:
+    """A data-root settlement whose outcome pays one node another's share: every
+    participant's own leaves have the settlement's root, so they post them, and the chain's
+    recomputation voids the settlement."""
+    chain, nodes = await registered_swarm(tmp_path, genesis={"swarm_inclusion_window": WINDOW})
+    try:
+        for node in nodes:
+            svc(node).settles = False
+        origin = nodes[0]
+        state = await svc(origin).ask("What is 6+7?", fee=ROUND_FEE)
+        rid = state.round_id
+        await wait_for(lambda: all(rid in svc(n).rounds and svc(n).rounds[rid].status
+                                   == "complete" for n in nodes), message="final")
+        commitments, answer_openings, judgment_openings = round_data(svc(origin).rounds[rid])
+        params = origin.chain.params
+        payload, _leaves = build_root_settlement(
+            tip_state(origin), height=state.height, request=state.announcement.request,
+            answerers=state.answerers, judges=state.judges, commitments=commitments,
+            answer_openings=answer_openings, judgment_openings=judgment_openings,
+            min_stake=params.min_node_stake, epoch_blocks=params.swarm_epoch_blocks)
+        a, b, *rest = payload.outcome.payouts
+        greedy = dataclasses.replace(payload, outcome=dataclasses.replace(
+            payload.outcome, payouts=(Payout(node=a.node, amount=a.amount + b.amount),
+                                      Payout(node=b.node, amount=0), *rest)))
+        key = dev_seed(SETTLER)
+        tx = sign_transaction(key, chain_id=params.chain_id, fee=10, payload=greedy,
+                              nonce=tip_state(origin).account(public_key(key)).nonce)
+        await mine_block(chain, nodes, [tx])
+        assert held_round(tip_state(origin), rid) is not None
+        await wait_for(lambda: bool(posts(nodes[1], rid)), message="leaves posted")
+        (post,) = posts(nodes[1], rid)
+        before = tip_state(nodes[1]).account(nodes[1].node_id).balance
+        await mine_block(chain, nodes, [post])
+        after = tip_state(nodes[1])
+        assert held_round(after, rid) is None and settled_round(after, rid) is None
+        bond = settler_bond(greedy.request, greedy.outcome)
+        assert after.account(public_key(key)).balance == DEV_BALANCE - tx.fee - bond
+        assert after.account(nodes[1].node_id).balance == \
+            before - post.fee + bond * CHALLENGER_SHARE_BPS // 10_000
+    finally:
+        await stop_all(nodes)
+
+
+def posts(node: Node, round_id: bytes) -> list[Transaction]:
+    return [tx for tx in node.mempool.transactions()
+            if isinstance(tx.payload, PostRoundLeaves) and tx.payload.round_id == round_id
+            and tx.sender == node.node_id]

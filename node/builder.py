@@ -36,6 +36,7 @@ from typing import Protocol, TypedDict
 
 from aiohttp import web
 
+from consensus.tx import Transaction
 from node.api import chat
 from node.api import miner as miner_api
 from node.api.chain import Api, register_routes
@@ -45,6 +46,7 @@ from node.config import NodeConfig
 from node.mining.miner import MiningSettings
 from node.mining.service import MiningHost, MiningService
 from node.node import Node
+from node.p2p.peer import Peer
 from node.p2p.protocol import MsgType
 from node.swarm.backend import make_swarm_backend
 from node.swarm.registration import SwarmRegistration
@@ -119,9 +121,12 @@ class Builder:
             config=MempoolConfig(min_fee_per_kb=config.min_relay_fee_per_kb),
             journal=MempoolJournal(db, sync=config.mempool_sync))
         loaded = node.mempool.load_journal(tip=node.chain.tip_view(), now=int(time.time()))
-        for tx in node.mempool.transactions():
+        restored = node.mempool.transactions()
+        for tx in restored:
             node.chain.verified_txs.add(tx.id())  # the load ran the signature rule
         node.peers.attach_store(db)
+        if restored:
+            node.peers.add_connect_listener(_relay_restored(node, restored))
         return loaded
 
     def build_api(self, node: Node) -> Api:
@@ -157,6 +162,19 @@ class Builder:
         node.swarm_registration = registration
         node.services += [service, registration]
         return service
+
+
+def _relay_restored(node: Node, restored: list[Transaction]) -> Callable[[Peer], None]:
+    """A connect listener: offer each new peer the transactions the journal brought back
+    (a crash may have come between admission and relay) while they are still pending."""
+    pending = list(restored)
+
+    def relay(_peer: Peer) -> None:
+        pending[:] = [tx for tx in pending if tx.id() in node.mempool]
+        for tx in pending:
+            node.peers.broadcast_tx(tx, raw=tx.encode(), tx_id=tx.id())
+
+    return relay
 
 
 def build_node(config: NodeConfig, *, swarm_backend: InferenceBackend | None = None,

@@ -120,3 +120,11 @@ def test_a_ban_survives_sigkill(network: TestNetwork) -> None:
         asyncio.run(reconnect())
     restored = node.wait_for_log(lambda e: e.get("event") == "peer.bans_restored")
     assert restored["count"] >= 2  # the identity and its address
+
+
+def test_restored_transactions_are_relayed_to_peers(network: TestNetwork) -> None:
+    node, peer = network.add_nodes(2)
+    accepted = submit_transfers(node, 12)  # no peer yet: nobody else has them
+    crash_and_restart(node)
+    network.connect(node, peer)
+    assert network.sync_mempools([node, peer]) == accepted

@@ -236,6 +236,9 @@ class Miner:
         self._tip_id: bytes = node.chain.tip_id
         self._round: tuple[Template, BlockHeader] | None = None  # template + job header
         self._template_cache: tuple[Template, float] | None = None
+        # monotonic time of the latest generate() call: its blocks are built on templates
+        # made after it, so they carry every transaction the pool held when it was asked
+        self._asked_at = 0.0
         self._round_blocks: list[bytes] = []
         self._waiters: collections.deque[tuple[int, list[str], asyncio.Future[list[str]]]] = \
             collections.deque()
@@ -314,6 +317,7 @@ class Miner:
         if self._thread is None:
             self.start(loop, continuous=False)
         fut: asyncio.Future[list[str]] = loop.create_future()
+        self._asked_at = time.monotonic()
         self._waiters.append((count, [], fut))
         self._wake.set()
         try:
@@ -359,9 +363,12 @@ class Miner:
         return build_template(self.node.chain, self.node.mempool, miner=self.address,
                               now=int(self.clock()), max_txs=self.config.max_block_txs)
 
-    async def _template(self) -> Template:
-        """Build on the node's chain thread (the store's only writer) when it has one."""
-        return await self.node.call_chain(self._build)
+    async def _template(self) -> tuple[Template, float]:
+        """Build on the node's chain thread (the store's only writer) when it has one; with
+        the monotonic time it was asked for, on the loop (ordered with generate() calls)."""
+        asked = time.monotonic()
+        template: Template = await self.node.call_chain(self._build)
+        return template, asked
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -379,15 +386,16 @@ class Miner:
             if self.config.interval:
                 self._stop.wait(self.config.interval)
 
-    def _current_template(self) -> Template:
-        """The cached template while it is on the tip and fresh, else a new one."""
+    def _current_template(self) -> tuple[Template, float]:
+        """The cached template while it is on the tip, fresh and newer than the latest
+        generate() call, else a new one; with the monotonic time it was made."""
         cached = self._template_cache
         if cached is not None and cached[0].parent_id == self._tip_id and \
+                cached[1] > self._asked_at and \
                 time.monotonic() - cached[1] < self.config.template_refresh:
-            return cached[0]
-        template: Template = self._call(self._template())
-        self._template_cache = (template, time.monotonic())
-        return template
+            return cached
+        self._template_cache = self._call(self._template())
+        return self._template_cache
 
     def _paced_delay(self, parent_id: bytes) -> float:
         """Seconds after its parent this miner offers a dev-chain block: the block interval
@@ -403,7 +411,14 @@ class Miner:
 
     def mine_round(self) -> None:
         """One round (worker thread): template, one job, maybe a block."""
-        template = self._current_template()
+        template, made_at = self._current_template()
+        if not self._active():
+            # a generate() was answered while this round started (its last block was
+            # credited on the loop after `_run` checked): a node that does not mine on its
+            # own mines exactly the blocks asked for, never one more
+            return
+        if made_at <= self._asked_at:
+            return  # generate() was called meanwhile: the next round builds a new template
         ahead = template.header.timestamp - (
             self.clock() + self.node.chain.params.max_future_block_time - FUTURE_MARGIN)
         if ahead > 0:  # faster than the median-time rule allows: wait for the clock
@@ -474,7 +489,7 @@ class Miner:
         beside the miner's own rounds. On a paced dev chain (every ticket wins) nothing may
         win before the block is due, so until then the product is computed plainly
         (`ExactProduct`): mining it would only add the overhead."""
-        template = self._current_template()
+        template, _ = self._current_template()
         if self._trivial(template.header.target) and \
                 self.clock() < template.parent_timestamp + self._paced_delay(template.parent_id):
             return self._exact_product(a, b)

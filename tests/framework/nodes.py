@@ -641,16 +641,36 @@ class TestNetwork:
     # ----------------------------------------------------------------------------- waits
 
     def sync_blocks(self, nodes: Iterable[TestNode] | None = None,
-                    timeout: float = DEFAULT_TIMEOUT) -> str:
-        """Wait until every node has the same tip; that tip."""
+                    timeout: float = DEFAULT_TIMEOUT, *, block: str | None = None) -> str:
+        """Wait until the nodes agree; the block they agree on.
+
+        With ``block`` (an id `generate` returned): until that block is on every node's best
+        chain; it is returned even if a node has mined on top of it meanwhile. Without: until
+        every node's best chain holds the same block at the lowest of their tips, and that
+        height is at least the highest tip when called (or until their tips are equal: a
+        reorg to more work on fewer blocks); that block. Never "equal tip heights": a node
+        that mines on its own does not stop at the block a test waits for.
+        """
         group = list(self.nodes if nodes is None else nodes)
+        if block is not None:
+            wait_until(lambda: all(on_best_chain(n, block) for n in group), timeout,
+                       interval=0.1, message=f"block {block[:16]} on the chains of {group}")
+            return block
+        floor = max(n.height() for n in group)
 
-        def same_tip() -> str | None:
-            tips = {n.tip() for n in group}
-            return tips.pop() if len(tips) == 1 else None
+        def agreed() -> str | None:
+            status = [n.status() for n in group]
+            tips = {str(s["tip"]) for s in status}
+            if len(tips) == 1:
+                return tips.pop()
+            common = min(int(s["height"]) for s in status)
+            if common < floor:
+                return None
+            ids = {str(n.block(common)["id"]) for n in group}
+            return ids.pop() if len(ids) == 1 else None
 
-        result: str = wait_until(same_tip, timeout, interval=0.1,
-                                 message=f"tips of {group} agree")
+        result: str = wait_until(agreed, timeout, interval=0.1,
+                                 message=f"chains of {group} agree")
         return result
 
     def sync_mempools(self, nodes: Iterable[TestNode] | None = None,
@@ -683,6 +703,16 @@ class TestNetwork:
     def wait_until(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT,
                    message: str = "") -> Any:
         return wait_until(predicate, timeout, message=message)
+
+
+def on_best_chain(node: TestNode, block: str) -> bool:
+    """True iff ``block`` (an id) is on ``node``'s best chain (False while it is unknown)."""
+    try:
+        return bool(node.block(block)["canonical"])
+    except ApiError as exc:
+        if exc.status == 404:
+            return False
+        raise
 
 
 def read_info(datadir: Path) -> dict[str, Any] | None:

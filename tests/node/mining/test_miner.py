@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import pytest
 import torch
 from aiohttp.test_utils import TestClient, TestServer
 
-from consensus.block import Block, header_commitment
+from consensus.block import Block, BlockHeader, header_commitment
 from consensus.genesis import dev_config, dev_seed
 from consensus.tx import public_key
 from core.state import State
@@ -151,6 +152,9 @@ async def test_tip_change_makes_the_running_job_stale(hard_host: Host) -> None:
 
 
 async def test_mining_does_not_starve_the_event_loop(tmp_path: Path) -> None:
+    """The API answers while a mining round runs: many requests complete between two ends
+    of rounds (a miner on the event loop would answer at most one per round). Counted in
+    rounds, not timed: a loaded machine makes both slower alike."""
     host = Host(tmp_path, genesis=dev_config(initial_target=1), clock=lambda: GENESIS_TIME + 5,
                 mine=True, mining_shape=BIG)
     await host.attach_mining()  # a mining node: the miner starts at once, on a target nobody meets
@@ -159,24 +163,24 @@ async def test_mining_does_not_starve_the_event_loop(tmp_path: Path) -> None:
     client = TestClient(TestServer(host.app))
     await client.start_server()
     try:
-        await wait_for(lambda: miner.stats()["rounds"] >= 1)
+        await wait_for(lambda: miner.stats()["rounds"] >= 1, timeout=120)
         slowest = 0.0
-        rounds_before = miner.stats()["rounds"]
-        deadline = time.monotonic() + 30
-        requests = 0
-        while miner.stats()["rounds"] < rounds_before + 2:  # answer while products run
-            assert time.monotonic() < deadline
-            requests += 1
-            started = time.perf_counter()
-            response = await client.get("/api/v1/miner")
-            assert response.status == 200
-            body = await response.json()
-            slowest = max(slowest, time.perf_counter() - started)
-            await asyncio.sleep(0.02)
+        in_this_round = most_in_a_round = 0
+        round_seen = miner.stats()["rounds"]
+        async with asyncio.timeout(300):
+            while most_in_a_round < 5:
+                started = time.perf_counter()
+                response = await client.get("/api/v1/miner")
+                assert response.status == 200
+                body = await response.json()
+                slowest = max(slowest, time.perf_counter() - started)
+                rounds = miner.stats()["rounds"]
+                in_this_round = in_this_round + 1 if rounds == round_seen else 0
+                round_seen = rounds
+                most_in_a_round = max(most_in_a_round, in_this_round)
+                await asyncio.sleep(0.02)  # pacing the requests, not a wait
         assert body["running"] is True
-        assert requests >= 5
-        print(f"slowest API answer while mining: {slowest * 1000:.1f} ms over {requests}")
-        assert slowest < 0.25, f"an API request waited {slowest:.3f} s"
+        print(f"slowest API answer while mining: {slowest * 1000:.1f} ms")
     finally:
         await client.close()
         host.close()
@@ -208,6 +212,62 @@ async def test_dev_chain_is_paced_while_every_round_wins(tmp_path: Path) -> None
         assert len(delays) == 16 and all(2.5 <= d < 7.5 for d in delays)
     finally:
         miner.stop()
+        host.close()
+
+
+async def test_generate_mines_exactly_the_blocks_asked_for_while_the_loop_lags(
+        tmp_path: Path) -> None:
+    """A node that does not mine on its own mines exactly what generate() asks for. The
+    worker thread credits a block to generate() through the loop; on a loaded machine it
+    may start its next round before the loop has run that credit (issue 12: a second block
+    after ``generate(victim, 1)``). Here the loop is held busy right after each block's
+    submission returns, so the worker always gets there first; every block is due at once
+    on this clock (10 s per reading)."""
+    ticks = itertools.count()
+    host = Host(tmp_path, clock=lambda: GENESIS_TIME + 100 + 10 * next(ticks))
+    miner = Miner(host, config=MinerConfig(seed=5), clock=host.clock)
+    loop = asyncio.get_running_loop()
+
+    def hold_the_loop(_header: BlockHeader) -> None:
+        # runs two loop iterations later: after the miner thread got its submission's
+        # answer, before the credit it then schedules
+        loop.call_soon(loop.call_soon, time.sleep, 1.0)
+
+    host.add_tip_listener(hold_the_loop)
+    ids: list[str] = []
+    try:
+        try:
+            for _ in range(3):
+                ids += await miner.generate(1, timeout=60)
+        finally:
+            await asyncio.to_thread(miner.stop)  # the loop keeps serving a block in flight
+        assert host.chain.height == 3, f"{host.chain.height} blocks for 3 asked"
+        assert [host.chain.block_id_at(h).hex()  # type: ignore[union-attr]
+                for h in (1, 2, 3)] == ids
+    finally:
+        host.close()
+
+
+async def test_generate_includes_what_the_pool_held_when_asked(tmp_path: Path) -> None:
+    """A template made before generate() was called (here by the swarm's inference, and
+    kept for a long refresh) is not reused for its blocks: a transaction the pool took
+    before the call is in the first block (issue 12: a generated block without the
+    transaction every node's pool held)."""
+    host = Host(tmp_path, clock=lambda: GENESIS_TIME + 0.5)  # block 1 not yet due: paced
+    miner = Miner(host, config=MinerConfig(seed=6, template_refresh=600.0), clock=host.clock)
+    miner.start(asyncio.get_running_loop(), continuous=False)
+    try:
+        rng = np.random.default_rng(0)
+        a = rng.integers(-64, 64, size=(8, 64), dtype=np.int8)
+        b = rng.integers(-64, 64, size=(64, 8), dtype=np.int8)
+        await asyncio.to_thread(miner.mine_product, a, b)  # makes (and caches) a template
+        tx = transfer(0, 0, 60, 1000, fee=9)
+        host.mempool.add(tx, tip=host.chain.tip_view(), now=0)  # type: ignore[arg-type]
+        [block_id] = await miner.generate(1, timeout=60)
+        block = host.chain.get_block(bytes.fromhex(block_id))
+        assert block is not None and block.transactions == (tx,)
+    finally:
+        await asyncio.to_thread(miner.stop)
         host.close()
 
 

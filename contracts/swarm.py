@@ -849,6 +849,8 @@ def apply_post_round_leaves(state: State, payload: PostRoundLeaves, ctx: TxConte
     # a full settlement's data is on chain already
     require(not held.full, "swarm.data_on_chain")
     slots = round_slots(held.answerers, held.judges)
+    # once every leaf is posted (and the outcome checked) there is nothing left to post
+    require(held.posted < len(slots), "swarm.data_complete")
     posted = held.posted
     for item in payload.leaves:
         fault = proof_fault(item.leaf, root=held.data_root, slot=item.slot, slots=slots,

@@ -347,6 +347,9 @@ def test_the_right_outcome_survives_posting_and_unposted_data_voids() -> None:
     post_all(chain, rid, leaves, HEIGHT + 4)
     held = held_round(chain.state, rid)
     assert held is not None and held.posted == 64
+    with pytest.raises(TransactionError) as err:  # checked once: no recomputation on demand
+        post_all(chain, rid, leaves, HEIGHT + 5)
+    assert err.value.rule == "swarm.data_complete"
     finalize_held_rounds(chain.state, ctx(chain, SETTLER, HEIGHT + 4 + WINDOW))
     assert held_round(chain.state, rid) is None
     assert chain.state.account(SETTLER).balance == DEV_BALANCE

@@ -23,7 +23,7 @@ VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "consensus" / "in
 FILES = sorted(VECTOR_DIR.glob("*.json"))
 
 
-def _generator() -> ModuleType:
+def _inclusion_generator() -> ModuleType:
     spec = importlib.util.spec_from_file_location("inclusion_vectors",
                                                   VECTOR_DIR / "generate.py")
     assert spec is not None and spec.loader is not None
@@ -32,7 +32,7 @@ def _generator() -> ModuleType:
     return module
 
 
-def replay(v: dict[str, Any]) -> str:
+def replay_inclusion_vector(v: dict[str, Any]) -> str:
     leaf = RoundLeaf.decode(bytes.fromhex(v["leaf"]))
     rid = bytes.fromhex(v["round_id"])
     commitments = tuple(Commitment.decode(bytes.fromhex(x)) for x in v["commitments"])
@@ -56,15 +56,15 @@ def replay(v: dict[str, Any]) -> str:
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_vector(path: Path) -> None:
     vector = json.loads(path.read_text())
-    assert replay(vector) == vector["expect"]
+    assert replay_inclusion_vector(vector) == vector["expect"]
 
 
 def test_vectors_are_up_to_date() -> None:
-    generator = _generator()
-    vectors = generator.all_vectors()
+    generator = _inclusion_generator()
+    vectors = generator.inclusion_vectors()
     assert sorted(vectors) == [p.stem for p in FILES]
     for path in FILES:
-        assert generator.render(vectors[path.stem]) == path.read_text(), path.name
+        assert generator.render_inclusion_vector(vectors[path.stem]) == path.read_text(), path.name
 
 
 def test_every_outcome_is_covered() -> None:

@@ -46,7 +46,7 @@ def _hex(items: Any) -> list[str]:
     return [item.encode().hex() for item in items]
 
 
-def all_vectors() -> dict[str, Vector]:
+def inclusion_vectors() -> dict[str, Vector]:
     _, leaves, request = _round()
     rid = request.round_id()
     slots = [(leaf.node, leaf.kind) for leaf in leaves]
@@ -127,17 +127,17 @@ def all_vectors() -> dict[str, Vector]:
     return out
 
 
-def render(vector: Vector) -> str:
+def render_inclusion_vector(vector: Vector) -> str:
     return json.dumps(vector, indent=1, sort_keys=True) + "\n"
 
 
 def main() -> None:
-    vectors = all_vectors()
+    vectors = inclusion_vectors()
     for old in HERE.glob("*.json"):
         if old.stem not in vectors:
             old.unlink()
     for name, vector in vectors.items():
-        (HERE / f"{name}.json").write_text(render(vector))
+        (HERE / f"{name}.json").write_text(render_inclusion_vector(vector))
     print(f"wrote {len(vectors)} vectors to {HERE}")
 
 

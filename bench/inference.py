@@ -9,8 +9,10 @@ come as the median of the per-round ratios):
   product through `swarm.runtime.builtin.mining_hook` over a real `pouw.MiningSession` on a
   realistic target (``MAX_TARGET >> --target-shift``: tickets are evaluated, wins are rare),
   plus the mined/unmined ratio;
-- `transformers`' own greedy `generate` on the same GGUF as the reference, only when
-  `transformers` is importable (it is not a project dependency: else "not installed");
+- `transformers`' own greedy `generate` on the same GGUF as the reference (pyproject's
+  `reference` extra, which make installs), interleaved with the rows above at the same
+  prompt, length, batch and torch threads, and how its greedy continuation agrees with our
+  float forward's (`bench/llm_reference_check.greedy_agreement`);
 - the swarm's answer latency over one node's: a round simulated in-process, ``--answerers``
   answers generated in one batch (seeded sampling, the same length), one judge's pass
   through the backend's batched calls (pmi verdicts on every ordered pair of distinct
@@ -26,8 +28,6 @@ Prints a table, then (with --json) one JSON object as the last line.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import statistics
@@ -41,6 +41,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.llm_reference_check import (
+    Reference,
+    greedy_agreement,
+    load_reference,
+    reference_generate,
+    reference_installed,
+    reference_status,
+)
 from pouw.mining import MiningSession
 from pouw.params import MAX_TARGET
 from swarm.bradley_terry import Outcome
@@ -54,6 +62,7 @@ from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, SCREEN_NONE, settle
 from tests.framework.roundkit import build_round, make_request, seed
 
 GOAL_RATIO = 1.5
+REFERENCE_ROW = "transformers generate"
 QUESTION = "Write one short paragraph about the sea."
 ROUND_STAKE = 10**9
 ROUND_FEE = 10**6
@@ -73,35 +82,33 @@ def _generate(engine: LlamaEngine, ids: list[int], batch: int, tokens: int) -> f
     return seconds
 
 
-def transformers_seconds(tokens: int, batch: int) -> tuple[str, float | None]:
-    """(status, seconds) of transformers' greedy generate on the shipped GGUF."""
-    if importlib.util.find_spec("transformers") is None:
-        return "not installed", None
-    transformers: Any = importlib.import_module("transformers")  # optional, not a dependency
-
-    path = shipped_gguf_path()
-    tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent),
-                                                              gguf_file=path.name)
-    text = tok.apply_chat_template([{"role": "user", "content": QUESTION}], tokenize=False,
-                                   add_generation_prompt=True)
-    inputs = tok([text] * batch, return_tensors="pt")
-    with torch.no_grad():
-        seconds, _ = _timed(lambda: model.generate(
-            **inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False))
-    return f"transformers {transformers.__version__}", seconds
+def _reference_generate(ref: Reference, ids: list[int], batch: int,
+                        tokens: int) -> tuple[float, list[list[int]]]:
+    """Seconds for transformers' greedy generate of exactly `tokens` tokens, and its ids."""
+    seconds, out = _timed(lambda: reference_generate(ref, ids, batch=batch, tokens=tokens,
+                                                     exact=True))
+    assert all(len(row) == tokens for row in out)
+    return seconds, out
 
 
 def speed_rows(float_engine: LlamaEngine, int8_engine: LlamaEngine, *, tokens: int,
-               batch: int, repeat: int, mined: bool, target_shift: int) -> dict[str, Any]:
-    """Interleaved runs of float, int8 and int8 mined; best seconds of each, ratios."""
+               batch: int, repeat: int, mined: bool, target_shift: int,
+               reference: Reference | None) -> dict[str, Any]:
+    """Interleaved runs of float, int8, int8 mined and transformers (the reference, when
+    given); best seconds of each, ratios, and the reference's greedy agreement with our
+    float forward."""
     ids = int8_engine.chat_ids([{"role": "user", "content": QUESTION}])
     session = MiningSession(commitment=bytes(range(32)), target=MAX_TARGET >> target_shift,
                             max_wins=1)
     hook = mining_hook(session)
-    runs: dict[str, list[float]] = {"float": [], "int8": [], "int8 mined": []}
+    runs: dict[str, list[float]] = {"float": [], "int8": [], "int8 mined": [],
+                                    REFERENCE_ROW: []}
     products = 0
+    reference_ids: list[list[int]] = []
     for _ in range(repeat):
+        if reference is not None:
+            ref_s, reference_ids = _reference_generate(reference, ids, batch, tokens)
+            runs[REFERENCE_ROW].append(ref_s)
         runs["float"].append(_generate(float_engine, ids, batch, tokens))
         runs["int8"].append(_generate(int8_engine, ids, batch, tokens))
         if mined:
@@ -120,9 +127,15 @@ def speed_rows(float_engine: LlamaEngine, int8_engine: LlamaEngine, *, tokens: i
         "median_of_rounds": round(statistics.median(
             m / u for m, u in zip(runs["int8 mined"], runs["int8"], strict=True)), 2),
         "products_per_run": products, "backend": session.backend.name}
+    agreement = None
+    if reference is not None:
+        [ours] = float_engine.generate([ids], max_tokens=tokens, stop_ids=())
+        agreement = greedy_agreement(ours.token_ids, reference_ids[0], float_engine.stop_ids)
     return {"rows": rows, "mined_over_unmined": ratio,
             "int8_over_float": round(best["int8"] / best["float"], 2),
-            "prompt_tokens": len(ids)}
+            "float_over_reference": (round(best["float"] / best[REFERENCE_ROW], 2)
+                                     if reference is not None else None),
+            "reference_greedy_agreement": agreement, "prompt_tokens": len(ids)}
 
 
 def swarm_round_seconds(engine: LlamaEngine, *, answerers: int, tokens: int,
@@ -215,25 +228,32 @@ def main() -> None:
         LlamaEngine(loaded.model, loaded.model_id, int8=False),
         LlamaEngine(loaded.model, loaded.model_id, int8=True)))
     float_engine, int8_engine = engines
+    use_reference = reference_installed() and not args.no_transformers
+    reference_status_text = "skipped" if args.no_transformers else reference_status()
+    ref_load_s, reference = (_timed(load_reference) if use_reference else (None, None))
     speed = speed_rows(float_engine, int8_engine, tokens=args.tokens, batch=args.batch,
                        repeat=args.repeat, mined=not args.no_mined,
-                       target_shift=args.target_shift)
-    reference, ref_s = (("skipped", None) if args.no_transformers
-                        else transformers_seconds(args.tokens, args.batch))
+                       target_shift=args.target_shift, reference=reference)
     latency = latency_rows(int8_engine, answerers=args.answerers, tokens=args.tokens,
                            repeat=args.repeat)
     load = os.getloadavg()
     print(f"inference: {args.tokens} tokens, batch {args.batch}, best of {args.repeat} "
           f"interleaved; torch threads {torch.get_num_threads()}; load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; model load "
-          f"{load_s:.1f} s, engines {start_s:.1f} s")
+          f"{load_s:.1f} s, engines {start_s:.1f} s"
+          + (f", transformers load {ref_load_s:.1f} s" if ref_load_s is not None else ""))
     print(f"{'forward':<28} {'tokens/s':>9} {'seconds':>8}")
     for name, row in speed["rows"].items():
-        print(f"{name:<28} {row['tokens_per_s']:9.2f} {row['seconds']:8.3f}")
-    ref_tps = None if ref_s is None else round(args.batch * args.tokens / ref_s, 2)
-    print(f"{'transformers generate':<28} "
-          + (f"{ref_tps:9.2f} {ref_s:8.3f}  ({reference})" if ref_s is not None
-             else f"{reference:>9}"))
+        print(f"{name:<28} {row['tokens_per_s']:9.2f} {row['seconds']:8.3f}"
+              + (f"  ({reference_status_text})" if name == REFERENCE_ROW else ""))
+    ref_row = speed["rows"].get(REFERENCE_ROW)
+    agreement = speed["reference_greedy_agreement"]
+    if ref_row is None:
+        print(f"{REFERENCE_ROW:<28} {reference_status_text}")
+    else:
+        print(f"float/transformers time: {speed['float_over_reference']}x; greedy agreement "
+              f"with our float forward: first {agreement['same_prefix']} of "
+              f"{agreement['compared']} tokens identical ({agreement['agreement']:.0%})")
     mined = speed["mined_over_unmined"]
     if mined is not None:
         print(f"mined/unmined time: {mined['best']}x (best), {mined['median_of_rounds']}x "
@@ -248,9 +268,12 @@ def main() -> None:
           f"{GOAL_RATIO}x: {'met' if latency['meets_goal'] else 'MISSED'}")
     if args.json:
         print(json.dumps({"tokens": args.tokens, "batch": args.batch, "repeat": args.repeat,
-                          "speed": speed, "transformers": {"status": reference,
-                                                           "seconds": ref_s,
-                                                           "tokens_per_s": ref_tps},
+                          "speed": speed, "transformers": {
+                              "status": reference_status_text,
+                              "load_s": None if ref_load_s is None else round(ref_load_s, 2),
+                              "tokens_per_s": None if ref_row is None
+                              else ref_row["tokens_per_s"],
+                              "greedy_agreement": agreement},
                           "swarm_latency": latency,
                           "load_average": [round(x, 2) for x in load],
                           "model_load_s": round(load_s, 2)}))

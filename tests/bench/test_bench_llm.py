@@ -28,17 +28,36 @@ def test_inference_bench_prints_table_and_json_last(tmp_path: Path) -> None:
     lines, result = _run_bench("inference.py", "--tokens", "2", "--repeat", "1",
                                "--answerers", "2", cache=tmp_path)
     rows = result["speed"]["rows"]
-    assert list(rows) == ["float", "int8", "int8 mined"]
+    assert list(rows) == ["float", "int8", "int8 mined", "transformers generate"]
     assert all(row["tokens_per_s"] > 0 for row in rows.values())
     mined = result["speed"]["mined_over_unmined"]
     assert mined["best"] > 0 and mined["products_per_run"] > 0
-    status = result["transformers"]["status"]
-    assert status == "not installed" or status.startswith("transformers")
+    reference = result["transformers"]  # pinned in the `reference` extra: make installs it
+    assert reference["status"].startswith("transformers ")
+    assert reference["tokens_per_s"] == rows["transformers generate"]["tokens_per_s"] > 0
+    assert reference["load_s"] > 0
+    agreement = reference["greedy_agreement"]
+    assert agreement == result["speed"]["reference_greedy_agreement"]
+    assert agreement["compared"] == 2 and 0 <= agreement["same_prefix"] <= 2
+    assert agreement["first_ok"]  # float32 both: the first tokens are the same
     latency = result["swarm_latency"]
     assert latency["answerers"] == 2 and latency["tokens"] == 2
     assert latency["round_s"]["total"] >= latency["round_s"]["generate"] > 0
     assert latency["meets_goal"] == (latency["ratio"] <= latency["goal"])
     assert any(line.startswith("transformers generate") for line in lines)
+
+
+@pytest.mark.slow
+def test_reference_check_agrees_with_transformers(tmp_path: Path) -> None:
+    """Our loader and float forward against transformers on the shipped GGUF: the script
+    exits 0 only if token ids are identical, logits agree and greedy continuations share
+    their first tokens."""
+    lines, result = _run_bench("llm_reference_check.py", "--tokens", "8", cache=tmp_path)
+    assert result["reference"].startswith("transformers ")
+    assert result["rows"] and all(r["same_ids"] for r in result["rows"])
+    assert all(r["max_abs_logit_diff"] < 1e-3 for r in result["rows"])
+    assert len(result["greedy"]) == 3 and all(r["first_ok"] for r in result["greedy"])
+    assert any(line.startswith("greedy continuations") for line in lines)
 
 
 @pytest.mark.slow

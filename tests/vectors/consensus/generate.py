@@ -26,11 +26,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
 from consensus.block import Block  # noqa: E402
-from consensus.genesis import dev_config  # noqa: E402
+from consensus.genesis import dev_config, dev_seed  # noqa: E402
 from consensus.tx import MAX_TX_SIZE, Transaction, public_key  # noqa: E402
 from contracts import (  # noqa: E402
     BeginUnstake,
+    ChallengeSwarmRound,
+    Payload,
+    PostRoundLeaves,
     RegisterSwarmNode,
+    SettleSwarmRoot,
     Stake,
     Transfer,
     Withdraw,
@@ -38,6 +42,7 @@ from contracts import (  # noqa: E402
 from contracts.registry import CALIBRATION_WINDOW, SubmitCalibration, calibration_seed  # noqa: E402
 from pouw import MAX_TARGET, Certificate  # noqa: E402
 from swarm.calibration import calibration_questions  # noqa: E402
+from swarm.messages import RoundOutcome, sign_request  # noqa: E402
 from tests.framework.chain import Chain, make_block, mine_header, new_chain, tx  # noqa: E402
 
 BOB = public_key(b"\x0b" * 32)
@@ -215,7 +220,7 @@ def tx_vectors() -> dict[str, Vector]:
          tx(1, 0, Stake(amount=5)).encode() + bytes(MAX_TX_SIZE)),
         ("unsorted_models", "encoding", 1, [], _unsorted_models()),
     ]
-    out: dict[str, Vector] = calibration_vectors()
+    out: dict[str, Vector] = {**calibration_vectors(), **inclusion_tx_vectors()}
     for name, rule, height, prior, item in cases:
         data = item if isinstance(item, bytes) else item.encode()
         out[f"tx_{name}"] = {
@@ -229,6 +234,33 @@ def tx_vectors() -> dict[str, Vector]:
             "expect": rule,
         }
     return out
+
+
+def inclusion_tx_vectors() -> dict[str, Vector]:
+    """The inclusion-window transaction kinds (docs/swarm.md §7a) against dev genesis: a
+    data-root settlement needs a window; its outcome must rank drawn answerers; a challenge
+    and a data posting need a held round. The leaf rules have their own vectors
+    (``inclusion/``)."""
+    request = sign_request(dev_seed(1), chain_id=1337, prompt=b"1+1?", fee=1000, answers=3,
+                           judges=3, nonce=bytes(32)).request
+    outcome = RoundOutcome(round_id=request.round_id(), ranking=(BOB,), scores=(1,),
+                           payouts=(), refund=1000, reputations=(), slashes=())
+    root = SettleSwarmRoot(request=request, reputation_height=1, data_root=bytes(32),
+                           outcome=outcome)
+    window = {"swarm_inclusion_window": 5}
+    cases: list[tuple[str, str, dict[str, Any], Payload]] = [
+        ("settle_root_no_window", "swarm.no_inclusion_window", {}, root),
+        ("settle_root_undrawn_answerer", "swarm.outcome_ranking", window, root),
+        ("challenge_not_held", "swarm.not_held", window,
+         ChallengeSwarmRound(round_id=request.round_id(), claim=1)),
+        ("post_leaves_not_held", "swarm.not_held", window,
+         PostRoundLeaves(round_id=request.round_id(), leaves=())),
+    ]
+    return {f"tx_{name}": {
+        "kind": "tx", "name": name, "description": f"breaks {rule}",
+        "network": {"base": "dev", "overrides": overrides}, "prior": [], "height": 1,
+        "tx": tx(2, 0, payload).encode().hex(), "expect": rule}
+        for name, rule, overrides, payload in cases}
 
 
 def calibration_vectors() -> dict[str, Vector]:

@@ -150,6 +150,7 @@ class Builder:
                                  "settle_backoff": float(config.swarm_settle_backoff)}
         options.update(self.swarm_options)
         service = SwarmService(node, node.peers, backend, **options)
+        service.attach_store(node.chain.db)  # rounds until settled (node.swarm.round)
         registration = SwarmRegistration(node, node.peers, backend,
                                          enabled=config.swarm_register,
                                          stake=config.swarm_stake)

@@ -3,22 +3,31 @@ the settlement found on chain; plus the msgpack lists swarm gossip carries.
 
 Pure data with its own checks (`RoundState.add_commitment` keeps at most two digests per
 node and kind: enough to prove equivocation, too few to flood us); the service drives it.
+
+`RoundStore` keeps on-chain rounds in the node's LevelDB until they settle: the signed
+announcement, the draw, every kept commitment and reveal, our own unrevealed reveals and the
+settlement we sent, so a restarted node can still finish (origin) and settle (any
+participant) a round it took part in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from typing import Any
 
 import msgpack
 
+from core.errors import ConsensusError
+from node.chain.db import Database
 from node.swarm.generation import GenerationOptions
 from swarm.commit_reveal import reveal_matches
 from swarm.messages import KIND_ANSWER, KIND_JUDGMENT, Commitment, RequestAnnouncement, Reveal
 from swarm.selection import Candidate
 from swarm.settlement import RoundSettlement
 
+ROUND_PREFIX = b"round/"  # round/<round id> -> msgpack record (`RoundStore`)
 MAX_DIGESTS = 2  # commitments kept per (node, kind): two different ones prove equivocation
 SETTLEMENT_PENDING = "pending"
 NOT_ON_CHAIN = "not on chain: no registered swarm nodes (interim candidates)"
@@ -176,3 +185,81 @@ def unpack(data: bytes) -> list[Any]:
     if type(obj) is not list:
         raise ValueError("swarm message: expected a list")
     return obj
+
+
+class RoundStore:
+    """Rounds in the node's LevelDB (``round/<id>``) until they settle.
+
+    Written on every change of a round's signed messages, without an fsync of its own (in
+    the OS at once: it survives a killed process; a power cut may lose the newest messages,
+    which peers re-send in ``final``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def record(state: RoundState) -> bytes:
+        """The msgpack record of a round: what finishing or settling it needs."""
+        return pack(
+            state.announcement.encode(),
+            [[c.node, c.stake, c.reputation, c.capable] for c in state.candidates],
+            list(state.answerers), list(state.judges), state.origin, state.height,
+            state.status, [c.encode() for c in state.all_commitments()],
+            [state.reveals[k].encode() for k in sorted(state.reveals)],
+            [r.encode() for _, r in sorted(state.pending.items())],
+            state.settlement_tx or b"",
+            None if state.options.is_default else state.options.wire(),
+            sorted(state.phases))
+
+    def save(self, state: RoundState) -> None:
+        if not self.db.closed:
+            self.db.write_raw({ROUND_PREFIX + state.round_id: self.record(state)}, sync=False)
+
+    def forget(self, round_ids: list[bytes]) -> None:
+        if round_ids and not self.db.closed:
+            self.db.write_raw(dict.fromkeys((ROUND_PREFIX + r for r in round_ids), None),
+                              sync=False)
+
+    def load(self) -> tuple[list[RoundState], list[tuple[bytes, str]]]:
+        """Every readable round; (id, why) of the others, which are deleted."""
+        rounds: list[RoundState] = []
+        bad: list[tuple[bytes, str]] = []
+        for key, value in self.db.iterate_prefix(ROUND_PREFIX):
+            round_id = key[len(ROUND_PREFIX):]
+            try:
+                state = restore_round(value)
+                if state.round_id != round_id:
+                    raise ValueError("the record's request is not this round's")
+            except (ValueError, TypeError, KeyError, ConsensusError) as exc:
+                bad.append((round_id, f"{type(exc).__name__}: {exc}"))
+                continue
+            rounds.append(state)
+        self.forget([round_id for round_id, _ in bad])
+        return rounds, bad
+
+
+def restore_round(value: bytes) -> RoundState:
+    """The `RoundState` a `RoundStore.record` holds (signatures re-checked as it is rebuilt:
+    a commitment is kept only if validly signed by a selected node, a reveal only if it
+    opens one)."""
+    (announcement, candidates, answerers, judges, origin, height, status, commits, reveals,
+     pending, settlement_tx, options, phases) = unpack(value)
+    state = RoundState(
+        announcement=RequestAnnouncement.decode(bytes(announcement)),
+        candidates=tuple(Candidate(node=bytes(n), stake=int(st), reputation=int(rep),
+                                   capable=bool(cap)) for n, st, rep, cap in candidates),
+        answerers=tuple(map(bytes, answerers)), judges=tuple(map(bytes, judges)),
+        origin=bytes(origin), started=time.monotonic(), height=int(height),
+        status=str(status), settlement_tx=bytes(settlement_tx) or None,
+        options=GenerationOptions() if options is None else GenerationOptions.from_wire(options),
+        phases={str(p) for p in phases})
+    for raw in commits:
+        state.add_commitment(Commitment.decode(bytes(raw)))
+    for raw in reveals:
+        reveal = Reveal.decode(bytes(raw))
+        if state.opens(reveal):
+            state.reveals.setdefault((reveal.node, reveal.kind), reveal)
+    for raw in pending:
+        reveal = Reveal.decode(bytes(raw))
+        state.pending[reveal.kind] = reveal
+    return state

@@ -38,6 +38,13 @@ the chain's own inputs), so the client's top answer is the one the settlement ra
 
 Settlement of an on-chain round is a shared duty of its participants
 (`node.swarm.settlement_duty`).
+
+Restarts: on-chain rounds are kept in the node's LevelDB until they settle
+(`node.swarm.round.RoundStore`, `attach_store`). A restarted node takes its rounds back:
+a complete one is settled as usual (its settlement, if sent, is in the journaled mempool);
+one it originated and had not finished is finished with what it holds and its ``final`` is
+sent to every peer that connects, so the other participants settle it too; one another node
+originated waits for that ``final`` as before (or is abandoned).
 An interim round cannot settle (its nodes are not in the registry): ``not on chain: …``.
 """
 
@@ -54,9 +61,15 @@ from typing import Any, TypeVar
 from consensus.block import BlockHeader
 from contracts.escrow import escrow_of
 from contracts.registry import swarm_node_ids
-from contracts.swarm import ANY_MODEL, selected_nodes, selection_candidates
+from contracts.swarm import (
+    ANY_MODEL,
+    MAX_SETTLEMENT_LAG,
+    selected_nodes,
+    selection_candidates,
+)
 from core.errors import ConsensusError
 from core.state import State
+from node.chain.db import Database
 from node.logging import get_logger, log_event
 from node.p2p.peer import Peer
 from node.p2p.protocol import Message, MsgType, encode_frame
@@ -64,7 +77,7 @@ from node.swarm.backend import RoundBackend, inference_stats, round_seed, warm_u
 from node.swarm.errors import FeeNotCovered, SwarmUnavailable
 from node.swarm.generation import GenerationOptions, generate
 from node.swarm.host import SwarmHost, SwarmPeers
-from node.swarm.round import NOT_ON_CHAIN, RoundState, pack, unpack
+from node.swarm.round import NOT_ON_CHAIN, RoundState, RoundStore, pack, unpack
 from node.swarm.settlement_duty import (
     DEFAULT_SETTLE_BACKOFF,
     DEFAULT_SETTLEMENT_FEE,
@@ -157,6 +170,48 @@ class SwarmService:
             "req": self._on_req, "commit": self._on_commit, "reveal": self._on_reveal,
             "phase": self._on_phase, "close": self._on_close, "final": self._on_final}
         self.silent = False  # tests: a node that never answers nor judges
+        self.store: RoundStore | None = None  # on-chain rounds until settled (attach_store)
+        self._restored: list[RoundState] = []  # taken back from the store, resumed at start
+        self._finals: dict[bytes, bytes] = {}  # restored rounds' ``final``, for new peers
+
+    def attach_store(self, db: Database) -> int:
+        """Keep on-chain rounds in ``db`` until they settle, and take back the rounds kept
+        there (resumed by `start`); how many came back."""
+        self.store = RoundStore(db)
+        rounds, bad = self.store.load()
+        for round_id, why in bad:
+            log_event(log, "swarm.round_record_dropped", round=round_id, error=why)
+        for state in rounds:
+            self.rounds[state.round_id] = state
+        self._restored = rounds
+        if rounds:
+            log_event(log, "swarm.rounds_restored", count=len(rounds),
+                      complete=sum(s.status == "complete" for s in rounds))
+        return len(rounds)
+
+    def _save(self, state: RoundState) -> None:
+        """Keep an on-chain round's messages (interim rounds cannot settle: not kept)."""
+        if self.store is not None and state.height and state.settled is None:
+            self.store.save(state)
+
+    def _resume(self) -> None:
+        """Start: finish the rounds we originated and settle the complete ones (their
+        ``final`` goes to each peer that connects); watch the others' rounds again."""
+        for state in self._restored:
+            if state.status != "complete" and state.origin != self.node_id:
+                # a reveal phase opened before the crash: open what we committed
+                for phase, kind in (("reveal_answers", KIND_ANSWER),
+                                    ("reveal_judgments", KIND_JUDGMENT)):
+                    if phase in state.phases:
+                        self._reveal_own(state, kind)
+                self._spawn(self._watch(state))
+                continue
+            final = pack(state.round_id, [c.encode() for c in state.all_commitments()],
+                         [state.reveals[k].encode() for k in sorted(state.reveals)], b"")
+            self._finals[state.round_id] = final
+            self._flood("final", final)
+            self._finish(state)
+        self._restored = []
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -202,6 +257,7 @@ class SwarmService:
         it, better us than a client)."""
         if self.backend is not None:
             self._spawn(warm_up(self.backend))
+        self._resume()
 
     async def stop(self) -> None:
         """Cancel every round task (answering, judging, settling) and wait for them."""
@@ -215,6 +271,8 @@ class SwarmService:
         """A new peer: tell it our model, so it can draw us under the interim rule."""
         if self.backend is not None:
             peer.send_frame(swarm_frame("cap", self.backend.model_id))
+        for final in self._finals.values():
+            peer.send_frame(swarm_frame("final", final))
 
     def _first_time(self, kind: str, data: bytes) -> bool:
         """True the first time we see this message (we flood each message once)."""
@@ -283,6 +341,7 @@ class SwarmService:
         if state is None or not self._keep_commitment(state, c):
             return False
         state.changed.set()
+        self._save(state)
         return True
 
     def _on_reveal(self, data: bytes) -> bool:
@@ -293,6 +352,7 @@ class SwarmService:
             return False
         state.reveals.setdefault((r.node, r.kind), r)
         state.changed.set()
+        self._save(state)
         return True
 
     def _on_phase(self, data: bytes) -> bool:
@@ -314,6 +374,7 @@ class SwarmService:
         if state is None:
             return False
         closed = self._absorb(state, commits, reveals)
+        self._save(state)
         if self.node_id in state.judges and self.backend is not None and not self.silent:
             self._spawn(self._judge(state, closed))
         return True
@@ -392,6 +453,7 @@ class SwarmService:
         self.rounds[round_id] = state
         while len(self.rounds) > MAX_ROUNDS:
             self.rounds.pop(next(iter(self.rounds)))
+        self._save(state)
         if self.node_id in answerers and self.backend is not None and not self.silent:
             self._spawn(self._answer(state))
         if origin != self.node_id:
@@ -704,8 +766,23 @@ class SwarmService:
         without being asked first), drop their duplicate settlements from the mempool and
         challenge held settlements that left out our data (`SettlementDuty.watch`)."""
         self.duty.note_settled(self.rounds.values())
+        self._forget_settled()
         self._spawn(self.duty.drop_duplicates())
         self._spawn(self.duty.watch(self.rounds.values()))
+
+    def _forget_settled(self) -> None:
+        """Drop from the store the rounds that settled or can no longer settle (past
+        ``MAX_SETTLEMENT_LAG``); a round dropped from memory goes too."""
+        if self.store is None:
+            return
+        height = self.host.chain.height
+        done = [round_id for round_id, state in self.rounds.items()
+                if state.height and (state.settled is not None
+                                     or height > state.height + MAX_SETTLEMENT_LAG)]
+        done += [round_id for round_id in self._finals if round_id not in self.rounds]
+        for round_id in done:
+            self._finals.pop(round_id, None)
+        self.store.forget(done)
 
     def _phase(self, state: RoundState, phase: str) -> None:
         """The origin opens a phase: apply it here and flood it."""
@@ -743,3 +820,4 @@ class SwarmService:
         state.status = "complete"
         state.done.set()
         state.changed.set()
+        self._save(state)

@@ -173,6 +173,7 @@ class SwarmService:
         self.store: RoundStore | None = None  # on-chain rounds until settled (attach_store)
         self._restored: list[RoundState] = []  # taken back from the store, resumed at start
         self._finals: dict[bytes, bytes] = {}  # restored rounds' ``final``, for new peers
+        self._stored: set[bytes] = set()  # ids of the rounds the store holds
 
     def attach_store(self, db: Database) -> int:
         """Keep on-chain rounds in ``db`` until they settle, and take back the rounds kept
@@ -183,6 +184,7 @@ class SwarmService:
             log_event(log, "swarm.round_record_dropped", round=round_id, error=why)
         for state in rounds:
             self.rounds[state.round_id] = state
+            self._stored.add(state.round_id)
         self._restored = rounds
         if rounds:
             log_event(log, "swarm.rounds_restored", count=len(rounds),
@@ -193,6 +195,7 @@ class SwarmService:
         """Keep an on-chain round's messages (interim rounds cannot settle: not kept)."""
         if self.store is not None and state.height and state.settled is None:
             self.store.save(state)
+            self._stored.add(state.round_id)
 
     def _resume(self) -> None:
         """Start: finish the rounds we originated and settle the complete ones (their
@@ -776,11 +779,14 @@ class SwarmService:
         if self.store is None:
             return
         height = self.host.chain.height
-        done = [round_id for round_id, state in self.rounds.items()
-                if state.height and (state.settled is not None
-                                     or height > state.height + MAX_SETTLEMENT_LAG)]
-        done += [round_id for round_id in self._finals if round_id not in self.rounds]
+        done = []
+        for round_id in self._stored:
+            state = self.rounds.get(round_id)
+            if state is None or state.settled is not None or \
+                    height > state.height + MAX_SETTLEMENT_LAG:
+                done.append(round_id)
         for round_id in done:
+            self._stored.discard(round_id)
             self._finals.pop(round_id, None)
         self.store.forget(done)
 

@@ -9,20 +9,29 @@ a log line. docs/api.md ("Durability") is the promise these tests hold the node 
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import io
 import os
+from typing import Any
 
 import msgpack
+import numpy as np
 import pytest
 
-from consensus.tx import Transaction
+from consensus.genesis import dev_seed
+from consensus.tx import Transaction, sign_transaction
 from node.chain.db import Database
 from node.chain.mempool import JOURNAL
+from node.mining.jobs import job_request, npy_bytes, prepare_operands
 from node.p2p.protocol import MsgType
+from pouw.params import VALUE_MAX, VALUE_MIN
 from testnet.client import ApiError
+from testnet.genesis import DEV_CHAIN_ID
 from tests.framework.chain import transfer
 from tests.framework.nodes import FUNDED, TestNetwork, TestNode, address_of
 from tests.framework.rawpeer import PeerRefused, RawPeer
+from tests.framework.util import wait_until
 
 pytestmark = pytest.mark.slow  # real node processes
 
@@ -128,3 +137,35 @@ def test_restored_transactions_are_relayed_to_peers(network: TestNetwork) -> Non
     crash_and_restart(node)
     network.connect(node, peer)
     assert network.sync_mempools([node, peer]) == accepted
+
+
+def test_an_accepted_job_survives_sigkill_and_settles(network: TestNetwork) -> None:
+    node = network.add_node(dev_key=6)  # funded: it pays its receipt's fee
+    rng = np.random.default_rng(12)
+    a = rng.integers(VALUE_MIN, VALUE_MAX + 1, size=(33, 200), dtype=np.int8)
+    b = rng.integers(VALUE_MIN, VALUE_MAX + 1, size=(200, 17), dtype=np.int8)
+    expected = a.astype(np.int64) @ b.astype(np.int64)
+    tx = sign_transaction(dev_seed(5), chain_id=DEV_CHAIN_ID, nonce=0, fee=100,
+                          payload=job_request(prepare_operands(a, b),
+                                              assignee=bytes.fromhex(node.node_id),
+                                              escrow=50_000))
+    job_id = node.api("POST", "/api/v1/jobs/matmul", auth=False,
+                      a=base64.b64encode(npy_bytes(a)).decode(),
+                      b=base64.b64encode(npy_bytes(b)).decode(), tx=tx.encode().hex())["id"]
+    crash_and_restart(node)
+    assert node.mempool() == [tx.id().hex()]
+
+    def job_view() -> dict[str, Any]:
+        view: dict[str, Any] = node.api("GET", f"/api/v1/jobs/{job_id}", auth=False)
+        assert view["status"] != "failed", view
+        return view
+
+    view = wait_until(lambda: (v := job_view())["status"] == "done" and v, 120,
+                      message="restored job computed")
+    product = np.load(io.BytesIO(base64.b64decode(view["product_npy_b64"])), allow_pickle=False)
+    assert np.array_equal(product, expected)
+    network.generate(node, 1)  # the request lands; the node sends its receipt
+    wait_until(lambda: job_view()["on_chain"]["receipt_tx"], 60, message="receipt sent")
+    network.generate(node, 1)
+    wait_until(lambda: job_view()["on_chain"]["status"] == "done", 60,
+               message="receipt on chain")

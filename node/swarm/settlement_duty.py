@@ -240,7 +240,7 @@ class SettlementDuty:
         chain, mempool = self.host.chain, self.host.mempool
         chain_state = State(chain.state_view())
         senders = {tx.sender for tx in mempool.transactions()
-                   if isinstance(tx.payload, SettleSwarmRound)
+                   if isinstance(tx.payload, SettleSwarmRound | SettleSwarmRoot)
                    and settled_round(chain_state, tx.payload.request.round_id()) is not None}
         if senders:
             mempool.revalidate(senders, tip=chain.tip_view())
@@ -256,9 +256,16 @@ class SettlementDuty:
             planned = await self.host.call_chain(self._watch_plan, list(rounds))
         except RuntimeError:  # the chain thread is gone (node stopping)
             return
+        backups: list[RoundState] = []
         for state, key, txs in planned:
-            if key[2] == "resettle":
-                await self._submit(state)
+            if key[2] == "voided":
+                state.settled = None
+                state.settlement_status = "voided: a challenge proved the settlement wrong"
+                log_event(log, "swarm.settlement_voided", round=state.round_id)
+                if self.enabled and state.round_id in self.challenged:
+                    await self._submit(state)  # we hold the data the challenge proved
+                else:
+                    backups.append(state)  # the usual duty order, with its backoff
                 continue
             sent: list[bytes] = []
             for tx in txs:
@@ -275,6 +282,7 @@ class SettlementDuty:
             state.settlement_status = f"challenged: {key[2]}, tx {sent[0].hex()}"
             log_event(log, "swarm.challenge_sent", round=state.round_id, step=key[2],
                       txs=len(sent))
+        await asyncio.gather(*(self.run(state) for state in backups))
 
     def _watch_plan(self, rounds: list[RoundState]
                     ) -> list[tuple[RoundState, tuple[bytes, bytes, str], list[Transaction]]]:
@@ -284,14 +292,22 @@ class SettlementDuty:
         chain_state = State(chain.state_view())
         plan: list[tuple[RoundState, tuple[bytes, bytes, str], list[Transaction]]] = []
         offset = 0
+        known = {state.round_id for state in rounds}
+        self._reserved = {key for key in self._reserved if key[0] in known}
+        for rid in [rid for rid in self.challenged if rid not in known]:
+            del self.challenged[rid]
         for state in rounds:
             if state.status != "complete" or not state.height:
                 continue
             rid = state.round_id
             held = held_round(chain_state, rid)
             if held is None:
-                key = (rid, b"", "resettle")
-                if self.enabled and rid in self.challenged and key not in self._reserved and \
+                # a settlement we saw (or challenged) is gone: a challenge voided it (or a
+                # reorg dropped it), and the round must settle again
+                mark = state.settled.tx_id if state.settled is not None else (
+                    self.challenged[rid][-1] if rid in self.challenged else None)
+                key = (rid, mark or b"", "voided")
+                if mark is not None and key not in self._reserved and \
                         settled_round(chain_state, rid) is None:
                     self._reserved.add(key)
                     plan.append((state, key, []))

@@ -77,6 +77,7 @@ async def test_an_omitted_opening_is_challenged_and_the_settler_slashed(tmp_path
         assert isinstance(challenge.payload, ChallengeSwarmRound)
         assert challenge.payload.claim == CLAIM_MISSING_OPENING
         assert challenge.payload.leaf[0].node == victim.node_id
+        svc(victim).settles = True  # the victim will settle the round again once it is void
         await mine_block(chain, nodes, [challenge])
         after = tip_state(victim)  # a live view of the tip: read numbers now
         challenged_balance = after.account(victim.node_id).balance
@@ -87,12 +88,15 @@ async def test_an_omitted_opening_is_challenged_and_the_settler_slashed(tmp_path
             DEV_BALANCE - omitted.fee - bond  # the settler lost its bond
         assert after.account(victim.node_id).balance == \
             before - challenge.fee + bond * CHALLENGER_SHARE_BPS // 10_000
-        assert svc(victim).rounds[rid].settlement_status.startswith("challenged: ")
         # the round is open again: the victim settles it with its full data, and when the
         # window closes it is paid as present
-        svc(victim).settles = True
-        await mine_block(chain, nodes, [])
         await wait_for(lambda: bool(settlements(victim, rid)), message="settled again")
+        await wait_for(lambda: svc(victim).rounds[rid].settlement_status.startswith(
+            "submitted: "), message="status")
+        for other in nodes:
+            if other is not victim:  # their duty is off: they only note the void
+                await wait_for(lambda other=other: svc(other).rounds[rid].settlement_status
+                               .startswith("voided: "), message="void noted")
         (again,) = settlements(victim, rid)
         assert isinstance(again.payload, SettleSwarmRound)
         assert not again.payload.outcome.slashes

@@ -6,6 +6,7 @@ over; a node with the option off never registers. Plus the config options."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -194,6 +195,58 @@ async def test_a_slow_backend_still_calibrates_within_the_window(tmp_path: Path)
         await node.stop()
 
 
+class HeldFirst(SlowBatched):
+    """A batching backend whose first call waits until ``release`` is set (the test mines
+    the calibration's seed out of the window meanwhile); later calls answer at once."""
+
+    def __init__(self, inner: BuiltinBackend) -> None:
+        super().__init__(inner, delay=0.0)
+        self.called = threading.Event()
+        self.release = threading.Event()
+
+    def answer_many(self, prompts: Sequence[str], *, max_tokens: int) -> list[Answer]:
+        if not self.batches:
+            self.called.set()
+            assert self.release.wait(120), "never released"
+        return super().answer_many(prompts, max_tokens=max_tokens)
+
+
+async def test_answers_for_a_seed_gone_from_the_window_are_redone_at_once(
+        tmp_path: Path) -> None:
+    """Answering outlasted the window: the pool refuses the calibration
+    (calibration.stale_seed) and the node answers the new tip's prompts at its next step,
+    many blocks before a failed calibration's CALIBRATION_RETRY_BLOCKS would allow."""
+    inner = make_backend(STRONG)
+    assert isinstance(inner, BuiltinBackend)
+    backend = HeldFirst(inner)
+    node = await _node(tmp_path, "w", 5, backend=backend, swarm_register=True,
+                       mining_block_interval=0.2)
+    try:
+        sent = _calibrations(node)
+        registration = _registration(node)
+        await wait_for(backend.called.is_set, timeout=60.0, message="the first answering")
+        asked_at = node.chain.height  # the seed is this tip or one before it
+        assert node.miner is not None
+        await node.miner.generate(CALIBRATION_WINDOW + 2)
+        released_at = node.chain.height
+        backend.release.set()
+        await wait_for(lambda: registration.phase == CALIBRATED, timeout=90.0,
+                       message="calibrated on fresh answers")
+        assert backend.batches == [16, 16]  # answered again, once
+        # the stale one (refused by the pool), then one seeded at a tip after the release
+        seeds = [tx.payload.seed_block for _, tx in sent]  # type: ignore[attr-defined]
+        assert len(seeds) == 2 and registration.attempts == 1
+        assert seeds[1] in {node.chain.block_id_at(h) for h in range(released_at,
+                                                                      node.chain.height + 1)}
+        record = capability(State(node.chain.state_view()), node.node_id)
+        assert record is not None and record.capable
+        assert released_at > asked_at + CALIBRATION_WINDOW
+        assert record.height < released_at + CALIBRATION_RETRY_BLOCKS
+    finally:
+        backend.release.set()
+        await node.stop()
+
+
 async def test_failed_calibration_retries_only_after_too_soon(tmp_path: Path) -> None:
     backend = Switchable(make_backend(STRONG))
     node = await _node(tmp_path, "b", 2, backend=backend, swarm_register=True,
@@ -210,6 +263,7 @@ async def test_failed_calibration_retries_only_after_too_soon(tmp_path: Path) ->
         first = len(sent)
         backend.wrong = False
         # mine up to just before the retry window: the node must not try again
+        assert node.miner is not None
         await node.miner.generate(failed + CALIBRATION_RETRY_BLOCKS - 3 - node.chain.height)
         await asyncio.sleep(0.5)
         assert len(sent) == first and registration.phase == CALIBRATION_FAILED
@@ -263,7 +317,7 @@ def test_config_options(tmp_path: Path) -> None:
         NodeConfig(datadir=tmp_path, swarm_register=True)
     for bad in (0, -1, 2**64, 1.5, True):
         with pytest.raises(ConfigError, match="swarm_stake"):
-            NodeConfig(datadir=tmp_path, swarm_stake=bad)
+            NodeConfig(datadir=tmp_path, swarm_stake=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="swarm_register"):
         NodeConfig(datadir=tmp_path, swarm_register="yes")  # type: ignore[arg-type]
     toml = tmp_path / "node.toml"

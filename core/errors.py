@@ -19,8 +19,11 @@ class ConsensusError(Exception):
         super().__init__(f"[{rule}] {self.message}")
 
 
-class EncodingError(ConsensusError):
-    """Bytes are not the canonical encoding of the expected object."""
+class EncodingError(ConsensusError, ValueError):
+    """Bytes are not the canonical encoding of the expected object.
+
+    Also a ValueError, as Python's own decoders raise: code that parses untrusted bytes
+    (hex, JSON, then a canonical object) catches one type."""
 
     family = "encoding"
 

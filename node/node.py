@@ -26,6 +26,8 @@ from consensus.tx import Transaction
 from consensus.validation import check_certificate, check_header, connect_block
 from core.errors import ConsensusError
 from core.state import State
+from node.api.errors import LIMITS_KEY, HttpLimits, install_error_handling
+from node.api.server import ConnectionGate, start_server
 from node.chain.chainstore import (
     BLOCK,
     HEADER,
@@ -110,6 +112,10 @@ class Node:
         self.services: list[Service] = []  # started in order, stopped in reverse order
         self.started_at = 0.0
         self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        install_error_handling(self.app)  # JSON errors on every route, p2p included
+        # the HTTP server's timeouts and per-IP cap; replace before `start` to change them
+        self.http_limits = HttpLimits()
+        self.http_gate: ConnectionGate | None = None
         self.app.router.add_get("/p2p", self.peers.handle_inbound)
         self.blocks_received = 0
         self._tip_listeners: list[TipListener] = []
@@ -119,6 +125,7 @@ class Node:
         self._chased = LruSet(ORPHAN_PARENTS_CHASED)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self._running = False
 
     # -- extension points ------------------------------------------------------------------------
@@ -134,11 +141,12 @@ class Node:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.app[LIMITS_KEY] = self.http_limits
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
+        self._listener, self.http_gate = await start_server(
+            self._runner, self.config.host, self.config.port, self.http_limits)
+        sockets = self._listener.sockets
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.config.port
         self.listen_address = f"{self.config.host}:{self.port}"
         self.started_at = time.time()
@@ -166,6 +174,8 @@ class Node:
                 log.exception("node.service_stop_failed")
         await self.sync.stop()
         await self.peers.stop()
+        if self._listener is not None:
+            self._listener.close()  # accept no more connections; cleanup closes the open ones
         if self._runner is not None:
             await self._runner.cleanup()
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)

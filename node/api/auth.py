@@ -16,6 +16,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from node.api.errors import ApiError
+
 TOKEN_FILE = "api.token"
 TOKEN_BYTES = 32
 
@@ -44,21 +46,6 @@ def create_token(datadir: Path) -> str:
 def read_token(datadir: Path) -> str:
     """The current token of a node's data directory (for CLI tools and tests)."""
     return token_path(datadir).read_text().strip()
-
-
-class ApiError(Exception):
-    """An API failure with an HTTP status, a machine-readable ``reason`` and a message.
-
-    The API's error middleware renders it as ``{"error": message, "reason": reason}``.
-    """
-
-    def __init__(self, status: int, reason: str, message: str,
-                 *, headers: dict[str, str] | None = None) -> None:
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.headers = headers or {}
-        super().__init__(f"{status} {reason}: {message}")
 
 
 class TokenAuth:

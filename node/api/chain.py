@@ -1,10 +1,11 @@
 """The node's JSON HTTP API (``/api/v1``) and ``/metrics``, registered on the node's app.
 
 Every failure a client can cause is a 4xx JSON body ``{"error": message, "reason": code}``
-(never a 500): identifiers are parsed strictly, bodies are read with a per-route size limit,
-and the error middleware turns aiohttp's own errors (unknown route, wrong method, body over
-``client_max_size``) into the same shape. Routes that act as the node (peers add/remove)
-require the bearer token from the data directory (``node.api.auth``).
+(never a 500): identifiers are parsed strictly, bodies are read with a per-route size and
+time limit, and the error middleware turns aiohttp's own errors (unknown route, wrong method,
+body over ``client_max_size``) into the same shape (`node.api.errors`). Routes that act as
+the node (peers add/remove) require the bearer token from the data directory
+(``node.api.auth``).
 
 Binary values (ids, addresses, keys, signatures) are lowercase hex; 256-bit targets are
 ``0x`` hex strings; every other number is a JSON integer. Documented in docs/api.md and
@@ -17,8 +18,7 @@ import base64
 import binascii
 import dataclasses
 import inspect
-import json
-import logging
+import ipaddress
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -30,17 +30,27 @@ from consensus.tx import Transaction
 from contracts.escrow import escrow_of
 from core.errors import ConsensusError
 from core.state import State
-from node.api.auth import ApiError, TokenAuth, create_token
+from node.api.auth import TokenAuth, create_token
+from node.api.errors import (
+    ApiError,
+    install_error_handling,
+    read_body,
+    read_json_object,
+)
+from node.api.errors import (
+    error_middleware as error_middleware,  # re-exported: apps that serve API routes alone
+)
 from node.api.metrics import MetricsNode, PeerLister, chain_facts, render_metrics
 from node.chain.chainstore import ChainStore
 from node.chain.txindex import TxIndex
-
-log = logging.getLogger("pouwchain.api")
+from node.config import ConfigError, parse_address
 
 API_PREFIX = "/api/v1"
 MAX_SMALL_BODY = 64 * 1024  # JSON bodies of tx/peer routes (a tx is at most 8 KiB)
 MAX_MEMPOOL_LIST = 1000
 _HEX_RE = re.compile(r"^(0x)?[0-9a-fA-F]*$")
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+                          r"(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
 T = TypeVar("T")
 
 
@@ -150,27 +160,26 @@ def decode_blob(text: str, *, encoding: str | None = None) -> bytes:
         raise ApiError(400, "bad_encoding", f"neither hex nor base64: {exc}") from exc
 
 
-async def read_body(request: web.Request, *, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (413) even without a length."""
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "body_too_large", f"body of {request.content_length} bytes > {limit}")
-    data = bytearray()
-    async for chunk in request.content.iter_chunked(1 << 16):
-        data += chunk
-        if len(data) > limit:
-            raise ApiError(413, "body_too_large", f"body larger than {limit} bytes")
-    return bytes(data)
-
-
-async def read_json_object(request: web.Request, *, limit: int = MAX_SMALL_BODY) -> dict[str, Any]:
-    raw = await read_body(request, limit=limit)
+def parse_peer_address(address: str) -> tuple[str, int]:
+    """``host:port`` a peer can be dialled at: an IP address (IPv6 in brackets) or a DNS
+    name, and a port; else ``400 bad_address`` (never a dial that cannot succeed)."""
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_json", f"body is not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ApiError(400, "bad_json", "body must be a JSON object")
-    return value
+        if len(address) > 256:
+            raise ConfigError("longer than 256 characters")
+        host, port = parse_address(address)
+    except ConfigError as exc:
+        raise ApiError(400, "bad_address", f"expected host:port: {exc}") from exc
+    bracketed = address.startswith("[")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if ip is not None and (ip.version == 6) == bracketed:
+        return host, port
+    if ip is None and not bracketed and _HOSTNAME_RE.match(host):
+        return host, port
+    raise ApiError(400, "bad_address",
+                   f"{host!r} is neither an IP address ([v6] in brackets) nor a host name")
 
 
 def _query_flag(request: web.Request, name: str) -> bool:
@@ -184,41 +193,6 @@ def _query_int(request: web.Request, name: str, *, default: int, low: int, high:
     if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise ApiError(400, f"bad_{name}", f"{name} must be an integer in [{low}, {high}]")
     return int(text)
-
-
-# -- the error middleware --------------------------------------------------------------------
-
-def error_response(status: int, reason: str, message: str,
-                   headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message, "reason": reason}, status=status,
-                             headers=dict(headers or {}))
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "error"
-
-
-@web.middleware
-async def error_middleware(request: web.Request,
-                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                           ) -> web.StreamResponse:
-    """JSON errors for API routes; other routes (peer WebSockets) pass through untouched."""
-    if not (request.path.startswith("/api/") or request.path == "/metrics"):
-        return await handler(request)
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.reason, exc.message, exc.headers)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") \
-            else exc.reason
-        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return error_response(exc.status, _slug(exc.reason), message or exc.reason, headers)
-    except Exception:
-        log.exception("API handler failed: %s %s", request.method, request.path)
-        return error_response(500, "internal", "internal error (see the node's log)")
 
 
 # -- handlers --------------------------------------------------------------------------------
@@ -308,7 +282,7 @@ class Api:
             raw = await read_body(request, limit=MAX_SMALL_BODY)
         elif request.content_type in ("application/json", "text/plain",
                                       "application/x-www-form-urlencoded"):  # curl -d
-            body = await read_json_object(request)
+            body = await read_json_object(request, limit=MAX_SMALL_BODY)
             text = body.get("tx")
             if not isinstance(text, str):
                 raise ApiError(400, "missing_tx", 'expected {"tx": "<hex or base64>"}')
@@ -379,10 +353,11 @@ class Api:
 
     async def post_peer(self, request: web.Request) -> web.Response:
         self.auth.check(request)
-        body = await read_json_object(request)
+        body = await read_json_object(request, limit=MAX_SMALL_BODY)
         address = body.get("address")
-        if not isinstance(address, str) or not 0 < len(address) <= 256:
+        if not isinstance(address, str):
             raise ApiError(400, "bad_address", 'expected {"address": "host:port"}')
+        parse_peer_address(address)
         try:
             result = self.node.peers.connect(address)
             if inspect.isawaitable(result):
@@ -435,7 +410,7 @@ def register_routes(app: web.Application, node: ApiNode, *, token: str | None = 
     """
     api = Api(node, token=token if token is not None else create_token(node.config.datadir))
     app[API_KEY] = api
-    app.middlewares.append(error_middleware)
+    install_error_handling(app)
     p = API_PREFIX
     app.router.add_get(f"{p}/status", api.get_status)
     app.router.add_get(f"{p}/blocks/{{ref}}", api.get_block)

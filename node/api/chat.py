@@ -38,8 +38,8 @@ from aiohttp import web
 
 from contracts.registry import is_capable, swarm_node_ids
 from contracts.swarm import ANY_MODEL
-from core.errors import EncodingError
 from core.state import State
+from node.api.errors import ApiError, read_json
 from node.swarm.errors import FeeNotCovered, SwarmUnavailable
 from node.swarm.generation import (
     MAX_STOP,
@@ -70,28 +70,6 @@ CONTEXT_WINDOW = 8192
 TEMPLATE_TOKENS = 64
 #: the longest question a round can carry, in UTF-8 bytes
 MAX_PROMPT_BYTES = MAX_PROMPT
-
-
-async def read_body(request: web.Request) -> bytes:
-    """The whole body, or its first MAX_BODY + 1 bytes (too large: the caller says 413);
-    `StreamReader.read(n)` alone returns whatever the first chunk held."""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= MAX_BODY:
-        chunk = await request.content.read(MAX_BODY + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def openai_error(status: int, message: str, *, code: str, param: str | None = None,
-                 kind: str = "invalid_request_error") -> web.Response:
-    """An OpenAI-style error body, so OpenAI clients show the message."""
-    return web.json_response(
-        {"error": {"message": message, "type": kind, "param": param, "code": code}},
-        status=status)
 
 
 class _BadRequest(Exception):
@@ -368,35 +346,31 @@ class ChatApi:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions``: one swarm round, its chosen answer."""
-        raw = await read_body(request)
-        if len(raw) > MAX_BODY:
-            return openai_error(413, "request body too large", code="too_large")
+        body = await read_json(request, limit=MAX_BODY, too_large="too_large",
+                               bad="invalid_json")
         backend = self.service.backend
         try:
-            chat = parse_chat_request(json.loads(raw or b"null"))
+            chat = parse_chat_request(body)
             await check_context(backend, chat.question,
                                 chat.options.max_tokens or self.service.max_tokens)
-        except json.JSONDecodeError:
-            return openai_error(400, "request body is not valid JSON", code="invalid_json")
         except _BadRequest as exc:
-            return openai_error(400, str(exc), code=exc.code, param=exc.param)
+            raise ApiError(400, exc.code, str(exc), param=exc.param) from exc
         except _UnknownModel as exc:
-            return openai_error(404, f"The model '{exc}' does not exist; GET /v1/models lists "
-                                "the models the swarm serves", code="model_not_found",
-                                param="model")
+            raise ApiError(404, "model_not_found", f"The model '{exc}' does not exist; "
+                           "GET /v1/models lists the models the swarm serves",
+                           param="model") from exc
         if chat.model != ANY_MODEL and chat.model not in self.served_models():
-            return openai_error(404, f"No capable swarm node serves the model "
-                                f"'{model_name(chat.model)}'; GET /v1/models lists the models "
-                                "the swarm serves", code="model_not_found", param="model")
+            raise ApiError(404, "model_not_found", f"No capable swarm node serves the model "
+                           f"'{model_name(chat.model)}'; GET /v1/models lists the models "
+                           "the swarm serves", param="model")
         created = int(time.time())
         try:
             state = await self.service.ask(chat.question, fee=chat.fee, model=chat.model,
                                            options=chat.options)
         except SwarmUnavailable as exc:
-            return openai_error(503, str(exc), code="no_swarm_nodes", kind="server_error")
+            raise ApiError(503, "no_swarm_nodes", str(exc)) from exc
         if state.answer is None:
-            return openai_error(503, f"round {state.round_id.hex()}: {state.error}",
-                                code="no_answer", kind="server_error")
+            raise ApiError(503, "no_answer", f"round {state.round_id.hex()}: {state.error}")
         reply = make_reply(state, chat, backend, default_max_tokens=self.service.max_tokens)
         if not chat.stream:
             return web.json_response(completion_json(reply, created))
@@ -417,23 +391,24 @@ class ChatApi:
 
     async def signed_request(self, request: web.Request) -> web.Response:
         """``POST /api/v1/swarm/requests``: a round for a request its client signed."""
-        raw = await read_body(request)
-        if len(raw) > MAX_BODY:
-            return _error(413, "request body too large", "too_large")
+        body = await read_json(request, limit=MAX_BODY, too_large="too_large",
+                               bad="bad_request")
+        text = body.get("request") if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            raise ApiError(400, "bad_request",
+                           'body must be {"request": hex of a signed swarm request}')
         try:
-            body = json.loads(raw or b"null")
-            announcement = RequestAnnouncement.decode(bytes.fromhex(body["request"]))
-        except (ValueError, TypeError, KeyError, EncodingError) as exc:
-            return _error(400, f"body must be {{\"request\": hex of a signed swarm request}}: "
-                          f"{exc}", "bad_request")
+            announcement = RequestAnnouncement.decode(bytes.fromhex(text))
+        except ValueError as exc:  # not hex, or EncodingError: not a request
+            raise ApiError(400, "bad_request", f"not a signed swarm request: {exc}") from exc
         try:
             state = await self.service.ask_signed(announcement)
         except ValueError as exc:
-            return _error(400, str(exc), "bad_request")
+            raise ApiError(400, "bad_request", str(exc)) from exc
         except FeeNotCovered as exc:
-            return _error(402, str(exc), "fee_not_covered")
+            raise ApiError(402, "fee_not_covered", str(exc)) from exc
         except SwarmUnavailable as exc:
-            return _error(503, str(exc), "no_swarm_nodes")
+            raise ApiError(503, "no_swarm_nodes", str(exc)) from exc
         view = state.view()
         view["settlement_status"] = self.service.settlement_status(state)
         return web.json_response(view)
@@ -446,12 +421,10 @@ class ChatApi:
         except ValueError:
             round_id = b""
         if len(round_id) != 32:
-            return web.json_response({"error": "round id must be 64 hex digits",
-                                      "reason": "bad_round_id"}, status=400)
+            raise ApiError(400, "bad_round_id", "round id must be 64 hex digits")
         state = self.service.rounds.get(round_id)
         if state is None:
-            return web.json_response({"error": "unknown round", "reason": "not_found"},
-                                     status=404)
+            raise ApiError(404, "not_found", "unknown round")
         view = state.view()
         view["settlement_status"] = self.service.settlement_status(state)
         return web.json_response(view)
@@ -505,9 +478,9 @@ class ChatApi:
         for entry in self.model_list():
             if wanted is not None and resolve_model(entry["id"]) == wanted:
                 return web.json_response(entry)
-        return openai_error(404, f"The model '{name}' does not exist or no capable node "
-                            "serves it; GET /v1/models lists the models the swarm serves",
-                            code="model_not_found", param="model")
+        raise ApiError(404, "model_not_found", f"The model '{name}' does not exist or no capable "
+                       "node serves it; GET /v1/models lists the models the swarm serves",
+                       param="model")
 
 
 def register_routes(app: web.Application, service: SwarmService,
@@ -521,7 +494,3 @@ def register_routes(app: web.Application, service: SwarmService,
     app.router.add_post("/api/v1/swarm/requests", api.signed_request)
     app.router.add_get(REGISTRATION_ROUTE, api.registration_status)
 
-
-def _error(status: int, message: str, reason: str) -> web.Response:
-    """The node API's error shape (docs/api.md)."""
-    return web.json_response({"error": message, "reason": reason}, status=status)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from pathlib import Path
 from typing import Protocol
 
@@ -26,8 +25,9 @@ from aiohttp import BodyPartReader, web
 
 from consensus.tx import Transaction
 from core.errors import EncodingError
-from node.api.auth import ApiError, TokenAuth, read_token
+from node.api.auth import TokenAuth, read_token
 from node.api.chain import API_KEY
+from node.api.errors import ApiError, read_json, receiving
 from node.chain.chainstore import ChainStore
 from node.mining.jobs import JobInputError, JobService, load_matrix, npy_bytes
 from node.mining.miner import Miner
@@ -71,17 +71,24 @@ async def _read_part(part: BodyPartReader, limit: int) -> bytes:
         chunks.append(chunk)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "too_large", f"body larger than {limit} bytes")
-        chunks.append(chunk)
+async def _multipart_fields(request: web.Request, limit: int) -> dict[str, bytes]:
+    """Fields a, b and tx of a multipart body, each at most ``limit`` bytes; a body that is
+    not multipart (no boundary, broken framing, an unknown field) is a 400."""
+    fields: dict[str, bytes] = {}
+    async with receiving(request):
+        try:
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader) or part.name not in ("a", "b", "tx"):
+                    raise ApiError(400, "bad_field", "multipart fields are a, b and tx")
+                if part.name in fields:
+                    raise ApiError(400, "bad_field", f"field {part.name!r} sent twice")
+                fields[part.name] = await _read_part(part, limit)
+        except (ValueError, LookupError, RuntimeError, AssertionError) as exc:
+            # aiohttp's multipart reader on a missing boundary or broken framing
+            raise ApiError(400, "bad_multipart", f"not a multipart/form-data body: {exc}") \
+                from exc
+    return fields
 
 
 class DatadirConfig(Protocol):
@@ -122,25 +129,15 @@ class MinerApi:
         limit = self.jobs.limits.max_matrix_bytes
         fields: dict[str, bytes] = {}
         if request.content_type.startswith("multipart/"):
-            reader = await request.multipart()
-            while True:
-                part = await reader.next()
-                if part is None:
-                    break
-                if not isinstance(part, BodyPartReader) or part.name not in ("a", "b", "tx"):
-                    raise ApiError(400, "bad_field", "multipart fields are a, b and tx")
-                fields[part.name] = await _read_part(part, limit)
+            fields = await _multipart_fields(request, limit)
             tx_field = fields.get("tx", b"")
             try:
                 tx_raw = _decode_text(tx_field.decode("ascii"), "tx")
             except (UnicodeDecodeError, ApiError):
                 tx_raw = tx_field  # raw canonical bytes
         elif request.content_type == "application/json":
-            body = await _read_body(request, 2 * (limit * 4 // 3 + 4) + 65536)
-            try:
-                obj = json.loads(body)
-            except ValueError as exc:
-                raise ApiError(400, "bad_json", f"body is not JSON: {exc}") from exc
+            obj = await read_json(request, limit=2 * (limit * 4 // 3 + 4) + 65536,
+                                  too_large="too_large")
             if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str)
                                                     for k in ("a", "b", "tx")):
                 raise ApiError(400, "bad_json",
@@ -191,10 +188,7 @@ class MinerApi:
 
     async def post_generate(self, request: web.Request) -> web.Response:
         self._check_token(request)
-        try:
-            obj = json.loads(await _read_body(request, 4096) or b"{}")
-        except ValueError as exc:
-            raise ApiError(400, "bad_json", f"body is not JSON: {exc}") from exc
+        obj = await read_json(request, limit=4096, too_large="too_large", empty={})
         count = obj.get("count", 1) if isinstance(obj, dict) else None
         if type(count) is not int or not 1 <= count <= MAX_GENERATE:
             raise ApiError(400, "bad_count", f"count must be an integer in [1, {MAX_GENERATE}]")

@@ -50,7 +50,15 @@ from swarm.inclusion import (
     CLAIM_UNAVAILABLE,
     provable_claims,
 )
-from swarm.messages import KIND_ANSWER, KIND_JUDGMENT, Payout, RoundLeaf
+from swarm.messages import (
+    KIND_ANSWER,
+    KIND_JUDGMENT,
+    Payout,
+    ReputationUpdate,
+    RoundLeaf,
+    RoundOutcome,
+    Slash,
+)
 from swarm.settlement import settle
 from tests.framework.chain import Chain, new_chain
 from tests.framework.roundkit import STAKE, Round, build_round, honest, make_request, seed
@@ -215,7 +223,8 @@ def test_a_hidden_equivocation_is_proven() -> None:
 
 
 def big_round(chain: Chain) -> Round:
-    """32 answerers and 32 judges, all distinct, drawn by the chain from 64 nodes."""
+    """32 answerers and 32 judges drawn by the chain from 64 nodes (47 distinct nodes: some
+    answer and judge)."""
     register_pool(chain, pool=BIG_POOL)
     for nonce in range(200):
         request = make_request(CLIENT_SEED, fee=FEE, answers=32, judges=32, nonce=nonce)
@@ -455,3 +464,21 @@ def test_every_slot_proves_and_no_other(count: int) -> None:
                           count=count, proof=proof) != root
         assert proof_root(hashes[i], index=i, count=count + 1, proof=proof) != root
     assert data_root(hashes) != data_root([*hashes, hashes[-1]])
+
+
+def test_the_widest_32_plus_32_outcome_fits_a_root_settlement() -> None:
+    """64 distinct nodes, every one paid and rated, 16 slashed, every integer at full
+    width: the largest outcome a 32 + 32 round settles by data root (docs/swarm.md §9)."""
+    request = make_request(CLIENT_SEED, fee=2**63, answers=32, judges=32)
+    nodes = sorted(i.to_bytes(2, "big") * 16 for i in range(1, 65))
+    wide = 2**63
+    outcome = RoundOutcome(
+        round_id=request.round_id(), ranking=tuple(nodes[:32]), scores=(wide,) * 32,
+        payouts=tuple(Payout(node=n, amount=wide) for n in nodes), refund=wide,
+        reputations=tuple(ReputationUpdate(node=n, score=wide) for n in nodes),
+        slashes=tuple(Slash(node=n, amount=wide, reason=0) for n in nodes[:16]))
+    payload = SettleSwarmRoot(request=request, reputation_height=2**40, data_root=bytes(32),
+                              outcome=outcome)
+    signed = sign_transaction(dev_seed(2), chain_id=2**40, nonce=2**40, fee=2**40,
+                              payload=payload)
+    assert len(signed.encode()) <= MAX_TX_SIZE

@@ -205,6 +205,14 @@ class SettlementDuty:
                                  settler=tx.sender)
         return SettledBy(height=settled.height, block_id=block_id, tx_id=b"", settler=b"")
 
+    def settled_for_good(self, state: RoundState) -> bool:
+        """True iff the round is settled and no challenge can undo it any more: not held in
+        an inclusion window (docs/swarm.md §7a). Until then a node keeps the round's data: it
+        may have to challenge, post leaves or settle again."""
+        if state.settled is None:
+            return False
+        return held_round(State(self.host.chain.state_view()), state.round_id) is None
+
     def status(self, state: RoundState) -> str:
         """The round's settlement status, refreshed from chain state: ``settled at height h:
         tx … by …`` on every node once a block holds the settlement."""

@@ -71,6 +71,7 @@ async def test_an_omitted_opening_is_challenged_and_the_settler_slashed(tmp_path
         held = held_round(tip_state(victim), rid)
         assert held is not None and held.settler == public_key(dev_seed(SETTLER))
         assert tip_state(victim).stake(victim.node_id).bonded == STAKE - slashes[victim.node_id]
+        assert not svc(victim).duty.settled_for_good(svc(victim).rounds[rid])  # keep the data
         # the victim's watcher holds the opening and proves the omission
         await wait_for(lambda: bool(challenges(victim, rid)), message="challenge sent")
         (challenge,) = challenges(victim, rid)
@@ -110,6 +111,8 @@ async def test_an_omitted_opening_is_challenged_and_the_settler_slashed(tmp_path
         final = tip_state(victim)
         assert held_round(final, rid) is None and settled_round(final, rid) is not None
         assert final.stake(victim.node_id).bonded == STAKE
+        await wait_for(lambda: svc(victim).duty.settled_for_good(svc(victim).rounds[rid]),
+                       message="settled for good once the window closed")
         assert paid.get(victim.node_id, 0) > 0
         assert final.account(victim.node_id).balance == \
             challenged_balance - again.fee + paid[victim.node_id]

@@ -10,8 +10,8 @@ What a built node has, in order:
 
 1. the core (`node.node.Node`): identity, chain store and database, mempool, peers and sync
    (p2p on ``GET /p2p``); then what must outlive a crash (`Builder.build_durable`): the
-   mempool's journal in the chain's LevelDB (re-admitted against the tip) with the relay fee
-   policy, and the peers' bans;
+   mempool's journal in the chain's LevelDB (re-admitted against the tip; its group commit
+   is the first service) with the relay fee policy, and the peers' bans;
 2. the chain API (``/api/v1`` and ``/metrics``, `node.api.chain`; writes a fresh API token);
 3. the job service and the miner (`node.mining.service.MiningService`; the miner mines
    continuously when ``config.mine``, and ``generate`` works either way) and their routes
@@ -41,7 +41,13 @@ from node.api import chat
 from node.api import miner as miner_api
 from node.api.chain import Api, register_routes
 from node.api.miner import MinerApiNode
-from node.chain.mempool import JournalLoad, Mempool, MempoolConfig, MempoolJournal
+from node.chain.mempool import (
+    JournalFlusher,
+    JournalLoad,
+    Mempool,
+    MempoolConfig,
+    MempoolJournal,
+)
 from node.config import NodeConfig
 from node.mining.miner import MiningSettings
 from node.mining.service import MiningHost, MiningService
@@ -116,10 +122,15 @@ class Builder:
         against the tip, and bans kept in (and restored from) the chain's LevelDB."""
         config = self.config
         db = node.chain.db
+        journal = MempoolJournal(db, sync=not config.mempool_fsync_interval)
         node.mempool = Mempool(
             params=node.chain.params,
             config=MempoolConfig(min_fee_per_kb=config.min_relay_fee_per_kb),
-            journal=MempoolJournal(db, sync=config.mempool_sync))
+            journal=journal)
+        if config.mempool_fsync_interval:
+            # the group commit: stopped (a last fsync) before the node closes its database
+            node.services.append(JournalFlusher(journal,
+                                                interval=config.mempool_fsync_interval))
         loaded = node.mempool.load_journal(tip=node.chain.tip_view(), now=int(time.time()))
         restored = node.mempool.transactions()
         for tx in restored:

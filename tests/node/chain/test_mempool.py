@@ -27,6 +27,7 @@ from node.chain.db import Database
 from node.chain.mempool import (
     DEFAULT_MIN_FEE_PER_KB,
     JOURNAL,
+    JournalFlusher,
     Mempool,
     MempoolConfig,
     MempoolError,
@@ -372,3 +373,18 @@ def test_default_minimum_refuses_a_zero_fee_and_fee_ten_covers_any_size(db: Data
     assert MempoolConfig().min_fee(MAX_TX_SIZE) <= 10
     assert MempoolConfig().min_fee(1) == 1
     assert MempoolConfig(min_fee_per_kb=0).min_fee(MAX_TX_SIZE) == 0
+
+
+async def test_group_commit_fsyncs_what_was_admitted_once(db: Database) -> None:
+    journal = MempoolJournal(db, sync=False)
+    pool = Mempool(params=PARAMS, journal=journal)
+    assert not journal.flush()  # nothing written yet
+    pool.add(transfer(1, 0), tip=tip_of(db), now=0)
+    pool.add(transfer(2, 0), tip=tip_of(db), now=0)
+    assert journal.flush() and journal.fsyncs == 1
+    assert not journal.flush()
+    flusher = JournalFlusher(journal, interval=3600.0)
+    await flusher.start()
+    pool.add(transfer(3, 0), tip=tip_of(db), now=0)
+    await flusher.stop()  # the last group commit, before the database closes
+    assert journal.fsyncs == 2

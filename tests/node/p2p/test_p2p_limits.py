@@ -144,7 +144,7 @@ async def test_a_built_node_keeps_its_bans_across_a_restart(tmp_path: Path) -> N
 @pytest.mark.parametrize("name,value", [("peer_tx_rate", -1), ("peer_swarm_burst", "x"),
                                         ("min_relay_fee_per_kb", -1),
                                         ("min_relay_fee_per_kb", 1.5),
-                                        ("mempool_sync", "yes")])
+                                        ("mempool_fsync_interval", -1)])
 def test_bad_policy_settings_are_config_errors(tmp_path: Path, name: str,
                                                value: Any) -> None:
     with pytest.raises(ConfigError, match=name):

@@ -140,6 +140,18 @@ def pay_fee(state: State, client: bytes, fee: int, *, rule: str) -> int:
     return from_locked + from_releasing
 
 
+def refund_fee(state: State, client: bytes, fee: int, *, from_escrow: int, rule: str) -> None:
+    """Give back a fee `pay_fee` took (a voided swarm settlement): the ``from_escrow`` part to
+    the client's locked escrow, where a new settlement of the round takes it from first (it
+    may have come from releasing escrow: the client begins that release again), the rest to
+    its balance. ``rule`` breaks if an amount does not fit."""
+    escrow = escrow_of(state, client)
+    # the locked escrow must fit u64
+    require(escrow.locked + from_escrow <= MAX_U64, rule)
+    _set_escrow(state, client, dataclasses.replace(escrow, locked=escrow.locked + from_escrow))
+    credit(state, client, fee - from_escrow, rule=rule)
+
+
 DEPOSIT_ESCROW = PayloadKind(DepositEscrow, apply_deposit_escrow)
 BEGIN_ESCROW_RELEASE = PayloadKind(BeginEscrowRelease, apply_begin_escrow_release)
 CLAIM_ESCROW_RELEASE = PayloadKind(ClaimEscrowRelease, apply_claim_escrow_release)

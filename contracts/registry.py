@@ -139,15 +139,18 @@ def is_capable(state: State, address: bytes) -> bool:
     return record is not None and record.capable == 1
 
 
-def evict_unstaked(state: State, *, min_stake: int) -> tuple[bytes, ...]:
+def evict_unstaked(state: State, *, min_stake: int,
+                   exempt: frozenset[bytes] = frozenset()) -> tuple[bytes, ...]:
     """Unregister every indexed node whose bonded stake is below ``min_stake`` (run at each
-    epoch start by `contracts.swarm.record_epoch_snapshot`); returns the evicted node ids.
+    epoch start by `contracts.swarm.record_epoch_snapshot`), except the ``exempt`` ones;
+    returns the evicted node ids.
 
     An evicted node leaves the index, its registration is deleted and a passed calibration
     with it (to rejoin it stakes, registers and calibrates again); a failed calibration is
     kept, so its retry wait stands."""
     nodes = swarm_node_ids(state)
-    evicted = tuple(node for node in nodes if state.stake(node).bonded < min_stake)
+    evicted = tuple(node for node in nodes
+                    if state.stake(node).bonded < min_stake and node not in exempt)
     if not evicted:
         return ()
     state.set_record(INDEX_KEY, SwarmNodeIndex(tuple(n for n in nodes if n not in evicted)))

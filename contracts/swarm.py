@@ -49,7 +49,7 @@ from typing import Annotated, ClassVar
 
 from contracts.bank import credit, debit
 from contracts.base import Payload, PayloadKind, TxContext, require
-from contracts.escrow import pay_fee
+from contracts.escrow import pay_fee, refund_fee
 from contracts.registry import (
     RegisterSwarmNode,
     evict_unstaked,
@@ -82,13 +82,19 @@ from swarm.data_root import (
     round_slots,
 )
 from swarm.inclusion import (
+    CHALLENGER_SHARE_BPS as CHALLENGER_SHARE_BPS,  # re-exported (tests/framework/chaos.py)
+)
+from swarm.inclusion import (
     CLAIM_BAD_ITEM,
     CLAIM_MISSING_EQUIVOCATION,
     CLAIM_MISSING_OPENING,
     CLAIM_NAMES,
     CLAIM_UNAVAILABLE,
+    CLAIM_WRONG_OUTCOME,
+    ChallengeAward,
     Claim,
     bad_item_fault,
+    challenge_award,
     leaf_fault,
     missing_equivocation_fault,
     missing_opening_fault,
@@ -281,8 +287,9 @@ def record_epoch_snapshot(state: State, *, height: int, params: ChainParams,
     # with an empty index the table is empty and stays so until a registration (forced)
     if not index and not force:
         return
-    # indexed nodes whose bonded stake fell below the minimum are unregistered
-    evict_unstaked(state, min_stake=params.min_node_stake)
+    # indexed nodes whose bonded stake fell below the minimum are unregistered, except nodes
+    # a held settlement slashed: a challenge may still return their stake
+    evict_unstaked(state, min_stake=params.min_node_stake, exempt=pending_slashed(state))
     # the table: every eligible node with its stake, score, last settled height and models
     table = live_candidate_table(state, min_stake=params.min_node_stake)
     pages = [table[i:i + SNAPSHOT_PAGE] for i in range(0, len(table), SNAPSHOT_PAGE)]
@@ -466,15 +473,18 @@ def apply_settle_swarm_round(state: State, payload: SettleSwarmRound, ctx: TxCon
           reputations=reputations, stakes=stakes, ctx=ctx)
 
 
-def _collect(state: State, request: SwarmRequest, outcome: RoundOutcome) -> None:
-    """Take the round's money in: the client's fee and every slash."""
+def _collect(state: State, request: SwarmRequest, outcome: RoundOutcome) -> int:
+    """Take the round's money in: the client's fee and every slash. Returns how much of the
+    fee came from the client's escrow."""
     # the client's escrow (locked, then releasing) and then its balance must cover the fee
-    pay_fee(state, request.client, request.fee, rule="swarm.insufficient_client_balance")
+    from_escrow = pay_fee(state, request.client, request.fee,
+                          rule="swarm.insufficient_client_balance")
     for slash in outcome.slashes:
         # a slash (a share of the stake at the epoch start) comes from bonded stake, then
         # from unbonding entries (latest first); the node must still hold all of it
         require(slash_stake(state, slash.node, slash.amount) == slash.amount,
                 "swarm.slash_uncollectable")
+    return from_escrow
 
 
 def _apply_outcome(state: State, outcome: RoundOutcome, reputations: Mapping[bytes, int],
@@ -523,7 +533,6 @@ HELD_PREFIX = b"swheld/"
 HELD_INDEX_KEY = b"swheldidx"
 LEAF_PREFIX = b"swleaf/"
 MAX_HELD = 4096  # rounds held at once
-CHALLENGER_SHARE_BPS = 5_000  # of a forfeited settler bond; the rest is burned
 NO_CHALLENGER = bytes(32)
 
 
@@ -567,6 +576,7 @@ class HeldRound(Canonical):
     stakes: NodeValues  # table stakes the slashes were sized from
     challenger: PublicKey = NO_CHALLENGER
     posted: Annotated[int, UInt(16)] = 0
+    from_escrow: U64 = 0  # of the fee, taken from the client's escrow (a void puts it back)
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -660,6 +670,14 @@ def _node_values(values: Mapping[bytes, int]) -> tuple[NodeValue, ...]:
     return tuple(NodeValue(node=node, value=v) for node, v in sorted(values.items()))
 
 
+def pending_slashed(state: State) -> frozenset[bytes]:
+    """Nodes slashed by a settlement still in its inclusion window (not evicted until it
+    closes: a void returns the stake)."""
+    return frozenset(slash.node for entry in held_entries(state)
+                     for held in (held_round(state, entry.round_id),) if held is not None
+                     for slash in held.outcome.slashes)
+
+
 def settler_bond(request: SwarmRequest, outcome: RoundOutcome) -> int:
     """What a settler locks for the window: the most the round could pay anyone (the fee and
     the slashed stake), so leaving data out never pays."""
@@ -672,7 +690,7 @@ def _hold(state: State, *, request: SwarmRequest, reputation_height: int,
           ctx: TxContext) -> None:
     """Collect the round's money and hold its payouts for the inclusion window."""
     round_id = request.round_id()
-    _collect(state, request, outcome)
+    from_escrow = _collect(state, request, outcome)
     bond = settler_bond(request, outcome)
     # the settler locks its bond (returned when the window closes, forfeited to a challenge)
     debit(state, ctx.sender, bond, rule="swarm.settler_bond")
@@ -684,7 +702,8 @@ def _hold(state: State, *, request: SwarmRequest, reputation_height: int,
         settler=ctx.sender, deadline=deadline, request=request,
         reputation_height=reputation_height, answerers=tuple(sorted(set(answerers))),
         judges=tuple(sorted(set(judges))), data_root=root, full=int(full), bond=bond,
-        outcome=outcome, reputations=_node_values(reputations), stakes=_node_values(stakes)))
+        outcome=outcome, reputations=_node_values(reputations), stakes=_node_values(stakes),
+        from_escrow=from_escrow))
     _set_held_entries(state, (*entries, HeldEntry(deadline=deadline, round_id=round_id)))
     _mark_settled(state, round_id, outcome, ctx)
 
@@ -698,19 +717,28 @@ def _release(state: State, round_id: bytes, held: HeldRound) -> None:
             state.set_record(_leaf_key(round_id, slot), None)
 
 
-def _void(state: State, round_id: bytes, held: HeldRound, *, beneficiary: bytes) -> None:
-    """A proven challenge: undo the collection, forfeit the bond, let the round settle again."""
-    # the client gets its fee back (to its balance)
-    credit(state, held.request.client, held.request.fee, rule="swarm.payout_overflow")
+def _void(state: State, round_id: bytes, held: HeldRound, *, beneficiary: bytes,
+          award: ChallengeAward, late_node: bytes | None = None) -> None:
+    """A proven challenge: undo the collection, share out the bond (``award``,
+    `swarm.inclusion.challenge_award`), let the round settle again."""
+    # the client gets its fee back where a new settlement takes it from: the escrowed part
+    # to its locked escrow, the rest to its balance
+    refund_fee(state, held.request.client, held.request.fee, from_escrow=held.from_escrow,
+               rule="swarm.payout_overflow")
     for slash in held.outcome.slashes:
         # every slash is returned to the node's bonded stake: nobody is slashed on data
         # the settlement misstated
         record = state.stake(slash.node)
         state.set_stake(slash.node, dataclasses.replace(record,
                                                         bonded=record.bonded + slash.amount))
-    # the challenger earns its share of the settler's bond; the rest is burned
-    credit(state, beneficiary, held.bond * CHALLENGER_SHARE_BPS // BPS,
-           rule="swarm.payout_overflow")
+    # the challenger earns its share of the settler's bond, the settler gets its part back,
+    # the rest is burned
+    credit(state, beneficiary, award.challenger, rule="swarm.payout_overflow")
+    credit(state, held.settler, award.settler, rule="swarm.payout_overflow")
+    if late_node is not None and award.late_penalty:
+        # the node whose data arrived only by another's challenge pays the late-reveal
+        # penalty from its stake (burned; as much as it still holds)
+        slash_stake(state, late_node, award.late_penalty)
     _release(state, round_id, held)
     # the round may be settled again, with the data the challenge proved
     state._write(ROUND_PREFIX + round_id, None)
@@ -834,7 +862,11 @@ def apply_challenge_swarm_round(state: State, payload: ChallengeSwarmRound,
     fault = challenge_fault(payload, held)
     # the leaf is the settlement's and proves the claim (swarm.inclusion)
     require(fault is None, fault or "")
-    _void(state, payload.round_id, held, beneficiary=ctx.sender)
+    node = payload.leaf[0].node  # whose data the challenge adds (or whose leaf is bad)
+    stakes = {v.node: v.value for v in held.stakes}
+    award = challenge_award(claim=payload.claim, bond=held.bond, self_proof=ctx.sender == node,
+                            node_stake=stakes.get(node, 0))
+    _void(state, payload.round_id, held, beneficiary=ctx.sender, award=award, late_node=node)
 
 
 def apply_post_round_leaves(state: State, payload: PostRoundLeaves, ctx: TxContext) -> None:
@@ -868,7 +900,8 @@ def apply_post_round_leaves(state: State, payload: PostRoundLeaves, ctx: TxConte
     # all the data is on chain: a bad leaf, or an outcome the rules do not give, voids it
     if any(leaf_fault(leaf, round_id=round_id) is not None for leaf in complete) or \
             recompute_outcome(held, complete) != held.outcome:
-        _void(state, round_id, held, beneficiary=ctx.sender)
+        _void(state, round_id, held, beneficiary=ctx.sender, award=challenge_award(
+            claim=CLAIM_WRONG_OUTCOME, bond=held.bond, self_proof=False, node_stake=0))
         return
     state.set_record(HELD_PREFIX + round_id, dataclasses.replace(held, posted=posted))
 
@@ -894,7 +927,9 @@ def finalize_held_rounds(state: State, ctx: TxContext) -> None:
         assert held is not None
         slots = len(held.answerers) + len(held.judges)
         if held.challenger != NO_CHALLENGER and held.posted < slots:
-            _void(state, entry.round_id, held, beneficiary=held.challenger)
+            _void(state, entry.round_id, held, beneficiary=held.challenger,
+                  award=challenge_award(claim=CLAIM_UNAVAILABLE, bond=held.bond,
+                                        self_proof=False, node_stake=0))
             continue
         _apply_outcome(state, held.outcome, {v.node: v.value for v in held.reputations},
                        held.request.client, ctx)

@@ -14,6 +14,11 @@ Merkle proof, that the settlement
 Each function returns None when the claim is proven, else the name of the first rule it
 fails (the contract raises it), so the same rules run on chain, in the node's watcher and in
 the vectors (tests/vectors/consensus/inclusion).
+
+Who gains from a proven challenge is `challenge_award`: the chain cannot tell a settler that
+left a node's data out from a node that withheld it and adds it in the window, so a node
+proving its own data earns nothing, and another node's proof earns at most the late-reveal
+penalty the node whose data it adds pays (docs/swarm.md §7a, "Who is paid").
 """
 
 from __future__ import annotations
@@ -32,14 +37,22 @@ from swarm.messages import (
     JudgmentOpening,
     RoundLeaf,
 )
+from swarm.settlement import BPS
 
 CLAIM_BAD_ITEM = 0
 CLAIM_MISSING_OPENING = 1
 CLAIM_MISSING_EQUIVOCATION = 2
 CLAIM_UNAVAILABLE = 3  # data-availability: the settler's data must be posted on chain
+CLAIM_WRONG_OUTCOME = 4  # not a challenge kind: the outcome recomputed from posted data differs
 CLAIM_NAMES = {CLAIM_BAD_ITEM: "bad_item", CLAIM_MISSING_OPENING: "missing_opening",
                CLAIM_MISSING_EQUIVOCATION: "missing_equivocation",
                CLAIM_UNAVAILABLE: "unavailable"}
+# claims that add a node's own signed data the settlement lacked: the node may have withheld it
+WITHHELD_DATA_CLAIMS = frozenset({CLAIM_MISSING_OPENING, CLAIM_MISSING_EQUIVOCATION})
+CHALLENGER_SHARE_BPS = 5_000  # of the settler's bond, for a fault only the settler can commit
+# of the table stake of a node whose data reaches the chain only by another node's challenge
+# (1 %: a fifth of the 5 % no-show slash a late opening escapes)
+LATE_REVEAL_PENALTY_BPS = 100
 
 
 def proof_fault(leaf: RoundLeaf, *, root: bytes, slot: int, slots: Sequence[tuple[bytes, int]],
@@ -206,3 +219,38 @@ def provable_claims(
                                       judgment_openings=own.judgment_openings) is None:
             claims.append(candidate)
     return claims
+
+
+@dataclasses.dataclass(frozen=True)
+class ChallengeAward:
+    """Where a voided settlement's bond goes, and what the node whose data was added pays."""
+
+    challenger: int  # of the bond, to the challenger
+    settler: int  # of the bond, back to the settler
+    burned: int  # of the bond
+    late_penalty: int  # from the added node's stake (burned)
+
+
+def challenge_award(*, claim: int, bond: int, self_proof: bool, node_stake: int
+                    ) -> ChallengeAward:
+    """Who gains from a challenge that voided a settlement with bond ``bond``.
+
+    ``claim``: what voided it (`CLAIM_*`; `CLAIM_WRONG_OUTCOME` for posted data that gives
+    another outcome); ``self_proof``: the challenger is the node whose data the challenge
+    adds; ``node_stake``: that node's table stake."""
+    # a node adding its own data may have withheld it: it earns nothing, the settler (who
+    # may never have seen it) keeps its bond, and the node pays nothing (it may as well have
+    # been left out by the settler)
+    if claim in WITHHELD_DATA_CLAIMS and self_proof:
+        return ChallengeAward(challenger=0, settler=bond, burned=0, late_penalty=0)
+    # another node adds it: the data's node pays a late-reveal penalty and the challenger
+    # earns at most that penalty, so the two together never gain; the settler keeps the rest
+    if claim in WITHHELD_DATA_CLAIMS:
+        penalty = node_stake * LATE_REVEAL_PENALTY_BPS // BPS
+        share = min(bond * CHALLENGER_SHARE_BPS // BPS, penalty)
+        return ChallengeAward(challenger=share, settler=bond - share, burned=0,
+                              late_penalty=penalty)
+    # a bad item, unposted data or a wrong outcome is the settler's alone: the challenger
+    # earns its share of the bond and the rest is burned
+    share = bond * CHALLENGER_SHARE_BPS // BPS
+    return ChallengeAward(challenger=share, settler=0, burned=bond - share, late_penalty=0)

@@ -15,7 +15,9 @@ On a network with an inclusion window (``swarm_inclusion_window``, docs/swarm.md
 too large for `SettleSwarmRound` is settled by its data root (`SettleSwarmRoot`), and every
 participant watches the held settlements of its rounds (`SettlementDuty.watch`, after each
 tip change): it challenges one that left out an opening or a commitment it holds, or carries
-a bad item (`swarm.inclusion.provable_claims`); for a data-root settlement whose root or
+a bad item (`swarm.inclusion.provable_claims`): its own left-out data at once (no penalty),
+another node's only in the window's second half (that node then pays the late-reveal
+penalty, so it is given the first chance to prove its own); for a data-root settlement whose root or
 outcome differs from what its own data gives, it asks for the data (``CLAIM_UNAVAILABLE``),
 and it posts the leaves itself when its root is the settlement's (the chain then recomputes
 the outcome). Every node holds the round's messages after ``final``, so the leaves need no
@@ -56,7 +58,13 @@ from node.swarm.host import SwarmHost
 from node.swarm.round import RoundState, SettledBy
 from swarm.commit_reveal import answer_opening, judgment_opening
 from swarm.data_root import leaves_root, round_leaves
-from swarm.inclusion import CLAIM_NAMES, CLAIM_UNAVAILABLE, provable_claims
+from swarm.inclusion import (
+    CLAIM_NAMES,
+    CLAIM_UNAVAILABLE,
+    WITHHELD_DATA_CLAIMS,
+    Claim,
+    provable_claims,
+)
 from swarm.messages import (
     KIND_ANSWER,
     KIND_JUDGMENT,
@@ -345,9 +353,9 @@ class SettlementDuty:
         commitments, answer_openings, judgment_openings = round_data(state)
         leaves = self._settler_leaves(chain_state, state, held)
         if leaves is not None:
-            claims = provable_claims(leaves, round_id=rid, commitments=commitments,
-                                     answer_openings=answer_openings,
-                                     judgment_openings=judgment_openings)
+            claims = self._claims_now(held, leaves, provable_claims(
+                leaves, round_id=rid, commitments=commitments, answer_openings=answer_openings,
+                judgment_openings=judgment_openings))
             if not claims:
                 return None
             return CLAIM_NAMES[claims[0].claim], [challenge_payload(rid, leaves, claims[0])]
@@ -365,6 +373,19 @@ class SettlementDuty:
             return CLAIM_NAMES[CLAIM_UNAVAILABLE], [
                 ChallengeSwarmRound(round_id=rid, claim=CLAIM_UNAVAILABLE)]
         return None
+
+    def _claims_now(self, held: HeldRound, leaves: tuple[RoundLeaf, ...], claims: list[Claim]
+                    ) -> list[Claim]:
+        """The claims to prove now, ours first. Adding another node's left-out data makes that
+        node pay the late-reveal penalty (`swarm.inclusion.challenge_award`), and it proves
+        its own for free, so we add it only in the window's second half, if still missing."""
+        me = self.host.node_id
+        window = self.host.chain.params.swarm_inclusion_window
+        second_half = self.host.chain.height + 1 > held.deadline - window // 2
+        mine = [c for c in claims if leaves[c.slot].node == me]
+        others = [c for c in claims if leaves[c.slot].node != me and (
+            c.claim not in WITHHELD_DATA_CLAIMS or second_half)]
+        return mine + others
 
     def _settler_leaves(self, chain_state: State, state: RoundState, held: HeldRound
                         ) -> tuple[RoundLeaf, ...] | None:

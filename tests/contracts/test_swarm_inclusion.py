@@ -12,6 +12,7 @@ from consensus.transition import BEGIN_TRANSACTION_HOOKS, apply_transaction
 from consensus.tx import MAX_TX_SIZE, public_key, sign_transaction
 from contracts.bank import Transfer
 from contracts.base import TxContext
+from contracts.escrow import DepositEscrow, apply_deposit_escrow, escrow_of
 from contracts.swarm import (
     CHALLENGER_SHARE_BPS,
     ChallengeSwarmRound,
@@ -27,6 +28,7 @@ from contracts.swarm import (
     challenge_payload,
     finalize_held_rounds,
     held_round,
+    record_epoch_snapshot,
     selected_nodes,
     settled_round,
     settler_bond,
@@ -48,6 +50,10 @@ from swarm.inclusion import (
     CLAIM_MISSING_EQUIVOCATION,
     CLAIM_MISSING_OPENING,
     CLAIM_UNAVAILABLE,
+    CLAIM_WRONG_OUTCOME,
+    LATE_REVEAL_PENALTY_BPS,
+    ChallengeAward,
+    challenge_award,
     provable_claims,
 )
 from swarm.messages import (
@@ -62,7 +68,14 @@ from swarm.messages import (
 from swarm.settlement import settle
 from tests.framework.chain import Chain, new_chain
 from tests.framework.roundkit import STAKE, Round, build_round, honest, make_request, seed
-from tests.framework.swarmchain import CLIENT, CLIENT_SEED, FEE, HEIGHT, register_pool, setup_round
+from tests.framework.swarmchain import (
+    CLIENT,
+    CLIENT_SEED,
+    FEE,
+    HEIGHT,
+    register_pool,
+    setup_round,
+)
 
 WINDOW = 5
 SETTLER = public_key(dev_seed(2))
@@ -155,6 +168,9 @@ def test_held_settlement_pays_out_when_the_window_closes() -> None:
 def test_omitted_opening_is_included_and_the_settler_slashed(kind: int) -> None:
     chain = windowed_chain()
     r = setup_round(chain)
+    # the epoch's table, as the chain records it before the epoch's first transaction (the
+    # late-reveal penalty below must not change who the round drew)
+    record_epoch_snapshot(chain.state, height=HEIGHT, params=chain.params)
     rid = r.request.round_id()
     victim = r.answerers[1] if kind == KIND_ANSWER else r.judges[1]
     payload = settle_omitting(chain, r, answer=victim if kind == KIND_ANSWER else None,
@@ -181,12 +197,16 @@ def test_omitted_opening_is_included_and_the_settler_slashed(kind: int) -> None:
     assert err.value.rule == "inclusion.opening_count"
     apply_challenge_swarm_round(chain.state, challenge(
         leaves, slot, CLAIM_MISSING_OPENING, rid, **omitted), ctx(chain, CHALLENGER, HEIGHT + 1))
-    # voided: the victim keeps its stake, the client its fee; the settler loses its bond
-    assert chain.state.stake(victim).bonded == STAKE
+    # voided: the victim gets its slash back but pays the late-reveal penalty (its opening
+    # reached the chain only by another node's challenge); the client gets its fee back;
+    # the challenger earns no more than that penalty, from the settler's bond
+    penalty = STAKE * LATE_REVEAL_PENALTY_BPS // 10_000
+    share = min(bond * CHALLENGER_SHARE_BPS // 10_000, penalty)
+    assert 0 < share <= penalty
+    assert chain.state.stake(victim).bonded == STAKE - penalty
     assert chain.state.account(CLIENT).balance == DEV_BALANCE
-    assert chain.state.account(SETTLER).balance == DEV_BALANCE - bond
-    assert chain.state.account(CHALLENGER).balance == \
-        DEV_BALANCE + bond * CHALLENGER_SHARE_BPS // 10_000
+    assert chain.state.account(SETTLER).balance == DEV_BALANCE - share
+    assert chain.state.account(CHALLENGER).balance == DEV_BALANCE + share
     assert held_round(chain.state, rid) is None and settled_round(chain.state, rid) is None
     # the round settles again, with the opening: the victim is present and paid
     full = build_settlement(chain.state, height=HEIGHT, request=r.request,
@@ -196,8 +216,123 @@ def test_omitted_opening_is_included_and_the_settler_slashed(kind: int) -> None:
     apply_settle_swarm_round(chain.state, full, ctx(chain, CHALLENGER, HEIGHT + 2))
     assert not full.outcome.slashes
     finalize_held_rounds(chain.state, ctx(chain, SETTLER, HEIGHT + 2 + WINDOW + 1))
-    assert chain.state.stake(victim).bonded == STAKE
+    assert chain.state.stake(victim).bonded == STAKE - penalty
     assert chain.state.reputation(victim) >= 1000 - 100
+
+
+@pytest.mark.parametrize("kind", [KIND_ANSWER, KIND_JUDGMENT])
+def test_a_node_proving_its_own_omitted_opening_earns_nothing(kind: int) -> None:
+    """Griefing: a node that withholds its reveal and adds it in the window (or a settler
+    that left it out: the chain cannot tell) gets its slash back and nothing more; the
+    settler keeps its bond."""
+    chain = windowed_chain()
+    r = setup_round(chain)
+    rid = r.request.round_id()
+    victim = r.answerers[1] if kind == KIND_ANSWER else r.judges[1]
+    payload = settle_omitting(chain, r, answer=victim if kind == KIND_ANSWER else None,
+                              judge=victim if kind == KIND_JUDGMENT else None)
+    bond = settler_bond(r.request, payload.outcome)
+    assert bond > FEE and chain.state.stake(victim).bonded < STAKE
+    balance = chain.state.account(victim).balance
+    leaves = leaves_of(payload)
+    omitted = ({"answer_openings": tuple(o for o in r.answer_openings if o.node == victim)}
+               if kind == KIND_ANSWER else
+               {"judgment_openings": tuple(j for j in r.judgment_openings if j.node == victim)})
+    apply_challenge_swarm_round(chain.state, challenge(
+        leaves, slot_of(leaves, victim, kind), CLAIM_MISSING_OPENING, rid, **omitted),
+        ctx(chain, victim, HEIGHT + 1))
+    assert held_round(chain.state, rid) is None and settled_round(chain.state, rid) is None
+    assert chain.state.stake(victim).bonded == STAKE  # no slash, no penalty
+    assert chain.state.account(victim).balance == balance  # and no share of the bond
+    assert chain.state.account(SETTLER).balance == DEV_BALANCE  # the bond comes back
+    assert chain.state.account(CLIENT).balance == DEV_BALANCE
+
+
+def test_challenge_award_bounds_what_a_collusion_gains() -> None:
+    """The rule by itself: a withholder's own proof earns nothing; another node's proof
+    earns at most the late-reveal penalty the withholder pays (a colluding pair never gains);
+    faults only a settler commits forfeit half its bond to the challenger, the rest burned."""
+    stake, bond = STAKE, FEE + STAKE * 500 // 10_000
+    for claim in (CLAIM_MISSING_OPENING, CLAIM_MISSING_EQUIVOCATION):
+        own = challenge_award(claim=claim, bond=bond, self_proof=True, node_stake=stake)
+        assert own == ChallengeAward(challenger=0, settler=bond, burned=0, late_penalty=0)
+        other = challenge_award(claim=claim, bond=bond, self_proof=False, node_stake=stake)
+        assert other.challenger - other.late_penalty <= 0 < other.challenger
+        assert other.challenger + other.settler + other.burned == bond
+        small = challenge_award(claim=claim, bond=10, self_proof=False, node_stake=stake)
+        assert small.challenger == 10 * CHALLENGER_SHARE_BPS // 10_000  # at most half the bond
+    for claim in (CLAIM_BAD_ITEM, CLAIM_UNAVAILABLE, CLAIM_WRONG_OUTCOME):
+        for self_proof in (False, True):
+            award = challenge_award(claim=claim, bond=bond, self_proof=self_proof,
+                                    node_stake=stake)
+            assert award == ChallengeAward(challenger=bond // 2, settler=0,
+                                           burned=bond - bond // 2, late_penalty=0)
+
+
+def test_a_void_returns_an_escrowed_fee_to_the_escrow_the_next_settlement_takes() -> None:
+    chain = windowed_chain()
+    r = setup_round(chain)
+    rid = r.request.round_id()
+    apply_deposit_escrow(chain.state, DepositEscrow(amount=FEE), ctx(chain, CLIENT, HEIGHT))
+    victim = r.answerers[1]
+    payload = settle_omitting(chain, r, answer=victim)
+    assert escrow_of(chain.state, CLIENT).locked == 0  # the fee came from the escrow
+    assert held_round(chain.state, rid) is not None
+    assert held_round(chain.state, rid).from_escrow == FEE  # type: ignore[union-attr]
+    leaves = leaves_of(payload)
+    apply_challenge_swarm_round(chain.state, challenge(
+        leaves, slot_of(leaves, victim, KIND_ANSWER), CLAIM_MISSING_OPENING, rid,
+        answer_openings=tuple(o for o in r.answer_openings if o.node == victim)),
+        ctx(chain, victim, HEIGHT + 1))
+    # the fee is back in the locked escrow, not in the client's spendable balance
+    assert escrow_of(chain.state, CLIENT).locked == FEE
+    assert chain.state.account(CLIENT).balance == DEV_BALANCE - FEE
+    # so the client cannot spend it before the round settles again from the escrow
+    with pytest.raises(TransactionError):
+        apply_transaction(chain.state, sign_transaction(
+            CLIENT_SEED, chain_id=chain.params.chain_id,
+            nonce=chain.state.account(CLIENT).nonce, fee=0,
+            payload=Transfer(to=SETTLER, amount=DEV_BALANCE - FEE + 1)),
+            height=HEIGHT + 2, params=chain.params)
+    full = build_settlement(chain.state, height=HEIGHT, request=r.request,
+                            answerers=r.answerers, judges=r.judges, commitments=r.commitments,
+                            answer_openings=r.answer_openings,
+                            judgment_openings=r.judgment_openings)
+    apply_settle_swarm_round(chain.state, full, ctx(chain, SETTLER, HEIGHT + 2))
+    assert escrow_of(chain.state, CLIENT).locked == 0
+    assert chain.state.account(CLIENT).balance == DEV_BALANCE - FEE
+
+
+def test_a_node_with_a_held_slash_is_not_evicted_until_the_window_closes() -> None:
+    """A no-show slash that drops a node below ``min_node_stake`` evicts it only once no
+    challenge can return the stake: a void keeps it registered."""
+    window = 15  # longer than an epoch
+    for voided in (True, False):
+        chain = new_chain(dev_config(swarm_inclusion_window=window,
+                                     min_node_stake=STAKE - STAKE * 500 // 10_000 + 1))
+        r = setup_round(chain)
+        rid = r.request.round_id()
+        victim = r.answerers[1]
+        payload = settle_omitting(chain, r, answer=victim)
+        assert chain.state.stake(victim).bonded < chain.params.min_node_stake
+        epoch = chain.params.swarm_epoch_blocks
+        next_epoch = (HEIGHT // epoch + 1) * epoch
+        assert next_epoch <= HEIGHT + window  # the epoch starts inside the window
+        record_epoch_snapshot(chain.state, height=next_epoch, params=chain.params)
+        assert chain.state.swarm_node(victim) is not None  # held: not evicted
+        if voided:
+            leaves = leaves_of(payload)
+            apply_challenge_swarm_round(chain.state, challenge(
+                leaves, slot_of(leaves, victim, KIND_ANSWER), CLAIM_MISSING_OPENING, rid,
+                answer_openings=tuple(o for o in r.answer_openings if o.node == victim)),
+                ctx(chain, victim, next_epoch + 1))
+        else:
+            finalize_held_rounds(chain.state, ctx(chain, SETTLER, HEIGHT + window + 1))
+        assert held_round(chain.state, rid) is None
+        later = next_epoch + 2 * epoch
+        record_epoch_snapshot(chain.state, height=later, params=chain.params)
+        # voided: the stake is back and the node stays; else the slash stands and it goes
+        assert (chain.state.swarm_node(victim) is not None) == voided
 
 
 def test_a_hidden_equivocation_is_proven() -> None:

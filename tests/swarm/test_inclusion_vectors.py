@@ -3,6 +3,7 @@ up to date with their generator."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from swarm.inclusion import (
     bad_item_fault,
+    challenge_award,
     missing_equivocation_fault,
     missing_opening_fault,
     proof_fault,
@@ -32,7 +34,11 @@ def _inclusion_generator() -> ModuleType:
     return module
 
 
-def replay_inclusion_vector(v: dict[str, Any]) -> str:
+def replay_inclusion_vector(v: dict[str, Any]) -> str | dict[str, int]:
+    if v["function"] == "challenge_award":
+        return dataclasses.asdict(challenge_award(claim=v["claim"], bond=v["bond"],
+                                                  self_proof=v["self_proof"],
+                                                  node_stake=v["node_stake"]))
     leaf = RoundLeaf.decode(bytes.fromhex(v["leaf"]))
     rid = bytes.fromhex(v["round_id"])
     commitments = tuple(Commitment.decode(bytes.fromhex(x)) for x in v["commitments"])
@@ -68,5 +74,10 @@ def test_vectors_are_up_to_date() -> None:
 
 
 def test_every_outcome_is_covered() -> None:
-    expects = {json.loads(p.read_text())["expect"] for p in FILES}
+    expects = {str(json.loads(p.read_text())["expect"]) for p in FILES}
     assert "valid" in expects and len(expects) >= 10
+    awards = [json.loads(p.read_text()) for p in FILES if p.stem.startswith("award_")]
+    # every branch of the award: own data, another's data, the settler's fault
+    assert {(a["expect"]["challenger"] == 0, a["expect"]["late_penalty"] > 0,
+             a["expect"]["burned"] > 0) for a in awards} >= {
+        (True, False, False), (False, True, False), (False, False, True)}

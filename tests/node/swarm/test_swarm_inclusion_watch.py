@@ -1,6 +1,8 @@
 """The inclusion window across in-process nodes over real sockets and LevelDB: a settler
-leaves an honest answerer's opening out; the answerer's watcher proves it on chain, so it is
-not slashed, the settler loses its bond, and the round settled again pays the answerer as
+leaves an honest answerer's opening out; the answerer's watcher proves it on chain (the other
+participants leave the first half of the window to it), so it is not slashed and, proving its
+own data, earns nothing from the settler's bond (docs/swarm.md §7a: the chain cannot tell a
+left-out reveal from a withheld one), and the round settled again pays the answerer as
 present; a wrong data-root outcome is voided once the participants post their leaves
 (docs/swarm.md §7a)."""
 
@@ -49,7 +51,8 @@ def challenges(node: Node, round_id: bytes) -> list[Transaction]:
             and tx.sender == node.node_id]
 
 
-async def test_an_omitted_opening_is_challenged_and_the_settler_slashed(tmp_path: Path) -> None:
+async def test_an_omitted_opening_is_proven_by_its_node_and_the_round_settled_again(
+        tmp_path: Path) -> None:
     chain, nodes = await registered_swarm(tmp_path, genesis={"swarm_inclusion_window": WINDOW})
     try:
         for node in nodes:
@@ -78,6 +81,9 @@ async def test_an_omitted_opening_is_challenged_and_the_settler_slashed(tmp_path
         assert isinstance(challenge.payload, ChallengeSwarmRound)
         assert challenge.payload.claim == CLAIM_MISSING_OPENING
         assert challenge.payload.leaf[0].node == victim.node_id
+        # the others hold the opening too, but leave the window's first half to its node
+        assert chain.tip.height + 1 <= held.deadline - WINDOW // 2
+        assert not any(challenges(other, rid) for other in nodes if other is not victim)
         svc(victim).settles = True  # the victim will settle the round again once it is void
         await mine_block(chain, nodes, [challenge])
         after = tip_state(victim)  # a live view of the tip: read numbers now
@@ -85,19 +91,20 @@ async def test_an_omitted_opening_is_challenged_and_the_settler_slashed(tmp_path
         bond = settler_bond(omitted.payload.request, omitted.payload.outcome)
         assert held_round(after, rid) is None and settled_round(after, rid) is None
         assert after.stake(victim.node_id).bonded == STAKE  # not slashed
+        assert bond > ROUND_FEE
+        # the node proved its own opening: no share for it, the settler's bond comes back
         assert after.account(public_key(dev_seed(SETTLER))).balance == \
-            DEV_BALANCE - omitted.fee - bond  # the settler lost its bond
-        assert after.account(victim.node_id).balance == \
-            before - challenge.fee + bond * CHALLENGER_SHARE_BPS // 10_000
+            DEV_BALANCE - omitted.fee
+        assert after.account(victim.node_id).balance == before - challenge.fee
         # the round is open again: the victim settles it with its full data, and when the
         # window closes it is paid as present
         await wait_for(lambda: bool(settlements(victim, rid)), message="settled again")
         await wait_for(lambda: svc(victim).rounds[rid].settlement_status.startswith(
             "submitted: "), message="status")
-        for other in nodes:
-            if other is not victim:  # their duty is off: they only note the void
-                await wait_for(lambda other=other: svc(other).rounds[rid].settlement_status
-                               .startswith("voided: "), message="void noted")
+        others = [other for other in nodes if other is not victim]
+        # their duty is off: they only note the void
+        await wait_for(lambda: all(svc(other).rounds[rid].settlement_status.startswith(
+            "voided: ") for other in others), message="void noted")
         (again,) = settlements(victim, rid)
         assert isinstance(again.payload, SettleSwarmRound)
         assert not again.payload.outcome.slashes

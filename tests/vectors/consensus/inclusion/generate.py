@@ -7,8 +7,9 @@ replays every file and checks that this script still produces exactly the commit
 
 Each vector names a rule function of `swarm.inclusion` (``proof``, ``bad_item``,
 ``missing_opening``, ``missing_equivocation``), its inputs (canonical encodings in hex) and
-``expect``: ``"valid"`` (the claim is proven) or the name of the rule it fails. Other
-implementations can replay them: decode, evaluate, compare.
+``expect``: ``"valid"`` (the claim is proven) or the name of the rule it fails; a
+``challenge_award`` vector has integer inputs and expects the four amounts of the award.
+Other implementations can replay them: decode, evaluate, compare.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[3]))
 
 from swarm.data_root import inclusion_proof, leaf_hash, leaves_root, round_leaves  # noqa: E402
+from swarm.inclusion import (  # noqa: E402
+    CLAIM_BAD_ITEM,
+    CLAIM_MISSING_EQUIVOCATION,
+    CLAIM_MISSING_OPENING,
+    CLAIM_UNAVAILABLE,
+    CLAIM_WRONG_OUTCOME,
+    challenge_award,
+)
 from swarm.messages import KIND_ANSWER, KIND_JUDGMENT, RoundLeaf  # noqa: E402
 from tests.framework.roundkit import build_round, honest, make_request, seed  # noqa: E402
 
@@ -124,6 +133,45 @@ def inclusion_vectors() -> dict[str, Vector]:
            dataclasses.replace(leaves[a0], commitments=()),
            desc="leaf rule data.opening_without_commitment")
     vector("bad_item_valid_leaf", "bad_item", "inclusion.leaf_valid", leaves[j0])
+    out.update(award_vectors())
+    return out
+
+
+def award_vectors() -> dict[str, Vector]:
+    """`challenge_award` cases: inputs are integers, ``expect`` the four amounts."""
+    out: dict[str, Vector] = {}
+    stake = 10_000_000
+    no_show_bond = 1_000_000 + stake * 500 // 10_000  # fee + the no-show slash
+
+    def award(name: str, claim: int, bond: int, self_proof: bool, node_stake: int,
+              desc: str) -> None:
+        result = challenge_award(claim=claim, bond=bond, self_proof=self_proof,
+                                 node_stake=node_stake)
+        out[name] = {"name": name, "kind": "inclusion", "function": "challenge_award",
+                     "description": desc, "claim": claim, "bond": bond,
+                     "self_proof": self_proof, "node_stake": node_stake,
+                     "expect": dataclasses.asdict(result)}
+
+    award("award_own_opening", CLAIM_MISSING_OPENING, no_show_bond, True, stake,
+          "a node adding its own opening: nothing to it, the bond back to the settler")
+    award("award_own_equivocation", CLAIM_MISSING_EQUIVOCATION, no_show_bond, True, stake,
+          "a node proving its own hidden equivocation: nothing to it, the bond back")
+    award("award_other_opening", CLAIM_MISSING_OPENING, no_show_bond, False, stake,
+          "another node's opening: the late-reveal penalty (1 % of stake) bounds the share")
+    award("award_other_opening_small_bond", CLAIM_MISSING_OPENING, 1_000, False, stake,
+          "the share is at most half the bond")
+    award("award_other_opening_unstaked", CLAIM_MISSING_OPENING, no_show_bond, False, 0,
+          "a node with no table stake: no penalty, no share")
+    award("award_other_equivocation", CLAIM_MISSING_EQUIVOCATION, no_show_bond, False, stake,
+          "another node's hidden equivocation: bounded like an opening")
+    award("award_bad_item", CLAIM_BAD_ITEM, no_show_bond, False, stake,
+          "a bad item is the settler's alone: half to the challenger, half burned")
+    award("award_bad_item_own_leaf", CLAIM_BAD_ITEM, no_show_bond, True, stake,
+          "proving a bad item in one's own slot is still the settler's fault")
+    award("award_unavailable", CLAIM_UNAVAILABLE, 1_000_001, False, 0,
+          "unposted data: half (rounded down) to the availability challenger")
+    award("award_wrong_outcome", CLAIM_WRONG_OUTCOME, no_show_bond, False, 0,
+          "posted data giving another outcome")
     return out
 
 

@@ -11,22 +11,34 @@ a tie counts half a win to each side. We maximise the weighted log-likelihood
     L(θ) = Σ_k w_k Σ_{(a, b, y) by k} [y log σ(θ_a − θ_b) + (1 − y) log σ(θ_b − θ_a)]
            + Σ_i α [½ log σ(θ_i) + ½ log σ(−θ_i)]
 
-where the last term is the prior: every answer plays one tie, of weight α, against a virtual
+where the last term is the prior: every answer plays one tie, of weight α_i, against a virtual
 answer fixed at θ = 0. It makes the maximum unique and finite for any data (an answer that
 wins everything, or a comparison graph in several pieces) and pins the scale, so no
-renormalisation is needed. By default α is 1/`PRIOR_DIVISOR` of one comparison by the heaviest
-judge (rounded up), so the fit does not change when every weight is multiplied by a constant
-that keeps that quotient, and a judge of weight 0 changes nothing.
+renormalisation is needed. α_i is 1/`PRIOR_DIVISOR` of the mean weight of answer i's own
+comparisons (rounded up, at least 1): each answer's prior is measured on its own data, so one
+heavy judge elsewhere does not shrink the strengths a light judge gave other answers; the fit
+does not change when every weight is multiplied by a constant that keeps those quotients, and
+a judge of weight 0 changes nothing.
 
 Algorithm. Damped Newton on θ (L is strictly concave): the Hessian is a weighted graph
 Laplacian plus the positive prior diagonal, so it is symmetric positive definite and
 strictly diagonally dominant, and Gaussian elimination without pivoting is stable; it runs
-on sparse rows in reverse Cuthill-McKee order (`elimination_order`) to keep fill-in small. Step
-``t·δ`` with t = 1, ½, ¼, ... accepting the first t whose directional derivative
+on sparse rows in reverse Cuthill-McKee order (`elimination_order`) to keep fill-in small.
+Newton always starts from θ = 0 (the prior's maximum); the Newton direction δ is scaled
+down so that no coordinate moves by more than `MAX_STEP` (a trust region: far from the
+maximum, where the curvature of σ vanishes, a full Newton step on a coordinate with little
+data overshoots by tens of units).
+Step ``t·δ`` with t = 1, ½, ¼, ... accepting the first t whose directional derivative
 ``∇L(θ + tδ)·δ`` is still ≥ −½ ``∇L(θ)·δ`` (no overshoot past the line maximum by more than half;
 L needs no logarithm to check this). Stop when the accepted step is at most `TOLERANCE` in
-every coordinate, or after `MAX_NEWTON_STEPS` (then ``converged`` is False: the result is
-still deterministic).
+every coordinate (``converged``), or after `MAX_NEWTON_STEPS` (``converged`` False). A fit that
+has not converged is never used for a ranking: `bradley_terry_scores` then returns θ = 0 for
+every answer (the prior's point: no order at all), so settlement falls back to the screen and
+the round's seed instead of trusting an arbitrary iterate (consensus rule, docs/swarm.md §5.3).
+
+Input: anything malformed (a non-int index, ``n`` or start value, an outcome that is not one
+of `Outcome`, a judge without a weight, a negative or non-int weight) raises
+`SettlementInputError` (a ``ValueError``) naming the reason.
 
 Fixed point: values carry `FRACTION_BITS` fraction bits (`ONE` = 1.0). Every division is
 Python's floor division ``//`` and every rescale an arithmetic right shift ``>>`` (floor, also
@@ -46,9 +58,28 @@ LN2 = 12786308645202655659  # floor(ln 2 · 2^64), checked against decimal in th
 _GUARD_BITS = 8  # extra bits inside exp_neg's series
 MAX_NEWTON_STEPS = 64
 MAX_HALVINGS = 40
+MAX_STEP = 2 * ONE  # largest move of one θ per Newton step (trust region)
 TOLERANCE = ONE >> 40  # ≈ 9.1e-13 in θ
 PRIOR_DIVISOR = 32
 RANK_BITS = 32  # ranking compares θ rounded to 2^-32: rounding noise never orders a tie
+
+
+class SettlementInputError(ValueError):
+    """Malformed input to the fit or the settlement rules; ``reason`` says which rule."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def require_int(value: object, what: str, *, low: int = 0, high: int | None = None) -> int:
+    """``value`` if it is an int (not a bool) in [low, high], else `SettlementInputError`."""
+    if type(value) is not int:
+        raise SettlementInputError(f"{what} must be an int, not {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise SettlementInputError(f"{what} must be {bound}, not {value}")
+    return value
 
 
 class Outcome(IntEnum):
@@ -76,7 +107,7 @@ class BradleyTerryFit:
     theta: tuple[int, ...]
     iterations: int
     converged: bool
-    prior_weight: int
+    prior_weights: tuple[int, ...]  # α_i per answer
 
     def rank_keys(self) -> tuple[int, ...]:
         """θ rounded to multiples of 2^-`RANK_BITS`: what orders answers (ties are real ties)."""
@@ -126,34 +157,41 @@ class _Games:
 
     n: int
     edges: list[tuple[int, int, int, int]]  # (i, j, games N_ij·2w, wins of i X_ij) with i < j
-    prior: int  # α: weight of each answer's tie against the virtual answer
+    prior: list[int]  # α_i: weight of answer i's tie against the virtual answer
 
 
 def _aggregate(comparisons: Sequence[Comparison], weights: Mapping[bytes, int], n: int,
                ) -> _Games:
     games: dict[tuple[int, int], list[int]] = {}
-    heaviest = 0
+    weight_sum = [0] * n  # per answer: Σ weight of its comparisons
+    count = [0] * n  # per answer: how many comparisons of positive weight
     for c in comparisons:
-        if not (0 <= c.first < n and 0 <= c.second < n) or c.first == c.second:
-            raise ValueError(f"comparison of {c.first} and {c.second} outside 0..{n - 1}")
-        if c.judge not in weights:
-            raise ValueError(f"judge {c.judge.hex()} has no weight")
-        w = weights[c.judge]
-        if type(w) is not int or w < 0:
-            raise ValueError("weights are non-negative integers")
+        first = require_int(c.first, "comparison index", high=n - 1)
+        second = require_int(c.second, "comparison index", high=n - 1)
+        if first == second:
+            raise SettlementInputError(f"comparison of answer {first} with itself")
+        if type(c.outcome) is not Outcome and not (
+                type(c.outcome) is int and 0 <= c.outcome <= Outcome.TIE):
+            raise SettlementInputError(f"outcome must be 0, 1 or 2, not {c.outcome!r}")
+        if not isinstance(c.judge, bytes) or c.judge not in weights:
+            raise SettlementInputError(f"judge {c.judge!r} has no weight")
+        w = require_int(weights[c.judge], "judge weight")
         if w == 0:
             continue
-        heaviest = max(heaviest, w)
+        for i in (first, second):
+            weight_sum[i] += w
+            count[i] += 1
         outcome = Outcome(c.outcome)
         first_score = 2 if outcome is Outcome.FIRST_WINS else 0 if outcome is Outcome.SECOND_WINS \
             else 1
-        lo, hi = (c.first, c.second) if c.first < c.second else (c.second, c.first)
-        lo_score = first_score if lo == c.first else 2 - first_score
+        lo, hi = (first, second) if first < second else (second, first)
+        lo_score = first_score if lo == first else 2 - first_score
         entry = games.setdefault((lo, hi), [0, 0])
         entry[0] += 2 * w
         entry[1] += lo_score * w
     # not configurable: a prior far below the weights would make the Hessian ill-conditioned
-    prior = max(1, -(-heaviest // PRIOR_DIVISOR))
+    prior = [max(1, -(-weight_sum[i] // (PRIOR_DIVISOR * count[i]))) if count[i] else 1
+             for i in range(n)]
     edges = [(i, j, g[0], g[1]) for (i, j), g in sorted(games.items())]
     return _Games(n=n, edges=edges, prior=prior)
 
@@ -169,8 +207,7 @@ def _gradient(games: _Games, theta: Sequence[int]) -> tuple[list[int], list[int]
         g[i] += part
         g[j] -= part
     anchor_p = [sigmoid(t) for t in theta]
-    a = games.prior
-    for i in range(games.n):
+    for i, a in enumerate(games.prior):
         g[i] += a * ONE - 2 * a * anchor_p[i]
     return g, edge_p, anchor_p
 
@@ -219,9 +256,8 @@ def _hessian(
         rows[a][a] += h
         rows[b][b] += h
         rows[a][b] = rows[a].get(b, 0) - h
-    two_a = 2 * games.prior
-    for i in range(n):
-        rows[position[i]][position[i]] += two_a * anchor_p[i] * (ONE - anchor_p[i]) \
+    for i, a in enumerate(games.prior):
+        rows[position[i]][position[i]] += 2 * a * anchor_p[i] * (ONE - anchor_p[i]) \
             >> FRACTION_BITS
     return rows
 
@@ -260,6 +296,40 @@ def solve_spd(upper: Sequence[Mapping[int, int]], rhs: Sequence[int]) -> list[in
     return x
 
 
+def _newton(games: _Games, theta: list[int], max_steps: int) -> tuple[list[int], int, bool]:
+    """(θ, steps, converged): damped Newton with the `MAX_STEP` trust region (docstring)."""
+    n = games.n
+    order = elimination_order(n, games.edges)
+    position = [0] * n
+    for k, v in enumerate(order):
+        position[v] = k
+    g, edge_p, anchor_p = _gradient(games, theta)
+    steps = 0
+    while steps < max_steps:
+        steps += 1
+        x = solve_spd(_hessian(games, edge_p, anchor_p, position), [g[v] for v in order])
+        delta = [x[position[v]] for v in range(n)]
+        slope = sum(gi * di for gi, di in zip(g, delta, strict=True))
+        largest = max(abs(d) for d in delta)
+        if slope <= 0 or largest <= TOLERANCE:
+            return theta, steps, True
+        if largest > MAX_STEP:  # trust region: the same direction, no coordinate beyond it
+            delta = [d * MAX_STEP // largest for d in delta]
+            slope = sum(gi * di for gi, di in zip(g, delta, strict=True))
+        for halving in range(MAX_HALVINGS):
+            step = [d >> halving for d in delta]
+            trial = [t + s for t, s in zip(theta, step, strict=True)]
+            g_trial, p_trial, a_trial = _gradient(games, trial)
+            if 2 * sum(gi * di for gi, di in zip(g_trial, delta, strict=True)) >= -slope:
+                break
+        else:
+            return theta, steps, False
+        theta, g, edge_p, anchor_p = trial, g_trial, p_trial, a_trial
+        if max(abs(s) for s in step) <= TOLERANCE:
+            return theta, steps, True
+    return theta, steps, False
+
+
 def bradley_terry_scores(
     comparisons: Sequence[Comparison],
     *,
@@ -271,46 +341,22 @@ def bradley_terry_scores(
     """Fit weighted Bradley-Terry log-strengths of ``n`` answers from judged comparisons.
 
     ``weights`` maps each judge to a non-negative integer (its reputation); comparisons by a
-    judge of weight 0 are ignored. The prior α is ⌈w_max / `PRIOR_DIVISOR`⌉. Newton starts
-    from θ = ``start`` (default 0): the maximum is unique, so a start near it (a fit of
-    nearly the same data) only saves steps.
+    judge of weight 0 are ignored. The priors α_i are per answer (module docstring). Newton
+    starts from θ = ``start`` (default 0, what settlement uses) with steps bounded by
+    `MAX_STEP`; if it has not converged after ``max_steps`` steps the result is θ = 0 for
+    every answer with ``converged`` False: no ranking rests on an unfinished fit.
     """
-    if n < 0:
-        raise ValueError("n must be non-negative")
-    if start is not None and len(start) != n:
-        raise ValueError("start must hold n log-strengths")
+    require_int(n, "n")
+    require_int(max_steps, "max_steps", low=1)
+    if start is not None:
+        if len(start) != n:
+            raise SettlementInputError("start must hold n log-strengths")
+        for t in start:
+            require_int(t, "start log-strength", low=-(1 << 80), high=1 << 80)
     games = _aggregate(comparisons, weights, n)
-    theta = [0] * n if start is None else list(start)
     if n == 0:
-        return BradleyTerryFit(theta=(), iterations=0, converged=True, prior_weight=games.prior)
-    order = elimination_order(n, games.edges)
-    position = [0] * n
-    for k, v in enumerate(order):
-        position[v] = k
-    g, edge_p, anchor_p = _gradient(games, theta)
-    converged = False
-    steps = 0
-    while steps < max_steps:
-        steps += 1
-        x = solve_spd(_hessian(games, edge_p, anchor_p, position), [g[v] for v in order])
-        delta = [x[position[v]] for v in range(n)]
-        slope = sum(gi * di for gi, di in zip(g, delta, strict=True))
-        if slope <= 0 or max(abs(d) for d in delta) <= TOLERANCE:
-            converged = True
-            break
-        accepted = False
-        for halving in range(MAX_HALVINGS):
-            step = [d >> halving for d in delta]
-            trial = [t + s for t, s in zip(theta, step, strict=True)]
-            g_trial, p_trial, a_trial = _gradient(games, trial)
-            if 2 * sum(gi * di for gi, di in zip(g_trial, delta, strict=True)) >= -slope:
-                accepted = True
-                break
-        if not accepted:
-            break
-        theta, g, edge_p, anchor_p = trial, g_trial, p_trial, a_trial
-        if max(abs(s) for s in step) <= TOLERANCE:
-            converged = True
-            break
-    return BradleyTerryFit(theta=tuple(theta), iterations=steps, converged=converged,
-                           prior_weight=games.prior)
+        return BradleyTerryFit(theta=(), iterations=0, converged=True, prior_weights=())
+    theta, steps, converged = _newton(games, [0] * n if start is None else list(start),
+                                      max_steps)
+    return BradleyTerryFit(theta=tuple(theta) if converged else (0,) * n, iterations=steps,
+                           converged=converged, prior_weights=tuple(games.prior))

@@ -4,6 +4,9 @@ Every validator runs `settle` on the data a settlement transaction carries and r
 transaction unless the result is byte-identical to the one it claims, so this module is
 integers only: no floats, no clock, no randomness, no I/O. The rules (also in docs/swarm.md):
 
+Malformed input (a non-int or negative weight, reputation or stake, a bad index, a judgment
+of the wrong length) raises `SettlementInputError`, one ``ValueError`` class with a reason.
+
 Participation. A commitment counts if it is for this round, validly signed, and its author
 was selected for that role. A node with two different counting commitments of one kind is an
 *equivocator*: slashed, excluded, reputation penalty. A node with one commitment but no valid
@@ -13,30 +16,36 @@ pair; one for another answer set (the judge saw other reveals) is ignored withou
 one with an outcome byte above 2 is a no-show. Selected nodes that never committed are not
 slashed (they may be offline); they just earn nothing and their reputation decays.
 
-Ranking. Revealed answers, in node-id order, are indexed 0..n-1; judges' outcomes follow
-`swarm.schedule.judging_pairs`, then one GOOD/BAD/no-opinion screen mark per answer. A
-judge's comparisons and screen involving its own answer are dropped (conflict of interest).
-Judge weight = reputation + ``judge_weight_base``. Each ordered pair gets one weighted
+Ranking (`aggregate`, one pass, no reweighting within the round). Revealed answers, in
+node-id order, are indexed 0..n-1; judges' outcomes follow `swarm.schedule.judging_pairs`,
+then one GOOD/BAD/no-opinion screen mark per answer. Judge weight = reputation +
+``judge_weight_base``. A judge's comparisons and screen involving its own answer are dropped;
+a judge that also answered is conflicted on every other answer too, so its other votes count
+only where they agree with the other judges (`_tally`). Each ordered pair gets one weighted
 verdict (`pair_verdict`: decisive at ≥ ⅔ of the weight, leaning at a strict majority, else a
-tie) and Bradley-Terry is fitted on those verdicts; an answer is *accepted* when a strict
-majority of the weight with an opinion calls it good. A second pass repeats this with each
-judge's weight scaled by its agreement with the first (better than chance). Accepted answers
-rank first, each group by strength.
+tie) and Bradley-Terry is fitted on those verdicts from θ = 0 (an unconverged fit ranks
+nothing). Each answer gets a screen tier (`screen_tiers`): accepted when ≥ ⅔ of all its
+screening weight calls it good, rejected when ≥ ⅔ calls it bad, else undecided. Order:
+tier, then strength, then the round's seed (`tie_order`) for exact ties.
 
 Money (fee F, slashed stake S, bps = 1/10000):
 * answer pool = ⌊F·answer_share_bps/10⁴⌋ + S, judge pool = F − ⌊F·answer_share_bps/10⁴⌋;
-* the g accepted answers (the top ⌈n/2⌉ ranks if none is accepted) are *good*; rank r < g
-  weighs (g − r)^1.5 (``isqrt((g − r)³·2³²)``),
-  copies of one answer share the mean weight of their ranks, and each gets
-  ⌊pool·weight/Σweight⌋; the rounding dust goes to the heaviest;
+* the g accepted answers (if none is accepted: the top ⌈n/2⌉ ranks that are not rejected)
+  are *good* (`good_count`); rank r < g weighs (g − r)^1.5 (``isqrt((g − r)³·2³²)``);
+  copies of one answer, and answers tied in the consensus, share the mean weight of their
+  ranks; each gets ⌊pool·weight/Σweight⌋; the rounding dust goes to the heaviest (ties by
+  a keyed hash of the round's seed); if every answer is rejected the answer pool is
+  refunded;
 * a judge with c counted comparisons and screen marks scores ``agree2`` = Σ 2 per verdict
   equal to the consensus order, 1 per half-agreement (tie vs order), 0 per opposite verdict,
-  2 per screen mark equal to the answer's acceptance; its merit is
+  per good/bad screen mark 2 if it is the screen's direction (good or bad by the larger
+  weight), 1 if they tie, 0 if opposite; its merit is
   max(0, agree2 − c) (better than chance); judges get ⌊pool·merit/Σmerit⌋, dust to the best;
 * if no answer was revealed the whole fee is refunded (slashed stake is burned); if no judge
   has merit the judge pool is refunded.
 
-Reputation (`reputation_step` = s): rank r of n moves an answerer by ⌊s·(n−1−2r)/(n−1)⌋;
+Reputation (`reputation_step` = s): rank r of n moves an answerer by ⌊s·(n−1−2r)/(n−1)⌋
+(tied answers by their mean);
 a judge by ⌊s·(agree2 − c)/c⌋; no-shows and equivocators lose ``reputation_penalty``; the
 result is clamped to [0, 2⁶⁴−1]. `decayed_reputation` gives the decay toward a floor
 without participation, which the contract applies before a round uses a reputation.
@@ -46,15 +55,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from core.encoding import MAX_U64
+from core.encoding import MAX_U64, tagged_hash
 from swarm.bradley_terry import (
     FRACTION_BITS,
     BradleyTerryFit,
     Comparison,
     Outcome,
+    SettlementInputError,
     bradley_terry_scores,
+    require_int,
 )
 from swarm.commit_reveal import answer_set_digest, make_evidence, opening_matches
 from swarm.messages import (
@@ -182,7 +193,7 @@ def position_weight(k: int) -> int:
     return math.isqrt(k * k * k << 32)
 
 
-def _consensus_outcome(key_first: tuple[bool, int], key_second: tuple[bool, int]) -> Outcome:
+def _consensus_outcome(key_first: tuple[int, int], key_second: tuple[int, int]) -> Outcome:
     """The verdict the consensus ranking gives an ordered pair."""
     if key_first > key_second:
         return Outcome.FIRST_WINS
@@ -194,13 +205,21 @@ _AGREEMENT = tuple(tuple(2 if v == c else 1 if Outcome.TIE in (v, c) else 0
                          for c in Outcome) for v in Outcome)
 
 
-def _split(pool: int, weights: Mapping[bytes, int]) -> dict[bytes, int]:
-    """⌊pool·w/Σw⌋ each; the dust goes to the heaviest (smallest node id on ties)."""
+def _split(pool: int, weights: Mapping[bytes, int], seed: bytes) -> dict[bytes, int]:
+    """⌊pool·w/Σw⌋ each; the dust goes to the heaviest (ties by a keyed hash of the round's
+    seed and the node id, never by the node id alone)."""
     total = sum(weights.values())
     shares = {node: pool * w // total for node, w in weights.items()}
-    best = min(weights, key=lambda node: (-weights[node], node))
+    best = min(weights, key=lambda node: (-weights[node], tagged_hash(TIE_TAG, seed + node)))
     shares[best] += pool - sum(shares.values())
     return shares
+
+
+def _tally_total(tally: Sequence[int]) -> int:
+    """Σ of a pair's verdict weights [first, second, tie], each a non-negative int."""
+    if len(tally) != 3:
+        raise SettlementInputError("a pair's tally holds 3 weights (first, second, tie)")
+    return sum(require_int(w, "verdict weight") for w in tally)
 
 
 def pair_verdict(tally: Sequence[int]) -> tuple[Outcome, bool]:
@@ -211,7 +230,7 @@ def pair_verdict(tally: Sequence[int]) -> tuple[Outcome, bool]:
     A coalition below ⅓ cannot move a pair the others agree on out of "decisive", and one
     below ½ cannot flip its direction, while honest margins still shape the fit.
     """
-    total = sum(tally)
+    total = _tally_total(tally)
     for side in (Outcome.FIRST_WINS, Outcome.SECOND_WINS):
         if 3 * tally[side] >= 2 * total:
             return side, True
@@ -230,8 +249,10 @@ def verdict_comparisons(
     ``tallies[k]`` holds pair k's verdict weights [first, second, tie]."""
     out: list[Comparison] = []
     pair_weights: dict[bytes, int] = {}
+    if len(tallies) != len(pairs):
+        raise SettlementInputError("one tally per pair")
     for k, ((a, b), tally) in enumerate(zip(pairs, tallies, strict=True)):
-        total = sum(tally)
+        total = _tally_total(tally)
         if total == 0:
             continue
         verdict, decisive = pair_verdict(tally)
@@ -255,7 +276,14 @@ def consensus_comparisons(
     index = {pair: k for k, pair in enumerate(pairs)}
     tallies = [[0, 0, 0] for _ in pairs]
     for c in comparisons:
-        tallies[index[(c.first, c.second)]][c.outcome] += weights[c.judge]
+        k = index.get((c.first, c.second))
+        if k is None:
+            raise SettlementInputError(f"({c.first}, {c.second}) is not a scheduled pair")
+        if c.judge not in weights:
+            raise SettlementInputError(f"judge {c.judge!r} has no weight")
+        if type(c.outcome) is not Outcome and c.outcome not in (0, 1, 2):
+            raise SettlementInputError(f"outcome must be 0, 1 or 2, not {c.outcome!r}")
+        tallies[k][int(c.outcome)] += require_int(weights[c.judge], "judge weight")
     return verdict_comparisons(pairs, tallies)
 
 
@@ -330,21 +358,41 @@ def answer_view(
         pairs=judging_pairs(round_id, len(nodes)))
 
 
-def _share_identical(values: Sequence[int], answer_hashes: Sequence[bytes]) -> list[int]:
-    """Per ranked answer, the floor mean of ``values`` over the ranks holding the same answer.
+def _share_groups(values: Sequence[int], answer_hashes: Sequence[bytes],
+                  ties: Sequence[int]) -> list[int]:
+    """Per ranked answer, the floor mean of ``values`` over its group of ranks: ranks holding
+    the same answer (same hash) or tied in the consensus (same ``ties`` entry) are one group.
 
-    Identical answers (same hash) are one answer: where the fit happened to put each copy
-    must not decide who is paid more.
+    Identical answers are one answer, and tied answers are equal in the judges' eyes: where
+    the fit or the tie order happened to put each must not decide who is paid more.
     """
-    groups: dict[bytes, list[int]] = {}
-    for rank, h in enumerate(answer_hashes):
-        groups.setdefault(h, []).append(rank)
-    return [sum(values[r] for r in groups[h]) // len(groups[h]) for h in answer_hashes]
+    group = list(range(len(values)))
+
+    def root(r: int) -> int:
+        while group[r] != r:
+            r = group[r]
+        return r
+
+    first_of: dict[tuple[int, bytes | int], int] = {}
+    for rank, key in enumerate(zip(answer_hashes, ties, strict=True)):
+        for label in ((0, key[0]), (1, key[1])):
+            other = first_of.setdefault(label, rank)
+            a, b = root(rank), root(other)
+            group[max(a, b)] = min(a, b)
+    members: dict[int, list[int]] = {}
+    for rank in range(len(values)):
+        members.setdefault(root(rank), []).append(rank)
+    return [sum(values[r] for r in members[root(rank)]) // len(members[root(rank)])
+            for rank in range(len(values))]
 
 
 SCREEN_BAD = 0
 SCREEN_GOOD = 1
 SCREEN_NONE = 2  # no opinion: the judge's own answer, or it could not tell
+TIER_REJECTED = 0
+TIER_UNDECIDED = 1
+TIER_ACCEPTED = 2
+TIE_TAG = b"pouw/swtie"
 
 
 def judgment_length(n: int, pairs: Sequence[tuple[int, int]]) -> int:
@@ -352,58 +400,123 @@ def judgment_length(n: int, pairs: Sequence[tuple[int, int]]) -> int:
     return len(pairs) + n
 
 
+def tie_order(seed: bytes, n: int) -> tuple[int, ...]:
+    """Per answer index, its place in the round's order for breaking exact ties: sorted by a
+    keyed hash of the round's seed, so neither a node id nor an index decides a tie."""
+    digests = [tagged_hash(TIE_TAG, seed + i.to_bytes(4, "big")) for i in range(n)]
+    place = [0] * n
+    for p, i in enumerate(sorted(range(n), key=lambda i: digests[i])):
+        place[i] = p
+    return tuple(place)
+
+
 @dataclasses.dataclass(frozen=True)
 class RoundRanking:
-    """What aggregation decides: the fit, which answers passed the screen, their order (the
-    accepted ones first, each group by strength) and each judge's agreement with it."""
+    """What aggregation decides: the fit, each answer's screen tier, their order (accepted,
+    then undecided, then rejected, each tier by strength, exact ties by the round's seed),
+    which ranks tie, and each judge's agreement with it."""
 
     fit: BradleyTerryFit
-    accepted: tuple[bool, ...]  # by answer index
+    tiers: tuple[int, ...]  # by answer index: TIER_ACCEPTED, TIER_UNDECIDED or TIER_REJECTED
     ranking: tuple[int, ...]  # answer indices, best first
+    ties: tuple[int, ...]  # per rank: the first rank of its tie (equal tier and strength)
     judges: tuple[JudgeReport, ...]
-    weights: Mapping[bytes, int]  # the judge weights of the final pass
+    weights: Mapping[bytes, int]  # the judge weights
+
+    @property
+    def accepted(self) -> tuple[bool, ...]:
+        """By answer index: passed the screen."""
+        return tuple(t == TIER_ACCEPTED for t in self.tiers)
 
 
-def _screen_accepted(n: int, screens: Mapping[bytes, bytes], weights: Mapping[bytes, int],
-                     counted: Mapping[bytes, list[int]]) -> tuple[bool, ...]:
-    """An answer passes the screen iff a strict majority of the weight of the judges with an
-    opinion on it called it good."""
-    good = [0] * n
-    opinion = [0] * n
-    for node, marks in screens.items():
-        for i in counted[node]:
-            opinion[i] += weights[node]
-            good[i] += weights[node] if marks[i] == SCREEN_GOOD else 0
-    return tuple(2 * good[i] > opinion[i] for i in range(n))
+def _tally(
+    size: int, votes: Mapping[bytes, Mapping[int, int]], weights: Mapping[bytes, int],
+    conflicted: frozenset[bytes], agree: Callable[[Sequence[int], int], bool],
+) -> list[list[int]]:
+    """Per item (pair or screened answer) the weight behind each of the 3 values.
+
+    ``votes[judge][item]`` is a judge's value on an item. A conflicted judge (one that also
+    answered: every other answer competes with its own) is clipped on an item where the
+    judges without a conflict hold at least ⅔ of the item's weight: there its value counts
+    only if it ``agree``s with the tally of all the other judges (it can confirm a verdict,
+    not create, weaken or flip one). Where conflicted judges hold more than ⅓ (small rounds
+    in which most judges also answer) nothing is clipped: clipping them there would hand
+    their items to whoever did not answer, e.g. a coalition of outside judges."""
+    tallies = [[0, 0, 0] for _ in range(size)]
+    free = [0] * size  # weight of judges without a conflict, per item
+    for node, mine in votes.items():
+        for item, value in mine.items():
+            tallies[item][value] += weights[node]
+            if node not in conflicted:
+                free[item] += weights[node]
+    if not conflicted:
+        return tallies
+    out = [list(t) for t in tallies]
+    for node in sorted(conflicted):
+        for item, value in votes[node].items():
+            if 3 * free[item] < 2 * sum(tallies[item]):
+                continue
+            others = list(tallies[item])
+            others[value] -= weights[node]
+            if not agree(others, value):
+                out[item][value] -= weights[node]
+    return out
 
 
-def _consensus(
+def _pair_agrees(others: Sequence[int], value: int) -> bool:
+    """The others' `pair_verdict` is ``value``, or nobody else has weight on the pair."""
+    return sum(others) == 0 or pair_verdict(others)[0] == value
+
+
+def _screen_agrees(others: Sequence[int], value: int) -> bool:
+    """A strict majority of the others' weight marked ``value`` (good or bad), or nobody
+    else has weight on the answer."""
+    return sum(others) == 0 or (value != SCREEN_NONE and 2 * others[value] > sum(others))
+
+
+def screen_tiers(tallies: Sequence[Sequence[int]]) -> tuple[int, ...]:
+    """Per answer from its screen weights [bad, good, no opinion]: accepted when at least ⅔
+    of the weight with an opinion on it called it good, rejected when at least ⅔ called it
+    bad, else undecided. A coalition under ⅓ of that weight can move an answer only to or
+    from undecided: it takes a majority of the other judges to cross a line."""
+    tiers = []
+    for tally in tallies:
+        total = tally[SCREEN_GOOD] + tally[SCREEN_BAD]
+        if total and 3 * tally[SCREEN_GOOD] >= 2 * total:
+            tiers.append(TIER_ACCEPTED)
+        elif total and 3 * tally[SCREEN_BAD] >= 2 * total:
+            tiers.append(TIER_REJECTED)
+        else:
+            tiers.append(TIER_UNDECIDED)
+    return tuple(tiers)
+
+
+def _check_aggregate_input(
     n: int, pairs: Sequence[tuple[int, int]], verdicts: Mapping[bytes, bytes],
-    screens: Mapping[bytes, bytes], weights: Mapping[bytes, int],
-    counted_pairs: Mapping[bytes, list[int]], counted_screens: Mapping[bytes, list[int]],
-    start: Sequence[int] | None = None,
-) -> tuple[BradleyTerryFit, tuple[bool, ...], tuple[tuple[bool, int], ...],
-           tuple[JudgeReport, ...]]:
-    """One pass: per-pair verdicts and the fit, the screen, the order keys, agreements."""
-    tallies = [[0, 0, 0] for _ in pairs]
+    weights: Mapping[bytes, int], own: Mapping[bytes, int], seed: bytes,
+) -> None:
+    """`SettlementInputError` for anything `aggregate` cannot rank."""
+    require_int(n, "n")
+    if not isinstance(seed, bytes):
+        raise SettlementInputError("seed must be bytes")
+    for pair in pairs:
+        if len(pair) != 2:
+            raise SettlementInputError("a pair holds two answer indices")
+        a = require_int(pair[0], "pair index", high=n - 1)
+        b = require_int(pair[1], "pair index", high=n - 1)
+        if a == b:
+            raise SettlementInputError(f"pair of answer {a} with itself")
+    size = judgment_length(n, pairs)
     for node, outcomes in verdicts.items():
-        for k in counted_pairs[node]:
-            tallies[k][outcomes[k]] += weights[node]
-    pair_comparisons, pair_weights = verdict_comparisons(pairs, tallies)
-    fit = bradley_terry_scores(pair_comparisons, weights=pair_weights, n=n, start=start)
-    accepted = _screen_accepted(n, screens, weights, counted_screens)
-    keys = tuple(zip(accepted, fit.rank_keys(), strict=True))
-    # agreement with the consensus: per pair 2 full, 1 tie involved, 0 opposite; per screen
-    # mark 2 if it matches the screen's result, else 0
-    consensus = [_consensus_outcome(keys[a], keys[b]) for a, b in pairs]
-    reports = tuple(
-        JudgeReport(
-            node=node, counted=len(mine) + len(counted_screens[node]),
-            agree2=sum(_AGREEMENT[verdicts[node][k]][consensus[k]] for k in mine)
-            + sum(2 for i in counted_screens[node]
-                  if (screens[node][i] == SCREEN_GOOD) == accepted[i]))
-        for node, mine in sorted(counted_pairs.items()))
-    return fit, accepted, keys, reports
+        if not isinstance(node, bytes) or not isinstance(outcomes, bytes):
+            raise SettlementInputError("verdicts map judge ids (bytes) to outcome bytes")
+        if node not in weights:
+            raise SettlementInputError(f"judge {node.hex()} has no weight")
+        require_int(weights[node], "judge weight")
+        if len(outcomes) != size or any(v > Outcome.TIE for v in outcomes):
+            raise SettlementInputError(f"judge {node.hex()}: {size} outcome bytes 0..2 expected")
+    for index in own.values():
+        require_int(index, "own answer index", high=n - 1)
 
 
 def aggregate(
@@ -413,50 +526,62 @@ def aggregate(
     verdicts: Mapping[bytes, bytes],
     weights: Mapping[bytes, int],
     own_answer: Mapping[bytes, int] | None = None,
+    seed: bytes = b"",
 ) -> RoundRanking:
     """Rank ``n`` answers from judges' outcome bytes, judges weighted by ``weights``.
 
     Each judge's bytes (`judgment_length`): one verdict per pair of ``pairs`` (0 first wins,
     1 second wins, 2 tie), then one screen mark per answer (0 bad, 1 good, 2 no opinion).
     ``own_answer`` maps a judge to the index of its own answer, which it neither compares
-    nor screens (conflict of interest).
+    nor screens; such a judge is *conflicted* on every other answer too, so its remaining
+    votes only count where they agree with the other judges (`_tally`).
 
-    Two passes. The first weighs judges by ``weights`` (reputation); the second by
-    reputation × how much better than chance each judge agreed with the first pass
-    (⌊w·max(0, agree2 − c)/c⌋), so a judge who contradicts the round's consensus loses
-    weight within the round, before any reputation catches up. Judges consistent with the
-    consensus keep their full weight, so a coalition that cannot move the first pass cannot
-    move the second. The order: answers that pass the screen first, each group by
-    Bradley-Terry strength; the second fit starts from the first's θ. `settle` uses exactly
-    this; benches and the node's fast path can call it without signed messages.
+    One pass, no reweighting within the round (docs/swarm.md §5.2a): per-pair weighted
+    verdicts (`pair_verdict`) and Bradley-Terry on them; the screen's tiers by a ⅔ quorum of
+    all the screening weight (`screen_tiers`); the order: tier, then strength, then the
+    round's ``seed`` (`tie_order`) for exact ties. Reputation moves between rounds, by each
+    judge's agreement with this order. `settle` uses exactly this; benches and the node's
+    fast path can call it without signed messages.
     """
     own = own_answer or {}
-    size = judgment_length(n, pairs)
-    counted_pairs: dict[bytes, list[int]] = {}
-    counted_screens: dict[bytes, list[int]] = {}
-    screens: dict[bytes, bytes] = {}
+    _check_aggregate_input(n, pairs, verdicts, weights, own, seed)
+    pair_votes: dict[bytes, dict[int, int]] = {}
+    screen_votes: dict[bytes, dict[int, int]] = {}
     for node, outcomes in verdicts.items():
-        if len(outcomes) != size or any(v > Outcome.TIE for v in outcomes):
-            raise ValueError(f"judge {node.hex()}: {size} outcome bytes 0..2 expected")
         mine_index = own.get(node)
-        marks = outcomes[len(pairs):]
-        screens[node] = marks
-        counted_pairs[node] = [k for k, (a, b) in enumerate(pairs)
-                               if mine_index != a and mine_index != b]
-        counted_screens[node] = [i for i in range(n)
-                                 if i != mine_index and marks[i] != SCREEN_NONE]
-    args = (n, pairs, verdicts, screens)
-    fit, accepted, keys, reports = _consensus(*args, weights, counted_pairs, counted_screens)
-    final_weights: Mapping[bytes, int] = weights
-    second = {r.node: weights[r.node] * max(0, r.agree2 - r.counted) // r.counted
-              if r.counted else 0 for r in reports}
-    if any(second.values()):
-        final_weights = second
-        fit, accepted, keys, reports = _consensus(*args, second, counted_pairs,
-                                                  counted_screens, start=fit.theta)
-    ranking = tuple(sorted(range(n), key=lambda i: (not keys[i][0], -keys[i][1], i)))
-    return RoundRanking(fit=fit, accepted=accepted, ranking=ranking, judges=reports,
-                        weights=final_weights)
+        pair_votes[node] = {k: outcomes[k] for k, (a, b) in enumerate(pairs)
+                            if mine_index != a and mine_index != b}
+        screen_votes[node] = {i: outcomes[len(pairs) + i] for i in range(n) if i != mine_index}
+    conflicted = frozenset(node for node in verdicts if node in own)
+    pair_comparisons, pair_weights = verdict_comparisons(
+        pairs, _tally(len(pairs), pair_votes, weights, conflicted, _pair_agrees))
+    fit = bradley_terry_scores(pair_comparisons, weights=pair_weights, n=n)
+    screen_tallies = _tally(n, screen_votes, weights, conflicted, _screen_agrees)
+    tiers = screen_tiers(screen_tallies)
+    # the screen's direction per answer (what a mark is scored against): good or bad by the
+    # larger weight, None on a tie; it agrees with every accepted / rejected tier
+    direction = [SCREEN_GOOD if t[SCREEN_GOOD] > t[SCREEN_BAD] else
+                 SCREEN_BAD if t[SCREEN_BAD] > t[SCREEN_GOOD] else None
+                 for t in screen_tallies]
+    keys = tuple(zip(tiers, fit.rank_keys(), strict=True))
+    place = tie_order(seed, n)
+    ranking = tuple(sorted(range(n), key=lambda i: (-keys[i][0], -keys[i][1], place[i])))
+    ties: list[int] = []
+    for rank, i in enumerate(ranking):
+        ties.append(ties[-1] if rank and keys[ranking[rank - 1]] == keys[i] else rank)
+    # agreement with the consensus: per pair 2 full, 1 tie involved, 0 opposite; per screen
+    # mark (good or bad) 2 if it is the screen's direction, 1 on a tie, 0 if the opposite
+    consensus = [_consensus_outcome(keys[a], keys[b]) for a, b in pairs]
+    reports = []
+    for node in sorted(verdicts):
+        marks = {i: v for i, v in screen_votes[node].items() if v != SCREEN_NONE}
+        pair_agree = sum(_AGREEMENT[v][consensus[k]] for k, v in pair_votes[node].items())
+        screen_agree = sum(1 if direction[i] is None else 2 if v == direction[i] else 0
+                           for i, v in marks.items())
+        reports.append(JudgeReport(node=node, counted=len(pair_votes[node]) + len(marks),
+                                   agree2=pair_agree + screen_agree))
+    return RoundRanking(fit=fit, tiers=tiers, ranking=ranking, ties=tuple(ties),
+                        judges=tuple(reports), weights=weights)
 
 
 def counted_judgments(
@@ -512,9 +637,19 @@ def _credit(payouts: dict[bytes, int], shares: Mapping[bytes, int]) -> None:
         payouts[node] = payouts.get(node, 0) + amount
 
 
+def good_count(ranked_tiers: Sequence[int]) -> int:
+    """How many of the top ranks are *good* (paid): the accepted answers, or if none is
+    accepted the top ⌈n/2⌉ that are not rejected (tiers in rank order, best first)."""
+    accepted = sum(t == TIER_ACCEPTED for t in ranked_tiers)
+    if accepted:
+        return accepted
+    return min((len(ranked_tiers) + 1) // 2, sum(t != TIER_REJECTED for t in ranked_tiers))
+
+
 def round_payouts(
     *, fee: int, forfeited: int, ranked: Sequence[bytes], ranked_hashes: Sequence[bytes],
-    accepted: Sequence[bool], reports: Sequence[JudgeReport], params: SettlementParams,
+    ranked_tiers: Sequence[int], ties: Sequence[int], reports: Sequence[JudgeReport],
+    params: SettlementParams, seed: bytes = b"",
 ) -> tuple[dict[bytes, int], int]:
     """(node -> amount, refund): the Money rules of the module docstring."""
     n = len(ranked)
@@ -523,22 +658,27 @@ def round_payouts(
         return {}, fee
     answer_fee = fee * params.answer_share_bps // BPS
     judge_pool = fee - answer_fee
-    good = sum(accepted) or (n + 1) // 2  # accepted answers rank first
-    answer_weights = _share_identical(
-        [position_weight(good - r) if r < good else 0 for r in range(n)], ranked_hashes)
-    positive = {node: w for node, w in zip(ranked, answer_weights, strict=True) if w > 0}
+    good = good_count(ranked_tiers)
+    refund = 0
     payouts: dict[bytes, int] = {}
-    _credit(payouts, _split(answer_fee + forfeited, positive))
+    if good:
+        answer_weights = _share_groups(
+            [position_weight(good - r) if r < good else 0 for r in range(n)], ranked_hashes,
+            ties)
+        positive = {node: w for node, w in zip(ranked, answer_weights, strict=True) if w > 0}
+        _credit(payouts, _split(answer_fee + forfeited, positive, seed))
+    else:  # every answer rejected: the answer pool goes back to the client
+        refund += answer_fee + forfeited
     merits = {r.node: r.agree2 - r.counted for r in reports if r.agree2 > r.counted}
     # no judge did better than chance: the judge pool is refunded
     if not merits:
-        return payouts, judge_pool
-    _credit(payouts, _split(judge_pool, merits))
-    return payouts, 0
+        return payouts, refund + judge_pool
+    _credit(payouts, _split(judge_pool, merits, seed))
+    return payouts, refund
 
 
 def reputation_deltas(
-    *, ranked: Sequence[bytes], ranked_hashes: Sequence[bytes],
+    *, ranked: Sequence[bytes], ranked_hashes: Sequence[bytes], ties: Sequence[int],
     reports: Sequence[JudgeReport], penalized: Iterable[bytes], params: SettlementParams,
 ) -> dict[bytes, int]:
     """Node -> reputation change before clamping: the Reputation rules of the module docstring."""
@@ -546,7 +686,7 @@ def reputation_deltas(
     step = params.reputation_step
     # an answerer moves by its rank, copies of one answer by their mean
     rank_deltas = [step * (n - 1 - 2 * r) // (n - 1) if n > 1 else 0 for r in range(n)]
-    deltas = dict(zip(ranked, _share_identical(rank_deltas, ranked_hashes), strict=True))
+    deltas = dict(zip(ranked, _share_groups(rank_deltas, ranked_hashes, ties), strict=True))
     # a judge moves by how much better than chance it agreed with the consensus
     for report in reports:
         if report.counted:
@@ -578,6 +718,9 @@ def settle(
     check (the contract does); everything about commitments and openings is checked here.
     The node's fast path may call it too (before settlement) for the ranking and top answer.
     """
+    for table, what in ((reputations, "reputation"), (stakes, "stake")):
+        for value in table.values():
+            require_int(value, what, high=MAX_U64)
     round_id = request.round_id()
     # 1-2. counting commitments, equivocations, revealed answers
     view = answer_view(round_id=round_id, answerers=answerers, judges=judges,
@@ -591,20 +734,23 @@ def settle(
     result = aggregate(
         n=len(revealed), pairs=view.pairs, verdicts=verdicts,
         own_answer={node: i for i, node in enumerate(revealed)},
-        weights={node: reputations.get(node, 0) + params.judge_weight_base for node in verdicts})
+        weights={node: reputations.get(node, 0) + params.judge_weight_base for node in verdicts},
+        seed=round_id)
     ranked = [revealed[i] for i in result.ranking]
     ranked_hashes = [view.answer_hashes[i] for i in result.ranking]
+    ranked_tiers = [result.tiers[i] for i in result.ranking]
     # 5. slashes
     slashes = round_slashes(equivocators=view.equivocators, no_shows=no_shows, stakes=stakes,
                             params=params)
     # 6. money
     payouts, refund = round_payouts(
         fee=request.fee, forfeited=sum(s.amount for s in slashes), ranked=ranked,
-        ranked_hashes=ranked_hashes, accepted=result.accepted, reports=result.judges,
-        params=params)
+        ranked_hashes=ranked_hashes, ranked_tiers=ranked_tiers, ties=result.ties,
+        reports=result.judges, params=params, seed=round_id)
     # 7. reputation, clamped to u64
-    deltas = reputation_deltas(ranked=ranked, ranked_hashes=ranked_hashes, reports=result.judges,
-                               penalized=view.equivocators | no_shows, params=params)
+    deltas = reputation_deltas(ranked=ranked, ranked_hashes=ranked_hashes, ties=result.ties,
+                               reports=result.judges, penalized=view.equivocators | no_shows,
+                               params=params)
     updates = tuple(
         ReputationUpdate(node=node, score=min(MAX_U64, max(0, reputations.get(node, 0) + d)))
         for node, d in sorted(deltas.items()))

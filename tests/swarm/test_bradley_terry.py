@@ -22,6 +22,7 @@ from swarm.bradley_terry import (
     BradleyTerryFit,
     Comparison,
     Outcome,
+    SettlementInputError,
     bradley_terry_scores,
     elimination_order,
     exp_neg,
@@ -36,7 +37,8 @@ def judge(k: int) -> bytes:
 
 
 def reference_fit(
-    comparisons: list[Comparison], weights: dict[bytes, int], n: int, prior: int
+    comparisons: list[Comparison], weights: dict[bytes, int], n: int,
+    priors: tuple[int, ...],
 ) -> np.ndarray:
     """Independent MLE: scipy trust-region Newton on the per-comparison log-likelihood."""
     rows = [(weights[c.judge], c.first, c.second,
@@ -46,11 +48,12 @@ def reference_fit(
     a = np.array([r[1] for r in rows], dtype=int)
     b = np.array([r[2] for r in rows], dtype=int)
     y = np.array([r[3] for r in rows], dtype=float)
+    prior = np.array(priors, dtype=float)
 
     def neg_ll(theta: np.ndarray) -> float:
         d = theta[a] - theta[b]
         ll = np.sum(w * (y * log_expit(d) + (1 - y) * log_expit(-d)))
-        ll += prior * np.sum(0.5 * log_expit(theta) + 0.5 * log_expit(-theta))
+        ll += np.sum(prior * (0.5 * log_expit(theta) + 0.5 * log_expit(-theta)))
         return float(-ll)
 
     def grad(theta: np.ndarray) -> np.ndarray:
@@ -107,7 +110,7 @@ def test_matches_independent_mle(case: tuple[int, list[int], list[tuple[int, int
                    for k, a, b, o in raw if a != b]
     fit = bradley_terry_scores(comparisons, weights=weights, n=n)
     assert fit.converged
-    expected = reference_fit(comparisons, weights, n, fit.prior_weight)
+    expected = reference_fit(comparisons, weights, n, fit.prior_weights)
     np.testing.assert_allclose(as_float(fit), expected, atol=1e-6, rtol=0)
 
 
@@ -126,11 +129,11 @@ def test_start_only_saves_steps(case: tuple[int, list[int], list[tuple[int, int,
     start = [t + rng.randrange(-ONE, ONE) for t in cold.theta]
     warm = bradley_terry_scores(comparisons, weights=weights, n=n, start=start)
     assert warm.converged
-    expected = reference_fit(comparisons, weights, n, cold.prior_weight)
+    expected = reference_fit(comparisons, weights, n, cold.prior_weights)
     np.testing.assert_allclose(as_float(warm), expected, atol=1e-6, rtol=0)
     again = bradley_terry_scores(comparisons, weights=weights, n=n, start=cold.theta)
     assert again.iterations == 1 and again.theta == cold.theta
-    with pytest.raises(ValueError):
+    with pytest.raises(SettlementInputError):
         bradley_terry_scores(comparisons, weights=weights, n=n, start=cold.theta[:-1])
 
 
@@ -146,7 +149,7 @@ def test_all_wins_and_disconnected_graph_are_finite() -> None:
     assert fit.theta[3] > 0 > fit.theta[2]
     assert fit.theta[4] == 0
     assert fit.theta[0] == -fit.theta[1] or abs(fit.theta[0] + fit.theta[1]) < ONE >> 30
-    expected = reference_fit(comparisons, weights, 5, fit.prior_weight)
+    expected = reference_fit(comparisons, weights, 5, fit.prior_weights)
     np.testing.assert_allclose(as_float(fit), expected, atol=1e-6, rtol=0)
 
 
@@ -277,3 +280,71 @@ def test_sparse_solve_matches_float_solve() -> None:
     got = np.array([x[position[v]] / ONE for v in range(n)])
     expected = np.linalg.solve(dense, np.array(rhs, dtype=float) / ONE)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+GOOD_INPUT: dict[str, object] = {
+    "comparisons": [Comparison(judge(0), 0, 1, Outcome.FIRST_WINS)],
+    "weights": {judge(0): 1}, "n": 2}
+
+
+@pytest.mark.parametrize("change", [
+    {"comparisons": [Comparison(judge(0), 0.0, 1, Outcome.TIE)]},  # type: ignore[arg-type]
+    {"comparisons": [Comparison(judge(0), 0, True, Outcome.TIE)]},
+    {"comparisons": [Comparison(judge(0), 0, 0, Outcome.TIE)]},
+    {"comparisons": [Comparison(judge(0), 0, 2, Outcome.TIE)]},
+    {"comparisons": [Comparison(judge(0), -1, 1, Outcome.TIE)]},
+    {"comparisons": [Comparison(judge(0), 0, 1, 0.0)]},  # type: ignore[arg-type]
+    {"comparisons": [Comparison(judge(0), 0, 1, 3)]},  # type: ignore[arg-type]
+    {"comparisons": [Comparison(judge(1), 0, 1, Outcome.TIE)]},
+    {"n": 2.0}, {"n": -1}, {"n": True},
+    {"start": [0.0, 0]}, {"start": [0]}, {"start": [1 << 90, 0]},
+    {"weights": {}}, {"weights": {judge(0): -1}}, {"weights": {judge(0): 1.0}},
+    {"weights": {judge(0): True}},
+    {"max_steps": 0},
+], ids=["float index", "bool index", "self pair", "index out of range", "negative index",
+        "outcome 0.0", "outcome 3", "missing weight", "float n", "negative n", "bool n",
+        "float start", "short start", "huge start", "no weights", "negative weight",
+        "float weight", "bool weight", "no steps"])
+def test_malformed_input_raises_one_error_with_a_reason(change: dict[str, object]) -> None:
+    bradley_terry_scores(**GOOD_INPUT)  # type: ignore[arg-type]
+    with pytest.raises(SettlementInputError) as info:
+        bradley_terry_scores(**(GOOD_INPUT | change))  # type: ignore[arg-type]
+    assert isinstance(info.value, ValueError) and info.value.reason
+
+
+def test_a_heavy_judge_elsewhere_does_not_shrink_a_light_judges_strengths() -> None:
+    """Issue 11: the prior was 1/32 of the heaviest judge's weight for every answer, so one
+    heavy judge on other answers shrank a light judge's strengths tenfold."""
+    light = [Comparison(judge(0), 0, 1, Outcome.FIRST_WINS),
+             Comparison(judge(0), 1, 0, Outcome.SECOND_WINS)]
+    heavy = [Comparison(judge(1), 2, 3, Outcome.FIRST_WINS)]
+    weights = {judge(0): 1, judge(1): 10**6}
+    alone = bradley_terry_scores(light, weights=weights, n=4)
+    both = bradley_terry_scores(light + heavy, weights=weights, n=4)
+    assert alone.theta[0] > ONE
+    assert abs(both.theta[0] - alone.theta[0]) < ONE >> 30
+    assert both.prior_weights[:2] == alone.prior_weights[:2] == (1, 1)
+    expected = reference_fit(light + heavy, weights, 4, both.prior_weights)
+    np.testing.assert_allclose(as_float(both), expected, atol=1e-6, rtol=0)
+
+
+def test_a_far_start_without_data_does_not_overshoot() -> None:
+    """Issue 11: restarted from θ ≈ −4, an answer with only the prior took a Newton step to
+    θ ≈ +30 and the fit ended unconverged. The trust region walks it back to 0."""
+    comparisons = [Comparison(judge(0), 1, 2, Outcome.FIRST_WINS)]
+    fit = bradley_terry_scores(comparisons, weights={judge(0): 100}, n=3,
+                               start=[-4 * ONE, 0, 0])
+    assert fit.converged
+    assert abs(fit.theta[0]) < ONE >> 30
+    cold = bradley_terry_scores(comparisons, weights={judge(0): 100}, n=3)
+    assert max(abs(a - b) for a, b in zip(fit.theta, cold.theta, strict=True)) < ONE >> 30
+
+
+def test_an_unconverged_fit_is_never_returned() -> None:
+    comparisons, weights = random_comparisons(3)
+    full = bradley_terry_scores(comparisons, weights=weights, n=12)
+    assert full.converged and full.iterations > 2
+    cut = bradley_terry_scores(comparisons, weights=weights, n=12, max_steps=2)
+    assert not cut.converged
+    assert cut.theta == (0,) * 12  # no order rests on an unfinished fit
+    assert cut.ranking() == tuple(range(12))

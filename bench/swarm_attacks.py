@@ -1,0 +1,356 @@
+"""Swarm attack bench: how often adversarial judges change a round's outcome, through `settle`.
+
+Every round is real signed data (`tests.framework.roundkit`) settled by the real
+`swarm.settlement.settle`. A round (fixed by its trial number) has 4..9 answers of distinct
+hidden quality, the best 1..⌊n/2⌋ of them right, and 4..8 honest judges of random
+reputation who are ``ACCURACY`` (85%) accurate on every pair verdict and every GOOD/BAD
+screen mark (each vote independently). The *baseline* settles the round with the honest
+judges alone. Then, per attack and per weight share s (10/20/30/33% of the judge weight):
+
+* the *attacked* round adds 1..3 adversarial judges holding s of the weight;
+* the *control* adds the same judges (same keys, same weights) voting honestly.
+
+Outcome changed = the top answer differs from the baseline's. Target first = the attack's
+target ranks first. Attacks (the adversaries vote truthfully wherever the attack says
+nothing):
+
+* ``pairs``: prefer a fixed wrong answer (the target) in every pair with it;
+* ``good``: mark the target GOOD;
+* ``good+bad``: mark the target GOOD and every other answer BAD, and prefer it in pairs
+  (issue 11's attack);
+* ``self``: the target's own author judges (weight s), voting down every answer better than
+  its own in pairs and screen (its votes on its own answer are dropped by the rules);
+* ``random``: adversaries vote uniformly at random (no target);
+* ``omission``: the settler leaves out the heaviest honest judge's opening (that judge
+  becomes a no-show); reported: outcome changed and honest node slashed.
+
+Goal (issue 11): at s ≤ 30% the target ranks first in ≤ 1% of rounds and the outcome
+changes at most 2 points more often than in the control.
+
+    python bench/swarm_attacks.py [--rounds 200] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from consensus.tx import public_key
+from core.encoding import tagged_hash
+from swarm.bradley_terry import Outcome
+from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, RoundSettlement, settle
+from tests.framework.roundkit import STAKE, Round, build_round, make_request, seed
+
+ACCURACY = 0.85
+SHARES = (0.10, 0.20, 0.30, 0.33)
+COALITION_ATTACKS = ("pairs", "good", "good+bad")
+GOAL_TARGET_FIRST = 0.01
+GOAL_CHANGE_PP = 2.0
+FEE = 1_000_000
+
+# a judge's vote: (judge seed, first answer's quality, second's) -> outcome; screen: quality
+PairVote = Callable[[bytes, int, int], Outcome]
+ScreenVote = Callable[[bytes, int], int]
+
+
+def chance(*parts: bytes) -> float:
+    """A uniform [0, 1) number fixed by ``parts`` (the same vote in every variant of a round)."""
+    return int.from_bytes(tagged_hash(b"pouw/attackbench", b"|".join(parts))[:8], "big") / 2**64
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One round's fixed honest part: answers, truth, honest judges and their weights."""
+
+    number: int
+    quality: tuple[int, ...]  # per answer (distinct 0..n-1)
+    right_from: int  # answers of quality >= this are right
+    target: int  # quality of the attacks' target (a wrong answer)
+    honest: tuple[bytes, ...]  # honest judge seeds
+    weights: dict[bytes, int]  # judge seed -> weight (reputation + 1)
+
+    @property
+    def tag(self) -> bytes:
+        return self.number.to_bytes(8, "big")
+
+    @property
+    def self_target(self) -> int:
+        """The self-promoter's own answer: the second best (only the best beats it)."""
+        return len(self.quality) - 2
+
+    def text(self, q: int) -> bytes:
+        return f"trial {self.number} answer q={q}".encode()
+
+    def honest_pair(self, judge: bytes, qa: int, qb: int) -> Outcome:
+        wrong = chance(self.tag, judge, b"pair", bytes([qa, qb])) >= ACCURACY
+        return Outcome.FIRST_WINS if (qa > qb) != wrong else Outcome.SECOND_WINS
+
+    def honest_screen(self, judge: bytes, q: int) -> int:
+        wrong = chance(self.tag, judge, b"screen", bytes([q])) >= ACCURACY
+        return SCREEN_GOOD if (q >= self.right_from) != wrong else SCREEN_BAD
+
+
+def make_trial(number: int) -> Trial:
+    rng = random.Random(number)
+    n = rng.randint(4, 9)
+    quality = list(range(n))
+    rng.shuffle(quality)
+    right = rng.randint(1, n // 2)
+    target = rng.randrange(n - right)
+    honest = tuple(seed(f"attack t{number} h{k}") for k in range(rng.randint(4, 8)))
+    weights = {s: rng.randint(50, 200) + 1 for s in honest}
+    return Trial(number=number, quality=tuple(quality), right_from=n - right, target=target,
+                 honest=honest, weights=weights)
+
+
+def adversary_weights(trial: Trial, share: float, seeds: Sequence[bytes]) -> dict[bytes, int]:
+    """Weights for ``seeds`` so that they hold ``share`` of all judge weight (each >= 1)."""
+    honest_total = sum(trial.weights.values())
+    total = round(share * honest_total / (1 - share))
+    per = max(1, total // len(seeds))
+    weights = {s: per for s in seeds}
+    weights[seeds[0]] += max(0, total - per * len(seeds))
+    return weights
+
+
+def settle_round(trial: Trial, judges: dict[bytes, tuple[PairVote, ScreenVote]],
+                 weights: dict[bytes, int], *, drop_opening: bytes | None = None,
+                 author: tuple[int, bytes] | None = None) -> RoundSettlement:
+    """Build and settle the signed round: answers by quality, ``judges`` voting as given;
+    ``author`` = (quality, seed): that answer is written by that judge."""
+    by_text = {trial.text(q): q for q in trial.quality}
+    answer_seeds = [author[1] if author is not None and q == author[0]
+                    else seed(f"attack t{trial.number} a{q}") for q in trial.quality]
+    verdicts = {
+        s: (lambda j, a, b, vote=vote: vote(j, by_text[a], by_text[b]))
+        for s, (vote, _) in judges.items()}
+
+    def screen(j: bytes, text: bytes) -> int:
+        return judges[j][1](j, by_text[text])
+
+    request = make_request(seed(f"attack client {trial.number}"), fee=FEE,
+                           answers=len(trial.quality), judges=len(judges), nonce=trial.number)
+    r: Round = build_round(request=request,
+                           answers=list(zip(answer_seeds,
+                                            (trial.text(q) for q in trial.quality), strict=True)),
+                           judges=list(verdicts.items()), screen=screen)
+    if drop_opening is not None:
+        gone = public_key(drop_opening)
+        r.judgment_openings = [o for o in r.judgment_openings if o.node != gone]
+    nodes = r.answerers + r.judges
+    reputations = {n: 100 for n in r.answerers}
+    reputations.update({public_key(s): w - 1 for s, w in weights.items()})
+    return settle(request=r.request, answerers=r.answerers, judges=r.judges,
+                  commitments=r.commitments, answer_openings=r.answer_openings,
+                  judgment_openings=r.judgment_openings, reputations=reputations,
+                  stakes={n: STAKE for n in nodes})
+
+
+def top_quality(trial: Trial, s: RoundSettlement, answer_of: dict[bytes, int]) -> int:
+    return answer_of[s.outcome.ranking[0]] if s.outcome.ranking else -1
+
+
+def coalition_votes(trial: Trial, attack: str) -> tuple[PairVote, ScreenVote]:
+    """The adversaries' pair vote and screen mark for ``attack``."""
+    t = trial.target
+
+    def pair(judge: bytes, qa: int, qb: int) -> Outcome:
+        if attack == "random":
+            heads = chance(trial.tag, judge, b"rpair", bytes([qa, qb])) < 0.5
+            return Outcome.FIRST_WINS if heads else Outcome.SECOND_WINS
+        if attack in ("pairs", "good+bad") and t in (qa, qb):
+            return Outcome.FIRST_WINS if qa == t else Outcome.SECOND_WINS
+        return Outcome.FIRST_WINS if qa > qb else Outcome.SECOND_WINS
+
+    def screen(judge: bytes, q: int) -> int:
+        if attack == "random":
+            return SCREEN_GOOD if chance(trial.tag, judge, b"rscreen", bytes([q])) < 0.5 \
+                else SCREEN_BAD
+        if attack in ("good", "good+bad") and q == t:
+            return SCREEN_GOOD
+        if attack == "good+bad":
+            return SCREEN_BAD
+        return SCREEN_GOOD if q >= trial.right_from else SCREEN_BAD
+
+    return pair, screen
+
+
+def self_promoting_votes(trial: Trial) -> tuple[PairVote, ScreenVote]:
+    """An answerer-judge (the second-best answer's author) voting down every answer better
+    than its own; truthful about the others."""
+    own = trial.self_target
+
+    def pair(_judge: bytes, qa: int, qb: int) -> Outcome:
+        a_beats, b_beats = qa > own, qb > own
+        if a_beats != b_beats:
+            return Outcome.SECOND_WINS if a_beats else Outcome.FIRST_WINS
+        if a_beats:  # both beat it: the stronger loses
+            return Outcome.FIRST_WINS if qa < qb else Outcome.SECOND_WINS
+        return Outcome.FIRST_WINS if qa > qb else Outcome.SECOND_WINS
+
+    def screen(_judge: bytes, q: int) -> int:
+        if q > own:
+            return SCREEN_BAD
+        return SCREEN_GOOD if q >= trial.right_from else SCREEN_BAD
+
+    return pair, screen
+
+
+@dataclasses.dataclass
+class Tally:
+    rounds: int = 0
+    changed: int = 0
+    target_first: int = 0
+    right_first: int = 0
+    control_changed: int = 0
+    control_target_first: int = 0
+    control_right_first: int = 0
+    honest_slashed: int = 0
+    base_target_first: int = 0
+
+    def row(self, attack: str, share: float | None) -> dict[str, Any]:
+        def pct(x: int) -> float:
+            return round(100 * x / self.rounds, 2) if self.rounds else 0.0
+        out: dict[str, Any] = {
+            "attack": attack, "weight_share": share, "rounds": self.rounds,
+            "changed_pct": pct(self.changed), "target_first_pct": pct(self.target_first),
+            "right_first_pct": pct(self.right_first),
+            "control_changed_pct": pct(self.control_changed),
+            "control_target_first_pct": pct(self.control_target_first),
+            "baseline_target_first_pct": pct(self.base_target_first),
+            "control_right_first_pct": pct(self.control_right_first),
+        }
+        out["excess_change_pp"] = round(out["changed_pct"] - out["control_changed_pct"], 2)
+        if attack == "omission":
+            out["honest_slashed_pct"] = pct(self.honest_slashed)
+        if share is not None and share <= 0.30 and attack == "self":
+            # its own answer may win on merit: no more often than without its votes
+            out["meets_goal"] = (
+                out["target_first_pct"] <= max(out["control_target_first_pct"],
+                                               out["baseline_target_first_pct"]) + 1
+                and out["excess_change_pp"] <= GOAL_CHANGE_PP)
+        elif share is not None and share <= 0.30 and attack != "random":
+            out["meets_goal"] = (out["target_first_pct"] <= 100 * GOAL_TARGET_FIRST
+                                 and out["excess_change_pp"] <= GOAL_CHANGE_PP)
+        return out
+
+
+ATTACKS = (*COALITION_ATTACKS, "self", "random", "omission")
+
+
+def run_trial(number: int, tallies: dict[tuple[str, float | None], Tally],
+              attacks: Sequence[str] = ATTACKS) -> None:
+    trial = make_trial(number)
+    honest_votes: tuple[PairVote, ScreenVote] = (trial.honest_pair, trial.honest_screen)
+    honest_judges = {s: honest_votes for s in trial.honest}
+    answer_of = {public_key(seed(f"attack t{number} a{q}")): q for q in trial.quality}
+    base = settle_round(trial, honest_judges, trial.weights)
+    base_top = top_quality(trial, base, answer_of)
+
+    def count(key: tuple[str, float | None], attacked: RoundSettlement,
+              control: RoundSettlement | None, answers: dict[bytes, int],
+              target: int = trial.target, base_top: int = base_top) -> None:
+        tally = tallies.setdefault(key, Tally())
+        tally.rounds += 1
+        tally.base_target_first += base_top == target
+        top = top_quality(trial, attacked, answers)
+        tally.changed += top != base_top
+        tally.target_first += top == target
+        tally.right_first += top >= trial.right_from
+        if control is not None:
+            ctop = top_quality(trial, control, answers)
+            tally.control_changed += ctop != base_top
+            tally.control_target_first += ctop == target
+            tally.control_right_first += ctop >= trial.right_from
+
+    rng = random.Random(number * 7919)
+    for share in SHARES:
+        adversaries = [seed(f"attack t{number} x{k}") for k in range(rng.randint(1, 3))]
+        weights = trial.weights | adversary_weights(trial, share, adversaries)
+        coalition = [a for a in (*COALITION_ATTACKS, "random") if a in attacks]
+        control = settle_round(trial, honest_judges | {s: honest_votes for s in adversaries},
+                               weights) if coalition else base
+        for attack in coalition:
+            votes = coalition_votes(trial, attack)
+            attacked = settle_round(trial, honest_judges | {s: votes for s in adversaries},
+                                    weights)
+            count((attack, share), attacked, control, answer_of)
+        if "self" not in attacks:
+            continue
+        # the self-promoter: the second best answer's author judges with the weight share
+        author = seed(f"attack t{number} self")
+        own = trial.self_target
+        self_answers = dict(answer_of)
+        self_answers.pop(public_key(seed(f"attack t{number} a{own}")))
+        self_answers[public_key(author)] = own
+        self_weights = trial.weights | adversary_weights(trial, share, [author])
+        # its baseline: the same answers (so the same schedule), without it judging
+        self_base = settle_round(trial, honest_judges, trial.weights, author=(own, author))
+        promoted = settle_round(trial, honest_judges | {author: self_promoting_votes(trial)},
+                                self_weights, author=(own, author))
+        fair = settle_round(trial, honest_judges | {author: honest_votes}, self_weights,
+                            author=(own, author))
+        count(("self", share), promoted, fair, self_answers, own,
+              top_quality(trial, self_base, self_answers))
+    if "omission" not in attacks:
+        return
+    heaviest = max(trial.honest, key=lambda s: (trial.weights[s], s))
+    omitted = settle_round(trial, honest_judges, trial.weights, drop_opening=heaviest)
+    count(("omission", None), omitted, base, answer_of)
+    tallies[("omission", None)].honest_slashed += any(
+        x.node == public_key(heaviest) for x in omitted.outcome.slashes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200, help="signed rounds per cell")
+    parser.add_argument("--first", type=int, default=0, help="first trial number")
+    parser.add_argument("--attacks", default="", help="comma-separated subset of attacks")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    tallies: dict[tuple[str, float | None], Tally] = {}
+    attacks = args.attacks.split(",") if args.attacks else ATTACKS
+    unknown = set(attacks) - set(ATTACKS)
+    if unknown:
+        parser.error(f"unknown attacks {sorted(unknown)}; known: {', '.join(ATTACKS)}")
+    for number in range(args.first, args.first + args.rounds):
+        run_trial(number, tallies, attacks)
+    seconds = time.perf_counter() - started
+    load = os.getloadavg()[0]
+    rows = [tallies[key].row(*key) for key in sorted(
+        tallies, key=lambda k: (ATTACKS.index(k[0]), k[1] or 0))]
+    print(f"{args.rounds} signed rounds per cell through settle, honest judges "
+          f"{ACCURACY:.0%} accurate; {seconds:.0f} s, load average {load:.1f} on "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'attack':>9} {'weight':>6} {'changed%':>8} {'control%':>8} {'excess pp':>9} "
+          f"{'target1st%':>10} {'ctl tgt%':>8} {'base tgt%':>9} {'right1st%':>9} "
+          f"{'ctl right%':>10} {'goal':>5}")
+    for row in rows:
+        share = "-" if row["weight_share"] is None else f"{row['weight_share']:.0%}"
+        goal = {True: "met", False: "MISS"}.get(row.get("meets_goal"), "")  # type: ignore[arg-type]
+        print(f"{row['attack']:>9} {share:>6} {row['changed_pct']:8.2f} "
+              f"{row['control_changed_pct']:8.2f} {row['excess_change_pp']:9.2f} "
+              f"{row['target_first_pct']:10.2f} {row['control_target_first_pct']:8.2f} "
+              f"{row['baseline_target_first_pct']:9.2f} {row['right_first_pct']:9.2f} "
+              f"{row['control_right_first_pct']:10.2f} {goal:>5}")
+    omission = tallies.get(("omission", None), Tally(rounds=1)).row("omission", None)
+    print(f"omission: the heaviest honest judge's opening left out -> slashed as a no-show in "
+          f"{omission['honest_slashed_pct']:.0f}% of rounds")
+    if args.json:
+        print(json.dumps({"rounds": args.rounds, "accuracy": ACCURACY, "rows": rows,
+                          "seconds": round(seconds, 1), "load_average": round(load, 2)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""bench/chaos.py, CI-sized: two partition/heal cycles, a few SIGKILLs, a short soak, on three
+real mining swarm nodes behind the link proxy; the
+invariants must hold (the bench waits on events: links up, tips agreeing, a steady tip to
+sum; nothing here is timed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.framework.util import ROOT
+
+pytestmark = pytest.mark.slow  # real node processes
+
+NODES = 3
+CYCLES = 2
+KILLS = 2  # a round at the tip (1 or 2 victims), then, if needed, a syncing round
+
+
+def test_chaos_slice_keeps_every_invariant() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "chaos.py"), "--nodes", str(NODES), "--cycles",
+         str(CYCLES), "--kills", str(KILLS), "--soak", "4", "--sample", "1", "--warmup", "1",
+         "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    print(out.stdout)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["cycles"] == CYCLES
+    assert result["kills"] >= KILLS
+    assert result["kills_by_phase"].get("mining", 0) >= 1
+    assert result["checks"] >= CYCLES + 1 + 1 + 1  # each heal, kill round(s), soak, end
+    # every killed store, one stopped node after each heal and at the soak's end, every
+    # node at the end
+    assert result["supply_checks"] == result["kills"] + CYCLES + 1 + NODES
+    assert result["divergences"] == 0, result["problems"]
+    assert result["supply_errors"] == 0, result["problems"]
+    assert result["failed_restarts"] == 0, result["problems"]
+    assert result["crashes"] == 0, result["problems"]
+    assert result["txs_accepted"] > 0
+    # the mempool is journaled (durability, 9be4898): nothing accepted is lost to SIGKILL
+    # or restarts. Partition cycles are left out until a reorg stops dropping a sender's
+    # pending transactions (update_mempool revalidates before it re-adds the disconnected
+    # ones: /work/notes/requests.md, "chaos"); the bench reports them as lost_by_phase.
+    lost = {phase: n for phase, n in result["lost_by_phase"].items() if phase != "partition"}
+    assert not lost, result["problems"]
+    assert result["soak"]["samples"] >= 2
+    assert result["restart_to_serving_median_s"] is not None

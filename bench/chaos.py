@@ -281,6 +281,11 @@ class Chaos:
         ``supply_of``: the node stopped to sum its store (kill rounds sum the killed ones)."""
         with self.lock:
             self.figures["checks"] += 1
+            f = self.figures
+            print(f"[{time.strftime('%H:%M:%S')}] {step}: cycles {f['cycles']} kills "
+                  f"{f['kills']} divergences {f['divergences']} supply errors "
+                  f"{f['supply_errors']} lost {len(self.ledger.lost)} failed restarts "
+                  f"{f['failed_restarts']}", file=sys.stderr, flush=True)
         for node in self.nodes:
             if not node.running:
                 code = node.proc.poll() if node.proc else None

@@ -143,21 +143,22 @@ def parse_hex32(text: str, *, what: str) -> bytes:
     return bytes.fromhex(body)
 
 
-def decode_blob(text: str, *, encoding: str | None = None) -> bytes:
-    """Hex (optional 0x) or standard/url-safe base64; ``encoding`` forces one of them."""
+def decode_blob(text: str, *, encoding: str | None = None, what: str = "value") -> bytes:
+    """Hex (optional 0x) or standard/url-safe base64 (padded); ``encoding`` forces one of
+    them. ``what`` names the field in the error."""
     text = text.strip()
     if encoding not in (None, "hex", "base64"):
         raise ApiError(400, "bad_encoding", "encoding must be 'hex' or 'base64'")
     if encoding != "base64" and _HEX_RE.match(text) and len(text.removeprefix("0x")) % 2 == 0:
         return bytes.fromhex(text.removeprefix("0x"))
     if encoding == "hex":
-        raise ApiError(400, "bad_hex", "not an even number of hex digits")
+        raise ApiError(400, "bad_hex", f"{what}: not an even number of hex digits")
     try:
         if "-" in text or "_" in text:
-            return base64.urlsafe_b64decode(text)
+            return base64.b64decode(text, altchars=b"-_", validate=True)
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ApiError(400, "bad_encoding", f"neither hex nor base64: {exc}") from exc
+        raise ApiError(400, "bad_encoding", f"{what}: neither hex nor base64: {exc}") from exc
 
 
 def parse_peer_address(address: str) -> tuple[str, int]:
@@ -289,7 +290,7 @@ class Api:
             encoding = body.get("encoding")
             if encoding is not None and not isinstance(encoding, str):
                 raise ApiError(400, "bad_encoding", "encoding must be 'hex' or 'base64'")
-            raw = decode_blob(text, encoding=encoding)
+            raw = decode_blob(text, encoding=encoding, what="tx")
         else:
             raise ApiError(415, "unsupported_media_type",
                            "send application/json or application/octet-stream")

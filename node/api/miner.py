@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from pathlib import Path
 from typing import Protocol
 
@@ -26,7 +25,7 @@ from aiohttp import BodyPartReader, web
 from consensus.tx import Transaction
 from core.errors import EncodingError
 from node.api.auth import TokenAuth, read_token
-from node.api.chain import API_KEY
+from node.api.chain import API_KEY, decode_blob
 from node.api.errors import ApiError, read_json, receiving
 from node.chain.chainstore import ChainStore
 from node.mining.jobs import JobInputError, JobService, load_matrix, npy_bytes
@@ -34,21 +33,6 @@ from node.mining.miner import Miner
 
 API_PREFIX = "/api/v1"
 MAX_GENERATE = 1000
-
-
-def _decode_text(text: str, what: str) -> bytes:
-    """Hex or base64 (standard or URL-safe) text to bytes."""
-    text = text.strip()
-    try:
-        return bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        pass
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4),
-                                altchars=b"-_" if ("-" in text or "_" in text) else None,
-                                validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiError(400, "bad_encoding", f"{what}: neither hex nor base64") from exc
 
 
 def _tx(raw: bytes) -> Transaction:
@@ -132,7 +116,7 @@ class MinerApi:
             fields = await _multipart_fields(request, limit)
             tx_field = fields.get("tx", b"")
             try:
-                tx_raw = _decode_text(tx_field.decode("ascii"), "tx")
+                tx_raw = decode_blob(tx_field.decode("ascii"), what="tx")
             except (UnicodeDecodeError, ApiError):
                 tx_raw = tx_field  # raw canonical bytes
         elif request.content_type == "application/json":
@@ -143,8 +127,8 @@ class MinerApi:
                 raise ApiError(400, "bad_json",
                                'expected {"a": npy base64, "b": npy base64, "tx": hex/base64}')
             for name in ("a", "b"):
-                fields[name] = _decode_text(obj[name], name)
-            tx_raw = _decode_text(obj["tx"], "tx")
+                fields[name] = decode_blob(obj[name], what=name)
+            tx_raw = decode_blob(obj["tx"], what="tx")
             fields["tx"] = tx_raw
         else:
             raise ApiError(415, "unsupported_media_type",

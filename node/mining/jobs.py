@@ -644,10 +644,16 @@ class JobService:
         sent = bool(job.receipt_tx_id) and job.receipt_tx_id in self.node.mempool
         if job.status != DONE or sent:
             return nonce
-        tx = sign_transaction(
-            bytes(self.node.identity), chain_id=self.node.chain.params.chain_id,
-            nonce=nonce, fee=self.receipt_fee,
-            payload=JobReceipt(job_id=job.job_id, result_hash=job.result_hash))
+        payload = JobReceipt(job_id=job.job_id, result_hash=job.result_hash)
+        seed, chain_id = bytes(self.node.identity), self.node.chain.params.chain_id
+        tx = sign_transaction(seed, chain_id=chain_id, nonce=nonce, fee=self.receipt_fee,
+                              payload=payload)
+        # a node with a higher relay minimum than the usual fee pays its own minimum (a fee
+        # takes at most 9 bytes more to encode)
+        least = self.node.mempool.config.min_fee(len(tx.encode()) + 9)
+        if tx.fee < least:
+            tx = sign_transaction(seed, chain_id=chain_id, nonce=nonce, fee=least,
+                                  payload=payload)
         job.receipt_tx_id = tx.id()
         due.append(tx)
         return nonce + 1

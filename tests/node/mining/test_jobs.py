@@ -24,6 +24,7 @@ from contracts.jobs import STATUS_DONE, JobRequest, job_record
 from core.state import State
 from node.api.auth import create_token
 from node.api.chain import error_middleware
+from node.chain.mempool import Mempool, MempoolConfig
 from node.mining.jobs import (
     JOB,
     JOB_OPERANDS,
@@ -402,4 +403,37 @@ async def test_an_unreadable_job_record_is_dropped(tmp_path: Path,
         assert sum(r.getMessage() == "job record dropped" for r in caplog.records) == 2
         assert list(host.chain.db.iterate_prefix(JOB)) == []
     finally:
+        host.close()
+
+
+async def test_receipt_pays_the_nodes_own_relay_minimum(tmp_path: Path) -> None:
+    host = Host(tmp_path, mine=False)
+    host.mempool = Mempool(params=host.chain.params,
+                           config=MempoolConfig(min_fee_per_kb=1000))  # 1 per byte
+    client = await start_jobs(host)
+    try:
+        token = create_token(host.config.datadir)
+        a, b = job_operands(3, m=5, k=20, n=4)
+        payload = job_request(prepare_operands(a, b), assignee=bytes(host.identity.verify_key),
+                              escrow=ESCROW, timeout=100, salt=os.urandom(32))
+        tx = sign_transaction(dev_seed(CLIENT), chain_id=1337, nonce=0, fee=2000,
+                              payload=payload)
+        response = await client.post("/api/v1/jobs/matmul", data=multipart(a, b, tx))
+        assert response.status == 202, await response.text()
+        job_id = (await response.json())["id"]
+        await wait_for(lambda: _status_is(client, job_id, "unconfirmed"))
+        response = await client.post("/api/v1/miner/generate", json={"count": 1},
+                                     headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 200, await response.text()
+
+        async def receipt() -> bool:
+            view = await (await client.get(f"/api/v1/jobs/{job_id}")).json()
+            return bool(view["status"] == "done" and view["on_chain"]["receipt_tx"])
+
+        await wait_for(receipt)
+        sent = [t for t in host.mempool.transactions() if t.sender == bytes(
+            host.identity.verify_key)]
+        assert len(sent) == 1 and sent[0].fee >= len(sent[0].encode()) > 10
+    finally:
+        await client.close()
         host.close()

@@ -36,12 +36,7 @@ from node.swarm.host import MinedProduct, ProductMiner
 from swarm.runtime.base import Answer, BackendError, InferenceBackend, Judgment
 from swarm.runtime.builtin import mining_hook
 from swarm.runtime.factory import make_backend
-from swarm.runtime.llm.backend import (
-    SCREEN_BAD_PMI,
-    SCREEN_GOOD_PMI,
-    SmolLM2Backend,
-    judgment_from_scores,
-)
+from swarm.runtime.llm.backend import SmolLM2Backend
 from swarm.runtime.llm.engine import LlamaEngine, load_engine
 
 log = get_logger("swarm")
@@ -192,36 +187,8 @@ class LLMSwarmBackend(SmolLM2Backend):
     async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
         return await self.answer_seeded(prompt, max_tokens=max_tokens, seed=self.seed)
 
-    # -- judging: one scoring pass ------------------------------------------------------------
-
-    async def judge_round(self, question: str, pairs: Sequence[tuple[str, str]],
-                          screened: Sequence[str]
-                          ) -> tuple[list[Judgment], list[bool | None]]:
-        items = [(question, a) for pair in pairs for a in pair] + \
-            [(question, a) for a in screened]
-        scores = await asyncio.to_thread(self.answer_scores, items) if items else []
-        judged = [judgment_from_scores(scores[2 * i], scores[2 * i + 1])
-                  for i in range(len(pairs))]
-        marks = [_mark(s) for s in scores[2 * len(pairs):]]
-        return judged, marks
-
-    async def judge(self, question: str, answer_a: str, answer_b: str) -> Judgment:
-        return (await self.judge_pairs(question, [(answer_a, answer_b)]))[0]
-
-    async def screen(self, question: str, answer: str) -> bool | None:
-        return (await self.screen_answers(question, [answer]))[0]
-
-    async def judge_pairs(self, question: str,
-                          pairs: Sequence[tuple[str, str]]) -> list[Judgment]:
-        return (await self.judge_round(question, pairs, []))[0]
-
-    async def screen_answers(self, question: str, answers: Sequence[str]) -> list[bool | None]:
-        return (await self.judge_round(question, [], answers))[1]
-
-
-def _mark(score: float) -> bool | None:
-    """The screen's mark of a pmi score (`swarm.runtime.llm.backend`'s thresholds)."""
-    return True if score >= SCREEN_GOOD_PMI else False if score < SCREEN_BAD_PMI else None
+    # judging (`judge_round`: a round's pairs and screen in one scoring pass) is
+    # SmolLM2Backend's
 
 
 def _fail(future: asyncio.Future[Answer], exc: BaseException) -> None:

@@ -1,11 +1,14 @@
-"""bench/swarm_llm.py's vote normalisation and majority pick (no model needed)."""
+"""bench/swarm_llm.py's vote normalisation (no model needed): the shared normaliser
+(`swarm.runtime.llm.agreement`, tested in tests/swarm/runtime/test_llm_agreement.py) with
+the question's own kind."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 
-from bench.swarm_llm import majority_pick, vote_key
+from bench.swarm_llm import vote_key
 from swarm.questions import Question, load_questions
+from swarm.runtime.llm.agreement import answer_key
 
 
 def _question(kind: str) -> Question:
@@ -21,7 +24,9 @@ def test_vote_key_reads_what_the_answer_says() -> None:
     assert vote_key(capital, "The capital of China is Beijing.") == vote_key(capital, "Beijing")
 
 
-def test_majority_pick_prefers_the_most_frequent_then_the_first() -> None:
-    assert majority_pick(["a", "b", "b", None]) == 1
-    assert majority_pick(["a", "b"]) == 0
-    assert majority_pick([None, None]) is None
+def test_vote_key_is_the_judges_key_on_every_bench_question() -> None:
+    """The majority vote and the judges read answers alike (the judge infers the kind)."""
+    answers = ("Yes.", "No, it is not.", "It is 42.", "Paris", "forty two", "")
+    for q in load_questions("bench"):
+        assert [vote_key(q, a) for a in answers] == [answer_key(q.question, a)
+                                                      for a in answers]

@@ -1,21 +1,27 @@
 """`InferenceBackend` over SmolLM2-135M-Instruct (the shipped GGUF) with the own engine.
 
 Answers are chat completions (the file's template, optional system prompt, greedy or
-seeded sampling). Judging is by likelihood, so a round's judging is one batched pass:
-each distinct answer is scored once as the assistant's reply (plus end of turn), as
+seeded sampling).
 
-    pmi = log P(answer | question) - log P(answer | NEUTRAL_QUESTION)
+Judging is consensus-aware and uses the model (self-consistency, minimum Bayes risk with a
+0/1 match). A judge sees every answer of the round, so for each answer it knows
+- its support: how many of the round's answers say the same (`agreement.support`: the
+  final number, yes/no, or content words, as the bench's majority vote reads them), and
+- the model's likelihood of it, the mean log-probability per token of the answer (plus end
+  of turn) given the question: one batched pass per round, the question's prompt run once
+  and its KV cache shared by every answer (`LlamaEngine.continuation_logprobs`).
 
-(domain-conditional PMI, Holtzman et al. 2021: the plain likelihood prefers short, generic
-answers; dividing by the answer's likelihood under a neutral question removes that prior).
-- judge: the higher pmi wins, a tie within TIE_MARGIN nats.
-- screen: pmi >= SCREEN_GOOD_PMI is good, pmi < SCREEN_BAD_PMI bad (the question makes the
-  answer less likely than no question: off-topic or empty), no opinion in between.
+- judge: the answer with more support wins; at equal support the likelier one (a tie
+  within TIE_MARGIN nats per token).
+- screen (from the same scores, no second pass): an answer that says something, has the
+  round's most support and a mean likelihood of at least SCREEN_FLOOR is GOOD, everything
+  else BAD; every answer gets an opinion, so a minority of dishonest judges cannot pass
+  their pick alone.
 
-Measured on 20 fixed questions with one right and one wrong short answer each (int8 path):
-pmi ranks the right answer above the wrong one in 75% of pairs (mean log-likelihood 60%;
-asking the model "Is the proposed answer correct? Yes/No" was at chance, 45-60%). A 135M
-model is a weak judge of facts; the screen mainly catches off-topic answers.
+Measured with `bench/swarm_llm.py` (docs/llm.md, "Benches"): the likelihood alone, and the
+earlier PMI judge (log P(answer | question) - log P(answer | "Say something.")), pick the
+right answer less often than a majority vote over the same answers; a 135M model is a weak
+judge of facts, and agreement between samples is the stronger signal.
 Heavy work runs in a worker thread, one call at a time (the product callable may be a miner).
 """
 
@@ -24,23 +30,95 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from swarm.runtime.base import Answer, Judgment, Outcome, UnsupportedPrompt
+from swarm.runtime.llm.agreement import answer_key, support
 from swarm.runtime.llm.engine import LlamaEngine, QuantConfig, load_engine
 from swarm.runtime.llm.quant import ProductFn
 
 NAME = "smollm2-135m-instruct"
-#: the question an answer's prior likelihood is measured under
-NEUTRAL_QUESTION = "Say something."
-#: pmi gap (nats) under which the judge calls a tie
-TIE_MARGIN = 0.1
-#: screen thresholds on pmi (nats)
-SCREEN_GOOD_PMI = 5.0
-SCREEN_BAD_PMI = 0.0
-#: (question, answer) pmi scores a backend remembers (a round's screen reuses its judging's)
+#: likelihood gap (mean nats per token) under which the judge calls a tie at equal support
+TIE_MARGIN = 0.01
+#: the screen's likelihood floor (mean nats per token): an answer the model finds less likely
+#: than this given the question is BAD (off-topic, garbled)
+SCREEN_FLOOR = -3.0
+#: (question, answer) scores a backend remembers (a round's screen reuses its judging's)
 SCORE_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class AnswerScore:
+    """The model's likelihood of an answer (plus end of turn) given the question."""
+
+    loglik: float  # summed log-probability, nats
+    tokens: int
+
+    @property
+    def mean(self) -> float:
+        """Mean log-probability per token (not biased towards short answers as the sum)."""
+        return self.loglik / self.tokens
+
+
+@dataclass(frozen=True)
+class RoundView:
+    """What a judge ranks an answer by: its support in the round, then its likelihood (None:
+    not scored, as it cannot matter: only the most supported answers are)."""
+
+    support: int
+    mean_loglik: float | None
+
+
+def round_support(question: str, answers: Sequence[str], seen: Sequence[str]
+                  ) -> tuple[dict[str, int], list[str]]:
+    """Each answer's support among ``seen`` (the round's answers the judge sees, with
+    repeats), and the answers the model must score: those with the most support (the
+    likelihood breaks their ties and screens them; every other answer loses to them on
+    support and is screened out anyway)."""
+    counts = dict(zip(answers, support(question, answers, seen), strict=True))
+    top = max(counts.values(), default=0)
+    return counts, [a for a, n in counts.items() if n == top]
+
+
+def round_views(counts: Mapping[str, int], scores: Mapping[str, AnswerScore]
+                ) -> dict[str, RoundView]:
+    """The views of answers with support ``counts`` and (some) likelihood ``scores``."""
+    return {a: RoundView(n, scores[a].mean if a in scores else None)
+            for a, n in counts.items()}
+
+
+def judgment_from_views(a: RoundView, b: RoundView) -> Judgment:
+    """More support wins; at equal support the likelier answer (tie within TIE_MARGIN, or
+    when either is not scored)."""
+    reason = (f"support A={a.support} B={b.support}; mean loglik A={_nats(a)} "
+              f"B={_nats(b)} nats/token")
+    if a.support != b.support:
+        return Judgment(Outcome.A if a.support > b.support else Outcome.B, reason)
+    if (a.mean_loglik is None or b.mean_loglik is None
+            or abs(a.mean_loglik - b.mean_loglik) < TIE_MARGIN):
+        return Judgment(Outcome.TIE, reason)
+    return Judgment(Outcome.A if a.mean_loglik > b.mean_loglik else Outcome.B, reason)
+
+
+def _nats(view: RoundView) -> str:
+    return "-" if view.mean_loglik is None else f"{view.mean_loglik:.3f}"
+
+
+def screen_marks(question: str, views: Mapping[str, RoundView],
+                 answers: Sequence[str]) -> list[bool | None]:
+    """GOOD iff an answer says something, has the most support among ``views`` and a mean
+    likelihood of at least SCREEN_FLOOR; every other answer BAD (an opinion on every
+    answer)."""
+    top = max((v.support for v in views.values()), default=0)
+
+    def good(answer: str) -> bool:
+        view = views[answer]
+        return (view.support == top and view.mean_loglik is not None
+                and view.mean_loglik >= SCREEN_FLOOR and answer_key(question, answer) is not None)
+
+    return [good(a) for a in answers]
 
 
 class SmolLM2Backend:
@@ -60,7 +138,7 @@ class SmolLM2Backend:
         self.top_p = top_p
         self.seed = seed
         self._lock = threading.Lock()
-        self._scores: dict[tuple[str, str], float] = {}
+        self._scores: dict[tuple[str, str], AnswerScore] = {}
 
     @classmethod
     def load(cls, cache_dir: Path | None = None, *, gguf_path: Path | None = None,
@@ -108,11 +186,11 @@ class SmolLM2Backend:
                 seed=list(seeds) if seeds is not None else self.seed, stop=stop)
         return [Answer(g.text.strip(), self.model_id, g.logprob) for g in gens]
 
-    def answer_scores(self, items: Sequence[tuple[str, str]]) -> list[float]:
-        """pmi (see the module docstring) of each (question, answer), each distinct pair
-        scored once; all questions and the neutral one in one batched pass. Scores are
-        exact and deterministic, so the last SCORE_CACHE_SIZE are remembered: a round's
-        screen after its judging costs no pass."""
+    def answer_scores(self, items: Sequence[tuple[str, str]]) -> list[AnswerScore]:
+        """The model's likelihood of each (question, answer), each distinct pair scored
+        once, all in one batched pass (each question's prompt once, its KV cache shared by
+        its answers). Scores are exact and deterministic, so the last SCORE_CACHE_SIZE are
+        remembered: a round's screen after its judging costs no pass."""
         wanted = dict.fromkeys((q.strip(), a.strip()) for q, a in items)
         known = {k: v for k in wanted if (v := self._scores.get(k)) is not None}
         missing = [k for k in wanted if k not in known]
@@ -120,33 +198,64 @@ class SmolLM2Backend:
             known |= self._score(missing)
         return [known[(q.strip(), a.strip())] for q, a in items]
 
-    def _score(self, distinct: Sequence[tuple[str, str]]) -> dict[tuple[str, str], float]:
-        """pmi of each distinct (question, answer), one batched pass; remembered."""
-        neutral = self.engine.chat_ids(self._messages(NEUTRAL_QUESTION))
-        pairs = []
-        for q, a in distinct:
-            reply = [*self.engine.encode(a), self.engine.special.eos]
-            pairs += [(self.engine.chat_ids(self._messages(q)), reply), (neutral, reply)]
+    def _score(self, distinct: Sequence[tuple[str, str]]
+               ) -> dict[tuple[str, str], AnswerScore]:
+        """Likelihood of each distinct (question, answer), one batched pass; remembered."""
+        prompts = {q: self.engine.chat_ids(self._messages(q)) for q in dict.fromkeys(
+            q for q, _a in distinct)}
+        pairs = [(prompts[q], [*self.engine.encode(a), self.engine.special.eos])
+                 for q, a in distinct]
         with self._lock:
             lps = self.engine.continuation_logprobs(pairs)
-            scores = {k: math.fsum(lps[2 * i]) - math.fsum(lps[2 * i + 1])
-                      for i, k in enumerate(distinct)}
+            scores = {k: AnswerScore(math.fsum(lp), len(lp))
+                      for k, lp in zip(distinct, lps, strict=True)}
             if len(self._scores) + len(scores) > SCORE_CACHE_SIZE:
                 self._scores.clear()
             self._scores |= scores
         return scores
 
+    def round_judgments(self, question: str, pairs: Sequence[tuple[str, str]],
+                        screened: Sequence[str], seen: Sequence[str] | None = None
+                        ) -> tuple[list[Judgment], list[bool | None]]:
+        """A round's judging in one scoring pass: verdicts on ``pairs`` and screen marks of
+        ``screened``, each answer ranked by its support among ``seen`` (the round's
+        answers the judge sees, with repeats; default ``screened``, else the answers in
+        ``pairs``), then its likelihood. Only the most supported answers are scored (no
+        pass when they are remembered)."""
+        answers = list(dict.fromkeys(
+            [a.strip() for pair in pairs for a in pair] + [a.strip() for a in screened]))
+        if not answers:
+            return [], []
+        if seen is None:
+            seen = screened or answers
+        counts, scored = round_support(question, answers, [a.strip() for a in seen])
+        scores = dict(zip(scored, self.answer_scores([(question, a) for a in scored]),
+                          strict=True))
+        views = round_views(counts, scores)
+        judged = [judgment_from_views(views[a.strip()], views[b.strip()]) for a, b in pairs]
+        return judged, screen_marks(question, views, [a.strip() for a in screened])
+
     def judge_many(self, items: Sequence[tuple[str, str, str]]) -> list[Judgment]:
-        """pmi judgments of (question, answer_a, answer_b), one batched pass."""
-        flat = [(q, x) for q, a, b in items for x in (a, b)]
-        scores = self.answer_scores(flat)
-        return [judgment_from_scores(scores[2 * i], scores[2 * i + 1])
-                for i in range(len(items))]
+        """Judgments of (question, answer_a, answer_b); each question's answers in these
+        items are its round (one batched pass for all)."""
+        self.answer_scores([(q, x) for q, a, b in items for x in (a, b)])
+        rounds: dict[str, list[tuple[str, str]]] = {}
+        for q, a, b in items:
+            rounds.setdefault(q, []).append((a, b))
+        verdicts = {q: iter(self.round_judgments(q, pairs, [])[0])
+                    for q, pairs in rounds.items()}
+        return [next(verdicts[q]) for q, _a, _b in items]
 
     def screen_many(self, items: Sequence[tuple[str, str]]) -> list[bool | None]:
-        """GOOD (True) / BAD (False) / no opinion (None) for each (question, answer)."""
-        return [True if s >= SCREEN_GOOD_PMI else False if s < SCREEN_BAD_PMI else None
-                for s in self.answer_scores(items)]
+        """GOOD (True) / BAD (False) / no opinion (None) for each (question, answer); each
+        question's answers in these items are its round."""
+        self.answer_scores(items)
+        rounds: dict[str, list[str]] = {}
+        for q, a in items:
+            rounds.setdefault(q, []).append(a)
+        marks = {q: iter(self.round_judgments(q, [], answers)[1])
+                 for q, answers in rounds.items()}
+        return [next(marks[q]) for q, _a in items]
 
     # --- InferenceBackend ------------------------------------------------------------------
     async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
@@ -160,15 +269,14 @@ class SmolLM2Backend:
 
     async def judge_pairs(self, question: str,
                           pairs: Sequence[tuple[str, str]]) -> list[Judgment]:
-        return await asyncio.to_thread(self.judge_many, [(question, a, b) for a, b in pairs])
+        return (await self.judge_round(question, pairs, []))[0]
 
     async def screen_answers(self, question: str, answers: Sequence[str]) -> list[bool | None]:
-        return await asyncio.to_thread(self.screen_many, [(question, a) for a in answers])
+        return (await self.judge_round(question, [], answers))[1]
 
-
-def judgment_from_scores(score_a: float, score_b: float) -> Judgment:
-    """The answer with the higher pmi wins (tie within TIE_MARGIN)."""
-    reason = f"pmi A={score_a:.2f} B={score_b:.2f} nats"
-    if abs(score_a - score_b) < TIE_MARGIN:
-        return Judgment(Outcome.TIE, reason)
-    return Judgment(Outcome.A if score_a > score_b else Outcome.B, reason)
+    async def judge_round(self, question: str, pairs: Sequence[tuple[str, str]],
+                          screened: Sequence[str]
+                          ) -> tuple[list[Judgment], list[bool | None]]:
+        """`judge_pairs` of ``pairs`` and `screen_answers` of ``screened`` in one pass (the
+        node's round: ``screened`` are the other answerers' answers, with repeats)."""
+        return await asyncio.to_thread(self.round_judgments, question, pairs, screened)

@@ -314,31 +314,47 @@ class LlamaEngine:
     def continuation_logprobs(self, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]
                               ) -> list[list[float]]:
         """Teacher-forced log-probability of each continuation token after its prefix, for
-        every (prefix, continuation) pair in one batched pass (a round's judging)."""
+        every (prefix, continuation) pair (a round's judging).
+
+        Prefix caching: each distinct prefix (a question's prompt) runs once, all of them in
+        one batched pass; its KV cache is then shared by every continuation after it, and
+        all continuations run in one more batched pass. A round's judge thus pays for the
+        question once and for each answer's own tokens, not for the prompt per answer."""
         if not pairs:
             return []
-        seqs = [list(p) + list(c) for p, c in pairs]
-        if any(not p or len(s) > self.config.context_length for (p, _c), s in
-               zip(pairs, seqs, strict=True)):
+        if any(not p or len(p) + len(c) > self.config.context_length for p, c in pairs):
             raise PromptTooLong("empty prefix or sequence longer than the context")
-        hidden, _ = self._prefill(seqs)
-        longest = hidden.shape[1]
-        rows, cols, targets, owner = [], [], [], []
-        for i, ((_p, c), s) in enumerate(zip(pairs, seqs, strict=True)):
-            start = longest - len(s)
-            for j in range(len(c)):
-                pos = start + len(s) - len(c) + j - 1  # the position that predicts c[j]
-                rows.append(i)
-                cols.append(pos)
-                targets.append(c[j])
-                owner.append(i)
-        result: list[list[float]] = [[] for _ in pairs]
-        if not rows:
+        index = {p: i for i, p in enumerate(dict.fromkeys(tuple(p) for p, _c in pairs))}
+        prefixes = list(index)
+        which = [index[tuple(p)] for p, _c in pairs]
+        hidden, cache = self._prefill(prefixes)
+        # the last prefix position predicts each continuation's first token
+        first = torch.log_softmax(self.model.logits(hidden[:, -1]).to(torch.float64), dim=-1)
+        result = [[float(first[w, c[0]])] if c else [] for w, (_p, c) in zip(
+            which, pairs, strict=True)]
+        fed = [list(c[:-1]) for _p, c in pairs]  # token j predicts token j + 1
+        longest = max(len(f) for f in fed)
+        if longest == 0:
             return result
+        tokens = torch.full((len(pairs), longest), self.special.pad, dtype=torch.long)
+        valid = torch.zeros((len(pairs), longest), dtype=torch.bool)
+        rows: list[int] = []
+        cols: list[int] = []
+        targets: list[int] = []
+        for i, (f, (_p, c)) in enumerate(zip(fed, pairs, strict=True)):
+            if not f:
+                continue
+            start = longest - len(f)
+            tokens[i, start:] = torch.tensor(f)
+            valid[i, start:] = True
+            rows += [i] * len(f)
+            cols += range(start, longest)
+            targets += c[1:]
+        hidden, _ = self.model.forward(tokens, valid, cache.select(torch.tensor(which)))
         logits = self.model.logits(hidden[torch.tensor(rows), torch.tensor(cols)])
         lp = torch.log_softmax(logits.to(torch.float64), dim=-1)
         picked = lp[torch.arange(len(targets)), torch.tensor(targets)].tolist()
-        for i, v in zip(owner, picked, strict=True):
+        for i, v in zip(rows, picked, strict=True):
             result[i].append(float(v))
         return result
 

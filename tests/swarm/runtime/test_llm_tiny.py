@@ -255,3 +255,35 @@ def test_int8_close_to_float(tiny: TinyModel, tiny_float_engine: LlamaEngine) ->
     ids = q.encode("the cat sat on the mat")
     a, b = tiny_float_engine.sequence_logprobs(ids), q.sequence_logprobs(ids)
     assert (a.exp() - b.exp()).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_continuation_logprobs_share_the_prefix(tiny: TinyModel, int8: bool) -> None:
+    """Scoring continuations after a shared prefix (the prefix runs once, its KV cache is
+    shared) gives what a full forward over each whole sequence gives, for prefixes and
+    continuations of different lengths, a one-token continuation and an empty one; and
+    the prefix's tokens go through the products once, not once per continuation."""
+    load = load_model(tiny.path)
+    seen: list[int] = []
+
+    def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        seen.append(a.shape[0])
+        return a.astype(np.int64) @ b.astype(np.int64)
+
+    engine = LlamaEngine(load.model, load.model_id, int8=int8,
+                         product=product if int8 else None)
+    question, other = engine.encode("the cat sat on the"), engine.encode("hi")
+    answers = [engine.encode(t) for t in ("mat", "long red mat, 42", "a")]
+    pairs = [(question, a) for a in answers] + [(other, answers[1]), (question, [])]
+    scored = engine.continuation_logprobs(pairs)
+    assert [len(s) for s in scored] == [len(c) for _p, c in pairs]
+    for (p, c), got in zip(pairs, scored, strict=True):
+        full = engine.sequence_logprobs([*p, *c])
+        want = [float(full[len(p) - 1 + j, t]) for j, t in enumerate(c)]
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-4)
+    if int8:  # first products of the two passes: the 2 distinct prefixes, then the answers
+        seen.clear()
+        engine.continuation_logprobs(pairs)
+        longest_prefix, longest_fed = len(question), max(len(c) - 1 for _p, c in pairs)
+        assert seen[0] == 2 * 2 * longest_prefix  # 2 prefixes x 2 digits x padded length
+        assert seen[4 * N_LAYER] == 2 * len(pairs) * longest_fed

@@ -22,7 +22,10 @@ nothing):
   its own in pairs and screen (its votes on its own answer are dropped by the rules);
 * ``random``: adversaries vote uniformly at random (no target);
 * ``omission``: the settler leaves out the heaviest honest judge's opening (that judge
-  becomes a no-show); reported: outcome changed and honest node slashed.
+  becomes a no-show); reported: outcome changed, honest node slashed (without the inclusion
+  window) and whether the victim can prove the omission against the settlement's data root
+  (`swarm.inclusion.provable_claims`: with ``swarm_inclusion_window`` > 0 a proven omission
+  voids the settlement and forfeits the settler's bond).
 
 Goal (issue 11): at s ≤ 30% the target ranks first in ≤ 1% of rounds and the outcome
 changes at most 2 points more often than in the control.
@@ -44,6 +47,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from swarm.data_root import round_leaves
+from swarm.inclusion import provable_claims
 
 from consensus.tx import public_key
 from core.encoding import tagged_hash
@@ -126,8 +132,40 @@ def adversary_weights(trial: Trial, share: float, seeds: Sequence[bytes]) -> dic
 def settle_round(trial: Trial, judges: dict[bytes, tuple[PairVote, ScreenVote]],
                  weights: dict[bytes, int], *, drop_opening: bytes | None = None,
                  author: tuple[int, bytes] | None = None) -> RoundSettlement:
-    """Build and settle the signed round: answers by quality, ``judges`` voting as given;
-    ``author`` = (quality, seed): that answer is written by that judge."""
+    """Build and settle the signed round (`signed_round`)."""
+    r = signed_round(trial, judges, author=author)
+    if drop_opening is not None:
+        gone = public_key(drop_opening)
+        r.judgment_openings = [o for o in r.judgment_openings if o.node != gone]
+    nodes = r.answerers + r.judges
+    reputations = {n: 100 for n in r.answerers}
+    reputations.update({public_key(s): w - 1 for s, w in weights.items()})
+    return settle(request=r.request, answerers=r.answerers, judges=r.judges,
+                  commitments=r.commitments, answer_openings=r.answer_openings,
+                  judgment_openings=r.judgment_openings, reputations=reputations,
+                  stakes={n: STAKE for n in nodes})
+
+
+def omission_provable(trial: Trial, judges: dict[bytes, tuple[PairVote, ScreenVote]],
+                      victim: bytes) -> bool:
+    """Whether the victim, holding its own opening, can prove the omission against the
+    settlement's data root in the inclusion window (helper "inclusion"'s rule)."""
+    r = signed_round(trial, judges)
+    gone = public_key(victim)
+    kept = [o for o in r.judgment_openings if o.node != gone]
+    rid = r.request.round_id()
+    leaves = round_leaves(round_id=rid, answerers=r.answerers, judges=r.judges,
+                          commitments=r.commitments, answer_openings=r.answer_openings,
+                          judgment_openings=kept)
+    return bool(provable_claims(leaves, round_id=rid, commitments=r.commitments,
+                                answer_openings=r.answer_openings,
+                                judgment_openings=r.judgment_openings))
+
+
+def signed_round(trial: Trial, judges: dict[bytes, tuple[PairVote, ScreenVote]], *,
+                 author: tuple[int, bytes] | None = None) -> Round:
+    """The signed round: answers by quality, ``judges`` voting as given; ``author`` =
+    (quality, seed): that answer is written by that judge."""
     by_text = {trial.text(q): q for q in trial.quality}
     answer_seeds = [author[1] if author is not None and q == author[0]
                     else seed(f"attack t{trial.number} a{q}") for q in trial.quality]
@@ -140,20 +178,10 @@ def settle_round(trial: Trial, judges: dict[bytes, tuple[PairVote, ScreenVote]],
 
     request = make_request(seed(f"attack client {trial.number}"), fee=FEE,
                            answers=len(trial.quality), judges=len(judges), nonce=trial.number)
-    r: Round = build_round(request=request,
-                           answers=list(zip(answer_seeds,
-                                            (trial.text(q) for q in trial.quality), strict=True)),
-                           judges=list(verdicts.items()), screen=screen)
-    if drop_opening is not None:
-        gone = public_key(drop_opening)
-        r.judgment_openings = [o for o in r.judgment_openings if o.node != gone]
-    nodes = r.answerers + r.judges
-    reputations = {n: 100 for n in r.answerers}
-    reputations.update({public_key(s): w - 1 for s, w in weights.items()})
-    return settle(request=r.request, answerers=r.answerers, judges=r.judges,
-                  commitments=r.commitments, answer_openings=r.answer_openings,
-                  judgment_openings=r.judgment_openings, reputations=reputations,
-                  stakes={n: STAKE for n in nodes})
+    return build_round(request=request,
+                       answers=list(zip(answer_seeds,
+                                        (trial.text(q) for q in trial.quality), strict=True)),
+                       judges=list(verdicts.items()), screen=screen)
 
 
 def top_quality(trial: Trial, s: RoundSettlement, answer_of: dict[bytes, int]) -> int:
@@ -216,6 +244,7 @@ class Tally:
     control_target_first: int = 0
     control_right_first: int = 0
     honest_slashed: int = 0
+    provable: int = 0
     base_target_first: int = 0
 
     def row(self, attack: str, share: float | None) -> dict[str, Any]:
@@ -233,6 +262,7 @@ class Tally:
         out["excess_change_pp"] = round(out["changed_pct"] - out["control_changed_pct"], 2)
         if attack == "omission":
             out["honest_slashed_pct"] = pct(self.honest_slashed)
+            out["provable_in_window_pct"] = pct(self.provable)
         if share is not None and share <= 0.30 and attack == "self":
             # its own answer may win on merit: no more often than without its votes
             out["meets_goal"] = (
@@ -309,6 +339,7 @@ def run_trial(number: int, tallies: dict[tuple[str, float | None], Tally],
     count(("omission", None), omitted, base, answer_of)
     tallies[("omission", None)].honest_slashed += any(
         x.node == public_key(heaviest) for x in omitted.outcome.slashes)
+    tallies[("omission", None)].provable += omission_provable(trial, honest_judges, heaviest)
 
 
 def main() -> None:
@@ -346,7 +377,10 @@ def main() -> None:
               f"{row['control_right_first_pct']:10.2f} {goal:>5}")
     omission = tallies.get(("omission", None), Tally(rounds=1)).row("omission", None)
     print(f"omission: the heaviest honest judge's opening left out -> slashed as a no-show in "
-          f"{omission['honest_slashed_pct']:.0f}% of rounds")
+          f"{omission['honest_slashed_pct']:.0f}% of rounds without the inclusion window; the "
+          f"victim can prove the omission (swarm.inclusion) in "
+          f"{omission.get('provable_in_window_pct', 0):.0f}% (then the settlement is void and "
+          f"the settler loses its bond)")
     if args.json:
         print(json.dumps({"rounds": args.rounds, "accuracy": ACCURACY, "rows": rows,
                           "seconds": round(seconds, 1), "load_average": round(load, 2)}))

@@ -1,0 +1,30 @@
+"""bench/swarm_attacks.py runs through settle and ends with its JSON line (a smoke test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.framework.util import ROOT
+
+
+@pytest.mark.slow
+def test_attack_bench_prints_table_and_json_last() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "swarm_attacks.py"), "--rounds", "3",
+         "--attacks", "good+bad,self,omission", "--json"],
+        capture_output=True, text=True, check=True, cwd=ROOT, timeout=600)
+    lines = out.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    rows = {(row["attack"], row["weight_share"]): row for row in result["rows"]}
+    assert set(rows) == {("good+bad", s) for s in (0.1, 0.2, 0.3, 0.33)} | {
+        ("self", s) for s in (0.1, 0.2, 0.3, 0.33)} | {("omission", None)}
+    assert all(row["rounds"] == 3 for row in rows.values())
+    # the settler's omission slashes the honest judge, and the judge can always prove it
+    omission = rows[("omission", None)]
+    assert omission["honest_slashed_pct"] == 100.0
+    assert omission["provable_in_window_pct"] == 100.0
+    assert any(line.split()[:2] == ["good+bad", "30%"] for line in lines)

@@ -48,12 +48,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from swarm.data_root import round_leaves
-from swarm.inclusion import provable_claims
-
 from consensus.tx import public_key
 from core.encoding import tagged_hash
 from swarm.bradley_terry import Outcome
+from swarm.data_root import round_leaves
+from swarm.inclusion import provable_claims
 from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, RoundSettlement, settle
 from tests.framework.roundkit import STAKE, Round, build_round, make_request, seed
 

@@ -14,8 +14,8 @@ On the shipped question set's ``bench`` split (225 short checkable questions,
   the value stated first);
 - the swarm's chosen answer: each question is a round with the sampled answerers, every one
   of them also a judge (`SmolLM2Backend.round_judgments`: verdicts on every ordered pair of
-  distinct answers and the GOOD/BAD screen; an answer ranks by how many of the other
-  answerers' answers agree with it, the same normaliser with the kind read from the
+  distinct answers and the GOOD/BAD screen; an answer ranks by how many of the round's
+  answers agree with it, the same normaliser with the kind read from the
   question, then by the model's mean log-likelihood; the model's scores of a batch of
   questions come from one batched pass), settled by the real `swarm.settlement.settle` on
   signed commitments and openings with `bench/swarm_quality.py`'s machinery
@@ -27,8 +27,9 @@ On the shipped question set's ``bench`` split (225 short checkable questions,
 - the swarm whose judges use the model's likelihood alone (they see no other answer), with
   and without the adversaries: what the agreement adds.
 
-Judge k is answerer k: like a node, it sees the other answerers' answers (not its own), and
-settle drops its verdicts on its own answer. ``--answers-cache FILE`` keeps the generated
+Judge k is answerer k: like a node, it sees every answer of the round, its own included (a
+judge blind to its own answer would count a 3-2 majority as 2-2), and settle drops its
+verdicts and marks on its own answer. ``--answers-cache FILE`` keeps the generated
 answers; a run with the same settings reads them and only judges.
 
     nice -n 10 python bench/swarm_llm.py [--questions 225] [--answerers 5]
@@ -141,8 +142,9 @@ def _judging(judge: SmolLM2Backend, questions: Sequence[Question],
              candidates: Sequence[Sequence[str]], batch: int, *, agreement: bool = True
              ) -> tuple[list[Verdicts], list[Screens]]:
     """Each judge's verdicts on every ordered pair of distinct answers and its screen
-    marks, per question. Judge k is answerer k and, as a node does, sees the other
-    answerers' answers (`round_judgments` with ``seen`` = those); the model's scores of
+    marks, per question. Judge k is answerer k and, as a node does, sees every answer of
+    the round, its own included (`round_judgments` with ``seen`` = those; settle drops its
+    verdicts and marks on its own answer); the model's scores of
     ``batch`` questions' distinct answers come from one batched pass (remembered, so a
     second call costs no pass). Without ``agreement`` the judges see no other answer: the
     likelihood alone ranks, and the screen passes every answer that says something."""
@@ -155,9 +157,9 @@ def _judging(judge: SmolLM2Backend, questions: Sequence[Question],
         for i in part:
             q, distinct = questions[i].question, sorted(set(candidates[i]))
             ordered = [(a, b) for a in distinct for b in distinct if a != b]
-            for k in range(judges):
-                seen = [t for j, t in enumerate(candidates[i]) if j != k] if agreement else []
-                judged, marks = judge.round_judgments(q, ordered, distinct, seen)
+            judged, marks = judge.round_judgments(q, ordered, distinct,
+                                                  candidates[i] if agreement else [])
+            for k in range(judges):  # every judge sees the same round: the same verdicts
                 verdicts[k].append(_verdict_map(ordered, judged))
                 screens[k].append(dict(zip(distinct, marks, strict=True)))
     return verdicts, screens

@@ -71,9 +71,10 @@ class RoundBackend(Protocol):
         ...
 
     async def judge_round(self, question: str, pairs: Sequence[tuple[str, str]],
-                          screened: Sequence[str]
+                          screened: Sequence[str], seen: Sequence[str] | None = None
                           ) -> tuple[list[Judgment], list[bool | None]]:
-        """`judge_pairs` of ``pairs`` and `screen_answers` of ``screened``, in one pass."""
+        """`judge_pairs` of ``pairs`` and `screen_answers` of ``screened``, in one pass;
+        ``seen``: every answer of the round, the judge's own included (what agrees)."""
         ...
 
     def inference_stats(self) -> dict[str, int]:

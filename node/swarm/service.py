@@ -547,8 +547,8 @@ class SwarmService:
         try:  # one call for the round's pairs (and, a language model, its screen): batched
             if isinstance(backend, RoundBackend):
                 judgments, screen = await asyncio.wait_for(backend.judge_round(
-                    state.prompt, pairs, [a for a in screened if a is not None]),
-                    self.judge_timeout)
+                    state.prompt, pairs, [a for a in screened if a is not None],
+                    seen=list(texts.values())), self.judge_timeout)
                 marks = _screen_bytes(screened, screen)
             else:
                 judgments = await asyncio.wait_for(backend.judge_pairs(state.prompt, pairs),

@@ -275,8 +275,9 @@ class SmolLM2Backend:
         return (await self.judge_round(question, [], answers))[1]
 
     async def judge_round(self, question: str, pairs: Sequence[tuple[str, str]],
-                          screened: Sequence[str]
+                          screened: Sequence[str], seen: Sequence[str] | None = None
                           ) -> tuple[list[Judgment], list[bool | None]]:
         """`judge_pairs` of ``pairs`` and `screen_answers` of ``screened`` in one pass (the
-        node's round: ``screened`` are the other answerers' answers, with repeats)."""
-        return await asyncio.to_thread(self.round_judgments, question, pairs, screened)
+        node's round: ``screened`` are the other answerers' answers, ``seen`` every answer
+        of the round with repeats, the judge's own included)."""
+        return await asyncio.to_thread(self.round_judgments, question, pairs, screened, seen)

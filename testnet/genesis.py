@@ -26,6 +26,17 @@ GENESIS_AGE = 7 * 24 * 3600  # seconds the genesis timestamp lies in the past
 # allows while a 5% no-show slash does not evict; ChainParams keeps 1 for unit-test chains
 TESTNET_MIN_NODE_STAKE = 5_000
 TESTNET_UNBONDING_DELAY = 120
+# blocks a swarm settlement is held before it pays out, in which any participant may prove it
+# left out its signed data (docs/swarm.md §7a). A challenge needs the settlement's block to
+# reach the participant (gossip: ~1 s), its watcher to find the claim (ms) and the challenge
+# to be relayed and mined (the next block or two). 20 blocks (~60 s at the launcher's paced
+# 3 s dev blocks, ~200 s at the 10 s target) leave room for a node that was briefly offline
+# or behind, a few orphaned blocks and full blocks, while payouts wait minutes, not hours,
+# and a voided round can still settle again within the 100-block settlement window.
+# Settlement lag + window + an epoch (130) exceeds the unbonding delay, but slashes are
+# collected when the settlement is held (not when the window closes), so the delay still
+# only needs lag + epoch.
+TESTNET_INCLUSION_WINDOW = 20
 
 
 def genesis_dict(
@@ -53,6 +64,7 @@ def genesis_dict(
         "min_difficulty": True,
         "block_subsidy": 50_000_000,
         "min_node_stake": TESTNET_MIN_NODE_STAKE,
+        "swarm_inclusion_window": TESTNET_INCLUSION_WINDOW,
         "balances": {public_key(seed).hex(): balance for seed in seeds},
         "stakes": {public_key(seeds[0]).hex(): stake} if seeds else {},
     }

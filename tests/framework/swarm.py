@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from consensus.genesis import GenesisConfig, dev_config, dev_seed
 from consensus.tx import Transaction, public_key, sign_transaction
+from contracts.bank import Transfer
 from contracts.registry import (
     CALIBRATION_QUESTIONS,
     RegisterSwarmNode,
@@ -26,11 +27,12 @@ from node.node import Node
 from node.swarm.settlement_duty import round_data
 from swarm.calibration import calibration_questions
 from swarm.runtime.factory import make_backend
+from testnet.client import request
 from tests.framework.chain import Chain, extend, new_chain
 from tests.framework.chain import tx as make_tx
 from tests.framework.nodes import connect_all, node_config, preload
 from tests.framework.nodes import swarm_service as svc
-from tests.framework.util import wait_for
+from tests.framework.util import wait_for, wait_until
 
 VARIANTS = ("arith-xs", "arith-s", "arith-m", "arith-l")  # the built-in models, by node index
 FAST = {"answer_timeout": 20.0, "judge_timeout": 20.0, "reveal_timeout": 3.0}
@@ -147,3 +149,23 @@ def omitting_settlement(node: Node, round_id: bytes, *, omit: bytes, settler: in
     return sign_transaction(key, chain_id=params.chain_id,
                             nonce=chain_state.account(public_key(key)).nonce, fee=10,
                             payload=payload)
+
+
+def pay_out_held_rounds(urls: Sequence[str], *, settled_heights: Iterable[int], window: int,
+                        payer: bytes, chain_id: int, timeout: float = 180.0) -> None:
+    """On a network with an inclusion window (the testnet's), a held settlement pays out at
+    the first transaction of a block past its window (`contracts.swarm.finalize_held_rounds`
+    is a begin-transaction hook): wait until the chain at ``urls[0]`` is past the last
+    window, send one transfer from ``payer`` (a funded seed) and wait until every node has
+    its block. Real node processes, over HTTP."""
+    last = max(settled_heights) + window  # a block above this height is past every window
+    wait_until(lambda: int(request(urls[0], "GET", "/api/v1/status")["height"]) >= last,
+               timeout, interval=0.5, message="the inclusion windows closed")
+    address = public_key(payer)
+    nonce = int(request(urls[0], "GET", f"/api/v1/accounts/{address.hex()}")["nonce"])
+    tx = sign_transaction(payer, chain_id=chain_id, nonce=nonce, fee=10,
+                          payload=Transfer(to=address, amount=1))
+    request(urls[0], "POST", "/api/v1/txs", body={"tx": tx.encode().hex()})
+    wait_until(lambda: all(int(request(u, "GET", f"/api/v1/accounts/{address.hex()}")["nonce"])
+                           > nonce for u in urls), timeout, interval=0.5,
+               message="a transaction past the windows, on every node")

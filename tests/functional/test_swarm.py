@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from consensus.genesis import dev_seed
+from consensus.genesis import dev_seed, load_genesis_config
 from consensus.tx import public_key, sign_transaction
 from contracts.registry import (
     CALIBRATION_QUESTIONS,
@@ -28,7 +28,8 @@ from testnet.client import ApiError
 from testnet.genesis import DEV_CHAIN_ID
 from testnet.launcher import ARITH, swarm_backend
 from testnet.process import REPO_ROOT
-from tests.framework.nodes import TestNetwork, TestNode, address_of
+from tests.framework.nodes import FUNDED, TestNetwork, TestNode, address_of
+from tests.framework.swarm import pay_out_held_rounds
 from tests.framework.util import wait_until
 
 pytestmark = pytest.mark.slow  # real node processes
@@ -161,8 +162,14 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
     wait_until(lambda: all(str(n.api("GET", f"/api/v1/rounds/{warm_id}", auth=False)[
         "settlement_status"]).startswith("settled at height") for n in nodes), 60,
         message="the warm round's settlement on chain")
-    network.sync_blocks(timeout=60)
-    later = nodes[0].api("GET", f"/api/v1/rounds/{warm_id}", auth=False)["result"]
+    warm_view = nodes[0].api("GET", f"/api/v1/rounds/{warm_id}", auth=False)
+    later = warm_view["result"]
+    # the testnet genesis holds settlements for its inclusion window: reputations move when
+    # the windows close (at the next transaction past them)
+    pay_out_held_rounds([n.url for n in nodes], settled_heights=(
+        views[0]["settled"]["height"], warm_view["settled"]["height"]),
+        window=load_genesis_config(network.genesis).params.swarm_inclusion_window,
+        payer=dev_seed(FUNDED - 1), chain_id=DEV_CHAIN_ID)
     changes: dict[str, int] = {}
     for settled_result in (result, later):  # a node's change covers all its roles in a round
         per_node = {e["node"]: e["reputation_change"]

@@ -11,8 +11,9 @@ import pytest
 
 from consensus.genesis import load_genesis_config
 from consensus.tx import public_key
+from contracts.swarm import MAX_SETTLEMENT_LAG
 from testnet.client import parse_metrics
-from testnet.genesis import load_keys, new_keys, write_genesis
+from testnet.genesis import TESTNET_INCLUSION_WINDOW, load_keys, new_keys, write_genesis
 from testnet.launcher import TestnetError, format_table, miner_figures, prepare
 
 
@@ -27,6 +28,10 @@ def test_keys_are_private_and_funded_in_a_loadable_genesis(tmp_path: Path) -> No
     assert set(config.balances) == {public_key(s) for s in seeds}
     assert set(config.stakes) == {public_key(seeds[0])}
     assert config.params.min_difficulty
+    # settlements are held for an inclusion window (an honest node's challenge can land),
+    # well inside the 100-block settlement window so a voided round can settle again
+    assert config.params.swarm_inclusion_window == TESTNET_INCLUSION_WINDOW
+    assert 0 < TESTNET_INCLUSION_WINDOW < MAX_SETTLEMENT_LAG // 2
 
 
 def test_prepare_reuses_a_testnet_dir_and_refuses_a_foreign_one(tmp_path: Path) -> None:

@@ -340,6 +340,25 @@ def test_a_far_start_without_data_does_not_overshoot() -> None:
     assert max(abs(a - b) for a, b in zip(fit.theta, cold.theta, strict=True)) < ONE >> 30
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 6), st.integers(0, 3), st.integers(1, 300), st.integers(0, 300),
+       st.integers(2, 8), st.integers(-8, 8), st.integers(-8, 8))
+def test_far_starts_converge_to_the_cold_fit(wins: int, losses: int, w1: int, w2: int,
+                                            s0: int, s1: int, s2: int) -> None:
+    """Issue 11: answer 0 without data, the others with data, Newton restarted far from the
+    maximum (as the old second pass did). Before the trust region, 163 of 400 such starts
+    ended unconverged with θ in the tens to thousands (e.g. weights 131/60, start
+    (−5, 6, 7) → θ = (13.6, −67.5, −67.5)); now every one reaches the cold fit."""
+    comparisons = [Comparison(judge(1), 1, 2, Outcome.FIRST_WINS)] * wins + [
+        Comparison(judge(2), 2, 1, Outcome.FIRST_WINS)] * losses
+    weights = {judge(1): w1, judge(2): w2}
+    cold = bradley_terry_scores(comparisons, weights=weights, n=3)
+    far = bradley_terry_scores(comparisons, weights=weights, n=3,
+                               start=[-s0 * ONE, s1 * ONE, s2 * ONE])
+    assert far.converged and cold.converged
+    assert max(abs(a - b) for a, b in zip(far.theta, cold.theta, strict=True)) < ONE >> 30
+
+
 def test_an_unconverged_fit_is_never_returned() -> None:
     comparisons, weights = random_comparisons(3)
     full = bradley_terry_scores(comparisons, weights=weights, n=12)

@@ -511,13 +511,12 @@ def update_mempool(mempool: Mempool, update: ChainUpdate, *, tip: TipView, now: 
     in, if they are still valid against the new tip.
     """
     confirmed = [tx for block in update.connected for tx in block.transactions]
-    mempool.remove_confirmed(confirmed, tip=tip)
     confirmed_ids = {tx.id() for tx in confirmed}
     returning = [tx for block in update.disconnected for tx in block.transactions
                  if tx.id() not in confirmed_ids]
     # each sender's nonces must ascend (stable sort keeps block order otherwise)
     returning.sort(key=lambda tx: tx.nonce)
-    mempool.readd(returning, tip=tip, now=now)
+    mempool.apply_chain_update(confirmed, returning, tip=tip, now=now)
 
 
 # transaction ids whose signatures the mempool checked, remembered by the node's store

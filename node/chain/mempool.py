@@ -445,18 +445,33 @@ class Mempool:
     def remove_confirmed(self, transactions: Iterable[Transaction], *,
                          tip: TipView) -> None:
         """After a block connects: drop its transactions and whatever they made invalid."""
+        self.apply_chain_update(transactions, [], tip=tip, now=0)
+
+    def apply_chain_update(self, confirmed: Iterable[Transaction],
+                           returning: Sequence[Transaction], *, tip: TipView,
+                           now: int) -> list[bytes]:
+        """After the best chain moved: drop the confirmed, put the returning back, revalidate.
+
+        The returning transactions (of disconnected blocks, each sender's nonces ascending) go
+        back before anything is revalidated: a sender whose nonce-k transaction returns keeps
+        its pending k+1, which would otherwise look like a gap and be lost. Returns the ids
+        re-admitted.
+        """
         senders: set[bytes] = set()
-        for tx in transactions:
+        for tx in confirmed:
             senders.add(tx.sender)
             entry = self._by_id.get(tx.id())
             if entry is not None:
                 self._forget(entry.tx_id)
                 self._by_sender[tx.sender].pop(tx.nonce, None)
+        readmitted = self.readd(returning, tip=tip, now=now) if returning else []
+        senders.update(tx.sender for tx in returning)
         # a calibration stays valid while its seed block is one of the chain's last
         # CALIBRATION_WINDOW blocks: each new block may push it out (or a reorg drop it)
         senders.update(e.tx.sender for e in self._by_id.values()
                        if isinstance(e.tx.payload, SubmitCalibration))
         self.revalidate(senders, tip=tip)
+        return [tx_id for tx_id in readmitted if tx_id in self._by_id]
 
     def revalidate(self, senders: Iterable[bytes], *, tip: TipView) -> None:
         """Re-check the given senders' chains against a new tip state."""

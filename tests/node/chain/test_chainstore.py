@@ -129,6 +129,26 @@ def test_deep_reorg_and_back_restore_every_balance(tmp_path: Path) -> None:
     reopened.close()
 
 
+def test_reorg_keeps_pending_descendants_of_returning_transactions(tmp_path: Path) -> None:
+    """A returning nonce-k transaction goes back before revalidation, so the pending k+1 of
+    the same sender is not taken for a gap (found by bench/chaos.py's partition cycles)."""
+    base = new_chain()
+    store = ChainStore.open(tmp_path / "db", genesis=base.config)
+    pool = Mempool(params=store.params)
+    t0, t1, t2 = transfer(1, 0), transfer(1, 1), transfer(1, 2)
+    a, b = fork(base), fork(base)
+    a_blocks = [extend(a, [t0], seed=1), extend(a, [t1], seed=2)]
+    b_blocks = [extend(b, [t0], seed=11), extend(b, [], seed=12), extend(b, [], seed=13)]
+    for block in a_blocks:
+        update_mempool(pool, store.add_block(block, now=NOW), tip=store.tip_view(), now=0)
+    pool.add(t2, tip=store.tip_view(), now=0)
+    for block in b_blocks:
+        update_mempool(pool, store.add_block(block, now=NOW), tip=store.tip_view(), now=1)
+    assert store.tip_id == b.tip.block_id()
+    assert sorted(tx.nonce for tx in pool.transactions()) == [1, 2]
+    store.close()
+
+
 def test_orphans_connect_when_parent_arrives(tmp_path: Path) -> None:
     base = new_chain()
     store = ChainStore.open(tmp_path / "db", genesis=base.config)

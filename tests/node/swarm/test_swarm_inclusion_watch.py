@@ -25,7 +25,7 @@ from contracts.swarm import (
 )
 from node.node import Node
 from node.swarm.settlement_duty import round_data
-from swarm.inclusion import CLAIM_MISSING_OPENING
+from swarm.inclusion import CLAIM_MISSING_OPENING, LATE_REVEAL_PENALTY_BPS
 from swarm.messages import KIND_ANSWER, Payout
 from tests.framework.chain import transfer
 from tests.framework.nodes import swarm_service as svc
@@ -123,6 +123,55 @@ async def test_an_omitted_opening_is_proven_by_its_node_and_the_round_settled_ag
         assert paid.get(victim.node_id, 0) > 0
         assert final.account(victim.node_id).balance == \
             challenged_balance - again.fee + paid[victim.node_id]
+    finally:
+        await stop_all(nodes)
+
+
+async def test_an_offline_nodes_omitted_opening_is_proven_by_another_in_the_second_half(
+        tmp_path: Path) -> None:
+    """The omitted node does not watch (offline): another participant that holds its reveal
+    proves it once the window's first half has passed; the node gets its slash back less the
+    late-reveal penalty, and the prover earns no more than that penalty."""
+    chain, nodes = await registered_swarm(tmp_path, genesis={"swarm_inclusion_window": WINDOW})
+    try:
+        for node in nodes:
+            svc(node).settles = False
+        origin = nodes[0]
+        state = await svc(origin).ask("What is 4+9?", fee=ROUND_FEE)
+        rid = state.round_id
+        await wait_for(lambda: all(rid in svc(n).rounds and svc(n).rounds[rid].status
+                                   == "complete" for n in nodes), message="final")
+        revealed = [node for node in nodes[1:] if node.node_id in state.answerers
+                    and (node.node_id, KIND_ANSWER) in state.reveals]
+        victim = revealed[-1]
+        svc(victim).duty.watching = False  # offline as far as the window is concerned
+        omitted = omitting_settlement(origin, rid, omit=victim.node_id, settler=SETTLER)
+        height = await mine_block(chain, nodes, [omitted])
+        held = held_round(tip_state(victim), rid)
+        assert held is not None and held.deadline == height + WINDOW
+        provers = [n for n in nodes if n is not victim]
+        # the first half of the window is the node's own: nobody else proves it yet
+        while chain.tip.height + 1 <= held.deadline - WINDOW // 2:
+            assert not any(challenges(n, rid) for n in provers)
+            await mine_block(chain, nodes, [])
+        await wait_for(lambda: any(challenges(n, rid) for n in provers),
+                       message="another participant's challenge")
+        prover = next(n for n in provers if challenges(n, rid))
+        (challenge,) = challenges(prover, rid)
+        assert isinstance(challenge.payload, ChallengeSwarmRound)
+        assert challenge.payload.leaf[0].node == victim.node_id
+        before = tip_state(prover).account(prover.node_id).balance
+        await mine_block(chain, nodes, [challenge])
+        after = tip_state(victim)
+        assert held_round(after, rid) is None and settled_round(after, rid) is None
+        penalty = STAKE * LATE_REVEAL_PENALTY_BPS // 10_000
+        share = min(held.bond * CHALLENGER_SHARE_BPS // 10_000, penalty)
+        assert 0 < share <= penalty
+        assert after.stake(victim.node_id).bonded == STAKE - penalty
+        refund = ROUND_FEE if prover is origin else 0  # the origin is the round's client
+        assert after.account(prover.node_id).balance == before - challenge.fee + share + refund
+        assert after.account(public_key(dev_seed(SETTLER))).balance == \
+            DEV_BALANCE - omitted.fee - share
     finally:
         await stop_all(nodes)
 

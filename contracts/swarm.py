@@ -30,9 +30,10 @@ With an inclusion window (``ChainParams.swarm_inclusion_window`` > 0) a settleme
 its money is collected and its settler bonded, and it pays out only when the window closes
 (`finalize_held_rounds`, a begin-transaction hook). In the window anyone may prove from one
 leaf of the round's data root that it left out an opening or a commitment, or carries a bad
-item (`ChallengeSwarmRound`); that voids it and forfeits the bond. Large rounds settle by
-data root alone (`SettleSwarmRoot`); their data is posted on chain only when asked
-(`PostRoundLeaves`), and the outcome is then recomputed (docs/swarm.md §7a).
+item (`ChallengeSwarmRound`); that voids it, and `swarm.inclusion.challenge_award` says who
+gets the bond (a node proving its own left-out data gets nothing of it). Large rounds
+settle by data root alone (`SettleSwarmRoot`); their data is posted on chain only when
+asked (`PostRoundLeaves`), and the outcome is then recomputed (docs/swarm.md §7a).
 
 State layout: ``swround/<round_id>`` -> `SettledRound`; ``swact/<addr>`` -> `SwarmActivity`;
 ``swheld/<round_id>`` -> `HeldRound`; ``swheldidx`` -> `HeldIndex`; ``swleaf/<round_id><u16

@@ -436,6 +436,7 @@ class Tally:
     statuses: dict[Route, Counter[int]] = dataclasses.field(default_factory=dict)
     codes: Counter[str] = dataclasses.field(default_factory=Counter)
     server_errors: Counter[Route] = dataclasses.field(default_factory=Counter)
+    server_codes: Counter[str] = dataclasses.field(default_factory=Counter)  # "503 no_answer"
     not_json: Counter[Route] = dataclasses.field(default_factory=Counter)
     failures: list[str] = dataclasses.field(default_factory=list)
 
@@ -450,6 +451,7 @@ class Tally:
         if problem is not None:
             if answer.status >= 500:
                 self.server_errors[route] += 1
+                self.server_codes[f"{answer.status} {code}"] += 1
             else:
                 self.not_json[route] += 1
             if len(self.failures) < 20:
@@ -559,12 +561,14 @@ def main(argv: list[str] | None = None) -> int:
     server_errors = sum(tally.server_errors.values())
     not_json = sum(tally.not_json.values())
     print(f"{total} requests in {elapsed:.0f} s ({total / elapsed:.0f}/s), {rounds} rounds, "
-          f"{server_errors} 5xx, {not_json} errors without a JSON code; node alive: {alive}; "
+          f"{server_errors} 5xx {dict(tally.server_codes)}, {not_json} errors without a JSON "
+          f"code; node alive: {alive}; "
           f"RSS {rss_start} -> {rss_end} KiB; load {os.getloadavg()[0]:.2f}")
     if args.json:
         print(json.dumps({
             "requests": total, "seconds": round(elapsed, 1), "rounds": rounds,
             "server_errors": server_errors, "errors_without_json_code": not_json,
+            "server_errors_by_code": dict(tally.server_codes),
             "routes": len(tally.requests), "spec_routes": len(spec_routes(spec)),
             "node_alive": alive, "rss_kib_start": rss_start, "rss_kib_end": rss_end,
             "per_route": {f"{m} {p}": {"requests": tally.requests[(p, m)],

@@ -178,6 +178,8 @@ class Node:
             self._listener.close()  # accept no more connections; cleanup closes the open ones
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._listener is not None:
+            await self._listener.wait_closed()
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
         self.chain.close()
         self.config.node_json_path.unlink(missing_ok=True)

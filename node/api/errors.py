@@ -48,15 +48,17 @@ class HttpLimits:
     this long is closed too). ``body_timeout``: a handler gets the whole body within this many
     seconds of starting to read it (``408 body_timeout``). ``max_connections_per_ip``: open
     connections from one IP address; one more is answered ``429 too_many_connections`` and
-    closed (peers' WebSockets count too).
+    closed (peers' WebSockets count too). ``write_timeout``: a client that reads nothing of
+    what the node sends it for this long (the send buffer stays full) is disconnected.
     """
 
     header_timeout: float = 20.0
     body_timeout: float = 60.0
     max_connections_per_ip: int = 128
+    write_timeout: float = 60.0
 
     def __post_init__(self) -> None:
-        if not (self.header_timeout > 0 and self.body_timeout > 0):
+        if not (self.header_timeout > 0 and self.body_timeout > 0 and self.write_timeout > 0):
             raise ValueError("HTTP timeouts must be positive")
         if self.max_connections_per_ip < 1:
             raise ValueError("max_connections_per_ip must be at least 1")

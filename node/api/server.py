@@ -9,6 +9,9 @@ listens with `GatedRequestHandler`, which adds what aiohttp lacks, at the connec
   client that has not sent a complete request head in time (slowloris: one header byte every
   few seconds), and a keep-alive connection idle that long. A request being handled (or an
   upgraded WebSocket) is never cut by it.
+- **Write timeout.** A client that stops reading (slow read: the node's send buffer stays
+  full, so a response's write waits) is aborted after ``write_timeout``, freeing its socket
+  even when the node already asked to close it (a close waits for the buffer to drain).
 - **Per-IP connection cap.** One IP address holds at most ``max_connections_per_ip`` open
   connections; the next is answered ``429 too_many_connections`` (JSON) and closed.
 - **JSON for aiohttp's own errors.** A malformed request line or header (answered before any
@@ -77,13 +80,19 @@ class GatedRequestHandler(RequestHandler):
     """aiohttp's connection protocol with the node's connection cap and JSON parse errors."""
 
     def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop,
-                 gate: ConnectionGate, **kwargs: Any) -> None:
+                 gate: ConnectionGate, write_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, loop=loop, **kwargs)
         self._gate = gate
         self._counted_ip: str | None = None
+        self._write_timeout = write_timeout
+        self._write_timer: asyncio.TimerHandle | None = None
+        # the socket itself: aiohttp forgets it on close() while it still flushes
+        self._socket_transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if isinstance(transport, asyncio.Transport):
+            self._socket_transport = transport
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         if self._gate.admit(ip):
@@ -95,7 +104,29 @@ class GatedRequestHandler(RequestHandler):
             self.transport.write(_raw_response(429, "Too Many Requests", body))
         self.force_close()
 
+    def pause_writing(self) -> None:
+        """The send buffer is full: the client must read within the write timeout."""
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self._loop.call_later(self._write_timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        if self._socket_transport is not None:
+            log.debug("http.write_timeout %s", self._counted_ip)
+            self._socket_transport.abort()
+
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._socket_transport = None
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         if self._counted_ip is not None:
             self._gate.release(self._counted_ip)
             self._counted_ip = None
@@ -149,7 +180,8 @@ async def start_server(runner: web.AppRunner, host: str, port: int,
 
     def protocol() -> GatedRequestHandler:
         return GatedRequestHandler(server, loop=loop, gate=gate, access_log=None,
-                                   keepalive_timeout=limits.header_timeout)
+                                   keepalive_timeout=limits.header_timeout,
+                                   write_timeout=limits.write_timeout)
 
     listener = await loop.create_server(protocol, host, port, backlog=128)
     return listener, gate

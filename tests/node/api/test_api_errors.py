@@ -8,6 +8,7 @@ import asyncio
 import gzip
 import json
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -244,5 +245,28 @@ async def test_connections_per_ip_are_capped(tmp_path: Path) -> None:
         assert status == 200 and body["height"] == 0
         held[1][1].close()
         await wait_for(lambda: "127.0.0.1" not in gate.open)
+    finally:
+        await node.stop()
+
+
+async def test_a_client_that_never_reads_is_aborted_at_the_write_timeout(
+        tmp_path: Path) -> None:
+    node = await started(tmp_path, HttpLimits(write_timeout=1.0))
+    gate = node.http_gate
+    assert gate is not None
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", node.port))
+        _, writer = await asyncio.open_connection(sock=sock)
+        # thousands of pipelined requests (megabytes of answers), none of them read
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 4000)
+        await writer.drain()
+        await wait_for(lambda: gate.open.get("127.0.0.1") == 1)
+        # the node's send buffer fills, the write stalls, the node aborts the connection
+        await wait_for(lambda: "127.0.0.1" not in gate.open, WAIT,
+                       message="the stalled connection to be aborted")
+        writer.close()
     finally:
         await node.stop()

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.tx import public_key
-from swarm.bradley_terry import Outcome, SettlementInputError
+from swarm.bradley_terry import ONE, Outcome, SettlementInputError
 from swarm.schedule import judging_pairs
 from swarm.settlement import (
     SCREEN_BAD,
@@ -70,6 +70,23 @@ def test_an_answerer_judge_cannot_lift_its_answer_through_an_unconverged_fit() -
         others = [node for node in r.answerers if node != a_node]
         assert sum(pay.get(node, 0) for node in others) == FEE * 7000 // 10_000
         assert pay.get(a_node, 0) <= FEE - FEE * 7000 // 10_000
+
+
+def test_the_issues_repro_bytes_rank_the_answerer_judges_answer_last() -> None:
+    """The smallest repro of issue 11 item 2, found by enumerating every judgment of two
+    judges on 3 answers: A (weight 150) wrote answer 0 and says 2 > 1, both bad; B (weight
+    100) puts 0 last in all its pairs, says 1 > 2, both good, no opinion on 0. The old second
+    pass gave B weight 0, left answer 0 without data, Newton (restarted at θ ≈ −4)
+    overshot to θ_0 = 33.4 unconverged and ranked it first."""
+    pairs = judging_pairs(bytes(32), 3)
+    assert pairs == ((2, 0), (0, 2), (0, 1), (1, 0), (1, 2), (2, 1))
+    a, b = b"A" * 32, b"B" * 32
+    verdicts = {a: bytes.fromhex("020202020100020000"), b: bytes.fromhex("000101000001020101")}
+    result = aggregate(n=3, pairs=pairs, verdicts=verdicts, weights={a: 150, b: 100},
+                       own_answer={a: 0}, seed=bytes(32))
+    assert result.fit.converged
+    assert result.ranking[-1] == 0
+    assert max(abs(t) for t in result.fit.theta) < 8 * ONE
 
 
 def conflicted_round(selfish: bool) -> tuple[dict[bytes, bytes], dict[bytes, int], int,

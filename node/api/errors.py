@@ -104,9 +104,15 @@ def error_body(path: str, status: int, reason: str, message: str, *,
 def error_response(request: web.BaseRequest, status: int, reason: str, message: str, *,
                    headers: Mapping[str, str] | None = None, param: str | None = None,
                    request_id: str | None = None) -> web.Response:
-    return web.json_response(
+    """The JSON error; a ``Connection: close`` header closes the connection after it."""
+    extra = dict(headers or {})
+    close = extra.pop("Connection", "").lower() == "close"
+    response = web.json_response(
         error_body(request.path, status, reason, message, param=param, request_id=request_id),
-        status=status, headers=dict(headers or {}))
+        status=status, headers=extra)
+    if close:
+        response.force_close()  # aiohttp then sends Connection: close itself
+    return response
 
 
 def slug(text: str) -> str:

@@ -3,11 +3,14 @@
 When a peer claims more cumulative work than our best block, we send it a locator (our
 canonical chain: the last 10 ids, then exponentially further back, then genesis). The peer
 answers with up to 2000 headers following the newest locator entry on its canonical chain:
-the common ancestor found in one round trip, never block by block. We check the headers link
-up, then fetch the missing blocks in bounded batches from every peer that claims that
-height (several requests in flight), feed them to the chain store in order in the chain
-thread, and ask for the next headers from the last one received. Progress lives in the chain
-store, so a restarted node resumes from its stored tip.
+the common ancestor found in one round trip, never block by block. We check the headers
+link up and verify the PoUW certificate of every header we do not have (about a
+millisecond each: cheap beside a block's download and state transition), so a peer that
+sends a header with a bad proof is banned before any block body is asked for. Then we fetch
+the missing blocks in bounded batches from every peer that claims that height (several
+requests in flight), feed them to the chain store in order in the chain thread, and ask for
+the next headers from the last one received. Progress lives in the chain store, so a
+restarted node resumes from its stored tip.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import time
 
 from consensus.block import Block, BlockHeader
+from consensus.validation import check_certificate
 from core.errors import ConsensusError
 from node.config import NodeConfig
 from node.logging import get_logger, log_event
@@ -38,6 +42,16 @@ RETRY_AFTER_ERROR = 1.0  # seconds the loop rests after an unexpected error
 def _decode_headers(raws: list[bytes]) -> list[BlockHeader]:
     """Decode a HEADERS answer (run in a worker thread)."""
     return [BlockHeader.decode(raw) for raw in raws]
+
+
+def _check_proofs(headers: list[BlockHeader], known: set[bytes]) -> None:
+    """Verify the PoUW certificate of each header not in ``known`` (run in a worker thread);
+    raises `core.errors.CertificateRuleError` naming the rule the first bad one breaks.
+    Context-free: the target it is checked against is the header's own; the difficulty rule
+    (which needs the parent's state) is checked when the block connects."""
+    for header in headers:
+        if header.block_id() not in known:
+            check_certificate(header)
 
 
 def _decode_blocks(raws: list[bytes]) -> list[Block]:
@@ -175,10 +189,12 @@ class Syncer:
             try:
                 headers = await asyncio.to_thread(_decode_headers, raws)
                 self._check_linked(headers)
+                ids = [h.block_id() for h in headers]
+                known = {bid for bid in ids if bid in host.chain.tree}
+                await asyncio.to_thread(_check_proofs, headers, known)
             except (ValueError, ConsensusError) as exc:
                 await self.peers.punish(peer, exc)
                 return progressed
-            ids = [h.block_id() for h in headers]
             if headers[0].parent_hash not in host.chain.tree:
                 # the peer reorged under us, or answered from an unknown fork: ask again later
                 return progressed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import sys
 import time
@@ -10,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from consensus.block import Block
+from consensus.block import Block, BlockHeader
 from node.chain.chainstore import ChainStore
 from node.node import Node
 from node.p2p.policy import node_key
 from node.p2p.protocol import MsgType, work_bytes
+from pouw import Certificate
 from tests.framework.chain import extend, fork, new_chain, transfer
 from tests.framework.nodes import node_config, preload, start_node
 from tests.framework.rawpeer import RawPeer
@@ -201,3 +203,39 @@ async def test_peer_serving_a_bad_block_during_sync_is_banned(tmp_path: Path) ->
         await raw.close()
         await node.stop()
         await honest.stop()
+
+
+def forged_proof(header: BlockHeader) -> BlockHeader:
+    """``header`` with one operand byte of its certificate flipped: well-formed and bound to
+    the header, but the tile no longer verifies (certificate.invalid)."""
+    cert = Certificate.decode(header.certificate)
+    rows = bytearray(cert.rows_a)
+    rows[0] ^= 0x01
+    return dataclasses.replace(header, certificate=dataclasses.replace(
+        cert, rows_a=bytes(rows)).encode())
+
+
+async def test_peer_sending_a_header_with_a_bad_proof_is_banned_before_any_body(
+        tmp_path: Path) -> None:
+    """Headers-first with proofs: the node verifies each new header's PoUW certificate when
+    the headers arrive, so the peer whose fourth header carries a forged proof is banned
+    (certificate.invalid) without being asked for a single block, the good three included."""
+    blocks = list(long_chain())[:4]
+    headers = [b.header for b in blocks[:3]] + [forged_proof(blocks[3].header)]
+    node = await start_node(tmp_path, "n")
+    raw = RawPeer(node)
+    raw.headers = [h.encode() for h in headers]
+    raw.blocks = {b.header.block_id(): b.encode() for b in blocks}  # honest bodies, if asked
+    tip = headers[-1]
+    try:
+        answer = await raw.handshake(tip=tip.block_id(), height=tip.height,
+                                     work=work_bytes(tip.height + 1))
+        assert answer.type == MsgType.AUTH
+        assert await raw.expect_close(timeout=30) == "certificate.invalid"
+        assert raw.getdata == []  # no body was ever asked for
+        assert node.peers.bans.is_banned(node_key(raw.node_id))
+        assert node.peers.misbehaviour[-1]["reason"] == "certificate.invalid"
+        assert node.peers.received["GETDATA"] == 0 and node.chain.height == 0
+    finally:
+        await raw.close()
+        await node.stop()

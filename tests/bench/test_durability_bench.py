@@ -28,6 +28,7 @@ def test_sigkill_cycles_lose_no_accepted_transaction() -> None:
     assert result["mined"] == 10  # two cycles' worth, before the block at cycle 2
 
 
+@pytest.mark.slow  # a script child process
 def test_journal_bench_measures_every_mode() -> None:
     result = run_bench(str(ROOT / "bench" / "mempool_journal.py"), "--txs", "40", "--rounds",
                        "1")

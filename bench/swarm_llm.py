@@ -34,7 +34,7 @@ answers; a run with the same settings reads them and only judges.
 
     nice -n 10 python bench/swarm_llm.py [--questions 225] [--answerers 5]
                                          [--max-tokens 40] [--batch 32] [--float]
-                                         [--answers-cache FILE] [--json]
+                                         [--answers-cache FILE [--cached-only]] [--json]
 
 Prints a table, then (with --json) one JSON object as the last line.
 """
@@ -261,10 +261,19 @@ def main() -> None:
     parser.add_argument("--answers-cache", type=Path, default=None,
                         help="JSON file keeping the generated answers (reused when the "
                              "settings match: the run then only judges)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="only the questions whose answers the cache holds (no generation)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     questions = list(load_questions("bench")[: args.questions])
+    if args.cached_only:
+        if args.answers_cache is None or not args.answers_cache.exists():
+            parser.error("--cached-only needs an existing --answers-cache")
+        cached = json.loads(args.answers_cache.read_text("utf-8"))["answers"]
+        questions = [q for q in questions if q.id in cached]
+        print(f"answers cache only: {len(questions)} of the first {args.questions} questions",
+              file=sys.stderr)
     inputs, likelihood_only, greedy_texts, seconds = collect_inputs(
         questions, answerers=args.answerers, max_tokens=args.max_tokens, batch=args.batch,
         int8=not args.float, cache_dir=args.cache_dir, answers_cache=args.answers_cache)
@@ -288,6 +297,8 @@ def main() -> None:
                                    "int8": not args.float, "max_tokens": args.max_tokens,
                                    "answers_cache": None if args.answers_cache is None
                                    else str(args.answers_cache),
+                                   "cached_only": args.cached_only,
+                                   "questions_asked": args.questions,
                                    "load_average": [round(x, 2) for x in load]}))
 
 

@@ -47,6 +47,15 @@ class InferenceCounters(Protocol):
     def inference_stats(self) -> Mapping[str, int]: ...
 
 
+class ConnectionCounts(Protocol):
+    """The API server's connection gate (`node.api.server.ConnectionGate`)."""
+
+    @property
+    def open(self) -> Mapping[str, int]: ...
+    @property
+    def refused(self) -> int: ...
+
+
 class MetricsNode(Protocol):
     """What the metrics read of the node (`node.node.Node` provides it)."""
 
@@ -70,6 +79,8 @@ class MetricsNode(Protocol):
     def blocks_received(self) -> int: ...
     @property
     def swarm(self) -> InferenceCounters | None: ...
+    @property
+    def http_gate(self) -> ConnectionCounts | None: ...
 
 
 def _escape(value: str) -> str:
@@ -145,6 +156,12 @@ def render_metrics(node: MetricsNode, *, chain: dict[str, Any] | None = None) ->
             int(node.best_peer_height or 0))
     out.one("blocks_received_total", "counter", "Blocks accepted from peers and the API.",
             int(node.blocks_received or 0))
+    gate = node.http_gate
+    out.one("http_connections", "gauge", "Open HTTP connections to the API (all addresses).",
+            0 if gate is None else sum(gate.open.values()))
+    out.one("http_connections_refused_total", "counter",
+            "HTTP connections answered 429 too_many_connections (per-address cap).",
+            0 if gate is None else int(gate.refused))
     miner = node.miner
     stats: Mapping[str, Any] = {} if miner is None else miner.stats()
     out.one("mining", "gauge", "1 if this node runs a miner.", miner is not None)

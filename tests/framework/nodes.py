@@ -45,6 +45,7 @@ from consensus.block import Block, BlockHeader
 from consensus.genesis import GenesisConfig, dev_config, dev_seed
 from consensus.tx import Transaction, public_key
 from node.api.chain import API_KEY, Api, register_routes
+from node.api.server import ConnectionGate
 from node.builder import build_mining, build_node
 from node.chain.chainstore import ChainStore, ChainUpdate, update_mempool
 from node.chain.mempool import Mempool
@@ -177,6 +178,7 @@ class ApiTestNode:
         self.peers = PeerBook()
         self.miner: MinerStats | None = None
         self.swarm: SwarmStats | None = None
+        self.http_gate: ConnectionGate | None = None  # served by aiohttp's test server
         self.syncing = False
         self.sync_progress = 1.0
         self.best_peer_height = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from node.api.errors import HttpLimits
 from node.node import Node
 from node.swarm.backend import LLMSwarmBackend
 from tests.framework.chain import transfer
@@ -157,5 +159,33 @@ async def test_a_non_mining_node_serving_the_language_model_counts_its_products(
         assert answer.text
         m = await wait_for(lambda: agreed(seen), 300, message="the answer's products")
         assert inference(m, "macs")["local"] > 0
+    finally:
+        await node.stop()
+
+
+async def test_http_connection_counts(tmp_path: Path) -> None:
+    """A real node's API with a cap of 2 connections per address: a third is refused (429)
+    and counted; the open connections are a gauge."""
+    node = wired(node_config(tmp_path, "gate"))
+    node.http_limits = HttpLimits(max_connections_per_ip=2)
+    await node.start()
+    gate = node.http_gate
+    assert gate is not None
+    try:
+        first = await metrics_of(node)
+        assert first["pouwchain_http_connections_refused_total"] == 0
+        assert first["pouwchain_http_connections"] >= 1  # the scrape's own
+        held = [await asyncio.open_connection("127.0.0.1", node.port) for _ in range(2)]
+        await wait_for(lambda: gate.open["127.0.0.1"] == 2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.read()).startswith(b"HTTP/1.1 429")
+        writer.close()
+        held[0][1].close()
+        await wait_for(lambda: gate.open["127.0.0.1"] == 1)
+        m = await metrics_of(node)
+        assert m["pouwchain_http_connections_refused_total"] == 1
+        assert m["pouwchain_http_connections"] == 2  # the one still held and the scrape
+        held[1][1].close()
     finally:
         await node.stop()

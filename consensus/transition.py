@@ -1,5 +1,7 @@
 """The state transition: one transaction's common rules, then its contract; a block's reward.
 
+Before a block's first transaction, every `BEGIN_BLOCK_HOOKS` entry runs in order (held swarm
+rounds whose inclusion window closed pay out there, so payouts never wait for traffic).
 Before a transaction's payload runs, the common rules (chain, kind, signature, nonce, fee)
 are checked one per line, then every `BEGIN_TRANSACTION_HOOKS` entry runs in order (the
 swarm's epoch table is recorded there), then the fee is paid and the contract applied.
@@ -28,10 +30,30 @@ def record_swarm_epoch(state: State, ctx: TxContext) -> None:
     record_epoch_snapshot(state, height=ctx.height, params=ctx.params)
 
 
-#: Run in this order after a transaction's common rules pass and before its fee is paid
-#: (held swarm rounds whose inclusion window closed pay out after the epoch table is taken).
-BEGIN_TRANSACTION_HOOKS: tuple[BeginTransactionHook, ...] = (record_swarm_epoch,
-                                                             finalize_held_rounds)
+#: Run in this order after a transaction's common rules pass and before its fee is paid.
+BEGIN_TRANSACTION_HOOKS: tuple[BeginTransactionHook, ...] = (record_swarm_epoch,)
+
+#: A block-level hook: the context's ``sender`` is the block's miner.
+BeginBlockHook = Callable[[State, TxContext], None]
+
+#: Run in this order before a block's first transaction, in every block (empty ones too):
+#: held swarm rounds whose inclusion window closed before this height pay out.
+BEGIN_BLOCK_HOOKS: tuple[BeginBlockHook, ...] = (finalize_held_rounds,)
+
+
+def begin_block(state: State, *, height: int, miner: bytes, params: ChainParams,
+                parent_id: bytes = b"", recent_block_ids: Sequence[bytes] = ()) -> None:
+    """Run `BEGIN_BLOCK_HOOKS` in order (validation and the miner's template both call it)."""
+    ctx = TxContext(sender=miner, height=height, params=params, parent_id=parent_id,
+                    recent_block_ids=recent_ids(parent_id, recent_block_ids))
+    for hook in BEGIN_BLOCK_HOOKS:
+        hook(state, ctx)
+
+
+def pay_block_reward(state: State, *, miner: bytes, fees: int, params: ChainParams) -> None:
+    """Credit the miner the subsidy plus the block's fees."""
+    # the block reward (subsidy + fees) must fit the miner's balance
+    credit(state, miner, params.block_subsidy + fees, rule="block.reward_overflow")
 
 
 def apply_transaction(
@@ -120,7 +142,8 @@ def apply_block_transactions(
     parent_id: bytes = b"",
     recent_block_ids: Sequence[bytes] = (),
 ) -> int:
-    """Apply a block's transactions in order, then pay the miner subsidy + fees.
+    """Run the begin-block hooks, apply a block's transactions in order, then pay the miner
+    subsidy + fees.
 
     Any invalid transaction invalidates the block (the error propagates; the caller aborts
     the block). Returns the total fees. ``signatures_verified``: every transaction's
@@ -130,11 +153,12 @@ def apply_block_transactions(
     last `contracts.registry.CALIBRATION_WINDOW` block ids ending at the parent).
     """
     recent = recent_ids(parent_id, recent_block_ids)
+    begin_block(state, height=height, miner=miner, params=params, parent_id=parent_id,
+                recent_block_ids=recent)
     fees = 0
     for tx in transactions:
         fees += apply_transaction(state, tx, height=height, params=params,
                                   signature_verified=signatures_verified, parent_id=parent_id,
                                   recent_block_ids=recent)
-    # the block reward (subsidy + fees) must fit the miner's balance
-    credit(state, miner, params.block_subsidy + fees, rule="block.reward_overflow")
+    pay_block_reward(state, miner=miner, fees=fees, params=params)
     return fees

@@ -28,7 +28,7 @@ collects its slashes from the stake the nodes hold now.
 
 With an inclusion window (``ChainParams.swarm_inclusion_window`` > 0) a settlement is held:
 its money is collected and its settler bonded, and it pays out only when the window closes
-(`finalize_held_rounds`, a begin-transaction hook). In the window anyone may prove from one
+(`finalize_held_rounds`, a begin-block hook). In the window anyone may prove from one
 leaf of the round's data root that it left out an opening or a commitment, or carries a bad
 item (`ChallengeSwarmRound`); that voids it, and `swarm.inclusion.challenge_award` says who
 gets the bond (a node proving its own left-out data gets nothing of it). Large rounds
@@ -589,7 +589,7 @@ class HeldEntry(Canonical):
 
 @dataclasses.dataclass(frozen=True)
 class HeldIndex(Canonical):
-    """Every held round by deadline, so the begin-transaction hook finds the due ones."""
+    """Every held round by deadline, so the begin-block hook finds the due ones."""
 
     TAG: ClassVar[bytes] = b"pouw/swheldidx"
     MEMOISE: ClassVar[bool] = False
@@ -919,7 +919,7 @@ def recompute_outcome(held: HeldRound, leaves: Iterable[RoundLeaf]) -> RoundOutc
 
 
 def finalize_held_rounds(state: State, ctx: TxContext) -> None:
-    """Begin-transaction hook: every held round whose window closed before this height pays
+    """Begin-block hook: every held round whose window closed before this height pays
     out; one whose data was asked for and never fully posted is voided instead (the
     availability challenger takes the bond's share)."""
     due = [e for e in held_entries(state) if e.deadline < ctx.height]

@@ -41,10 +41,9 @@ from consensus.block import (
     header_commitment,
     transactions_root,
 )
-from consensus.transition import apply_transaction
+from consensus.transition import apply_transaction, begin_block, pay_block_reward
 from consensus.tx import Transaction
 from consensus.validation import median_time_past
-from contracts.bank import credit
 from core.errors import ConsensusError
 from core.state import State
 from node.chain.chainstore import ChainStore
@@ -181,6 +180,8 @@ def build_template(chain: ChainStore, mempool: Mempool, *, miner: bytes, now: in
     chosen: list[Transaction] = []
     fees = 0
     recent = chain.recent_block_ids(parent_id)  # calibration seeds (the transition's window)
+    begin_block(state, height=height, miner=miner, params=params, parent_id=parent_id,
+                recent_block_ids=recent)
     for tx in mempool.select(max_count=max_txs, max_bytes=budget):
         try:
             fees += apply_transaction(state, tx, height=height, params=params,
@@ -189,8 +190,7 @@ def build_template(chain: ChainStore, mempool: Mempool, *, miner: bytes, now: in
             log.debug("template skips %s: %s", tx.id().hex()[:16], exc)
             continue
         chosen.append(tx)
-    # the same reward step as consensus.state.apply_block_transactions
-    credit(state, miner, params.block_subsidy + fees, rule="block.reward_overflow")
+    pay_block_reward(state, miner=miner, fees=fees, params=params)
     header = BlockHeader(
         version=params.block_version, chain_id=params.chain_id, height=height,
         parent_hash=parent_id, timestamp=timestamp, target=target,

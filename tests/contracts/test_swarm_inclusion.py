@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from consensus.genesis import DEV_BALANCE, dev_config, dev_seed
-from consensus.transition import BEGIN_TRANSACTION_HOOKS, apply_transaction
+from consensus.transition import BEGIN_BLOCK_HOOKS, apply_block_transactions, apply_transaction
 from consensus.tx import MAX_TX_SIZE, public_key, sign_transaction
 from contracts.bank import Transfer
 from contracts.base import TxContext
@@ -133,6 +133,23 @@ def test_default_network_pays_at_once_and_holds_nothing() -> None:
         payload.outcome.payouts[0].amount
 
 
+def test_an_empty_block_past_the_window_pays_a_held_round_out() -> None:
+    """The payout is a begin-block hook: a quiet chain (no transactions) pays out too."""
+    chain = windowed_chain()
+    r = setup_round(chain)
+    payload = settle_omitting(chain, r)
+    rid = r.request.round_id()
+    miner = public_key(dev_seed(0))
+    apply_block_transactions(chain.state, [], height=HEIGHT + WINDOW, miner=miner,
+                             params=chain.params)
+    assert held_round(chain.state, rid) is not None  # the window's last block: still held
+    apply_block_transactions(chain.state, [], height=HEIGHT + WINDOW + 1, miner=miner,
+                             params=chain.params)
+    assert held_round(chain.state, rid) is None
+    for p in payload.outcome.payouts:
+        assert chain.state.account(p.node).balance >= p.amount
+
+
 def test_held_settlement_pays_out_when_the_window_closes() -> None:
     chain = windowed_chain()
     r = setup_round(chain)
@@ -146,7 +163,7 @@ def test_held_settlement_pays_out_when_the_window_closes() -> None:
     first = payload.outcome.payouts[0]
     assert chain.state.account(first.node).balance == 0
     assert settled_round(chain.state, rid) is not None
-    assert finalize_held_rounds in BEGIN_TRANSACTION_HOOKS
+    assert finalize_held_rounds in BEGIN_BLOCK_HOOKS
     finalize_held_rounds(chain.state, ctx(chain, CHALLENGER, HEIGHT + WINDOW))  # still open
     assert held_round(chain.state, rid) is not None
     finalize_held_rounds(chain.state, ctx(chain, CHALLENGER, HEIGHT + WINDOW + 1))
@@ -541,18 +558,21 @@ def test_slots_and_proofs() -> None:
         (b"a" * 32, KIND_ANSWER), (b"b" * 32, KIND_ANSWER), (b"a" * 32, KIND_JUDGMENT))
 
 
-def test_the_transition_hook_pays_a_due_round_before_the_next_transaction() -> None:
+def test_the_block_hook_pays_a_due_round_before_the_blocks_transactions() -> None:
     chain = windowed_chain()
     r = setup_round(chain)
     payload = settle_omitting(chain, r)
     top = payload.outcome.payouts[0]
+    miner = public_key(dev_seed(3))
     transfer = sign_transaction(dev_seed(3), chain_id=chain.params.chain_id, nonce=0, fee=10,
                                 payload=Transfer(to=CLIENT, amount=1))
-    apply_transaction(chain.state, transfer, height=HEIGHT + WINDOW, params=chain.params)
+    apply_block_transactions(chain.state, [transfer], height=HEIGHT + WINDOW, miner=miner,
+                             params=chain.params)
     assert chain.state.account(top.node).balance == 0  # the window is still open
     again = sign_transaction(dev_seed(3), chain_id=chain.params.chain_id, nonce=1, fee=10,
                              payload=Transfer(to=CLIENT, amount=1))
-    apply_transaction(chain.state, again, height=HEIGHT + WINDOW + 1, params=chain.params)
+    apply_block_transactions(chain.state, [again], height=HEIGHT + WINDOW + 1, miner=miner,
+                             params=chain.params)
     assert chain.state.account(top.node).balance == top.amount
     assert held_round(chain.state, r.request.round_id()) is None
 

@@ -28,8 +28,8 @@ from testnet.client import ApiError
 from testnet.genesis import DEV_CHAIN_ID
 from testnet.launcher import ARITH, swarm_backend
 from testnet.process import REPO_ROOT
-from tests.framework.nodes import FUNDED, TestNetwork, TestNode, address_of
-from tests.framework.swarm import pay_out_held_rounds
+from tests.framework.nodes import TestNetwork, TestNode, address_of
+from tests.framework.swarm import wait_past_inclusion_windows
 from tests.framework.util import wait_until
 
 pytestmark = pytest.mark.slow  # real node processes
@@ -165,11 +165,10 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
     warm_view = nodes[0].api("GET", f"/api/v1/rounds/{warm_id}", auth=False)
     later = warm_view["result"]
     # the testnet genesis holds settlements for its inclusion window: reputations move when
-    # the windows close (at the next transaction past them)
-    pay_out_held_rounds([n.url for n in nodes], settled_heights=(
+    # the windows close (in the first block past them)
+    wait_past_inclusion_windows([n.url for n in nodes], settled_heights=(
         views[0]["settled"]["height"], warm_view["settled"]["height"]),
-        window=load_genesis_config(network.genesis).params.swarm_inclusion_window,
-        payer=dev_seed(FUNDED - 1), chain_id=DEV_CHAIN_ID)
+        window=load_genesis_config(network.genesis).params.swarm_inclusion_window)
     changes: dict[str, int] = {}
     for settled_result in (result, later):  # a node's change covers all its roles in a round
         per_node = {e["node"]: e["reputation_change"]

@@ -34,7 +34,7 @@ from testnet.launcher import (
     write_node_config,
 )
 from testnet.process import pid_alive
-from tests.framework.swarm import pay_out_held_rounds
+from tests.framework.swarm import wait_past_inclusion_windows
 from tests.framework.util import pouwchain, wait_until
 
 pytestmark = pytest.mark.slow  # real node processes
@@ -131,12 +131,10 @@ def test_testnet_up_registers_calibrates_and_settles(tmp_path: Path) -> None:
               f"{[(a['node'][:8], a['reputation']) for a in result['answers']]}")
 
         # settlements are held for the testnet's inclusion window: reputations move when it
-        # closes (at the next transaction past it)
+        # closes (in the first block past it)
         genesis = load_genesis_config(directory / "genesis.json")
-        pay_out_held_rounds(urls, settled_heights=[views[0]["settled"]["height"]],
-                            window=genesis.params.swarm_inclusion_window,
-                            payer=load_keys(directory / "keys")[-1],
-                            chain_id=genesis.params.chain_id)
+        wait_past_inclusion_windows(urls, settled_heights=[views[0]["settled"]["height"]],
+                                    window=genesis.params.swarm_inclusion_window)
 
         def same_reputations() -> bool:
             return all(request(u, "GET", f"/api/v1/accounts/{a['node']}")

@@ -774,16 +774,18 @@ class SwarmService:
         self._spawn(self.duty.watch(self.rounds.values()))
 
     def _forget_settled(self) -> None:
-        """Drop from the store the rounds that settled or can no longer settle (past
-        ``MAX_SETTLEMENT_LAG``); a round dropped from memory goes too."""
+        """Drop from the store the rounds settled for good (out of any inclusion window: a
+        held settlement may be voided and need the data again) or unsettled past
+        ``MAX_SETTLEMENT_LAG``; a round dropped from memory goes too."""
         if self.store is None:
             return
         height = self.host.chain.height
         done = []
         for round_id in self._stored:
             state = self.rounds.get(round_id)
-            if state is None or state.settled is not None or \
-                    height > state.height + MAX_SETTLEMENT_LAG:
+            if state is None or self.duty.settled_for_good(state):
+                done.append(round_id)
+            elif state.settled is None and height > state.height + MAX_SETTLEMENT_LAG:
                 done.append(round_id)
         for round_id in done:
             self._stored.discard(round_id)

@@ -42,7 +42,12 @@ def test_inference_bench_prints_table_and_json_last(tmp_path: Path) -> None:
     assert agreement["first_ok"]  # float32 both: the first tokens are the same
     latency = result["swarm_latency"]
     assert latency["answerers"] == 2 and latency["tokens"] == 2
-    assert latency["round_s"]["total"] >= latency["round_s"]["generate"] > 0
+    r = latency["round_s"]  # the critical path: the slowest answerer, one judge, settle
+    assert r["critical_path"] == pytest.approx(
+        r["slowest_answerer"] + r["judging"] + r["settle"], abs=0.002)
+    assert r["slowest_answerer"] >= r["answerer_median"] > 0 and r["judging"] > 0
+    assert r["one_machine"] == pytest.approx(r["batch_generate"] + r["judging"] + r["settle"],
+                                             abs=0.002)
     assert latency["meets_goal"] == (latency["ratio"] <= latency["goal"])
     assert any(line.startswith("transformers generate") for line in lines)
 
@@ -68,7 +73,8 @@ def test_swarm_llm_bench_prints_table_and_json_last(tmp_path: Path) -> None:
     acc = result["accuracy"]
     ceiling = acc["oracle (some answer right)"]
     for name in ("majority vote", "swarm", "swarm, 30% adversarial judges",
-                 "swarm evolving reputation", "swarm evolving, 30% adversarial"):
+                 "swarm evolving reputation", "swarm evolving, 30% adversarial",
+                 "swarm, likelihood-only judges", "swarm, likelihood-only, 30% adversarial"):
         assert 0 <= acc[name] <= ceiling  # each picks one of the sampled answers
     assert 0 <= acc["one node greedy"] <= 1
     assert result["winner"] in ("one node greedy", "majority vote", "swarm")

@@ -269,7 +269,7 @@ class Chaos:
                 outcome = "asks_5xx" if exc.status >= 500 and exc.status != 503 else \
                     f"asks_{exc.status}"
             except OSError:
-                outcome = "asks_cut"  # the node was killed mid-round
+                outcome = "asks_no_reply"  # killed mid-round, or no answer within 60 s
             with self.lock:
                 self.asking = None
                 self.figures[outcome] += 1

@@ -192,7 +192,7 @@ def _check(msg_type: MsgType, body: Mapping[str, Any], size: int) -> None:
     schema = SCHEMAS[msg_type]
     optional = OPTIONAL.get(msg_type, {})
     if not set(schema) <= set(body) <= set(schema) | set(optional):
-        raise ProtocolError("malformed", f"{msg_type.name} fields {sorted(body)}")
+        raise ProtocolError("malformed", f"{msg_type.name} fields {sorted(map(repr, body))}")
     for key, value in body.items():
         if not (schema.get(key) or optional[key])(value):
             raise ProtocolError("malformed", f"{msg_type.name}.{key}")

@@ -424,7 +424,9 @@ class Chaos:
             # killed at the tip, restarted behind the others, killed again while it syncs
             self.kill(node, "mining")
             others = [n for n in self.nodes if n is not node]
-            target = max(n.height() for n in others if n.running) + 3
+            # another victim may be down or restarting: its height is unknown, not an error
+            target = wait_until(lambda: max(n.height() for n in others if n.running) + 3,
+                                STEP_TIMEOUT, interval=0.1, message="a height to sync to")
             wait_until(lambda: any(n.running and n.height() >= target for n in others),
                        STEP_TIMEOUT, interval=0.1, message="the others to move on")
             self.revive(node)

@@ -72,6 +72,7 @@ class Syncer:
         self.started_height = 0
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         # peer id -> (our tip id, monotonic time) when that peer last had nothing for us
         self._useless: dict[bytes, tuple[bytes, float]] = {}
         peers.add_connect_listener(self._on_peer)
@@ -85,7 +86,13 @@ class Syncer:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        """Stop the sync loop and wait for it."""
+        """Stop the sync loop and wait for it.
+
+        The loop also checks a flag: on Python 3.11 `asyncio.wait_for` (peer.close) can
+        swallow a cancellation that lands as its inner call completes, and the loop would
+        then wait forever for a wake-up (seen as a hang of node.stop under load)."""
+        self._stopping = True
+        self._event.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,12 +129,14 @@ class Syncer:
     # -- the loop ------------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        """Sync when woken (or every `IDLE_CHECK`); errors never end the loop."""
-        while True:
+        """Sync when woken (or every `IDLE_CHECK`) until stopped; errors never end the loop."""
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(IDLE_CHECK):
                     await self._event.wait()
             self._event.clear()
+            if self._stopping:
+                break
             try:
                 await self._sync_round()
             except asyncio.CancelledError:
@@ -153,8 +162,8 @@ class Syncer:
         return mark is not None and mark[0] == tip and now - mark[1] < USELESS_FOR
 
     async def _sync_round(self) -> None:
-        """Sync from the best peer, then the next, until no peer is ahead."""
-        while True:
+        """Sync from the best peer, then the next, until no peer is ahead (or stopped)."""
+        while not self._stopping:
             peer = self._best_peer()
             if peer is None:
                 if self.syncing:

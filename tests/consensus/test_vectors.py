@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -17,17 +16,14 @@ from consensus.tx import Transaction
 from consensus.validation import validate_block
 from core.errors import ConsensusError
 from tests.framework.chain import Chain, new_chain
+from tests.framework.util import load_script
 
 VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "consensus"
 FILES = sorted(VECTOR_DIR.glob("*.json"))
 
 
 def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("consensus_vectors", VECTOR_DIR / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(VECTOR_DIR / "generate.py", "consensus_vectors")
 
 
 def _chain(vector: dict[str, Any]) -> Chain:

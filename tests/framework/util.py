@@ -10,6 +10,7 @@ Two waits, one for each kind of test (Bitcoin Core's ``wait_until``):
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import os
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from testnet.client import ApiError
@@ -24,6 +26,15 @@ from testnet.client import ApiError
 ROOT = Path(__file__).resolve().parents[2]  # the repository (cwd of every child process)
 DEFAULT_TIMEOUT = 60.0
 PASSWORD = "pw for tests"  # the wallet password `cli_process` hands the CLI
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import a script that is not in a package (a vector generator) as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, *,

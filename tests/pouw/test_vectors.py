@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,10 @@ from typing import Any
 import pytest
 
 from pouw import Certificate, available_backends, mine_product, verify_certificate
+from tests.framework.util import load_script
 
 VECTORS = Path(__file__).parent.parent / "vectors" / "pouw"
-spec = importlib.util.spec_from_file_location("pouw_vectors", VECTORS / "generate.py")
-assert spec and spec.loader
-generate = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(generate)
+generate = load_script(VECTORS / "generate.py", "pouw_vectors")
 
 
 def _vectors() -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ up to date with their generator."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -20,18 +19,14 @@ from swarm.inclusion import (
     proof_fault,
 )
 from swarm.messages import AnswerOpening, Commitment, JudgmentOpening, RoundLeaf
+from tests.framework.util import load_script
 
 VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "consensus" / "inclusion"
 FILES = sorted(VECTOR_DIR.glob("*.json"))
 
 
 def _inclusion_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("inclusion_vectors",
-                                                  VECTOR_DIR / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(VECTOR_DIR / "generate.py", "inclusion_vectors")
 
 
 def replay_inclusion_vector(v: dict[str, Any]) -> str | dict[str, int]:

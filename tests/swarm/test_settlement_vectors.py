@@ -3,7 +3,6 @@ up to date with their generator."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -14,18 +13,14 @@ import pytest
 from swarm.bradley_terry import Comparison, Outcome, bradley_terry_scores
 from swarm.messages import AnswerOpening, Commitment, JudgmentOpening, SwarmRequest
 from swarm.settlement import settle
+from tests.framework.util import load_script
 
 VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "consensus" / "settlement"
 FILES = sorted(VECTOR_DIR.glob("*.json"))
 
 
 def _settlement_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("settlement_vectors",
-                                                  VECTOR_DIR / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(VECTOR_DIR / "generate.py", "settlement_vectors")
 
 
 def replay_settlement_vector(v: dict[str, Any]) -> dict[str, Any]:

@@ -61,6 +61,12 @@ class StateRootError(ConsensusError):
     family = "state"
 
 
+class ForkChoiceError(ConsensusError):
+    """A block conflicts with finality: it is off the chain of the finalized checkpoint."""
+
+    family = "forkchoice"
+
+
 class GenesisError(ConsensusError):
     """A genesis configuration is malformed."""
 

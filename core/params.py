@@ -11,6 +11,8 @@ MEDIAN_TIME_SPAN = 11  # timestamps must exceed the median of this many ancestor
 # the ratio of aserti3-2d (2 days of 10-minute blocks).
 DEFAULT_HALFLIFE_BLOCKS = 288
 DEFAULT_SWARM_EPOCH_BLOCKS = 10
+DEFAULT_FINALITY_EPOCH_BLOCKS = 10
+BPS = 10_000  # basis points: shares in consensus are integers out of this
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -37,6 +39,18 @@ class ChainParams:
     # left out or misstated signed round data (contracts.swarm, docs/swarm.md §7a); 0: a
     # full settlement pays out at once and a data-root settlement is refused
     swarm_inclusion_window: int = 0
+    # finality (docs/finality.md §1): blocks per finality epoch (the checkpoint is its first
+    # block), the quorum a link needs (den * voted >= num * total stake of the epoch's set),
+    # the bonded stake a validator needs to be in a set, the share of an offender's bond a
+    # slashing takes and the share of that paid to the reporter (basis points), and how many
+    # epochs behind the finalized checkpoint may fall before finality counts as stalled
+    finality_epoch_blocks: int = DEFAULT_FINALITY_EPOCH_BLOCKS
+    finality_quorum_numerator: int = 2
+    finality_quorum_denominator: int = 3
+    min_validator_stake: int = 1
+    slash_share_bps: int = 1000
+    reporter_reward_bps: int = 5000
+    finality_stall_epochs: int = 3
 
     @property
     def asert_halflife(self) -> int:
@@ -59,3 +73,11 @@ class ChainParams:
             raise ValueError("asert_halflife_blocks must be positive")
         if self.swarm_epoch_blocks == 0:
             raise ValueError("swarm_epoch_blocks must be positive")
+        if self.finality_epoch_blocks == 0:
+            raise ValueError("finality_epoch_blocks must be positive")
+        if not 0 < self.finality_quorum_numerator <= self.finality_quorum_denominator:
+            raise ValueError("the finality quorum must be a fraction in (0, 1]")
+        if self.slash_share_bps > BPS or self.reporter_reward_bps > BPS:
+            raise ValueError("slash_share_bps and reporter_reward_bps are at most 10000")
+        if self.min_validator_stake == 0:
+            raise ValueError("min_validator_stake must be positive")

@@ -27,6 +27,14 @@ Key layout::
     s/...           the consensus state (``consensus.state`` layout under this prefix)
     meta/tip        id of the tip the state corresponds to
     meta/genesis    id of the genesis block (which network this directory belongs to)
+    meta/finalized  msgpack [epoch, height, id]: the last finalized checkpoint this node saw
+
+Finality (docs/finality.md): the node keeps the newest finalized checkpoint any of its
+canonical blocks proved (``finalized``; monotonic, written in the connect batch that proved
+it, so a restart keeps it). The fork choice then only ever considers chains that contain it:
+a block whose branch misses it is refused (`core.errors.ForkChoiceError`, rule
+``forkchoice.conflicts_with_finalized``),
+so neither sync nor a reorg can cross it.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from consensus.genesis import GenesisConfig, build_genesis, dev_config, load_gen
 from consensus.tx import Transaction, signatures_valid
 from consensus.validation import check_body, check_certificate, check_header, connect_block
 from contracts.registry import CALIBRATION_WINDOW
-from core.errors import ConsensusError, HeaderError
+from core.errors import ConsensusError, ForkChoiceError, HeaderError
 from core.interfaces import MemoryKV, PrefixedKV
 from core.lthash import ElementCache
 from core.params import MEDIAN_TIME_SPAN, ChainParams
@@ -65,6 +73,8 @@ BAD = b"bad/"
 STATE = b"s/"
 TIP_KEY = b"meta/tip"
 GENESIS_KEY = b"meta/genesis"
+FINALIZED_KEY = b"meta/finalized"
+CONFLICTS_WITH_FINALIZED = "forkchoice.conflicts_with_finalized"  # the rule a peer is refused by
 
 RECENT_BLOCKS = 16
 # Signature checks of a block run in a thread pool before its sequential transition (PyNaCl
@@ -78,6 +88,28 @@ Hook = Callable[["ChainStore", str], None]
 
 class ChainStoreError(DatabaseError):
     """The store is inconsistent with its configuration (wrong network, missing data)."""
+
+
+def finality_conflict(message: str) -> ForkChoiceError:
+    """A block (or a peer's chain) does not contain our last finalized checkpoint."""
+    return ForkChoiceError(CONFLICTS_WITH_FINALIZED, message)
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizedCheckpoint:
+    """The last finalized checkpoint this node knows: epoch, height and block id."""
+
+    epoch: int
+    height: int
+    block_id: bytes
+
+    def encode(self) -> bytes:
+        return bytes(msgpack.packb([self.epoch, self.height, self.block_id], use_bin_type=True))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> FinalizedCheckpoint:
+        epoch, height, block_id = msgpack.unpackb(raw)
+        return cls(epoch=int(epoch), height=int(height), block_id=bytes(block_id))
 
 
 def _height_key(height: int) -> bytes:
@@ -148,6 +180,9 @@ class ChainStore:
             raise ChainStoreError("stored tip is missing from the block tree")
         self._tip_id = tip
         self._tip_header = self._header(tip)
+        raw_finalized = db.get(FINALIZED_KEY)
+        self._finalized = FinalizedCheckpoint(epoch=0, height=0, block_id=self.genesis_id) \
+            if raw_finalized is None else FinalizedCheckpoint.decode(raw_finalized)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, genesis: GenesisConfig,
@@ -271,6 +306,43 @@ class ChainStore:
     def has_block(self, block_id: bytes) -> bool:
         return block_id in self.tree or block_id in self._orphans
 
+    @property
+    def finalized(self) -> FinalizedCheckpoint:
+        """The last finalized checkpoint this node knows (genesis until one is finalized)."""
+        return self._finalized
+
+    def set_finalized(self, checkpoint: FinalizedCheckpoint,
+                      batch: WriteBatch | None = None) -> bool:
+        """Move our finalized checkpoint forward to ``checkpoint`` (a canonical block);
+        False (nothing written) if it is not newer. With ``batch`` the write joins it (the
+        connect that proved it), else it is written and synced at once."""
+        if checkpoint.height <= self._finalized.height:
+            return False
+        # only a block of our canonical chain can be finalized by it
+        if self.block_id_at(checkpoint.height) != checkpoint.block_id:
+            raise ChainStoreError(f"finalized checkpoint {checkpoint.block_id.hex()[:16]} is "
+                                  f"not our block at height {checkpoint.height}")
+        if batch is None:
+            self.db.put(FINALIZED_KEY, checkpoint.encode())
+        else:
+            batch.put(FINALIZED_KEY, checkpoint.encode())
+        self._finalized = checkpoint
+        return True
+
+    def check_finality(self, *, parent_id: bytes, height: int) -> None:
+        """Raise `ForkChoiceError` unless a block at ``height`` on ``parent_id`` keeps our
+        finalized checkpoint in its chain (the fork choice never looks at other chains)."""
+        final = self._finalized
+        # a new block at or below the finalized height forks below the checkpoint
+        if height <= final.height:
+            raise finality_conflict(f"block at height {height} forks below the finalized "
+                                   f"checkpoint at height {final.height}")
+        # its branch must pass through the finalized block
+        if parent_id in self.tree and \
+                self.tree.ancestor(parent_id, final.height) != final.block_id:
+            raise finality_conflict(f"branch misses the finalized checkpoint "
+                                   f"{final.block_id.hex()[:16]} at height {final.height}")
+
     def expected_target(self, *, parent_id: bytes, timestamp: int) -> int:
         """The target the difficulty rule requires of a child of ``parent_id``."""
         parent = self.tree.entry(parent_id)
@@ -343,6 +415,8 @@ class ChainStore:
         # a child of an invalid block is invalid
         if self.tree.is_invalid(parent_id):
             raise HeaderError("header.parent_invalid", parent_id.hex())
+        # the chain must contain the last finalized checkpoint
+        self.check_finality(parent_id=parent_id, height=self.tree.entry(parent_id).height + 1)
         parent = self._header(parent_id)
         check_header(header, parent=parent, recent_timestamps=self.recent_timestamps(parent_id),
                      now=now,
@@ -383,6 +457,11 @@ class ChainStore:
         """
         update = ChainUpdate()
         reorg = self.tree.path(self._tip_id, block_id)
+        # a reorg never disconnects the finalized checkpoint (the fork choice's guard)
+        if reorg.old_canonical and \
+                self.tree.entry(reorg.old_canonical[-1]).height <= self._finalized.height:
+            raise finality_conflict(f"reorg to {block_id.hex()[:16]} would cross the finalized "
+                                   f"checkpoint at height {self._finalized.height}")
         for old_id in reorg.old_canonical:
             update.disconnected.append(self.disconnect_block(old_id))
         for new_id in reorg.new_canonical:

@@ -4,10 +4,10 @@ headers and blocks, keeps an address book (seeds + ADDR answers) and bans misbeh
 
 Rate limits: each peer has a token bucket per rate-limited frame type (TX and SWARM,
 ``peer_tx_rate``/``peer_tx_burst`` and ``peer_swarm_rate``/``peer_swarm_burst`` in the
-config). A frame over the allowance is dropped unread (counted in ``throttled``); a peer
-whose debt passes ``RATE_BAN_BURSTS`` bursts beyond its allowance is banned
-(``rate.tx_flood`` / ``rate.swarm_flood``). Bans are kept in the node's LevelDB
-(`attach_store`, `policy.BanList.attach`).
+config; VOTE, `PEER_VOTE_RATE`/`PEER_VOTE_BURST`). A frame over the allowance is dropped
+unread (counted in ``throttled``); a peer whose debt passes ``RATE_BAN_BURSTS`` bursts beyond
+its allowance is banned (``rate.tx_flood`` / ``rate.swarm_flood`` / ``rate.vote_flood``).
+Bans are kept in the node's LevelDB (`attach_store`, `policy.BanList.attach`).
 
 It reaches the node only through `ChainHost` (node/p2p/host.py); other rooms (the swarm
 service) add their frames with `PeerManager.register_handler`.
@@ -88,6 +88,10 @@ CONNECTION_FRAMES = frozenset({MsgType.HELLO, MsgType.AUTH, MsgType.PING, MsgTyp
 
 # a peer is banned once it has sent this many bursts beyond its rate-limited allowance
 RATE_BAN_BURSTS = 4
+# finality votes per peer: a validator votes once per epoch, so even a network of thousands
+# of validators relays a few per second; the burst covers a checkpoint's wave of votes
+PEER_VOTE_RATE = 100.0
+PEER_VOTE_BURST = 2000.0
 
 PeerListener = Callable[[Peer], None]
 
@@ -142,6 +146,7 @@ class PeerManager:
         self.rate_limits: dict[MsgType, tuple[float, float]] = {
             MsgType.TX: (config.peer_tx_rate, config.peer_tx_burst),
             MsgType.SWARM: (config.peer_swarm_rate, config.peer_swarm_burst),
+            MsgType.VOTE: (PEER_VOTE_RATE, PEER_VOTE_BURST),
         }
         self._buckets: dict[tuple[bytes, MsgType], TokenBucket] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -541,6 +546,13 @@ class PeerManager:
     def broadcast_swarm(self, kind: str, data: bytes, *, exclude: Peer | None = None) -> int:
         """Send one swarm message to every peer but ``exclude`` (dedup is the swarm's job)."""
         frame = encode_frame(MsgType.SWARM, {"kind": kind, "data": data})
+        return sum(peer.send_frame(frame) for peer in list(self.peers.values())
+                   if peer is not exclude)
+
+    def broadcast_vote(self, raw: bytes, *, exclude: Peer | None = None) -> int:
+        """Send one finality vote (canonical bytes) to every peer but ``exclude`` (dedup is
+        the finality service's seen-cache)."""
+        frame = encode_frame(MsgType.VOTE, {"vote": raw})
         return sum(peer.send_frame(frame) for peer in list(self.peers.values())
                    if peer is not exclude)
 

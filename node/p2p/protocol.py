@@ -29,6 +29,7 @@ MAX_ADDR = 1000  # addresses per ADDR
 MAX_LOCATOR = 101  # ids in a GETHEADERS locator
 MAX_BLOCKS_PER_MESSAGE = 256
 MAX_SWARM = 1 << 20  # bytes of one swarm message's data (a round's reveals fit)
+MAX_VOTE = 512  # bytes of one finality vote's canonical encoding (about 220 used)
 AUTH_DOMAIN = b"pouwchain/p2p/auth/v1\x00"
 
 
@@ -56,6 +57,7 @@ class MsgType(enum.IntEnum):
     GETHEADERS = 12  # locator (our chain, tip first, exponential step back)
     HEADERS = 13  # up to MAX_HEADERS canonical headers after the common ancestor
     SWARM = 14  # swarm round gossip: kind (cap/req/commit/reveal/phase/close/final) + bytes
+    VOTE = 15  # finality gossip: one validator's signed checkpoint vote (canonical bytes)
 
 
 # Per-type size limits (bytes of the whole frame).
@@ -74,6 +76,7 @@ TYPE_LIMITS: dict[MsgType, int] = {
     MsgType.GETHEADERS: MAX_LOCATOR * 40 + 256,
     MsgType.HEADERS: MAX_FRAME,
     MsgType.SWARM: MAX_SWARM + 256,
+    MsgType.VOTE: MAX_VOTE + 64,
 }
 
 
@@ -130,6 +133,7 @@ SCHEMAS: dict[MsgType, dict[str, Validator]] = {
     MsgType.HEADERS: {"req": _uint, "headers": _list_of(_bytes(max_len=MAX_HEADER_SIZE),
                                                         MAX_HEADERS)},
     MsgType.SWARM: {"kind": _str(16), "data": _bytes(max_len=MAX_SWARM)},
+    MsgType.VOTE: {"vote": _bytes(max_len=MAX_VOTE)},
 }
 
 

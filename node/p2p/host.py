@@ -47,6 +47,11 @@ class ChainView(Protocol):
         """Stored or held as an orphan: gossip does not fetch it again."""
         ...
 
+    def check_finality(self, *, parent_id: bytes, height: int) -> None:
+        """Raise `core.errors.ForkChoiceError` if a block at ``height`` on ``parent_id``
+        would leave our finalized checkpoint's chain (sync refuses such a peer's headers)."""
+        ...
+
 
 class ChainHost(Protocol):
     """The node as p2p sees it: identity, chain views, and where peers' input goes."""

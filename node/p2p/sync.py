@@ -9,7 +9,9 @@ millisecond each: cheap beside a block's download and state transition), so a pe
 sends a header with a bad proof is banned before any block body is asked for. Then we fetch
 the missing blocks in bounded batches from every peer that claims that height (several
 requests in flight), feed them to the chain store in order in the chain thread, and ask for
-the next headers from the last one received. Progress lives in the chain store, so a
+the next headers from the last one received. Headers that leave our last finalized
+checkpoint's chain get their sender refused (``forkchoice.conflicts_with_finalized``) before
+any block is fetched. Progress lives in the chain store, so a
 restarted node resumes from its stored tip.
 """
 
@@ -207,6 +209,16 @@ class Syncer:
             if headers[0].parent_hash not in host.chain.tree:
                 # the peer reorged under us, or answered from an unknown fork: ask again later
                 return progressed
+            # a chain that leaves our finalized checkpoint is refused before any block of it
+            first_new = next((h for bid, h in zip(ids, headers, strict=True)
+                              if bid not in host.chain.tree), None)
+            if first_new is not None:
+                try:
+                    host.chain.check_finality(parent_id=first_new.parent_hash,
+                                              height=first_new.height)
+                except ConsensusError as exc:
+                    await self.peers.punish(peer, exc)
+                    return progressed
             # blocks gossip is fetching right now are left to it (no double download)
             in_flight = self.peers.requested_blocks
             needed = [(bid, h.height) for bid, h in zip(ids, headers, strict=True)

@@ -27,7 +27,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
 import nacl.signing
@@ -162,12 +162,19 @@ class Template:
     fees: int
 
 
+# Transactions a node service adds at the end of a template, built on the template's state
+# after its mempool transactions for a block at the given height (the finality aggregate:
+# node.finality.service.FinalityService.template_transactions).
+TemplateExtras = Callable[[State, int], Sequence[Transaction]]
+
+
 def build_template(chain: ChainStore, mempool: Mempool, *, miner: bytes, now: int,
-                   max_txs: int = 5000) -> Template:
+                   max_txs: int = 5000, extras: Sequence[TemplateExtras] = ()) -> Template:
     """A valid block template on ``chain``'s tip (run it where the chain is not changing).
 
-    Mempool transactions that no longer apply are skipped (each applies atomically). The
-    timestamp is ``now`` or, if the median-time-past rule needs it, one past the median.
+    Mempool transactions that no longer apply are skipped (each applies atomically), then
+    each of ``extras`` adds its own (skipped the same way). The timestamp is ``now`` or, if
+    the median-time-past rule needs it, one past the median.
     """
     params = chain.params
     parent: BlockHeader = chain.tip_header
@@ -190,6 +197,15 @@ def build_template(chain: ChainStore, mempool: Mempool, *, miner: bytes, now: in
             log.debug("template skips %s: %s", tx.id().hex()[:16], exc)
             continue
         chosen.append(tx)
+    for extra in extras:
+        for tx in extra(state, height):
+            try:
+                fees += apply_transaction(state, tx, height=height, params=params,
+                                         parent_id=parent_id, recent_block_ids=recent)
+            except ConsensusError as exc:
+                log.warning("template skips its own %s: %s", tx.id().hex()[:16], exc)
+                continue
+            chosen.append(tx)
     pay_block_reward(state, miner=miner, fees=fees, params=params)
     header = BlockHeader(
         version=params.block_version, chain_id=params.chain_id, height=height,
@@ -240,6 +256,8 @@ class Miner:
         # made after it, so they carry every transaction the pool held when it was asked
         self._asked_at = 0.0
         self._round_blocks: list[bytes] = []
+        # what node services add to every template (the builder wires the finality aggregate)
+        self.template_extras: list[TemplateExtras] = []
         self._waiters: collections.deque[tuple[int, list[str], asyncio.Future[list[str]]]] = \
             collections.deque()
         # statistics
@@ -361,7 +379,8 @@ class Miner:
 
     def _build(self) -> Template:
         return build_template(self.node.chain, self.node.mempool, miner=self.address,
-                              now=int(self.clock()), max_txs=self.config.max_block_txs)
+                              now=int(self.clock()), max_txs=self.config.max_block_txs,
+                              extras=self.template_extras)
 
     async def _template(self) -> tuple[Template, float]:
         """Build on the node's chain thread (the store's only writer) when it has one; with

@@ -1,7 +1,8 @@
 """The state transition: one transaction's common rules, then its contract; a block's reward.
 
 Before a block's first transaction, every `BEGIN_BLOCK_HOOKS` entry runs in order (held swarm
-rounds whose inclusion window closed pay out there, so payouts never wait for traffic).
+rounds whose inclusion window closed pay out there, so payouts never wait for traffic; the
+finality checkpoint and validator set of the epoch are recorded there).
 Before a transaction's payload runs, the common rules (chain, kind, signature, nonce, fee)
 are checked one per line, then every `BEGIN_TRANSACTION_HOOKS` entry runs in order (the
 swarm's epoch table is recorded there), then the fee is paid and the contract applied.
@@ -16,6 +17,7 @@ from consensus.tx import Transaction
 from contracts import PAYLOAD_KINDS, TxContext
 from contracts.bank import credit
 from contracts.base import require
+from contracts.finality import begin_finality_block
 from contracts.swarm import finalize_held_rounds, record_epoch_snapshot
 from core.encoding import MAX_U64
 from core.params import ChainParams
@@ -37,8 +39,9 @@ BEGIN_TRANSACTION_HOOKS: tuple[BeginTransactionHook, ...] = (record_swarm_epoch,
 BeginBlockHook = Callable[[State, TxContext], None]
 
 #: Run in this order before a block's first transaction, in every block (empty ones too):
-#: held swarm rounds whose inclusion window closed before this height pay out.
-BEGIN_BLOCK_HOOKS: tuple[BeginBlockHook, ...] = (finalize_held_rounds,)
+#: held swarm rounds whose inclusion window closed before this height pay out; then the
+#: finality epoch's checkpoint and validator set are recorded (docs/finality.md §2-§3).
+BEGIN_BLOCK_HOOKS: tuple[BeginBlockHook, ...] = (finalize_held_rounds, begin_finality_block)
 
 
 def begin_block(state: State, *, height: int, miner: bytes, params: ChainParams,

@@ -18,6 +18,14 @@ from contracts.escrow import (
     ClaimEscrowRelease,
     DepositEscrow,
 )
+from contracts.finality import (
+    FINALITY_VOTES,
+    REGISTER_VALIDATOR,
+    REPORT_VOTE_VIOLATION,
+    FinalityVotes,
+    RegisterValidator,
+    ReportVoteViolation,
+)
 from contracts.jobs import JOB_CANCEL, JOB_RECEIPT, JOB_REQUEST, JobCancel, JobReceipt, JobRequest
 from contracts.registry import (
     SUBMIT_CALIBRATION,
@@ -53,7 +61,8 @@ def _registry(kinds: tuple[PayloadKind, ...]) -> dict[int, PayloadKind]:
 PAYLOAD_KINDS: Mapping[int, PayloadKind] = _registry((
     TRANSFER, STAKE, BEGIN_UNSTAKE, WITHDRAW, REGISTER_SWARM_NODE, JOB_REQUEST, JOB_RECEIPT,
     JOB_CANCEL, SETTLE_SWARM_ROUND, SUBMIT_CALIBRATION, DEPOSIT_ESCROW, BEGIN_ESCROW_RELEASE,
-    CLAIM_ESCROW_RELEASE, CHALLENGE_SWARM_ROUND, SETTLE_SWARM_ROOT, POST_ROUND_LEAVES))
+    CLAIM_ESCROW_RELEASE, CHALLENGE_SWARM_ROUND, SETTLE_SWARM_ROOT, POST_ROUND_LEAVES,
+    REGISTER_VALIDATOR, FINALITY_VOTES, REPORT_VOTE_VIOLATION))
 PAYLOAD_CLASSES: Mapping[int, type[Payload]] = {k: v.cls for k, v in PAYLOAD_KINDS.items()}
 
 __all__ = [
@@ -64,6 +73,7 @@ __all__ = [
     "ChallengeSwarmRound",
     "ClaimEscrowRelease",
     "DepositEscrow",
+    "FinalityVotes",
     "JobCancel",
     "JobReceipt",
     "JobRequest",
@@ -71,6 +81,8 @@ __all__ = [
     "PayloadKind",
     "PostRoundLeaves",
     "RegisterSwarmNode",
+    "RegisterValidator",
+    "ReportVoteViolation",
     "SettleSwarmRoot",
     "SettleSwarmRound",
     "Stake",

@@ -73,6 +73,9 @@ class ChainParams:
             raise ValueError("asert_halflife_blocks must be positive")
         if self.swarm_epoch_blocks == 0:
             raise ValueError("swarm_epoch_blocks must be positive")
+        self._check_finality()
+
+    def _check_finality(self) -> None:
         if self.finality_epoch_blocks == 0:
             raise ValueError("finality_epoch_blocks must be positive")
         if not 0 < self.finality_quorum_numerator <= self.finality_quorum_denominator:

@@ -93,8 +93,10 @@ def test_signature_from_other_key_fails() -> None:
 def test_payload_registry_is_consistent() -> None:
     """Each registered kind id maps to its class, whose apply function is registered with it."""
 
-    # 5-7: jobs; 10, 11: swarm; 12-14: swarm escrow; 15-17: swarm inclusion window
-    assert set(PAYLOAD_KINDS) == {0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17}
+    # 5-7: jobs; 10, 11: swarm; 12-14: swarm escrow; 15-17: swarm inclusion window;
+    # 18-20: finality (validator registration, vote aggregates, slashing evidence)
+    assert set(PAYLOAD_KINDS) == {0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17,
+                                  18, 19, 20}
     for kind_id, kind in PAYLOAD_KINDS.items():
         assert kind.cls.KIND_ID == kind_id
         assert PAYLOAD_CLASSES[kind_id] is kind.cls

@@ -148,6 +148,49 @@ class Commitment(Canonical):
         return _verify(self.node, self.signing_bytes(), self.signature)
 
 
+ABSTAIN_DOMAIN = b"pouwchain/swarm-abstain/v1\x00"
+#: why a selected node will not commit (Abstention.reason); unknown codes are shown as numbers
+ABSTAIN_UNSUPPORTED_PROMPT = 0  # the prompt is outside what its model serves
+ABSTAIN_PROMPT_TOO_LONG = 1  # past its model's context window
+ABSTAIN_TIMEOUT = 2  # its backend did not answer in time
+ABSTAIN_BACKEND_ERROR = 3  # any other backend failure
+ABSTAIN_REASONS = {ABSTAIN_UNSUPPORTED_PROMPT: "unsupported_prompt",
+                   ABSTAIN_PROMPT_TOO_LONG: "context_length_exceeded",
+                   ABSTAIN_TIMEOUT: "backend_timeout", ABSTAIN_BACKEND_ERROR: "backend_error"}
+MAX_ABSTAIN_DETAIL = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Abstention(Canonical):
+    """A selected node's signed word that it will not commit its ``kind`` in this round, and
+    why (gossip only, outside consensus): the origin stops waiting for it."""
+
+    TAG: ClassVar[bytes] = b"pouw/swabstain"
+    round_id: Hash32
+    node: PublicKey
+    kind: Annotated[int, UInt(8)]
+    reason: Annotated[int, UInt(8)]
+    detail: Annotated[bytes, VarBytes(MAX_ABSTAIN_DETAIL)]  # UTF-8, for humans
+    signature: Signature64
+
+    def signing_bytes(self) -> bytes:
+        return ABSTAIN_DOMAIN + encode(self, omit=("signature",))
+
+    def verify_signature(self) -> bool:
+        return _verify(self.node, self.signing_bytes(), self.signature)
+
+
+def sign_abstention(seed: bytes, *, round_id: bytes, kind: int, reason: int,
+                    detail: str) -> Abstention:
+    """``seed``'s node abstains from ``kind`` in round ``round_id`` (detail cut to fit)."""
+    key = nacl.signing.SigningKey(seed)
+    unsigned = Abstention(round_id=round_id, node=bytes(key.verify_key), kind=kind,
+                          reason=reason, detail=detail.encode()[:MAX_ABSTAIN_DETAIL],
+                          signature=bytes(64))
+    return dataclasses.replace(
+        unsigned, signature=bytes(key.sign(unsigned.signing_bytes()).signature))
+
+
 @dataclasses.dataclass(frozen=True)
 class Reveal(Canonical):
     """Gossip form of an opening: the salt and the full payload (answer text or outcomes)."""

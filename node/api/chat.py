@@ -39,7 +39,7 @@ from aiohttp import web
 from contracts.registry import is_capable, swarm_node_ids
 from contracts.swarm import ANY_MODEL
 from core.state import State
-from node.api.errors import ApiError, read_json
+from node.api.errors import ApiError, error_body, read_json
 from node.swarm.errors import FeeNotCovered, SwarmUnavailable
 from node.swarm.generation import (
     MAX_STOP,
@@ -70,6 +70,14 @@ CONTEXT_WINDOW = 8192
 TEMPLATE_TOKENS = 64
 #: the longest question a round can carry, in UTF-8 bytes
 MAX_PROMPT_BYTES = MAX_PROMPT
+#: seconds between SSE comments while a streamed round runs (proxies keep the stream open)
+KEEPALIVE_SECONDS = 10.0
+#: ``Retry-After`` of a 503 ``no_swarm_nodes``: a forming swarm registers within blocks
+RETRY_AFTER_SECONDS = 10
+#: HTTP status of a failed round, by its code (`node.swarm.round.RoundState.failure`):
+#: the request's own reasons are 4xx (no retry helps), the answerers' failures 5xx
+FAILURE_STATUS = {"unsupported_prompt": 422, "context_length_exceeded": 400,
+                  "answerers_failed": 502, "no_answer": 504}
 
 
 class _BadRequest(Exception):
@@ -229,6 +237,28 @@ def _tokenizer(backend: InferenceBackend | None) -> SmolLM2Backend | None:
     return backend if isinstance(backend, SmolLM2Backend) else None
 
 
+def count_tokens(backend: InferenceBackend | None, served: bytes | None, text: str, *,
+                 chat: bool = False) -> int:
+    """``text``'s length in the tokens of the model that ``served`` it: exact with this
+    node's own language model when it is that model (``chat``: the prompt in its chat
+    template, as the answerer saw it); characters for the built-in arithmetic models (their
+    vocabulary is characters). Otherwise (a model this node does not run) an estimate: a
+    prompt (``chat``) as one token per 4 UTF-8 bytes, the rule of thumb for byte-level
+    BPE, never fewer than one per word; an answer in words, the unit `bound_words` cut it
+    to ``max_tokens`` in."""
+    llm = _tokenizer(backend)
+    if llm is not None and (served is None or served == llm.model_id):
+        if chat:
+            tokens = prompt_tokens(llm, text)
+            assert tokens is not None
+            return tokens
+        return len(llm.engine.encode(text))
+    if served is not None and known_models().get(served) in VARIANT_NAMES:
+        return len(text)
+    words = len(text.split())
+    return max(words, -(-len(text.encode()) // 4)) if chat else words
+
+
 def prompt_tokens(backend: InferenceBackend | None, question: str) -> int | None:
     """The question's length in the model's tokens, chat template included (None: this node
     has no tokenizer)."""
@@ -238,12 +268,6 @@ def prompt_tokens(backend: InferenceBackend | None, question: str) -> int | None
     messages = [] if llm.system_prompt is None else [
         {"role": "system", "content": llm.system_prompt}]
     return len(llm.engine.chat_ids([*messages, {"role": "user", "content": question}]))
-
-
-def text_tokens(backend: InferenceBackend | None, text: str) -> int:
-    """``text``'s length in the model's tokens, or in words without a tokenizer."""
-    llm = _tokenizer(backend)
-    return len(text.split()) if llm is None else len(llm.engine.encode(text))
 
 
 async def check_context(backend: InferenceBackend | None, question: str,
@@ -300,18 +324,18 @@ class Reply:
 
 
 def make_reply(state: RoundState, chat: ChatRequest, backend: InferenceBackend | None,
-               *, default_max_tokens: int) -> Reply:
+               *, served: bytes | None, default_max_tokens: int) -> Reply:
     """The chosen answer cut at the client's stop strings and bounded to its max_tokens
-    (answerers already do both, `node.swarm.generation`; a node that did not is cut here)."""
+    (answerers already do both, `node.swarm.generation`; a node that did not is cut here);
+    ``usage`` in the tokens of ``served``, the chosen answerer's model (`count_tokens`)."""
     options = chat.options
     max_tokens = options.max_tokens or default_max_tokens
     text = bound_words(cut_at_stop(state.answer or "", options.stop), max_tokens)
-    completion = text_tokens(backend, text)
-    prompt = prompt_tokens(backend, state.prompt)
+    completion = count_tokens(backend, served, text)
     return Reply(state=state, model=model_name(chat.model), text=text,
                  finish_reason="length" if options.max_tokens is not None and
                  completion >= options.max_tokens else "stop",
-                 prompt_tokens=len(state.prompt.split()) if prompt is None else prompt,
+                 prompt_tokens=count_tokens(backend, served, state.prompt, chat=True),
                  completion_tokens=completion)
 
 
@@ -335,6 +359,28 @@ def _chunk(reply: Reply, created: int, delta: dict[str, str] | None,
             "created": created, "model": reply.model, "choices": choices,
             **({"usage": reply.usage} if delta is None else {}), **_extras(state)}
     return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def _event(body: dict[str, Any]) -> bytes:
+    """One server-sent event carrying ``body``."""
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+def swarm_forming(exc: SwarmUnavailable) -> ApiError:
+    """No node can be drawn yet (none announced a backend, or none is registered and
+    calibrated): 503 with ``Retry-After``, the one failure worth retrying as it is."""
+    return ApiError(503, "no_swarm_nodes", f"{exc}; the swarm is still forming, retry later",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def round_failed(state: RoundState) -> ApiError:
+    """A round that got no answer, as the client's error: the answerers' own reason
+    (`RoundState.failure`), its round and abstentions under ``error``."""
+    code = state.error_code or "no_answer"
+    return ApiError(FAILURE_STATUS.get(code, 502), code,
+                    f"round {state.round_id.hex()}: {state.error}",
+                    extra={"round_id": state.round_id.hex(),
+                           "abstentions": state.abstention_view()})
 
 
 class ChatApi:
@@ -365,19 +411,38 @@ class ChatApi:
                            "the swarm serves", param="model")
         created = int(time.time())
         try:
-            state = await self.service.ask(chat.question, fee=chat.fee, model=chat.model,
-                                           options=chat.options)
+            round_id, running = self.service.begin(chat.question, fee=chat.fee,
+                                                   model=chat.model, options=chat.options)
         except SwarmUnavailable as exc:
-            raise ApiError(503, "no_swarm_nodes", str(exc)) from exc
-        if state.answer is None:
-            raise ApiError(503, "no_answer", f"round {state.round_id.hex()}: {state.error}")
-        reply = make_reply(state, chat, backend, default_max_tokens=self.service.max_tokens)
+            raise swarm_forming(exc) from exc
         if not chat.stream:
-            return web.json_response(completion_json(reply, created))
+            state = await asyncio.shield(running)
+            if state.answer is None:
+                raise round_failed(state)
+            return web.json_response(completion_json(self.reply(state, chat), created))
+        # the stream starts at once (the first chunk names the round); a round that fails
+        # ends it with an error event, as OpenAI's streams do
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-cache"})
         await response.prepare(request)
-        await response.write(_chunk(reply, created, {"role": "assistant"}, None))
+        head = {"id": f"chatcmpl-{round_id.hex()}", "object": "chat.completion.chunk",
+                "created": created, "model": model_name(chat.model), "round_id": round_id.hex()}
+        await response.write(_event({**head, "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": ""},
+             "finish_reason": None}]}))
+        while True:
+            done, _ = await asyncio.wait({running}, timeout=KEEPALIVE_SECONDS)
+            if done:
+                break
+            await response.write(b": the swarm round is running\n\n")  # an SSE comment
+        state = running.result()
+        if state.answer is None:
+            error = round_failed(state)
+            await response.write(_event(error_body(request.path, error.status, error.reason,
+                                                   error.message, extra=error.extra)))
+            await response.write_eof()
+            return response
+        reply = self.reply(state, chat)
         words = reply.text.split(" ")
         for i, word in enumerate(words):
             await response.write(_chunk(reply, created,
@@ -388,6 +453,19 @@ class ChatApi:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+    def reply(self, state: RoundState, chat: ChatRequest) -> Reply:
+        """The client's view of an answered round (usage in the serving model's tokens)."""
+        return make_reply(state, chat, self.service.backend,
+                          served=self.model_of(state.chosen),
+                          default_max_tokens=self.service.max_tokens)
+
+    def model_of(self, node: bytes | None) -> bytes | None:
+        """The model ``node`` serves (registry, or what it announced), None if unknown."""
+        if node is None:
+            return None
+        return next((model for model, nodes in sorted(self.served_models().items())
+                     if node in nodes), None)
 
     async def signed_request(self, request: web.Request) -> web.Response:
         """``POST /api/v1/swarm/requests``: a round for a request its client signed."""
@@ -408,7 +486,7 @@ class ChatApi:
         except FeeNotCovered as exc:
             raise ApiError(402, "fee_not_covered", str(exc)) from exc
         except SwarmUnavailable as exc:
-            raise ApiError(503, "no_swarm_nodes", str(exc)) from exc
+            raise swarm_forming(exc) from exc
         view = state.view()
         view["settlement_status"] = self.service.settlement_status(state)
         return web.json_response(view)

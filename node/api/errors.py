@@ -5,8 +5,9 @@ failure.
   status, a stable machine-readable ``reason`` and a message for humans.
 - `error_middleware` renders it, aiohttp's own `web.HTTPException` (unknown route, wrong
   method, body over ``client_max_size``) and a broken body (bad ``Content-Encoding``,
-  truncated chunks, a body timeout) as JSON: ``{"error": message, "reason": code}`` on the
-  node API, OpenAI's ``{"error": {"message", "type", "param", "code"}}`` under ``/v1/``. Any
+  truncated chunks, a body timeout) as JSON in one shape on every route, OpenAI's:
+  ``{"error": {"message", "type", "param", "code"}, "reason": code}`` (``reason`` repeats
+  ``error.code`` for clients of the node API's older ``{"error": str, "reason": str}``). Any
   other exception is the node's bug: logged with a request id, answered ``500 internal``
   with that id (never a traceback, never plain text).
 - `read_body` / `read_json` read a body with a size limit and a time limit (`HttpLimits`);
@@ -35,8 +36,6 @@ from aiohttp.web_protocol import RequestPayloadError
 
 log = logging.getLogger("pouwchain.api")
 
-#: routes answering with OpenAI's error shape (the OpenAI-compatible API)
-OPENAI_PREFIX = "/v1/"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,45 +70,57 @@ _STARTED_KEY: web.RequestKey[bool] = web.RequestKey("pouwchain_response_started"
 
 class ApiError(Exception):
     """An API failure with an HTTP status, a machine-readable ``reason`` and a message;
-    ``param`` names the offending field (shown by the OpenAI-shaped routes)."""
+    ``param`` names the offending field; ``extra``: more fields under ``error``."""
 
     def __init__(self, status: int, reason: str, message: str, *,
-                 headers: Mapping[str, str] | None = None, param: str | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, param: str | None = None,
+                 extra: Mapping[str, Any] | None = None) -> None:
         self.status = status
         self.reason = reason
         self.message = message
         self.headers = dict(headers or {})
         self.param = param
+        self.extra = dict(extra or {})
         super().__init__(f"{status} {reason}: {message}")
 
 
 # -- rendering -------------------------------------------------------------------------------
 
+def error_type(status: int) -> str:
+    """OpenAI's ``error.type`` for an HTTP status."""
+    if status >= 500:
+        return "server_error"
+    return {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+            429: "rate_limit_error"}.get(status, "invalid_request_error")
+
+
 def error_body(path: str, status: int, reason: str, message: str, *,
-               param: str | None = None, request_id: str | None = None) -> dict[str, Any]:
-    """The JSON error of a route: OpenAI's shape under ``/v1/``, else the node API's."""
-    if path.startswith(OPENAI_PREFIX):
-        error: dict[str, Any] = {
-            "message": message, "param": param, "code": reason,
-            "type": "server_error" if status >= 500 else "invalid_request_error"}
-        if request_id is not None:
-            error["request_id"] = request_id
-        return {"error": error}
-    body: dict[str, Any] = {"error": message, "reason": reason}
+               param: str | None = None, request_id: str | None = None,
+               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON error of every route (OpenAI's shape; ``reason`` repeats the code for the
+    node API's older clients). ``extra``: more fields under ``error`` (a failed round's
+    ``round_id`` and abstentions). ``path`` is kept for callers; the shape no longer
+    depends on it."""
+    error: dict[str, Any] = {"message": message, "type": error_type(status), "param": param,
+                             "code": reason}
     if request_id is not None:
-        body["request_id"] = request_id
-    return body
+        error["request_id"] = request_id
+    if extra:
+        error.update(extra)
+    return {"error": error, "reason": reason}
 
 
 def error_response(request: web.BaseRequest, status: int, reason: str, message: str, *,
                    headers: Mapping[str, str] | None = None, param: str | None = None,
-                   request_id: str | None = None) -> web.Response:
+                   request_id: str | None = None,
+                   extra: Mapping[str, Any] | None = None) -> web.Response:
     """The JSON error; a ``Connection: close`` header closes the connection after it."""
-    extra = dict(headers or {})
-    close = extra.pop("Connection", "").lower() == "close"
+    more_headers = dict(headers or {})
+    close = more_headers.pop("Connection", "").lower() == "close"
     response = web.json_response(
-        error_body(request.path, status, reason, message, param=param, request_id=request_id),
-        status=status, headers=extra)
+        error_body(request.path, status, reason, message, param=param, request_id=request_id,
+                   extra=extra),
+        status=status, headers=more_headers)
     if close:
         response.force_close()  # aiohttp then sends Connection: close itself
     return response
@@ -151,7 +162,7 @@ async def error_middleware(request: web.Request,
         return await handler(request)
     except ApiError as exc:
         return error_response(request, exc.status, exc.reason, exc.message,
-                              headers=exc.headers, param=exc.param)
+                              headers=exc.headers, param=exc.param, extra=exc.extra)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import Counter
 from typing import Any
 
 import msgpack
@@ -23,7 +24,16 @@ from core.errors import ConsensusError
 from node.chain.db import Database
 from node.swarm.generation import GenerationOptions
 from swarm.commit_reveal import reveal_matches
-from swarm.messages import KIND_ANSWER, KIND_JUDGMENT, Commitment, RequestAnnouncement, Reveal
+from swarm.messages import (
+    ABSTAIN_REASONS,
+    KIND_ANSWER,
+    KIND_JUDGMENT,
+    KIND_NAMES,
+    Abstention,
+    Commitment,
+    RequestAnnouncement,
+    Reveal,
+)
 from swarm.selection import Candidate
 from swarm.settlement import RoundSettlement
 
@@ -31,6 +41,18 @@ ROUND_PREFIX = b"round/"  # round/<round id> -> msgpack record (`RoundStore`)
 MAX_DIGESTS = 2  # commitments kept per (node, kind): two different ones prove equivocation
 SETTLEMENT_PENDING = "pending"
 NOT_ON_CHAIN = "not on chain: no registered swarm nodes (interim candidates)"
+#: abstention reasons that are the request's own (no other node would do better): the client
+#: gets a 4xx naming them; any other failure is the answerers' (5xx)
+CLIENT_REASONS = ("unsupported_prompt", "context_length_exceeded")
+#: a failed round's code (``RoundState.error_code``) when no answerer gave a reason
+NO_ANSWER = "no_answer"
+#: ... when answerers abstained, but only for their own failures (timeouts, errors)
+ANSWERERS_FAILED = "answerers_failed"
+
+
+def reason_name(reason: int) -> str:
+    """An abstention's reason code as text (`swarm.messages.ABSTAIN_REASONS`)."""
+    return ABSTAIN_REASONS.get(reason, f"reason_{reason}")
 
 
 @dataclasses.dataclass
@@ -60,6 +82,10 @@ class RoundState:
     chosen: bytes | None = None
     answer: str | None = None
     error: str | None = None
+    error_code: str | None = None  # why no answer came (`failure`): a stable code
+    # (node, kind) -> its signed abstention (gossip only, not stored: the origin stops
+    # waiting for that node; the client hears why)
+    abstentions: dict[tuple[bytes, int], Abstention] = dataclasses.field(default_factory=dict)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     # the client's generation options (the ``req`` gossip carries them; default: the nodes')
     options: GenerationOptions = dataclasses.field(default_factory=GenerationOptions)
@@ -83,6 +109,56 @@ class RoundState:
     def revealed(self, kind: int) -> set[bytes]:
         """Nodes whose reveal of ``kind`` opened their commitment."""
         return {node for node, k in self.reveals if k == kind}
+
+    def abstained(self, kind: int) -> set[bytes]:
+        """Nodes that signed an abstention of ``kind``: not waited for."""
+        return {node for node, k in self.abstentions if k == kind}
+
+    def add_abstention(self, abstention: Abstention) -> bool:
+        """Keep a validly signed abstention of a node selected for its kind; True if new."""
+        if abstention.round_id != self.round_id or \
+                abstention.kind not in (KIND_ANSWER, KIND_JUDGMENT):
+            return False
+        role = self.answerers if abstention.kind == KIND_ANSWER else self.judges
+        key = (abstention.node, abstention.kind)
+        if abstention.node not in role or key in self.abstentions or \
+                not abstention.verify_signature():
+            return False
+        self.abstentions[key] = abstention
+        return True
+
+    def failure(self) -> tuple[str, str]:
+        """(code, message) of a round that got no answer: the answerers' own reasons.
+
+        Every answerer that abstained for the request's sake (``CLIENT_REASONS``: the prompt
+        is outside what its model serves, or past its context) makes the round fail with the
+        most frequent such reason; abstentions only for their own failures are
+        ``answerers_failed``; no abstention at all (silence until the timeouts) is
+        ``no_answer``."""
+        abstained = [a for (_, kind), a in sorted(self.abstentions.items())
+                     if kind == KIND_ANSWER]
+        if not abstained:
+            return NO_ANSWER, (f"no answer from the {len(self.answerers)} selected answerer(s) "
+                               "within the round's timeouts")
+        reasons = Counter(reason_name(a.reason) for a in abstained)
+        client = [r for r in CLIENT_REASONS if reasons[r]]
+        code = max(client, key=lambda r: reasons[r]) if client else ANSWERERS_FAILED
+        why: dict[tuple[str, str], int] = Counter(
+            (reason_name(a.reason), a.detail.decode("utf-8", "replace")) for a in abstained)
+        details = "; ".join(f"{reason} ({count} node{'s' if count > 1 else ''}): {detail}"
+                            for (reason, detail), count in sorted(why.items()))
+        silent = len(self.answerers) - len(abstained)
+        head = ("every selected answerer abstained" if not silent else
+                f"{len(abstained)} of {len(self.answerers)} selected answerers abstained "
+                f"and {silent} did not answer")
+        return code, f"{head}: {details}"
+
+    def abstention_view(self) -> list[dict[str, Any]]:
+        """The round's abstentions as JSON (round view, a failed chat's error)."""
+        return [{"node": node.hex(), "role": KIND_NAMES.get(kind, str(kind)),
+                 "reason": reason_name(a.reason),
+                 "detail": a.detail.decode("utf-8", "replace")}
+                for (node, kind), a in sorted(self.abstentions.items())]
 
     def add_commitment(self, commitment: Commitment) -> bool:
         """Keep a validly signed commitment of a selected node; True if it is new.
@@ -144,7 +220,8 @@ class RoundState:
             "answers": answers, "judgments": judgments,
             "equivocators": [node.hex() for node in self.equivocators()],
             "chosen": None if self.chosen is None else self.chosen.hex(),
-            "answer": self.answer, "error": self.error,
+            "answer": self.answer, "error": self.error, "error_code": self.error_code,
+            "abstentions": self.abstention_view(),
             "settlement_status": self.settlement_status,
             "settled": None if self.settled is None else self.settled.view(),
             "timings_ms": {k: round(v * 1000, 1) for k, v in self.timings.items()},

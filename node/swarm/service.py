@@ -77,12 +77,13 @@ from node.swarm.backend import RoundBackend, inference_stats, round_seed, warm_u
 from node.swarm.errors import FeeNotCovered, SwarmUnavailable
 from node.swarm.generation import GenerationOptions, generate
 from node.swarm.host import SwarmHost, SwarmPeers
-from node.swarm.round import NOT_ON_CHAIN, RoundState, RoundStore, pack, unpack
+from node.swarm.round import NOT_ON_CHAIN, RoundState, RoundStore, pack, reason_name, unpack
 from node.swarm.settlement_duty import (
     DEFAULT_SETTLE_BACKOFF,
     DEFAULT_SETTLEMENT_FEE,
     SettlementDuty,
 )
+from node.swarm.stats import SwarmStats
 from swarm.commit_reveal import (
     answer_opening,
     commit,
@@ -91,16 +92,30 @@ from swarm.commit_reveal import (
     make_evidence,
 )
 from swarm.messages import (
+    ABSTAIN_BACKEND_ERROR,
+    ABSTAIN_PROMPT_TOO_LONG,
+    ABSTAIN_TIMEOUT,
+    ABSTAIN_UNSUPPORTED_PROMPT,
     KIND_ANSWER,
     KIND_JUDGMENT,
+    KIND_NAMES,
     MAX_ROUND_NODES,
+    Abstention,
     Commitment,
     RequestAnnouncement,
     Reveal,
     SwarmRequest,
+    sign_abstention,
     sign_request,
 )
-from swarm.runtime.base import BackendError, InferenceBackend, Outcome
+from swarm.runtime.base import (
+    BackendError,
+    BackendTimeout,
+    InferenceBackend,
+    Outcome,
+    UnsupportedPrompt,
+)
+from swarm.runtime.llm.engine import PromptTooLong
 from swarm.selection import (
     ROLE_ANSWER,
     ROLE_JUDGE,
@@ -131,6 +146,17 @@ def _screen_bytes(answers: Sequence[str | None], marks: Sequence[bool | None]) -
         good = None if answer is None else next(it)
         out.append(SCREEN_NONE if good is None else SCREEN_GOOD if good else SCREEN_BAD)
     return bytes(out)
+
+
+def abstain_reason(exc: BaseException) -> int:
+    """Why a backend's failure makes its node abstain (`swarm.messages.ABSTAIN_REASONS`)."""
+    if isinstance(exc, PromptTooLong):
+        return ABSTAIN_PROMPT_TOO_LONG
+    if isinstance(exc, UnsupportedPrompt):
+        return ABSTAIN_UNSUPPORTED_PROMPT
+    if isinstance(exc, BackendTimeout | TimeoutError):
+        return ABSTAIN_TIMEOUT
+    return ABSTAIN_BACKEND_ERROR
 
 
 def swarm_frame(kind: str, data: bytes) -> bytes:
@@ -168,12 +194,14 @@ class SwarmService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._handlers: dict[str, Callable[[bytes], bool]] = {
             "req": self._on_req, "commit": self._on_commit, "reveal": self._on_reveal,
-            "phase": self._on_phase, "close": self._on_close, "final": self._on_final}
+            "phase": self._on_phase, "close": self._on_close, "final": self._on_final,
+            "abstain": self._on_abstain}
         self.silent = False  # tests: a node that never answers nor judges
         self.store: RoundStore | None = None  # on-chain rounds until settled (attach_store)
         self._restored: list[RoundState] = []  # taken back from the store, resumed at start
         self._finals: dict[bytes, bytes] = {}  # restored rounds' ``final``, for new peers
         self._stored: set[bytes] = set()  # ids of the rounds the store holds
+        self.stats = SwarmStats()  # rounds, abstentions, latency, settlement lag (`/metrics`)
 
     def attach_store(self, db: Database) -> int:
         """Keep on-chain rounds in ``db`` until they settle, and take back the rounds kept
@@ -358,6 +386,17 @@ class SwarmService:
         self._save(state)
         return True
 
+    def _on_abstain(self, data: bytes) -> bool:
+        """A selected node's signed abstention: the origin stops waiting for it (the first
+        one per node and kind counts; a node that abstains and then commits still counts
+        with its commitment)."""
+        abstention = Abstention.decode(data)
+        state = self.rounds.get(abstention.round_id)
+        if state is None or not state.add_abstention(abstention):
+            return False
+        state.changed.set()
+        return True
+
     def _on_phase(self, data: bytes) -> bool:
         """The origin opens a reveal phase: reveal what we committed of that kind."""
         round_id, phase = bytes(unpack(data)[0]), str(unpack(data)[1])
@@ -513,11 +552,27 @@ class SwarmService:
                 backend, state.prompt, state.options, default_max_tokens=self.max_tokens,
                 seed=round_seed(state.round_id, self.node_id)), self.answer_timeout)
         except (BackendError, TimeoutError) as exc:
-            log_event(log, "swarm.abstain", round=state.round_id, error=str(exc))
+            self._abstain(state, KIND_ANSWER, exc)
             return
         if "reveal_answers" in state.phases:
             return  # too late: committing now would only make us a no-show
+        self.stats.answered += 1
         self._commit_own(state, KIND_ANSWER, answer.text.encode())
+
+    def _abstain(self, state: RoundState, kind: int, exc: BaseException) -> None:
+        """Our backend failed: log it and tell the round why (a signed `Abstention`), so its
+        origin stops waiting for us and the client hears the reason at once."""
+        reason = abstain_reason(exc)
+        event = "swarm.abstain" if kind == KIND_ANSWER else "swarm.judge_abstain"
+        log_event(log, event, round=state.round_id, reason=reason_name(reason),
+                  error=str(exc) or type(exc).__name__)
+        self.stats.abstained[(KIND_NAMES.get(kind, str(kind)), reason_name(reason))] += 1
+        abstention = sign_abstention(bytes(self.host.identity), round_id=state.round_id,
+                                     kind=kind, reason=reason,
+                                     detail=str(exc) or type(exc).__name__)
+        raw = abstention.encode()
+        self._handle("abstain", raw)
+        self._flood("abstain", raw)
 
     async def _judge(self, state: RoundState,
                      closed: tuple[list[Commitment], list[Reveal]]) -> None:
@@ -556,7 +611,7 @@ class SwarmService:
             if len(judgments) != len(judged):
                 raise BackendError(f"{len(judgments)} judgments for {len(judged)} pairs")
         except (BackendError, TimeoutError) as exc:
-            log_event(log, "swarm.judge_abstain", round=state.round_id, error=str(exc))
+            self._abstain(state, KIND_JUDGMENT, exc)
             return
         for k, judgment in zip(judged, judgments, strict=True):
             outcomes[k] = _OUTCOME_BYTE[judgment.outcome]
@@ -564,6 +619,7 @@ class SwarmService:
                                                                          screened)
         if "reveal_judgments" in state.phases:
             return  # too late (see _answer)
+        self.stats.judged += 1
         self._commit_own(state, KIND_JUDGMENT, judgment_payload(view.answer_set,
                                                                 bytes(outcomes)))
 
@@ -631,13 +687,21 @@ class SwarmService:
 
         The round runs in its own task: a client that goes away does not cut it short
         (the other nodes still get ``final``)."""
+        _round_id, running = self.begin(prompt, fee=fee, model=model, options=options)
+        return await asyncio.shield(running)
+
+    def begin(self, prompt: str, *, fee: int = 0, model: bytes = ANY_MODEL,
+              options: GenerationOptions | None = None
+              ) -> tuple[bytes, asyncio.Task[RoundState]]:
+        """Start the round `ask` runs: (its id, the task that completes it). Raises
+        SwarmUnavailable at once (a streaming client hears it before its stream starts)."""
         candidates, height, eligible = self._eligible(model=model)
         announcement = sign_request(
             bytes(self.host.identity), chain_id=self.host.chain.params.chain_id,
             prompt=prompt.encode(), fee=fee, answers=min(self.answers, eligible),
             judges=min(self.judges, eligible), nonce=os.urandom(32), model=model)
-        return await asyncio.shield(self._spawn(self._run(announcement, candidates, height,
-                                                          options)))
+        return announcement.request.round_id(), self._spawn(
+            self._run(announcement, candidates, height, options))
 
     async def ask_signed(self, announcement: RequestAnnouncement) -> RoundState:
         """Run a round for a request its client signed; the fee comes from the client's
@@ -707,8 +771,10 @@ class SwarmService:
         self._flood("final", final)
         self._finish(state)
         state.timings["complete"] = time.monotonic() - t0
-        log_event(log, "swarm.round_complete", round=state.round_id,
-                  answers=answers, ms=round(state.timings["complete"] * 1000, 1))
+        self.stats.round_done(state.error_code or "answered", state.timings["complete"])
+        log_event(log, "swarm.round_complete" if state.error_code is None else
+                  "swarm.round_failed", round=state.round_id, answers=answers,
+                  code=state.error_code, ms=round(state.timings["complete"] * 1000, 1))
         return state
 
     def _announce(self, announcement: RequestAnnouncement,
@@ -737,7 +803,9 @@ class SwarmService:
         reveal phase, wait for every committed node's reveal (or ``reveal_timeout``)."""
         t0 = state.started
         selected = set(state.answerers if kind == KIND_ANSWER else state.judges)
-        await self._wait(state, lambda: state.committed(kind) >= selected, timeout)
+        # a selected node that abstained (signed, `Abstention`) will not commit: not waited for
+        await self._wait(state, lambda: state.committed(kind) | state.abstained(kind) >= selected,
+                         timeout)
         state.timings[f"{name}_committed"] = time.monotonic() - t0
         self._phase(state, f"reveal_{name}")
         await self._wait(state, lambda: state.revealed(kind) >= state.committed(kind),
@@ -768,7 +836,11 @@ class SwarmService:
         """After a tip change: note which rounds are now settled (so every round view says so
         without being asked first), drop their duplicate settlements from the mempool and
         challenge held settlements that left out our data (`SettlementDuty.watch`)."""
-        self.duty.note_settled(self.rounds.values())
+        unsettled = [s for s in self.rounds.values() if s.settled is None and s.height]
+        self.duty.note_settled(unsettled)
+        for state in unsettled:
+            if state.settled is not None:
+                self.stats.round_settled(state.settled.height - state.height)
         self._forget_settled()
         self._spawn(self.duty.drop_duplicates())
         self._spawn(self.duty.watch(self.rounds.values()))
@@ -820,7 +892,7 @@ class SwarmService:
             state.answer = state.reveals[(ranking[0], KIND_ANSWER)].payload.decode(
                 "utf-8", "replace")
         else:
-            state.error = "no answer was revealed"
+            state.error_code, state.error = state.failure()
         if not state.height:
             state.settlement_status = NOT_ON_CHAIN
         else:

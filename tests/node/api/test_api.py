@@ -34,8 +34,8 @@ async def assert_error(resp: Any, status: int, reason: str) -> dict[str, Any]:
     """A JSON error body with the given status and reason (never a 500)."""
     body = await resp.json()
     assert resp.status == status, body
-    assert body["reason"] == reason, body
-    assert isinstance(body["error"], str) and body["error"]
+    assert body["reason"] == reason == body["error"]["code"], body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     return dict(body)
 
 
@@ -156,7 +156,7 @@ async def test_post_tx_rejections_are_clear_400s(node: LiveNode, client: Client)
                              payload=Stake(amount=1))
     body = await assert_error(await post("/api/v1/txs", json={"tx": broke.encode().hex()}),
                               400, "invalid:tx.insufficient_fee_balance")
-    assert "balance" in body["error"]
+    assert "balance" in body["error"]["message"]
     await assert_error(await post("/api/v1/txs", json={"tx": transfer(1, 3).encode().hex()}),
                        400, "nonce_gap")
     assert (await post("/api/v1/txs", json={"tx": tx.encode().hex()})).status == 200

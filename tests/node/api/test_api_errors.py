@@ -41,14 +41,14 @@ async def started(tmp_path: Path, limits: HttpLimits | None = None,
 
 
 def reason_of(path: str, body: Any) -> str:
-    """The stable code of an error body: ``reason``, or ``error.code`` under ``/v1/``."""
+    """The stable code of an error body: one shape on every route, OpenAI's, with the code
+    also at the top level as ``reason`` (issue 13)."""
     assert isinstance(body, dict), body
-    if path.startswith("/v1/"):
-        error = body["error"]
-        assert set(error) >= {"message", "type", "param", "code"}, body
-        return str(error["code"])
-    assert isinstance(body.get("error"), str), body
-    return str(body["reason"])
+    error = body["error"]
+    assert set(error) >= {"message", "type", "param", "code"}, (path, body)
+    assert isinstance(error["message"], str) and error["message"], (path, body)
+    assert body["reason"] == error["code"], (path, body)
+    return str(error["code"])
 
 
 async def error_of(response: aiohttp.ClientResponse, path: str) -> tuple[int, str]:
@@ -155,7 +155,7 @@ async def test_malformed_http_is_answered_in_json(node: LiveNode) -> None:
                     b"\r\nzz\r\n"):
         status, headers, body = parse_response(await raw_exchange(node.node.port, request))
         assert 400 <= status < 500 and headers["content-type"].startswith("application/json")
-        assert isinstance(body["error"], str) and isinstance(body["reason"], str), body
+        assert reason_of("/", body) == body["reason"], body
 
 
 async def test_a_bug_is_a_logged_json_500_with_a_request_id(

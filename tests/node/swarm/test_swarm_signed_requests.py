@@ -51,14 +51,14 @@ async def test_signed_request_is_paid_from_the_clients_escrow(tmp_path: Path) ->
         # more than the escrow: refused before any work, with the way out in the message
         status, body = await _post(nodes[0], {"request": _request(1_001)})
         assert status == 402 and body["reason"] == "fee_not_covered", body
-        assert "escrow-deposit" in body["error"]
+        assert "escrow-deposit" in body["error"]["message"]
 
         status, view = await _post(nodes[0], {"request": _request(600)})
         assert status == 200, view
         assert view["answer"] is not None and view["fee"] == 600
         # the escrow covers 1 000, and 600 are now unsettled: a second 600 is refused
         status, body = await _post(nodes[0], {"request": _request(600)})
-        assert status == 402 and "600 of its unsettled rounds" in body["error"], body
+        assert status == 402 and "600 of its unsettled rounds" in body["error"]["message"], body
 
         round_id = bytes.fromhex(view["round_id"])
         tx = await settlement_sent(nodes[0], round_id)
@@ -90,7 +90,7 @@ async def test_bad_signed_requests_get_clear_errors(tmp_path: Path) -> None:
         other_chain = sign_request(dev_seed(CLIENT), chain_id=CHAIN_ID + 1, prompt=b"1+1",
                                    fee=0, answers=1, judges=1, nonce=bytes(32))
         status, answer = await _post(nodes[0], {"request": other_chain.encode().hex()})
-        assert status == 400 and "chain" in answer["error"]
+        assert status == 400 and "chain" in answer["error"]["message"]
         async with aiohttp.ClientSession() as session, session.post(
                 f"http://127.0.0.1:{nodes[0].port}/api/v1/swarm/requests",
                 data=b"x" * (2 << 20)) as resp:

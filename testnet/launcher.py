@@ -271,6 +271,7 @@ def up(
     ready_timeout: float = 120.0,
     swarm: bool = True,
     swarm_model: str = LLM,
+    log_json: bool | None = None,
 ) -> list[NodeRecord]:
     """Start ``nodes`` nodes in a ring (node i dials node i-1, the last also dials node 0).
 
@@ -311,6 +312,7 @@ def up(
             node_seed(datadir)  # the identity the genesis (or fund_nodes) funds
             write_node_config(datadir, i, swarm=swarm, model=swarm_model)
             extra = ["--swarm-backend", swarm_backend(i, swarm_model)] if swarm else []
+            extra += log_flags(log_json)
             cmd = node_command(datadir, rec.port, mine=rec.mine, peers=peers, genesis=genesis,
                                extra=extra)
             procs.append(spawn(cmd, directory / f"node-{i}.out", detach=True))
@@ -333,6 +335,25 @@ def up(
         stop_pids([rec.pid for rec in records if rec.pid])
         raise
     return records
+
+
+def log_flags(log_json: bool | None) -> list[str]:
+    """The node flag for the testnet's log format (None: the node's default)."""
+    if log_json is None:
+        return []
+    return ["--log-json"] if log_json else ["--log-text"]
+
+
+def funded_wallet_hint(directory: Path) -> str:
+    """How to get a funded wallet on this testnet: import one of its seed files."""
+    keys = sorted((directory / "keys").glob("account-*.json"),
+                  key=lambda p: int(p.stem.rpartition("-")[2] or 0))
+    if not keys:
+        return ""
+    first = keys[1] if len(keys) > 1 else keys[0]  # account 0 also funds the nodes' keys
+    return (f"funded accounts: {len(keys)} seed files in {directory / 'keys'}; to spend from "
+            f"one:\n  pouwchain wallet import {first} {first.stem}\n"
+            f"  pouwchain wallet balance --wallet {first.stem} --node {{api}}")
 
 
 def _distinct_ports(count: int) -> list[int]:
@@ -408,7 +429,8 @@ def status_rows(records: list[NodeRecord]) -> list[dict[str, Any]]:
         except (OSError, ValueError, ApiError):
             swarm = None  # an older node without automatic registration
         row.update(state="syncing" if status.get("syncing") else "ok",
-                   height=status.get("height"), peers=status.get("peers"),
+                   height=status.get("height"), finalized=status.get("finalized_height"),
+                   peers=status.get("peers"),
                    tip=str(status.get("tip", ""))[:12], tickets_per_s=rate, useful_share=share,
                    swarm=swarm if isinstance(swarm, dict) else None)
         rows.append(row)
@@ -429,15 +451,19 @@ def swarm_cell(swarm: object) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The status table as fixed-width text."""
+    final = any(r.get("finalized") is not None for r in rows)  # nodes with finality
     head = (f"{'node':<8} {'role':<9} {'address':<16} {'state':<10} {'height':>7} "
-            f"{'peers':>5} {'tip':<12} {'tickets/s':>10} {'useful':>7} {'swarm':<12}")
+            + (f"{'final':>7} " if final else "")
+            + f"{'peers':>5} {'tip':<12} {'tickets/s':>10} {'useful':>7} {'swarm':<12}")
     lines = [head, "-" * len(head)]
     for r in rows:
+        finalized = f"{_cell(r.get('finalized')):>7} " if final else ""
         rate = r.get("tickets_per_s")
         share = r.get("useful_share")
         lines.append(
             f"{r['node']:<8} {r['role']:<9} {r['address']:<16} {r.get('state', ''):<10.10} "
-            f"{_cell(r.get('height')):>7} {_cell(r.get('peers')):>5} {r.get('tip', '-'):<12} "
+            f"{_cell(r.get('height')):>7} {finalized}{_cell(r.get('peers')):>5} "
+            f"{r.get('tip', '-'):<12} "
             f"{'-' if rate is None else f'{rate:.3g}':>10} "
             f"{'-' if share is None else f'{share:.0%}':>7} "
             f"{swarm_cell(r.get('swarm')):<12.12}")
@@ -455,16 +481,20 @@ def watch(
     out: TextIO = sys.stdout,
     interval: float = 1.0,
     should_stop: Callable[[], bool] = lambda: False,
+    footer: str = "",
 ) -> None:
-    """Redraw the status table every ``interval`` until Ctrl-C (or ``should_stop``)."""
+    """Redraw the status table (and ``footer`` under it) every ``interval`` until Ctrl-C (or
+    ``should_stop``)."""
     tty = out.isatty()
+    first = True
     while not should_stop():
         table = format_table(status_rows(records))
         stamp = time.strftime("%H:%M:%S")
         if tty:
             out.write("\x1b[H\x1b[2J")
         out.write(f"pouwchain testnet {directory} at {stamp}  (Ctrl-C stops all nodes)\n"
-                  f"{table}\n")
+                  f"{table}\n" + (f"\n{footer}\n" if footer and (tty or first) else ""))
+        first = False
         if not tty:
             out.write("\n")
         out.flush()
@@ -472,7 +502,8 @@ def watch(
 
 
 def run_foreground(directory: Path, nodes: int, *, miners: int | None, fresh: bool,
-                   out: TextIO = sys.stdout, swarm_model: str = LLM) -> int:
+                   out: TextIO = sys.stdout, swarm_model: str = LLM,
+                   log_json: bool | None = None) -> int:
     """`testnet up` without --detach: start, show the live table, stop cleanly on Ctrl-C."""
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -483,9 +514,10 @@ def run_foreground(directory: Path, nodes: int, *, miners: int | None, fresh: bo
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         records = up(directory, nodes, miners=miners, fresh=fresh, out=out,
-                     swarm_model=swarm_model)
+                     swarm_model=swarm_model, log_json=log_json)
         save_state(directory.resolve(), records, detached=False)
-        watch(directory.resolve(), records, out=out)
+        footer = funded_wallet_hint(directory.resolve()).replace("{api}", records[0].api)
+        watch(directory.resolve(), records, out=out, footer=footer)
     except KeyboardInterrupt:
         print("\nstopping nodes…", file=out, flush=True)
     finally:

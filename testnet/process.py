@@ -108,14 +108,27 @@ def wait_ready(datadir: Path, proc: subprocess.Popen[bytes], timeout: float = 30
     raise NodeStartError(f"node {datadir} not ready after {timeout:.0f} s")
 
 
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs (a zombie counts as gone)."""
+def _task_state(path: Path) -> str | None:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
+        return path.read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True if any thread of ``pid`` still runs. A zombie counts as gone, but only once all
+    its threads are: the thread-group leader shows ``Z`` as soon as it has exited while the
+    process's other threads (its executors, LevelDB's) may still be winding down and holding
+    its sockets and files."""
+    if _task_state(Path(f"/proc/{pid}/stat")) is None:
         return False
-    return state != "Z"
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        tasks = []
+    states = [_task_state(task / "stat") for task in tasks] or \
+        [_task_state(Path(f"/proc/{pid}/stat"))]
+    return any(state not in (None, "Z", "X") for state in states)
 
 
 def pid_is_node(pid: int, datadir: Path) -> bool:

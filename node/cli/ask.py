@@ -1,45 +1,43 @@
-"""``pouwchain ask "question" [--node URL] [--fee F] [--wallet PATH]``: ask the swarm through
-a node, print the chosen answer and the round summary.
+"""``pouwchain ask "question"``: ask the swarm through a node, print the chosen answer and
+the round summary (stdout), with a progress line on stderr while the swarm works.
 
 Without ``--wallet`` the node asks on its own account (the OpenAI-compatible route; the node
 pays any fee). With ``--wallet`` the request is signed here by the wallet's key and its fee
-comes from the wallet's swarm escrow (``pouwchain wallet escrow-deposit``)."""
+comes from the wallet's swarm escrow (``pouwchain wallet escrow-deposit``).
+
+The node is addressed like every other command (``--node``, ``--datadir``, client.toml);
+``--timeout`` bounds the wait for the answer, and a node that is reachable but slower than
+that is reported as a timeout, not as unreachable.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import concurrent.futures
 import os
-import urllib.error
-import urllib.request
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from node.cli.wallet import read_password
-from node.client.wallet import WalletError, open_wallet
-from node.config import DEFAULT_PORT
+from node.cli.common import (
+    Progress,
+    add_node_options,
+    api_client,
+    bounded_int,
+    guarded,
+    read_password,
+    resolve_wallet,
+    seconds,
+    u64,
+)
+from node.client.http import ApiClient, ApiClientError
+from node.client.wallet import open_wallet
+from swarm.messages import MAX_PROMPT
 
-DEFAULT_NODE = os.environ.get("POUWCHAIN_NODE") or f"http://127.0.0.1:{DEFAULT_PORT}"
-
-
-def _request(url: str, *, body: dict[str, Any] | None = None,
-             timeout: float = 120.0) -> dict[str, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        result: dict[str, Any] = json.loads(resp.read())
-    return result
-
-
-def _error_text(exc: urllib.error.HTTPError) -> str:
-    try:
-        error = json.loads(exc.read()).get("error")
-    except ValueError:
-        return f"HTTP {exc.code}"
-    if isinstance(error, dict):
-        return f"HTTP {exc.code} {error.get('code')}: {error.get('message')}"
-    return f"HTTP {exc.code}: {error}"
+DEFAULT_TIMEOUT = 120.0  # seconds
+DEFAULT_ANSWERS = 4
+DEFAULT_JUDGES = 4
+MODEL = "pouwchain-swarm"
+POLL_SECONDS = 0.5
 
 
 def summary_lines(view: dict[str, Any]) -> list[str]:
@@ -73,43 +71,70 @@ def summary_lines(view: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _ask_signed(args: argparse.Namespace, base: str) -> tuple[str, dict[str, Any]]:
+def _wait_with_progress(call: Callable[[], Any], progress: Progress,
+                        phase: Callable[[], str | None]) -> Any:
+    """Run the blocking ``call`` in a thread; redraw the progress line until it returns."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(call)
+        while True:
+            try:
+                return future.result(timeout=POLL_SECONDS)
+            except concurrent.futures.TimeoutError:
+                progress.update("asking the swarm", phase() or "")
+
+
+def _round_phase(client: ApiClient, round_id: str) -> Callable[[], str | None]:
+    """The round's status as the node reports it (None until the node knows the round)."""
+    def phase() -> str | None:
+        try:
+            view = client.get(f"/api/v1/rounds/{round_id}")
+        except ApiClientError:
+            return None
+        return f"round {round_id[:12]}: {view.get('status')}"
+    return phase
+
+
+def _ask_signed(args: argparse.Namespace, client: ApiClient,
+                progress: Progress) -> tuple[str, dict[str, Any]]:
     """Sign the request with the wallet and post it; (answer, round view)."""
-    wallet = open_wallet(args.wallet, read_password())
-    status = _request(f"{base}/api/v1/status")
+    wallet = open_wallet(resolve_wallet(args), read_password())
+    status = client.get("/api/v1/status")
     announcement = wallet.sign_swarm_request(
         chain_id=int(status["chain_id"]), prompt=args.question.encode(), fee=args.fee,
         answers=args.answers, judges=args.judges, nonce=os.urandom(32))
-    view = _request(f"{base}/api/v1/swarm/requests",
-                    body={"request": announcement.encode().hex()}, timeout=args.timeout)
+    round_id = announcement.request.round_id().hex()
+    poller = ApiClient(client.base_url, timeout=min(5.0, client.timeout))
+    view: dict[str, Any] = _wait_with_progress(
+        lambda: client.post("/api/v1/swarm/requests",
+                            {"request": announcement.encode().hex()}),
+        progress, _round_phase(poller, round_id))
     return str(view.get("answer") or ""), view
 
 
+def _ask_open(args: argparse.Namespace, client: ApiClient,
+              progress: Progress) -> tuple[str, dict[str, Any]]:
+    """Ask through the OpenAI-compatible route (the node pays); (answer, round view)."""
+    body: dict[str, Any] = {"model": MODEL,
+                            "messages": [{"role": "user", "content": args.question}]}
+    if args.fee:
+        body["fee"] = args.fee
+    completion: dict[str, Any] = _wait_with_progress(
+        lambda: client.post("/v1/chat/completions", body), progress, lambda: None)
+    answer = str(completion["choices"][0]["message"]["content"])
+    view: dict[str, Any] = client.get(f"/api/v1/rounds/{completion['round_id']}")
+    return answer, view
+
+
 def _main(args: argparse.Namespace) -> int:
-    base = args.node.rstrip("/")
-    if "://" not in base:  # an address as `testnet status` prints it
-        base = f"http://{base}"
+    client = api_client(args, timeout=args.timeout)
+    progress = Progress(quiet=args.quiet)
     try:
         if args.wallet is not None:
-            answer, view = _ask_signed(args, base)
+            answer, view = _ask_signed(args, client, progress)
         else:
-            body: dict[str, Any] = {"model": "pouwchain-swarm",
-                                    "messages": [{"role": "user", "content": args.question}]}
-            if args.fee:
-                body["fee"] = args.fee
-            completion = _request(f"{base}/v1/chat/completions", body=body,
-                                  timeout=args.timeout)
-            answer = completion["choices"][0]["message"]["content"]
-            view = _request(f"{base}/api/v1/rounds/{completion['round_id']}")
-    except urllib.error.HTTPError as exc:
-        print(f"pouwchain ask: {_error_text(exc)}")
-        return 1
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"pouwchain ask: cannot reach {base}: {exc}")
-        return 1
-    except WalletError as exc:
-        print(f"pouwchain ask: {exc}")
-        return 1
+            answer, view = _ask_open(args, client, progress)
+    finally:
+        progress.done()
     print(answer)
     print()
     for line in summary_lines(view):
@@ -117,17 +142,41 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _question(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the question is empty")
+    if len(text.encode()) > MAX_PROMPT:
+        raise argparse.ArgumentTypeError(f"the question is longer than {MAX_PROMPT} bytes")
+    return text
+
+
+_question.__name__ = "question"
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("ask", help="ask the swarm a question through a node")
-    p.add_argument("question")
-    p.add_argument("--node", default=DEFAULT_NODE, metavar="URL",
-                   help="the node's API base URL (default $POUWCHAIN_NODE, else "
-                        f"http://127.0.0.1:{DEFAULT_PORT})")
-    p.add_argument("--fee", type=int, default=0, help="fee offered for the round")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
-    p.add_argument("--wallet", type=Path, default=None,
-                   help="sign the request with this wallet: the fee comes from its swarm "
-                        "escrow (default: the node asks and pays on its own account)")
-    p.add_argument("--answers", type=int, default=4, help="answerers asked (with --wallet)")
-    p.add_argument("--judges", type=int, default=4, help="judges asked (with --wallet)")
-    p.set_defaults(func=_main)
+    p = subparsers.add_parser(
+        "ask", help="ask the swarm a question through a node",
+        description="Ask the swarm. The shipped model (smollm2, SmolLM2-135M-Instruct int8) "
+                    "answers short general questions in English; the built-in arithmetic "
+                    "models (builtin:arith-*) answer only integer arithmetic such as "
+                    "'What is 17+25?' and abstain on anything else.")
+    p.add_argument("question", type=_question, help="the question (UTF-8, at most "
+                                                    f"{MAX_PROMPT} bytes)")
+    add_node_options(p, http_timeout=None)
+    p.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"seconds to wait for the answer (default: {DEFAULT_TIMEOUT:g} s); a "
+                        "node slower than this is reported as a timeout")
+    p.add_argument("--fee", type=u64, default=0, metavar="COINS",
+                   help="fee offered for the round in coins (default: 0; with --wallet it "
+                        "comes from the wallet's swarm escrow)")
+    p.add_argument("--wallet", default=None, metavar="NAME|PATH",
+                   help="sign the request with this wallet (a name in DATADIR/wallets or a "
+                        "path): the fee comes from its swarm escrow (default: none, the node "
+                        "asks and pays on its own account)")
+    p.add_argument("--answers", type=bounded_int(1, 64), default=DEFAULT_ANSWERS,
+                   help=f"answerers asked, with --wallet (default: {DEFAULT_ANSWERS})")
+    p.add_argument("--judges", type=bounded_int(1, 64), default=DEFAULT_JUDGES,
+                   help=f"judges asked, with --wallet (default: {DEFAULT_JUDGES})")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress line on stderr (default: off)")
+    p.set_defaults(func=guarded(_main))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
 
+from node.cli.common import bounded_int
 from pouw import MAX_TARGET, MiningSession, WinningTicket, get_backend, verify_certificate
+from pouw.backends import BACKEND_NAMES
 from pouw.hashing import tagged_hash
 from pouw.params import VALUE_MAX, VALUE_MIN
 
@@ -73,14 +76,39 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_guarded(args: argparse.Namespace) -> int:
+    """`_demo`, a shape or backend pouw refuses as one line (exit 2)."""
+    try:
+        return _demo(args)
+    except (ValueError, RuntimeError) as exc:  # ParamsError is a ValueError
+        print(f"pouwchain demo: {exc}", file=sys.stderr)
+        return 2
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``pouwchain demo``."""
     demo = subparsers.add_parser("demo", help="single-process mining demo on matmul jobs")
-    demo.add_argument("--shape", type=int, nargs=3, default=(1024, 2048, 1024),
-                      metavar=("M", "K", "N"))
-    demo.add_argument("--r", type=int, default=None, help="chunk size / noise rank")
-    demo.add_argument("--jobs", type=int, default=20, help="0 = until Ctrl-C")
-    demo.add_argument("--wins-per-job", type=float, default=0.5)
-    demo.add_argument("--backend", default="auto")
-    demo.add_argument("--seed", type=int, default=1)
-    demo.set_defaults(func=_demo)
+    demo.add_argument("--shape", type=bounded_int(1, 1 << 16), nargs=3,
+                      default=(1024, 2048, 1024), metavar=("M", "K", "N"),
+                      help="job shape: A is MxK, B is KxN (default: 1024 2048 1024)")
+    demo.add_argument("--r", type=bounded_int(1, 1 << 16), default=None,
+                      help="chunk size / noise rank (default: the shape's own, from pouw)")
+    demo.add_argument("--jobs", type=bounded_int(0, 1 << 31), default=20,
+                      help="jobs to mine (default: 20; 0 = until Ctrl-C)")
+    demo.add_argument("--wins-per-job", type=_positive_float, default=0.5,
+                      help="expected winning tickets per job, sets the target (default: 0.5)")
+    demo.add_argument("--backend", choices=BACKEND_NAMES, default="auto",
+                      help="pouw backend (default: auto: a GPU if any, else torch-cpu)")
+    demo.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=1,
+                      help="seed of the random operands (default: 1)")
+    demo.set_defaults(func=_demo_guarded)

@@ -11,10 +11,10 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, TextIO
 
-from node.client.http import DEFAULT_NODE_URL, ApiClient, ApiClientError, node_url
+from node.cli.common import add_json_option, add_node_options, api_client, guarded, seconds
+from node.client.http import ApiClient
 
 BAR_WIDTH = 30
 
@@ -43,7 +43,33 @@ def format_status(status: dict[str, Any]) -> str:
         ("mempool", f"{status['mempool']} transactions"),
         ("mining", mined),
     ]
+    finalized = status.get("finalized_height")
+    if isinstance(finalized, int):  # a node with finality (issue 14)
+        rows.insert(2, ("finalized", str(finalized)))
+    swarm = status.get("swarm")
+    if isinstance(swarm, dict):
+        rows.append(("swarm", swarm_summary(swarm)))
     return "\n".join(f"{name:<9} {value}" for name, value in rows)
+
+
+def swarm_summary(swarm: dict[str, Any]) -> str:
+    """The swarm section of /api/v1/status in one line: registration, rounds, abstains,
+    settlement lag (whatever of them the node reports)."""
+    parts = []
+    registration = swarm.get("registration")
+    if isinstance(registration, dict):
+        registration = registration.get("phase")
+    if registration is not None:
+        parts.append(f"registration {registration}")
+    for key, label in (("rounds_served", "rounds served"), ("rounds", "rounds"),
+                       ("abstains", "abstains"), ("abstained", "abstains")):
+        value = swarm.get(key)
+        if isinstance(value, int | float) and label not in " ".join(parts):
+            parts.append(f"{value} {label}")
+    lag = swarm.get("settlement_lag")
+    if isinstance(lag, int | float):
+        parts.append(f"settlement lag {lag}")
+    return ", ".join(parts) if parts else "-"
 
 
 def follow_sync(client: ApiClient, *, interval: float, out: TextIO,
@@ -68,18 +94,11 @@ def follow_sync(client: ApiClient, *, interval: float, out: TextIO,
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    try:
-        client = ApiClient(node_url(node=args.node, datadir=args.datadir))
-        if args.once:
-            status = client.get("/api/v1/status")
-        else:
-            status = follow_sync(client, interval=args.interval, out=sys.stdout)
-    except ApiClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
+    client = api_client(args)
+    if args.once:
+        status = client.get("/api/v1/status")
+    else:
+        status = follow_sync(client, interval=args.interval, out=sys.stdout)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
 
@@ -87,12 +106,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``pouwchain status``."""
     p = subparsers.add_parser("status", help="a node's status; a progress bar while syncing")
-    p.add_argument("--node", default=None,
-                   help=f"node API URL (default: from --datadir, else $POUWCHAIN_NODE or "
-                        f"{DEFAULT_NODE_URL})")
-    p.add_argument("--datadir", type=Path, default=None,
-                   help="a running node's data directory (its node.json gives the URL)")
-    p.add_argument("--once", action="store_true", help="one snapshot, do not follow a sync")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
-    p.add_argument("--json", action="store_true", help="print the raw JSON status")
-    p.set_defaults(func=_cmd_status)
+    add_node_options(p)
+    p.add_argument("--once", action="store_true",
+                   help="one snapshot, do not follow a sync (default: off, follow it)")
+    p.add_argument("--interval", type=seconds, default=1.0, metavar="SECONDS",
+                   help="seconds between polls while following a sync (default: 1 s)")
+    add_json_option(p, "the raw status")
+    p.set_defaults(func=guarded(_cmd_status))

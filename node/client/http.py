@@ -26,24 +26,41 @@ def default_node_url() -> str:
     return os.environ.get(NODE_ENV, DEFAULT_NODE_URL)
 
 
-def node_url(*, node: str | None, datadir: Path | None) -> str:
-    """The API URL to use: ``--node``, else the running node's ``<datadir>/node.json``
-    (which a node writes at start: its port may be random), else $POUWCHAIN_NODE or the
-    default."""
+def _node_json_api(datadir: Path) -> str:
+    path = Path(datadir) / "node.json"
+    try:
+        api = json.loads(path.read_text())["api"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ApiClientError(0, "no_node_json",
+                             f"cannot read the node's address from {path} "
+                             f"(is a node running with --datadir {datadir}?): {exc}") from exc
+    if not isinstance(api, str):
+        raise ApiClientError(0, "no_node_json", f"{path} has no 'api' URL")
+    return api
+
+
+def node_url(*, node: str | None, datadir: Path | None, configured: str | None = None,
+             default_datadir: Path | None = None) -> str:
+    """The API URL to use, the same for every command: ``--node``; else the running node's
+    ``<datadir>/node.json`` for an explicit ``--datadir`` (its port may be random; an error
+    if there is none); else ``$POUWCHAIN_NODE``; else ``configured`` (client.toml's
+    ``node``); else the node.json in ``default_datadir`` if a node runs there; else
+    http://127.0.0.1:7645."""
     if node:
         return node
     if datadir is not None:
-        path = Path(datadir) / "node.json"
+        return _node_json_api(datadir)
+    env = os.environ.get(NODE_ENV)
+    if env:
+        return env
+    if configured:
+        return configured
+    if default_datadir is not None and (Path(default_datadir) / "node.json").exists():
         try:
-            api = json.loads(path.read_text())["api"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ApiClientError(0, "no_node_json",
-                                 f"cannot read the node's address from {path} "
-                                 f"(is a node running with --datadir {datadir}?): {exc}") from exc
-        if not isinstance(api, str):
-            raise ApiClientError(0, "no_node_json", f"{path} has no 'api' URL")
-        return api
-    return default_node_url()
+            return _node_json_api(default_datadir)
+        except ApiClientError:
+            pass  # a stale or partial file: fall back to the default address
+    return DEFAULT_NODE_URL
 
 
 class HttpError(Exception):
@@ -86,18 +103,43 @@ def request(base_url: str, method: str, path: str, *, token: str | None = None,
     return json.loads(payload) if payload else None
 
 
+def error_fields(body: Any) -> tuple[str, str] | None:
+    """(code, message) of an API error body: ``{"error": {"message", "code", ...}}`` (the
+    OpenAI shape) or ``{"error": "message", "reason": "code"}``; None for anything else."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict):
+        code = error.get("code") or error.get("reason") or error.get("type") or "error"
+        message = error.get("message") or str(code)
+        return str(code), str(message)
+    if isinstance(error, str):
+        return str(body.get("reason") or body.get("code") or "error"), error
+    return None
+
+
 class ApiClientError(Exception):
-    """The node refused the request (``status`` >= 400) or could not be reached (0)."""
+    """The node refused the request (``status`` >= 400) or could not be reached or did not
+    answer in time (status 0; ``reason`` ``unreachable`` or ``timeout``).
+
+    ``str()`` is the message with the code appended once (not when the message names it)."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
         self.status = status
         self.reason = reason
         self.message = message
-        super().__init__(f"{message} ({reason})" if status else message)
+        text = message if not status or reason in message else f"{message} ({reason})"
+        super().__init__(text)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    reason = getattr(exc, "reason", None)
+    return isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError)
 
 
 class ApiClient:
-    """GET/POST JSON against ``base_url`` (e.g. ``http://127.0.0.1:7645``)."""
+    """GET/POST JSON against ``base_url`` (e.g. ``http://127.0.0.1:7645``); every call takes
+    at most ``timeout`` seconds."""
 
     def __init__(self, base_url: str, *, timeout: float = 10.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -109,15 +151,22 @@ class ApiClient:
             result = request(self.base_url, method, path, token=self.token, body=body,
                              timeout=self.timeout, headers={"Accept": "application/json"})
         except HttpError as exc:
-            err = exc.body
-            if isinstance(err, dict) and "reason" in err and "error" in err:
-                reason, message = str(err["reason"]), str(err["error"])
+            fields = error_fields(exc.body)
+            if fields is not None:
+                reason, message = fields
             else:
                 reason, message = f"http_{exc.status}", f"HTTP {exc.status} {exc.phrase}"
             raise ApiClientError(exc.status, reason, message) from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
+            if _is_timeout(exc):
+                raise ApiClientError(
+                    0, "timeout",
+                    f"timed out: {self.base_url} did not answer {method} {path} within "
+                    f"{self.timeout:g} s (the node may be busy; allow more with "
+                    "--timeout/--http-timeout)") from exc
             raise ApiClientError(0, "unreachable",
-                                 f"cannot reach the node at {self.base_url}: {exc}") from exc
+                                 f"cannot reach the node at {self.base_url}: "
+                                 f"{getattr(exc, 'reason', exc)}") from exc
         if result is None:  # an empty body: not the API's JSON
             raise ApiClientError(0, "unreachable",
                                  f"cannot reach the node at {self.base_url}: empty answer")

@@ -39,7 +39,9 @@ from aiohttp import web
 from consensus.tx import Transaction
 from node.api import chat
 from node.api import miner as miner_api
-from node.api.chain import Api, register_routes
+from node.api.chain import API_KEY, Api, register_routes
+from node.api.explorer import pages as explorer_pages
+from node.api.explorer.work import WorkSources
 from node.api.miner import MinerApiNode
 from node.chain.mempool import (
     JournalFlusher,
@@ -109,7 +111,8 @@ class Builder:
             self.build_durable(node)
             self.build_api(node)
             mining = self.build_mining(node)
-            self.build_swarm(node, mining=mining)
+            swarm = self.build_swarm(node, mining=mining)
+            self.build_explorer(node, swarm, mining=mining)
         except BaseException:
             node.close()
             raise
@@ -174,6 +177,16 @@ class Builder:
         node.swarm_registration = registration
         node.services += [service, registration]
         return service
+
+    def build_explorer(self, node: Node, service: SwarmService, *,
+                       mining: MiningService) -> explorer_pages.Explorer:
+        """The explorer and chat pages at ``/`` (`node.api.explorer`), live on every tip."""
+        miner = mining.miner
+        explorer = explorer_pages.register_routes(
+            node.app, node.app[API_KEY], service, jobs=mining.jobs,
+            miner=miner if isinstance(miner, WorkSources) else None)
+        node.add_tip_listener(explorer.on_tip)
+        return explorer
 
 
 def _relay_restored(node: Node, restored: list[Transaction]) -> Callable[[Peer], None]:

@@ -65,6 +65,7 @@ log = logging.getLogger("pouwchain.miner")
 T = TypeVar("T")
 
 DEV_SHAPE = DEFAULT_MINING_SHAPE  # m, k, n, r of self-generated work: ~1 ms per job on a CPU
+MAX_BLOCK_SOURCES = 4096  # won blocks whose work source the miner remembers
 FUTURE_MARGIN = 5  # seconds kept below the consensus future-timestamp bound
 
 
@@ -256,6 +257,10 @@ class Miner:
         # made after it, so they carry every transaction the pool held when it was asked
         self._asked_at = 0.0
         self._round_blocks: list[bytes] = []
+        self._round_source = "self"  # the current round's work: "jobs" or "self"
+        # block id -> the work its certificate came from ("jobs", "inference", "self"): the
+        # chain does not record it (the explorer shows it, node.api.explorer.work)
+        self._block_sources: dict[bytes, str] = {}
         # what node services add to every template (the builder wires the finality aggregate)
         self.template_extras: list[TemplateExtras] = []
         self._waiters: collections.deque[tuple[int, list[str], asyncio.Future[list[str]]]] = \
@@ -465,6 +470,7 @@ class Miner:
             return header_commitment(header)
 
         self._round_blocks = []
+        self._round_source = "jobs" if job is not None else "self"
         self.session.r = r
         self.session.set_commitment(bytes(32), target=template.header.target)
         started = time.perf_counter()
@@ -521,7 +527,7 @@ class Miner:
 
         def on_ticket(win: WinningTicket) -> None:
             if rounds:
-                self._submit_win(template, rounds[-1], win, blocks=won)
+                self._submit_win(template, rounds[-1], win, blocks=won, source="inference")
 
         session = MiningSession(commitment=bytes(32), target=template.header.target,
                                 backend=self.session.backend, max_wins=1, on_ticket=on_ticket)
@@ -555,10 +561,11 @@ class Miner:
         if self._round is None:
             return
         template, header = self._round
-        self._submit_win(template, header, win, blocks=self._round_blocks)
+        self._submit_win(template, header, win, blocks=self._round_blocks,
+                         source=self._round_source)
 
     def _submit_win(self, template: Template, header: BlockHeader, win: WinningTicket, *,
-                    blocks: list[bytes]) -> None:
+                    blocks: list[bytes], source: str) -> None:
         """A winning ticket of a round on ``template`` becomes ``header``'s certificate and
         the block goes to the node now (any worker thread)."""
         if template.parent_id != self._tip_id:  # the tip moved since the template was built
@@ -577,11 +584,21 @@ class Miner:
         if stored:
             with self._lock:
                 self.blocks_mined += 1
+                self._block_sources[block_id] = source
+                if len(self._block_sources) > MAX_BLOCK_SOURCES:
+                    del self._block_sources[next(iter(self._block_sources))]
             blocks.append(block_id)
             log.info("mined block %s at height %d (%d txs)", block_id.hex()[:16],
                      block.header.height, len(block.transactions))
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self._credit_block, block_id)
+
+    def block_source(self, block_id: bytes) -> str | None:
+        """Which work a block this miner won came from: "jobs" (a client's matmul job),
+        "inference" (the swarm model's product) or "self" (self-generated); None: not one
+        of its last MAX_BLOCK_SOURCES blocks."""
+        with self._lock:
+            return self._block_sources.get(block_id)
 
     # -- stats ----------------------------------------------------------------------------------
 

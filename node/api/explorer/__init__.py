@@ -1,0 +1,1 @@
+"""The explorer and chat pages every node serves at ``/`` (`node.api.explorer.pages`)."""

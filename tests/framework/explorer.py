@@ -1,0 +1,126 @@
+"""The explorer's browser tests and bench/explorer.py: a small real testnet and real Chromium.
+
+The testnet: node 0 mines (a paced dev chain) and answers with a built-in arithmetic model,
+node 1 answers with another variant, node 2 answers through an OpenAI-compatible endpoint
+this module serves (`ScriptModel`) whose every answer is a ``<script>``: the round page must
+show it as text. The browser: Debian's ``chromium`` driven by Playwright through
+``executable_path`` (Playwright's own browser download cannot be fetched here).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from testnet.launcher import ARITH, swarm_backend
+from tests.framework.nodes import TestNetwork, TestNode
+from tests.framework.util import wait_until
+
+SCRIPT_ANSWER = "<script>document.title='pwned';window.pwned=1</script>42"
+SCRIPT_MODEL = "script-model"
+CHROMIUM = "chromium"
+
+
+class _ScriptHandler(BaseHTTPRequestHandler):
+    """``POST /v1/chat/completions``: answers `SCRIPT_ANSWER`; as a judge (the strict format
+    `swarm.runtime.openai_http` parses) it prefers an answer without a script, and screens
+    answers with one BAD."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        system = next((m["content"] for m in body.get("messages", [])
+                       if m.get("role") == "system"), "")
+        user = next((m["content"] for m in body.get("messages", [])
+                     if m.get("role") == "user"), "")
+        if "comparing two candidate answers" in system:
+            a, _, b = user.partition("Answer B:")
+            verdict = {(True, False): "B", (False, True): "A"}.get(
+                ("<script>" in a, "<script>" in b), "TIE")
+            text = f"FLAWS A: none\nFLAWS B: none\nVERDICT: {verdict}"
+        elif "checking one candidate answer" in system:
+            text = "FLAWS: none\nVERDICT: " + ("BAD" if "<script>" in user else "GOOD")
+        else:
+            text = SCRIPT_ANSWER
+        reply = json.dumps({"id": "x", "object": "chat.completion", "model": SCRIPT_MODEL,
+                            "choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": text}}]})
+        data = reply.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@contextmanager
+def script_model() -> Iterator[str]:
+    """An OpenAI-compatible endpoint on 127.0.0.1 answering `SCRIPT_ANSWER`; its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def start_explorer_testnet(network: TestNetwork, script_url: str) -> list[TestNode]:
+    """Three connected swarm nodes (module docstring), the chain past height 2."""
+    fast = {"swarm_settle_backoff": 1}
+    nodes = [
+        network.add_node(mine=True, start=False,
+                         config={"swarm_backend": swarm_backend(0, ARITH), **fast}),
+        network.add_node(start=False, config={"swarm_backend": swarm_backend(1, ARITH),
+                                              **fast}),
+        network.add_node(start=False, config={
+            "swarm_backend": f"openai:{script_url}?model={SCRIPT_MODEL}", **fast}),
+    ]
+    network.start_all(nodes)
+    network.connect_all(nodes)
+    wait_until(lambda: all(n.height() >= 2 for n in nodes), 120,
+               message="the testnet past height 2")
+    return nodes
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (`.ci/run` installs it), or None."""
+    return shutil.which(CHROMIUM)
+
+
+@dataclass
+class ConsoleLog:
+    """Console errors and uncaught page errors of one browser page."""
+
+    errors: list[str] = field(default_factory=list)
+    expected: int = 0  # 404 documents the test asked for (Chromium logs each as an error)
+
+    def watch(self, page: Any) -> None:
+        page.on("console", lambda msg: self.errors.append(f"console: {msg.text}")
+                if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+
+    def unexpected(self) -> list[str]:
+        """The errors, less one "404 (Not Found)" per not-found page the test opened."""
+        out, allowed = [], self.expected
+        for error in self.errors:
+            if allowed and "status of 404 (Not Found)" in error:
+                allowed -= 1
+                continue
+            out.append(error)
+        return out
+
+
+def navigation_ms(page: Any) -> float:
+    """The last navigation's duration (ms, start to the load event's end) as the page saw it."""
+    return float(page.evaluate(
+        "() => performance.getEntriesByType('navigation')[0].duration"))

@@ -1,0 +1,128 @@
+"""The explorer's pages on a real node in-process (the browser tests are
+tests/functional/test_explorer.py): headers, escaping, search and 404, the certificate, live
+blocks over SSE, and which work a block came from."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+
+import aiohttp
+
+from consensus.genesis import dev_seed
+from consensus.tx import sign_transaction
+from contracts.jobs import JobRequest, job_id_of
+from core.state import State
+from node.api.explorer.pages import CSP
+from node.api.explorer.work import JOBS, SELF, UNATTRIBUTED, JobRoots, source_of
+from tests.framework.chain import transfer
+from tests.framework.nodes import LiveNode
+
+
+async def fetch(live: LiveNode, path: str, *, status: int = 200,
+                redirects: bool = True) -> tuple[aiohttp.ClientResponse, str]:
+    async with live.session() as http, http.get(path, allow_redirects=redirects) as resp:
+        text = await resp.text()
+        assert resp.status == status, (path, text[:300])
+        return resp, text
+
+
+async def test_every_page_is_html_with_a_content_security_policy(node: LiveNode) -> None:
+    await node.mine([transfer(1, 0, amount=42)])
+    for path in ("/", "/block/1", "/swarm", "/jobs", "/chat",
+                 f"/account/{node.node.node_id.hex()}"):
+        resp, text = await fetch(node, path)
+        assert resp.content_type == "text/html", path
+        assert resp.headers["Content-Security-Policy"] == CSP
+        assert "'unsafe-inline'" not in CSP and "'unsafe-eval'" not in CSP
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert "<script>" not in text  # the one script is a file: <script src=...>
+        assert "http://" not in text.replace(node.url, "") and "https://" not in text
+    _, overview = await fetch(node, "/")
+    assert re.search(r'id="height" class="big">1<', overview)
+    resp, script = await fetch(node, "/explorer/static/explorer.js")
+    assert resp.content_type == "text/javascript" and "EventSource" in script
+    await fetch(node, "/explorer/static/nothing.js", status=404)
+
+
+async def test_user_text_is_escaped(node: LiveNode) -> None:
+    query = "<script>alert(1)</script>"
+    _, text = await fetch(node, f"/search?q={query}", status=404)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<script>alert" not in text
+
+
+async def test_search_finds_heights_blocks_txs_and_accounts(node: LiveNode) -> None:
+    tx = transfer(1, 0, amount=42)
+    block = await node.mine([tx])
+    block_id = block.header.block_id().hex()
+    to = tx.payload.to.hex()  # type: ignore[attr-defined]
+    for query, page in (("1", "/block/1"), (block_id, f"/block/{block_id}"),
+                        (tx.id().hex(), f"/tx/{tx.id().hex()}"), (to, f"/account/{to}")):
+        resp, _ = await fetch(node, f"/search?q={query}", status=302, redirects=False)
+        assert resp.headers["Location"] == page
+    _, account = await fetch(node, f"/account/{to}")
+    assert tx.id().hex()[:8] in account  # its recent transactions
+    for unknown in ("2", "ab" * 32, "not a thing", ""):
+        _, text = await fetch(node, f"/search?q={unknown}", status=404)
+        assert "Not found" in text
+    for path in ("/block/7", f"/block/{'ab' * 32}", "/block/x", f"/tx/{'ab' * 32}",
+                 f"/round/{'ab' * 32}", "/round/zz", "/account/12"):
+        await fetch(node, path, status=404)
+
+
+async def test_block_page_shows_the_certificate(node: LiveNode) -> None:
+    block = await node.mine()
+    _, text = await fetch(node, "/block/1")
+    cert = text[text.index('id="certificate"'):]
+    ticket = re.search(r"Ticket</th><td class=\"mono\">(0x[0-9a-f]{64})", cert)
+    assert ticket is not None and int(ticket.group(1), 16) <= block.header.target
+    assert "row " in cert and " of " in cert  # tile and chunk
+    _, genesis = await fetch(node, "/block/0")
+    assert "not mined" in genesis
+
+
+async def test_new_blocks_reach_the_live_stream(node: LiveNode) -> None:
+    async with node.session() as http, http.get("/explorer/events") as resp:
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        assert await resp.content.readline() == b"retry: 2000\n"
+        await resp.content.readline()  # the stream is open: the explorer listens
+        block = await node.mine()
+        lines = [await asyncio.wait_for(resp.content.readline(), 30) for _ in range(2)]
+    assert lines[0] == b"event: block\n"
+    event = json.loads(lines[1].removeprefix(b"data: "))
+    assert event["height"] == event["tip_height"] == 1
+    assert event["id"] == block.header.block_id().hex()
+
+
+async def test_a_generated_block_is_self_generated_work(node: LiveNode) -> None:
+    token = node.api.token
+    async with node.session() as http, http.post(
+            "/api/v1/miner/generate", json={"count": 1},
+            headers={"Authorization": f"Bearer {token}"}) as resp:
+        mined = (await resp.json())["blocks"]
+    assert node.miner is None  # not mining on its own: the builder's miner answered
+    _, text = await fetch(node, "/")
+    row = text[text.index(f'<td class="mono"><a href="/block/{mined[0]}"'):]
+    assert f'class="tag {SELF}"' in row[:row.index("</tr>")]
+
+
+async def test_a_block_on_a_jobs_operands_is_jobs_work(node: LiveNode) -> None:
+    """A header whose operand roots are a job's on chain is that job's work, whoever mined
+    it; other blocks of another miner are unattributed (the chain does not say)."""
+    request = JobRequest(assignee=node.node.node_id, root_a=b"\x01" * 32, root_b=b"\x02" * 32,
+                         m=16, k=256, n=16, escrow=100, timeout=50, salt=bytes(32))
+    tx = sign_transaction(dev_seed(1), chain_id=node.chain.params.chain_id, nonce=0, fee=10,
+                          payload=request)
+    block = await node.mine([tx])
+    roots = JobRoots()
+    roots.catch_up(node.chain)
+    state = State(node.chain.state_view())
+    job_id = job_id_of(requester=tx.sender, root_a=request.root_a, root_b=request.root_b,
+                       m=16, k=256, n=16, salt=bytes(32))
+    on_job = dataclasses.replace(block.header, root_a=request.root_a, root_b=request.root_b)
+    assert roots.job_of(on_job, state) == job_id
+    assert source_of(on_job, jobs=roots, state=state, miner=None) == JOBS
+    assert source_of(block.header, jobs=roots, state=state, miner=None) == UNATTRIBUTED

@@ -1,4 +1,4 @@
-"""Fork choice: a block tree where the most cumulative work wins.
+"""Fork choice: a block tree where the most cumulative work wins, above the finalized block.
 
 Pure bookkeeping, no I/O and no clock: the tree knows each block's parent, height and
 cumulative work, holds orphans until their parent arrives, and answers every insertion with
@@ -11,6 +11,11 @@ Tie rule: among blocks of equal cumulative work the one *seen first* wins, where
 order of ``add`` calls (an orphan is seen when it arrives, not when its parent does). The tip
 is therefore always the maximum of ``(cumulative_work, -seen)`` over all valid blocks
 connected to genesis, whatever order the blocks came in.
+
+Finality (docs/finality.md §8): the tree keeps a *finalized* block (genesis at first) and the
+most-work rule applies only among its descendants. `add` refuses a block off the finalized
+chain with `ForkChoiceError` (``forkchoice.conflicts_with_finalized``), so sync and reorgs
+never cross it; `finalize` only moves it forward along the chain.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from core.errors import ForkChoiceError
 
 BlockId = bytes
 
@@ -75,6 +82,7 @@ class BlockTree:
         self._orphans_by_parent: dict[BlockId, list[BlockId]] = {}
         self._next_seen = 1
         self._tip = genesis
+        self._finalized = genesis
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -99,6 +107,20 @@ class BlockTree:
 
     def entries(self) -> Iterable[TreeEntry]:
         return self._entries.values()
+
+    @property
+    def finalized(self) -> BlockId:
+        """Id of the finalized block: every block the tree accepts descends from it."""
+        return self._finalized.block_id
+
+    def descends_from_finalized(self, block_id: BlockId) -> bool:
+        """Whether a connected block is the finalized block or one of its descendants."""
+        return self._descends(self._entries[block_id], self._finalized)
+
+    def _descends(self, entry: TreeEntry, ancestor: TreeEntry) -> bool:
+        if entry.height < ancestor.height:
+            return False
+        return self.ancestor(entry.block_id, ancestor.height) == ancestor.block_id
 
     def is_orphan(self, block_id: BlockId) -> bool:
         return block_id in self._orphans
@@ -151,7 +173,9 @@ class BlockTree:
 
         A block whose parent is unknown is held as an orphan and connected when the parent
         arrives; the orphan pool is bounded by ``max_orphans`` (oldest dropped first). A block
-        already known, or a descendant of an invalid block, changes nothing.
+        already known, or a descendant of an invalid block, changes nothing. A block whose
+        parent is known but off the finalized chain raises `ForkChoiceError`
+        (``forkchoice.conflicts_with_finalized``) and is not added.
         """
         # Work must be positive, or a chain could grow without gaining weight.
         if work <= 0:
@@ -159,6 +183,13 @@ class BlockTree:
         # A known block (connected or orphan) is a duplicate: first seen wins.
         if block_id in self._entries or block_id in self._orphans:
             return NO_CHANGE
+        # A block must descend from the finalized block: no reorg crosses finality.
+        parent = self._entries.get(parent_id)
+        if parent is not None and not self._descends(parent, self._finalized):
+            raise ForkChoiceError(
+                "forkchoice.conflicts_with_finalized",
+                f"block {block_id.hex()} is off the chain of the finalized block "
+                f"{self._finalized.block_id.hex()} (height {self._finalized.height})")
         seen = self._next_seen
         self._next_seen += 1
         # Unknown parent: hold until it arrives.
@@ -209,6 +240,9 @@ class BlockTree:
         # Genesis is valid by definition.
         if block_id == self.genesis_id:
             raise ValueError("cannot invalidate genesis")
+        # The finalized block and its ancestors stay valid (finality is never undone).
+        if self._descends(self._finalized, self._entries[block_id]):
+            raise ValueError("cannot invalidate the finalized block or its ancestors")
         old_tip = self._tip
         stack = [block_id]
         while stack:
@@ -216,16 +250,53 @@ class BlockTree:
             self._invalid.add(bid)
             stack.extend(self._children[bid])
         if old_tip.block_id in self._invalid:
-            valid = (e for e in self._entries.values() if e.block_id not in self._invalid)
-            self._tip = max(valid, key=_key)
+            self._tip = self._best_descendant(self._finalized)
         return self.path(old_tip.block_id, self._tip.block_id)
+
+    def finalize(self, block_id: BlockId) -> Reorg:
+        """Move the finalized block forward to ``block_id``; return the reorg to the best tip
+        among its descendants (a heavier chain off it stops counting).
+
+        A block at or below the finalized height on the finalized chain changes nothing (a
+        reorg onto a branch whose state has finalized less); a block off the finalized chain
+        or an invalid one raises `ForkChoiceError` (``forkchoice.finality_conflict``): two
+        conflicting finalized blocks mean the validators broke the protocol.
+        """
+        entry = self._entries[block_id]
+        # The new finalized block must be on the finalized chain, either side of it.
+        on_chain = (self._descends(entry, self._finalized)
+                    or self._descends(self._finalized, entry))
+        if not on_chain or block_id in self._invalid:
+            raise ForkChoiceError("forkchoice.finality_conflict",
+                                  f"{block_id.hex()} conflicts with the finalized block "
+                                  f"{self._finalized.block_id.hex()}")
+        if entry.height <= self._finalized.height:
+            return NO_CHANGE
+        old_tip = self._tip
+        self._finalized = entry
+        self._tip = self._best_descendant(entry)
+        return self.path(old_tip.block_id, self._tip.block_id)
+
+    def _best_descendant(self, root: TreeEntry) -> TreeEntry:
+        """The fork choice's tip among the valid descendants of ``root`` (itself included)."""
+        best = root
+        stack = [root.block_id]
+        while stack:
+            entry = self._entries[stack.pop()]
+            if entry.block_id in self._invalid:
+                continue  # its descendants are invalid too
+            if _key(entry) > _key(best):
+                best = entry
+            stack.extend(self._children[entry.block_id])
+        return best
 
     # -- persistence -----------------------------------------------------------------------------
 
     @classmethod
     def restore(cls, entries: Iterable[TreeEntry], *, invalid: Iterable[BlockId] = (),
-                max_orphans: int = 1024) -> BlockTree:
-        """Rebuild a tree from stored entries (any order), keeping their ``seen`` numbers."""
+                max_orphans: int = 1024, finalized: BlockId | None = None) -> BlockTree:
+        """Rebuild a tree from stored entries (any order), keeping their ``seen`` numbers;
+        ``finalized``: the finalized block (None: genesis)."""
         ordered = sorted(entries, key=lambda e: (e.height, e.seen))
         # The tree must contain exactly one root, at height 0.
         if not ordered or ordered[0].height != 0 or ordered[0].parent_id is not None:
@@ -253,7 +324,11 @@ class BlockTree:
                     b = stack.pop()
                     tree._invalid.add(b)
                     stack.extend(tree._children[b])
-        valid = (e for e in tree._entries.values() if e.block_id not in tree._invalid)
-        tree._tip = max(valid, key=_key)
+        if finalized is not None:
+            # The finalized block must be a stored, valid block.
+            if finalized not in tree._entries or finalized in tree._invalid:
+                raise ValueError("finalized block unknown or invalid")
+            tree._finalized = tree._entries[finalized]
+        tree._tip = tree._best_descendant(tree._finalized)
         tree._next_seen = max(e.seen for e in ordered) + 1
         return tree

@@ -270,14 +270,16 @@ class Node:
                 self._db.defer_sync = False
                 self._db.flush()
         if update.connected or update.disconnected:
-            before = {tx.id() for tx in self.mempool.transactions()} if update.disconnected \
-                else set()
             update_mempool(self.mempool, update, tip=self.chain.tip_view(), now=now)
             if update.disconnected:
-                # transactions a reorg put back in the pool: gossip them again, or peers
-                # that never saw them (the other side of a split) would never confirm them
-                self._readded = [tx for tx in self.mempool.transactions()
-                                 if tx.id() not in before]
+                # a reorg: gossip again, in nonce order, the pending chain of every sender
+                # whose transactions it returned, or peers that never saw them (the other
+                # side of a split) would never confirm them; the pending tail goes too, as a
+                # peer takes nonce k+2 only after k and k+1
+                senders = dict.fromkeys(tx.sender for block in update.disconnected
+                                        for tx in block.transactions)
+                self._readded = [tx for sender in senders
+                                 for tx in self.mempool.pending_of(sender)]
         return update, added, error
 
     def _diagnose(self, block: Block) -> ConsensusError | None:

@@ -493,17 +493,68 @@ class Mempool:
               now: int) -> list[bytes]:
         """After a reorg: put transactions of disconnected blocks back if still valid.
 
-        ``transactions`` are in block order (so each sender's nonces ascend). Returns the ids
-        admitted; the others are silently dropped (already confirmed or now invalid).
+        Each sender's returning transactions go back together with its pending ones, and its
+        chain is validated once. Re-admitting them one by one dropped the pending tail: with
+        k and k+1 returning and k+2 pending, admitting k alone makes k+2 a gap (k+1 is not
+        back yet), and admission drops what does not apply (bench/chaos.py's partition
+        cycles lost accepted transactions this way, and only this way). Returns the ids
+        admitted; the others are dropped (already confirmed, invalid on the new chain, or
+        refused by the pool's policy).
         """
-        admitted: list[Entry] = []
+        by_sender: dict[bytes, list[Transaction]] = {}
         for tx in transactions:
-            try:
-                admitted.append(self._admit(tx, tip=tip, now=now))
-            except MempoolError:
-                continue
+            by_sender.setdefault(tx.sender, []).append(tx)
+        admitted: list[Entry] = []
+        for sender, returning in by_sender.items():
+            admitted += self._readd_sender(sender, returning, tip=tip, now=now)
         self._write_journal(admitted)
         return [e.tx_id for e in admitted if e.tx_id in self._by_id]
+
+    def _readd_sender(self, sender: bytes, returning: Sequence[Transaction], *, tip: TipView,
+                      now: int) -> list[Entry]:
+        """One sender's returning transactions merged into its pending chain (see `readd`);
+        the entries admitted. A nonce already pending keeps its transaction (this one, or
+        another with its nonce); limits as for admission (`_within_limits`)."""
+        chain = dict(self._by_sender.get(sender, {}))
+        fresh: dict[int, Entry] = {}
+        for tx in returning:
+            if tx.nonce in chain:
+                continue
+            try:
+                entry = self._entry(tx, now=now)
+            except MempoolError:
+                continue  # e.g. below this node's relay fee (a block may carry it)
+            chain[tx.nonce] = fresh[tx.nonce] = entry
+        if not fresh:
+            return []
+        valid, _ = self._validate_chain(sender, chain, tip)
+        kept = self._within_limits(sender, valid, fresh)
+        for n, entry in chain.items():
+            if n not in kept and n not in fresh:
+                self._forget(entry.tx_id)  # pending, but no longer applies on this chain
+        if kept:
+            self._by_sender[sender] = kept
+        else:
+            self._by_sender.pop(sender, None)
+        return [e for n, e in kept.items() if n in fresh]
+
+    def _within_limits(self, sender: bytes, valid: dict[int, Entry],
+                       fresh: dict[int, Entry]) -> dict[int, Entry]:
+        """The prefix of a sender's ``valid`` chain the pool keeps, indexing the ``fresh``
+        entries it takes: the sender limit keeps the lowest nonces (the later ones depend on
+        them), and a full pool takes a fresh entry only in place of a cheaper tail."""
+        kept: dict[int, Entry] = {}
+        for n in sorted(valid)[:self.config.max_per_sender]:
+            entry = valid[n]
+            if n in fresh:
+                if len(self._by_id) >= self.config.max_total:
+                    evict = self._cheapest_tail(exclude=sender)
+                    if evict is None or not evict.rate_below(entry):
+                        break  # this nonce and the later ones stay out
+                    self._remove_from(evict.tx.sender, evict.tx.nonce)
+                self._by_id[entry.tx_id] = entry
+            kept[n] = entry
+        return kept
 
     # -- block templates -----------------------------------------------------------------------
 

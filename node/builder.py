@@ -38,6 +38,7 @@ from aiohttp import web
 
 from consensus.tx import Transaction
 from node.api import chat
+from node.api import finality as finality_api
 from node.api import miner as miner_api
 from node.api.chain import API_KEY, Api, register_routes
 from node.api.explorer import pages as explorer_pages
@@ -51,6 +52,8 @@ from node.chain.mempool import (
     MempoolJournal,
 )
 from node.config import NodeConfig
+from node.finality.keys import load_validator_seed
+from node.finality.service import FinalityService
 from node.mining.miner import MiningSettings
 from node.mining.service import MiningHost, MiningService
 from node.node import Node
@@ -111,6 +114,7 @@ class Builder:
             self.build_durable(node)
             self.build_api(node)
             mining = self.build_mining(node)
+            self.build_finality(node, mining=mining)
             swarm = self.build_swarm(node, mining=mining)
             self.build_explorer(node, swarm, mining=mining)
         except BaseException:
@@ -153,6 +157,20 @@ class Builder:
         node.miner = mining.active_miner
         node.services.append(mining)
         return mining
+
+    def build_finality(self, node: Node, *, mining: MiningService) -> FinalityService:
+        """Validator duty (when the datadir holds a validator key), VOTE gossip, the vote
+        pool, the aggregate at the end of every template, and ``GET /api/v1/finality``."""
+        validator = load_validator_seed(self.config.datadir, identity=node.node_id)
+        service = FinalityService(node, node.peers, store=node.chain.db, validator=validator)
+        node.peers.register_handler(MsgType.VOTE, service.on_frame)
+        node.add_tip_listener(service.on_tip)
+        node.peers.add_connect_listener(service.on_connect)
+        mining.miner.template_extras.append(service.template_transactions)
+        finality_api.register_routes(node.app, service, node)
+        node.finality = service
+        node.services.append(service)
+        return service
 
     def build_swarm(self, node: Node, *, mining: MiningService) -> SwarmService:
         config = self.config

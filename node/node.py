@@ -40,6 +40,7 @@ from node.chain.db import Overlay
 from node.chain.lru import LruSet
 from node.chain.mempool import Mempool, MempoolError
 from node.config import NodeConfig
+from node.finality.service import FinalityService
 from node.logging import get_logger, log_event
 from node.mining.jobs import JobService
 from node.mining.miner import Miner
@@ -109,6 +110,7 @@ class Node:
         self.miner: Miner | None = None  # set when config.mine
         self.swarm: SwarmService | None = None
         self.swarm_registration: SwarmRegistration | None = None
+        self.finality: FinalityService | None = None
         self.services: list[Service] = []  # started in order, stopped in reverse order
         self.started_at = 0.0
         self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
@@ -219,7 +221,9 @@ class Node:
                 "sync_progress": self.sync_progress, "best_peer_height": self.best_peer_height,
                 "mining": None if self.miner is None else self.miner.stats(),
                 "node_id": self.node_id.hex(), "listen": self.listen_address,
-                "mempool": len(self.mempool), "started_at": self.started_at}
+                "mempool": len(self.mempool), "started_at": self.started_at,
+                "finalized_height": self.chain.finalized.height,
+                "finalized_epoch": self.chain.finalized.epoch}
 
     # -- transactions ----------------------------------------------------------------------------
 

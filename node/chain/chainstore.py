@@ -50,6 +50,7 @@ import msgpack
 
 from consensus.block import Block, BlockHeader, work_of
 from consensus.difficulty import Anchor, DifficultyParams, chain_difficulty, required_target
+from consensus.finality import finality_status, finalized_block
 from consensus.forkchoice import BlockTree, Reorg, TreeEntry
 from consensus.genesis import GenesisConfig, build_genesis, dev_config, load_genesis_config
 from consensus.tx import Transaction, signatures_valid
@@ -529,13 +530,31 @@ class ChainStore:
         batch.put(UNDO + block_id, undo.encode())
         batch.put(_height_key(header.height), block_id)
         batch.put(TIP_KEY, block_id)
+        proved = self._proved_finalized(state, header)
+        if proved is not None:
+            batch.put(FINALIZED_KEY, proved.encode())
         self._fire("connect:before_commit")
         batch.commit()
+        if proved is not None:
+            self._finalized = proved
         self._fire("connect:after_commit")
         self._tip_id = block_id
         self._tip_header = header
         self._remember(block_id, block)
         return undo
+
+    def _proved_finalized(self, state: State, header: BlockHeader) -> FinalizedCheckpoint | None:
+        """The finalized checkpoint the state after ``header`` proves, if newer than ours
+        (its block is on this chain: the state records only its own chain's checkpoints)."""
+        status = finality_status(state)
+        root = finalized_block(status)
+        if status is None or root is None:
+            return None
+        epoch = status.finalized.epoch
+        height = epoch * self.params.finality_epoch_blocks
+        if height <= self._finalized.height or height > header.height:
+            return None
+        return FinalizedCheckpoint(epoch=epoch, height=height, block_id=root)
 
     def disconnect_block(self, block_id: bytes | None = None) -> Block:
         """Undo the tip: ONE batch with restored state, height index removal and the parent."""

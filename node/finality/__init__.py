@@ -1,0 +1,1 @@
+"""The node's finality room: validator keys and duty, the vote pool and vote gossip."""

@@ -1,0 +1,363 @@
+"""The node's finality service: validator duty, vote gossip, the vote pool, aggregation.
+
+* **Registration**: a validator key kept for the node identity's own account is registered
+  by the node itself (a `RegisterValidator` transaction once the account has bonded stake).
+* **Duty** (a node with a validator key): on every new head, `consensus.finality.vote_duty`
+  says whether a vote is due (once per epoch, after the checkpoint is recorded). The vote
+  is signed off the event loop, recorded in the node's LevelDB *before* it leaves the node
+  (``fin-node/last-vote``: a restarted validator never signs a second, different vote for a
+  target epoch it voted for, nor one surrounding it — the slashing conditions of §7), put
+  in the pool and gossiped.
+* **Gossip**: VOTE frames carry one `SignedVote`. A node-wide seen-cache drops repeats
+  before any check; admission (`consensus.finality.check_vote` against our head, on the
+  chain thread) decides: a bad BLS signature or undecodable bytes cost the sender its
+  connection and a ban (REJECT ``votes.signature`` / ``encoding``); anything an honest but
+  lagging or forked peer may send (unknown checkpoint, outside the window, not in the set
+  yet) is dropped quietly (IGNORE) and forgotten by the seen-cache, so it can be taken
+  later. An admitted vote is relayed once to every other peer.
+* **Aggregation**: the miner's template ends with this node's `FinalityVotes` transaction
+  for the link with the most new stake (`template_transactions`), signed by the node
+  identity with fee 0 and the identity's next nonce after the template's other
+  transactions, so it never takes a pending transaction's nonce.
+
+What the service reports (`report`) is what ``GET /api/v1/finality`` answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import nacl.signing
+
+from consensus.block import BlockHeader
+from consensus.finality import (
+    aggregate_votes,
+    check_vote,
+    describe,
+    finality_status,
+    registration_payload,
+    sign_vote,
+    validator_record,
+    validator_set,
+    vote_duty,
+)
+from consensus.tx import Transaction, sign_transaction
+from contracts.finality import RegisterValidator, bitfield_indices, target_votes
+from core.bls import derive_secret
+from core.errors import ConsensusError, EncodingError
+from core.state import State
+from core.votes import SignedVote, VoteData
+from node.chain.chainstore import ChainStore
+from node.chain.db import Database
+from node.chain.lru import LruSet
+from node.chain.mempool import Mempool
+from node.finality.keys import ValidatorSeed
+from node.finality.pool import VotePool
+from node.logging import get_logger, log_event
+from node.p2p.manager import PeerManager
+from node.p2p.peer import Peer
+from node.p2p.policy import Judged, Verdict
+from node.p2p.protocol import Message, MsgType
+
+log = get_logger("finality")
+T = TypeVar("T")
+REGISTRATION_FEE = 1000  # what the node pays to register its own validator key
+SEEN_VOTES = 100_000  # vote hashes remembered across peers (gossip dedup)
+LAST_VOTE_KEY = b"fin-node/last-vote"  # the validator's newest signed vote (slashing guard)
+# rules a vote can break that prove its sender relayed garbage (everything else may be an
+# honest peer that is ahead, behind or on another fork)
+PUNISHED_VOTE_RULES = frozenset({"votes.signature", "votes.source_after_target",
+                                 "votes.bitfield_length", "votes.bitfield_padding"})
+
+
+class FinalityHost(Protocol):
+    """What the finality service needs of the node (`node.node.Node` has it)."""
+
+    @property
+    def chain(self) -> ChainStore: ...
+    @property
+    def mempool(self) -> Mempool: ...
+    @property
+    def identity(self) -> nacl.signing.SigningKey: ...
+
+    async def call_chain(self, fn: Callable[[], T]) -> T: ...
+
+    async def submit_transaction(self, tx: Transaction) -> bytes: ...
+
+    def add_tip_listener(self, cb: Callable[[BlockHeader], None]) -> None: ...
+
+
+def vote_id(raw: bytes) -> bytes:
+    """The seen-cache key of a vote: a hash of its canonical bytes."""
+    return hashlib.blake2b(raw, digest_size=32, person=b"pouw/voteseen").digest()
+
+
+def may_sign(last: SignedVote | None, data: VoteData) -> bool:
+    """Whether signing ``data`` after ``last`` keeps the validator unslashable: a newer
+    target epoch, and a source no older than the last one's (never a surround)."""
+    if last is None:
+        return True
+    return data.target.epoch > last.data.target.epoch and \
+        data.source.epoch >= last.data.source.epoch
+
+
+def uncounted(state: State, votes: Sequence[SignedVote]) -> list[SignedVote]:
+    """The ``votes`` whose validator is in its target's set and not yet counted for its
+    link on this chain: what an aggregate could still add (the others would only cost
+    `aggregate_votes` a signature check each, seconds on py-ecc)."""
+    out = []
+    for vote in votes:
+        members = validator_set(state, vote.data.target.epoch)
+        index = None if members is None else members.index_of(vote.validator)
+        if index is None:
+            continue
+        link = next((lk for lk in target_votes(state, vote.data.target.epoch).links
+                     if lk.source == vote.data.source), None)
+        if link is None or index not in bitfield_indices(link.bits):
+            out.append(vote)
+    return out
+
+
+class FinalityService:
+    """Duty, gossip, pool and aggregation of one node; see the module docstring."""
+
+    def __init__(self, host: FinalityHost, peers: PeerManager, *, store: Database,
+                 validator: ValidatorSeed | None = None) -> None:
+        self.host = host
+        self.peers = peers
+        self.store = store
+        self.pool = VotePool()
+        self.seen = LruSet(SEEN_VOTES)
+        self.validator = None if validator is None else validator.address
+        self._secret = None if validator is None else derive_secret(validator.seed)
+        raw_last = store.get(LAST_VOTE_KEY)
+        self.last_vote = None if raw_last is None else SignedVote.decode(raw_last)
+        self.votes_signed = 0
+        self.votes_received = 0
+        self.votes_rejected = 0
+        self.aggregates_built = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._duty_loop())
+        self._wake.set()  # a restarted validator may owe this epoch's vote
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def on_connect(self, peer: Peer) -> None:
+        """A new peer: offer it our own pending registration and our last vote (a validator
+        that starts before it has peers, or comes back, is heard at once)."""
+        address = bytes(self.host.identity.verify_key)
+        for tx in self.host.mempool.pending_of(address):
+            if isinstance(tx.payload, RegisterValidator):
+                self.peers.broadcast_tx(tx, raw=tx.encode(), tx_id=tx.id())
+        if self.last_vote is not None:
+            raw = self.last_vote.encode()
+            peer.send(MsgType.VOTE, {"vote": raw})
+
+    def on_tip(self, _header: BlockHeader) -> None:
+        """A new head: a vote may be due, and old votes can go."""
+        self._wake.set()
+
+    # -- duty ------------------------------------------------------------------------------------
+
+    async def _duty_loop(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("finality.duty_failed")
+
+    async def tick(self) -> SignedVote | None:
+        """Prune the pool and sign this epoch's vote if one is due; the vote signed."""
+        chain = self.host.chain
+        epoch = chain.height // chain.params.finality_epoch_blocks
+        self.pool.prune(below_epoch=epoch - 1)
+        if self._secret is None or self.validator is None:
+            return None
+        await self._register_if_needed()
+        data = await self.host.call_chain(self._due)
+        if data is None or not may_sign(self.last_vote, data):
+            return None
+        secret, validator = self._secret, self.validator
+        vote = await asyncio.to_thread(sign_vote, secret, data, validator=validator,
+                                       chain_id=chain.params.chain_id)
+        raw = vote.encode()
+        # recorded (synced) before it can leave the node: the slashing guard survives a crash
+        self.store.put(LAST_VOTE_KEY, raw)
+        self.last_vote = vote
+        self.votes_signed += 1
+        self.seen.add(vote_id(raw))
+        self.pool.add(vote)
+        self.peers.broadcast_vote(raw)
+        log_event(log, "finality.voted", source=data.source.epoch, target=data.target.epoch,
+                  root=data.target.root)
+        return vote
+
+    async def _register_if_needed(self) -> None:
+        """A validator whose account is the node identity registers its BLS key itself
+        (once it has bonded stake and no registration is pending); a key kept for another
+        account is registered by its wallet (``pouwchain validator register``)."""
+        identity = self.host.identity
+        address = bytes(identity.verify_key)
+        if self.validator != address or self._secret is None:
+            return
+        params = self.host.chain.params
+
+        def due() -> int | None:
+            """Chain thread: the nonce to register with, or None (registered, pending,
+            or not enough stake)."""
+            state = State(self.host.chain.state_view())
+            if validator_record(state, address) is not None:
+                return None
+            if state.stake(address).bonded < params.min_validator_stake:
+                return None
+            pending = self.host.mempool.pending_of(address)
+            if any(isinstance(tx.payload, RegisterValidator) for tx in pending):
+                return None
+            return state.account(address).nonce + len(pending)
+
+        nonce = await self.host.call_chain(due)
+        if nonce is None:
+            return
+        payload = await asyncio.to_thread(registration_payload, self._secret)
+        tx = sign_transaction(bytes(identity), chain_id=params.chain_id, nonce=nonce,
+                              fee=REGISTRATION_FEE, payload=payload)
+        try:
+            await self.host.submit_transaction(tx)
+        except (ValueError, ConsensusError) as exc:
+            log_event(log, "finality.register_rejected", level=logging.WARNING,
+                      reason=str(getattr(exc, "reason", "") or exc))
+            return
+        log_event(log, "finality.register_sent", validator=address, nonce=nonce)
+
+    def _due(self) -> VoteData | None:
+        """Chain thread: the vote our head asks of this validator, if any."""
+        chain = self.host.chain
+        state = State(chain.state_view())
+        data = vote_duty(state, height=chain.height, params=chain.params)
+        if data is None or self.validator is None:
+            return None
+        members = validator_set(state, data.target.epoch)
+        if members is None or members.index_of(self.validator) is None:
+            return None
+        return data
+
+    # -- gossip ----------------------------------------------------------------------------------
+
+    async def on_frame(self, peer: Peer, msg: Message) -> None:
+        """A VOTE frame: decode, dedup, admit against our head, pool and relay."""
+        raw: bytes = msg["vote"]
+        key = vote_id(raw)
+        if not self.seen.add(key):
+            return  # IGNORE: a repeat
+        vote = SignedVote.decode(raw)  # EncodingError: the policy bans the sender
+        self.votes_received += 1
+        try:
+            await self.host.call_chain(lambda: self._admit(vote))
+        except ConsensusError as exc:
+            self.votes_rejected += 1
+            if isinstance(exc, EncodingError) or exc.rule in PUNISHED_VOTE_RULES:
+                raise Judged(exc.rule, exc.message, verdict=Verdict.REJECT) from exc
+            self.seen.discard(key)  # may be fine once our head catches up
+            log_event(log, "finality.vote_ignored", level=logging.DEBUG, peer=peer.node_id,
+                      rule=exc.rule)
+            return
+        if self.pool.add(vote):
+            self.peers.broadcast_vote(raw, exclude=peer)
+
+    def _admit(self, vote: SignedVote) -> int:
+        """Chain thread: gossip admission against our head (raises the rule broken)."""
+        chain = self.host.chain
+        return check_vote(State(chain.state_view()), vote, height=chain.height + 1,
+                          params=chain.params)
+
+    # -- aggregation (the miner's template) ------------------------------------------------------
+
+    def template_transactions(self, state: State, height: int) -> Sequence[Transaction]:
+        """Chain thread: this node's aggregate for a block at ``height`` built on ``state``
+        (the template's state after its other transactions), or nothing."""
+        params = self.host.chain.params
+        epoch = height // params.finality_epoch_blocks
+        votes = uncounted(state, self.pool.votes(min_target_epoch=max(0, epoch - 1)))
+        if not votes:
+            return ()
+        payload = aggregate_votes(state, votes, height=height, params=params)
+        if payload is None:
+            return ()
+        identity = self.host.identity
+        sender = bytes(identity.verify_key)
+        tx = sign_transaction(bytes(identity), chain_id=params.chain_id,
+                              nonce=state.account(sender).nonce, fee=0, payload=payload)
+        self.aggregates_built += 1
+        return (tx,)
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        """Chain thread: what ``GET /api/v1/finality`` answers (JSON-ready): the chain's
+        finality (`consensus.finality.describe`: justified, finalized, participation per
+        epoch, stalled), the checkpoint this node will never leave, its vote pool and, on a
+        validator, its duty."""
+        chain = self.host.chain
+        params = chain.params
+        state = State(chain.state_view())
+        height = chain.height
+        out: dict[str, Any] = dict(describe(finality_status(state), height=height,
+                                            params=params))
+        final = chain.finalized
+        out.update({
+            "height": height,
+            "epoch_blocks": params.finality_epoch_blocks,
+            # the node's own finalized checkpoint (monotonic, kept across restarts): the one
+            # its fork choice never leaves
+            "node_finalized": {"epoch": final.epoch, "height": final.height,
+                               "root": final.block_id.hex()},
+            "finalized_height": final.height,
+            "pool": [{"source_epoch": c.source_epoch, "target_epoch": c.target_epoch,
+                      "target_root": c.target_root.hex(), "votes": c.votes}
+                     for c in self.pool.counts()],
+            "validator": None,
+        })
+        if self.validator is not None:
+            members = validator_set(state, height // params.finality_epoch_blocks)
+            last = self.last_vote
+            out["validator"] = {
+                "address": self.validator.hex(),
+                "registered": validator_record(state, self.validator) is not None,
+                "in_set": members is not None and members.index_of(self.validator) is not None,
+                "last_vote": None if last is None else {
+                    "source_epoch": last.data.source.epoch,
+                    "target_epoch": last.data.target.epoch},
+                "votes_signed": self.votes_signed,
+            }
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """Counters for /metrics (event loop: attribute reads only)."""
+        return {"votes_signed": self.votes_signed, "votes_received": self.votes_received,
+                "votes_rejected": self.votes_rejected, "pool_votes": len(self.pool),
+                "aggregates_built": self.aggregates_built}

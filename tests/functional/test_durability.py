@@ -103,7 +103,7 @@ def test_below_fee_transaction_is_refused_with_the_minimum(network: TestNetwork)
     with pytest.raises(ApiError) as info:
         node.send_tx(cheap)
     assert info.value.status == 400 and info.value.body["reason"] == "fee_too_low"
-    assert f"minimum {len(cheap.encode())} " in info.value.body["error"]
+    assert f"minimum {len(cheap.encode())} " in info.value.body["error"]["message"]
     node.send_tx(transfer(1, 0, address_of(2), 1, fee=1000))
 
 

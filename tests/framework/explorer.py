@@ -22,7 +22,7 @@ from testnet.launcher import ARITH, swarm_backend
 from tests.framework.nodes import TestNetwork, TestNode
 from tests.framework.util import wait_until
 
-SCRIPT_ANSWER = "<script>document.title='pwned';window.pwned=1</script>42"
+SCRIPT_ANSWER = "<script>document.title='pwned';window.pwned=1</script>41"  # and wrong
 SCRIPT_MODEL = "script-model"
 CHROMIUM = "chromium"
 

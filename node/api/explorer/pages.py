@@ -360,23 +360,17 @@ def row_json(row: BlockRow) -> dict[str, Any]:
 
 def strength_chart(view: dict[str, Any], *, width: int = 480,
                    bar_height: int = 26) -> dict[str, Any] | None:
-    """One horizontal bar per ranked answer: its Bradley-Terry strength θ (a bar from the
-    zero line, left for negative), with the answer's score σ(θ) as the label."""
+    """One horizontal bar per ranked answer: its Bradley-Terry strength as the score σ(θ)
+    in 0..1 (0.5: θ = 0, an even match), θ in the label."""
     result = view.get("result")
     if not result or not result.get("answers"):
         return None
-    answers = result["answers"]
-    span = max(1, *(abs(a["strength_micro"]) for a in answers))
-    middle = width / 2
-    bars = []
-    for i, a in enumerate(answers):
-        length = (width / 2 - 4) * abs(a["strength_micro"]) / span
-        x = middle if a["strength_micro"] >= 0 else middle - length
-        bars.append({"x": x, "y": i * bar_height + 4, "width": max(1.0, length),
-                     "height": bar_height - 8, "rank": a["rank"], "node": a["node"],
-                     "theta": a["strength_micro"] / 1e6, "score": a["score_micro"] / 1e6,
-                     "accepted": a["accepted"]})
-    return {"width": width, "height": len(bars) * bar_height + 8, "middle": middle,
+    bars = [{"x": 0, "y": i * bar_height + 4, "width": max(2.0, width * a["score_micro"] / 1e6),
+             "height": bar_height - 8, "rank": a["rank"], "node": a["node"],
+             "theta": a["strength_micro"] / 1e6, "score": a["score_micro"] / 1e6,
+             "accepted": a["accepted"]}
+            for i, a in enumerate(result["answers"])]
+    return {"width": width, "height": len(bars) * bar_height + 8, "middle": width / 2,
             "bars": bars}
 
 

@@ -1,0 +1,151 @@
+"""Explorer page loads in real headless Chromium against a real local testnet (issue 15).
+
+Starts the browser tests' testnet (`tests.framework.explorer`: three node processes, one
+mining, built-in arithmetic models plus one answering through a local OpenAI-compatible
+endpoint), asks the swarm a question, confirms a transfer, then loads every page
+``--repeat`` times in Debian's ``chromium`` (Playwright, ``executable_path``): the first load
+of each page in a fresh browser context (cold: stylesheet and script fetched) and the rest
+in that context (warm). A load is the navigation's duration as the page measures it
+(``performance`` navigation entry: request start to the load event's end); the server's
+share is its time to the last response byte. Goal: every page under 1 s.
+
+Usage: ``python bench/explorer.py [--repeat 5] [--min-height 12] [--screenshots docs]
+[--json]``; a table, then with ``--json`` one JSON object as the last line.
+``--screenshots DIR`` writes DIR/explorer-overview.png and DIR/explorer-round.png (the README's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page, sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* helpers
+
+from consensus.genesis import dev_seed
+from consensus.tx import sign_transaction
+from contracts import Transfer
+from testnet.genesis import DEV_CHAIN_ID
+from tests.framework.explorer import (
+    ConsoleLog,
+    chromium_path,
+    navigation_ms,
+    script_model,
+    start_explorer_testnet,
+)
+from tests.framework.nodes import TestNetwork, TestNode
+from tests.framework.util import wait_until
+
+GOAL_MS = 1000.0
+
+
+def _post_json(url: str, body: dict[str, Any], timeout: float = 120) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.load(response)
+
+
+def prepare(nodes: list[TestNode], min_height: int) -> dict[str, str]:
+    """A round, a confirmed transfer and ``min_height`` blocks; the pages to load."""
+    node = nodes[0]
+    asked = _post_json(node.url + "/v1/chat/completions", {
+        "messages": [{"role": "user", "content": "What is 17+25?"}]})
+    tx = sign_transaction(dev_seed(5), chain_id=DEV_CHAIN_ID, nonce=0, fee=10,
+                          payload=Transfer(to=bytes(range(32)), amount=1234))
+    tx_id = node.send_tx(tx)
+    wait_until(lambda: node.api("GET", f"/api/v1/txs/{tx_id}", auth=False)["status"]
+               == "confirmed", 60, message="the transfer confirmed")
+    wait_until(lambda: node.height() >= min_height, 30 + 3 * min_height,
+               message=f"height {min_height}")
+    return {"overview": "/", "block": f"/block/{node.height()}", "tx": f"/tx/{tx_id}",
+            "account": f"/account/{bytes(range(32)).hex()}", "swarm": "/swarm",
+            "round": f"/round/{asked['round_id']}", "jobs": "/jobs", "chat": "/chat",
+            "not found": f"/block/{'ab' * 32}"}
+
+
+def measure(page: Page, url: str) -> tuple[float, float]:
+    """(navigation ms, server ms: request start to the response's last byte)."""
+    page.goto(url)
+    server = float(page.evaluate("() => { const n = performance.getEntriesByType("
+                                 "'navigation')[0]; return n.responseEnd - n.requestStart; }"))
+    return navigation_ms(page), server
+
+
+def run(repeat: int, min_height: int, screenshots: Path | None) -> dict[str, Any]:
+    chromium = chromium_path()
+    if chromium is None:
+        raise SystemExit("needs Debian's chromium (apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="bench-explorer-") as tmp, \
+            script_model() as model_url:
+        network = TestNetwork(Path(tmp))
+        try:
+            nodes = start_explorer_testnet(network, model_url)
+            pages = prepare(nodes, min_height)
+            base = nodes[0].url
+            rows: dict[str, dict[str, float]] = {}
+            errors: list[str] = []
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                                     args=["--no-sandbox"])
+                for name, path in pages.items():
+                    context = browser.new_context(viewport={"width": 1200, "height": 900})
+                    page = context.new_page()
+                    log = ConsoleLog(expected=repeat if name == "not found" else 0)
+                    log.watch(page)
+                    loads = [measure(page, base + path) for _ in range(repeat)]
+                    if screenshots is not None and name in ("overview", "round"):
+                        screenshots.mkdir(parents=True, exist_ok=True)
+                        page.screenshot(path=str(screenshots / f"explorer-{name}.png"),
+                                        full_page=True)
+                    context.close()
+                    errors += [f"{name}: {e}" for e in log.unexpected()]
+                    warm = [ms for ms, _ in loads[1:]] or [loads[0][0]]
+                    rows[name] = {"cold_ms": round(loads[0][0], 1),
+                                  "warm_median_ms": round(statistics.median(warm), 1),
+                                  "warm_max_ms": round(max(warm), 1),
+                                  "server_median_ms": round(statistics.median(
+                                      s for _, s in loads), 1)}
+                browser.close()
+        finally:
+            network.teardown()
+    slowest = max(max(r["cold_ms"], r["warm_max_ms"]) for r in rows.values())
+    return {"bench": "explorer", "repeat": repeat, "pages": rows, "slowest_ms": slowest,
+            "goal_ms": GOAL_MS, "under_goal": slowest < GOAL_MS, "console_errors": errors,
+            "height": min_height}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="loads per page (first cold)")
+    parser.add_argument("--min-height", type=int, default=12,
+                        help="blocks to wait for before loading (the charts' width)")
+    parser.add_argument("--screenshots", type=Path, default=None,
+                        help="write explorer-overview.png and explorer-round.png here")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args()
+    started = time.monotonic()
+    result = run(max(1, args.repeat), args.min_height, args.screenshots)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    print(f"{'page':<10} {'cold ms':>8} {'warm median':>12} {'warm max':>9} {'server':>8}")
+    for name, row in result["pages"].items():
+        print(f"{name:<10} {row['cold_ms']:>8.1f} {row['warm_median_ms']:>12.1f} "
+              f"{row['warm_max_ms']:>9.1f} {row['server_median_ms']:>8.1f}")
+    print(f"slowest {result['slowest_ms']:.1f} ms (goal < {GOAL_MS:.0f} ms: "
+          f"{'met' if result['under_goal'] else 'MISSED'}); console errors: "
+          f"{len(result['console_errors'])}")
+    if args.json:
+        print(json.dumps(result))
+    sys.exit(0 if not result["console_errors"] else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,7 @@ from core.errors import ForkChoiceError
 G = b"genesis"
 
 
-def chain(tree: BlockTree, prefix: str, parent: bytes, length: int, *, work: int = 1
+def add_branch(tree: BlockTree, prefix: str, parent: bytes, length: int, *, work: int = 1
           ) -> list[bytes]:
     """Add ``length`` blocks named ``<prefix><i>`` on ``parent``; return their ids."""
     ids = []
@@ -25,8 +25,8 @@ def chain(tree: BlockTree, prefix: str, parent: bytes, length: int, *, work: int
 
 def test_a_heavier_branch_off_the_finalized_block_stops_counting() -> None:
     tree = BlockTree(genesis_id=G, genesis_work=1)
-    a = chain(tree, "a", G, 3)  # a0 a1 a2
-    b = chain(tree, "b", a[0], 5)  # heavier, forks after a0
+    a = add_branch(tree, "a", G, 3)  # a0 a1 a2
+    b = add_branch(tree, "b", a[0], 5)  # heavier, forks after a0
     assert tree.tip == b[-1]
     reorg = tree.finalize(a[1])  # a1 is off the b branch
     assert tree.finalized == a[1]
@@ -37,7 +37,7 @@ def test_a_heavier_branch_off_the_finalized_block_stops_counting() -> None:
 
 def test_a_block_off_the_finalized_chain_is_refused_with_a_reason() -> None:
     tree = BlockTree(genesis_id=G, genesis_work=1)
-    a = chain(tree, "a", G, 4)
+    a = add_branch(tree, "a", G, 4)
     tree.finalize(a[2])
     size = len(tree)
     for parent in (G, a[0], a[1]):  # siblings of the finalized chain, below the finalized height
@@ -54,7 +54,7 @@ def test_a_block_off_the_finalized_chain_is_refused_with_a_reason() -> None:
 
 def test_orphans_attach_above_the_finalized_block() -> None:
     tree = BlockTree(genesis_id=G, genesis_work=1)
-    a = chain(tree, "a", G, 3)
+    a = add_branch(tree, "a", G, 3)
     tree.finalize(a[2])
     assert tree.add(b"o1", parent_id=b"o0", work=1) == NO_CHANGE  # orphan: parent unknown
     assert tree.add(b"o0", parent_id=a[2], work=1) == Reorg((b"o0", b"o1"), ())
@@ -62,8 +62,8 @@ def test_orphans_attach_above_the_finalized_block() -> None:
 
 def test_finality_moves_only_forward_and_a_conflict_is_an_error() -> None:
     tree = BlockTree(genesis_id=G, genesis_work=1)
-    a = chain(tree, "a", G, 4)
-    b = chain(tree, "b", a[0], 2)
+    a = add_branch(tree, "a", G, 4)
+    b = add_branch(tree, "b", a[0], 2)
     assert tree.finalize(a[2]) == NO_CHANGE  # a is already the best chain
     assert tree.finalize(a[1]) == NO_CHANGE and tree.finalized == a[2]  # older: ignored
     assert tree.finalize(a[2]) == NO_CHANGE
@@ -78,8 +78,8 @@ def test_finality_moves_only_forward_and_a_conflict_is_an_error() -> None:
 
 def test_invalidating_the_tip_falls_back_to_the_best_eligible_block() -> None:
     tree = BlockTree(genesis_id=G, genesis_work=1)
-    a = chain(tree, "a", G, 3)  # work 3
-    b = chain(tree, "b", G, 2, work=2)  # work 4
+    a = add_branch(tree, "a", G, 3)  # work 3
+    b = add_branch(tree, "b", G, 2, work=2)  # work 4
     assert tree.tip == b[-1]
     tree.finalize(a[0])
     assert tree.tip == a[-1]
@@ -90,8 +90,8 @@ def test_invalidating_the_tip_falls_back_to_the_best_eligible_block() -> None:
 
 def test_restore_keeps_the_finalized_block() -> None:
     tree = BlockTree(genesis_id=G, genesis_work=1)
-    a = chain(tree, "a", G, 2)
-    b = chain(tree, "b", G, 3)
+    a = add_branch(tree, "a", G, 2)
+    b = add_branch(tree, "b", G, 3)
     tree.finalize(a[1])
     restored = BlockTree.restore(tree.entries(), finalized=tree.finalized)
     assert restored.finalized == a[1] and restored.tip == a[-1]

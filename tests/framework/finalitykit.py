@@ -141,7 +141,7 @@ def new_finality_chain(stakes: Sequence[int], *, params: ChainParams | None = No
     return FinalityChain(params=params or finality_params(), state=state), validators
 
 
-def vote(v: Validator, data: VoteData, *, chain_id: int = CHAIN_ID) -> SignedVote:
+def signed_vote(v: Validator, data: VoteData, *, chain_id: int = CHAIN_ID) -> SignedVote:
     return SignedVote(validator=v.address, data=data,
                       signature=BACKEND.sign(v.secret, vote_signing_root(data, chain_id=chain_id)))
 

@@ -126,3 +126,11 @@ async def test_a_block_on_a_jobs_operands_is_jobs_work(node: LiveNode) -> None:
     assert roots.job_of(on_job, state) == job_id
     assert source_of(on_job, jobs=roots, state=state, miner=None) == JOBS
     assert source_of(block.header, jobs=roots, state=state, miner=None) == UNATTRIBUTED
+
+
+async def test_a_node_stops_with_a_live_stream_open(node: LiveNode) -> None:
+    """Node.stop ends the explorer's SSE streams instead of waiting on them."""
+    async with node.session() as http, http.get("/explorer/events") as resp:
+        await resp.content.readline()
+        await asyncio.wait_for(node.stop(), 30)
+        assert await asyncio.wait_for(resp.content.read(), 30) == b"\n"

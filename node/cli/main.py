@@ -18,7 +18,7 @@ import platform
 import sys
 from collections.abc import Callable, Sequence
 
-from node.cli import ask, demo, jobs, lookup, status, wallet
+from node.cli import ask, demo, jobs, lookup, status, validator, wallet
 from node.cli import node as node_command
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -28,7 +28,7 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE
 #: The node's command groups, in the order ``--help`` lists them.
 COMMAND_GROUPS: tuple[Registrar, ...] = (
     node_command.register, status.register, wallet.register, lookup.register, jobs.register,
-    ask.register, demo.register,
+    ask.register, demo.register, validator.register,
 )
 
 

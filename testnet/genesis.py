@@ -37,6 +37,9 @@ TESTNET_UNBONDING_DELAY = 120
 # collected when the settlement is held (not when the window closes), so the delay still
 # only needs lag + epoch.
 TESTNET_INCLUSION_WINDOW = 20
+# blocks per finality epoch (docs/finality.md §1): at the launcher's paced ~3 s blocks a
+# checkpoint every ~12 s, finalized about two epochs later
+TESTNET_FINALITY_EPOCH_BLOCKS = 4
 
 
 def genesis_dict(
@@ -65,6 +68,7 @@ def genesis_dict(
         "block_subsidy": 50_000_000,
         "min_node_stake": TESTNET_MIN_NODE_STAKE,
         "swarm_inclusion_window": TESTNET_INCLUSION_WINDOW,
+        "finality_epoch_blocks": TESTNET_FINALITY_EPOCH_BLOCKS,
         "balances": {public_key(seed).hex(): balance for seed in seeds},
         "stakes": {public_key(seeds[0]).hex(): stake} if seeds else {},
     }
@@ -117,6 +121,19 @@ def node_seed(datadir: Path) -> bytes:
     with os.fdopen(fd, "wb") as f:
         f.write(seed)
     return seed
+
+
+def validator_key(datadir: Path) -> None:
+    """Give the node in ``datadir`` a BLS validator key (``validator.key``: a random 32-byte
+    seed, 0600, what `node.finality.keys` loads) unless it has one: once its identity has
+    bonded stake the node registers the key and votes (dev networks: keys in clear)."""
+    path = datadir / "validator.key"
+    if path.exists():
+        return
+    datadir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(os.urandom(32))
 
 
 def funded_addresses(path: Path) -> set[bytes]:

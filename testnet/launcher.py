@@ -43,6 +43,7 @@ from testnet.genesis import (
     load_keys,
     new_keys,
     node_seed,
+    validator_key,
     write_genesis,
 )
 from testnet.process import (
@@ -310,6 +311,7 @@ def up(
             datadir = Path(rec.datadir)
             datadir.mkdir(exist_ok=True)
             node_seed(datadir)  # the identity the genesis (or fund_nodes) funds
+            validator_key(datadir)  # registered and voting once the node has staked
             write_node_config(datadir, i, swarm=swarm, model=swarm_model)
             extra = ["--swarm-backend", swarm_backend(i, swarm_model)] if swarm else []
             extra += log_flags(log_json)

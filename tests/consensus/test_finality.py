@@ -23,7 +23,7 @@ from consensus.finality import (
     slashing_evidence,
     vote_duty,
 )
-from consensus.genesis import dev_config
+from consensus.genesis import dev_config, dev_seed
 from consensus.tx import Transaction, sign_transaction
 from consensus.validation import disconnect_block
 from contracts import Payload
@@ -155,12 +155,19 @@ def test_aggregate_votes_takes_the_link_adding_most_stake_and_nothing_twice() ->
     assert payload is not None and payload.data == good
     assert chain.block([chain.transaction(RELAYER_SEED, payload)]) == ["ok"]
     assert aggregate_votes(chain.state, votes, height=7, params=params) is None
+    forged = dataclasses.replace(signed_vote(validators[2], good),
+                                 signature=signed_vote(validators[3], good).signature)
+    assert aggregate_votes(chain.state, [forged], height=7, params=params) is None
+    trusted = aggregate_votes(chain.state, [forged], height=7, params=params,
+                              verify_signatures=False)  # the pool's word: the block refuses it
+    assert trusted is not None
     more = aggregate_votes(chain.state, [*votes, signed_vote(validators[2], good)], height=7,
                            params=params)
     members = chain.members(2)
     assert members is not None and more is not None
     assert more.bits == bitfield_of([members.index_of(validators[2].address) or 0], 4)
-    assert chain.block([chain.transaction(RELAYER_SEED, more)]) == ["ok"]
+    assert chain.block([chain.transaction(dev_seed(301), trusted),
+                        chain.transaction(RELAYER_SEED, more)]) == ["votes.signature", "ok"]
     status = chain.status()
     assert status is not None and status.finalized == chain.checkpoint(1)
 

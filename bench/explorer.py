@@ -10,7 +10,9 @@ in that context (warm). A load is the navigation's duration as the page measures
 share is its time to the last response byte. Goal: every page under 1 s.
 
 Usage: ``python bench/explorer.py [--repeat 5] [--min-height 12] [--screenshots docs]
-[--json]``; a table, then with ``--json`` one JSON object as the last line.
+[--registered] [--json]``; a table, then with ``--json`` one JSON object as the last line.
+``--registered``: the nodes stake, register and calibrate first (arith-l variants), so the
+round is drawn from the registry and settles on chain with payouts and reputation changes.
 ``--screenshots DIR`` writes DIR/explorer-overview.png and DIR/explorer-round.png (the README's).
 """
 
@@ -40,11 +42,13 @@ from tests.framework.explorer import (
     navigation_ms,
     script_model,
     start_explorer_testnet,
+    start_registered_testnet,
 )
 from tests.framework.nodes import TestNetwork, TestNode
 from tests.framework.util import wait_until
 
 GOAL_MS = 1000.0
+SETTLED_FEE = 3000  # what a registered round pays (from the origin node's account)
 
 
 def _post_json(url: str, body: dict[str, Any], timeout: float = 120) -> Any:
@@ -54,11 +58,27 @@ def _post_json(url: str, body: dict[str, Any], timeout: float = 120) -> Any:
         return json.load(response)
 
 
-def prepare(nodes: list[TestNode], min_height: int) -> dict[str, str]:
+def ask(node: TestNode, *, settled: bool) -> str:
+    """A round's id; with ``settled``, one drawn from the registry, once settled on chain."""
+    def asked() -> str | None:
+        reply = _post_json(node.url + "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "What is 17+25?"}],
+            **({"fee": SETTLED_FEE} if settled else {})})
+        status = str(reply["settlement_status"])
+        return None if settled and status.startswith("not on chain") else reply["round_id"]
+
+    round_id: str = wait_until(asked, 120, interval=1.0, message="a round")
+    if settled:
+        wait_until(lambda: str(node.api("GET", f"/api/v1/rounds/{round_id}", auth=False)[
+            "settlement_status"]).startswith("settled at height"), 120, interval=0.5,
+            message="the round settled on chain")
+    return round_id
+
+
+def prepare(nodes: list[TestNode], min_height: int, *, settled: bool) -> dict[str, str]:
     """A round, a confirmed transfer and ``min_height`` blocks; the pages to load."""
     node = nodes[0]
-    asked = _post_json(node.url + "/v1/chat/completions", {
-        "messages": [{"role": "user", "content": "What is 17+25?"}]})
+    round_id = ask(node, settled=settled)
     tx = sign_transaction(dev_seed(5), chain_id=DEV_CHAIN_ID, nonce=0, fee=10,
                           payload=Transfer(to=bytes(range(32)), amount=1234))
     tx_id = node.send_tx(tx)
@@ -68,7 +88,7 @@ def prepare(nodes: list[TestNode], min_height: int) -> dict[str, str]:
                message=f"height {min_height}")
     return {"overview": "/", "block": f"/block/{node.height()}", "tx": f"/tx/{tx_id}",
             "account": f"/account/{bytes(range(32)).hex()}", "swarm": "/swarm",
-            "round": f"/round/{asked['round_id']}", "jobs": "/jobs", "chat": "/chat",
+            "round": f"/round/{round_id}", "jobs": "/jobs", "chat": "/chat",
             "not found": f"/block/{'ab' * 32}"}
 
 
@@ -80,7 +100,8 @@ def measure(page: Page, url: str) -> tuple[float, float]:
     return navigation_ms(page), server
 
 
-def run(repeat: int, min_height: int, screenshots: Path | None) -> dict[str, Any]:
+def run(repeat: int, min_height: int, screenshots: Path | None,
+        registered: bool) -> dict[str, Any]:
     chromium = chromium_path()
     if chromium is None:
         raise SystemExit("needs Debian's chromium (apt-get install chromium)")
@@ -88,8 +109,9 @@ def run(repeat: int, min_height: int, screenshots: Path | None) -> dict[str, Any
             script_model() as model_url:
         network = TestNetwork(Path(tmp))
         try:
-            nodes = start_explorer_testnet(network, model_url)
-            pages = prepare(nodes, min_height)
+            nodes = start_registered_testnet(network) if registered else \
+                start_explorer_testnet(network, model_url)
+            pages = prepare(nodes, min_height, settled=registered)
             base = nodes[0].url
             rows: dict[str, dict[str, float]] = {}
             errors: list[str] = []
@@ -120,7 +142,7 @@ def run(repeat: int, min_height: int, screenshots: Path | None) -> dict[str, Any
     slowest = max(max(r["cold_ms"], r["warm_max_ms"]) for r in rows.values())
     return {"bench": "explorer", "repeat": repeat, "pages": rows, "slowest_ms": slowest,
             "goal_ms": GOAL_MS, "under_goal": slowest < GOAL_MS, "console_errors": errors,
-            "height": min_height}
+            "min_height": min_height, "registered": registered}
 
 
 def main() -> None:
@@ -130,10 +152,13 @@ def main() -> None:
                         help="blocks to wait for before loading (the charts' width)")
     parser.add_argument("--screenshots", type=Path, default=None,
                         help="write explorer-overview.png and explorer-round.png here")
+    parser.add_argument("--registered", action="store_true",
+                        help="nodes that register and calibrate: the round settles on chain "
+                             "(payouts, reputation changes); no <script> answerer")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
     started = time.monotonic()
-    result = run(max(1, args.repeat), args.min_height, args.screenshots)
+    result = run(max(1, args.repeat), args.min_height, args.screenshots, args.registered)
     result["seconds"] = round(time.monotonic() - started, 1)
     print(f"{'page':<10} {'cold ms':>8} {'warm median':>12} {'warm max':>9} {'server':>8}")
     for name, row in result["pages"].items():

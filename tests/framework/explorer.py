@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from testnet.launcher import ARITH, swarm_backend
+from testnet.launcher import ARITH, swarm_backend, swarm_settings
 from tests.framework.nodes import TestNetwork, TestNode
 from tests.framework.util import wait_until
 
@@ -89,6 +89,21 @@ def start_explorer_testnet(network: TestNetwork, script_url: str) -> list[TestNo
     network.connect_all(nodes)
     wait_until(lambda: all(n.height() >= 2 for n in nodes), 120,
                message="the testnet past height 2")
+    return nodes
+
+
+def start_registered_testnet(network: TestNetwork, timeout: float = 240) -> list[TestNode]:
+    """Three connected nodes with the arith-l variants (which pass calibration) that stake,
+    register and calibrate by themselves (dev accounts 0..2; node 0 mines), so their rounds
+    settle on chain with payouts and reputation changes."""
+    nodes = [network.add_node(mine=i == 0, start=False, dev_key=i, config={
+        **swarm_settings(variant, ARITH), "mining_block_interval": 1.0,
+        "swarm_settle_backoff": 1}) for i, variant in enumerate((0, 2, 3))]
+    network.start_all(nodes)
+    network.connect_all(nodes)
+    wait_until(lambda: all(n.api("GET", "/api/v1/swarm/registration", auth=False)["phase"]
+                           == "calibrated" for n in nodes), timeout, interval=0.5,
+               message="every node registered and calibrated on chain")
     return nodes
 
 

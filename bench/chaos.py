@@ -45,6 +45,7 @@ restarts, RSS growth <= 10%.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -120,6 +121,7 @@ class Chaos:
         self.threads: list[threading.Thread] = []
         self.deadline = float("inf")  # monotonic: phases stop starting steps after it
         self.cut_short: list[str] = []  # phases the deadline ended early
+        self.loads: list[float] = [os.getloadavg()[0]]  # 1-min load average at each check
 
     # ------------------------------------------------------------------------- nodes
 
@@ -281,6 +283,7 @@ class Chaos:
         ``supply_of``: the node stopped to sum its store (kill rounds sum the killed ones)."""
         with self.lock:
             self.figures["checks"] += 1
+            self.loads.append(os.getloadavg()[0])
             f = self.figures
             print(f"[{time.strftime('%H:%M:%S')}] {step}: cycles {f['cycles']} kills "
                   f"{f['kills']} divergences {f['divergences']} supply errors "
@@ -362,7 +365,9 @@ class Chaos:
                 self.figures["cycles"] += 1
             self.check(f"partition cycle {cycle}", supply_of=self.nodes[cycle % len(self.nodes)])
 
-    def kill_phase(self, kills: int, window: float) -> None:
+    def kill_phase(self, kills: int, window: float, check_every: int = 1) -> None:
+        """Kill rounds until ``kills``; the whole network is checked after every
+        ``check_every``-th round and after the last (each killed store after its kill)."""
         rng = random.Random(self.rng.random())
         scenarios = ["mining", "syncing", "reorging", "settling"]
         round_no = 0
@@ -381,23 +386,31 @@ class Chaos:
                                         args=(v, scenario, rng.random() * window, rng))
                        for v in victims]
             if scenario == "reorging":
-                rest = [n for n in self.nodes if n not in victims]
-                self.proxy.cut([[v.index for v in victims], [n.index for n in rest]])
-                self.both_sides_mine([victims, rest])
-                self.proxy.heal()
-                for v in victims:  # dial now: the reorg starts at once
-                    for other in rest[:1]:
-                        try:
-                            v.api("POST", "/api/v1/peers", timeout=10.0,
-                                  address=self.proxy.address(v.index, other.index))
-                        except (ApiError, OSError):
-                            pass
+                self.split_off(victims)
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             round_no += 1
-            self.check(f"kill round {round_no} ({scenario})")
+            if round_no % check_every == 0 or self.figures["kills"] >= kills:
+                self.check(f"kill round {round_no} ({scenario})")
+        if round_no % check_every:
+            self.check(f"kill round {round_no} (last)")
+
+    def split_off(self, victims: Sequence[TestNode]) -> None:
+        """Cut ``victims`` off until both sides have mined, heal, and make each victim dial
+        the rest now (its reorg starts at once: the moment to kill it)."""
+        rest = [n for n in self.nodes if n not in victims]
+        self.proxy.cut([[v.index for v in victims], [n.index for n in rest]])
+        self.both_sides_mine([victims, rest])
+        self.proxy.heal()
+        for v in victims:
+            for other in rest[:1]:
+                try:
+                    v.api("POST", "/api/v1/peers", timeout=10.0,
+                          address=self.proxy.address(v.index, other.index))
+                except (ApiError, OSError):
+                    pass
 
     def out_of_time(self, phase: str) -> bool:
         if time.monotonic() < self.deadline:
@@ -499,7 +512,7 @@ class Sender:
         tx_id = node.send_tx(self.unsent)  # ApiError/OSError: the same bytes next time
         self.unsent = None
         self.in_flight = AcceptedTx(tx_id=tx_id, sender=self.index, nonce=self.nonce,
-                                    node=node.index)
+                                    node=node.index, accepted_at=time.time())
         chaos.ledger.record(self.in_flight)
 
 
@@ -540,7 +553,7 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
         chaos.start_load()
         steps: dict[str, Callable[[], Any]] = {
             "partition": lambda: chaos.partition_phase(args.cycles),
-            "kill": lambda: chaos.kill_phase(args.kills, args.kill_window),
+            "kill": lambda: chaos.kill_phase(args.kills, args.kill_window, args.check_every),
             "soak": lambda: soak.update(chaos.soak_phase(args.soak, args.warmup, args.sample)),
         }
         for phase in phases:
@@ -579,6 +592,10 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
         "proxy": {"refused": chaos.proxy.refused, "cut": chaos.proxy.cut_connections},
         "soak": soak, "problems": chaos.problems[:20],
         "load": os.getloadavg()[0],
+        "load_at_checks": {"min": round(min(chaos.loads), 1),
+                           "median": round(statistics.median(chaos.loads), 1),
+                           "max": round(max(chaos.loads), 1)},
+        "lost_txs": [dataclasses.asdict(tx) for tx in chaos.ledger.lost[:50]],
     }
     return result
 
@@ -601,7 +618,8 @@ def print_table(r: dict[str, Any]) -> None:
         ("swarm asks", r["asks"]), ("proxy refused / cut", tuple(r["proxy"].values())),
         ("soak RSS growth max", f"{soak.get('rss_growth_max')} (goal <= {RSS_GOAL})"),
         ("soak RSS end MB", soak.get("rss_end_mb")), ("soak fd growth", soak.get("fd_growth")),
-        ("soak mempool max", soak.get("mempool_max")), ("load (1 min)", r["load"]),
+        ("soak mempool max", soak.get("mempool_max")), ("load (1 min) at the end", r["load"]),
+        ("load at checks min/med/max", tuple(r["load_at_checks"].values())),
     ]
     for name, value in rows:
         print(f"{name:<30}{value}")
@@ -615,6 +633,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default="partition,kill,soak")
     parser.add_argument("--cycles", type=int, default=100)
     parser.add_argument("--kills", type=int, default=1000)
+    parser.add_argument("--check-every", type=int, default=1, metavar="N",
+                        help="kill rounds between two checks of the whole network (each "
+                             "killed store is checked after its kill regardless)")
     parser.add_argument("--kill-window", type=float, default=2.0,
                         help="a victim dies at a random moment of this many seconds")
     parser.add_argument("--soak", type=float, default=3600.0, help="soak seconds")

@@ -291,6 +291,7 @@ class AcceptedTx:
     sender: int
     nonce: int
     node: int  # the node whose API accepted it
+    accepted_at: float = 0.0  # wall clock (time.time()) of the answer: to find it in logs
 
 
 class TxLedger:

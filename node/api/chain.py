@@ -20,6 +20,7 @@ import dataclasses
 import inspect
 import ipaddress
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -40,7 +41,13 @@ from node.api.errors import (
 from node.api.errors import (
     error_middleware as error_middleware,  # re-exported: apps that serve API routes alone
 )
-from node.api.metrics import MetricsNode, PeerLister, chain_facts, render_metrics
+from node.api.metrics import (
+    MetricsNode,
+    MetricsSection,
+    PeerLister,
+    chain_facts,
+    render_metrics,
+)
 from node.chain.chainstore import ChainStore
 from node.chain.txindex import TxIndex
 from node.config import ConfigError, parse_address
@@ -206,6 +213,13 @@ class Api:
         self.auth = TokenAuth(token)
         self.token = token
         self.txindex = TxIndex(node.chain)
+        # what other rooms add (`node.api.chat`: the swarm): a ``/api/v1/status`` section by
+        # name, a ``/ready`` check by name (True, or False and why), ``/metrics`` families
+        self.status_sections: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.ready_checks: dict[str, Callable[[], tuple[bool, str]]] = {
+            "synced": self.synced}
+        self.metric_sections: list[MetricsSection] = []
+        self.started = time.monotonic()
 
     async def on_chain(self, fn: Callable[[], T]) -> T:
         """Run a read of store/mempool on the node's chain thread (their only writer), so it
@@ -235,7 +249,34 @@ class Api:
             "sync_progress": float(node.sync_progress),
             "mempool": len(node.mempool),
             "mining": mining,
-        }
+        } | {name: section() for name, section in self.status_sections.items()}
+
+    def synced(self) -> tuple[bool, str]:
+        """A ``/ready`` check: not catching up, and no connected peer announced a higher
+        tip."""
+        node = self.node
+        if node.syncing:
+            return False, f"syncing ({float(node.sync_progress):.0%})"
+        best = int(node.best_peer_height or 0)
+        if best > node.chain.height:
+            return False, f"height {node.chain.height}, a peer announced {best}"
+        return True, f"height {node.chain.height}"
+
+    async def get_health(self, request: web.Request) -> web.Response:
+        """``GET /health``: liveness (the event loop answers), nothing else checked."""
+        return web.json_response({"status": "ok",
+                                  "uptime_s": round(time.monotonic() - self.started, 1)})
+
+    async def get_ready(self, request: web.Request) -> web.Response:
+        """``GET /ready``: 200 once every check passes (synced; a swarm node registered and
+        calibrated), else ``503 not_ready`` naming the failing checks."""
+        checks = {name: check() for name, check in self.ready_checks.items()}
+        view = {name: {"ok": ok, "detail": detail} for name, (ok, detail) in checks.items()}
+        failing = [f"{name}: {detail}" for name, (ok, detail) in checks.items() if not ok]
+        if failing:
+            raise ApiError(503, "not_ready", "not ready: " + "; ".join(failing),
+                           headers={"Retry-After": "5"}, extra={"checks": view})
+        return web.json_response({"ready": True, "checks": view})
 
     async def get_status(self, request: web.Request) -> web.Response:
         return web.json_response(self.status())  # attribute reads only: on the loop
@@ -399,7 +440,7 @@ class Api:
 
     async def get_metrics(self, request: web.Request) -> web.Response:
         facts = await self.on_chain(lambda: chain_facts(self.node))
-        text = render_metrics(self.node, chain=facts)
+        text = render_metrics(self.node, chain=facts, sections=self.metric_sections)
         return web.Response(text=text, content_type="text/plain",
                             headers={"X-Prometheus-Format": "0.0.4"})
 
@@ -423,4 +464,6 @@ def register_routes(app: web.Application, node: ApiNode, *, token: str | None = 
     app.router.add_delete(f"{p}/peers/{{node_id}}", api.delete_peer)
     app.router.add_get(f"{p}/mempool", api.get_mempool)
     app.router.add_get("/metrics", api.get_metrics)
+    app.router.add_get("/health", api.get_health)
+    app.router.add_get("/ready", api.get_ready)
     return api

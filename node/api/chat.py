@@ -10,16 +10,25 @@
   ``context_length_exceeded``; an empty one a 400 that starts no round.
   Extra fields: ``round_id``, ``answerer`` (the chosen node), ``score`` (σ(θ), 0..1) and
   ``settlement_status``. Optional extra request field ``fee`` (integer). Errors are
-  OpenAI-style ``{"error": {"message", "type", "param", "code"}}``.
+  OpenAI-style ``{"error": {"message", "type", "param", "code"}, "reason"}`` (every route's shape).
 - ``POST /api/v1/swarm/requests``: ``{"request": hex}``, a `RequestAnnouncement` its client
   signed (`pouwchain ask --wallet`); the fee comes from the client's swarm escrow, which must
   cover it (402 otherwise). Answers with the round view once the fast path is done.
-- ``GET /api/v1/rounds/{id}``: answers, judgments, strengths and settlement status.
+  A round without an answer is the answerers' reason at once (`round_failed`: 422
+  ``unsupported_prompt``, 400 ``context_length_exceeded``, 502 ``answerers_failed``, 504
+  ``no_answer``; streamed: an error event), a swarm still forming 503 ``no_swarm_nodes``
+  with ``Retry-After``.
+- ``GET /api/v1/rounds/{id}``: answers, judgments, strengths, abstentions and settlement
+  status; ``GET /api/v1/rounds``: the rounds held here, newest first.
 - ``GET /v1/models``: the swarm as one model, ``pouwchain-swarm``, then the models its
   capable nodes serve (registry, or the interim candidates), named where known;
   ``GET /v1/models/{model}`` one of them (404 ``model_not_found`` otherwise).
 - ``GET /api/v1/swarm/registration``: the node's registration machine
   (`node.swarm.registration`).
+
+It also adds the swarm's sections to the node API's routes: ``swarm`` in
+``/api/v1/status``, the ``swarm_registered`` check of ``/ready`` and the swarm's
+``/metrics`` families.
 
 The API imports the swarm room, never the reverse: the builder calls `register_routes`.
 """
@@ -39,7 +48,9 @@ from aiohttp import web
 from contracts.registry import is_capable, swarm_node_ids
 from contracts.swarm import ANY_MODEL
 from core.state import State
+from node.api.chain import API_KEY
 from node.api.errors import ApiError, error_body, read_json
+from node.api.metrics import MetricsText
 from node.swarm.errors import FeeNotCovered, SwarmUnavailable
 from node.swarm.generation import (
     MAX_STOP,
@@ -50,8 +61,8 @@ from node.swarm.generation import (
     bound_words,
     cut_at_stop,
 )
+from node.swarm.registration import CALIBRATED, OFF, SwarmRegistration
 from node.swarm.registration import ROUTE as REGISTRATION_ROUTE
-from node.swarm.registration import SwarmRegistration
 from node.swarm.round import RoundState
 from node.swarm.service import SwarmService
 from swarm.bradley_terry import FRACTION_BITS
@@ -70,6 +81,8 @@ CONTEXT_WINDOW = 8192
 TEMPLATE_TOKENS = 64
 #: the longest question a round can carry, in UTF-8 bytes
 MAX_PROMPT_BYTES = MAX_PROMPT
+DEFAULT_ROUND_LIST = 20
+MAX_ROUND_LIST = 1000  # rounds a node keeps in memory (`node.swarm.service.MAX_ROUNDS`)
 #: seconds between SSE comments while a streamed round runs (proxies keep the stream open)
 KEEPALIVE_SECONDS = 10.0
 #: ``Retry-After`` of a 503 ``no_swarm_nodes``: a forming swarm registers within blocks
@@ -507,6 +520,96 @@ class ChatApi:
         view["settlement_status"] = self.service.settlement_status(state)
         return web.json_response(view)
 
+    async def round_list(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/rounds?limit=N``: the rounds this node holds, newest first."""
+        text = request.query.get("limit", str(DEFAULT_ROUND_LIST))
+        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ROUND_LIST):
+            raise ApiError(400, "bad_limit", f"limit must be an integer 1..{MAX_ROUND_LIST}",
+                           param="limit")
+        rounds = sorted(self.service.rounds.values(), key=lambda s: s.started,
+                        reverse=True)[:int(text)]
+        return web.json_response({"count": len(self.service.rounds), "rounds": [
+            {"round_id": s.round_id.hex(), "status": s.status, "origin": s.origin.hex(),
+             "fee": s.announcement.request.fee, "model": model_name(
+                 s.announcement.request.model), "height": s.height,
+             "prompt": s.prompt[:120], "answerers": len(s.answerers),
+             "chosen": None if s.chosen is None else s.chosen.hex(),
+             "error_code": s.error_code, "settlement_status": s.settlement_status}
+            for s in rounds]})
+
+    # -- status, readiness, metrics (sections of the node API's routes) -----------------------
+
+    def unsettled(self) -> list[RoundState]:
+        """Complete on-chain rounds this node holds that have not settled yet."""
+        return [s for s in self.service.rounds.values()
+                if s.height and s.status == "complete" and s.settled is None]
+
+    def swarm_status(self) -> dict[str, Any]:
+        """The ``swarm`` section of ``/api/v1/status``: registration, rounds, abstentions,
+        settlement lag (`node.swarm.stats`)."""
+        service = self.service
+        registration = self.registration.status()
+        view = service.stats.view()
+        unsettled = self.unsettled()
+        height = service.host.chain.height
+        view["settlement"] |= {
+            "unsettled": len(unsettled),
+            "oldest_unsettled_blocks": max((height - s.height for s in unsettled),
+                                           default=None)}
+        backend = service.backend
+        return {"enabled": backend is not None,
+                "model": None if backend is None else model_name(backend.model_id),
+                "registration": {k: registration[k] for k in (
+                    "enabled", "phase", "stake", "calibration", "last_error")},
+                **self.registry_entry(), **view}
+
+    def registry_entry(self) -> dict[str, bool]:
+        """Whether the chain's swarm registry lists this node, and as capable (calibrated):
+        what drawing it in on-chain rounds needs, however it registered."""
+        state = State(self.service.host.chain.state_view())
+        node = self.service.node_id
+        listed = state.swarm_node(node) is not None
+        return {"registered": listed, "capable": listed and is_capable(state, node)}
+
+    def registered(self) -> tuple[bool, str]:
+        """A ``/ready`` check: a node that registers itself is ready once calibrated."""
+        phase = self.registration.phase
+        if phase == OFF:
+            return True, "not registering (swarm_register off)"
+        return phase == CALIBRATED, f"registration {phase}"
+
+    def swarm_metrics(self, out: MetricsText) -> None:
+        """The swarm's ``/metrics`` families."""
+        stats = self.service.stats
+        outcomes = {"answered": 0, "unsupported_prompt": 0, "context_length_exceeded": 0,
+                    "answerers_failed": 0, "no_answer": 0} | dict(stats.originated)
+        out.family("swarm_rounds_total", "counter",
+                   "Swarm rounds this node originated, by outcome (answered, or the code the "
+                   "client got).", [({"outcome": k}, v) for k, v in sorted(outcomes.items())])
+        out.family("swarm_commitments_total", "counter",
+                   "Answers and judgments this node committed to in rounds it was drawn for.",
+                   [({"role": "answer"}, stats.answered), ({"role": "judgment"}, stats.judged)])
+        out.family("swarm_abstentions_total", "counter",
+                   "Signed abstentions this node sent, by role and reason.",
+                   [({"role": role, "reason": reason}, n)
+                    for (role, reason), n in sorted(stats.abstained.items())])
+        out.histogram("swarm_round_seconds",
+                      "Latency of the rounds this node originated, announce to complete.",
+                      [({"outcome": k}, h) for k, h in sorted(stats.round_seconds.items())])
+        out.histogram("swarm_settlement_lag_blocks",
+                      "Blocks from a round's height to the block that settled it.",
+                      [({}, stats.settlement_lag)])
+        unsettled = self.unsettled()
+        height = self.service.host.chain.height
+        out.one("swarm_unsettled_rounds", "gauge",
+                "Complete on-chain rounds held here, not settled yet.", len(unsettled))
+        out.one("swarm_oldest_unsettled_blocks", "gauge",
+                "Blocks since the oldest unsettled round's height (0: none).",
+                max((height - s.height for s in unsettled), default=0))
+        out.one("swarm_registered", "gauge",
+                "1 once this node is registered and calibrated in the swarm registry.",
+                self.registration.phase == CALIBRATED)
+
     async def registration_status(self, request: web.Request) -> web.Response:
         """``GET /api/v1/swarm/registration``: where the node is in joining the registry."""
         return web.json_response(self.registration.status())
@@ -565,9 +668,15 @@ def register_routes(app: web.Application, service: SwarmService,
                     registration: SwarmRegistration) -> None:
     """Serve the swarm's client routes (module docstring) and the registration status."""
     api = ChatApi(service, registration)
+    node_api = app.get(API_KEY)
+    if node_api is not None:  # the node API's sections: status, readiness, metrics
+        node_api.status_sections["swarm"] = api.swarm_status
+        node_api.ready_checks["swarm_registered"] = api.registered
+        node_api.metric_sections.append(api.swarm_metrics)
     app.router.add_post("/v1/chat/completions", api.completions)
     app.router.add_get("/v1/models", api.models)
     app.router.add_get("/v1/models/{model}", api.model)
+    app.router.add_get("/api/v1/rounds", api.round_list)
     app.router.add_get("/api/v1/rounds/{round_id}", api.round_view)
     app.router.add_post("/api/v1/swarm/requests", api.signed_request)
     app.router.add_get(REGISTRATION_ROUTE, api.registration_status)

@@ -134,6 +134,11 @@ def slug(text: str) -> str:
 def http_exception_response(request: web.BaseRequest, exc: web.HTTPException) -> web.Response:
     """aiohttp's own 4xx/5xx (no route, wrong method, too large...) as our JSON."""
     message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    if exc.status == 404 and message == exc.reason:  # the router's: no such route
+        message = f"Invalid URL ({request.method} {request.path[:200]}): no such route"
+        message += ("; the OpenAI-compatible routes are POST /v1/chat/completions and GET "
+                    "/v1/models" if request.path.startswith("/v1/") else
+                    "; docs/api.md lists the routes")
     headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
     reason = "body_too_large" if exc.status == 413 else slug(exc.reason)
     return error_response(request, exc.status, reason, message or exc.reason, headers=headers)

@@ -13,7 +13,7 @@ the model itself on a node without a miner (the swarm service's ``inference_stat
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -83,6 +83,20 @@ class MetricsNode(Protocol):
     def http_gate(self) -> ConnectionCounts | None: ...
 
 
+class HistogramLike(Protocol):
+    """A cumulative histogram (`node.swarm.stats.Histogram`)."""
+
+    @property
+    def sum(self) -> float: ...
+    @property
+    def count(self) -> int: ...
+    def cumulative(self) -> list[tuple[str, int]]: ...
+
+
+#: a section of the metrics another room adds (the swarm's): it writes its families
+MetricsSection = Callable[["MetricsText"], None]
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -116,6 +130,21 @@ class MetricsText:
             suffix = f"{{{label_text}}}" if label_text else ""
             self.lines.append(f"{full}{suffix} {_number(value)}")
 
+    def histogram(self, name: str, help_text: str,
+                  series: Sequence[tuple[Mapping[str, str], HistogramLike]]) -> None:
+        """A histogram family: per series its cumulative ``_bucket{le}``, ``_sum``, ``_count``."""
+        full = PREFIX + name
+        self.lines.append(f"# HELP {full} {help_text}")
+        self.lines.append(f"# TYPE {full} histogram")
+        for labels, hist in series:
+            base = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+            for le, count in hist.cumulative():
+                label_text = f'{base},le="{le}"' if base else f'le="{le}"'
+                self.lines.append(f"{full}_bucket{{{label_text}}} {count}")
+            suffix = f"{{{base}}}" if base else ""
+            self.lines.append(f"{full}_sum{suffix} {_number(float(hist.sum))}")
+            self.lines.append(f"{full}_count{suffix} {hist.count}")
+
     def one(self, name: str, kind: str, help_text: str, value: float) -> None:
         self.family(name, kind, help_text, [({}, value)])
 
@@ -133,9 +162,11 @@ def chain_facts(node: MetricsNode) -> dict[str, Any]:
             "mempool_bytes": sum(len(tx.encode()) for tx in txs)}
 
 
-def render_metrics(node: MetricsNode, *, chain: dict[str, Any] | None = None) -> str:
+def render_metrics(node: MetricsNode, *, chain: dict[str, Any] | None = None,
+                   sections: Sequence[MetricsSection] = ()) -> str:
     """The node's metrics as Prometheus text; ``chain`` is `chain_facts` read elsewhere
-    (peers, sync and miner numbers are read here, on the caller's thread)."""
+    (peers, sync and miner numbers are read here, on the caller's thread); ``sections``
+    add other rooms' families (the swarm's, `node.api.chat`)."""
     facts = chain if chain is not None else chain_facts(node)
     out = MetricsText()
     out.family("info", "gauge", "Static facts about the node (value is always 1).",
@@ -208,4 +239,6 @@ def render_metrics(node: MetricsNode, *, chain: dict[str, Any] | None = None) ->
     out.one("inference_blocks_total", "counter",
             "Blocks won by tickets of the swarm's inference products.",
             int(stats.get("inference_blocks", 0)))
+    for section in sections:
+        section(out)
     return out.text()

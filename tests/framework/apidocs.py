@@ -47,11 +47,13 @@ def spec_routes(text: str) -> set[tuple[str, str]]:
 
 
 def app_routes(app: web.Application) -> set[tuple[str, str]]:
-    """API routes of an app: ``/api/``, the OpenAI-compatible ``/v1/`` and ``/metrics`` (HEAD
-    twins and the peer WebSocket left out)."""
+    """API routes of an app: ``/api/``, the OpenAI-compatible ``/v1/``, ``/metrics``,
+    ``/health`` and ``/ready`` (HEAD twins, the peer WebSocket and the explorer's pages left
+    out)."""
     out = set()
     for route in app.router.routes():
         path = route.resource.canonical if route.resource is not None else ""
-        if route.method != "HEAD" and (path.startswith(("/api/", "/v1/")) or path == "/metrics"):
+        if route.method != "HEAD" and (path.startswith(("/api/", "/v1/")) or
+                                       path in ("/metrics", "/health", "/ready")):
             out.add((path, route.method))
     return out

@@ -37,18 +37,27 @@ def parse(text: str) -> dict[str, float]:
     samples: dict[str, float] = {}
     typed: set[str] = set()
     helped: set[str] = set()
+    histograms: set[str] = set()
     for line in text.splitlines():
         if line.startswith("# HELP "):
             helped.add(line.split()[2])
         elif line.startswith("# TYPE "):
             _, _, name, kind = line.split()
-            assert kind in ("gauge", "counter")
+            assert kind in ("gauge", "counter", "histogram")
             typed.add(name)
+            if kind == "histogram":
+                histograms.add(name)
         else:
             match = SAMPLE.match(line)
             assert match, line
             name, labels, value = match.groups()
-            assert name in typed and name in helped, name
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+            if family in histograms:  # a histogram's _bucket{le}, _sum and _count
+                assert name != family and (not name.endswith("_bucket") or 'le="' in labels)
+                name_typed = family
+            else:
+                name_typed = name
+            assert name_typed in typed and name_typed in helped, name
             samples[name + (labels or "")] = float(value)
     return samples
 

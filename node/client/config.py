@@ -20,6 +20,7 @@ import dataclasses
 import math
 import os
 import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,10 @@ def load_client_config(datadir: Path) -> ClientConfig:
                 raise ClientConfigError(f"{path}: {name} must be a non-empty string")
             values[name] = raw[name]
     if "node" in values:
-        values["node"] = normalize_node_url(values["node"])
+        try:
+            values["node"] = normalize_node_url(values["node"])
+        except ValueError as exc:
+            raise ClientConfigError(f"{path}: node: {exc}") from exc
     for name in ("http_timeout", "wait_timeout"):
         if name in raw:
             values[name] = _seconds(f"{path}: {name}", raw[name])
@@ -105,18 +109,19 @@ def load_client_config(datadir: Path) -> ClientConfig:
 def normalize_node_url(text: str) -> str:
     """``http://host:port`` from a URL or a bare ``host:port`` (as `testnet status` prints
     it); ValueError for anything else."""
-    url = text.strip().rstrip("/")
+    url = text.strip()
     if "://" not in url:
         url = f"http://{url}"
-    scheme, _, rest = url.partition("://")
-    host, _, port = rest.partition("/")[0].rpartition(":")
-    if scheme not in ("http", "https") or not rest or " " in rest:
-        raise ValueError(f"expected http://HOST:PORT or HOST:PORT, got {text!r}")
-    if port and not host:
-        raise ValueError(f"no host in {text!r}")
-    if host and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise ValueError(f"bad port in {text!r} (1 to 65535)")
-    return url
+    bad = ValueError(f"expected http://HOST:PORT or HOST:PORT, got {text!r}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # ValueError when not a number or out of range
+    except ValueError as exc:
+        raise bad from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or " " in url or \
+            port == 0:
+        raise bad
+    return url.rstrip("/")
 
 
 def wallet_path(datadir: Path, wallet: str) -> Path:

@@ -3,8 +3,9 @@
 `request` sends one JSON request and raises `HttpError` for an error status (connection
 errors propagate: callers polling a starting or stopping node catch them); the launcher's
 status table and the functional tests use it (through `testnet.client`). `ApiClient`, for
-the CLI commands, turns the API's JSON errors (``{"error", "reason"}``) and connection
-failures into one exception type, so a command can print a clear line and exit non-zero.
+the CLI commands, turns the API's JSON errors (``{"error": {"message", "code"}}`` or
+``{"error", "reason"}``), timeouts and connection failures into one exception type, so a
+command can print a clear line and exit non-zero.
 Blocking on purpose: its users are sequential scripts, and a timeout on every call keeps
 them bounded.
 """
@@ -22,10 +23,6 @@ DEFAULT_NODE_URL = "http://127.0.0.1:7645"
 NODE_ENV = "POUWCHAIN_NODE"
 
 
-def default_node_url() -> str:
-    return os.environ.get(NODE_ENV, DEFAULT_NODE_URL)
-
-
 def _node_json_api(datadir: Path) -> str:
     path = Path(datadir) / "node.json"
     try:
@@ -41,15 +38,15 @@ def _node_json_api(datadir: Path) -> str:
 
 def node_url(*, node: str | None, datadir: Path | None, configured: str | None = None,
              default_datadir: Path | None = None) -> str:
-    """The API URL to use, the same for every command: ``--node``; else the running node's
-    ``<datadir>/node.json`` for an explicit ``--datadir`` (its port may be random; an error
-    if there is none); else ``$POUWCHAIN_NODE``; else ``configured`` (client.toml's
-    ``node``); else the node.json in ``default_datadir`` if a node runs there; else
-    http://127.0.0.1:7645."""
+    """The API URL to use, the same for every command: ``--node``; else, for an explicit
+    ``--datadir``, that datadir's configured node (client.toml's ``node``, passed as
+    ``configured``) or its running node's ``node.json`` (its port may be random; an error if
+    there is none); else ``$POUWCHAIN_NODE``; else ``configured``; else the node.json in
+    ``default_datadir`` if a node runs there; else http://127.0.0.1:7645."""
     if node:
         return node
     if datadir is not None:
-        return _node_json_api(datadir)
+        return configured or _node_json_api(datadir)
     env = os.environ.get(NODE_ENV)
     if env:
         return env

@@ -92,9 +92,12 @@ def prepare(nodes: list[TestNode], min_height: int, *, settled: bool) -> dict[st
             "not found": f"/block/{'ab' * 32}"}
 
 
-def measure(page: Page, url: str) -> tuple[float, float]:
-    """(navigation ms, server ms: request start to the response's last byte)."""
-    page.goto(url)
+def measure(page: Page, url: str, status: int) -> tuple[float, float]:
+    """(navigation ms, server ms: request start to the response's last byte); the page must
+    answer ``status``."""
+    response = page.goto(url)
+    if response is None or response.status != status:
+        raise SystemExit(f"{url}: HTTP {None if response is None else response.status}")
     server = float(page.evaluate("() => { const n = performance.getEntriesByType("
                                  "'navigation')[0]; return n.responseEnd - n.requestStart; }"))
     return navigation_ms(page), server
@@ -123,7 +126,8 @@ def run(repeat: int, min_height: int, screenshots: Path | None,
                     page = context.new_page()
                     log = ConsoleLog(expected=repeat if name == "not found" else 0)
                     log.watch(page)
-                    loads = [measure(page, base + path) for _ in range(repeat)]
+                    status = 404 if name == "not found" else 200
+                    loads = [measure(page, base + path, status) for _ in range(repeat)]
                     if screenshots is not None and name in ("overview", "round"):
                         screenshots.mkdir(parents=True, exist_ok=True)
                         page.screenshot(path=str(screenshots / f"explorer-{name}.png"),

@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test test-fast lint typecheck pytest bench demo clean model
+.PHONY: run test test-fast test-repeat lint typecheck pytest bench demo clean model
 
 # The `reference` extra (transformers on the shipped GGUF: bench/inference.py's reference row,
 # bench/llm_reference_check.py) is installed with dev, in the same pip call, rather than by a
@@ -31,6 +31,12 @@ test: lint typecheck pytest
 ## make test-fast: the inner loop, every test that starts no process (pytest -m "not slow")
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
+
+## make test-repeat N=5: issue 12's check, `make test` N times in a row in a fresh clone of
+## HEAD beside a busy core, stopping at the first failure (.ci/repeat; BUSY=0, KEEP=1)
+N ?= 5
+test-repeat:
+	.ci/repeat $(N)
 
 lint: $(STAMP)
 	$(BIN)/ruff check core pouw consensus contracts node swarm testnet tests bench

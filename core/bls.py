@@ -30,7 +30,6 @@ from py_ecc.bls.g2_primitives import (
     G2_to_signature,
     pubkey_to_G1,
     signature_to_G2,
-    subgroup_check,
 )
 from py_ecc.optimized_bls12_381.optimized_curve import Z1, Z2, add, curve_order, is_inf
 
@@ -66,7 +65,10 @@ class BlsBackend(abc.ABC, Generic[P]):
     """One implementation of the scheme; ``P`` is its public key point type.
 
     Verdict methods return False (never raise) on any malformed input; `aggregate` raises
-    `ValueError` on an empty list or a signature that is not a valid G2 subgroup point.
+    `ValueError` on an empty list or bytes that are not a G2 curve point. As the IETF
+    Aggregate, it does not check the subgroup (verification checks the aggregate's): the
+    node aggregates votes it verified one by one, and the subgroup check is most of the cost
+    of decoding (16 ms against 1.7 ms for 64 signatures with blspy here).
     """
 
     name: str
@@ -205,8 +207,6 @@ class PyEccBackend(BlsBackend[PyEccPoint]):
                 point = signature_to_G2(BLSSignature(signature))
             except (ValueError, AssertionError) as exc:
                 raise ValueError(f"invalid signature point: {exc}") from exc
-            if not subgroup_check(point):
-                raise ValueError("signature point not in G2")
             total = add(total, point)
         return bytes(G2_to_signature(total))
 
@@ -271,10 +271,10 @@ class BlspyBackend(BlsBackend[Any]):
         for signature in signatures:
             if not _is_signature_shaped(signature):
                 raise ValueError("a signature is 96 bytes")
-            point = self._signature(signature)
-            if point is None:
-                raise ValueError("invalid signature point")
-            points.append(point)
+            try:
+                points.append(self._m.G2Element.from_bytes_unchecked(signature))
+            except (ValueError, RuntimeError) as exc:
+                raise ValueError(f"invalid signature point: {exc}") from exc
         return bytes(self._scheme.aggregate(points))
 
 

@@ -42,6 +42,7 @@ class FakeServer:
     reply: str = "42"
     status: int = 200
     delay: float = 0.0
+    hold: asyncio.Event | None = None  # set: the reply waits until the test releases it
     raw_body: bytes | None = None  # sent verbatim instead of a completion
     stream_raw: list[str] | None = None  # SSE data payloads sent verbatim
     logprobs: list[float] = field(default_factory=lambda: [-0.5, -0.25])
@@ -59,6 +60,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     fake.auth.append(request.headers.get("Authorization"))
     if fake.delay:
         await asyncio.sleep(fake.delay)
+    if fake.hold is not None:
+        await fake.hold.wait()
     if fake.status != 200:
         return web.json_response({"error": {"message": "model overloaded", "type": "server"}},
                                  status=fake.status)
@@ -263,12 +266,13 @@ async def test_http_error_status(server: tuple[FakeServer, str], stream: bool) -
 @pytest.mark.parametrize("stream", [False, True])
 async def test_timeout(server: tuple[FakeServer, str], stream: bool) -> None:
     fake, url = server
-    fake.delay = 1.0
-    async with OpenAIBackend(url, model=MODEL, stream=stream, timeout=0.2) as backend:
-        started = time.perf_counter()
-        with pytest.raises(BackendTimeout):
-            await backend.answer("q", max_tokens=8)
-        assert time.perf_counter() - started < 0.9
+    fake.hold = asyncio.Event()  # no reply until the backend has given up
+    try:
+        async with OpenAIBackend(url, model=MODEL, stream=stream, timeout=0.2) as backend:
+            with pytest.raises(BackendTimeout):  # asyncio's TimeoutError if it never gives up
+                await asyncio.wait_for(backend.answer("q", max_tokens=8), 60)
+    finally:
+        fake.hold.set()
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"choices": []}',

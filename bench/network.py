@@ -38,6 +38,7 @@ from consensus.block import Block
 from consensus.genesis import load_genesis_config
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts import Transfer
+from node.logging import parse_time
 from node.p2p.protocol import MsgType
 from testnet.client import request
 from testnet.genesis import DEV_CHAIN_ID, write_genesis
@@ -260,7 +261,7 @@ def propagation(nodes: list[Node], genesis: Path, seeds: list[bytes], *, txs: in
                 times: list[float | None] = []
                 for n, off in zip(nodes, offsets, strict=True):
                     hits = [e for e in n.events("chain.tip", off) if e.get("tip") == prefix]
-                    times.append(float(hits[0]["ts"]) if hits else None)
+                    times.append(parse_time(hits[0]["ts"]) if hits else None)
                 return times
 
             try:
@@ -346,7 +347,8 @@ def sync_rate(node: Node, height: int, since: float) -> dict[str, Any]:
     except TimeoutError:
         dones = []
     starts = node.events("sync.start")
-    sync_s = float(dones[0]["ts"]) - float(starts[0]["ts"]) if starts and dones else None
+    sync_s = parse_time(dones[0]["ts"]) - parse_time(starts[0]["ts"]) \
+        if starts and dones else None
     return {"wall_s": round(wall_s, 2), "wall_blocks_per_s": round(height / wall_s, 1),
             "sync_s": None if sync_s is None else round(sync_s, 2),
             "sync_blocks_per_s": None if not sync_s else round(height / sync_s, 1)}

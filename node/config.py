@@ -52,7 +52,10 @@ class NodeConfig:
     mine: bool = False
     max_peers: int = 16
     log_level: str = "info"
-    log_json: bool = True
+    # node.log's format: JSON lines, text, or None: text when stderr is a terminal, else JSON;
+    # stderr gets the log too when it is a terminal (None) or always/never (node.logging)
+    log_json: bool | None = None
+    log_stderr: bool | None = None
     # -- p2p tunables --------------------------------------------------------------------------
     target_outbound: int = 8  # the dialer keeps this many outbound peers when it knows addresses
     ping_interval: float = 15.0  # seconds between pings

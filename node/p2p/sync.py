@@ -39,6 +39,7 @@ IDLE_CHECK = 1.0  # seconds between checks when nothing wakes the syncer
 # have announced a block early and not connected it yet, so it is asked again soon.
 USELESS_FOR = 2.0
 RETRY_AFTER_ERROR = 1.0  # seconds the loop rests after an unexpected error
+CATCH_UP_BLOCKS = 16  # a sync this long is news (info); shorter ones follow every new tip (debug)
 
 
 def _decode_headers(raws: list[bytes]) -> list[BlockHeader]:
@@ -168,9 +169,11 @@ class Syncer:
         while not self._stopping:
             peer = self._best_peer()
             if peer is None:
-                if self.syncing:
+                if self.syncing:  # a block or two behind is every new tip: debug noise
                     log_event(log, "sync.done", height=self.host.chain.height,
-                              blocks=self.blocks_synced)
+                              blocks=self.blocks_synced,
+                              level=logging.INFO if self.blocks_synced >= CATCH_UP_BLOCKS
+                              else logging.DEBUG)
                 self.syncing = False
                 return
             if not self.syncing:
@@ -178,7 +181,9 @@ class Syncer:
                 self.started_height = self.host.chain.height
                 self.blocks_synced = 0
                 log_event(log, "sync.start", peer=peer.node_id, height=self.started_height,
-                          target=peer.best_height)
+                          target=peer.best_height,
+                          level=logging.INFO if peer.best_height - self.started_height >=
+                          CATCH_UP_BLOCKS else logging.DEBUG)
             progressed = await self._sync_from(peer)
             if not progressed:
                 self._useless[peer.node_id] = (self.host.chain.tree.tip, time.monotonic())

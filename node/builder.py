@@ -160,7 +160,8 @@ class Builder:
 
     def build_finality(self, node: Node, *, mining: MiningService) -> FinalityService:
         """Validator duty (when the datadir holds a validator key), VOTE gossip, the vote
-        pool, the aggregate at the end of every template, and ``GET /api/v1/finality``."""
+        pool, the aggregate at the end of every template, ``GET /api/v1/finality`` and the
+        finality families of ``/metrics``."""
         validator = load_validator_seed(self.config.datadir, identity=node.node_id)
         service = FinalityService(node, node.peers, store=node.chain.db, validator=validator)
         node.peers.register_handler(MsgType.VOTE, service.on_frame)
@@ -168,6 +169,7 @@ class Builder:
         node.peers.add_connect_listener(service.on_connect)
         mining.miner.template_extras.append(service.template_transactions)
         finality_api.register_routes(node.app, service, node)
+        node.app[API_KEY].metric_sections.append(finality_api.metrics_section(service))
         node.finality = service
         node.services.append(service)
         return service

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 
 from node.api.chain import API_PREFIX
+from node.api.metrics import MetricsText
 
 T = TypeVar("T")
 ROUTE = f"{API_PREFIX}/finality"
@@ -24,6 +25,12 @@ class FinalityReporter(Protocol):
     """The finality service's report (`node.finality.service.FinalityService`)."""
 
     def report(self) -> dict[str, Any]: ...
+
+
+class FinalityFigures(Protocol):
+    """The finality service's numbers (`FinalityService.figures`, event-loop safe)."""
+
+    def figures(self) -> dict[str, float]: ...
 
 
 class ChainThread(Protocol):
@@ -39,3 +46,36 @@ def register_routes(app: web.Application, reporter: FinalityReporter, host: Chai
         return web.json_response(await host.call_chain(reporter.report))
 
     app.router.add_get(ROUTE, get_finality)
+
+
+def metrics_section(service: FinalityFigures) -> Callable[[MetricsText], None]:
+    """The finality families of ``/metrics``: finalized and justified heights, the newest
+    epoch's participation, stalled, and the vote gossip counters."""
+
+    def write(out: MetricsText) -> None:
+        f = service.figures()
+        out.one("finalized_height", "gauge",
+                "Height of the last finalized checkpoint (this node's fork choice root).",
+                int(f["finalized_height"]))
+        out.one("justified_height", "gauge", "Height of the last justified checkpoint.",
+                int(f["justified_height"]))
+        out.one("finality_active", "gauge", "1 once finality is anchored on this chain.",
+                f["active"])
+        out.one("finality_stalled", "gauge",
+                "1 while finality lags the head by more than finality_stall_epochs.",
+                f["stalled"])
+        out.family("finality_participation", "gauge",
+                   "Share of the epoch's stake whose votes are counted (newest epoch voted).",
+                   [({"epoch": str(int(f["participation_epoch"]))}, f["participation"])])
+        out.family("finality_votes_total", "counter",
+                   "Finality votes: signed by this validator, received by gossip, rejected.",
+                   [({"kind": "signed"}, int(f["votes_signed"])),
+                    ({"kind": "received"}, int(f["votes_received"])),
+                    ({"kind": "rejected"}, int(f["votes_rejected"]))])
+        out.one("finality_pool_votes", "gauge", "Votes held in the vote pool.",
+                int(f["pool_votes"]))
+        out.one("finality_aggregates_total", "counter",
+                "Vote aggregates this node put in its block templates.",
+                int(f["aggregates_built"]))
+
+    return write

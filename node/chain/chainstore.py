@@ -175,15 +175,15 @@ class ChainStore:
                 f"data directory {db.path} belongs to another network "
                 f"(genesis {stored.hex()[:16]}, expected {self.genesis_id.hex()[:16]})")
         self._timestamps: dict[bytes, int] = {}
+        raw_finalized = db.get(FINALIZED_KEY)
+        self._finalized = FinalizedCheckpoint(epoch=0, height=0, block_id=self.genesis_id) \
+            if raw_finalized is None else FinalizedCheckpoint.decode(raw_finalized)
         self.tree = self._load_tree()
         tip = db.get(TIP_KEY)
         if tip is None or tip not in self.tree:
             raise ChainStoreError("stored tip is missing from the block tree")
         self._tip_id = tip
         self._tip_header = self._header(tip)
-        raw_finalized = db.get(FINALIZED_KEY)
-        self._finalized = FinalizedCheckpoint(epoch=0, height=0, block_id=self.genesis_id) \
-            if raw_finalized is None else FinalizedCheckpoint.decode(raw_finalized)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, genesis: GenesisConfig,
@@ -239,7 +239,8 @@ class ChainStore:
                                      seen=seen))
             self._timestamps[block_id] = timestamp
         invalid = [key[len(BAD):] for key, _ in self.db.iterate_prefix(BAD)]
-        return BlockTree.restore(entries, invalid=invalid, max_orphans=self.max_orphans)
+        return BlockTree.restore(entries, invalid=invalid, max_orphans=self.max_orphans,
+                                 finalized=self._finalized.block_id)
 
     def _put_block(self, batch: WriteBatch, block: Block, entry: TreeEntry) -> None:
         """Stage a block and its tree entry (idempotent: same bytes for the same id)."""
@@ -328,6 +329,7 @@ class ChainStore:
         else:
             batch.put(FINALIZED_KEY, checkpoint.encode())
         self._finalized = checkpoint
+        self.tree.finalize(checkpoint.block_id)
         return True
 
     def check_finality(self, *, parent_id: bytes, height: int) -> None:
@@ -339,8 +341,7 @@ class ChainStore:
             raise finality_conflict(f"block at height {height} forks below the finalized "
                                    f"checkpoint at height {final.height}")
         # its branch must pass through the finalized block
-        if parent_id in self.tree and \
-                self.tree.ancestor(parent_id, final.height) != final.block_id:
+        if parent_id in self.tree and not self.tree.descends_from_finalized(parent_id):
             raise finality_conflict(f"branch misses the finalized checkpoint "
                                    f"{final.block_id.hex()[:16]} at height {final.height}")
 
@@ -537,6 +538,7 @@ class ChainStore:
         batch.commit()
         if proved is not None:
             self._finalized = proved
+            self.tree.finalize(proved.block_id)  # the fork choice's root moves with it
         self._fire("connect:after_commit")
         self._tip_id = block_id
         self._tip_header = header

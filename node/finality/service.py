@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import nacl.signing
@@ -40,6 +41,7 @@ from consensus.finality import (
     check_vote,
     describe,
     finality_status,
+    is_stalled,
     registration_payload,
     sign_vote,
     validator_record,
@@ -92,6 +94,18 @@ class FinalityHost(Protocol):
     def add_tip_listener(self, cb: Callable[[BlockHeader], None]) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class FinalitySummary:
+    """The head's finality numbers, refreshed on every new head (what /metrics shows)."""
+
+    active: bool = False
+    finalized_height: int = 0
+    justified_height: int = 0
+    stalled: bool = False
+    participation_epoch: int = 0
+    participation: float = 0.0  # voted / total stake of the newest epoch that got votes
+
+
 def vote_id(raw: bytes) -> bytes:
     """The seen-cache key of a vote: a hash of its canonical bytes."""
     return hashlib.blake2b(raw, digest_size=32, person=b"pouw/voteseen").digest()
@@ -141,6 +155,7 @@ class FinalityService:
         self.votes_received = 0
         self.votes_rejected = 0
         self.aggregates_built = 0
+        self.summary = FinalitySummary(finalized_height=host.chain.finalized.height)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -196,6 +211,7 @@ class FinalityService:
         chain = self.host.chain
         epoch = chain.height // chain.params.finality_epoch_blocks
         self.pool.prune(below_epoch=epoch - 1)
+        self.summary = await self.host.call_chain(self._summarize)
         if self._secret is None or self.validator is None:
             return None
         await self._register_if_needed()
@@ -356,8 +372,30 @@ class FinalityService:
             }
         return out
 
-    def stats(self) -> dict[str, int]:
-        """Counters for /metrics (event loop: attribute reads only)."""
-        return {"votes_signed": self.votes_signed, "votes_received": self.votes_received,
+    def _summarize(self) -> FinalitySummary:
+        """Chain thread: the head's finality numbers for /metrics."""
+        chain = self.host.chain
+        params = chain.params
+        status = finality_status(State(chain.state_view()))
+        if status is None:
+            return FinalitySummary(finalized_height=chain.finalized.height)
+        last = status.participation[-1] if status.participation else None
+        return FinalitySummary(
+            active=True, finalized_height=chain.finalized.height,
+            justified_height=status.last_justified.epoch * params.finality_epoch_blocks,
+            stalled=is_stalled(status, height=chain.height, params=params),
+            participation_epoch=0 if last is None else last.epoch,
+            participation=0.0 if last is None or not last.total else last.voted / last.total)
+
+    def figures(self) -> dict[str, float]:
+        """Numbers for /metrics (event loop: attribute reads only; the head's part is the
+        summary the duty loop refreshes on every new head)."""
+        summary = self.summary
+        return {"finalized_height": self.host.chain.finalized.height,
+                "justified_height": summary.justified_height,
+                "active": float(summary.active), "stalled": float(summary.stalled),
+                "participation": summary.participation,
+                "participation_epoch": summary.participation_epoch,
+                "votes_signed": self.votes_signed, "votes_received": self.votes_received,
                 "votes_rejected": self.votes_rejected, "pool_votes": len(self.pool),
                 "aggregates_built": self.aggregates_built}

@@ -8,6 +8,8 @@ import dataclasses
 import os
 from pathlib import Path
 
+import aiohttp
+
 from consensus.genesis import dev_seed
 from consensus.tx import public_key
 from core.bls import BACKEND, derive_secret
@@ -16,6 +18,7 @@ from node.finality.keys import write_raw_key
 from node.mining.service import MiningService
 from node.p2p.policy import node_key
 from node.p2p.protocol import MsgType
+from testnet.client import parse_metrics
 from testnet.genesis import write_genesis
 from tests.framework.nodes import node_config, wired
 from tests.framework.rawpeer import RawPeer
@@ -43,6 +46,20 @@ async def test_bad_votes_ban_and_unplaceable_votes_are_ignored(tmp_path: Path) -
         await wait_for(lambda: service.last_vote is not None, 60, message="own vote")
         vote = service.last_vote
         assert vote is not None and vote.data.target.epoch == 2
+        # the API and /metrics say where finality stands
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{node.port}") as http:
+            async with http.get("/api/v1/finality") as answer:
+                report = await answer.json()
+            await wait_for(lambda: service.summary.active, 30, message="summary refreshed")
+            async with http.get("/metrics") as answer:
+                metrics = parse_metrics(await answer.text())
+        assert report["active"] and report["justified"]["epoch"] == 1
+        assert report["validator"]["registered"] and report["validator"]["in_set"]
+        assert report["validator"]["last_vote"] == {"source_epoch": 1, "target_epoch": 2}
+        assert metrics["pouwchain_finality_active"] == 1
+        assert metrics["pouwchain_justified_height"] == E
+        assert metrics["pouwchain_finality_votes_total"] == 1  # signed, none received yet
+        assert node.status()["finalized_height"] == metrics["pouwchain_finalized_height"] == 0
 
         raw = RawPeer(node)
         assert (await raw.handshake()).type == MsgType.AUTH

@@ -49,12 +49,13 @@ from node.api.metrics import (
     render_metrics,
 )
 from node.chain.chainstore import ChainStore
-from node.chain.txindex import TxIndex
+from node.chain.txindex import TxIndex, involved
 from node.config import ConfigError, parse_address
 
 API_PREFIX = "/api/v1"
 MAX_SMALL_BODY = 64 * 1024  # JSON bodies of tx/peer routes (a tx is at most 8 KiB)
 MAX_MEMPOOL_LIST = 1000
+MAX_HISTORY = 1000  # transactions per GET /api/v1/accounts/{address}/txs
 _HEX_RE = re.compile(r"^(0x)?[0-9a-fA-F]*$")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
                           r"(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
@@ -389,6 +390,30 @@ class Api:
             },
         }
 
+    async def get_account_txs(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/accounts/{address}/txs?limit=N``: what the address sent or received
+        (a transfer's recipient), pending first, then confirmed, newest first."""
+        address = parse_hex32(request.match_info["address"], what="address")
+        limit = _query_int(request, "limit", default=100, low=1, high=MAX_HISTORY)
+
+        def pending() -> list[dict[str, Any]]:
+            txs = [tx for tx in self.node.mempool.transactions() if address in involved(tx)]
+            return [{"id": tx.id().hex(), "status": "pending", "height": None, "block": None,
+                     "index": None, "direction": "out" if tx.sender == address else "in",
+                     "tx": tx_json(tx)} for tx in reversed(txs)][:limit]
+
+        listed = await self.on_chain(pending)
+        await self.txindex.catch_up(run=self.on_chain)
+        confirmed = await self.on_chain(
+            lambda: self.txindex.history(address, limit - len(listed)) if len(listed) < limit
+            else [])
+        listed += [{"id": loc.tx.id().hex(), "status": "confirmed", "height": loc.height,
+                    "block": loc.block_id.hex(), "index": loc.index,
+                    "direction": "out" if loc.tx.sender == address else "in",
+                    "tx": tx_json(loc.tx)} for loc in confirmed]
+        return web.json_response({"address": address.hex(), "height": self.node.chain.height,
+                                  "txs": listed})
+
     async def get_peers(self, request: web.Request) -> web.Response:
         peers = jsonable(self.node.peers.info())
         return web.json_response({"count": len(peers), "peers": peers})
@@ -459,6 +484,7 @@ def register_routes(app: web.Application, node: ApiNode, *, token: str | None = 
     app.router.add_get(f"{p}/txs/{{tx_id}}", api.get_tx)
     app.router.add_post(f"{p}/txs", api.post_tx)
     app.router.add_get(f"{p}/accounts/{{address}}", api.get_account)
+    app.router.add_get(f"{p}/accounts/{{address}}/txs", api.get_account_txs)
     app.router.add_get(f"{p}/peers", api.get_peers)
     app.router.add_post(f"{p}/peers", api.post_peer)
     app.router.add_delete(f"{p}/peers/{{node_id}}", api.delete_peer)

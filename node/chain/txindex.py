@@ -6,11 +6,17 @@ trusted only if its block is still canonical and really holds that transaction a
 position, so entries left behind by a reorg or a crash are harmless. Catch-up walks the
 canonical chain from the last indexed block (rewinding along parents after a reorg) to the
 tip, in bounded chunks so that a long catch-up does not stall the event loop.
+
+It also indexes each address's transactions (``pouwchain wallet history``): under
+``api/txa/<address><height><position>`` the id of every transaction the address sent or,
+as a transfer's recipient, received; `history` trusts an entry only if that canonical
+block still holds that transaction at that position, like `lookup`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,10 +25,15 @@ import msgpack
 
 from consensus.block import Block
 from consensus.tx import Transaction
+from contracts import Transfer
 from node.chain.chainstore import ChainStore
 
 INDEX_PREFIX = b"api/txi/"
+ADDRESS_PREFIX = b"api/txa/"  # + address (32) + height (u64 BE) + position (u32 BE) -> tx id
 TIP_KEY = b"api/txi-tip"
+VERSION_KEY = b"api/txi-version"
+#: 2: address entries too; an index of another version is rebuilt from genesis
+VERSION = b"2"
 CHUNK_BLOCKS = 256
 
 Runner = Callable[[Callable[[], tuple[int, bool]]], Awaitable[tuple[int, bool]]]
@@ -45,6 +56,7 @@ class TxIndex:
         self.chain = chain
         self.chunk_blocks = chunk_blocks
         self._lock = asyncio.Lock()
+        self._version_checked = False
 
     def _indexed_tip(self) -> tuple[int, bytes] | None:
         raw = self.chain.db.get(TIP_KEY)
@@ -76,12 +88,20 @@ class TxIndex:
             INDEX_PREFIX + tx.id(): msgpack.packb([block_id, i], use_bin_type=True)
             for i, tx in enumerate(block.transactions)
         }
+        for i, tx in enumerate(block.transactions):
+            for address in involved(tx):
+                key = ADDRESS_PREFIX + address + height.to_bytes(8, "big") + i.to_bytes(4, "big")
+                writes[key] = tx.id()
         writes[TIP_KEY] = msgpack.packb([height, block_id], use_bin_type=True)
         self.chain.db.write_raw(writes, sync=False)
         return True
 
     def step(self, max_blocks: int) -> tuple[int, bool]:
         """Index up to ``max_blocks`` more canonical blocks; (indexed height, at the tip)."""
+        if not self._version_checked:
+            if self.chain.db.get(VERSION_KEY) != VERSION:  # older entries stay valid
+                self.chain.db.write_raw({TIP_KEY: None, VERSION_KEY: VERSION}, sync=False)
+            self._version_checked = True
         height = self._fork_point()
         stop = min(self.chain.height, height + max_blocks)
         while height < stop:
@@ -121,3 +141,27 @@ class TxIndex:
         if tx.id() != tx_id:
             return None
         return TxLocation(tx=tx, block_id=bytes(block_id), height=height, index=int(index))
+
+    def history(self, address: bytes, limit: int) -> list[TxLocation]:
+        """The ``limit`` newest canonical transactions ``address`` sent or received, newest
+        first. Reads every entry of the address (forward, keeping the last ``limit``)."""
+        found: collections.deque[TxLocation] = collections.deque(maxlen=limit)
+        for key, tx_id in self.chain.db.iterate_prefix(ADDRESS_PREFIX + address):
+            height = int.from_bytes(key[-12:-4], "big")
+            index = int.from_bytes(key[-4:], "big")
+            block_id = self.chain.block_id_at(height)
+            block = None if block_id is None else self.chain.get_block(block_id)
+            if block_id is None or block is None or index >= len(block.transactions):
+                continue
+            tx = block.transactions[index]
+            if tx.id() == bytes(tx_id):  # not an entry left behind by a reorg
+                found.append(TxLocation(tx=tx, block_id=block_id, height=height, index=index))
+        return list(reversed(found))
+
+
+def involved(tx: Transaction) -> list[bytes]:
+    """The addresses whose history holds ``tx``: its sender, and a transfer's recipient."""
+    addresses = [tx.sender]
+    if isinstance(tx.payload, Transfer) and tx.payload.to != tx.sender:
+        addresses.append(tx.payload.to)
+    return addresses

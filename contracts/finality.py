@@ -66,8 +66,8 @@ Bitfield = Annotated[bytes, VarBytes(MAX_BITFIELD_BYTES)]
 
 @dataclasses.dataclass(frozen=True)
 class ValidatorRecord(Canonical):
-    """A registered validator: its BLS key, when it registered, and whether it was slashed.
-    Kept for good (old votes stay slashable, a key is registered once)."""
+    """A registered validator: its BLS key, when it first registered, and whether it was
+    slashed. Kept for good (old votes stay slashable, an account's key never changes)."""
 
     TAG: ClassVar[bytes] = b"pouw/validator"
     MEMOISE: ClassVar[bool] = False
@@ -87,7 +87,7 @@ class PubkeyOwner(Canonical):
 
 @dataclasses.dataclass(frozen=True)
 class ValidatorIndex(Canonical):
-    """Every registered, unslashed validator, strictly increasing."""
+    """Every registered validator neither slashed nor evicted for a low bond, increasing."""
 
     TAG: ClassVar[bytes] = b"pouw/valindex"
     MEMOISE: ClassVar[bool] = False
@@ -333,13 +333,17 @@ def _record_checkpoint(state: State, cp: Checkpoint) -> None:
 def _record_validator_set(state: State, epoch: int, params: ChainParams) -> None:
     addresses = validator_ids(state)
     if not addresses and finality_status(state) is None:
-        return  # no validator has ever registered: nothing to record
+        return  # no validator is registered and finality never began: nothing to record
     entries = []
     for address in addresses:
         record = validator_record(state, address)
         bonded = state.stake(address).bonded
         if record is not None and bonded >= params.min_validator_stake:
             entries.append(ValidatorEntry(address=address, pubkey=record.pubkey, stake=bonded))
+    # validators whose bond fell below the minimum leave the index (they may register again
+    # with the same key): the bounded index holds only bonded validators
+    if len(entries) < len(addresses):
+        state.set_record(INDEX_KEY, ValidatorIndex(tuple(e.address for e in entries)))
     state.set_record(SET_PREFIX + _u64(epoch), ValidatorSet(tuple(entries)))
     if epoch >= 2:  # a set is read while its epoch or the next is in the vote window
         state.set_record(SET_PREFIX + _u64(epoch - 2), None)
@@ -349,11 +353,18 @@ def _record_validator_set(state: State, epoch: int, params: ChainParams) -> None
 # -- registration ---------------------------------------------------------------------------
 
 def apply_register_validator(state: State, payload: RegisterValidator, ctx: TxContext) -> None:
-    """Registration rules, in order."""
+    """Registration rules, in order. A validator evicted for a low bond registers again
+    the same way, with the same key."""
     key = _pubkey_key(payload.pubkey)
     addresses = validator_ids(state)
-    # an account registers one BLS key, once (the record outlives unbonding and slashing)
-    require(validator_record(state, ctx.sender) is None, "validator.already_registered")
+    record = validator_record(state, ctx.sender)
+    owner = state.record(key, PubkeyOwner)
+    # the account must not be a registered validator already
+    require(ctx.sender not in addresses, "validator.already_registered")
+    # a slashed validator never returns
+    require(record is None or not record.slashed, "validator.slashed")
+    # an account's BLS key is fixed for good (its old votes stay attributable and slashable)
+    require(record is None or record.pubkey == payload.pubkey, "validator.key_changed")
     # the account must hold the validator stake bonded
     require(state.stake(ctx.sender).bonded >= ctx.params.min_validator_stake,
             "validator.insufficient_stake")
@@ -362,11 +373,12 @@ def apply_register_validator(state: State, payload: RegisterValidator, ctx: TxCo
     # the key must decode, lie in G1 and not be the point at infinity (cached from here on)
     require(BACKEND.key_validate(payload.pubkey), "validator.pubkey_invalid")
     # one account per key: a copied key would ride on another's signatures
-    require(state.record(key, PubkeyOwner) is None, "validator.pubkey_taken")
+    require(owner is None or owner.address == ctx.sender, "validator.pubkey_taken")
     # the proof of possession must verify (no rogue keys in point-domain aggregates)
     require(BACKEND.pop_verify(payload.pubkey, payload.proof), "validator.proof_of_possession")
-    state.set_record(VALIDATOR_PREFIX + ctx.sender,
-                     ValidatorRecord(pubkey=payload.pubkey, registered_height=ctx.height))
+    if record is None:
+        state.set_record(VALIDATOR_PREFIX + ctx.sender,
+                         ValidatorRecord(pubkey=payload.pubkey, registered_height=ctx.height))
     state.set_record(key, PubkeyOwner(ctx.sender))
     state.set_record(INDEX_KEY, ValidatorIndex(tuple(sorted((*addresses, ctx.sender)))))
 

@@ -71,6 +71,7 @@ def test_the_vectors_cover_every_vote_and_slashing_rule() -> None:
         "slash.already_slashed", "slash.self_report", "slash.signature",
         "validator.already_registered", "validator.insufficient_stake",
         "validator.pubkey_invalid", "validator.pubkey_taken", "validator.proof_of_possession",
+        "validator.slashed", "validator.key_changed",
     }
     finalizing = ("justify_and_finalize", "skipped_epoch_does_not_finalize")
     finalized = [json.loads(p.read_text())["blocks"][-1]["expect"]["status"]["finalized"]

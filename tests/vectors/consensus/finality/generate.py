@@ -43,7 +43,7 @@ from contracts.finality import (  # noqa: E402
     bitfield_of,
     validator_ids,
 )
-from contracts.staking import BeginUnstake  # noqa: E402
+from contracts.staking import BeginUnstake, Stake  # noqa: E402
 from core.bls import BACKEND  # noqa: E402
 from core.votes import Checkpoint, VoteData  # noqa: E402
 from tests.framework.finalitykit import (  # noqa: E402
@@ -294,8 +294,10 @@ def slashing() -> Vector:
         "slash.same_validator", "slash.unknown_validator", "slash.self_report",
         "slash.signature"])
     s.block([report(signed_vote(v[0], a), signed_vote(v[0], fork)),  # the same evidence again
-             report(signed_vote(v[1], a), signed_vote(v[1], fork))],  # new evidence, slashed before
-            ["slash.already_slashed", "slash.already_slashed"])
+             report(signed_vote(v[1], a), signed_vote(v[1], fork)),  # new evidence, slashed before
+             s.send(RegisterValidator(pubkey=v[0].pubkey, proof=BACKEND.pop_prove(v[0].secret)),
+                    v[0].seed)],  # a slashed validator never returns
+            ["slash.already_slashed", "slash.already_slashed", "validator.slashed"])
     s.advance_to(8)  # the set of epoch 4 leaves the slashed validators out
     members = s.chain.members(4)
     assert members is not None and [e.address for e in members.entries] == sorted(
@@ -330,6 +332,20 @@ def registration() -> Vector:
     ], ["validator.pubkey_taken", "validator.pubkey_invalid", "validator.pubkey_invalid",
         "validator.proof_of_possession", "validator.already_registered"])
     s.block([register(v[5], v[5].pubkey, BACKEND.pop_prove(v[5].secret))], [OK])
+    assert s.vector()["final"]["validators"] == sorted(
+        [v[0].address.hex(), v[5].address.hex()])
+    # v0 unbonds everything in block 4, after the set of epoch 2 was recorded (with v0)
+    s.block([s.send(BeginUnstake(amount=100), v[0].seed)], [OK])  # height 4
+    s.block()  # height 5
+    s.block()  # height 6: the set of epoch 3 evicts v0 (bond below the minimum)
+    assert s.vector()["final"]["validators"] == [v[5].address.hex()]
+    s.block([
+        s.send(Stake(amount=100), v[0].seed),
+        s.chain.transaction(v[0].seed, RegisterValidator(
+            pubkey=v[1].pubkey, proof=BACKEND.pop_prove(v[1].secret)), nonce_offset=1),
+        s.chain.transaction(v[0].seed, RegisterValidator(
+            pubkey=v[0].pubkey, proof=BACKEND.pop_prove(v[0].secret)), nonce_offset=1),
+    ], [OK, "validator.key_changed", OK])  # an evicted validator returns, with its own key
     assert s.vector()["final"]["validators"] == sorted(
         [v[0].address.hex(), v[5].address.hex()])
     return s.vector()

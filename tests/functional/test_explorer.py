@@ -8,17 +8,20 @@ times are bench/explorer.py's figures, not assertions here.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from consensus.genesis import dev_seed
 from consensus.tx import public_key, sign_transaction
 from contracts import Transfer
+from node.mining.jobs import job_request, npy_bytes, prepare_operands
 from testnet.genesis import DEV_CHAIN_ID
 from tests.framework.explorer import (
     SCRIPT_ANSWER,
@@ -212,6 +215,36 @@ def test_tx_account_swarm_jobs_search_and_not_found(
         assert "Not found" in (page.text_content("h1") or "")
     pages["notfound"] = shot(page, tmp_path, "notfound").name
     assert len(pages) == 5
+
+
+def test_a_mined_job_shows_as_jobs_work_and_on_the_jobs_page(
+        testnet: list[TestNode], page: Page, tmp_path: Path) -> None:
+    """A paid matmul job mined by node 0: its block is "jobs" work on the overview (its
+    operand roots match the job on chain) and the job page shows status, escrow, block."""
+    node = testnet[0]
+    rng = np.random.default_rng(7)
+    a = rng.integers(-64, 64, size=(16, 256), dtype=np.int8)
+    b = rng.integers(-64, 64, size=(256, 16), dtype=np.int8)
+    assignee = bytes.fromhex(node.api("GET", "/api/v1/miner", auth=False)["jobs"]["assignee"])
+    request = job_request(prepare_operands(a, b), assignee=assignee, escrow=5000,
+                          timeout=100, salt=os.urandom(32))
+    tx = sign_transaction(dev_seed(6), chain_id=DEV_CHAIN_ID, nonce=0, fee=10,
+                          payload=request)
+    job = node.api("POST", "/api/v1/jobs/matmul", auth=False,
+                   a=base64.b64encode(npy_bytes(a)).decode(),
+                   b=base64.b64encode(npy_bytes(b)).decode(), tx=tx.encode().hex())
+    view = wait_until(lambda: (v := node.api("GET", f"/api/v1/jobs/{job['id']}", auth=False))
+                      ["on_chain"]["status"] == "done" and v, 120,
+                      message="the job mined and its receipt on chain")
+    assert view["mode"] == "mined"
+    block_id = view["mined_in_block"]
+    page.goto(node.url + "/")
+    row = page.locator(f"#blocks tbody tr:has(a[href='/block/{block_id}'])")
+    assert row.locator("span.tag").text_content() == "jobs"
+    page.goto(node.url + "/jobs")
+    text = page.text_content("#jobs") or ""
+    assert job["id"][:8] in text and "5000" in text and "done" in text
+    shot(page, tmp_path, "jobs")
 
 
 def test_pages_never_reach_token_routes(testnet: list[TestNode]) -> None:

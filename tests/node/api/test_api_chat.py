@@ -351,3 +351,32 @@ def test_generation_options_wire_round_trip_and_checks() -> None:
     for bad in bads:
         with pytest.raises(ValueError):
             GenerationOptions.from_wire(bad)
+
+
+async def test_usage_counts_the_serving_models_tokens(tmp_path: Path) -> None:
+    """Issue 13: ``usage.prompt_tokens`` was 2 for a 5,000-character prompt (words). The
+    built-in models count characters (their vocabulary); a model this node does not run is
+    estimated at 4 bytes a token."""
+    arith = await solo_chat_node(tmp_path / "arith")
+    wordy = await solo_chat_node(tmp_path / "wordy", WordyBackend())
+    try:
+        client = openai_client(arith)
+        try:
+            done = await client.chat.completions.create(
+                model="pouwchain-swarm", messages=[{"role": "user", "content": QUESTION}])
+        finally:
+            await client.close()
+        assert done.usage is not None
+        assert done.usage.prompt_tokens == len(QUESTION)
+        assert done.usage.completion_tokens == len(done.choices[0].message.content or "")
+        client = openai_client(wordy)
+        try:
+            long = await client.chat.completions.create(
+                model="pouwchain-swarm", messages=[{"role": "user", "content": "x" * 5000}])
+        finally:
+            await client.close()
+        assert long.usage is not None and long.usage.prompt_tokens == 1250
+        assert long.usage.total_tokens == 1250 + long.usage.completion_tokens
+    finally:
+        await arith.stop()
+        await wordy.stop()

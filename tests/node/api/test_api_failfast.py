@@ -19,9 +19,11 @@ from node.builder import build_node
 from node.node import Node
 from node.swarm.round import RoundState
 from swarm.messages import KIND_ANSWER, sign_abstention
-from tests.framework.nodes import node_config
+from testnet.client import request
+from tests.framework.nodes import TestNetwork, node_config
 from tests.framework.nodes import swarm_service as svc
 from tests.framework.swarm import registered_swarm, stop_all
+from tests.framework.util import wait_until
 
 #: outside what the built-in arithmetic models serve: every answerer abstains
 POEM = "Write a short poem about the sea."
@@ -166,3 +168,41 @@ async def test_swarm_still_forming_is_503_with_retry_after(tmp_path: Path) -> No
         assert svc(node).rounds == {}
     finally:
         await node.stop()
+
+
+@pytest.mark.slow
+def test_unservable_prompt_fails_fast_across_node_processes(tmp_path: Path) -> None:
+    """The issue's scenario end to end: three ``pouwchain node`` processes serving the
+    built-in arithmetic models (interim rule: no registry), the official client with its
+    default retries asking one of them for a poem."""
+    network = TestNetwork(tmp_path)
+    try:
+        nodes = [network.add_node(config={"swarm_backend": f"builtin:{name}"}, start=False)
+                 for name in ("arith-s", "arith-m", "arith-l")]
+        network.start_all(nodes)
+        network.connect_all(nodes)
+        origin = nodes[0]
+        wait_until(lambda: origin.api("GET", "/v1/models", auth=False)["data"][0]["nodes"] == 3,
+                   WAIT, message="every node's backend announced")
+        sent: list[str] = []
+        http = openai.DefaultHttpxClient(event_hooks={"request": [
+            lambda request: sent.append(f"{request.method} {request.url.path}")]})
+        client = openai.OpenAI(base_url=f"{origin.url}/v1", api_key="x", http_client=http)
+        assert client.max_retries >= 1
+        started = time.perf_counter()
+        with pytest.raises(openai.UnprocessableEntityError) as err:
+            client.chat.completions.create(
+                model="pouwchain-swarm", messages=[{"role": "user", "content": POEM}])
+        elapsed = time.perf_counter() - started
+        client.close()
+        print(f"\nnode processes: unservable prompt -> one {err.value.status_code} "
+              f"{err.value.code} after {elapsed:.2f} s")
+        assert sent == ["POST /v1/chat/completions"]  # one request: no retry
+        assert err.value.code == "unsupported_prompt"
+        body = err.value.body
+        assert isinstance(body, dict) and len(body["abstentions"]) == 3
+        metrics = request(origin.url, "GET", "/metrics", raw=True)
+        assert 'pouwchain_swarm_rounds_total{outcome="unsupported_prompt"} 1' in metrics
+        assert origin.status()["swarm"]["rounds"]["failed"] == {"unsupported_prompt": 1}
+    finally:
+        network.teardown()

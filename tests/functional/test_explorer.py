@@ -201,8 +201,19 @@ def test_tx_account_swarm_jobs_search_and_not_found(
     assert page.locator("#account").count() == 1
     page.goto(f"{node.url}/search?q=1")
     assert page.url.endswith("/block/1")
+    for question in ("What is 2+3?", "What is 9*9?"):  # rounds of this test's own to sort
+        node.api("POST", "/v1/chat/completions", auth=False, timeout=120,
+                 messages=[{"role": "user", "content": question}])
     page.goto(f"{node.url}/swarm")
-    assert page.locator("#rounds tbody tr").count() >= 1
+    assert page.locator("#rounds tbody tr").count() >= 2
+
+    def questions() -> list[str]:
+        return [str(q) for q in page.locator("#rounds td.question").all_text_contents()]
+
+    page.click("#rounds th:has-text('Question')")
+    assert questions() == sorted(questions(), reverse=True)
+    page.click("#rounds th:has-text('Question')")
+    assert questions() == sorted(questions())
     pages["swarm"] = shot(page, tmp_path, "swarm").name
     page.goto(f"{node.url}/jobs")
     assert page.locator("h1").text_content() == "Matmul jobs"

@@ -48,28 +48,38 @@ def format_status(status: dict[str, Any]) -> str:
         rows.insert(2, ("finalized", str(finalized)))
     swarm = status.get("swarm")
     if isinstance(swarm, dict):
-        rows.append(("swarm", swarm_summary(swarm)))
+        rows += swarm_lines(swarm)
     return "\n".join(f"{name:<9} {value}" for name, value in rows)
 
 
-def swarm_summary(swarm: dict[str, Any]) -> str:
-    """The swarm section of /api/v1/status in one line: registration, rounds, abstains,
-    settlement lag (whatever of them the node reports)."""
-    parts = []
-    registration = swarm.get("registration")
-    if isinstance(registration, dict):
-        registration = registration.get("phase")
-    if registration is not None:
-        parts.append(f"registration {registration}")
-    for key, label in (("rounds_served", "rounds served"), ("rounds", "rounds"),
-                       ("abstains", "abstains"), ("abstained", "abstains")):
-        value = swarm.get(key)
-        if isinstance(value, int | float) and label not in " ".join(parts):
-            parts.append(f"{value} {label}")
-    lag = swarm.get("settlement_lag")
-    if isinstance(lag, int | float):
-        parts.append(f"settlement lag {lag}")
-    return ", ".join(parts) if parts else "-"
+def swarm_lines(swarm: dict[str, Any]) -> list[tuple[str, str]]:
+    """The swarm section of /api/v1/status (docs/api.md) as status rows: model and
+    registration, rounds served and failed, abstentions, settlement lag."""
+    if not swarm.get("enabled"):
+        return [("swarm", "off (no inference backend: coordinates rounds only)")]
+    registration = swarm.get("registration") or {}
+    phase = registration.get("phase") if isinstance(registration, dict) else None
+    state = "registered" if swarm.get("registered") else "not registered"
+    if swarm.get("registered"):
+        state += ", calibrated" if swarm.get("capable") else ", not calibrated"
+    rows = [("swarm", f"{swarm.get('model')}: {state}"
+                      + (f" (registration {phase})" if phase else ""))]
+    rounds = swarm.get("rounds") or {}
+    failed = rounds.get("failed") or {}
+    failures = ", ".join(f"{n} {code}" for code, n in sorted(failed.items())) or "none failed"
+    rows.append(("rounds", f"{rounds.get('originated', 0)} asked here, "
+                           f"{rounds.get('answered', 0)} answered ({failures}); "
+                           f"{rounds.get('answers_sent', 0)} answers and "
+                           f"{rounds.get('judgments_sent', 0)} judgments sent, "
+                           f"{rounds.get('abstained', 0)} abstentions"))
+    settlement = swarm.get("settlement") or {}
+    lag = settlement.get("last_lag_blocks")
+    mean = settlement.get("mean_lag_blocks")
+    rows.append(("settled", f"{settlement.get('settled', 0)} rounds, lag "
+                            f"{'-' if lag is None else lag} blocks (mean "
+                            f"{'-' if mean is None else f'{float(mean):.1f}'}); "
+                            f"{settlement.get('unsettled', 0)} unsettled"))
+    return rows
 
 
 def follow_sync(client: ApiClient, *, interval: float, out: TextIO,

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from node.cli.status import progress_bar
+from node.cli.status import format_status, progress_bar
 from tests.framework.nodes import ApiTestNode, MinerStats
 
 pytestmark = pytest.mark.api_node
@@ -112,3 +112,26 @@ async def test_ctrl_c_while_following_exits_quietly(node: ApiTestNode, client: C
     proc.send_signal(signal.SIGINT)
     code, _, err = await finish(proc)
     assert code == 130 and "Traceback" not in err
+
+
+def test_status_shows_the_swarm_and_finality_sections() -> None:
+    status = {
+        "network": "dev", "chain_id": 1337, "height": 12, "tip": "ab" * 32, "peers": 3,
+        "syncing": False, "sync_progress": 1.0, "mempool": 0, "mining": {"enabled": False},
+        "finalized_height": 8,
+        "swarm": {"enabled": True, "model": "SmolLM2-135M-Instruct", "registered": True,
+                  "capable": True, "registration": {"phase": "calibrated"},
+                  "rounds": {"originated": 7, "answered": 6,
+                             "failed": {"unsupported_prompt": 1}, "answers_sent": 12,
+                             "judgments_sent": 11, "abstained": 1},
+                  "settlement": {"settled": 6, "last_lag_blocks": 2, "mean_lag_blocks": 2.33,
+                                 "unsettled": 1}}}
+    text = format_status(status)
+    assert "finalized 8" in text
+    assert "swarm     SmolLM2-135M-Instruct: registered, calibrated (registration calibrated)" \
+        in text
+    assert "rounds    7 asked here, 6 answered (1 unsupported_prompt); 12 answers and 11 " \
+           "judgments sent, 1 abstentions" in text
+    assert "settled   6 rounds, lag 2 blocks (mean 2.3); 1 unsettled" in text
+    status["swarm"] = {"enabled": False}
+    assert "swarm     off" in format_status(status)

@@ -43,8 +43,9 @@ async def test_submit_waits_for_the_exact_product(tmp_path: Path, monkeypatch: p
             "job", "submit", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--escrow", "900",
             "--node", url, "--wallet", str(wallet), "--wait", "--wait-timeout", "60",
             "--out", str(tmp_path / "c.npy")])
-        out = capsys.readouterr().out
+        out, err = capsys.readouterr()
         assert code == 0, out
+        assert "job " in err and "on chain" in err  # the progress line (stderr)
         job_id, _, body = out.partition("\n")
         view = json.loads(body)
         assert view["id"] == job_id and view["on_chain"]["status"] == "done"

@@ -60,7 +60,7 @@ def _main(args: argparse.Namespace) -> int:
         print(f"pouwchain node: {exc}", file=sys.stderr)
         return 2
     configure_logging(level=config.log_level, json_lines=config.log_json,
-                      file=config.datadir / "node.log")
+                      file=config.datadir / "node.log", stderr=config.log_stderr)
     try:
         return asyncio.run(run_node(config))
     except (ConfigError, OSError, ValueError) as exc:  # a bad genesis file, a port in use...
@@ -111,8 +111,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="least severe log level shown (default: info)")
     logs = p.add_mutually_exclusive_group()
     logs.add_argument("--log-json", action="store_true",
-                      help="JSON log lines on stderr (default: the node's choice: text on a "
-                           "terminal, else JSON)")
+                      help="log JSON lines (to DATADIR/node.log, and to stderr when it is a "
+                           "terminal) (default: node.toml's log_json, else text on a terminal "
+                           "and JSON otherwise)")
     logs.add_argument("--log-text", action="store_true",
-                      help="human-readable log lines on stderr (default: see --log-json)")
+                      help="log readable text lines (default: see --log-json)")
     p.set_defaults(func=_main)

@@ -47,6 +47,8 @@ function liveBlocks() {
     tip.textContent = short(b.id);
     tip.setAttribute("href", "/block/" + b.id);
     document.getElementById("peers").textContent = String(b.peers);
+    document.getElementById("sync").textContent =
+      Math.round(100 * b.sync_progress) + "%" + (b.sync_progress < 1 ? " (syncing)" : "");
     if (!body.querySelector('a[href="/block/' + b.id + '"]')) {
       body.insertBefore(blockRow(b), body.firstChild);
       while (body.rows.length > 20) body.deleteRow(body.rows.length - 1);

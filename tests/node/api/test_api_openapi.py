@@ -10,17 +10,21 @@ from aiohttp import web
 
 from node.api import miner as miner_api
 from node.api.chat import register_routes as swarm_routes
+from node.api.finality import register_routes as finality_routes
 from tests.framework.apidocs import DOC, SPEC, app_routes, key_paths, spec_routes
 from tests.framework.nodes import ApiTestNode
 
 pytestmark = pytest.mark.api_node
 
 def external_routes() -> set[tuple[str, str]]:
-    """The miner/job and swarm routes, registered by their owners' code on a throwaway app."""
+    """The miner/job, swarm and finality routes, registered by their owners' code on a
+    throwaway app."""
     app = web.Application()
     miner_api.register(app, object(), miner=object(), jobs=object())  # type: ignore[arg-type]
     # the swarm's chat, round view and registration status
     swarm_routes(app, object(), object())  # type: ignore[arg-type]
+    # finality (node/api/finality.py)
+    finality_routes(app, object(), object())  # type: ignore[arg-type]
     return app_routes(app)
 
 

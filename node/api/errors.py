@@ -238,9 +238,40 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: deepest JSON nesting a body may have: checked before parsing, so a hostile body never
+#: depends on the interpreter's recursion limit (a library that raises it, as py_ecc does
+#: on import, would let ``json.loads`` overflow the C stack instead of raising)
+MAX_JSON_DEPTH = 512
+_JSON_STRUCTURE = re.compile(rb'\\.|["\[\]{}]')
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in ``raw`` (strings skipped), without
+    parsing it; cheap when ``raw`` has few brackets."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return raw.count(b"[") + raw.count(b"{")  # an upper bound is enough here
+    depth = deepest = 0
+    in_string = False
+    for match in _JSON_STRUCTURE.finditer(raw):
+        token = match.group()
+        if token == b'"':
+            in_string = not in_string
+        elif in_string or len(token) == 2:  # inside a string, or an escape
+            continue
+        elif token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 def parse_json(raw: bytes, *, bad: str = "bad_json") -> Any:
-    """``raw`` as JSON, else a 400 with reason ``bad`` (not UTF-8, not JSON, nested past the
-    parser's recursion limit, an integer past Python's digit limit, NaN or Infinity)."""
+    """``raw`` as JSON, else a 400 with reason ``bad`` (not UTF-8, not JSON, nested past
+    `MAX_JSON_DEPTH`, an integer past Python's digit limit, NaN or Infinity)."""
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise ApiError(400, bad, f"body is not JSON: nested deeper than {MAX_JSON_DEPTH} "
+                                 "levels")
     try:
         return json.loads(raw, parse_constant=_no_constant)
     except RecursionError as exc:

@@ -9,6 +9,7 @@ import gzip
 import json
 import logging
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from core.errors import EncodingError
 from node.api.auth import read_token
-from node.api.errors import HttpLimits
+from node.api.errors import MAX_JSON_DEPTH, ApiError, HttpLimits, json_depth, parse_json
 from node.node import Node
 from tests.framework.apidocs import SPEC, spec_routes
 from tests.framework.nodes import LiveNode, node_config, wired
@@ -270,3 +271,19 @@ async def test_a_client_that_never_reads_is_aborted_at_the_write_timeout(
         writer.close()
     finally:
         await node.stop()
+
+
+def test_json_depth_is_checked_before_parsing_whatever_the_recursion_limit() -> None:
+    """A library that raises the recursion limit on import (py_ecc sets 100000) must not let
+    a nested body overflow the C stack in ``json.loads``: the depth is counted first."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        for raw in (b"[" * 200_000 + b"]" * 200_000, b'{"a":' * 600 + b"1" + b"}" * 600):
+            with pytest.raises(ApiError) as err:
+                parse_json(raw)
+            assert err.value.status == 400 and "deeper than" in err.value.message
+    finally:
+        sys.setrecursionlimit(limit)
+    assert json_depth(b"[" * 600 + b'"' + b"[" * 900 + b'\\""' + b"]" * 600) == 600
+    assert parse_json(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH) is not None

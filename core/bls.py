@@ -20,18 +20,35 @@ py-ecc blocks for seconds: never call it on an event loop. blspy releases the GI
 from __future__ import annotations
 
 import abc
+import sys
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from eth_typing import BLSPubkey, BLSSignature
-from py_ecc.bls.ciphersuites import G2ProofOfPossession as _PyEccBls
-from py_ecc.bls.g2_primitives import (
+# py_ecc's import raises the interpreter's recursion limit to 100,000 for the whole process:
+# then a deep recursion anywhere (a 1,500-level nested JSON body) overflows the C stack and
+# kills the node with SIGSEGV instead of raising RecursionError. Its BLS12-381 operations need
+# well under 1,000 frames (the deepest, a cofactor multiplication, recurses once per scalar
+# bit: ~640), so the limit is put back right after the import (tests/core/test_bls.py runs
+# every py-ecc operation under the restored limit).
+_RECURSION_LIMIT = min(sys.getrecursionlimit(), 1000)
+
+from eth_typing import BLSPubkey, BLSSignature  # noqa: E402
+from py_ecc.bls.ciphersuites import G2ProofOfPossession as _PyEccBls  # noqa: E402
+from py_ecc.bls.g2_primitives import (  # noqa: E402
     G1_to_pubkey,
     G2_to_signature,
     pubkey_to_G1,
     signature_to_G2,
 )
-from py_ecc.optimized_bls12_381.optimized_curve import Z1, Z2, add, curve_order, is_inf
+from py_ecc.optimized_bls12_381.optimized_curve import (  # noqa: E402
+    Z1,
+    Z2,
+    add,
+    curve_order,
+    is_inf,
+)
+
+sys.setrecursionlimit(_RECURSION_LIMIT)
 
 try:  # the native backend, used when it is installed
     import blspy as _blspy

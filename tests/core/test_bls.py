@@ -9,6 +9,7 @@ py-ecc costs ~0.2-1.5 s per operation, so the random cases are few and small.
 from __future__ import annotations
 
 import random
+import sys
 from typing import Any
 
 import pytest
@@ -61,6 +62,12 @@ def _verdicts(backend: BlsBackend[Any], pubkeys: list[bytes], signature: bytes) 
     return (tuple(backend.key_validate(pk) for pk in pubkeys),
             tuple(backend.verify(pk, MESSAGE, signature) for pk in pubkeys),
             backend.fast_aggregate_verify(pubkeys, MESSAGE, signature))
+
+
+def test_importing_the_backends_leaves_the_recursion_limit_alone() -> None:
+    """py_ecc raises it to 100,000 at import, which turns deep recursion into a segfault;
+    core.bls puts it back (every py-ecc operation in this module runs under it)."""
+    assert sys.getrecursionlimit() <= 1000
 
 
 def test_the_backend_in_use_is_the_native_one_when_it_imports() -> None:

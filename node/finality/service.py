@@ -15,6 +15,10 @@
   lagging or forked peer may send (unknown checkpoint, outside the window, not in the set
   yet) is dropped quietly (IGNORE) and forgotten by the seen-cache, so it can be taken
   later. An admitted vote is relayed once to every other peer.
+* **Slashing evidence**: every vote whose signature verifies under a registered validator's
+  key (admitted, or for another fork's checkpoint) is kept, a few per validator; when two of
+  one validator's votes are a double or a surround vote, the node sends them once as a
+  `ReportVoteViolation` transaction from its identity (the reporter is rewarded).
 * **Aggregation**: the miner's template ends with this node's `FinalityVotes` transaction
   for the link with the most new stake (`template_transactions`), signed by the node
   identity with fee 0 and the identity's next nonce after the template's other
@@ -44,16 +48,22 @@ from consensus.finality import (
     is_stalled,
     registration_payload,
     sign_vote,
+    slashing_evidence,
     validator_record,
     validator_set,
     vote_duty,
 )
 from consensus.tx import Transaction, sign_transaction
-from contracts.finality import RegisterValidator, bitfield_indices, target_votes
-from core.bls import derive_secret
+from contracts.finality import (
+    RegisterValidator,
+    ReportVoteViolation,
+    bitfield_indices,
+    target_votes,
+)
+from core.bls import BACKEND, derive_secret
 from core.errors import ConsensusError, EncodingError
 from core.state import State
-from core.votes import SignedVote, VoteData
+from core.votes import SignedVote, VoteData, vote_signing_root
 from node.chain.chainstore import ChainStore
 from node.chain.db import Database
 from node.chain.lru import LruSet
@@ -69,6 +79,9 @@ from node.p2p.protocol import Message, MsgType
 log = get_logger("finality")
 T = TypeVar("T")
 REGISTRATION_FEE = 1000  # what the node pays to register its own validator key
+REPORT_FEE = 1000  # what the node pays to send slashing evidence
+SIGNED_KEPT = 8  # verified votes kept per validator to catch a double or surround vote
+MAX_SIGNED_VALIDATORS = 4096  # validators whose votes are kept (the registry's bound)
 SEEN_VOTES = 100_000  # vote hashes remembered across peers (gossip dedup)
 LAST_VOTE_KEY = b"fin-node/last-vote"  # the validator's newest signed vote (slashing guard)
 # rules a vote can break that prove its sender relayed garbage (everything else may be an
@@ -155,6 +168,10 @@ class FinalityService:
         self.votes_received = 0
         self.votes_rejected = 0
         self.aggregates_built = 0
+        # verified votes per validator (slashing evidence) and the validators reported
+        self.signed: dict[bytes, list[SignedVote]] = {}
+        self.reported: set[bytes] = set()
+        self.reports_sent = 0
         self.summary = FinalitySummary(finalized_height=host.chain.finalized.height)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -301,9 +318,74 @@ class FinalityService:
             self.seen.discard(key)  # may be fine once our head catches up
             log_event(log, "finality.vote_ignored", level=logging.DEBUG, peer=peer.node_id,
                       rule=exc.rule)
+            # a vote for another fork's checkpoint may still be half of a double vote
+            signed = await self.host.call_chain(lambda: self._signed_by_validator(vote))
+            if signed is False:  # a registered validator's key, a signature that is not its
+                raise Judged("votes.signature", "not the validator's signature",
+                             verdict=Verdict.REJECT) from exc
+            if signed:
+                await self._remember_signed(vote)
             return
+        await self._remember_signed(vote)
         if self.pool.add(vote):
             self.peers.broadcast_vote(raw, exclude=peer)
+
+    # -- slashing evidence ------------------------------------------------------------------------
+
+    def _signed_by_validator(self, vote: SignedVote) -> bool | None:
+        """Chain thread: whether ``vote`` carries a valid signature of a registered,
+        unslashed validator (whatever its checkpoints: evidence spans forks); None when the
+        validator is unknown here or slashed already."""
+        chain = self.host.chain
+        record = validator_record(State(chain.state_view()), vote.validator)
+        if record is None or record.slashed:
+            return None
+        root = vote_signing_root(vote.data, chain_id=chain.params.chain_id)
+        return BACKEND.verify(record.pubkey, root, vote.signature)
+
+    async def _remember_signed(self, vote: SignedVote) -> None:
+        """Keep a validator's verified votes (a few per validator) and report it once when
+        two of them are a double or surround vote (docs/finality.md §7)."""
+        if vote.validator in self.reported or vote.validator == self.validator:
+            return
+        kept = self.signed.setdefault(vote.validator, [])
+        if vote in kept:
+            return
+        evidence = next((e for e in (slashing_evidence(old, vote) for old in kept)
+                         if e is not None), None)
+        kept.append(vote)
+        del kept[:-SIGNED_KEPT]
+        while len(self.signed) > MAX_SIGNED_VALIDATORS:
+            del self.signed[next(iter(self.signed))]
+        if evidence is not None:
+            await self._report(evidence)
+
+    async def _report(self, evidence: ReportVoteViolation) -> None:
+        """Send the evidence as a transaction from the node identity (the reporter's
+        reward pays its fee many times over)."""
+        offender = evidence.first.validator
+        identity = self.host.identity
+        address = bytes(identity.verify_key)
+        params = self.host.chain.params
+
+        def nonce() -> int:
+            state = State(self.host.chain.state_view())
+            return state.account(address).nonce + len(self.host.mempool.pending_of(address))
+
+        tx = sign_transaction(bytes(identity), chain_id=params.chain_id,
+                              nonce=await self.host.call_chain(nonce), fee=REPORT_FEE,
+                              payload=evidence)
+        try:
+            await self.host.submit_transaction(tx)
+        except (ValueError, ConsensusError) as exc:
+            log_event(log, "finality.report_rejected", level=logging.WARNING,
+                      offender=offender, reason=str(getattr(exc, "reason", "") or exc))
+            return
+        self.reported.add(offender)
+        self.reports_sent += 1
+        log_event(log, "finality.slashing_reported", level=logging.WARNING, offender=offender,
+                  first_target=evidence.first.data.target.epoch,
+                  second_target=evidence.second.data.target.epoch)
 
     def _admit(self, vote: SignedVote) -> int:
         """Chain thread: gossip admission against our head (raises the rule broken)."""
@@ -401,4 +483,4 @@ class FinalityService:
                 "participation_epoch": summary.participation_epoch,
                 "votes_signed": self.votes_signed, "votes_received": self.votes_received,
                 "votes_rejected": self.votes_rejected, "pool_votes": len(self.pool),
-                "aggregates_built": self.aggregates_built}
+                "aggregates_built": self.aggregates_built, "reports_sent": self.reports_sent}

@@ -40,7 +40,7 @@ OTHER = public_key(dev_seed(1))
 
 
 @dataclasses.dataclass
-class Chain:
+class TwoValidators:
     node: Node
     service: FinalityService
     mining: MiningService
@@ -51,7 +51,7 @@ class Chain:
 
 
 @pytest.fixture
-async def chain(tmp_path: Path) -> AsyncIterator[Chain]:
+async def two_validators(tmp_path: Path) -> AsyncIterator[TwoValidators]:
     """The node (validator dev 0, registering itself) and validator dev 1 (registered by the
     test), both in epoch 1's set; the head at epoch 2's recorded checkpoint, the node's
     1 -> 2 vote signed."""
@@ -73,12 +73,14 @@ async def chain(tmp_path: Path) -> AsyncIterator[Chain]:
         await mining.miner.generate(2 * E + 1)
         service = node.finality
         await wait_for(lambda: service.last_vote is not None, 60, message="own vote")
-        yield Chain(node, service, mining)
+        yield TwoValidators(node, service, mining)
     finally:
         await node.stop()
 
 
-async def test_bad_votes_ban_and_unplaceable_votes_are_ignored(chain: Chain) -> None:
+async def test_bad_votes_ban_and_unplaceable_votes_are_ignored(
+        two_validators: TwoValidators) -> None:
+    chain = two_validators
     node, service = chain.node, chain.service
     vote = service.last_vote
     assert vote is not None and vote.data.target.epoch == 2
@@ -123,7 +125,9 @@ async def test_bad_votes_ban_and_unplaceable_votes_are_ignored(chain: Chain) -> 
     assert len(service.pool) == 1  # only the node's own vote
 
 
-async def test_a_double_vote_is_reported_once_and_slashed(chain: Chain) -> None:
+async def test_a_double_vote_is_reported_once_and_slashed(
+        two_validators: TwoValidators) -> None:
+    chain = two_validators
     node, service = chain.node, chain.service
     own = service.last_vote
     assert own is not None

@@ -30,7 +30,14 @@ nothing):
 Goal (issue 11): at s ≤ 30% the target ranks first in ≤ 1% of rounds and the outcome
 changes at most 2 points more often than in the control.
 
-    python bench/swarm_attacks.py [--rounds 200] [--json]
+``--compare`` also ranks the good+bad rounds (same seeds, the verdict bytes `settle` counts)
+by candidate rules side by side: the adopted rule, the rule before (absolute ⅔ tier), SV
+(no accepted tier), a trimmed screen, per-judge weight caps (the coalition split into
+enough keys that no cap binds it: sybils), every pair judged, more honest judges; with each
+candidate's judging work (ordered pairs judged x judges) relative to the adopted rule's.
+
+    python bench/swarm_attacks.py [--rounds 200] [--first 0] [--attacks a,b] [--compare]
+                                  [--json]
 """
 
 from __future__ import annotations
@@ -50,10 +57,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consensus.tx import public_key
 from core.encoding import tagged_hash
-from swarm.bradley_terry import Outcome
+from swarm.bradley_terry import Outcome, bradley_terry_scores
 from swarm.data_root import round_leaves
 from swarm.inclusion import provable_claims
-from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, RoundSettlement, settle
+from swarm.schedule import judging_pairs, ring_order
+from swarm.settlement import (
+    SCREEN_BAD,
+    SCREEN_GOOD,
+    SCREEN_NONE,
+    TIER_ACCEPTED,
+    TIER_REJECTED,
+    TIER_UNDECIDED,
+    RoundSettlement,
+    aggregate,
+    screen_tiers,
+    settle,
+    strength_fit,
+    tie_order,
+    verdict_comparisons,
+)
 from tests.framework.roundkit import STAKE, Round, build_round, make_request, seed
 
 ACCURACY = 0.85
@@ -341,12 +363,204 @@ def run_trial(number: int, tallies: dict[tuple[str, float | None], Tally],
     tallies[("omission", None)].provable += omission_provable(trial, honest_judges, heaviest)
 
 
+# --compare: candidate rules side by side, on the same rounds and votes ------------------
+# Every candidate ranks the verdict bytes `settle` would count in the good+bad rounds (same
+# answer order, round id and schedule; no signing: the main table shows the adopted rule
+# matches `settle` exactly). The candidates are research alternatives, not rules.
+
+Ranker = Callable[..., tuple[int, ...]]
+Schedule = Callable[[bytes, int], tuple[tuple[int, int], ...]]
+
+
+def all_pairs(round_id: bytes, n: int) -> tuple[tuple[int, int], ...]:
+    """Every ordered pair (a round robin on the round's ring order): the densest schedule."""
+    ring = ring_order(round_id, n)
+    return tuple(p for x in range(n) for y in range(x + 1, n)
+                 for p in ((ring[x], ring[y]), (ring[y], ring[x])))
+
+
+def unsigned_inputs(trial: Trial, judges: dict[bytes, tuple[PairVote, ScreenVote]],
+                    weights: dict[bytes, int], schedule: Schedule
+                    ) -> tuple[dict[str, Any], list[int]]:
+    """(`aggregate` keyword inputs, quality per answer index) of `signed_round`'s round."""
+    nodes = sorted((public_key(seed(f"attack t{trial.number} a{q}")), q) for q in trial.quality)
+    quality = [q for _, q in nodes]
+    request = make_request(seed(f"attack client {trial.number}"), fee=FEE,
+                           answers=len(quality), judges=len(judges), nonce=trial.number)
+    rid = request.round_id()
+    pairs = schedule(rid, len(quality))
+    verdicts = {public_key(s): bytes(int(pv(s, quality[a], quality[b])) for a, b in pairs)
+                + bytes(sv(s, q) for q in quality) for s, (pv, sv) in judges.items()}
+    return ({"n": len(quality), "pairs": pairs, "verdicts": verdicts, "seed": rid,
+             "weights": {public_key(s): w for s, w in weights.items()}}, quality)
+
+
+def _tallies(n: int, pairs: Sequence[tuple[int, int]], verdicts: dict[bytes, bytes],
+             weights: dict[bytes, int]) -> tuple[list[list[int]], list[list[int]]]:
+    """(pair tallies, screen tallies): weights per value (no answerer-judges here)."""
+    pair_t = [[0, 0, 0] for _ in pairs]
+    screen_t = [[0, 0, 0] for _ in range(n)]
+    for judge, outcomes in verdicts.items():
+        for k in range(len(pairs)):
+            pair_t[k][outcomes[k]] += weights[judge]
+        for i in range(n):
+            screen_t[i][outcomes[len(pairs) + i]] += weights[judge]
+    return pair_t, screen_t
+
+
+def adopted(**kw: Any) -> tuple[int, ...]:
+    return aggregate(**kw).ranking
+
+
+def absolute_tiers(**kw: Any) -> tuple[int, ...]:
+    """The rule before (dddf027): accepted at ≥ ⅔ good of the weight with an opinion,
+    rejected at ≥ ⅔ bad; strength from the pairs alone."""
+    n, pairs = kw["n"], kw["pairs"]
+    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+    comparisons, pair_weights = verdict_comparisons(pairs, pair_t)
+    keys = bradley_terry_scores(comparisons, weights=pair_weights, n=n).rank_keys()
+    tiers = [TIER_ACCEPTED if g + b and 3 * g >= 2 * (g + b) else
+             TIER_REJECTED if g + b and 3 * b >= 2 * (g + b) else TIER_UNDECIDED
+             for b, g, _ in screen_t]
+    place = tie_order(kw["seed"], n)
+    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+
+
+def strength_only(**kw: Any) -> tuple[int, ...]:
+    """aggregation2's "SV": not rejected first, then the one fit of pairs and screen (no
+    accepted tier)."""
+    n, pairs = kw["n"], kw["pairs"]
+    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+    keys = strength_fit(n, pairs, pair_t, screen_t).rank_keys()
+    rejected = [t == TIER_REJECTED for t in screen_tiers(screen_t)]
+    place = tie_order(kw["seed"], n)
+    return tuple(sorted(range(n), key=lambda i: (rejected[i], -keys[i], place[i])))
+
+
+def trimmed_screen(**kw: Any) -> tuple[int, ...]:
+    """The adopted rule after dropping, per answer, the heaviest good and the heaviest bad
+    screen mark (a symmetric trim of the screen)."""
+    n, pairs, verdicts, weights = kw["n"], kw["pairs"], kw["verdicts"], kw["weights"]
+    trimmed = {judge: bytearray(v) for judge, v in verdicts.items()}
+    for i in range(n):
+        for mark in (SCREEN_GOOD, SCREEN_BAD):
+            voters = [j for j, v in verdicts.items() if v[len(pairs) + i] == mark]
+            if voters:
+                trimmed[max(voters, key=lambda j: (weights[j], j))][len(pairs) + i] = SCREEN_NONE
+    return aggregate(**(kw | {"verdicts": {j: bytes(v) for j, v in trimmed.items()}})).ranking
+
+
+def weight_cap(k: int) -> Ranker:
+    """The adopted rule with every judge's weight capped at ⌊Σ weight / k⌋."""
+    def rank(**kw: Any) -> tuple[int, ...]:
+        cap = max(1, sum(kw["weights"].values()) // k)
+        return aggregate(**(kw | {"weights": {j: min(w, cap) for j, w in
+                                              kw["weights"].items()}})).ranking
+    return rank
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    name: str
+    rank: Ranker
+    schedule: Schedule = judging_pairs
+    honest_judges: int = 0  # top the honest judges up to this many (0: the trial's 4..8)
+    coalition_keys: int = 0  # split the coalition into this many keys (0: the trial's 1..3)
+
+
+CANDIDATES = (
+    Candidate("adopted: relative tier, one fit of pairs + screen", adopted),
+    Candidate("before: absolute 2/3 tier, pairs-only fit", absolute_tiers),
+    Candidate("SV: not rejected, then one fit (no accepted tier)", strength_only),
+    Candidate("trimmed screen (heaviest good/bad mark dropped)", trimmed_screen),
+    Candidate("weight cap 1/5 per judge, coalition in 5 keys", weight_cap(5), coalition_keys=5),
+    Candidate("weight cap 1/8 per judge, coalition in 8 keys", weight_cap(8), coalition_keys=8),
+    Candidate("every pair judged (round robin)", adopted, schedule=all_pairs),
+    Candidate("8 honest judges or more", adopted, honest_judges=8),
+    Candidate("12 honest judges or more", adopted, honest_judges=12),
+)
+
+
+def topped_up(trial: Trial, total: int) -> Trial:
+    """The trial with honest judges added (weights 51..201 from their own rng) up to total."""
+    rng = random.Random(trial.number * 104729)
+    extra = tuple(seed(f"attack t{trial.number} h{k}")
+                  for k in range(len(trial.honest), max(total, len(trial.honest))))
+    weights = trial.weights | {s: rng.randint(50, 200) + 1 for s in extra}
+    return dataclasses.replace(trial, honest=trial.honest + extra, weights=weights)
+
+
+def compare_trial(number: int, candidate: Candidate, tallies: dict[float, Tally],
+                  work: list[int]) -> None:
+    """One trial's good+bad cells (all shares) under ``candidate``; ``work`` accumulates
+    [ordered pairs judged, judges] for the cost column."""
+    trial = make_trial(number)
+    if candidate.honest_judges:
+        trial = topped_up(trial, candidate.honest_judges)
+    honest_votes: tuple[PairVote, ScreenVote] = (trial.honest_pair, trial.honest_screen)
+    honest_judges = {s: honest_votes for s in trial.honest}
+
+    def top(judges: dict[bytes, tuple[PairVote, ScreenVote]], weights: dict[bytes, int]
+            ) -> int:
+        kw, quality = unsigned_inputs(trial, judges, weights, candidate.schedule)
+        work[0] += len(kw["pairs"]) * len(judges)
+        work[1] += len(judges)
+        return quality[candidate.rank(**kw)[0]]
+
+    base_top = top(honest_judges, trial.weights)
+    rng = random.Random(number * 7919)
+    for share in SHARES:
+        adversaries = [seed(f"attack t{number} x{k}")
+                       for k in range(max(rng.randint(1, 3), candidate.coalition_keys))]
+        weights = trial.weights | adversary_weights(trial, share, adversaries)
+        control = top(honest_judges | {s: honest_votes for s in adversaries}, weights)
+        votes = coalition_votes(trial, "good+bad")
+        attacked = top(honest_judges | {s: votes for s in adversaries}, weights)
+        tally = tallies.setdefault(share, Tally())
+        tally.rounds += 1
+        tally.changed += attacked != base_top
+        tally.control_changed += control != base_top
+        tally.target_first += attacked == trial.target
+        tally.right_first += attacked >= trial.right_from
+        tally.control_right_first += control >= trial.right_from
+
+
+def compare_rows(first: int, rounds: int) -> list[dict[str, Any]]:
+    """Per candidate: good+bad target-first and excess change per share, and its judging
+    work (ordered pairs x judges per round) relative to the adopted rule's."""
+    rows = []
+    base_work = 0.0
+    for candidate in CANDIDATES:
+        tallies: dict[float, Tally] = {}
+        work = [0, 0]
+        for number in range(first, first + rounds):
+            compare_trial(number, candidate, tallies, work)
+        if not base_work:
+            base_work = work[0]
+        rows.append({"candidate": candidate.name, "work_ratio": round(work[0] / base_work, 2),
+                     "cells": {f"{share:.0%}": tallies[share].row("good+bad", share)
+                               for share in SHARES}})
+    return rows
+
+
+def print_compare(rows: list[dict[str, Any]], rounds: int) -> None:
+    print(f"\ncandidates side by side, good+bad, {rounds} rounds (same seeds): target first % / "
+          f"excess change pp / right first %; work = pairs judged x judges vs adopted")
+    print(f"{'candidate':<52} {'work':>5} " + " ".join(f"{f'{s:.0%}':>18}" for s in SHARES))
+    for row in rows:
+        cells = " ".join(f"{c['target_first_pct']:5.2f}/{c['excess_change_pp']:+6.2f}/"
+                         f"{c['right_first_pct']:5.1f}" for c in row["cells"].values())
+        print(f"{row['candidate']:<52} {row['work_ratio']:5.2f} {cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200, help="signed rounds per cell")
     parser.add_argument("--first", type=int, default=0, help="first trial number")
     parser.add_argument("--attacks", default="", help="comma-separated subset of attacks")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--compare", action="store_true",
+                        help="also rank the good+bad rounds by the candidate rules side by side")
     args = parser.parse_args()
     started = time.perf_counter()
     tallies: dict[tuple[str, float | None], Tally] = {}
@@ -380,9 +594,13 @@ def main() -> None:
           f"victim can prove the omission (swarm.inclusion) in "
           f"{omission.get('provable_in_window_pct', 0):.0f}% (then the settlement is void and "
           f"the settler loses its bond)")
+    compared = compare_rows(args.first, args.rounds) if args.compare else []
+    if compared:
+        print_compare(compared, args.rounds)
     if args.json:
         print(json.dumps({"rounds": args.rounds, "accuracy": ACCURACY, "rows": rows,
-                          "seconds": round(seconds, 1), "load_average": round(load, 2)}))
+                          "compare": compared, "seconds": round(seconds, 1),
+                          "load_average": round(load, 2)}))
 
 
 if __name__ == "__main__":

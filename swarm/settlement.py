@@ -23,10 +23,13 @@ then one GOOD/BAD/no-opinion screen mark per answer. Judge weight = reputation +
 a judge that also answered is conflicted on every other answer too, so its other votes count
 only where they agree with the other judges (`_tally`). Each ordered pair gets one weighted
 verdict (`pair_verdict`: decisive at ≥ ⅔ of the weight, leaning at a strict majority, else a
-tie) and Bradley-Terry is fitted on those verdicts from θ = 0 (an unconverged fit ranks
-nothing). Each answer gets a screen tier (`screen_tiers`): accepted when ≥ ⅔ of all its
-screening weight calls it good, rejected when ≥ ⅔ calls it bad, else undecided. Order:
-tier, then strength, then the round's seed (`tie_order`) for exact ties.
+tie); so does each answer's screen, as a comparison with a virtual threshold answer (good =
+it wins, bad = it loses, no opinion = tie); one Bradley-Terry fit of both from θ = 0 gives
+the strengths, relative to the threshold (`strength_fit`; an unconverged fit ranks
+nothing). Each answer gets a screen tier (`screen_tiers`): rejected when ≥ ⅔ of the weight
+with an opinion on it calls it bad; accepted when not rejected and its good share is ≥ ⅔ of
+the round's largest good share; else undecided. Order: tier, then strength, then the
+round's seed (`tie_order`) for exact ties.
 
 Money (fee F, slashed stake S, bps = 1/10000):
 * answer pool = ⌊F·answer_share_bps/10⁴⌋ + S, judge pool = F − ⌊F·answer_share_bps/10⁴⌋;
@@ -475,20 +478,55 @@ def _screen_agrees(others: Sequence[int], value: int) -> bool:
 
 
 def screen_tiers(tallies: Sequence[Sequence[int]]) -> tuple[int, ...]:
-    """Per answer from its screen weights [bad, good, no opinion]: accepted when at least ⅔
-    of the weight with an opinion on it called it good, rejected when at least ⅔ called it
-    bad, else undecided. A coalition under ⅓ of that weight can move an answer only to or
-    from undecided: it takes a majority of the other judges to cross a line."""
+    """Per answer from its screen weights [bad, good, no opinion]: rejected when at least ⅔
+    of the weight with an opinion on it called it bad; accepted when it is not rejected and
+    its good share g = good / (good + bad) is at least ⅔ of the largest good share in the
+    round; else undecided (no opinion at all: undecided).
+
+    Why relative to the best share: a coalition that calls every answer but its own bad
+    scales every other answer's share by the same factor (its weight is in every
+    denominator), so it cannot veto acceptance by marking down everything (with an
+    absolute ⅔ a 30% coalition vetoed any answer on which one honest judge erred). When some
+    answer is unanimously good (best share 1) this is the absolute ⅔ test; a coalition
+    under ⅓ still cannot move an answer the other judges are unanimous on (unanimous good:
+    share > ⅔ ≥ ⅔ of the best; unanimous bad: ≥ ⅔ bad). Integer cross-multiplication only."""
+    best_good, best_total = 0, 1  # the largest good share so far, as a fraction
+    for tally in tallies:
+        total = tally[SCREEN_GOOD] + tally[SCREEN_BAD]
+        if total and tally[SCREEN_GOOD] * best_total > best_good * total:
+            best_good, best_total = tally[SCREEN_GOOD], total
     tiers = []
     for tally in tallies:
         total = tally[SCREEN_GOOD] + tally[SCREEN_BAD]
-        if total and 3 * tally[SCREEN_GOOD] >= 2 * total:
-            tiers.append(TIER_ACCEPTED)
-        elif total and 3 * tally[SCREEN_BAD] >= 2 * total:
+        if total and 3 * tally[SCREEN_BAD] >= 2 * total:
             tiers.append(TIER_REJECTED)
+        elif total and 3 * tally[SCREEN_GOOD] * best_total >= 2 * best_good * total:
+            tiers.append(TIER_ACCEPTED)
         else:
             tiers.append(TIER_UNDECIDED)
     return tuple(tiers)
+
+
+def strength_fit(
+    n: int, pairs: Sequence[tuple[int, int]], pair_tallies: Sequence[Sequence[int]],
+    screen_tallies: Sequence[Sequence[int]],
+) -> BradleyTerryFit:
+    """One Bradley-Terry fit of the pairs and the screen: every answer also plays a virtual
+    *threshold* answer (index n) with its screen weights as the verdict weights (good = the
+    answer wins, bad = it loses), each tally through `pair_verdict`; θ is returned relative
+    to the threshold's, for the n real answers.
+
+    Why: the screen is evidence about strength like any pair, so a wrong answer that honest
+    judges mark bad loses strength even where a coalition wins its pairs for it, and a
+    right answer the coalition marks bad still wins its pairs. A fit that did not converge
+    is θ = 0 throughout (`bradley_terry_scores`), so it ranks nothing here either."""
+    threshold = [(i, n) for i in range(n)]
+    screen_as_pairs = [[t[SCREEN_GOOD], t[SCREEN_BAD], t[SCREEN_NONE]] for t in screen_tallies]
+    comparisons, weights = verdict_comparisons([*pairs, *threshold],
+                                               [*pair_tallies, *screen_as_pairs])
+    fit = bradley_terry_scores(comparisons, weights=weights, n=n + 1)
+    return dataclasses.replace(fit, theta=tuple(t - fit.theta[n] for t in fit.theta[:n]),
+                               prior_weights=fit.prior_weights[:n])
 
 
 def _check_aggregate_input(
@@ -537,8 +575,9 @@ def aggregate(
     votes only count where they agree with the other judges (`_tally`).
 
     One pass, no reweighting within the round (docs/swarm.md §5.2a): per-pair weighted
-    verdicts (`pair_verdict`) and Bradley-Terry on them; the screen's tiers by a ⅔ quorum of
-    all the screening weight (`screen_tiers`); the order: tier, then strength, then the
+    verdicts (`pair_verdict`) and one Bradley-Terry fit of them and the screen
+    (`strength_fit`); the screen's tiers relative to the best good share (`screen_tiers`);
+    the order: tier, then strength, then the
     round's ``seed`` (`tie_order`) for exact ties. Reputation moves between rounds, by each
     judge's agreement with this order. `settle` uses exactly this; benches and the node's
     fast path can call it without signed messages.
@@ -553,10 +592,9 @@ def aggregate(
                             if mine_index != a and mine_index != b}
         screen_votes[node] = {i: outcomes[len(pairs) + i] for i in range(n) if i != mine_index}
     conflicted = frozenset(node for node in verdicts if node in own)
-    pair_comparisons, pair_weights = verdict_comparisons(
-        pairs, _tally(len(pairs), pair_votes, weights, conflicted, _pair_agrees))
-    fit = bradley_terry_scores(pair_comparisons, weights=pair_weights, n=n)
     screen_tallies = _tally(n, screen_votes, weights, conflicted, _screen_agrees)
+    fit = strength_fit(n, pairs, _tally(len(pairs), pair_votes, weights, conflicted,
+                                         _pair_agrees), screen_tallies)
     tiers = screen_tiers(screen_tallies)
     # the screen's direction per answer (what a mark is scored against): good or bad by the
     # larger weight, None on a tie; it agrees with every accepted / rejected tier

@@ -28,3 +28,22 @@ def test_attack_bench_prints_table_and_json_last() -> None:
     assert omission["honest_slashed_pct"] == 100.0
     assert omission["provable_in_window_pct"] == 100.0
     assert any(line.split()[:2] == ["good+bad", "30%"] for line in lines)
+
+
+@pytest.mark.slow
+def test_compare_ranks_the_same_rounds_as_settle() -> None:
+    """--compare ranks unsigned verdict bytes; its adopted-rule row must equal the main
+    table's good+bad rows, which went through the real settle on signed rounds."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "swarm_attacks.py"), "--rounds", "6",
+         "--attacks", "good+bad", "--compare", "--json"],
+        capture_output=True, text=True, check=True, cwd=ROOT, timeout=900)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    settled = {f"{row['weight_share']:.0%}": row for row in result["rows"]}
+    compared = {row["candidate"]: row for row in result["compare"]}
+    adopted = next(row for name, row in compared.items() if name.startswith("adopted"))
+    assert len(compared) >= 8
+    for share, cell in adopted["cells"].items():
+        for key in ("changed_pct", "control_changed_pct", "target_first_pct",
+                    "right_first_pct"):
+            assert cell[key] == settled[share][key], (share, key)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.tx import public_key
-from swarm.bradley_terry import ONE, Outcome, SettlementInputError
+from swarm.bradley_terry import ONE, Outcome, SettlementInputError, bradley_terry_scores
 from swarm.schedule import judging_pairs
 from swarm.settlement import (
     SCREEN_BAD,
@@ -18,9 +18,12 @@ from swarm.settlement import (
     SCREEN_NONE,
     TIER_ACCEPTED,
     TIER_REJECTED,
+    TIER_UNDECIDED,
     aggregate,
     pair_verdict,
+    screen_tiers,
     settle,
+    strength_fit,
     tie_order,
     verdict_comparisons,
 )
@@ -238,6 +241,84 @@ def test_a_coalition_under_a_third_cannot_move_unanimous_honest_judges(trial: in
     assert attacked.ranking == alone.ranking
     assert all(t == (TIER_ACCEPTED if i >= n - right else TIER_REJECTED)
                for i, t in enumerate(attacked.tiers))
+
+
+Judged = tuple[list[tuple[int, int]], dict[bytes, bytes], dict[bytes, int]]
+
+
+def _good_bad_coalition_round(n: int, target: int, erring: int) -> Judged:
+    """4 honest judges (weight 100 each, answer i better than i-1, the top two right) and a
+    coalition of 172 (30%) marking ``target`` GOOD and first, every other answer BAD; honest
+    judge 0 wrongly marks answer ``erring`` BAD."""
+    pairs = list(judging_pairs(b"veto", n))
+    right = 2
+    verdicts = {bytes([1, k]) * 16: perfect_judgment(pairs, n, right) for k in range(4)}
+    first = bytearray(verdicts[bytes([1, 0]) * 16])
+    first[len(pairs) + erring] = SCREEN_BAD
+    verdicts[bytes([1, 0]) * 16] = bytes(first)
+    weights = dict.fromkeys(verdicts, 100)
+    for k in range(2):
+        node = bytes([2, k]) * 16
+        verdicts[node] = bytes(
+            Outcome.FIRST_WINS if a == target else Outcome.SECOND_WINS if b == target
+            else Outcome.FIRST_WINS if a > b else Outcome.SECOND_WINS for a, b in pairs
+        ) + bytes(SCREEN_GOOD if i == target else SCREEN_BAD for i in range(n))
+        weights[node] = 86
+    return pairs, verdicts, weights
+
+
+def test_a_coalition_marking_everything_bad_cannot_veto_the_best_answer() -> None:
+    """Issue 11's GOOD + all-BAD coalition at 30%: with an absolute ⅔ screen, one honest
+    error on the best answer (⅔ needs 95% of the honest weight) left it undecided and the
+    second-best accepted answer ranked first; the relative tier accepts it (its good share
+    is ≥ ⅔ of the best share) and it ranks first."""
+    n = 6
+    pairs, verdicts, weights = _good_bad_coalition_round(n, target=1, erring=n - 1)
+    result = aggregate(n=n, pairs=pairs, verdicts=verdicts, weights=weights, seed=b"s")
+    assert result.tiers[n - 1] == TIER_ACCEPTED
+    assert result.tiers[1] != TIER_ACCEPTED
+    assert result.ranking[0] == n - 1
+    honest_only = {node: v for node, v in verdicts.items() if node[0] == 1}
+    alone = aggregate(n=n, pairs=pairs, verdicts=honest_only, weights=weights, seed=b"s")
+    assert alone.ranking[0] == n - 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 50)),
+                min_size=1, max_size=10))
+def test_with_a_unanimously_good_answer_the_tiers_are_the_absolute_two_thirds(
+        tallies: list[tuple[int, int, int]]) -> None:
+    """When some answer is unanimously good (best share 1) the relative tier is the absolute
+    ⅔ quorum; in general acceptance needs ≥ ⅔ of the best share and rejection ⅔ bad."""
+    def absolute(bad: int, good: int) -> int:
+        total = bad + good
+        if total and 3 * good >= 2 * total:
+            return TIER_ACCEPTED
+        return TIER_REJECTED if total and 3 * bad >= 2 * total else TIER_UNDECIDED
+    with_unanimous = [*tallies, (0, 7, 0)]
+    assert screen_tiers(with_unanimous) == tuple(absolute(b, g) for b, g, _ in with_unanimous)
+    tiers = screen_tiers(tallies)
+    shares = [g / (b + g) for b, g, _ in tallies if b + g]
+    for (bad, good, _), tier in zip(tallies, tiers, strict=True):
+        total = bad + good
+        if tier == TIER_ACCEPTED:
+            assert 3 * bad < 2 * total and good / total >= 2 / 3 * max(shares) - 1e-12
+        elif tier == TIER_REJECTED:
+            assert 3 * bad >= 2 * total
+
+
+def test_the_screen_enters_the_strength_as_a_threshold_answer() -> None:
+    """`strength_fit`: without screen opinions it is the pairs-only fit; an answer that wins
+    its pairs but is marked bad by everyone falls below one that is marked good."""
+    pairs = [(0, 1), (1, 0)]
+    win = [[10, 0, 0], [0, 10, 0]]  # answer 0 beats answer 1 in both orders
+    pairs_only = bradley_terry_scores(verdict_comparisons(pairs, win)[0],
+                                      weights=verdict_comparisons(pairs, win)[1], n=2)
+    no_opinion = strength_fit(2, pairs, win, [[0, 0, 0], [0, 0, 0]])
+    assert no_opinion.theta == pairs_only.theta
+    screened = strength_fit(2, pairs, win, [[30, 0, 0], [0, 30, 0]])  # 0 bad, 1 good
+    assert screened.theta[0] < 0 < screened.theta[1]
+    assert screened.rank_keys()[1] > screened.rank_keys()[0]
 
 
 def test_every_answer_rejected_refunds_the_answer_pool() -> None:

@@ -145,6 +145,30 @@ def settlement_vectors() -> dict[str, Vector]:
         "honest judges 600, a coalition of 280 (< 1/3) marks answer q=1 GOOD, all else BAD "
         "and prefers it in pairs: the honest ranking stands (issue 11 item 1)", r, reps)
 
+    # the GOOD + all-BAD coalition at 30%: one honest error on the best answer must not let
+    # the coalition veto its acceptance (docs/swarm.md §5.2a, the relative screen tier)
+    veto_honest = [seed(f"vec veto h{k}") for k in range(4)]
+    veto_coalition = [seed(f"vec veto x{k}") for k in range(2)]
+
+    def veto_votes(j: bytes, first: bytes, second: bytes) -> Outcome:
+        return coal_votes(j, first, second) if j in veto_coalition else honest(j, first, second)
+
+    def veto_screen(j: bytes, text: bytes) -> int:
+        if j in veto_coalition:
+            return SCREEN_GOOD if quality_of(text) == 1 else SCREEN_BAD
+        if j == veto_honest[0] and quality_of(text) == 4:
+            return SCREEN_BAD  # the one honest error
+        return truthful_screen(j, text)
+
+    r = _vector_round("vec veto", [0, 1, 2, 3, 4], [(s, veto_votes) for s in
+                                                    veto_honest + veto_coalition],
+                      screen=veto_screen)
+    reps = {public_key(s): 99 for s in veto_honest} | {public_key(s): 85 for s in veto_coalition}
+    out["settle_all_bad_coalition_cannot_veto"] = _settle_vector(
+        "4 honest judges (400) and a coalition of 172 (30%) marking answer q=1 GOOD and all "
+        "else BAD; one honest judge errs on the best answer q=4: q=4 is still accepted (its "
+        "good share is over 2/3 of the best share) and ranks first", r, reps)
+
     # every answer rejected: the answer pool is refunded
     r = _vector_round("vec junk", [0, 1, 2], [(seed(f"vec junk j{k}"), honest) for k in range(3)],
                screen=lambda _j, _t: SCREEN_BAD)

@@ -70,6 +70,15 @@ def test_importing_the_backends_leaves_the_recursion_limit_alone() -> None:
     assert sys.getrecursionlimit() <= 1000
 
 
+def _aggregates(backend: BlsBackend[Any], signature: bytes) -> bool:
+    """Whether ``backend`` accepts ``signature`` as an aggregate's part."""
+    try:
+        backend.aggregate([signature])
+    except ValueError:
+        return False
+    return True
+
+
 def test_the_backend_in_use_is_the_native_one_when_it_imports() -> None:
     assert BACKEND is (BLSPY if BLSPY is not None else PY_ECC)
     assert available_backends()[0] is PY_ECC
@@ -120,7 +129,11 @@ def test_hostile_points_get_the_same_verdicts() -> None:
     off_subgroup = _off_subgroup_pubkey()
     off_curve = b"\x80" + b"\xff" * 47  # x >= p: not a field element
     wrong_flags = bytes([good[0] & 0x7F]) + good[1:]  # compression bit cleared
-    pubkeys = [good, off_subgroup, off_curve, wrong_flags, INFINITY_PUBKEY, _negated(good)]
+    non_canonical = [b"\xc0" + bytes(46) + b"\x01",  # infinity with a stray bit
+                     b"\xe0" + bytes(47),  # infinity with the sign bit
+                     bytes([good[0] | 0x40]) + good[1:]]  # a point flagged as infinity
+    pubkeys = [good, off_subgroup, off_curve, wrong_flags, INFINITY_PUBKEY, _negated(good),
+               *non_canonical]
     bad_signatures = [_off_subgroup_signature(), INFINITY_SIGNATURE, b"\x80" + b"\xff" * 95,
                       signature[:95]]
     for native in NATIVE:
@@ -132,6 +145,11 @@ def test_hostile_points_get_the_same_verdicts() -> None:
             assert native.verify(good, MESSAGE, bad) is PY_ECC.verify(good, MESSAGE, bad) is False
             assert (native.fast_aggregate_verify([good], MESSAGE, bad)
                     is PY_ECC.fast_aggregate_verify([good], MESSAGE, bad) is False)
+        for odd in (b"\xc0" + bytes(94) + b"\x01", b"\xe0" + bytes(95),
+                    bytes([signature[0] | 0x40]) + signature[1:],
+                    bytes([signature[0] ^ 0x20]) + signature[1:]):  # non-canonical, negated
+            assert native.verify(good, MESSAGE, odd) is PY_ECC.verify(good, MESSAGE, odd)
+            assert _aggregates(native, odd) is _aggregates(PY_ECC, odd)
         for bad in bad_signatures[2:]:  # not a curve point, or not 96 bytes
             for backend in (PY_ECC, native):
                 with pytest.raises(ValueError):

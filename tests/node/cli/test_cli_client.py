@@ -6,6 +6,7 @@ and a slow-but-reachable node reported as a timeout."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -21,7 +22,7 @@ from consensus.tx import public_key
 from testnet.cli import main as pouwchain_main
 from testnet.process import REPO_ROOT, stop_process, wait_ready
 from tests.framework.nodes import LiveNode
-from tests.framework.util import cli_process
+from tests.framework.util import cli_process, wait_for
 
 
 def seed_record(path: Path, index: int) -> Path:
@@ -109,6 +110,20 @@ async def test_wallets_lookups_and_send_through_client_toml(node: LiveNode,
     assert f"height {height}" in out and "out transfer" in out and tx_id in out
     code, out, _ = await cli_process("wallet", "history", "--json", "--address", dest, *d)
     assert [(t["id"], t["direction"]) for t in json.loads(out)["txs"]] == [(tx_id, "in")]
+
+    # --wait: the command returns once a block holds the transaction
+    waiting = asyncio.ensure_future(cli_process("wallet", "stake", "50", "--fee", "10",
+                                                "--wait", "--json", *d))
+    pending = await wait_for(lambda: node.mempool.pending_of(bytes.fromhex(alice)),
+                             message="the stake reaches the mempool")
+    assert not waiting.done()
+    block = await node.mine(pending)
+    code, out, err = await waiting
+    assert code == 0, err
+    sent = json.loads(out)
+    assert (sent["status"], sent["height"], sent["block"]) == \
+        ("confirmed", block.header.height, block.header.block_id().hex())
+    assert sent["id"] == pending[0].id().hex() and sent["what"] == "stake of 50"
 
 
 @pytest.fixture

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,17 @@ from consensus.tx import public_key
 from contracts.swarm import MAX_SETTLEMENT_LAG
 from testnet.client import parse_metrics
 from testnet.genesis import TESTNET_INCLUSION_WINDOW, load_keys, new_keys, write_genesis
-from testnet.launcher import TestnetError, format_table, miner_figures, prepare
+from testnet.launcher import (
+    TestnetError,
+    format_table,
+    funded_wallet_hint,
+    log_flags,
+    miner_figures,
+    prepare,
+    watch,
+)
+from testnet.process import pid_alive
+from tests.framework.util import wait_until
 
 
 def test_keys_are_private_and_funded_in_a_loadable_genesis(tmp_path: Path) -> None:
@@ -74,3 +87,41 @@ def test_miner_figures_and_table() -> None:
     assert "abcdef012345" in table and "75%" in table and "1.5e+03" in table
     assert "stopped" in table.splitlines()[3]
     json.dumps(rows)
+
+
+def test_funded_wallet_hint_log_flags_and_the_table_footer(tmp_path: Path) -> None:
+    assert funded_wallet_hint(tmp_path) == ""  # no keys yet: nothing to hint
+    new_keys(tmp_path / "keys", 12)
+    hint = funded_wallet_hint(tmp_path)
+    # account 1 (account 0 also funds the nodes' keys), not account-10 by name order
+    assert f"pouwchain wallet import {tmp_path / 'keys' / 'account-1.json'} account-1" in hint
+    assert "12 seed files" in hint and "--node {api}" in hint
+    assert (log_flags(None), log_flags(True), log_flags(False)) == \
+        ([], ["--log-json"], ["--log-text"])
+    out = io.StringIO()
+    draws = iter((False, False, True))
+    watch(tmp_path, [], out=out, interval=0.0, should_stop=lambda: next(draws),
+          footer="import a key")
+    text = out.getvalue()
+    assert text.count("tickets/s") == 2 and text.count("import a key") == 1  # not a tty
+
+
+@pytest.mark.slow
+def test_pid_alive_until_every_thread_has_exited() -> None:
+    """A process whose main thread has exited shows its leader as a zombie while another
+    thread still runs (and holds its sockets): it is alive until that thread ends too."""
+    script = ("import ctypes, threading, time\n"
+              "threading.Thread(target=time.sleep, args=(600,)).start()\n"
+              "print('ready', flush=True)\n"
+              "ctypes.CDLL(None).pthread_exit(None)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        leader = Path(f"/proc/{proc.pid}/stat")
+        wait_until(lambda: leader.read_text().rsplit(")", 1)[1].split()[0] == "Z",
+                   message="the main thread exited")
+        assert pid_alive(proc.pid)  # its sleeping thread still runs
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not pid_alive(proc.pid)

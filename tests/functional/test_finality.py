@@ -159,6 +159,10 @@ def test_a_longer_private_chain_without_the_finalized_checkpoint_is_refused(
         node.wait_for_log(lambda e: e.get("event") == "peer.banned"
                           and e.get("reason") == CONFLICT, 60,
                           message=f"{node} refuses the private chain")
+    # the isolated miner is told why (the REJECT frame names the rule)
+    loner.wait_for_log(lambda e: e.get("event") == "peer.disconnected"
+                       and e.get("reason") == f"peer: {CONFLICT}", 60,
+                       message="the loner hears the reason")
     for node in nodes:
         assert (node.tip(), finalized_height(node)) == public[node.index]
         assert (node.balance(spender), node.balance(payee)) == public_balances

@@ -160,3 +160,18 @@ async def test_a_double_vote_is_reported_once_and_slashed(
     assert state.stake(OTHER).bonded < stake_before
     assert raw.node_id in node.peers.peers  # relaying evidence is no misbehaviour
     await raw.close()
+
+
+async def test_the_last_vote_survives_a_restart(two_validators: TwoValidators) -> None:
+    """The slashing guard: a restarted validator knows what it signed last, so it never
+    signs a second vote for that target epoch (`may_sign`)."""
+    node = two_validators.node
+    last = two_validators.service.last_vote
+    assert last is not None
+    await node.stop()
+    again = wired(node.config)
+    try:
+        assert again.finality is not None and again.finality.last_vote == last
+        assert again.chain.finalized == node.chain.finalized
+    finally:
+        again.close()

@@ -240,7 +240,9 @@ def _wait_confirmed(args: argparse.Namespace, tx_id: str) -> dict[str, Any]:
     """Poll ``/txs/{id}`` until a block holds it, a progress line on stderr."""
     client = api_client(args)
     progress = Progress(quiet=args.quiet)
-    deadline = time.monotonic() + args.wait_timeout
+    wait_timeout = args.wait_timeout if args.wait_timeout is not None else \
+        client_config(args).wait_timeout
+    deadline = time.monotonic() + wait_timeout
     try:
         while True:
             view: dict[str, Any] = client.get(f"/api/v1/txs/{tx_id}")
@@ -248,7 +250,7 @@ def _wait_confirmed(args: argparse.Namespace, tx_id: str) -> dict[str, Any]:
                 return view
             progress.update("waiting for a block to include it", f"status {view.get('status')}")
             if time.monotonic() > deadline:
-                raise CliError(f"{tx_id} not in a block after {args.wait_timeout:g} s; it may "
+                raise CliError(f"{tx_id} not in a block after {wait_timeout:g} s; it may "
                                f"still confirm: `pouwchain tx {tx_id}`")
             time.sleep(POLL_SECONDS)
     finally:
@@ -347,9 +349,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             p.add_argument("--wait", action="store_true",
                            help="wait until a block holds the transaction (default: off, "
                                 "return once the node accepted it)")
-            p.add_argument("--wait-timeout", type=seconds, default=DEFAULT_WAIT_TIMEOUT,
-                           metavar="SECONDS",
-                           help=f"seconds --wait waits (default: {DEFAULT_WAIT_TIMEOUT:g} s)")
+            p.add_argument("--wait-timeout", type=seconds, default=None, metavar="SECONDS",
+                           help=f"seconds --wait waits (default: `wait_timeout` in "
+                                f"client.toml, else {DEFAULT_WAIT_TIMEOUT:g} s)")
             p.add_argument("-q", "--quiet", action="store_true",
                            help="no progress line while waiting (default: off)")
             add_json_option(p, "the id, status and how to follow it")

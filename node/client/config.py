@@ -7,7 +7,7 @@ Like bitcoind's datadir and ``bitcoin.conf``: one directory (``~/.pouwchain``, o
     node = "http://127.0.0.1:7645"   # the node's API URL
     wallet = "alice"                 # a wallet name (DATADIR/wallets/alice.json) or a path
     http_timeout = 30                # seconds one HTTP request may take
-    wait_timeout = 300               # seconds `job submit --wait` waits for a settled job
+    wait_timeout = 300               # seconds `--wait` waits (a settled job, a confirmed tx)
 
 Precedence, the same for every command: a flag, then the environment (``POUWCHAIN_NODE``,
 ``POUWCHAIN_WALLET``), then ``client.toml``, then the built-in default. Unknown keys and

@@ -5,6 +5,8 @@
   passes on this CPU, else the float32 path on torch.
 - torch CUDA and cupy: same code on the device, selected only when the library imports
   and a device exists; the same self-test guards int8 GEMM.
+- native: the fused C kernel (pouw/native.py) for the chunked product, folds and tile states,
+  with torch CPU for everything else; the default on CPU wherever the extension built.
 All backends produce identical accumulators, hence identical tickets and certificates.
 """
 
@@ -16,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+from pouw import native
 
 #: Inner length of one exact float32 GEMM: 128·128·1024 = 2^24.
 FLOAT32_EXACT_INNER = 1024
@@ -157,6 +161,17 @@ class TorchBackend:
             torch.cuda.synchronize()
 
 
+class NativeBackend(TorchBackend):
+    """torch on CPU for the one-shot products; the mining loop runs pouw.native's fused kernel
+    (MiningSession checks isinstance), which never writes a per-chunk partial product."""
+
+    def __init__(self, *, isa: int = -1) -> None:
+        super().__init__("cpu")
+        best = native.best_isa()
+        self.isa = best if isa < 0 else min(isa, best)
+        self.name = f"native-{native.ISA_NAMES.get(self.isa, str(self.isa))}+{self.name}"
+
+
 def _self_test_cases() -> list[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(20261123)
     extremes = np.array([-128, 127, -1, 0, 1, -127], dtype=np.int8)
@@ -204,12 +219,15 @@ def cupy_available() -> bool:
         return False
 
 
-BACKEND_NAMES = ("auto", "numpy", "torch-cpu", "torch-cpu-float32", "torch-cuda", "cupy")
+BACKEND_NAMES = ("auto", "native", "native-portable", "numpy", "torch-cpu", "torch-cpu-float32",
+                 "torch-cuda", "cupy")
 
 
 def available_backends() -> list[str]:
     """Names of the backends that can run on this machine."""
     names = ["numpy", "torch-cpu", "torch-cpu-float32"]
+    if native.available():
+        names += ["native", "native-portable"] if native.best_isa() > 0 else ["native"]
     if cuda_available():
         names.append("torch-cuda")
     if cupy_available():
@@ -219,9 +237,15 @@ def available_backends() -> list[str]:
 
 @functools.cache
 def get_backend(name: str = "auto") -> Backend:
-    """A backend by name; 'auto' takes a GPU where one exists, else torch on CPU."""
+    """A backend by name; 'auto' takes a GPU where one exists, else the native fused kernel
+    where it built, else torch on CPU."""
     if name == "auto":
-        name = "torch-cuda" if cuda_available() else "cupy" if cupy_available() else "torch-cpu"
+        name = ("torch-cuda" if cuda_available() else "cupy" if cupy_available()
+                else "native" if native.available() else "torch-cpu")
+    if name in ("native", "native-portable"):
+        if not native.available():
+            raise RuntimeError(f"backend {name}: the native kernel is not built")
+        return NativeBackend(isa=0 if name == "native-portable" else -1)
     if name == "numpy":
         return ArrayModuleBackend(np, "numpy-float32")
     if name == "torch-cpu":

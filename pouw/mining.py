@@ -18,7 +18,8 @@ from itertools import islice
 import numpy as np
 import torch
 
-from pouw.backends import Backend, get_backend
+from pouw import native
+from pouw.backends import Backend, NativeBackend, get_backend
 from pouw.certificate import Certificate
 from pouw.errors import OperandError
 from pouw.hashing import derive_seed
@@ -114,10 +115,16 @@ class _TicketJob:
         mask = candidate_mask(states, self.bound)
         if not mask.any():
             return
-        for i, j in np.argwhere(mask):
-            tile_row, tile_col = int(row_tiles[i]), int(j)
+        yield from self.winners_among(
+            (int(row_tiles[i]), int(j), chunk, int(states[i, j])) for i, j in np.argwhere(mask))
+
+    def winners_among(self, candidates: Iterable[tuple[int, int, int, int]]
+                      ) -> Iterator[WinningTicket]:
+        """The winners among prefilter candidates (tile row, tile column, chunk, state), in
+        the order given; the fused kernel lists them by (chunk, tile row, tile column)."""
+        for tile_row, tile_col, chunk, state in candidates:
             value = ticket_value(self.hash_key, tile_row=tile_row, tile_col=tile_col,
-                                 chunk=chunk, state=int(states[i, j]))
+                                 chunk=chunk, state=state)
             # the ticket's hash must be at or under target × weight
             if value > self.bound:
                 continue
@@ -201,6 +208,25 @@ class MiningSession:
         with self._lock:
             return self._epoch, self._commitment, self._target
 
+    def _certify_candidates(self, job: _TicketJob, candidates: np.ndarray, *, epoch: int,
+                            wins: list[WinningTicket]) -> bool:
+        """Certify one panel's kernel candidates chunk by chunk under the chunked path's rules
+        (the commitment is checked before each chunk); True if it went stale meanwhile."""
+        chunks = job.params.chunks
+        bounds = np.searchsorted(candidates["chunk"], np.arange(chunks + 1))
+        for c in range(chunks):
+            if self._current()[0] != epoch:
+                return True
+            batch = candidates[bounds[c]:bounds[c + 1]]
+            tiles = ((int(x["tile_row"]), int(x["tile_col"]), c, int(x["state"])) for x in batch)
+            for win in islice(job.winners_among(tiles), self.max_wins - len(wins)):
+                wins.append(win)
+                if self.on_ticket is not None:
+                    self.on_ticket(win)
+            if len(wins) >= self.max_wins:
+                break
+        return False
+
     def stream(self, jobs: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[MiningResult]:
         """Mine each job in turn, yielding its result."""
         for a, b in jobs:
@@ -245,9 +271,11 @@ class MiningSession:
         a_noisy = noisy_left(a8, f)
         b_noisy = noisy_right(b8, f)
         r = params.r
-        a_chunks = [dev.put(np.ascontiguousarray(a_noisy[:, c * r:(c + 1) * r]))
-                    for c in range(params.chunks)]
-        b_chunks = [dev.put(b_noisy[c * r:(c + 1) * r]) for c in range(params.chunks)]
+        isa = dev.isa if isinstance(dev, NativeBackend) else None
+        # the fused kernel packs B' once; the chunked path cuts both operands per chunk
+        packed = native.pack_right(b_noisy, r) if isa is not None else None
+        a_biased = native.biased_left(a_noisy) if isa is not None else None
+        chunk_operands: list[tuple[object, object]] = []
         # Y = A'·F_L and Z = E_R·B: products with signed-permutation stacks, m·k·r MACs
         y = dev.to_numpy(dev.product(dev.put(a_noisy), dev.put(right_wide_factor(f))))
         z = dev.to_numpy(dev.product(dev.put(left_wide_factor(f)), dev.put(b8)))
@@ -269,14 +297,39 @@ class MiningSession:
         product = np.empty((m, n), dtype=np.int32)
         panel = self.panel_rows or max(TILE_H, min(m, PANEL_BYTES // (4 * n)) // TILE_H * TILE_H)
         col_tiles = np.arange(params.tile_cols)
+        limit = native.prefilter_limit(job.bound)
         for p0 in range(0, m, panel):
             p1 = min(m, p0 + panel)
             row_tiles = np.arange(p0 // TILE_H, p1 // TILE_H)
             states = initial_states(mixer_key, row_tiles[:, None], col_tiles[None, :])
             acc = None
+            if packed is not None and a_biased is not None:
+                t = time.perf_counter()
+                # more candidates than this (easy targets only) → the chunked path below
+                out, candidates = native.fused_panel(
+                    a_biased[p0:p1], packed, row_tile0=p0 // TILE_H, states=states,
+                    limit=limit if looking else 0, max_candidates=max(4096, 4 * states.size),
+                    isa=-1 if isa is None else isa)
+                t2 = time.perf_counter()
+                timings["product"] += t2 - t
+                if candidates is not None and looking:
+                    evaluated += states.size * params.chunks
+                    stale = self._certify_candidates(job, candidates, epoch=epoch, wins=wins)
+                    looking = not stale and len(wins) < self.max_wins
+                    timings["tickets"] += time.perf_counter() - t2
+                if candidates is not None or not looking:
+                    t = time.perf_counter()
+                    parts = [dev.product(dev_rows(left, p0, p1), right)
+                             for left, right in zip(lefts_dev, rights_dev, strict=True)]
+                    product[p0:p1] = dev.subtract_horner(torch.from_numpy(out), parts, LIMB_BASE)
+                    timings["denoise"] += time.perf_counter() - t
+                    continue
+                states = initial_states(mixer_key, row_tiles[:, None], col_tiles[None, :])
+            chunk_operands = chunk_operands or split_chunks(dev, a_noisy, b_noisy, r)
             for c in range(params.chunks):
                 t = time.perf_counter()
-                acc = dev.accumulate(acc, dev_rows(a_chunks[c], p0, p1), b_chunks[c])
+                a_chunk, b_chunk = chunk_operands[c]
+                acc = dev.accumulate(acc, dev_rows(a_chunk, p0, p1), b_chunk)
                 t2 = time.perf_counter()
                 timings["product"] += t2 - t
                 if looking:
@@ -303,6 +356,13 @@ class MiningSession:
             root_b=root_b, wins=wins, tickets_evaluated=evaluated, stale=stale,
             backend=dev.name, timings=timings,
         )
+
+
+def split_chunks(dev: Backend, a_noisy: np.ndarray, b_noisy: np.ndarray,
+                 r: int) -> list[tuple[object, object]]:
+    """(A'[:, chunk c], B'[chunk c, :]) on the device for every chunk, for the chunked path."""
+    return [(dev.put(np.ascontiguousarray(a_noisy[:, c * r:(c + 1) * r])),
+             dev.put(b_noisy[c * r:(c + 1) * r])) for c in range(b_noisy.shape[0] // r)]
 
 
 def transpose_int8(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,279 @@
+/* Fused PoUW mining kernel: the r-deep chunk products, the 8x4 tile XOR folds and the
+ * ticket-state mixer in one pass, accumulators kept in registers (docs/pouw.md §6, §11).
+ *
+ * Inputs are prepared once per job by pouw_pack_b (B' in 32-column blocks of 4-deep k
+ * groups, plus the per-chunk bias compensation) and by the caller (A' biased to uint8 by
+ * XOR 0x80, i.e. a + 128). The products are u8 x s8 dot products (VNNI vpdpbusd); the
+ * accumulator of column j after chunk c is biased by 128 * sum_{k < (c+1)r} B'[k][j], which
+ * comp[c][j] removes before folding. All integer arithmetic wraps modulo 2^32 / 2^64, and the
+ * true values fit int32 (docs/pouw.md §1), so the folds equal the reference bit for bit.
+ *
+ * The module is loaded with ctypes (the GIL is released during calls); PyInit only makes it a
+ * well-formed extension module for setuptools.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define POUW_X86 1
+#endif
+
+#define TILE_H 8
+#define TILE_W 4
+#define BLOCK_COLS 32                 /* 8 tiles of 4 columns: two 16-lane int32 vectors */
+#define TILES_PER_BLOCK (BLOCK_COLS / TILE_W)
+#define STEP_BYTES (BLOCK_COLS * 4)   /* one 4-deep k group of a column block */
+#define K_CHUNK 0x165667b19e3779f9ULL
+
+typedef struct {
+    int32_t tile_row;
+    int32_t tile_col;
+    int32_t chunk;
+    int32_t pad;
+    uint64_t state;
+} pouw_candidate;
+
+static int64_t column_blocks(int64_t n) { return (n + BLOCK_COLS - 1) / BLOCK_COLS; }
+
+/* bp[cb][k/4][32][4] = B'[4g + q][32cb + j] (zero past n); comp[c][j] = 128 * column sums of
+ * B' over chunks 0..c (as uint32, wrapping like the accumulators). */
+void pouw_pack_b(const int8_t *b, int64_t k, int64_t n, int64_t r, int8_t *bp, uint32_t *comp) {
+    const int64_t nb = column_blocks(n), npad = nb * BLOCK_COLS, groups = k / 4;
+#pragma omp parallel for schedule(static)
+    for (int64_t cb = 0; cb < nb; cb++) {
+        int8_t *dst = bp + cb * groups * STEP_BYTES;
+        const int64_t live = n - cb * BLOCK_COLS < BLOCK_COLS ? n - cb * BLOCK_COLS : BLOCK_COLS;
+        for (int64_t g = 0; g < groups; g++) {
+            for (int64_t q = 0; q < 4; q++) {
+                const int8_t *row = b + (4 * g + q) * n + cb * BLOCK_COLS;
+                for (int64_t j = 0; j < BLOCK_COLS; j++)
+                    dst[g * STEP_BYTES + j * 4 + q] = j < live ? row[j] : 0;
+            }
+        }
+        int64_t sums[BLOCK_COLS] = {0};
+        for (int64_t c = 0; c < k / r; c++) {
+            for (int64_t kk = c * r; kk < (c + 1) * r; kk++)
+                for (int64_t j = 0; j < BLOCK_COLS; j++) {
+                    const int64_t col = cb * BLOCK_COLS + j;
+                    sums[j] += col < n ? b[kk * n + col] : 0;
+                }
+            for (int64_t j = 0; j < BLOCK_COLS; j++)
+                comp[c * npad + cb * BLOCK_COLS + j] = (uint32_t)(128 * sums[j]);
+        }
+    }
+}
+
+static void record(pouw_candidate *cands, int64_t max_cands, int64_t *count, int32_t tile_row,
+                   int32_t tile_col, int32_t chunk, uint64_t state) {
+    int64_t slot;
+#pragma omp atomic capture
+    slot = (*count)++;
+    if (slot < max_cands) {
+        cands[slot].tile_row = tile_row;
+        cands[slot].tile_col = tile_col;
+        cands[slot].chunk = chunk;
+        cands[slot].pad = 0;
+        cands[slot].state = state;
+    }
+}
+
+/* Portable path: the same blocking in plain C (compilers vectorise the inner loops). */
+static int64_t fused_generic(const uint8_t *a, const int8_t *bp, const uint32_t *comp,
+                             int64_t rows, int64_t k, int64_t n, int64_t r, int64_t row_tile0,
+                             uint64_t *states, uint64_t limit, int32_t *out,
+                             pouw_candidate *cands, int64_t max_cands) {
+    const int64_t nb = column_blocks(n), npad = nb * BLOCK_COLS, groups = k / 4;
+    const int64_t tile_cols = n / TILE_W, row_blocks = rows / TILE_H, chunks = k / r;
+    int64_t count = 0;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t cb = 0; cb < nb; cb++) {
+        for (int64_t rb = 0; rb < row_blocks; rb++) {
+            uint32_t acc[TILE_H][BLOCK_COLS];
+            uint64_t st[TILES_PER_BLOCK];
+            memset(acc, 0, sizeof acc);
+            for (int t = 0; t < TILES_PER_BLOCK; t++) {
+                const int64_t tc = cb * TILES_PER_BLOCK + t;
+                st[t] = tc < tile_cols ? states[rb * tile_cols + tc] : 0;
+            }
+            const int8_t *blk = bp + cb * groups * STEP_BYTES;
+            const uint32_t *cc = comp;
+            for (int64_t c = 0; c < chunks; c++) {
+                for (int64_t g = c * r / 4; g < (c + 1) * r / 4; g++) {
+                    const int8_t *bg = blk + g * STEP_BYTES;
+                    for (int i = 0; i < TILE_H; i++) {
+                        const uint8_t *ai = a + (rb * TILE_H + i) * k + 4 * g;
+                        for (int j = 0; j < BLOCK_COLS; j++) {
+                            int32_t dot = 0;
+                            for (int q = 0; q < 4; q++) dot += (int32_t)ai[q] * bg[j * 4 + q];
+                            acc[i][j] += (uint32_t)dot;
+                        }
+                    }
+                }
+                cc = comp + c * npad + cb * BLOCK_COLS;
+                for (int t = 0; t < TILES_PER_BLOCK; t++) {
+                    const int64_t tc = cb * TILES_PER_BLOCK + t;
+                    if (tc >= tile_cols) continue;
+                    uint32_t fold = 0;
+                    for (int i = 0; i < TILE_H; i++)
+                        for (int q = 0; q < TILE_W; q++)
+                            fold ^= acc[i][t * TILE_W + q] - cc[t * TILE_W + q];
+                    st[t] = (st[t] ^ (uint64_t)fold) * K_CHUNK;
+                    if (st[t] <= limit)
+                        record(cands, max_cands, &count, (int32_t)(row_tile0 + rb),
+                               (int32_t)tc, (int32_t)c, st[t]);
+                }
+            }
+            for (int t = 0; t < TILES_PER_BLOCK; t++) {
+                const int64_t tc = cb * TILES_PER_BLOCK + t;
+                if (tc < tile_cols) states[rb * tile_cols + tc] = st[t];
+            }
+            for (int i = 0; i < TILE_H; i++)
+                for (int j = 0; j < BLOCK_COLS; j++) {
+                    const int64_t col = cb * BLOCK_COLS + j;
+                    if (col < n) out[(rb * TILE_H + i) * n + col] = (int32_t)(acc[i][j] - cc[j]);
+                }
+        }
+    }
+    return count;
+}
+
+#ifdef POUW_X86
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
+
+AVX512_TARGET static inline __m512i broadcast4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+AVX512_TARGET
+static int64_t fused_avx512(const uint8_t *a, const int8_t *bp, const uint32_t *comp,
+                            int64_t rows, int64_t k, int64_t n, int64_t r, int64_t row_tile0,
+                            uint64_t *states, uint64_t limit, int32_t *out,
+                            pouw_candidate *cands, int64_t max_cands) {
+    const int64_t nb = column_blocks(n), npad = nb * BLOCK_COLS, groups = k / 4;
+    const int64_t tile_cols = n / TILE_W, row_blocks = rows / TILE_H, chunks = k / r;
+    int64_t count = 0;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t cb = 0; cb < nb; cb++) {
+        for (int64_t rb = 0; rb < row_blocks; rb++) {
+            const int64_t first_tile = cb * TILES_PER_BLOCK;
+            const int64_t live = tile_cols - first_tile < TILES_PER_BLOCK
+                                     ? tile_cols - first_tile : TILES_PER_BLOCK;
+            const __mmask8 tiles = (__mmask8)((1u << live) - 1u);
+            uint64_t *srow = states + rb * tile_cols + first_tile;
+            __m512i st = _mm512_maskz_loadu_epi64(tiles, srow);
+            const __m512i kmul = _mm512_set1_epi64((long long)K_CHUNK);
+            const __m512i lim = _mm512_set1_epi64((long long)limit);
+            const __m512i pick = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28,
+                                                   0, 0, 0, 0, 0, 0, 0, 0);
+            __m512i acc[TILE_H][2];
+            for (int i = 0; i < TILE_H; i++) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
+            const int8_t *blk = bp + cb * groups * STEP_BYTES;
+            const uint8_t *arow = a + rb * TILE_H * k;
+            __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_setzero_si512();
+            for (int64_t c = 0; c < chunks; c++) {
+                for (int64_t g = c * r / 4; g < (c + 1) * r / 4; g++) {
+                    const __m512i b0 = _mm512_loadu_si512(blk + g * STEP_BYTES);
+                    const __m512i b1 = _mm512_loadu_si512(blk + g * STEP_BYTES + 64);
+#define POUW_ROW(i)                                                  \
+    {                                                                \
+        const __m512i av = broadcast4(arow + (i) * k + 4 * g);       \
+        acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], av, b0);          \
+        acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], av, b1);          \
+    }
+                    POUW_ROW(0) POUW_ROW(1) POUW_ROW(2) POUW_ROW(3)
+                    POUW_ROW(4) POUW_ROW(5) POUW_ROW(6) POUW_ROW(7)
+#undef POUW_ROW
+                }
+                c0 = _mm512_loadu_si512(comp + c * npad + cb * BLOCK_COLS);
+                c1 = _mm512_loadu_si512(comp + c * npad + cb * BLOCK_COLS + 16);
+                __m512i x0 = _mm512_sub_epi32(acc[0][0], c0), x1 = _mm512_sub_epi32(acc[0][1], c1);
+                for (int i = 1; i < TILE_H; i++) {
+                    x0 = _mm512_xor_si512(x0, _mm512_sub_epi32(acc[i][0], c0));
+                    x1 = _mm512_xor_si512(x1, _mm512_sub_epi32(acc[i][1], c1));
+                }
+                /* XOR the 4 columns of each tile (one 128-bit lane) into every lane of it */
+                x0 = _mm512_xor_si512(x0, _mm512_shuffle_epi32(x0, (_MM_PERM_ENUM)0xB1));
+                x1 = _mm512_xor_si512(x1, _mm512_shuffle_epi32(x1, (_MM_PERM_ENUM)0xB1));
+                x0 = _mm512_xor_si512(x0, _mm512_shuffle_epi32(x0, (_MM_PERM_ENUM)0x4E));
+                x1 = _mm512_xor_si512(x1, _mm512_shuffle_epi32(x1, (_MM_PERM_ENUM)0x4E));
+                const __m256i folds = _mm512_castsi512_si256(_mm512_permutex2var_epi32(x0, pick, x1));
+                st = _mm512_mullo_epi64(_mm512_xor_si512(st, _mm512_cvtepu32_epi64(folds)), kmul);
+                const __mmask8 hit = _mm512_mask_cmple_epu64_mask(tiles, st, lim);
+                if (hit) {
+                    uint64_t lanes[TILES_PER_BLOCK];
+                    _mm512_storeu_si512(lanes, st);
+                    for (int t = 0; t < TILES_PER_BLOCK; t++)
+                        if (hit & (1u << t))
+                            record(cands, max_cands, &count, (int32_t)(row_tile0 + rb),
+                                   (int32_t)(first_tile + t), (int32_t)c, lanes[t]);
+                }
+            }
+            _mm512_mask_storeu_epi64(srow, tiles, st);
+            const int64_t col0 = cb * BLOCK_COLS;
+            const int64_t left = n - col0;
+            const __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1u);
+            const __mmask16 m1 = left >= 32 ? 0xFFFF
+                                 : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1u);
+            for (int i = 0; i < TILE_H; i++) {
+                int32_t *orow = out + (rb * TILE_H + i) * n + col0;
+                _mm512_mask_storeu_epi32(orow, m0, _mm512_sub_epi32(acc[i][0], c0));
+                _mm512_mask_storeu_epi32(orow + 16, m1, _mm512_sub_epi32(acc[i][1], c1));
+            }
+        }
+    }
+    return count;
+}
+#endif
+
+/* 2 when the AVX-512 VNNI path runs on this CPU, 0 for the portable path. */
+int pouw_best_isa(void) {
+#ifdef POUW_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512vnni"))
+        return 2;
+#endif
+    return 0;
+}
+
+int pouw_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Mine rows [row_tile0*8, row_tile0*8 + rows) of one job: out = A'B' (int32), states advanced
+ * through every chunk, and each (tile, chunk) whose state is <= limit listed in cands (the
+ * return value is their number, which may exceed max_cands: then the list is incomplete).
+ * isa: -1 best available, 0 portable, 2 AVX-512 VNNI (falls back to portable if absent). */
+int64_t pouw_fused(const uint8_t *a, const int8_t *bp, const uint32_t *comp, int64_t rows,
+                   int64_t k, int64_t n, int64_t r, int64_t row_tile0, uint64_t *states,
+                   uint64_t limit, int32_t *out, pouw_candidate *cands, int64_t max_cands,
+                   int isa) {
+    if (rows % TILE_H || n % TILE_W || r % 16 || k % r) return -1;
+    const int best = pouw_best_isa();
+    if (isa < 0 || isa > best) isa = best;
+#ifdef POUW_X86
+    if (isa == 2)
+        return fused_avx512(a, bp, comp, rows, k, n, r, row_tile0, states, limit, out, cands,
+                            max_cands);
+#endif
+    return fused_generic(a, bp, comp, rows, k, n, r, row_tile0, states, limit, out, cands,
+                         max_cands);
+}
+
+static struct PyModuleDef fused_module = {PyModuleDef_HEAD_INIT, "_fused",
+                                          "PoUW fused kernel (loaded through ctypes).", -1,
+                                          NULL, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__fused(void) { return PyModule_Create(&fused_module); }

@@ -1,0 +1,142 @@
+"""The fused native mining kernel (pouw/_native/fused.c), loaded through ctypes.
+
+One pass per row panel computes the r-deep chunk products with the accumulators in
+registers, folds each 8×4 tile after every chunk and advances its ticket state in place;
+the int32 partial product is never written per chunk, only the final A'·B'. Tiles whose
+state passes the cheap prefilter (pouw.tickets.candidate_mask) come back as candidates.
+Built by setup.py (optional: when it is absent, available() is False and pouw mines with
+the torch path). ctypes releases the GIL during the call; OpenMP spreads the work.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+from dataclasses import dataclass
+
+import numpy as np
+
+from pouw.params import PREFILTER_BITS, TILE_H, TILE_W
+
+#: Columns per kernel block (8 tiles of 4): packed B' is padded to a multiple of this.
+BLOCK_COLS = 32
+
+#: What the kernel runs: the portable C path or AVX-512 VNNI.
+ISA_NAMES = {0: "portable", 2: "avx512vnni"}
+
+#: One prefilter candidate: (tile row, tile column, chunk, state), as fused.c lays it out.
+CANDIDATE_DTYPE = np.dtype([("tile_row", "<i4"), ("tile_col", "<i4"), ("chunk", "<i4"),
+                            ("pad", "<i4"), ("state", "<u8")])
+
+_P = ctypes.c_void_p
+_I64 = ctypes.c_int64
+
+
+def _load() -> ctypes.CDLL | None:
+    spec = importlib.util.find_spec("pouw._native._fused")
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        lib = ctypes.CDLL(spec.origin)
+    except OSError:
+        return None
+    lib.pouw_pack_b.argtypes = [_P, _I64, _I64, _I64, _P, _P]
+    lib.pouw_pack_b.restype = None
+    lib.pouw_fused.argtypes = [_P, _P, _P, _I64, _I64, _I64, _I64, _I64, _P, ctypes.c_uint64,
+                               _P, _P, _I64, ctypes.c_int]
+    lib.pouw_fused.restype = _I64
+    lib.pouw_best_isa.argtypes = []
+    lib.pouw_best_isa.restype = ctypes.c_int
+    lib.pouw_threads.argtypes = []
+    lib.pouw_threads.restype = ctypes.c_int
+    return lib
+
+
+_LIB = _load()
+
+
+def available() -> bool:
+    """Whether the extension was built and loads here."""
+    return _LIB is not None
+
+
+def _lib() -> ctypes.CDLL:
+    if _LIB is None:
+        raise RuntimeError("the native PoUW kernel is not built (python setup.py build_ext)")
+    return _LIB
+
+
+def best_isa() -> int:
+    """The fastest instruction set the kernel can use on this CPU (see ISA_NAMES)."""
+    return int(_lib().pouw_best_isa())
+
+
+def threads() -> int:
+    """OpenMP threads the kernel runs on."""
+    return int(_lib().pouw_threads())
+
+
+@dataclass(frozen=True)
+class PackedRight:
+    """B' laid out for the kernel, with the per-chunk bias compensation of the u8 left side."""
+
+    blocks: np.ndarray  # int8, (n padded to BLOCK_COLS) · k bytes
+    compensation: np.ndarray  # uint32 (chunks, n padded): 128 · column sums of B' to chunk c
+    k: int
+    n: int
+    r: int
+
+
+def pack_right(b_noisy: np.ndarray, r: int) -> PackedRight:
+    """Pack B' (k×n int8) once per job."""
+    b = np.ascontiguousarray(b_noisy, dtype=np.int8)
+    k, n = b.shape
+    padded = -(-n // BLOCK_COLS) * BLOCK_COLS
+    blocks = np.empty(padded * k, dtype=np.int8)
+    compensation = np.empty((k // r, padded), dtype=np.uint32)
+    _lib().pouw_pack_b(b.ctypes.data, k, n, r, blocks.ctypes.data, compensation.ctypes.data)
+    return PackedRight(blocks=blocks, compensation=compensation, k=k, n=n, r=r)
+
+
+def biased_left(a_noisy: np.ndarray) -> np.ndarray:
+    """A' + 128 as uint8 (the kernel's u8 × s8 dot products; fused.c removes the bias)."""
+    out: np.ndarray = np.ascontiguousarray(a_noisy, dtype=np.int8).view(np.uint8) ^ np.uint8(0x80)
+    return out
+
+
+def prefilter_limit(bound: int) -> int:
+    """The largest state whose ticket may be <= bound (pouw.tickets.candidate_mask)."""
+    bound_top = bound >> (256 - PREFILTER_BITS)
+    return min(((bound_top + 1) << (64 - PREFILTER_BITS)) - 1, 2**64 - 1)
+
+
+def fused_panel(a_biased: np.ndarray, packed: PackedRight, *, row_tile0: int,
+                states: np.ndarray, limit: int, max_candidates: int,
+                isa: int = -1) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mine rows of one job: (A'·B' for these rows as int32, candidates).
+
+    ``states`` ((rows/8)×(n/4) uint64, C-contiguous) holds the tile states before chunk 0
+    and is advanced in place through the last chunk. Candidates are the (tile, chunk) pairs
+    whose state is <= limit, sorted by (chunk, tile row, tile column); None when there are
+    more than ``max_candidates`` (the caller then evaluates the panel chunk by chunk).
+    """
+    lib = _lib()
+    rows, k = a_biased.shape
+    if a_biased.dtype != np.uint8 or not a_biased.flags.c_contiguous or k != packed.k:
+        raise ValueError("a_biased must be C-contiguous uint8 rows of length k")
+    if rows % TILE_H or states.shape != (rows // TILE_H, packed.n // TILE_W) \
+            or states.dtype != np.uint64 or not states.flags.c_contiguous:
+        raise ValueError("states must be C-contiguous uint64 (rows/8, n/4)")
+    out = np.empty((rows, packed.n), dtype=np.int32)
+    cands = np.empty(max(1, max_candidates), dtype=CANDIDATE_DTYPE)
+    count = lib.pouw_fused(a_biased.ctypes.data, packed.blocks.ctypes.data,
+                           packed.compensation.ctypes.data, rows, k, packed.n, packed.r,
+                           row_tile0, states.ctypes.data, limit, out.ctypes.data,
+                           cands.ctypes.data, max_candidates, isa)
+    if count < 0:
+        raise ValueError("shape not accepted by the native kernel")
+    if count > max_candidates:
+        return out, None
+    found = cands[:count]
+    order = np.lexsort((found["tile_col"], found["tile_row"], found["chunk"]))
+    return out, found[order]

@@ -1,0 +1,147 @@
+"""The fused native kernel equals the numpy reference bit for bit: the final accumulator, every
+tile state after every chunk, and the prefilter candidates, on both of its code paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pouw import MAX_TARGET, MiningSession, mine_product, native
+from pouw.params import TILE_H, TILE_W
+from pouw.tickets import advance_states, fold_tiles, initial_states
+
+from .conftest import COMMITMENT, random_operands
+
+pytestmark = pytest.mark.skipif(not native.available(),
+                                reason="native kernel not built (python setup.py build_ext)")
+
+ISAS = sorted({0, native.best_isa()}) if native.available() else [0]
+
+
+def reference(a: np.ndarray, b: np.ndarray, r: int, states: np.ndarray, limit: int,
+              row_tile0: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]:
+    """Chunk by chunk with int64 products, pouw.tickets' fold and mixer."""
+    m, k = a.shape
+    acc = np.zeros((m, b.shape[1]), dtype=np.int64)
+    candidates = []
+    for c in range(k // r):
+        acc += a[:, c * r:(c + 1) * r].astype(np.int64) @ b[c * r:(c + 1) * r].astype(np.int64)
+        states = advance_states(states, fold_tiles(acc.astype(np.int32)))
+        for i, j in np.argwhere(states <= np.uint64(limit)):
+            candidates.append((c, row_tile0 + int(i), int(j), int(states[i, j])))
+    return acc.astype(np.int32), states, candidates
+
+
+def run_kernel(a: np.ndarray, b: np.ndarray, r: int, states: np.ndarray, limit: int,
+               row_tile0: int, isa: int) -> tuple[np.ndarray, np.ndarray,
+                                                   list[tuple[int, int, int, int]]]:
+    got_states = states.copy()
+    out, cands = native.fused_panel(native.biased_left(a), native.pack_right(b, r),
+                                    row_tile0=row_tile0, states=got_states, limit=limit,
+                                    max_candidates=a.size * b.shape[1] // r + 1, isa=isa)
+    assert cands is not None
+    listed = [(int(x["chunk"]), int(x["tile_row"]), int(x["tile_col"]), int(x["state"]))
+              for x in cands]
+    return out, got_states, listed
+
+
+def entries(draw: st.DrawFn, shape: tuple[int, int], style: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if style == "uniform":
+        return rng.integers(-128, 128, shape, dtype=np.int8)
+    if style == "extreme":
+        return rng.choice(np.array([-128, 127], dtype=np.int8), shape)
+    if style == "min":
+        return np.full(shape, -128, np.int8)
+    if style == "max":
+        return np.full(shape, 127, np.int8)
+    if style == "zero":
+        return np.zeros(shape, np.int8)
+    return rng.choice(np.array([-128, -1, 0, 1, 127], dtype=np.int8), shape)
+
+
+STYLES = ["uniform", "extreme", "min", "max", "zero", "sparse"]
+
+
+@st.composite
+def kernel_jobs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    r = draw(st.sampled_from([16, 32, 64, 128]))
+    k = r * draw(st.integers(1, 4))
+    m = TILE_H * draw(st.integers(1, 5))
+    n = TILE_W * draw(st.integers(1, 20))  # covers n off the kernel's 32-column blocks
+    a = entries(draw, (m, k), draw(st.sampled_from(STYLES)), draw(st.integers(0, 2**32 - 1)))
+    b = entries(draw, (k, n), draw(st.sampled_from(STYLES)), draw(st.integers(0, 2**32 - 1)))
+    limit = draw(st.sampled_from([0, 2**60, 2**63, 2**64 - 1])
+                 | st.integers(0, 2**64 - 1))
+    return a, b, r, limit, draw(st.integers(0, 1000))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=60, deadline=None)
+@given(job=kernel_jobs())
+def test_kernel_matches_reference(isa: int, job: tuple[np.ndarray, np.ndarray, int, int, int]
+                                  ) -> None:
+    a, b, r, limit, row_tile0 = job
+    states = initial_states(0x0123456789ABCDEF,
+                            np.arange(row_tile0, row_tile0 + a.shape[0] // TILE_H)[:, None],
+                            np.arange(b.shape[1] // TILE_W)[None, :])
+    want_out, want_states, want_cands = reference(a, b, r, states, limit, row_tile0)
+    out, got_states, cands = run_kernel(a, b, r, states, limit, row_tile0, isa)
+    assert np.array_equal(out, want_out)
+    assert np.array_equal(got_states, want_states)
+    assert cands == sorted(want_cands)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_kernel_largest_k_extremes(isa: int) -> None:
+    """k = 16384 (K_MAX) at the int8 range ends: biased accumulators and the compensation
+    come closest to 2^31 here, and the unbiased result must still be exact."""
+    k, r = 16384, 1024
+    a = np.full((16, k), -128, np.int8)
+    a[1::2] = 127
+    b = np.full((k, 64), -128, np.int8)
+    b[:, 1::3] = 127
+    states = initial_states(7, np.arange(2)[:, None], np.arange(16)[None, :])
+    want_out, want_states, want_cands = reference(a, b, r, states, 2**63, 0)
+    out, got_states, cands = run_kernel(a, b, r, states, 2**63, 0, isa)
+    assert np.array_equal(out, want_out)
+    assert np.array_equal(got_states, want_states)
+    assert cands == sorted(want_cands)
+
+
+def test_kernel_reports_candidate_overflow() -> None:
+    a, b = random_operands(16, 64, 32, seed=2)
+    states = initial_states(1, np.arange(2)[:, None], np.arange(8)[None, :])
+    _, cands = native.fused_panel(native.biased_left(a), native.pack_right(b, 16), row_tile0=0,
+                                  states=states, limit=2**64 - 1, max_candidates=10)
+    assert cands is None  # 64 candidates, room for 10: the caller must take the chunked path
+
+
+@pytest.mark.parametrize("target", [0, MAX_TARGET >> 12, MAX_TARGET >> 6, MAX_TARGET])
+def test_native_mining_equals_numpy(target: int) -> None:
+    """Whole jobs (several panels, wins in order, the overflow fallback at MAX_TARGET)."""
+    a, b = random_operands(96, 256, 68, seed=9)
+    want = mine_product(a, b, commitment=COMMITMENT, target=target, r=32, backend="numpy",
+                        max_wins=7)
+    for backend in ["native", *(["native-portable"] if native.best_isa() else [])]:
+        got = mine_product(a, b, commitment=COMMITMENT, target=target, r=32, backend=backend,
+                           max_wins=7)
+        assert got.backend.startswith("native-")
+        assert np.array_equal(got.product, want.product)
+        assert [c.encode() for c in got.certificates] == [c.encode() for c in want.certificates]
+
+
+def test_native_mining_with_small_panels_keeps_win_order() -> None:
+    """Wins are listed panel by panel, then by chunk, then row-major, as the chunked path does."""
+    a, b = random_operands(64, 128, 40, seed=4)
+    results = []
+    for backend in ["numpy", "native"]:
+        session = MiningSession(commitment=COMMITMENT, target=MAX_TARGET >> 7, backend=backend,
+                                r=16, panel_rows=16, max_wins=12)
+        results.append(session.mine(a, b))
+    want, got = results
+    assert len(want.wins) >= 2
+    assert [c.encode() for c in got.certificates] == [c.encode() for c in want.certificates]
+    assert np.array_equal(got.product, want.product)

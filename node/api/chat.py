@@ -11,6 +11,9 @@
   Extra fields: ``round_id``, ``answerer`` (the chosen node), ``score`` (σ(θ), 0..1) and
   ``settlement_status``. Optional extra request field ``fee`` (integer). Errors are
   OpenAI-style ``{"error": {"message", "type", "param", "code"}, "reason"}`` (every route's shape).
+- ``POST /v1/completions``: OpenAI's legacy completions, the ``prompt`` as the question
+  (`legacy_as_chat`), answered as a ``text_completion`` (streamed: ``text_completion``
+  events), with the same options, extras and errors.
 - ``POST /api/v1/swarm/requests``: ``{"request": hex}``, a `RequestAnnouncement` its client
   signed (`pouwchain ask --wallet`); the fee comes from the client's swarm escrow, which must
   cover it (402 otherwise). Answers with the round view once the fast path is done.
@@ -374,6 +377,48 @@ def _chunk(reply: Reply, created: int, delta: dict[str, str] | None,
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
+def legacy_as_chat(body: Any) -> Any:
+    """A legacy completions body as the chat body it means: its ``prompt`` (a string, or an
+    array of one string) as the user message; ``suffix``, ``echo``, ``best_of`` and
+    ``logprobs`` are refused (the swarm returns one chosen answer, no token data)."""
+    if not isinstance(body, dict):
+        raise _BadRequest("request body must be a JSON object")
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise _BadRequest("'prompt' must be a string (or an array of one string)",
+                          param="prompt", code="invalid_type")
+    for key in ("suffix", "echo", "best_of", "logprobs"):
+        if body.get(key) not in (None, False, 1 if key == "best_of" else None):
+            raise _BadRequest(f"'{key}' is not supported: the swarm returns one chosen answer",
+                              param=key, code="invalid_value")
+    rest = {k: v for k, v in body.items() if k != "prompt"}
+    return {**rest, "messages": [{"role": "user", "content": prompt}]}
+
+
+def text_completion_json(reply: Reply, created: int) -> dict[str, Any]:
+    """A finished round as an OpenAI (legacy) ``text_completion``."""
+    state = reply.state
+    return {"id": f"cmpl-{state.round_id.hex()}", "object": "text_completion",
+            "created": created, "model": reply.model,
+            "choices": [{"index": 0, "text": reply.text, "logprobs": None,
+                         "finish_reason": reply.finish_reason}],
+            "usage": reply.usage, **_extras(state)}
+
+
+def _text_chunk(reply: Reply, created: int, delta: dict[str, str] | None,
+                finish: str | None) -> bytes:
+    """One streamed ``text_completion`` event (`_chunk`'s legacy twin)."""
+    state = reply.state
+    choices = [] if delta is None else [{"index": 0, "text": delta.get("content", ""),
+                                         "logprobs": None, "finish_reason": finish}]
+    body = {"id": f"cmpl-{state.round_id.hex()}", "object": "text_completion",
+            "created": created, "model": reply.model, "choices": choices,
+            **({"usage": reply.usage} if delta is None else {}), **_extras(state)}
+    return _event(body)
+
+
 def _event(body: dict[str, Any]) -> bytes:
     """One server-sent event carrying ``body``."""
     return f"data: {json.dumps(body)}\n\n".encode()
@@ -405,11 +450,22 @@ class ChatApi:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions``: one swarm round, its chosen answer."""
+        return await self.serve(request, await self.read_request(request, legacy=False),
+                                legacy=False)
+
+    async def text_completions(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/completions`` (OpenAI's legacy completions): the ``prompt`` is the
+        question; the same round as a chat, answered as a ``text_completion``."""
+        return await self.serve(request, await self.read_request(request, legacy=True),
+                                legacy=True)
+
+    async def read_request(self, request: web.Request, *, legacy: bool) -> ChatRequest:
+        """The validated request of either route (400s, 404 ``model_not_found``)."""
         body = await read_json(request, limit=MAX_BODY, too_large="too_large",
                                bad="invalid_json")
         backend = self.service.backend
         try:
-            chat = parse_chat_request(body)
+            chat = parse_chat_request(legacy_as_chat(body) if legacy else body)
             await check_context(backend, chat.question,
                                 chat.options.max_tokens or self.service.max_tokens)
         except _BadRequest as exc:
@@ -422,6 +478,11 @@ class ChatApi:
             raise ApiError(404, "model_not_found", f"No capable swarm node serves the model "
                            f"'{model_name(chat.model)}'; GET /v1/models lists the models "
                            "the swarm serves", param="model")
+        return chat
+
+    async def serve(self, request: web.Request, chat: ChatRequest, *,
+                    legacy: bool) -> web.StreamResponse:
+        """Run the round and answer: JSON, or a stream that starts at once."""
         created = int(time.time())
         try:
             round_id, running = self.service.begin(chat.question, fee=chat.fee,
@@ -432,17 +493,21 @@ class ChatApi:
             state = await asyncio.shield(running)
             if state.answer is None:
                 raise round_failed(state)
-            return web.json_response(completion_json(self.reply(state, chat), created))
+            reply = self.reply(state, chat)
+            return web.json_response(text_completion_json(reply, created) if legacy
+                                     else completion_json(reply, created))
         # the stream starts at once (the first chunk names the round); a round that fails
         # ends it with an error event, as OpenAI's streams do
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "Cache-Control": "no-cache"})
         await response.prepare(request)
-        head = {"id": f"chatcmpl-{round_id.hex()}", "object": "chat.completion.chunk",
+        head = {"id": f"{'cmpl' if legacy else 'chatcmpl'}-{round_id.hex()}",
+                "object": "text_completion" if legacy else "chat.completion.chunk",
                 "created": created, "model": model_name(chat.model), "round_id": round_id.hex()}
-        await response.write(_event({**head, "choices": [
-            {"index": 0, "delta": {"role": "assistant", "content": ""},
-             "finish_reason": None}]}))
+        first = {"index": 0, "text": "", "logprobs": None, "finish_reason": None} if legacy \
+            else {"index": 0, "delta": {"role": "assistant", "content": ""},
+                  "finish_reason": None}
+        await response.write(_event({**head, "choices": [first]}))
         while True:
             done, _ = await asyncio.wait({running}, timeout=KEEPALIVE_SECONDS)
             if done:
@@ -456,13 +521,14 @@ class ChatApi:
             await response.write_eof()
             return response
         reply = self.reply(state, chat)
+        chunk = _text_chunk if legacy else _chunk
         words = reply.text.split(" ")
         for i, word in enumerate(words):
-            await response.write(_chunk(reply, created,
-                                        {"content": word if i == 0 else " " + word}, None))
-        await response.write(_chunk(reply, created, {}, reply.finish_reason))
+            await response.write(chunk(reply, created,
+                                       {"content": word if i == 0 else " " + word}, None))
+        await response.write(chunk(reply, created, {}, reply.finish_reason))
         if chat.include_usage:
-            await response.write(_chunk(reply, created, None, None))
+            await response.write(chunk(reply, created, None, None))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -674,6 +740,7 @@ def register_routes(app: web.Application, service: SwarmService,
         node_api.ready_checks["swarm_registered"] = api.registered
         node_api.metric_sections.append(api.swarm_metrics)
     app.router.add_post("/v1/chat/completions", api.completions)
+    app.router.add_post("/v1/completions", api.text_completions)
     app.router.add_get("/v1/models", api.models)
     app.router.add_get("/v1/models/{model}", api.model)
     app.router.add_get("/api/v1/rounds", api.round_list)

@@ -136,8 +136,8 @@ def http_exception_response(request: web.BaseRequest, exc: web.HTTPException) ->
     message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
     if exc.status == 404 and message == exc.reason:  # the router's: no such route
         message = f"Invalid URL ({request.method} {request.path[:200]}): no such route"
-        message += ("; the OpenAI-compatible routes are POST /v1/chat/completions and GET "
-                    "/v1/models" if request.path.startswith("/v1/") else
+        message += ("; the OpenAI-compatible routes are POST /v1/chat/completions, POST "
+                    "/v1/completions and GET /v1/models" if request.path.startswith("/v1/") else
                     "; docs/api.md lists the routes")
     headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
     reason = "body_too_large" if exc.status == 413 else slug(exc.reason)

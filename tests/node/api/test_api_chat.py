@@ -380,3 +380,39 @@ async def test_usage_counts_the_serving_models_tokens(tmp_path: Path) -> None:
     finally:
         await arith.stop()
         await wordy.stop()
+
+
+async def test_legacy_completions_with_the_openai_client(chat_node: Node) -> None:
+    """``POST /v1/completions``: the prompt is the question, the same round and options,
+    answered as a ``text_completion`` (streamed too); its errors are the chat route's."""
+    client = openai_client(chat_node)
+    try:
+        chat = await client.chat.completions.create(
+            model="pouwchain-swarm", messages=[{"role": "user", "content": QUESTION}])
+        done = await client.completions.create(model="pouwchain-swarm", prompt=QUESTION)
+        assert done.object == "text_completion" and done.id.startswith("cmpl-")
+        assert done.choices[0].text == chat.choices[0].message.content
+        assert done.choices[0].finish_reason == "stop"
+        assert done.usage is not None and done.usage.prompt_tokens == len(QUESTION)
+        listed = await client.completions.create(model="arith-m", prompt=[QUESTION])
+        assert listed.choices[0].text == done.choices[0].text and listed.model == "arith-m"
+        stream = await client.completions.create(model="pouwchain-swarm", prompt=QUESTION,
+                                                 stream=True)
+        pieces = [c.choices[0].text async for c in stream if c.choices]
+        assert "".join(pieces) == done.choices[0].text
+        with pytest.raises(openai.UnprocessableEntityError) as unservable:
+            await client.completions.create(model="pouwchain-swarm", prompt="Write a poem.")
+        assert unservable.value.code == "unsupported_prompt"
+        for bad, param in (({"prompt": 7}, "prompt"), ({"prompt": ["a", "b"]}, "prompt"),
+                           ({"prompt": "x", "echo": True}, "echo"),
+                           ({"prompt": "x", "best_of": 3}, "best_of"),
+                           ({"prompt": "x", "max_tokens": 0}, "max_tokens")):
+            async with aiohttp.ClientSession() as session, session.post(
+                    f"{chat_url(chat_node)}/v1/completions", json=bad) as resp:
+                body = await resp.json()
+            assert resp.status == 400 and body["error"]["param"] == param, body
+        with pytest.raises(openai.NotFoundError) as unknown:
+            await client.completions.create(model="gpt-3.5-turbo-instruct", prompt=QUESTION)
+        assert unknown.value.code == "model_not_found"
+    finally:
+        await client.close()

@@ -46,13 +46,16 @@ async def test_health_and_ready_on_a_plain_node(tmp_path: Path) -> None:
         assert status == 200 and body["ready"] is True
         assert body["checks"]["synced"]["ok"] and body["checks"]["swarm_registered"]["ok"]
         # unknown routes: JSON 404s in the one error shape, OpenAI's under /v1/ too
-        for path in ("/nope", "/api/v1/nope", "/v1/completions"):
+        for path in ("/nope", "/api/v1/nope", "/v1/embeddings"):
             status, headers, body = await get(node, path)
             assert status == 404 and headers["Content-Type"].startswith("application/json")
             assert body["error"]["code"] == body["reason"] == "not_found"
             assert body["error"]["type"] == "not_found_error" and path in body["error"]["message"]
-        _, _, body = await get(node, "/v1/completions")
+        _, _, body = await get(node, "/v1/embeddings")
         assert "/v1/chat/completions" in body["error"]["message"]
+        status, headers, body = await get(node, "/v1/completions")  # served, with POST
+        assert status == 405 and headers["Allow"] == "POST"
+        assert body["error"]["code"] == "method_not_allowed"
     finally:
         await node.stop()
 

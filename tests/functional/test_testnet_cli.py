@@ -19,16 +19,24 @@ pytestmark = pytest.mark.slow  # real node processes
 
 
 def status_rows(directory: Path) -> list[dict[str, object]]:
-    done = pouwchain("testnet", "status", "--dir", str(directory), "--json", timeout=30)
+    done = pouwchain("testnet", "status", "--dir", str(directory), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     rows: list[dict[str, object]] = json.loads(done.stdout.splitlines()[-1])
     return rows
 
 
+# The swarm model does not matter here: the arithmetic model starts at once, where three
+# language-model nodes converted, loaded and calibrated the model while the test waited for
+# blocks (153 s of the suite's 1340 s under a busy core). The language-model testnet's parts
+# are tested in test_testnet_swarm.py (its node.toml) and test_swarm_llm.py (its nodes).
+SWARM_MODEL = ("--swarm-model", "arith")
+
+
 def test_detached_testnet_up_status_down(tmp_path: Path) -> None:
     directory = tmp_path / "net"
     try:
-        done = pouwchain("testnet", "up", "--nodes", "3", "--dir", str(directory), "--detach")
+        done = pouwchain("testnet", "up", "--nodes", "3", "--dir", str(directory), "--detach",
+                         *SWARM_MODEL)
         assert done.returncode == 0, done.stdout + done.stderr
         records = load_state(directory)
         assert [r.mine for r in records] == [True, False, False]  # half, at least one
@@ -44,19 +52,20 @@ def test_detached_testnet_up_status_down(tmp_path: Path) -> None:
                        and int(str(r["height"])) >= 2 for r in rows)
 
         wait_until(progressing, 120, interval=1.0, message="testnet mines and relays")
-        table = pouwchain("testnet", "status", "--dir", str(directory), timeout=30)
+        table = pouwchain("testnet", "status", "--dir", str(directory))
         assert table.returncode == 0 and table.stdout.count("node-") == 3, table.stdout
         assert [r["role"] for r in status_rows(directory)] == ["miner", "validator", "validator"]
 
         genesis = (directory / "genesis.json").read_text()
-        done = pouwchain("testnet", "down", "--dir", str(directory), timeout=60)
+        done = pouwchain("testnet", "down", "--dir", str(directory))
         assert done.returncode == 0, done.stderr
         assert "3 node(s) stopped" in done.stdout
         assert not any(pid_alive(r.pid) for r in records)
         assert pouwchain("testnet", "status", "--dir", str(directory)).returncode == 2
 
         # up again on the same directory reuses the genesis and the chains
-        done = pouwchain("testnet", "up", "--nodes", "3", "--dir", str(directory), "--detach")
+        done = pouwchain("testnet", "up", "--nodes", "3", "--dir", str(directory), "--detach",
+                         *SWARM_MODEL)
         assert done.returncode == 0, done.stdout + done.stderr
         assert (directory / "genesis.json").read_text() == genesis
         rows = status_rows(directory)
@@ -71,7 +80,7 @@ def test_foreground_testnet_shows_table_and_stops_on_ctrl_c(tmp_path: Path) -> N
     with open(out, "w") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "testnet.cli", "testnet", "up", "--nodes", "2", "--dir",
-             str(directory), "--swarm-model", "arith"],  # the table, not the model
+             str(directory), *SWARM_MODEL],
             cwd=REPO_ROOT, stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: out.read_text().count("tickets/s") >= 2, 120, interval=0.5,

@@ -103,7 +103,7 @@ def test_testnet_up_registers_calibrates_and_settles(tmp_path: Path) -> None:
         # arith-l (node 0) passes: wait for it even if a fork undid its first calibration
         wait_until(lambda: request(urls[0], "GET", "/api/v1/swarm/registration")
                    ["phase"] == "calibrated", 60, interval=0.5, message="node 0 calibrated")
-        table = pouwchain("testnet", "status", "--dir", str(directory), timeout=30)
+        table = pouwchain("testnet", "status", "--dir", str(directory))
         assert table.returncode == 0 and "calibrated" in table.stdout, table.stdout
         print(table.stdout)
 

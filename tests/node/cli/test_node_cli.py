@@ -66,7 +66,7 @@ def test_node_process_starts_and_stops_cleanly(tmp_path: Path) -> None:
         assert info["pid"] == proc.pid and isinstance(info["port"], int) and info["port"] > 0
         assert info["api"] == f"http://127.0.0.1:{info['port']}"
         os.kill(proc.pid, signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=120)  # a bound on a hung stop
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -13,8 +13,8 @@ that is reported as a timeout, not as unreachable.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -73,14 +73,27 @@ def summary_lines(view: dict[str, Any]) -> list[str]:
 
 def _wait_with_progress(call: Callable[[], Any], progress: Progress,
                         phase: Callable[[], str | None]) -> Any:
-    """Run the blocking ``call`` in a thread; redraw the progress line until it returns."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(call)
-        while True:
-            try:
-                return future.result(timeout=POLL_SECONDS)
-            except concurrent.futures.TimeoutError:
-                progress.update("asking the swarm", phase() or "")
+    """Run the blocking ``call`` in a daemon thread (Ctrl-C returns at once, not after the
+    request's timeout); redraw the progress line until it returns, then return its result
+    or raise its exception."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="ask", daemon=True)
+    worker.start()
+    while True:
+        worker.join(POLL_SECONDS)
+        if not worker.is_alive():
+            break
+        progress.update("asking the swarm", phase() or "")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _round_phase(client: ApiClient, round_id: str) -> Callable[[], str | None]:

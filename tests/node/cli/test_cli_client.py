@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from consensus.tx import public_key
 from testnet.cli import main as pouwchain_main
 from testnet.process import REPO_ROOT, stop_process, wait_ready
 from tests.framework.nodes import LiveNode
-from tests.framework.util import cli_process, wait_for
+from tests.framework.util import cli_process, wait_for, wait_until
 
 
 def seed_record(path: Path, index: int) -> Path:
@@ -172,3 +173,28 @@ def test_node_and_client_share_the_default_datadir(tmp_path: Path) -> None:
     finally:
         assert stop_process(proc) == 0
     assert not (tmp_path / "home" / ".pouwchain").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_waiting_ask(silent_node: str, tmp_path: Path) -> None:
+    """Ctrl-C while `ask` waits on a silent node ends it (exit 130), without waiting for
+    the request's own timeout (an hour here) and without a traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POUWCHAIN_")}
+    env["POUWCHAIN_DATADIR"] = str(tmp_path)
+    err_path = tmp_path / "ask.err"
+    with open(err_path, "wb") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "ask", "What is 2+2?", "--node", silent_node,
+             "--timeout", "3600"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+            stderr=err_file)
+    try:
+        wait_until(lambda: "asking the swarm" in err_path.read_text(), 120,
+                   message="ask is waiting")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = err_path.read_text()
+    assert "interrupted" in err and "Traceback" not in err

@@ -43,7 +43,7 @@ def _load() -> ctypes.CDLL | None:
     lib.pouw_pack_b.argtypes = [_P, _I64, _I64, _I64, _P, _P]
     lib.pouw_pack_b.restype = None
     lib.pouw_fused.argtypes = [_P, _P, _P, _I64, _I64, _I64, _I64, _I64, _P, ctypes.c_uint64,
-                               _P, _P, _I64, ctypes.c_int]
+                               _P, _P, _I64, _P, _P, _P, _I64, _I64, _I64, _I64, ctypes.c_int]
     lib.pouw_fused.restype = _I64
     lib.pouw_best_isa.argtypes = []
     lib.pouw_best_isa.restype = ctypes.c_int
@@ -98,6 +98,27 @@ def pack_right(b_noisy: np.ndarray, r: int) -> PackedRight:
     return PackedRight(blocks=blocks, compensation=compensation, k=k, n=n, r=r)
 
 
+@dataclass(frozen=True)
+class PackedDenoise:
+    """The denoising pairs of pouw.noise.denoise_operands laid out for the kernel, which
+    subtracts D = Σ_l 128^l · Left_l·Right_l in registers after the last chunk."""
+
+    left: np.ndarray  # uint8 (limbs, m, depth): Left_l + 128
+    right: np.ndarray  # int8 (limbs, n padded · depth): each Right_l packed like B'
+    compensation: np.ndarray  # uint32 (limbs, n padded)
+    depth: int
+
+
+def pack_denoise(lefts: list[np.ndarray], rights: list[np.ndarray]) -> PackedDenoise:
+    """Pack the (m × 2r, 2r × n) int8 digit pairs once per job (lowest digit first)."""
+    depth = lefts[0].shape[1]
+    packed = [pack_right(right, depth) for right in rights]
+    return PackedDenoise(left=np.stack([biased_left(x) for x in lefts]),
+                         right=np.stack([p.blocks for p in packed]),
+                         compensation=np.concatenate([p.compensation for p in packed]),
+                         depth=depth)
+
+
 def biased_left(a_noisy: np.ndarray) -> np.ndarray:
     """A' + 128 as uint8 (the kernel's u8 × s8 dot products; fused.c removes the bias)."""
     out: np.ndarray = np.ascontiguousarray(a_noisy, dtype=np.int8).view(np.uint8) ^ np.uint8(0x80)
@@ -112,8 +133,10 @@ def prefilter_limit(bound: int) -> int:
 
 def fused_panel(a_biased: np.ndarray, packed: PackedRight, *, row_tile0: int,
                 states: np.ndarray, limit: int, max_candidates: int,
+                denoise: PackedDenoise | None = None,
                 isa: int = -1) -> tuple[np.ndarray, np.ndarray | None]:
-    """Mine rows of one job: (A'·B' for these rows as int32, candidates).
+    """Mine rows of one job: (A'·B' for these rows as int32, or A·B with ``denoise``;
+    candidates).
 
     ``states`` ((rows/8)×(n/4) uint64, C-contiguous) holds the tile states before chunk 0
     and is advanced in place through the last chunk. Candidates are the (tile, chunk) pairs
@@ -129,10 +152,17 @@ def fused_panel(a_biased: np.ndarray, packed: PackedRight, *, row_tile0: int,
         raise ValueError("states must be C-contiguous uint64 (rows/8, n/4)")
     out = np.empty((rows, packed.n), dtype=np.int32)
     cands = np.empty(max(1, max_candidates), dtype=CANDIDATE_DTYPE)
+    if denoise is not None and (denoise.left.shape[1] < (row_tile0 * TILE_H + rows)
+                                or denoise.right.shape[1] != packed.blocks.size
+                                // packed.k * denoise.depth):
+        raise ValueError("denoise operands do not match this job")
+    dn = (denoise.left.ctypes.data, denoise.right.ctypes.data, denoise.compensation.ctypes.data,
+          denoise.left.shape[0], denoise.depth, denoise.left.shape[1], row_tile0 * TILE_H
+          ) if denoise is not None else (None, None, None, 0, 4, 0, 0)
     count = lib.pouw_fused(a_biased.ctypes.data, packed.blocks.ctypes.data,
                            packed.compensation.ctypes.data, rows, k, packed.n, packed.r,
                            row_tile0, states.ctypes.data, limit, out.ctypes.data,
-                           cands.ctypes.data, max_candidates, isa)
+                           cands.ctypes.data, max_candidates, *dn, isa)
     if count < 0:
         raise ValueError("shape not accepted by the native kernel")
     if count > max_candidates:

@@ -28,6 +28,10 @@ DEFAULT_R_MAX = 256
 K_MAX = 16384
 MN_MAX = 65536
 
+#: Most chunks per job (k/r). A verifier regenerates the noise of, and replays, every chunk up
+#: to the certificate's; this bounds the worst case (the last chunk) to about a millisecond.
+MAX_CHUNKS = 128
+
 #: Rows of E_L (and columns of F_R) expanded from one XOF call.
 NOISE_BLOCK = 64
 
@@ -60,6 +64,9 @@ class PouwParams:
             raise ParamsError(f"r={self.r} must be a power of two in [{R_MIN}, {R_MAX}]")
         if not 0 < self.k <= K_MAX or self.k % self.r:
             raise ParamsError(f"k={self.k} must be a positive multiple of r={self.r}, <= {K_MAX}")
+        if self.k // self.r > MAX_CHUNKS:
+            raise ParamsError(f"k/r={self.k // self.r} chunks, at most {MAX_CHUNKS}: "
+                              f"choose r >= {self.k // MAX_CHUNKS}")
         if not 0 < self.m <= MN_MAX or self.m % TILE_H:
             raise ParamsError(f"m={self.m} must be a positive multiple of {TILE_H}, <= {MN_MAX}")
         if not 0 < self.n <= MN_MAX or self.n % TILE_W:

@@ -15,7 +15,9 @@ from pouw.params import PREFILTER_BITS, TILE_H, TILE_W
 
 _K_ROW = np.uint64(0x9E3779B97F4A7C15)
 _K_COL = np.uint64(0xC2B2AE3D27D4EB4F)
-_K_CHUNK = np.uint64(0x165667B19E3779F9)
+#: The state chain's odd multiplier: s_c = (s_{c-1} XOR fold_c) · CHUNK_MULTIPLIER mod 2^64.
+CHUNK_MULTIPLIER = 0x165667B19E3779F9
+_K_CHUNK = np.uint64(CHUNK_MULTIPLIER)
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)

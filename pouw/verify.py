@@ -13,7 +13,7 @@ from pouw.hashing import derive_seed
 from pouw.merkle import bind_root, leaf_hashes, root_from_block
 from pouw.noise import noise_factors, noisy_left, noisy_right
 from pouw.params import TILE_H, TILE_W, VALUE_MAX, VALUE_MIN, win_bound
-from pouw.tickets import advance_states, fold_tiles, initial_states, ticket_keys, ticket_value
+from pouw.tickets import CHUNK_MULTIPLIER, initial_states, ticket_keys, ticket_value
 
 
 def tile_ticket(cert: Certificate) -> int:
@@ -28,17 +28,20 @@ def tile_ticket(cert: Certificate) -> int:
     row0, col0 = cert.tile_row * TILE_H, cert.tile_col * TILE_W
     f = noise_factors(seed, p, rows=(row0, row0 + TILE_H), cols=(col0, col0 + TILE_W),
                       chunks=cert.chunk + 1)
-    a_noisy = noisy_left(rows, f).astype(np.int64)
-    b_noisy = noisy_right(np.ascontiguousarray(cols.T), f).astype(np.int64)
+    chunks, r = cert.chunk + 1, p.r
+    # every chunk's 8×4 product at once, then the running sums: Acc_0 … Acc_c
+    a_noisy = noisy_left(rows, f).astype(np.int64).reshape(TILE_H, chunks, r).transpose(1, 0, 2)
+    b_noisy = noisy_right(np.ascontiguousarray(cols.T), f).astype(np.int64).reshape(
+        chunks, r, TILE_W)
+    acc = np.cumsum(np.matmul(a_noisy, b_noisy), axis=0).astype(np.int32)
+    folds = np.bitwise_xor.reduce(acc.view(np.uint32).reshape(chunks, -1), axis=1)
     mixer_key, hash_key = ticket_keys(seed)
-    state = initial_states(mixer_key, np.array([cert.tile_row]), np.array([cert.tile_col]))
-    acc = np.zeros((TILE_H, TILE_W), dtype=np.int64)
-    for c in range(cert.chunk + 1):
-        lo, hi = c * p.r, (c + 1) * p.r
-        acc += a_noisy[:, lo:hi] @ b_noisy[lo:hi]
-        state = advance_states(state, fold_tiles(acc.astype(np.int32)).reshape(1))
+    state = int(initial_states(mixer_key, np.array([cert.tile_row]),
+                               np.array([cert.tile_col]))[0])
+    for fold in folds.tolist():  # advance_states on one tile, with Python integers
+        state = ((state ^ fold) * CHUNK_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF
     return ticket_value(hash_key, tile_row=cert.tile_row, tile_col=cert.tile_col,
-                        chunk=cert.chunk, state=int(state[0]))
+                        chunk=cert.chunk, state=state)
 
 
 def verify_certificate(cert: Certificate, *, commitment: bytes, target: int) -> int:

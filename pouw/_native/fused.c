@@ -30,6 +30,20 @@
 #define STEP_BYTES (BLOCK_COLS * 4)   /* one 4-deep k group of a column block */
 #define K_CHUNK 0x165667b19e3779f9ULL
 
+/* The denoising products of docs/pouw.md §7, done in the kernel's registers after the last
+ * chunk: out = A'B' - sum_l 128^l Left_l Right_l. left: (limbs, rows_total, depth) uint8
+ * (Left_l + 128), right: limbs blocks packed by pouw_pack_b with r = depth, comp: (limbs,
+ * npad) their bias compensation. limbs = 0: no denoising (out = A'B'). */
+typedef struct {
+    const uint8_t *left;
+    const int8_t *right;
+    const uint32_t *comp;
+    int64_t limbs;
+    int64_t depth;
+    int64_t rows_total;
+    int64_t row0;
+} denoise_args;
+
 typedef struct {
     int32_t tile_row;
     int32_t tile_col;
@@ -44,7 +58,7 @@ static int64_t column_blocks(int64_t n) { return (n + BLOCK_COLS - 1) / BLOCK_CO
  * B' over chunks 0..c (as uint32, wrapping like the accumulators). */
 void pouw_pack_b(const int8_t *b, int64_t k, int64_t n, int64_t r, int8_t *bp, uint32_t *comp) {
     const int64_t nb = column_blocks(n), npad = nb * BLOCK_COLS, groups = k / 4;
-#pragma omp parallel for schedule(static)
+/* single-threaded: memory-bound, and short parallel regions cost more than they save */
     for (int64_t cb = 0; cb < nb; cb++) {
         int8_t *dst = bp + cb * groups * STEP_BYTES;
         const int64_t live = n - cb * BLOCK_COLS < BLOCK_COLS ? n - cb * BLOCK_COLS : BLOCK_COLS;
@@ -86,7 +100,7 @@ static void record(pouw_candidate *cands, int64_t max_cands, int64_t *count, int
 static int64_t fused_generic(const uint8_t *a, const int8_t *bp, const uint32_t *comp,
                              int64_t rows, int64_t k, int64_t n, int64_t r, int64_t row_tile0,
                              uint64_t *states, uint64_t limit, int32_t *out,
-                             pouw_candidate *cands, int64_t max_cands) {
+                             pouw_candidate *cands, int64_t max_cands, const denoise_args *dn) {
     const int64_t nb = column_blocks(n), npad = nb * BLOCK_COLS, groups = k / 4;
     const int64_t tile_cols = n / TILE_W, row_blocks = rows / TILE_H, chunks = k / r;
     int64_t count = 0;
@@ -133,9 +147,31 @@ static int64_t fused_generic(const uint8_t *a, const int8_t *bp, const uint32_t 
                 if (tc < tile_cols) states[rb * tile_cols + tc] = st[t];
             }
             for (int i = 0; i < TILE_H; i++)
+                for (int j = 0; j < BLOCK_COLS; j++) acc[i][j] -= cc[j];
+            /* D by Horner from the top digit: d = 128 d + L_j R_j (the bias removed by dc) */
+            uint32_t d[TILE_H][BLOCK_COLS];
+            memset(d, 0, sizeof d);
+            for (int64_t l = dn->limbs - 1; l >= 0; l--) {
+                const uint32_t *dc = dn->comp + l * npad + cb * BLOCK_COLS;
+                const int8_t *rblk = dn->right + (l * npad + cb * BLOCK_COLS) * dn->depth;
+                for (int i = 0; i < TILE_H; i++)
+                    for (int j = 0; j < BLOCK_COLS; j++) d[i][j] = (d[i][j] << 7) - dc[j];
+                for (int64_t g = 0; g < dn->depth / 4; g++)
+                    for (int i = 0; i < TILE_H; i++) {
+                        const uint8_t *li =
+                            dn->left + (l * dn->rows_total + dn->row0 + rb * TILE_H + i) * dn->depth;
+                        for (int j = 0; j < BLOCK_COLS; j++) {
+                            int32_t dot = 0;
+                            for (int q = 0; q < 4; q++)
+                                dot += (int32_t)li[4 * g + q] * rblk[g * STEP_BYTES + j * 4 + q];
+                            d[i][j] += (uint32_t)dot;
+                        }
+                    }
+            }
+            for (int i = 0; i < TILE_H; i++)
                 for (int j = 0; j < BLOCK_COLS; j++) {
                     const int64_t col = cb * BLOCK_COLS + j;
-                    if (col < n) out[(rb * TILE_H + i) * n + col] = (int32_t)(acc[i][j] - cc[j]);
+                    if (col < n) out[(rb * TILE_H + i) * n + col] = (int32_t)(acc[i][j] - d[i][j]);
                 }
         }
     }
@@ -155,7 +191,7 @@ AVX512_TARGET
 static int64_t fused_avx512(const uint8_t *a, const int8_t *bp, const uint32_t *comp,
                             int64_t rows, int64_t k, int64_t n, int64_t r, int64_t row_tile0,
                             uint64_t *states, uint64_t limit, int32_t *out,
-                            pouw_candidate *cands, int64_t max_cands) {
+                            pouw_candidate *cands, int64_t max_cands, const denoise_args *dn) {
     const int64_t nb = column_blocks(n), npad = nb * BLOCK_COLS, groups = k / 4;
     const int64_t tile_cols = n / TILE_W, row_blocks = rows / TILE_H, chunks = k / r;
     int64_t count = 0;
@@ -226,6 +262,43 @@ static int64_t fused_avx512(const uint8_t *a, const int8_t *bp, const uint32_t *
                 _mm512_mask_storeu_epi32(orow, m0, _mm512_sub_epi32(acc[i][0], c0));
                 _mm512_mask_storeu_epi32(orow + 16, m1, _mm512_sub_epi32(acc[i][1], c1));
             }
+            if (dn->limbs > 0) {
+                /* D by Horner from the top digit, in the same registers: starting each digit's
+                 * accumulators at 128 d - comp makes them end at 128 d + Left_l Right_l. */
+                for (int i = 0; i < TILE_H; i++) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
+                for (int64_t l = dn->limbs - 1; l >= 0; l--) {
+                    const uint32_t *dc = dn->comp + l * npad + cb * BLOCK_COLS;
+                    const __m512i d0 = _mm512_loadu_si512(dc), d1 = _mm512_loadu_si512(dc + 16);
+                    for (int i = 0; i < TILE_H; i++) {
+                        acc[i][0] = _mm512_sub_epi32(_mm512_slli_epi32(acc[i][0], 7), d0);
+                        acc[i][1] = _mm512_sub_epi32(_mm512_slli_epi32(acc[i][1], 7), d1);
+                    }
+                    const int8_t *rblk = dn->right + (l * npad + cb * BLOCK_COLS) * dn->depth;
+                    const uint8_t *lrow =
+                        dn->left + (l * dn->rows_total + dn->row0 + rb * TILE_H) * dn->depth;
+                    const int64_t depth = dn->depth;
+                    for (int64_t g = 0; g < depth / 4; g++) {
+                        const __m512i b0 = _mm512_loadu_si512(rblk + g * STEP_BYTES);
+                        const __m512i b1 = _mm512_loadu_si512(rblk + g * STEP_BYTES + 64);
+#define POUW_DROW(i)                                                 \
+    {                                                                \
+        const __m512i av = broadcast4(lrow + (i) * depth + 4 * g);   \
+        acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], av, b0);          \
+        acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], av, b1);          \
+    }
+                        POUW_DROW(0) POUW_DROW(1) POUW_DROW(2) POUW_DROW(3)
+                        POUW_DROW(4) POUW_DROW(5) POUW_DROW(6) POUW_DROW(7)
+#undef POUW_DROW
+                    }
+                }
+                for (int i = 0; i < TILE_H; i++) {
+                    int32_t *orow = out + (rb * TILE_H + i) * n + col0;
+                    const __m512i o0 = _mm512_maskz_loadu_epi32(m0, orow);
+                    const __m512i o1 = _mm512_maskz_loadu_epi32(m1, orow + 16);
+                    _mm512_mask_storeu_epi32(orow, m0, _mm512_sub_epi32(o0, acc[i][0]));
+                    _mm512_mask_storeu_epi32(orow + 16, m1, _mm512_sub_epi32(o1, acc[i][1]));
+                }
+            }
         }
     }
     return count;
@@ -259,17 +332,20 @@ int pouw_threads(void) {
 int64_t pouw_fused(const uint8_t *a, const int8_t *bp, const uint32_t *comp, int64_t rows,
                    int64_t k, int64_t n, int64_t r, int64_t row_tile0, uint64_t *states,
                    uint64_t limit, int32_t *out, pouw_candidate *cands, int64_t max_cands,
-                   int isa) {
-    if (rows % TILE_H || n % TILE_W || r % 16 || k % r) return -1;
+                   const uint8_t *dleft, const int8_t *dright, const uint32_t *dcomp,
+                   int64_t limbs, int64_t depth, int64_t rows_total, int64_t row0, int isa) {
+    if (rows % TILE_H || n % TILE_W || r % 16 || k % r || depth % 4 || limbs < 0) return -1;
+    const denoise_args dn_args = {dleft, dright, dcomp, limbs, depth, rows_total, row0};
+    const denoise_args *dn = &dn_args;
     const int best = pouw_best_isa();
     if (isa < 0 || isa > best) isa = best;
 #ifdef POUW_X86
     if (isa == 2)
         return fused_avx512(a, bp, comp, rows, k, n, r, row_tile0, states, limit, out, cands,
-                            max_cands);
+                            max_cands, dn);
 #endif
     return fused_generic(a, bp, comp, rows, k, n, r, row_tile0, states, limit, out, cands,
-                         max_cands);
+                         max_cands, dn);
 }
 
 static struct PyModuleDef fused_module = {PyModuleDef_HEAD_INIT, "_fused",

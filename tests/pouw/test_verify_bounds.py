@@ -1,0 +1,67 @@
+"""The verifier's worst case is bounded: at most MAX_CHUNKS chunks replayed, checked at the
+last chunk of the largest k (its time is measured by bench/pouw_overhead.py, not here)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pouw import (
+    MAX_TARGET,
+    CertificateError,
+    ParamsError,
+    PouwParams,
+    mine_product,
+    tile_ticket,
+    verify_certificate,
+)
+from pouw.noise import chunk_permutation, permutations
+from pouw.params import K_MAX, MAX_CHUNKS, R_MIN
+
+from .conftest import COMMITMENT, random_operands
+
+
+def test_chunk_count_is_bounded() -> None:
+    PouwParams(m=8, k=K_MAX, n=4, r=K_MAX // MAX_CHUNKS).validate()
+    with pytest.raises(ParamsError, match="chunks"):
+        PouwParams(m=8, k=K_MAX, n=4, r=K_MAX // MAX_CHUNKS // 2).validate()
+    with pytest.raises(ParamsError, match="chunks"):
+        PouwParams(m=8, k=R_MIN * (MAX_CHUNKS + 1), n=4, r=R_MIN).validate()
+
+
+def test_certificate_over_the_chunk_bound_is_rejected() -> None:
+    a, b = random_operands(8, 64, 4, seed=1)
+    cert = mine_product(a, b, commitment=COMMITMENT, target=MAX_TARGET, r=16,
+                        backend="numpy").certificates[0]
+    k = R_MIN * (MAX_CHUNKS + 1)
+    forged = dataclasses.replace(cert, params=PouwParams(m=8, k=k, n=4, r=R_MIN),
+                                 rows_a=bytes(8 * k), cols_b=bytes(4 * k))
+    with pytest.raises(CertificateError, match="chunks"):
+        verify_certificate(forged, commitment=COMMITMENT, target=MAX_TARGET)
+
+
+def test_worst_case_certificate_last_chunk_of_largest_k_verifies() -> None:
+    """k = K_MAX, r = K_MAX / MAX_CHUNKS, the last chunk: the most a verifier ever replays."""
+    r = K_MAX // MAX_CHUNKS
+    a, b = random_operands(8, K_MAX, 4, seed=6)
+    result = mine_product(a, b, commitment=COMMITMENT, target=MAX_TARGET, r=r,
+                          backend="numpy", max_wins=MAX_CHUNKS)
+    last = result.certificates[-1]
+    assert last.chunk == MAX_CHUNKS - 1
+    assert verify_certificate(last, commitment=COMMITMENT, target=MAX_TARGET) \
+        == result.wins[-1].value
+    first = result.certificates[0]
+    assert first.chunk == 0 and tile_ticket(first) == result.wins[0].value
+
+
+@pytest.mark.parametrize("side", ["E", "F"])
+def test_batched_permutations_equal_chunk_by_chunk(side: str) -> None:
+    """The verifier's one-argsort permutations equal the spec's per-chunk rule."""
+    seed = bytes(range(32))
+    perm, signs = permutations(seed, side, 40, 16)
+    tag = b"pouw.perm.E" if side == "E" else b"pouw.perm.F"
+    for c in range(40):
+        p, s = chunk_permutation(tag, seed, c, 16)
+        assert np.array_equal(perm[c], p) and np.array_equal(signs[c], s)

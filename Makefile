@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test test-fast test-repeat lint typecheck pytest bench demo clean model
+.PHONY: run test test-fast test-repeat lint typecheck pytest bench demo clean model native
 
 # The `reference` extra (transformers on the shipped GGUF: bench/inference.py's reference row,
 # bench/llm_reference_check.py) is installed with dev, in the same pip call, rather than by a
@@ -12,7 +12,7 @@ STAMP   := $(VENV)/.installed
 # 10-16 s from pip's cache (19 MB to download once), against about 4 s for the editable
 # rebuild a separate pip call repeats, and it lets `make test` run the reference row's smoke
 # test instead of skipping it.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py pouw/_native/fused.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,reference]'
@@ -56,6 +56,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/llm_quality.py
 	$(BIN)/python bench/llm_reference_check.py
 	$(BIN)/python bench/inference.py
+
+## make native: rebuild pouw's optional native kernel in place (pouw/_native/fused.c; the
+## install builds it too, and pouw falls back to torch where it cannot be built)
+native: $(STAMP)
+	$(BIN)/python setup.py build_ext --inplace
 
 ## make model: train the built-in arithmetic model variants into swarm/models/ (CPU, minutes)
 model: $(STAMP)

@@ -13,11 +13,11 @@ every question settled by the real `swarm.settlement.settle` on signed messages:
 swarm's pick vs majority vote vs the best single node, for static judge reputations (equal,
 calibration score, 1:2:4:8) and for reputations that evolve by the settlements themselves,
 with and without adversarial judges holding 30% of the judge weight (at the start, for the
-evolving run) who push the most common wrong answer. Measured 2026-12-02, 400 questions,
-quiet machine: best node 0.925, majority 0.8925, oracle 0.975; swarm 0.9475 / 0.955 / 0.96
-static, 0.955 evolving (+5.5 to +6.75 pp over majority, +2.25 to +3.5 pp over the best
-node); with adversaries 0.7825 / 0.855 / 0.93 static (16.5 / 10.0 / 3.0 pp lost), 0.9525
-evolving (0.25 pp). Aggregation of 64 answers 22 ms median.
+evolving run) who push the most common wrong answer. Measured 2026-12-05 (after issue 11: one
+pass, relative screen tier, one fit of pairs + screen; docs/swarm.md §5.2a), 200 questions,
+load 12-18: swarm 0.945 / 0.96 / 0.96 static (equal / calibration / 1:2:4:8), 0.96 evolving;
+with adversaries 0.75 / 0.84 / 0.865 static, 0.95 evolving. Earlier figures (400 questions,
+2026-12-02, the two-pass rule) are in docs/swarm.md §10.
 
     python bench/swarm_quality.py [--answers 8 16 32 64] [--judges 16] [--repeat 7]
                                   [--questions 400] [--json]
@@ -346,7 +346,7 @@ def swarm_rows(inputs: QualityInputs) -> list[dict[str, Any]]:
 def quality_rows(count: int) -> dict[str, Any]:
     """Swarm vs majority vote vs the best single node on ``count`` fixed questions of the
     built-in task, every round settled by the real `swarm.settlement.settle` on signed
-    commitments and openings (the schedule, screen, two-pass weights and ranking validators
+    commitments and openings (the schedule, screen tiers, fit and ranking validators
     recompute), with and without adversarial judges.
 
     Fixed before measuring: questions `fixed_questions(count)`; answerers `swarm_backends()`

@@ -64,11 +64,12 @@ class HttpError(Exception):
     """The node answered with an HTTP error status (``status``, decoded ``body``)."""
 
     def __init__(self, method: str, url: str, status: int, body: Any, *,
-                 phrase: str = "") -> None:
+                 phrase: str = "", retry_after: str | None = None) -> None:
         super().__init__(f"{method} {url} -> {status}: {body}")
         self.status = status
         self.body = body
         self.phrase = phrase  # the status line's reason phrase ("Not Found")
+        self.retry_after = retry_after  # the Retry-After header (a 503 of a forming swarm)
 
 
 def request(base_url: str, method: str, path: str, *, token: str | None = None,
@@ -94,7 +95,8 @@ def request(base_url: str, method: str, path: str, *, token: str | None = None,
             detail: Any = json.loads(text)
         except ValueError:
             detail = text
-        raise HttpError(method, url, exc.code, detail, phrase=str(exc.reason)) from None
+        raise HttpError(method, url, exc.code, detail, phrase=str(exc.reason),
+                        retry_after=exc.headers.get("Retry-After")) from None
     if raw:
         return payload.decode(errors="replace")
     return json.loads(payload) if payload else None
@@ -153,6 +155,8 @@ class ApiClient:
                 reason, message = fields
             else:
                 reason, message = f"http_{exc.status}", f"HTTP {exc.status} {exc.phrase}"
+            if exc.retry_after:
+                message += f"; the node says to retry in {exc.retry_after} s"
             raise ApiClientError(exc.status, reason, message) from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
             if _is_timeout(exc):

@@ -98,6 +98,11 @@ async def test_wallets_lookups_and_send_through_client_toml(node: LiveNode,
     reason = err.split("(")[-1].rstrip(")\n")
     assert reason and err.count(reason) == 1 and len(err.strip().splitlines()) == 1, err
 
+    # no swarm node here: a 503 that says when to retry, in one line
+    code, out, err = await cli_process("ask", "What is 2+2?", *d)
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.count("no_swarm_nodes") == 1 and "the node says to retry in" in err, err
+
     code, out, err = await cli_process("round", "ab" * 32, *d)
     assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     code, out, err = await cli_process("job", "list", *d)

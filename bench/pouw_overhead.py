@@ -1,11 +1,16 @@
 """Mining overhead of the PoUW scheme against the fastest exact plain product.
 
-Both are measured side by side in one run, alternating, on the same operands and the same
-backend (the machine is shared and noisy, so only ratios are meaningful). Mining time covers
-noise, the chunked product, tickets and denoising; the Merkle commitment to the operands is
-reported on its own (a miner serving inference hashes fixed weights once).
+Per shape, in one run and alternating on the same operands: the fastest exact plain product
+(oneDNN's int8 GEMM, torch._int_mm, monolithic or in row panels), mining with the fused native
+kernel (backend `native`, where it built) and mining with the old chunked path (`torch-cpu`:
+one _int_mm per chunk, a fold pass, numpy states). The machine is shared and noisy, so only
+ratios are meaningful. Mining time covers noise, product, tickets and denoising; the Merkle
+commitment is reported on its own (a miner serving inference hashes fixed weights once). Also:
+each path's phase split, the kernel alone with and without its in-register denoising, the
+verification time of a certificate at the first and at the last chunk, and its size.
 
-    python bench/pouw_overhead.py [--backend torch-cpu] [--shapes 2048x2048x2048 ...] [--json]
+    python bench/pouw_overhead.py [--backends native torch-cpu] [--shapes 2048x2048x2048 ...]
+                                  [--r 64] [--sweep 32 64 128] [--json]
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from pouw import Certificate, MiningSession, get_backend, verify_certificate
-from pouw.backends import Backend
-from pouw.mining import PANEL_BYTES, operand_roots
-from pouw.params import MAX_TARGET
+from pouw import Certificate, MiningSession, PouwParams, get_backend, native, verify_certificate
+from pouw.backends import Backend, available_backends
+from pouw.hashing import derive_seed
+from pouw.merkle import block_path, matrix_root
+from pouw.mining import PANEL_BYTES, operand_roots, transpose_int8
+from pouw.noise import denoise_operands, noise_factors, noisy_left, noisy_right
+from pouw.params import MAX_TARGET, TILE_H, TILE_W, default_r
+from pouw.tickets import initial_states
 
 DEFAULT_SHAPES = ["1024x1024x1024", "2048x2048x2048", "4096x4096x4096", "2048x4096x4096"]
 COMMITMENT = bytes(range(32))
@@ -44,59 +53,129 @@ def plain_product_seconds(dev: Backend, a: Any, b: Any, m: int, n: int) -> float
     return best
 
 
-def measure(shape: str, *, backend: str, r: int | None, repeats: int) -> dict[str, Any]:
+PHASES = ("commit", "noise", "product", "tickets", "denoise")
+
+
+def certificate_at(a: np.ndarray, b: np.ndarray, params: PouwParams, chunk: int) -> bytes:
+    """An encoded certificate for tile (0, 0) at ``chunk`` with full-shape Merkle paths, at
+    the easiest target (every ticket wins), so verification runs every check to the end."""
+    bt = transpose_int8(b)
+    root_a, levels_a = matrix_root(a)
+    root_b, levels_b = matrix_root(bt)
+    return Certificate(
+        params=params, commitment=COMMITMENT, root_a=root_a, root_b=root_b, target=MAX_TARGET,
+        tile_row=0, tile_col=0, chunk=chunk, rows_a=a[:TILE_H].tobytes(),
+        cols_b=bt[:TILE_W].tobytes(),
+        path_a=tuple(block_path(levels_a, block=0, block_size=TILE_H)),
+        path_b=tuple(block_path(levels_b, block=0, block_size=TILE_W)),
+    ).encode()
+
+
+def verify_ms(encoded: bytes) -> float:
+    times = []
+    for _ in range(7):
+        t = time.perf_counter()
+        verify_certificate(Certificate.decode(encoded), commitment=COMMITMENT, target=MAX_TARGET)
+        times.append(time.perf_counter() - t)
+    return min(times) * 1e3
+
+
+def kernel_split(a: np.ndarray, b: np.ndarray, params: PouwParams) -> dict[str, float]:
+    """The fused kernel alone over the whole product: chunk products + folds + states, and
+    the same with the in-register denoising (ms, best of 2)."""
+    seed = derive_seed(commitment=COMMITMENT, params_bytes=params.to_bytes(), root_a=bytes(32),
+                       root_b=bytes(32))
+    f = noise_factors(seed, params)
+    a_noisy, b_noisy = noisy_left(a, f), noisy_right(b, f)
+    dev = get_backend("torch-cpu")
+    y = dev.to_numpy(dev.product(dev.put(a_noisy), dev.put(np.zeros((params.k, params.r),
+                                                                      np.int8))))
+    lefts, rights = denoise_operands(y, np.zeros((params.r, params.n), np.int32), f, k=params.k)
+    packed, biased = native.pack_right(b_noisy, params.r), native.biased_left(a_noisy)
+    denoise = native.pack_denoise(lefts, rights)
+    out: dict[str, float] = {}
+    for name, dn in (("fused_product_folds_ms", None), ("fused_with_denoise_ms", denoise)):
+        best = float("inf")
+        for _ in range(2):
+            states = initial_states(1, np.arange(params.tile_rows)[:, None],
+                                    np.arange(params.tile_cols)[None, :])
+            t = time.perf_counter()
+            native.fused_panel(biased, packed, row_tile0=0, states=states, limit=0,
+                               max_candidates=1024, denoise=dn)
+            best = min(best, time.perf_counter() - t)
+        out[name] = best * 1e3
+    return out
+
+
+def measure(shape: str, *, backends: list[str], r: int | None, repeats: int) -> dict[str, Any]:
     m, k, n = (int(x) for x in shape.split("x"))
     rng = np.random.default_rng(7)
     a = rng.integers(-64, 64, (m, k), dtype=np.int8)
     b = rng.integers(-64, 64, (k, n), dtype=np.int8)
-    dev = get_backend(backend)
-    a_dev, b_dev = dev.put(a), dev.put(b)
-    session = MiningSession(commitment=COMMITMENT, target=1, backend=dev, r=r, max_wins=1)
-    plain, mining, commit, phases = [], [], [], []
-    result = None
+    plain_dev = get_backend("torch-cpu")
+    a_dev, b_dev = plain_dev.put(a), plain_dev.put(b)
+    sessions = {name: MiningSession(commitment=COMMITMENT, target=1, backend=name, r=r,
+                                    max_wins=1) for name in backends}
+    plain: list[float] = []
+    mining: dict[str, list[float]] = {name: [] for name in backends}
+    ratios: dict[str, list[float]] = {name: [] for name in backends}
+    commit: dict[str, list[float]] = {name: [] for name in backends}
+    phases: dict[str, list[dict[str, float]]] = {name: [] for name in backends}
+    names: dict[str, str] = {}
     for _ in range(repeats):
-        plain.append(plain_product_seconds(dev, a_dev, b_dev, m, n))
-        result = session.mine(a, b)
-        mine_s = sum(result.timings[p] for p in ("noise", "product", "tickets", "denoise"))
-        mining.append(mine_s)
-        commit.append(result.timings["commit"])
-        phases.append(result.timings)
-    assert result is not None
-    reference = (a[:64].astype(np.int64) @ b.astype(np.int64))
-    if not np.array_equal(result.product[:64], reference):
-        raise SystemExit(f"{shape}: mined product is not exact")
-    # A certificate with full-shape Merkle paths: mine the job again at an easy target.
-    easy = MiningSession(commitment=COMMITMENT, target=MAX_TARGET, backend=dev,
-                         r=result.params.r, max_wins=1)
-    full_cert = easy.mine(a, b).certificates[0]
-    encoded = full_cert.encode()
-    verify_times = []
-    for _ in range(5):
-        t = time.perf_counter()
-        verify_certificate(Certificate.decode(encoded), commitment=COMMITMENT, target=MAX_TARGET)
-        verify_times.append(time.perf_counter() - t)
-    ratio = [mi / pl for mi, pl in zip(mining, plain, strict=True)]
-    ratio_commit = [(mi + c) / pl for mi, c, pl in zip(mining, commit, plain, strict=True)]
-    mid = len(phases) // 2
-    return {
-        "shape": shape,
-        "r": result.params.r,
-        "backend": result.backend,
+        for name, session in sessions.items():
+            p = plain_product_seconds(plain_dev, a_dev, b_dev, m, n)
+            plain.append(p)
+            result = session.mine(a, b)
+            names[name] = result.backend
+            mine_s = sum(result.timings[ph] for ph in PHASES if ph != "commit")
+            mining[name].append(mine_s)
+            ratios[name].append(mine_s / p)
+            commit[name].append(result.timings["commit"])
+            phases[name].append(result.timings)
+            exact = a[:64].astype(np.int64) @ b.astype(np.int64)
+            if not np.array_equal(result.product[:64], exact):
+                raise SystemExit(f"{shape}: product mined by {name} is not exact")
+    params = PouwParams(m=m, k=k, n=n, r=r or default_r(k))
+    first = certificate_at(a, b, params, 0)
+    last = certificate_at(a, b, params, params.chunks - 1)
+    row: dict[str, Any] = {
+        "shape": shape, "r": params.r, "chunks": params.chunks,
+        "margin_macs": params.r / n + params.r / m + 2 * limbs(params) * params.r / k,
         "plain_ms": statistics.median(plain) * 1e3,
-        "mining_ms": statistics.median(mining) * 1e3,
-        "overhead": statistics.median(ratio),
-        "overhead_with_commit": statistics.median(ratio_commit),
-        "phases_ms": {p: phases[mid][p] * 1e3 for p in ("commit", "noise", "product",
-                                                       "tickets", "denoise")},
-        "verify_ms": min(verify_times) * 1e3,
-        "certificate_bytes": len(encoded),
-        "tickets_per_s": result.tickets_evaluated / statistics.median(mining),
+        "verify_first_chunk_ms": verify_ms(first), "verify_last_chunk_ms": verify_ms(last),
+        "certificate_bytes": len(last),
+        "paths": {},
     }
+    for name in backends:
+        mid = sorted(range(repeats), key=lambda i: mining[name][i])[repeats // 2]
+        row["paths"][name] = {
+            "backend": names[name],
+            "mining_ms": statistics.median(mining[name]) * 1e3,
+            "overhead": statistics.median(ratios[name]),
+            "overhead_with_commit": statistics.median(
+                [(mi + c) / mi * ra for mi, c, ra in zip(mining[name], commit[name], ratios[name],
+                                                           strict=True)]),
+            "phases_ms": {ph: phases[name][mid][ph] * 1e3 for ph in PHASES},
+        }
+    if native.available():
+        row["kernel"] = kernel_split(a, b, params)
+    return row
+
+
+def limbs(params: PouwParams) -> int:
+    """L, the base-128 digits of the denoising operands (docs/pouw.md §7)."""
+    bound, count, cover = 128 * params.chunks, 1, 63
+    while cover < bound:
+        cover, count = cover * 128 + 63, count + 1
+    return count
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="auto")
+    default_backends = [b for b in ("native", "torch-cpu") if b in available_backends()]
+    parser.add_argument("--backends", nargs="*", default=default_backends,
+                        help="mining paths to compare (default: native and torch-cpu)")
     parser.add_argument("--shapes", nargs="*", default=DEFAULT_SHAPES)
     parser.add_argument("--r", type=int, default=None, help="chunk size / noise rank")
     parser.add_argument("--repeats", type=int, default=3)
@@ -106,24 +185,33 @@ def main() -> None:
     args = parser.parse_args()
     operand_roots(np.zeros((8, 16), np.int8), np.zeros((16, 4), np.int8))  # warm imports
     chunk_sizes = args.sweep or [args.r]
-    rows = [measure(s, backend=args.backend, r=r, repeats=args.repeats)
+    rows = [measure(s, backends=args.backends, r=r, repeats=args.repeats)
             for s in args.shapes for r in chunk_sizes]
-    header = (f"{'shape':>16} {'r':>5} {'plain ms':>9} {'mine ms':>9} {'overhead':>8} "
-              f"{'+commit':>8} {'verify ms':>9} {'cert B':>8} {'tickets/s':>10}  phases ms")
-    print(f"backend: {rows[0]['backend']}")
-    print(header)
+    print(f"native kernel: {native_description()}")
+    print(f"{'shape':>16} {'r':>5} {'margin':>7} {'path':>34} {'plain ms':>9} {'mine ms':>9} "
+          f"{'overhead':>8} {'+commit':>8}  phases ms")
     for row in rows:
-        ph = " ".join(f"{k}={v:.0f}" for k, v in row["phases_ms"].items())
-        print(f"{row['shape']:>16} {row['r']:>5} {row['plain_ms']:>9.1f} {row['mining_ms']:>9.1f} "
-              f"{row['overhead']:>8.3f} {row['overhead_with_commit']:>8.3f} "
-              f"{row['verify_ms']:>9.2f} {row['certificate_bytes']:>8} "
-              f"{row['tickets_per_s']:>10.3g}  {ph}")
+        for path in row["paths"].values():
+            ph = " ".join(f"{k}={v:.0f}" for k, v in path["phases_ms"].items())
+            print(f"{row['shape']:>16} {row['r']:>5} {row['margin_macs']:>7.3f} "
+                  f"{path['backend']:>34} {row['plain_ms']:>9.1f} {path['mining_ms']:>9.1f} "
+                  f"{path['overhead']:>8.3f} {path['overhead_with_commit']:>8.3f}  {ph}")
+        kernel = " ".join(f"{k}={v:.0f}" for k, v in row.get("kernel", {}).items())
+        print(f"{'':>16} verify first chunk {row['verify_first_chunk_ms']:.2f} ms, last chunk "
+              f"({row['chunks'] - 1}) {row['verify_last_chunk_ms']:.2f} ms; certificate "
+              f"{row['certificate_bytes']} B; kernel alone: {kernel or 'not built'}")
     if args.json:
         key = (lambda row: f"{row['shape']}/r{row['r']}") if args.sweep else (
             lambda row: row["shape"])
-        print(json.dumps({"backend": rows[0]["backend"],
+        print(json.dumps({"native": native_description(),
                           "shapes": {key(row): row for row in rows}}))
     sys.stdout.flush()
+
+
+def native_description() -> str:
+    if not native.available():
+        return "not built"
+    return f"{native.ISA_NAMES[native.best_isa()]}, {native.threads()} OpenMP threads"
 
 
 if __name__ == "__main__":

@@ -83,10 +83,12 @@ def test_stop_tokens_and_max_tokens(int8_engine: LlamaEngine) -> None:
 
 def test_seeded_sampling_is_deterministic(int8_engine: LlamaEngine) -> None:
     ids = int8_engine.chat_ids([{"role": "user", "content": "Write a word about the sea."}])
-    runs = [int8_engine.generate([ids], max_tokens=12, temperature=1.0, top_p=0.95, seed=s)[0]
-            for s in (11, 11, 12, 13, 14)]
+    # seeded draws are reproducible, so three short runs decide it for good (the suite once
+    # spent 70 s under load on five runs of 12 tokens)
+    runs = [int8_engine.generate([ids], max_tokens=6, temperature=1.0, top_p=0.95, seed=s)[0]
+            for s in (11, 11, 12)]
     assert runs[0] == runs[1]
-    assert len({r.token_ids for r in runs}) > 1
+    assert runs[0].token_ids != runs[2].token_ids
 
 
 def test_prompt_too_long(int8_engine: LlamaEngine) -> None:

@@ -419,8 +419,11 @@ class TestNode:
         assert self.proc is not None, f"{self} was not launched"
         self.info = wait_ready(self.datadir, self.proc, timeout)
 
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM and wait for a clean exit (SIGKILL after ``timeout``); the exit code."""
+    def stop(self, timeout: float = 120.0) -> int | None:
+        """SIGTERM and wait for a clean exit (SIGKILL after ``timeout``); the exit code.
+
+        ``timeout`` bounds a hung stop and is no timing claim: callers assert the code is 0,
+        so a SIGKILL after a slow but clean stop on a loaded machine would fail them."""
         if self.proc is None:
             return None
         code = stop_process(self.proc, timeout)

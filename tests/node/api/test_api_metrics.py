@@ -184,6 +184,9 @@ async def test_http_connection_counts(tmp_path: Path) -> None:
         first = await metrics_of(node)
         assert first["pouwchain_http_connections_refused_total"] == 0
         assert first["pouwchain_http_connections"] >= 1  # the scrape's own
+        # the server sees the scrape's close a moment after the client: until then a second
+        # held connection would be the third and refused (a race under load)
+        await wait_for(lambda: gate.open["127.0.0.1"] == 0)
         held = [await asyncio.open_connection("127.0.0.1", node.port) for _ in range(2)]
         await wait_for(lambda: gate.open["127.0.0.1"] == 2)
         reader, writer = await asyncio.open_connection("127.0.0.1", node.port)

@@ -173,9 +173,10 @@ def limbs(params: PouwParams) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_backends = [b for b in ("native", "torch-cpu") if b in available_backends()]
+    paths = ("native", "native-vnni", "torch-cpu")
+    default_backends = [b for b in paths if b in available_backends()]
     parser.add_argument("--backends", nargs="*", default=default_backends,
-                        help="mining paths to compare (default: native and torch-cpu)")
+                        help="mining paths to compare (default: native, native-vnni, torch-cpu)")
     parser.add_argument("--shapes", nargs="*", default=DEFAULT_SHAPES)
     parser.add_argument("--r", type=int, default=None, help="chunk size / noise rank")
     parser.add_argument("--repeats", type=int, default=3)

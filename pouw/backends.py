@@ -219,15 +219,17 @@ def cupy_available() -> bool:
         return False
 
 
-BACKEND_NAMES = ("auto", "native", "native-portable", "numpy", "torch-cpu", "torch-cpu-float32",
-                 "torch-cuda", "cupy")
+BACKEND_NAMES = ("auto", "native", "native-vnni", "native-portable", "numpy", "torch-cpu",
+                 "torch-cpu-float32", "torch-cuda", "cupy")
 
 
 def available_backends() -> list[str]:
     """Names of the backends that can run on this machine."""
     names = ["numpy", "torch-cpu", "torch-cpu-float32"]
     if native.available():
-        names += ["native", "native-portable"] if native.best_isa() > 0 else ["native"]
+        best = native.best_isa()
+        names += ["native"] + (["native-vnni"] if best > 2 else []) + (
+            ["native-portable"] if best > 0 else [])
     if cuda_available():
         names.append("torch-cuda")
     if cupy_available():
@@ -242,10 +244,10 @@ def get_backend(name: str = "auto") -> Backend:
     if name == "auto":
         name = ("torch-cuda" if cuda_available() else "cupy" if cupy_available()
                 else "native" if native.available() else "torch-cpu")
-    if name in ("native", "native-portable"):
+    if name in ("native", "native-vnni", "native-portable"):
         if not native.available():
             raise RuntimeError(f"backend {name}: the native kernel is not built")
-        return NativeBackend(isa=0 if name == "native-portable" else -1)
+        return NativeBackend(isa={"native": -1, "native-vnni": 2, "native-portable": 0}[name])
     if name == "numpy":
         return ArrayModuleBackend(np, "numpy-float32")
     if name == "torch-cpu":

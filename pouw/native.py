@@ -21,8 +21,8 @@ from pouw.params import PREFILTER_BITS, TILE_H, TILE_W
 #: Columns per kernel block (8 tiles of 4): packed B' is padded to a multiple of this.
 BLOCK_COLS = 32
 
-#: What the kernel runs: the portable C path or AVX-512 VNNI.
-ISA_NAMES = {0: "portable", 2: "avx512vnni"}
+#: What the kernel runs: the portable C path, AVX-512 VNNI, or AMX tiles (with VNNI folds).
+ISA_NAMES = {0: "portable", 2: "avx512vnni", 3: "amx"}
 
 #: One prefilter candidate: (tile row, tile column, chunk, state), as fused.c lays it out.
 CANDIDATE_DTYPE = np.dtype([("tile_row", "<i4"), ("tile_col", "<i4"), ("chunk", "<i4"),

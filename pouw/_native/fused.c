@@ -303,16 +303,206 @@ static int64_t fused_avx512(const uint8_t *a, const int8_t *bp, const uint32_t *
     }
     return count;
 }
+
+/* AMX path: the same u8 x s8 products with tdpbusd on 32-row x 32-column blocks (four 16x16
+ * int32 accumulator tiles); after each chunk the tiles are stored to a 4 KiB L1 buffer and
+ * folded with AVX-512 as above. Needs r and 2r (the denoising depth) multiples of 64 and
+ * rows a multiple of 32; pouw_fused falls back to the VNNI path otherwise. */
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define POUW_ARCH_REQ_XCOMP_PERM 0x1023
+#define POUW_XFEATURE_XTILEDATA 18
+#define AMX_TARGET __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
+
+typedef struct {
+    uint8_t palette_id;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} pouw_tilecfg;
+
+static int amx_usable(void) {
+    static int state = -1;
+    if (state < 0) {
+        unsigned eax, ebx, ecx, edx;
+        state = 0;
+        if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx & (1u << 24)) &&
+            (edx & (1u << 25)) &&
+            syscall(SYS_arch_prctl, POUW_ARCH_REQ_XCOMP_PERM, POUW_XFEATURE_XTILEDATA) == 0)
+            state = 1;
+    }
+    return state;
+}
+
+AMX_TARGET static inline void fold_rows(const int32_t *buf, __m512i c0, __m512i c1, __m512i *st,
+                                        __mmask8 tiles, __m512i lim, int64_t row_tile,
+                                        int64_t first_tile, int64_t c, pouw_candidate *cands,
+                                        int64_t max_cands, int64_t *count) {
+    const __m512i kmul = _mm512_set1_epi64((long long)K_CHUNK);
+    const __m512i pick = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m512i x0 = _mm512_sub_epi32(_mm512_load_si512(buf), c0);
+    __m512i x1 = _mm512_sub_epi32(_mm512_load_si512(buf + 16), c1);
+    for (int i = 1; i < TILE_H; i++) {
+        x0 = _mm512_xor_si512(x0, _mm512_sub_epi32(_mm512_load_si512(buf + i * 32), c0));
+        x1 = _mm512_xor_si512(x1, _mm512_sub_epi32(_mm512_load_si512(buf + i * 32 + 16), c1));
+    }
+    x0 = _mm512_xor_si512(x0, _mm512_shuffle_epi32(x0, (_MM_PERM_ENUM)0xB1));
+    x1 = _mm512_xor_si512(x1, _mm512_shuffle_epi32(x1, (_MM_PERM_ENUM)0xB1));
+    x0 = _mm512_xor_si512(x0, _mm512_shuffle_epi32(x0, (_MM_PERM_ENUM)0x4E));
+    x1 = _mm512_xor_si512(x1, _mm512_shuffle_epi32(x1, (_MM_PERM_ENUM)0x4E));
+    const __m256i folds = _mm512_castsi512_si256(_mm512_permutex2var_epi32(x0, pick, x1));
+    *st = _mm512_mullo_epi64(_mm512_xor_si512(*st, _mm512_cvtepu32_epi64(folds)), kmul);
+    const __mmask8 hit = _mm512_mask_cmple_epu64_mask(tiles, *st, lim);
+    if (hit) {
+        uint64_t lanes[TILES_PER_BLOCK];
+        _mm512_storeu_si512(lanes, *st);
+        for (int t = 0; t < TILES_PER_BLOCK; t++)
+            if (hit & (1u << t))
+                record(cands, max_cands, count, (int32_t)row_tile, (int32_t)(first_tile + t),
+                       (int32_t)c, lanes[t]);
+    }
+}
+
+#define AMX_STORE4(buf)                              \
+    _tile_stored(0, (buf), 128);                     \
+    _tile_stored(1, (buf) + 16, 128);                \
+    _tile_stored(2, (buf) + 16 * 32, 128);           \
+    _tile_stored(3, (buf) + 16 * 32 + 16, 128);
+
+AMX_TARGET
+static int64_t fused_amx(const uint8_t *a, const int8_t *bp, const uint32_t *comp,
+                         int64_t rows, int64_t k, int64_t n, int64_t r, int64_t row_tile0,
+                         uint64_t *states, uint64_t limit, int32_t *out,
+                         pouw_candidate *cands, int64_t max_cands, const denoise_args *dn) {
+    const int64_t nb = column_blocks(n), npad = nb * BLOCK_COLS, groups = k / 4;
+    const int64_t tile_cols = n / TILE_W, blocks32 = rows / 32, chunks = k / r;
+    int64_t count = 0;
+#pragma omp parallel
+    {
+        pouw_tilecfg cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.palette_id = 1;
+        for (int t = 0; t < 8; t++) {
+            cfg.colsb[t] = 64;
+            cfg.rows[t] = 16;
+        }
+        _tile_loadconfig(&cfg);
+        int32_t buf[32 * 32] __attribute__((aligned(64)));
+        int32_t dsum[32 * 32] __attribute__((aligned(64)));
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t cb = 0; cb < nb; cb++) {
+            for (int64_t rb = 0; rb < blocks32; rb++) {
+                const int64_t first_tile = cb * TILES_PER_BLOCK;
+                const int64_t live = tile_cols - first_tile < TILES_PER_BLOCK
+                                         ? tile_cols - first_tile : TILES_PER_BLOCK;
+                const __mmask8 tiles = (__mmask8)((1u << live) - 1u);
+                const __m512i lim = _mm512_set1_epi64((long long)limit);
+                __m512i st[4];
+                for (int q = 0; q < 4; q++)
+                    st[q] = _mm512_maskz_loadu_epi64(
+                        tiles, states + (rb * 4 + q) * tile_cols + first_tile);
+                const int8_t *blk = bp + cb * groups * STEP_BYTES;
+                const uint8_t *a0 = a + rb * 32 * k, *a1 = a0 + 16 * k;
+                __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_setzero_si512();
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (int64_t c = 0; c < chunks; c++) {
+                    for (int64_t kk = c * r; kk < (c + 1) * r; kk += 64) {
+                        _tile_loadd(4, a0 + kk, k);
+                        _tile_loadd(5, a1 + kk, k);
+                        _tile_loadd(6, blk + (kk / 4) * STEP_BYTES, STEP_BYTES);
+                        _tile_loadd(7, blk + (kk / 4) * STEP_BYTES + 64, STEP_BYTES);
+                        _tile_dpbusd(0, 4, 6);
+                        _tile_dpbusd(1, 4, 7);
+                        _tile_dpbusd(2, 5, 6);
+                        _tile_dpbusd(3, 5, 7);
+                    }
+                    AMX_STORE4(buf)
+                    c0 = _mm512_loadu_si512(comp + c * npad + cb * BLOCK_COLS);
+                    c1 = _mm512_loadu_si512(comp + c * npad + cb * BLOCK_COLS + 16);
+                    for (int q = 0; q < 4; q++)
+                        fold_rows(buf + q * TILE_H * 32, c0, c1, &st[q], tiles, lim,
+                                  row_tile0 + rb * 4 + q, first_tile, c, cands, max_cands,
+                                  &count);
+                }
+                for (int q = 0; q < 4; q++)
+                    _mm512_mask_storeu_epi64(states + (rb * 4 + q) * tile_cols + first_tile,
+                                             tiles, st[q]);
+                /* buf = A'B' (biased): unbias; then D by Horner in dsum */
+                for (int i = 0; i < 32; i++) {
+                    _mm512_store_si512(buf + i * 32, _mm512_sub_epi32(_mm512_load_si512(buf + i * 32), c0));
+                    _mm512_store_si512(buf + i * 32 + 16,
+                                       _mm512_sub_epi32(_mm512_load_si512(buf + i * 32 + 16), c1));
+                }
+                if (dn->limbs > 0) {
+                    memset(dsum, 0, sizeof dsum);
+                    for (int64_t l = dn->limbs - 1; l >= 0; l--) {
+                        const uint32_t *dc = dn->comp + l * npad + cb * BLOCK_COLS;
+                        const __m512i d0 = _mm512_loadu_si512(dc), d1 = _mm512_loadu_si512(dc + 16);
+                        const int8_t *rblk = dn->right + (l * npad + cb * BLOCK_COLS) * dn->depth;
+                        const uint8_t *l0 =
+                            dn->left + (l * dn->rows_total + dn->row0 + rb * 32) * dn->depth;
+                        const uint8_t *l1 = l0 + 16 * dn->depth;
+                        _tile_zero(0);
+                        _tile_zero(1);
+                        _tile_zero(2);
+                        _tile_zero(3);
+                        for (int64_t kk = 0; kk < dn->depth; kk += 64) {
+                            _tile_loadd(4, l0 + kk, dn->depth);
+                            _tile_loadd(5, l1 + kk, dn->depth);
+                            _tile_loadd(6, rblk + (kk / 4) * STEP_BYTES, STEP_BYTES);
+                            _tile_loadd(7, rblk + (kk / 4) * STEP_BYTES + 64, STEP_BYTES);
+                            _tile_dpbusd(0, 4, 6);
+                            _tile_dpbusd(1, 4, 7);
+                            _tile_dpbusd(2, 5, 6);
+                            _tile_dpbusd(3, 5, 7);
+                        }
+                        int32_t part[32 * 32] __attribute__((aligned(64)));
+                        AMX_STORE4(part)
+                        for (int i = 0; i < 32; i++) {
+                            for (int h = 0; h < 2; h++) {
+                                int32_t *dp = dsum + i * 32 + 16 * h;
+                                const __m512i pv = _mm512_sub_epi32(
+                                    _mm512_load_si512(part + i * 32 + 16 * h), h ? d1 : d0);
+                                _mm512_store_si512(
+                                    dp, _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(dp), 7), pv));
+                            }
+                        }
+                    }
+                    for (int i = 0; i < 32 * 32; i += 16)
+                        _mm512_store_si512(buf + i, _mm512_sub_epi32(_mm512_load_si512(buf + i),
+                                                                     _mm512_load_si512(dsum + i)));
+                }
+                const int64_t col0 = cb * BLOCK_COLS, left = n - col0;
+                const __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1u);
+                const __mmask16 m1 = left >= 32 ? 0xFFFF
+                                     : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1u);
+                for (int i = 0; i < 32; i++) {
+                    int32_t *orow = out + (rb * 32 + i) * n + col0;
+                    _mm512_mask_storeu_epi32(orow, m0, _mm512_load_si512(buf + i * 32));
+                    _mm512_mask_storeu_epi32(orow + 16, m1, _mm512_load_si512(buf + i * 32 + 16));
+                }
+            }
+        }
+        _tile_release();
+    }
+    return count;
+}
 #endif
 
-/* 2 when the AVX-512 VNNI path runs on this CPU, 0 for the portable path. */
+/* 3 when AMX runs here (and the OS grants the tile state), 2 for AVX-512 VNNI, 0 for the
+ * portable path. */
 int pouw_best_isa(void) {
 #ifdef POUW_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512vnni"))
-        return 2;
+        return amx_usable() ? 3 : 2;
 #endif
     return 0;
 }
@@ -328,7 +518,8 @@ int pouw_threads(void) {
 /* Mine rows [row_tile0*8, row_tile0*8 + rows) of one job: out = A'B' (int32), states advanced
  * through every chunk, and each (tile, chunk) whose state is <= limit listed in cands (the
  * return value is their number, which may exceed max_cands: then the list is incomplete).
- * isa: -1 best available, 0 portable, 2 AVX-512 VNNI (falls back to portable if absent). */
+ * isa: -1 best available, 0 portable, 2 AVX-512 VNNI, 3 AMX (each falls back to the next one
+ * down where absent or where the shape does not suit it). */
 int64_t pouw_fused(const uint8_t *a, const int8_t *bp, const uint32_t *comp, int64_t rows,
                    int64_t k, int64_t n, int64_t r, int64_t row_tile0, uint64_t *states,
                    uint64_t limit, int32_t *out, pouw_candidate *cands, int64_t max_cands,
@@ -340,7 +531,10 @@ int64_t pouw_fused(const uint8_t *a, const int8_t *bp, const uint32_t *comp, int
     const int best = pouw_best_isa();
     if (isa < 0 || isa > best) isa = best;
 #ifdef POUW_X86
-    if (isa == 2)
+    if (isa == 3 && rows % 32 == 0 && r % 64 == 0 && (dn->limbs == 0 || dn->depth % 64 == 0))
+        return fused_amx(a, bp, comp, rows, k, n, r, row_tile0, states, limit, out, cands,
+                         max_cands, dn);
+    if (isa >= 2)
         return fused_avx512(a, bp, comp, rows, k, n, r, row_tile0, states, limit, out, cands,
                             max_cands, dn);
 #endif

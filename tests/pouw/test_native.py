@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pouw import MAX_TARGET, MiningSession, mine_product, native
+from pouw import MAX_TARGET, MiningSession, available_backends, mine_product, native
 from pouw.params import TILE_H, TILE_W
 from pouw.tickets import advance_states, fold_tiles, initial_states
 
@@ -17,12 +17,15 @@ from .conftest import COMMITMENT, random_operands
 pytestmark = pytest.mark.skipif(not native.available(),
                                 reason="native kernel not built (python setup.py build_ext)")
 
-ISAS = sorted({0, native.best_isa()}) if native.available() else [0]
+#: Every code path this CPU runs: portable (0), AVX-512 VNNI (2), AMX (3).
+ISAS = [isa for isa in (0, 2, 3) if native.available() and isa <= native.best_isa()]
 
 
 def reference(a: np.ndarray, b: np.ndarray, r: int, states: np.ndarray, limit: int,
-              row_tile0: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]:
-    """Chunk by chunk with int64 products, pouw.tickets' fold and mixer."""
+              row_tile0: int, digits: list[tuple[np.ndarray, np.ndarray]] | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]:
+    """Chunk by chunk with int64 products, pouw.tickets' fold and mixer; then minus
+    Σ 128^l · Left_l·Right_l (the denoising digits), wrapped to int32."""
     m, k = a.shape
     acc = np.zeros((m, b.shape[1]), dtype=np.int64)
     candidates = []
@@ -31,16 +34,27 @@ def reference(a: np.ndarray, b: np.ndarray, r: int, states: np.ndarray, limit: i
         states = advance_states(states, fold_tiles(acc.astype(np.int32)))
         for i, j in np.argwhere(states <= np.uint64(limit)):
             candidates.append((c, row_tile0 + int(i), int(j), int(states[i, j])))
-    return acc.astype(np.int32), states, candidates
+    for power, (left, right) in enumerate(digits or []):
+        acc -= (128**power) * (left.astype(np.int64) @ right.astype(np.int64))
+    wrapped = (acc & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+    return wrapped, states, candidates
 
 
 def run_kernel(a: np.ndarray, b: np.ndarray, r: int, states: np.ndarray, limit: int,
-               row_tile0: int, isa: int) -> tuple[np.ndarray, np.ndarray,
-                                                   list[tuple[int, int, int, int]]]:
+               row_tile0: int, isa: int, digits: list[tuple[np.ndarray, np.ndarray]] | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]:
     got_states = states.copy()
+    denoise = None
+    if digits:
+        # the kernel reads digit rows at the panel's offset: pad rows above it
+        pad = row_tile0 * TILE_H
+        lefts = [np.concatenate([np.zeros((pad, left.shape[1]), np.int8), left])
+                 for left, _ in digits]
+        denoise = native.pack_denoise(lefts, [right for _, right in digits])
     out, cands = native.fused_panel(native.biased_left(a), native.pack_right(b, r),
                                     row_tile0=row_tile0, states=got_states, limit=limit,
-                                    max_candidates=a.size * b.shape[1] // r + 1, isa=isa)
+                                    max_candidates=a.size * b.shape[1] // r + 1,
+                                    denoise=denoise, isa=isa)
     assert cands is not None
     listed = [(int(x["chunk"]), int(x["tile_row"]), int(x["tile_col"]), int(x["state"]))
               for x in cands]
@@ -66,29 +80,36 @@ STYLES = ["uniform", "extreme", "min", "max", "zero", "sparse"]
 
 
 @st.composite
-def kernel_jobs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+def kernel_jobs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, int, int, int,
+                                          list[tuple[np.ndarray, np.ndarray]]]:
     r = draw(st.sampled_from([16, 32, 64, 128]))
     k = r * draw(st.integers(1, 4))
-    m = TILE_H * draw(st.integers(1, 5))
+    m = TILE_H * draw(st.sampled_from([1, 2, 3, 4, 5, 8]))  # 32, 64: AMX blocks
     n = TILE_W * draw(st.integers(1, 20))  # covers n off the kernel's 32-column blocks
     a = entries(draw, (m, k), draw(st.sampled_from(STYLES)), draw(st.integers(0, 2**32 - 1)))
     b = entries(draw, (k, n), draw(st.sampled_from(STYLES)), draw(st.integers(0, 2**32 - 1)))
     limit = draw(st.sampled_from([0, 2**60, 2**63, 2**64 - 1])
                  | st.integers(0, 2**64 - 1))
-    return a, b, r, limit, draw(st.integers(0, 1000))
+    row_tile0 = draw(st.integers(0, 40))
+    digit_style = draw(st.sampled_from(["uniform", "extreme", "min", "max"]))
+    digits = [(np.clip(entries(draw, (m, 2 * r), digit_style, seed), -64, 63),
+               np.clip(entries(draw, (2 * r, n), digit_style, seed + 1), -64, 63))
+              for seed in draw(st.lists(st.integers(0, 2**31), max_size=3))]
+    return a, b, r, limit, row_tile0, digits
 
 
 @pytest.mark.parametrize("isa", ISAS)
 @settings(max_examples=60, deadline=None)
 @given(job=kernel_jobs())
-def test_kernel_matches_reference(isa: int, job: tuple[np.ndarray, np.ndarray, int, int, int]
+def test_kernel_matches_reference(isa: int, job: tuple[np.ndarray, np.ndarray, int, int, int,
+                                                       list[tuple[np.ndarray, np.ndarray]]]
                                   ) -> None:
-    a, b, r, limit, row_tile0 = job
+    a, b, r, limit, row_tile0, digits = job
     states = initial_states(0x0123456789ABCDEF,
                             np.arange(row_tile0, row_tile0 + a.shape[0] // TILE_H)[:, None],
                             np.arange(b.shape[1] // TILE_W)[None, :])
-    want_out, want_states, want_cands = reference(a, b, r, states, limit, row_tile0)
-    out, got_states, cands = run_kernel(a, b, r, states, limit, row_tile0, isa)
+    want_out, want_states, want_cands = reference(a, b, r, states, limit, row_tile0, digits)
+    out, got_states, cands = run_kernel(a, b, r, states, limit, row_tile0, isa, digits)
     assert np.array_equal(out, want_out)
     assert np.array_equal(got_states, want_states)
     assert cands == sorted(want_cands)
@@ -122,11 +143,11 @@ def test_kernel_reports_candidate_overflow() -> None:
 @pytest.mark.parametrize("target", [0, MAX_TARGET >> 12, MAX_TARGET >> 6, MAX_TARGET])
 def test_native_mining_equals_numpy(target: int) -> None:
     """Whole jobs (several panels, wins in order, the overflow fallback at MAX_TARGET)."""
-    a, b = random_operands(96, 256, 68, seed=9)
-    want = mine_product(a, b, commitment=COMMITMENT, target=target, r=32, backend="numpy",
+    a, b = random_operands(96, 256, 68, seed=9)  # m = 3·32 and r = 64: the AMX path too
+    want = mine_product(a, b, commitment=COMMITMENT, target=target, r=64, backend="numpy",
                         max_wins=7)
-    for backend in ["native", *(["native-portable"] if native.best_isa() else [])]:
-        got = mine_product(a, b, commitment=COMMITMENT, target=target, r=32, backend=backend,
+    for backend in [name for name in available_backends() if name.startswith("native")]:
+        got = mine_product(a, b, commitment=COMMITMENT, target=target, r=64, backend=backend,
                            max_wins=7)
         assert got.backend.startswith("native-")
         assert np.array_equal(got.product, want.product)

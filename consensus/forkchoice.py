@@ -1,4 +1,5 @@
-"""Fork choice: a block tree where the most cumulative work wins, above the finalized block.
+"""Fork choice: a block tree where the highest justified checkpoint, then the most cumulative
+work, wins, above the finalized block.
 
 Pure bookkeeping, no I/O and no clock: the tree knows each block's parent, height and
 cumulative work, holds orphans until their parent arrives, and answers every insertion with
@@ -7,10 +8,15 @@ the reorg it causes as ``(new_canonical, old_canonical)`` (py-evm style):
 * ``new_canonical``: block ids to connect, lowest first (fork point excluded);
 * ``old_canonical``: block ids to disconnect, old tip first.
 
-Tie rule: among blocks of equal cumulative work the one *seen first* wins, where "seen" is the
-order of ``add`` calls (an orphan is seen when it arrives, not when its parent does). The tip
-is therefore always the maximum of ``(cumulative_work, -seen)`` over all valid blocks
-connected to genesis, whatever order the blocks came in.
+Order (docs/finality.md §8): a block's *justified epoch* (the epoch of the last justified
+checkpoint in its post-state, as in Gasper's fork choice from the justified checkpoint) counts
+first, then cumulative work. The tree cannot execute blocks: a new block inherits its parent's
+justified epoch (a lower bound: justification only grows along a chain) until the chain store,
+which executed it, reports the real one with `set_justified`. Tie rule: among blocks of equal
+justified epoch and cumulative work the one *seen first* wins, where "seen" is the order of
+``add`` calls (an orphan is seen when it arrives, not when its parent does). The tip is
+therefore always the maximum of ``(justified, cumulative_work, -seen)`` over all valid blocks
+descending from the finalized block, whatever order the blocks came in.
 
 Finality (docs/finality.md §8): the tree keeps a *finalized* block (genesis at first) and the
 most-work rule applies only among its descendants. `add` refuses a block off the finalized
@@ -21,7 +27,7 @@ never cross it; `finalize` only moves it forward along the chain.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from core.errors import ForkChoiceError
@@ -49,6 +55,7 @@ class TreeEntry:
     work: int
     cumulative_work: int
     seen: int
+    justified: int = 0  # epoch of the last justified checkpoint in its post-state (a bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +66,9 @@ class _Orphan:
     seen: int
 
 
-def _key(entry: TreeEntry) -> tuple[int, int]:
-    """Sort key of the fork choice: more work first, then earlier seen."""
-    return entry.cumulative_work, -entry.seen
+def _key(entry: TreeEntry) -> tuple[int, int, int]:
+    """Sort key of the fork choice: higher justified epoch, then more work, then seen first."""
+    return entry.justified, entry.cumulative_work, -entry.seen
 
 
 class BlockTree:
@@ -221,7 +228,8 @@ class BlockTree:
             bid, pid, w, s = pending.pop()
             parent = self._entries[pid]
             entry = TreeEntry(block_id=bid, parent_id=pid, height=parent.height + 1, work=w,
-                              cumulative_work=parent.cumulative_work + w, seen=s)
+                              cumulative_work=parent.cumulative_work + w, seen=s,
+                              justified=parent.justified)
             self._entries[bid] = entry
             self._children[bid] = []
             self._children[pid].append(bid)
@@ -234,6 +242,35 @@ class BlockTree:
                 orphan = self._orphans[child_id]
                 self._drop_orphan(orphan)
                 pending.append((orphan.block_id, orphan.parent_id, orphan.work, orphan.seen))
+
+    def set_justified(self, block_id: BlockId, epoch: int) -> Reorg:
+        """Record the justified epoch of a block's post-state (the chain store executed it);
+        return the reorg to the new best tip.
+
+        Descendants that only inherited a lower bound are raised with it. A lower value than
+        the one known changes nothing (justification never shrinks along a chain)."""
+        entry = self._entries[block_id]
+        if epoch <= entry.justified:
+            return NO_CHANGE
+        old_tip = self._tip
+        best = self._tip
+        stack = [block_id]
+        while stack:
+            current = self._entries[stack.pop()]
+            if current.justified >= epoch:
+                continue  # its subtree already knows as much
+            raised = replace(current, justified=epoch)
+            self._entries[raised.block_id] = raised
+            if raised.block_id == best.block_id:
+                best = raised
+            if raised.block_id not in self._invalid and self._descends(raised, self._finalized) \
+                    and _key(raised) > _key(best):
+                best = raised
+            stack.extend(self._children[raised.block_id])
+        if self._finalized.block_id in self._entries:
+            self._finalized = self._entries[self._finalized.block_id]
+        self._tip = best
+        return self.path(old_tip.block_id, best.block_id)
 
     def invalidate(self, block_id: BlockId) -> Reorg:
         """Mark a block and its descendants invalid; return the reorg to the best valid tip."""

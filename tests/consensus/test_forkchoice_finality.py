@@ -100,3 +100,42 @@ def test_restore_keeps_the_finalized_block() -> None:
         restored.add(b"b9", parent_id=b[-1], work=1)
     with pytest.raises(ValueError):
         BlockTree.restore(tree.entries(), finalized=b"unknown")
+
+
+def test_a_lighter_chain_with_a_higher_justified_checkpoint_wins() -> None:
+    """Gasper's order: the justified epoch of a block's post-state first, then work. The
+    minority side of a partition (heavier, nothing justified) gives way to the majority."""
+    tree = BlockTree(genesis_id=G, genesis_work=1)
+    shared = add_branch(tree, "s", G, 2)
+    tree.set_justified(shared[-1], 1)  # both sides start from the same justified checkpoint
+    heavy = add_branch(tree, "h", shared[-1], 6, work=5)  # the minority's mining, epoch 1
+    assert tree.tip == heavy[-1] and tree.entry(heavy[-1]).justified == 1  # inherited bound
+    light = add_branch(tree, "l", shared[-1], 3)  # the majority: less work
+    assert tree.tip == heavy[-1]  # unknown justified epoch: only the bound from the fork point
+    reorg = tree.set_justified(light[1], 2)  # executing l1 showed a later justified checkpoint
+    assert tree.tip == light[-1]  # l2 inherits 2 from l1: the whole lighter chain wins
+    assert tree.entry(light[2]).justified == 2 and tree.entry(light[0]).justified == 1
+    assert reorg == Reorg(new_canonical=tuple(light), old_canonical=tuple(reversed(heavy)))
+    # more work on the minority's side changes nothing while it justifies less
+    assert tree.add(b"h6", parent_id=heavy[-1], work=1000) == NO_CHANGE
+    # a lower report never lowers a block's epoch (justification only grows along a chain)
+    assert tree.set_justified(light[2], 1) == NO_CHANGE and tree.tip == light[-1]
+    # the order survives a restore
+    restored = BlockTree.restore(list(tree.entries()))
+    assert restored.tip == light[-1] and restored.entry(light[2]).justified == 2
+
+
+def test_equal_justified_epochs_fall_back_to_work_then_first_seen() -> None:
+    tree = BlockTree(genesis_id=G, genesis_work=1)
+    a = add_branch(tree, "a", G, 2)
+    b = add_branch(tree, "b", G, 3)
+    assert tree.tip == b[-1]  # no justification anywhere: most work
+    tree.set_justified(a[-1], 3)
+    assert tree.tip == a[-1]
+    assert tree.set_justified(b[-1], 3) == Reorg(tuple(b), tuple(reversed(a)))  # tie: work
+    c = add_branch(tree, "c", G, 3)
+    tree.set_justified(c[-1], 3)
+    assert tree.tip == b[-1]  # tie on epoch and work: seen first
+    # the justified epoch never lifts a branch off the finalized chain
+    tree.finalize(b[0])
+    assert tree.set_justified(a[-1], 9) == NO_CHANGE and tree.tip == b[-1]

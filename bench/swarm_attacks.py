@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import random
 import sys
@@ -299,14 +300,38 @@ class Tally:
 ATTACKS = (*COALITION_ATTACKS, "self", "random", "omission")
 
 
+def coalition_seats(share: float, judges: int) -> int:
+    """Seats a coalition holding ``share`` of the stake takes among ``judges`` judges drawn by
+    stake (rounded up: the bench errs on the coalition's side)."""
+    return max(1, math.ceil(share * judges - 1e-9))
+
+
+def with_honest(trial: Trial, count: int) -> Trial:
+    """The trial with exactly ``count`` honest judges (its own first, then `topped_up`)."""
+    trial = topped_up(trial, count)
+    honest = trial.honest[:count]
+    return dataclasses.replace(trial, honest=honest,
+                               weights={s: trial.weights[s] for s in honest})
+
+
 def run_trial(number: int, tallies: dict[tuple[str, float | None], Tally],
-              attacks: Sequence[str] = ATTACKS) -> None:
+              attacks: Sequence[str] = ATTACKS, judges: int = 0) -> None:
+    """One trial's cells. ``judges`` = 0: the trial's 4..8 honest judges plus 1..3
+    adversaries; ``judges`` = N: every round has N judges, the coalition (weight share s)
+    holding `coalition_seats` of them and honest judges the rest, so the baseline is
+    settled per share."""
     trial = make_trial(number)
-    honest_votes: tuple[PairVote, ScreenVote] = (trial.honest_pair, trial.honest_screen)
-    honest_judges = {s: honest_votes for s in trial.honest}
     answer_of = {public_key(seed(f"attack t{number} a{q}")): q for q in trial.quality}
-    base = settle_round(trial, honest_judges, trial.weights)
-    base_top = top_quality(trial, base, answer_of)
+    base_tops: dict[int, int] = {}
+
+    def baseline(t: Trial) -> int:
+        if len(t.honest) not in base_tops:
+            base = settle_round(t, {s: (t.honest_pair, t.honest_screen) for s in t.honest},
+                                t.weights)
+            base_tops[len(t.honest)] = top_quality(t, base, answer_of)
+        return base_tops[len(t.honest)]
+
+    base_top = baseline(trial)
 
     def count(key: tuple[str, float | None], attacked: RoundSettlement,
               control: RoundSettlement | None, answers: dict[bytes, int],
@@ -325,17 +350,25 @@ def run_trial(number: int, tallies: dict[tuple[str, float | None], Tally],
             tally.control_right_first += ctop >= trial.right_from
 
     rng = random.Random(number * 7919)
+    drawn = trial
     for share in SHARES:
-        adversaries = [seed(f"attack t{number} x{k}") for k in range(rng.randint(1, 3))]
+        keys = rng.randint(1, 3)
+        if judges:
+            keys = coalition_seats(share, judges)
+            trial = with_honest(drawn, max(1, judges - keys))
+            base_top = baseline(trial)
+        honest_votes: tuple[PairVote, ScreenVote] = (trial.honest_pair, trial.honest_screen)
+        honest_judges = {s: honest_votes for s in trial.honest}
+        adversaries = [seed(f"attack t{number} x{k}") for k in range(keys)]
         weights = trial.weights | adversary_weights(trial, share, adversaries)
         coalition = [a for a in (*COALITION_ATTACKS, "random") if a in attacks]
         control = settle_round(trial, honest_judges | {s: honest_votes for s in adversaries},
-                               weights) if coalition else base
+                               weights) if coalition else None
         for attack in coalition:
             votes = coalition_votes(trial, attack)
             attacked = settle_round(trial, honest_judges | {s: votes for s in adversaries},
                                     weights)
-            count((attack, share), attacked, control, answer_of)
+            count((attack, share), attacked, control, answer_of, base_top=base_top)
         if "self" not in attacks:
             continue
         # the self-promoter: the second best answer's author judges with the weight share
@@ -355,6 +388,9 @@ def run_trial(number: int, tallies: dict[tuple[str, float | None], Tally],
               top_quality(trial, self_base, self_answers))
     if "omission" not in attacks:
         return
+    trial = with_honest(drawn, judges) if judges else drawn
+    honest_judges = {s: (trial.honest_pair, trial.honest_screen) for s in trial.honest}
+    base = settle_round(trial, honest_judges, trial.weights)
     heaviest = max(trial.honest, key=lambda s: (trial.weights[s], s))
     omitted = settle_round(trial, honest_judges, trial.weights, drop_opening=heaviest)
     count(("omission", None), omitted, base, answer_of)
@@ -559,6 +595,9 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=0, help="first trial number")
     parser.add_argument("--attacks", default="", help="comma-separated subset of attacks")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--judges", type=int, default=0,
+                        help="judges per round, the coalition taking its stake share of the "
+                             "seats (default 0: 4..8 honest judges plus 1..3 adversaries)")
     parser.add_argument("--compare", action="store_true",
                         help="also rank the good+bad rounds by the candidate rules side by side")
     args = parser.parse_args()
@@ -569,12 +608,14 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown attacks {sorted(unknown)}; known: {', '.join(ATTACKS)}")
     for number in range(args.first, args.first + args.rounds):
-        run_trial(number, tallies, attacks)
+        run_trial(number, tallies, attacks, args.judges)
     seconds = time.perf_counter() - started
     load = os.getloadavg()[0]
     rows = [tallies[key].row(*key) for key in sorted(
         tallies, key=lambda k: (ATTACKS.index(k[0]), k[1] or 0))]
-    print(f"{args.rounds} signed rounds per cell through settle, honest judges "
+    judged = (f"{args.judges} judges per round (coalition seats = its share, rounded up)"
+              if args.judges else "4..8 honest judges + 1..3 adversaries")
+    print(f"{args.rounds} signed rounds per cell through settle, {judged}, honest judges "
           f"{ACCURACY:.0%} accurate; {seconds:.0f} s, load average {load:.1f} on "
           f"{os.cpu_count()} CPUs")
     print(f"{'attack':>9} {'weight':>6} {'changed%':>8} {'control%':>8} {'excess pp':>9} "
@@ -598,7 +639,8 @@ def main() -> None:
     if compared:
         print_compare(compared, args.rounds)
     if args.json:
-        print(json.dumps({"rounds": args.rounds, "accuracy": ACCURACY, "rows": rows,
+        print(json.dumps({"rounds": args.rounds, "judges": args.judges,
+                          "accuracy": ACCURACY, "rows": rows,
                           "compare": compared, "seconds": round(seconds, 1),
                           "load_average": round(load, 2)}))
 

@@ -20,6 +20,7 @@ from node.chain.mempool import DEFAULT_MIN_FEE_PER_KB
 from pouw.backends import BACKEND_NAMES
 from pouw.errors import ParamsError
 from pouw.params import PouwParams
+from swarm.messages import DEFAULT_ROUND_JUDGES
 
 CONFIG_NAMES = ("node.toml",)  # looked up in the datadir when no --config is given
 RUNTIME_FILE = "node.json"  # written by the running node, removed on a clean stop
@@ -112,9 +113,10 @@ class NodeConfig:
     # needs swarm_backend (the model it registers and calibrates with)
     swarm_register: bool = False
     swarm_stake: int = DEFAULT_SWARM_STAKE  # bonded stake the node tops itself up to
-    # rounds this node originates ask this many answerers and judges (at most the eligible)
+    # rounds this node originates ask this many answerers and judges (at most the eligible);
+    # the judge default is what the coalition bound needs (swarm.messages.DEFAULT_ROUND_JUDGES)
     swarm_answers: int = 4
-    swarm_judges: int = 4
+    swarm_judges: int = DEFAULT_ROUND_JUDGES
     # a backup settler k (node.swarm.service) waits k times this many seconds for the origin
     swarm_settle_backoff: float = 10.0
 

@@ -8,8 +8,9 @@
   validated and travel to the answerers with the round (`node.swarm.generation`); the
   chosen answer is cut by them here too. A question past the context window is a 400
   ``context_length_exceeded``; an empty one a 400 that starts no round.
-  Extra fields: ``round_id``, ``answerer`` (the chosen node), ``score`` (σ(θ), 0..1) and
-  ``settlement_status``. Optional extra request field ``fee`` (integer). Errors are
+  Extra fields: ``round_id``, ``answerer`` (the chosen node), ``judges`` (how many judges
+  the round drew), ``score`` (σ(θ), 0..1) and ``settlement_status``. Optional extra
+  request field ``fee`` (integer). Errors are
   OpenAI-style ``{"error": {"message", "type", "param", "code"}, "reason"}`` (every route's shape).
 - ``POST /v1/completions``: OpenAI's legacy completions, the ``prompt`` as the question
   (`legacy_as_chat`), answered as a ``text_completion`` (streamed: ``text_completion``
@@ -315,9 +316,11 @@ def _score(state: RoundState) -> float | None:
 
 
 def _extras(state: RoundState) -> dict[str, Any]:
-    """Our fields beyond OpenAI's: which round, who answered, its score, its settlement."""
+    """Our fields beyond OpenAI's: which round, who answered, its score, its settlement, and
+    how many judges the round drew (docs/swarm.md §5.2a: the coalition bound needs enough)."""
     return {"round_id": state.round_id.hex(),
             "answerer": None if state.chosen is None else state.chosen.hex(),
+            "judges": len(state.judges),
             "score": _score(state), "settlement_status": state.settlement_status}
 
 

@@ -217,6 +217,7 @@ class RoundState:
                             "capable": c.capable} for c in self.candidates],
             "answerers": [a.hex() for a in self.answerers],
             "judges": [j.hex() for j in self.judges],
+            "judges_requested": self.announcement.request.judges,
             "answers": answers, "judgments": judgments,
             "equivocators": [node.hex() for node in self.equivocators()],
             "chosen": None if self.chosen is None else self.chosen.hex(),

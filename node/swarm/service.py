@@ -96,6 +96,7 @@ from swarm.messages import (
     ABSTAIN_PROMPT_TOO_LONG,
     ABSTAIN_TIMEOUT,
     ABSTAIN_UNSUPPORTED_PROMPT,
+    DEFAULT_ROUND_JUDGES,
     KIND_ANSWER,
     KIND_JUDGMENT,
     KIND_NAMES,
@@ -172,8 +173,9 @@ class SwarmService:
     (`on_tip`), and the chat API (`node.api.chat`) calls `ask`/`ask_signed`."""
 
     def __init__(self, host: SwarmHost, peers: SwarmPeers, backend: InferenceBackend | None,
-                 *, answers: int = 4, judges: int = 4, answer_timeout: float = 30.0,
-                 judge_timeout: float = 30.0, reveal_timeout: float = 5.0,
+                 *, answers: int = 4, judges: int = DEFAULT_ROUND_JUDGES,
+                 answer_timeout: float = 30.0, judge_timeout: float = 30.0,
+                 reveal_timeout: float = 5.0,
                  abandon_slack: float = 10.0, max_tokens: int = 64,
                  settlement_fee: int = DEFAULT_SETTLEMENT_FEE,
                  settle_backoff: float = DEFAULT_SETTLE_BACKOFF) -> None:

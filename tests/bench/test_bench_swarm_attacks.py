@@ -1,4 +1,5 @@
-"""bench/swarm_attacks.py runs through settle and ends with its JSON line (a smoke test)."""
+"""bench/swarm_attacks.py runs through settle and ends with its JSON line (a smoke test);
+its --judges model, and a round the default judge count protects."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 
 import pytest
 
+from bench.swarm_attacks import Tally, coalition_seats, make_trial, run_trial, with_honest
+from swarm.messages import DEFAULT_ROUND_JUDGES
 from tests.framework.util import ROOT
 
 
@@ -47,3 +50,24 @@ def test_compare_ranks_the_same_rounds_as_settle() -> None:
         for key in ("changed_pct", "control_changed_pct", "target_first_pct",
                     "right_first_pct"):
             assert cell[key] == settled[share][key], (share, key)
+
+
+def test_the_default_judge_count_keeps_a_30pct_coalition_target_off_the_top() -> None:
+    """Trial 19 (found by scanning the bench's first 200 rounds: one of the two where the
+    GOOD+all-BAD coalition at 30% ranks its target first with 4..8 honest judges): through the
+    real settle its target is first with 5 judges per round too, and not with the default
+    count (the coalition holding its 30% of the seats, rounded up, in every case)."""
+    for judges, target_first in ((0, 1), (5, 1), (DEFAULT_ROUND_JUDGES, 0)):
+        tallies: dict[tuple[str, float | None], Tally] = {}
+        run_trial(19, tallies, ("good+bad",), judges)
+        assert tallies[("good+bad", 0.3)].target_first == target_first, judges
+
+
+def test_a_round_of_n_judges_gives_the_coalition_its_share_of_the_seats() -> None:
+    assert [coalition_seats(s, 15) for s in (0.1, 0.2, 0.3, 0.33)] == [2, 3, 5, 5]
+    assert coalition_seats(0.3, 10) == 3 and coalition_seats(0.1, 4) == 1
+    trial = make_trial(19)
+    fewer, more = with_honest(trial, 2), with_honest(trial, 12)
+    assert fewer.honest == trial.honest[:2] and set(fewer.weights) == set(fewer.honest)
+    assert more.honest[:len(trial.honest)] == trial.honest and len(more.honest) == 12
+    assert set(more.weights) == set(more.honest)

@@ -31,6 +31,7 @@ from node.node import Node
 from node.p2p.protocol import MAX_SWARM, MsgType, ProtocolError, decode_frame, encode_frame
 from node.swarm.service import NOT_ON_CHAIN
 from swarm.calibration import calibration_questions
+from swarm.messages import DEFAULT_ROUND_JUDGES
 from swarm.runtime.builtin import VARIANT_NAMES
 from swarm.runtime.factory import make_backend
 from testnet.launcher import ARITH, SWARM_VARIANTS, swarm_backend
@@ -103,6 +104,9 @@ async def test_round_over_http_answer_and_consistent_views(swarm4: list[Node]) -
     origin = views[1]
     assert origin["answer"] == answer and origin["chosen"] == body["answerer"]
     assert len(origin["answerers"]) == 4 and len(origin["judges"]) == 4
+    # the default judge count reaches the request, capped by the 4 eligible nodes
+    assert svc(nodes[1]).judges == DEFAULT_ROUND_JUDGES > 4
+    assert origin["judges_requested"] == body["judges"] == 4
     assert all(a["revealed"] for a in origin["answers"])
     assert sum(j["revealed"] for j in origin["judgments"]) >= 3
     result = origin["result"]
@@ -355,6 +359,8 @@ async def test_round_sizes_and_settle_backoff_come_from_node_toml(tmp_path: Path
     service = node.swarm
     assert service is not None
     assert (service.answers, service.judges, service.settle_backoff) == (7, 5, 2.5)
+    # without the setting a node's rounds ask the judges the coalition bound needs
+    assert NodeConfig(datadir=tmp_path / "d").swarm_judges == DEFAULT_ROUND_JUDGES
     await node.start()
     await node.stop()
     for field, bad in (("swarm_answers", 0), ("swarm_judges", 65), ("swarm_answers", 1.0),

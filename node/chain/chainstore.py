@@ -20,7 +20,9 @@ Key layout::
 
     blk/<id>        canonical encoding of the Block
     hdr/<id>        canonical encoding of its header (cheap parent lookups)
-    tree/<id>       msgpack [parent_id, height, work, cumulative_work, seen, timestamp]
+    tree/<id>       msgpack [parent_id, height, work, cumulative_work, seen, timestamp,
+                    justified] (justified: epoch of the post-state's last justified checkpoint,
+                    rewritten when the block connects; older records have 6 fields)
     undo/<id>       BlockUndo of a connected block
     hgt/<u64 be>    block id of the canonical block at that height
     bad/<id>        marker: the block broke a consensus rule on connect
@@ -34,7 +36,12 @@ canonical blocks proved (``finalized``; monotonic, written in the connect batch 
 it, so a restart keeps it). The fork choice then only ever considers chains that contain it:
 a block whose branch misses it is refused (`core.errors.ForkChoiceError`, rule
 ``forkchoice.conflicts_with_finalized``),
-so neither sync nor a reorg can cross it.
+so neither sync nor a reorg can cross it. Among the chains that contain it, the one whose
+post-state has the highest justified checkpoint wins, then the most work (`BlockTree`). The
+store tells the tree each connected block's justified epoch; a side-branch block carrying a
+``FinalityVotes`` aggregate is *evaluated* (replayed in a batch that is thrown away: undo to
+the fork point, connect up to it) so a lighter chain that justified more can win. This is how
+a node that was on the minority side of a partition adopts the majority's finalized chain.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from consensus.forkchoice import BlockTree, Reorg, TreeEntry
 from consensus.genesis import GenesisConfig, build_genesis, dev_config, load_genesis_config
 from consensus.tx import Transaction, signatures_valid
 from consensus.validation import check_body, check_certificate, check_header, connect_block
+from contracts.finality import FinalityVotes
 from contracts.registry import CALIBRATION_WINDOW
 from core.errors import ConsensusError, ForkChoiceError, HeaderError
 from core.interfaces import MemoryKV, PrefixedKV
@@ -232,11 +240,11 @@ class ChainStore:
         entries = []
         for key, value in self.db.iterate_prefix(TREE):
             block_id = key[len(TREE):]
-            parent, height, work, cumulative, seen, timestamp = msgpack.unpackb(value)
+            parent, height, work, cumulative, seen, timestamp, *rest = msgpack.unpackb(value)
             entries.append(TreeEntry(block_id=block_id, parent_id=parent or None, height=height,
                                      work=int.from_bytes(work, "big"),
                                      cumulative_work=int.from_bytes(cumulative, "big"),
-                                     seen=seen))
+                                     seen=seen, justified=int(rest[0]) if rest else 0))
             self._timestamps[block_id] = timestamp
         invalid = [key[len(BAD):] for key, _ in self.db.iterate_prefix(BAD)]
         return BlockTree.restore(entries, invalid=invalid, max_orphans=self.max_orphans,
@@ -246,8 +254,12 @@ class ChainStore:
         """Stage a block and its tree entry (idempotent: same bytes for the same id)."""
         batch.put(BLOCK + entry.block_id, block.encode())
         batch.put(HEADER + entry.block_id, block.header.encode())
+        self._put_tree_record(batch, entry, block.header.timestamp)
+
+    @staticmethod
+    def _put_tree_record(batch: WriteBatch, entry: TreeEntry, timestamp: int) -> None:
         record = [entry.parent_id or b"", entry.height, _u256(entry.work),
-                  _u256(entry.cumulative_work), entry.seen, block.header.timestamp]
+                  _u256(entry.cumulative_work), entry.seen, timestamp, entry.justified]
         batch.put(TREE + entry.block_id, msgpack.packb(record, use_bin_type=True))
 
     # -- reads -------------------------------------------------------------------------------
@@ -417,8 +429,6 @@ class ChainStore:
         # a child of an invalid block is invalid
         if self.tree.is_invalid(parent_id):
             raise HeaderError("header.parent_invalid", parent_id.hex())
-        # the chain must contain the last finalized checkpoint
-        self.check_finality(parent_id=parent_id, height=self.tree.entry(parent_id).height + 1)
         parent = self._header(parent_id)
         check_header(header, parent=parent, recent_timestamps=self.recent_timestamps(parent_id),
                      now=now,
@@ -427,6 +437,10 @@ class ChainStore:
                      params=self.params)
         check_body(block, params=self.params)
         check_certificate(header)
+        # the chain must contain the last finalized checkpoint; checked after the proof, since
+        # a refusal costs its sender nothing (it may be honest, from the other side of a
+        # partition) while a forged proof gets it banned
+        self.check_finality(parent_id=parent_id, height=self.tree.entry(parent_id).height + 1)
         work = work_of(header.target)
         self.tree.add(block_id, parent_id=parent_id, work=work)
         self._timestamps[block_id] = header.timestamp
@@ -438,7 +452,36 @@ class ChainStore:
         batch = self.db.batch()
         self._put_block(batch, block, self.tree.entry(block_id))
         batch.commit(sync=False)
+        if self.tree.tip != block_id and _carries_votes(block):
+            self.evaluate_branch(block_id)
         return self.resume()
+
+    def evaluate_branch(self, block_id: bytes) -> None:
+        """Learn the justified epochs of a side branch up to ``block_id`` without moving the
+        tip: undo our blocks down to the fork point and connect the branch in ONE batch that
+        is thrown away, telling the fork choice each block's justified epoch (it may then
+        prefer the branch; `resume` walks there for real). Stops quietly at a block that
+        breaks a rule: the real connect marks it invalid if the fork choice ever picks it."""
+        reorg = self.tree.path(self._tip_id, block_id)
+        batch = self.db.batch()
+        try:
+            state = State(PrefixedKV(batch, STATE), records=self._records)  # own LtHash cache
+            for old_id in reorg.old_canonical:
+                raw_undo = self.db.get(UNDO + old_id)
+                if raw_undo is None:
+                    raise ChainStoreError(f"undo data of {old_id.hex()} missing")
+                state.apply_undo(BlockUndo.decode(raw_undo))
+            for new_id in reorg.new_canonical:
+                block = self._block(new_id)
+                try:
+                    connect_block(state, block, params=self.params,
+                                  signatures_verified=self.verify_signatures(block.transactions),
+                                  recent_block_ids=self.recent_block_ids(block.header.parent_hash))
+                except ConsensusError:
+                    return
+                self.tree.set_justified(new_id, _justified_epoch(state))
+        finally:
+            batch.discard()
 
     def resume(self) -> ChainUpdate:
         """Move the stored tip to the fork choice's best valid tip, block by block.
@@ -525,9 +568,12 @@ class ChainStore:
             work = work_of(header.target)
             self.tree.add(block_id, parent_id=header.parent_hash, work=work)
             self._timestamps[block_id] = header.timestamp
-        # a block received through add_block is stored already
-        if self.db.get(TREE + block_id) is None:
+        # the fork choice learns the justified epoch of the post-state; the tree record keeps it
+        self.tree.set_justified(block_id, _justified_epoch(state))
+        if self.db.get(TREE + block_id) is None:  # a block received through add_block is stored
             self._put_block(batch, block, self.tree.entry(block_id))
+        else:
+            self._put_tree_record(batch, self.tree.entry(block_id), header.timestamp)
         batch.put(UNDO + block_id, undo.encode())
         batch.put(_height_key(header.height), block_id)
         batch.put(TIP_KEY, block_id)
@@ -597,6 +643,18 @@ class ChainStore:
                 raise ChainStoreError(f"height index missing at {height}")
             ids.append(block_id)
         return ids
+
+
+def _justified_epoch(state: State) -> int:
+    """Epoch of the last justified checkpoint in ``state`` (0 before finality starts)."""
+    status = finality_status(state)
+    return 0 if status is None else int(status.last_justified.epoch)
+
+
+def _carries_votes(block: Block) -> bool:
+    """Whether a block carries a ``FinalityVotes`` aggregate (only those, and the anchor the
+    fork point already has, can justify a checkpoint)."""
+    return any(isinstance(tx.payload, FinalityVotes) for tx in block.transactions)
 
 
 def _u256(value: int) -> bytes:

@@ -36,8 +36,12 @@ by candidate rules side by side: the adopted rule, the rule before (absolute ⅔
 enough keys that no cap binds it: sybils), every pair judged, more honest judges; with each
 candidate's judging work (ordered pairs judged x judges) relative to the adopted rule's.
 
-    python bench/swarm_attacks.py [--rounds 200] [--first 0] [--attacks a,b] [--compare]
-                                  [--json]
+``--judges N`` gives every round N judges instead: the coalition (weight share s) holds
+⌈s·N⌉ of the seats, as a stake-weighted draw would give it, and honest judges the rest; the
+baseline is then settled per share (docs/swarm.md §5.2a: the default judge count's bound).
+
+    python bench/swarm_attacks.py [--rounds 200] [--first 0] [--attacks a,b] [--judges N]
+                                  [--compare] [--json]
 """
 
 from __future__ import annotations

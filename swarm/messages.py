@@ -44,9 +44,10 @@ MAX_ROUND_NODES = 64
 #: Judges a round asks for unless its client asks otherwise (the node's ``swarm_judges``, the
 #: chat API's rounds, ``pouwchain ask --wallet``); the draw gives fewer when fewer nodes are
 #: eligible. Sized for docs/swarm.md §5.2a's coalition bound (a 30% GOOD+all-BAD coalition's
-#: target first in <= 1% of rounds, outcome change <= 2 pp over the control), which the bench
-#: meets only with this many judges per round, not with 4..8 (bench/swarm_attacks.py --judges).
-DEFAULT_ROUND_JUDGES = 15
+#: target first in <= 1% of rounds, outcome change <= 2 pp over the control), which needs >= 12
+#: honest judges: 18 seats leave 12 when a 30% coalition takes its share (6) of them
+#: (bench/swarm_attacks.py --judges 18: 0.33% on 600 held-out rounds; 15 judges: 1.33%).
+DEFAULT_ROUND_JUDGES = 18
 MAX_PAIRS = 4 * MAX_ROUND_NODES  # judging_pairs gives at most 4n ordered pairs
 #: A judgment's outcome bytes: one per scheduled pair, then one screen byte per answer.
 MAX_JUDGMENT_BYTES = MAX_PAIRS + MAX_ROUND_NODES

@@ -31,11 +31,11 @@ from node.cli.common import (
 )
 from node.client.http import ApiClient, ApiClientError
 from node.client.wallet import open_wallet
-from swarm.messages import MAX_PROMPT
+from swarm.messages import DEFAULT_ROUND_JUDGES, MAX_PROMPT
 
 DEFAULT_TIMEOUT = 120.0  # seconds
 DEFAULT_ANSWERS = 4
-DEFAULT_JUDGES = 4
+DEFAULT_JUDGES = DEFAULT_ROUND_JUDGES  # issue 11: enough honest judges at 30% adversaries
 MODEL = "pouwchain-swarm"
 POLL_SECONDS = 0.5
 
@@ -189,7 +189,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--answers", type=bounded_int(1, 64), default=DEFAULT_ANSWERS,
                    help=f"answerers asked, with --wallet (default: {DEFAULT_ANSWERS})")
     p.add_argument("--judges", type=bounded_int(1, 64), default=DEFAULT_JUDGES,
-                   help=f"judges asked, with --wallet (default: {DEFAULT_JUDGES})")
+                   help=f"judges asked, with --wallet; the draw takes at most the eligible "
+                        f"nodes (default: {DEFAULT_JUDGES})")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress line on stderr (default: off)")
     p.set_defaults(func=guarded(_main))

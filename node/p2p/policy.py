@@ -23,7 +23,13 @@ from dataclasses import dataclass
 
 import msgpack
 
-from core.errors import ConsensusError, EncodingError, HeaderError, TransactionError
+from core.errors import (
+    ConsensusError,
+    EncodingError,
+    ForkChoiceError,
+    HeaderError,
+    TransactionError,
+)
 from node.chain.db import Database
 from node.chain.mempool import MempoolError
 from node.logging import get_logger, log_event
@@ -74,6 +80,10 @@ def classify(exc: BaseException) -> tuple[Verdict, str]:
         return Verdict.IGNORE, exc.rule
     if isinstance(exc, TransactionError) and exc.rule == "tx.signature":
         return Verdict.REJECT, exc.rule
+    # A chain off our finalized checkpoint may be an honest node's from the other side of a
+    # partition: refused, never banned, so it can still fetch our chain (docs/finality.md §8).
+    if isinstance(exc, ForkChoiceError):
+        return Verdict.IGNORE, exc.rule
     if isinstance(exc, ConsensusError):
         return Verdict.REJECT, exc.rule
     if isinstance(exc, MempoolError):

@@ -10,9 +10,14 @@ sends a header with a bad proof is banned before any block body is asked for. Th
 the missing blocks in bounded batches from every peer that claims that height (several
 requests in flight), feed them to the chain store in order in the chain thread, and ask for
 the next headers from the last one received. Headers that leave our last finalized
-checkpoint's chain get their sender refused (``forkchoice.conflicts_with_finalized``) before
-any block is fetched. Progress lives in the chain store, so a
-restarted node resumes from its stored tip.
+checkpoint's chain are refused (``forkchoice.conflicts_with_finalized``, logged as
+``sync.refused``) before any block is fetched; the sender is not banned (it may be an honest
+node from the other side of a partition, which must still fetch OUR chain) and is not asked
+again until it announces another tip. Once finality runs on our chain, a peer with LESS work
+but a tip we do not know is synced from too: its chain may have justified more (the fork
+choice prefers the highest justified checkpoint, docs/finality.md §8), which is how the
+minority side of a partition finds the majority's chain. Progress lives in the chain store,
+so a restarted node resumes from its stored tip.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import time
 
 from consensus.block import Block, BlockHeader
 from consensus.validation import check_certificate
-from core.errors import ConsensusError
+from core.errors import ConsensusError, ForkChoiceError
 from node.config import NodeConfig
 from node.logging import get_logger, log_event
 from node.p2p.host import ChainHost
@@ -78,6 +83,8 @@ class Syncer:
         self._stopping = False
         # peer id -> (our tip id, monotonic time) when that peer last had nothing for us
         self._useless: dict[bytes, tuple[bytes, float]] = {}
+        # peer id -> its tip when its chain was refused for leaving our finalized checkpoint
+        self._refused: dict[bytes, bytes] = {}
         peers.add_connect_listener(self._on_peer)
         peers.add_better_tip_listener(self._on_peer)
         peers.add_disconnect_listener(self.peer_gone)
@@ -112,6 +119,7 @@ class Syncer:
     def peer_gone(self, peer: Peer) -> None:
         """Forget that ``peer`` had nothing for us; another peer may now be the best."""
         self._useless.pop(peer.node_id, None)
+        self._refused.pop(peer.node_id, None)
         self.wake()
 
     @property
@@ -149,15 +157,20 @@ class Syncer:
                 await asyncio.sleep(RETRY_AFTER_ERROR)
 
     def _best_peer(self) -> Peer | None:
-        """The peer claiming the most work above ours that was not just useless."""
+        """The peer claiming the most work above ours that was not just useless; once
+        finality runs, else a peer whose tip we do not know (it may have justified more)."""
         tree = self.host.chain.tree
         ours = tree.tip_entry.cumulative_work
+        # without finality on our chain work alone decides: a lighter tip is a stale fork
+        finality_runs = tree.tip_entry.justified > 0 or tree.finalized != tree.genesis_id
         tip = tree.tip
         now = time.monotonic()
         candidates = [p for p in self.peers.peers.values()
-                      if p.best_work > ours and not p.closed
-                      and not self._skipped(p, tip=tip, now=now)]
-        return max(candidates, key=lambda p: p.best_work, default=None)
+                      if (p.best_work > ours
+                          or (finality_runs and p.best_tip not in tree and p.best_work > 0))
+                      and not p.closed and not self._skipped(p, tip=tip, now=now)
+                      and self._refused.get(p.node_id) != p.best_tip]
+        return max(candidates, key=lambda p: (p.best_work > ours, p.best_work), default=None)
 
     def _skipped(self, peer: Peer, *, tip: bytes, now: float) -> bool:
         """True if ``peer`` had nothing for us at this tip a moment ago."""
@@ -221,8 +234,10 @@ class Syncer:
                 try:
                     host.chain.check_finality(parent_id=first_new.parent_hash,
                                               height=first_new.height)
-                except ConsensusError as exc:
-                    await self.peers.punish(peer, exc)
+                except ForkChoiceError as exc:
+                    self._refused[peer.node_id] = peer.best_tip
+                    log_event(log, "sync.refused", peer=peer.node_id, reason=exc.rule,
+                              height=first_new.height)
                     return progressed
             # blocks gossip is fetching right now are left to it (no double download)
             in_flight = self.peers.requested_blocks

@@ -23,7 +23,9 @@ from consensus.finality import (
 from consensus.genesis import dev_config
 from consensus.tx import Transaction, sign_transaction
 from contracts import Payload
-from node.chain.chainstore import ChainStore
+from core.errors import ForkChoiceError, HeaderError
+from node.chain.chainstore import CONFLICTS_WITH_FINALIZED, ChainStore
+from node.p2p.policy import Verdict, classify
 from tests.framework.chain import NOW, Chain, extend, fork, new_chain
 from tests.framework.finalitykit import Validator
 
@@ -31,7 +33,7 @@ VALIDATORS = [Validator(i) for i in range(4)]
 EPOCH_BLOCKS = 2
 
 
-def send(chain: Chain, v: Validator, payload: Payload) -> Transaction:
+def validator_tx(chain: Chain, v: Validator, payload: Payload) -> Transaction:
     nonce = chain.state.account(v.address).nonce
     return sign_transaction(v.seed, chain_id=chain.params.chain_id, nonce=nonce, fee=10,
                             payload=payload)
@@ -50,7 +52,7 @@ def grow(chain: Chain, voters: Sequence[Validator], blocks: int, *, seed: int) -
                                chain_id=chain.params.chain_id) for v in voters]
             payload = aggregate_votes(chain.state, votes, height=height + 1, params=chain.params)
             if payload is not None:
-                txs.append(send(chain, voters[0], payload))
+                txs.append(validator_tx(chain, voters[0], payload))
         mined.append(extend(chain, txs, seed=seed + n))
     return mined
 
@@ -65,7 +67,7 @@ def test_the_minority_adopts_the_lighter_chain_that_justified_more(tmp_path: Pat
                         balances={v.address.hex(): 10**9 for v in VALIDATORS},
                         stakes={v.address.hex(): 1000 for v in VALIDATORS})
     shared = new_chain(config)
-    blocks = [extend(shared, [send(shared, v, registration_payload(v.secret))
+    blocks = [extend(shared, [validator_tx(shared, v, registration_payload(v.secret))
                               for v in VALIDATORS], seed=1)]
     blocks += grow(shared, VALIDATORS, 5, seed=10)  # all four vote: something is justified
     before = justified_epoch(shared)
@@ -106,7 +108,7 @@ def test_with_equal_justification_the_heavier_side_branch_still_wins(tmp_path: P
                         balances={v.address.hex(): 10**9 for v in VALIDATORS},
                         stakes={v.address.hex(): 1000 for v in VALIDATORS})
     shared = new_chain(config)
-    blocks = [extend(shared, [send(shared, v, registration_payload(v.secret))
+    blocks = [extend(shared, [validator_tx(shared, v, registration_payload(v.secret))
                               for v in VALIDATORS], seed=1)]
     blocks += grow(shared, VALIDATORS, 5, seed=10)
     a, b = fork(shared), fork(shared)
@@ -119,3 +121,11 @@ def test_with_equal_justification_the_heavier_side_branch_still_wins(tmp_path: P
     assert store.tip_id == a.tip.block_id()
     assert store.state_root() == a.state.root()
     store.close()
+
+
+def test_a_chain_off_our_finalized_checkpoint_is_refused_without_a_ban() -> None:
+    """Its sender may be an honest node from the other side of a partition that still has to
+    fetch our chain: the p2p policy ignores the block (no ban, no disconnect)."""
+    refusal = ForkChoiceError(CONFLICTS_WITH_FINALIZED, "off the finalized chain")
+    assert classify(refusal) == (Verdict.IGNORE, CONFLICTS_WITH_FINALIZED)
+    assert classify(HeaderError("header.target", "x"))[0] is Verdict.REJECT  # others still ban

@@ -48,6 +48,12 @@ MAX_ROUND_NODES = 64
 #: honest judges: 18 seats leave 12 when a 30% coalition takes its share (6) of them
 #: (bench/swarm_attacks.py --judges 18: 0.33% on 600 held-out rounds; 15 judges: 1.33%).
 DEFAULT_ROUND_JUDGES = 18
+#: Judges a node asks for on a chain without an inclusion window (``swarm_inclusion_window`` 0),
+#: where a round can only settle by a full `SettleSwarmRound` within `MAX_TX_SIZE`: each judge
+#: adds about 400 bytes (commitment and opening), so 4 answers and 12 judges take 6,817 of
+#: 8,192 bytes, 14 take 7,621 and 16 do not fit (tests/contracts/test_swarm_settlement_size.py).
+#: Larger rounds settle by data root, which needs the window.
+MAX_JUDGES_WITHOUT_DATA_ROOT = 12
 MAX_PAIRS = 4 * MAX_ROUND_NODES  # judging_pairs gives at most 4n ordered pairs
 #: A judgment's outcome bytes: one per scheduled pair, then one screen byte per answer.
 MAX_JUDGMENT_BYTES = MAX_PAIRS + MAX_ROUND_NODES

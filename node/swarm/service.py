@@ -100,6 +100,7 @@ from swarm.messages import (
     KIND_ANSWER,
     KIND_JUDGMENT,
     KIND_NAMES,
+    MAX_JUDGES_WITHOUT_DATA_ROOT,
     MAX_ROUND_NODES,
     Abstention,
     Commitment,
@@ -163,6 +164,14 @@ def abstain_reason(exc: BaseException) -> int:
 def swarm_frame(kind: str, data: bytes) -> bytes:
     """One swarm message as a p2p frame (the ``cap`` we send a new peer)."""
     return encode_frame(MsgType.SWARM, {"kind": kind, "data": data})
+
+
+def round_judges(requested: int, *, eligible: int, inclusion_window: int) -> int:
+    """Judges a round this node starts asks for: the configured count, no more than the
+    eligible nodes, and on a chain without an inclusion window no more than a full settlement
+    transaction holds (`MAX_JUDGES_WITHOUT_DATA_ROOT`; only a window allows a data root)."""
+    cap = requested if inclusion_window else min(requested, MAX_JUDGES_WITHOUT_DATA_ROOT)
+    return min(cap, eligible)
 
 
 class SwarmService:
@@ -698,10 +707,13 @@ class SwarmService:
         """Start the round `ask` runs: (its id, the task that completes it). Raises
         SwarmUnavailable at once (a streaming client hears it before its stream starts)."""
         candidates, height, eligible = self._eligible(model=model)
+        params = self.host.chain.params
         announcement = sign_request(
-            bytes(self.host.identity), chain_id=self.host.chain.params.chain_id,
+            bytes(self.host.identity), chain_id=params.chain_id,
             prompt=prompt.encode(), fee=fee, answers=min(self.answers, eligible),
-            judges=min(self.judges, eligible), nonce=os.urandom(32), model=model)
+            judges=round_judges(self.judges, eligible=eligible,
+                                inclusion_window=params.swarm_inclusion_window),
+            nonce=os.urandom(32), model=model)
         return announcement.request.round_id(), self._spawn(
             self._run(announcement, candidates, height, options))
 

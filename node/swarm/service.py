@@ -736,7 +736,12 @@ class SwarmService:
             raise ValueError(f"answers must be 1..{MAX_ROUND_NODES} and judges "
                              f"0..{MAX_ROUND_NODES}")
         self.check_fee(request.client, request.fee)
-        candidates, height, _ = self._eligible(model=request.model)
+        candidates, height, eligible = self._eligible(model=request.model)
+        window = self.host.chain.params.swarm_inclusion_window
+        if round_judges(request.judges, eligible=eligible, inclusion_window=window) \
+                < min(request.judges, eligible):
+            raise ValueError(f"judges: at most {MAX_JUDGES_WITHOUT_DATA_ROOT} on a chain without "
+                             "an inclusion window (a round must settle in one transaction)")
         return await asyncio.shield(self._spawn(self._run(announcement, candidates, height)))
 
     def unsettled_fees(self, client: bytes) -> int:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not native.available(),
 ISAS = [isa for isa in (0, 2, 3) if native.available() and isa <= native.best_isa()]
 
 
-def reference(a: np.ndarray, b: np.ndarray, r: int, states: np.ndarray, limit: int,
+def kernel_reference(a: np.ndarray, b: np.ndarray, r: int, states: np.ndarray, limit: int,
               row_tile0: int, digits: list[tuple[np.ndarray, np.ndarray]] | None = None,
               ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]:
     """Chunk by chunk with int64 products, pouw.tickets' fold and mixer; then minus
@@ -108,7 +108,7 @@ def test_kernel_matches_reference(isa: int, job: tuple[np.ndarray, np.ndarray, i
     states = initial_states(0x0123456789ABCDEF,
                             np.arange(row_tile0, row_tile0 + a.shape[0] // TILE_H)[:, None],
                             np.arange(b.shape[1] // TILE_W)[None, :])
-    want_out, want_states, want_cands = reference(a, b, r, states, limit, row_tile0, digits)
+    want_out, want_states, want_cands = kernel_reference(a, b, r, states, limit, row_tile0, digits)
     out, got_states, cands = run_kernel(a, b, r, states, limit, row_tile0, isa, digits)
     assert np.array_equal(out, want_out)
     assert np.array_equal(got_states, want_states)
@@ -125,7 +125,7 @@ def test_kernel_largest_k_extremes(isa: int) -> None:
     b = np.full((k, 64), -128, np.int8)
     b[:, 1::3] = 127
     states = initial_states(7, np.arange(2)[:, None], np.arange(16)[None, :])
-    want_out, want_states, want_cands = reference(a, b, r, states, 2**63, 0)
+    want_out, want_states, want_cands = kernel_reference(a, b, r, states, 2**63, 0)
     out, got_states, cands = run_kernel(a, b, r, states, 2**63, 0, isa)
     assert np.array_equal(out, want_out)
     assert np.array_equal(got_states, want_states)

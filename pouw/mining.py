@@ -307,10 +307,10 @@ class MiningSession:
             if packed is not None and a_biased is not None:
                 t = time.perf_counter()
                 # more candidates than this (easy targets only) → the chunked path below
-                out, candidates = native.fused_panel(
+                _, candidates = native.fused_panel(
                     a_biased[p0:p1], packed, row_tile0=p0 // TILE_H, states=states,
                     limit=limit if looking else 0, max_candidates=max(4096, 4 * states.size),
-                    denoise=denoise, isa=-1 if isa is None else isa)
+                    denoise=denoise, out=product[p0:p1], isa=-1 if isa is None else isa)
                 t2 = time.perf_counter()
                 timings["product"] += t2 - t
                 if candidates is not None and looking:
@@ -319,8 +319,7 @@ class MiningSession:
                     looking = not stale and len(wins) < self.max_wins
                     timings["tickets"] += time.perf_counter() - t2
                 if candidates is not None or not looking:
-                    product[p0:p1] = out  # denoised in the kernel (timed as "product")
-                    continue
+                    continue  # out is product[p0:p1], denoised in the kernel
                 states = initial_states(mixer_key, row_tiles[:, None], col_tiles[None, :])
             chunk_operands = chunk_operands or split_chunks(dev, a_noisy, b_noisy, r)
             for c in range(params.chunks):

@@ -133,7 +133,7 @@ def prefilter_limit(bound: int) -> int:
 
 def fused_panel(a_biased: np.ndarray, packed: PackedRight, *, row_tile0: int,
                 states: np.ndarray, limit: int, max_candidates: int,
-                denoise: PackedDenoise | None = None,
+                denoise: PackedDenoise | None = None, out: np.ndarray | None = None,
                 isa: int = -1) -> tuple[np.ndarray, np.ndarray | None]:
     """Mine rows of one job: (A'·B' for these rows as int32, or A·B with ``denoise``;
     candidates).
@@ -142,6 +142,7 @@ def fused_panel(a_biased: np.ndarray, packed: PackedRight, *, row_tile0: int,
     and is advanced in place through the last chunk. Candidates are the (tile, chunk) pairs
     whose state is <= limit, sorted by (chunk, tile row, tile column); None when there are
     more than ``max_candidates`` (the caller then evaluates the panel chunk by chunk).
+    ``out``, if given, receives the product (no allocation, no copy).
     """
     lib = _lib()
     rows, k = a_biased.shape
@@ -150,7 +151,10 @@ def fused_panel(a_biased: np.ndarray, packed: PackedRight, *, row_tile0: int,
     if rows % TILE_H or states.shape != (rows // TILE_H, packed.n // TILE_W) \
             or states.dtype != np.uint64 or not states.flags.c_contiguous:
         raise ValueError("states must be C-contiguous uint64 (rows/8, n/4)")
-    out = np.empty((rows, packed.n), dtype=np.int32)
+    if out is None:
+        out = np.empty((rows, packed.n), dtype=np.int32)
+    elif out.shape != (rows, packed.n) or out.dtype != np.int32 or not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous int32 (rows, n)")
     cands = np.empty(max(1, max_candidates), dtype=CANDIDATE_DTYPE)
     if denoise is not None and (denoise.left.shape[1] < (row_tile0 * TILE_H + rows)
                                 or denoise.right.shape[1] != packed.blocks.size

@@ -122,8 +122,10 @@ async def test_aiohttp_errors_are_json(node: LiveNode, client: aiohttp.ClientSes
         assert "GET" in response.headers["Allow"]
     async with client.get("/v1/nowhere") as response:  # the OpenAI shape under /v1/
         assert await error_of(response, "/v1/nowhere") == (404, "not_found")
-    async with client.get("/nowhere") as response:  # outside the API too (`/` is the explorer)
+    async with client.get("/nowhere") as response:  # outside the API too
         assert await error_of(response, "/nowhere") == (404, "not_found")
+    async with client.get("/") as response:  # the root is the explorer's page (issue 15)
+        assert response.status == 200 and response.content_type == "text/html"
     async with client.get("/p2p") as response:  # a peer route without the WebSocket upgrade
         status, _ = await error_of(response, "/p2p")
         assert 400 <= status < 500

@@ -25,7 +25,9 @@ Phases (each bounded; any subset with ``--phases``):
   serves again; then the network is checked.
 * ``soak``: ``--soak`` seconds of steady load, sampling every node's RSS, open fds and
   mempool size every ``--sample`` seconds; RSS growth is measured from the end of
-  ``--warmup`` (goal <= 10%).
+  ``--warmup`` (goal <= 10%), and the slope of RSS over the soak's last half tells a leak
+  (still rising) from a cache filling up (level). Every sample (time, node, RSS, fds,
+  mempool, height) goes to ``--series`` (default ``soak-series.csv`` in ``--keep``).
 
 Invariants after each step (heal, kill round, soak): every node serves and is connected;
 all tips become identical; blocks at the same height carry the same state root on every
@@ -45,6 +47,7 @@ restarts, RSS growth <= 10%.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import os
@@ -84,6 +87,7 @@ RECIPIENTS = 16
 TX_FEE = 10
 STEP_TIMEOUT = 120.0  # a step's waits (connect, agree) give up after this: a finding
 RSS_GOAL = 0.10
+SERIES_COLUMNS = ("t_s", "unix_time", "node", "rss_bytes", "fds", "mempool", "height")
 START_TIMEOUT = 180.0  # a node not serving this long after launch is a failed (re)start
 
 
@@ -453,8 +457,15 @@ class Chaos:
         self.kill(node, phase)
         self.revive(node)
 
-    def soak_phase(self, seconds: float, warmup: float, every: float) -> dict[str, Any]:
+    def soak_phase(self, seconds: float, warmup: float, every: float,
+                   series: Path | None = None) -> dict[str, Any]:
+        """Steady load for ``seconds``; each sample row is also appended (and flushed) to
+        the CSV ``series``, so a cut-short run keeps what it measured."""
         samples: list[dict[str, Any]] = []
+        out = series.open("w", newline="") if series else None
+        writer = csv.writer(out) if out else None
+        if writer:
+            writer.writerow(SERIES_COLUMNS)
         started = time.monotonic()
         next_check = started + max(every * 10, 60.0)
         while (elapsed := time.monotonic() - started) < seconds:
@@ -464,17 +475,26 @@ class Chaos:
             for node in self.nodes:
                 sample = process_sample(node.proc.pid) if node.proc else None
                 try:
-                    mempool = int(node.status()["mempool"])
+                    status = node.status()
+                    mempool, height = int(status["mempool"]), int(status["height"])
                 except (ApiError, OSError):
-                    mempool = -1
+                    mempool, height = -1, -1
                 row["nodes"].append({"rss": sample[0] if sample else None,
                                      "fds": sample[1] if sample else None,
                                      "mempool": mempool})
+                if writer and out:
+                    writer.writerow([row["t"], round(time.time(), 1), node.index,
+                                     sample[0] if sample else "", sample[1] if sample else "",
+                                     mempool, height])
+            if out:
+                out.flush()
             samples.append(row)
             if time.monotonic() >= next_check:
                 self.check(f"soak at {elapsed:.0f} s")
                 next_check = time.monotonic() + max(every * 10, 60.0)
             time.sleep(max(0.0, every - (time.monotonic() - started - elapsed)))
+        if out:
+            out.close()
         self.check("soak end", supply_of=self.nodes[0])
         return soak_figures(samples, warmup)
 
@@ -518,10 +538,16 @@ class Sender:
 
 def soak_figures(samples: list[dict[str, Any]], warmup: float) -> dict[str, Any]:
     """RSS and fd growth per node from the first sample after ``warmup`` to the mean of the
-    last three; the largest mempool seen."""
+    last three; the least-squares slope of RSS over the soak's last half (MB and % of its
+    mean per hour: a leak keeps a positive slope, a filling cache flattens); the largest
+    mempool seen."""
     after = [s for s in samples if s["t"] >= warmup] or samples[-1:]
+    half = samples[-1]["t"] / 2 if samples else 0.0
+    last_half = [s for s in samples if s["t"] >= half]
     nodes = len(samples[0]["nodes"]) if samples else 0
     growth, fd_growth, rss_mb = [], [], []
+    slope_mb_h: list[float | None] = []
+    slope_pct_h: list[float | None] = []
     for i in range(nodes):
         rss = [s["nodes"][i]["rss"] for s in after if s["nodes"][i]["rss"]]
         fds = [s["nodes"][i]["fds"] for s in after if s["nodes"][i]["fds"]]
@@ -531,10 +557,23 @@ def soak_figures(samples: list[dict[str, Any]], warmup: float) -> dict[str, Any]
             rss_mb.append(round(end / 2**20, 1))
         if len(fds) >= 2:
             fd_growth.append(fds[-1] - fds[0])
+        points = [(s["t"], s["nodes"][i]["rss"]) for s in last_half if s["nodes"][i]["rss"]]
+        if len(points) >= 2 and len({t for t, _ in points}) >= 2:
+            per_s = statistics.linear_regression([t for t, _ in points],
+                                                 [r for _, r in points]).slope
+            mean = statistics.mean(r for _, r in points)
+            slope_mb_h.append(round(per_s * 3600 / 2**20, 2))
+            slope_pct_h.append(round(per_s * 3600 / mean * 100, 2))
+        else:
+            slope_mb_h.append(None)
+            slope_pct_h.append(None)
     mempools = [n["mempool"] for s in samples for n in s["nodes"]]
     return {"samples": len(samples), "after_warmup": len(after),
             "rss_growth_max": round(max(growth), 4) if growth else None,
             "rss_growth": [round(g, 4) for g in growth], "rss_end_mb": rss_mb,
+            "rss_slope_last_half_from_s": round(half, 1),
+            "rss_slope_last_half_mb_per_h": slope_mb_h,
+            "rss_slope_last_half_pct_per_h": slope_pct_h,
             "fd_growth": fd_growth, "mempool_max": max(mempools) if mempools else None}
 
 
@@ -554,7 +593,8 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
         steps: dict[str, Callable[[], Any]] = {
             "partition": lambda: chaos.partition_phase(args.cycles),
             "kill": lambda: chaos.kill_phase(args.kills, args.kill_window, args.check_every),
-            "soak": lambda: soak.update(chaos.soak_phase(args.soak, args.warmup, args.sample)),
+            "soak": lambda: soak.update(chaos.soak_phase(args.soak, args.warmup, args.sample,
+                                                         args.series)),
         }
         for phase in phases:
             t = time.monotonic()
@@ -617,7 +657,10 @@ def print_table(r: dict[str, Any]) -> None:
         ("restart -> serving p95 s", r["restart_to_serving_p95_s"]),
         ("swarm asks", r["asks"]), ("proxy refused / cut", tuple(r["proxy"].values())),
         ("soak RSS growth max", f"{soak.get('rss_growth_max')} (goal <= {RSS_GOAL})"),
-        ("soak RSS end MB", soak.get("rss_end_mb")), ("soak fd growth", soak.get("fd_growth")),
+        ("soak RSS end MB", soak.get("rss_end_mb")),
+        ("soak RSS slope, last half MB/h", soak.get("rss_slope_last_half_mb_per_h")),
+        ("soak RSS slope, last half %/h", soak.get("rss_slope_last_half_pct_per_h")),
+        ("soak fd growth", soak.get("fd_growth")),
         ("soak mempool max", soak.get("mempool_max")), ("load (1 min) at the end", r["load"]),
         ("load at checks min/med/max", tuple(r["load_at_checks"].values())),
     ]
@@ -651,6 +694,9 @@ def main(argv: list[str] | None = None) -> int:
                              "say which phases it cut short)")
     parser.add_argument("--keep", default=None, metavar="DIR",
                         help="run in DIR and keep the node logs (default: a temporary dir)")
+    parser.add_argument("--series", type=Path, default=None, metavar="FILE",
+                        help="CSV of every soak sample (default: soak-series.csv in --keep; "
+                             "none without --keep)")
     parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
     args = parser.parse_args(argv)
     if not 2 <= args.nodes <= 8:
@@ -660,6 +706,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pouw-chaos-") as tmp:
         base = Path(args.keep or tmp)
         base.mkdir(parents=True, exist_ok=True)
+        if args.series is None and args.keep:
+            args.series = base / "soak-series.csv"
         result = run(args, base)
     print_table(result)
     if args.json:

@@ -5,9 +5,11 @@ sum; nothing here is timed)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,11 +22,12 @@ CYCLES = 2
 KILLS = 2  # a round at the tip (1 or 2 victims), then, if needed, a syncing round
 
 
-def test_chaos_slice_keeps_every_invariant() -> None:
+def test_chaos_slice_keeps_every_invariant(tmp_path: Path) -> None:
+    series = tmp_path / "series.csv"
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "chaos.py"), "--nodes", str(NODES), "--cycles",
          str(CYCLES), "--kills", str(KILLS), "--soak", "4", "--sample", "1", "--warmup", "1",
-         "--json"],
+         "--series", str(series), "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     print(out.stdout)
@@ -47,4 +50,11 @@ def test_chaos_slice_keeps_every_invariant() -> None:
     assert result["lost_accepted_txs"] == 0, result["problems"]
     assert result["lost_by_phase"] == {}, result["problems"]
     assert result["soak"]["samples"] >= 2
+    # every soak sample of every node is kept, so warm-up and a leak can be told apart
+    with series.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == result["soak"]["samples"] * NODES
+    assert {int(r["node"]) for r in rows} == set(range(NODES))
+    assert all(int(r["rss_bytes"]) > 0 and int(r["height"]) >= 0 for r in rows)
+    assert len(result["soak"]["rss_slope_last_half_mb_per_h"]) == NODES
     assert result["restart_to_serving_median_s"] is not None

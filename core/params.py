@@ -39,6 +39,12 @@ class ChainParams:
     # left out or misstated signed round data (contracts.swarm, docs/swarm.md §7a); 0: a
     # full settlement pays out at once and a data-root settlement is refused
     swarm_inclusion_window: int = 0
+    # k: a round's tie seed comes from the block k blocks above the height its signed request
+    # names (the beacon block, docs/swarm.md §5.2a "Ties"), so nobody knows it when answers
+    # and judgments are committed as long as a round lasts fewer than k blocks; a settlement
+    # waits for that block. 0: the beacon is the named block itself, which the client knows
+    # when it signs (no protection against grinding: the dev network's keys are public)
+    swarm_beacon_delay: int = 0
     # finality (docs/finality.md §1): blocks per finality epoch (the checkpoint is its first
     # block), the quorum a link needs (den * voted >= num * total stake of the epoch's set),
     # the bonded stake a validator needs to be in a set, the share of an offender's bond a

@@ -396,6 +396,16 @@ TIER_REJECTED = 0
 TIER_UNDECIDED = 1
 TIER_ACCEPTED = 2
 TIE_TAG = b"pouw/swtie"
+BEACON_TAG = b"pouw/swbeacon"
+
+
+def beacon_seed(round_id: bytes, beacon_block: bytes) -> bytes:
+    """A round's tie seed: H_"pouw/swbeacon"(round id ‖ id of its beacon block), the block
+    ``ChainParams.swarm_beacon_delay`` above the height its request names
+    (`contracts.swarm.beacon_fault`). That block is mined after the request is signed and,
+    for a round shorter than the delay, after every commitment, so neither the client (by
+    grinding its nonce) nor a node (by its key) can choose how ties fall."""
+    return tagged_hash(BEACON_TAG, round_id + beacon_block)
 
 
 def judgment_length(n: int, pairs: Sequence[tuple[int, int]]) -> int:
@@ -749,17 +759,24 @@ def settle(
     reputations: Mapping[bytes, int],
     stakes: Mapping[bytes, int],
     params: SettlementParams = DEFAULT_PARAMS,
+    seed: bytes | None = None,
 ) -> RoundSettlement:
     """Settle one round. ``reputations`` are current (already decayed) scores; ``stakes`` bonded.
 
     The request's signature and the selection of ``answerers``/``judges`` are the caller's to
     check (the contract does); everything about commitments and openings is checked here.
     The node's fast path may call it too (before settlement) for the ranking and top answer.
+    ``seed`` orders exact ties and places the rounding dust: on chain the round's
+    `beacon_seed` (the contract passes it); None, the round id, only where the beacon block
+    is not mined yet (the fast path) or no chain runs the round (benches).
     """
     for table, what in ((reputations, "reputation"), (stakes, "stake")):
         for value in table.values():
             require_int(value, what, high=MAX_U64)
     round_id = request.round_id()
+    tie_seed = round_id if seed is None else seed
+    if not isinstance(tie_seed, bytes):
+        raise SettlementInputError("seed must be bytes")
     # 1-2. counting commitments, equivocations, revealed answers
     view = answer_view(round_id=round_id, answerers=answerers, judges=judges,
                        commitments=commitments, answer_openings=answer_openings)
@@ -773,7 +790,7 @@ def settle(
         n=len(revealed), pairs=view.pairs, verdicts=verdicts,
         own_answer={node: i for i, node in enumerate(revealed)},
         weights={node: reputations.get(node, 0) + params.judge_weight_base for node in verdicts},
-        seed=round_id)
+        seed=tie_seed)
     ranked = [revealed[i] for i in result.ranking]
     ranked_hashes = [view.answer_hashes[i] for i in result.ranking]
     ranked_tiers = [result.tiers[i] for i in result.ranking]
@@ -784,7 +801,7 @@ def settle(
     payouts, refund = round_payouts(
         fee=request.fee, forfeited=sum(s.amount for s in slashes), ranked=ranked,
         ranked_hashes=ranked_hashes, ranked_tiers=ranked_tiers, ties=result.ties,
-        reports=result.judges, params=params, seed=round_id)
+        reports=result.judges, params=params, seed=tie_seed)
     # 7. reputation, clamped to u64
     deltas = reputation_deltas(ranked=ranked, ranked_hashes=ranked_hashes, ties=result.ties,
                                reports=result.judges, penalized=view.equivocators | no_shows,

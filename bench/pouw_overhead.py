@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,7 +31,7 @@ from pouw.hashing import derive_seed
 from pouw.merkle import block_path, matrix_root
 from pouw.mining import PANEL_BYTES, operand_roots, transpose_int8
 from pouw.noise import denoise_operands, noise_factors, noisy_left, noisy_right
-from pouw.params import MAX_TARGET, TILE_H, TILE_W, default_r
+from pouw.params import K_MAX, MAX_CHUNKS, MAX_TARGET, TILE_H, TILE_W, default_r
 from pouw.tickets import initial_states
 
 DEFAULT_SHAPES = ["1024x1024x1024", "2048x2048x2048", "4096x4096x4096", "2048x4096x4096"]
@@ -71,13 +72,32 @@ def certificate_at(a: np.ndarray, b: np.ndarray, params: PouwParams, chunk: int)
     ).encode()
 
 
-def verify_ms(encoded: bytes) -> float:
-    times = []
-    for _ in range(7):
-        t = time.perf_counter()
+def verify_ms(encoded: bytes, repeats: int = 15) -> tuple[float, float]:
+    """(wall, CPU) milliseconds to decode and verify, medians: the CPU time is what a flood
+    of certificates costs a node; the wall time also counts waiting on this shared machine."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.thread_time()
         verify_certificate(Certificate.decode(encoded), commitment=COMMITMENT, target=MAX_TARGET)
-        times.append(time.perf_counter() - t)
-    return min(times) * 1e3
+        cpu.append(time.thread_time() - c)
+        wall.append(time.perf_counter() - t)
+    return statistics.median(wall) * 1e3, statistics.median(cpu) * 1e3
+
+
+def worst_case_verification() -> dict[str, Any]:
+    """The most a verifier replays: the last chunk of k = K_MAX at r = K_MAX / MAX_CHUNKS
+    (64 rows and columns: m and n only lengthen the Merkle paths, by log2)."""
+    rng = np.random.default_rng(11)
+    a = rng.integers(-64, 64, (64, K_MAX), dtype=np.int8)
+    b = rng.integers(-64, 64, (K_MAX, 64), dtype=np.int8)
+    params = PouwParams(m=64, k=K_MAX, n=64, r=K_MAX // MAX_CHUNKS)
+    first = verify_ms(certificate_at(a, b, params, 0))
+    last_cert = certificate_at(a, b, params, params.chunks - 1)
+    last = verify_ms(last_cert)
+    return {"k": K_MAX, "r": params.r, "chunks": params.chunks,
+            "first_chunk_ms": first[0], "first_chunk_cpu_ms": first[1],
+            "last_chunk_ms": last[0], "last_chunk_cpu_ms": last[1],
+            "certificate_bytes": len(last_cert)}
 
 
 def kernel_split(a: np.ndarray, b: np.ndarray, params: PouwParams) -> dict[str, float]:
@@ -137,14 +157,16 @@ def measure(shape: str, *, backends: list[str], r: int | None, repeats: int) -> 
             if not np.array_equal(result.product[:64], exact):
                 raise SystemExit(f"{shape}: product mined by {name} is not exact")
     params = PouwParams(m=m, k=k, n=n, r=r or default_r(k))
-    first = certificate_at(a, b, params, 0)
-    last = certificate_at(a, b, params, params.chunks - 1)
+    first = verify_ms(certificate_at(a, b, params, 0))
+    last_cert = certificate_at(a, b, params, params.chunks - 1)
+    last = verify_ms(last_cert)
     row: dict[str, Any] = {
         "shape": shape, "r": params.r, "chunks": params.chunks,
         "margin_macs": params.r / n + params.r / m + 2 * limbs(params) * params.r / k,
         "plain_ms": statistics.median(plain) * 1e3,
-        "verify_first_chunk_ms": verify_ms(first), "verify_last_chunk_ms": verify_ms(last),
-        "certificate_bytes": len(last),
+        "verify_first_chunk_ms": first[0], "verify_first_chunk_cpu_ms": first[1],
+        "verify_last_chunk_ms": last[0], "verify_last_chunk_cpu_ms": last[1],
+        "certificate_bytes": len(last_cert),
         "paths": {},
     }
     for name in backends:
@@ -188,7 +210,9 @@ def main() -> None:
     chunk_sizes = args.sweep or [args.r]
     rows = [measure(s, backends=args.backends, r=r, repeats=args.repeats)
             for s in args.shapes for r in chunk_sizes]
-    print(f"native kernel: {native_description()}")
+    load = os.getloadavg()
+    print(f"native kernel: {native_description()}; load average {load[0]:.1f} {load[1]:.1f} "
+          f"{load[2]:.1f}")
     print(f"{'shape':>16} {'r':>5} {'margin':>7} {'path':>34} {'plain ms':>9} {'mine ms':>9} "
           f"{'overhead':>8} {'+commit':>8}  phases ms")
     for row in rows:
@@ -198,13 +222,21 @@ def main() -> None:
                   f"{path['backend']:>34} {row['plain_ms']:>9.1f} {path['mining_ms']:>9.1f} "
                   f"{path['overhead']:>8.3f} {path['overhead_with_commit']:>8.3f}  {ph}")
         kernel = " ".join(f"{k}={v:.0f}" for k, v in row.get("kernel", {}).items())
-        print(f"{'':>16} verify first chunk {row['verify_first_chunk_ms']:.2f} ms, last chunk "
-              f"({row['chunks'] - 1}) {row['verify_last_chunk_ms']:.2f} ms; certificate "
+        print(f"{'':>16} verify first chunk {row['verify_first_chunk_ms']:.2f} ms "
+              f"(CPU {row['verify_first_chunk_cpu_ms']:.2f}), last chunk ({row['chunks'] - 1}) "
+              f"{row['verify_last_chunk_ms']:.2f} ms (CPU {row['verify_last_chunk_cpu_ms']:.2f}); "
+              f"certificate "
               f"{row['certificate_bytes']} B; kernel alone: {kernel or 'not built'}")
+    worst = worst_case_verification()
+    print(f"worst-case verification (k={worst['k']}, r={worst['r']}): first chunk "
+          f"{worst['first_chunk_ms']:.2f} ms (CPU {worst['first_chunk_cpu_ms']:.2f}), last chunk "
+          f"({worst['chunks'] - 1}) {worst['last_chunk_ms']:.2f} ms "
+          f"(CPU {worst['last_chunk_cpu_ms']:.2f}); certificate {worst['certificate_bytes']} B")
     if args.json:
         key = (lambda row: f"{row['shape']}/r{row['r']}") if args.sweep else (
             lambda row: row["shape"])
-        print(json.dumps({"native": native_description(),
+        print(json.dumps({"native": native_description(), "worst_case_verification": worst,
+                          "load_average": load,
                           "shapes": {key(row): row for row in rows}}))
     sys.stdout.flush()
 

@@ -22,11 +22,21 @@ def tagged_hash(tag: bytes, *parts: bytes, key: bytes = b"") -> bytes:
 
 def xof(tag: bytes, seed: bytes, index: int, length: int) -> bytes:
     """SHAKE-256 stream number `index` under `seed`, for noise and permutations."""
-    h = hashlib.shake_256()
-    h.update(len(tag).to_bytes(1, "big") + tag)
-    h.update(seed)
-    h.update(index.to_bytes(8, "big"))
-    return h.digest(length)
+    return xof_streams(tag, seed, range(index, index + 1), length)
+
+
+def xof_streams(tag: bytes, seed: bytes, indices: range, length: int) -> bytes:
+    """Streams `indices` of xof(tag, seed, ·, length), concatenated: the (tag, seed) prefix
+    is absorbed once and copied per stream (a verifier draws one stream per chunk)."""
+    prefix = hashlib.shake_256()
+    prefix.update(len(tag).to_bytes(1, "big") + tag)
+    prefix.update(seed)
+    out = []
+    for index in indices:
+        h = prefix.copy()
+        h.update(index.to_bytes(8, "big"))
+        out.append(h.digest(length))
+    return b"".join(out)
 
 
 def derive_seed(*, commitment: bytes, params_bytes: bytes, root_a: bytes, root_b: bytes) -> bytes:

@@ -29,11 +29,12 @@ def tile_ticket(cert: Certificate) -> int:
     f = noise_factors(seed, p, rows=(row0, row0 + TILE_H), cols=(col0, col0 + TILE_W),
                       chunks=cert.chunk + 1)
     chunks, r = cert.chunk + 1, p.r
-    # every chunk's 8×4 product at once, then the running sums: Acc_0 … Acc_c
-    a_noisy = noisy_left(rows, f).astype(np.int64).reshape(TILE_H, chunks, r).transpose(1, 0, 2)
-    b_noisy = noisy_right(np.ascontiguousarray(cols.T), f).astype(np.int64).reshape(
+    # every chunk's 8×4 product at once, then the running sums: Acc_0 … Acc_c. In float64
+    # (BLAS) they are exact: |Acc| <= 128·128·K_MAX = 2^28 < 2^53.
+    a_noisy = noisy_left(rows, f).astype(np.float64).reshape(TILE_H, chunks, r).transpose(1, 0, 2)
+    b_noisy = noisy_right(np.ascontiguousarray(cols.T), f).astype(np.float64).reshape(
         chunks, r, TILE_W)
-    acc = np.cumsum(np.matmul(a_noisy, b_noisy), axis=0).astype(np.int32)
+    acc = np.cumsum(np.matmul(a_noisy, b_noisy), axis=0).astype(np.int64).astype(np.int32)
     folds = np.bitwise_xor.reduce(acc.view(np.uint32).reshape(chunks, -1), axis=1)
     mixer_key, hash_key = ticket_keys(seed)
     state = int(initial_states(mixer_key, np.array([cert.tile_row]),

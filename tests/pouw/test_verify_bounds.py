@@ -14,11 +14,12 @@ from pouw import (
     ParamsError,
     PouwParams,
     mine_product,
+    noise,
     tile_ticket,
     verify_certificate,
 )
 from pouw.noise import chunk_permutation, permutations
-from pouw.params import K_MAX, MAX_CHUNKS, R_MIN
+from pouw.params import K_MAX, MAX_CHUNKS, NOISE_BLOCK, R_MIN
 
 from .conftest import COMMITMENT, random_operands
 
@@ -65,3 +66,34 @@ def test_batched_permutations_equal_chunk_by_chunk(side: str) -> None:
     for c in range(40):
         p, s = chunk_permutation(tag, seed, c, 16)
         assert np.array_equal(perm[c], p) and np.array_equal(signs[c], s)
+
+
+def test_worst_case_verification_draws_only_the_replayed_chunks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verifier's work is bounded by what it replays, not by the job's m, n or its later
+    chunks: at the last chunk of the largest k it draws exactly 5·r XOF bytes per side and
+    chunk (2·5·K_MAX in all) plus one E_L and one F_R block, and at chunk 0 one chunk's worth.
+    Its time at both ends is reported by bench/pouw_overhead.py."""
+    r = K_MAX // MAX_CHUNKS
+    a, b = random_operands(8, K_MAX, 4, seed=6)
+    result = mine_product(a, b, commitment=COMMITMENT, target=MAX_TARGET, r=r,
+                          backend="numpy", max_wins=MAX_CHUNKS)
+    drawn: list[int] = []
+    real_xof, real_streams = noise.xof, noise.xof_streams
+
+    def counting_xof(tag: bytes, seed: bytes, index: int, length: int) -> bytes:
+        drawn.append(length)
+        return real_xof(tag, seed, index, length)
+
+    def counting_streams(tag: bytes, seed: bytes, indices: range, length: int) -> bytes:
+        drawn.append(length * len(indices))
+        return real_streams(tag, seed, indices, length)
+
+    monkeypatch.setattr(noise, "xof", counting_xof)
+    monkeypatch.setattr(noise, "xof_streams", counting_streams)
+    blocks = 2 * NOISE_BLOCK * r  # one block of E_L rows, one of F_R columns
+    for cert, chunks in ((result.certificates[0], 1), (result.certificates[-1], MAX_CHUNKS)):
+        drawn.clear()
+        verify_certificate(cert, commitment=COMMITMENT, target=MAX_TARGET)
+        assert sum(drawn) == 2 * 5 * r * chunks + blocks
+    assert sum(drawn) == 10 * K_MAX + blocks

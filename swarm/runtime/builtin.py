@@ -11,7 +11,7 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from pouw.params import MN_MAX, R_MIN, TILE_H, TILE_W
+from pouw.merkle import matrix_root
+from pouw.params import MN_MAX, R_MAX, R_MIN, TILE_H, TILE_W
 from swarm.runtime.arith_model import (
     ANSWER_LEN,
     END,
@@ -89,6 +90,32 @@ class ProductMiner(Protocol):
     def mine(self, a: np.ndarray, b: np.ndarray) -> _Product: ...
 
 
+def padded_weight(b: np.ndarray, r: int) -> np.ndarray:
+    """B (k x n) zero-padded to the shape `mining_hook` mines: k up to a multiple of r (at
+    least r), n up to a multiple of TILE_W."""
+    k, n = b.shape
+    bp = np.zeros((max(_round_up(k, r), r), _round_up(n, TILE_W)), dtype=np.int8)
+    bp[:k, :n] = b
+    return bp
+
+
+def mined_weight_roots(weights: Iterable[np.ndarray]) -> frozenset[bytes]:
+    """The ``root_b`` a block header carries when `mining_hook` mines a product whose B is
+    one of ``weights``, for every chunk size r pouw allows (the padding depends on r): an
+    explorer marks such a block as inference work (docs/explorer.md)."""
+    roots: set[bytes] = set()
+    for weight in weights:
+        shapes: set[tuple[int, ...]] = set()
+        r = R_MIN
+        while r <= R_MAX:
+            bp = padded_weight(weight, r)
+            if bp.shape not in shapes:
+                shapes.add(bp.shape)
+                roots.add(matrix_root(np.ascontiguousarray(bp.T))[0])  # B's columns
+            r *= 2
+    return frozenset(roots)
+
+
 def mining_hook(session: ProductMiner) -> MatmulHook:
     """A matmul hook that mines every product through `session`.
 
@@ -101,9 +128,8 @@ def mining_hook(session: ProductMiner) -> MatmulHook:
     def hook(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         m, k = a.shape
         n = b.shape[1]
-        kp, np_ = max(_round_up(k, r), r), _round_up(n, TILE_W)
-        bp = np.zeros((kp, np_), dtype=np.int8)
-        bp[:k, :n] = b
+        bp = padded_weight(b, r)
+        kp = bp.shape[0]
         out = np.empty((m, n), dtype=np.int64)
         step = MN_MAX
         for lo in range(0, m, step):
@@ -134,6 +160,11 @@ class ArithModel:
         self.matmul_hook: MatmulHook = matmul_hook or exact_matmul
         #: weight operands as int8 numpy (k x n), ready for the hook
         self._wq = {k[:-3]: v.numpy() for k, v in self.tensors.items() if k.endswith(".wq")}
+
+    @property
+    def weights(self) -> Mapping[str, np.ndarray]:
+        """The int8 weight operands (k x n): the B of every product the model computes."""
+        return self._wq
 
     def _int_linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """x (…, k) -> (…, n): int7 input per row times int7 weight, exactly, then rescale."""
@@ -249,6 +280,10 @@ class BuiltinBackend:
     @property
     def name(self) -> str:
         return self.model.name
+
+    def weight_operands(self) -> Mapping[str, np.ndarray]:
+        """The model's int8 weights, as `mining_hook` gets them (`mined_weight_roots`)."""
+        return self.model.weights
 
     @property
     def label(self) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pouw import MAX_TARGET, MiningSession, WinningTicket, verify_certificate
+from pouw import MAX_TARGET, MiningResult, MiningSession, WinningTicket, verify_certificate
 from swarm.runtime.arith_model import (
     ANSWER_DIGITS,
     decode_answer,
@@ -25,6 +25,7 @@ from swarm.runtime.builtin import (
     ArithModel,
     BuiltinBackend,
     load_variants,
+    mined_weight_roots,
     mining_hook,
     variant_path,
 )
@@ -142,6 +143,38 @@ def test_mining_hook_pads_and_unpads() -> None:
         a = rng.integers(-64, 64, (m, k), dtype=np.int8)
         b = rng.integers(-64, 64, (k, n), dtype=np.int8)
         np.testing.assert_array_equal(hook(a, b), a.astype(np.int64) @ b.astype(np.int64))
+
+
+class _RootsOfB:
+    """A ProductMiner that mines through ``session`` and keeps each product's B root."""
+
+    def __init__(self, session: MiningSession) -> None:
+        self.session = session
+        self.r = session.r
+        self.roots: set[bytes] = set()
+
+    def mine(self, a: np.ndarray, b: np.ndarray) -> MiningResult:
+        result = self.session.mine(a, b)
+        self.roots.add(result.root_b)
+        return result
+
+
+def test_mined_weight_roots_are_the_b_roots_inference_mines() -> None:
+    """The B root of every product a model mines (any r) is in `mined_weight_roots` of its
+    weights; another model's weights and random operands are not."""
+    model_name, other_name = VARIANT_NAMES[0], VARIANT_NAMES[1]
+    roots = mined_weight_roots(ArithModel(variant_path(model_name)).weights.values())
+    tokens = torch.tensor([encode_prompt(q.expression) for q in fixed_questions(2)])
+    for r in (None, 64):
+        miner = _RootsOfB(MiningSession(commitment=COMMITMENT, target=0, r=r))
+        ArithModel(variant_path(model_name), matmul_hook=mining_hook(miner)).logits(tokens)
+        assert miner.roots and miner.roots <= roots
+        other = _RootsOfB(MiningSession(commitment=COMMITMENT, target=0, r=r))
+        ArithModel(variant_path(other_name), matmul_hook=mining_hook(other)).logits(tokens)
+        assert not other.roots & roots
+    rng = np.random.default_rng(3)
+    junk = rng.integers(-64, 64, (96, 384), dtype=np.int8)
+    assert not mined_weight_roots([junk]) & roots
 
 
 def test_mined_inference_is_bit_identical_and_wins_tickets() -> None:

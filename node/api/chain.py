@@ -395,6 +395,13 @@ class Api:
         (a transfer's recipient), pending first, then confirmed, newest first."""
         address = parse_hex32(request.match_info["address"], what="address")
         limit = _query_int(request, "limit", default=100, low=1, high=MAX_HISTORY)
+        listed = await self.account_history(address, limit)
+        return web.json_response({"address": address.hex(), "height": self.node.chain.height,
+                                  "txs": listed})
+
+    async def account_history(self, address: bytes, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` newest transactions ``address`` sent or received, pending first
+        (`get_account_txs`'s list; the explorer's account page shows it too)."""
 
         def pending() -> list[dict[str, Any]]:
             txs = [tx for tx in self.node.mempool.transactions() if address in involved(tx)]
@@ -411,8 +418,7 @@ class Api:
                     "block": loc.block_id.hex(), "index": loc.index,
                     "direction": "out" if loc.tx.sender == address else "in",
                     "tx": tx_json(loc.tx)} for loc in confirmed]
-        return web.json_response({"address": address.hex(), "height": self.node.chain.height,
-                                  "txs": listed})
+        return listed
 
     async def get_peers(self, request: web.Request) -> web.Response:
         peers = jsonable(self.node.peers.info())

@@ -27,11 +27,13 @@ from aiohttp import web
 from consensus.block import BlockHeader
 from contracts.registry import capability, swarm_node_ids
 from core.state import State
-from node.api.chain import Api, block_json, tx_json
+from node.api.chain import MAX_HISTORY, Api, block_json, tx_json
 from node.api.chat import model_name
+from node.api.errors import ApiError
 from node.api.explorer.work import (
     SOURCES,
     BlockRow,
+    InferenceRoots,
     JobRoots,
     WorkSources,
     rate_chart,
@@ -51,8 +53,9 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 RECENT_BLOCKS = 20  # rows of the overview's table
-CHART_BLOCKS = 60  # blocks of the overview's charts
-ACCOUNT_SCAN_BLOCKS = 500  # blocks an account page searches for the account's transactions
+CHART_BLOCKS = 60  # blocks of the overview's charts (and GET /explorer/blocks' default)
+MAX_ROWS = 1000  # blocks one GET /explorer/blocks returns at most
+ACCOUNT_TXS = 50  # an account page's recent transactions (GET /api/v1/accounts/{a}/txs)
 FINALITY_ROUTE = "/api/v1/finality"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 HERE = Path(__file__).resolve().parent  # templates/ and static/ (package data)
@@ -113,6 +116,7 @@ class Explorer:
         self.jobs = jobs
         self.miner = miner
         self.job_roots = JobRoots()
+        self.inference = InferenceRoots(service.backend)
         self.env = _environment()
         self.static = _static_files()
         self.listeners: set[asyncio.Queue[str | None]] = set()
@@ -138,15 +142,32 @@ class Explorer:
 
     async def overview(self, request: web.Request) -> web.Response:
         status = self.api.status()
-        rows = await self.api.on_chain(lambda: recent_rows(
-            self.node.chain, CHART_BLOCKS, jobs=self.job_roots, miner=self.miner))
+        rows = await self.rows(CHART_BLOCKS)
         shares = work_shares(rows)
         return self.page(
             request, "overview.html", title="overview", status_json=status,
             rows=rows[:RECENT_BLOCKS], rate=rate_chart(rows), work=work_chart(rows),
-            shares=shares, useful=1.0 - shares["self"] - shares["unattributed"],
+            shares=shares, useful=1.0 - shares["self"],
             sources=SOURCES, chart_blocks=len([r for r in rows if r.height > 0]),
             finality=self.has_finality(request))
+
+    async def rows(self, count: int) -> list[BlockRow]:
+        """The last ``count`` blocks' rows, newest first: what the charts draw."""
+        inference = await self.inference.roots()
+        return await self.api.on_chain(lambda: recent_rows(
+            self.node.chain, count, jobs=self.job_roots, inference=inference,
+            miner=self.miner))
+
+    async def blocks_json(self, request: web.Request) -> web.Response:
+        """``GET /explorer/blocks?count=N``: the rows the overview's charts draw (newest
+        first, each with its work source) and each source's share of the mined work."""
+        text = request.query.get("count", str(CHART_BLOCKS))
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_ROWS:
+            raise ApiError(400, "bad_count", f"count must be an integer in [1, {MAX_ROWS}]")
+        rows = await self.rows(int(text))
+        return web.json_response({"height": self.node.chain.height,
+                                  "blocks": [row_json(r) for r in rows],
+                                  "shares": work_shares(rows)}, headers=SECURITY_HEADERS)
 
     async def block(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]
@@ -192,26 +213,9 @@ class Explorer:
             return self.not_found(request, f"account {ref}")
         address = bytes.fromhex(ref.removeprefix("0x"))
         view = await self.api.on_chain(lambda: self.api.account(address))
-        txs = await self.api.on_chain(lambda: self.account_txs(address))
-        return self.page(request, "account.html", title="account", account=view, txs=txs,
-                         scanned=ACCOUNT_SCAN_BLOCKS)
-
-    def account_txs(self, address: bytes, limit: int = 50) -> list[dict[str, Any]]:
-        """The account's transactions in the last blocks (sent, or paying it), newest first
-        (chain thread). The chain keeps no index by address: a bounded scan."""
-        chain = self.node.chain
-        hexed = address.hex()
-        out: list[dict[str, Any]] = []
-        for height in range(chain.height, max(0, chain.height - ACCOUNT_SCAN_BLOCKS), -1):
-            block_id = chain.block_id_at(height)
-            block = None if block_id is None else chain.get_block(block_id)
-            for tx in () if block is None else block.transactions:
-                view = tx_json(tx)
-                if view["sender"] == hexed or view["payload"].get("to") == hexed:
-                    out.append({"height": height, **view})
-            if len(out) >= limit:
-                break
-        return out[:limit]
+        history = await self.api.account_history(address, ACCOUNT_TXS)
+        return self.page(request, "account.html", title="account", account=view,
+                         history=history, limit=ACCOUNT_TXS, max_history=MAX_HISTORY)
 
     def registry(self) -> list[dict[str, Any]]:
         """Every registered swarm node (chain thread)."""
@@ -306,8 +310,7 @@ class Explorer:
         task.add_done_callback(self._tasks.discard)
 
     async def _publish(self, header: BlockHeader) -> None:
-        rows = await self.api.on_chain(lambda: recent_rows(
-            self.node.chain, 1, jobs=self.job_roots, miner=self.miner))
+        rows = await self.rows(1)
         if not rows:
             return
         event = json.dumps({**row_json(rows[0]), "tip_height": header.height,
@@ -355,7 +358,8 @@ class Explorer:
 
 def row_json(row: BlockRow) -> dict[str, Any]:
     return {"height": row.height, "id": row.block_id, "time": _utc(row.timestamp),
-            "miner": row.miner, "txs": row.tx_count, "macs": row.macs, "source": row.source}
+            "miner": row.miner, "txs": row.tx_count, "macs": row.macs, "source": row.source,
+            "model": row.model}
 
 
 def strength_chart(view: dict[str, Any], *, width: int = 480,
@@ -391,5 +395,6 @@ def register_routes(app: web.Application, api: Api, service: SwarmService, *,
     add("/chat", explorer.chat)
     add("/search", explorer.search)
     add("/explorer/events", explorer.events)
+    add("/explorer/blocks", explorer.blocks_json)
     add("/explorer/static/{name}", explorer.static_file)
     return explorer

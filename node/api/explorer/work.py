@@ -3,27 +3,34 @@
 What the chain records per block is the header's operand roots (``root_a``, ``root_b``) and
 shape. A paid matmul job is recorded too: its `JobRecord` carries the padded operands' roots,
 the very roots the header carries when its miner mined the job (contracts/jobs.py), so a
-block whose roots match a job on chain is "jobs" for any miner. Inference products and
-self-generated work are operands only their miner knows: the chain does not tell them apart.
-A miner that remembers what it mined (`WorkSources`) attributes its own blocks; other
-miners' non-job blocks are "unattributed" (docs/explorer.md).
+block whose roots match a job on chain is "jobs" for any miner. An inference product's B is
+one of its model's int8 weight matrices, padded as `swarm.runtime.builtin.mining_hook` pads
+it: a block whose ``root_b`` is such a padded weight's root (`InferenceRoots`, the models
+this node knows) is "inference", for any miner. Everything else is "self" (self-generated
+work, or a model this node does not know): a heuristic, not a consensus fact
+(docs/explorer.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from consensus.block import Block, BlockHeader, work_of
 from contracts.jobs import JobRequest, job_id_of, job_record
 from core.state import State
 from node.chain.chainstore import ChainStore
+from node.logging import get_logger, log_event
+from swarm.runtime.builtin import VARIANT_NAMES, ArithModel, mined_weight_roots, variant_path
 
-JOBS, INFERENCE, SELF, UNATTRIBUTED, GENESIS = (
-    "jobs", "inference", "self", "unattributed", "genesis")
+log = get_logger("explorer")
+JOBS, INFERENCE, SELF, GENESIS = ("jobs", "inference", "self", "genesis")
 #: the sources of mined work, in chart order (useful first)
-SOURCES = (JOBS, INFERENCE, SELF, UNATTRIBUTED)
+SOURCES = (JOBS, INFERENCE, SELF)
 
 
 @runtime_checkable
@@ -31,6 +38,50 @@ class WorkSources(Protocol):
     """A miner that remembers which work its won blocks came from."""
 
     def block_source(self, block_id: bytes) -> str | None: ...
+
+
+@runtime_checkable
+class WeightOperands(Protocol):
+    """A model whose every product's B is one of int8 weights it can list
+    (`swarm.runtime.builtin.BuiltinBackend`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def weight_operands(self) -> Mapping[str, np.ndarray]: ...
+
+
+class InferenceRoots:
+    """``root_b`` -> model name for the weights of every model this node knows, padded as
+    they are mined (`mined_weight_roots`): the shipped arithmetic variants (every node has
+    their files) and the node's own model when it lists its weights. Computed once, in a
+    worker thread, at first use (the overview, the live stream or the block rows)."""
+
+    def __init__(self, backend: object | None) -> None:
+        self.backend = backend
+        self._task: asyncio.Future[dict[bytes, str]] | None = None
+
+    def models(self) -> list[tuple[str, Mapping[str, np.ndarray]]]:
+        models: list[tuple[str, Mapping[str, np.ndarray]]] = []
+        for name in VARIANT_NAMES:
+            try:
+                models.append((name, ArithModel(variant_path(name)).weights))
+            except (OSError, ValueError) as exc:  # a damaged install: label what it can
+                log_event(log, "explorer.model_unreadable", model=name, error=str(exc))
+        if isinstance(self.backend, WeightOperands) and \
+                self.backend.name not in {name for name, _ in models}:
+            models.append((self.backend.name, self.backend.weight_operands()))
+        return models
+
+    def compute(self) -> dict[bytes, str]:
+        return {root: name for name, weights in self.models()
+                for root in mined_weight_roots(weights.values())}
+
+    async def roots(self) -> Mapping[bytes, str]:
+        """The index, computed the first time it is asked for (event loop)."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(asyncio.to_thread(self.compute))
+        return await asyncio.shield(self._task)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +96,7 @@ class BlockRow:
     macs: int  # m·k·n of the certificate's product
     source: str
     tickets_per_s: float  # expected tickets to beat the target over the block's interval
+    model: str | None = None  # an inference block's model (whose weights are its B)
 
 
 class JobRoots:
@@ -82,30 +134,35 @@ class JobRoots:
 
 
 def source_of(header: BlockHeader, *, jobs: JobRoots, state: State,
-              miner: WorkSources | None) -> str:
-    """The block's work source (module docstring)."""
+              inference: Mapping[bytes, str], miner: WorkSources | None) -> str:
+    """The block's work source (module docstring); a miner's memory of its own blocks
+    decides what the roots do not."""
     if header.height == 0:
         return GENESIS
     if jobs.job_of(header, state) is not None:
         return JOBS
+    if header.root_b in inference:
+        return INFERENCE
     known = None if miner is None else miner.block_source(header.block_id())
-    return known if known in SOURCES else UNATTRIBUTED
+    return known if known in SOURCES else SELF
 
 
 def block_row(block: Block, parent_timestamp: int, *, jobs: JobRoots, state: State,
-              miner: WorkSources | None) -> BlockRow:
+              inference: Mapping[bytes, str], miner: WorkSources | None) -> BlockRow:
     header = block.header
     interval = max(1, header.timestamp - parent_timestamp)
+    source = source_of(header, jobs=jobs, state=state, inference=inference, miner=miner)
     return BlockRow(height=header.height, block_id=header.block_id().hex(),
                     timestamp=header.timestamp, miner=header.miner.hex(),
                     tx_count=len(block.transactions), macs=header.m * header.k * header.n,
-                    source=source_of(header, jobs=jobs, state=state, miner=miner),
+                    source=source, model=inference.get(header.root_b)
+                    if source == INFERENCE else None,
                     tickets_per_s=0.0 if header.height == 0 else
                     work_of(header.target) / interval)
 
 
 def recent_rows(chain: ChainStore, count: int, *, jobs: JobRoots,
-                miner: WorkSources | None) -> list[BlockRow]:
+                inference: Mapping[bytes, str], miner: WorkSources | None) -> list[BlockRow]:
     """The last ``count`` canonical blocks, newest first (chain thread)."""
     jobs.catch_up(chain)
     state = State(chain.state_view())
@@ -121,7 +178,8 @@ def recent_rows(chain: ChainStore, count: int, *, jobs: JobRoots,
     for i, block in enumerate(blocks[:count]):
         parent = blocks[i + 1].header.timestamp if i + 1 < len(blocks) else \
             block.header.timestamp
-        rows.append(block_row(block, parent, jobs=jobs, state=state, miner=miner))
+        rows.append(block_row(block, parent, jobs=jobs, state=state, inference=inference,
+                              miner=miner))
     return rows
 
 
@@ -171,7 +229,8 @@ def work_chart(rows: Sequence[BlockRow], *, width: int = 600, height: int = 120)
     step = width / max(1, len(mined))
     bars = [Bar(x=i * step, y=height - height * r.macs / top, width=max(1.0, step - 1),
                 height=height * r.macs / top, kind=r.source,
-                label=f"#{r.height}: {_shorten(r.macs)} MACs, {r.source}")
+                label=f"#{r.height}: {_shorten(r.macs)} MACs, {r.source}"
+                      + (f" ({r.model})" if r.model else ""))
             for i, r in enumerate(mined)]
     return Chart(width, height, bars, _shorten(top))
 

@@ -10,13 +10,17 @@ import json
 import re
 
 import aiohttp
+import numpy as np
 
 from consensus.genesis import dev_seed
 from consensus.tx import sign_transaction
 from contracts.jobs import JobRequest, job_id_of
 from core.state import State
-from node.api.explorer.pages import CSP
-from node.api.explorer.work import JOBS, SELF, UNATTRIBUTED, JobRoots, source_of
+from node.api.explorer.pages import ACCOUNT_TXS, CSP
+from node.api.explorer.work import INFERENCE, JOBS, SELF, InferenceRoots, JobRoots, source_of
+from pouw.mining import operand_roots
+from pouw.params import R_MIN
+from swarm.runtime.builtin import VARIANT_NAMES, ArithModel, padded_weight, variant_path
 from tests.framework.chain import transfer
 from tests.framework.nodes import LiveNode
 
@@ -111,7 +115,7 @@ async def test_a_generated_block_is_self_generated_work(node: LiveNode) -> None:
 
 async def test_a_block_on_a_jobs_operands_is_jobs_work(node: LiveNode) -> None:
     """A header whose operand roots are a job's on chain is that job's work, whoever mined
-    it; other blocks of another miner are unattributed (the chain does not say)."""
+    it; another miner's block on operands no one knows is self-generated."""
     request = JobRequest(assignee=node.node.node_id, root_a=b"\x01" * 32, root_b=b"\x02" * 32,
                          m=16, k=256, n=16, escrow=100, timeout=50, salt=bytes(32))
     tx = sign_transaction(dev_seed(1), chain_id=node.chain.params.chain_id, nonce=0, fee=10,
@@ -124,8 +128,57 @@ async def test_a_block_on_a_jobs_operands_is_jobs_work(node: LiveNode) -> None:
                        m=16, k=256, n=16, salt=bytes(32))
     on_job = dataclasses.replace(block.header, root_a=request.root_a, root_b=request.root_b)
     assert roots.job_of(on_job, state) == job_id
-    assert source_of(on_job, jobs=roots, state=state, miner=None) == JOBS
-    assert source_of(block.header, jobs=roots, state=state, miner=None) == UNATTRIBUTED
+    assert source_of(on_job, jobs=roots, state=state, inference={}, miner=None) == JOBS
+    assert source_of(block.header, jobs=roots, state=state, inference={},
+                     miner=None) == SELF
+
+
+async def test_a_block_on_a_known_models_weights_is_inference_work(node: LiveNode) -> None:
+    """A header whose B root is a shipped model's weight matrix, padded as mining pads it,
+    is inference work of that model, whoever mined it; the rows route says so, and other
+    blocks stay self-generated."""
+    block = await node.mine()
+    inference = InferenceRoots(None).compute()
+    assert set(inference.values()) == set(VARIANT_NAMES)
+    weight = ArithModel(variant_path("arith-m")).weights["h1.fc2"]
+    padded = padded_weight(weight, R_MIN)
+    root_b = operand_roots(np.zeros((8, padded.shape[0]), dtype=np.int8), padded)[1]
+    assert inference[root_b] == "arith-m"
+    mined = dataclasses.replace(block.header, root_b=root_b)
+    roots = JobRoots()
+    state = State(node.chain.state_view())
+    assert source_of(mined, jobs=roots, state=state, inference=inference,
+                     miner=None) == INFERENCE
+    assert source_of(block.header, jobs=roots, state=state, inference=inference,
+                     miner=None) == SELF
+    _, text = await fetch(node, "/explorer/blocks?count=5")
+    view = json.loads(text)
+    assert [(b["height"], b["source"]) for b in view["blocks"]] == [(1, SELF), (0, "genesis")]
+    assert view["shares"] == {JOBS: 0.0, INFERENCE: 0.0, SELF: 1.0}
+    for bad in ("0", "1001", "x", "-1"):
+        resp, text = await fetch(node, f"/explorer/blocks?count={bad}", status=400)
+        assert resp.content_type == "application/json"
+        assert json.loads(text)["error"]["code"] == "bad_count"
+
+
+async def test_the_account_page_lists_the_accounts_history(node: LiveNode) -> None:
+    """The account page's transactions are GET /api/v1/accounts/{address}/txs's: pending
+    first, then confirmed, newest first, both directions."""
+    sender = transfer(1, 0, to=2, amount=42).sender.hex()
+    await node.mine([transfer(1, 0, to=2, amount=42)])
+    await node.mine([transfer(2, 0, to=1, amount=7)])
+    pending = transfer(1, 1, to=2, amount=5)
+    async with node.session() as http:
+        async with http.post("/api/v1/txs", json={"tx": pending.encode().hex()}) as resp:
+            assert resp.status in (200, 202), await resp.text()
+        async with http.get(f"/api/v1/accounts/{sender}/txs?limit={ACCOUNT_TXS}") as resp:
+            listed = (await resp.json())["txs"]
+    assert [(t["status"], t["direction"]) for t in listed] == [
+        ("pending", "out"), ("confirmed", "in"), ("confirmed", "out")]
+    _, text = await fetch(node, f"/account/{sender}")
+    table = text[text.index('id="history"'):]
+    assert re.findall(r'href="/tx/([0-9a-f]{64})"', table) == [t["id"] for t in listed]
+    assert "pending" in table and ">in<" in table and ">out<" in table
 
 
 async def test_a_node_stops_with_a_live_stream_open(node: LiveNode) -> None:

@@ -3,7 +3,7 @@
 Knows nothing of blocks or networks: the caller supplies a 32-byte commitment and a target.
 """
 
-from pouw.backends import available_backends, get_backend, int_mm_is_exact
+from pouw.backends import available_backends, get_backend
 from pouw.certificate import MAX_CERTIFICATE_BYTES, Certificate
 from pouw.errors import CertificateError, OperandError, ParamsError, PouwError
 from pouw.mining import MiningResult, MiningSession, WinningTicket, mine_product, operand_roots
@@ -27,7 +27,6 @@ __all__ = [
     "available_backends",
     "default_r",
     "get_backend",
-    "int_mm_is_exact",
     "mine_product",
     "operand_roots",
     "tile_ticket",

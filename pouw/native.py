@@ -76,6 +76,12 @@ def threads() -> int:
     return int(_lib().pouw_threads())
 
 
+def set_threads(count: int) -> None:
+    """The kernel's OpenMP threads for the calling thread (libgomp keeps the setting per
+    thread; the symbol resolves through the extension's own libgomp dependency)."""
+    _lib().omp_set_num_threads(ctypes.c_int(max(1, count)))
+
+
 @dataclass(frozen=True)
 class PackedRight:
     """B' laid out for the kernel, with the per-chunk bias compensation of the u8 left side."""

@@ -58,6 +58,7 @@ from node.chain.chainstore import ChainStore
 from node.chain.db import Database
 from node.chain.mempool import Mempool
 from pouw import MiningSession, get_backend, operand_roots
+from pouw.backends import Backend
 from pouw.params import VALUE_MAX, VALUE_MIN
 
 log = logging.getLogger("pouwchain.jobs")
@@ -122,23 +123,17 @@ class PreparedOperands:
         return int(self.a.shape[0]), int(self.a.shape[1]), int(self.b.shape[1])
 
 
-def set_cpu_threads(threads: int | None) -> None:
-    """Size torch's intra-op threads for the calling thread unless ``threads`` is None.
+def set_cpu_threads(backend: Backend, threads: int | None) -> None:
+    """Size the backend's CPU threads for the calling thread unless ``threads`` is None.
 
-    With OpenMP builds the setting belongs to the calling thread (the miner's or the job
-    worker's), so the rest of the process keeps its own; other builds may apply it
-    process-wide.
+    The setting belongs to the calling thread (the miner's or the job worker's: OpenMP keeps
+    it per thread), so the rest of the process keeps its own.
 
     One thread leaves a core to the event loop and the chain thread, and avoids OpenMP
     spin-waits when several nodes share a machine (measured 3-50x faster under load).
     """
-    if threads is None:
-        return
-    try:
-        import torch
-    except ImportError:  # numpy-only installs
-        return
-    torch.set_num_threads(max(1, threads))
+    if threads is not None:
+        backend.set_threads(threads)
 
 
 def load_matrix(data: bytes, name: str, *, max_bytes: int) -> np.ndarray:
@@ -561,9 +556,10 @@ class JobService:
                     break
                 try:
                     if session is None:
-                        set_cpu_threads(self.threads)
+                        backend = get_backend(self.backend)
+                        set_cpu_threads(backend, self.threads)
                         session = MiningSession(commitment=bytes(32), target=0, max_wins=0,
-                                                backend=get_backend(self.backend))
+                                                backend=backend)
                     session.r = job.ops.r
                     result = session.mine(job.ops.a, job.ops.b)
                     self.finish(job, result.product, computed_by="computed")

@@ -288,9 +288,10 @@ class Miner:
     @property
     def session(self) -> MiningSession:
         if self._session is None:
-            set_cpu_threads(self.config.threads)
+            backend = get_backend(self.config.backend)
+            set_cpu_threads(backend, self.config.threads)
             self._session = MiningSession(commitment=bytes(32), target=0,
-                                          backend=get_backend(self.config.backend),
+                                          backend=backend,
                                           max_wins=1, on_ticket=self._on_ticket)
         return self._session
 

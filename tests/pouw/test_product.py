@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pouw import MAX_TARGET, OperandError, ParamsError, available_backends, default_r, mine_product
-from pouw.backends import TorchBackend, get_backend, int_mm_is_exact
+from pouw.backends import get_backend
+from pouw.torch_backend import TorchBackend, int_mm_is_exact
 
 from .conftest import COMMITMENT, random_operands
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pouw.backends import int_mm_is_exact
+from pouw.torch_backend import int_mm_is_exact
 
 #: product(a, b): the exact product of int8 a (m x k) and int8 b (k x n), any int dtype
 ProductFn = Callable[[np.ndarray, np.ndarray], np.ndarray]

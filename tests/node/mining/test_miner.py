@@ -22,7 +22,7 @@ from core.state import State
 from node.chain.chainstore import ChainStore
 from node.mining.jobs import set_cpu_threads
 from node.mining.miner import Miner, MinerConfig, build_template, with_job
-from pouw import ParamsError, PouwParams, mine_product, operand_roots
+from pouw import ParamsError, PouwParams, get_backend, mine_product, native, operand_roots
 from tests.framework.chain import transfer
 from tests.framework.nodes import Host, HostConfig
 from tests.framework.util import wait_for
@@ -306,18 +306,21 @@ def test_miner_config_from_node_config(tmp_path: Path) -> None:
 
 
 def test_set_cpu_threads_sizes_the_calling_threads_pool() -> None:
-
-
-
+    """torch's pool for a torch backend, the fused kernel's OpenMP pool for a native one."""
     seen: list[int] = []
+    torch_backend = get_backend("torch-cpu")
+    native_backend = get_backend("native") if native.available() else None
 
     def worker() -> None:
-        set_cpu_threads(1)
+        set_cpu_threads(torch_backend, 1)
         seen.append(torch.get_num_threads())
-        set_cpu_threads(None)  # None leaves it alone
+        set_cpu_threads(torch_backend, None)  # None leaves it alone
         seen.append(torch.get_num_threads())
+        if native_backend is not None:
+            set_cpu_threads(native_backend, 1)
+            seen.append(native.threads())
 
     thread = threading.Thread(target=worker)
     thread.start()
     thread.join()
-    assert seen == [1, 1]
+    assert seen == [1, 1] + ([1] if native_backend is not None else [])

@@ -38,7 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.bls import BACKEND, available_backends, derive_secret
+from core.bls import BACKEND, derive_secret
+from core.bls_pyecc import available_backends
 from core.encoding import tagged_hash
 
 try:  # optional: measured when installed

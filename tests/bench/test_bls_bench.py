@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bench.bls import main
-from core.bls import available_backends
+from core.bls_pyecc import available_backends
 
 
 def test_bls_bench_prints_a_table_then_json_last(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,20 +13,15 @@ import sys
 from typing import Any
 
 import pytest
+from py_ecc.bls.ciphersuites import G2ProofOfPossession
 from py_ecc.bls.g2_primitives import G1_to_pubkey, G2_to_signature, subgroup_check
 from py_ecc.bls.hash_to_curve import map_to_curve_G1, map_to_curve_G2
 from py_ecc.fields import optimized_bls12_381_FQ as FQ
 from py_ecc.fields import optimized_bls12_381_FQ2 as FQ2
+from py_ecc.optimized_bls12_381.optimized_curve import curve_order
 
-from core.bls import (
-    BACKEND,
-    BLSPY,
-    CURVE_ORDER,
-    PY_ECC,
-    BlsBackend,
-    available_backends,
-    derive_secret,
-)
+from core.bls import BACKEND, BLSPY, CURVE_ORDER, BlsBackend, derive_secret
+from core.bls_pyecc import PY_ECC, available_backends
 
 NATIVE = [b for b in available_backends() if b is not PY_ECC]
 needs_native = pytest.mark.skipif(not NATIVE, reason="no native BLS backend installed")
@@ -90,6 +85,11 @@ def test_derive_secret_is_the_ietf_keygen_and_rejects_short_seeds() -> None:
     assert derive_secret(b"\x01" * 32) == secret != derive_secret(b"\x02" * 32)
     with pytest.raises(ValueError):
         derive_secret(b"\x01" * 31)
+    assert CURVE_ORDER == curve_order
+    rng = random.Random(12)
+    for seed in [b"\x01" * 32, b"\x00" * 32, b"\xff" * 48,
+                 *(rng.randbytes(rng.randint(32, 80)) for _ in range(20))]:
+        assert derive_secret(seed) == G2ProofOfPossession.KeyGen(seed)  # the reference's
     for backend in available_backends():
         with pytest.raises(ValueError):
             backend.sign(0, MESSAGE)

@@ -34,10 +34,6 @@ QMAX = 63  # symmetric int7: values in [-63, 63] within the pouw range [-64, 63]
 
 LINEARS = ("qkv", "proj", "fc", "fc2")
 
-#: matmul_hook(a, b): exact product of int8 operands a (m x k) and b (k x n), any int dtype.
-MatmulHook = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of one variant."""

@@ -6,6 +6,7 @@ an OpenAI-compatible HTTP endpoint or a local Hugging Face checkpoint look the s
 
 from __future__ import annotations
 
+import abc
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ class UnsupportedArchitecture(BackendError):
     """A checkpoint's architecture has no loader here."""
 
 
+class PromptTooLong(BackendError, ValueError):
+    """Prompt plus max_tokens exceed the model's context window."""
+
+
 @runtime_checkable
 class InferenceBackend(Protocol):
     """Answers questions and judges pairs of answers."""
@@ -88,6 +93,44 @@ class InferenceBackend(Protocol):
     async def screen_answers(self, question: str, answers: Sequence[str]) -> list[bool | None]:
         """`screen` of every answer, in order (batched like `judge_pairs`)."""
         ...
+
+
+class ChatModelBackend(abc.ABC):
+    """A chat language model run in this process with its own tokenizer (SmolLM2: the
+    swarm.runtime.llm backend): it answers a batch with generation options, and measures
+    prompts exactly. Declared here, without torch, so the node can tell one apart without
+    importing the model's code (issue 12)."""
+
+    @property
+    @abc.abstractmethod
+    def model_id(self) -> bytes: ...
+
+    @property
+    @abc.abstractmethod
+    def context_length(self) -> int:
+        """Tokens the model attends to: prompt (chat template included) plus answer."""
+
+    @abc.abstractmethod
+    def answer_many(self, prompts: Sequence[str], *, max_tokens: int,
+                    seeds: Sequence[int] | None = None, stop: Sequence[str] = (),
+                    temperature: float | None = None,
+                    top_p: float | None = None) -> list[Answer]:
+        """Answers to every prompt in one batch (blocking)."""
+
+    @abc.abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """``text``'s length in the model's tokens."""
+
+    @abc.abstractmethod
+    def prompt_tokens(self, question: str) -> int:
+        """``question``'s length in tokens as the model sees it: in its chat template,
+        with the backend's system prompt."""
+
+
+class CharacterModelBackend:
+    """A model whose tokens are characters and whose answer is one number (the built-in
+    arithmetic variants): it needs its own max_tokens, whatever a client asks. A marker,
+    declared here so the node can tell one apart without importing torch."""
 
 
 def file_model_id(data: bytes) -> bytes:

@@ -11,21 +11,17 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 from safetensors import safe_open
 
-from pouw.merkle import matrix_root
-from pouw.params import MN_MAX, R_MAX, R_MIN, TILE_H, TILE_W
 from swarm.runtime.arith_model import (
     ANSWER_LEN,
     END,
     PROMPT_LEN,
-    MatmulHook,
     ModelConfig,
     decode_answer,
     encode_answer,
@@ -36,16 +32,22 @@ from swarm.runtime.arith_model import (
 )
 from swarm.runtime.base import (
     Answer,
+    CharacterModelBackend,
     Judgment,
     Outcome,
     UnsupportedPrompt,
     file_model_id,
 )
+from swarm.runtime.mined import MatmulHook as MatmulHook
+from swarm.runtime.mined import ProductMiner as ProductMiner
+from swarm.runtime.mined import mined_weight_roots as mined_weight_roots
+from swarm.runtime.mined import mining_hook as mining_hook
+from swarm.runtime.mined import padded_weight as padded_weight
+from swarm.runtime.variants import MODELS_DIR as MODELS_DIR
+from swarm.runtime.variants import VARIANT_NAMES as VARIANT_NAMES
+from swarm.runtime.variants import variant_path as variant_path
 from swarm.tasks import FAMILIES, equivalent_forms, extract_integer, parse_expression
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-#: Shipped variants, worst to best (sizes and training steps in train.py).
-VARIANT_NAMES: tuple[str, ...] = ("arith-xs", "arith-s", "arith-m", "arith-l")
 #: Sequences per forward pass: bounds memory for big evaluation batches.
 BATCH = 2048
 #: Log-likelihood gap under which a likelihood judge calls a tie.
@@ -65,82 +67,6 @@ DEFAULT_JUDGE_FORMS = 8
 #: (bench/swarm_quality.py, docs/swarm.md §5).
 SCREEN_GOOD_PROBABILITY = 0.3
 SCREEN_BAD_PROBABILITY = 0.001
-
-
-def variant_path(name: str) -> Path:
-    return MODELS_DIR / f"{name}.safetensors"
-
-
-def _round_up(x: int, multiple: int) -> int:
-    return -(-x // multiple) * multiple
-
-
-class _Product(Protocol):
-    @property
-    def product(self) -> np.ndarray: ...
-
-
-class ProductMiner(Protocol):
-    """What mines a product: a `MiningSession` (its `MiningResult`), or a mining node's
-    miner (node.swarm.service.MinedProducts)."""
-
-    @property
-    def r(self) -> int | None: ...
-
-    def mine(self, a: np.ndarray, b: np.ndarray) -> _Product: ...
-
-
-def padded_weight(b: np.ndarray, r: int) -> np.ndarray:
-    """B (k x n) zero-padded to the shape `mining_hook` mines: k up to a multiple of r (at
-    least r), n up to a multiple of TILE_W."""
-    k, n = b.shape
-    bp = np.zeros((max(_round_up(k, r), r), _round_up(n, TILE_W)), dtype=np.int8)
-    bp[:k, :n] = b
-    return bp
-
-
-def mined_weight_roots(weights: Iterable[np.ndarray]) -> frozenset[bytes]:
-    """The ``root_b`` a block header carries when `mining_hook` mines a product whose B is
-    one of ``weights``, for every chunk size r pouw allows (the padding depends on r): an
-    explorer marks such a block as inference work (docs/explorer.md)."""
-    roots: set[bytes] = set()
-    for weight in weights:
-        shapes: set[tuple[int, ...]] = set()
-        r = R_MIN
-        while r <= R_MAX:
-            bp = padded_weight(weight, r)
-            if bp.shape not in shapes:
-                shapes.add(bp.shape)
-                roots.add(matrix_root(np.ascontiguousarray(bp.T))[0])  # B's columns
-            r *= 2
-    return frozenset(roots)
-
-
-def mining_hook(session: ProductMiner) -> MatmulHook:
-    """A matmul hook that mines every product through `session`.
-
-    pouw needs m a multiple of 8, n of 4 and k a multiple of r (a power of two >= 16), so
-    operands are zero-padded (zeros leave the product unchanged) and the result cropped.
-    Row blocks beyond pouw's m bound are mined as separate jobs.
-    """
-    r = session.r or R_MIN
-
-    def hook(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        m, k = a.shape
-        n = b.shape[1]
-        bp = padded_weight(b, r)
-        kp = bp.shape[0]
-        out = np.empty((m, n), dtype=np.int64)
-        step = MN_MAX
-        for lo in range(0, m, step):
-            hi = min(m, lo + step)
-            mp = _round_up(hi - lo, TILE_H)
-            ap = np.zeros((mp, kp), dtype=np.int8)
-            ap[:hi - lo, :k] = a[lo:hi]
-            out[lo:hi] = session.mine(ap, bp).product[:hi - lo, :n]
-        return out
-
-    return hook
 
 
 class ArithModel:
@@ -246,7 +172,7 @@ def judgment_from_scores(score_a: float, score_b: float) -> Judgment:
     return Judgment(Outcome.A if score_a > score_b else Outcome.B, reason)
 
 
-class BuiltinBackend:
+class BuiltinBackend(CharacterModelBackend):
     """InferenceBackend over one shipped variant; heavy work runs in a worker thread.
 
     `answer_form` picks which equivalent phrasing of the question the model answers (0:

@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from swarm.runtime.arith_model import MatmulHook
 from swarm.runtime.base import Answer, Judgment
 from swarm.runtime.builtin import VARIANT_NAMES, BuiltinBackend, load_variants
+from swarm.runtime.mined import MatmulHook
 from swarm.tasks import EVAL_SEED, Question, extract_integer, question_set
 
 #: Size of the fixed evaluation set (the bench uses at least 200 questions).

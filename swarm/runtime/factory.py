@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from swarm.runtime.arith_model import MatmulHook
 from swarm.runtime.base import BackendError, InferenceBackend
 from swarm.runtime.builtin import DEFAULT_JUDGE_FORMS, BuiltinBackend
 from swarm.runtime.hf import HFCheckpointBackend
 from swarm.runtime.llm.backend import SmolLM2Backend
+from swarm.runtime.mined import MatmulHook
 from swarm.runtime.openai_http import OpenAIBackend
 
 

@@ -34,7 +34,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarm.runtime.base import Answer, Judgment, Outcome, UnsupportedPrompt
+from swarm.runtime.base import (
+    Answer,
+    ChatModelBackend,
+    Judgment,
+    Outcome,
+    UnsupportedPrompt,
+)
 from swarm.runtime.llm.agreement import answer_key, support
 from swarm.runtime.llm.engine import LlamaEngine, QuantConfig, load_engine
 from swarm.runtime.llm.quant import ProductFn
@@ -121,7 +127,7 @@ def screen_marks(question: str, views: Mapping[str, RoundView],
     return [good(a) for a in answers]
 
 
-class SmolLM2Backend:
+class SmolLM2Backend(ChatModelBackend):
     """The swarm backend for SmolLM2; see the module docstring for how it judges.
 
     `system_prompt` (None: the template's default), `temperature`, `top_p` and `seed` make
@@ -153,6 +159,16 @@ class SmolLM2Backend:
     @property
     def model_id(self) -> bytes:
         return self.engine.model_id
+
+    @property
+    def context_length(self) -> int:
+        return self.engine.config.context_length
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.engine.encode(text))
+
+    def prompt_tokens(self, question: str) -> int:
+        return len(self.engine.chat_ids(self._messages(question)))
 
     @property
     def name(self) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from swarm.runtime.base import BackendError
+from swarm.runtime.base import PromptTooLong as PromptTooLong
 from swarm.runtime.llm.cache import load_model
 from swarm.runtime.llm.gguf_file import ChatTemplate, LoadedModel
 from swarm.runtime.llm.model import KVCache, LlamaModel
@@ -43,10 +43,6 @@ _SMOOTHQUANT_CHATS: tuple[tuple[str, str], ...] = (
     ("Write one sentence about the sea.", "The sea is wide, salty and always moving."),
     ("Is 17 a prime number?", "Yes, 17 is a prime number."),
 )
-
-
-class PromptTooLong(BackendError, ValueError):
-    """Prompt plus max_tokens exceed the model's context window."""
 
 
 @dataclass(frozen=True)

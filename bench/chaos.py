@@ -17,7 +17,8 @@ Phases (each bounded; any subset with ``--phases``):
 
 * ``partition``: ``--cycles`` times: cut the nodes into two random groups, wait until both
   sides have mined, heal, check.
-* ``kill``: rounds of SIGKILLs until ``--kills``: a random subset of nodes is killed at a
+* ``kill``: rounds of SIGKILLs until ``--kills``: a random subset of nodes (``--min-victims``
+  to all but one, killed and restarted concurrently) is killed at a
   random moment of one of four situations -- mining at the tip; syncing (killed again just
   after a restart that left it behind); reorging (just after its partition healed);
   settling (the node a swarm ask is running on) -- then each killed store is checked
@@ -116,6 +117,8 @@ class Chaos:
         self.ask_interval = ask_interval
         self.figures: Counter[str] = Counter()
         self.restart_s: list[float] = []
+        self.store_check_s: list[float] = []  # seconds to sum one killed store
+        self.kill_round_s: list[float] = []  # seconds per kill round, check excluded
         self.kill_phases: Counter[str] = Counter()
         self.problems: list[str] = []
         self.down: set[int] = set()  # nodes the bench has killed and not yet restarted
@@ -168,8 +171,10 @@ class Chaos:
 
     def check_store(self, node: TestNode, when: str) -> None:
         """Supply and state root of a stopped node's store."""
+        started = time.monotonic()
         supply = store_supply(node.datadir, self.genesis, self.settlements)
         with self.lock:
+            self.store_check_s.append(time.monotonic() - started)
             self.figures["supply_checks"] += 1
             for name in ("settlements", "held", "voided"):
                 self.supply_seen[name] = max(self.supply_seen.get(name, 0),
@@ -369,18 +374,20 @@ class Chaos:
                 self.figures["cycles"] += 1
             self.check(f"partition cycle {cycle}", supply_of=self.nodes[cycle % len(self.nodes)])
 
-    def kill_phase(self, kills: int, window: float, check_every: int = 1) -> None:
-        """Kill rounds until ``kills``; the whole network is checked after every
+    def kill_phase(self, kills: int, window: float, check_every: int = 1,
+                   min_victims: int = 1) -> None:
+        """Kill rounds until ``kills``, each of ``min_victims`` to all but one node (killed,
+        checked and restarted concurrently); the whole network is checked after every
         ``check_every``-th round and after the last (each killed store after its kill)."""
         rng = random.Random(self.rng.random())
         scenarios = ["mining", "syncing", "reorging", "settling"]
         round_no = 0
+        checked = True  # the network was checked after the last round
         while self.figures["kills"] < kills:
             if self.out_of_time("kill"):
-                return
+                return  # the run's end check covers the rounds since the last check
             scenario = scenarios[round_no % len(scenarios)]
-            count = rng.randint(1, len(self.nodes) - 1)  # one node always stays up
-            victims = rng.sample(self.nodes, count)
+            victims = pick_victims(rng, self.nodes, min_victims)
             if scenario == "settling":
                 with self.lock:
                     asking = self.asking
@@ -389,16 +396,19 @@ class Chaos:
             threads = [threading.Thread(target=self._kill_safely,
                                         args=(v, scenario, rng.random() * window, rng))
                        for v in victims]
+            started = time.monotonic()
             if scenario == "reorging":
                 self.split_off(victims)
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
+            self.kill_round_s.append(time.monotonic() - started)
             round_no += 1
-            if round_no % check_every == 0 or self.figures["kills"] >= kills:
+            checked = round_no % check_every == 0 or self.figures["kills"] >= kills
+            if checked:
                 self.check(f"kill round {round_no} ({scenario})")
-        if round_no % check_every:
+        if not checked:
             self.check(f"kill round {round_no} (last)")
 
     def split_off(self, victims: Sequence[TestNode]) -> None:
@@ -499,6 +509,15 @@ class Chaos:
         return soak_figures(samples, warmup)
 
 
+def pick_victims(rng: random.Random, nodes: Sequence[TestNode], least: int = 1
+                 ) -> list[TestNode]:
+    """A kill round's victims: ``least`` to all but one of ``nodes`` (one node always stays
+    up, so the network keeps its chain while the others restart)."""
+    if not 1 <= least <= len(nodes) - 1:
+        raise ValueError(f"victims per round: 1 to {len(nodes) - 1}, not {least}")
+    return rng.sample(list(nodes), rng.randint(least, len(nodes) - 1))
+
+
 class Sender:
     """A funded account sending transfers, one in flight at a time.
 
@@ -592,7 +611,8 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
         chaos.start_load()
         steps: dict[str, Callable[[], Any]] = {
             "partition": lambda: chaos.partition_phase(args.cycles),
-            "kill": lambda: chaos.kill_phase(args.kills, args.kill_window, args.check_every),
+            "kill": lambda: chaos.kill_phase(args.kills, args.kill_window, args.check_every,
+                                             args.min_victims),
             "soak": lambda: soak.update(chaos.soak_phase(args.soak, args.warmup, args.sample,
                                                          args.series)),
         }
@@ -628,6 +648,13 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
         if chaos.restart_s else None,
         "restart_to_serving_p95_s": round(statistics.quantiles(chaos.restart_s, n=20)[18], 3)
         if len(chaos.restart_s) >= 2 else None,
+        "kills_per_minute": round(f["kills"] / timings["kill"] * 60, 2)
+        if timings.get("kill") else None,
+        "kill_rounds": len(chaos.kill_round_s),
+        "kill_round_median_s": round(statistics.median(chaos.kill_round_s), 3)
+        if chaos.kill_round_s else None,
+        "store_check_median_s": round(statistics.median(chaos.store_check_s), 3)
+        if chaos.store_check_s else None,
         "asks": {k.removeprefix("asks_"): v for k, v in f.items() if k.startswith("asks")},
         "proxy": {"refused": chaos.proxy.refused, "cut": chaos.proxy.cut_connections},
         "soak": soak, "problems": chaos.problems[:20],
@@ -655,6 +682,9 @@ def print_table(r: dict[str, Any]) -> None:
         ("failed restarts", r["failed_restarts"]), ("crashes", r["crashes"]),
         ("restart -> serving median s", r["restart_to_serving_median_s"]),
         ("restart -> serving p95 s", r["restart_to_serving_p95_s"]),
+        ("kills per minute (kill phase)", r["kills_per_minute"]),
+        ("kill rounds, median s", f"{r['kill_rounds']}, {r['kill_round_median_s']}"),
+        ("killed store summed, median s", r["store_check_median_s"]),
         ("swarm asks", r["asks"]), ("proxy refused / cut", tuple(r["proxy"].values())),
         ("soak RSS growth max", f"{soak.get('rss_growth_max')} (goal <= {RSS_GOAL})"),
         ("soak RSS end MB", soak.get("rss_end_mb")),
@@ -679,6 +709,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-every", type=int, default=1, metavar="N",
                         help="kill rounds between two checks of the whole network (each "
                              "killed store is checked after its kill regardless)")
+    parser.add_argument("--min-victims", type=int, default=1, metavar="N",
+                        help="nodes killed per kill round: N to all but one (default 1); "
+                             "more victims restart side by side, so more kills per minute")
     parser.add_argument("--kill-window", type=float, default=2.0,
                         help="a victim dies at a random moment of this many seconds")
     parser.add_argument("--soak", type=float, default=3600.0, help="soak seconds")
@@ -701,6 +734,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 2 <= args.nodes <= 8:
         parser.error("--nodes: 2 to 8 (the node identities are dev accounts 0-7)")
+    if not 1 <= args.min_victims <= args.nodes - 1:
+        parser.error(f"--min-victims: 1 to {args.nodes - 1} (one node always stays up)")
     if args.warmup is None:
         args.warmup = args.soak / 5
     with tempfile.TemporaryDirectory(prefix="pouw-chaos-") as tmp:

@@ -1,40 +1,68 @@
-"""bench/chaos.py, CI-sized: two partition/heal cycles, a few SIGKILLs, a short soak, on three
-real mining swarm nodes behind the link proxy; the
+"""bench/chaos.py, CI-sized: two partition/heal cycles, a kill round of two concurrent
+SIGKILLs, a short soak, on three real mining swarm nodes behind the link proxy; the
 invariants must hold (the bench waits on events: links up, tips agreeing, a steady tip to
-sum; nothing here is timed)."""
+sum; nothing here is timed). Also the choice of a kill round's victims (``--min-victims``)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bench.chaos import main, pick_victims
+from tests.framework.nodes import TestNode
 from tests.framework.util import ROOT
-
-pytestmark = pytest.mark.slow  # real node processes
 
 NODES = 3
 CYCLES = 2
-KILLS = 2  # a round at the tip (1 or 2 victims), then, if needed, a syncing round
+KILLS = 2  # one round at the tip: --min-victims 2 of 3 nodes kills two side by side
 
 
+def test_victims_are_at_least_the_minimum_and_never_every_node(tmp_path: Path) -> None:
+    nodes = [TestNode(i, tmp_path, tmp_path / "genesis.json") for i in range(6)]
+    rng = random.Random(5)
+    for least in range(1, 6):
+        sizes = set()
+        for _ in range(200):
+            victims = pick_victims(rng, nodes, least)
+            assert len(set(victims)) == len(victims)  # each node killed once per round
+            sizes.add(len(victims))
+        assert sizes == set(range(least, 6))  # one node always stays up
+    for bad in (0, 6):
+        with pytest.raises(ValueError, match="1 to 5"):
+            pick_victims(rng, nodes, bad)
+
+
+@pytest.mark.parametrize("victims", ["0", "3"])
+def test_min_victims_outside_one_to_all_but_one_is_refused(
+        victims: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--nodes", "3", "--min-victims", victims])
+    assert exc.value.code == 2
+    assert "--min-victims: 1 to 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # real node processes
 def test_chaos_slice_keeps_every_invariant(tmp_path: Path) -> None:
     series = tmp_path / "series.csv"
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "chaos.py"), "--nodes", str(NODES), "--cycles",
-         str(CYCLES), "--kills", str(KILLS), "--soak", "4", "--sample", "1", "--warmup", "1",
-         "--series", str(series), "--json"],
+         str(CYCLES), "--kills", str(KILLS), "--min-victims", "2", "--soak", "4", "--sample",
+         "1", "--warmup", "1", "--series", str(series), "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     print(out.stdout)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["cycles"] == CYCLES
     assert result["kills"] >= KILLS
-    assert result["kills_by_phase"].get("mining", 0) >= 1
+    assert result["kills_by_phase"].get("mining", 0) >= 2  # both victims of the first round
+    assert result["kill_rounds"] >= 1
+    assert result["kills_per_minute"] > 0
     assert result["checks"] >= CYCLES + 1 + 1 + 1  # each heal, kill round(s), soak, end
     # every killed store, one stopped node after each heal and at the soak's end, every
     # node at the end

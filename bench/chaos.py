@@ -61,7 +61,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* helpers
 
@@ -90,6 +90,8 @@ STEP_TIMEOUT = 120.0  # a step's waits (connect, agree) give up after this: a fi
 RSS_GOAL = 0.10
 SERIES_COLUMNS = ("t_s", "unix_time", "node", "rss_bytes", "fds", "mempool", "height")
 START_TIMEOUT = 180.0  # a node not serving this long after launch is a failed (re)start
+
+NodeT = TypeVar("NodeT")
 
 
 class Chaos:
@@ -509,8 +511,7 @@ class Chaos:
         return soak_figures(samples, warmup)
 
 
-def pick_victims(rng: random.Random, nodes: Sequence[TestNode], least: int = 1
-                 ) -> list[TestNode]:
+def pick_victims(rng: random.Random, nodes: Sequence[NodeT], least: int = 1) -> list[NodeT]:
     """A kill round's victims: ``least`` to all but one of ``nodes`` (one node always stays
     up, so the network keeps its chain while the others restart)."""
     if not 1 <= least <= len(nodes) - 1:

@@ -25,6 +25,7 @@ from pouw.hashing import derive_seed
 from pouw.merkle import block_path, matrix_root
 from pouw.noise import (
     LIMB_BASE,
+    NoiseFactors,
     denoise_operands,
     left_wide_factor,
     noise_factors,
@@ -267,17 +268,12 @@ class MiningSession:
         seed = derive_seed(commitment=commitment, params_bytes=params.to_bytes(),
                            root_a=root_a, root_b=root_b)
         f = noise_factors(seed, params)
-        a_noisy = noisy_left(a8, f)
-        b_noisy = noisy_right(b8, f)
         r = params.r
         isa = dev.isa if isinstance(dev, NativeBackend) else None
-        # the fused kernel packs B' once; the chunked path cuts both operands per chunk
-        packed = native.pack_right(b_noisy, r) if isa is not None else None
-        a_biased = native.biased_left(a_noisy) if isa is not None else None
+        noisy = noisy_job(dev, a8, b8, f)
+        packed, a_biased, y, z = noisy.packed, noisy.left_biased, noisy.y, noisy.z
+        # the chunked path cuts both operands per chunk (the fused kernel's fallback too)
         chunk_operands: list[tuple[object, object]] = []
-        # Y = A'·F_L and Z = E_R·B: products with signed-permutation stacks, m·k·r MACs
-        y = dev.to_numpy(dev.product(dev.put(a_noisy), dev.put(right_wide_factor(f))))
-        z = dev.to_numpy(dev.product(dev.put(left_wide_factor(f)), dev.put(b8)))
         lefts, rights = denoise_operands(y, z, f, k=k)
         denoise = native.pack_denoise(lefts, rights) if isa is not None else None
         lefts_dev = [dev.put(x) for x in lefts]
@@ -320,7 +316,7 @@ class MiningSession:
                 if candidates is not None or not looking:
                     continue  # out is product[p0:p1], denoised in the kernel
                 states = initial_states(mixer_key, row_tiles[:, None], col_tiles[None, :])
-            chunk_operands = chunk_operands or split_chunks(dev, a_noisy, b_noisy, r)
+            chunk_operands = chunk_operands or split_chunks(dev, *noisy.operands(a8, b8, f), r)
             for c in range(params.chunks):
                 t = time.perf_counter()
                 a_chunk, b_chunk = chunk_operands[c]
@@ -351,6 +347,39 @@ class MiningSession:
             root_b=root_b, wins=wins, tickets_evaluated=evaluated, stale=stale,
             backend=dev.name, timings=timings,
         )
+
+
+@dataclass(frozen=True)
+class NoisyJob:
+    """The noise phase's output: Y = A'·F_L and Z = E_R·B for denoising, and A', B' in the
+    form the mining path takes (the fused kernel's biased A' and packed B', or plain int8)."""
+
+    y: np.ndarray
+    z: np.ndarray
+    packed: native.PackedRight | None = None
+    left_biased: np.ndarray | None = None
+    a_noisy: np.ndarray | None = None
+    b_noisy: np.ndarray | None = None
+
+    def operands(self, a8: np.ndarray, b8: np.ndarray,
+                 f: NoiseFactors) -> tuple[np.ndarray, np.ndarray]:
+        """(A', B') as int8, for the chunked path (made again if the kernel's form was kept)."""
+        if self.a_noisy is not None and self.b_noisy is not None:
+            return self.a_noisy, self.b_noisy
+        return noisy_left(a8, f), noisy_right(b8, f)
+
+
+def noisy_job(dev: Backend, a8: np.ndarray, b8: np.ndarray, f: NoiseFactors) -> NoisyJob:
+    """A', B', Y and Z of one job: for the native backend in one C pass over each operand
+    (Y and Z as signed gathers, no dense F_L or E_R); otherwise with numpy and the backend's
+    products with the signed-permutation stacks (m·k·r + r·k·n MACs)."""
+    if isinstance(dev, NativeBackend):
+        out = native.noisy_operands(a8, b8, f, isa=dev.isa)
+        return NoisyJob(y=out.y, z=out.z, packed=out.right, left_biased=out.left_biased)
+    a_noisy, b_noisy = noisy_left(a8, f), noisy_right(b8, f)
+    y = dev.to_numpy(dev.product(dev.put(a_noisy), dev.put(right_wide_factor(f))))
+    z = dev.to_numpy(dev.product(dev.put(left_wide_factor(f)), dev.put(b8)))
+    return NoisyJob(y=y, z=z, a_noisy=a_noisy, b_noisy=b_noisy)
 
 
 def split_chunks(dev: Backend, a_noisy: np.ndarray, b_noisy: np.ndarray,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pouw.noise import NoiseFactors
 from pouw.params import PREFILTER_BITS, TILE_H, TILE_W
 
 #: Columns per kernel block (8 tiles of 4): packed B' is padded to a multiple of this.
@@ -38,8 +39,13 @@ def _load() -> ctypes.CDLL | None:
         return None
     try:
         lib = ctypes.CDLL(spec.origin)
-    except OSError:
+        lib.pouw_noisy_left.argtypes = [_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P,
+                                        ctypes.c_int]
+        lib.pouw_noisy_right.argtypes = [_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _P, _P]
+    except (OSError, AttributeError):  # absent, or built from an older fused.c: not used
         return None
+    lib.pouw_noisy_left.restype = None
+    lib.pouw_noisy_right.restype = None
     lib.pouw_pack_b.argtypes = [_P, _I64, _I64, _I64, _P, _P]
     lib.pouw_pack_b.restype = None
     lib.pouw_fused.argtypes = [_P, _P, _P, _I64, _I64, _I64, _I64, _I64, _P, ctypes.c_uint64,
@@ -102,6 +108,59 @@ def pack_right(b_noisy: np.ndarray, r: int) -> PackedRight:
     compensation = np.empty((k // r, padded), dtype=np.uint32)
     _lib().pouw_pack_b(b.ctypes.data, k, n, r, blocks.ctypes.data, compensation.ctypes.data)
     return PackedRight(blocks=blocks, compensation=compensation, k=k, n=n, r=r)
+
+
+@dataclass(frozen=True)
+class NoisyOperands:
+    """What the noise phase (docs/pouw.md §5-7) hands the kernel, made in two passes over A
+    and B by pouw_noisy_left/right: no E, F, F_L or E_R matrix is ever materialised."""
+
+    left_biased: np.ndarray  # A' + 128 as uint8, m×k (see biased_left)
+    right: PackedRight  # B' packed with its compensation
+    y: np.ndarray  # Y = A'·F_L, int32 m×r
+    z: np.ndarray  # Z = E_R·B, int32 r×n
+
+
+def noisy_operands(a8: np.ndarray, b8: np.ndarray, f: NoiseFactors, *,
+                   isa: int = -1) -> NoisyOperands:
+    """A' (biased), packed B', Y and Z of one job, equal to pouw.noise's noisy_left,
+    noisy_right, and the products with right_wide_factor / left_wide_factor."""
+    a = np.ascontiguousarray(a8, dtype=np.int8)
+    b = np.ascontiguousarray(b8, dtype=np.int8)
+    (m, k), n, r = a.shape, b.shape[1], f.perm_e.shape[1]
+    if b.shape[0] != k or f.perm_e.size != k or f.left.shape != (m, r) \
+            or f.right.shape != (r, n):
+        raise ValueError("noise factors do not match the operands")
+    idx_e = np.ascontiguousarray((f.perm_e + r * (f.sign_e < 0)).reshape(-1), dtype=np.int32)
+    # Y = A'·F_L as a gather: position q of chunk c reads A' at c·r + (perm_f[c]^-1)[q]
+    inverse_f = np.argsort(f.perm_f, axis=1)
+    gidx = np.ascontiguousarray((inverse_f + np.arange(0, k, r)[:, None]).reshape(-1),
+                                dtype=np.int32)
+    gsign = np.ascontiguousarray(np.take_along_axis(f.sign_f, inverse_f, axis=1).reshape(-1),
+                                 dtype=np.int32)
+    perm_f = np.ascontiguousarray(f.perm_f.reshape(-1), dtype=np.int32)
+    perm_e = np.ascontiguousarray(f.perm_e.reshape(-1), dtype=np.int32)
+    sign_f = np.ascontiguousarray(f.sign_f.reshape(-1), dtype=np.int8)
+    sign_e = np.ascontiguousarray(f.sign_e.reshape(-1), dtype=np.int8)
+    left = np.ascontiguousarray(f.left, dtype=np.int8)
+    right = np.ascontiguousarray(f.right, dtype=np.int8)
+    lib = _lib()
+    biased = np.empty((m, k), dtype=np.uint8)
+    y = np.empty((m, r), dtype=np.int32)
+    lib.pouw_noisy_left(a.ctypes.data, m, k, r, left.ctypes.data, idx_e.ctypes.data,
+                        gidx.ctypes.data, gsign.ctypes.data, biased.ctypes.data, y.ctypes.data,
+                        isa)
+    padded = -(-n // BLOCK_COLS) * BLOCK_COLS
+    blocks = np.empty(padded * k, dtype=np.int8)
+    compensation = np.empty((k // r, padded), dtype=np.uint32)
+    z = np.zeros((r, n), dtype=np.int32)
+    lib.pouw_noisy_right(b.ctypes.data, k, n, r, right.ctypes.data, perm_f.ctypes.data,
+                         sign_f.ctypes.data, perm_e.ctypes.data, sign_e.ctypes.data,
+                         blocks.ctypes.data, compensation.ctypes.data, z.ctypes.data)
+    return NoisyOperands(left_biased=biased,
+                         right=PackedRight(blocks=blocks, compensation=compensation, k=k, n=n,
+                                           r=r),
+                         y=y, z=z)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -54,6 +55,19 @@ typedef struct {
 
 static int64_t column_blocks(int64_t n) { return (n + BLOCK_COLS - 1) / BLOCK_COLS; }
 
+/* Cache blocking: the kernels walk row panels of A small enough to stay in L2 (about
+ * PANEL_BYTES of A' rows), and within a panel every column block of B', so A' is read from
+ * memory once and each B' block (k x 32 bytes) once per panel, instead of all of A' once per
+ * column block. Returns the row blocks (of `block_rows` rows) per panel. */
+#ifndef POUW_PANEL_BYTES
+#define POUW_PANEL_BYTES (512 * 1024)
+#endif
+static int64_t panel_blocks(int64_t k, int64_t block_rows, int64_t row_blocks) {
+    int64_t per = POUW_PANEL_BYTES / (block_rows * k);
+    if (per < 1) per = 1;
+    return per < row_blocks ? per : (row_blocks > 0 ? row_blocks : 1);
+}
+
 /* bp[cb][k/4][32][4] = B'[4g + q][32cb + j] (zero past n); comp[c][j] = 128 * column sums of
  * B' over chunks 0..c (as uint32, wrapping like the accumulators). */
 void pouw_pack_b(const int8_t *b, int64_t k, int64_t n, int64_t r, int8_t *bp, uint32_t *comp) {
@@ -82,6 +96,142 @@ void pouw_pack_b(const int8_t *b, int64_t k, int64_t n, int64_t r, int8_t *bp, u
     }
 }
 
+int pouw_best_isa(void);
+
+/* Operand bytes below which the noise passes run on the calling thread: a parallel region
+ * costs a thread wake-up, which on a loaded machine outweighs a pass over a small operand. */
+#define POUW_PARALLEL_MIN (1 << 21)
+
+/* One row of the left noise pass: wide = A'[i, :] as int32 (A' = A + E; E's entry x is entry
+ * idx_e[x] of the row doubled = [E_L[i, :], -E_L[i, :]]), out = A' + 128, and
+ * Y[i, q] = sum_c gsign[c r + q] * A'[i, gidx[c r + q]], i.e. Y = A'·F_L read through the
+ * inverse of F's permutations (a gather, not a scatter, so it vectorises). */
+static void noisy_left_row(const int8_t *ai, int64_t k, int64_t r, const int32_t *doubled,
+                           const int32_t *idx_e, const int32_t *gidx, const int32_t *gsign,
+                           uint8_t *oi, int32_t *wide, int32_t *yi) {
+    for (int64_t x = 0; x < k; x++) {
+        wide[x] = (int32_t)ai[x] + doubled[idx_e[x]];
+        oi[x] = (uint8_t)(wide[x] + 128);
+    }
+    for (int64_t q = 0; q < r; q++) yi[q] = 0;
+    for (int64_t c = 0; c < k / r; c++)
+        for (int64_t q = 0; q < r; q++) yi[q] += gsign[c * r + q] * wide[gidx[c * r + q]];
+}
+
+#ifdef POUW_X86
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void noisy_left_row_avx512(const int8_t *ai, int64_t k, int64_t r, const int32_t *doubled,
+                                  const int32_t *idx_e, const int32_t *gidx,
+                                  const int32_t *gsign, uint8_t *oi, int32_t *wide,
+                                  int32_t *yi) {
+    const __m512i bias = _mm512_set1_epi32(128), zero = _mm512_setzero_si512();
+    for (int64_t x = 0; x < k; x += 16) {
+        const __m512i v = _mm512_add_epi32(
+            _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(ai + x))),
+            _mm512_i32gather_epi32(_mm512_loadu_si512(idx_e + x), doubled, 4));
+        _mm512_storeu_si512(wide + x, v);
+        _mm_storeu_si128((__m128i *)(oi + x), _mm512_cvtepi32_epi8(_mm512_add_epi32(v, bias)));
+    }
+    for (int64_t q = 0; q < r; q += 16) {
+        __m512i acc = zero;
+        for (int64_t c = 0; c < k / r; c++) {
+            const __m512i g = _mm512_i32gather_epi32(_mm512_loadu_si512(gidx + c * r + q), wide, 4);
+            const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_loadu_si512(gsign + c * r + q), zero);
+            acc = _mm512_mask_sub_epi32(_mm512_add_epi32(acc, g), neg, acc, g);
+        }
+        _mm512_storeu_si512(yi + q, acc);
+    }
+}
+#endif
+
+/* The noise phase of docs/pouw.md §5-7 on the left operand, one pass over A (rows in
+ * parallel): A' + 128 (the kernels' uint8 left operand) and Y = A'·F_L. E_L's doubled row and
+ * A''s widened row stay in L1; no E or F_L matrix exists. isa: as pouw_fused's (AVX-512
+ * gathers from 2 up, the portable loop below). */
+void pouw_noisy_left(const int8_t *a, int64_t m, int64_t k, int64_t r, const int8_t *el,
+                     const int32_t *idx_e, const int32_t *gidx, const int32_t *gsign,
+                     uint8_t *a_biased, int32_t *y, int isa) {
+    const int best = pouw_best_isa();
+    const int vector = (isa < 0 ? best : (isa < best ? isa : best)) >= 2 && r % 16 == 0;
+#pragma omp parallel if (m * k >= POUW_PARALLEL_MIN)
+    {
+        int32_t *doubled = (int32_t *)malloc((size_t)(2 * r) * sizeof(int32_t));
+        int32_t *wide = (int32_t *)malloc((size_t)k * sizeof(int32_t));
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < m; i++) {
+            for (int64_t j = 0; j < r; j++) {
+                doubled[j] = el[i * r + j];
+                doubled[r + j] = -(int32_t)el[i * r + j];
+            }
+#ifdef POUW_X86
+            if (vector) {
+                noisy_left_row_avx512(a + i * k, k, r, doubled, idx_e, gidx, gsign,
+                                      a_biased + i * k, wide, y + i * r);
+                continue;
+            }
+#endif
+            noisy_left_row(a + i * k, k, r, doubled, idx_e, gidx, gsign, a_biased + i * k, wide,
+                           y + i * r);
+        }
+        free(wide);
+        free(doubled);
+    }
+    (void)vector;
+}
+
+/* The same on the right operand: B' = B + F, F[i, :] = sign_f[i]·F_R[perm_f[i], :], written
+ * straight into the kernels' layout with its bias compensation (as pouw_pack_b lays B' out),
+ * and Z = E_R·B, Z[perm_e[i], :] += sign_e[i]·B[i, :]. Each thread owns a range of column
+ * blocks and reads B row by row (contiguous), four rows at a time (one 4-deep k group);
+ * z must be zeroed by the caller. */
+void pouw_noisy_right(const int8_t *b, int64_t k, int64_t n, int64_t r, const int8_t *fr,
+                      const int32_t *perm_f, const int8_t *sign_f, const int32_t *perm_e,
+                      const int8_t *sign_e, int8_t *bp, uint32_t *comp, int32_t *z) {
+    const int64_t nb = column_blocks(n), npad = nb * BLOCK_COLS, groups = k / 4;
+#pragma omp parallel if (k * n >= POUW_PARALLEL_MIN)
+    {
+        int64_t tid = 0, nth = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nth = omp_get_num_threads();
+#endif
+        const int64_t cb0 = nb * tid / nth, cb1 = nb * (tid + 1) / nth;
+        const int64_t col0 = cb0 * BLOCK_COLS, width = (cb1 - cb0) * BLOCK_COLS;
+        const int64_t live = (cb1 * BLOCK_COLS < n ? cb1 * BLOCK_COLS : n) - col0;
+        int32_t *sums = (int32_t *)calloc((size_t)(width > 0 ? width : 1), sizeof(int32_t));
+        int8_t *quad = (int8_t *)calloc((size_t)(4 * width > 0 ? 4 * width : 1), 1);
+        for (int64_t g = 0; g < groups && width > 0; g++) {
+            for (int64_t q = 0; q < 4; q++) {
+                const int64_t i = 4 * g + q;
+                const int8_t *brow = b + i * n + col0;
+                const int8_t *frow = fr + (int64_t)perm_f[i] * n + col0;
+                int32_t *zrow = z + (int64_t)perm_e[i] * n + col0;
+                const int32_t sf = sign_f[i], se = sign_e[i];
+                int8_t *qrow = quad + q * width;
+                for (int64_t j = 0; j < live; j++) {
+                    const int32_t v = (int32_t)brow[j] + sf * (int32_t)frow[j];
+                    qrow[j] = (int8_t)v;
+                    sums[j] += v;
+                    zrow[j] += se * (int32_t)brow[j];
+                }
+            }
+            for (int64_t cb = cb0; cb < cb1; cb++) {
+                int8_t *dst = bp + cb * groups * STEP_BYTES + g * STEP_BYTES;
+                const int64_t off = (cb - cb0) * BLOCK_COLS;
+                for (int j = 0; j < BLOCK_COLS; j++)
+                    for (int q = 0; q < 4; q++) dst[j * 4 + q] = quad[q * width + off + j];
+            }
+            if ((4 * g + 4) % r == 0) {
+                const int64_t c = (4 * g + 4) / r - 1;
+                for (int64_t j = 0; j < width; j++)
+                    comp[c * npad + col0 + j] = (uint32_t)(128 * sums[j]);
+            }
+        }
+        free(quad);
+        free(sums);
+    }
+}
+
 static void record(pouw_candidate *cands, int64_t max_cands, int64_t *count, int32_t tile_row,
                    int32_t tile_col, int32_t chunk, uint64_t state) {
     int64_t slot;
@@ -104,9 +254,13 @@ static int64_t fused_generic(const uint8_t *a, const int8_t *bp, const uint32_t 
     const int64_t nb = column_blocks(n), npad = nb * BLOCK_COLS, groups = k / 4;
     const int64_t tile_cols = n / TILE_W, row_blocks = rows / TILE_H, chunks = k / r;
     int64_t count = 0;
+    const int64_t per_panel = panel_blocks(k, TILE_H, row_blocks);
+    const int64_t panels = (row_blocks + per_panel - 1) / per_panel;
 #pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t rp = 0; rp < panels; rp++) {
     for (int64_t cb = 0; cb < nb; cb++) {
-        for (int64_t rb = 0; rb < row_blocks; rb++) {
+        const int64_t rb_end = (rp + 1) * per_panel < row_blocks ? (rp + 1) * per_panel : row_blocks;
+        for (int64_t rb = rp * per_panel; rb < rb_end; rb++) {
             uint32_t acc[TILE_H][BLOCK_COLS];
             uint64_t st[TILES_PER_BLOCK];
             memset(acc, 0, sizeof acc);
@@ -175,6 +329,7 @@ static int64_t fused_generic(const uint8_t *a, const int8_t *bp, const uint32_t 
                 }
         }
     }
+    }
     return count;
 }
 
@@ -195,9 +350,13 @@ static int64_t fused_avx512(const uint8_t *a, const int8_t *bp, const uint32_t *
     const int64_t nb = column_blocks(n), npad = nb * BLOCK_COLS, groups = k / 4;
     const int64_t tile_cols = n / TILE_W, row_blocks = rows / TILE_H, chunks = k / r;
     int64_t count = 0;
+    const int64_t per_panel = panel_blocks(k, TILE_H, row_blocks);
+    const int64_t panels = (row_blocks + per_panel - 1) / per_panel;
 #pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t rp = 0; rp < panels; rp++) {
     for (int64_t cb = 0; cb < nb; cb++) {
-        for (int64_t rb = 0; rb < row_blocks; rb++) {
+        const int64_t rb_end = (rp + 1) * per_panel < row_blocks ? (rp + 1) * per_panel : row_blocks;
+        for (int64_t rb = rp * per_panel; rb < rb_end; rb++) {
             const int64_t first_tile = cb * TILES_PER_BLOCK;
             const int64_t live = tile_cols - first_tile < TILES_PER_BLOCK
                                      ? tile_cols - first_tile : TILES_PER_BLOCK;
@@ -301,6 +460,7 @@ static int64_t fused_avx512(const uint8_t *a, const int8_t *bp, const uint32_t *
             }
         }
     }
+    }
     return count;
 }
 
@@ -391,9 +551,13 @@ static int64_t fused_amx(const uint8_t *a, const int8_t *bp, const uint32_t *com
         _tile_loadconfig(&cfg);
         int32_t buf[32 * 32] __attribute__((aligned(64)));
         int32_t dsum[32 * 32] __attribute__((aligned(64)));
+        const int64_t per_panel = panel_blocks(k, 32, blocks32);
+        const int64_t panels = (blocks32 + per_panel - 1) / per_panel;
 #pragma omp for collapse(2) schedule(static)
+        for (int64_t rp = 0; rp < panels; rp++) {
         for (int64_t cb = 0; cb < nb; cb++) {
-            for (int64_t rb = 0; rb < blocks32; rb++) {
+            const int64_t rb_end = (rp + 1) * per_panel < blocks32 ? (rp + 1) * per_panel : blocks32;
+            for (int64_t rb = rp * per_panel; rb < rb_end; rb++) {
                 const int64_t first_tile = cb * TILES_PER_BLOCK;
                 const int64_t live = tile_cols - first_tile < TILES_PER_BLOCK
                                          ? tile_cols - first_tile : TILES_PER_BLOCK;
@@ -487,6 +651,7 @@ static int64_t fused_amx(const uint8_t *a, const int8_t *bp, const uint32_t *com
                     _mm512_mask_storeu_epi32(orow + 16, m1, _mm512_load_si512(buf + i * 32 + 16));
                 }
             }
+        }
         }
         _tile_release();
     }

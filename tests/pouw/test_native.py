@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pouw import MAX_TARGET, MiningSession, available_backends, mine_product, native
-from pouw.params import TILE_H, TILE_W
+from pouw.noise import (
+    left_wide_factor,
+    noise_factors,
+    noisy_left,
+    noisy_right,
+    right_wide_factor,
+)
+from pouw.params import TILE_H, TILE_W, VALUE_MAX, VALUE_MIN, PouwParams
 from pouw.tickets import advance_states, fold_tiles, initial_states
 
 from .conftest import COMMITMENT, random_operands
@@ -166,3 +173,34 @@ def test_native_mining_with_small_panels_keeps_win_order() -> None:
     assert len(want.wins) >= 2
     assert [c.encode() for c in got.certificates] == [c.encode() for c in want.certificates]
     assert np.array_equal(got.product, want.product)
+
+
+@st.composite
+def noise_jobs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, bytes, PouwParams]:
+    r = draw(st.sampled_from([16, 32, 64, 128]))
+    params = PouwParams(m=TILE_H * draw(st.integers(1, 9)), k=r * draw(st.integers(1, 4)),
+                        n=TILE_W * draw(st.integers(1, 20)), r=r)
+    style = draw(st.sampled_from(["uniform", "extreme", "min", "max", "zero"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    a, b = (np.clip(entries(draw, shape, style, seed + i), VALUE_MIN, VALUE_MAX)
+            for i, shape in enumerate([(params.m, params.k), (params.k, params.n)]))
+    return a, b, draw(st.binary(min_size=32, max_size=32)), params
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=40, deadline=None)
+@given(job=noise_jobs())
+def test_noisy_operands_match_reference(
+        isa: int, job: tuple[np.ndarray, np.ndarray, bytes, PouwParams]) -> None:
+    """The C noise phase equals pouw.noise's: A' + 128, B' packed with its compensation, and
+    Y = A'·F_L, Z = E_R·B against int64 products with the dense signed-permutation stacks."""
+    a, b, seed, params = job
+    f = noise_factors(seed, params)
+    got = native.noisy_operands(a, b, f, isa=isa)
+    a_noisy, b_noisy = noisy_left(a, f), noisy_right(b, f)
+    assert np.array_equal(got.left_biased, native.biased_left(a_noisy))
+    packed = native.pack_right(b_noisy, params.r)
+    assert np.array_equal(got.right.blocks, packed.blocks)
+    assert np.array_equal(got.right.compensation, packed.compensation)
+    assert np.array_equal(got.y, a_noisy.astype(np.int64) @ right_wide_factor(f).astype(np.int64))
+    assert np.array_equal(got.z, left_wide_factor(f).astype(np.int64) @ b.astype(np.int64))

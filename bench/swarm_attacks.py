@@ -19,7 +19,10 @@ nothing):
 * ``good+bad``: mark the target GOOD and every other answer BAD, and prefer it in pairs
   (issue 11's attack);
 * ``self``: the target's own author judges (weight s), voting down every answer better than
-  its own in pairs and screen (its votes on its own answer are dropped by the rules);
+  its own in pairs and screen (its votes on its own answer are dropped by the rules); the
+  control is the same judge voting honestly, and *without its votes* (``base tgt%``) the
+  same round (same request, so the same schedule and tie order) with it selected but silent;
+  its goal: own answer first no more often than the larger of the two + 1 point;
 * ``random``: adversaries vote uniformly at random (no target);
 * ``omission``: the settler leaves out the heaviest honest judge's opening (that judge
   becomes a no-show); reported: outcome changed, honest node slashed (without the inclusion
@@ -157,9 +160,9 @@ def adversary_weights(trial: Trial, share: float, seeds: Sequence[bytes]) -> dic
 
 def settle_round(trial: Trial, judges: dict[bytes, tuple[PairVote, ScreenVote]],
                  weights: dict[bytes, int], *, drop_opening: bytes | None = None,
-                 author: tuple[int, bytes] | None = None) -> RoundSettlement:
+                 author: tuple[int, bytes] | None = None, silent: int = 0) -> RoundSettlement:
     """Build and settle the signed round (`signed_round`)."""
-    r = signed_round(trial, judges, author=author)
+    r = signed_round(trial, judges, author=author, silent=silent)
     if drop_opening is not None:
         gone = public_key(drop_opening)
         r.judgment_openings = [o for o in r.judgment_openings if o.node != gone]
@@ -189,9 +192,11 @@ def omission_provable(trial: Trial, judges: dict[bytes, tuple[PairVote, ScreenVo
 
 
 def signed_round(trial: Trial, judges: dict[bytes, tuple[PairVote, ScreenVote]], *,
-                 author: tuple[int, bytes] | None = None) -> Round:
+                 author: tuple[int, bytes] | None = None, silent: int = 0) -> Round:
     """The signed round: answers by quality, ``judges`` voting as given; ``author`` =
-    (quality, seed): that answer is written by that judge."""
+    (quality, seed): that answer is written by that judge; ``silent`` more judges were asked
+    for but never commit (the request, hence the round id, schedule and tie order, is that
+    of the round with them)."""
     by_text = {trial.text(q): q for q in trial.quality}
     answer_seeds = [author[1] if author is not None and q == author[0]
                     else seed(f"attack t{trial.number} a{q}") for q in trial.quality]
@@ -203,7 +208,8 @@ def signed_round(trial: Trial, judges: dict[bytes, tuple[PairVote, ScreenVote]],
         return judges[j][1](j, by_text[text])
 
     request = make_request(seed(f"attack client {trial.number}"), fee=FEE,
-                           answers=len(trial.quality), judges=len(judges), nonce=trial.number)
+                           answers=len(trial.quality), judges=len(judges) + silent,
+                           nonce=trial.number)
     return build_round(request=request,
                        answers=list(zip(answer_seeds,
                                         (trial.text(q) for q in trial.quality), strict=True)),
@@ -382,8 +388,10 @@ def run_trial(number: int, tallies: dict[tuple[str, float | None], Tally],
         self_answers.pop(public_key(seed(f"attack t{number} a{own}")))
         self_answers[public_key(author)] = own
         self_weights = trial.weights | adversary_weights(trial, share, [author])
-        # its baseline: the same answers (so the same schedule), without it judging
-        self_base = settle_round(trial, honest_judges, trial.weights, author=(own, author))
+        # its baseline: the same round (answers, request, so schedule and tie order) with
+        # the promoter selected as a judge but silent
+        self_base = settle_round(trial, honest_judges, trial.weights, author=(own, author),
+                                 silent=1)
         promoted = settle_round(trial, honest_judges | {author: self_promoting_votes(trial)},
                                 self_weights, author=(own, author))
         fair = settle_round(trial, honest_judges | {author: honest_votes}, self_weights,

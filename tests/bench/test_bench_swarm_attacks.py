@@ -63,6 +63,21 @@ def test_the_default_judge_count_keeps_a_30pct_coalition_target_off_the_top() ->
         assert tallies[("good+bad", 0.3)].target_first == target_first, judges
 
 
+def test_a_self_promoter_at_30pct_gets_what_voting_honestly_would_give_it() -> None:
+    """Trial 47 (found by scanning the bench's first 200 rounds at the default judge count
+    through the real settle, with the clipping before and after 2026-12-05): the author of
+    the second-best answer judges with 30% of the weight and votes down the best answer in
+    every pair and screen. When a dissenting conflicted vote was dropped, this withheld the
+    support its honest vote gives the best answer and its own answer ranked first; now its
+    weight counts for the other judges' consensus, so the round ranks as if it had voted
+    honestly (the control), and its answer is not first."""
+    tallies: dict[tuple[str, float | None], Tally] = {}
+    run_trial(47, tallies, ("self",), DEFAULT_ROUND_JUDGES)
+    cell = tallies[("self", 0.3)]
+    assert (cell.target_first, cell.control_target_first) == (0, 0)
+    assert cell.changed == cell.control_changed
+
+
 def test_a_round_of_n_judges_gives_the_coalition_its_share_of_the_seats() -> None:
     assert [coalition_seats(s, 15) for s in (0.1, 0.2, 0.3, 0.33)] == [2, 3, 5, 5]
     assert coalition_seats(0.3, 10) == 3 and coalition_seats(0.1, 4) == 1

@@ -126,8 +126,9 @@ def conflicted_round(selfish: bool) -> tuple[dict[bytes, bytes], dict[bytes, int
 
 
 def test_a_conflicted_judge_only_confirms_the_other_judges() -> None:
-    """Issue 11: an answerer-judge voting down the answers that beat its own. Its votes count
-    only where they agree with the other judges, so its attack changes nothing."""
+    """Issue 11: an answerer-judge voting down the answers that beat its own. Where the other
+    judges hold ⅔ its weight counts for their consensus whatever it votes, so its attack
+    changes nothing."""
     results = {}
     for selfish in (False, True):
         verdicts, weights, own, pairs = conflicted_round(selfish)
@@ -143,6 +144,38 @@ def test_a_conflicted_judge_only_confirms_the_other_judges() -> None:
     marks = {node: v[len(pairs):] for node, v in verdicts.items()}
     tally = [sum(weights[node] for node in verdicts if marks[node][4] == m) for m in range(3)]
     assert 3 * tally[SCREEN_GOOD] < 2 * (tally[SCREEN_GOOD] + tally[SCREEN_BAD])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**9))
+def test_where_the_others_hold_two_thirds_a_conflicted_judges_votes_do_not_matter(
+        trial: int) -> None:
+    """Yuma-style clipping to the consensus (docs/swarm.md §5.2a): where the judges without a
+    conflict hold at least ⅔ of every item's weight, whatever the answerer-judges vote (two
+    random judgments each, noisy judges around them) the tallies, fit, tiers and ranking are
+    the same, so a self-promoter gets exactly what voting honestly would give it. Dropping a
+    dissenting vote instead (the rule before) let it withhold support from its rivals."""
+    rng = random.Random(trial)
+    n = rng.randint(3, 9)
+    pairs = list(judging_pairs(trial.to_bytes(32, "big"), n))
+    free = {bytes([1, k]) * 16: bytes(rng.randrange(3) for _ in range(len(pairs) + n))
+            for k in range(rng.randint(1, 5))}
+    weights = {node: rng.randint(1, 1000) for node in free}
+    budget = sum(weights.values()) // 2  # conflicted weight <= free / 2: free >= 2/3 of all
+    authors = rng.sample(range(n), rng.randint(1, 2))
+    own = {bytes([2, k]) * 16: i for k, i in enumerate(authors)}
+    for node in own:
+        weights[node] = rng.randint(0, budget // len(own))
+    results = []
+    for _ in range(2):
+        verdicts = free | {node: bytes(rng.randrange(3) for _ in range(len(pairs) + n))
+                           for node in own}
+        results.append(aggregate(n=n, pairs=pairs, verdicts=verdicts, weights=weights,
+                                 own_answer=own, seed=b"x"))
+    first, second = results
+    assert first.fit == second.fit
+    assert first.tiers == second.tiers
+    assert first.ranking == second.ranking
 
 
 def test_conflicted_judges_with_over_a_third_are_not_clipped() -> None:

@@ -14,6 +14,10 @@ Usage: ``python bench/explorer.py [--repeat 5] [--min-height 12] [--screenshots 
 ``--registered``: the nodes stake, register and calibrate first (arith-l variants), so the
 round is drawn from the registry and settles on chain with payouts and reputation changes.
 ``--screenshots DIR`` writes DIR/explorer-overview.png and DIR/explorer-round.png (the README's).
+Also reported: how long this machine takes to compute the inference-root index (the B roots of
+every shipped model's weights, padded for every r: `node.api.explorer.work.InferenceRoots`,
+first and second run) and how a node that mines nothing labels the testnet's blocks
+(GET /explorer/blocks on node 1).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* helpers
 from consensus.genesis import dev_seed
 from consensus.tx import sign_transaction
 from contracts import Transfer
+from node.api.explorer.pages import MAX_ROWS
+from node.api.explorer.work import SOURCES, InferenceRoots
 from testnet.genesis import DEV_CHAIN_ID
 from tests.framework.explorer import (
     ConsoleLog,
@@ -103,6 +109,17 @@ def measure(page: Page, url: str, status: int) -> tuple[float, float]:
     return navigation_ms(page), server
 
 
+def inference_roots() -> dict[str, Any]:
+    """The explorer's inference-root index, computed twice here (ms): its size and cost."""
+    times, roots = [], {}
+    for _ in range(2):
+        started = time.perf_counter()
+        roots = InferenceRoots(None).compute()
+        times.append(round((time.perf_counter() - started) * 1000, 1))
+    return {"roots": len(roots), "models": len(set(roots.values())), "first_ms": times[0],
+            "second_ms": times[1]}
+
+
 def run(repeat: int, min_height: int, screenshots: Path | None,
         registered: bool) -> dict[str, Any]:
     chromium = chromium_path()
@@ -115,6 +132,9 @@ def run(repeat: int, min_height: int, screenshots: Path | None,
             nodes = start_registered_testnet(network) if registered else \
                 start_explorer_testnet(network, model_url)
             pages = prepare(nodes, min_height, settled=registered)
+            view = nodes[1].api("GET", f"/explorer/blocks?count={MAX_ROWS}", auth=False)
+            labelled = {source: sum(b["source"] == source for b in view["blocks"])
+                        for source in SOURCES}
             base = nodes[0].url
             rows: dict[str, dict[str, float]] = {}
             errors: list[str] = []
@@ -146,7 +166,8 @@ def run(repeat: int, min_height: int, screenshots: Path | None,
     slowest = max(max(r["cold_ms"], r["warm_max_ms"]) for r in rows.values())
     return {"bench": "explorer", "repeat": repeat, "pages": rows, "slowest_ms": slowest,
             "goal_ms": GOAL_MS, "under_goal": slowest < GOAL_MS, "console_errors": errors,
-            "min_height": min_height, "registered": registered}
+            "min_height": min_height, "registered": registered,
+            "labelled_on_node1": labelled, "inference_roots": inference_roots()}
 
 
 def main() -> None:
@@ -171,6 +192,10 @@ def main() -> None:
     print(f"slowest {result['slowest_ms']:.1f} ms (goal < {GOAL_MS:.0f} ms: "
           f"{'met' if result['under_goal'] else 'MISSED'}); console errors: "
           f"{len(result['console_errors'])}")
+    roots = result["inference_roots"]
+    print(f"inference roots: {roots['roots']} of {roots['models']} models in "
+          f"{roots['first_ms']:.1f} ms (again {roots['second_ms']:.1f} ms); node 1 labels "
+          + ", ".join(f"{n} {s}" for s, n in result["labelled_on_node1"].items()))
     if args.json:
         print(json.dumps(result))
     sys.exit(0 if not result["console_errors"] else 1)

@@ -31,6 +31,7 @@ from node.api.chain import MAX_HISTORY, Api, block_json, tx_json
 from node.api.chat import model_name
 from node.api.errors import ApiError
 from node.api.explorer.work import (
+    INFERENCE,
     SOURCES,
     BlockRow,
     InferenceRoots,
@@ -38,6 +39,7 @@ from node.api.explorer.work import (
     WorkSources,
     rate_chart,
     recent_rows,
+    source_of,
     work_chart,
     work_shares,
 )
@@ -182,8 +184,22 @@ class Explorer:
         if block is None:
             return self.not_found(request, f"block {ref}")
         view = block_json(block, chain=chain, full_txs=True)
+        source, model = await self.work_source(block.header)
         return self.page(request, "block.html", title=f"block {block.header.height}",
-                         block=view, cert=certificate_view(block.header))
+                         block=view, cert=certificate_view(block.header), source=source,
+                         model=model)
+
+    async def work_source(self, header: BlockHeader) -> tuple[str, str | None]:
+        """The block's work source (`work.source_of`) and, for inference, its model."""
+        inference = await self.inference.roots()
+
+        def source() -> str:
+            self.job_roots.catch_up(self.node.chain)
+            return source_of(header, jobs=self.job_roots, state=State(
+                self.node.chain.state_view()), inference=inference, miner=self.miner)
+
+        found = await self.api.on_chain(source)
+        return found, inference.get(header.root_b) if found == INFERENCE else None
 
     async def tx(self, request: web.Request) -> web.Response:
         ref = request.match_info["tx_id"]

@@ -4,7 +4,7 @@ What the chain records per block is the header's operand roots (``root_a``, ``ro
 shape. A paid matmul job is recorded too: its `JobRecord` carries the padded operands' roots,
 the very roots the header carries when its miner mined the job (contracts/jobs.py), so a
 block whose roots match a job on chain is "jobs" for any miner. An inference product's B is
-one of its model's int8 weight matrices, padded as `swarm.runtime.builtin.mining_hook` pads
+one of its model's int8 weight matrices, padded as `swarm.runtime.mined.mining_hook` pads
 it: a block whose ``root_b`` is such a padded weight's root (`InferenceRoots`, the models
 this node knows) is "inference", for any miner. Everything else is "self" (self-generated
 work, or a model this node does not know): a heuristic, not a consensus fact
@@ -25,7 +25,8 @@ from contracts.jobs import JobRequest, job_id_of, job_record
 from core.state import State
 from node.chain.chainstore import ChainStore
 from node.logging import get_logger, log_event
-from swarm.runtime.builtin import VARIANT_NAMES, ArithModel, mined_weight_roots, variant_path
+from swarm.runtime.mined import mined_weight_roots
+from swarm.runtime.variants import VARIANT_NAMES, model_weights, variant_path
 
 log = get_logger("explorer")
 JOBS, INFERENCE, SELF, GENESIS = ("jobs", "inference", "self", "genesis")
@@ -65,7 +66,7 @@ class InferenceRoots:
         models: list[tuple[str, Mapping[str, np.ndarray]]] = []
         for name in VARIANT_NAMES:
             try:
-                models.append((name, ArithModel(variant_path(name)).weights))
+                models.append((name, model_weights(variant_path(name))))
             except (OSError, ValueError) as exc:  # a damaged install: label what it can
                 log_event(log, "explorer.model_unreadable", model=name, error=str(exc))
         if isinstance(self.backend, WeightOperands) and \

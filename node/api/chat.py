@@ -71,10 +71,9 @@ from node.swarm.round import RoundState
 from node.swarm.service import SwarmService
 from swarm.bradley_terry import FRACTION_BITS
 from swarm.messages import MAX_PROMPT, RequestAnnouncement
-from swarm.runtime.base import InferenceBackend, file_model_id
-from swarm.runtime.builtin import VARIANT_NAMES, variant_path
-from swarm.runtime.llm.backend import SmolLM2Backend
+from swarm.runtime.base import ChatModelBackend, InferenceBackend, file_model_id
 from swarm.runtime.llm.shipped import MODEL_ID as SMOLLM2_MODEL_ID
+from swarm.runtime.variants import VARIANT_NAMES, variant_path
 
 MODEL_NAME = "pouwchain-swarm"
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
@@ -249,9 +248,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
     return ChatRequest(question, stream, fee, model, options, include_usage)
 
 
-def _tokenizer(backend: InferenceBackend | None) -> SmolLM2Backend | None:
-    """The node's SmolLM2 backend, whose tokenizer measures prompts exactly."""
-    return backend if isinstance(backend, SmolLM2Backend) else None
+def _tokenizer(backend: InferenceBackend | None) -> ChatModelBackend | None:
+    """The node's language model (SmolLM2), whose tokenizer measures prompts exactly."""
+    return backend if isinstance(backend, ChatModelBackend) else None
 
 
 def count_tokens(backend: InferenceBackend | None, served: bytes | None, text: str, *,
@@ -265,11 +264,7 @@ def count_tokens(backend: InferenceBackend | None, served: bytes | None, text: s
     to ``max_tokens`` in."""
     llm = _tokenizer(backend)
     if llm is not None and (served is None or served == llm.model_id):
-        if chat:
-            tokens = prompt_tokens(llm, text)
-            assert tokens is not None
-            return tokens
-        return len(llm.engine.encode(text))
+        return llm.prompt_tokens(text) if chat else llm.count_tokens(text)
     if served is not None and known_models().get(served) in VARIANT_NAMES:
         return len(text)
     words = len(text.split())
@@ -282,9 +277,7 @@ def prompt_tokens(backend: InferenceBackend | None, question: str) -> int | None
     llm = _tokenizer(backend)
     if llm is None:
         return None
-    messages = [] if llm.system_prompt is None else [
-        {"role": "system", "content": llm.system_prompt}]
-    return len(llm.engine.chat_ids([*messages, {"role": "user", "content": question}]))
+    return llm.prompt_tokens(question)
 
 
 async def check_context(backend: InferenceBackend | None, question: str,
@@ -295,7 +288,7 @@ async def check_context(backend: InferenceBackend | None, question: str,
     least one byte, so a prompt that passes surely fits; a longer one is refused)."""
     size = len(question.encode())
     llm = _tokenizer(backend)
-    window = CONTEXT_WINDOW if llm is None else llm.engine.config.context_length
+    window = CONTEXT_WINDOW if llm is None else llm.context_length
     if size <= MAX_PROMPT_BYTES and size + TEMPLATE_TOKENS + max_tokens <= window:
         return
     tokens = None if size > MAX_PROMPT_BYTES else \

@@ -4,24 +4,25 @@ by the node's miner when the node mines, warmed up at start.
 Two kinds of model run here (`swarm.runtime.factory` builds any other spec):
 
 - the built-in arithmetic variants (``builtin:arith-l``, ...): every weight matmul goes
-  through `swarm.runtime.builtin.mining_hook`;
+  through `swarm.runtime.mined.mining_hook`;
 - the shipped language model, SmolLM2-135M-Instruct (``smollm2``, ``smollm2:<cache dir>``;
   `swarm.runtime.llm`): int8 W8A8 linears whose every product goes through the same hook.
   Its conversion cache lives beside the node's data (``<datadir>/llm-cache``) unless the
-  spec names a directory. `LLMSwarmBackend` adapts it to the round: the sampling seed of a
-  round's answer is drawn from (round id, node id) (`round_seed`), answers asked at the same
-  time are generated in one batch, and a round's judging (pairs and screen) is one batched
-  scoring pass (`LLMSwarmBackend.judge_round`).
+  spec names a directory. `swarm.runtime.llm.batched.LLMSwarmBackend` adapts it to the
+  round: the sampling seed of a round's answer is drawn from (round id, node id)
+  (`round_seed`), answers asked at the same time are generated in one batch, and a round's
+  judging (pairs and screen) is one batched scoring pass (`LLMSwarmBackend.judge_round`).
 
 On a mining node (``miner``) each product is `Miner.mine_product`: its transcript yields
 tickets on the current block template, so the swarm's inference is the useful work. A
 non-mining node computes the same products plainly (the same bits).
+
+Nothing here imports torch: the factory imports the module of the model a spec names, so a
+node without a swarm backend starts without it (issue 12).
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,15 +35,11 @@ from node.config import LLM_BACKEND_KIND, is_llm_spec
 from node.logging import get_logger, log_event
 from node.swarm.host import MinedProduct, ProductMiner
 from swarm.runtime.base import Answer, BackendError, InferenceBackend, Judgment
-from swarm.runtime.builtin import mining_hook
-from swarm.runtime.factory import make_backend
-from swarm.runtime.llm.backend import SmolLM2Backend
-from swarm.runtime.llm.engine import LlamaEngine, load_engine
+from swarm.runtime.factory import make_backend, make_round_llm
+from swarm.runtime.mined import mining_hook
 
 log = get_logger("swarm")
 LLM_CACHE_DIR = "llm-cache"  # the language model's conversion cache, in the node's datadir
-#: answers generated in one batch at most (pending prompts beyond wait for the next batch)
-MAX_ANSWER_BATCH = 8
 
 
 class MinedProducts:
@@ -55,7 +52,7 @@ class MinedProducts:
         self.miner = miner
 
     def mine(self, a: np.ndarray, b: np.ndarray) -> MinedProduct:
-        """A·B through the miner (`swarm.runtime.builtin.mining_hook` calls this)."""
+        """A·B through the miner (`swarm.runtime.mined.mining_hook` calls this)."""
         return self.miner.mine_product(a, b)
 
 
@@ -89,118 +86,9 @@ def round_seed(round_id: bytes, node_id: bytes) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-@dataclasses.dataclass
-class _Pending:
-    prompt: str
-    max_tokens: int
-    seed: int
-    future: asyncio.Future[Answer]
-    stop: tuple[str, ...] = ()
-    temperature: float | None = None
-
-    @property
-    def batch_key(self) -> tuple[int, tuple[str, ...], float | None]:
-        """Answers batch together when they share these."""
-        return self.max_tokens, self.stop, self.temperature
-
-
-class LLMSwarmBackend(SmolLM2Backend):
-    """`SmolLM2Backend` for the swarm round (see the module docstring): the
-    `InferenceBackend` methods, plus `answer_seeded` (answers pending at the same time are
-    generated in one batch, each with its own seed) and `judge_round` (one scoring pass for
-    a round's pairs and screen). Being a `SmolLM2Backend`, its tokenizer and engine are
-    there for whoever measures prompts (the chat API)."""
-
-    def __init__(self, engine: LlamaEngine, *, system_prompt: str | None = None,
-                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
-                 max_batch: int = MAX_ANSWER_BATCH) -> None:
-        super().__init__(engine, system_prompt=system_prompt, temperature=temperature,
-                         top_p=top_p, seed=seed)
-        self.max_batch = max_batch
-        self._pending: list[_Pending] = []
-        self._drain: asyncio.Task[None] | None = None
-        self.answer_batches = 0  # generate calls made for answers
-        self.answers_generated = 0
-
-    def inference_stats(self) -> dict[str, int]:
-        stats = self.engine.stats
-        return {"products": 0 if stats is None else stats.products,
-                "macs": 0 if stats is None else stats.macs,
-                "answer_batches": self.answer_batches, "answers": self.answers_generated}
-
-    # -- answering: pending prompts in one batch ---------------------------------------------
-
-    async def answer_seeded(self, prompt: str, *, max_tokens: int, seed: int,
-                            stop: Sequence[str] = (),
-                            temperature: float | None = None) -> Answer:
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(prompt, max_tokens, seed, future, tuple(stop),
-                                      temperature))
-        if self._drain is None or self._drain.done():
-            self._drain = asyncio.create_task(self._answer_pending())
-        return await future
-
-    async def _answer_pending(self) -> None:
-        """Generate every pending answer, a batch (same max_tokens) at a time: the prompts
-        that came while a batch ran share the next one."""
-        while self._pending:
-            first = self._pending[0]
-            batch = [p for p in self._pending if p.batch_key == first.batch_key and
-                     not p.future.done()][:self.max_batch]
-            taken = {id(p) for p in batch}
-            self._pending = [p for p in self._pending
-                             if id(p) not in taken and not p.future.done()]
-            if not batch:
-                continue
-            try:
-                answers = await asyncio.to_thread(
-                    self.answer_many, [p.prompt for p in batch], max_tokens=first.max_tokens,
-                    seeds=[p.seed for p in batch], stop=first.stop,
-                    temperature=first.temperature)
-            except Exception as exc:  # one bad prompt: answer the others one by one
-                if len(batch) == 1:
-                    _fail(batch[0].future, exc)
-                    continue
-                for p in batch:
-                    await self._answer_one(p)
-                continue
-            self._deliver(batch, answers)
-
-    async def _answer_one(self, pending: _Pending) -> None:
-        """``pending`` alone (its batch failed): its own answer, or its own error."""
-        try:
-            answers = await asyncio.to_thread(self.answer_many, [pending.prompt],
-                                              max_tokens=pending.max_tokens,
-                                              seeds=[pending.seed], stop=pending.stop,
-                                              temperature=pending.temperature)
-        except Exception as exc:
-            _fail(pending.future, exc)
-            return
-        self._deliver([pending], answers)
-
-    def _deliver(self, batch: list[_Pending], answers: list[Answer]) -> None:
-        self.answer_batches += 1
-        self.answers_generated += len(batch)
-        for p, answer in zip(batch, answers, strict=True):
-            if not p.future.done():
-                p.future.set_result(answer)
-
-    async def answer(self, prompt: str, *, max_tokens: int) -> Answer:
-        return await self.answer_seeded(prompt, max_tokens=max_tokens, seed=self.seed)
-
-    # judging (`judge_round`: a round's pairs and screen in one scoring pass) is
-    # SmolLM2Backend's
-
-
-def _fail(future: asyncio.Future[Answer], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc if isinstance(exc, BackendError)
-                             else BackendError(f"{type(exc).__name__}: {exc}"))
-
-
 def load_llm(spec: str, *, datadir: Path | None, miner: ProductMiner | None = None,
              temperature: float | None = None,
-             system_prompt: str | None = None) -> LLMSwarmBackend:
+             system_prompt: str | None = None) -> InferenceBackend:
     """The shipped language model of ``spec`` (``smollm2`` or ``smollm2:<cache dir>?...``,
     options as `swarm.runtime.factory`), its cache in ``datadir/llm-cache`` unless the spec
     names one; ``temperature`` and ``system_prompt`` (node config) override the spec's."""
@@ -212,11 +100,9 @@ def load_llm(spec: str, *, datadir: Path | None, miner: ProductMiner | None = No
         cache = Path(datadir) / LLM_CACHE_DIR
     else:
         raise BackendError("smollm2 without a cache directory needs the node's datadir")
-    product = None if miner is None else mining_hook(MinedProducts(miner))
-    engine = load_engine(cache_dir=cache, int8=options.get("float", "0") not in ("1", "true"),
-                         product=product)
-    return LLMSwarmBackend(
-        engine,
+    return make_round_llm(
+        cache_dir=cache, int8=options.get("float", "0") not in ("1", "true"),
+        product=None if miner is None else mining_hook(MinedProducts(miner)),
         system_prompt=system_prompt if system_prompt is not None else options.get("system"),
         temperature=temperature if temperature is not None else float(
             options.get("temperature", "0")),
@@ -253,5 +139,5 @@ async def warm_up(backend: InferenceBackend) -> None:
         log_event(log, "swarm.warm_up_failed", error=str(exc))
 
 
-__all__ = ["LLM_BACKEND_KIND", "LLMSwarmBackend", "MinedProducts", "RoundBackend",
+__all__ = ["LLM_BACKEND_KIND", "MinedProducts", "RoundBackend",
            "inference_stats", "load_llm", "make_swarm_backend", "round_seed", "warm_up"]

@@ -26,9 +26,12 @@ import math
 from typing import Any
 
 from node.swarm.backend import RoundBackend
-from swarm.runtime.base import Answer, InferenceBackend
-from swarm.runtime.builtin import BuiltinBackend
-from swarm.runtime.llm.backend import SmolLM2Backend
+from swarm.runtime.base import (
+    Answer,
+    CharacterModelBackend,
+    ChatModelBackend,
+    InferenceBackend,
+)
 
 #: the most tokens a client may ask for (a reveal carries at most 64 KiB of answer)
 MAX_TOKENS_LIMIT = 4096
@@ -104,12 +107,12 @@ async def generate(backend: InferenceBackend, prompt: str, options: GenerationOp
                                              seed=0 if seed is None else seed,
                                              stop=options.stop,
                                              temperature=options.temperature)
-    elif isinstance(backend, SmolLM2Backend):
+    elif isinstance(backend, ChatModelBackend):
         answer = (await asyncio.to_thread(
             backend.answer_many, [prompt], max_tokens=max_tokens, stop=options.stop,
             temperature=options.temperature))[0]
     else:
-        asked = max(max_tokens, default_max_tokens) if isinstance(backend, BuiltinBackend) \
+        asked = max(max_tokens, default_max_tokens) if isinstance(backend, CharacterModelBackend) \
             else max_tokens
         answer = await backend.answer(prompt, max_tokens=asked)
     text = bound_words(cut_at_stop(answer.text, options.stop), max_tokens)

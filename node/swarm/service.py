@@ -115,9 +115,9 @@ from swarm.runtime.base import (
     BackendTimeout,
     InferenceBackend,
     Outcome,
+    PromptTooLong,
     UnsupportedPrompt,
 )
-from swarm.runtime.llm.engine import PromptTooLong
 from swarm.selection import (
     ROLE_ANSWER,
     ROLE_JUDGE,

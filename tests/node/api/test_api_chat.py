@@ -16,10 +16,10 @@ import pytest
 from node.api.chat import check_context
 from node.builder import build_node
 from node.node import Node
-from node.swarm.backend import LLMSwarmBackend
 from node.swarm.generation import GenerationOptions
 from swarm.runtime.base import Answer, Judgment, Outcome, name_model_id
 from swarm.runtime.factory import make_backend
+from swarm.runtime.llm.batched import LLMSwarmBackend
 from swarm.runtime.llm.engine import load_engine
 from tests.framework.nodes import node_config
 from tests.framework.nodes import swarm_service as svc

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from node.api.errors import HttpLimits
 from node.node import Node
-from node.swarm.backend import LLMSwarmBackend
+from swarm.runtime.llm.batched import LLMSwarmBackend
 from tests.framework.chain import transfer
 from tests.framework.nodes import (
     ApiTestNode,

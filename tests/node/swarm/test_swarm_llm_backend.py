@@ -11,14 +11,9 @@ from pathlib import Path
 import pytest
 
 from node.config import ConfigError, NodeConfig
-from node.swarm.backend import (
-    LLM_CACHE_DIR,
-    LLMSwarmBackend,
-    RoundBackend,
-    make_swarm_backend,
-    round_seed,
-)
+from node.swarm.backend import LLM_CACHE_DIR, RoundBackend, make_swarm_backend, round_seed
 from swarm.runtime.base import InferenceBackend
+from swarm.runtime.llm.batched import LLMSwarmBackend
 
 QUESTION = "What is the capital of France?"
 

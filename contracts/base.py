@@ -21,6 +21,12 @@ class Payload:
     KIND_ID: ClassVar[int]
 
 
+#: How many recent block ids the chain store gives a transition (`TxContext.recent_block_ids`):
+#: enough for a calibration's seed window (`contracts.registry.CALIBRATION_WINDOW`) and for a
+#: swarm settlement's beacon block, at most `contracts.swarm.MAX_SETTLEMENT_LAG` blocks back.
+RECENT_BLOCK_COUNT = 128
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TxContext:
     """What an apply function may know besides the payload: who, when, and the rules."""
@@ -32,8 +38,8 @@ class TxContext:
     # contracts that need it reject the transaction then)
     parent_id: bytes = b""
     # ids of the chain's most recent blocks, newest first: the parent, its parent, ... (the
-    # chain store gives `contracts.registry.CALIBRATION_WINDOW` of them, fewer near genesis;
-    # empty: the parent alone, see `recent_ids`)
+    # chain store gives `RECENT_BLOCK_COUNT` of them, fewer near genesis; empty: the parent
+    # alone, see `recent_ids`)
     recent_block_ids: tuple[bytes, ...] = ()
 
     def recent_ids(self) -> tuple[bytes, ...]:
@@ -42,6 +48,13 @@ class TxContext:
         if self.recent_block_ids:
             return self.recent_block_ids
         return (self.parent_id,) if self.parent_id else ()
+
+    def block_id_at(self, height: int) -> bytes | None:
+        """The id of this chain's block at ``height`` (an ancestor of the block being built,
+        whose parent is at ``self.height - 1``) if it is one of the recent ids, else None."""
+        back = self.height - 1 - height
+        recent = self.recent_ids()
+        return recent[back] if 0 <= back < len(recent) else None
 
 
 ApplyFn = Callable[["State", Any, TxContext], None]

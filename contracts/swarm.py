@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, ClassVar
 
 from contracts.bank import credit, debit
-from contracts.base import Payload, PayloadKind, TxContext, require
+from contracts.base import RECENT_BLOCK_COUNT, Payload, PayloadKind, TxContext, require
 from contracts.escrow import pay_fee, refund_fee
 from contracts.registry import (
     RegisterSwarmNode,
@@ -118,6 +118,7 @@ from swarm.settlement import (
     BPS,
     DEFAULT_PARAMS,
     SettlementParams,
+    beacon_seed,
     decayed_reputation,
     settle,
 )
@@ -131,6 +132,8 @@ REPUTATION_HALF_LIFE = 50_000  # blocks
 # a settlement evaluates reputations at a height it names, at most this many blocks back, so
 # the outcome it claims does not depend on which block includes it
 MAX_SETTLEMENT_LAG = 100
+if MAX_SETTLEMENT_LAG >= RECENT_BLOCK_COUNT:
+    raise RuntimeError("a settlement must read its beacon block among the recent block ids")
 EPOCHS_KEY = b"swepochs"
 SNAPSHOT_PREFIX = b"swsnap/"
 SNAPSHOT_PAGE = 128  # candidates per page (a page stays below the 1 MiB value bound)
@@ -163,6 +166,7 @@ class SettleSwarmRound(Payload):
     KIND_ID: ClassVar[int] = 10
     request: Annotated[SwarmRequest, Nested(SwarmRequest)]
     reputation_height: U64  # reputations are decayed to this height
+    beacon_block: Hash32  # the round's beacon block (`beacon_fault`): its id seeds the ties
     answerers: SortedNodeIds
     judges: SortedNodeIds
     commitments: Annotated[tuple[Commitment, ...], ListOf(Nested(Commitment), MAX_COMMITMENTS,
@@ -378,10 +382,62 @@ def _round_inputs(table: Iterable[CandidateEntry], nodes: Iterable[bytes], *, he
     return reputations, stakes
 
 
+def beacon_height(request: SwarmRequest, params: ChainParams) -> int:
+    """The height of a round's beacon block: ``swarm_beacon_delay`` above the request's."""
+    return request.beacon_height + params.swarm_beacon_delay
+
+
+def beacon_fault(request: SwarmRequest, *, reputation_height: int, beacon_block: bytes,
+                 ctx: TxContext) -> str | None:
+    """The first tie-seed rule a settlement breaks, or None (docs/swarm.md §5.2a "Ties").
+
+    The round's tie seed is `swarm.settlement.beacon_seed` (round id, ``beacon_block``); the
+    block must be the settling chain's block at `beacon_height`, mined before this one."""
+    delay = ctx.params.swarm_beacon_delay
+    height = beacon_height(request, ctx.params)
+    # the round is drawn at or after the height its request names
+    if reputation_height < request.beacon_height:
+        return "swarm.beacon_height"
+    # ... and before its beacon block is mined (a stale request's beacon was known)
+    if delay and reputation_height >= height:
+        return "swarm.beacon_stale"
+    # the beacon block is mined below this block: until then the settlement waits
+    if height >= ctx.height:
+        return "swarm.beacon_pending"
+    # the settlement names this chain's block at that height (not another branch's)
+    if ctx.block_id_at(height) != beacon_block:
+        return "swarm.beacon_block"
+    return None
+
+
+#: On a network without a beacon delay (``swarm_beacon_delay`` 0) a node runs a request naming
+#: a height at most this many blocks below its tip, so the beacon block stays among the ids
+#: a settlement can read (`contracts.base.RECENT_BLOCK_COUNT`).
+MAX_REQUEST_LAG = 8
+
+
+def request_beacon_fault(request: SwarmRequest, *, height: int,
+                         params: ChainParams) -> str | None:
+    """Why a node whose tip is at ``height`` must not run ``request``'s round (drawn at that
+    height), or None: the settlement would break `beacon_fault`, or the beacon is known."""
+    delay = params.swarm_beacon_delay
+    if request.beacon_height > height:
+        return f"beacon_height {request.beacon_height} is above our tip ({height})"
+    if delay and height >= beacon_height(request, params):
+        return (f"beacon_height {request.beacon_height} is stale: its beacon block "
+                f"({beacon_height(request, params)}) is mined (tip {height}); sign the "
+                "request with the current tip height")
+    if not delay and height - request.beacon_height > MAX_REQUEST_LAG:
+        return (f"beacon_height {request.beacon_height} is more than {MAX_REQUEST_LAG} "
+                f"blocks below our tip ({height}); sign the request with the current tip height")
+    return None
+
+
 def build_settlement(
     state: State,
     *,
     height: int,
+    beacon_block: bytes,
     request: SwarmRequest,
     answerers: Iterable[bytes],
     judges: Iterable[bytes],
@@ -393,7 +449,8 @@ def build_settlement(
 ) -> SettleSwarmRound:
     """The payload a node sends to settle a round: inputs sorted, outcome computed from the
     candidate table of the epoch containing ``height`` (the height the round was selected
-    at), as validators will for any block up to `MAX_SETTLEMENT_LAG` later."""
+    at), as validators will for any block up to `MAX_SETTLEMENT_LAG` later, with ties
+    seeded by ``beacon_block`` (the chain's block at `beacon_height`, `beacon_fault`)."""
     answer_nodes = tuple(sorted(set(answerers)))
     judge_nodes = tuple(sorted(set(judges)))
     nodes = sorted(set(answer_nodes) | set(judge_nodes))
@@ -406,9 +463,10 @@ def build_settlement(
         request=request, answerers=answer_nodes, judges=judge_nodes, commitments=commitment_list,
         answer_openings=answer_list, judgment_openings=judgment_list,
         reputations=reputations, stakes=stakes, params=SETTLEMENT_PARAMS,
+        seed=beacon_seed(request.round_id(), beacon_block),
     ).outcome
     return SettleSwarmRound(request=request, reputation_height=height,
-                            answerers=answer_nodes, judges=judge_nodes,
+                            beacon_block=beacon_block, answerers=answer_nodes, judges=judge_nodes,
                             commitments=commitment_list, answer_openings=answer_list,
                             judgment_openings=judgment_list, outcome=outcome)
 
@@ -431,6 +489,11 @@ def apply_settle_swarm_round(state: State, payload: SettleSwarmRound, ctx: TxCon
     # reputations are evaluated at a recent height, not in the future
     require(ctx.height - MAX_SETTLEMENT_LAG <= payload.reputation_height <= ctx.height,
             "swarm.reputation_height")
+    fault = beacon_fault(request, reputation_height=payload.reputation_height,
+                         beacon_block=payload.beacon_block, ctx=ctx)
+    # the round's beacon block is this chain's, mined after the round was drawn (beacon_fault)
+    require(fault is None, fault or "")
+    tie_seed = beacon_seed(round_id, payload.beacon_block)
     # no more nodes than the client asked for
     require(len(payload.answerers) <= request.answers and len(payload.judges) <= request.judges,
             "swarm.too_many_nodes")
@@ -456,7 +519,7 @@ def apply_settle_swarm_round(state: State, payload: SettleSwarmRound, ctx: TxCon
         request=request, answerers=payload.answerers, judges=payload.judges,
         commitments=payload.commitments, answer_openings=payload.answer_openings,
         judgment_openings=payload.judgment_openings, reputations=reputations, stakes=stakes,
-        params=SETTLEMENT_PARAMS,
+        params=SETTLEMENT_PARAMS, seed=tie_seed,
     ).outcome
     # the claimed outcome must be exactly what the rules give on the epoch's table
     require(recomputed == payload.outcome, "swarm.settlement_mismatch")
@@ -471,7 +534,7 @@ def apply_settle_swarm_round(state: State, payload: SettleSwarmRound, ctx: TxCon
                           judgment_openings=payload.judgment_openings)
     _hold(state, request=request, reputation_height=height, answerers=payload.answerers,
           judges=payload.judges, root=leaves_root(leaves), full=True, outcome=recomputed,
-          reputations=reputations, stakes=stakes, ctx=ctx)
+          reputations=reputations, stakes=stakes, tie_seed=tie_seed, ctx=ctx)
 
 
 def _collect(state: State, request: SwarmRequest, outcome: RoundOutcome) -> int:
@@ -575,6 +638,7 @@ class HeldRound(Canonical):
     outcome: Annotated[RoundOutcome, Nested(RoundOutcome)]
     reputations: NodeValues  # table reputations the outcome was computed from
     stakes: NodeValues  # table stakes the slashes were sized from
+    tie_seed: Hash32  # the round's beacon seed (`beacon_fault`): a recompute uses it
     challenger: PublicKey = NO_CHALLENGER
     posted: Annotated[int, UInt(16)] = 0
     from_escrow: U64 = 0  # of the fee, taken from the client's escrow (a void puts it back)
@@ -607,6 +671,7 @@ class SettleSwarmRoot(Payload):
     KIND_ID: ClassVar[int] = 16
     request: Annotated[SwarmRequest, Nested(SwarmRequest)]
     reputation_height: U64
+    beacon_block: Hash32  # the round's beacon block (`beacon_fault`)
     data_root: Hash32
     outcome: Annotated[RoundOutcome, Nested(RoundOutcome)]
 
@@ -688,7 +753,7 @@ def settler_bond(request: SwarmRequest, outcome: RoundOutcome) -> int:
 def _hold(state: State, *, request: SwarmRequest, reputation_height: int,
           answerers: Iterable[bytes], judges: Iterable[bytes], root: bytes, full: bool,
           outcome: RoundOutcome, reputations: Mapping[bytes, int], stakes: Mapping[bytes, int],
-          ctx: TxContext) -> None:
+          tie_seed: bytes, ctx: TxContext) -> None:
     """Collect the round's money and hold its payouts for the inclusion window."""
     round_id = request.round_id()
     from_escrow = _collect(state, request, outcome)
@@ -704,7 +769,7 @@ def _hold(state: State, *, request: SwarmRequest, reputation_height: int,
         reputation_height=reputation_height, answerers=tuple(sorted(set(answerers))),
         judges=tuple(sorted(set(judges))), data_root=root, full=int(full), bond=bond,
         outcome=outcome, reputations=_node_values(reputations), stakes=_node_values(stakes),
-        from_escrow=from_escrow))
+        tie_seed=tie_seed, from_escrow=from_escrow))
     _set_held_entries(state, (*entries, HeldEntry(deadline=deadline, round_id=round_id)))
     _mark_settled(state, round_id, outcome, ctx)
 
@@ -796,6 +861,10 @@ def apply_settle_swarm_root(state: State, payload: SettleSwarmRoot, ctx: TxConte
     require(settled_round(state, round_id) is None, "swarm.already_settled")
     # reputations are evaluated at a recent height, not in the future
     require(ctx.height - MAX_SETTLEMENT_LAG <= height <= ctx.height, "swarm.reputation_height")
+    fault = beacon_fault(request, reputation_height=height, beacon_block=payload.beacon_block,
+                         ctx=ctx)
+    # the round's beacon block is this chain's, mined after the round was drawn (beacon_fault)
+    require(fault is None, fault or "")
     epoch_blocks = ctx.params.swarm_epoch_blocks
     answerers, judges = selected_nodes(state, request, height=height,
                                        min_stake=ctx.params.min_node_stake,
@@ -811,7 +880,7 @@ def apply_settle_swarm_root(state: State, payload: SettleSwarmRoot, ctx: TxConte
     require(fault is None, fault or "")
     _hold(state, request=request, reputation_height=height, answerers=answerers, judges=judges,
           root=payload.data_root, full=False, outcome=payload.outcome, reputations=reputations,
-          stakes=stakes, ctx=ctx)
+          stakes=stakes, tie_seed=beacon_seed(round_id, payload.beacon_block), ctx=ctx)
 
 
 def challenge_fault(payload: ChallengeSwarmRound, held: HeldRound) -> str | None:
@@ -915,7 +984,7 @@ def recompute_outcome(held: HeldRound, leaves: Iterable[RoundLeaf]) -> RoundOutc
                   judgment_openings=judgment_openings,
                   reputations={v.node: v.value for v in held.reputations},
                   stakes={v.node: v.value for v in held.stakes},
-                  params=SETTLEMENT_PARAMS).outcome
+                  params=SETTLEMENT_PARAMS, seed=held.tie_seed).outcome
 
 
 def finalize_held_rounds(state: State, ctx: TxContext) -> None:
@@ -983,18 +1052,21 @@ def post_payloads(round_id: bytes, leaves: Sequence[RoundLeaf], *, per_tx: int =
 
 
 def build_root_settlement(
-    state: State, *, height: int, request: SwarmRequest, answerers: Iterable[bytes],
+    state: State, *, height: int, beacon_block: bytes, request: SwarmRequest,
+    answerers: Iterable[bytes],
     judges: Iterable[bytes], commitments: Iterable[Commitment],
     answer_openings: Iterable[AnswerOpening], judgment_openings: Iterable[JudgmentOpening],
     min_stake: int = 0, epoch_blocks: int = DEFAULT_SWARM_EPOCH_BLOCKS,
 ) -> tuple[SettleSwarmRoot, tuple[RoundLeaf, ...]]:
     """A data-root settlement of a round too large for `SettleSwarmRound`, with the leaves
     its settler must keep (and post if asked) for the window."""
-    full = build_settlement(state, height=height, request=request, answerers=answerers,
+    full = build_settlement(state, height=height, beacon_block=beacon_block, request=request,
+                            answerers=answerers,
                             judges=judges, commitments=commitments,
                             answer_openings=answer_openings,
                             judgment_openings=judgment_openings, min_stake=min_stake,
                             epoch_blocks=epoch_blocks)
     leaves = settlement_leaves(full)
     return (SettleSwarmRoot(request=request, reputation_height=height,
-                            data_root=leaves_root(leaves), outcome=full.outcome), leaves)
+                            beacon_block=beacon_block, data_root=leaves_root(leaves),
+                            outcome=full.outcome), leaves)

@@ -89,6 +89,10 @@ class SwarmRequest(Canonical):
 
     ``model`` is the model id asked for (all zero: any model); ``answers``/``judges`` are how
     many nodes to select for each role; ``nonce`` lets a client ask the same prompt again.
+    ``beacon_height`` is the chain height the client saw when it signed: the round is drawn
+    at that height or later, and its ties are broken by the id of the block
+    ``ChainParams.swarm_beacon_delay`` blocks above it, which nobody knows yet
+    (`swarm.settlement.beacon_seed`, docs/swarm.md §5.2a "Ties").
     """
 
     TAG: ClassVar[bytes] = b"pouw/swrequest"
@@ -100,6 +104,7 @@ class SwarmRequest(Canonical):
     answers: Annotated[int, UInt(8)]
     judges: Annotated[int, UInt(8)]
     nonce: Hash32
+    beacon_height: U64
     signature: Signature64
 
     def signing_bytes(self) -> bytes:
@@ -114,17 +119,20 @@ class SwarmRequest(Canonical):
 
 def sign_request(
     seed: bytes, *, chain_id: int, prompt: bytes, fee: int, answers: int, judges: int,
-    nonce: bytes, model: bytes = bytes(32),
+    nonce: bytes, model: bytes = bytes(32), beacon_height: int = 0,
 ) -> RequestAnnouncement:
     """A client's signed request for ``prompt`` (Ed25519 seed), ready to gossip.
 
     ``nonce`` (32 bytes) must differ between requests the client wants answered separately:
-    the round id is the request's id, and a round settles once.
+    the round id is the request's id, and a round settles once. ``beacon_height``: the chain's
+    tip height as the client sees it (nodes refuse a request whose beacon block is already
+    mined, docs/swarm.md §5.2a "Ties"; 0 only where no chain runs the round).
     """
     key = nacl.signing.SigningKey(seed)
     unsigned = SwarmRequest(chain_id=chain_id, client=bytes(key.verify_key), model=model,
                             prompt_hash=prompt_hash_of(prompt), fee=fee, answers=answers,
-                            judges=judges, nonce=nonce, signature=bytes(64))
+                            judges=judges, nonce=nonce, beacon_height=beacon_height,
+                            signature=bytes(64))
     signed = dataclasses.replace(
         unsigned, signature=bytes(key.sign(unsigned.signing_bytes()).signature))
     return RequestAnnouncement(request=signed, prompt=prompt)

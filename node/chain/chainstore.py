@@ -62,8 +62,8 @@ from consensus.forkchoice import BlockTree, Reorg, TreeEntry
 from consensus.genesis import GenesisConfig, build_genesis, dev_config, load_genesis_config
 from consensus.tx import Transaction, signatures_valid
 from consensus.validation import check_body, check_certificate, check_header, connect_block
+from contracts.base import RECENT_BLOCK_COUNT
 from contracts.finality import FinalityVotes
-from contracts.registry import CALIBRATION_WINDOW
 from core.errors import ConsensusError, ForkChoiceError, HeaderError
 from core.interfaces import MemoryKV, PrefixedKV
 from core.lthash import ElementCache
@@ -367,9 +367,9 @@ class ChainStore:
                                parent_time=self._timestamps[parent_id], block_time=timestamp)
 
     def recent_block_ids(self, parent_id: bytes,
-                         count: int = CALIBRATION_WINDOW) -> tuple[bytes, ...]:
+                         count: int = RECENT_BLOCK_COUNT) -> tuple[bytes, ...]:
         """Ids of the last ``count`` blocks ending at ``parent_id``, newest first: what the
-        transition of a child of ``parent_id`` is given (calibration seeds)."""
+        transition of a child of ``parent_id`` is given (calibration seeds, swarm beacons)."""
         ids: list[bytes] = []
         entry: TreeEntry | None = self.tree.entry(parent_id)
         while entry is not None and len(ids) < count:

@@ -114,7 +114,8 @@ def _ask_signed(args: argparse.Namespace, client: ApiClient,
     status = client.get("/api/v1/status")
     announcement = wallet.sign_swarm_request(
         chain_id=int(status["chain_id"]), prompt=args.question.encode(), fee=args.fee,
-        answers=args.answers, judges=args.judges, nonce=os.urandom(32))
+        answers=args.answers, judges=args.judges, nonce=os.urandom(32),
+        beacon_height=int(status["height"]))
     round_id = announcement.request.round_id().hex()
     poller = ApiClient(client.base_url, timeout=min(5.0, client.timeout))
     view: dict[str, Any] = _wait_with_progress(

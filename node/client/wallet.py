@@ -93,10 +93,13 @@ class Wallet:
                                 payload=payload)
 
     def sign_swarm_request(self, *, chain_id: int, prompt: bytes, fee: int, answers: int,
-                           judges: int, nonce: bytes) -> RequestAnnouncement:
-        """A swarm request signed by this wallet: its fee comes from the wallet's escrow."""
+                           judges: int, nonce: bytes, beacon_height: int
+                           ) -> RequestAnnouncement:
+        """A swarm request signed by this wallet: its fee comes from the wallet's escrow;
+        ``beacon_height`` is the node's tip height (docs/swarm.md §5.2a "Ties")."""
         return sign_request(self.__seed, chain_id=chain_id, prompt=prompt, fee=fee,
-                            answers=answers, judges=judges, nonce=nonce)
+                            answers=answers, judges=judges, nonce=nonce,
+                            beacon_height=beacon_height)
 
 
 def _password_bytes(password: str | bytes) -> bytes:

@@ -49,6 +49,7 @@ from consensus.tx import Transaction, sign_transaction
 from contracts.base import Payload
 from contracts.registry import (
     CALIBRATION_RETRY_BLOCKS,
+    CALIBRATION_WINDOW,
     MAX_CALIBRATION_ANSWER,
     RegisterSwarmNode,
     SubmitCalibration,
@@ -244,7 +245,9 @@ class SwarmRegistration:
         account = state.account(me)
         pending = mempool.pending_of(me)
         record = state.swarm_node(me)
-        return Snapshot(tip_id=chain.tip_id, recent_ids=tip.recent_block_ids,
+        # the seeds a calibration may still name (the tip view holds more recent ids)
+        return Snapshot(tip_id=chain.tip_id,
+                        recent_ids=tip.recent_block_ids[:CALIBRATION_WINDOW],
                         height=chain.height, balance=account.balance,
                         next_nonce=account.nonce + len(pending),
                         bonded=state.stake(me).bonded,

@@ -77,6 +77,9 @@ class RoundState:
     height: int = 0  # chain height whose registry drew the candidates (0: interim rule)
     settlement_tx: bytes | None = None  # the settlement transaction this node sent
     settlement: RoundSettlement | None = None
+    # ``settlement`` ties were broken by the round's beacon (the chain's seed), not yet by the
+    # round id (the fast path before the beacon block is mined, docs/swarm.md §5.2a "Ties")
+    beacon_seeded: bool = False
     settlement_status: str = SETTLEMENT_PENDING
     settled: SettledBy | None = None  # the settlement transaction found on chain
     chosen: bytes | None = None

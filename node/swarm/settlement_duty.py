@@ -11,6 +11,12 @@ fails with ``swarm.already_settled`` and leaves the mempool when the settling bl
 ``submitted: tx … by <settler>`` -> ``settled at height h: tx … by <settler>`` (read from the
 block that holds it, on every node).
 
+No settlement is valid before the round's beacon block (``swarm_beacon_delay`` blocks above the
+height its request names, `contracts.swarm.beacon_fault`) is mined: its id seeds the round's
+ties. Every settler waits for it first (``waiting for the beacon block at height …``), then
+the backoff above starts; the settlement names the id of our chain's block at that height,
+so after a reorg a new settlement names the new chain's.
+
 On a network with an inclusion window (``swarm_inclusion_window``, docs/swarm.md §7a) a round
 too large for `SettleSwarmRound` is settled by its data root (`SettleSwarmRoot`), and every
 participant watches the held settlements of its rounds (`SettlementDuty.watch`, after each
@@ -40,6 +46,7 @@ from contracts.swarm import (
     HeldRound,
     SettleSwarmRoot,
     SettleSwarmRound,
+    beacon_height,
     build_root_settlement,
     build_settlement,
     challenge_payload,
@@ -73,6 +80,7 @@ from swarm.messages import (
     JudgmentOpening,
     RoundLeaf,
 )
+from swarm.settlement import RoundSettlement, beacon_seed, settle
 
 log = get_logger("swarm")
 DEFAULT_SETTLE_BACKOFF = 10.0  # seconds between backup settlers (a few blocks' time)
@@ -83,6 +91,23 @@ def settles(tx: Transaction, round_id: bytes) -> bool:
     """True iff ``tx`` is a settlement (full or by data root) of round ``round_id``."""
     return isinstance(tx.payload, SettleSwarmRound | SettleSwarmRoot) and \
         tx.payload.request.round_id() == round_id
+
+
+def round_settlement(state: RoundState, seed: bytes | None) -> RoundSettlement:
+    """`swarm.settlement.settle` on what the node holds of the round, with the reputations
+    and stakes of its candidates (for an on-chain round: decayed to the round height, bonded
+    stake), exactly the contract's inputs. ``seed``: the round's beacon seed
+    (`SettlementDuty.tie_seed`); None before its beacon block is mined (the round id then
+    breaks exact ties, which the chain may order otherwise)."""
+    reveals = list(state.reveals.values())
+    return settle(
+        request=state.announcement.request, answerers=state.answerers,
+        judges=state.judges, commitments=state.all_commitments(),
+        answer_openings=sorted(answer_opening(r) for r in reveals if r.kind == KIND_ANSWER),
+        judgment_openings=sorted(judgment_opening(r) for r in reveals
+                                 if r.kind == KIND_JUDGMENT),
+        reputations={c.node: c.reputation for c in state.candidates},
+        stakes={c.node: c.stake for c in state.candidates}, seed=seed)
 
 
 def round_data(state: RoundState) -> tuple[list[Commitment], list[AnswerOpening],
@@ -107,6 +132,8 @@ class SettlementDuty:
         # round id -> the challenge transactions we sent against its current settlement
         self.challenged: dict[bytes, list[bytes]] = {}
         self._reserved: set[tuple[bytes, bytes, str]] = set()  # watcher steps taken
+        # round id -> (its beacon block's height, set once our chain has that block)
+        self._beacons: dict[bytes, tuple[int, asyncio.Event]] = {}
 
     def position(self, state: RoundState) -> int | None:
         """Our place in the round's settlement duty: 0 the origin (settles at once), k ≥ 1 the
@@ -126,12 +153,45 @@ class SettlementDuty:
         position = self.position(state)
         if position is None or not self.enabled:
             return
+        await self.beacon(state)
         if position:
             delay = self.backoff * position
             state.settlement_status = (f"pending: backup settler {position}, "
                                        f"sends in {delay:g} s unless settled")
             await asyncio.sleep(delay)
         await self._submit(state)
+
+    async def beacon(self, state: RoundState) -> None:
+        """Until our chain has the round's beacon block: a settlement before it is invalid
+        (``swarm.beacon_pending``). `beacons_mined` wakes the waiters after each tip change."""
+        height = beacon_height(state.announcement.request, self.host.chain.params)
+        if self.host.chain.height >= height:
+            return
+        state.settlement_status = f"waiting for the beacon block at height {height}"
+        _height, mined = self._beacons.setdefault(state.round_id, (height, asyncio.Event()))
+        await mined.wait()
+
+    def beacons_mined(self, rounds: Iterable[RoundState]) -> None:
+        """After a tip change: wake the rounds whose beacon block our chain now has, and
+        rank the complete ones again with the beacon's seed (the round view then shows the
+        chain's outcome, exact ties included)."""
+        tip = self.host.chain.height
+        for round_id, (height, mined) in list(self._beacons.items()):
+            if tip >= height:
+                mined.set()
+                del self._beacons[round_id]
+        for state in rounds:
+            if state.settlement is not None and state.height and not state.beacon_seeded:
+                seed = self.tie_seed(state)
+                if seed is not None:
+                    state.settlement = round_settlement(state, seed)
+                    state.beacon_seeded = True
+
+    def tie_seed(self, state: RoundState) -> bytes | None:
+        """The round's beacon seed once our chain has its beacon block, else None."""
+        request = state.announcement.request
+        beacon = self.host.chain.block_id_at(beacon_height(request, self.host.chain.params))
+        return None if beacon is None else beacon_seed(request.round_id(), beacon)
 
     def _transaction(self, state: RoundState) -> Transaction | SettledBy | str:
         """Chain thread: the signed `SettleSwarmRound` of a finished round, or why not to
@@ -147,9 +207,13 @@ class SettlementDuty:
         for tx in mempool.transactions():
             if settles(tx, state.round_id):
                 return f"submitted: tx {tx.id().hex()} by {tx.sender.hex()}"
+        request = state.announcement.request
+        beacon = chain.block_id_at(beacon_height(request, chain.params))
+        if beacon is None:  # a reorg took the chain below the beacon block again
+            return f"waiting for the beacon block at height {beacon_height(request, chain.params)}"
         commitments, answer_openings, judgment_openings = round_data(state)
         payload: Payload = build_settlement(
-            chain_state, height=state.height, request=state.announcement.request,
+            chain_state, height=state.height, beacon_block=beacon, request=request,
             answerers=state.answerers, judges=state.judges, commitments=commitments,
             answer_openings=answer_openings, judgment_openings=judgment_openings,
             min_stake=chain.params.min_node_stake,
@@ -157,7 +221,7 @@ class SettlementDuty:
         # a round too large for a transaction settles by its data root (held for the window)
         if chain.params.swarm_inclusion_window and len(encode(payload)) > MAX_TX_SIZE - 256:
             payload, _leaves = build_root_settlement(
-                chain_state, height=state.height, request=state.announcement.request,
+                chain_state, height=state.height, beacon_block=beacon, request=request,
                 answerers=state.answerers, judges=state.judges, commitments=commitments,
                 answer_openings=answer_openings, judgment_openings=judgment_openings,
                 min_stake=chain.params.min_node_stake,

@@ -58,7 +58,9 @@ from tests.framework.swarmchain import (
     answers_for,
     join,
     pool_chain,
+    round_beacon,
     send,
+    settlement_context,
 )
 from tests.framework.swarmchain import EPOCH_POOL as POOL
 from tests.framework.util import ROOT
@@ -98,7 +100,8 @@ def round_for(chain: Chain, nonce: int, *, height: int,
                     judges=[(SEED_OF[node], honest) for node in judges],
                     answer_no_shows=(answers[0][0],) if no_show else ())
     payload = build_settlement(
-        chain.state, height=height, request=request, answerers=r.answerers, judges=r.judges,
+        chain.state, height=height, beacon_block=round_beacon(chain, r), request=request,
+        answerers=r.answerers, judges=r.judges,
         commitments=r.commitments, answer_openings=r.answer_openings,
         judgment_openings=r.judgment_openings, min_stake=chain.params.min_node_stake,
         epoch_blocks=chain.params.swarm_epoch_blocks)
@@ -383,6 +386,6 @@ def test_direct_application_without_transactions_reads_the_current_table() -> No
     # contract-level callers (tests, tools) that write state directly see the current table
     chain, _ = pool_chain()
     (_, payload), *_ = rounds_at(chain, height=35).values()
-    apply_settle_swarm_round(chain.state, payload, TxContext(
-        sender=public_key(SETTLER_SEED), height=40, params=chain.params))
+    apply_settle_swarm_round(chain.state, payload, settlement_context(
+        public_key(SETTLER_SEED), 40, chain))
     assert settled_round(chain.state, payload.request.round_id()) is not None

@@ -43,13 +43,13 @@ def test_build_settlement_equals_direct_settle() -> None:
         request=r.request, answerers=r.answerers, judges=r.judges, commitments=r.commitments,
         answer_openings=r.answer_openings, judgment_openings=r.judgment_openings,
         reputations={n: 1000 for n in nodes}, stakes={n: STAKE for n in nodes}).outcome
-    assert payload_for(chain.state, r).outcome == direct
+    assert payload_for(chain, r).outcome == direct
 
 
 def test_settlement_applies_payouts_reputation_and_marks_the_round() -> None:
     chain = new_chain()
     r = setup_round(chain)
-    payload = payload_for(chain.state, r)
+    payload = payload_for(chain, r)
     assert decode(SettleSwarmRound, encode(payload)) == payload
     assert len(encode(payload)) < MAX_TX_SIZE - 200  # fits a transaction with room to spare
     root = chain.state.root()
@@ -76,7 +76,7 @@ def test_settlement_applies_payouts_reputation_and_marks_the_round() -> None:
 def test_tampered_outcome_is_rejected() -> None:
     chain = new_chain()
     r = setup_round(chain)
-    payload = payload_for(chain.state, r)
+    payload = payload_for(chain, r)
     first, *rest = payload.outcome.payouts
     greedy = dataclasses.replace(payload, outcome=dataclasses.replace(
         payload.outcome, payouts=(Payout(node=first.node, amount=first.amount + 1), *rest)))
@@ -93,7 +93,7 @@ def test_tampered_outcome_is_rejected() -> None:
 def test_no_show_loses_stake_on_chain() -> None:
     chain = new_chain()
     r = setup_round(chain, no_show=True)
-    payload = payload_for(chain.state, r)
+    payload = payload_for(chain, r)
     (slash,) = payload.outcome.slashes
     apply_settlement(chain, payload)
     assert chain.state.stake(slash.node).bonded == STAKE - slash.amount
@@ -107,7 +107,7 @@ def test_outcome_does_not_depend_on_the_including_block() -> None:
     chain = new_chain()
     built_at = 1000
     r = setup_round(chain, height=built_at, reputation=10**9, active_since=1)
-    payload = payload_for(chain.state, r, height=built_at)
+    payload = payload_for(chain, r, height=built_at)
     assert effective_reputation(chain.state, r.judges[0], height=built_at) != \
         effective_reputation(chain.state, r.judges[0], height=built_at + MAX_SETTLEMENT_LAG)
     apply_settlement(chain, payload, height=built_at + MAX_SETTLEMENT_LAG)
@@ -118,7 +118,7 @@ def test_outcome_does_not_depend_on_the_including_block() -> None:
 def test_reputation_height_must_be_recent(lag: int) -> None:
     chain = new_chain()
     r = setup_round(chain, height=500)
-    payload = payload_for(chain.state, r, height=500)
+    payload = payload_for(chain, r, height=500)
     with pytest.raises(TransactionError) as err:
         apply_settlement(chain, payload, height=500 + lag)
     assert err.value.rule == "swarm.reputation_height"
@@ -130,7 +130,7 @@ def test_reputation_height_must_be_recent(lag: int) -> None:
 def test_rules(rule: str) -> None:
     chain = new_chain()
     r = setup_round(chain)
-    payload = payload_for(chain.state, r)
+    payload = payload_for(chain, r)
     if rule == "swarm.request_signature":
         payload = dataclasses.replace(payload, request=dataclasses.replace(
             payload.request, signature=bytes(64)))
@@ -144,7 +144,8 @@ def test_rules(rule: str) -> None:
         chain.state.set_account(CLIENT, dataclasses.replace(chain.state.account(CLIENT),
                                                             balance=FEE - 1))
     elif rule == "swarm.too_many_nodes":
-        r.request = make_request(CLIENT_SEED, fee=FEE, answers=4, judges=4)
+        r.request = make_request(CLIENT_SEED, fee=FEE, answers=4, judges=4,
+                                 beacon_height=payload.request.beacon_height)
         payload = dataclasses.replace(payload, request=r.request)
     with pytest.raises(TransactionError) as err:
         apply_settlement(chain, payload)
@@ -159,7 +160,7 @@ def test_reputation_decays_between_rounds() -> None:
     assert effective_reputation(chain.state, node, height=now) == decayed_reputation(
         1000, blocks_elapsed=REPUTATION_HALF_LIFE, floor=REPUTATION_FLOOR,
         half_life=REPUTATION_HALF_LIFE) == REPUTATION_FLOOR + (1000 - REPUTATION_FLOOR) // 2
-    payload = payload_for(chain.state, r, height=now)
+    payload = payload_for(chain, r, height=now)
     apply_settlement(chain, payload, height=now)
     # the round started from the decayed score (550) and added the full-agreement step
     assert chain.state.reputation(node) == 550 + 100

@@ -65,7 +65,7 @@ from swarm.messages import (
     RoundOutcome,
     Slash,
 )
-from swarm.settlement import settle
+from swarm.settlement import beacon_seed, settle
 from tests.framework.chain import Chain, new_chain
 from tests.framework.roundkit import STAKE, Round, build_round, honest, make_request, seed
 from tests.framework.swarmchain import (
@@ -74,6 +74,8 @@ from tests.framework.swarmchain import (
     FEE,
     HEIGHT,
     register_pool,
+    round_beacon,
+    settlement_context,
     setup_round,
 )
 
@@ -89,14 +91,15 @@ def windowed_chain() -> Chain:
 
 
 def ctx(chain: Chain, sender: bytes, height: int) -> TxContext:
-    return TxContext(sender=sender, height=height, params=chain.params)
+    return settlement_context(sender, height, chain)
 
 
 def settle_omitting(chain: Chain, r: Round, *, answer: bytes | None = None,
                     judge: bytes | None = None) -> SettleSwarmRound:
     """A settler that leaves one node's opening out (the test-only settler path)."""
     payload = build_settlement(
-        chain.state, height=HEIGHT, request=r.request, answerers=r.answerers, judges=r.judges,
+        chain.state, height=HEIGHT, beacon_block=round_beacon(chain, r), request=r.request,
+        answerers=r.answerers, judges=r.judges,
         commitments=r.commitments,
         answer_openings=[o for o in r.answer_openings if o.node != answer],
         judgment_openings=[j for j in r.judgment_openings if j.node != judge])
@@ -226,7 +229,8 @@ def test_omitted_opening_is_included_and_the_settler_slashed(kind: int) -> None:
     assert chain.state.account(CHALLENGER).balance == DEV_BALANCE + share
     assert held_round(chain.state, rid) is None and settled_round(chain.state, rid) is None
     # the round settles again, with the opening: the victim is present and paid
-    full = build_settlement(chain.state, height=HEIGHT, request=r.request,
+    full = build_settlement(chain.state, height=HEIGHT, beacon_block=round_beacon(chain, r),
+                            request=r.request,
                             answerers=r.answerers, judges=r.judges, commitments=r.commitments,
                             answer_openings=r.answer_openings,
                             judgment_openings=r.judgment_openings)
@@ -311,7 +315,8 @@ def test_a_void_returns_an_escrowed_fee_to_the_escrow_the_next_settlement_takes(
             nonce=chain.state.account(CLIENT).nonce, fee=0,
             payload=Transfer(to=SETTLER, amount=DEV_BALANCE - FEE + 1)),
             height=HEIGHT + 2, params=chain.params)
-    full = build_settlement(chain.state, height=HEIGHT, request=r.request,
+    full = build_settlement(chain.state, height=HEIGHT, beacon_block=round_beacon(chain, r),
+                            request=r.request,
                             answerers=r.answerers, judges=r.judges, commitments=r.commitments,
                             answer_openings=r.answer_openings,
                             judgment_openings=r.judgment_openings)
@@ -397,9 +402,11 @@ def root_settlement(chain: Chain, r: Round, leaves: tuple[RoundLeaf, ...]
     outcome = settle(request=r.request, answerers=r.answerers, judges=r.judges,
                      commitments=r.commitments, answer_openings=r.answer_openings,
                      judgment_openings=r.judgment_openings, reputations=reputations,
-                     stakes=stakes).outcome
+                     stakes=stakes,
+                     seed=beacon_seed(r.request.round_id(), round_beacon(chain, r))).outcome
     return (SettleSwarmRoot(request=r.request, reputation_height=HEIGHT,
-                            data_root=leaves_root(leaves), outcome=outcome),
+                            beacon_block=round_beacon(chain, r), data_root=leaves_root(leaves),
+                            outcome=outcome),
             reputations, stakes)
 
 
@@ -407,7 +414,8 @@ def test_32_answerers_and_32_judges_settle_by_data_root() -> None:
     chain = windowed_chain()
     r = big_round(chain)
     rid = r.request.round_id()
-    full = build_settlement(chain.state, height=HEIGHT, request=r.request,
+    full = build_settlement(chain.state, height=HEIGHT, beacon_block=round_beacon(chain, r),
+                            request=r.request,
                             answerers=r.answerers, judges=r.judges, commitments=r.commitments,
                             answer_openings=r.answer_openings,
                             judgment_openings=r.judgment_openings)
@@ -583,7 +591,8 @@ def test_provable_claims_find_each_omission() -> None:
     rid = r.request.round_id()
     victim_a, victim_j = r.answerers[0], r.judges[0]
     payload = build_settlement(
-        chain.state, height=HEIGHT, request=r.request, answerers=r.answerers, judges=r.judges,
+        chain.state, height=HEIGHT, beacon_block=round_beacon(chain, r), request=r.request,
+        answerers=r.answerers, judges=r.judges,
         commitments=[c for c in r.commitments
                      if (c.node, c.kind) != (victim_j, KIND_JUDGMENT)],
         answer_openings=[o for o in r.answer_openings if o.node != victim_a],
@@ -597,7 +606,8 @@ def test_provable_claims_find_each_omission() -> None:
     assert claims[1].commitments  # the judge's commitment was left out too
     # against the full data there is nothing to prove
     assert provable_claims(leaves_of(build_settlement(
-        chain.state, height=HEIGHT, request=r.request, answerers=r.answerers, judges=r.judges,
+        chain.state, height=HEIGHT, beacon_block=round_beacon(chain, r), request=r.request,
+        answerers=r.answerers, judges=r.judges,
         commitments=r.commitments, answer_openings=r.answer_openings,
         judgment_openings=r.judgment_openings)), round_id=rid, commitments=r.commitments,
         answer_openings=r.answer_openings, judgment_openings=r.judgment_openings) == []
@@ -622,18 +632,20 @@ def test_every_slot_proves_and_no_other(count: int) -> None:
 
 
 def test_the_widest_32_plus_32_outcome_fits_a_root_settlement() -> None:
-    """64 distinct nodes, every one paid and rated, 16 slashed, every integer at full
-    width: the largest outcome a 32 + 32 round settles by data root (docs/swarm.md §9)."""
-    request = make_request(CLIENT_SEED, fee=2**63, answers=32, judges=32)
+    """64 distinct nodes, every one paid and rated, 15 slashed, every integer at full
+    width: the largest outcome a 32 + 32 round settles by data root (docs/swarm.md §9; 16
+    slashed fitted until the settlement named its beacon block)."""
+    request = make_request(CLIENT_SEED, fee=2**63, answers=32, judges=32,
+                           beacon_height=2**40)
     nodes = sorted(i.to_bytes(2, "big") * 16 for i in range(1, 65))
     wide = 2**63
     outcome = RoundOutcome(
         round_id=request.round_id(), ranking=tuple(nodes[:32]), scores=(wide,) * 32,
         payouts=tuple(Payout(node=n, amount=wide) for n in nodes), refund=wide,
         reputations=tuple(ReputationUpdate(node=n, score=wide) for n in nodes),
-        slashes=tuple(Slash(node=n, amount=wide, reason=0) for n in nodes[:16]))
-    payload = SettleSwarmRoot(request=request, reputation_height=2**40, data_root=bytes(32),
-                              outcome=outcome)
+        slashes=tuple(Slash(node=n, amount=wide, reason=0) for n in nodes[:15]))
+    payload = SettleSwarmRoot(request=request, reputation_height=2**40, beacon_block=bytes(32),
+                              data_root=bytes(32), outcome=outcome)
     signed = sign_transaction(dev_seed(2), chain_id=2**40, nonce=2**40, fee=2**40,
                               payload=payload)
     assert len(signed.encode()) <= MAX_TX_SIZE

@@ -45,6 +45,7 @@ from tests.framework.swarmchain import (
     apply_settlement,
     payload_for,
     register_pool,
+    round_beacon,
     setup_round,
 )
 
@@ -225,14 +226,15 @@ def test_self_selected_settlement_is_rejected_and_the_honest_one_accepted() -> N
         request=request, answers=[(s, f"answer q={i}".encode()) for i, s in enumerate(own[:5])],
         judges=[(s, honest) for s in own[5:9]])
     self_selected = build_settlement(
-        chain.state, height=HEIGHT, request=request, answerers=forged.answerers,
+        chain.state, height=HEIGHT, beacon_block=round_beacon(chain, forged), request=request,
+        answerers=forged.answerers,
         judges=forged.judges, commitments=forged.commitments,
         answer_openings=forged.answer_openings, judgment_openings=forged.judgment_openings)
     with pytest.raises(TransactionError) as err:
         apply_settlement(chain, self_selected)
     assert err.value.rule == "swarm.selection_mismatch"
     # swapping in a single own judge is caught too
-    honest_payload = payload_for(chain.state, honest_round)
+    honest_payload = payload_for(chain, honest_round)
     one_swapped = dataclasses.replace(honest_payload, judges=tuple(sorted(
         (*honest_payload.judges[1:], public_key(own[0])))))
     with pytest.raises(TransactionError) as err:

@@ -17,7 +17,7 @@ def full_settlement_size(*, answers: int, judges: int) -> int:
     so the size measured is that of a settlement the chain accepts."""
     chain = new_chain(dev_config())
     r = setup_round(chain, n=answers, judges=judges)
-    payload = payload_for(chain.state, r)
+    payload = payload_for(chain, r)
     apply_settlement(chain, payload)
     tx = sign_transaction(dev_seed(2), chain_id=chain.params.chain_id, nonce=0, fee=10,
                           payload=payload)

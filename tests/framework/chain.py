@@ -18,6 +18,7 @@ from consensus.transition import apply_block_transactions, apply_transaction
 from consensus.tx import Transaction, public_key, sign_transaction
 from consensus.validation import connect_block, validate_block
 from contracts import Payload, Transfer
+from contracts.base import RECENT_BLOCK_COUNT
 from core.interfaces import KeyValueStore, MemoryKV
 from core.params import ChainParams
 from core.state import BlockUndo, State
@@ -51,6 +52,11 @@ class Chain:
     def timestamps(self) -> list[int]:
         return [h.timestamp for h in self.headers[-11:]]
 
+    def recent_ids(self) -> tuple[bytes, ...]:
+        """The ids a child of the tip is applied with, newest first (as the chain store
+        gives them: calibration seeds, swarm beacon blocks)."""
+        return tuple(h.block_id() for h in reversed(self.headers[-RECENT_BLOCK_COUNT:]))
+
     def validate(self, block: Block, *, now: int | None = None) -> BlockUndo:
         """Full validation against the tip, with dev difficulty (the params' initial target)."""
         return validate_block(
@@ -61,6 +67,8 @@ class Chain:
             now=block.header.timestamp if now is None else now,
             expected_target=self.params.initial_target,
             params=self.params,
+            recent_block_ids=self.recent_ids() if block.header.parent_hash ==
+            self.tip.block_id() else (),
         )
 
     def connect(self, block: Block, *, now: int | None = None) -> BlockUndo:
@@ -94,7 +102,8 @@ def post_state_root(
     chain.state.begin_block()
     try:
         apply_block_transactions(chain.state, txs, height=height, miner=miner, params=chain.params,
-                                 parent_id=chain.tip.block_id())
+                                 parent_id=chain.tip.block_id(),
+                                 recent_block_ids=chain.recent_ids())
         return chain.state.root()
     finally:
         chain.state.abort_block()
@@ -169,7 +178,7 @@ def fork(chain: Chain) -> Chain:
 def extend(chain: Chain, txs: Sequence[Transaction] = (), *, seed: int = 0) -> Block:
     """Mine the next block on ``chain`` and connect it to the in-memory state."""
     block = make_block(chain, txs, seed=seed)
-    connect_block(chain.state, block, params=chain.params)
+    connect_block(chain.state, block, params=chain.params, recent_block_ids=chain.recent_ids())
     chain.headers.append(block.header)
     return block
 

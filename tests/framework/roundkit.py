@@ -36,11 +36,13 @@ def seed(name: str) -> bytes:
 
 
 def make_request(client_seed: bytes, *, fee: int, answers: int, judges: int,
-                 nonce: int = 0, chain_id: int = CHAIN_ID) -> SwarmRequest:
+                 nonce: int = 0, chain_id: int = CHAIN_ID,
+                 beacon_height: int = 0) -> SwarmRequest:
     key = signing_key(client_seed)
     unsigned = SwarmRequest(chain_id=chain_id, client=bytes(key.verify_key), model=bytes(32),
                             prompt_hash=bytes([7]) * 32, fee=fee, answers=answers, judges=judges,
-                            nonce=nonce.to_bytes(32, "big"), signature=bytes(64))
+                            nonce=nonce.to_bytes(32, "big"), beacon_height=beacon_height,
+                            signature=bytes(64))
     return dataclasses.replace(
         unsigned, signature=bytes(key.sign(unsigned.signing_bytes()).signature))
 

@@ -19,7 +19,7 @@ from contracts.registry import (
     calibration_seed,
 )
 from contracts.staking import Stake
-from contracts.swarm import SettleSwarmRound, build_settlement
+from contracts.swarm import SettleSwarmRound, beacon_height, build_settlement
 from core.state import State
 from node.builder import build_node
 from node.node import Node
@@ -138,8 +138,11 @@ def omitting_settlement(node: Node, round_id: bytes, *, omit: bytes, settler: in
     commitments, answer_openings, judgment_openings = round_data(state)
     chain_state = tip_state(node)
     params = node.chain.params
+    request = state.announcement.request
+    beacon = node.chain.block_id_at(beacon_height(request, params))
+    assert beacon is not None, "the round's beacon block is not mined yet"
     payload = build_settlement(
-        chain_state, height=state.height, request=state.announcement.request,
+        chain_state, height=state.height, beacon_block=beacon, request=request,
         answerers=state.answerers, judges=state.judges, commitments=commitments,
         answer_openings=[o for o in answer_openings if o.node != omit],
         judgment_openings=judgment_openings, min_stake=params.min_node_stake,

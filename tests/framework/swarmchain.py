@@ -11,7 +11,7 @@ from consensus.genesis import dev_config, dev_seed
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts import Payload
 from contracts.bank import Transfer
-from contracts.base import TxContext
+from contracts.base import RECENT_BLOCK_COUNT, TxContext
 from contracts.registry import (
     CALIBRATION_QUESTIONS,
     CAPABILITY_PREFIX,
@@ -26,11 +26,12 @@ from contracts.swarm import (
     SwarmActivity,
     apply_register_swarm_node,
     apply_settle_swarm_round,
+    beacon_height,
     build_settlement,
     selected_nodes,
 )
+from core.encoding import tagged_hash
 from core.records import StakeRecord
-from core.state import State
 from swarm.calibration import calibration_questions
 from tests.framework.chain import Chain, make_block, new_chain
 from tests.framework.roundkit import STAKE, Round, build_round, honest, make_request, seed
@@ -68,7 +69,8 @@ def setup_round(chain: Chain, *, n: int = 5, judges: int = 4, no_show: bool = Fa
     first request nonce whose two draws are disjoint, so the roles stay separate)."""
     register_pool(chain, reputation=reputation, active_since=active_since)
     for nonce in range(100):
-        request = make_request(CLIENT_SEED, fee=FEE, answers=n, judges=judges, nonce=nonce)
+        request = make_request(CLIENT_SEED, fee=FEE, answers=n, judges=judges, nonce=nonce,
+                               beacon_height=max(0, height - 1))
         drawn, judged = selected_nodes(chain.state, request, height=height,
                                        min_stake=chain.params.min_node_stake)
         if not set(drawn) & set(judged):
@@ -81,17 +83,39 @@ def setup_round(chain: Chain, *, n: int = 5, judges: int = 4, no_show: bool = Fa
         answer_no_shows=(answers[0][0],) if no_show else ())
 
 
-def payload_for(state: State, r: Round, *, height: int = HEIGHT) -> SettleSwarmRound:
+def block_id_at(chain: Chain, height: int) -> bytes:
+    """The id of the block at ``height``: the test chain's, or above its tip a stand-in (the
+    contract tests settle rounds at heights the test chain never mined;
+    `settlement_context` gives the transition these ids)."""
+    if height <= chain.tip.height:
+        return chain.headers[height].block_id()
+    return tagged_hash(b"pouw/testblock", height.to_bytes(8, "big"))
+
+
+def settlement_context(sender: bytes, height: int, chain: Chain) -> TxContext:
+    """The context of a transaction in a block at ``height`` whose ancestors are the
+    `block_id_at` blocks (what a round's beacon rule reads)."""
+    recent = tuple(block_id_at(chain, h) for h in range(
+        height - 1, max(-1, height - 1 - RECENT_BLOCK_COUNT), -1))
+    return TxContext(sender=sender, height=height, params=chain.params,
+                     parent_id=recent[0] if recent else b"", recent_block_ids=recent)
+
+
+def round_beacon(chain: Chain, r: Round) -> bytes:
+    """The id of ``r``'s beacon block (`block_id_at`)."""
+    return block_id_at(chain, beacon_height(r.request, chain.params))
+
+
+def payload_for(chain: Chain, r: Round, *, height: int = HEIGHT) -> SettleSwarmRound:
     return build_settlement(
-        state, height=height, request=r.request, answerers=r.answerers, judges=r.judges,
-        commitments=r.commitments, answer_openings=r.answer_openings,
-        judgment_openings=r.judgment_openings)
+        chain.state, height=height, beacon_block=round_beacon(chain, r), request=r.request,
+        answerers=r.answerers, judges=r.judges, commitments=r.commitments,
+        answer_openings=r.answer_openings, judgment_openings=r.judgment_openings)
 
 
 def apply_settlement(chain: Chain, payload: SettleSwarmRound, *, height: int = HEIGHT) -> None:
     apply_settle_swarm_round(chain.state, payload,
-                             TxContext(sender=public_key(dev_seed(2)), height=height,
-                                       params=chain.params))
+                             settlement_context(public_key(dev_seed(2)), height, chain))
 
 
 def answers_for(parent: bytes, node: bytes, *, right: int) -> tuple[bytes, ...]:

@@ -84,7 +84,7 @@ def test_settlement_payload_lists_are_canonical() -> None:
     low, high = sorted((c1, c2))
     outcome = RoundOutcome(round_id=a.request.round_id(), ranking=(), scores=(), payouts=(),
                            refund=0, reputations=(), slashes=())
-    payload = SettleSwarmRound(request=a.request, reputation_height=7,
+    payload = SettleSwarmRound(request=a.request, reputation_height=7, beacon_block=bytes(32),
                                answerers=tuple(sorted((c1.node, c2.node))),
                                judges=(), commitments=(low, high), answer_openings=(),
                                judgment_openings=(), outcome=outcome)

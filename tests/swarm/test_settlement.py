@@ -177,8 +177,8 @@ def test_the_same_coalition_with_a_majority_does_change_the_outcome() -> None:
         reps[c] = 10**6
     honest_ranking = run(alone, reputations=reps).outcome.ranking
     hijacked = run(attacked, reputations=reps).outcome.ranking
-    assert quality_of(alone.answer_text[honest_ranking[-1]]) == 0
-    assert quality_of(attacked.answer_text[hijacked[-1]]) != 0
+    assert quality_of(alone.answer_text[honest_ranking[0]]) != 0
+    assert quality_of(attacked.answer_text[hijacked[0]]) == 0
 
 
 def test_answer_no_show_is_slashed_and_excluded() -> None:

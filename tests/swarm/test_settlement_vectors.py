@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from swarm.bradley_terry import Comparison, Outcome, bradley_terry_scores
-from swarm.messages import AnswerOpening, Commitment, JudgmentOpening, SwarmRequest
+from swarm.messages import (
+    AnswerOpening,
+    Commitment,
+    JudgmentOpening,
+    RoundOutcome,
+    SwarmRequest,
+)
 from swarm.settlement import settle
 from tests.framework.util import load_script
 
@@ -43,7 +49,8 @@ def replay_settlement_vector(v: dict[str, Any]) -> dict[str, Any]:
         judgment_openings=[JudgmentOpening.decode(bytes.fromhex(x))
                            for x in v["judgment_openings"]],
         reputations={bytes.fromhex(n): r for n, r in v["reputations"].items()},
-        stakes={bytes.fromhex(n): s for n, s in v["stakes"].items()})
+        stakes={bytes.fromhex(n): s for n, s in v["stakes"].items()},
+        seed=bytes.fromhex(v["seed"]) if "seed" in v else None)
     return {"outcome": result.outcome.encode().hex(),
             "ranking": [n.hex() for n in result.outcome.ranking],
             "converged": result.fit.converged}
@@ -71,3 +78,14 @@ def test_settlement_vectors_cover_the_issue_cases() -> None:
     assert vectors["bradley_terry_unconverged_is_zero"]["expect"] == {
         "theta": ["0"] * 6, "converged": False}
     assert vectors["bradley_terry_converged_chain"]["expect"]["converged"]
+
+
+def test_beacon_vectors_break_the_same_tie_differently() -> None:
+    vectors = {p.stem: json.loads(p.read_text()) for p in FILES}
+    a, b = vectors["settle_tie_by_beacon_a"], vectors["settle_tie_by_beacon_b"]
+    assert a["request"] == b["request"] and a["seed"] != b["seed"]
+    assert a["expect"]["ranking"] == b["expect"]["ranking"][::-1]
+    # tied answers are paid alike whichever the beacon puts first
+    payouts = [RoundOutcome.decode(bytes.fromhex(v["expect"]["outcome"])).payouts
+               for v in (a, b)]
+    assert {p.node: p.amount for p in payouts[0]} == {p.node: p.amount for p in payouts[1]}

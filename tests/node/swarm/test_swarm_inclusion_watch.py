@@ -18,6 +18,7 @@ from contracts.swarm import (
     ChallengeSwarmRound,
     PostRoundLeaves,
     SettleSwarmRound,
+    beacon_height,
     build_root_settlement,
     held_round,
     settled_round,
@@ -190,8 +191,11 @@ async def test_a_wrong_outcome_by_data_root_is_voided_by_the_posted_leaves(
                                    == "complete" for n in nodes), message="final")
         commitments, answer_openings, judgment_openings = round_data(svc(origin).rounds[rid])
         params = origin.chain.params
+        beacon = origin.chain.block_id_at(beacon_height(state.announcement.request, params))
+        assert beacon is not None
         payload, _leaves = build_root_settlement(
-            tip_state(origin), height=state.height, request=state.announcement.request,
+            tip_state(origin), height=state.height, beacon_block=beacon,
+            request=state.announcement.request,
             answerers=state.answerers, judges=state.judges, commitments=commitments,
             answer_openings=answer_openings, judgment_openings=judgment_openings,
             min_stake=params.min_node_stake, epoch_blocks=params.swarm_epoch_blocks)

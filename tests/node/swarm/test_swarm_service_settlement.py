@@ -238,7 +238,8 @@ async def test_backup_settles_when_the_origin_does_not(tmp_path: Path) -> None:
         reveals = list(second_round.reveals.values())
         duplicate = sign_transaction(dev_seed(k), chain_id=second.chain.params.chain_id,
                                      nonce=account.nonce, fee=10, payload=build_settlement(
-            tip_state(second), height=second_round.height, request=tx.payload.request,
+            tip_state(second), height=second_round.height,
+            beacon_block=tx.payload.beacon_block, request=tx.payload.request,
             answerers=second_round.answerers, judges=second_round.judges,
             commitments=second_round.all_commitments(),
             answer_openings=[answer_opening(r) for r in reveals if r.kind == KIND_ANSWER],

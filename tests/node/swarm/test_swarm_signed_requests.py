@@ -36,9 +36,16 @@ async def _post(node: Node, body: Any) -> tuple[int, dict[str, Any]]:
         return resp.status, await resp.json()
 
 
-def _request(fee: int, *, prompt: str = "What is 12+30?", seed: bytes | None = None) -> str:
+def tip(node: Node) -> int:
+    return node.chain.height
+
+
+def _request(fee: int, *, height: int, prompt: str = "What is 12+30?",
+             seed: bytes | None = None) -> str:
+    """A signed request naming ``height`` (the node's tip) as its beacon height."""
     return sign_request(seed or dev_seed(CLIENT), chain_id=CHAIN_ID, prompt=prompt.encode(),
-                        fee=fee, answers=3, judges=3, nonce=os.urandom(32)).encode().hex()
+                        fee=fee, answers=3, judges=3, nonce=os.urandom(32),
+                        beacon_height=height).encode().hex()
 
 
 async def test_signed_request_is_paid_from_the_clients_escrow(tmp_path: Path) -> None:
@@ -49,15 +56,15 @@ async def test_signed_request_is_paid_from_the_clients_escrow(tmp_path: Path) ->
         balance = tip_state(nodes[0]).account(client).balance
 
         # more than the escrow: refused before any work, with the way out in the message
-        status, body = await _post(nodes[0], {"request": _request(1_001)})
+        status, body = await _post(nodes[0], {"request": _request(1_001, height=tip(nodes[0]))})
         assert status == 402 and body["reason"] == "fee_not_covered", body
         assert "escrow-deposit" in body["error"]["message"]
 
-        status, view = await _post(nodes[0], {"request": _request(600)})
+        status, view = await _post(nodes[0], {"request": _request(600, height=tip(nodes[0]))})
         assert status == 200, view
         assert view["answer"] is not None and view["fee"] == 600
         # the escrow covers 1 000, and 600 are now unsettled: a second 600 is refused
-        status, body = await _post(nodes[0], {"request": _request(600)})
+        status, body = await _post(nodes[0], {"request": _request(600, height=tip(nodes[0]))})
         assert status == 402 and "600 of its unsettled rounds" in body["error"]["message"], body
 
         round_id = bytes.fromhex(view["round_id"])
@@ -74,7 +81,7 @@ async def test_signed_request_is_paid_from_the_clients_escrow(tmp_path: Path) ->
 async def test_bad_signed_requests_get_clear_errors(tmp_path: Path) -> None:
     _chain, nodes = await registered_swarm(tmp_path, count=2, registered=2)
     try:
-        good = bytes.fromhex(_request(0))
+        good = bytes.fromhex(_request(0, height=tip(nodes[0])))
         forged = good[:-1] + bytes([good[-1] ^ 1])  # a flipped bit in the prompt
         cases = [
             ({"request": "zz"}, "bad_request"),
@@ -96,7 +103,7 @@ async def test_bad_signed_requests_get_clear_errors(tmp_path: Path) -> None:
                 data=b"x" * (2 << 20)) as resp:
             assert resp.status == 413, await resp.text()
         # the node still serves a good request
-        status, view = await _post(nodes[0], {"request": _request(0)})
+        status, view = await _post(nodes[0], {"request": _request(0, height=tip(nodes[0]))})
         assert status == 200 and view["answer"] is not None
     finally:
         await stop_all(nodes)

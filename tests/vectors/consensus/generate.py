@@ -236,31 +236,66 @@ def tx_vectors() -> dict[str, Vector]:
     return out
 
 
+def _block_ids(height: int) -> list[bytes]:
+    """Stand-in ids of the blocks below ``height``, newest first (``recent_block_ids``)."""
+    return [bytes([0xBE, h]) + bytes(30) for h in range(height - 1, -1, -1)]
+
+
 def inclusion_tx_vectors() -> dict[str, Vector]:
     """The inclusion-window transaction kinds (docs/swarm.md §7a) against dev genesis: a
     data-root settlement needs a window; its outcome must rank drawn answerers; a challenge
     and a data posting need a held round. The leaf rules have their own vectors
-    (``inclusion/``)."""
-    request = sign_request(dev_seed(1), chain_id=1337, prompt=b"1+1?", fee=1000, answers=3,
-                           judges=3, nonce=bytes(32)).request
-    outcome = RoundOutcome(round_id=request.round_id(), ranking=(BOB,), scores=(1,),
-                           payouts=(), refund=1000, reputations=(), slashes=())
-    root = SettleSwarmRoot(request=request, reputation_height=1, data_root=bytes(32),
-                           outcome=outcome)
+    (``inclusion/``). Then the beacon rules every settlement keeps (§5.2a "Ties",
+    `contracts.swarm.beacon_fault`), on a settlement by data root applied at height 5 of a
+    chain whose blocks are `_block_ids`: the request names height h, the beacon block is
+    h + k (``swarm_beacon_delay``)."""
+    def root(beacon_height: int, reputation_height: int, beacon_block: bytes
+             ) -> SettleSwarmRoot:
+        request = sign_request(dev_seed(1), chain_id=1337, prompt=b"1+1?", fee=1000,
+                               answers=3, judges=3, nonce=bytes(32),
+                               beacon_height=beacon_height).request
+        outcome = RoundOutcome(round_id=request.round_id(), ranking=(BOB,), scores=(1,),
+                               payouts=(), refund=1000, reputations=(), slashes=())
+        return SettleSwarmRoot(request=request, reputation_height=reputation_height,
+                               beacon_block=beacon_block, data_root=bytes(32), outcome=outcome)
+
+    at_one = root(0, 1, _block_ids(1)[0])
+    request_id = at_one.request.round_id()
+    ids = _block_ids(5)  # heights 4, 3, 2, 1, 0
     window = {"swarm_inclusion_window": 5}
-    cases: list[tuple[str, str, dict[str, Any], Payload]] = [
-        ("settle_root_no_window", "swarm.no_inclusion_window", {}, root),
-        ("settle_root_undrawn_answerer", "swarm.outcome_ranking", window, root),
-        ("challenge_not_held", "swarm.not_held", window,
-         ChallengeSwarmRound(round_id=request.round_id(), claim=1)),
-        ("post_leaves_not_held", "swarm.not_held", window,
-         PostRoundLeaves(round_id=request.round_id(), leaves=())),
+    beacon = window | {"swarm_beacon_delay": 2}
+    cases: list[tuple[str, str, str, dict[str, Any], int, list[bytes], Payload]] = [
+        ("settle_root_no_window", "swarm.no_inclusion_window", "", {}, 1, _block_ids(1),
+         at_one),
+        ("settle_root_undrawn_answerer", "swarm.outcome_ranking", "", window, 1, _block_ids(1),
+         at_one),
+        ("challenge_not_held", "swarm.not_held", "", window, 1, [],
+         ChallengeSwarmRound(round_id=request_id, claim=1)),
+        ("post_leaves_not_held", "swarm.not_held", "", window, 1, [],
+         PostRoundLeaves(round_id=request_id, leaves=())),
+        ("settle_beacon_right_block", "swarm.outcome_ranking",
+         "a settlement naming the chain's block h + k as its beacon passes the beacon rules "
+         "(the next rule then fails)", beacon, 5, ids, root(1, 2, ids[5 - 1 - 3])),
+        ("settle_beacon_wrong_block", "swarm.beacon_block",
+         "a settlement naming another block than the chain's at h + k (another branch's, or "
+         "another height's) seeds its ties with a value the chain does not give", beacon, 5,
+         ids, root(1, 2, ids[5 - 1 - 2])),
+        ("settle_beacon_pending", "swarm.beacon_pending",
+         "a settlement before its beacon block h + k is mined waits", beacon, 5, ids,
+         root(3, 3, bytes(32))),
+        ("settle_beacon_stale", "swarm.beacon_stale",
+         "a round drawn at or after h + k had a known beacon (a stale request)", beacon, 5,
+         ids, root(1, 3, ids[5 - 1 - 3])),
+        ("settle_beacon_before_request", "swarm.beacon_height",
+         "a round drawn below the height its request names", beacon, 5, ids,
+         root(2, 1, ids[5 - 1 - 4])),
     ]
     return {f"tx_{name}": {
-        "kind": "tx", "name": name, "description": f"breaks {rule}",
-        "network": {"base": "dev", "overrides": overrides}, "prior": [], "height": 1,
+        "kind": "tx", "name": name, "description": description or f"breaks {rule}",
+        "network": {"base": "dev", "overrides": overrides}, "prior": [], "height": height,
+        **({"recent_block_ids": [r.hex() for r in recent]} if recent else {}),
         "tx": tx(2, 0, payload).encode().hex(), "expect": rule}
-        for name, rule, overrides, payload in cases}
+        for name, rule, description, overrides, height, recent, payload in cases}
 
 
 def calibration_vectors() -> dict[str, Vector]:

@@ -8,7 +8,8 @@ replays every file and checks that this script still produces exactly the commit
 Each vector names a function and its inputs:
 
 * ``settle``: a signed round (request, selected answerers and judges, commitments and
-  openings in canonical encoding, reputations and stakes by node id); ``expect`` holds the
+  openings in canonical encoding, reputations and stakes by node id, and the tie ``seed``
+  where the round settles on chain: `beacon_seed` of its beacon block); ``expect`` holds the
   `RoundOutcome` bytes, the ranking and whether the fit converged. Replaying one checks the
   whole rule set of docs/swarm.md §5-§6 on that round.
 * ``bradley_terry``: comparisons (judge, first, second, outcome), weights, n, max_steps,
@@ -30,7 +31,7 @@ sys.path.insert(0, str(HERE.parents[3]))
 
 from consensus.tx import public_key  # noqa: E402
 from swarm.bradley_terry import ONE, Comparison, Outcome, bradley_terry_scores  # noqa: E402
-from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, settle  # noqa: E402
+from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, beacon_seed, settle  # noqa: E402
 from tests.framework.roundkit import (  # noqa: E402
     STAKE,
     Round,
@@ -47,13 +48,15 @@ Vector = dict[str, Any]
 FEE = 1_000_000
 
 
-def _settle_vector(desc: str, r: Round, reputations: dict[bytes, int]) -> Vector:
+def _settle_vector(desc: str, r: Round, reputations: dict[bytes, int],
+                   seed: bytes | None = None) -> Vector:
     nodes = sorted(set(r.answerers) | set(r.judges))
     reps = {node: reputations.get(node, 100) for node in nodes}
     stakes = dict.fromkeys(nodes, STAKE)
     result = settle(request=r.request, answerers=r.answerers, judges=r.judges,
                     commitments=r.commitments, answer_openings=r.answer_openings,
-                    judgment_openings=r.judgment_openings, reputations=reps, stakes=stakes)
+                    judgment_openings=r.judgment_openings, reputations=reps, stakes=stakes,
+                    seed=seed)
     return {
         "function": "settle", "desc": desc,
         "request": r.request.encode().hex(),
@@ -63,6 +66,7 @@ def _settle_vector(desc: str, r: Round, reputations: dict[bytes, int]) -> Vector
         "judgment_openings": [o.encode().hex() for o in r.judgment_openings],
         "reputations": {n.hex(): v for n, v in reps.items()},
         "stakes": {n.hex(): v for n, v in stakes.items()},
+        **({} if seed is None else {"seed": seed.hex()}),
         "expect": {"outcome": result.outcome.encode().hex(),
                    "ranking": [n.hex() for n in result.outcome.ranking],
                    "converged": result.fit.converged},
@@ -94,6 +98,31 @@ def _bt_vector(desc: str, comparisons: Sequence[Comparison], weights: dict[bytes
     }
 
 
+def _beacon_vectors(r: Round) -> dict[str, Vector]:
+    """The full tie of ``r`` settled with two beacon seeds that order it differently.
+
+    On chain the seed is the round's beacon: of the stand-in block ids (0xbe, i, 0...), the
+    first and the first whose seed orders the tie differently. The beacon, not a node id or
+    the client's nonce, decides which tied answer the chain ranks first."""
+    out: dict[str, Vector] = {}
+    rid = r.request.round_id()
+    blocks = [bytes([0xBE, i]) + bytes(30) for i in range(16)]
+    first = [settle(request=r.request, answerers=r.answerers, judges=r.judges,
+                    commitments=r.commitments, answer_openings=r.answer_openings,
+                    judgment_openings=r.judgment_openings,
+                    reputations=dict.fromkeys(r.answerers, 100),
+                    stakes=dict.fromkeys(r.answerers, STAKE),
+                    seed=beacon_seed(rid, b)).outcome.ranking[0] for b in blocks]
+    other = next(i for i in range(1, len(blocks)) if first[i] != first[0])
+    for name, i in (("a", 0), ("b", other)):
+        out[f"settle_tie_by_beacon_{name}"] = _settle_vector(
+            f"the same full tie settled on chain with beacon block {blocks[i][:2].hex()}…: "
+            "seed = beacon_seed(round id, block id); the two beacons rank a different tied "
+            "answer first, both paid alike (docs/swarm.md §5.2a Ties)", r, {},
+            seed=beacon_seed(rid, blocks[i]))
+    return out
+
+
 def settlement_vectors() -> dict[str, Vector]:
     out: dict[str, Vector] = {}
 
@@ -120,6 +149,7 @@ def settlement_vectors() -> dict[str, Vector]:
     out["settle_all_tied_by_round_seed"] = _settle_vector(
         "two answerers judge each other only: a full tie, ordered by the round's seed, paid "
         "alike (issue 11 item 4)", r, {})
+    out.update(_beacon_vectors(r))
 
     # issue 11 item 1: a coalition under a third marks a wrong answer GOOD, the rest BAD
     def truthful_screen(_j: bytes, text: bytes) -> int:

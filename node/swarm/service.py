@@ -64,6 +64,7 @@ from contracts.registry import swarm_node_ids
 from contracts.swarm import (
     ANY_MODEL,
     MAX_SETTLEMENT_LAG,
+    request_beacon_fault,
     selected_nodes,
     selection_candidates,
 )
@@ -82,12 +83,12 @@ from node.swarm.settlement_duty import (
     DEFAULT_SETTLE_BACKOFF,
     DEFAULT_SETTLEMENT_FEE,
     SettlementDuty,
+    round_settlement,
 )
 from node.swarm.stats import SwarmStats
 from swarm.commit_reveal import (
     answer_opening,
     commit,
-    judgment_opening,
     judgment_payload,
     make_evidence,
 )
@@ -125,7 +126,7 @@ from swarm.selection import (
     select_nodes,
     selection_weight,
 )
-from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, SCREEN_NONE, answer_view, settle
+from swarm.settlement import SCREEN_BAD, SCREEN_GOOD, SCREEN_NONE, answer_view
 
 __all__ = ["NOT_ON_CHAIN", "FeeNotCovered", "RoundState", "SwarmService", "SwarmUnavailable"]
 
@@ -499,6 +500,12 @@ class SwarmService:
         if height and not self._draw_matches(request, height, (answerers, judges)):
             log_event(log, "swarm.bad_draw", round=round_id, origin=origin)
             return False
+        # a round drawn at a height its request does not allow can never settle (its beacon
+        # block is not the request's to name, docs/swarm.md §5.2a "Ties")
+        if height and request_beacon_fault(request, height=height,
+                                           params=self.host.chain.params):
+            log_event(log, "swarm.bad_beacon", round=round_id, origin=origin)
+            return False
         state = RoundState(announcement=announcement, candidates=candidates,
                            answerers=answerers, judges=judges, origin=origin,
                            started=time.monotonic(), height=height,
@@ -713,7 +720,7 @@ class SwarmService:
             prompt=prompt.encode(), fee=fee, answers=min(self.answers, eligible),
             judges=round_judges(self.judges, eligible=eligible,
                                 inclusion_window=params.swarm_inclusion_window),
-            nonce=os.urandom(32), model=model)
+            nonce=os.urandom(32), model=model, beacon_height=height)
         return announcement.request.round_id(), self._spawn(
             self._run(announcement, candidates, height, options))
 
@@ -737,6 +744,10 @@ class SwarmService:
                              f"0..{MAX_ROUND_NODES}")
         self.check_fee(request.client, request.fee)
         candidates, height, eligible = self._eligible(model=request.model)
+        stale = height and request_beacon_fault(request, height=height,
+                                                params=self.host.chain.params)
+        if stale:
+            raise ValueError(stale)
         window = self.host.chain.params.swarm_inclusion_window
         if round_judges(request.judges, eligible=eligible, inclusion_window=window) \
                 < min(request.judges, eligible):
@@ -861,6 +872,7 @@ class SwarmService:
             if state.settled is not None:
                 self.stats.round_settled(state.settled.height - state.height)
         self._forget_settled()
+        self.duty.beacons_mined(self.rounds.values())
         self._spawn(self.duty.drop_duplicates())
         self._spawn(self.duty.watch(self.rounds.values()))
 
@@ -894,17 +906,13 @@ class SwarmService:
 
         Reputations and stakes are the round's candidates' (for an on-chain round: decayed to
         the round height, bonded stake), exactly what the contract uses, so the client's
-        top answer is the chain's top answer."""
-        reveals = list(state.reveals.values())
-        result = settle(
-            request=state.announcement.request, answerers=state.answerers,
-            judges=state.judges, commitments=state.all_commitments(),
-            answer_openings=sorted(answer_opening(r) for r in reveals if r.kind == KIND_ANSWER),
-            judgment_openings=sorted(judgment_opening(r) for r in reveals
-                                     if r.kind == KIND_JUDGMENT),
-            reputations={c.node: c.reputation for c in state.candidates},
-            stakes={c.node: c.stake for c in state.candidates})
+        top answer is the chain's top answer. Exact ties are the chain's once the round's
+        beacon block is mined: until then the round id breaks them, and the round's result
+        is ranked again with the beacon's seed when it arrives (`SettlementDuty.beacons_mined`)."""
+        seed = self.duty.tie_seed(state) if state.height else None
+        result = round_settlement(state, seed)
         state.settlement = result
+        state.beacon_seeded = seed is not None
         ranking = result.outcome.ranking
         if ranking:
             state.chosen = ranking[0]

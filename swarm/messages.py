@@ -50,8 +50,8 @@ MAX_ROUND_NODES = 64
 DEFAULT_ROUND_JUDGES = 18
 #: Judges a node asks for on a chain without an inclusion window (``swarm_inclusion_window`` 0),
 #: where a round can only settle by a full `SettleSwarmRound` within `MAX_TX_SIZE`: each judge
-#: adds about 400 bytes (commitment and opening), so 4 answers and 12 judges take 6,817 of
-#: 8,192 bytes, 14 take 7,621 and 16 do not fit (tests/contracts/test_swarm_settlement_size.py).
+#: adds about 400 bytes (commitment and opening), so 4 answers and 12 judges take 6,852 of
+#: 8,192 bytes, 14 take 7,656 and 16 do not fit (tests/contracts/test_swarm_settlement_size.py).
 #: Larger rounds settle by data root, which needs the window.
 MAX_JUDGES_WITHOUT_DATA_ROOT = 12
 MAX_PAIRS = 4 * MAX_ROUND_NODES  # judging_pairs gives at most 4n ordered pairs

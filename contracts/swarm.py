@@ -8,6 +8,12 @@ unless it is identical; then the client's fee is taken (from its escrow first,
 contracts.escrow.pay_fee), payouts and the refund credited,
 stakes slashed, reputations written and the round marked settled (a round settles once).
 
+Ties are seeded by the round's beacon (docs/swarm.md §5.2a "Ties"): the request names a height
+h, a settlement names the id of this chain's block h + ``params.swarm_beacon_delay`` and is
+valid only once that block is mined below it (`beacon_fault`); the outcome is recomputed with
+`swarm.settlement.beacon_seed` of that block, so neither the client nor the settler chooses
+how ties fall.
+
 Reputation decays lazily: state keeps each node's last settled height under
 ``swact/<addr>``; the reputation a round uses is `decayed_reputation` of the stored score
 over the blocks since then, and a participant's new score is stored with the current height.

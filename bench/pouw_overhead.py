@@ -30,7 +30,13 @@ from pouw.backends import Backend, available_backends
 from pouw.hashing import derive_seed
 from pouw.merkle import block_path, matrix_root
 from pouw.mining import PANEL_BYTES, operand_roots, transpose_int8
-from pouw.noise import denoise_operands, noise_factors, noisy_left, noisy_right
+from pouw.noise import (
+    denoise_limbs,
+    denoise_operands,
+    noise_factors,
+    noisy_left,
+    noisy_right,
+)
 from pouw.params import K_MAX, MAX_CHUNKS, MAX_TARGET, TILE_H, TILE_W, default_r
 from pouw.tickets import initial_states
 
@@ -170,7 +176,7 @@ def measure(shape: str, *, backends: list[str], r: int | None, repeats: int) -> 
     last = verify_ms(last_cert)
     row: dict[str, Any] = {
         "shape": shape, "r": params.r, "chunks": params.chunks,
-        "margin_macs": params.r / n + params.r / m + 2 * limbs(params) * params.r / k,
+        "margin_macs": params.r / n + params.r / m + 2 * denoise_limbs(k, params.r) * params.r / k,
         "plain_ms": statistics.median(plain) * 1e3,
         "verify_first_chunk_ms": first[0], "verify_first_chunk_cpu_ms": first[1],
         "verify_last_chunk_ms": last[0], "verify_last_chunk_cpu_ms": last[1],
@@ -191,14 +197,6 @@ def measure(shape: str, *, backends: list[str], r: int | None, repeats: int) -> 
     if native.available():
         row["kernel"] = kernel_split(a, b, params, repeats)
     return row
-
-
-def limbs(params: PouwParams) -> int:
-    """L, the base-128 digits of the denoising operands (docs/pouw.md §7)."""
-    bound, count, cover = 128 * params.chunks, 1, 63
-    while cover < bound:
-        cover, count = cover * 128 + 63, count + 1
-    return count
 
 
 def main() -> None:

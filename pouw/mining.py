@@ -274,10 +274,11 @@ class MiningSession:
         packed, a_biased, y, z = noisy.packed, noisy.left_biased, noisy.y, noisy.z
         # the chunked path cuts both operands per chunk (the fused kernel's fallback too)
         chunk_operands: list[tuple[object, object]] = []
-        lefts, rights = denoise_operands(y, z, f, k=k)
-        denoise = native.pack_denoise(lefts, rights) if isa is not None else None
-        lefts_dev = [dev.put(x) for x in lefts]
-        rights_dev = [dev.put(x) for x in rights]
+        # the kernel's digit pairs straight from C; the chunked path's on the device (lazily
+        # where it is only the kernel's fallback)
+        denoise = native.denoise_job(y, z, f, k=k) if isa is not None else None
+        digits: list[tuple[object, object]] = [] if isa is not None else \
+            denoise_digits(dev, y, z, f, k=k)
         mixer_key, hash_key = ticket_keys(seed)
         timings["noise"] = time.perf_counter() - t
 
@@ -317,6 +318,7 @@ class MiningSession:
                     continue  # out is product[p0:p1], denoised in the kernel
                 states = initial_states(mixer_key, row_tiles[:, None], col_tiles[None, :])
             chunk_operands = chunk_operands or split_chunks(dev, *noisy.operands(a8, b8, f), r)
+            digits = digits or denoise_digits(dev, y, z, f, k=k)
             for c in range(params.chunks):
                 t = time.perf_counter()
                 a_chunk, b_chunk = chunk_operands[c]
@@ -338,7 +340,7 @@ class MiningSession:
                 timings["tickets"] += time.perf_counter() - t2
             t = time.perf_counter()
             parts = [dev.product(dev_rows(left, p0, p1), right)
-                     for left, right in zip(lefts_dev, rights_dev, strict=True)]
+                     for left, right in digits]
             product[p0:p1] = dev.subtract_horner(acc, parts, LIMB_BASE)
             timings["denoise"] += time.perf_counter() - t
         timings["total"] = time.perf_counter() - started
@@ -380,6 +382,13 @@ def noisy_job(dev: Backend, a8: np.ndarray, b8: np.ndarray, f: NoiseFactors) -> 
     y = dev.to_numpy(dev.product(dev.put(a_noisy), dev.put(right_wide_factor(f))))
     z = dev.to_numpy(dev.product(dev.put(left_wide_factor(f)), dev.put(b8)))
     return NoisyJob(y=y, z=z, a_noisy=a_noisy, b_noisy=b_noisy)
+
+
+def denoise_digits(dev: Backend, y: np.ndarray, z: np.ndarray, f: NoiseFactors, *,
+                   k: int) -> list[tuple[object, object]]:
+    """The (Left_l, Right_l) digit pairs of pouw.noise.denoise_operands on the device."""
+    lefts, rights = denoise_operands(y, z, f, k=k)
+    return [(dev.put(left), dev.put(right)) for left, right in zip(lefts, rights, strict=True)]
 
 
 def split_chunks(dev: Backend, a_noisy: np.ndarray, b_noisy: np.ndarray,

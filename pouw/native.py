@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pouw.noise import NoiseFactors
+from pouw.noise import NoiseFactors, denoise_limbs
 from pouw.params import PREFILTER_BITS, TILE_H, TILE_W
 
 #: Columns per kernel block (8 tiles of 4): packed B' is padded to a multiple of this.
@@ -42,10 +42,13 @@ def _load() -> ctypes.CDLL | None:
         lib.pouw_noisy_left.argtypes = [_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P,
                                         ctypes.c_int]
         lib.pouw_noisy_right.argtypes = [_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _P, _P]
+        lib.pouw_denoise_operands.argtypes = [_P, _P, _I64, _I64, _P, _P, _I64, _I64, _P, _P,
+                                              _P]
     except (OSError, AttributeError):  # absent, or built from an older fused.c: not used
         return None
     lib.pouw_noisy_left.restype = None
     lib.pouw_noisy_right.restype = None
+    lib.pouw_denoise_operands.restype = _I64
     lib.pouw_pack_b.argtypes = [_P, _I64, _I64, _I64, _P, _P]
     lib.pouw_pack_b.restype = None
     lib.pouw_fused.argtypes = [_P, _P, _P, _I64, _I64, _I64, _I64, _I64, _P, ctypes.c_uint64,
@@ -182,6 +185,27 @@ def pack_denoise(lefts: list[np.ndarray], rights: list[np.ndarray]) -> PackedDen
                          right=np.stack([p.blocks for p in packed]),
                          compensation=np.concatenate([p.compensation for p in packed]),
                          depth=depth)
+
+
+def denoise_job(y: np.ndarray, z: np.ndarray, f: NoiseFactors, *, k: int) -> PackedDenoise:
+    """pack_denoise(*pouw.noise.denoise_operands(y, z, f, k=k)) in one C pass: the digit
+    pairs [Y_l | E_L], [F_R ; Z_l] made straight in the kernel's layouts."""
+    r = f.perm_e.shape[1]
+    m, n = y.shape[0], z.shape[1]
+    limbs = denoise_limbs(k, r)
+    yc, zc = (np.ascontiguousarray(x, dtype=np.int32) for x in (y, z))
+    el, fr = (np.ascontiguousarray(x, dtype=np.int8) for x in (f.left, f.right))
+    if yc.shape != (m, r) or zc.shape != (r, n) or el.shape != (m, r) or fr.shape != (r, n):
+        raise ValueError("Y, Z and the noise factors do not match")
+    padded = -(-n // BLOCK_COLS) * BLOCK_COLS
+    left = np.empty((limbs, m, 2 * r), dtype=np.uint8)
+    right = np.empty((limbs, padded * 2 * r), dtype=np.int8)
+    compensation = np.empty((limbs, padded), dtype=np.uint32)
+    if _lib().pouw_denoise_operands(yc.ctypes.data, el.ctypes.data, m, r, zc.ctypes.data,
+                                    fr.ctypes.data, n, limbs, left.ctypes.data,
+                                    right.ctypes.data, compensation.ctypes.data) < 0:
+        raise OverflowError("value exceeds the limb bound")
+    return PackedDenoise(left=left, right=right, compensation=compensation, depth=2 * r)
 
 
 def biased_left(a_noisy: np.ndarray) -> np.ndarray:

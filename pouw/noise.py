@@ -179,6 +179,12 @@ def split_limbs(x: np.ndarray, limbs: int) -> list[np.ndarray]:
     return digits
 
 
+def denoise_limbs(k: int, r: int) -> int:
+    """L, the digits of Y and Z: |Y| <= 128·k/r (A' entries times ±1 over k/r chunks) and
+    |Z| <= 64·k/r."""
+    return limb_count(max(128 * (k // r), 64 * (k // r)))
+
+
 def denoise_operands(
     y: np.ndarray, z: np.ndarray, f: NoiseFactors, *, k: int
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -187,9 +193,7 @@ def denoise_operands(
 
     Left_j = [Y_j | E_L] (rows × 2r), Right_j = [F_R ; Z_j] (2r × cols).
     """
-    r = f.perm_e.shape[1]
-    bound = max(128 * (k // r), 64 * (k // r))
-    limbs = limb_count(bound)
+    limbs = denoise_limbs(k, f.perm_e.shape[1])
     y_digits = split_limbs(y, limbs)
     z_digits = split_limbs(z, limbs)
     lefts = [np.ascontiguousarray(np.concatenate([yd, f.left], axis=1)) for yd in y_digits]

@@ -232,6 +232,62 @@ void pouw_noisy_right(const int8_t *b, int64_t k, int64_t n, int64_t r, const in
     }
 }
 
+/* Digit l of x in balanced base 128 (digits in [-64, 63], lowest first; pouw.noise.split_limbs). */
+static inline int32_t limb_digit(int32_t x, int64_t l, int64_t limbs, int *overflow) {
+    int64_t rest = x;
+    int32_t digit = 0;
+    for (int64_t j = 0; j <= l; j++) {
+        digit = (int32_t)(((rest + 64) & 127) - 64);
+        rest = (rest - digit) / 128; /* an exact multiple of 128: exact for negatives too */
+    }
+    if (l == limbs - 1 && rest != 0) *overflow = 1;
+    return digit;
+}
+
+/* The denoising operands of docs/pouw.md §7 straight into the kernels' layouts, from Y (m x r),
+ * E_L (m x r), Z (r x n) and F_R (r x n): left (limbs, m, 2r) = [Y_l | E_L] + 128 as uint8, and
+ * right = each Right_l = [F_R ; Z_l] (2r x n) packed as pouw_pack_b packs B' with one chunk of
+ * depth 2r, comp (limbs, npad) its bias compensation. Y_l, Z_l are the base-128 digits.
+ * Returns 0, or -1 if a value of Y or Z needs more than `limbs` digits. */
+int64_t pouw_denoise_operands(const int32_t *y, const int8_t *el, int64_t m, int64_t r,
+                              const int32_t *z, const int8_t *fr, int64_t n, int64_t limbs,
+                              uint8_t *left, int8_t *right, uint32_t *comp) {
+    const int64_t depth = 2 * r, nb = column_blocks(n), npad = nb * BLOCK_COLS;
+    const int64_t groups = depth / 4;
+    int overflow = 0;
+#pragma omp parallel for schedule(static) reduction(| : overflow) if (m * r >= POUW_PARALLEL_MIN / 8)
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t l = 0; l < limbs; l++) {
+            uint8_t *row = left + (l * m + i) * depth;
+            for (int64_t q = 0; q < r; q++) {
+                row[q] = (uint8_t)(limb_digit(y[i * r + q], l, limbs, &overflow) + 128);
+                row[r + q] = (uint8_t)(el[i * r + q] + 128);
+            }
+        }
+#pragma omp parallel for collapse(2) schedule(static) reduction(| : overflow) if (r * n >= POUW_PARALLEL_MIN / 8)
+    for (int64_t l = 0; l < limbs; l++)
+        for (int64_t cb = 0; cb < nb; cb++) {
+            int8_t *dst = right + (l * npad + cb * BLOCK_COLS) * depth;
+            int32_t sums[BLOCK_COLS] = {0};
+            for (int64_t g = 0; g < groups; g++)
+                for (int j = 0; j < BLOCK_COLS; j++) {
+                    const int64_t col = cb * BLOCK_COLS + j;
+                    for (int q = 0; q < 4; q++) {
+                        const int64_t row = 4 * g + q;
+                        int32_t v = 0;
+                        if (col < n)
+                            v = row < r ? fr[row * n + col]
+                                        : limb_digit(z[(row - r) * n + col], l, limbs, &overflow);
+                        dst[g * STEP_BYTES + j * 4 + q] = (int8_t)v;
+                        sums[j] += v;
+                    }
+                }
+            for (int j = 0; j < BLOCK_COLS; j++)
+                comp[l * npad + cb * BLOCK_COLS + j] = (uint32_t)(128 * sums[j]);
+        }
+    return overflow ? -1 : 0;
+}
+
 static void record(pouw_candidate *cands, int64_t max_cands, int64_t *count, int32_t tile_row,
                    int32_t tile_col, int32_t chunk, uint64_t state) {
     int64_t slot;

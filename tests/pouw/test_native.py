@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from pouw import MAX_TARGET, MiningSession, available_backends, mine_product, native
 from pouw.noise import (
+    denoise_operands,
     left_wide_factor,
     noise_factors,
     noisy_left,
@@ -204,3 +205,27 @@ def test_noisy_operands_match_reference(
     assert np.array_equal(got.right.compensation, packed.compensation)
     assert np.array_equal(got.y, a_noisy.astype(np.int64) @ right_wide_factor(f).astype(np.int64))
     assert np.array_equal(got.z, left_wide_factor(f).astype(np.int64) @ b.astype(np.int64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(job=noise_jobs())
+def test_denoise_job_matches_reference(job: tuple[np.ndarray, np.ndarray, bytes, PouwParams]
+                                       ) -> None:
+    """The C digit pairs equal pack_denoise of pouw.noise.denoise_operands, at the largest
+    |Y| and |Z| the operands allow (entries at the int7 ends make them extreme)."""
+    a, b, seed, params = job
+    f = noise_factors(seed, params)
+    noisy = native.noisy_operands(a, b, f)
+    got = native.denoise_job(noisy.y, noisy.z, f, k=params.k)
+    want = native.pack_denoise(*denoise_operands(noisy.y, noisy.z, f, k=params.k))
+    assert got.depth == want.depth
+    for name in ("left", "right", "compensation"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+
+
+def test_denoise_job_refuses_values_past_the_limb_bound() -> None:
+    params = PouwParams(m=8, k=16, n=4, r=16)
+    f = noise_factors(bytes(32), params)
+    y = np.full((8, 16), 64 * 128 * 128, dtype=np.int32)  # needs a third digit (bound: 2)
+    with pytest.raises(OverflowError):
+        native.denoise_job(y, np.zeros((16, 4), np.int32), f, k=params.k)

@@ -204,13 +204,16 @@ class SettlementDuty:
         settled = self.settled_by(state, chain_state)
         if settled is not None:
             return settled
-        for tx in mempool.transactions():
-            if settles(tx, state.round_id):
-                return f"submitted: tx {tx.id().hex()} by {tx.sender.hex()}"
         request = state.announcement.request
         beacon = chain.block_id_at(beacon_height(request, chain.params))
         if beacon is None:  # a reorg took the chain below the beacon block again
             return f"waiting for the beacon block at height {beacon_height(request, chain.params)}"
+        for tx in mempool.transactions():
+            # a pending settlement naming another branch's beacon block can never apply here
+            if settles(tx, state.round_id) and \
+                    isinstance(tx.payload, SettleSwarmRound | SettleSwarmRoot) and \
+                    tx.payload.beacon_block == beacon:
+                return f"submitted: tx {tx.id().hex()} by {tx.sender.hex()}"
         commitments, answer_openings, judgment_openings = round_data(state)
         payload: Payload = build_settlement(
             chain_state, height=state.height, beacon_block=beacon, request=request,

@@ -2,7 +2,10 @@
 
 Starts the browser tests' testnet (`tests.framework.explorer`: three node processes, one
 mining, built-in arithmetic models plus one answering through a local OpenAI-compatible
-endpoint), asks the swarm a question, confirms a transfer, then loads every page
+endpoint), asks the swarm a question, confirms a transfer, has node 0 mine a paid matmul job
+and asks it questions until a block won by its inference products is on the chain (so the
+chain holds all three kinds of work: the overview's chart and screenshot show them), then
+loads every page
 ``--repeat`` times in Debian's ``chromium`` (Playwright, ``executable_path``): the first load
 of each page in a fresh browser context (cold: stylesheet and script fetched) and the rest
 in that context (warm). A load is the navigation's duration as the page measures it
@@ -44,7 +47,9 @@ from node.api.explorer.work import SOURCES, InferenceRoots
 from testnet.genesis import DEV_CHAIN_ID
 from tests.framework.explorer import (
     ConsoleLog,
+    ask_until_inference_block,
     chromium_path,
+    mine_a_job,
     navigation_ms,
     script_model,
     start_explorer_testnet,
@@ -90,6 +95,8 @@ def prepare(nodes: list[TestNode], min_height: int, *, settled: bool) -> dict[st
     tx_id = node.send_tx(tx)
     wait_until(lambda: node.api("GET", f"/api/v1/txs/{tx_id}", auth=False)["status"]
                == "confirmed", 60, message="the transfer confirmed")
+    mine_a_job(node)
+    ask_until_inference_block(node, nodes[1])
     wait_until(lambda: node.height() >= min_height, 30 + 3 * min_height,
                message=f"height {min_height}")
     return {"overview": "/", "block": f"/block/{node.height()}", "tx": f"/tx/{tx_id}",

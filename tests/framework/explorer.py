@@ -9,7 +9,10 @@ show it as text. The browser: Debian's ``chromium`` driven by Playwright through
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -18,6 +21,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
+
+from consensus.genesis import dev_seed
+from consensus.tx import sign_transaction
+from node.api.explorer.pages import MAX_ROWS
+from node.mining.jobs import job_request, npy_bytes, prepare_operands
+from testnet.genesis import DEV_CHAIN_ID
 from testnet.launcher import ARITH, swarm_backend, swarm_settings
 from tests.framework.nodes import TestNetwork, TestNode
 from tests.framework.util import wait_until
@@ -139,3 +149,47 @@ def navigation_ms(page: Any) -> float:
     """The last navigation's duration (ms, start to the load event's end) as the page saw it."""
     return float(page.evaluate(
         "() => performance.getEntriesByType('navigation')[0].duration"))
+
+
+def mine_a_job(node: TestNode, *, payer: int = 6, escrow: int = 5000) -> dict[str, Any]:
+    """A paid 16x256x16 matmul job (dev account ``payer``, nonce 0) assigned to the mining
+    ``node``, once mined and its receipt on chain: the job's view."""
+    rng = np.random.default_rng(7)
+    a = rng.integers(-64, 64, size=(16, 256), dtype=np.int8)
+    b = rng.integers(-64, 64, size=(256, 16), dtype=np.int8)
+    assignee = bytes.fromhex(node.api("GET", "/api/v1/miner", auth=False)["jobs"]["assignee"])
+    request = job_request(prepare_operands(a, b), assignee=assignee, escrow=escrow,
+                          timeout=100, salt=os.urandom(32))
+    tx = sign_transaction(dev_seed(payer), chain_id=DEV_CHAIN_ID, nonce=0, fee=10,
+                          payload=request)
+    job = node.api("POST", "/api/v1/jobs/matmul", auth=False,
+                   a=base64.b64encode(npy_bytes(a)).decode(),
+                   b=base64.b64encode(npy_bytes(b)).decode(), tx=tx.encode().hex())
+    view: dict[str, Any] = wait_until(
+        lambda: (v := node.api("GET", f"/api/v1/jobs/{job['id']}", auth=False))
+        ["on_chain"]["status"] == "done" and v, 120,
+        message="the job mined and its receipt on chain")
+    return view
+
+
+def ask_until_inference_block(miner: TestNode, watcher: TestNode, *,
+                              timeout: float = 900) -> tuple[list[dict[str, Any]], int]:
+    """Ask the mining node's swarm questions until ``watcher`` (GET /explorer/blocks, the
+    whole chain) labels a block "inference": those rows, and the questions asked.
+
+    ``timeout`` is a hang bound: on a paced dev chain an inference product wins only when it
+    starts as a block falls due, before the miner's own round finds a ticket."""
+    asked = itertools.count(1)
+
+    def labelled() -> list[dict[str, Any]]:
+        n = next(asked)
+        miner.api("POST", "/v1/chat/completions", auth=False, timeout=120,
+                  messages=[{"role": "user", "content": f"What is {n}+{2 * n}?"}])
+        view = watcher.api("GET", f"/explorer/blocks?count={MAX_ROWS}", auth=False)
+        assert len(view["blocks"]) == view["height"] + 1  # the whole chain
+        return [b for b in view["blocks"] if b["source"] == "inference"]
+
+    rows: list[dict[str, Any]] = wait_until(
+        labelled, timeout, interval=0,
+        message="a block won by the miner's inference products, on the watcher")
+    return rows, next(asked) - 1

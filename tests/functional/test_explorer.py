@@ -8,14 +8,11 @@ times are bench/explorer.py's figures, not assertions here.
 
 from __future__ import annotations
 
-import base64
-import itertools
 import os
 import re
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +22,6 @@ from consensus.tx import public_key, sign_transaction
 from contracts import Transfer
 from node.api.explorer.pages import MAX_ROWS
 from node.api.explorer.work import SELF
-from node.mining.jobs import job_request, npy_bytes, prepare_operands
 from pouw.mining import operand_roots
 from swarm.runtime.builtin import ArithModel
 from swarm.runtime.variants import variant_path
@@ -33,7 +29,9 @@ from testnet.genesis import DEV_CHAIN_ID
 from tests.framework.explorer import (
     SCRIPT_ANSWER,
     ConsoleLog,
+    ask_until_inference_block,
     chromium_path,
+    mine_a_job,
     script_model,
     start_explorer_testnet,
 )
@@ -243,20 +241,7 @@ def test_a_mined_job_shows_as_jobs_work_and_on_the_jobs_page(
     """A paid matmul job mined by node 0: its block is "jobs" work on the overview (its
     operand roots match the job on chain) and the job page shows status, escrow, block."""
     node = testnet[0]
-    rng = np.random.default_rng(7)
-    a = rng.integers(-64, 64, size=(16, 256), dtype=np.int8)
-    b = rng.integers(-64, 64, size=(256, 16), dtype=np.int8)
-    assignee = bytes.fromhex(node.api("GET", "/api/v1/miner", auth=False)["jobs"]["assignee"])
-    request = job_request(prepare_operands(a, b), assignee=assignee, escrow=5000,
-                          timeout=100, salt=os.urandom(32))
-    tx = sign_transaction(dev_seed(6), chain_id=DEV_CHAIN_ID, nonce=0, fee=10,
-                          payload=request)
-    job = node.api("POST", "/api/v1/jobs/matmul", auth=False,
-                   a=base64.b64encode(npy_bytes(a)).decode(),
-                   b=base64.b64encode(npy_bytes(b)).decode(), tx=tx.encode().hex())
-    view = wait_until(lambda: (v := node.api("GET", f"/api/v1/jobs/{job['id']}", auth=False))
-                      ["on_chain"]["status"] == "done" and v, 120,
-                      message="the job mined and its receipt on chain")
+    view = mine_a_job(node, escrow=5000)
     assert view["mode"] == "mined"
     block_id = view["mined_in_block"]
     page.goto(node.url + "/")
@@ -264,7 +249,7 @@ def test_a_mined_job_shows_as_jobs_work_and_on_the_jobs_page(
     assert row.locator("span.tag").text_content() == "jobs"
     page.goto(node.url + "/jobs")
     text = page.text_content("#jobs") or ""
-    assert job["id"][:8] in text and "5000" in text and "done" in text
+    assert view["id"][:8] in text and "5000" in text and "done" in text
     shot(page, tmp_path, "jobs")
 
 
@@ -276,23 +261,10 @@ def test_an_inference_mined_block_is_inference_work_on_another_node(
     (GET /explorer/blocks), as the miner does; the rest are self-generated; node 1's block
     page says so in the browser."""
     miner, other = testnet[0], testnet[1]
-    asked = itertools.count(1)
-
-    def inference_on_other() -> list[dict[str, Any]]:
-        n = next(asked)
-        miner.api("POST", "/v1/chat/completions", auth=False, timeout=120,
-                  messages=[{"role": "user", "content": f"What is {n}+{2 * n}?"}])
-        view = other.api("GET", f"/explorer/blocks?count={MAX_ROWS}", auth=False)
-        assert len(view["blocks"]) == view["height"] + 1  # the whole chain
-        return [b for b in view["blocks"] if b["source"] == "inference"]
-
-    # a hang bound: on a paced dev chain an inference product wins only when it starts as a
-    # block falls due, before the miner's own round finds a ticket
-    inference = wait_until(inference_on_other, 900, interval=0,
-                           message="a block won by node 0's inference products on node 1")
+    inference, asked = ask_until_inference_block(miner, other)
     # the miner's count of blocks its inference won includes any that lost to a sibling
     won = miner.status()["mining"]["inference_blocks"]
-    print(f"questions asked: {next(asked) - 1}; inference blocks won (miner): {won}, "
+    print(f"questions asked: {asked}; inference blocks won (miner): {won}, "
           f"on the chain (node 1): {len(inference)}")
     assert len(inference) <= won
     assert {b["model"] for b in inference} == {"arith-l"}

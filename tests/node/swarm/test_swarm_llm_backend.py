@@ -1,4 +1,4 @@
-"""The node's language-model backend (`node.swarm.backend.LLMSwarmBackend`) on the shipped
+"""The node's language-model backend (`swarm.runtime.llm.batched.LLMSwarmBackend`) on the shipped
 SmolLM2: built from the short spec with its cache in the datadir, per-round seeds, pending
 answers generated in one batch, a round's judging and screen in one scoring pass; and the
 node config's sampling settings."""

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from core.encoding import MAX_U64
+from node.chain.db import DEFAULT_CACHE_BYTES, DEFAULT_WRITE_BUFFER_BYTES
 from node.chain.mempool import DEFAULT_MIN_FEE_PER_KB
+from node.memory import DEFAULT_MALLOC_ARENAS, DEFAULT_TRIM_INTERVAL
 from pouw.backends import BACKEND_NAMES
 from pouw.errors import ParamsError
 from pouw.params import PouwParams
@@ -33,6 +35,8 @@ DEFAULT_SWARM_STAKE = 10_000
 MAX_SWARM_TEMPERATURE = 2.0  # swarm_temperature: 0 (greedy) to this
 MAX_SYSTEM_PROMPT_BYTES = 2048  # swarm_system_prompt, UTF-8
 LLM_BACKEND_KIND = "smollm2"  # the language-model backend (swarm.runtime.llm)
+MAX_DB_MEMORY_MB = 4096  # db_cache_mb, db_write_buffer_mb: at most this many MiB each
+MAX_MALLOC_ARENAS = 1024
 
 
 class ConfigError(ValueError):
@@ -87,6 +91,12 @@ class NodeConfig:
     # survives a killed node); it is fsynced (survives a power cut) by a group commit this
     # many seconds later at most, or, with 0, before the answer (~5 ms per admission)
     mempool_fsync_interval: float = 0.1
+    # LevelDB's block cache and write buffer, MiB (node.chain.db: bounds of its native memory)
+    db_cache_mb: int = DEFAULT_CACHE_BYTES >> 20
+    db_write_buffer_mb: int = DEFAULT_WRITE_BUFFER_BYTES >> 20
+    # glibc malloc arenas of the `pouwchain node` process (node.memory); 0: glibc's default
+    malloc_arenas: int = DEFAULT_MALLOC_ARENAS
+    malloc_trim_interval: float = DEFAULT_TRIM_INTERVAL  # seconds between malloc_trim; 0: never
     # -- mining (read by node.mining.miner.MinerConfig.from_node_config) ----------------------
     miner_address: str | None = None  # coinbase public key (hex); None = the node identity's
     mining_shape: tuple[int, int, int, int] = DEFAULT_MINING_SHAPE  # self-generated work
@@ -133,6 +143,19 @@ class NodeConfig:
         self._check_mining()
         self._check_swarm()
         self._check_policy()
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        for name in ("db_cache_mb", "db_write_buffer_mb"):
+            value = getattr(self, name)
+            if type(value) is not int or not 1 <= value <= MAX_DB_MEMORY_MB:
+                raise ConfigError(f"{name} must be an integer from 1 to {MAX_DB_MEMORY_MB} (MiB)")
+        if type(self.malloc_arenas) is not int or not 0 <= self.malloc_arenas <= MAX_MALLOC_ARENAS:
+            raise ConfigError(f"malloc_arenas must be an integer from 0 to {MAX_MALLOC_ARENAS}")
+        if type(self.malloc_trim_interval) not in (int, float) or \
+                not 0 <= self.malloc_trim_interval <= 3600:
+            raise ConfigError("malloc_trim_interval must be 0 to 3600 seconds")
+        self.malloc_trim_interval = float(self.malloc_trim_interval)
 
     def _check_policy(self) -> None:
         if type(self.min_relay_fee_per_kb) is not int or \

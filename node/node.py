@@ -99,7 +99,10 @@ class Node:
         self.genesis = load_genesis(config.genesis_path)
         self.identity = load_or_create_identity(config.datadir / "node.key")
         self.node_id = bytes(self.identity.verify_key)
-        self.chain, self._db = open_chain(config.datadir / "chain", genesis=self.genesis)
+        self.chain, self._db = open_chain(
+            config.datadir / "chain", genesis=self.genesis,
+            cache_bytes=config.db_cache_mb << 20,
+            write_buffer_bytes=config.db_write_buffer_mb << 20)
         self.mempool = Mempool(params=self.chain.params)
         self.listen_address = f"{config.host}:{config.port}" if config.port else ""
         self.port = config.port

@@ -69,7 +69,14 @@ from core.interfaces import MemoryKV, PrefixedKV
 from core.lthash import ElementCache
 from core.params import MEDIAN_TIME_SPAN, ChainParams
 from core.state import BlockUndo, RecordCache, State
-from node.chain.db import Database, DatabaseError, NodeDatabase, WriteBatch
+from node.chain.db import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_WRITE_BUFFER_BYTES,
+    Database,
+    DatabaseError,
+    NodeDatabase,
+    WriteBatch,
+)
 from node.chain.lru import LruSet
 from node.chain.mempool import Mempool, TipView
 
@@ -677,8 +684,10 @@ def update_mempool(mempool: Mempool, update: ChainUpdate, *, tip: TipView, now: 
     mempool.apply_chain_update(confirmed, returning, tip=tip, now=now)
 
 
-# transaction ids whose signatures the mempool checked, remembered by the node's store
-VERIFIED_TXS_REMEMBERED = 50_000
+# transaction ids whose signatures the mempool checked, remembered by the node's store: twice
+# the mempool's max_total (5,120), ~2 MiB at lru.ENTRY_BYTES. An id forgotten before its block
+# arrives only costs that signature's check again.
+VERIFIED_TXS_REMEMBERED = 10_240
 
 
 class NodeChainStore(ChainStore):
@@ -702,9 +711,12 @@ class NodeChainStore(ChainStore):
         return signatures_valid(rest)
 
 
-def open_chain(path: Path, *, genesis: GenesisConfig) -> tuple[NodeChainStore, NodeDatabase]:
-    """`ChainStore.open` over a `NodeDatabase` (finishes any reorg a crash interrupted)."""
-    db = NodeDatabase(path)
+def open_chain(path: Path, *, genesis: GenesisConfig, cache_bytes: int = DEFAULT_CACHE_BYTES,
+               write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES,
+               ) -> tuple[NodeChainStore, NodeDatabase]:
+    """`ChainStore.open` over a `NodeDatabase` (finishes any reorg a crash interrupted);
+    ``cache_bytes``/``write_buffer_bytes``: LevelDB's memory bounds (`node.chain.db`)."""
+    db = NodeDatabase(path, lru_cache_size=cache_bytes, write_buffer_size=write_buffer_bytes)
     try:
         store = NodeChainStore(db, genesis=genesis)
         store.resume()

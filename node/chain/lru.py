@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+# Memory one entry of a full set holds, at most, for a 32-byte id: the OrderedDict's slot and
+# link node (~105 B) and the id's bytes object (~65 B, often shared with the caller). A cache
+# costs capacity x this once full; it fills at the rate of new ids, so a large capacity shows
+# as RSS rising for hours (tests/node/chain/test_lru.py measures it).
+ENTRY_BYTES = 192
+
 
 class LruSet:
     """A bounded set that forgets the oldest entries first (seen caches)."""

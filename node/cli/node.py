@@ -19,6 +19,7 @@ from node.cli.common import bounded_int
 from node.client.config import DATADIR_ENV, resolve_datadir
 from node.config import DEFAULT_PORT, ConfigError, NodeConfig
 from node.logging import configure_logging, get_logger, log_event
+from node.memory import FreeMemoryReleaser, limit_malloc_arenas
 from pouw.backends import BACKEND_NAMES
 
 log = get_logger("cli")
@@ -39,6 +40,7 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
 
 async def run_node(config: NodeConfig) -> int:
     node = build_node(config)
+    node.services.append(FreeMemoryReleaser(interval=config.malloc_trim_interval))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -61,6 +63,7 @@ def _main(args: argparse.Namespace) -> int:
         return 2
     configure_logging(level=config.log_level, json_lines=config.log_json,
                       file=config.datadir / "node.log", stderr=config.log_stderr)
+    limit_malloc_arenas(config.malloc_arenas)  # before the node starts any thread
     try:
         return asyncio.run(run_node(config))
     except (ConfigError, OSError, ValueError) as exc:  # a bad genesis file, a port in use...

@@ -75,7 +75,10 @@ log = get_logger("p2p")
 MAX_CLOCK_SKEW = 30  # seconds: half the future-block limit (Hathor's rule)
 AGENT = "pouwchain/0.1"
 GOSSIP_FETCH_GAP = 8  # announcements further ahead than this are left to sync
-SEEN_TXS = 100_000  # transaction ids remembered across peers (gossip dedup)
+# transaction ids remembered across peers (gossip dedup): over 3x the mempool's max_total,
+# ~3 MiB at lru.ENTRY_BYTES. A forgotten id offered again is re-checked and dropped by the
+# mempool (known, or a stale nonce: IGNORE, never a penalty).
+SEEN_TXS = 16_384
 MISBEHAVIOUR_KEPT = 100  # recent REJECTs kept for tests and the API
 REDIAL_AFTER = 10.0  # seconds before an address that failed is dialed again
 FIRST_DIAL_WAIT = 0.2  # seconds between dial rounds while we have no peer at all

@@ -36,7 +36,10 @@ from node.p2p.protocol import (
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 SEND_QUEUE = 1024  # frames
 RECV_QUEUE = 256  # frames
-KNOWN_CACHE = 20_000  # ids remembered per peer (what it has, so we do not send it back)
+# ids remembered per peer and kind, blocks and transactions (what it has, so we do not send it
+# back): ~0.75 MiB per set at lru.ENTRY_BYTES, 1.5 MiB per peer. One forgotten costs at most a
+# frame the peer drops as already seen.
+KNOWN_CACHE = 4_096
 WS_MAX_MSG = 2 * MAX_FRAME  # aiohttp's cap; decode_frame applies the exact limit (and says so)
 CLOSE_POLICY = 4000  # WebSocket close code: closed by policy (reason in the message)
 

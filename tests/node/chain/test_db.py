@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,12 +15,17 @@ from hypothesis import strategies as st
 
 from core.interfaces import KeyValueStore
 from node.chain.db import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_WRITE_BUFFER_BYTES,
     Database,
     DatabaseCorruptionError,
     DatabaseError,
     DatabaseLockedError,
     WriteBatch,
 )
+from node.config import MAX_DB_MEMORY_MB, ConfigError, NodeConfig
+from node.node import Node
+from tests.framework.nodes import node_config
 from tests.framework.util import ROOT
 
 
@@ -176,3 +182,41 @@ def test_missing_database_without_create(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError, match="no database"):
         Database(tmp_path / "absent", create_if_missing=False)
     assert not (tmp_path / "absent").exists()
+
+
+def _tables_after_writing(config: NodeConfig, megabytes: int) -> list[Path]:
+    """The LevelDB table files of a node's chain after ``megabytes`` of fresh writes."""
+    node = Node(config)
+    try:
+        for i in range(megabytes * 16):
+            node.chain.db.put(b"soak/" + i.to_bytes(4, "big"), bytes([i % 251]) * 65536)
+        return list((config.datadir / "chain").glob("*.ldb"))
+    finally:
+        node.close()
+
+
+def test_node_toml_sizes_leveldb_memory(tmp_path: Path) -> None:
+    """db_write_buffer_mb reaches LevelDB: 3 MiB of writes stay in a 64 MiB write buffer
+    but overflow a 1 MiB one into a table file (side by side, same writes)."""
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "node.toml").write_text("db_cache_mb = 2\ndb_write_buffer_mb = 1\n")
+    small = NodeConfig.resolve(datadir=tmp_path / "small", port=0)
+    assert (small.db_cache_mb, small.db_write_buffer_mb) == (2, 1)
+    roomy = node_config(tmp_path, "roomy", db_write_buffer_mb=64)
+    assert _tables_after_writing(small, 3)
+    assert not _tables_after_writing(roomy, 3)
+
+
+def test_leveldb_memory_defaults_are_bounded(tmp_path: Path) -> None:
+    config = NodeConfig(datadir=tmp_path)
+    assert config.db_cache_mb << 20 == DEFAULT_CACHE_BYTES
+    assert config.db_write_buffer_mb << 20 == DEFAULT_WRITE_BUFFER_BYTES
+    assert DEFAULT_CACHE_BYTES + 2 * DEFAULT_WRITE_BUFFER_BYTES <= 16 << 20
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "8", MAX_DB_MEMORY_MB + 1])
+@pytest.mark.parametrize("name", ["db_cache_mb", "db_write_buffer_mb"])
+def test_bad_leveldb_memory_settings_are_config_errors(tmp_path: Path, name: str,
+                                                       value: Any) -> None:
+    with pytest.raises(ConfigError, match=name):
+        node_config(tmp_path, "n", **{name: value})

@@ -873,7 +873,7 @@ class SwarmService:
                 self.stats.round_settled(state.settled.height - state.height)
         self._forget_settled()
         self.duty.beacons_mined(self.rounds.values())
-        self._spawn(self.duty.drop_duplicates())
+        self._spawn(self.duty.drop_duplicates(self.rounds.values()))
         self._spawn(self.duty.watch(self.rounds.values()))
 
     def _forget_settled(self) -> None:

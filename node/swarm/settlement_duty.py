@@ -34,7 +34,6 @@ settles it with its full data (if its duty is enabled).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 
 from consensus.tx import MAX_TX_SIZE, Transaction, sign_transaction
@@ -311,23 +310,42 @@ class SettlementDuty:
                     state.settled = settled
                     state.settlement_status = settled.status()
 
-    async def drop_duplicates(self) -> None:
-        """After a tip change: drop duplicate settlements of settled rounds (chain thread)."""
-        with contextlib.suppress(RuntimeError):  # the chain thread is gone (node stopping)
-            await self.host.call_chain(self._drop_settled_duplicates)
+    async def drop_duplicates(self, rounds: Iterable[RoundState] = ()) -> None:
+        """After a tip change: drop duplicate settlements of settled rounds and settlements
+        naming a beacon block our chain no longer has (a reorg), and settle those of
+        ``rounds`` again (chain thread for the mempool)."""
+        try:
+            stale = await self.host.call_chain(self._drop_settled_duplicates)
+        except RuntimeError:  # the chain thread is gone (node stopping)
+            return
+        again = [state for state in rounds if state.round_id in stale]
+        await asyncio.gather(*(self.run(state) for state in again))
 
-    def _drop_settled_duplicates(self) -> None:
+    def _drop_settled_duplicates(self) -> set[bytes]:
         """Chain thread: a second settlement of a round settled by someone else can never
-        apply; the mempool only re-checks the senders of the new block, so it would sit there
-        (and block its sender's later nonces) until it expires. Re-check its sender now."""
+        apply, nor can one naming another branch's beacon block (after a reorg); the mempool
+        only re-checks the senders of the new block, so it would sit there (and block its
+        sender's later nonces) until it expires. Re-check its sender now. Returns the rounds
+        whose pending settlement named a stale beacon (they must be settled again)."""
         chain, mempool = self.host.chain, self.host.mempool
         chain_state = State(chain.state_view())
-        senders = {tx.sender for tx in mempool.transactions()
-                   if isinstance(tx.payload, SettleSwarmRound | SettleSwarmRoot)
-                   and settled_round(chain_state, tx.payload.request.round_id()) is not None}
+        senders: set[bytes] = set()
+        stale: set[bytes] = set()
+        for tx in mempool.transactions():
+            if not isinstance(tx.payload, SettleSwarmRound | SettleSwarmRoot):
+                continue
+            request = tx.payload.request
+            if settled_round(chain_state, request.round_id()) is not None:
+                senders.add(tx.sender)
+            elif chain.block_id_at(beacon_height(request, chain.params)) != \
+                    tx.payload.beacon_block:
+                senders.add(tx.sender)
+                stale.add(request.round_id())
         if senders:
             mempool.revalidate(senders, tip=chain.tip_view())
-            log_event(log, "swarm.settlement_duplicates_dropped", senders=len(senders))
+            log_event(log, "swarm.settlement_duplicates_dropped", senders=len(senders),
+                      stale_beacon=len(stale))
+        return stale
 
     async def watch(self, rounds: Iterable[RoundState]) -> None:
         """After a tip change: challenge the held settlements of our rounds that left out or

@@ -65,6 +65,11 @@ def _round_up(x: int, step: int) -> int:
     return -(-x // step) * step
 
 
+class KTooLargeError(ValueError):
+    """A job's k above pouw's K_MAX (what one certificate carries and a verifier replays):
+    the client splits the product along k and sums the parts."""
+
+
 def padded_shape(m: int, k: int, n: int) -> tuple[int, int, int, int]:
     """(m', k', n', r): the pouw shape a m×k·k×n job is mined at (zero padding).
 
@@ -72,6 +77,9 @@ def padded_shape(m: int, k: int, n: int) -> tuple[int, int, int, int]:
     leaves 16 chunks of k (at least 16), and k' rounds k up to a multiple of r. Zero rows and
     columns do not change the product's top-left m×n block. Raises ValueError if too big.
     """
+    if k > K_MAX:
+        raise KTooLargeError(f"k={k} > {K_MAX}: split the product along k, "
+                             f"C = sum_i A[:, K_i]·B[K_i, :] with every |K_i| <= {K_MAX}")
     if not (0 < m <= MN_MAX and 0 < n <= MN_MAX and 0 < k <= K_MAX):
         raise ValueError(f"shape {m}x{k}x{n} outside 1..{MN_MAX} (m, n) and 1..{K_MAX} (k)")
     r = R_MAX
@@ -158,6 +166,8 @@ def apply_job_request(state: State, payload: JobRequest, ctx: TxContext) -> None
     job_id = request_job_id(payload, ctx.sender)
     # the escrow must be positive
     require(payload.escrow > 0, "job.zero_escrow")
+    # k must be at most pouw's K_MAX (a larger product is split along k by the client)
+    require(payload.k <= K_MAX, "job.k_too_large", f"k={payload.k} > K_MAX={K_MAX}")
     # the shape must be within pouw's bounds once padded
     try:
         padded_shape(payload.m, payload.k, payload.n)

@@ -9,8 +9,8 @@ import msgpack
 from pouw.errors import CertificateError
 from pouw.params import K_MAX, SCHEME_VERSION, TILE_H, TILE_W, PouwParams
 
-#: Largest encoded certificate: (8 + 4) rows of K_MAX bytes, 27 path nodes, header.
-MAX_CERTIFICATE_BYTES = 200 * 1024
+#: Largest encoded certificate: (8 + 4) rows of K_MAX bytes (48 KiB), 27 path nodes, header.
+MAX_CERTIFICATE_BYTES = 64 * 1024
 _FIELDS = 16
 _MAX_PATH = 32
 

@@ -24,12 +24,15 @@ R_MAX = 1024
 #: Largest chunk size chosen by default_r.
 DEFAULT_R_MAX = 256
 
-#: Shape bounds. K_MAX keeps certificates small and every int32 accumulator exact.
-K_MAX = 16384
+#: Shape bounds. K_MAX bounds what one certificate carries (12·k operand bytes: <= 64 KiB) and
+#: what its verification replays (2·5·k XOF bytes and 12·k hashed bytes at the last chunk:
+#: worst case about half a millisecond, docs/pouw.md §9, §11), and keeps every int32
+#: accumulator exact. A larger product is split along k: C = Σ_i A[:, K_i]·B[K_i, :].
+K_MAX = 4096
 MN_MAX = 65536
 
 #: Most chunks per job (k/r). A verifier regenerates the noise of, and replays, every chunk up
-#: to the certificate's; this bounds the worst case (the last chunk) to about a millisecond.
+#: to the certificate's: this bounds its per-chunk steps (K_MAX bounds its bytes).
 MAX_CHUNKS = 128
 
 #: Rows of E_L (and columns of F_R) expanded from one XOF call.
@@ -62,7 +65,9 @@ class PouwParams:
                 raise ParamsError(f"{name} must be an int, got {type(value).__name__}")
         if not _is_power_of_two(self.r) or not R_MIN <= self.r <= R_MAX:
             raise ParamsError(f"r={self.r} must be a power of two in [{R_MIN}, {R_MAX}]")
-        if not 0 < self.k <= K_MAX or self.k % self.r:
+        if self.k > K_MAX:
+            raise ParamsError(f"k={self.k} > K_MAX={K_MAX}: split the product along k")
+        if not 0 < self.k or self.k % self.r:
             raise ParamsError(f"k={self.k} must be a positive multiple of r={self.r}, <= {K_MAX}")
         if self.k // self.r > MAX_CHUNKS:
             raise ParamsError(f"k/r={self.k // self.r} chunks, at most {MAX_CHUNKS}: "

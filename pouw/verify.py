@@ -30,7 +30,7 @@ def tile_ticket(cert: Certificate) -> int:
                       chunks=cert.chunk + 1)
     chunks, r = cert.chunk + 1, p.r
     # every chunk's 8×4 product at once, then the running sums: Acc_0 … Acc_c. In float64
-    # (BLAS) they are exact: |Acc| <= 128·128·K_MAX = 2^28 < 2^53.
+    # (BLAS) they are exact: |Acc| <= 128·128·K_MAX < 2^53.
     a_noisy = noisy_left(rows, f).astype(np.float64).reshape(TILE_H, chunks, r).transpose(1, 0, 2)
     b_noisy = noisy_right(np.ascontiguousarray(cols.T), f).astype(np.float64).reshape(
         chunks, r, TILE_W)

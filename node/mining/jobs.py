@@ -47,6 +47,7 @@ from contracts.jobs import (
     STATUS_NAMES,
     JobReceipt,
     JobRequest,
+    KTooLargeError,
     job_id_of,
     job_record,
     padded_shape,
@@ -165,6 +166,8 @@ def prepare_operands(a: np.ndarray, b: np.ndarray) -> PreparedOperands:
         raise JobInputError("shape_mismatch", f"a is {m}x{k} but b is {k_b}x{n}")
     try:
         mp, kp, np_, r = padded_shape(m, k, n)
+    except KTooLargeError as exc:
+        raise JobInputError("k_too_large", str(exc)) from exc
     except ValueError as exc:
         raise JobInputError("bad_shape", str(exc)) from exc
     ap = np.zeros((mp, kp), dtype=np.int8)

@@ -12,12 +12,14 @@ from contracts.jobs import (
     STATUS_CANCELLED,
     STATUS_DONE,
     STATUS_PENDING,
+    KTooLargeError,
     job_id_of,
     job_record,
     padded_shape,
 )
 from core.errors import TransactionError
 from pouw import PouwParams
+from pouw.params import K_MAX
 from tests.framework.chain import Chain, addr, apply, balance, make_block, tx
 
 CLIENT = 1
@@ -81,7 +83,7 @@ def test_receipt_at_expiry_height_is_accepted(chain: Chain) -> None:
 @pytest.mark.parametrize(("payload", "rule"), [
     (request(escrow=0), "job.zero_escrow"),
     (request(m=0), "job.shape"),
-    (request(k=16385), "job.shape"),
+    (request(k=K_MAX + 1), "job.k_too_large"),
     (request(n=65537), "job.shape"),
     (request(timeout=0), "job.timeout"),
     (request(timeout=MAX_JOB_TIMEOUT + 1), "job.timeout"),
@@ -190,8 +192,8 @@ def test_job_id_binds_every_field() -> None:
     ((10, 100, 30), (16, 112, 32, 16)),
     ((64, 256, 64), (64, 256, 64, 16)),
     ((8, 4096, 4), (8, 4096, 4, 256)),
-    ((9, 16000, 5), (16, 16384, 8, 512)),
-    ((65536, 16384, 65536), (65536, 16384, 65536, 1024)),
+    ((9, 4000, 5), (16, 4096, 8, 128)),
+    ((65536, K_MAX, 65536), (65536, K_MAX, 65536, 256)),
 ])
 def test_padded_shape(shape: tuple[int, int, int], padded: tuple[int, int, int, int]) -> None:
 
@@ -200,10 +202,17 @@ def test_padded_shape(shape: tuple[int, int, int], padded: tuple[int, int, int, 
 
 
 @pytest.mark.parametrize("shape", [(0, 1, 1), (1, 0, 1), (1, 1, 0), (65537, 1, 1),
-                                   (1, 16385, 1)])
+                                   (1, K_MAX + 1, 1)])
 def test_padded_shape_rejects(shape: tuple[int, int, int]) -> None:
     with pytest.raises(ValueError):
         padded_shape(*shape)
+
+
+def test_k_past_k_max_is_refused_with_the_split_rule() -> None:
+    """k = K_MAX pads to itself; one more is its own refusal, naming how to split."""
+    assert padded_shape(8, K_MAX, 4)[1] == K_MAX
+    with pytest.raises(KTooLargeError, match="split the product along k"):
+        padded_shape(8, K_MAX + 1, 4)
 
 
 def test_disconnecting_blocks_restores_the_job_and_escrow(chain: Chain) -> None:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from pouw import (
+    MAX_CERTIFICATE_BYTES,
     MAX_TARGET,
+    Certificate,
     CertificateError,
     ParamsError,
     PouwParams,
@@ -30,6 +32,24 @@ def test_chunk_count_is_bounded() -> None:
         PouwParams(m=8, k=K_MAX, n=4, r=K_MAX // MAX_CHUNKS // 2).validate()
     with pytest.raises(ParamsError, match="chunks"):
         PouwParams(m=8, k=R_MIN * (MAX_CHUNKS + 1), n=4, r=R_MIN).validate()
+
+
+def test_k_is_bounded_by_k_max() -> None:
+    """K_MAX bounds a certificate's size and its verification (the worst case below)."""
+    PouwParams(m=8, k=K_MAX, n=4, r=256).validate()
+    with pytest.raises(ParamsError, match="K_MAX"):
+        PouwParams(m=8, k=K_MAX + 256, n=4, r=256).validate()
+    a, b = random_operands(8, 64, 4, seed=1)
+    cert = mine_product(a, b, commitment=COMMITMENT, target=MAX_TARGET, r=16,
+                        backend="numpy").certificates[0]
+    k = K_MAX + 256
+    forged = dataclasses.replace(cert, params=PouwParams(m=8, k=k, n=4, r=256),
+                                 rows_a=bytes(8 * k), cols_b=bytes(4 * k))
+    assert len(cert.encode()) < MAX_CERTIFICATE_BYTES
+    with pytest.raises(CertificateError):
+        Certificate.decode(forged.encode())
+    with pytest.raises(CertificateError, match="K_MAX"):
+        verify_certificate(forged, commitment=COMMITMENT, target=MAX_TARGET)
 
 
 def test_certificate_over_the_chunk_bound_is_rejected() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from node.mining.jobs import (
     prepare_operands,
     product_hash,
 )
+from pouw.params import K_MAX
 from tests.framework.nodes import Host, serve
 from tests.framework.util import wait_for
 
@@ -246,17 +248,21 @@ async def test_matmul_body_errors(validator: tuple[Host, TestClient[Any, Any]]) 
 
 
 async def test_too_large_shapes_are_refused(validator: tuple[Host, TestClient[Any, Any]]) -> None:
+    """k past K_MAX has its own reason, telling the client to split along k."""
     host, client = validator
-    a = np.zeros((8, 16385), dtype=np.int8)
-    b = np.zeros((16385, 4), dtype=np.int8)
+    m, k = 8, K_MAX + 1
+    a = np.zeros((m, k), dtype=np.int8)
+    b = np.zeros((k, 4), dtype=np.int8)
 
     payload = JobRequest(assignee=bytes(host.identity.verify_key), root_a=bytes(32),
-                         root_b=bytes(32), m=8, k=16385, n=4, escrow=1, timeout=1,
+                         root_b=bytes(32), m=m, k=k, n=4, escrow=1, timeout=1,
                          salt=bytes(32))
     tx = sign_transaction(dev_seed(CLIENT), chain_id=1337, nonce=0, fee=1, payload=payload)
     response = await client.post("/api/v1/jobs/matmul", data=multipart(a, b, tx))
     assert response.status == 400
-    assert (await response.json())["reason"] == "bad_shape"
+    body = await response.json()
+    assert body["reason"] == "k_too_large"
+    assert "split the product along k" in json.dumps(body)
 
 
 async def test_duplicate_job_and_unknown_ids(validator: tuple[Host, TestClient[Any, Any]]) -> None:

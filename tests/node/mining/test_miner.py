@@ -119,7 +119,7 @@ async def test_generate_mines_blocks_and_pays_mempool_txs(host: Host) -> None:
     assert stats["backend"] == miner.session.backend.name
 
 
-BIG = (2048, 8192, 2048, 512)  # ~0.2-0.5 s per product on a 2-vCPU CPU
+BIG = (4096, 4096, 2048, 256)  # ~0.2-0.5 s per product on a 2-vCPU CPU (k at most K_MAX)
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ sum; nothing here is timed). Also the choice of a kill round's victims (``--min-
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
 import random
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.chaos import main, pick_victims
+from tests.framework.chaos import TICKS, process_cpu_seconds
 from tests.framework.util import ROOT
 
 NODES = 3
@@ -35,6 +38,24 @@ def test_victims_are_at_least_the_minimum_and_never_every_node() -> None:
     for bad in (0, 6):
         with pytest.raises(ValueError, match="1 to 5"):
             pick_victims(rng, nodes, bad)
+
+
+def test_process_cpu_seconds_is_what_the_process_used() -> None:
+    def used() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    before = used()
+    digest = b""
+    for _ in range(20_000):  # some CPU, so the reading moves
+        digest = hashlib.sha256(digest).digest()
+    cpu = process_cpu_seconds(os.getpid())
+    after = used()
+    assert cpu is not None
+    tick = 1 / TICKS  # /proc and times(2) count the same clock ticks, rounded apiece
+    assert before - tick <= cpu <= after + tick
+    with open("/proc/sys/kernel/pid_max") as f:
+        assert process_cpu_seconds(int(f.read()) + 1) is None  # no such process
 
 
 @pytest.mark.parametrize("victims", ["0", "3"])
@@ -85,3 +106,4 @@ def test_chaos_slice_keeps_every_invariant(tmp_path: Path) -> None:
     assert all(int(r["rss_bytes"]) > 0 and int(r["height"]) >= 0 for r in rows)
     assert len(result["soak"]["rss_slope_last_half_mb_per_h"]) == NODES
     assert result["restart_to_serving_median_s"] is not None
+    assert result["restart_cpu_median_s"] > 0  # read from /proc when each restart serves

@@ -16,6 +16,8 @@ network must keep through cuts and crashes (`bench/chaos.py` and its CI slice dr
 * `TxLedger`: every transaction the API accepted, until it is buried or found lost (neither
   on the canonical chain nor in any running node's mempool).
 * `process_sample`: RSS and open file descriptors of a process, from /proc.
+* `process_cpu_seconds`: CPU time (user + system) a process has used, from /proc: what a
+  start costs whatever the load (wall time to serve depends on the machine's load).
 """
 
 from __future__ import annotations
@@ -371,6 +373,7 @@ def _find_tx(node: TestNode, tx_id: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------- processes
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_sample(pid: int) -> tuple[int, int] | None:
@@ -382,3 +385,13 @@ def process_sample(pid: int) -> tuple[int, int] | None:
     except (OSError, ValueError, IndexError):
         return None
     return rss, fds
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used so far; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
+    except (OSError, ValueError, IndexError):
+        return None

@@ -21,8 +21,9 @@ node-id order, are indexed 0..n-1; judges' outcomes follow `swarm.schedule.judgi
 then one GOOD/BAD/no-opinion screen mark per answer. Judge weight = reputation +
 ``judge_weight_base``. A judge's comparisons and screen involving its own answer are dropped;
 a judge that also answered is conflicted on every other answer too, so on an item where the
-judges without a conflict hold ⅔ of the weight its weight counts for their consensus,
-whatever it voted (`_tally`). Each ordered pair gets one weighted
+judges without a conflict hold ⅔ of the weight its weight counts for the others' verdict
+whatever it voted if that verdict is decisive, and its vote only where it confirms it
+otherwise (`_tally`). Each ordered pair gets one weighted
 verdict (`pair_verdict`: decisive at ≥ ⅔ of the weight, leaning at a strict majority, else a
 tie); so does each answer's screen, as a comparison with a virtual threshold answer (good =
 it wins, bad = it loses, no opinion = tie); one Bradley-Terry fit of both from θ = 0 gives
@@ -445,50 +446,70 @@ class RoundRanking:
 
 def _tally(
     size: int, votes: Mapping[bytes, Mapping[int, int]], weights: Mapping[bytes, int],
-    conflicted: frozenset[bytes], consensus: Callable[[Sequence[int]], int],
+    conflicted: frozenset[bytes], verdict: Callable[[Sequence[int]], tuple[int | None, bool]],
 ) -> list[list[int]]:
     """Per item (pair or screened answer) the weight behind each of the 3 values.
 
     ``votes[judge][item]`` is a judge's value on an item. A conflicted judge (one that also
     answered: every other answer competes with its own) is clipped on an item where the
-    judges without a conflict hold at least ⅔ of the item's weight: there its weight counts
-    for the ``consensus`` of those judges, whatever it voted (Yuma-style clipping of a vote
-    to the consensus). So it can neither create, weaken nor flip a verdict, nor withhold the
-    support an honest vote would add: until 2026-12-05 a dissenting vote was dropped, and an
-    answerer-judge voting down the answers above its own ranked first 1–6 points more often
-    than voting honestly (docs/swarm.md §5.2a). Where conflicted judges hold more than ⅓
-    (small rounds in which most judges also answer) nothing is clipped: clipping them there
-    would hand their items to whoever did not answer, e.g. a coalition of outside judges."""
+    judges without a conflict hold at least ⅔ of the item's weight, against the
+    ``verdict`` of all the other judges on it ((value or None, decisive)):
+
+    * where they hold ≥ ⅔ on one side (*decisive*), its weight counts for that side whatever
+      it voted (Yuma-style clipping to the consensus): it can neither flip nor weaken the
+      verdict, nor withhold the support an honest vote adds (until 2026-12-05 a dissenting
+      vote was dropped there too, and an answerer-judge that voted down every answer above
+      its own ranked first 3 points more often than voting honestly, docs/swarm.md §5.2a);
+    * elsewhere (*contested*) its vote counts only if it is the others' verdict: it can
+      confirm one, not create or flip one.
+
+    Decisive is judged by all the other judges, not only those without a conflict: under a
+    coalition of less than ⅓ of the weight a decisive verdict then has an honest majority,
+    while among the judges without a conflict the coalition's share is larger. Where
+    conflicted judges hold more than ⅓ (small rounds in which most judges also answer)
+    nothing is clipped: clipping them there would hand their items to whoever did not
+    answer, e.g. a coalition of outside judges."""
     tallies = [[0, 0, 0] for _ in range(size)]
-    free = [[0, 0, 0] for _ in range(size)]  # judges without a conflict, per item
+    free = [0] * size  # weight of judges without a conflict, per item
     for node, mine in votes.items():
         for item, value in mine.items():
             tallies[item][value] += weights[node]
             if node not in conflicted:
-                free[item][value] += weights[node]
+                free[item] += weights[node]
+    if not conflicted:
+        return tallies
+    out = [list(t) for t in tallies]
     for node in sorted(conflicted):
         for item, value in votes[node].items():
-            free_total = sum(free[item])
-            # moving weight between values keeps the item's total, so the test is stable
-            if not free_total or 3 * free_total < 2 * sum(tallies[item]):
+            if 3 * free[item] < 2 * sum(tallies[item]):
                 continue
-            tallies[item][value] -= weights[node]
-            tallies[item][consensus(free[item])] += weights[node]
-    return tallies
+            others = list(tallies[item])
+            others[value] -= weights[node]
+            if not sum(others):  # nobody else judged it: its vote counts
+                continue
+            consensus, decisive = verdict(others)
+            if decisive and consensus is not None:
+                out[item][value] -= weights[node]
+                out[item][consensus] += weights[node]
+            elif consensus != value:
+                out[item][value] -= weights[node]
+    return out
 
 
-def _pair_consensus(tally: Sequence[int]) -> int:
-    """The direction of a pair's `pair_verdict` (first, second, or tie)."""
-    return int(pair_verdict(tally)[0])
+def _pair_clip_verdict(others: Sequence[int]) -> tuple[int | None, bool]:
+    """The others' `pair_verdict`; decisive when one side holds ≥ ⅔ (a tie is contested)."""
+    outcome, decisive = pair_verdict(others)
+    return int(outcome), decisive and outcome != Outcome.TIE
 
 
-def _screen_consensus(tally: Sequence[int]) -> int:
-    """Good or bad if a strict majority of the weight marked it so, else no opinion."""
-    total = sum(tally)
+def _screen_clip_verdict(others: Sequence[int]) -> tuple[int | None, bool]:
+    """Good or bad when a strict majority of the others' weight marked it so (decisive at
+    ≥ ⅔), else None: a conflicted mark there, no opinion included, does not count."""
+    total = sum(others)
     for mark in (SCREEN_GOOD, SCREEN_BAD):
-        if 2 * tally[mark] > total:
-            return mark
-    return SCREEN_NONE
+        if 2 * others[mark] > total:
+            return mark, 3 * others[mark] >= 2 * total
+    return None, False
 
 
 def screen_tiers(tallies: Sequence[Sequence[int]]) -> tuple[int, ...]:
@@ -586,8 +607,8 @@ def aggregate(
     1 second wins, 2 tie), then one screen mark per answer (0 bad, 1 good, 2 no opinion).
     ``own_answer`` maps a judge to the index of its own answer, which it neither compares
     nor screens; such a judge is *conflicted* on every other answer too, so where the judges
-    without a conflict hold ⅔ of an item's weight its weight counts for their consensus,
-    whatever it voted (`_tally`).
+    without a conflict hold ⅔ of an item's weight it is clipped to the others' verdict
+    (`_tally`).
 
     One pass, no reweighting within the round (docs/swarm.md §5.2a): per-pair weighted
     verdicts (`pair_verdict`) and one Bradley-Terry fit of them and the screen
@@ -607,9 +628,9 @@ def aggregate(
                             if mine_index != a and mine_index != b}
         screen_votes[node] = {i: outcomes[len(pairs) + i] for i in range(n) if i != mine_index}
     conflicted = frozenset(node for node in verdicts if node in own)
-    screen_tallies = _tally(n, screen_votes, weights, conflicted, _screen_consensus)
+    screen_tallies = _tally(n, screen_votes, weights, conflicted, _screen_clip_verdict)
     fit = strength_fit(n, pairs, _tally(len(pairs), pair_votes, weights, conflicted,
-                                         _pair_consensus), screen_tallies)
+                                         _pair_clip_verdict), screen_tallies)
     tiers = screen_tiers(screen_tallies)
     # the screen's direction per answer (what a mark is scored against): good or bad by the
     # larger weight, None on a tie; it agrees with every accepted / rejected tier

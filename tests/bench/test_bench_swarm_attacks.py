@@ -68,9 +68,10 @@ def test_a_self_promoter_at_30pct_gets_what_voting_honestly_would_give_it() -> N
     through the real settle, with the clipping before and after 2026-12-05): the author of
     the second-best answer judges with 30% of the weight and votes down the best answer in
     every pair and screen. When a dissenting conflicted vote was dropped, this withheld the
-    support its honest vote gives the best answer and its own answer ranked first; now its
-    weight counts for the other judges' consensus, so the round ranks as if it had voted
-    honestly (the control), and its answer is not first."""
+    support its honest vote gives the best answer and its own answer ranked first; now,
+    where the other judges are decisive, its weight counts for their verdict whatever it
+    voted, and the round ranks as if it had voted honestly (the control): its answer is not
+    first."""
     tallies: dict[tuple[str, float | None], Tally] = {}
     run_trial(47, tallies, ("self",), DEFAULT_ROUND_JUDGES)
     cell = tallies[("self", 0.3)]

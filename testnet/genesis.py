@@ -37,6 +37,14 @@ TESTNET_UNBONDING_DELAY = 120
 # collected when the settlement is held (not when the window closes), so the delay still
 # only needs lag + epoch.
 TESTNET_INCLUSION_WINDOW = 20
+# k, the swarm tie beacon's delay (docs/swarm.md §5.2a "Ties"): a round's tie seed is the block
+# k above the height its request names, so it must outlast every commit of the round. The
+# default phase timeouts let the last judgment commit 65 s after the draw (70 s with its
+# reveal); the launcher's two paced miners made a block every 1.65-1.8 s (measured): 40
+# blocks. Measured rounds of the built-in models took 0-2 blocks. Every settlement then lands
+# at least 41 blocks after the request (~70 s); with the window it still settles well inside
+# the 100-block settlement window.
+TESTNET_BEACON_DELAY = 40
 # blocks per finality epoch (docs/finality.md §1): at the launcher's paced ~3 s blocks a
 # checkpoint every ~12 s, finalized about two epochs later
 TESTNET_FINALITY_EPOCH_BLOCKS = 4
@@ -68,6 +76,7 @@ def genesis_dict(
         "block_subsidy": 50_000_000,
         "min_node_stake": TESTNET_MIN_NODE_STAKE,
         "swarm_inclusion_window": TESTNET_INCLUSION_WINDOW,
+        "swarm_beacon_delay": TESTNET_BEACON_DELAY,
         "finality_epoch_blocks": TESTNET_FINALITY_EPOCH_BLOCKS,
         "balances": {public_key(seed).hex(): balance for seed in seeds},
         "stakes": {public_key(seeds[0]).hex(): stake} if seeds else {},

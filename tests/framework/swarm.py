@@ -20,6 +20,7 @@ from contracts.registry import (
 )
 from contracts.staking import Stake
 from contracts.swarm import SettleSwarmRound, beacon_height, build_settlement
+from core.params import ChainParams
 from core.state import State
 from node.builder import build_node
 from node.node import Node
@@ -151,6 +152,15 @@ def omitting_settlement(node: Node, round_id: bytes, *, omit: bytes, settler: in
     return sign_transaction(key, chain_id=params.chain_id,
                             nonce=chain_state.account(public_key(key)).nonce, fee=10,
                             payload=payload)
+
+
+def beacon_wait(params: ChainParams, *, block_interval: float = 3.0) -> float:
+    """A bound on the seconds a settlement waits for its round's beacon block (k =
+    ``swarm_beacon_delay`` blocks, docs/swarm.md §5.2a) on a paced dev chain mined at
+    ``block_interval`` (``mining_block_interval``): a paced block comes 0.5-1.5x the interval
+    after its parent, never under a second (`node.mining.miner`); twice that for a loaded
+    machine. Add it to a wait for a settlement on chain."""
+    return 2 * params.swarm_beacon_delay * max(1.0, 1.5 * block_interval)
 
 
 def wait_past_inclusion_windows(urls: Sequence[str], *, settled_heights: Iterable[int],

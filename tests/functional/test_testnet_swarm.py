@@ -34,7 +34,7 @@ from testnet.launcher import (
     write_node_config,
 )
 from testnet.process import pid_alive
-from tests.framework.swarm import wait_past_inclusion_windows
+from tests.framework.swarm import beacon_wait, wait_past_inclusion_windows
 from tests.framework.util import pouwchain, wait_until
 
 pytestmark = pytest.mark.slow  # real node processes
@@ -122,7 +122,9 @@ def test_testnet_up_registers_calibrates_and_settles(tmp_path: Path) -> None:
             assert not status[0].startswith("failed"), status  # the origin's own attempt
             return views if all(s.startswith("settled at height") for s in status) else None
 
-        views = wait_until(settled, 60, interval=0.5,
+        # the settlement waits for the round's beacon block, k blocks above its request
+        genesis = load_genesis_config(directory / "genesis.json")
+        views = wait_until(settled, 60 + beacon_wait(genesis.params), interval=0.5,
                            message="the settlement on chain, seen by every node")
         result = views[0]["result"]
         assert all(v["result"] == result for v in views)
@@ -132,7 +134,6 @@ def test_testnet_up_registers_calibrates_and_settles(tmp_path: Path) -> None:
 
         # settlements are held for the testnet's inclusion window: reputations move when it
         # closes (in the first block past it)
-        genesis = load_genesis_config(directory / "genesis.json")
         wait_past_inclusion_windows(urls, settled_heights=[views[0]["settled"]["height"]],
                                     window=genesis.params.swarm_inclusion_window)
 

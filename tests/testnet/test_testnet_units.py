@@ -16,7 +16,13 @@ from consensus.genesis import load_genesis_config
 from consensus.tx import public_key
 from contracts.swarm import MAX_SETTLEMENT_LAG
 from testnet.client import parse_metrics
-from testnet.genesis import TESTNET_INCLUSION_WINDOW, load_keys, new_keys, write_genesis
+from testnet.genesis import (
+    TESTNET_BEACON_DELAY,
+    TESTNET_INCLUSION_WINDOW,
+    load_keys,
+    new_keys,
+    write_genesis,
+)
 from testnet.launcher import (
     TestnetError,
     format_table,
@@ -45,6 +51,11 @@ def test_keys_are_private_and_funded_in_a_loadable_genesis(tmp_path: Path) -> No
     # well inside the 100-block settlement window so a voided round can settle again
     assert config.params.swarm_inclusion_window == TESTNET_INCLUSION_WINDOW
     assert 0 < TESTNET_INCLUSION_WINDOW < MAX_SETTLEMENT_LAG // 2
+    # ties take the beacon k blocks above the request (nobody committing knows it): a
+    # settlement waits for it, then for the window, and still lands inside the settlement
+    # window, so a voided round can settle again
+    assert config.params.swarm_beacon_delay == TESTNET_BEACON_DELAY > 0
+    assert TESTNET_BEACON_DELAY + 1 + TESTNET_INCLUSION_WINDOW < MAX_SETTLEMENT_LAG
 
 
 def test_prepare_reuses_a_testnet_dir_and_refuses_a_foreign_one(tmp_path: Path) -> None:

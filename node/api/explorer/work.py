@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -55,34 +56,75 @@ class WeightOperands(Protocol):
 class InferenceRoots:
     """``root_b`` -> model name for the weights of every model this node knows, padded as
     they are mined (`mined_weight_roots`): the shipped arithmetic variants (every node has
-    their files) and the node's own model when it lists its weights. Computed once, in a
-    worker thread, at first use (the overview, the live stream or the block rows)."""
+    their files; 196 roots in ~0.1 s) and the node's own model when it lists its weights
+    (SmolLM2: 420 roots, seconds). Each is computed once, in a worker thread, from the first
+    use on (the overview, the live stream, the rows); pages wait for the shipped variants
+    only, and add the node's own model once it is ready (its blocks are "self" until then)."""
 
     def __init__(self, backend: object | None) -> None:
         self.backend = backend
-        self._task: asyncio.Future[dict[bytes, str]] | None = None
+        self._shipped: asyncio.Future[dict[bytes, str]] | None = None
+        self._own: asyncio.Future[dict[bytes, str]] | None = None
+        self._all: dict[bytes, str] | None = None  # shipped + own, once both are done
 
-    def models(self) -> list[tuple[str, Mapping[str, np.ndarray]]]:
+    def shipped_models(self) -> list[tuple[str, Mapping[str, np.ndarray]]]:
         models: list[tuple[str, Mapping[str, np.ndarray]]] = []
         for name in VARIANT_NAMES:
             try:
                 models.append((name, model_weights(variant_path(name))))
             except (OSError, ValueError) as exc:  # a damaged install: label what it can
                 log_event(log, "explorer.model_unreadable", model=name, error=str(exc))
-        if isinstance(self.backend, WeightOperands) and \
-                self.backend.name not in {name for name, _ in models}:
-            models.append((self.backend.name, self.backend.weight_operands()))
         return models
 
-    def compute(self) -> dict[bytes, str]:
-        return {root: name for name, weights in self.models()
+    def own_model(self) -> WeightOperands | None:
+        """The node's own model, unless it is a shipped variant (or lists no weights)."""
+        backend = self.backend
+        return backend if isinstance(backend, WeightOperands) and \
+            backend.name not in VARIANT_NAMES else None
+
+    def models(self) -> list[tuple[str, Mapping[str, np.ndarray]]]:
+        own = self.own_model()
+        return self.shipped_models() + ([] if own is None else
+                                        [(own.name, own.weight_operands())])
+
+    @staticmethod
+    def index(models: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> dict[bytes, str]:
+        return {root: name for name, weights in models
                 for root in mined_weight_roots(weights.values())}
 
+    def compute(self) -> dict[bytes, str]:
+        """The whole index, here and now (tests, bench)."""
+        return self.index(self.models())
+
+    def _own_index(self) -> dict[bytes, str]:
+        own = self.own_model()
+        if own is None:
+            return {}
+        started = time.perf_counter()
+        found = self.index([(own.name, own.weight_operands())])
+        log_event(log, "explorer.inference_roots", model=own.name, roots=len(found),
+                  seconds=round(time.perf_counter() - started, 2))
+        return found
+
     async def roots(self) -> Mapping[bytes, str]:
-        """The index, computed the first time it is asked for (event loop)."""
-        if self._task is None:
-            self._task = asyncio.ensure_future(asyncio.to_thread(self.compute))
-        return await asyncio.shield(self._task)
+        """The index so far (event loop): the shipped variants' always, the node's own
+        model's once computed."""
+        if self._all is not None:
+            return self._all
+        if self._shipped is None:
+            self._shipped = asyncio.ensure_future(asyncio.to_thread(
+                lambda: self.index(self.shipped_models())))
+            self._own = asyncio.ensure_future(asyncio.to_thread(self._own_index))
+        shipped = await asyncio.shield(self._shipped)
+        own = self._own
+        if own is None or not own.done():
+            return shipped
+        if own.cancelled() or own.exception() is not None:  # cannot list: shipped only
+            log_event(log, "explorer.inference_roots_failed", error=str(own.exception()))
+            self._all = shipped
+        else:
+            self._all = {**own.result(), **shipped}  # same weights: the shipped name
+        return self._all
 
 
 @dataclasses.dataclass(frozen=True)

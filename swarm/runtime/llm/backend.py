@@ -34,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from swarm.runtime.base import (
     Answer,
     ChatModelBackend,
@@ -173,6 +175,11 @@ class SmolLM2Backend(ChatModelBackend):
     @property
     def name(self) -> str:
         return NAME
+
+    def weight_operands(self) -> Mapping[str, np.ndarray]:
+        """The model's int8 weights as the mining hook gets them: an explorer labels blocks
+        whose B root is one of them, padded as mined (`swarm.runtime.mined`), inference."""
+        return self.engine.int8_weights()
 
     @property
     def label(self) -> str:

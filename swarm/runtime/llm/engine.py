@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from swarm.runtime.base import PromptTooLong as PromptTooLong
@@ -166,6 +167,10 @@ class LlamaEngine:
     def stats(self) -> ProductStats | None:
         """Int8 products and MACs so far (None on the float path)."""
         return None if self._int8 is None else self._int8.stats
+
+    def int8_weights(self) -> Mapping[str, np.ndarray]:
+        """The int8 weight operands every product's B is (none on the float path)."""
+        return {} if self._int8 is None else self._int8.weights
 
     # --- text ---------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:

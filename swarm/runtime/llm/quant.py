@@ -174,6 +174,11 @@ class Int8Linears:
                 w = w * s[None, :]
             self._wq[name], self._ws[name] = quantise_weight(w, qmax)
 
+    @property
+    def weights(self) -> Mapping[str, np.ndarray]:
+        """The int8 weight operands (k x n) by linear name: the B of every product."""
+        return self._wq
+
     def __call__(self, name: str, x: torch.Tensor) -> torch.Tensor:
         if name in self._float:
             return torch.nn.functional.linear(x, self._float[name])

@@ -8,21 +8,41 @@ import asyncio
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
+from pathlib import Path
 
 import aiohttp
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from consensus.genesis import dev_seed
 from consensus.tx import sign_transaction
 from contracts.jobs import JobRequest, job_id_of
 from core.state import State
 from node.api.explorer.pages import ACCOUNT_TXS, CSP
-from node.api.explorer.work import INFERENCE, JOBS, SELF, InferenceRoots, JobRoots, source_of
+from node.api.explorer.work import (
+    INFERENCE,
+    JOBS,
+    SELF,
+    InferenceRoots,
+    JobRoots,
+    WeightOperands,
+    source_of,
+)
 from pouw.mining import operand_roots
 from pouw.params import R_MIN
-from swarm.runtime.builtin import VARIANT_NAMES, ArithModel, padded_weight, variant_path
+from swarm.runtime.builtin import (
+    VARIANT_NAMES,
+    ArithModel,
+    BuiltinBackend,
+    mined_weight_roots,
+    padded_weight,
+    variant_path,
+)
 from tests.framework.chain import transfer
 from tests.framework.nodes import LiveNode
+from tests.framework.util import wait_for
 
 
 async def fetch(live: LiveNode, path: str, *, status: int = 200,
@@ -140,6 +160,9 @@ async def test_a_block_on_a_known_models_weights_is_inference_work(node: LiveNod
     block = await node.mine()
     inference = InferenceRoots(None).compute()
     assert set(inference.values()) == set(VARIANT_NAMES)
+    served = BuiltinBackend.load("arith-xs")  # the node's own model: listed once
+    assert isinstance(served, WeightOperands)
+    assert [name for name, _ in InferenceRoots(served).models()] == list(VARIANT_NAMES)
     weight = ArithModel(variant_path("arith-m")).weights["h1.fc2"]
     padded = padded_weight(weight, R_MIN)
     root_b = operand_roots(np.zeros((8, padded.shape[0]), dtype=np.int8), padded)[1]
@@ -159,6 +182,34 @@ async def test_a_block_on_a_known_models_weights_is_inference_work(node: LiveNod
         resp, text = await fetch(node, f"/explorer/blocks?count={bad}", status=400)
         assert resp.content_type == "application/json"
         assert json.loads(text)["error"]["code"] == "bad_count"
+
+
+async def test_the_nodes_own_model_joins_the_index_when_its_roots_are_ready(
+        tmp_path: Path) -> None:
+    """A model that is not a shipped variant (arith-xs with its weight columns rotated,
+    served from its own file) is labelled too, once its roots are computed off the loop;
+    the shipped variants' roots never wait for it."""
+    with safe_open(str(variant_path("arith-xs")), framework="np") as f:
+        tensors = {k: np.roll(f.get_tensor(k), 1, axis=1) if k.endswith(".wq")
+                   else f.get_tensor(k) for k in f.keys()}
+        metadata = {**(f.metadata() or {}), "name": "custom-xs"}
+    path = tmp_path / "custom-xs.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    backend = BuiltinBackend.load(path)
+    roots = InferenceRoots(backend)
+    assert roots.own_model() is backend
+    first = await roots.roots()
+    assert set(VARIANT_NAMES) <= set(first.values())
+    index = await wait_for(lambda: _with_model(roots, "custom-xs"), 60,
+                           message="the node's own model's roots computed")
+    assert {r for r, name in index.items() if name == "custom-xs"} == mined_weight_roots(
+        np.ascontiguousarray(w) for w in backend.weight_operands().values())
+    assert set(VARIANT_NAMES) | {"custom-xs"} == set(index.values())
+
+
+async def _with_model(roots: InferenceRoots, name: str) -> Mapping[bytes, str] | None:
+    index = await roots.roots()
+    return index if name in index.values() else None
 
 
 async def test_the_account_page_lists_the_accounts_history(node: LiveNode) -> None:

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pouw import MAX_TARGET, MiningSession, WinningTicket, verify_certificate
+from pouw import MAX_TARGET, MiningResult, MiningSession, WinningTicket, verify_certificate
 from swarm.runtime.base import InferenceBackend, Outcome, UnsupportedPrompt
-from swarm.runtime.builtin import mining_hook
 from swarm.runtime.factory import make_backend
 from swarm.runtime.llm.backend import SmolLM2Backend
 from swarm.runtime.llm.cache import WEIGHTS, load_model
 from swarm.runtime.llm.engine import LlamaEngine, PromptTooLong, load_engine
 from swarm.runtime.llm.quant import default_product
 from swarm.runtime.llm.shipped import MODEL_ID, SHA256, shipped_gguf_path, verify_shipped
+from swarm.runtime.mined import mined_weight_roots, mining_hook
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -154,6 +155,37 @@ def test_mined_inference_is_bit_identical(float_engine: LlamaEngine,
     assert mined.generate(ids, max_tokens=3) == int8_engine.generate(ids, max_tokens=3)
     assert wins
     verify_certificate(wins[0].certificate, commitment=commitment, target=target)
+
+
+def test_mined_weight_roots_hold_every_b_root_the_model_mines(
+        float_engine: LlamaEngine) -> None:
+    """Every product SmolLM2 mines through the hook carries a B root that
+    `mined_weight_roots` of its int8 weights holds (what an explorer labels "inference");
+    random operands' is not. Prints the one-time cost for the 135M model."""
+    seen: set[bytes] = set()
+    session = MiningSession(commitment=bytes(32), target=0)
+
+    class Recording:
+        r = None
+
+        def mine(self, a: np.ndarray, b: np.ndarray) -> MiningResult:
+            result = session.mine(a, b)
+            seen.add(result.root_b)
+            return result
+
+    mined = LlamaEngine(float_engine.loaded, float_engine.model_id, int8=True,
+                        product=mining_hook(Recording()))
+    mined.generate([mined.chat_ids(FRANCE)], max_tokens=2)
+    weights = SmolLM2Backend(mined).weight_operands()
+    started = time.perf_counter()
+    roots = mined_weight_roots(weights.values())
+    elapsed = time.perf_counter() - started
+    print(f"mined_weight_roots of SmolLM2: {len(weights)} matrices, "
+          f"{sum(w.size for w in weights.values()):,} weights, {len(roots)} roots "
+          f"in {elapsed:.2f} s")
+    assert len(seen) >= 2 and seen <= roots
+    junk = np.random.default_rng(1).integers(-64, 64, (576, 576), dtype=np.int8)
+    assert not mined_weight_roots([junk]) & roots
 
 
 def test_factory_entry(cache_dir: Path, float_engine: LlamaEngine) -> None:

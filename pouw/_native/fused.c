@@ -55,7 +55,10 @@ typedef struct {
 
 static int64_t column_blocks(int64_t n) { return (n + BLOCK_COLS - 1) / BLOCK_COLS; }
 
-/* Cache blocking: the kernels walk row panels of A small enough to stay in L2 (about
+/* Scheduling: the kernels hand out (row panel, column block) pairs dynamically, one at a time:
+ * on a shared machine a thread that is descheduled mid-loop would otherwise hold up the whole
+ * region with its static share (measured on the loaded 2-vCPU build machine, docs §11).
+ * Cache blocking: the kernels walk row panels of A small enough to stay in L2 (about
  * PANEL_BYTES of A' rows), and within a panel every column block of B', so A' is read from
  * memory once and each B' block (k x 32 bytes) once per panel, instead of all of A' once per
  * column block. Returns the row blocks (of `block_rows` rows) per panel. */
@@ -312,7 +315,7 @@ static int64_t fused_generic(const uint8_t *a, const int8_t *bp, const uint32_t 
     int64_t count = 0;
     const int64_t per_panel = panel_blocks(k, TILE_H, row_blocks);
     const int64_t panels = (row_blocks + per_panel - 1) / per_panel;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t rp = 0; rp < panels; rp++) {
     for (int64_t cb = 0; cb < nb; cb++) {
         const int64_t rb_end = (rp + 1) * per_panel < row_blocks ? (rp + 1) * per_panel : row_blocks;
@@ -408,7 +411,7 @@ static int64_t fused_avx512(const uint8_t *a, const int8_t *bp, const uint32_t *
     int64_t count = 0;
     const int64_t per_panel = panel_blocks(k, TILE_H, row_blocks);
     const int64_t panels = (row_blocks + per_panel - 1) / per_panel;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t rp = 0; rp < panels; rp++) {
     for (int64_t cb = 0; cb < nb; cb++) {
         const int64_t rb_end = (rp + 1) * per_panel < row_blocks ? (rp + 1) * per_panel : row_blocks;
@@ -609,7 +612,7 @@ static int64_t fused_amx(const uint8_t *a, const int8_t *bp, const uint32_t *com
         int32_t dsum[32 * 32] __attribute__((aligned(64)));
         const int64_t per_panel = panel_blocks(k, 32, blocks32);
         const int64_t panels = (blocks32 + per_panel - 1) / per_panel;
-#pragma omp for collapse(2) schedule(static)
+#pragma omp for collapse(2) schedule(dynamic, 1)
         for (int64_t rp = 0; rp < panels; rp++) {
         for (int64_t cb = 0; cb < nb; cb++) {
             const int64_t rb_end = (rp + 1) * per_panel < blocks32 ? (rp + 1) * per_panel : blocks32;

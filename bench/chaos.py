@@ -30,7 +30,8 @@ Phases (each bounded; any subset with ``--phases``):
   (still rising) from a cache filling up (level). Every sample (time, node, RSS, fds,
   mempool, height) goes to ``--series`` (default ``soak-series.csv`` in ``--keep``).
 
-Invariants after each step (heal, kill round, soak): every node serves and is connected;
+Invariants after each step (heal, kill round, soak): every node serves and is connected
+(a node not linked to every other within the step timeout counts in ``link_failures``);
 all tips become identical; blocks at the same height carry the same state root on every
 node; supply is conserved (genesis + subsidies - coins burned by swarm settlements equals
 every balance, stake, escrow and held round in the store: `store_supply`, on each killed
@@ -314,7 +315,12 @@ class Chaos:
                     self.problems.append(f"{step}: {node} died by itself (exit {code})\n"
                                          f"{node.log_tail(30)}")
                 self.revive(node)
-        self.connect()
+        try:
+            self.connect()
+        except AssertionError as exc:  # a node that cannot rejoin: a finding; the run goes on
+            with self.lock:
+                self.figures["link_failures"] += 1
+                self.problems.append(f"{step}: {exc}")
         try:
             self.net.sync_blocks(self.nodes, timeout=STEP_TIMEOUT)
         except AssertionError as exc:
@@ -649,7 +655,7 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
         "txs_accepted": chaos.ledger.accepted, "txs_buried": chaos.ledger.buried,
         "supply_errors": f["supply_errors"], "supply_checks": f["supply_checks"],
         "settlements": chaos.supply_seen, "unclean_stops": f["unclean_stops"],
-        "failed_restarts": f["failed_restarts"],
+        "failed_restarts": f["failed_restarts"], "link_failures": f["link_failures"],
         "crashes": f["crashes"],
         "restart_to_serving_median_s": round(statistics.median(chaos.restart_s), 3)
         if chaos.restart_s else None,
@@ -689,6 +695,7 @@ def print_table(r: dict[str, Any]) -> None:
         ("supply errors", f"{r['supply_errors']} (stores summed {r['supply_checks']})"),
         ("swarm settlements seen", r["settlements"]),
         ("failed restarts", r["failed_restarts"]), ("crashes", r["crashes"]),
+        ("links not back at a check", r["link_failures"]),
         ("restart -> serving median s", r["restart_to_serving_median_s"]),
         ("restart -> serving p95 s", r["restart_to_serving_p95_s"]),
         ("restart -> serving CPU median s", r["restart_cpu_median_s"]),

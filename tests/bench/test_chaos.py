@@ -91,6 +91,7 @@ def test_chaos_slice_keeps_every_invariant(tmp_path: Path) -> None:
     assert result["supply_errors"] == 0, result["problems"]
     assert result["failed_restarts"] == 0, result["problems"]
     assert result["crashes"] == 0, result["problems"]
+    assert result["link_failures"] == 0, result["problems"]  # every node rejoined at each check
     assert result["txs_accepted"] > 0
     # nothing accepted is lost, in any phase: the journal (9be4898) keeps it through SIGKILL,
     # and a reorg puts a sender's returning transactions back with its pending ones (74bbf38;

@@ -29,7 +29,7 @@ from testnet.genesis import DEV_CHAIN_ID
 from testnet.launcher import ARITH, swarm_backend
 from testnet.process import REPO_ROOT
 from tests.framework.nodes import TestNetwork, TestNode, address_of
-from tests.framework.swarm import wait_past_inclusion_windows
+from tests.framework.swarm import beacon_wait, wait_past_inclusion_windows
 from tests.framework.util import wait_until
 
 pytestmark = pytest.mark.slow  # real node processes
@@ -144,7 +144,10 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
         return views if all(str(v["settlement_status"]).startswith("settled at height")
                             for v in views) else None
 
-    views = wait_until(settled, 60, message="the settlement on chain, seen by every node")
+    # the settlement waits for the round's beacon block, k blocks above its request
+    params = load_genesis_config(network.genesis).params
+    views = wait_until(settled, 60 + beacon_wait(params, block_interval=0.5),
+                       message="the settlement on chain, seen by every node")
     print("round timings at the origin (ms):", views[1]["timings_ms"])
     again = client.chat.completions.create(  # a warm round (models loaded, caches hot)
         model="pouwchain-swarm", messages=[{"role": "user", "content": "What is 12+13?"}])
@@ -160,7 +163,8 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
     # node's reputation is what the later settlement claimed for it
     warm_id = (again.model_extra or {})["round_id"]
     wait_until(lambda: all(str(n.api("GET", f"/api/v1/rounds/{warm_id}", auth=False)[
-        "settlement_status"]).startswith("settled at height") for n in nodes), 60,
+        "settlement_status"]).startswith("settled at height") for n in nodes),
+        60 + beacon_wait(params, block_interval=0.5),
         message="the warm round's settlement on chain")
     warm_view = nodes[0].api("GET", f"/api/v1/rounds/{warm_id}", auth=False)
     later = warm_view["result"]
@@ -168,7 +172,7 @@ def test_openai_client_round_settles_on_chain(network: TestNetwork) -> None:
     # the windows close (in the first block past them)
     wait_past_inclusion_windows([n.url for n in nodes], settled_heights=(
         views[0]["settled"]["height"], warm_view["settled"]["height"]),
-        window=load_genesis_config(network.genesis).params.swarm_inclusion_window)
+        window=params.swarm_inclusion_window)
     changes: dict[str, int] = {}
     for settled_result in (result, later):  # a node's change covers all its roles in a round
         per_node = {e["node"]: e["reputation_change"]
@@ -214,7 +218,9 @@ def test_round_settles_when_its_origin_dies(network: TestNetwork) -> None:
         return views if all(str(v["settlement_status"]).startswith("settled at height")
                             for v in views) else None
 
-    views = wait_until(settled, 90, message="a backup's settlement on chain, on every node")
+    views = wait_until(settled, 90 + beacon_wait(load_genesis_config(network.genesis).params,
+                                                 block_interval=0.5),
+                       message="a backup's settlement on chain, on every node")
     elapsed = time.monotonic() - answered
     record = views[0]["settled"]
     participants = [node for node in dict.fromkeys([*views[0]["answerers"],

@@ -11,6 +11,13 @@ ticket becomes the header's certificate and the block goes to ``node.submit_bloc
 connects and broadcasts it) right away, while the product finishes. A new tip makes the
 running job stale (``set_commitment`` on the tip listener) and the next round builds on it.
 
+One block per parent: the miner's own rounds and the products it mines for others
+(`mine_product`) run side by side on the same template, and each could win it; the first win
+claims the parent and every later win on it is dropped, never offered as a sibling of the
+miner's own block. On a paced dev chain (every ticket wins) the self-generated round also
+waits while an inference product is being mined on its parent, so that useful product takes
+the block.
+
 Other parts of the node mine their own products through `Miner.mine_product` (any worker
 thread): the swarm's built-in model runs every weight matmul of its inference that way, so a
 mining node's inference is useful work that can win blocks (node.swarm.service).
@@ -46,7 +53,7 @@ from consensus.tx import Transaction
 from consensus.validation import median_time_past
 from core.errors import ConsensusError
 from core.state import State
-from node.chain.chainstore import ChainStore
+from node.chain.chainstore import ChainStore, ChainUpdate
 from node.chain.db import Overlay
 from node.chain.mempool import Mempool
 from node.config import DEFAULT_MINING_SHAPE
@@ -145,7 +152,7 @@ class MinerNode(Protocol):
     @property
     def identity(self) -> nacl.signing.SigningKey: ...
 
-    async def submit_block(self, block: Block) -> object: ...
+    async def submit_block(self, block: Block) -> ChainUpdate: ...
 
     def add_tip_listener(self, cb: Callable[[BlockHeader], None]) -> None: ...
 
@@ -257,6 +264,11 @@ class Miner:
         # made after it, so they carry every transaction the pool held when it was asked
         self._asked_at = 0.0
         self._round_blocks: list[bytes] = []
+        # the parent this miner last offered a block on: one block per parent (_claim)
+        self._offered_parent: bytes | None = None
+        # parent id -> inference products being mined on it (mine_product): on a paced dev
+        # chain the self round waits for them
+        self._inference_in_flight: collections.Counter[bytes] = collections.Counter()
         self._round_source = "self"  # the current round's work: "jobs" or "self"
         # block id -> the work its certificate came from ("jobs", "inference", "self"): the
         # chain does not record it (the explorer shows it, node.api.explorer.work)
@@ -278,7 +290,9 @@ class Miner:
         self.inference_macs = 0
         self.inference_mined_products = 0
         self.inference_mined_macs = 0
-        self.inference_blocks = 0  # blocks won by those products' tickets
+        # blocks won by those products' tickets that became the node's tip when submitted
+        # (one a peer's block or reorg later replaces still counts; a sibling never does)
+        self.inference_blocks = 0
         self.rounds = 0
         self.stale_rounds = 0
         self.busy_seconds = 0.0
@@ -434,6 +448,23 @@ class Miner:
         # chain's clock ahead of the real one (and leave no time to answer a calibration)
         return max(1.0, self.config.trivial_block_interval * factor)
 
+    def _paced_wait(self, template: Template) -> bool:
+        """On a paced dev chain (every ticket wins): wait, and say so, while the block on
+        ``template`` is not due, or while an inference product is being mined on its parent
+        (that useful product takes the block; a self round would race it)."""
+        due = template.parent_timestamp + self._paced_delay(template.parent_id)
+        if self.clock() < due:
+            self._template_cache = None  # the block, when due, gets a fresh timestamp
+            self._wake.wait(min(max(due - self.clock(), 0.05), 0.5))
+            self._wake.clear()
+            return True
+        with self._lock:
+            yielding = self._inference_in_flight[template.parent_id] > 0
+        if yielding:
+            self._wake.wait(0.5)  # woken by the new tip or the product's end
+            self._wake.clear()
+        return yielding
+
     def mine_round(self) -> None:
         """One round (worker thread): template, one job, maybe a block."""
         template, made_at = self._current_template()
@@ -450,13 +481,9 @@ class Miner:
             self._template_cache = None
             self._stop.wait(min(ahead, 1.0))
             return
-        if self._trivial(template.header.target) and not self._waiters:
-            due = template.parent_timestamp + self._paced_delay(template.parent_id)
-            if self.clock() < due:  # every ticket wins: pace the dev chain
-                self._template_cache = None  # the block, when due, gets a fresh timestamp
-                self._wake.wait(min(max(due - self.clock(), 0.05), 0.5))
-                self._wake.clear()
-                return
+        if self._trivial(template.header.target) and not self._waiters and \
+                self._paced_wait(template):
+            return
         job = self.jobs.take() if self.jobs is not None else None
         if job is not None:
             a, b, r = job.ops.a, job.ops.b, job.ops.r
@@ -504,9 +531,12 @@ class Miner:
             self.jobs.finish(job, result.product, computed_by="mined" if mined else "mining",
                              mined_block=mined)
 
-    async def _submit(self, block: Block) -> bool:
-        await self.node.submit_block(block)
-        return bool(self.node.chain.has_block(block.header.block_id()))
+    async def _submit(self, block: Block) -> tuple[bool, bool]:
+        """Submit on the loop: (stored, connected as the node's tip)."""
+        update = await self.node.submit_block(block)
+        block_id = block.header.block_id()
+        tip = any(b.header.block_id() == block_id for b in update.connected)
+        return bool(self.node.chain.has_block(block_id)), tip
 
     def mine_product(self, a: np.ndarray, b: np.ndarray) -> MiningResult | ExactProduct:
         """A·B for another part of the node (the swarm's inference), mined on the current
@@ -516,9 +546,30 @@ class Miner:
         win before the block is due, so until then the product is computed plainly
         (`ExactProduct`): mining it would only add the overhead."""
         template, _ = self._current_template()
+        parent = template.parent_id
         if self._trivial(template.header.target) and \
-                self.clock() < template.parent_timestamp + self._paced_delay(template.parent_id):
+                self.clock() < template.parent_timestamp + self._paced_delay(parent):
             return self._exact_product(a, b)
+        with self._lock:
+            if self._offered_parent == parent:  # its block is offered: a win would be dropped
+                offered = True
+            else:
+                offered = False
+                self._inference_in_flight[parent] += 1
+        if offered:
+            return self._exact_product(a, b)
+        try:
+            return self._mine_inference(template, a, b)
+        finally:
+            with self._lock:
+                self._inference_in_flight[parent] -= 1
+                if self._inference_in_flight[parent] <= 0:
+                    del self._inference_in_flight[parent]
+            self._wake.set()  # a self round waiting for this product goes on
+
+    def _mine_inference(self, template: Template, a: np.ndarray,
+                        b: np.ndarray) -> MiningResult:
+        """`mine_product`'s mined case: A·B with tickets on ``template``."""
         rounds: list[BlockHeader] = []
 
         def commit(root_a: bytes, root_b: bytes, p: PouwParams) -> bytes:
@@ -565,20 +616,35 @@ class Miner:
         self._submit_win(template, header, win, blocks=self._round_blocks,
                          source=self._round_source)
 
+    def _claim(self, parent_id: bytes) -> bool:
+        """Whether a win on ``parent_id`` may become a block: it is still the tip and no
+        other round of this miner offered one on it (then it is claimed). The miner's rounds
+        and `mine_product` calls share a template, and a second win would otherwise be
+        submitted before the first one's tip reached `_on_tip`: a sibling of the miner's own
+        block, at equal work, that the node stores and keeps off its chain."""
+        with self._lock:
+            if parent_id != self._tip_id or parent_id == self._offered_parent:
+                return False
+            self._offered_parent = parent_id
+            return True
+
     def _submit_win(self, template: Template, header: BlockHeader, win: WinningTicket, *,
                     blocks: list[bytes], source: str) -> None:
         """A winning ticket of a round on ``template`` becomes ``header``'s certificate and
-        the block goes to the node now (any worker thread)."""
-        if template.parent_id != self._tip_id:  # the tip moved since the template was built
+        the block goes to the node now (any worker thread); ``blocks`` gets its id if it
+        became the node's tip."""
+        if not self._claim(template.parent_id):  # the tip moved, or a block is offered on it
             return
         block = Block(header=dataclasses.replace(header, certificate=win.certificate.encode()),
                       transactions=template.transactions)
         block_id = block.header.block_id()
         try:
-            stored = self._call(self._submit(block))
+            stored, tip = self._call(self._submit(block))
         except Exception as exc:
             with self._lock:
                 self.blocks_rejected += 1
+                if self._offered_parent == template.parent_id:
+                    self._offered_parent = None  # not offered after all: the parent is free
             log.warning("mined block %s rejected: %s", block_id.hex()[:16], exc)
             self._stop.wait(1.0)  # a bad template (clock skew?) must not spin at full speed
             return
@@ -588,9 +654,11 @@ class Miner:
                 self._block_sources[block_id] = source
                 if len(self._block_sources) > MAX_BLOCK_SOURCES:
                     del self._block_sources[next(iter(self._block_sources))]
-            blocks.append(block_id)
+            if tip:
+                blocks.append(block_id)
             log.info("mined block %s at height %d (%d txs)", block_id.hex()[:16],
-                     block.header.height, len(block.transactions))
+                     block.header.height, len(block.transactions),
+                     extra={"source": source, "tip": tip})
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self._credit_block, block_id)
 

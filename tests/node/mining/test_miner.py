@@ -21,7 +21,7 @@ from consensus.tx import public_key
 from core.state import State
 from node.chain.chainstore import ChainStore
 from node.mining.jobs import set_cpu_threads
-from node.mining.miner import Miner, MinerConfig, build_template, with_job
+from node.mining.miner import ExactProduct, Miner, MinerConfig, build_template, with_job
 from pouw import ParamsError, PouwParams, get_backend, mine_product, native, operand_roots
 from tests.framework.chain import transfer
 from tests.framework.nodes import Host, HostConfig
@@ -324,3 +324,73 @@ def test_set_cpu_threads_sizes_the_calling_threads_pool() -> None:
     thread.start()
     thread.join()
     assert seen == [1, 1] + ([1] if native_backend is not None else [])
+
+
+def deaf_miner(host: Host, now: list[float]) -> Miner:
+    """A miner on ``host`` that hears of no new tip: as if the loop had not yet run its tip
+    listener after the miner's own block (the window in which a second win of the same
+    template used to be submitted as a sibling)."""
+    miner = Miner(host, config=MinerConfig(seed=8, template_refresh=600.0),
+                  clock=lambda: now[0])
+    host.tip_listeners.remove(miner._on_tip)
+    return miner
+
+
+def product_operands(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.integers(-64, 64, size=(8, 64), dtype=np.int8),
+            rng.integers(-64, 64, size=(64, 8), dtype=np.int8))
+
+
+async def test_a_second_win_on_a_parent_the_miner_offered_a_block_on_is_dropped(
+        tmp_path: Path) -> None:
+    """One block per parent per miner: once an inference product's ticket won a block on
+    the tip, a later product on the same template (its tip not yet heard of) is computed
+    plainly and offers no sibling; `inference_blocks` counts the one block."""
+    now = [GENESIS_TIME + 100.0]  # block 1 due (a paced dev chain: every ticket wins)
+    host = Host(tmp_path, clock=lambda: now[0])
+    miner = deaf_miner(host, now)
+    miner.start(asyncio.get_running_loop(), continuous=False)
+    try:
+        first = await asyncio.to_thread(miner.mine_product, *product_operands(1))
+        assert not isinstance(first, ExactProduct) and host.chain.height == 1
+        second = await asyncio.to_thread(miner.mine_product, *product_operands(2))
+        assert isinstance(second, ExactProduct)
+        a, b = product_operands(2)
+        assert np.array_equal(second.product, a.astype(np.int64) @ b.astype(np.int64))
+        assert len(host.received) == 1  # no sibling offered
+        stats = miner.stats()
+        assert stats["blocks_mined"] == 1 and stats["inference_blocks"] == 1
+        assert miner.block_source(host.chain.tip_id) == "inference"
+    finally:
+        await asyncio.to_thread(miner.stop)
+        host.close()
+
+
+async def test_inference_blocks_counts_only_a_block_that_became_the_tip(
+        tmp_path: Path) -> None:
+    """An inference win on a template whose parent meanwhile got another child (a peer's
+    block, seen first: equal work) is stored beside it, off the chain: it is a mined block
+    of this miner but not an inference block."""
+    now = [GENESIS_TIME + 0.5]  # not yet due: the product is computed plainly
+    host = Host(tmp_path, clock=lambda: now[0])
+    miner = deaf_miner(host, now)
+    miner.start(asyncio.get_running_loop(), continuous=False)
+    try:
+        # caches a template on genesis
+        plain = await asyncio.to_thread(miner.mine_product, *product_operands(3))
+        assert isinstance(plain, ExactProduct)
+        now[0] = GENESIS_TIME + 100.0
+        peer = mine_template_block(host, seed=9)
+        await host.submit_block(peer)
+        assert host.chain.tip_id == peer.header.block_id()
+        mined = await asyncio.to_thread(miner.mine_product, *product_operands(4))
+        assert not isinstance(mined, ExactProduct)
+        assert len(host.received) == 2 and host.chain.tip_id == peer.header.block_id()
+        sibling = host.received[1].header.block_id()
+        assert host.chain.has_block(sibling) and miner.block_source(sibling) == "inference"
+        stats = miner.stats()
+        assert stats["blocks_mined"] == 1 and stats["inference_blocks"] == 0
+    finally:
+        await asyncio.to_thread(miner.stop)
+        host.close()

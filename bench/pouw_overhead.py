@@ -176,7 +176,11 @@ def measure(shape: str, *, backends: list[str], r: int | None, repeats: int) -> 
     last = verify_ms(last_cert)
     row: dict[str, Any] = {
         "shape": shape, "r": params.r, "chunks": params.chunks,
-        "margin_macs": params.r / n + params.r / m + 2 * denoise_limbs(k, params.r) * params.r / k,
+        # what honest mining of a client's job multiplies beyond junk mining (docs/pouw.md §8):
+        # the denoising, 2·L·r/k of the product; the old path also runs Y and Z as products
+        "margin_macs": 2 * denoise_limbs(k, params.r) * params.r / k,
+        "margin_macs_old_path": params.r / n + params.r / m
+        + 2 * denoise_limbs(k, params.r) * params.r / k,
         "plain_ms": statistics.median(plain) * 1e3,
         "verify_first_chunk_ms": first[0], "verify_first_chunk_cpu_ms": first[1],
         "verify_last_chunk_ms": last[0], "verify_last_chunk_cpu_ms": last[1],

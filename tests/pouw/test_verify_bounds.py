@@ -15,6 +15,7 @@ from pouw import (
     CertificateError,
     ParamsError,
     PouwParams,
+    hashing,
     mine_product,
     noise,
     tile_ticket,
@@ -99,7 +100,7 @@ def test_worst_case_verification_draws_only_the_replayed_chunks(
     result = mine_product(a, b, commitment=COMMITMENT, target=MAX_TARGET, r=r,
                           backend="numpy", max_wins=MAX_CHUNKS)
     drawn: list[int] = []
-    real_xof, real_streams = noise.xof, noise.xof_streams
+    real_xof, real_streams = hashing.xof, hashing.xof_streams
 
     def counting_xof(tag: bytes, seed: bytes, index: int, length: int) -> bytes:
         drawn.append(length)

@@ -237,7 +237,7 @@ def render_metrics(node: MetricsNode, *, chain: dict[str, Any] | None = None,
                     ({"how": "plain"}, through_miner[i] - mined[i]),
                     ({"how": "local"}, local[i])])
     out.one("inference_blocks_total", "counter",
-            "Blocks won by tickets of the swarm's inference products.",
+            "Blocks won by tickets of the swarm's inference products, connected as the tip.",
             int(stats.get("inference_blocks", 0)))
     for section in sections:
         section(out)

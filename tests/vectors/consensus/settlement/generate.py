@@ -123,6 +123,34 @@ def _beacon_vectors(r: Round) -> dict[str, Vector]:
     return out
 
 
+def _self_promoter_vector() -> Vector:
+    """An answerer-judge (30% of the weight, author of q=3) votes the best answer q=4 down in
+    every pair and screen: where the other judges are decisive its weight counts for their
+    verdict whatever it voted (docs/swarm.md §5.2a, conflicted judges)."""
+    promoter = seed("vec self x")
+
+    def votes(j: bytes, first: bytes, second: bytes) -> Outcome:
+        if j != promoter or 4 not in (quality_of(first), quality_of(second)):
+            return honest(j, first, second)
+        return Outcome.SECOND_WINS if quality_of(first) == 4 else Outcome.FIRST_WINS
+
+    def screen(j: bytes, text: bytes) -> int:
+        if j == promoter and quality_of(text) == 4:
+            return SCREEN_BAD
+        return SCREEN_GOOD if quality_of(text) >= 3 else SCREEN_BAD
+
+    honest_judges = [seed(f"vec self h{k}") for k in range(3)]
+    r = _vector_round("vec self", [0, 1, 2, 3, 4],
+                      [(s, votes) for s in [*honest_judges, promoter]],
+                      screen=screen, answer_seeds={3: promoter})
+    reps = {public_key(s): 99 for s in honest_judges} | {public_key(promoter): 127}
+    return _settle_vector(
+        "3 honest judges (300) and the author of answer q=3 (weight 128, 30%) voting the best "
+        "answer q=4 down in every pair and the screen: the others are decisive on every item, "
+        "so its weight counts for their verdict: q=4 first, ranking and scores as if it had "
+        "voted honestly (it earns less as a judge)", r, reps)
+
+
 def settlement_vectors() -> dict[str, Vector]:
     out: dict[str, Vector] = {}
 
@@ -198,6 +226,8 @@ def settlement_vectors() -> dict[str, Vector]:
         "4 honest judges (400) and a coalition of 172 (30%) marking answer q=1 GOOD and all "
         "else BAD; one honest judge errs on the best answer q=4: q=4 is still accepted (its "
         "good share is over 2/3 of the best share) and ranks first", r, reps)
+
+    out["settle_self_promoter_clipped_to_the_decisive_verdict"] = _self_promoter_vector()
 
     # every answer rejected: the answer pool is refunded
     r = _vector_round("vec junk", [0, 1, 2], [(seed(f"vec junk j{k}"), honest) for k in range(3)],

@@ -11,8 +11,10 @@ from typing import Any
 import openai
 import pytest
 
+from consensus.genesis import load_genesis_config
 from testnet.launcher import swarm_settings
 from tests.framework.nodes import TestNetwork, TestNode
+from tests.framework.swarm import beacon_wait
 from tests.framework.util import wait_until
 
 pytestmark = pytest.mark.slow  # real node processes
@@ -84,7 +86,9 @@ def test_openai_client_asks_the_language_model_swarm_and_the_round_settles(
         return views if all(str(v["settlement_status"]).startswith("settled at height")
                             for v in views) else None
 
-    views = wait_until(settled, 120, interval=0.5,
+    # the settlement waits for the round's beacon block, k blocks above its request
+    params = load_genesis_config(network.genesis).params
+    views = wait_until(settled, 120 + beacon_wait(params, block_interval=1.0), interval=0.5,
                        message="the settlement on chain, seen by every node")
     result = views[0]["result"]
     assert result is not None and all(v["result"] == result for v in views)

@@ -28,13 +28,14 @@ Newton always starts from θ = 0 (the prior's maximum); the Newton direction δ 
 down so that no coordinate moves by more than `MAX_STEP` (a trust region: far from the
 maximum, where the curvature of σ vanishes, a full Newton step on a coordinate with little
 data overshoots by tens of units).
-Step ``t·δ`` with t = 1, ½, ¼, ... accepting the first t whose directional derivative
-``∇L(θ + tδ)·δ`` is still ≥ −½ ``∇L(θ)·δ`` (no overshoot past the line maximum by more than half;
-L needs no logarithm to check this). Stop when the accepted step is at most `TOLERANCE` in
-every coordinate (``converged``), or after `MAX_NEWTON_STEPS` (``converged`` False). A fit that
-has not converged is never used for a ranking: `bradley_terry_scores` then returns θ = 0 for
-every answer (the prior's point: no order at all), so settlement falls back to the screen and
-the round's seed instead of trusting an arbitrary iterate (consensus rule, docs/swarm.md §5.3).
+Step ``t·δ`` (rounded toward zero) with t = 1, ½, ¼, ... accepting the first t whose
+directional derivative ``∇L(θ + tδ)·δ`` is still ≥ −½ ``∇L(θ)·δ`` (no overshoot past the line
+maximum by more than half; L needs no logarithm to check this). Stop when the accepted step is
+at most `TOLERANCE` in every coordinate (``converged``), or after `MAX_NEWTON_STEPS`
+(``converged`` False). A fit that has not converged is never used for a ranking:
+`bradley_terry_scores` then returns θ = 0 for every answer (the prior's point: no order at
+all), so settlement falls back to the screen and the round's seed instead of trusting an
+arbitrary iterate (consensus rule, docs/swarm.md §5.3).
 
 Input: anything malformed (a non-int index, ``n`` or start value, an outcome that is not one
 of `Outcome`, a judge without a weight, a negative or non-int weight) raises
@@ -317,7 +318,10 @@ def _newton(games: _Games, theta: list[int], max_steps: int) -> tuple[list[int],
             delta = [d * MAX_STEP // largest for d in delta]
             slope = sum(gi * di for gi, di in zip(g, delta, strict=True))
         for halving in range(MAX_HALVINGS):
-            step = [d >> halving for d in delta]
+            # t·δ rounded toward zero: a floor shift keeps a negative coordinate at -1 ulp
+            # forever, so with huge weights (where one ulp moves the gradient more than
+            # the slope) no halving could ever pass the test
+            step = [d >> halving if d >= 0 else -(-d >> halving) for d in delta]
             trial = [t + s for t, s in zip(theta, step, strict=True)]
             g_trial, p_trial, a_trial = _gradient(games, trial)
             if 2 * sum(gi * di for gi, di in zip(g_trial, delta, strict=True)) >= -slope:

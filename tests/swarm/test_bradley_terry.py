@@ -118,8 +118,13 @@ def test_matches_independent_mle(case: tuple[int, list[int], list[tuple[int, int
 @given(comparison_sets, st.integers(0, 2**32))
 def test_start_only_saves_steps(case: tuple[int, list[int], list[tuple[int, int, int, Outcome]]],
                                 salt: int) -> None:
-    """Newton from any start near the optimum ends at the same maximum (within 1e-6 of the
-    independent fit), and from the optimum itself in one step."""
+    """Newton from any start near the optimum ends at the same maximum as the cold fit (within
+    1e-9; the cold fit is checked against the independent fit by
+    `test_matches_independent_mle`), and from the optimum itself in one step. Found by this
+    test (2026-12-05): with one judge ~10^15 times heavier than another a floor-rounded
+    halved step kept a negative coordinate at -1 ulp, no halving passed the line search and
+    the fit ended unconverged; the float reference is itself ~1e-6 off there (θ = ln(1/19)
+    exactly in fixed point, scipy 1.1e-6 away), hence the comparison with the cold fit."""
     n, judge_weights, raw = case
     weights = {judge(k): w for k, w in enumerate(judge_weights)}
     comparisons = [Comparison(judge(k % len(judge_weights)), a, b, o)
@@ -129,8 +134,8 @@ def test_start_only_saves_steps(case: tuple[int, list[int], list[tuple[int, int,
     start = [t + rng.randrange(-ONE, ONE) for t in cold.theta]
     warm = bradley_terry_scores(comparisons, weights=weights, n=n, start=start)
     assert warm.converged
-    expected = reference_fit(comparisons, weights, n, cold.prior_weights)
-    np.testing.assert_allclose(as_float(warm), expected, atol=1e-6, rtol=0)
+    assert cold.converged
+    np.testing.assert_allclose(as_float(warm), as_float(cold), atol=1e-9, rtol=0)
     again = bradley_terry_scores(comparisons, weights=weights, n=n, start=cold.theta)
     assert again.iterations == 1 and again.theta == cold.theta
     with pytest.raises(SettlementInputError):

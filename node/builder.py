@@ -126,7 +126,8 @@ class Builder:
 
     def build_durable(self, node: Node) -> JournalLoad:
         """The journaled mempool (config's relay fee and sync policy), loaded and revalidated
-        against the tip, and bans kept in (and restored from) the chain's LevelDB."""
+        against the tip with the transactions a crash-interrupted reorg still owed it, and bans
+        kept in (and restored from) the chain's LevelDB."""
         config = self.config
         db = node.chain.db
         journal = MempoolJournal(db, sync=not config.mempool_fsync_interval)
@@ -138,7 +139,13 @@ class Builder:
             # the group commit: stopped (a last fsync) before the node closes its database
             node.services.append(JournalFlusher(journal,
                                                 interval=config.mempool_fsync_interval))
-        loaded = node.mempool.load_journal(tip=node.chain.tip_view(), now=int(time.time()))
+        # what a reorg disconnected just before a crash goes back in with the journal, and only
+        # then are its markers dropped (`ChainStore.returning_blocks`)
+        returning_blocks = node.chain.returning_blocks()
+        loaded = node.mempool.load_journal(
+            tip=node.chain.tip_view(), now=int(time.time()),
+            returning=[tx for block in returning_blocks for tx in block.transactions])
+        node.chain.forget_returning(block.header.block_id() for block in returning_blocks)
         restored = node.mempool.transactions()
         for tx in restored:
             node.chain.verified_txs.add(tx.id())  # the load ran the signature rule

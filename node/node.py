@@ -278,6 +278,9 @@ class Node:
                 self._db.flush()
         if update.connected or update.disconnected:
             update_mempool(self.mempool, update, tip=self.chain.tip_view(), now=now)
+            # the pool has journaled the returning transactions: the store's write-ahead
+            # markers for them can go (`ChainStore.returning_blocks`)
+            self.chain.forget_returning(block.header.block_id() for block in update.disconnected)
             if update.disconnected:
                 # a reorg: gossip again, in nonce order, the pending chain of every sender
                 # whose transactions it returned, or peers that never saw them (the other

@@ -26,6 +26,8 @@ Key layout::
     undo/<id>       BlockUndo of a connected block
     hgt/<u64 be>    block id of the canonical block at that height
     bad/<id>        marker: the block broke a consensus rule on connect
+    ret/<id>        marker: a disconnected block whose transactions the mempool has not
+                    yet taken back (see "Returning transactions" below)
     s/...           the consensus state (``consensus.state`` layout under this prefix)
     meta/tip        id of the tip the state corresponds to
     meta/genesis    id of the genesis block (which network this directory belongs to)
@@ -42,13 +44,21 @@ store tells the tree each connected block's justified epoch; a side-branch block
 ``FinalityVotes`` aggregate is *evaluated* (replayed in a batch that is thrown away: undo to
 the fork point, connect up to it) so a lighter chain that justified more can win. This is how
 a node that was on the minority side of a partition adopts the majority's finalized chain.
+
+Returning transactions: a disconnected block's transactions go back to the mempool (and its
+journal) only after the whole sync batch, so a process killed in between would lose them, and
+the journal's later nonces of the same senders would then be dropped as gaps (bench/chaos.py
+measured 4 lost of 8,778 accepted this way). So ``disconnect_block`` writes ``ret/<id>`` in
+the same batch that moves the tip; the node deletes the markers once the mempool has journaled
+the update (`forget_returning`), and at start re-admits the transactions of every block still
+marked (`returning_blocks`) together with the journal.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +96,7 @@ TREE = b"tree/"
 UNDO = b"undo/"
 HEIGHT = b"hgt/"
 BAD = b"bad/"
+RETURNING = b"ret/"
 STATE = b"s/"
 TIP_KEY = b"meta/tip"
 GENESIS_KEY = b"meta/genesis"
@@ -634,12 +645,27 @@ class ChainStore:
         batch.delete(UNDO + block_id)
         batch.delete(_height_key(block.header.height))
         batch.put(TIP_KEY, parent.block_id())
+        batch.put(RETURNING + block_id, b"")  # its transactions are owed to the mempool
         self._fire("disconnect:before_commit")
         batch.commit()
         self._fire("disconnect:after_commit")
         self._tip_id = parent.block_id()
         self._tip_header = parent
         return block
+
+    def returning_blocks(self) -> list[Block]:
+        """Disconnected blocks whose transactions the mempool has not yet taken back (a crash
+        came between the reorg and the mempool's update), lowest first."""
+        blocks = [self._block(key[len(RETURNING):])
+                  for key, _ in self.db.iterate_prefix(RETURNING)]
+        return sorted(blocks, key=lambda block: block.header.height)
+
+    def forget_returning(self, block_ids: Iterable[bytes]) -> None:
+        """The mempool has journaled these blocks' returning transactions: drop the markers
+        (written after the journal, in the same database, so never before it)."""
+        writes: dict[bytes, bytes | None] = {RETURNING + block_id: None for block_id in block_ids}
+        if writes:
+            self.db.write_raw(writes, sync=False)
 
     def canonical_ids(self) -> list[bytes]:
         """Ids of the canonical chain from genesis to the tip (from the height index)."""

@@ -259,11 +259,14 @@ class Mempool:
 
     def pending_of(self, sender: bytes) -> list[Transaction]:
         """A sender's pending transactions in nonce order."""
-        chain = self._by_sender.get(sender, {})
-        return [chain[n].tx for n in sorted(chain)]
+        # Read from the event loop while the chain thread changes the pool: copy first (one C
+        # call, atomic under the GIL); indexing the live dict raised KeyError when a nonce left
+        # between listing and reading it.
+        chain = dict(self._by_sender.get(sender, {}))
+        return [entry.tx for _, entry in sorted(chain.items())]
 
     def transactions(self) -> list[Transaction]:
-        return [e.tx for e in self._by_id.values()]
+        return [e.tx for e in list(self._by_id.values())]  # a snapshot, as in `pending_of`
 
     # -- admission -----------------------------------------------------------------------------
 
@@ -349,33 +352,53 @@ class Mempool:
         puts = [e for e in added if self._by_id.get(e.tx_id) is e]
         self.journal.write(puts, [i for i in removed if i not in self._by_id])
 
-    def load_journal(self, *, tip: TipView, now: int) -> JournalLoad:
+    def load_journal(self, *, tip: TipView, now: int,
+                     returning: Sequence[Transaction] = ()) -> JournalLoad:
         """Start-up: re-admit the journaled transactions against ``tip`` in (sender, nonce)
         order with their first admission times; drop (from pool and journal, with a log
-        line each) the unreadable, the expired and those that no longer apply."""
+        line each) the unreadable, the expired and those that no longer apply.
+
+        ``returning``: transactions of blocks a reorg disconnected before a crash let the pool
+        take them back (`ChainStore.returning_blocks`). They are admitted with the journal, in
+        the same nonce order (so a journaled k+1 after a returning k is no gap), and journaled;
+        those that no longer apply (mostly: confirmed again on the new chain) are skipped
+        without a log line, since they were never the pool's.
+        """
         if self.journal is None:
             return JournalLoad(0, [])
         entries, corrupt = self.journal.read()
         dropped = [(key.hex(), f"corrupt: {why}") for key, why in corrupt]
         self.journal.delete_keys(key for key, _ in corrupt)
+        candidates = [(added_at, tx, True) for added_at, tx in entries]
+        seen = {tx.id() for _, tx in entries}
+        for tx in returning:
+            if tx.id() not in seen:
+                seen.add(tx.id())
+                candidates.append((now, tx, False))
         stale: list[bytes] = []
-        for added_at, tx in sorted(entries, key=lambda e: (e[1].sender, e[1].nonce, e[0])):
+        readmitted: list[Entry] = []
+        for added_at, tx, from_journal in sorted(
+                candidates, key=lambda c: (c[1].sender, c[1].nonce, c[0])):
             reason = "expired" if now - added_at >= self.config.lifetime else ""
             if not reason:
                 try:
-                    self._admit(tx, tip=tip, now=added_at)
+                    entry = self._admit(tx, tip=tip, now=added_at)
+                    if not from_journal:
+                        readmitted.append(entry)
                     continue
                 except MempoolError as exc:
                     reason = exc.reason
-            stale.append(tx.id())
-            dropped.append((tx.id().hex(), reason))
+            if from_journal:
+                stale.append(tx.id())
+                dropped.append((tx.id().hex(), reason))
         self._removed.extend(stale)
-        self._write_journal()
+        self._write_journal(readmitted)
         loaded = len(self._by_id)
         for key, reason in dropped:
             log_event(log, "mempool.journal_dropped", level=logging.WARNING, tx=key,
                       reason=reason)
-        log_event(log, "mempool.journal_loaded", loaded=loaded, dropped=len(dropped))
+        log_event(log, "mempool.journal_loaded", loaded=loaded, dropped=len(dropped),
+                  returned=len(readmitted))
         return JournalLoad(loaded, dropped)
 
     def _validate_chain(self, sender: bytes, chain: dict[int, Entry],

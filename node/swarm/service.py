@@ -55,6 +55,7 @@ import contextlib
 import hashlib
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -71,6 +72,7 @@ from contracts.swarm import (
 from core.errors import ConsensusError
 from core.state import State
 from node.chain.db import Database
+from node.chain.lru import LruSet
 from node.logging import get_logger, log_event
 from node.p2p.peer import Peer
 from node.p2p.protocol import Message, MsgType, encode_frame
@@ -132,8 +134,26 @@ __all__ = ["NOT_ON_CHAIN", "FeeNotCovered", "RoundState", "SwarmService", "Swarm
 
 log = get_logger("swarm")
 T = TypeVar("T")
-MAX_ROUNDS = 1000  # rounds kept in memory (oldest dropped)
-MAX_SEEN = 100_000  # message hashes kept for deduplication (oldest dropped)
+# Rounds kept in memory, oldest dropped: what ``GET /api/v1/rounds`` lists and serves
+# (`node.api.chat.MAX_ROUND_LIST`). A finished on-chain round is compacted (`RoundState.compact`,
+# ~4.4 KiB instead of ~18.6 KiB), so a full table holds ~4.5 MB, not ~19 MB; a dropped round
+# is a 404 ``unknown round`` for the API.
+MAX_ROUNDS = 1000
+# Message hashes kept for deduplication (`_first_time`), oldest dropped. They only have to
+# outlive a message's echoes while its round runs (a round lasts at most `round_timeout`,
+# ~80 s by default); a round has ~50 messages with 18 judges, so 16,384 cover ~300 rounds,
+# ~20 minutes of the soak's ~15 rounds a minute, at ~190 B each (`node.chain.lru`): ~3 MiB
+# full (100,000 took ~11 MiB). A forgotten hash costs one re-apply (and relay) of an echo
+# that comes later; handlers are idempotent (a known round, commitment, reveal or phase, a
+# finished round's close or final).
+MAX_SEEN = 16_384
+# A settled round is compacted once its settlement is this many blocks deep and out of any
+# inclusion window (`SettlementDuty.settled_for_good`), an unsettled one once the chain is
+# this many blocks past its settlement deadline: only a reorg deeper than that could make it
+# settle (or be challenged) again, and settling it then would need its messages. The
+# settlement deadline's own margin (`contracts.swarm.MAX_SETTLEMENT_LAG`), ~1 minute at the
+# testnet's pace.
+COMPACT_DEPTH = MAX_SETTLEMENT_LAG
 _OUTCOME_BYTE = {Outcome.A: 0, Outcome.B: 1, Outcome.TIE: 2}
 
 
@@ -201,8 +221,8 @@ class SwarmService:
         self.max_tokens = max_tokens
         self.duty = SettlementDuty(host, fee=settlement_fee, backoff=settle_backoff)
         self.capable_peers: dict[bytes, bytes] = {}  # peer node id -> announced model id
-        self.rounds: dict[bytes, RoundState] = {}
-        self._seen: dict[bytes, None] = {}
+        self.rounds: OrderedDict[bytes, RoundState] = OrderedDict()  # oldest first
+        self._seen = LruSet(MAX_SEEN)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._handlers: dict[str, Callable[[bytes], bool]] = {
             "req": self._on_req, "commit": self._on_commit, "reveal": self._on_reveal,
@@ -319,13 +339,7 @@ class SwarmService:
 
     def _first_time(self, kind: str, data: bytes) -> bool:
         """True the first time we see this message (we flood each message once)."""
-        key = hashlib.sha256(kind.encode() + b"\0" + data).digest()
-        if key in self._seen:
-            return False
-        self._seen[key] = None
-        while len(self._seen) > MAX_SEEN:
-            self._seen.pop(next(iter(self._seen)))
-        return True
+        return self._seen.add(hashlib.sha256(kind.encode() + b"\0" + data).digest())
 
     def _flood(self, kind: str, data: bytes, *, exclude: Peer | None = None) -> None:
         """Send our own message to every peer (marked seen, so its echo is not re-applied)."""
@@ -413,7 +427,7 @@ class SwarmService:
         """The origin opens a reveal phase: reveal what we committed of that kind."""
         round_id, phase = bytes(unpack(data)[0]), str(unpack(data)[1])
         state = self.rounds.get(round_id)
-        if state is None:
+        if state is None or state.compacted:
             return False
         reveal_kind = {"reveal_answers": KIND_ANSWER, "reveal_judgments": KIND_JUDGMENT}
         state.phases.add(phase)
@@ -425,7 +439,7 @@ class SwarmService:
         """The answers the origin counts: judges judge exactly those."""
         round_id, commits, reveals = unpack(data)
         state = self.rounds.get(bytes(round_id))
-        if state is None:
+        if state is None or state.status == "complete":  # judging is over (or an old echo)
             return False
         closed = self._absorb(state, commits, reveals)
         self._save(state)
@@ -437,7 +451,7 @@ class SwarmService:
         """Every commitment and reveal of the round: settle on exactly those."""
         round_id, commits, reveals, _chosen = unpack(data)
         state = self.rounds.get(bytes(round_id))
-        if state is None or state.status == "complete":
+        if state is None or state.status == "complete" or state.compacted:
             return False
         self._absorb(state, commits, reveals)
         self._finish(state)
@@ -512,7 +526,7 @@ class SwarmService:
                            options=options or GenerationOptions())
         self.rounds[round_id] = state
         while len(self.rounds) > MAX_ROUNDS:
-            self.rounds.pop(next(iter(self.rounds)))
+            self.rounds.popitem(last=False)
         self._save(state)
         if self.node_id in answerers and self.backend is not None and not self.silent:
             self._spawn(self._answer(state))
@@ -872,6 +886,7 @@ class SwarmService:
             if state.settled is not None:
                 self.stats.round_settled(state.settled.height - state.height)
         self._forget_settled()
+        self._compact_finished()
         self.duty.beacons_mined(self.rounds.values())
         self._spawn(self.duty.drop_duplicates(self.rounds.values()))
         self._spawn(self.duty.watch(self.rounds.values()))
@@ -894,6 +909,23 @@ class SwarmService:
             self._stored.discard(round_id)
             self._finals.pop(round_id, None)
         self.store.forget(done)
+
+    def _compact_finished(self) -> None:
+        """Compact (`RoundState.compact`) the on-chain rounds nothing can make settle again:
+        settled ``COMPACT_DEPTH`` blocks deep and for good, or ``COMPACT_DEPTH`` blocks past
+        their settlement deadline. Interim rounds (height 0) never settle: kept whole, up to
+        ``MAX_ROUNDS`` (a dev network's)."""
+        tip = self.host.chain.height
+        for state in self.rounds.values():
+            if state.compacted or not state.height or \
+                    state.status not in ("complete", "abandoned"):
+                continue
+            settled = state.settled
+            if settled is None:
+                if tip >= state.height + MAX_SETTLEMENT_LAG + COMPACT_DEPTH:
+                    state.compact()
+            elif tip >= settled.height + COMPACT_DEPTH and self.duty.settled_for_good(state):
+                state.compact()
 
     def _phase(self, state: RoundState, phase: str) -> None:
         """The origin opens a phase: apply it here and flood it."""

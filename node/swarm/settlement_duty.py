@@ -150,7 +150,7 @@ class SettlementDuty:
         """Settle the round unless someone already has: the origin at once, backup k after
         ``backoff`` × k seconds (so a dead or lazy origin does not leave it unsettled)."""
         position = self.position(state)
-        if position is None or not self.enabled:
+        if position is None or not self.enabled or state.compacted:
             return
         await self.beacon(state)
         if position:
@@ -398,7 +398,7 @@ class SettlementDuty:
         for rid in [rid for rid in self.challenged if rid not in known]:
             del self.challenged[rid]
         for state in rounds:
-            if state.status != "complete" or not state.height:
+            if state.status != "complete" or not state.height or state.compacted:
                 continue
             rid = state.round_id
             held = held_round(chain_state, rid)

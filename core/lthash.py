@@ -16,6 +16,7 @@ colliding sets in subexponential time, so a miner could forge a state with the s
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -60,17 +61,28 @@ def sum_elements(elements: Sequence[bytes]) -> Lanes:
     return total
 
 
+# Elements an `ElementCache` keeps (the chain store's, across blocks). What for: a key the
+# last blocks wrote, changed again, needs the element of its old value to remove it; the
+# blocks seen most are small (the soak's write ~10-30 keys), a 1,000-transfer block
+# (bench/chain_validate.py) ~2,000, so 4,096 hold two such blocks' writes (the bench loses
+# no speed). An entry holds ~2.3 KiB (the 2 KiB element, key, value; tracemalloc in
+# tests/core/test_fastpaths.py), so ~9 MiB full: at 16,384 it filled over hours of new keys
+# to ~36 MiB (issue 12's soak). Forgetting costs one SHAKE-256 expansion (`element_bytes`)
+# when an older key changes again.
+ELEMENT_CACHE_ENTRIES = 1 << 12
+
+
 class ElementCache:
     """Recently computed `element_bytes`, by key, valid only for the value they were made of.
 
     A key updated in one block has its new pair's element computed (to add it); when the next
     block changes the key again, that element is needed again (to remove it). Keeping the
-    last element per key saves that second SHAKE expansion. Bounded (2 KiB per entry).
+    last element per key saves that second SHAKE expansion. Bounded: ``ELEMENT_CACHE_ENTRIES``.
     """
 
-    def __init__(self, max_entries: int = 1 << 14) -> None:
+    def __init__(self, max_entries: int = ELEMENT_CACHE_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._entries: dict[bytes, tuple[bytes, bytes]] = {}
+        self._entries: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()  # oldest first
 
     def element(self, key: bytes, value: bytes) -> bytes:
         """The pair's element: from the cache if it holds this exact value, else computed."""
@@ -86,7 +98,7 @@ class ElementCache:
         entries.pop(key, None)
         entries[key] = (value, data)
         if len(entries) > self.max_entries:
-            del entries[next(iter(entries))]  # least recently computed
+            entries.popitem(last=False)  # least recently computed
         return data
 
     def __len__(self) -> int:

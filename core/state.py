@@ -24,6 +24,7 @@ decoded with the full canonical check; the chain store shares one cache, and one
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Annotated, ClassVar, TypeVar
 
@@ -78,6 +79,17 @@ class Snapshot:
     journal_length: int
 
 
+# Decoded records a `RecordCache` keeps (the chain store's is shared by its per-block views).
+# What for: the records recent blocks read and write (their senders' and recipients'
+# accounts, stakes, swarm records), so the next block's reads of the same keys skip the
+# canonical decode; 32,768 hold ~16 blocks of 1,000 transfers (bench/chain_validate.py). An
+# entry holds ~400 B (an account: key, stored bytes, decoded record, the table's share;
+# tracemalloc in tests/core/test_fastpaths.py), so ~13 MiB full: at 1 << 18 it could fill
+# over hours of new keys to ~100 MiB (issue 12's soak). Forgetting costs one decode when an
+# older key is read.
+RECORD_CACHE_ENTRIES = 1 << 15
+
+
 class RecordCache:
     """Decoded state records by key, each valid only while the stored bytes are unchanged.
 
@@ -88,9 +100,9 @@ class RecordCache:
     never decodes; bytes not seen before are decoded with the full canonical check.
     """
 
-    def __init__(self, max_entries: int = 1 << 18) -> None:
+    def __init__(self, max_entries: int = RECORD_CACHE_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._entries: dict[bytes, tuple[bytes, object]] = {}
+        self._entries: OrderedDict[bytes, tuple[bytes, object]] = OrderedDict()  # oldest first
 
     def get(self, key: bytes, raw: bytes) -> object | None:
         hit = self._entries.get(key)
@@ -102,7 +114,7 @@ class RecordCache:
         entries = self._entries
         entries[key] = (raw, record)
         if len(entries) > self.max_entries:
-            del entries[next(iter(entries))]  # oldest inserted first
+            entries.popitem(last=False)  # oldest inserted first
 
     def __len__(self) -> int:
         return len(self._entries)

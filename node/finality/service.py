@@ -82,7 +82,14 @@ REGISTRATION_FEE = 1000  # what the node pays to register its own validator key
 REPORT_FEE = 1000  # what the node pays to send slashing evidence
 SIGNED_KEPT = 8  # verified votes kept per validator to catch a double or surround vote
 MAX_SIGNED_VALIDATORS = 4096  # validators whose votes are kept (the registry's bound)
-SEEN_VOTES = 100_000  # vote hashes remembered across peers (gossip dedup)
+# Vote hashes remembered across peers (gossip dedup, `LruSet`). What for: a vote's echoes
+# from other peers come while its epoch is current; a validator signs one vote per epoch, so
+# 16,384 cover 4 epochs of the most validators a registry holds (`MAX_SIGNED_VALIDATORS`),
+# and thousands of epochs of a small network's. ~192 B each (`node.chain.lru.ENTRY_BYTES`):
+# ~3 MiB full (100,000 took ~18 MiB over a long run, issue 12). Forgetting costs one more
+# admission check (its signature included) when a peer sends an old vote again; an honest
+# repeat is never punished (`PUNISHED_VOTE_RULES`).
+SEEN_VOTES = 4 * MAX_SIGNED_VALIDATORS
 LAST_VOTE_KEY = b"fin-node/last-vote"  # the validator's newest signed vote (slashing guard)
 # rules a vote can break that prove its sender relayed garbage (everything else may be an
 # honest peer that is ahead, behind or on another fork)

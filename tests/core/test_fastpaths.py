@@ -10,6 +10,8 @@ and a block applied with pre-verified signatures ends in the same state as one c
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import tracemalloc
 
 import msgpack
 import pytest
@@ -25,9 +27,9 @@ from contracts import Transfer
 from core.encoding import _to_wire, array_header, decode, encode
 from core.errors import EncodingError, TransactionError
 from core.interfaces import MemoryKV
-from core.lthash import ElementCache, LtHash, element_bytes, lane_sum
+from core.lthash import ELEMENT_CACHE_ENTRIES, ElementCache, LtHash, element_bytes, lane_sum
 from core.records import Account, StakeRecord, Unbonding
-from core.state import RecordCache, State, root_from_items
+from core.state import RECORD_CACHE_ENTRIES, RecordCache, State, root_from_items
 from tests.framework.chain import Chain, make_block, new_chain, tx
 
 ADDRESSES = [public_key(dev_seed(i)) for i in range(6)]
@@ -168,6 +170,57 @@ def test_element_cache_only_serves_the_exact_pair() -> None:
     cache.computed(b"a", b"x")
     cache.computed(b"b", b"y")  # evicts k
     assert len(cache) == 2 and cache.element(b"k", b"v1") == first
+
+
+#: bytes one full cache entry may hold (tracemalloc, fresh objects: the worst case);
+#: measured at the default sizes: ~398 B for an account record and ~2,286 B for an element
+RECORD_ENTRY_BYTES = 448
+ELEMENT_ENTRY_BYTES = 2432
+
+
+def _keys(count: int) -> list[bytes]:
+    return [b"acct/" + hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(count)]
+
+
+def test_a_full_record_cache_holds_its_entries_at_most_and_forgets_the_oldest() -> None:
+    """The chain store's cache (default size) filled with twice its size of account
+    records: ``RECORD_CACHE_ENTRIES`` entries, the newest, at most ``RECORD_ENTRY_BYTES``
+    each (issue 12's soak: a cache that fills for hours shows as RSS growth)."""
+    keys = _keys(2 * RECORD_CACHE_ENTRIES)
+    tracemalloc.start()
+    try:
+        cache = RecordCache()
+        for i, key in enumerate(keys):
+            raw = Account(balance=10**12 + i, nonce=i).encode()
+            cache.put(bytes(key), raw, Account.decode(raw))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == RECORD_CACHE_ENTRIES
+    newest = Account(balance=10**12 + len(keys) - 1, nonce=len(keys) - 1)
+    assert cache.get(keys[-1], newest.encode()) == newest
+    assert cache.get(keys[0], Account(balance=10**12, nonce=0).encode()) is None
+    assert held <= RECORD_CACHE_ENTRIES * RECORD_ENTRY_BYTES, \
+        f"{held / RECORD_CACHE_ENTRIES:.0f} B per entry"
+
+
+def test_a_full_element_cache_holds_its_entries_at_most_and_forgets_the_oldest() -> None:
+    keys = _keys(2 * ELEMENT_CACHE_ENTRIES)
+    tracemalloc.start()
+    try:
+        cache = ElementCache()
+        for i, key in enumerate(keys):
+            cache.computed(bytes(key), Account(balance=1 + i, nonce=i).encode())
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == ELEMENT_CACHE_ENTRIES
+    last = Account(balance=len(keys), nonce=len(keys) - 1).encode()
+    assert cache.element(keys[-1], last) is cache.element(keys[-1], last)  # cached
+    first = Account(balance=1, nonce=0).encode()
+    assert cache.element(keys[0], first) is not cache.element(keys[0], first)  # computed
+    assert held <= ELEMENT_CACHE_ENTRIES * ELEMENT_ENTRY_BYTES, \
+        f"{held / ELEMENT_CACHE_ENTRIES:.0f} B per entry"
 
 
 def test_record_cache_never_serves_a_stale_record() -> None:

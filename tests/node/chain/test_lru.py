@@ -9,8 +9,10 @@ import pytest
 
 from node.chain.chainstore import VERIFIED_TXS_REMEMBERED
 from node.chain.lru import ENTRY_BYTES, LruSet
+from node.finality.service import SEEN_VOTES
 from node.p2p.manager import SEEN_TXS
 from node.p2p.peer import KNOWN_CACHE
+from node.swarm.service import MAX_SEEN
 
 
 def _ids(count: int, salt: bytes = b"") -> list[bytes]:
@@ -46,7 +48,8 @@ def test_discard_forgets_an_entry() -> None:
     assert a not in cache and len(cache) == 0
 
 
-@pytest.mark.parametrize("capacity", [KNOWN_CACHE, SEEN_TXS, VERIFIED_TXS_REMEMBERED])
+@pytest.mark.parametrize("capacity", [KNOWN_CACHE, SEEN_TXS, VERIFIED_TXS_REMEMBERED,
+                                      SEEN_VOTES, MAX_SEEN])
 def test_a_full_node_cache_holds_at_most_entry_bytes_per_entry(capacity: int) -> None:
     """Filled with twice its capacity of 32-byte ids (each a fresh bytes object, the worst
     case), a node cache holds ``capacity`` entries and at most ``ENTRY_BYTES`` each."""

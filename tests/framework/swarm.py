@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from consensus.genesis import GenesisConfig, dev_config, dev_seed
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts.registry import (
@@ -125,6 +127,15 @@ async def mine_block(chain: Chain, nodes: Sequence[Node], txs: Sequence[Transact
     height = block.header.height
     await wait_for(lambda: all(n.chain.height == height for n in nodes), message="block")
     return height
+
+
+async def round_view(node: Node, round_id: bytes) -> dict[str, Any]:
+    """``GET /api/v1/rounds/{id}`` of ``node`` (it must know the round)."""
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{node.port}/api/v1/rounds/{round_id.hex()}") as resp:
+        assert resp.status == 200
+        view: dict[str, Any] = await resp.json()
+        return view
 
 
 def tip_state(node: Node) -> State:

@@ -11,16 +11,19 @@ import sys
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import aiohttp
 
 from node.node import Node
 from node.swarm.round import RoundState
 from node.swarm.service import COMPACT_DEPTH
 from tests.framework.chain import Chain, extend
 from tests.framework.nodes import swarm_service as svc
-from tests.framework.swarm import mine_block, registered_swarm, settlement_sent, stop_all
+from tests.framework.swarm import (
+    mine_block,
+    registered_swarm,
+    round_view,
+    settlement_sent,
+    stop_all,
+)
 from tests.framework.util import wait_for
 
 #: objects a round refers to but does not own (shared with the whole process)
@@ -43,14 +46,6 @@ def deep_size(obj: object) -> int:
     return size
 
 
-async def _round_view(node: Node, round_id: bytes) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session, session.get(
-            f"http://127.0.0.1:{node.port}/api/v1/rounds/{round_id.hex()}") as resp:
-        assert resp.status == 200
-        view: dict[str, Any] = await resp.json()
-        return view
-
-
 async def _mine_to(chain: Chain, nodes: Sequence[Node], height: int) -> None:
     """Empty blocks up to ``height``, taken by every node."""
     blocks = [extend(chain) for _ in range(height - chain.tip.height)]
@@ -69,7 +64,7 @@ async def test_a_settled_round_is_compacted_deep_enough_and_keeps_its_view(
         await wait_for(lambda: all(svc(n).rounds[rid].settled is not None for n in nodes),
                        message="settled on every node")
         rounds: list[RoundState] = [svc(n).rounds[rid] for n in nodes]
-        views = [await _round_view(n, rid) for n in nodes]
+        views = [await round_view(n, rid) for n in nodes]
         whole = deep_size(rounds[1])
         commitment = rounds[1].all_commitments()[0]
         reveal = next(iter(rounds[1].reveals.values()))
@@ -80,7 +75,7 @@ async def test_a_settled_round_is_compacted_deep_enough_and_keeps_its_view(
 
         await _mine_to(chain, nodes, settled_at + COMPACT_DEPTH)
         await wait_for(lambda: all(r.compacted for r in rounds), message="compacted")
-        assert [await _round_view(n, rid) for n in nodes] == views  # the same view
+        assert [await round_view(n, rid) for n in nodes] == views  # the same view
         assert views[1]["answer"] and views[1]["result"] and views[1]["answers"][0]["text"]
         for r in rounds:
             assert r.commitments == {} and r.reveals == {} and r.settlement is None

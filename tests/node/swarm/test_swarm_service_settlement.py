@@ -9,9 +9,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import msgpack
 import pytest
 
@@ -45,6 +43,7 @@ from tests.framework.swarm import (
     VARIANTS,
     mine_block,
     registered_swarm,
+    round_view,
     settlement_sent,
     settlements,
     stop_all,
@@ -69,15 +68,6 @@ async def _settled_round(chain: Chain, nodes: Sequence[Node], origin: Node,
     tx = await settlement_sent(origin, state.round_id)
     await mine_block(chain, nodes, [tx])
     return state, tx
-
-
-async def _round_view(node: Node, round_id: bytes) -> dict[str, Any]:
-    """``GET /api/v1/rounds/{id}`` of ``node``."""
-    async with aiohttp.ClientSession() as session, session.get(
-            f"http://127.0.0.1:{node.port}/api/v1/rounds/{round_id.hex()}") as resp:
-        assert resp.status == 200
-        view: dict[str, Any] = await resp.json()
-        return view
 
 
 async def _next_swarm(raw: RawPeer, kind: str) -> bytes:
@@ -153,7 +143,7 @@ async def test_equivocation_is_gossiped_and_slashed_on_chain(tmp_path: Path) -> 
             local = svc(node).rounds[state.round_id]
             assert len(local.commitments[(cheat, KIND_ANSWER)]) == 2
             assert second in local.commitments[(cheat, KIND_ANSWER)]
-            view = await _round_view(node, state.round_id)
+            view = await round_view(node, state.round_id)
             assert view["equivocators"] == [cheat.hex()]
             assert view["result"]["equivocators"] == [cheat.hex()]
             assert cheat.hex() not in {a["node"] for a in view["result"]["answers"]}
@@ -167,7 +157,7 @@ async def test_equivocation_is_gossiped_and_slashed_on_chain(tmp_path: Path) -> 
             chain_state = tip_state(node)
             assert chain_state.stake(cheat).bonded == bonded - slash
             assert chain_state.reputation(cheat) == max(0, before[cheat] - 400)
-            view = await _round_view(node, state.round_id)
+            view = await round_view(node, state.round_id)
             assert view["settlement_status"] == \
                 f"settled at height {height}: tx {tx.id().hex()} by {nodes[0].node_id.hex()}"
             assert view["equivocators"] == [cheat.hex()]

@@ -14,9 +14,13 @@ running job stale (``set_commitment`` on the tip listener) and the next round bu
 One block per parent: the miner's own rounds and the products it mines for others
 (`mine_product`) run side by side on the same template, and each could win it; the first win
 claims the parent and every later win on it is dropped, never offered as a sibling of the
-miner's own block. On a paced dev chain (every ticket wins) the self-generated round also
-waits while an inference product is being mined on its parent, so that useful product takes
-the block.
+miner's own block. On a paced dev chain (every ticket wins) useful work takes the block: an
+inference product mined before the block is due keeps its winning ticket (one per parent,
+`_held`) and that block is offered when it falls due, instead of a self round; and the
+self-generated round waits while an inference product is being mined on its parent. (Before,
+a product that came before the block was due was computed plainly, and one that came after
+raced the self round, which starts the moment the block is due: beside a busy core an
+inference product won 2 of 909 blocks in 15 minutes.)
 
 Other parts of the node mine their own products through `Miner.mine_product` (any worker
 thread): the swarm's built-in model runs every weight matmul of its inference that way, so a
@@ -269,6 +273,9 @@ class Miner:
         # parent id -> inference products being mined on it (mine_product): on a paced dev
         # chain the self round waits for them
         self._inference_in_flight: collections.Counter[bytes] = collections.Counter()
+        # a paced dev chain's block won early by an inference product, offered when it is due:
+        # (template, header, winning ticket); one at a time, for the tip it was mined on
+        self._held: tuple[Template, BlockHeader, WinningTicket] | None = None
         self._round_source = "self"  # the current round's work: "jobs" or "self"
         # block id -> the work its certificate came from ("jobs", "inference", "self"): the
         # chain does not record it (the explorer shows it, node.api.explorer.work)
@@ -459,7 +466,15 @@ class Miner:
             self._wake.clear()
             return True
         with self._lock:
+            held, self._held = self._held, None
             yielding = self._inference_in_flight[template.parent_id] > 0
+        if held is not None and held[0].parent_id == template.parent_id:
+            # useful work won this block before it was due: offer that block now
+            won: list[bytes] = []
+            self._submit_win(*held, blocks=won, source="inference")
+            with self._lock:
+                self.inference_blocks += len(won)
+            return True
         if yielding:
             self._wake.wait(0.5)  # woken by the new tip or the product's end
             self._wake.clear()
@@ -542,24 +557,26 @@ class Miner:
         """A·B for another part of the node (the swarm's inference), mined on the current
         template: the header its tickets hash carries these operands' roots, so a winning
         ticket is a block. Any thread but the event loop's; runs in the caller's thread,
-        beside the miner's own rounds. On a paced dev chain (every ticket wins) nothing may
-        win before the block is due, so until then the product is computed plainly
-        (`ExactProduct`): mining it would only add the overhead."""
+        beside the miner's own rounds. On a paced dev chain (every ticket wins) a product that
+        comes before the block is due is mined too, and its win is held and offered when the
+        block falls due (`_paced_wait`); later products on that parent, and any on a parent
+        whose block is already offered, are computed plainly (`ExactProduct`): a second win
+        would be dropped, so mining them would only add the overhead."""
         template, _ = self._current_template()
         parent = template.parent_id
-        if self._trivial(template.header.target) and \
-                self.clock() < template.parent_timestamp + self._paced_delay(parent):
-            return self._exact_product(a, b)
+        early = self._trivial(template.header.target) and \
+            self.clock() < template.parent_timestamp + self._paced_delay(parent)
         with self._lock:
-            if self._offered_parent == parent:  # its block is offered: a win would be dropped
-                offered = True
-            else:
-                offered = False
+            # its block is offered, or (early) a product already holds its win: a win would
+            # be dropped, so only compute it
+            taken = self._offered_parent == parent or (
+                early and self._held is not None and self._held[0].parent_id == parent)
+            if not taken:
                 self._inference_in_flight[parent] += 1
-        if offered:
+        if taken:
             return self._exact_product(a, b)
         try:
-            return self._mine_inference(template, a, b)
+            return self._mine_inference(template, a, b, hold=early)
         finally:
             with self._lock:
                 self._inference_in_flight[parent] -= 1
@@ -568,8 +585,9 @@ class Miner:
             self._wake.set()  # a self round waiting for this product goes on
 
     def _mine_inference(self, template: Template, a: np.ndarray,
-                        b: np.ndarray) -> MiningResult:
-        """`mine_product`'s mined case: A·B with tickets on ``template``."""
+                        b: np.ndarray, *, hold: bool = False) -> MiningResult:
+        """`mine_product`'s mined case: A·B with tickets on ``template``; a win becomes a
+        block now, or with ``hold`` (a paced block not yet due) when the block is due."""
         rounds: list[BlockHeader] = []
 
         def commit(root_a: bytes, root_b: bytes, p: PouwParams) -> bytes:
@@ -578,8 +596,15 @@ class Miner:
             return header_commitment(header)
 
         def on_ticket(win: WinningTicket) -> None:
-            if rounds:
-                self._submit_win(template, rounds[-1], win, blocks=won, source="inference")
+            if not rounds:
+                return
+            if hold:
+                with self._lock:
+                    if self._held is None or self._held[0].parent_id != template.parent_id:
+                        self._held = (template, rounds[-1], win)
+                self._wake.set()
+                return
+            self._submit_win(template, rounds[-1], win, blocks=won, source="inference")
 
         session = MiningSession(commitment=bytes(32), target=template.header.target,
                                 backend=self.session.backend, max_wins=1, on_ticket=on_ticket)

@@ -372,14 +372,14 @@ async def test_inference_blocks_counts_only_a_block_that_became_the_tip(
     """An inference win on a template whose parent meanwhile got another child (a peer's
     block, seen first: equal work) is stored beside it, off the chain: it is a mined block
     of this miner but not an inference block."""
-    now = [GENESIS_TIME + 0.5]  # not yet due: the product is computed plainly
+    now = [GENESIS_TIME + 0.5]  # not yet due: the product's win is held, not offered
     host = Host(tmp_path, clock=lambda: now[0])
     miner = deaf_miner(host, now)
     miner.start(asyncio.get_running_loop(), continuous=False)
     try:
         # caches a template on genesis
-        plain = await asyncio.to_thread(miner.mine_product, *product_operands(3))
-        assert isinstance(plain, ExactProduct)
+        early = await asyncio.to_thread(miner.mine_product, *product_operands(3))
+        assert not isinstance(early, ExactProduct) and host.received == []
         now[0] = GENESIS_TIME + 100.0
         peer = mine_template_block(host, seed=9)
         await host.submit_block(peer)
@@ -391,6 +391,38 @@ async def test_inference_blocks_counts_only_a_block_that_became_the_tip(
         assert host.chain.has_block(sibling) and miner.block_source(sibling) == "inference"
         stats = miner.stats()
         assert stats["blocks_mined"] == 1 and stats["inference_blocks"] == 0
+    finally:
+        await asyncio.to_thread(miner.stop)
+        host.close()
+
+
+async def test_an_inference_win_before_the_block_is_due_takes_the_block_when_due(
+        tmp_path: Path) -> None:
+    """On a paced dev chain a product that comes before the block is due is mined; its win
+    is held, and when the block falls due the miner offers that block (useful work), not a
+    self-generated one. A second early product on the same parent is computed plainly."""
+    now = [GENESIS_TIME + 0.5]  # block 1 not yet due (every delay is at least a second)
+    host = Host(tmp_path, clock=lambda: now[0])
+    miner = Miner(host, config=MinerConfig(seed=11), clock=host.clock)
+    miner.start(asyncio.get_running_loop())
+    try:
+        a, b = product_operands(5)
+        early = await asyncio.to_thread(miner.mine_product, a, b)
+        assert not isinstance(early, ExactProduct)
+        assert np.array_equal(early.product, a.astype(np.int64) @ b.astype(np.int64))
+        again = await asyncio.to_thread(miner.mine_product, *product_operands(6))
+        assert isinstance(again, ExactProduct)
+        assert host.chain.height == 0 and host.received == []  # held: the block is not due
+        now[0] = GENESIS_TIME + 100.0
+        # the miner records a block's work after the node took it: wait for both
+        await wait_for(lambda: miner.stats()["inference_blocks"] == 1)
+        first = host.chain.get_block(host.chain.block_id_at(1) or b"")
+        assert first is not None
+        block = first.header
+        assert miner.block_source(block.block_id()) == "inference"
+        k, n = block.k, block.n
+        padded = np.pad(b, ((0, k - b.shape[0]), (0, n - b.shape[1])))
+        assert block.root_b == operand_roots(np.zeros((8, k), np.int8), padded)[1]
     finally:
         await asyncio.to_thread(miner.stop)
         host.close()

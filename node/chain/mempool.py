@@ -282,8 +282,11 @@ class Mempool:
         self._write_journal([entry])
         return entry.tx_id
 
-    def _admit(self, tx: Transaction, *, tip: TipView, now: int) -> Entry:
-        """`add` without the journal write (callers write once for many)."""
+    def _admit(self, tx: Transaction, *, tip: TipView, now: int,
+               sender_limit: bool = True) -> Entry:
+        """`add` without the journal write (callers write once for many). Without
+        ``sender_limit`` (`load_journal`: transactions the pool or a block already took) a
+        sender may hold more than ``max_per_sender``."""
         entry = self._entry(tx, now=now)
         tx_id = entry.tx_id
         chain = dict(self._by_sender.get(tx.sender, {}))
@@ -296,7 +299,7 @@ class Mempool:
                                    f"fee {tx.fee} < {replaced.fee} + {bump - 100}%")
         else:
             # the sender may not exceed its pending limit
-            if len(chain) >= self.config.max_per_sender:
+            if sender_limit and len(chain) >= self.config.max_per_sender:
                 raise MempoolError("sender_limit")
         chain[tx.nonce] = entry
         valid, error = self._validate_chain(tx.sender, chain, tip)
@@ -382,7 +385,7 @@ class Mempool:
             reason = "expired" if now - added_at >= self.config.lifetime else ""
             if not reason:
                 try:
-                    entry = self._admit(tx, tip=tip, now=added_at)
+                    entry = self._admit(tx, tip=tip, now=added_at, sender_limit=False)
                     if not from_journal:
                         readmitted.append(entry)
                     continue
@@ -551,7 +554,7 @@ class Mempool:
         if not fresh:
             return []
         valid, _ = self._validate_chain(sender, chain, tip)
-        kept = self._within_limits(sender, valid, fresh)
+        kept = self._within_limits(valid, fresh, exclude=sender)
         for n, entry in chain.items():
             if n not in kept and n not in fresh:
                 self._forget(entry.tx_id)  # pending, but no longer applies on this chain
@@ -561,17 +564,21 @@ class Mempool:
             self._by_sender.pop(sender, None)
         return [e for n, e in kept.items() if n in fresh]
 
-    def _within_limits(self, sender: bytes, valid: dict[int, Entry],
-                       fresh: dict[int, Entry]) -> dict[int, Entry]:
+    def _within_limits(self, valid: dict[int, Entry], fresh: dict[int, Entry], *,
+                       exclude: bytes) -> dict[int, Entry]:
         """The prefix of a sender's ``valid`` chain the pool keeps, indexing the ``fresh``
-        entries it takes: the sender limit keeps the lowest nonces (the later ones depend on
-        them), and a full pool takes a fresh entry only in place of a cheaper tail."""
+        entries it takes: a full pool takes a fresh entry only in place of a cheaper tail of
+        another sender (``exclude`` is this one). The per-sender limit is an admission rule
+        and does not apply here: these transactions come back from disconnected blocks (a
+        block took them) with the sender's pending ones after them (the pool took those);
+        capping them dropped accepted transactions (bench/chaos.py: a node that mined 16
+        blocks of one sender's transfers alone, then reorged, lost the sender's next one)."""
         kept: dict[int, Entry] = {}
-        for n in sorted(valid)[:self.config.max_per_sender]:
+        for n in sorted(valid):
             entry = valid[n]
             if n in fresh:
                 if len(self._by_id) >= self.config.max_total:
-                    evict = self._cheapest_tail(exclude=sender)
+                    evict = self._cheapest_tail(exclude=exclude)
                     if evict is None or not evict.rate_below(entry):
                         break  # this nonce and the later ones stay out
                     self._remove_from(evict.tx.sender, evict.tx.nonce)

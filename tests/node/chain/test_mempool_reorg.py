@@ -49,13 +49,16 @@ def test_a_reorg_returning_two_nonces_keeps_the_pending_third(tmp_path: Path) ->
     store.close()
 
 
-def test_a_reorg_readmits_within_the_sender_limit_lowest_nonces_first(tmp_path: Path) -> None:
-    """Returning and pending together beyond the per-sender limit: the lowest nonces stay
-    (the later ones depend on them), the tail beyond the limit goes, journal included."""
+def test_a_reorg_keeps_returning_and_pending_beyond_the_sender_limit(tmp_path: Path) -> None:
+    """Returning and pending together beyond the per-sender limit all stay, journal
+    included: the limit is an admission rule, and every one of them was accepted (by a
+    block or by the pool). Before, the tail beyond the limit was dropped: bench/chaos.py lost
+    a transfer when a node that had mined 16 blocks of one sender's transfers alone reorged
+    (and a restart's journal load refused it as ``sender_limit``)."""
     base = new_chain()
     store = ChainStore.open(tmp_path / "db", genesis=base.config)
-    pool = Mempool(params=store.params, config=MempoolConfig(max_per_sender=3),
-                   journal=MempoolJournal(store.db))
+    limited = MempoolConfig(max_per_sender=3)
+    pool = Mempool(params=store.params, config=limited, journal=MempoolJournal(store.db))
     a, b = fork(base), fork(base)
     update_mempool(pool, store.add_block(extend(a, [transfer(1, 0), transfer(1, 1)], seed=1),
                                          now=NOW), tip=store.tip_view(), now=0)
@@ -65,8 +68,34 @@ def test_a_reorg_readmits_within_the_sender_limit_lowest_nonces_first(tmp_path: 
         update_mempool(pool, store.add_block(extend(b, [], seed=20 + i), now=NOW),
                        tip=store.tip_view(), now=1)
     assert store.tip_id == b.tip.block_id()
-    assert nonces(pool) == [(transfer(1, 0).sender.hex(), n) for n in (0, 1, 2)]
-    reloaded = Mempool(params=store.params, journal=MempoolJournal(store.db))
-    reloaded.load_journal(tip=store.tip_view(), now=2)
+    assert nonces(pool) == [(transfer(1, 0).sender.hex(), n) for n in range(5)]
+    reloaded = Mempool(params=store.params, config=limited, journal=MempoolJournal(store.db))
+    assert reloaded.load_journal(tip=store.tip_view(), now=2).dropped == []
     assert nonces(reloaded) == nonces(pool)
+    # admission still applies the limit
+    assert len(pool.pending_of(transfer(1, 0).sender)) == 5
+    store.close()
+
+
+def test_a_journal_load_with_returning_transactions_ignores_the_sender_limit(
+        tmp_path: Path) -> None:
+    """A restart after a crash mid-reorg: the disconnected block's transactions come back
+    with the journal (`Mempool.load_journal` ``returning``), and together they may exceed
+    the per-sender limit; none is dropped."""
+    base = new_chain()
+    store = ChainStore.open(tmp_path / "db", genesis=base.config)
+    limited = MempoolConfig(max_per_sender=3)
+    journaled = Mempool(params=store.params, config=limited, journal=MempoolJournal(store.db))
+    returning = [transfer(1, n) for n in range(3)]  # a disconnected block's, never journaled
+    # the journal as a pool left it: nonces 3 and 4 pending after a block that held 0..2
+    a = fork(base)
+    block = extend(a, returning, seed=3)
+    update_mempool(journaled, store.add_block(block, now=NOW), tip=store.tip_view(), now=0)
+    for n in (3, 4):
+        journaled.add(transfer(1, n), tip=store.tip_view(), now=0)
+    store.disconnect_block()  # the reorg's first step, then the crash
+    reloaded = Mempool(params=store.params, config=limited, journal=MempoolJournal(store.db))
+    load = reloaded.load_journal(tip=store.tip_view(), now=1, returning=returning)
+    assert load.dropped == []
+    assert nonces(reloaded) == [(returning[0].sender.hex(), n) for n in range(5)]
     store.close()

@@ -567,6 +567,22 @@ def majority_screen(**kw: Any) -> tuple[int, ...]:
     return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
 
 
+def majority_among_accepted(**kw: Any) -> tuple[int, ...]:
+    """Tiers by strict majority (accepted at > ½ good, rejected at ≥ ⅔ bad); a pair of two
+    accepted answers decided by its weighted majority, every other pair as adopted (⅔
+    decisive, else leaning); one fit."""
+    n, pairs = kw["n"], kw["pairs"]
+    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+    tiers = [TIER_REJECTED if g + b and 3 * b >= 2 * (g + b) else
+             TIER_ACCEPTED if 2 * g > g + b else TIER_UNDECIDED
+             for b, g, _ in screen_t]
+    pair_m = [_majority(t, 0, 1) if tiers[x] == tiers[y] == TIER_ACCEPTED else list(t)
+              for (x, y), t in zip(pairs, pair_t, strict=True)]
+    keys = strength_fit(n, pairs, pair_m, screen_t).rank_keys()
+    place = tie_order(kw["seed"], n)
+    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+
+
 def weight_cap(k: int) -> Ranker:
     """The adopted rule with every judge's weight capped at ⌊Σ weight / k⌋."""
     def rank(**kw: Any) -> tuple[int, ...]:
@@ -592,6 +608,7 @@ CANDIDATES = (
     Candidate("majority tier: accepted at > 1/2 good, one fit", majority_tier),
     Candidate("majority verdicts: every pair and screen by > 1/2", majority_verdicts),
     Candidate("majority pairs (> 1/2), screen as adopted", majority_pairs),
+    Candidate("majority tier, majority pairs among accepted", majority_among_accepted),
     Candidate("majority screen (> 1/2), pairs as adopted", majority_screen),
     Candidate("trimmed screen (heaviest good/bad mark dropped)", trimmed_screen),
     Candidate("weight cap 1/5 per judge, coalition in 5 keys", weight_cap(5), coalition_keys=5),

@@ -23,6 +23,9 @@ nothing):
   control is the same judge voting honestly, and *without its votes* (``base tgt%``) the
   same round (same request, so the same schedule and tie order) with it selected but silent;
   its goal: own answer first no more often than the larger of the two + 1 point;
+* ``runner-up``: a coalition of judges that did not answer casts the self-promoter's votes
+  for the second best answer (the promoter's weight split into keys, or its friends): the
+  target is that answer, which is often close to the best;
 * ``random``: adversaries vote uniformly at random (no target);
 * ``omission``: the settler leaves out the heaviest honest judge's opening (that judge
   becomes a no-show); reported: outcome changed, honest node slashed (without the inclusion
@@ -295,8 +298,9 @@ class Tally:
         if attack == "omission":
             out["honest_slashed_pct"] = pct(self.honest_slashed)
             out["provable_in_window_pct"] = pct(self.provable)
-        if share is not None and share <= 0.30 and attack == "self":
-            # its own answer may win on merit: no more often than without its votes
+        if share is not None and share <= 0.30 and attack in ("self", "runner-up"):
+            # the target (the second best) may win on merit: no more often than without the
+            # attackers' votes (self: silent; runner-up: all honest) or with them honest
             out["meets_goal"] = (
                 out["target_first_pct"] <= max(out["control_target_first_pct"],
                                                out["baseline_target_first_pct"]) + 1
@@ -307,7 +311,8 @@ class Tally:
         return out
 
 
-ATTACKS = (*COALITION_ATTACKS, "self", "random", "omission")
+ATTACKS = (*COALITION_ATTACKS, "runner-up", "self", "random", "omission")
+COMPARED_ATTACKS = ("good+bad", "runner-up")  # --compare's attacks
 
 
 def coalition_seats(share: float, judges: int) -> int:
@@ -371,14 +376,19 @@ def run_trial(number: int, tallies: dict[tuple[str, float | None], Tally],
         honest_judges = {s: honest_votes for s in trial.honest}
         adversaries = [seed(f"attack t{number} x{k}") for k in range(keys)]
         weights = trial.weights | adversary_weights(trial, share, adversaries)
-        coalition = [a for a in (*COALITION_ATTACKS, "random") if a in attacks]
+        coalition = [a for a in (*COALITION_ATTACKS, "runner-up", "random") if a in attacks]
         control = settle_round(trial, honest_judges | {s: honest_votes for s in adversaries},
                                weights) if coalition else None
         for attack in coalition:
-            votes = coalition_votes(trial, attack)
+            # runner-up: the self-promoter's votes cast by judges that did not answer (the
+            # promoter split into keys, or the second best's friends): no conflict to clip
+            votes = self_promoting_votes(trial) if attack == "runner-up" else \
+                coalition_votes(trial, attack)
             attacked = settle_round(trial, honest_judges | {s: votes for s in adversaries},
                                     weights)
-            count((attack, share), attacked, control, answer_of, base_top=base_top)
+            count((attack, share), attacked, control, answer_of,
+                  target=trial.self_target if attack == "runner-up" else trial.target,
+                  base_top=base_top)
         if "self" not in attacks:
             continue
         # the self-promoter: the second best answer's author judges with the weight share
@@ -498,6 +508,81 @@ def trimmed_screen(**kw: Any) -> tuple[int, ...]:
     return aggregate(**(kw | {"verdicts": {j: bytes(v) for j, v in trimmed.items()}})).ranking
 
 
+def majority_tier(**kw: Any) -> tuple[int, ...]:
+    """Accepted at a strict majority good of the weight with an opinion (absolute, not
+    relative to the round's best), rejected at ≥ ⅔ bad; then the one fit."""
+    n, pairs = kw["n"], kw["pairs"]
+    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+    keys = strength_fit(n, pairs, pair_t, screen_t).rank_keys()
+    tiers = [TIER_REJECTED if g + b and 3 * b >= 2 * (g + b) else
+             TIER_ACCEPTED if 2 * g > g + b else TIER_UNDECIDED
+             for b, g, _ in screen_t]
+    place = tie_order(kw["seed"], n)
+    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+
+
+def _majority(tally: Sequence[int], first: int, second: int) -> list[int]:
+    """A tally turned into its weighted majority: all of its weight on the side with more
+    (first or second), or on the tie when they are equal."""
+    total = sum(tally)
+    out = [0, 0, 0]
+    side = first if tally[first] > tally[second] else second if tally[second] > tally[first] \
+        else 3 - first - second
+    out[side] = total
+    return out
+
+
+def majority_verdicts(**kw: Any) -> tuple[int, ...]:
+    """Every pair and every screen decided by its weighted majority (decisive at > ½, not
+    at ⅔), then the adopted tiers and one fit on those verdicts."""
+    n, pairs = kw["n"], kw["pairs"]
+    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+    pair_m = [_majority(t, 0, 1) for t in pair_t]
+    screen_m = [_majority(t, SCREEN_BAD, SCREEN_GOOD) for t in screen_t]
+    keys = strength_fit(n, pairs, pair_m, screen_m).rank_keys()
+    tiers = screen_tiers(screen_m)
+    place = tie_order(kw["seed"], n)
+    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+
+
+def majority_pairs(**kw: Any) -> tuple[int, ...]:
+    """Every pair decided by its weighted majority; the screen and tiers as adopted."""
+    n, pairs = kw["n"], kw["pairs"]
+    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+    pair_m = [_majority(t, 0, 1) for t in pair_t]
+    keys = strength_fit(n, pairs, pair_m, screen_t).rank_keys()
+    tiers = screen_tiers(screen_t)
+    place = tie_order(kw["seed"], n)
+    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+
+
+def majority_screen(**kw: Any) -> tuple[int, ...]:
+    """Every screen decided by its weighted majority; the pairs as adopted."""
+    n, pairs = kw["n"], kw["pairs"]
+    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+    screen_m = [_majority(t, SCREEN_BAD, SCREEN_GOOD) for t in screen_t]
+    keys = strength_fit(n, pairs, pair_t, screen_m).rank_keys()
+    tiers = screen_tiers(screen_m)
+    place = tie_order(kw["seed"], n)
+    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+
+
+def majority_among_accepted(**kw: Any) -> tuple[int, ...]:
+    """Tiers by strict majority (accepted at > ½ good, rejected at ≥ ⅔ bad); a pair of two
+    accepted answers decided by its weighted majority, every other pair as adopted (⅔
+    decisive, else leaning); one fit."""
+    n, pairs = kw["n"], kw["pairs"]
+    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+    tiers = [TIER_REJECTED if g + b and 3 * b >= 2 * (g + b) else
+             TIER_ACCEPTED if 2 * g > g + b else TIER_UNDECIDED
+             for b, g, _ in screen_t]
+    pair_m = [_majority(t, 0, 1) if tiers[x] == tiers[y] == TIER_ACCEPTED else list(t)
+              for (x, y), t in zip(pairs, pair_t, strict=True)]
+    keys = strength_fit(n, pairs, pair_m, screen_t).rank_keys()
+    place = tie_order(kw["seed"], n)
+    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+
+
 def weight_cap(k: int) -> Ranker:
     """The adopted rule with every judge's weight capped at ⌊Σ weight / k⌋."""
     def rank(**kw: Any) -> tuple[int, ...]:
@@ -520,6 +605,11 @@ CANDIDATES = (
     Candidate("adopted: relative tier, one fit of pairs + screen", adopted),
     Candidate("before: absolute 2/3 tier, pairs-only fit", absolute_tiers),
     Candidate("SV: not rejected, then one fit (no accepted tier)", strength_only),
+    Candidate("majority tier: accepted at > 1/2 good, one fit", majority_tier),
+    Candidate("majority verdicts: every pair and screen by > 1/2", majority_verdicts),
+    Candidate("majority pairs (> 1/2), screen as adopted", majority_pairs),
+    Candidate("majority tier, majority pairs among accepted", majority_among_accepted),
+    Candidate("majority screen (> 1/2), pairs as adopted", majority_screen),
     Candidate("trimmed screen (heaviest good/bad mark dropped)", trimmed_screen),
     Candidate("weight cap 1/5 per judge, coalition in 5 keys", weight_cap(5), coalition_keys=5),
     Candidate("weight cap 1/8 per judge, coalition in 8 keys", weight_cap(8), coalition_keys=8),
@@ -539,60 +629,68 @@ def topped_up(trial: Trial, total: int) -> Trial:
 
 
 def compare_trial(number: int, candidate: Candidate, tallies: dict[float, Tally],
-                  work: list[int]) -> None:
-    """One trial's good+bad cells (all shares) under ``candidate``; ``work`` accumulates
-    [ordered pairs judged, judges] for the cost column."""
-    trial = make_trial(number)
+                  work: list[int], attack: str = "good+bad", judges: int = 0) -> None:
+    """One trial's cells of ``attack`` (all shares) under ``candidate``; ``work`` accumulates
+    [ordered pairs judged, judges] for the cost column. ``judges`` as in `run_trial`."""
+    drawn = make_trial(number)
     if candidate.honest_judges:
-        trial = topped_up(trial, candidate.honest_judges)
-    honest_votes: tuple[PairVote, ScreenVote] = (trial.honest_pair, trial.honest_screen)
-    honest_judges = {s: honest_votes for s in trial.honest}
-
-    def top(judges: dict[bytes, tuple[PairVote, ScreenVote]], weights: dict[bytes, int]
-            ) -> int:
-        kw, quality = unsigned_inputs(trial, judges, weights, candidate.schedule)
-        work[0] += len(kw["pairs"]) * len(judges)
-        work[1] += len(judges)
-        return quality[candidate.rank(**kw)[0]]
-
-    base_top = top(honest_judges, trial.weights)
+        drawn = topped_up(drawn, candidate.honest_judges)
     rng = random.Random(number * 7919)
     for share in SHARES:
-        adversaries = [seed(f"attack t{number} x{k}")
-                       for k in range(max(rng.randint(1, 3), candidate.coalition_keys))]
+        keys = max(rng.randint(1, 3), candidate.coalition_keys)
+        trial = drawn
+        if judges:
+            keys = max(coalition_seats(share, judges), candidate.coalition_keys)
+            trial = with_honest(drawn, max(1, judges - keys))
+        honest_votes: tuple[PairVote, ScreenVote] = (trial.honest_pair, trial.honest_screen)
+        honest_judges = {s: honest_votes for s in trial.honest}
+
+        def top(voters: dict[bytes, tuple[PairVote, ScreenVote]], weights: dict[bytes, int],
+                trial: Trial = trial) -> int:
+            kw, quality = unsigned_inputs(trial, voters, weights, candidate.schedule)
+            work[0] += len(kw["pairs"]) * len(voters)
+            work[1] += len(voters)
+            return quality[candidate.rank(**kw)[0]]
+
+        base_top = top(honest_judges, trial.weights)
+        adversaries = [seed(f"attack t{number} x{k}") for k in range(keys)]
         weights = trial.weights | adversary_weights(trial, share, adversaries)
         control = top(honest_judges | {s: honest_votes for s in adversaries}, weights)
-        votes = coalition_votes(trial, "good+bad")
+        votes = self_promoting_votes(trial) if attack == "runner-up" else \
+            coalition_votes(trial, attack)
+        target = trial.self_target if attack == "runner-up" else trial.target
         attacked = top(honest_judges | {s: votes for s in adversaries}, weights)
         tally = tallies.setdefault(share, Tally())
         tally.rounds += 1
         tally.changed += attacked != base_top
         tally.control_changed += control != base_top
-        tally.target_first += attacked == trial.target
+        tally.target_first += attacked == target
+        tally.control_target_first += control == target
         tally.right_first += attacked >= trial.right_from
         tally.control_right_first += control >= trial.right_from
 
 
-def compare_rows(first: int, rounds: int) -> list[dict[str, Any]]:
+def compare_rows(first: int, rounds: int, attack: str = "good+bad", judges: int = 0,
+                 candidates: Sequence[Candidate] = CANDIDATES) -> list[dict[str, Any]]:
     """Per candidate: good+bad target-first and excess change per share, and its judging
     work (ordered pairs x judges per round) relative to the adopted rule's."""
     rows = []
     base_work = 0.0
-    for candidate in CANDIDATES:
+    for candidate in candidates:
         tallies: dict[float, Tally] = {}
         work = [0, 0]
         for number in range(first, first + rounds):
-            compare_trial(number, candidate, tallies, work)
+            compare_trial(number, candidate, tallies, work, attack, judges)
         if not base_work:
             base_work = work[0]
         rows.append({"candidate": candidate.name, "work_ratio": round(work[0] / base_work, 2),
-                     "cells": {f"{share:.0%}": tallies[share].row("good+bad", share)
+                     "cells": {f"{share:.0%}": tallies[share].row(attack, share)
                                for share in SHARES}})
     return rows
 
 
-def print_compare(rows: list[dict[str, Any]], rounds: int) -> None:
-    print(f"\ncandidates side by side, good+bad, {rounds} rounds (same seeds): target first % / "
+def print_compare(rows: list[dict[str, Any]], rounds: int, attack: str = "good+bad") -> None:
+    print(f"\ncandidates side by side, {attack}, {rounds} rounds (same seeds): target first % / "
           f"excess change pp / right first %; work = pairs judged x judges vs adopted")
     print(f"{'candidate':<52} {'work':>5} " + " ".join(f"{f'{s:.0%}':>18}" for s in SHARES))
     for row in rows:
@@ -610,6 +708,9 @@ def main() -> None:
     parser.add_argument("--judges", type=int, default=0,
                         help="judges per round, the coalition taking its stake share of the "
                              "seats (default 0: 4..8 honest judges plus 1..3 adversaries)")
+    parser.add_argument("--candidates", default="", metavar="WORDS",
+                        help="--compare only the candidates whose name has one of these "
+                             "comma-separated words (and the adopted rule)")
     parser.add_argument("--compare", action="store_true",
                         help="also rank the good+bad rounds by the candidate rules side by side")
     args = parser.parse_args()
@@ -647,9 +748,12 @@ def main() -> None:
           f"victim can prove the omission (swarm.inclusion) in "
           f"{omission.get('provable_in_window_pct', 0):.0f}% (then the settlement is void and "
           f"the settler loses its bond)")
-    compared = compare_rows(args.first, args.rounds) if args.compare else []
-    if compared:
-        print_compare(compared, args.rounds)
+    chosen = [c for c in CANDIDATES if c is CANDIDATES[0] or not args.candidates
+              or any(word in c.name for word in args.candidates.split(","))]
+    compared = {attack: compare_rows(args.first, args.rounds, attack, args.judges, chosen)
+                for attack in COMPARED_ATTACKS} if args.compare else {}
+    for attack, rows_compared in compared.items():
+        print_compare(rows_compared, args.rounds, attack)
     if args.json:
         print(json.dumps({"rounds": args.rounds, "judges": args.judges,
                           "accuracy": ACCURACY, "rows": rows,

@@ -19,10 +19,10 @@ Other C libraries: nothing is done.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ctypes
 import os
+
+from node.periodic import PeriodicWork
 
 DEFAULT_MALLOC_ARENAS = 2  # node.toml malloc_arenas; 0 leaves glibc's default (8 per core)
 DEFAULT_TRIM_INTERVAL = 30.0  # node.toml malloc_trim_interval, seconds; 0: never
@@ -57,28 +57,14 @@ def release_free_memory() -> bool:
     return bool(libc.malloc_trim(0)) if libc is not None else False
 
 
-class FreeMemoryReleaser:
-    """A node service: `release_free_memory` every ``interval`` seconds, off the event loop."""
+class FreeMemoryReleaser(PeriodicWork):
+    """A node service: `release_free_memory` every ``interval`` seconds, off the event loop
+    (nothing on another C library)."""
 
     def __init__(self, *, interval: float = DEFAULT_TRIM_INTERVAL) -> None:
-        self.interval = interval
-        self.trims = 0  # how many have run
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(release_free_memory, interval=interval if _glibc() is not None else 0)
 
-    async def start(self) -> None:
-        if self.interval > 0 and _glibc() is not None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.interval)
-            await loop.run_in_executor(None, release_free_memory)
-            self.trims += 1
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    @property
+    def trims(self) -> int:
+        """How many trims have run."""
+        return self.runs

@@ -29,8 +29,6 @@ written in the last interval), after which it survives a power cut too.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import heapq
 import logging
 import threading
@@ -48,6 +46,7 @@ from core.params import ChainParams
 from core.state import State
 from node.chain.db import Database, Overlay, ReadOnlyKV
 from node.logging import get_logger, log_event
+from node.periodic import PeriodicWork
 
 log = get_logger("mempool")
 
@@ -195,32 +194,14 @@ class MempoolJournal:
             self.db.write_raw(writes, sync=False)
 
 
-class JournalFlusher:
+class JournalFlusher(PeriodicWork):
     """The journal's group commit as a node service: every ``interval`` seconds, one fsync
     for whatever was admitted meanwhile; a last one when the node stops (before its
     database closes)."""
 
     def __init__(self, journal: MempoolJournal, *, interval: float) -> None:
+        super().__init__(journal.flush, interval=interval, final=True)
         self.journal = journal
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.interval)
-            await loop.run_in_executor(None, self.journal.flush)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await asyncio.get_running_loop().run_in_executor(None, self.journal.flush)
 
 
 @dataclass(frozen=True)

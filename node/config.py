@@ -18,7 +18,12 @@ from typing import Any
 from core.encoding import MAX_U64
 from node.chain.db import DEFAULT_CACHE_BYTES, DEFAULT_WRITE_BUFFER_BYTES
 from node.chain.mempool import DEFAULT_MIN_FEE_PER_KB
-from node.memory import DEFAULT_MALLOC_ARENAS, DEFAULT_TRIM_INTERVAL
+from node.memory import (
+    DEFAULT_MALLOC_ARENAS,
+    DEFAULT_MMAP_THRESHOLD_KB,
+    DEFAULT_TRIM_INTERVAL,
+    MAX_MMAP_THRESHOLD_KB,
+)
 from pouw.backends import BACKEND_NAMES
 from pouw.errors import ParamsError
 from pouw.params import PouwParams
@@ -97,6 +102,8 @@ class NodeConfig:
     # glibc malloc arenas of the `pouwchain node` process (node.memory); 0: glibc's default
     malloc_arenas: int = DEFAULT_MALLOC_ARENAS
     malloc_trim_interval: float = DEFAULT_TRIM_INTERVAL  # seconds between malloc_trim; 0: never
+    # blocks of this many KiB or more get their own map, returned when freed; 0: glibc's default
+    malloc_mmap_threshold_kb: int = DEFAULT_MMAP_THRESHOLD_KB
     # -- mining (read by node.mining.miner.MinerConfig.from_node_config) ----------------------
     miner_address: str | None = None  # coinbase public key (hex); None = the node identity's
     mining_shape: tuple[int, int, int, int] = DEFAULT_MINING_SHAPE  # self-generated work
@@ -152,6 +159,10 @@ class NodeConfig:
                 raise ConfigError(f"{name} must be an integer from 1 to {MAX_DB_MEMORY_MB} (MiB)")
         if type(self.malloc_arenas) is not int or not 0 <= self.malloc_arenas <= MAX_MALLOC_ARENAS:
             raise ConfigError(f"malloc_arenas must be an integer from 0 to {MAX_MALLOC_ARENAS}")
+        if type(self.malloc_mmap_threshold_kb) is not int or \
+                not 0 <= self.malloc_mmap_threshold_kb <= MAX_MMAP_THRESHOLD_KB:
+            raise ConfigError("malloc_mmap_threshold_kb must be an integer from 0 to "
+                              f"{MAX_MMAP_THRESHOLD_KB} (KiB)")
         if type(self.malloc_trim_interval) not in (int, float) or \
                 not 0 <= self.malloc_trim_interval <= 3600:
             raise ConfigError("malloc_trim_interval must be 0 to 3600 seconds")

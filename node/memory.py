@@ -11,9 +11,16 @@ use stayed near 100-120 MB; one ``malloc_trim`` gave 22 MB back at once. So the 
 * caps the arenas at 2 when it starts (`limit_malloc_arenas`; glibc's MALLOC_ARENA_MAX,
   which must be set before the process starts, does the same), and
 * returns free pages inside the heaps to the system every ``malloc_trim_interval`` seconds
-  (`FreeMemoryReleaser`: ``malloc_trim(0)``, a few milliseconds in an executor thread).
+  (`FreeMemoryReleaser`: ``malloc_trim(0)``, a few milliseconds in an executor thread), and
+* fixes the size from which malloc maps a block on its own (`fix_mmap_threshold`,
+  ``malloc_mmap_threshold_kb``). glibc starts at 128 KiB but raises the threshold to the
+  size of every mapped block that is freed, up to 32 MiB; a node frees large buffers all the
+  time (block and message bytes, the miner's matrices), so after minutes every large buffer
+  is carved from the heaps instead, and the holes it leaves between live blocks are what
+  grows. A fixed threshold maps them again, and ``free`` gives them straight back.
 
-Both are node.toml settings (``malloc_arenas``, ``malloc_trim_interval``); 0 turns each off.
+All are node.toml settings (``malloc_arenas``, ``malloc_trim_interval``,
+``malloc_mmap_threshold_kb``); 0 turns each off.
 Other C libraries: nothing is done.
 """
 
@@ -26,7 +33,11 @@ from node.periodic import PeriodicWork
 
 DEFAULT_MALLOC_ARENAS = 2  # node.toml malloc_arenas; 0 leaves glibc's default (8 per core)
 DEFAULT_TRIM_INTERVAL = 30.0  # node.toml malloc_trim_interval, seconds; 0: never
-_M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+# node.toml malloc_mmap_threshold_kb; 0 leaves glibc's dynamic threshold (128 KiB to 32 MiB)
+DEFAULT_MMAP_THRESHOLD_KB = 256
+MAX_MMAP_THRESHOLD_KB = 32 * 1024  # glibc's own ceiling on 64-bit (HEAP_MAX_SIZE / 2)
+_M_MMAP_THRESHOLD = -3  # mallopt parameters (malloc.h)
+_M_ARENA_MAX = -8
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -48,6 +59,16 @@ def limit_malloc_arenas(arenas: int = DEFAULT_MALLOC_ARENAS) -> bool:
     if libc is None:
         return False
     return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+
+
+def fix_mmap_threshold(kib: int = DEFAULT_MMAP_THRESHOLD_KB) -> bool:
+    """Have glibc's malloc map every block of ``kib`` KiB or more on its own, for good (a
+    fixed threshold turns off glibc's raising of it); True if it took effect. 0 or a non-glibc
+    C library: nothing is done."""
+    libc = _glibc() if kib > 0 else None
+    if libc is None:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, kib * 1024))
 
 
 def release_free_memory() -> bool:

@@ -19,7 +19,7 @@ from node.cli.common import bounded_int
 from node.client.config import DATADIR_ENV, resolve_datadir
 from node.config import DEFAULT_PORT, ConfigError, NodeConfig
 from node.logging import configure_logging, get_logger, log_event
-from node.memory import FreeMemoryReleaser, limit_malloc_arenas
+from node.memory import FreeMemoryReleaser, fix_mmap_threshold, limit_malloc_arenas
 from pouw.backends import BACKEND_NAMES
 
 log = get_logger("cli")
@@ -64,6 +64,7 @@ def _main(args: argparse.Namespace) -> int:
     configure_logging(level=config.log_level, json_lines=config.log_json,
                       file=config.datadir / "node.log", stderr=config.log_stderr)
     limit_malloc_arenas(config.malloc_arenas)  # before the node starts any thread
+    fix_mmap_threshold(config.malloc_mmap_threshold_kb)
     try:
         return asyncio.run(run_node(config))
     except (ConfigError, OSError, ValueError) as exc:  # a bad genesis file, a port in use...

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from node.config import MAX_MALLOC_ARENAS, ConfigError
-from node.memory import DEFAULT_MALLOC_ARENAS, DEFAULT_TRIM_INTERVAL, FreeMemoryReleaser
+from node.memory import (
+    DEFAULT_MALLOC_ARENAS,
+    DEFAULT_MMAP_THRESHOLD_KB,
+    DEFAULT_TRIM_INTERVAL,
+    MAX_MMAP_THRESHOLD_KB,
+    FreeMemoryReleaser,
+)
 from tests.framework.nodes import node_config
 from tests.framework.util import ROOT, wait_for
 
@@ -65,17 +71,62 @@ _TRIM_PROGRAM = textwrap.dedent("""
 """)
 
 
+# A 1 MiB block is mapped on its own (over glibc's first threshold, 128 KiB); freeing it raises
+# glibc's threshold to 1 MiB, so by default a second 1 MiB block comes from the heap. Counted
+# by mallinfo2's hblks (blocks mapped on their own) beyond the interpreter's, with each held.
+_MMAP_PROGRAM = textwrap.dedent("""
+    import ctypes, sys
+    from node.memory import fix_mmap_threshold
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.mallinfo2.restype = MallInfo2
+    fixed = fix_mmap_threshold(int(sys.argv[1]))
+    base = libc.mallinfo2().hblks  # the interpreter's own mapped blocks
+    first = libc.malloc(1 << 20)
+    mapped_first = libc.mallinfo2().hblks - base
+    libc.free(first)
+    second = libc.malloc(1 << 20)
+    mapped_second = libc.mallinfo2().hblks - base
+    libc.free(second)
+    print(fixed, mapped_first, mapped_second)
+""")
+
+
+def _mapped_blocks(kib: int) -> tuple[bool, int, int]:
+    done = subprocess.run([sys.executable, "-c", _MMAP_PROGRAM, str(kib)], cwd=ROOT, check=True,
+                          capture_output=True, text=True, timeout=120)
+    fixed, first, second = done.stdout.split()
+    return fixed == "True", int(first), int(second)
+
+
+@only_glibc
+def test_a_fixed_mmap_threshold_keeps_mapping_large_blocks_after_one_is_freed() -> None:
+    """Side by side: by default the second 1 MiB block is carved from the heap (glibc raised
+    its threshold when the first was freed); with the node's fixed threshold it is mapped
+    again, so its free gives it back to the system."""
+    assert _mapped_blocks(0) == (False, 1, 0)
+    assert _mapped_blocks(DEFAULT_MMAP_THRESHOLD_KB) == (True, 1, 1)
+
+
 def test_bad_memory_settings_are_config_errors(tmp_path: Path) -> None:
     cases: list[tuple[str, Any]] = [
         ("malloc_arenas", -1), ("malloc_arenas", 1.5), ("malloc_arenas", "2"),
         ("malloc_arenas", MAX_MALLOC_ARENAS + 1), ("malloc_trim_interval", -1),
-        ("malloc_trim_interval", "30"), ("malloc_trim_interval", 3601)]
+        ("malloc_trim_interval", "30"), ("malloc_trim_interval", 3601),
+        ("malloc_mmap_threshold_kb", -1), ("malloc_mmap_threshold_kb", 256.0),
+        ("malloc_mmap_threshold_kb", MAX_MMAP_THRESHOLD_KB + 1)]
     for name, value in cases:
         with pytest.raises(ConfigError, match=name):
             node_config(tmp_path, "n", **{name: value})
     config = node_config(tmp_path, "n")
-    assert (config.malloc_arenas, config.malloc_trim_interval) == \
-        (DEFAULT_MALLOC_ARENAS, DEFAULT_TRIM_INTERVAL)
+    assert (config.malloc_arenas, config.malloc_trim_interval,
+            config.malloc_mmap_threshold_kb) == \
+        (DEFAULT_MALLOC_ARENAS, DEFAULT_TRIM_INTERVAL, DEFAULT_MMAP_THRESHOLD_KB)
 
 
 @pytest.mark.slow

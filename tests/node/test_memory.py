@@ -104,6 +104,7 @@ def _mapped_blocks(kib: int) -> tuple[bool, int, int]:
     return fixed == "True", int(first), int(second)
 
 
+@pytest.mark.slow
 @only_glibc
 def test_a_fixed_mmap_threshold_keeps_mapping_large_blocks_after_one_is_freed() -> None:
     """Side by side: by default the second 1 MiB block is carved from the heap (glibc raised

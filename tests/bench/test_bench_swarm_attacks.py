@@ -9,7 +9,14 @@ import sys
 
 import pytest
 
-from bench.swarm_attacks import Tally, coalition_seats, make_trial, run_trial, with_honest
+from bench.swarm_attacks import (
+    COMPARED_ATTACKS,
+    Tally,
+    coalition_seats,
+    make_trial,
+    run_trial,
+    with_honest,
+)
 from swarm.messages import DEFAULT_ROUND_JUDGES
 from tests.framework.util import ROOT
 
@@ -35,21 +42,26 @@ def test_attack_bench_prints_table_and_json_last() -> None:
 
 @pytest.mark.slow
 def test_compare_ranks_the_same_rounds_as_settle() -> None:
-    """--compare ranks unsigned verdict bytes; its adopted-rule row must equal the main
-    table's good+bad rows, which went through the real settle on signed rounds."""
+    """--compare ranks unsigned verdict bytes; for each compared attack its adopted-rule row
+    must equal the main table's rows of that attack, which went through the real settle on
+    signed rounds."""
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "swarm_attacks.py"), "--rounds", "6",
-         "--attacks", "good+bad", "--compare", "--json"],
+         "--attacks", ",".join(COMPARED_ATTACKS), "--compare", "--json"],
         capture_output=True, text=True, check=True, cwd=ROOT, timeout=900)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    settled = {f"{row['weight_share']:.0%}": row for row in result["rows"]}
-    compared = {row["candidate"]: row for row in result["compare"]}
-    adopted = next(row for name, row in compared.items() if name.startswith("adopted"))
-    assert len(compared) >= 8
-    for share, cell in adopted["cells"].items():
-        for key in ("changed_pct", "control_changed_pct", "target_first_pct",
-                    "right_first_pct"):
-            assert cell[key] == settled[share][key], (share, key)
+    assert set(result["compare"]) == set(COMPARED_ATTACKS)
+    for attack, rows in result["compare"].items():
+        settled = {f"{row['weight_share']:.0%}": row for row in result["rows"]
+                   if row["attack"] == attack}
+        compared = {row["candidate"]: row for row in rows}
+        adopted = next(row for name, row in compared.items() if name.startswith("adopted"))
+        assert len(compared) >= 8
+        assert set(adopted["cells"]) == set(settled)
+        for share, cell in adopted["cells"].items():
+            for key in ("changed_pct", "control_changed_pct", "target_first_pct",
+                        "right_first_pct"):
+                assert cell[key] == settled[share][key], (attack, share, key)
 
 
 def test_the_default_judge_count_keeps_a_30pct_coalition_target_off_the_top() -> None:

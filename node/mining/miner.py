@@ -276,6 +276,9 @@ class Miner:
         # a paced dev chain's block won early by an inference product, offered when it is due:
         # (template, header, winning ticket); one at a time, for the tip it was mined on
         self._held: tuple[Template, BlockHeader, WinningTicket] | None = None
+        # (block id, clock time) of the latest held block offered: its header carries its
+        # template's timestamp, from before it was due, so its child is paced from the offer
+        self._held_offered: tuple[bytes, float] | None = None
         self._round_source = "self"  # the current round's work: "jobs" or "self"
         # block id -> the work its certificate came from ("jobs", "inference", "self"): the
         # chain does not record it (the explorer shows it, node.api.explorer.work)
@@ -455,11 +458,25 @@ class Miner:
         # chain's clock ahead of the real one (and leave no time to answer a calibration)
         return max(1.0, self.config.trivial_block_interval * factor)
 
+    def paced_due(self, template: Template) -> float:
+        """When the paced dev-chain block on ``template`` falls due (clock time): its
+        `_paced_delay` after the parent's timestamp, or, when the parent is a held inference
+        block this miner offered, after that offer. Why: a held block's header carries the
+        timestamp of its template, made when its product began, up to a whole delay before
+        the block was due; paced from that, the next block was due at once (at interval 1.0,
+        an inference block and a self block every second: a SmolLM2 node answering its
+        calibration in 35-50 s beside a busy core never landed it within the 64-block window)."""
+        start = float(template.parent_timestamp)
+        offered = self._held_offered
+        if offered is not None and offered[0] == template.parent_id:
+            start = max(start, offered[1])
+        return start + self._paced_delay(template.parent_id)
+
     def _paced_wait(self, template: Template) -> bool:
         """On a paced dev chain (every ticket wins): wait, and say so, while the block on
         ``template`` is not due, or while an inference product is being mined on its parent
         (that useful product takes the block; a self round would race it)."""
-        due = template.parent_timestamp + self._paced_delay(template.parent_id)
+        due = self.paced_due(template)
         if self.clock() < due:
             self._template_cache = None  # the block, when due, gets a fresh timestamp
             self._wake.wait(min(max(due - self.clock(), 0.05), 0.5))
@@ -474,6 +491,8 @@ class Miner:
             self._submit_win(*held, blocks=won, source="inference")
             with self._lock:
                 self.inference_blocks += len(won)
+            if won:
+                self._held_offered = (won[-1], self.clock())
             return True
         if yielding:
             self._wake.wait(0.5)  # woken by the new tip or the product's end
@@ -564,8 +583,7 @@ class Miner:
         would be dropped, so mining them would only add the overhead."""
         template, _ = self._current_template()
         parent = template.parent_id
-        early = self._trivial(template.header.target) and \
-            self.clock() < template.parent_timestamp + self._paced_delay(parent)
+        early = self._trivial(template.header.target) and self.clock() < self.paced_due(template)
         with self._lock:
             # its block is offered, or (early) a product already holds its win: a win would
             # be dropped, so only compute it

@@ -202,7 +202,7 @@ async def test_dev_chain_is_paced_while_every_round_wins(tmp_path: Path) -> None
         await asyncio.sleep(0.7)
         assert host.chain.height == 1  # not yet due on the miner's clock
         now[0] = parent + delay + 0.01
-        await wait_for(lambda: host.chain.height == 2)
+        await wait_for(lambda: host.chain.height >= 2)
         # the template may predate the clock's last step by a moment: the timestamp is the
         # clock's when the template was built, at most now
         assert parent < host.chain.tip_header.timestamp <= int(now[0])
@@ -423,6 +423,18 @@ async def test_an_inference_win_before_the_block_is_due_takes_the_block_when_due
         k, n = block.k, block.n
         padded = np.pad(b, ((0, k - b.shape[0]), (0, n - b.shape[1])))
         assert block.root_b == operand_roots(np.zeros((8, k), np.int8), padded)[1]
+        # the held block carries its template's timestamp (before it was due): its child is
+        # paced from the offer, not from that timestamp (else it was due at once: two
+        # blocks a second); once due, the miner mines it
+        offered_at = GENESIS_TIME + 100.0
+        assert block.timestamp + 2 < offered_at  # paced from it, the child was long due
+        child, _ = await asyncio.to_thread(miner._current_template)
+        assert child.parent_id == block.block_id()
+        assert miner.paced_due(child) - offered_at == pytest.approx(
+            miner._paced_delay(child.parent_id))
+        assert miner.paced_due(child) >= offered_at + 1.0
+        now[0] = miner.paced_due(child) + 0.01
+        await wait_for(lambda: host.chain.height >= 2)
     finally:
         await asyncio.to_thread(miner.stop)
         host.close()

@@ -7,8 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from hypothesis import settings
 
 from tests.framework.chain import Chain, new_chain
+
+# Property tests draw the same examples in every run (derandomize) and keep no example
+# database between runs: a suite whose examples change from run to run fails only when one
+# draws a bad input, which is a flake (issue 12: a coalition property test failed on one
+# drawn trial, 8045284, in a helper's run and passed in the suite's). Open-ended random
+# search is bench/fuzz.py's job.
+settings.register_profile("suite", derandomize=True, database=None)
+settings.load_profile("suite")
 
 #: Signals whose handling every child process inherits (SIG_IGN survives exec) and that the
 #: suite sends to its children: a test must leave them as it found them.

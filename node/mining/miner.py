@@ -276,9 +276,10 @@ class Miner:
         # a paced dev chain's block won early by an inference product, offered when it is due:
         # (template, header, winning ticket); one at a time, for the tip it was mined on
         self._held: tuple[Template, BlockHeader, WinningTicket] | None = None
-        # (block id, clock time) of the latest held block offered: its header carries its
-        # template's timestamp, from before it was due, so its child is paced from the offer
-        self._held_offered: tuple[bytes, float] | None = None
+        # (tip id, clock time this miner saw it become the tip): paced blocks are timed from
+        # that moment (`paced_due`), not only from the tip's whole-second header timestamp;
+        # none at start (the tip at start was not seen arriving)
+        self._tip_seen: tuple[bytes, float] = (b"", 0.0)
         self._round_source = "self"  # the current round's work: "jobs" or "self"
         # block id -> the work its certificate came from ("jobs", "inference", "self"): the
         # chain does not record it (the explorer shows it, node.api.explorer.work)
@@ -393,6 +394,7 @@ class Miner:
     def _on_tip(self, header: BlockHeader) -> None:
         """New tip: the running job's tickets are for a stale header from now on."""
         self._tip_id = header.block_id()
+        self._tip_seen = (self._tip_id, self.clock())
         if self._session is not None:
             self._session.set_commitment(bytes(32))
         self._wake.set()
@@ -460,16 +462,19 @@ class Miner:
 
     def paced_due(self, template: Template) -> float:
         """When the paced dev-chain block on ``template`` falls due (clock time): its
-        `_paced_delay` after the parent's timestamp, or, when the parent is a held inference
-        block this miner offered, after that offer. Why: a held block's header carries the
-        timestamp of its template, made when its product began, up to a whole delay before
-        the block was due; paced from that, the next block was due at once (at interval 1.0,
-        an inference block and a self block every second: a SmolLM2 node answering its
-        calibration in 35-50 s beside a busy core never landed it within the 64-block window)."""
+        `_paced_delay` after the parent, timed from the later of the parent's header
+        timestamp and the moment this miner saw the parent become its tip.
+
+        Why not the timestamp alone: it is whole seconds, and a held inference block's header
+        carries its template's, made when its product began, up to a whole delay before the
+        block was due. Paced from that, the next block was due at once: at interval 1.0 an
+        inference block and a self block every second, and with the rounding down ~0.6 s
+        self blocks, so a SmolLM2 node answering its calibration in 35-50 s beside a busy
+        core never landed it within the 64-block window."""
         start = float(template.parent_timestamp)
-        offered = self._held_offered
-        if offered is not None and offered[0] == template.parent_id:
-            start = max(start, offered[1])
+        seen_id, seen_at = self._tip_seen
+        if seen_id == template.parent_id:
+            start = max(start, seen_at)
         return start + self._paced_delay(template.parent_id)
 
     def _paced_wait(self, template: Template) -> bool:
@@ -491,8 +496,6 @@ class Miner:
             self._submit_win(*held, blocks=won, source="inference")
             with self._lock:
                 self.inference_blocks += len(won)
-            if won:
-                self._held_offered = (won[-1], self.clock())
             return True
         if yielding:
             self._wake.wait(0.5)  # woken by the new tip or the product's end

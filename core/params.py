@@ -52,8 +52,8 @@ class ChainParams:
     # names (the beacon block, docs/swarm.md §5.2a "Ties"), so nobody knows it when answers
     # and judgments are committed as long as a round lasts fewer than k blocks; a settlement
     # waits for that block. 0: the beacon is the named block itself, which the client knows
-    # when it signs (no protection against grinding; tests whose subject is not the beacon
-    # set it, tests/framework/chain.py `no_beacon_delay`)
+    # when it signs (no protection against grinding: for chains whose subject is not the
+    # beacon, such as most tests')
     swarm_beacon_delay: int = DEFAULT_SWARM_BEACON_DELAY
     # finality (docs/finality.md §1): blocks per finality epoch (the checkpoint is its first
     # block), the quorum a link needs (den * voted >= num * total stake of the epoch's set),

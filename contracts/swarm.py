@@ -416,24 +416,32 @@ def beacon_fault(request: SwarmRequest, *, reputation_height: int, beacon_block:
     return None
 
 
-#: On a network without a beacon delay (``swarm_beacon_delay`` 0) a node runs a request naming
-#: a height at most this many blocks below its tip, so the beacon block stays among the ids
-#: a settlement can read (`contracts.base.RECENT_BLOCK_COUNT`).
+#: A node runs a request naming a height at most this many blocks below its tip
+#: (`request_beacon_fault`, docs/swarm.md §5.2a "Late commits"). With a beacon delay k
+#: (``swarm_beacon_delay``) > this lag, a round drawn as late as a node allows still has
+#: k - MAX_REQUEST_LAG blocks to commit before its beacon block is mined (a client cannot
+#: sign at h and ask when the beacon is about to be known); with k <= the lag the stale rule
+#: binds first (a round may then be drawn at h + k - 1, one block before its beacon); with
+#: k = 0 it keeps the beacon block among the ids a settlement can read
+#: (`contracts.base.RECENT_BLOCK_COUNT`).
 MAX_REQUEST_LAG = 8
 
 
 def request_beacon_fault(request: SwarmRequest, *, height: int,
                          params: ChainParams) -> str | None:
     """Why a node whose tip is at ``height`` must not run ``request``'s round (drawn at that
-    height), or None: the settlement would break `beacon_fault`, or the beacon is known."""
-    delay = params.swarm_beacon_delay
+    height), or None: the settlement would break `beacon_fault`, or the round would be
+    drawn too close to its beacon block for its commits to come before it."""
+    # the request names a height this node has reached
     if request.beacon_height > height:
         return f"beacon_height {request.beacon_height} is above our tip ({height})"
-    if delay and height >= beacon_height(request, params):
+    # its beacon block is not mined yet (swarm.beacon_stale: such a round never settles)
+    if params.swarm_beacon_delay and height >= beacon_height(request, params):
         return (f"beacon_height {request.beacon_height} is stale: its beacon block "
                 f"({beacon_height(request, params)}) is mined (tip {height}); sign the "
                 "request with the current tip height")
-    if not delay and height - request.beacon_height > MAX_REQUEST_LAG:
+    # it is recent: a late request would leave its commits too little time before the beacon
+    if height - request.beacon_height > MAX_REQUEST_LAG:
         return (f"beacon_height {request.beacon_height} is more than {MAX_REQUEST_LAG} "
                 f"blocks below our tip ({height}); sign the request with the current tip height")
     return None

@@ -12,6 +12,15 @@ MEDIAN_TIME_SPAN = 11  # timestamps must exceed the median of this many ancestor
 DEFAULT_HALFLIFE_BLOCKS = 288
 DEFAULT_SWARM_EPOCH_BLOCKS = 10
 DEFAULT_FINALITY_EPOCH_BLOCKS = 10
+# k, the swarm tie beacon's delay in blocks (docs/swarm.md §5.2a "Ties"): a round's tie seed is
+# the block k above the height its request names, so k must outlast every commit of a round.
+# The default phase timeouts let the last judgment commit 65 s after the draw (70 s with its
+# reveal); the testnet launcher's two paced miners made a block every 1.65-1.8 s (measured):
+# 40 blocks (120 s at the dev network's paced 3 s blocks, 400 s at the 10 s target). Every
+# settlement lands at least k + 1 blocks after its request. It must exceed
+# contracts.swarm.MAX_REQUEST_LAG, so a round asked as late as a node allows still has
+# k - MAX_REQUEST_LAG blocks to commit before the beacon is mined.
+DEFAULT_SWARM_BEACON_DELAY = 40
 BPS = 10_000  # basis points: shares in consensus are integers out of this
 
 
@@ -43,8 +52,9 @@ class ChainParams:
     # names (the beacon block, docs/swarm.md §5.2a "Ties"), so nobody knows it when answers
     # and judgments are committed as long as a round lasts fewer than k blocks; a settlement
     # waits for that block. 0: the beacon is the named block itself, which the client knows
-    # when it signs (no protection against grinding: the dev network's keys are public)
-    swarm_beacon_delay: int = 0
+    # when it signs (no protection against grinding: for chains whose subject is not the
+    # beacon, such as most tests')
+    swarm_beacon_delay: int = DEFAULT_SWARM_BEACON_DELAY
     # finality (docs/finality.md §1): blocks per finality epoch (the checkpoint is its first
     # block), the quorum a link needs (den * voted >= num * total stake of the epoch's set),
     # the bonded stake a validator needs to be in a set, the share of an offender's bond a

@@ -17,7 +17,7 @@ from typing import Any
 
 from consensus.genesis import DEV_BALANCE, DEV_STAKE, parse_genesis_config
 from consensus.tx import public_key
-from core.params import MAX_TARGET
+from core.params import DEFAULT_SWARM_BEACON_DELAY, MAX_TARGET
 
 DEV_CHAIN_ID = 1337
 GENESIS_AGE = 7 * 24 * 3600  # seconds the genesis timestamp lies in the past
@@ -37,14 +37,6 @@ TESTNET_UNBONDING_DELAY = 120
 # collected when the settlement is held (not when the window closes), so the delay still
 # only needs lag + epoch.
 TESTNET_INCLUSION_WINDOW = 20
-# k, the swarm tie beacon's delay (docs/swarm.md §5.2a "Ties"): a round's tie seed is the block
-# k above the height its request names, so it must outlast every commit of the round. The
-# default phase timeouts let the last judgment commit 65 s after the draw (70 s with its
-# reveal); the launcher's two paced miners made a block every 1.65-1.8 s (measured): 40
-# blocks. Measured rounds of the built-in models took 0-2 blocks. Every settlement then lands
-# at least 41 blocks after the request (~70 s); with the window it still settles well inside
-# the 100-block settlement window.
-TESTNET_BEACON_DELAY = 40
 # blocks per finality epoch (docs/finality.md §1): at the launcher's paced ~3 s blocks a
 # checkpoint every ~12 s, finalized about two epochs later
 TESTNET_FINALITY_EPOCH_BLOCKS = 4
@@ -76,7 +68,10 @@ def genesis_dict(
         "block_subsidy": 50_000_000,
         "min_node_stake": TESTNET_MIN_NODE_STAKE,
         "swarm_inclusion_window": TESTNET_INCLUSION_WINDOW,
-        "swarm_beacon_delay": TESTNET_BEACON_DELAY,
+        # k, the swarm tie beacon's delay: ChainParams' default, sized for this launcher's
+        # paced blocks (core.params.DEFAULT_SWARM_BEACON_DELAY), named in the file. With the
+        # window a settlement still lands well inside the 100-block settlement window.
+        "swarm_beacon_delay": DEFAULT_SWARM_BEACON_DELAY,
         "finality_epoch_blocks": TESTNET_FINALITY_EPOCH_BLOCKS,
         "balances": {public_key(seed).hex(): balance for seed in seeds},
         "stakes": {public_key(seeds[0]).hex(): stake} if seeds else {},

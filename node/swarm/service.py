@@ -515,7 +515,8 @@ class SwarmService:
             log_event(log, "swarm.bad_draw", round=round_id, origin=origin)
             return False
         # a round drawn at a height its request does not allow can never settle (its beacon
-        # block is not the request's to name, docs/swarm.md §5.2a "Ties")
+        # block is not the request's to name), or was drawn too late for its commits to come
+        # before its beacon block (docs/swarm.md §5.2a "Ties", "Late commits")
         if height and request_beacon_fault(request, height=height,
                                            params=self.host.chain.params):
             log_event(log, "swarm.bad_beacon", round=round_id, origin=origin)

@@ -11,6 +11,7 @@ import pytest
 from consensus.genesis import dev_config
 from contracts.base import TxContext
 from contracts.swarm import (
+    MAX_REQUEST_LAG,
     SettleSwarmRound,
     apply_settle_swarm_round,
     beacon_fault,
@@ -19,8 +20,9 @@ from contracts.swarm import (
     settled_round,
 )
 from core.errors import TransactionError
+from core.params import DEFAULT_SWARM_BEACON_DELAY
 from swarm.settlement import beacon_seed, settle
-from tests.framework.chain import Chain, new_chain
+from tests.framework.chain import Chain, new_chain, undelayed_config
 from tests.framework.roundkit import make_request
 from tests.framework.swarmchain import (
     CLIENT_SEED,
@@ -121,15 +123,33 @@ def test_a_round_drawn_after_its_beacon_is_stale() -> None:
 
 
 def test_nodes_refuse_requests_the_rule_would_void() -> None:
-    params = beacon_chain().params
+    params = beacon_chain().params  # k = DELAY <= MAX_REQUEST_LAG: the stale rule binds first
+    assert DELAY <= MAX_REQUEST_LAG
     request = make_request(CLIENT_SEED, fee=FEE, answers=3, judges=3, beacon_height=20)
     assert request_beacon_fault(request, height=20, params=params) is None
     assert request_beacon_fault(request, height=20 + DELAY - 1, params=params) is None
     assert "stale" in (request_beacon_fault(request, height=20 + DELAY, params=params) or "")
     assert "above our tip" in (request_beacon_fault(request, height=19, params=params) or "")
-    dev = new_chain().params  # no delay: the beacon block is the named one, kept recent
-    assert request_beacon_fault(request, height=28, params=dev) is None
-    assert "below our tip" in (request_beacon_fault(request, height=29, params=dev) or "")
+    # no delay: the beacon block is the named one, kept among the recent ids
+    undelayed = undelayed_config().params
+    assert request_beacon_fault(request, height=20 + MAX_REQUEST_LAG, params=undelayed) is None
+    assert "below our tip" in (request_beacon_fault(request, height=21 + MAX_REQUEST_LAG,
+                                                    params=undelayed) or "")
+
+
+def test_the_default_delay_outlasts_the_request_lag() -> None:
+    # a client that signs at h cannot ask when the beacon is about to be mined: a node runs
+    # the round at most MAX_REQUEST_LAG blocks above h, k - MAX_REQUEST_LAG blocks before it
+    params = new_chain().params  # the built-in dev network: ChainParams' default k
+    assert params.swarm_beacon_delay == DEFAULT_SWARM_BEACON_DELAY > MAX_REQUEST_LAG
+    request = make_request(CLIENT_SEED, fee=FEE, answers=3, judges=3, beacon_height=20)
+    assert request_beacon_fault(request, height=20 + MAX_REQUEST_LAG, params=params) is None
+    late = 21 + MAX_REQUEST_LAG
+    assert request_beacon_fault(request, height=late, params=params) == (
+        f"beacon_height 20 is more than {MAX_REQUEST_LAG} blocks below our tip ({late}); "
+        "sign the request with the current tip height")
+    # refused long before the stale rule would (its beacon block is not mined yet)
+    assert late < beacon_height(request, params)
 
 
 def test_block_ids_by_height_come_from_the_recent_ids() -> None:

@@ -22,7 +22,7 @@ from core.errors import TransactionError
 from core.records import StakeRecord
 from swarm.messages import Payout
 from swarm.settlement import decayed_reputation, settle
-from tests.framework.chain import new_chain
+from tests.framework.chain import new_chain, undelayed_config
 from tests.framework.roundkit import STAKE, make_request
 from tests.framework.swarmchain import (
     CLIENT,
@@ -36,7 +36,7 @@ from tests.framework.swarmchain import (
 
 
 def test_build_settlement_equals_direct_settle() -> None:
-    chain = new_chain()
+    chain = new_chain(undelayed_config())
     r = setup_round(chain)
     nodes = r.answerers + r.judges
     direct = settle(
@@ -47,7 +47,7 @@ def test_build_settlement_equals_direct_settle() -> None:
 
 
 def test_settlement_applies_payouts_reputation_and_marks_the_round() -> None:
-    chain = new_chain()
+    chain = new_chain(undelayed_config())
     r = setup_round(chain)
     payload = payload_for(chain, r)
     assert decode(SettleSwarmRound, encode(payload)) == payload
@@ -74,7 +74,7 @@ def test_settlement_applies_payouts_reputation_and_marks_the_round() -> None:
 
 
 def test_tampered_outcome_is_rejected() -> None:
-    chain = new_chain()
+    chain = new_chain(undelayed_config())
     r = setup_round(chain)
     payload = payload_for(chain, r)
     first, *rest = payload.outcome.payouts
@@ -91,7 +91,7 @@ def test_tampered_outcome_is_rejected() -> None:
 
 
 def test_no_show_loses_stake_on_chain() -> None:
-    chain = new_chain()
+    chain = new_chain(undelayed_config())
     r = setup_round(chain, no_show=True)
     payload = payload_for(chain, r)
     (slash,) = payload.outcome.slashes
@@ -104,7 +104,7 @@ def test_no_show_loses_stake_on_chain() -> None:
 
 def test_outcome_does_not_depend_on_the_including_block() -> None:
     # a decaying reputation changes every few blocks; the payload names its height
-    chain = new_chain()
+    chain = new_chain(undelayed_config())
     built_at = 1000
     r = setup_round(chain, height=built_at, reputation=10**9, active_since=1)
     payload = payload_for(chain, r, height=built_at)
@@ -116,7 +116,7 @@ def test_outcome_does_not_depend_on_the_including_block() -> None:
 
 @pytest.mark.parametrize("lag", [-1, MAX_SETTLEMENT_LAG + 1])
 def test_reputation_height_must_be_recent(lag: int) -> None:
-    chain = new_chain()
+    chain = new_chain(undelayed_config())
     r = setup_round(chain, height=500)
     payload = payload_for(chain, r, height=500)
     with pytest.raises(TransactionError) as err:
@@ -128,7 +128,7 @@ def test_reputation_height_must_be_recent(lag: int) -> None:
                                   "swarm.selection_mismatch",
                                   "swarm.insufficient_client_balance", "swarm.too_many_nodes"])
 def test_rules(rule: str) -> None:
-    chain = new_chain()
+    chain = new_chain(undelayed_config())
     r = setup_round(chain)
     payload = payload_for(chain, r)
     if rule == "swarm.request_signature":
@@ -153,7 +153,7 @@ def test_rules(rule: str) -> None:
 
 
 def test_reputation_decays_between_rounds() -> None:
-    chain = new_chain()
+    chain = new_chain(undelayed_config())
     now = REPUTATION_HALF_LIFE + 10
     r = setup_round(chain, height=now, active_since=10)
     node = r.judges[0]

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from consensus.genesis import DEV_BALANCE, dev_config, dev_seed
+from consensus.genesis import DEV_BALANCE, dev_seed
 from consensus.transition import BEGIN_BLOCK_HOOKS, apply_block_transactions, apply_transaction
 from consensus.tx import MAX_TX_SIZE, public_key, sign_transaction
 from contracts.bank import Transfer
@@ -66,7 +66,7 @@ from swarm.messages import (
     Slash,
 )
 from swarm.settlement import beacon_seed, settle
-from tests.framework.chain import Chain, new_chain
+from tests.framework.chain import Chain, new_chain, undelayed_config
 from tests.framework.roundkit import STAKE, Round, build_round, honest, make_request, seed
 from tests.framework.swarmchain import (
     CLIENT,
@@ -87,7 +87,7 @@ BIG_SEED_OF = {public_key(s): s for s in BIG_POOL}
 
 
 def windowed_chain() -> Chain:
-    return new_chain(dev_config(swarm_inclusion_window=WINDOW))
+    return new_chain(undelayed_config(swarm_inclusion_window=WINDOW))
 
 
 def ctx(chain: Chain, sender: bytes, height: int) -> TxContext:
@@ -128,7 +128,7 @@ def slot_of(leaves: tuple[RoundLeaf, ...], node: bytes, kind: int) -> int:
 def test_default_network_pays_at_once_and_holds_nothing() -> None:
     assert ChainParams(chain_id=1, target_block_time=1, initial_target=1,
                        unbonding_delay=1).swarm_inclusion_window == 0
-    chain = new_chain()
+    chain = new_chain(undelayed_config())
     r = setup_round(chain)
     payload = settle_omitting(chain, r)
     assert held_round(chain.state, r.request.round_id()) is None
@@ -330,8 +330,8 @@ def test_a_node_with_a_held_slash_is_not_evicted_until_the_window_closes() -> No
     challenge can return the stake: a void keeps it registered."""
     window = 15  # longer than an epoch
     for voided in (True, False):
-        chain = new_chain(dev_config(swarm_inclusion_window=window,
-                                     min_node_stake=STAKE - STAKE * 500 // 10_000 + 1))
+        chain = new_chain(undelayed_config(swarm_inclusion_window=window,
+                                           min_node_stake=STAKE - STAKE * 500 // 10_000 + 1))
         r = setup_round(chain)
         rid = r.request.round_id()
         victim = r.answerers[1]
@@ -540,7 +540,7 @@ def test_the_right_outcome_survives_posting_and_unposted_data_voids() -> None:
     ("money", "swarm.outcome_money"), ("node", "swarm.outcome_nodes"),
     ("reputation", "swarm.outcome_reputation"), ("window", "swarm.no_inclusion_window")])
 def test_root_settlement_bounds(change: str, rule: str) -> None:
-    chain = new_chain() if change == "window" else windowed_chain()
+    chain = new_chain(undelayed_config()) if change == "window" else windowed_chain()
     r = setup_round(chain)
     leaves = round_leaves(round_id=r.request.round_id(), answerers=r.answerers,
                           judges=r.judges, commitments=r.commitments,

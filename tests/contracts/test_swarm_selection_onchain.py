@@ -33,7 +33,7 @@ from contracts.swarm import (
 )
 from core.errors import TransactionError
 from core.records import StakeRecord, SwarmNode
-from tests.framework.chain import Chain, make_block, new_chain, tx
+from tests.framework.chain import Chain, make_block, new_chain, tx, undelayed_config
 from tests.framework.roundkit import STAKE, build_round, honest, make_request, seed
 from tests.framework.swarmchain import (
     CLIENT_SEED,
@@ -216,7 +216,7 @@ def test_a_node_that_fails_calibration_is_never_selected() -> None:
 
 
 def test_self_selected_settlement_is_rejected_and_the_honest_one_accepted() -> None:
-    chain = new_chain()
+    chain = new_chain(undelayed_config())
     honest_round = setup_round(chain)
     request = honest_round.request
     # the attacker runs 9 registered, staked, calibrated identities (part of the pool)

@@ -3,10 +3,10 @@ an inclusion window): `MAX_JUDGES_WITHOUT_DATA_ROOT` at the node's default answe
 
 from __future__ import annotations
 
-from consensus.genesis import dev_config, dev_seed
+from consensus.genesis import dev_seed
 from consensus.tx import MAX_TX_SIZE, sign_transaction
 from swarm.messages import DEFAULT_ROUND_JUDGES, MAX_JUDGES_WITHOUT_DATA_ROOT
-from tests.framework.chain import new_chain
+from tests.framework.chain import new_chain, undelayed_config
 from tests.framework.swarmchain import apply_settlement, payload_for, setup_round
 
 DEFAULT_ANSWERS = 4  # node.config.NodeConfig.swarm_answers
@@ -15,7 +15,7 @@ DEFAULT_ANSWERS = 4  # node.config.NodeConfig.swarm_answers
 def full_settlement_size(*, answers: int, judges: int) -> int:
     """Encoded size of the signed full settlement of a real drawn round; it is also applied,
     so the size measured is that of a settlement the chain accepts."""
-    chain = new_chain(dev_config())
+    chain = new_chain(undelayed_config())
     r = setup_round(chain, n=answers, judges=judges)
     payload = payload_for(chain, r)
     apply_settlement(chain, payload)

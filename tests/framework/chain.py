@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -76,6 +76,22 @@ class Chain:
         undo = self.validate(block, now=now)
         self.headers.append(block.header)
         return undo
+
+
+# The dev genesis overrides of a chain without the swarm tie beacon's delay (k = 0,
+# `undelayed_config`); the vector generator names them in a vector's network.
+NO_BEACON_DELAY: dict[str, Any] = {"swarm_beacon_delay": 0}
+
+
+def undelayed_config(**overrides: Any) -> GenesisConfig:
+    """The dev genesis (with ``overrides``) whose tie beacon is the block a request names
+    (``swarm_beacon_delay`` k = 0, docs/swarm.md §5.2a "Ties"), for tests whose subject is
+    not the beacon. With the default k no settlement is valid before block h + k, so a test
+    that settles a round at or just after its draw (`tests.framework.swarmchain.setup_round`,
+    the in-process swarms of `tests.framework.swarm.registered_swarm`) would first have to
+    build k blocks that are not what it tests, and the rounds' heights, epochs and
+    reputations with them. The beacon's own tests keep k > 0."""
+    return dev_config(**(NO_BEACON_DELAY | overrides))
 
 
 def new_chain(config: GenesisConfig | None = None) -> Chain:

@@ -8,11 +8,11 @@ import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
-from consensus.genesis import GenesisConfig, dev_config, dev_seed
+from consensus.genesis import GenesisConfig, dev_seed
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts.registry import (
     CALIBRATION_QUESTIONS,
@@ -24,20 +24,20 @@ from contracts.staking import Stake
 from contracts.swarm import SettleSwarmRound, beacon_height, build_settlement
 from core.params import ChainParams
 from core.state import State
-from node.builder import build_node
+from node.builder import SwarmOptions, build_node
 from node.node import Node
 from node.swarm.settlement_duty import round_data
 from swarm.calibration import calibration_questions
 from swarm.runtime.factory import make_backend
 from testnet.client import request
-from tests.framework.chain import Chain, extend, new_chain
+from tests.framework.chain import Chain, extend, new_chain, undelayed_config
 from tests.framework.chain import tx as make_tx
 from tests.framework.nodes import connect_all, node_config, preload
 from tests.framework.nodes import swarm_service as svc
 from tests.framework.util import wait_for, wait_until
 
 VARIANTS = ("arith-xs", "arith-s", "arith-m", "arith-l")  # the built-in models, by node index
-FAST = {"answer_timeout": 20.0, "judge_timeout": 20.0, "reveal_timeout": 3.0}
+FAST: SwarmOptions = {"answer_timeout": 20.0, "judge_timeout": 20.0, "reveal_timeout": 3.0}
 STAKE = 9_000  # each registered node's stake
 # Rounds run at epoch starts: if the chain reads an epoch's candidate table as it was when the
 # epoch began (a per-epoch snapshot), new registrations and reputations show in the next
@@ -82,12 +82,12 @@ async def registered_swarm(tmp_path: Path, *, registered: int = 3, count: int = 
                             **options: Any) -> tuple[Chain, list[Node]]:
     """``count`` connected nodes with dev identities 0..count-1; the first ``registered``
     are staked, registered and calibrated swarm nodes (with ``api``, serving the whole node
-    API). ``genesis``: overrides of the dev genesis (e.g. ``swarm_inclusion_window``).
-    Returns the test chain (to mine on)."""
-    config_of_chain = dev_config(**(genesis or {}))
+    API). ``genesis``: overrides of the dev genesis without a beacon delay
+    (`undelayed_config`: a test's settlement is sent once its round is final; a beacon test
+    sets ``swarm_beacon_delay``). Returns the test chain (to mine on)."""
+    config_of_chain = undelayed_config(**(genesis or {}))
     chain = new_chain(config_of_chain)
-    genesis_path = None if genesis is None else write_genesis_config(
-        tmp_path / "genesis.json", config_of_chain)
+    genesis_path = write_genesis_config(tmp_path / "genesis.json", config_of_chain)
     blocks = registry_blocks(chain, registered)
     nodes: list[Node] = []
     for i in range(count):
@@ -95,7 +95,7 @@ async def registered_swarm(tmp_path: Path, *, registered: int = 3, count: int = 
                              swarm_backend=f"builtin:{VARIANTS[i % 4]}",
                              genesis_path=genesis_path)
         # the whole API, as `pouwchain node` serves it
-        node = build_node(config, swarm_options={**FAST, **options})
+        node = build_node(config, swarm_options=cast(SwarmOptions, {**FAST, **options}))
         preload(node, blocks)
         await node.start()
         nodes.append(node)

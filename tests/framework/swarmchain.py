@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from consensus.block import Block
-from consensus.genesis import dev_config, dev_seed
+from consensus.genesis import dev_seed
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts import Payload
 from contracts.bank import Transfer
@@ -33,7 +33,7 @@ from contracts.swarm import (
 from core.encoding import tagged_hash
 from core.records import StakeRecord
 from swarm.calibration import calibration_questions
-from tests.framework.chain import Chain, make_block, new_chain
+from tests.framework.chain import Chain, make_block, new_chain, undelayed_config
 from tests.framework.roundkit import STAKE, Round, build_round, honest, make_request, seed
 
 CLIENT_SEED = dev_seed(1)
@@ -158,5 +158,7 @@ def join(chain: Chain, seeds: Sequence[bytes], *, stake: int = STAKE) -> list[Bl
 
 
 def pool_chain(**overrides: object) -> tuple[Chain, list[Block]]:
-    chain = new_chain(dev_config(**overrides))
+    """A chain (`undelayed_config`: its rounds settle right after their draw) on which
+    `EPOCH_POOL` has joined the swarm."""
+    chain = new_chain(undelayed_config(**overrides))
     return chain, join(chain, EPOCH_POOL)

@@ -14,10 +14,10 @@ import pytest
 
 from consensus.genesis import load_genesis_config
 from consensus.tx import public_key
-from contracts.swarm import MAX_SETTLEMENT_LAG
+from contracts.swarm import MAX_REQUEST_LAG, MAX_SETTLEMENT_LAG
+from core.params import DEFAULT_SWARM_BEACON_DELAY
 from testnet.client import parse_metrics
 from testnet.genesis import (
-    TESTNET_BEACON_DELAY,
     TESTNET_INCLUSION_WINDOW,
     load_keys,
     new_keys,
@@ -53,9 +53,11 @@ def test_keys_are_private_and_funded_in_a_loadable_genesis(tmp_path: Path) -> No
     assert 0 < TESTNET_INCLUSION_WINDOW < MAX_SETTLEMENT_LAG // 2
     # ties take the beacon k blocks above the request (nobody committing knows it): a
     # settlement waits for it, then for the window, and still lands inside the settlement
-    # window, so a voided round can settle again
-    assert config.params.swarm_beacon_delay == TESTNET_BEACON_DELAY > 0
-    assert TESTNET_BEACON_DELAY + 1 + TESTNET_INCLUSION_WINDOW < MAX_SETTLEMENT_LAG
+    # window, so a voided round can settle again; a round asked as late as a node allows
+    # still has k - MAX_REQUEST_LAG blocks to commit before its beacon block is mined
+    k = config.params.swarm_beacon_delay
+    assert k == DEFAULT_SWARM_BEACON_DELAY > MAX_REQUEST_LAG
+    assert k + 1 + TESTNET_INCLUSION_WINDOW < MAX_SETTLEMENT_LAG
 
 
 def test_prepare_reuses_a_testnet_dir_and_refuses_a_foreign_one(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from consensus.tx import Transaction
-from contracts.swarm import SettleSwarmRound, beacon_height, settled_round
+from contracts.swarm import MAX_REQUEST_LAG, SettleSwarmRound, beacon_height, settled_round
+from core.params import DEFAULT_SWARM_BEACON_DELAY
+from node.chain.chainstore import load_genesis
 from node.node import NodeRejected
 from node.swarm.settlement_duty import round_settlement
 from swarm.settlement import beacon_seed
@@ -27,6 +29,13 @@ from tests.framework.swarm import (
 from tests.framework.util import wait_for
 
 DELAY = 3
+
+
+def test_the_built_in_dev_network_has_the_default_delay() -> None:
+    # `pouwchain node` without a genesis file: a client cannot grind the tie order there, and
+    # a request asked as late as a node allows still commits before its beacon block
+    params = load_genesis(None).params
+    assert params.swarm_beacon_delay == DEFAULT_SWARM_BEACON_DELAY > MAX_REQUEST_LAG
 
 
 async def test_a_round_settles_with_its_beacon_seed(tmp_path: Path) -> None:

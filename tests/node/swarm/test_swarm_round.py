@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import msgpack
@@ -25,7 +25,7 @@ from contracts.registry import (
 )
 from contracts.staking import Stake
 from core.state import State
-from node.builder import build_node
+from node.builder import SwarmOptions, build_node
 from node.config import ConfigError, NodeConfig
 from node.node import Node
 from node.p2p.protocol import MAX_SWARM, MsgType, ProtocolError, decode_frame, encode_frame
@@ -35,11 +35,11 @@ from swarm.messages import DEFAULT_ROUND_JUDGES
 from swarm.runtime.builtin import VARIANT_NAMES
 from swarm.runtime.factory import make_backend
 from testnet.launcher import ARITH, SWARM_VARIANTS, swarm_backend
-from tests.framework.chain import extend, new_chain
+from tests.framework.chain import extend, new_chain, undelayed_config
 from tests.framework.chain import tx as make_tx
 from tests.framework.nodes import connect_all, node_config, preload
 from tests.framework.nodes import swarm_service as svc
-from tests.framework.swarm import FAST, VARIANTS
+from tests.framework.swarm import FAST, VARIANTS, write_genesis_config
 from tests.framework.util import wait_for
 
 
@@ -47,7 +47,7 @@ async def _swarm(tmp_path: Path, count: int, **options: Any) -> list[Node]:
     nodes: list[Node] = []
     for i in range(count):
         config = node_config(tmp_path, f"n{i}", swarm_backend=f"builtin:{VARIANTS[i % 4]}")
-        node = build_node(config, swarm_options={**FAST, **options})
+        node = build_node(config, swarm_options=cast(SwarmOptions, {**FAST, **options}))
         await node.start()
         nodes.append(node)
     await connect_all(nodes)
@@ -288,7 +288,9 @@ async def test_registered_round_settles_on_chain(tmp_path: Path) -> None:
     a block and every node sees the round settled and the new reputations."""
     specs = [f"builtin:{v}" for v in VARIANTS]
     model = [make_backend(spec).model_id for spec in specs]
-    chain = new_chain()
+    config = undelayed_config()
+    chain = new_chain(config)
+    genesis = write_genesis_config(tmp_path / "genesis.json", config)
     setup = []
     for i in range(3):
         setup += [make_tx(i, 0, Stake(amount=9_000)),
@@ -309,8 +311,8 @@ async def test_registered_round_settles_on_chain(tmp_path: Path) -> None:
     nodes: list[Node] = []
     try:
         for i, spec in enumerate(specs):
-            node = build_node(node_config(tmp_path, f"r{i}", dev_key=i, swarm_backend=spec),
-                              swarm_options=FAST)
+            node = build_node(node_config(tmp_path, f"r{i}", dev_key=i, swarm_backend=spec,
+                                          genesis_path=genesis), swarm_options=FAST)
             preload(node, blocks)
             await node.start()
             nodes.append(node)
@@ -365,5 +367,6 @@ async def test_round_sizes_and_settle_backoff_come_from_node_toml(tmp_path: Path
     await node.stop()
     for field, bad in (("swarm_answers", 0), ("swarm_judges", 65), ("swarm_answers", 1.0),
                        ("swarm_settle_backoff", -1), ("swarm_settle_backoff", "1")):
+        values: dict[str, Any] = {field: bad}
         with pytest.raises(ConfigError, match=field):
-            NodeConfig(datadir=tmp_path / "n", **{field: bad})
+            NodeConfig(datadir=tmp_path / "n", **values)

@@ -32,7 +32,7 @@ from swarm.calibration import calibration_questions
 from swarm.commit_reveal import answer_opening, commit, judgment_opening
 from swarm.messages import KIND_ANSWER, Commitment, RequestAnnouncement, sign_request
 from swarm.runtime.factory import make_backend
-from tests.framework.chain import Chain, extend, new_chain, transfer
+from tests.framework.chain import Chain, extend, new_chain, transfer, undelayed_config
 from tests.framework.chain import tx as make_tx
 from tests.framework.nodes import node_config, preload
 from tests.framework.nodes import swarm_service as svc
@@ -48,6 +48,7 @@ from tests.framework.swarm import (
     settlements,
     stop_all,
     tip_state,
+    write_genesis_config,
 )
 from tests.framework.util import wait_for
 
@@ -256,7 +257,9 @@ async def test_more_eligible_nodes_than_a_message_carries_still_settle(tmp_path:
     """With 80 eligible nodes the origin draws from all of them (as validators do), sends
     only the drawn nodes' records, and the settlement passes the chain's redraw; a peer
     rejects a round whose draw is not the chain's."""
-    chain = new_chain()
+    config = undelayed_config()
+    chain = new_chain(config)
+    genesis = write_genesis_config(tmp_path / "genesis.json", config)
     extra = [bytes([200 + i // 256, i % 256]) * 16 for i in range(80)]
     model = make_backend(f"builtin:{VARIANTS[3]}").model_id
     funding = [make_tx(1, k, Transfer(to=public_key(s), amount=STAKE + 1_000))
@@ -281,8 +284,9 @@ async def test_more_eligible_nodes_than_a_message_carries_still_settle(tmp_path:
     blocks.append(extend(chain))  # the next epoch's table holds all 80
     nodes: list[Node] = []
     for i in range(2):
-        node = build_node(node_config(tmp_path, f"m{i}", dev_key=i), swarm_options={
-            "answer_timeout": 0.5, "judge_timeout": 0.5, "reveal_timeout": 0.5})
+        node = build_node(node_config(tmp_path, f"m{i}", dev_key=i, genesis_path=genesis),
+                          swarm_options={"answer_timeout": 0.5, "judge_timeout": 0.5,
+                                         "reveal_timeout": 0.5})
         preload(node, blocks)
         await node.start()
         nodes.append(node)

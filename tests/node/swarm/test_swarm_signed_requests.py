@@ -17,11 +17,13 @@ from consensus.genesis import dev_seed
 from consensus.tx import public_key
 from contracts import DepositEscrow
 from contracts.escrow import escrow_of
-from contracts.swarm import settled_round
+from contracts.swarm import MAX_REQUEST_LAG, selected_nodes, settled_round
+from core.params import DEFAULT_SWARM_BEACON_DELAY
 from node.client.wallet import FAST, Wallet, create_wallet
 from node.node import Node
 from swarm.messages import sign_request
 from tests.framework.chain import tx as make_tx
+from tests.framework.nodes import swarm_service as svc
 from tests.framework.swarm import mine_block, registered_swarm, settlement_sent, stop_all, tip_state
 from tests.framework.util import wait_for
 
@@ -109,6 +111,50 @@ async def test_bad_signed_requests_get_clear_errors(tmp_path: Path) -> None:
         await stop_all(nodes)
 
 
+async def test_a_late_request_is_refused_on_a_chain_with_the_beacon_delay(
+        tmp_path: Path) -> None:
+    """With the default beacon delay k, a request naming a height more than MAX_REQUEST_LAG
+    blocks below the tip is refused before any work (a 400 with the way out in the message):
+    a client cannot sign at h and ask when the beacon is near (docs/swarm.md §5.2a "Late
+    commits"). A node also drops a gossiped round drawn that late."""
+    _chain, nodes = await registered_swarm(
+        tmp_path, count=2, registered=2,
+        genesis={"swarm_beacon_delay": DEFAULT_SWARM_BEACON_DELAY})
+    try:
+        height = tip(nodes[0])
+        assert nodes[0].chain.params.swarm_beacon_delay > MAX_REQUEST_LAG
+        late = height - MAX_REQUEST_LAG - 1
+        assert late >= 0
+        status, body = await _post(nodes[0], {"request": _request(0, height=late)})
+        assert (status, body["reason"], body["error"]["code"]) == \
+            (400, "bad_request", "bad_request"), body
+        assert body["error"]["message"] == (
+            f"beacon_height {late} is more than {MAX_REQUEST_LAG} blocks below our tip "
+            f"({height}); sign the request with the current tip height")
+        assert not svc(nodes[0]).rounds  # refused before any work
+        # the oldest height a node takes: the round runs (its beacon block is k blocks away)
+        status, view = await _post(nodes[0], {"request": _request(
+            0, height=height - MAX_REQUEST_LAG)})
+        assert status == 200 and view["answer"] is not None, view
+
+        # a round drawn that late by another origin: the chain's draw, and still dropped
+        peer = svc(nodes[1])
+        late_request = sign_request(dev_seed(CLIENT), chain_id=CHAIN_ID, prompt=b"What is 5+5?",
+                                    fee=0, answers=2, judges=2, nonce=os.urandom(32),
+                                    beacon_height=late)
+        candidates, drawn_at = peer.candidates()
+        assert drawn_at == height
+        params = nodes[1].chain.params
+        answerers, judges = selected_nodes(tip_state(nodes[1]), late_request.request,
+                                           height=height, min_stake=params.min_node_stake,
+                                           epoch_blocks=params.swarm_epoch_blocks)
+        assert not peer._on_request(late_request, candidates, nodes[0].node_id, height,
+                                    selection=(tuple(answerers), tuple(judges)))
+        assert late_request.request.round_id() not in peer.rounds
+    finally:
+        await stop_all(nodes)
+
+
 @pytest.mark.slow
 async def test_ask_with_a_wallet_signs_and_pays_from_escrow(tmp_path: Path) -> None:
     chain, nodes = await registered_swarm(tmp_path, api=True)
@@ -129,7 +175,7 @@ async def test_ask_with_a_wallet_signs_and_pays_from_escrow(tmp_path: Path) -> N
         lines = out.decode().splitlines()
         assert lines[0].strip() and lines[2].startswith("round")
         round_id = bytes.fromhex(lines[2].split()[1])
-        state = nodes[0].swarm.rounds[round_id]  # type: ignore[attr-defined]
+        state = svc(nodes[0]).rounds[round_id]
         assert state.announcement.request.client == wallet.address
         await wait_for(lambda: state.settlement_status.startswith("submitted"),
                          message="settlement sent")

@@ -43,7 +43,14 @@ from contracts.registry import CALIBRATION_WINDOW, SubmitCalibration, calibratio
 from pouw import MAX_TARGET, Certificate  # noqa: E402
 from swarm.calibration import calibration_questions  # noqa: E402
 from swarm.messages import RoundOutcome, sign_request  # noqa: E402
-from tests.framework.chain import Chain, make_block, mine_header, new_chain, tx  # noqa: E402
+from tests.framework.chain import (  # noqa: E402
+    NO_BEACON_DELAY,
+    Chain,
+    make_block,
+    mine_header,
+    new_chain,
+    tx,
+)
 
 BOB = public_key(b"\x0b" * 32)
 MODEL = b"\x4d" * 32
@@ -248,7 +255,9 @@ def inclusion_tx_vectors() -> dict[str, Vector]:
     (``inclusion/``). Then the beacon rules every settlement keeps (§5.2a "Ties",
     `contracts.swarm.beacon_fault`), on a settlement by data root applied at height 5 of a
     chain whose blocks are `_block_ids`: the request names height h, the beacon block is
-    h + k (``swarm_beacon_delay``)."""
+    h + k (``swarm_beacon_delay``). The undrawn-answerer settlement is applied in the block
+    after its draw, so it sets k = 0 (`NO_BEACON_DELAY`; dev's default k would make it
+    ``swarm.beacon_pending`` before its subject's rule is reached)."""
     def root(beacon_height: int, reputation_height: int, beacon_block: bytes
              ) -> SettleSwarmRoot:
         request = sign_request(dev_seed(1), chain_id=1337, prompt=b"1+1?", fee=1000,
@@ -267,8 +276,8 @@ def inclusion_tx_vectors() -> dict[str, Vector]:
     cases: list[tuple[str, str, str, dict[str, Any], int, list[bytes], Payload]] = [
         ("settle_root_no_window", "swarm.no_inclusion_window", "", {}, 1, _block_ids(1),
          at_one),
-        ("settle_root_undrawn_answerer", "swarm.outcome_ranking", "", window, 1, _block_ids(1),
-         at_one),
+        ("settle_root_undrawn_answerer", "swarm.outcome_ranking", "", window | NO_BEACON_DELAY,
+         1, _block_ids(1), at_one),
         ("challenge_not_held", "swarm.not_held", "", window, 1, [],
          ChallengeSwarmRound(round_id=request_id, claim=1)),
         ("post_leaves_not_held", "swarm.not_held", "", window, 1, [],

@@ -485,7 +485,7 @@ def absolute_tiers(**kw: Any) -> tuple[int, ...]:
 
 
 def strength_only(**kw: Any) -> tuple[int, ...]:
-    """aggregation2's "SV": not rejected first, then the one fit of pairs and screen (no
+    """aggregation2's "SV": not rejected first, then the adopted fit of pairs and screen (no
     accepted tier)."""
     n, pairs = kw["n"], kw["pairs"]
     pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
@@ -545,17 +545,6 @@ def majority_verdicts(**kw: Any) -> tuple[int, ...]:
     return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
 
 
-def majority_pairs(**kw: Any) -> tuple[int, ...]:
-    """Every pair decided by its weighted majority; the screen and tiers as adopted."""
-    n, pairs = kw["n"], kw["pairs"]
-    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
-    pair_m = [_majority(t, 0, 1) for t in pair_t]
-    keys = strength_fit(n, pairs, pair_m, screen_t).rank_keys()
-    tiers = screen_tiers(screen_t)
-    place = tie_order(kw["seed"], n)
-    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
-
-
 def majority_screen(**kw: Any) -> tuple[int, ...]:
     """Every screen decided by its weighted majority; the pairs as adopted."""
     n, pairs = kw["n"], kw["pairs"]
@@ -583,6 +572,87 @@ def majority_among_accepted(**kw: Any) -> tuple[int, ...]:
     return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
 
 
+def sv_majority_verdicts(**kw: Any) -> tuple[int, ...]:
+    """Not rejected first (≥ ⅔ bad of the raw screen), then one fit of pairs and screen each
+    decided by its weighted majority (no accepted tier)."""
+    n, pairs = kw["n"], kw["pairs"]
+    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+    pair_m = [_majority(t, 0, 1) for t in pair_t]
+    screen_m = [_majority(t, SCREEN_BAD, SCREEN_GOOD) for t in screen_t]
+    keys = strength_fit(n, pairs, pair_m, screen_m).rank_keys()
+    rejected = [t == TIER_REJECTED for t in screen_tiers(screen_t)]
+    place = tie_order(kw["seed"], n)
+    return tuple(sorted(range(n), key=lambda i: (rejected[i], -keys[i], place[i])))
+
+
+def majority_tier_verdicts(**kw: Any) -> tuple[int, ...]:
+    """Tiers: rejected at ≥ ⅔ bad of the raw screen, accepted at a strict majority good,
+    else undecided; within a tier one fit of pairs and screen each decided by its weighted
+    majority."""
+    n, pairs = kw["n"], kw["pairs"]
+    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+    pair_m = [_majority(t, 0, 1) for t in pair_t]
+    screen_m = [_majority(t, SCREEN_BAD, SCREEN_GOOD) for t in screen_t]
+    keys = strength_fit(n, pairs, pair_m, screen_m).rank_keys()
+    tiers = [TIER_REJECTED if g + b and 3 * b >= 2 * (g + b) else
+             TIER_ACCEPTED if 2 * g > g + b else TIER_UNDECIDED
+             for b, g, _ in screen_t]
+    place = tie_order(kw["seed"], n)
+    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+
+
+def accepted_first(**kw: Any) -> tuple[int, ...]:
+    """The rule before the runner-up finding (session 6): the accepted tier first, then
+    undecided, then rejected; every verdict, pairs and screen, at ⅔ decisive, else
+    leaning."""
+    n, pairs = kw["n"], kw["pairs"]
+    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+    threshold = [(i, n) for i in range(n)]
+    screen_as_pairs = [[t[SCREEN_GOOD], t[SCREEN_BAD], t[SCREEN_NONE]] for t in screen_t]
+    comparisons, weights = verdict_comparisons([*pairs, *threshold], [*pair_t, *screen_as_pairs])
+    fit = bradley_terry_scores(comparisons, weights=weights, n=n + 1)
+    keys = dataclasses.replace(fit, theta=tuple(t - fit.theta[n] for t in fit.theta[:n]),
+                               prior_weights=fit.prior_weights[:n]).rank_keys()
+    tiers = screen_tiers(screen_t)
+    place = tie_order(kw["seed"], n)
+    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+
+
+def tiered_majority_pairs(ratio: tuple[int, int]) -> Ranker:
+    """Tiers first (rejected at ≥ ⅔ bad; accepted when its good share is at least
+    ratio[0]/ratio[1] of the round's best), then the adopted fit (majority pairs, ⅔ screen)."""
+    def rank(**kw: Any) -> tuple[int, ...]:
+        n, pairs = kw["n"], kw["pairs"]
+        pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+        keys = strength_fit(n, pairs, pair_t, screen_t).rank_keys()
+        best_g, best_t = 0, 1
+        for b, g, _ in screen_t:
+            if g + b and g * best_t > best_g * (g + b):
+                best_g, best_t = g, g + b
+        num, den = ratio
+        tiers = [TIER_REJECTED if g + b and 3 * b >= 2 * (g + b) else
+                 TIER_ACCEPTED if g + b and den * g * best_t >= num * best_g * (g + b) else
+                 TIER_UNDECIDED for b, g, _ in screen_t]
+        place = tie_order(kw["seed"], n)
+        return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+    return rank
+
+
+def sv_pairs_only(majority: bool) -> Ranker:
+    """Not rejected first, then a fit of the pairs alone (the screen only rejects); pairs as
+    adopted or by weighted majority."""
+    def rank(**kw: Any) -> tuple[int, ...]:
+        n, pairs = kw["n"], kw["pairs"]
+        pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
+        pair_v = [_majority(t, 0, 1) for t in pair_t] if majority else pair_t
+        comparisons, pair_weights = verdict_comparisons(pairs, pair_v)
+        keys = bradley_terry_scores(comparisons, weights=pair_weights, n=n).rank_keys()
+        rejected = [t == TIER_REJECTED for t in screen_tiers(screen_t)]
+        place = tie_order(kw["seed"], n)
+        return tuple(sorted(range(n), key=lambda i: (rejected[i], -keys[i], place[i])))
+    return rank
+
+
 def weight_cap(k: int) -> Ranker:
     """The adopted rule with every judge's weight capped at ⌊Σ weight / k⌋."""
     def rank(**kw: Any) -> tuple[int, ...]:
@@ -602,14 +672,20 @@ class Candidate:
 
 
 CANDIDATES = (
-    Candidate("adopted: relative tier, one fit of pairs + screen", adopted),
+    Candidate("adopted: tier at 1/2 of best share, one fit (majority pairs)", adopted),
+    Candidate("before: accepted tier first, 2/3-or-leaning pairs and screen", accepted_first),
+    Candidate("tier at 2/3 of best share, adopted fit", tiered_majority_pairs((2, 3))),
     Candidate("before: absolute 2/3 tier, pairs-only fit", absolute_tiers),
     Candidate("SV: not rejected, then one fit (no accepted tier)", strength_only),
     Candidate("majority tier: accepted at > 1/2 good, one fit", majority_tier),
     Candidate("majority verdicts: every pair and screen by > 1/2", majority_verdicts),
-    Candidate("majority pairs (> 1/2), screen as adopted", majority_pairs),
     Candidate("majority tier, majority pairs among accepted", majority_among_accepted),
     Candidate("majority screen (> 1/2), pairs as adopted", majority_screen),
+    Candidate("SV + majority verdicts (no accepted tier)", sv_majority_verdicts),
+    Candidate("MT: reject at 2/3 bad, accept at > 1/2 good, majority verdicts fit",
+              majority_tier_verdicts),
+    Candidate("SV, pairs-only fit (screen only rejects)", sv_pairs_only(False)),
+    Candidate("SV, majority pairs-only fit (screen only rejects)", sv_pairs_only(True)),
     Candidate("trimmed screen (heaviest good/bad mark dropped)", trimmed_screen),
     Candidate("weight cap 1/5 per judge, coalition in 5 keys", weight_cap(5), coalition_keys=5),
     Candidate("weight cap 1/8 per judge, coalition in 8 keys", weight_cap(8), coalition_keys=8),

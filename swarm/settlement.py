@@ -24,12 +24,13 @@ a judge that also answered is conflicted on every other answer too, so on an ite
 judges without a conflict hold ⅔ of the weight its weight counts for the others' verdict
 whatever it voted if that verdict is decisive, and its vote only where it confirms it
 otherwise (`_tally`). Each ordered pair gets one weighted
-verdict (`pair_verdict`: decisive at ≥ ⅔ of the weight, leaning at a strict majority, else a
-tie); so does each answer's screen, as a comparison with a virtual threshold answer (good =
-it wins, bad = it loses, no opinion = tie); one Bradley-Terry fit of both from θ = 0 gives
+verdict (`majority_verdict`: the side with a strict majority of the weight wins, else a
+tie); each answer's screen is a comparison with a virtual threshold answer (good = it wins,
+bad = it loses, no opinion = tie) through `pair_verdict` (decisive at ≥ ⅔ of the weight,
+leaning at a strict majority, else a tie); one Bradley-Terry fit of both from θ = 0 gives
 the strengths, relative to the threshold (`strength_fit`; an unconverged fit ranks
 nothing). Each answer gets a screen tier (`screen_tiers`): rejected when ≥ ⅔ of the weight
-with an opinion on it calls it bad; accepted when not rejected and its good share is ≥ ⅔ of
+with an opinion on it calls it bad; accepted when not rejected and its good share is ≥ ½ of
 the round's largest good share; else undecided. Order: tier, then strength, then the
 round's seed (`tie_order`) for exact ties.
 
@@ -244,25 +245,44 @@ def pair_verdict(tally: Sequence[int]) -> tuple[Outcome, bool]:
     return Outcome.TIE, True
 
 
+def majority_verdict(tally: Sequence[int]) -> tuple[Outcome, bool]:
+    """(verdict, decisive) of a pair of two answers: the side with a strict majority of the
+    weight wins, decisively; anything else is a tie (`pair_verdict` without its leaning
+    level).
+
+    Why not ⅔ here: with a ⅔ level a coalition under ⅓ holds a veto on *decisive*. Against
+    a wrong target that is harmless (the honest screen rejects it), but between two right
+    answers it decides the order: a 30% coalition voting for the second best made every
+    verdict about the best merely leaning while its own stayed decisive, and the second
+    best ranked first in 48.8% of 600 held-out rounds (control 9.2%; docs/swarm.md §5.2a,
+    "runner-up"). A strict majority flips only where honest errors exceed (½ − c)/(1 − c)
+    of the honest weight, the floor any rule has.
+    """
+    verdict, _ = pair_verdict(tally)
+    return verdict, True
+
+
 def verdict_comparisons(
-    pairs: Sequence[tuple[int, int]], tallies: Sequence[Sequence[int]],
+    pairs: Sequence[tuple[int, int]], tallies: Sequence[Sequence[int]], *,
+    verdict: Callable[[Sequence[int]], tuple[Outcome, bool]] = pair_verdict, first_key: int = 0,
 ) -> tuple[list[Comparison], dict[bytes, int]]:
-    """The fit's input: per judged ordered pair its `pair_verdict`, weighted by the total
-    weight W of the judges who judged it (so the weight does not depend on how they voted).
-    A decisive verdict is one comparison of weight W; a leaning one is a win of weight ⌊W/2⌋
-    plus a tie of weight W − ⌊W/2⌋. Keys ``pair‖k`` / ``lean‖k`` stand in for judges.
+    """The fit's input: per judged ordered pair its ``verdict`` (`pair_verdict` or
+    `majority_verdict`), weighted by the total weight W of the judges who judged it (so the
+    weight does not depend on how they voted). A decisive verdict is one comparison of
+    weight W; a leaning one is a win of weight ⌊W/2⌋ plus a tie of weight W − ⌊W/2⌋. Keys
+    ``pair‖k`` / ``lean‖k`` (k from ``first_key``) stand in for judges.
     ``tallies[k]`` holds pair k's verdict weights [first, second, tie]."""
     out: list[Comparison] = []
     pair_weights: dict[bytes, int] = {}
     if len(tallies) != len(pairs):
         raise SettlementInputError("one tally per pair")
-    for k, ((a, b), tally) in enumerate(zip(pairs, tallies, strict=True)):
+    for k, ((a, b), tally) in enumerate(zip(pairs, tallies, strict=True), start=first_key):
         total = _tally_total(tally)
         if total == 0:
             continue
-        verdict, decisive = pair_verdict(tally)
+        outcome, decisive = verdict(tally)
         key = b"pair" + k.to_bytes(4, "big")
-        out.append(Comparison(key, a, b, verdict))
+        out.append(Comparison(key, a, b, outcome))
         if decisive:
             pair_weights[key] = total
         else:
@@ -515,16 +535,22 @@ def _screen_clip_verdict(others: Sequence[int]) -> tuple[int | None, bool]:
 def screen_tiers(tallies: Sequence[Sequence[int]]) -> tuple[int, ...]:
     """Per answer from its screen weights [bad, good, no opinion]: rejected when at least ⅔
     of the weight with an opinion on it called it bad; accepted when it is not rejected and
-    its good share g = good / (good + bad) is at least ⅔ of the largest good share in the
+    its good share g = good / (good + bad) is at least ½ of the largest good share in the
     round; else undecided (no opinion at all: undecided).
 
     Why relative to the best share: a coalition that calls every answer but its own bad
     scales every other answer's share by the same factor (its weight is in every
     denominator), so it cannot veto acceptance by marking down everything (with an
-    absolute ⅔ a 30% coalition vetoed any answer on which one honest judge erred). When some
-    answer is unanimously good (best share 1) this is the absolute ⅔ test; a coalition
-    under ⅓ still cannot move an answer the other judges are unanimous on (unanimous good:
-    share > ⅔ ≥ ⅔ of the best; unanimous bad: ≥ ⅔ bad). Integer cross-multiplication only."""
+    absolute ⅔ a 30% coalition vetoed any answer on which one honest judge erred).
+
+    Why ½ of it (⅔ until session 6): a coalition marking its target good raises the best
+    share, and marking the best answer bad lowers that answer's. With 85%-accurate honest
+    judges and c = 0.3, a right answer holds g ≈ 0.595 against its target's ≈ 0.895: under
+    ⅔ of the best, so the best answer fell to undecided and the coalition's choice among
+    right answers ranked first by tier alone (the runner-up attack, docs/swarm.md §5.2a:
+    48.8% of rounds; 29.5% at ½). A coalition under ⅓ still cannot move an answer the
+    other judges are unanimous on (unanimous good: share > ⅔ > ½ of the best; unanimous
+    bad: ≥ ⅔ bad). Integer cross-multiplication only."""
     best_good, best_total = 0, 1  # the largest good share so far, as a fraction
     for tally in tallies:
         total = tally[SCREEN_GOOD] + tally[SCREEN_BAD]
@@ -535,7 +561,7 @@ def screen_tiers(tallies: Sequence[Sequence[int]]) -> tuple[int, ...]:
         total = tally[SCREEN_GOOD] + tally[SCREEN_BAD]
         if total and 3 * tally[SCREEN_BAD] >= 2 * total:
             tiers.append(TIER_REJECTED)
-        elif total and 3 * tally[SCREEN_GOOD] * best_total >= 2 * best_good * total:
+        elif total and 2 * tally[SCREEN_GOOD] * best_total >= best_good * total:
             tiers.append(TIER_ACCEPTED)
         else:
             tiers.append(TIER_UNDECIDED)
@@ -548,8 +574,12 @@ def strength_fit(
 ) -> BradleyTerryFit:
     """One Bradley-Terry fit of the pairs and the screen: every answer also plays a virtual
     *threshold* answer (index n) with its screen weights as the verdict weights (good = the
-    answer wins, bad = it loses), each tally through `pair_verdict`; θ is returned relative
-    to the threshold's, for the n real answers.
+    answer wins, bad = it loses); θ is returned relative to the threshold's, for the n real
+    answers. Pairs of answers enter through `majority_verdict`, the screen through
+    `pair_verdict` (⅔ decisive, else leaning): with the screen by strict majority too, a
+    coalition marking every answer but its target bad flips the screens of right answers
+    that one or two honest judges doubt, and the GOOD + all-BAD attack's excess changed
+    outcomes rose from −0.2 to +2.2 points at 30% (600 held-out rounds, docs/swarm.md §5.2a).
 
     Why: the screen is evidence about strength like any pair, so a wrong answer that honest
     judges mark bad loses strength even where a coalition wins its pairs for it, and a
@@ -557,9 +587,11 @@ def strength_fit(
     is θ = 0 throughout (`bradley_terry_scores`), so it ranks nothing here either."""
     threshold = [(i, n) for i in range(n)]
     screen_as_pairs = [[t[SCREEN_GOOD], t[SCREEN_BAD], t[SCREEN_NONE]] for t in screen_tallies]
-    comparisons, weights = verdict_comparisons([*pairs, *threshold],
-                                               [*pair_tallies, *screen_as_pairs])
-    fit = bradley_terry_scores(comparisons, weights=weights, n=n + 1)
+    comparisons, weights = verdict_comparisons(pairs, pair_tallies, verdict=majority_verdict)
+    screen_comparisons, screen_weights = verdict_comparisons(threshold, screen_as_pairs,
+                                                             first_key=len(pairs))
+    fit = bradley_terry_scores([*comparisons, *screen_comparisons],
+                               weights=weights | screen_weights, n=n + 1)
     return dataclasses.replace(fit, theta=tuple(t - fit.theta[n] for t in fit.theta[:n]),
                                prior_weights=fit.prior_weights[:n])
 
@@ -611,12 +643,12 @@ def aggregate(
     (`_tally`).
 
     One pass, no reweighting within the round (docs/swarm.md §5.2a): per-pair weighted
-    verdicts (`pair_verdict`) and one Bradley-Terry fit of them and the screen
+    verdicts (`majority_verdict`) and one Bradley-Terry fit of them and the screen
     (`strength_fit`); the screen's tiers relative to the best good share (`screen_tiers`);
-    the order: tier, then strength, then the
-    round's ``seed`` (`tie_order`) for exact ties. Reputation moves between rounds, by each
-    judge's agreement with this order. `settle` uses exactly this; benches and the node's
-    fast path can call it without signed messages.
+    the order: tier, then strength, then the round's ``seed`` (`tie_order`) for exact
+    ties.
+    Reputation moves between rounds, by each judge's agreement with this order. `settle`
+    uses exactly this; benches and the node's fast path can call it without signed messages.
     """
     own = own_answer or {}
     _check_aggregate_input(n, pairs, verdicts, weights, own, seed)

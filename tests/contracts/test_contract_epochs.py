@@ -47,7 +47,7 @@ from core.params import ChainParams
 from core.records import StakeRecord, Unbonding
 from core.state import State
 from swarm.selection import ROLE_ANSWER, ROLE_JUDGE, Candidate, select_nodes
-from tests.framework.chain import Chain, make_block, new_chain, state_items
+from tests.framework.chain import Chain, make_block, new_chain, state_items, undelayed_config
 from tests.framework.roundkit import STAKE, Round, build_round, honest, make_request, seed
 from tests.framework.swarmchain import (
     CLIENT_SEED,
@@ -216,7 +216,8 @@ def test_old_tables_are_deleted_and_the_window_holds() -> None:
 
 
 def replay(blocks: Sequence[Block]) -> Chain:
-    chain = new_chain()
+    """``blocks`` connected on a new chain of `pool_chain`'s genesis."""
+    chain = new_chain(undelayed_config())
     for block in blocks:
         chain.connect(block)
     return chain
@@ -244,9 +245,9 @@ def test_snapshots_are_bit_identical_across_replays() -> None:
         script = (
             "import sys\n"
             "from consensus.block import Block\n"
-            "from tests.framework.chain import new_chain\n"
+            "from tests.framework.chain import new_chain, undelayed_config\n"
             "from contracts.swarm import EPOCHS_KEY, SNAPSHOT_PREFIX\n"
-            "chain = new_chain()\n"
+            "chain = new_chain(undelayed_config())\n"
             "for line in open(sys.argv[1]).read().split():\n"
             "    chain.connect(Block.decode(bytes.fromhex(line)))\n"
             "for k, v in sorted(chain.kv.items()):\n"

@@ -321,13 +321,14 @@ def test_a_coalition_marking_everything_bad_cannot_veto_the_best_answer() -> Non
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 50)),
                 min_size=1, max_size=10))
-def test_with_a_unanimously_good_answer_the_tiers_are_the_absolute_two_thirds(
+def test_with_a_unanimously_good_answer_the_tiers_are_absolute(
         tallies: list[tuple[int, int, int]]) -> None:
-    """When some answer is unanimously good (best share 1) the relative tier is the absolute
-    ⅔ quorum; in general acceptance needs ≥ ⅔ of the best share and rejection ⅔ bad."""
+    """When some answer is unanimously good (best share 1) the relative tier is absolute:
+    accepted at ≥ ½ good; in general acceptance needs ≥ ½ of the best share and rejection
+    ⅔ bad."""
     def absolute(bad: int, good: int) -> int:
         total = bad + good
-        if total and 3 * good >= 2 * total:
+        if total and 2 * good >= total:
             return TIER_ACCEPTED
         return TIER_REJECTED if total and 3 * bad >= 2 * total else TIER_UNDECIDED
     with_unanimous = [*tallies, (0, 7, 0)]
@@ -337,7 +338,7 @@ def test_with_a_unanimously_good_answer_the_tiers_are_the_absolute_two_thirds(
     for (bad, good, _), tier in zip(tallies, tiers, strict=True):
         total = bad + good
         if tier == TIER_ACCEPTED:
-            assert 3 * bad < 2 * total and good / total >= 2 / 3 * max(shares) - 1e-12
+            assert 3 * bad < 2 * total and good / total >= max(shares) / 2 - 1e-12
         elif tier == TIER_REJECTED:
             assert 3 * bad >= 2 * total
 

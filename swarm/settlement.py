@@ -568,6 +568,24 @@ def screen_tiers(tallies: Sequence[Sequence[int]]) -> tuple[int, ...]:
     return tuple(tiers)
 
 
+#: `strength_fit` rescales its comparisons' weights to this total (each rounded up)
+FIT_WEIGHT_TOTAL = 1 << 32
+
+
+def normalized_weights(weights: Mapping[bytes, int]) -> dict[bytes, int]:
+    """``weights`` rescaled to sum to about `FIT_WEIGHT_TOTAL`, each rounded up (so none
+    becomes 0). Why: a judge who judges every item scales every comparison's weight W by the
+    same factor, but the fit's prior is a rounded fraction of the weights, so that factor
+    alone moved strengths, and a coalition under ⅓ that changed no verdict still swapped two
+    answers the honest judges' data left within 10⁻⁴ of each other (hypothesis trial
+    8045284 of `test_a_coalition_under_a_third_cannot_move_unanimous_honest_judges`). The
+    fit sees only the weights' proportions."""
+    total = sum(weights.values())
+    if total == 0:
+        return dict(weights)
+    return {key: -(-w * FIT_WEIGHT_TOTAL // total) for key, w in weights.items()}
+
+
 def strength_fit(
     n: int, pairs: Sequence[tuple[int, int]], pair_tallies: Sequence[Sequence[int]],
     screen_tallies: Sequence[Sequence[int]],
@@ -591,7 +609,7 @@ def strength_fit(
     screen_comparisons, screen_weights = verdict_comparisons(threshold, screen_as_pairs,
                                                              first_key=len(pairs))
     fit = bradley_terry_scores([*comparisons, *screen_comparisons],
-                               weights=weights | screen_weights, n=n + 1)
+                               weights=normalized_weights(weights | screen_weights), n=n + 1)
     return dataclasses.replace(fit, theta=tuple(t - fit.theta[n] for t in fit.theta[:n]),
                                prior_weights=fit.prior_weights[:n])
 

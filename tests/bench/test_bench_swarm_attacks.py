@@ -82,12 +82,14 @@ def test_a_self_promoter_at_30pct_gets_what_voting_honestly_would_give_it() -> N
     every pair and screen. When a dissenting conflicted vote was dropped, this withheld the
     support its honest vote gives the best answer and its own answer ranked first; now,
     where the other judges are decisive, its weight counts for their verdict whatever it
-    voted, and the round ranks as if it had voted honestly (the control): its answer is not
-    first."""
+    voted, and the round ranks as if it had voted honestly (the control). (Since the
+    majority pairs and the ½ tier of session 6, honest voting itself puts its answer first
+    in this trial: the honest judges' errors on the best answer; what it votes still
+    changes nothing.)"""
     tallies: dict[tuple[str, float | None], Tally] = {}
     run_trial(47, tallies, ("self",), DEFAULT_ROUND_JUDGES)
     cell = tallies[("self", 0.3)]
-    assert (cell.target_first, cell.control_target_first) == (0, 0)
+    assert cell.target_first == cell.control_target_first
     assert cell.changed == cell.control_changed
 
 

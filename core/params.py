@@ -21,6 +21,19 @@ DEFAULT_FINALITY_EPOCH_BLOCKS = 10
 # contracts.swarm.MAX_REQUEST_LAG, so a round asked as late as a node allows still has
 # k - MAX_REQUEST_LAG blocks to commit before the beacon is mined.
 DEFAULT_SWARM_BEACON_DELAY = 40
+# W, blocks a swarm settlement is held before it pays out, in which any participant may prove
+# it left out or misstated its signed round data (docs/swarm.md §7a); without it a settler can
+# omit an honest node's opening and have it slashed as a no-show. A challenge needs the
+# settlement's block to reach the participant (gossip: ~1 s), its watcher to find the claim
+# (ms) and the challenge to be relayed and mined (the next block or two). 20 blocks (36-60 s
+# at the dev network's paced 1.8-3 s blocks, 200 s at the 10 s target) leave room for a node
+# that was briefly offline or behind, a few orphaned blocks and full blocks, while payouts wait
+# minutes, not hours. k + 1 + W must stay under contracts.swarm.MAX_SETTLEMENT_LAG: a
+# settlement lands k + 1 blocks after its request at the earliest and can be voided up to W
+# blocks later, and the round must then still be able to settle again. Settlement lag + W +
+# an epoch may exceed a network's unbonding delay: slashes are collected when the settlement is
+# held (not when the window closes), so the delay still only needs lag + epoch.
+DEFAULT_SWARM_INCLUSION_WINDOW = 20
 BPS = 10_000  # basis points: shares in consensus are integers out of this
 
 
@@ -46,8 +59,10 @@ class ChainParams:
     swarm_epoch_blocks: int = DEFAULT_SWARM_EPOCH_BLOCKS
     # blocks a swarm settlement is held before it pays out, during which anyone may prove it
     # left out or misstated signed round data (contracts.swarm, docs/swarm.md §7a); 0: a
-    # full settlement pays out at once and a data-root settlement is refused
-    swarm_inclusion_window: int = 0
+    # full settlement pays out at once and a data-root settlement is refused (no protection
+    # against a settler's omission: for chains whose subject is not the window, such as most
+    # tests')
+    swarm_inclusion_window: int = DEFAULT_SWARM_INCLUSION_WINDOW
     # k: a round's tie seed comes from the block k blocks above the height its signed request
     # names (the beacon block, docs/swarm.md §5.2a "Ties"), so nobody knows it when answers
     # and judgments are committed as long as a round lasts fewer than k blocks; a settlement

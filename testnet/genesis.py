@@ -17,7 +17,7 @@ from typing import Any
 
 from consensus.genesis import DEV_BALANCE, DEV_STAKE, parse_genesis_config
 from consensus.tx import public_key
-from core.params import DEFAULT_SWARM_BEACON_DELAY, MAX_TARGET
+from core.params import DEFAULT_SWARM_BEACON_DELAY, DEFAULT_SWARM_INCLUSION_WINDOW, MAX_TARGET
 
 DEV_CHAIN_ID = 1337
 GENESIS_AGE = 7 * 24 * 3600  # seconds the genesis timestamp lies in the past
@@ -26,17 +26,6 @@ GENESIS_AGE = 7 * 24 * 3600  # seconds the genesis timestamp lies in the past
 # allows while a 5% no-show slash does not evict; ChainParams keeps 1 for unit-test chains
 TESTNET_MIN_NODE_STAKE = 5_000
 TESTNET_UNBONDING_DELAY = 120
-# blocks a swarm settlement is held before it pays out, in which any participant may prove it
-# left out its signed data (docs/swarm.md §7a). A challenge needs the settlement's block to
-# reach the participant (gossip: ~1 s), its watcher to find the claim (ms) and the challenge
-# to be relayed and mined (the next block or two). 20 blocks (~60 s at the launcher's paced
-# 3 s dev blocks, ~200 s at the 10 s target) leave room for a node that was briefly offline
-# or behind, a few orphaned blocks and full blocks, while payouts wait minutes, not hours,
-# and a voided round can still settle again within the 100-block settlement window.
-# Settlement lag + window + an epoch (130) exceeds the unbonding delay, but slashes are
-# collected when the settlement is held (not when the window closes), so the delay still
-# only needs lag + epoch.
-TESTNET_INCLUSION_WINDOW = 20
 # blocks per finality epoch (docs/finality.md §1): at the launcher's paced ~3 s blocks a
 # checkpoint every ~12 s, finalized about two epochs later
 TESTNET_FINALITY_EPOCH_BLOCKS = 4
@@ -67,7 +56,9 @@ def genesis_dict(
         "min_difficulty": True,
         "block_subsidy": 50_000_000,
         "min_node_stake": TESTNET_MIN_NODE_STAKE,
-        "swarm_inclusion_window": TESTNET_INCLUSION_WINDOW,
+        # W, the inclusion window (an honest node's challenge can land before pay):
+        # ChainParams' default (core.params.DEFAULT_SWARM_INCLUSION_WINDOW), named in the file
+        "swarm_inclusion_window": DEFAULT_SWARM_INCLUSION_WINDOW,
         # k, the swarm tie beacon's delay: ChainParams' default, sized for this launcher's
         # paced blocks (core.params.DEFAULT_SWARM_BEACON_DELAY), named in the file. With the
         # window a settlement still lands well inside the 100-block settlement window.

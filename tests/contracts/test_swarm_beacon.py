@@ -8,7 +8,6 @@ import dataclasses
 
 import pytest
 
-from consensus.genesis import dev_config
 from contracts.base import TxContext
 from contracts.swarm import (
     MAX_REQUEST_LAG,
@@ -39,7 +38,8 @@ SETTLER = bytes(range(32))
 
 
 def beacon_chain() -> Chain:
-    return new_chain(dev_config(swarm_beacon_delay=DELAY))
+    """A chain with k = DELAY and no inclusion window (not this file's subject)."""
+    return new_chain(undelayed_config(swarm_beacon_delay=DELAY))
 
 
 def settle_at(chain: Chain, payload: SettleSwarmRound, height: int,

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from consensus.genesis import DEV_BALANCE, dev_seed
+from consensus.genesis import DEV_BALANCE, dev_config, dev_seed
 from consensus.transition import BEGIN_BLOCK_HOOKS, apply_block_transactions, apply_transaction
 from consensus.tx import MAX_TX_SIZE, public_key, sign_transaction
 from contracts.bank import Transfer
@@ -15,6 +15,7 @@ from contracts.base import TxContext
 from contracts.escrow import DepositEscrow, apply_deposit_escrow, escrow_of
 from contracts.swarm import (
     CHALLENGER_SHARE_BPS,
+    MAX_SETTLEMENT_LAG,
     ChallengeSwarmRound,
     PostedLeaf,
     PostRoundLeaves,
@@ -35,7 +36,7 @@ from contracts.swarm import (
 )
 from core.encoding import encode
 from core.errors import TransactionError
-from core.params import ChainParams
+from core.params import DEFAULT_SWARM_BEACON_DELAY, DEFAULT_SWARM_INCLUSION_WINDOW, ChainParams
 from swarm.data_root import (
     data_root,
     inclusion_proof,
@@ -125,9 +126,23 @@ def slot_of(leaves: tuple[RoundLeaf, ...], node: bytes, kind: int) -> int:
     return next(i for i, leaf in enumerate(leaves) if (leaf.node, leaf.kind) == (node, kind))
 
 
-def test_default_network_pays_at_once_and_holds_nothing() -> None:
-    assert ChainParams(chain_id=1, target_block_time=1, initial_target=1,
-                       unbonding_delay=1).swarm_inclusion_window == 0
+def test_the_default_network_holds_a_settlement_for_the_window() -> None:
+    """A settler's omission is challengeable on every network that keeps the default W, and a
+    round it voids can settle again: k + 1 + W stays under the settlement lag."""
+    default = ChainParams(chain_id=1, target_block_time=1, initial_target=1, unbonding_delay=1)
+    assert default.swarm_inclusion_window == DEFAULT_SWARM_INCLUSION_WINDOW > 0
+    assert default.swarm_beacon_delay == DEFAULT_SWARM_BEACON_DELAY
+    assert DEFAULT_SWARM_BEACON_DELAY + 1 + DEFAULT_SWARM_INCLUSION_WINDOW < MAX_SETTLEMENT_LAG
+    chain = new_chain(dev_config(swarm_beacon_delay=0))  # dev's default W
+    assert chain.params.swarm_inclusion_window == DEFAULT_SWARM_INCLUSION_WINDOW
+    r = setup_round(chain)
+    payload = settle_omitting(chain, r)
+    held = held_round(chain.state, r.request.round_id())
+    assert held is not None and held.deadline == HEIGHT + DEFAULT_SWARM_INCLUSION_WINDOW
+    assert chain.state.account(payload.outcome.payouts[0].node).balance == 0
+
+
+def test_a_chain_without_a_window_pays_at_once_and_holds_nothing() -> None:
     chain = new_chain(undelayed_config())
     r = setup_round(chain)
     payload = settle_omitting(chain, r)

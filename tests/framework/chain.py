@@ -78,20 +78,23 @@ class Chain:
         return undo
 
 
-# The dev genesis overrides of a chain without the swarm tie beacon's delay (k = 0,
-# `undelayed_config`); the vector generator names them in a vector's network.
-NO_BEACON_DELAY: dict[str, Any] = {"swarm_beacon_delay": 0}
+# The dev genesis overrides of a chain without the swarm's two delays (`undelayed_config`):
+# the tie beacon's (k = 0) and the inclusion window (W = 0); the vector generator names them
+# in a vector's network.
+UNDELAYED: dict[str, Any] = {"swarm_beacon_delay": 0, "swarm_inclusion_window": 0}
 
 
 def undelayed_config(**overrides: Any) -> GenesisConfig:
-    """The dev genesis (with ``overrides``) whose tie beacon is the block a request names
-    (``swarm_beacon_delay`` k = 0, docs/swarm.md §5.2a "Ties"), for tests whose subject is
-    not the beacon. With the default k no settlement is valid before block h + k, so a test
-    that settles a round at or just after its draw (`tests.framework.swarmchain.setup_round`,
-    the in-process swarms of `tests.framework.swarm.registered_swarm`) would first have to
-    build k blocks that are not what it tests, and the rounds' heights, epochs and
-    reputations with them. The beacon's own tests keep k > 0."""
-    return dev_config(**(NO_BEACON_DELAY | overrides))
+    """The dev genesis (with ``overrides``) without the swarm's delays, for tests whose subject
+    is neither: the tie beacon is the block a request names (``swarm_beacon_delay`` k = 0,
+    docs/swarm.md §5.2a "Ties") and a full settlement pays out in its own block
+    (``swarm_inclusion_window`` W = 0, §7a). With the defaults no settlement is valid before
+    block h + k and none pays before W blocks later, so a test that settles a round at or just
+    after its draw and checks its pay (`tests.framework.swarmchain.setup_round`, the in-process
+    swarms of `tests.framework.swarm.registered_swarm`) would first have to build k + W blocks
+    that are not what it tests, and the rounds' heights, epochs and reputations with them. The
+    beacon's and the window's own tests set theirs > 0 (through ``overrides``)."""
+    return dev_config(**(UNDELAYED | overrides))
 
 
 def new_chain(config: GenesisConfig | None = None) -> Chain:

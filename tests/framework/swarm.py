@@ -82,9 +82,10 @@ async def registered_swarm(tmp_path: Path, *, registered: int = 3, count: int = 
                             **options: Any) -> tuple[Chain, list[Node]]:
     """``count`` connected nodes with dev identities 0..count-1; the first ``registered``
     are staked, registered and calibrated swarm nodes (with ``api``, serving the whole node
-    API). ``genesis``: overrides of the dev genesis without a beacon delay
-    (`undelayed_config`: a test's settlement is sent once its round is final; a beacon test
-    sets ``swarm_beacon_delay``). Returns the test chain (to mine on)."""
+    API). ``genesis``: overrides of the dev genesis without the swarm's delays
+    (`undelayed_config`: a test's settlement is sent once its round is final and pays at once;
+    a beacon test sets ``swarm_beacon_delay``, a window test ``swarm_inclusion_window``).
+    Returns the test chain (to mine on)."""
     config_of_chain = undelayed_config(**(genesis or {}))
     chain = new_chain(config_of_chain)
     genesis_path = write_genesis_config(tmp_path / "genesis.json", config_of_chain)

@@ -15,14 +15,9 @@ import pytest
 from consensus.genesis import load_genesis_config
 from consensus.tx import public_key
 from contracts.swarm import MAX_REQUEST_LAG, MAX_SETTLEMENT_LAG
-from core.params import DEFAULT_SWARM_BEACON_DELAY
+from core.params import DEFAULT_SWARM_BEACON_DELAY, DEFAULT_SWARM_INCLUSION_WINDOW
 from testnet.client import parse_metrics
-from testnet.genesis import (
-    TESTNET_INCLUSION_WINDOW,
-    load_keys,
-    new_keys,
-    write_genesis,
-)
+from testnet.genesis import load_keys, new_keys, write_genesis
 from testnet.launcher import (
     TestnetError,
     format_table,
@@ -49,15 +44,15 @@ def test_keys_are_private_and_funded_in_a_loadable_genesis(tmp_path: Path) -> No
     assert config.params.min_difficulty
     # settlements are held for an inclusion window (an honest node's challenge can land),
     # well inside the 100-block settlement window so a voided round can settle again
-    assert config.params.swarm_inclusion_window == TESTNET_INCLUSION_WINDOW
-    assert 0 < TESTNET_INCLUSION_WINDOW < MAX_SETTLEMENT_LAG // 2
+    assert config.params.swarm_inclusion_window == DEFAULT_SWARM_INCLUSION_WINDOW
+    assert 0 < DEFAULT_SWARM_INCLUSION_WINDOW < MAX_SETTLEMENT_LAG // 2
     # ties take the beacon k blocks above the request (nobody committing knows it): a
     # settlement waits for it, then for the window, and still lands inside the settlement
     # window, so a voided round can settle again; a round asked as late as a node allows
     # still has k - MAX_REQUEST_LAG blocks to commit before its beacon block is mined
     k = config.params.swarm_beacon_delay
     assert k == DEFAULT_SWARM_BEACON_DELAY > MAX_REQUEST_LAG
-    assert k + 1 + TESTNET_INCLUSION_WINDOW < MAX_SETTLEMENT_LAG
+    assert k + 1 + config.params.swarm_inclusion_window < MAX_SETTLEMENT_LAG
 
 
 def test_prepare_reuses_a_testnet_dir_and_refuses_a_foreign_one(tmp_path: Path) -> None:

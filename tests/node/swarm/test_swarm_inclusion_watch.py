@@ -4,7 +4,8 @@ participants leave the first half of the window to it), so it is not slashed and
 own data, earns nothing from the settler's bond (docs/swarm.md §7a: the chain cannot tell a
 left-out reveal from a withheld one), and the round settled again pays the answerer as
 present; a wrong data-root outcome is voided once the participants post their leaves
-(docs/swarm.md §7a)."""
+(docs/swarm.md §7a). The built-in dev network has the window, and a round held on it is paid
+by the first block past its window, empty or not."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from consensus.genesis import DEV_BALANCE, dev_seed
 from consensus.tx import Transaction, public_key, sign_transaction
 from contracts.swarm import (
     CHALLENGER_SHARE_BPS,
+    MAX_SETTLEMENT_LAG,
     ChallengeSwarmRound,
     PostRoundLeaves,
     SettleSwarmRound,
@@ -24,6 +26,8 @@ from contracts.swarm import (
     settled_round,
     settler_bond,
 )
+from core.params import DEFAULT_SWARM_INCLUSION_WINDOW
+from node.chain.chainstore import load_genesis
 from node.node import Node
 from node.swarm.settlement_duty import round_data
 from swarm.inclusion import CLAIM_MISSING_OPENING, LATE_REVEAL_PENALTY_BPS
@@ -34,6 +38,7 @@ from tests.framework.swarm import (
     mine_block,
     omitting_settlement,
     registered_swarm,
+    settlement_sent,
     settlements,
     stop_all,
     tip_state,
@@ -49,6 +54,51 @@ def challenges(node: Node, round_id: bytes) -> list[Transaction]:
     return [tx for tx in node.mempool.transactions()
             if isinstance(tx.payload, ChallengeSwarmRound) and tx.payload.round_id == round_id
             and tx.sender == node.node_id]
+
+
+def test_the_built_in_dev_network_has_the_default_window() -> None:
+    # `pouwchain node` without a genesis file: a settler's omission is challengeable there,
+    # and a round a challenge voids can still settle again (after the beacon's delay)
+    params = load_genesis(None).params
+    assert params.swarm_inclusion_window == DEFAULT_SWARM_INCLUSION_WINDOW > 0
+    assert params.swarm_beacon_delay + 1 + params.swarm_inclusion_window < MAX_SETTLEMENT_LAG
+
+
+async def test_a_round_held_for_the_default_window_is_paid_by_the_first_empty_block_past_it(
+        tmp_path: Path) -> None:
+    """The node's own settlement on a chain with the dev network's window: held, and a quiet
+    chain (only empty blocks after it) still pays it out when the window closes."""
+    chain, nodes = await registered_swarm(
+        tmp_path, genesis={"swarm_inclusion_window": DEFAULT_SWARM_INCLUSION_WINDOW})
+    try:
+        origin = nodes[0]
+        state = await svc(origin).ask("What is 3+4?", fee=ROUND_FEE)
+        rid = state.round_id
+        settlement = await settlement_sent(origin, rid)
+        assert isinstance(settlement.payload, SettleSwarmRound)
+        outcome = settlement.payload.outcome
+        height = await mine_block(chain, nodes, [settlement])
+        held = held_round(tip_state(origin), rid)
+        assert held is not None and held.deadline == height + DEFAULT_SWARM_INCLUSION_WINDOW
+        await wait_for(lambda: svc(origin).rounds[rid].settlement_status.startswith(
+            "settled at height"), message="settled")
+        assert not svc(origin).duty.settled_for_good(svc(origin).rounds[rid])
+        due: dict[bytes, int] = {p.node: p.amount for p in outcome.payouts}
+        due[settlement.payload.request.client] = \
+            due.get(settlement.payload.request.client, 0) + outcome.refund
+        due[settlement.sender] = due.get(settlement.sender, 0) + held.bond
+        before = {node: tip_state(origin).account(node).balance for node in due}
+        while chain.tip.height < held.deadline:
+            await mine_block(chain, nodes, [])
+        assert held_round(tip_state(origin), rid) is not None  # the window's last block
+        await mine_block(chain, nodes, [])  # the first block past it: empty, and it pays
+        final = tip_state(origin)
+        assert held_round(final, rid) is None and settled_round(final, rid) is not None
+        assert {node: final.account(node).balance - before[node] for node in due} == due
+        await wait_for(lambda: svc(origin).duty.settled_for_good(svc(origin).rounds[rid]),
+                       message="settled for good once the window closed")
+    finally:
+        await stop_all(nodes)
 
 
 async def test_an_omitted_opening_is_proven_by_its_node_and_the_round_settled_again(

@@ -44,7 +44,7 @@ from pouw import MAX_TARGET, Certificate  # noqa: E402
 from swarm.calibration import calibration_questions  # noqa: E402
 from swarm.messages import RoundOutcome, sign_request  # noqa: E402
 from tests.framework.chain import (  # noqa: E402
-    NO_BEACON_DELAY,
+    UNDELAYED,
     Chain,
     make_block,
     mine_header,
@@ -256,8 +256,9 @@ def inclusion_tx_vectors() -> dict[str, Vector]:
     `contracts.swarm.beacon_fault`), on a settlement by data root applied at height 5 of a
     chain whose blocks are `_block_ids`: the request names height h, the beacon block is
     h + k (``swarm_beacon_delay``). The undrawn-answerer settlement is applied in the block
-    after its draw, so it sets k = 0 (`NO_BEACON_DELAY`; dev's default k would make it
-    ``swarm.beacon_pending`` before its subject's rule is reached)."""
+    after its draw, so it sets k = 0 (`UNDELAYED` under its window; dev's default k would make
+    it ``swarm.beacon_pending`` before its subject's rule is reached). The no-window settlement
+    names W = 0 (dev's default W is 20)."""
     def root(beacon_height: int, reputation_height: int, beacon_block: bytes
              ) -> SettleSwarmRoot:
         request = sign_request(dev_seed(1), chain_id=1337, prompt=b"1+1?", fee=1000,
@@ -274,9 +275,9 @@ def inclusion_tx_vectors() -> dict[str, Vector]:
     window = {"swarm_inclusion_window": 5}
     beacon = window | {"swarm_beacon_delay": 2}
     cases: list[tuple[str, str, str, dict[str, Any], int, list[bytes], Payload]] = [
-        ("settle_root_no_window", "swarm.no_inclusion_window", "", {}, 1, _block_ids(1),
-         at_one),
-        ("settle_root_undrawn_answerer", "swarm.outcome_ranking", "", window | NO_BEACON_DELAY,
+        ("settle_root_no_window", "swarm.no_inclusion_window", "",
+         {"swarm_inclusion_window": 0}, 1, _block_ids(1), at_one),
+        ("settle_root_undrawn_answerer", "swarm.outcome_ranking", "", UNDELAYED | window,
          1, _block_ids(1), at_one),
         ("challenge_not_held", "swarm.not_held", "", window, 1, [],
          ChallengeSwarmRound(round_id=request_id, claim=1)),

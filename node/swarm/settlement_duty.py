@@ -133,6 +133,10 @@ class SettlementDuty:
         self._reserved: set[tuple[bytes, bytes, str]] = set()  # watcher steps taken
         # round id -> (its beacon block's height, set once our chain has that block)
         self._beacons: dict[bytes, tuple[int, asyncio.Event]] = {}
+        # held from signing a transaction (its nonce: the next after our pending ones) until
+        # the mempool has it: two rounds settled at once took the same nonce, and the second
+        # was refused as an underpriced replacement (the round stayed unsettled)
+        self._sending = asyncio.Lock()
 
     def position(self, state: RoundState) -> int | None:
         """Our place in the round's settlement duty: 0 the origin (settles at once), k ≥ 1 the
@@ -244,15 +248,16 @@ class SettlementDuty:
         A failure (e.g. a duplicate that raced ours: ``swarm.already_settled``) ends in a
         ``failed: …`` status; nothing is retried."""
         try:
-            built = await self.host.call_chain(self._transaction, state)
-            if isinstance(built, SettledBy):
-                state.settled = built
-                state.settlement_status = built.status()
-                return
-            if isinstance(built, str):
-                state.settlement_status = built
-                return
-            state.settlement_tx = await self.host.submit_transaction(built)
+            async with self._sending:
+                built = await self.host.call_chain(self._transaction, state)
+                if isinstance(built, SettledBy):
+                    state.settled = built
+                    state.settlement_status = built.status()
+                    return
+                if isinstance(built, str):
+                    state.settlement_status = built
+                    return
+                state.settlement_tx = await self.host.submit_transaction(built)
         except (ValueError, ConsensusError) as exc:
             state.settlement_status = f"failed: {exc}"
             log_event(log, "swarm.settlement_failed", round=state.round_id, error=str(exc))
@@ -353,36 +358,40 @@ class SettlementDuty:
         challenge voided its settlement (module docstring)."""
         if not self.watching:
             return
-        try:
-            planned = await self.host.call_chain(self._watch_plan, list(rounds))
-        except RuntimeError:  # the chain thread is gone (node stopping)
-            return
+        again: list[RoundState] = []
         backups: list[RoundState] = []
-        for state, key, txs in planned:
-            if key[2] == "voided":
-                state.settled = None
-                state.settlement_status = "voided: a challenge proved the settlement wrong"
-                log_event(log, "swarm.settlement_voided", round=state.round_id)
-                if self.enabled and state.round_id in self.challenged:
-                    await self._submit(state)  # we hold the data the challenge proved
-                else:
-                    backups.append(state)  # the usual duty order, with its backoff
-                continue
-            sent: list[bytes] = []
-            for tx in txs:
-                try:
-                    sent.append(await self.host.submit_transaction(tx))
-                except (ValueError, ConsensusError) as exc:
-                    log_event(log, "swarm.challenge_failed", round=state.round_id,
-                              step=key[2], error=str(exc))
-                    break
-            if not sent:
-                self._reserved.discard(key)  # try again on the next tip
-                continue
-            self.challenged.setdefault(state.round_id, []).extend(sent)
-            state.settlement_status = f"challenged: {key[2]}, tx {sent[0].hex()}"
-            log_event(log, "swarm.challenge_sent", round=state.round_id, step=key[2],
-                      txs=len(sent))
+        async with self._sending:  # the plan signs with our next nonces
+            try:
+                planned = await self.host.call_chain(self._watch_plan, list(rounds))
+            except RuntimeError:  # the chain thread is gone (node stopping)
+                return
+            for state, key, txs in planned:
+                if key[2] == "voided":
+                    state.settled = None
+                    state.settlement_status = "voided: a challenge proved the settlement wrong"
+                    log_event(log, "swarm.settlement_voided", round=state.round_id)
+                    if self.enabled and state.round_id in self.challenged:
+                        again.append(state)  # we hold the data the challenge proved
+                    else:
+                        backups.append(state)  # the usual duty order, with its backoff
+                    continue
+                sent: list[bytes] = []
+                for tx in txs:
+                    try:
+                        sent.append(await self.host.submit_transaction(tx))
+                    except (ValueError, ConsensusError) as exc:
+                        log_event(log, "swarm.challenge_failed", round=state.round_id,
+                                  step=key[2], error=str(exc))
+                        break
+                if not sent:
+                    self._reserved.discard(key)  # try again on the next tip
+                    continue
+                self.challenged.setdefault(state.round_id, []).extend(sent)
+                state.settlement_status = f"challenged: {key[2]}, tx {sent[0].hex()}"
+                log_event(log, "swarm.challenge_sent", round=state.round_id, step=key[2],
+                          txs=len(sent))
+        for state in again:
+            await self._submit(state)
         await asyncio.gather(*(self.run(state) for state in backups))
 
     def _watch_plan(self, rounds: list[RoundState]

@@ -319,3 +319,27 @@ async def test_more_eligible_nodes_than_a_message_carries_still_settle(tmp_path:
         assert forged.request.round_id() not in svc(nodes[1]).rounds
     finally:
         await stop_all(nodes)
+
+
+async def test_two_rounds_settled_at_once_take_two_nonces(tmp_path: Path) -> None:
+    """An origin settling two rounds at the same moment signs both settlements with its next
+    nonces in turn: before, both took the same nonce and the second was refused as an
+    underpriced replacement, leaving its round unsettled."""
+    chain, nodes = await registered_swarm(tmp_path)
+    try:
+        origin = nodes[0]
+        svc(origin).settles = False  # the rounds finish without their settlements
+        first = await svc(origin).ask("What is 2+3?")
+        second = await svc(origin).ask("What is 4+4?")
+        assert not settlements(origin, first.round_id) and not settlements(origin, second.round_id)
+        svc(origin).settles = True
+        await asyncio.gather(svc(origin).duty.run(first), svc(origin).duty.run(second))
+        sent = [await settlement_sent(origin, state.round_id) for state in (first, second)]
+        low, high = sorted(tx.nonce for tx in sent)
+        assert high == low + 1
+        assert all(state.settlement_status.startswith("submitted") for state in (first, second))
+        await mine_block(chain, nodes, sent)
+        for state in (first, second):
+            assert settled_round(tip_state(nodes[1]), state.round_id) is not None
+    finally:
+        await stop_all(nodes)

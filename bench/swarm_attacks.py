@@ -480,8 +480,13 @@ def absolute_tiers(**kw: Any) -> tuple[int, ...]:
     tiers = [TIER_ACCEPTED if g + b and 3 * g >= 2 * (g + b) else
              TIER_REJECTED if g + b and 3 * b >= 2 * (g + b) else TIER_UNDECIDED
              for b, g, _ in screen_t]
-    place = tie_order(kw["seed"], n)
-    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+    return tier_order(kw["seed"], tiers, keys)
+
+
+def tier_order(seed: bytes, tiers: Sequence[int], keys: Sequence[int]) -> tuple[int, ...]:
+    """Answer indices by tier (accepted first), then strength key, then the seed's tie order."""
+    place = tie_order(seed, len(tiers))
+    return tuple(sorted(range(len(tiers)), key=lambda i: (-tiers[i], -keys[i], place[i])))
 
 
 def strength_only(**kw: Any) -> tuple[int, ...]:
@@ -517,8 +522,7 @@ def majority_tier(**kw: Any) -> tuple[int, ...]:
     tiers = [TIER_REJECTED if g + b and 3 * b >= 2 * (g + b) else
              TIER_ACCEPTED if 2 * g > g + b else TIER_UNDECIDED
              for b, g, _ in screen_t]
-    place = tie_order(kw["seed"], n)
-    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+    return tier_order(kw["seed"], tiers, keys)
 
 
 def _majority(tally: Sequence[int], first: int, second: int) -> list[int]:
@@ -532,28 +536,15 @@ def _majority(tally: Sequence[int], first: int, second: int) -> list[int]:
     return out
 
 
-def majority_verdicts(**kw: Any) -> tuple[int, ...]:
-    """Every pair and every screen decided by its weighted majority (decisive at > ½, not
-    at ⅔), then the adopted tiers and one fit on those verdicts."""
-    n, pairs = kw["n"], kw["pairs"]
-    pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
-    pair_m = [_majority(t, 0, 1) for t in pair_t]
-    screen_m = [_majority(t, SCREEN_BAD, SCREEN_GOOD) for t in screen_t]
-    keys = strength_fit(n, pairs, pair_m, screen_m).rank_keys()
-    tiers = screen_tiers(screen_m)
-    place = tie_order(kw["seed"], n)
-    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
-
-
 def majority_screen(**kw: Any) -> tuple[int, ...]:
-    """Every screen decided by its weighted majority; the pairs as adopted."""
+    """Every screen decided by its weighted majority, the pairs as adopted (by majority
+    since session 6, so this is also "every verdict by majority"), then the tiers."""
     n, pairs = kw["n"], kw["pairs"]
     pair_t, screen_t = _tallies(n, pairs, kw["verdicts"], kw["weights"])
     screen_m = [_majority(t, SCREEN_BAD, SCREEN_GOOD) for t in screen_t]
     keys = strength_fit(n, pairs, pair_t, screen_m).rank_keys()
     tiers = screen_tiers(screen_m)
-    place = tie_order(kw["seed"], n)
-    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+    return tier_order(kw["seed"], tiers, keys)
 
 
 def majority_among_accepted(**kw: Any) -> tuple[int, ...]:
@@ -568,8 +559,7 @@ def majority_among_accepted(**kw: Any) -> tuple[int, ...]:
     pair_m = [_majority(t, 0, 1) if tiers[x] == tiers[y] == TIER_ACCEPTED else list(t)
               for (x, y), t in zip(pairs, pair_t, strict=True)]
     keys = strength_fit(n, pairs, pair_m, screen_t).rank_keys()
-    place = tie_order(kw["seed"], n)
-    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+    return tier_order(kw["seed"], tiers, keys)
 
 
 def sv_majority_verdicts(**kw: Any) -> tuple[int, ...]:
@@ -597,8 +587,7 @@ def majority_tier_verdicts(**kw: Any) -> tuple[int, ...]:
     tiers = [TIER_REJECTED if g + b and 3 * b >= 2 * (g + b) else
              TIER_ACCEPTED if 2 * g > g + b else TIER_UNDECIDED
              for b, g, _ in screen_t]
-    place = tie_order(kw["seed"], n)
-    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+    return tier_order(kw["seed"], tiers, keys)
 
 
 def accepted_first(**kw: Any) -> tuple[int, ...]:
@@ -614,8 +603,7 @@ def accepted_first(**kw: Any) -> tuple[int, ...]:
     keys = dataclasses.replace(fit, theta=tuple(t - fit.theta[n] for t in fit.theta[:n]),
                                prior_weights=fit.prior_weights[:n]).rank_keys()
     tiers = screen_tiers(screen_t)
-    place = tie_order(kw["seed"], n)
-    return tuple(sorted(range(n), key=lambda i: (-tiers[i], -keys[i], place[i])))
+    return tier_order(kw["seed"], tiers, keys)
 
 
 def tiered_majority_pairs(ratio: tuple[int, int]) -> Ranker:
@@ -678,9 +666,8 @@ CANDIDATES = (
     Candidate("before: absolute 2/3 tier, pairs-only fit", absolute_tiers),
     Candidate("SV: not rejected, then one fit (no accepted tier)", strength_only),
     Candidate("majority tier: accepted at > 1/2 good, one fit", majority_tier),
-    Candidate("majority verdicts: every pair and screen by > 1/2", majority_verdicts),
     Candidate("majority tier, majority pairs among accepted", majority_among_accepted),
-    Candidate("majority screen (> 1/2), pairs as adopted", majority_screen),
+    Candidate("majority verdicts: every pair and screen by > 1/2", majority_screen),
     Candidate("SV + majority verdicts (no accepted tier)", sv_majority_verdicts),
     Candidate("MT: reject at 2/3 bad, accept at > 1/2 good, majority verdicts fit",
               majority_tier_verdicts),

@@ -370,7 +370,8 @@ class Miner:
         self._waiters.append((count, [], fut))
         self._wake.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(fut)
         finally:
             if not fut.done():
                 fut.cancel()

@@ -370,12 +370,12 @@ class Peer:
         self._closed.set()
         self.close_reason = self.close_reason or reason
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                self._send_now(MsgType.REJECT, {"reason": reason[:64], "message": message[:512]}),
-                1.0)
+            async with asyncio.timeout(1.0):
+                await self._send_now(MsgType.REJECT,
+                                     {"reason": reason[:64], "message": message[:512]})
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                self.ws.close(code=CLOSE_POLICY, message=reason[:120].encode()), 2.0)
+            async with asyncio.timeout(2.0):
+                await self.ws.close(code=CLOSE_POLICY, message=reason[:120].encode())
         with contextlib.suppress(asyncio.QueueFull):
             self._send_queue.put_nowait(None)
         with contextlib.suppress(asyncio.QueueFull):

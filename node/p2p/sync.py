@@ -98,9 +98,10 @@ class Syncer:
     async def stop(self) -> None:
         """Stop the sync loop and wait for it.
 
-        The loop also checks a flag: on Python 3.11 `asyncio.wait_for` (peer.close) can
-        swallow a cancellation that lands as its inner call completes, and the loop would
-        then wait forever for a wake-up (seen as a hang of node.stop under load)."""
+        The loop also checks a flag, so that a cancellation swallowed by an await below it
+        cannot leave the loop waiting forever for a wake-up (on Python 3.11
+        `asyncio.wait_for` did so; seen as a hang of node.stop under load, and now banned by
+        ruff's TID251 in favour of `asyncio.timeout`)."""
         self._stopping = True
         self._event.set()
         if self._task is not None:

@@ -382,9 +382,8 @@ class SwarmRegistration:
         prompts = calibration_prompts(seed, self.node_id, models)
         started = time.monotonic()
         try:
-            texts = await asyncio.wait_for(
-                answer_prompts(self.backend, prompts, max_tokens=ANSWER_TOKENS),
-                ANSWER_TIMEOUT * len(prompts))
+            async with asyncio.timeout(ANSWER_TIMEOUT * len(prompts)):
+                texts = await answer_prompts(self.backend, prompts, max_tokens=ANSWER_TOKENS)
         except (BackendError, TimeoutError) as exc:
             self.last_error = f"backend: {exc}"
             log_event(log, "swarm.registration.backend_failed", error=str(exc))

@@ -551,7 +551,8 @@ class SwarmService:
     async def _watch(self, state: RoundState) -> None:
         """A round whose origin never sends ``final`` (it stopped) is marked abandoned."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.done.wait(), self.round_timeout)
+            async with asyncio.timeout(self.round_timeout):
+                await state.done.wait()
         if not state.done.is_set():
             state.status = "abandoned"
             state.error = "the origin never completed the round"
@@ -581,9 +582,10 @@ class SwarmService:
         backend = self.backend
         try:
             # a language model samples with the round's own seed for this node
-            answer = await asyncio.wait_for(generate(
-                backend, state.prompt, state.options, default_max_tokens=self.max_tokens,
-                seed=round_seed(state.round_id, self.node_id)), self.answer_timeout)
+            async with asyncio.timeout(self.answer_timeout):
+                answer = await generate(
+                    backend, state.prompt, state.options, default_max_tokens=self.max_tokens,
+                    seed=round_seed(state.round_id, self.node_id))
         except (BackendError, TimeoutError) as exc:
             self._abstain(state, KIND_ANSWER, exc)
             return
@@ -634,13 +636,14 @@ class SwarmService:
         marks: bytes | None = None
         try:  # one call for the round's pairs (and, a language model, its screen): batched
             if isinstance(backend, RoundBackend):
-                judgments, screen = await asyncio.wait_for(backend.judge_round(
-                    state.prompt, pairs, [a for a in screened if a is not None],
-                    seen=list(texts.values())), self.judge_timeout)
+                async with asyncio.timeout(self.judge_timeout):
+                    judgments, screen = await backend.judge_round(
+                        state.prompt, pairs, [a for a in screened if a is not None],
+                        seen=list(texts.values()))
                 marks = _screen_bytes(screened, screen)
             else:
-                judgments = await asyncio.wait_for(backend.judge_pairs(state.prompt, pairs),
-                                                   self.judge_timeout)
+                async with asyncio.timeout(self.judge_timeout):
+                    judgments = await backend.judge_pairs(state.prompt, pairs)
             if len(judgments) != len(judged):
                 raise BackendError(f"{len(judgments)} judgments for {len(judged)} pairs")
         except (BackendError, TimeoutError) as exc:
@@ -662,8 +665,8 @@ class SwarmService:
         assert self.backend is not None
         others = [a for a in answers if a is not None]
         try:
-            marks = await asyncio.wait_for(self.backend.screen_answers(question, others),
-                                           self.judge_timeout)
+            async with asyncio.timeout(self.judge_timeout):
+                marks = await self.backend.screen_answers(question, others)
             if len(marks) != len(others):
                 raise BackendError(f"{len(marks)} screen marks for {len(others)} answers")
         except (BackendError, TimeoutError) as exc:
@@ -711,7 +714,8 @@ class SwarmService:
                 return
             state.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await state.changed.wait()
 
     async def ask(self, prompt: str, *, fee: int = 0, model: bytes = ANY_MODEL,
                   options: GenerationOptions | None = None) -> RoundState:

@@ -1,13 +1,15 @@
 """Mining overhead of the PoUW scheme against the fastest exact plain product.
 
 Per shape, in one run and alternating on the same operands: the fastest exact plain product
-(oneDNN's int8 GEMM, torch._int_mm, monolithic or in row panels), mining with the fused native
-kernel (backend `native`, where it built) and mining with the old chunked path (`torch-cpu`:
-one _int_mm per chunk, a fold pass, numpy states). The machine is shared and noisy, so only
-ratios are meaningful. Mining time covers noise, product, tickets and denoising; the Merkle
-commitment is reported on its own (a miner serving inference hashes fixed weights once). Also:
-each path's phase split, the kernel alone with and without its in-register denoising, the
-verification time of a certificate at the first and at the last chunk, and its size.
+(oneDNN's int8 GEMM, torch._int_mm, monolithic or in row panels, or float32 GEMM where that is
+exact and faster: CPUs without VNNI), mining with the fused native kernel (backend `native`,
+where it built; `native-avx2` too on AVX-512 machines) and mining with the old chunked path
+(`torch-cpu`: one _int_mm per chunk, a fold pass, numpy states). The machine is shared and
+noisy, so only ratios are meaningful. Mining time covers noise, product, tickets and denoising;
+the Merkle commitment is reported on its own (a miner serving inference hashes fixed weights
+once). Also: each path's phase split, the kernel alone with and without its in-register
+denoising, the verification time of a certificate at the first and at the last chunk, and its
+size.
 
     python bench/pouw_overhead.py [--backends native torch-cpu] [--shapes 2048x2048x2048 ...]
                                   [--r 64] [--sweep 32 64 128] [--json]
@@ -44,20 +46,59 @@ DEFAULT_SHAPES = ["1024x1024x1024", "2048x2048x2048", "4096x4096x4096", "2048x40
 COMMITMENT = bytes(range(32))
 
 
-def plain_product_seconds(dev: Backend, a: Any, b: Any, m: int, n: int) -> float:
-    """Fastest of: one monolithic GEMM, or the same GEMM in row panels."""
-    best = float("inf")
-    t = time.perf_counter()
-    dev.to_numpy(dev.product(a, b))
-    best = min(best, time.perf_counter() - t)
-    panel = max(8, min(m, PANEL_BYTES // (4 * n)) // 8 * 8)
-    if panel < m:
-        out = np.empty((m, n), dtype=np.int32)
+def int8_gemm_competes(int8_dev: Backend, float_dev: Backend) -> bool:
+    """Whether oneDNN's int8 GEMM is within 2x of chunked float32 on a 512x1024x512 probe
+    (best of 3 each): where it is not (no VNNI) it cannot be the fastest plain product, and
+    timing it at 4096³ would take minutes a repeat."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(-64, 64, (512, 1024), dtype=np.int8)
+    b = rng.integers(-64, 64, (1024, 512), dtype=np.int8)
+    best = {}
+    for name, dev in (("int8", int8_dev), ("float", float_dev)):
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            dev.to_numpy(dev.product(dev.put(a), dev.put(b)))
+            times.append(time.perf_counter() - t)
+        best[name] = min(times)
+    return best["int8"] <= 2 * best["float"]
+
+
+def plain_product_seconds(int8_dev: Backend | None, float_dev: Backend, a: np.ndarray,
+                          b: np.ndarray) -> tuple[float, str]:
+    """The fastest exact plain product of A·B here, and which one it was: oneDNN's int8
+    GEMM (torch._int_mm, monolithic or in row panels), float32 GEMM in inner chunks of 1024
+    (exact for any int8 entries), or one float32 GEMM (exact for the int7 operands of
+    docs/pouw.md §1 while k·64·64 ≤ 2^24, i.e. k ≤ 4096). Conversions count. On a CPU
+    without VNNI (AVX2 only) oneDNN's int8 GEMM is a slow reference loop (2048³ on a Zen 2:
+    10.4 s against 0.37 s for chunked float32), so the float products must be in the race."""
+    (m, k), n = a.shape, b.shape[1]
+    times: dict[str, float] = {}
+
+    def timed(kind: str, run: Any) -> None:
         t = time.perf_counter()
-        for p0 in range(0, m, panel):
-            out[p0:p0 + panel] = dev.to_numpy(dev.product(a[p0:p0 + panel], b))
-        best = min(best, time.perf_counter() - t)
-    return best
+        run()
+        times[kind] = time.perf_counter() - t
+
+    if int8_dev is not None:
+        a_dev, b_dev = int8_dev.put(a), int8_dev.put(b)
+        timed("int8 GEMM", lambda: int8_dev.to_numpy(int8_dev.product(a_dev, b_dev)))
+    panel = max(8, min(m, PANEL_BYTES // (4 * n)) // 8 * 8)
+    if int8_dev is not None and panel < m:
+        out = np.empty((m, n), dtype=np.int32)
+
+        def panels() -> None:
+            for p0 in range(0, m, panel):
+                out[p0:p0 + panel] = int8_dev.to_numpy(int8_dev.product(a_dev[p0:p0 + panel],
+                                                                        b_dev))
+        timed("int8 GEMM in row panels", panels)
+    timed("float32 GEMM, 1024-deep chunks", lambda: float_dev.to_numpy(
+        float_dev.product(float_dev.put(a), float_dev.put(b))))
+    if k * 64 * 64 <= 2**24:
+        timed("float32 GEMM, one call (int7)", lambda: np.matmul(
+            a.astype(np.float32), b.astype(np.float32)).astype(np.int32))
+    kind = min(times, key=lambda name: times[name])
+    return times[kind], kind
 
 
 PHASES = ("commit", "noise", "product", "tickets", "denoise")
@@ -141,16 +182,18 @@ def kernel_split(a: np.ndarray, b: np.ndarray, params: PouwParams,
     return out
 
 
-def measure(shape: str, *, backends: list[str], r: int | None, repeats: int) -> dict[str, Any]:
+def measure(shape: str, *, backends: list[str], r: int | None, repeats: int,
+            int8_competes: bool) -> dict[str, Any]:
     m, k, n = (int(x) for x in shape.split("x"))
     rng = np.random.default_rng(7)
     a = rng.integers(-64, 64, (m, k), dtype=np.int8)
     b = rng.integers(-64, 64, (k, n), dtype=np.int8)
-    plain_dev = get_backend("torch-cpu")
-    a_dev, b_dev = plain_dev.put(a), plain_dev.put(b)
+    float_dev = get_backend("torch-cpu-float32")
+    int8_dev = get_backend("torch-cpu") if int8_competes else None
     sessions = {name: MiningSession(commitment=COMMITMENT, target=1, backend=name, r=r,
                                     max_wins=1) for name in backends}
     plain: list[float] = []
+    plain_kinds: list[str] = []
     mining: dict[str, list[float]] = {name: [] for name in backends}
     ratios: dict[str, list[float]] = {name: [] for name in backends}
     commit: dict[str, list[float]] = {name: [] for name in backends}
@@ -158,8 +201,9 @@ def measure(shape: str, *, backends: list[str], r: int | None, repeats: int) -> 
     names: dict[str, str] = {}
     for _ in range(repeats):
         for name, session in sessions.items():
-            p = plain_product_seconds(plain_dev, a_dev, b_dev, m, n)
+            p, plain_kind = plain_product_seconds(int8_dev, float_dev, a, b)
             plain.append(p)
+            plain_kinds.append(plain_kind)
             result = session.mine(a, b)
             names[name] = result.backend
             mine_s = sum(result.timings[ph] for ph in PHASES if ph != "commit")
@@ -182,6 +226,7 @@ def measure(shape: str, *, backends: list[str], r: int | None, repeats: int) -> 
         "margin_macs_old_path": params.r / n + params.r / m
         + 2 * denoise_limbs(k, params.r) * params.r / k,
         "plain_ms": statistics.median(plain) * 1e3,
+        "plain_kind": max(set(plain_kinds), key=plain_kinds.count),
         "verify_first_chunk_ms": first[0], "verify_first_chunk_cpu_ms": first[1],
         "verify_last_chunk_ms": last[0], "verify_last_chunk_cpu_ms": last[1],
         "certificate_bytes": len(last_cert),
@@ -205,10 +250,11 @@ def measure(shape: str, *, backends: list[str], r: int | None, repeats: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    paths = ("native", "native-vnni", "torch-cpu")
+    paths = ("native", "native-vnni", "native-avx2", "torch-cpu")
     default_backends = [b for b in paths if b in available_backends()]
     parser.add_argument("--backends", nargs="*", default=default_backends,
-                        help="mining paths to compare (default: native, native-vnni, torch-cpu)")
+                        help="mining paths to compare (default: native, native-vnni, native-avx2, "
+                        "torch-cpu where each runs)")
     parser.add_argument("--shapes", nargs="*", default=DEFAULT_SHAPES)
     parser.add_argument("--r", type=int, default=None, help="chunk size / noise rank")
     parser.add_argument("--repeats", type=int, default=3)
@@ -218,11 +264,17 @@ def main() -> None:
     args = parser.parse_args()
     operand_roots(np.zeros((8, 16), np.int8), np.zeros((16, 4), np.int8))  # warm imports
     chunk_sizes = args.sweep or [args.r]
-    rows = [measure(s, backends=args.backends, r=r, repeats=args.repeats)
-            for s in args.shapes for r in chunk_sizes]
+    int8_competes = int8_gemm_competes(get_backend("torch-cpu"),
+                                       get_backend("torch-cpu-float32"))
+    rows = [measure(s, backends=args.backends, r=r, repeats=args.repeats,
+                    int8_competes=int8_competes) for s in args.shapes for r in chunk_sizes]
     load = os.getloadavg()
     print(f"native kernel: {native_description()}; load average {load[0]:.1f} {load[1]:.1f} "
           f"{load[2]:.1f}")
+    print("plain: the fastest exact product per repeat"
+          + ("" if int8_competes else " (oneDNN's int8 GEMM left out: over 2x float32 on a "
+             "512x1024x512 probe, no VNNI)") + "; most often: "
+          + ", ".join(sorted({f"{row['shape']} {row['plain_kind']}" for row in rows})))
     print(f"{'shape':>16} {'r':>5} {'margin':>7} {'path':>34} {'plain ms':>9} {'mine ms':>9} "
           f"{'overhead':>8} {'+commit':>8}  phases ms")
     for row in rows:
@@ -246,6 +298,7 @@ def main() -> None:
         key = (lambda row: f"{row['shape']}/r{row['r']}") if args.sweep else (
             lambda row: row["shape"])
         print(json.dumps({"native": native_description(), "worst_case_verification": worst,
+                          "int8_gemm_in_plain_race": int8_competes,
                           "load_average": load,
                           "shapes": {key(row): row for row in rows}}))
     sys.stdout.flush()

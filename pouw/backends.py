@@ -181,7 +181,10 @@ def cupy_available() -> bool:
         return False
 
 
-BACKEND_NAMES = ("auto", "native", "native-vnni", "native-portable", "numpy",
+#: The native backends and the instruction set each asks the kernel for (-1: the best here).
+NATIVE_ISAS = {"native": -1, "native-vnni": 2, "native-avx2": 1, "native-portable": 0}
+
+BACKEND_NAMES = ("auto", "native", "native-vnni", "native-avx2", "native-portable", "numpy",
                  *TORCH_BACKEND_NAMES, "cupy")
 
 
@@ -193,7 +196,7 @@ def available_backends() -> list[str]:
     if native.available():
         best = native.best_isa()
         names += ["native"] + (["native-vnni"] if best > 2 else []) + (
-            ["native-portable"] if best > 0 else [])
+            ["native-avx2"] if best > 1 else []) + (["native-portable"] if best > 0 else [])
     if cuda_available():
         names.append("torch-cuda")
     if cupy_available():
@@ -209,10 +212,10 @@ def get_backend(name: str = "auto") -> Backend:
         name = ("torch-cuda" if cuda_available() else "cupy" if cupy_available()
                 else "native" if native.available()
                 else "torch-cpu" if torch_installed() else "numpy")
-    if name in ("native", "native-vnni", "native-portable"):
+    if name in NATIVE_ISAS:
         if not native.available():
             raise RuntimeError(f"backend {name}: the native kernel is not built")
-        return NativeBackend(isa={"native": -1, "native-vnni": 2, "native-portable": 0}[name])
+        return NativeBackend(isa=NATIVE_ISAS[name])
     if name == "numpy":
         return ArrayModuleBackend(np, "numpy-float32")
     if name in TORCH_BACKEND_NAMES:

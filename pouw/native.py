@@ -22,8 +22,9 @@ from pouw.params import PREFILTER_BITS, TILE_H, TILE_W
 #: Columns per kernel block (8 tiles of 4): packed B' is padded to a multiple of this.
 BLOCK_COLS = 32
 
-#: What the kernel runs: the portable C path, AVX-512 VNNI, or AMX tiles (with VNNI folds).
-ISA_NAMES = {0: "portable", 2: "avx512vnni", 3: "amx"}
+#: What the kernel runs: the portable C path, AVX2 (exact fp32 FMA: AVX2 has no exact 8-bit
+#: dot product), AVX-512 VNNI, or AMX tiles (with VNNI folds).
+ISA_NAMES = {0: "portable", 1: "avx2", 2: "avx512vnni", 3: "amx"}
 
 #: One prefilter candidate: (tile row, tile column, chunk, state), as fused.c lays it out.
 CANDIDATE_DTYPE = np.dtype([("tile_row", "<i4"), ("tile_col", "<i4"), ("chunk", "<i4"),
@@ -256,6 +257,8 @@ def fused_panel(a_biased: np.ndarray, packed: PackedRight, *, row_tile0: int,
                            packed.compensation.ctypes.data, rows, k, packed.n, packed.r,
                            row_tile0, states.ctypes.data, limit, out.ctypes.data,
                            cands.ctypes.data, max_candidates, *dn, isa)
+    if count == -2:
+        raise MemoryError("the native kernel could not allocate its float operands")
     if count < 0:
         raise ValueError("shape not accepted by the native kernel")
     if count > max_candidates:

@@ -718,8 +718,246 @@ static int64_t fused_amx(const uint8_t *a, const int8_t *bp, const uint32_t *com
 }
 #endif
 
-/* 3 when AMX runs here (and the OS grants the tile state), 2 for AVX-512 VNNI, 0 for the
- * portable path. */
+#ifdef POUW_X86
+/* AVX2 path (CPUs without VNNI: AVX2 has no exact 8-bit dot product, vpmaddubsw saturates):
+ * the products in fp32 FMA, 4 rows x 16 columns of accumulators. Entries of A', B' are in
+ * [-128, 127], so a sum of up to F32_DEPTH = 1024 products stays within 2^24 and fp32 holds
+ * every partial sum exactly; each chunk (r <= 1024, docs/pouw.md §1) is summed in fp32,
+ * converted and added to an int32 running sum, so the folds, states and product equal the
+ * other paths bit for bit. Per (row panel, 32-column block) task, B' is widened once to
+ * floats per 16-column half, A' once per 8-row block; the fold is split in two row quads
+ * (XOR is associative) and the states are mixed after both. */
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+#define F32_DEPTH 1024
+#define HALF_COLS 16
+
+/* dst[i][x] = src[i][x] - 128 as floats (src: u8 rows with the kernels' bias). */
+AVX2_TARGET static void widen_rows_f32(const uint8_t *src, int64_t rows, int64_t stride,
+                                       int64_t len, float *dst) {
+    const __m256i bias = _mm256_set1_epi32(128);
+    for (int64_t i = 0; i < rows; i++) {
+        const uint8_t *s = src + i * stride;
+        float *d = dst + i * len;
+        for (int64_t x = 0; x < len; x += 8) {
+            const __m128i v = _mm_loadl_epi64((const __m128i *)(s + x));
+            _mm256_storeu_ps(d + x, _mm256_cvtepi32_ps(
+                                        _mm256_sub_epi32(_mm256_cvtepu8_epi32(v), bias)));
+        }
+    }
+}
+
+/* dst[x][j] = column 16*half + j of a packed block (pouw_pack_b's [depth/4][32][4]) at depth x,
+ * as floats: per 4-deep group, the half's 64 bytes (16 columns of 4) are transposed to 4 rows
+ * of 16 by a byte shuffle within each 128-bit lane and a dword permute across lanes. */
+AVX2_TARGET static void widen_half_f32(const int8_t *blk, int64_t depth, int half, float *dst) {
+    /* within a lane: 4 columns x 4 deep -> 4 deep x 4 columns */
+    const __m256i by_depth = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11,
+                                              15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7,
+                                              11, 15);
+    /* dwords (lane0: q0 q1 q2 q3 of cols 0-3, lane1: of cols 4-7) -> q0 q0' q1 q1' ... */
+    const __m256i pair = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t g = 0; g < depth / 4; g++) {
+        const int8_t *src = blk + g * STEP_BYTES + HALF_COLS * half * 4;
+        const __m256i lo = _mm256_permutevar8x32_epi32(
+            _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)src), by_depth), pair);
+        const __m256i hi = _mm256_permutevar8x32_epi32(
+            _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(src + 32)), by_depth), pair);
+        /* lo: 8 bytes per depth q (columns 0-7), hi: the same for columns 8-15 */
+        int8_t t[64];
+        _mm256_storeu_si256((__m256i *)t, lo);
+        _mm256_storeu_si256((__m256i *)(t + 32), hi);
+        for (int q = 0; q < 4; q++) {
+            float *d = dst + (4 * g + q) * HALF_COLS;
+            const __m128i l8 = _mm_loadl_epi64((const __m128i *)(t + 8 * q));
+            const __m128i h8 = _mm_loadl_epi64((const __m128i *)(t + 32 + 8 * q));
+            _mm256_storeu_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(l8)));
+            _mm256_storeu_ps(d + 8, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h8)));
+        }
+    }
+}
+
+/* sum[i][j] += sum over x in [x0, x1) of af[i][x] * bf[x][j], for `rows` rows (a constant
+ * after inlining: 6 rows keep 12 accumulators in flight, enough to cover the FMA latency)
+ * and 16 columns (x1 - x0 <= F32_DEPTH: exact in fp32). */
+AVX2_TARGET static inline __attribute__((always_inline)) void
+rows_f32(const float *af, int64_t lda, const float *bf, int64_t x0, int64_t x1,
+         int32_t sum[][HALF_COLS], const int rows) {
+    __m256 acc[6][2];
+    for (int i = 0; i < rows; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int64_t x = x0; x < x1; x++) {
+        const __m256 b0 = _mm256_loadu_ps(bf + x * HALF_COLS);
+        const __m256 b1 = _mm256_loadu_ps(bf + x * HALF_COLS + 8);
+        for (int i = 0; i < rows; i++) {
+            const __m256 av = _mm256_broadcast_ss(af + i * lda + x);
+            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    for (int i = 0; i < rows; i++)
+        for (int h = 0; h < 2; h++) {
+            __m256i *s = (__m256i *)(sum[i] + 8 * h);
+            _mm256_storeu_si256(s, _mm256_add_epi32(_mm256_loadu_si256(s),
+                                                    _mm256_cvtps_epi32(acc[i][h])));
+        }
+}
+
+AVX2_TARGET static void rows6_f32(const float *af, int64_t lda, const float *bf, int64_t x0,
+                                  int64_t x1, int32_t sum[][HALF_COLS]) {
+    rows_f32(af, lda, bf, x0, x1, sum, 6);
+}
+
+AVX2_TARGET static void rows4_f32(const float *af, int64_t lda, const float *bf, int64_t x0,
+                                  int64_t x1, int32_t sum[][HALF_COLS]) {
+    rows_f32(af, lda, bf, x0, x1, sum, 4);
+}
+
+AVX2_TARGET static void rows2_f32(const float *af, int64_t lda, const float *bf, int64_t x0,
+                                  int64_t x1, int32_t sum[][HALF_COLS]) {
+    rows_f32(af, lda, bf, x0, x1, sum, 2);
+}
+
+/* The XOR of each 4-column tile of one row's 16 sums (tiles 0..3), into fold[t * stride]. */
+AVX2_TARGET static void row_folds(const int32_t row[HALF_COLS], uint32_t *fold, int64_t stride) {
+    for (int h = 0; h < 2; h++) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(row + 8 * h));
+        x = _mm256_xor_si256(x, _mm256_shuffle_epi32(x, 0xB1));
+        x = _mm256_xor_si256(x, _mm256_shuffle_epi32(x, 0x4E));
+        fold[(2 * h) * stride] ^= (uint32_t)_mm256_extract_epi32(x, 0);
+        fold[(2 * h + 1) * stride] ^= (uint32_t)_mm256_extract_epi32(x, 4);
+    }
+}
+
+/* rf: each digit's right operand for this half, widened (limbs x depth x 16 floats).
+ * out[i][j] -= D for rows rb*8.. and the 16 columns (D = sum_l 128^l Left_l Right_l by Horner,
+ * each digit product in exact fp32 pieces of F32_DEPTH). */
+AVX2_TARGET static void denoise_half_f32(const denoise_args *dn, int64_t rb, float *lf,
+                                         const float *rf,
+                                         int32_t d[TILE_H][HALF_COLS]) {
+    const int64_t depth = dn->depth;
+    memset(d, 0, sizeof(int32_t) * TILE_H * HALF_COLS);
+    for (int64_t l = dn->limbs - 1; l >= 0; l--) {
+        for (int i = 0; i < TILE_H; i++)
+            for (int j = 0; j < HALF_COLS; j++) d[i][j] = (int32_t)((uint32_t)d[i][j] << 7);
+        widen_rows_f32(dn->left + (l * dn->rows_total + dn->row0 + rb * TILE_H) * depth,
+                       TILE_H, depth, depth, lf);
+        for (int quad = 0; quad < 2; quad++)
+            for (int64_t x0 = 0; x0 < depth; x0 += F32_DEPTH)
+                rows4_f32(lf + 4 * quad * depth, depth, rf + l * depth * HALF_COLS, x0,
+                          x0 + F32_DEPTH < depth ? x0 + F32_DEPTH : depth, d + 4 * quad);
+    }
+}
+
+AVX2_TARGET
+static int64_t fused_avx2(const uint8_t *a, const int8_t *bp, int64_t rows, int64_t k,
+                          int64_t n, int64_t r, int64_t row_tile0, uint64_t *states,
+                          uint64_t limit, int32_t *out, pouw_candidate *cands,
+                          int64_t max_cands, const denoise_args *dn) {
+    const int64_t nb = column_blocks(n), npad = nb * BLOCK_COLS, groups = k / 4;
+    const int64_t tile_cols = n / TILE_W, row_blocks = rows / TILE_H, chunks = k / r;
+    int64_t count = 0;
+    /* each task widens its B' block to floats: the int8 paths' panels amortise that (a
+     * task streams its A' rows once per 16-column half; B''s half stays in L2) */
+    const int64_t per_panel = panel_blocks(k, TILE_H, row_blocks);
+    const int64_t panels = (row_blocks + per_panel - 1) / per_panel;
+    const int64_t depth = dn->limbs > 0 ? dn->depth : 4;
+    float *af = (float *)malloc((size_t)(rows * k) * sizeof(float));
+    if (af == NULL) return -2;
+    int failed = 0; /* a thread could not allocate its buffers: its tasks are not done */
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int64_t rb = 0; rb < row_blocks; rb++)
+            widen_rows_f32(a + rb * TILE_H * k, TILE_H, k, k, af + rb * TILE_H * k);
+        float *bf = (float *)malloc((size_t)(k * HALF_COLS) * sizeof(float));
+        float *lf = (float *)malloc((size_t)(TILE_H * depth) * sizeof(float));
+        float *rf = (float *)malloc((size_t)((dn->limbs > 0 ? dn->limbs : 1) * depth *
+                                             HALF_COLS) * sizeof(float));
+        uint32_t *folds = (uint32_t *)malloc((size_t)(per_panel * 4 * chunks) * sizeof(uint32_t));
+        int32_t *sums = (int32_t *)malloc((size_t)(per_panel * TILE_H * HALF_COLS) * sizeof(int32_t));
+        const int have_buffers = bf && lf && rf && folds && sums;
+        if (!have_buffers) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int64_t rp = 0; rp < panels; rp++) {
+        for (int64_t cb = 0; cb < nb; cb++) {
+            if (!have_buffers) continue;
+            const int64_t rb_end = (rp + 1) * per_panel < row_blocks ? (rp + 1) * per_panel
+                                                                       : row_blocks;
+            for (int half = 0; half < 2; half++) {
+                const int64_t col0 = cb * BLOCK_COLS + half * HALF_COLS;
+                if (col0 >= n) break;
+                const int64_t live = n - col0 < HALF_COLS ? n - col0 : HALF_COLS;
+                widen_half_f32(bp + cb * groups * STEP_BYTES, k, half, bf);
+                for (int64_t l = 0; l < dn->limbs; l++)
+                    widen_half_f32(dn->right + (l * npad + cb * BLOCK_COLS) * depth, depth, half,
+                                   rf + l * depth * HALF_COLS);
+                /* the panel's rows in groups of 6 (then 4 or 2: 8 rows a block), each row's
+                 * tile XORs into its block's folds; states are mixed per block after */
+                const int64_t rb0 = rp * per_panel, prows = (rb_end - rb0) * TILE_H;
+                memset(sums, 0, (size_t)(prows * HALF_COLS) * sizeof(int32_t));
+                memset(folds, 0, (size_t)((rb_end - rb0) * 4 * chunks) * sizeof(uint32_t));
+                for (int64_t i0 = 0; i0 < prows; i0 += 6) {
+                    const int64_t group = prows - i0 < 6 ? prows - i0 : 6;
+                    const float *arow = af + (rb0 * TILE_H + i0) * k;
+                    int32_t (*srow)[HALF_COLS] = (int32_t (*)[HALF_COLS])(sums + i0 * HALF_COLS);
+                    for (int64_t c = 0; c < chunks; c++) {
+                        if (group == 6) rows6_f32(arow, k, bf, c * r, (c + 1) * r, srow);
+                        else if (group == 4) rows4_f32(arow, k, bf, c * r, (c + 1) * r, srow);
+                        else rows2_f32(arow, k, bf, c * r, (c + 1) * r, srow);
+                        for (int64_t i = 0; i < group; i++)
+                            row_folds(srow[i], folds + ((i0 + i) / TILE_H) * 4 * chunks + c,
+                                      chunks);
+                    }
+                }
+                for (int64_t rb = rb0; rb < rb_end; rb++) {
+                    int32_t (*sum)[HALF_COLS] =
+                        (int32_t (*)[HALF_COLS])(sums + (rb - rb0) * TILE_H * HALF_COLS);
+                    const uint32_t *bfold = folds + (rb - rb0) * 4 * chunks;
+                    for (int t = 0; t < 4 && 4 * t < live; t++) {
+                        const int64_t tc = col0 / TILE_W + t;
+                        uint64_t st = states[rb * tile_cols + tc];
+                        for (int64_t c = 0; c < chunks; c++) {
+                            st = (st ^ (uint64_t)bfold[t * chunks + c]) * K_CHUNK;
+                            if (st <= limit)
+                                record(cands, max_cands, &count, (int32_t)(row_tile0 + rb),
+                                       (int32_t)tc, (int32_t)c, st);
+                        }
+                        states[rb * tile_cols + tc] = st;
+                    }
+                    int32_t d[TILE_H][HALF_COLS];
+                    if (dn->limbs > 0)
+                        denoise_half_f32(dn, rb, lf, rf, d);
+                    else
+                        memset(d, 0, sizeof d);
+                    for (int i = 0; i < TILE_H; i++) {
+                        int32_t *orow = out + (rb * TILE_H + i) * n + col0;
+                        for (int j = 0; j < live; j++)
+                            orow[j] = (int32_t)((uint32_t)sum[i][j] - (uint32_t)d[i][j]);
+                    }
+                }
+            }
+        }
+        }
+        free(sums);
+        free(folds);
+        free(rf);
+        free(lf);
+        free(bf);
+    }
+    free(af);
+    return failed ? -2 : count;
+}
+
+static int avx2_usable(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+
+/* 3 when AMX runs here (and the OS grants the tile state), 2 for AVX-512 VNNI, 1 for AVX2 with
+ * FMA, 0 for the portable path. */
 int pouw_best_isa(void) {
 #ifdef POUW_X86
     __builtin_cpu_init();
@@ -727,6 +965,7 @@ int pouw_best_isa(void) {
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512vnni"))
         return amx_usable() ? 3 : 2;
+    if (avx2_usable()) return 1;
 #endif
     return 0;
 }
@@ -742,8 +981,9 @@ int pouw_threads(void) {
 /* Mine rows [row_tile0*8, row_tile0*8 + rows) of one job: out = A'B' (int32), states advanced
  * through every chunk, and each (tile, chunk) whose state is <= limit listed in cands (the
  * return value is their number, which may exceed max_cands: then the list is incomplete).
- * isa: -1 best available, 0 portable, 2 AVX-512 VNNI, 3 AMX (each falls back to the next one
- * down where absent or where the shape does not suit it). */
+ * isa: -1 best available, 0 portable, 1 AVX2 (fp32 FMA), 2 AVX-512 VNNI, 3 AMX (each falls
+ * back to the next one down where absent or where the shape does not suit it). Returns -1 for
+ * a shape no path takes, -2 if memory ran out. */
 int64_t pouw_fused(const uint8_t *a, const int8_t *bp, const uint32_t *comp, int64_t rows,
                    int64_t k, int64_t n, int64_t r, int64_t row_tile0, uint64_t *states,
                    uint64_t limit, int32_t *out, pouw_candidate *cands, int64_t max_cands,
@@ -761,6 +1001,9 @@ int64_t pouw_fused(const uint8_t *a, const int8_t *bp, const uint32_t *comp, int
     if (isa >= 2)
         return fused_avx512(a, bp, comp, rows, k, n, r, row_tile0, states, limit, out, cands,
                             max_cands, dn);
+    if (isa == 1 && r <= F32_DEPTH && avx2_usable())
+        return fused_avx2(a, bp, rows, k, n, r, row_tile0, states, limit, out, cands,
+                          max_cands, dn);
 #endif
     return fused_generic(a, bp, comp, rows, k, n, r, row_tile0, states, limit, out, cands,
                          max_cands, dn);

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not native.available(),
                                 reason="native kernel not built (python setup.py build_ext)")
 
 #: Every code path this CPU runs: portable (0), AVX-512 VNNI (2), AMX (3).
-ISAS = [isa for isa in (0, 2, 3) if native.available() and isa <= native.best_isa()]
+ISAS = [isa for isa in (0, 1, 2, 3) if native.available() and isa <= native.best_isa()]
 
 
 def kernel_reference(a: np.ndarray, b: np.ndarray, r: int, states: np.ndarray, limit: int,

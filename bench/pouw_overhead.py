@@ -248,7 +248,7 @@ def measure(shape: str, *, backends: list[str], r: int | None, repeats: int,
     return row
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     paths = ("native", "native-vnni", "native-avx2", "torch-cpu")
     default_backends = [b for b in paths if b in available_backends()]
@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--sweep", type=int, nargs="*", default=None, metavar="R",
                         help="measure each shape at each of these chunk sizes")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     operand_roots(np.zeros((8, 16), np.int8), np.zeros((16, 4), np.int8))  # warm imports
     chunk_sizes = args.sweep or [args.r]
     int8_competes = int8_gemm_competes(get_backend("torch-cpu"),
@@ -294,14 +294,15 @@ def main() -> None:
           f"{worst['first_chunk_ms']:.2f} ms (CPU {worst['first_chunk_cpu_ms']:.2f}), last chunk "
           f"({worst['chunks'] - 1}) {worst['last_chunk_ms']:.2f} ms "
           f"(CPU {worst['last_chunk_cpu_ms']:.2f}); certificate {worst['certificate_bytes']} B")
+    key = (lambda row: f"{row['shape']}/r{row['r']}") if args.sweep else (
+        lambda row: row["shape"])
+    result = {"native": native_description(), "worst_case_verification": worst,
+              "int8_gemm_in_plain_race": int8_competes, "load_average": load,
+              "shapes": {key(row): row for row in rows}}
     if args.json:
-        key = (lambda row: f"{row['shape']}/r{row['r']}") if args.sweep else (
-            lambda row: row["shape"])
-        print(json.dumps({"native": native_description(), "worst_case_verification": worst,
-                          "int8_gemm_in_plain_race": int8_competes,
-                          "load_average": load,
-                          "shapes": {key(row): row for row in rows}}))
+        print(json.dumps(result))
     sys.stdout.flush()
+    return result
 
 
 def native_description() -> str:

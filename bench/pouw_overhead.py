@@ -41,27 +41,10 @@ from pouw.noise import (
 )
 from pouw.params import K_MAX, MAX_CHUNKS, MAX_TARGET, TILE_H, TILE_W, default_r
 from pouw.tickets import initial_states
+from pouw.torch_backend import int_mm_usable
 
 DEFAULT_SHAPES = ["1024x1024x1024", "2048x2048x2048", "4096x4096x4096", "2048x4096x4096"]
 COMMITMENT = bytes(range(32))
-
-
-def int8_gemm_competes(int8_dev: Backend, float_dev: Backend) -> bool:
-    """Whether oneDNN's int8 GEMM is within 2x of chunked float32 on a 512x1024x512 probe
-    (best of 3 each): where it is not (no VNNI) it cannot be the fastest plain product, and
-    timing it at 4096³ would take minutes a repeat."""
-    rng = np.random.default_rng(3)
-    a = rng.integers(-64, 64, (512, 1024), dtype=np.int8)
-    b = rng.integers(-64, 64, (1024, 512), dtype=np.int8)
-    best = {}
-    for name, dev in (("int8", int8_dev), ("float", float_dev)):
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            dev.to_numpy(dev.product(dev.put(a), dev.put(b)))
-            times.append(time.perf_counter() - t)
-        best[name] = min(times)
-    return best["int8"] <= 2 * best["float"]
 
 
 def plain_product_seconds(int8_dev: Backend | None, float_dev: Backend, a: np.ndarray,
@@ -69,9 +52,8 @@ def plain_product_seconds(int8_dev: Backend | None, float_dev: Backend, a: np.nd
     """The fastest exact plain product of A·B here, and which one it was: oneDNN's int8
     GEMM (torch._int_mm, monolithic or in row panels), float32 GEMM in inner chunks of 1024
     (exact for any int8 entries), or one float32 GEMM (exact for the int7 operands of
-    docs/pouw.md §1 while k·64·64 ≤ 2^24, i.e. k ≤ 4096). Conversions count. On a CPU
-    without VNNI (AVX2 only) oneDNN's int8 GEMM is a slow reference loop (2048³ on a Zen 2:
-    10.4 s against 0.37 s for chunked float32), so the float products must be in the race."""
+    docs/pouw.md §1 while k·64·64 ≤ 2^24, i.e. k ≤ 4096). Conversions count. ``int8_dev`` is
+    None where oneDNN's int8 GEMM is not usable (no int8 dot-product instruction)."""
     (m, k), n = a.shape, b.shape[1]
     times: dict[str, float] = {}
 
@@ -264,16 +246,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     operand_roots(np.zeros((8, 16), np.int8), np.zeros((16, 4), np.int8))  # warm imports
     chunk_sizes = args.sweep or [args.r]
-    int8_competes = int8_gemm_competes(get_backend("torch-cpu"),
-                                       get_backend("torch-cpu-float32"))
+    # without an int8 dot-product instruction oneDNN's int8 GEMM is a slow reference loop
+    # (2048³ on a Zen 2: 10.4 s against 0.37 s for float32) and torch-cpu runs float32 instead
+    int8_competes = int_mm_usable("cpu")
     rows = [measure(s, backends=args.backends, r=r, repeats=args.repeats,
                     int8_competes=int8_competes) for s in args.shapes for r in chunk_sizes]
     load = os.getloadavg()
     print(f"native kernel: {native_description()}; load average {load[0]:.1f} {load[1]:.1f} "
           f"{load[2]:.1f}")
     print("plain: the fastest exact product per repeat"
-          + ("" if int8_competes else " (oneDNN's int8 GEMM left out: over 2x float32 on a "
-             "512x1024x512 probe, no VNNI)") + "; most often: "
+          + ("" if int8_competes else " (oneDNN's int8 GEMM left out: this CPU has no int8 "
+             "dot-product instruction, and it is 15-50x slower than float32 here)")
+          + "; most often: "
           + ", ".join(sorted({f"{row['shape']} {row['plain_kind']}" for row in rows})))
     print(f"{'shape':>16} {'r':>5} {'margin':>7} {'path':>34} {'plain ms':>9} {'mine ms':>9} "
           f"{'overhead':>8} {'+commit':>8}  phases ms")

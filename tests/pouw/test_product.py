@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pouw import MAX_TARGET, OperandError, ParamsError, available_backends, default_r, mine_product
 from pouw.backends import get_backend
-from pouw.torch_backend import TorchBackend, int_mm_is_exact
+from pouw.torch_backend import TorchBackend, cpu_has_int8_dot, int_mm_is_exact, int_mm_usable
 
 from .conftest import COMMITMENT, random_operands
 
@@ -130,3 +130,29 @@ def test_bad_operands_are_rejected(a: np.ndarray, b: np.ndarray, error: type[Exc
 def test_default_r_is_the_largest_power_of_two_up_to_256_dividing_k(k: int, r: int) -> None:
 
     assert default_r(k) == r
+
+
+ZEN2_FLAGS = ("flags\t\t: fpu sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2 sha_ni\n"
+              "bugs\t\t: sysret_ss_attrs\n")
+
+
+@pytest.mark.parametrize(("cpuinfo", "has"), [
+    (ZEN2_FLAGS, False),  # AVX2 only: oneDNN's int8 GEMM is a reference loop there
+    (ZEN2_FLAGS.replace("avx2", "avx2 avx512f avx512_vnni"), True),
+    (ZEN2_FLAGS.replace("avx2", "avx2 avx_vnni"), True),
+    (ZEN2_FLAGS.replace("avx2", "avx2 amx_tile amx_int8"), True),
+    ("processor\t: 0\nFeatures\t: fp asimd aes crc32 asimddp\n", True),  # Arm dot product
+    ("processor\t: 0\nFeatures\t: fp asimd aes crc32\n", False),
+    ("processor\t: 0\n", True),  # no flags to read: oneDNN trusted
+])
+def test_int8_dot_product_instruction_read_from_cpuinfo(cpuinfo: str, has: bool) -> None:
+    assert cpu_has_int8_dot(cpuinfo) is has
+
+
+def test_torch_cpu_runs_int8_gemm_only_where_usable() -> None:
+    """torch-cpu takes oneDNN's int8 GEMM only where it is exact and the CPU has an int8 dot
+    product; elsewhere it is the float32 path, with the same product."""
+    backend = TorchBackend("cpu")
+    assert backend.int_mm == int_mm_usable("cpu")
+    assert backend.int_mm == (cpu_has_int8_dot() and int_mm_is_exact("cpu"))
+    assert backend.name == ("torch-cpu-int8" if backend.int_mm else "torch-cpu-float32")

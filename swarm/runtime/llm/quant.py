@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pouw.torch_backend import int_mm_is_exact
+from pouw.backends import chunked_float_product
+from pouw.torch_backend import int_mm_usable
 
 #: product(a, b): the exact product of int8 a (m x k) and int8 b (k x n), any int dtype
 ProductFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -115,17 +116,16 @@ def split_digits(q: torch.Tensor) -> np.ndarray:
     return torch.cat([hi, lo]).to(torch.int8).numpy()
 
 
-def _int_mm_exact() -> bool:
-    return bool(int_mm_is_exact("cpu"))
-
-
 def default_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact int8 product on this machine: torch._int_mm where a start-up self-test proved it
-    exact (CPUs with VNNI), else float64 (exact: |sums| < 2^53)."""
+    """Exact int8 product on this machine: torch._int_mm where it is exact and fast (a CPU
+    with VNNI or AMX: `int_mm_usable`), else float32 GEMM in inner chunks of 1024, exact
+    (pouw's `chunked_float_product`; 15-50x faster than oneDNN's int8 loop without VNNI)."""
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    if _int_mm_exact():
+    if int_mm_usable("cpu"):
         return torch._int_mm(ta, tb).numpy()
-    return (ta.to(torch.float64) @ tb.to(torch.float64)).to(torch.int64).numpy()
+    out: torch.Tensor = chunked_float_product(torch.matmul, lambda x: x.to(torch.int32),
+                                              ta.to(torch.float32), tb.to(torch.float32))
+    return out.numpy()
 
 
 @dataclass

@@ -287,3 +287,19 @@ def test_continuation_logprobs_share_the_prefix(tiny: TinyModel, int8: bool) -> 
         longest_prefix, longest_fed = len(question), max(len(c) - 1 for _p, c in pairs)
         assert seen[0] == 2 * 2 * longest_prefix  # 2 prefixes x 2 digits x padded length
         assert seen[4 * N_LAYER] == 2 * len(pairs) * longest_fed
+
+
+def test_default_product_is_exact_at_the_int8_extremes() -> None:
+    """The LLM's int8 product (oneDNN's int8 GEMM where usable, else chunked float32) equals
+    the int64 reference where float32 would round: inner length past 1024, entries ±128."""
+    rng = np.random.default_rng(4)
+    a = rng.choice(np.array([-128, 127, -127], np.int8), (17, 2304))
+    b = rng.choice(np.array([-128, 127, 1], np.int8), (2304, 40))
+    a[:8] = -128
+    a[:8, ::7] = 127
+    b[:, :20] = -127
+    b[::5, :20] = 1  # sums past 2^24 that float32 cannot hold exactly
+    want = a.astype(np.int64) @ b.astype(np.int64)
+    one_call = (a.astype(np.float32) @ b.astype(np.float32)).astype(np.int64)
+    assert not np.array_equal(one_call, want)  # so the inner chunks are what makes it exact
+    assert np.array_equal(np.asarray(default_product(a, b)).astype(np.int64), want)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from swarm.runtime.llm.gguf_file import LlamaConfig
 
@@ -105,9 +106,13 @@ class LlamaModel:
             keys.append(k)
             values.append(v)
             groups = nh // nkv
-            attn = F.scaled_dot_product_attention(
-                q, k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1),
-                attn_mask=allowed)
+            # the math kernel: torch's CPU flash kernel gives a batch row a result that
+            # depends on the thread that ran it (1-3 queries, i.e. decoding; seen on AVX2
+            # with 2 threads), so two copies of one prompt in a batch answered differently
+            with sdpa_kernel(SDPBackend.MATH):
+                attn = F.scaled_dot_product_attention(
+                    q, k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1),
+                    attn_mask=allowed)
             x = x + self.linears(f"{i}.o", attn.transpose(1, 2).reshape(b, t, nh * hd))
             h = rms_norm(x, self.ffn_norms[i], c.rms_eps)
             gate, up = self.linears(f"{i}.gate_up", h).chunk(2, dim=-1)

@@ -2,7 +2,8 @@
 
 - numpy: float32 GEMM on inner chunks of at most 1024 (every partial sum < 2^24, exact).
 - torch CPU: torch._int_mm (oneDNN s8s8s32) when a start-up self-test on extreme values
-  passes on this CPU, else the float32 path on torch.
+  passes on this CPU and it has an int8 dot-product instruction (without one oneDNN runs a
+  slow reference loop), else the float32 path on torch.
 - torch CUDA and cupy: same code on the device, selected only when the library imports
   and a device exists; the same self-test guards int8 GEMM.
 - native: the fused C kernel (pouw/native.py) for the chunked product, folds and tile states,

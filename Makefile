@@ -30,7 +30,7 @@ test: lint typecheck pytest
 
 ## make test-fast: the inner loop, every test that starts no process (pytest -m "not slow")
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --no-loadscope-reorder
 
 ## make test-repeat N=5: issue 12's check, `make test` N times in a row in a fresh clone of
 ## HEAD beside a busy core, stopping at the first failure (.ci/repeat; BUSY=0, KEEP=1)
@@ -44,8 +44,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy core pouw consensus contracts node swarm testnet
 
+## the suite runs on TEST_WORKERS pytest-xdist workers, each test file whole on one and the
+## SmolLM2 files one after another (tests/conftest.py); TEST_WORKERS=0 runs it in one process
+TEST_WORKERS ?= 2
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --no-loadscope-reorder
 
 ## make bench: every benchmark, tables on stdout
 bench: $(STAMP)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from hypothesis import settings
+from xdist.scheduler import LoadScopeScheduling
 
 from tests.framework.chain import Chain, new_chain
+from tests.framework.llm import SMOLLM2_FILES, convert_once
 
 # Property tests draw the same examples in every run (derandomize) and keep no example
 # database between runs: a suite whose examples change from run to run fails only when one
@@ -36,6 +40,32 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class TestFileScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped
+    """``make test``'s pytest-xdist schedule: each test file runs whole, in order, on one
+    worker (its module fixtures are made once, its tests keep the order they were written
+    in), and the files of `SMOLLM2_FILES` run as one unit, one after another, so two
+    language-model tests never share the CPU (their waits are sized for one at a time).
+
+    The xdist_group mark cannot say this: pytest-xdist 3.8 tags a grouped test by assigning
+    ``item._nodeid``, which pytest 9 no longer reads (its node id lives in ``_id``), so
+    ``--dist loadgroup`` silently ungroups every test. A scope is what the controller sees of
+    a test, its node id: the file path, or the group's name."""
+
+    __test__ = False  # its name starts with "Test": keep pytest from collecting it
+
+    def _split_scope(self, nodeid: str) -> str:
+        path = nodeid.split("::", 1)[0]
+        return "smollm2" if path in SMOLLM2_FILES else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling:
+    """Every distributed run (``pytest -n N``) schedules by test file (`TestFileScheduling`,
+    whatever ``--dist`` says); ``make test`` adds ``--no-loadscope-reorder`` so the files go
+    out in collection order, the SmolLM2 unit with the first of them (tests/bench)."""
+    return TestFileScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
@@ -73,3 +103,10 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def llm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped SmolLM2's conversion cache, made once per session (`tests.framework.llm`);
+    tests read it, never write it."""
+    return convert_once(tmp_path_factory.mktemp("llm-cache"))

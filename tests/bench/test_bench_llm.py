@@ -1,5 +1,6 @@
 """bench/inference.py and bench/swarm_llm.py run on the shipped SmolLM2 at tiny sizes and
-end with their JSON line (smoke tests; they start the bench as a process)."""
+end with their JSON line (smoke tests; they start the bench as a process, on the session's
+converted model: `llm_cache`)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def _run_bench(script: str, *args: str, cache: Path) -> tuple[list[str], dict[st
 
 
 @pytest.mark.slow
-def test_inference_bench_prints_table_and_json_last(tmp_path: Path) -> None:
+def test_inference_bench_prints_table_and_json_last(llm_cache: Path) -> None:
     lines, result = _run_bench("inference.py", "--tokens", "2", "--repeat", "1",
-                               "--answerers", "2", cache=tmp_path)
+                               "--answerers", "2", cache=llm_cache)
     rows = result["speed"]["rows"]
     assert list(rows) == ["float", "int8", "int8 mined", "transformers generate"]
     assert all(row["tokens_per_s"] > 0 for row in rows.values())
@@ -53,11 +54,11 @@ def test_inference_bench_prints_table_and_json_last(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_reference_check_agrees_with_transformers(tmp_path: Path) -> None:
+def test_reference_check_agrees_with_transformers(llm_cache: Path) -> None:
     """Our loader and float forward against transformers on the shipped GGUF: the script
     exits 0 only if token ids are identical, logits agree and greedy continuations share
     their first tokens."""
-    lines, result = _run_bench("llm_reference_check.py", "--tokens", "8", cache=tmp_path)
+    lines, result = _run_bench("llm_reference_check.py", "--tokens", "8", cache=llm_cache)
     assert result["reference"].startswith("transformers ")
     assert result["rows"] and all(r["same_ids"] for r in result["rows"])
     assert all(r["max_abs_logit_diff"] < 1e-3 for r in result["rows"])
@@ -66,9 +67,9 @@ def test_reference_check_agrees_with_transformers(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_swarm_llm_bench_prints_table_and_json_last(tmp_path: Path) -> None:
+def test_swarm_llm_bench_prints_table_and_json_last(llm_cache: Path) -> None:
     lines, result = _run_bench("swarm_llm.py", "--questions", "3", "--answerers", "3",
-                               "--max-tokens", "8", cache=tmp_path)
+                               "--max-tokens", "8", cache=llm_cache)
     assert result["questions"] == 3 and len(result["answerers"]) == 3
     acc = result["accuracy"]
     ceiling = acc["oracle (some answer right)"]

@@ -6,13 +6,16 @@ settles on chain, the same on every node."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
 from consensus.genesis import load_genesis_config
+from node.swarm.backend import LLM_CACHE_DIR
 from testnet.launcher import swarm_settings
+from tests.framework.llm import seed_cache
 from tests.framework.nodes import TestNetwork, TestNode
 from tests.framework.swarm import beacon_wait
 from tests.framework.util import wait_until
@@ -61,10 +64,11 @@ def _ask_france(client: openai.OpenAI, origin: TestNode) -> tuple[str, dict[str,
 
 
 def test_openai_client_asks_the_language_model_swarm_and_the_round_settles(
-        network: TestNetwork) -> None:
+        network: TestNetwork, llm_cache: Path) -> None:
     nodes = [network.add_node(start=False, mine=i == 0, dev_key=i, config={
         **swarm_settings(i), "mining_block_interval": BLOCK_INTERVAL}) for i in range(NODES)]
-    for node in nodes:
+    for node in nodes:  # each opens its own datadir/llm-cache, seeded: no conversion
+        seed_cache(llm_cache, node.datadir / LLM_CACHE_DIR)
         node.launch()
     for node in nodes:
         node.wait_started(LOAD_TIMEOUT)

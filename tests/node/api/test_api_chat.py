@@ -306,11 +306,12 @@ async def test_models_list_under_the_interim_rule(chat_node: Node) -> None:
 
 
 @pytest.mark.slow
-async def test_smollm2_node_honours_options_and_measures_tokens(tmp_path: Path) -> None:
+async def test_smollm2_node_honours_options_and_measures_tokens(tmp_path: Path,
+                                                               llm_cache: Path) -> None:
     """The node's SmolLM2 backend (`LLMSwarmBackend`, float path) on one node: the answer,
     stop and max_tokens at the answerer, and the context window measured with the model's
     tokenizer."""
-    backend = LLMSwarmBackend(load_engine(cache_dir=tmp_path / "llm", int8=False))
+    backend = LLMSwarmBackend(load_engine(cache_dir=llm_cache, int8=False))
     node = await solo_chat_node(tmp_path, backend)
     client = openai_client(node)
     france = [{"role": "user", "content": "What is the capital of France?"}]

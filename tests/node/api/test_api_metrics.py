@@ -14,8 +14,10 @@ from aiohttp.test_utils import TestClient
 
 from node.api.errors import HttpLimits
 from node.node import Node
+from node.swarm.backend import LLM_CACHE_DIR
 from swarm.runtime.llm.batched import LLMSwarmBackend
 from tests.framework.chain import transfer
+from tests.framework.llm import seed_cache
 from tests.framework.nodes import (
     ApiTestNode,
     MinerStats,
@@ -138,10 +140,11 @@ async def metrics_of(node: Node) -> dict[str, float]:
 
 
 async def test_a_non_mining_node_serving_the_language_model_counts_its_products(
-        tmp_path: Path) -> None:
+        tmp_path: Path, llm_cache: Path) -> None:
     """A real node without a miner serving the shipped SmolLM2 (int8): /metrics shows its
     model's products and MACs as local, equal to the swarm service's counters, and they
     grow with the node's answers."""
+    seed_cache(llm_cache, tmp_path / "llm" / LLM_CACHE_DIR)  # its own cache, not converted again
     node = wired(node_config(tmp_path, "llm", swarm_backend="smollm2"))
     await node.start()
     try:

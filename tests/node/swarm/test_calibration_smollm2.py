@@ -30,9 +30,8 @@ SEED_BLOCKS = [bytes([0x5E, i]) * 16 for i in range(3)]
 
 
 @pytest.fixture(scope="module")
-def smollm2_for_calibration(tmp_path_factory: pytest.TempPathFactory) -> InferenceBackend:
-    cache: Path = tmp_path_factory.mktemp("llm-cache")
-    return make_backend(f"smollm2:{cache}")  # int8, greedy: the node's default
+def smollm2_for_calibration(llm_cache: Path) -> InferenceBackend:
+    return make_backend(f"smollm2:{llm_cache}")  # int8, greedy: the node's default
 
 
 @pytest.mark.parametrize("seed_block", SEED_BLOCKS, ids=lambda b: b[:2].hex())

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("llm-cache")
+def cache_dir(llm_cache: Path) -> Path:
+    return llm_cache  # the session's conversion; test_cache_reuse_and_corrupt_rebuild makes its own
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ STAMP   := $(VENV)/.installed
 # 10-16 s from pip's cache (19 MB to download once), against about 4 s for the editable
 # rebuild a separate pip call repeats, and it lets `make test` run the reference row's smoke
 # test instead of skipping it.
-$(STAMP): pyproject.toml setup.py pouw/_native/fused.c
+$(STAMP): pyproject.toml setup.py pouw/_native/fused.c pouw/_native/shake.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,reference]'

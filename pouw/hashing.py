@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import importlib.util
+
+
+def _load_shake() -> ctypes.CDLL | None:
+    """pouw/_native/shake.c, when it was built (optional, like the fused kernel)."""
+    spec = importlib.util.find_spec("pouw._native._shake")
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        lib = ctypes.CDLL(spec.origin)
+        fn = lib.pouw_shake256_streams
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_int64,
+                   ctypes.c_int64, ctypes.c_void_p]
+    fn.restype = None
+    return lib
+
+
+_SHAKE = _load_shake()
 
 
 def tagged_hash(tag: bytes, *parts: bytes, key: bytes = b"") -> bytes:
@@ -20,14 +41,28 @@ def tagged_hash(tag: bytes, *parts: bytes, key: bytes = b"") -> bytes:
     return h.digest()
 
 
+def native_shake() -> bool:
+    """Whether xof_streams runs natively here (pouw/_native/shake.c was built)."""
+    return _SHAKE is not None
+
+
 def xof(tag: bytes, seed: bytes, index: int, length: int) -> bytes:
     """SHAKE-256 stream number `index` under `seed`, for noise and permutations."""
     return xof_streams(tag, seed, range(index, index + 1), length)
 
 
-def xof_streams(tag: bytes, seed: bytes, indices: range, length: int) -> bytes:
-    """Streams `indices` of xof(tag, seed, ·, length), concatenated: the (tag, seed) prefix
-    is absorbed once and copied per stream (a verifier draws one stream per chunk)."""
+def xof_streams(tag: bytes, seed: bytes, indices: range, length: int, *,
+                native: bool = True) -> bytes:
+    """Streams `indices` of xof(tag, seed, ·, length), concatenated (a verifier draws one
+    stream per chunk): in one native call where pouw/_native/shake.c was built, else through
+    hashlib with the (tag, seed) prefix absorbed once and copied per stream (2.4 µs a stream
+    of call overhead: 0.6 ms of a worst-case verification)."""
+    if native and _SHAKE is not None and indices.step == 1 and len(indices) and length > 0:
+        prefix_bytes = len(tag).to_bytes(1, "big") + tag + seed
+        buffer = ctypes.create_string_buffer(len(indices) * length)
+        _SHAKE.pouw_shake256_streams(prefix_bytes, len(prefix_bytes), indices.start,
+                                     len(indices), length, buffer)
+        return buffer.raw
     prefix = hashlib.shake_256()
     prefix.update(len(tag).to_bytes(1, "big") + tag)
     prefix.update(seed)

@@ -21,8 +21,13 @@ TILE_W = 4
 R_MIN = 16
 R_MAX = 1024
 
-#: Largest chunk size chosen by default_r.
-DEFAULT_R_MAX = 256
+#: Largest chunk size chosen by default_r (callers that name no r: the library, the bench).
+#: At 64, mining a real product costs at most 10 % more than mining junk at 4096³ (the
+#: denoising, 2·L·r/k = 9.4 % with L = 3; 25 % at r = 256, docs/pouw.md §8), and the fused
+#: kernel met both overhead goals at r = 64 on the Zen 2 (1.30× at 4096³, 0.98× at
+#: 2048×4096², §11), where r = 128 was within the noise of it. On-chain matmul jobs take
+#: their r from contracts.jobs.padded_shape instead.
+DEFAULT_R_MAX = 64
 
 #: Shape bounds. K_MAX bounds what one certificate carries (12·k operand bytes: <= 64 KiB) and
 #: what its verification replays (2·5·k XOF bytes and 12·k hashed bytes at the last chunk:
@@ -107,9 +112,9 @@ class PouwParams:
 
 
 def default_r(k: int) -> int:
-    """Chunk size when the caller does not choose: the largest power of two up to 256 that
-    divides k (measured best on this CPU by bench/pouw_overhead.py: fewer chunks mean fewer
-    accumulator passes, larger r means more denoising work)."""
+    """Chunk size when the caller does not choose: the largest power of two up to
+    DEFAULT_R_MAX (64) that divides k. Fewer chunks mean fewer fold passes, larger r more
+    denoising work, which junk mining skips: 64 bounds that margin (docs/pouw.md §8, §11)."""
     r = DEFAULT_R_MAX
     while r > R_MIN and k % r:
         r //= 2

@@ -70,12 +70,23 @@ class KTooLargeError(ValueError):
     the client splits the product along k and sums the parts."""
 
 
+#: A job's k is cut into at least this many chunks where r allows (r >= 16). Mining a real
+#: product costs what mining junk does plus the denoising, 2·L·r/k of the product's
+#: multiply-accumulates (docs/pouw.md §8): 25 % at 16 chunks (this rule before session 9),
+#: 9.4 % at 64 (L = 3), under the 10 % issue 16 aims for, at any k >= 1024. Below that r is
+#: pouw's smallest, 16, and the margin 2·L·16/k (12.5 % at k = 512). The fused kernel met both
+#: overhead goals at r = 64 (§11).
+JOB_MIN_CHUNKS = 64
+
+
 def padded_shape(m: int, k: int, n: int) -> tuple[int, int, int, int]:
     """(m', k', n', r): the pouw shape a m×k·k×n job is mined at (zero padding).
 
     m' and n' round up to whole tiles; r is the largest power of two ≤ 1024 that still
-    leaves 16 chunks of k (at least 16), and k' rounds k up to a multiple of r. Zero rows and
-    columns do not change the product's top-left m×n block. Raises ValueError if too big.
+    leaves JOB_MIN_CHUNKS chunks of k (at least 16), and k' rounds k up to a multiple of r
+    (at most 128 chunks, pouw's MAX_CHUNKS). Zero rows and columns do not change the
+    product's top-left m×n block. The roots a request names are of these padded operands,
+    so client and worker must pad alike. Raises ValueError if too big.
     """
     if k > K_MAX:
         raise KTooLargeError(f"k={k} > {K_MAX}: split the product along k, "
@@ -83,7 +94,7 @@ def padded_shape(m: int, k: int, n: int) -> tuple[int, int, int, int]:
     if not (0 < m <= MN_MAX and 0 < n <= MN_MAX and 0 < k <= K_MAX):
         raise ValueError(f"shape {m}x{k}x{n} outside 1..{MN_MAX} (m, n) and 1..{K_MAX} (k)")
     r = R_MAX
-    while r > R_MIN and k < 16 * r:
+    while r > R_MIN and k < JOB_MIN_CHUNKS * r:
         r //= 2
     k_padded = _round_up(max(k, r), r)
     if k_padded > K_MAX:

@@ -26,7 +26,7 @@ R_MAX = 1024
 #: denoising, 2·L·r/k = 9.4 % with L = 3; 25 % at r = 256, docs/pouw.md §8), and the fused
 #: kernel met both overhead goals at r = 64 on the Zen 2 (1.30× at 4096³, 0.98× at
 #: 2048×4096², §11), where r = 128 was within the noise of it. On-chain matmul jobs take
-#: their r from contracts.jobs.padded_shape instead.
+#: their r from contracts.jobs.padded_shape (at least 64 chunks: the same bound).
 DEFAULT_R_MAX = 64
 
 #: Shape bounds. K_MAX bounds what one certificate carries (12·k operand bytes: <= 64 KiB) and

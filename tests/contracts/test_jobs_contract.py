@@ -8,6 +8,7 @@ from consensus.genesis import DEV_BALANCE
 from consensus.validation import disconnect_block
 from contracts import PAYLOAD_CLASSES, JobCancel, JobReceipt, JobRequest
 from contracts.jobs import (
+    JOB_MIN_CHUNKS,
     MAX_JOB_TIMEOUT,
     STATUS_CANCELLED,
     STATUS_DONE,
@@ -19,7 +20,8 @@ from contracts.jobs import (
 )
 from core.errors import TransactionError
 from pouw import PouwParams
-from pouw.params import K_MAX
+from pouw.noise import denoise_limbs
+from pouw.params import K_MAX, MAX_CHUNKS, R_MIN
 from tests.framework.chain import Chain, addr, apply, balance, make_block, tx
 
 CLIENT = 1
@@ -191,14 +193,31 @@ def test_job_id_binds_every_field() -> None:
     ((1, 1, 1), (8, 16, 4, 16)),
     ((10, 100, 30), (16, 112, 32, 16)),
     ((64, 256, 64), (64, 256, 64, 16)),
-    ((8, 4096, 4), (8, 4096, 4, 256)),
-    ((9, 4000, 5), (16, 4096, 8, 128)),
-    ((65536, K_MAX, 65536), (65536, K_MAX, 65536, 256)),
+    ((8, 1024, 4), (8, 1024, 4, 16)),
+    ((8, 2048, 4), (8, 2048, 4, 32)),
+    ((8, 4096, 4), (8, 4096, 4, 64)),
+    ((9, 4000, 5), (16, 4000, 8, 32)),
+    ((65536, K_MAX, 65536), (65536, K_MAX, 65536, 64)),
 ])
 def test_padded_shape(shape: tuple[int, int, int], padded: tuple[int, int, int, int]) -> None:
 
     assert padded_shape(*shape) == padded
     PouwParams(m=padded[0], k=padded[1], n=padded[2], r=padded[3]).validate()
+
+
+@pytest.mark.parametrize("k", [1, 15, 16, 17, 255, 1023, 1024, 1025, 2047, 3000, 4000, K_MAX])
+def test_a_job_is_mined_in_64_to_128_chunks_where_r_allows(k: int) -> None:
+    """At least JOB_MIN_CHUNKS chunks once k allows r >= 16, so the denoising margin
+    2·L·r/k is at most 9.4 % (below k = 1024, r is pouw's smallest, 16), never more than
+    pouw's MAX_CHUNKS, and the padding stays under r."""
+    _, kp, _, r = padded_shape(8, k, 4)
+    chunks = kp // r
+    assert kp % r == 0 and 0 <= kp - k < max(r, 16) and chunks <= MAX_CHUNKS
+    if k >= JOB_MIN_CHUNKS * R_MIN:
+        assert chunks >= JOB_MIN_CHUNKS
+        assert 2 * denoise_limbs(kp, r) * r / kp <= 0.094
+    else:
+        assert r == R_MIN
 
 
 @pytest.mark.parametrize("shape", [(0, 1, 1), (1, 0, 1), (1, 1, 0), (65537, 1, 1),

@@ -562,9 +562,16 @@ class ChatApi:
             raise ApiError(402, "fee_not_covered", str(exc)) from exc
         except SwarmUnavailable as exc:
             raise swarm_forming(exc) from exc
+        return web.json_response(self._round_json(state))
+
+    def _round_json(self, state: RoundState) -> dict[str, Any]:
+        """The round's view with its settlement refreshed from chain state first: the
+        refresh fills ``settled``, so one answer never says "settled at height h" beside
+        ``settled: null`` (seen once under load in tests/functional/test_swarm.py)."""
+        status = self.service.settlement_status(state)
         view = state.view()
-        view["settlement_status"] = self.service.settlement_status(state)
-        return web.json_response(view)
+        view["settlement_status"] = status
+        return view
 
     async def round_view(self, request: web.Request) -> web.Response:
         """``GET /api/v1/rounds/{id}``: the round as this node holds it."""
@@ -578,9 +585,7 @@ class ChatApi:
         state = self.service.rounds.get(round_id)
         if state is None:
             raise ApiError(404, "not_found", "unknown round")
-        view = state.view()
-        view["settlement_status"] = self.service.settlement_status(state)
-        return web.json_response(view)
+        return web.json_response(self._round_json(state))
 
     async def round_list(self, request: web.Request) -> web.Response:
         """``GET /api/v1/rounds?limit=N``: the rounds this node holds, newest first."""

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import importlib.util
+
+from pouw._native import built_library
 
 
 def _load_shake() -> ctypes.CDLL | None:
     """pouw/_native/shake.c, when it was built (optional, like the fused kernel)."""
-    spec = importlib.util.find_spec("pouw._native._shake")
-    if spec is None or spec.origin is None:
-        return None
-    try:
-        lib = ctypes.CDLL(spec.origin)
-        fn = lib.pouw_shake256_streams
-    except (OSError, AttributeError):
+    lib = built_library("_shake")
+    fn = getattr(lib, "pouw_shake256_streams", None)
+    if lib is None or fn is None:  # absent, or built from an older shake.c
         return None
     fn.argtypes = [ctypes.c_char_p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_int64,
                    ctypes.c_int64, ctypes.c_void_p]

@@ -11,11 +11,11 @@ the torch path). ctypes releases the GIL during the call; OpenMP spreads the wor
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
 
+from pouw._native import built_library
 from pouw.noise import NoiseFactors, denoise_limbs
 from pouw.params import PREFILTER_BITS, TILE_H, TILE_W
 
@@ -35,11 +35,10 @@ _I64 = ctypes.c_int64
 
 
 def _load() -> ctypes.CDLL | None:
-    spec = importlib.util.find_spec("pouw._native._fused")
-    if spec is None or spec.origin is None:
+    lib = built_library("_fused")
+    if lib is None:
         return None
     try:
-        lib = ctypes.CDLL(spec.origin)
         lib.pouw_noisy_left.argtypes = [_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P,
                                         ctypes.c_int]
         lib.pouw_noisy_right.argtypes = [_P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _P, _P]

@@ -82,7 +82,7 @@ JOB_MIN_CHUNKS = 64
 def padded_shape(m: int, k: int, n: int) -> tuple[int, int, int, int]:
     """(m', k', n', r): the pouw shape a m×k·k×n job is mined at (zero padding).
 
-    m' and n' round up to whole tiles; r is the largest power of two ≤ 1024 that still
+    m' and n' round up to whole tiles; r is the largest power of two ≤ R_MAX (256) that still
     leaves JOB_MIN_CHUNKS chunks of k (at least 16), and k' rounds k up to a multiple of r
     (at most 128 chunks, pouw's MAX_CHUNKS). Zero rows and columns do not change the
     product's top-left m×n block. The roots a request names are of these padded operands,

@@ -11,7 +11,7 @@ import pytest
 from bench.pouw_overhead import main
 from pouw import native
 from pouw.backends import available_backends
-from pouw.params import MAX_CHUNKS
+from pouw.params import K_MAX, MAX_CHUNKS, R_MAX
 
 PLAIN_KINDS = {"int8 GEMM", "int8 GEMM in row panels", "float32 GEMM, 1024-deep chunks",
                "float32 GEMM, one call (int7)"}
@@ -21,7 +21,7 @@ PLAIN_KINDS = {"int8 GEMM", "int8 GEMM in row panels", "float32 GEMM, 1024-deep 
 def test_overhead_bench_prints_a_table_then_json_last(
         capsys: pytest.CaptureFixture[str]) -> None:
     result = main(["--backends", "native", "numpy", "--shapes", "64x256x64", "--r", "64",
-                   "--repeats", "1", "--json"])
+                   "--repeats", "1", "--worst-mn", "64", "--json"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("native kernel: " + native.ISA_NAMES[native.best_isa()])
     assert json.loads(lines[-1]) == json.loads(json.dumps(result))
@@ -36,7 +36,12 @@ def test_overhead_bench_prints_a_table_then_json_last(
         assert path["overhead"] > 0 and set(path["phases_ms"]) >= {"noise", "product"}
     assert row["chunks"] == 4 and row["certificate_bytes"] <= 64 * 1024
     worst = result["worst_case_verification"]
-    assert worst["chunks"] == MAX_CHUNKS and worst["certificate_bytes"] <= 64 * 1024
+    assert [(case["r"], case["chunks"]) for case in worst["cases"]] == [
+        (K_MAX // MAX_CHUNKS, MAX_CHUNKS), (R_MAX, K_MAX // R_MAX)]
+    assert worst["m"] == worst["n"] == 64 and worst["k"] == K_MAX
+    assert worst in [{**{"m": 64, "n": 64, "k": K_MAX}, **case, "cases": worst["cases"]}
+                     for case in worst["cases"]]
+    assert all(case["certificate_bytes"] <= 64 * 1024 for case in worst["cases"])
 
 
 def test_each_native_isa_below_the_best_is_a_backend() -> None:

@@ -17,7 +17,7 @@ from pouw.noise import (
     noisy_right,
     right_wide_factor,
 )
-from pouw.params import K_MAX, TILE_H, TILE_W, VALUE_MAX, VALUE_MIN, PouwParams
+from pouw.params import K_MAX, R_MAX, TILE_H, TILE_W, VALUE_MAX, VALUE_MIN, PouwParams
 from pouw.tickets import advance_states, fold_tiles, initial_states
 
 from .conftest import COMMITMENT, random_operands
@@ -127,7 +127,7 @@ def test_kernel_matches_reference(isa: int, job: tuple[np.ndarray, np.ndarray, i
 def test_kernel_largest_k_extremes(isa: int) -> None:
     """k = K_MAX at the int8 range ends: biased accumulators and the compensation
     come closest to 2^31 here, and the unbiased result must still be exact."""
-    k, r = K_MAX, 1024
+    k, r = K_MAX, R_MAX
     a = np.full((16, k), -128, np.int8)
     a[1::2] = 127
     b = np.full((k, 64), -128, np.int8)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from pouw import MAX_TARGET, OperandError, ParamsError, available_backends, default_r, mine_product
 from pouw.backends import get_backend
+from pouw.params import R_MAX
 from pouw.torch_backend import TorchBackend, cpu_has_int8_dot, int_mm_is_exact, int_mm_usable
 
 from .conftest import COMMITMENT, random_operands
@@ -62,7 +63,7 @@ def test_large_k_extremes_are_exact(backend: str) -> None:
     b = np.full((k, n), -64, np.int8)
     a[1::2] = 63
     b[:, 1::2] = 63
-    result = mine_product(a, b, commitment=COMMITMENT, target=0, r=1024, backend=backend)
+    result = mine_product(a, b, commitment=COMMITMENT, target=0, r=R_MAX, backend=backend)
     assert np.array_equal(result.product.astype(np.int64), a.astype(np.int64) @ b.astype(np.int64))
 
 

@@ -22,7 +22,7 @@ from pouw import (
     verify_certificate,
 )
 from pouw.noise import chunk_permutation, permutations
-from pouw.params import K_MAX, MAX_CHUNKS, NOISE_BLOCK, R_MIN
+from pouw.params import K_MAX, MAX_CHUNKS, NOISE_BLOCK, R_MAX, R_MIN
 
 from .conftest import COMMITMENT, random_operands
 
@@ -76,6 +76,23 @@ def test_worst_case_certificate_last_chunk_of_largest_k_verifies() -> None:
         == result.wins[-1].value
     first = result.certificates[0]
     assert first.chunk == 0 and tile_ticket(first) == result.wins[0].value
+
+
+def test_widest_chunk_is_bounded_and_its_last_chunk_verifies() -> None:
+    """r = R_MAX is the other worst case: a verifier draws one 64-row block of E_L and of F_R
+    (2·NOISE_BLOCK·r bytes) at any chunk, so r is bounded; its last chunk verifies."""
+    with pytest.raises(ParamsError, match="power of two"):
+        PouwParams(m=8, k=K_MAX, n=4, r=2 * R_MAX).validate()
+    a, b = random_operands(8, K_MAX, 4, seed=7)
+    result = mine_product(a, b, commitment=COMMITMENT, target=MAX_TARGET, r=R_MAX,
+                          backend="numpy", max_wins=K_MAX // R_MAX)
+    last = result.certificates[-1]
+    assert last.chunk == K_MAX // R_MAX - 1
+    assert verify_certificate(last, commitment=COMMITMENT, target=MAX_TARGET) \
+        == result.wins[-1].value
+    forged = dataclasses.replace(last, params=PouwParams(m=8, k=K_MAX, n=4, r=2 * R_MAX))
+    with pytest.raises(CertificateError):
+        verify_certificate(forged, commitment=COMMITMENT, target=MAX_TARGET)
 
 
 @pytest.mark.parametrize("side", ["E", "F"])

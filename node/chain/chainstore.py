@@ -208,8 +208,7 @@ class ChainStore:
         tip = db.get(TIP_KEY)
         if tip is None or tip not in self.tree:
             raise ChainStoreError("stored tip is missing from the block tree")
-        self._tip_id = tip
-        self._tip_header = self._header(tip)
+        self._tip: tuple[bytes, BlockHeader] = (tip, self._header(tip))
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, genesis: GenesisConfig,
@@ -282,17 +281,19 @@ class ChainStore:
 
     # -- reads -------------------------------------------------------------------------------
 
+    # The tip is one tuple, replaced whole by the chain thread, so a reader on another thread
+    # never sees a new id beside an old header (or height).
     @property
     def tip_id(self) -> bytes:
-        return self._tip_id
+        return self._tip[0]
 
     @property
     def tip_header(self) -> BlockHeader:
-        return self._tip_header
+        return self._tip[1]
 
     @property
     def height(self) -> int:
-        return int(self._tip_header.height)
+        return int(self._tip[1].height)
 
     def state_view(self) -> PrefixedKV:
         """The tip state for reads (do not write through it: use a batch)."""
@@ -480,7 +481,7 @@ class ChainStore:
         is thrown away, telling the fork choice each block's justified epoch (it may then
         prefer the branch; `resume` walks there for real). Stops quietly at a block that
         breaks a rule: the real connect marks it invalid if the fork choice ever picks it."""
-        reorg = self.tree.path(self._tip_id, block_id)
+        reorg = self.tree.path(self.tip_id, block_id)
         batch = self.db.batch()
         try:
             state = State(PrefixedKV(batch, STATE), records=self._records)  # own LtHash cache
@@ -508,7 +509,7 @@ class ChainStore:
         to the next best tip.
         """
         update = ChainUpdate()
-        while self._tip_id != self.tree.tip:
+        while self.tip_id != self.tree.tip:
             update.merge(self.walk_to(self.tree.tip))
         return update
 
@@ -519,7 +520,7 @@ class ChainStore:
         (marked invalid, reported in ``invalid``).
         """
         update = ChainUpdate()
-        reorg = self.tree.path(self._tip_id, block_id)
+        reorg = self.tree.path(self.tip_id, block_id)
         # a reorg never disconnects the finalized checkpoint (the fork choice's guard)
         if reorg.old_canonical and \
                 self.tree.entry(reorg.old_canonical[-1]).height <= self._finalized.height:
@@ -573,7 +574,7 @@ class ChainStore:
         header = block.header
         block_id = header.block_id()
         # only a child of the tip can be connected
-        if header.parent_hash != self._tip_id:
+        if header.parent_hash != self.tip_id:
             raise ChainStoreError("connect_block: not a child of the tip")
         self._fire("connect:begin")
         verified = self.verify_signatures(block.transactions)
@@ -604,8 +605,7 @@ class ChainStore:
             self._finalized = proved
             self.tree.finalize(proved.block_id)  # the fork choice's root moves with it
         self._fire("connect:after_commit")
-        self._tip_id = block_id
-        self._tip_header = header
+        self._tip = (block_id, header)
         self._remember(block_id, block)
         return undo
 
@@ -624,9 +624,9 @@ class ChainStore:
 
     def disconnect_block(self, block_id: bytes | None = None) -> Block:
         """Undo the tip: ONE batch with restored state, height index removal and the parent."""
-        block_id = self._tip_id if block_id is None else block_id
+        block_id = self.tip_id if block_id is None else block_id
         # only the tip can be disconnected, and never genesis
-        if block_id != self._tip_id or block_id == self.genesis_id:
+        if block_id != self.tip_id or block_id == self.genesis_id:
             raise ChainStoreError("disconnect_block: not the tip, or genesis")
         self._fire("disconnect:begin")
         block = self._block(block_id)
@@ -649,8 +649,7 @@ class ChainStore:
         self._fire("disconnect:before_commit")
         batch.commit()
         self._fire("disconnect:after_commit")
-        self._tip_id = parent.block_id()
-        self._tip_header = parent
+        self._tip = (parent.block_id(), parent)
         return block
 
     def returning_blocks(self) -> list[Block]:

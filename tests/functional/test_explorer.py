@@ -262,7 +262,10 @@ def test_an_inference_mined_block_is_inference_work_on_another_node(
     page says so in the browser."""
     miner, other = testnet[0], testnet[1]
     inference, asked = ask_until_inference_block(miner, other)
-    # the miner's count of blocks its inference won includes any that lost to a sibling
+    # the miner's count of blocks its inference won includes any that lost to a sibling; it
+    # counts a block once its own submission returns, which may follow node 1's (early relay)
+    wait_until(lambda: miner.status()["mining"]["inference_blocks"] >= len(inference),
+               timeout=30, message="the miner counted its inference blocks")
     won = miner.status()["mining"]["inference_blocks"]
     print(f"questions asked: {asked}; inference blocks won (miner): {won}, "
           f"on the chain (node 1): {len(inference)}")

@@ -24,6 +24,7 @@ from pouw import Certificate
 from tests.framework.chain import make_block, new_chain, transfer
 from tests.framework.nodes import TestNetwork, TestNode, address_of
 from tests.framework.rawpeer import PeerRefused, RawPeer
+from tests.framework.util import wait_for
 
 pytestmark = pytest.mark.slow  # real node processes
 
@@ -109,7 +110,9 @@ def test_misbehaving_peers_are_banned_while_node_serves_others(network: TestNetw
         assert reason in wire, f"closed with {reason!r}, expected one of {wire}"
         events = banned_events(victim, peer)
         assert events and events[0].get("reason") in logged, f"ban log {events}"
-        assert peer.node_id.hex() not in victim.peer_ids()
+        # the victim drops the peer once its connection has shut down, just after the close
+        await wait_for(lambda: peer.node_id.hex() not in victim.peer_ids(),
+                       message="the banned peer dropped")
         # the same identity is refused from now on...
         async with RawPeer(victim.url, seed=seed) as again:
             with pytest.raises(PeerRefused, match="banned"):
@@ -126,7 +129,8 @@ def test_misbehaving_peers_are_banned_while_node_serves_others(network: TestNetw
         except AssertionError as exc:
             failures.append(f"{name}: {exc}")
     assert not failures, "\n".join(failures)
-    assert victim.status()["peers"] == 1  # only the honest node is left
+    # only the honest node is left (the well-behaved identities have hung up)
+    network.wait_until(lambda: victim.status()["peers"] == 1, message="only the honest peer")
     # the victim still serves: its new block reaches the honest node
     [block_hash] = network.generate(victim, 1)
     network.sync_blocks(timeout=30, block=block_hash)

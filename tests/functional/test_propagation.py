@@ -19,7 +19,8 @@ def test_blocks_and_transactions_reach_every_node(network: TestNetwork) -> None:
     hashes = network.generate(nodes[0], 3)
     network.sync_blocks(timeout=30, block=hashes[-1])
     for n in nodes:
-        assert n.height() == 3
+        # the block is canonical in the store just before the node publishes its tip
+        network.wait_until(lambda n=n: n.height() == 3, message=f"node{n.index} at height 3")
         assert n.block(2)["id"] == hashes[1]
 
     # a transaction submitted at the far end travels to the miner and comes back in a block
